@@ -1,0 +1,102 @@
+// The cost of the dispatch decision itself: evaluating the standard rule
+// table on a prepared snapshot, for the snapshots that stop at each rule, and
+// taking a performance-model snapshot (the part of building a
+// DispatchSnapshot that copies timings under the model's lock).
+#include <cstdint>
+#include <memory>
+
+#include "benchmark/benchmark.h"
+#include "core/dispatch/dispatch_policy.h"
+#include "core/dispatch/performance_model.h"
+
+namespace engram::core {
+namespace {
+
+constexpr uint64_t kGiB = uint64_t{1} << 30;
+
+DispatchSnapshot Snapshot() {
+  DispatchSnapshot s;
+  s.op = Operation::kCosine;
+  s.placement = Placement::kAuto;
+  s.work = uint64_t{1} << 26;
+  s.gpu_present = true;
+  s.breaker_admission = CircuitBreaker::Admission::kAllowed;
+  s.memory.has_reading = true;
+  s.memory.stale = false;
+  s.memory.high_pressure = false;
+  s.memory.reading = DeviceMemoryInfo{40 * kGiB, 80 * kGiB};
+  s.memory.budget_bytes = 32 * kGiB;
+  s.footprint = CosineFootprint(512, 100000, 128, 0);
+  s.min_chunk_items = 8;
+  s.min_gpu_work = uint64_t{1} << 24;
+  s.perf.cpu.usable = s.perf.gpu.usable = true;
+  s.perf.cpu.seconds_per_unit = 1e-9;
+  s.perf.gpu.seconds_per_unit = 1e-10;
+  return s;
+}
+
+// Arg: the rule that decides. 0 placement, 1 breaker_open, 2 work_below_min,
+// 3 predicted_slower, 4 memory_pressure, 5 probe, 6 default.
+void BM_Decide(benchmark::State& state) {
+  auto policy = RuleTablePolicy::Create({});
+  if (!policy.ok()) {
+    state.SkipWithError("policy creation failed");
+    return;
+  }
+  DispatchSnapshot s = Snapshot();
+  switch (state.range(0)) {
+    case 0:
+      s.placement = Placement::kCpuOnly;
+      break;
+    case 1:
+      s.breaker_admission = CircuitBreaker::Admission::kRejected;
+      break;
+    case 2:
+      s.work = 1000;
+      break;
+    case 3:
+      s.perf.gpu.seconds_per_unit = 1e-8;
+      break;
+    case 4:
+      s.memory.high_pressure = true;
+      break;
+    case 5:
+      s.perf.probe_due = true;
+      break;
+    default:
+      break;
+  }
+  for (auto _ : state) {
+    DispatchDecision d = (*policy)->Decide(s);
+    benchmark::DoNotOptimize(d);
+  }
+  state.SetLabel(std::string((*policy)->Decide(s).rule));
+}
+BENCHMARK(BM_Decide)->DenseRange(0, 6);
+
+void BM_PerformanceModelSnapshot(benchmark::State& state) {
+  PerformanceModel::Options options;
+  options.window_samples = static_cast<uint32_t>(state.range(0));
+  auto model = PerformanceModel::Create(options);
+  if (!model.ok()) {
+    state.SkipWithError("model creation failed");
+    return;
+  }
+  const uint64_t work = uint64_t{1} << 26;
+  for (int64_t i = 0; i < state.range(0); ++i) {
+    (void)(*model)->RecordTiming(Operation::kCosine, BackendKind::kCpu, work,
+                                 1e-3 + 1e-6 * i);
+    (void)(*model)->RecordTiming(Operation::kCosine, BackendKind::kGpu, work,
+                                 1e-4 + 1e-7 * i);
+  }
+  for (auto _ : state) {
+    PerfSnapshot s = (*model)->Snapshot(Operation::kCosine, work);
+    benchmark::DoNotOptimize(s);
+  }
+}
+BENCHMARK(BM_PerformanceModelSnapshot)->Arg(16)->Arg(64)->Arg(256);
+
+}  // namespace
+}  // namespace engram::core
+
+BENCHMARK_MAIN();

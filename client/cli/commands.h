@@ -1,0 +1,139 @@
+// The engram-cli command line: parsing `engram-cli <subcommand> [--flags]`,
+// building requests from the parsed options, and running a subcommand against
+// a server. main() only forwards to Main(); everything here is testable.
+//
+// Output contract: a successful command prints one JSON object (the response,
+// proto field names, default values included) on stdout; a failure prints
+// `error: <CODE_NAME>: <message>` on stderr. Exit codes are kExit* below.
+#ifndef ENGRAM_CLIENT_CLI_COMMANDS_H_
+#define ENGRAM_CLIENT_CLI_COMMANDS_H_
+
+#include <cstdint>
+#include <optional>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "client/types.h"
+#include "engram/similarity/v1/similarity.pb.h"
+#include "google/protobuf/message.h"
+
+namespace engram::client::cli {
+
+// Success; for `health`, the server reported SERVING.
+inline constexpr int kExitOk = 0;
+// The RPC failed, or `health` got an answer other than SERVING. Container
+// health checks read any non-zero code as unhealthy.
+inline constexpr int kExitRpcError = 1;
+// Bad usage or input: unknown subcommand or flag, invalid flag value,
+// unreadable or malformed input file. Nothing was sent.
+inline constexpr int kExitUsage = 2;
+
+enum class Subcommand { kCosine, kSpread, kStats, kHealth };
+
+// Flags every subcommand accepts.
+struct CommonOptions {
+  std::string server = "127.0.0.1:50051";
+  absl::Duration timeout = absl::Seconds(30);
+  std::string request_id;  // empty: no x-request-id is sent
+};
+
+struct CosineOptions {
+  std::string queries_path;  // .npy, with targets_path; or random
+  std::string targets_path;
+  std::string random;  // "Q,N,D"
+  uint64_t seed = 1;
+  uint32_t top_k = 0;
+  std::optional<float> min_score;
+  std::string placement = "auto";
+};
+
+struct SpreadOptions {
+  std::string graph_path;  // edge list, see client/edge_list.h
+  std::optional<uint32_t> num_nodes;
+  std::string seeds;  // "node:activation,..."
+  std::optional<uint32_t> max_hops;
+  std::string decay;  // "kind:value"; empty leaves the server default
+  std::optional<float> threshold;
+  std::string hop_thresholds;  // "t1,t2,..."; empty sends none
+  std::optional<float> max_activation;
+  uint32_t top_k = 0;
+  std::string placement = "auto";
+};
+
+struct HealthOptions {
+  std::string service;
+};
+
+// A parsed command line. With `help`, `subcommand` says whose help was asked
+// for (none: the overview) and the option structs are meaningless.
+struct Invocation {
+  bool help = false;
+  std::optional<Subcommand> subcommand;
+  CommonOptions common;
+  CosineOptions cosine;
+  SpreadOptions spread;
+  HealthOptions health;
+};
+
+// Parses the arguments after the program name: the subcommand first, then
+// flags as `--name=value` or `--name value` (one leading dash also works).
+// `help`, `--help` or `-h` anywhere asks for help. Flags are the absl flags
+// of this file; a flag the subcommand does not take is an error. Returns
+// INVALID_ARGUMENT describing the problem. Not thread-safe: it resets this
+// file's flags to their defaults, then sets them from `args`, so the result
+// depends on `args` alone.
+absl::StatusOr<Invocation> ParseArgs(const std::vector<std::string>& args);
+
+// The --help text: the overview with exit codes, or one subcommand's flags.
+std::string UsageText(std::optional<Subcommand> subcommand);
+
+// "auto", "cpu" or "gpu".
+absl::StatusOr<engram::similarity::v1::Placement> ParsePlacement(
+    absl::string_view text);
+
+// "exponential:R", "power_law:E", "linear:S" or "constant:F" into the decay
+// oneof of `params`, which is left unchanged on error.
+absl::Status ParseDecay(absl::string_view text,
+                        engram::similarity::v1::SpreadParams* params);
+
+// "node:activation,node:activation,...": at least one seed, node ids
+// non-negative 32-bit integers, activations finite.
+absl::StatusOr<std::vector<SpreadSeed>> ParseSeeds(absl::string_view text);
+
+// "f1,f2,...": finite floats, at least one.
+absl::StatusOr<std::vector<float>> ParseFloatList(absl::string_view text);
+
+// The request `options` describe: reads the .npy files or generates the
+// random data. INVALID_ARGUMENT for inconsistent flags or bad input; file
+// errors as ReadNpyFile reports them.
+absl::StatusOr<engram::similarity::v1::BatchCosineRequest> BuildCosineRequest(
+    const CosineOptions& options);
+
+// The request `options` describe: reads the edge list, builds the CSR graph
+// (over --num_nodes nodes when given, else max id + 1) and sets only the
+// parameters that were given.
+absl::StatusOr<engram::similarity::v1::SpreadRequest> BuildSpreadRequest(
+    const SpreadOptions& options);
+
+// `message` as one line of JSON: proto field names, fields at their default
+// values included. INTERNAL when protobuf cannot print it.
+absl::StatusOr<std::string> ToJson(const google::protobuf::Message& message);
+
+// `error: <CODE_NAME>: <message>`.
+std::string FormatError(const absl::Status& status);
+
+// Runs a parsed, non-help invocation: builds the request, calls the server
+// and prints the result to `out` or the error to `err`. Returns the exit code.
+int Run(const Invocation& invocation, std::ostream& out, std::ostream& err);
+
+// The whole program: ParseArgs, help or Run. Returns the exit code.
+int Main(int argc, char** argv, std::ostream& out, std::ostream& err);
+
+}  // namespace engram::client::cli
+
+#endif  // ENGRAM_CLIENT_CLI_COMMANDS_H_

@@ -1,0 +1,115 @@
+// A blocking client for the Engram Similarity Service (the Similarity RPCs of
+// proto/engram/similarity/v1/similarity.proto) and the standard gRPC health
+// check, with errors returned as absl::Status.
+//
+// One SimilarityClient owns one channel; it is thread-safe, and calls from
+// many threads share the channel's connections. Every call carries a deadline
+// (the client's timeout unless the call overrides it) and, when given, an
+// `x-request-id` metadata entry that the server logs with the request.
+#ifndef ENGRAM_CLIENT_SIMILARITY_CLIENT_H_
+#define ENGRAM_CLIENT_SIMILARITY_CLIENT_H_
+
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "engram/similarity/v1/similarity.grpc.pb.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "grpcpp/channel.h"
+#include "grpcpp/client_context.h"
+#include "grpcpp/security/credentials.h"
+
+namespace engram::client {
+
+// The metadata key that carries a caller-chosen request id to the server.
+inline constexpr char kRequestIdMetadataKey[] = "x-request-id";
+
+// Per-call settings; the defaults send no request id and use the client's
+// timeout.
+struct CallOptions {
+  // Sent as `x-request-id` when non-empty; must be printable ASCII
+  // (0x20-0x7E), the character set gRPC allows in text metadata.
+  std::string request_id;
+  // Replaces the client's timeout for this call when set; must be positive.
+  // absl::InfiniteDuration() sends no deadline.
+  std::optional<absl::Duration> timeout;
+};
+
+class SimilarityClient {
+ public:
+  struct Options {
+    // A gRPC target: "host:port", "dns:///host:port", "unix:/path", ...
+    std::string target = "127.0.0.1:50051";
+    // Deadline of every call, measured from its start. Must be positive;
+    // absl::InfiniteDuration() sends no deadline.
+    absl::Duration timeout = absl::Seconds(30);
+    // Largest message sent or received, in bytes; must be positive. Large
+    // cosine batches need more than gRPC's 4 MiB default.
+    int max_message_bytes = 256 << 20;
+    // "pick_first" or "round_robin"; empty keeps gRPC's default
+    // (pick_first). round_robin spreads calls over every address a DNS
+    // target resolves to, e.g. the pods behind a headless Service.
+    std::string load_balancing_policy;
+    // Channel credentials; null means insecure (plaintext) credentials.
+    std::shared_ptr<grpc::ChannelCredentials> credentials;
+  };
+
+  // Opens a channel to `options.target`. Connecting is lazy, so an
+  // unreachable server shows up as UNAVAILABLE on the first call, not here.
+  // Returns INVALID_ARGUMENT for an empty target, a non-positive timeout or
+  // message size, or an unsupported load-balancing policy.
+  static absl::StatusOr<std::unique_ptr<SimilarityClient>> Create(
+      const Options& options);
+
+  // Uses an existing channel (shared with the caller), e.g. an in-process
+  // channel in tests. Returns INVALID_ARGUMENT for a null channel or a
+  // non-positive timeout.
+  static absl::StatusOr<std::unique_ptr<SimilarityClient>> CreateFromChannel(
+      std::shared_ptr<grpc::Channel> channel,
+      absl::Duration timeout = absl::Seconds(30));
+
+  SimilarityClient(const SimilarityClient&) = delete;
+  SimilarityClient& operator=(const SimilarityClient&) = delete;
+
+  // The RPCs. A failed call returns the server's status code and message
+  // unchanged (DEADLINE_EXCEEDED when the deadline passes, UNAVAILABLE when
+  // the server cannot be reached); INVALID_ARGUMENT, without calling, for an
+  // invalid CallOptions.
+  absl::StatusOr<engram::similarity::v1::BatchCosineResponse> BatchCosine(
+      const engram::similarity::v1::BatchCosineRequest& request,
+      const CallOptions& call = {}) const;
+  absl::StatusOr<engram::similarity::v1::SpreadResponse> Spread(
+      const engram::similarity::v1::SpreadRequest& request,
+      const CallOptions& call = {}) const;
+  absl::StatusOr<engram::similarity::v1::GetStatsResponse> GetStats(
+      const CallOptions& call = {}) const;
+
+  // grpc.health.v1.Health/Check for `service` ("" is the whole server).
+  // A server without the health service yields UNIMPLEMENTED and an unknown
+  // service name NOT_FOUND, as the health protocol specifies.
+  absl::StatusOr<grpc::health::v1::HealthCheckResponse::ServingStatus> Health(
+      const std::string& service, const CallOptions& call = {}) const;
+
+  // The channel, shared; e.g. to inspect its connectivity state.
+  const std::shared_ptr<grpc::Channel>& channel() const { return channel_; }
+
+ private:
+  SimilarityClient(std::shared_ptr<grpc::Channel> channel,
+                   absl::Duration timeout);
+
+  // Applies the deadline and request id of `call` to `context`.
+  absl::Status PrepareContext(const CallOptions& call,
+                              grpc::ClientContext* context) const;
+
+  const std::shared_ptr<grpc::Channel> channel_;
+  const absl::Duration timeout_;
+  const std::unique_ptr<engram::similarity::v1::Similarity::Stub> stub_;
+  const std::unique_ptr<grpc::health::v1::Health::Stub> health_stub_;
+};
+
+}  // namespace engram::client
+
+#endif  // ENGRAM_CLIENT_SIMILARITY_CLIENT_H_

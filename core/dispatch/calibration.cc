@@ -1,0 +1,275 @@
+#include "core/dispatch/calibration.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <random>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "kernels/types.h"
+
+namespace engram::core {
+namespace {
+
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+std::vector<float> RandomVectors(size_t count, std::mt19937_64& rng) {
+  std::uniform_real_distribution<float> value(-1.0f, 1.0f);
+  std::vector<float> out(count);
+  for (float& v : out) v = value(rng);
+  return out;
+}
+
+struct Graph {
+  uint32_t nodes = 0;
+  std::vector<uint32_t> offsets;
+  std::vector<uint32_t> targets;
+  std::vector<float> weights;
+};
+
+Graph RandomGraph(uint32_t nodes, uint32_t degree, std::mt19937_64& rng) {
+  std::uniform_int_distribution<uint32_t> target(0, nodes - 1);
+  std::uniform_real_distribution<float> weight(0.1f, 1.0f);
+  Graph g;
+  g.nodes = nodes;
+  g.offsets.reserve(nodes + 1);
+  g.offsets.push_back(0);
+  for (uint32_t u = 0; u < nodes; ++u) {
+    for (uint32_t e = 0; e < degree; ++e) {
+      g.targets.push_back(target(rng));
+      g.weights.push_back(weight(rng));
+    }
+    g.offsets.push_back(static_cast<uint32_t>(g.targets.size()));
+  }
+  return g;
+}
+
+double Median(std::vector<double> v) {
+  if (v.empty()) return kNaN;
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 == 1 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+// Times `repetitions` calls of `call` on one backend; failures are counted
+// in *errors and leave no timing.
+template <typename Call>
+std::vector<double> TimeCalls(uint32_t repetitions, Clock* clock, Operation op,
+                              BackendKind kind, uint64_t work,
+                              PerformanceModel* model, Call&& call,
+                              absl::Status* first_error, uint32_t* errors) {
+  std::vector<double> times;
+  for (uint32_t r = 0; r < repetitions; ++r) {
+    const absl::Time start = clock->Now();
+    absl::Status status = call();
+    const double seconds = absl::ToDoubleSeconds(clock->Now() - start);
+    if (!status.ok()) {
+      ++*errors;
+      if (first_error->ok()) *first_error = std::move(status);
+      continue;
+    }
+    times.push_back(seconds);
+    if (model != nullptr) (void)model->RecordTiming(op, kind, work, seconds);
+  }
+  return times;
+}
+
+std::optional<uint64_t> Crossover(const std::vector<CrossoverRow>& rows,
+                                  Operation op) {
+  std::vector<const CrossoverRow*> mine;
+  for (const CrossoverRow& r : rows) {
+    if (r.op == op) mine.push_back(&r);
+  }
+  const bool any_gpu = std::any_of(mine.begin(), mine.end(), [](auto* r) {
+    return !std::isnan(r->gpu_seconds);
+  });
+  if (!any_gpu) return std::nullopt;
+  std::optional<uint64_t> from;
+  for (auto it = mine.rbegin(); it != mine.rend(); ++it) {
+    const CrossoverRow& r = **it;
+    if (std::isnan(r.gpu_seconds) || !(r.gpu_seconds < r.cpu_seconds)) break;
+    from = r.work;
+  }
+  return from.has_value() ? from : std::optional<uint64_t>(kNeverGpu);
+}
+
+std::string Work(const std::optional<uint64_t>& w) {
+  if (!w.has_value()) return "unmeasured";
+  if (*w == kNeverGpu) return "never (the GPU did not win)";
+  return absl::StrCat(*w);
+}
+
+}  // namespace
+
+absl::StatusOr<CrossoverTable> RunCalibration(ComputeBackend& cpu,
+                                              ComputeBackend* gpu,
+                                              const CalibrationOptions& options,
+                                              Clock* clock,
+                                              PerformanceModel* seed_model) {
+  auto bad = [](absl::string_view what) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("calibration option ", what));
+  };
+  if (options.cosine_dim < 1) return bad("cosine_dim must be >= 1");
+  if (options.cosine_targets < 1) return bad("cosine_targets must be >= 1");
+  for (uint32_t q : options.cosine_queries) {
+    if (q < 1) return bad("cosine_queries must all be >= 1");
+  }
+  for (uint32_t v : options.spread_nodes) {
+    if (v < 1) return bad("spread_nodes must all be >= 1");
+  }
+  if (options.spread_degree < 1) return bad("spread_degree must be >= 1");
+  if (options.spread_hops < 1 || options.spread_hops > 64) {
+    return bad("spread_hops must be in [1, 64]");
+  }
+  if (options.repetitions < 1 || options.repetitions > 100) {
+    return bad("repetitions must be in [1, 100]");
+  }
+  if (clock == nullptr) clock = Clock::Real();
+
+  CrossoverTable table;
+  table.cpu_name = std::string(cpu.name());
+  if (gpu != nullptr) {
+    table.gpu_name = std::string(gpu->name());
+    table.gpu_device = gpu->Capabilities().device_name;
+  }
+  std::mt19937_64 rng(options.seed);
+
+  std::vector<uint32_t> queries = options.cosine_queries;
+  std::sort(queries.begin(), queries.end());
+  const uint32_t n = options.cosine_targets;
+  const uint32_t d = options.cosine_dim;
+  const std::vector<float> targets = RandomVectors(size_t{n} * d, rng);
+  for (uint32_t q : queries) {
+    const std::vector<float> query_data = RandomVectors(size_t{q} * d, rng);
+    std::vector<float> scores(size_t{q} * n);
+    CosineJob job;
+    job.queries = kernels::MatrixView{query_data.data(), q, d};
+    job.targets = kernels::MatrixView{targets.data(), n, d};
+    CrossoverRow row;
+    row.op = Operation::kCosine;
+    row.work = job.work();
+    row.shape = absl::StrCat("Q=", q, " N=", n, " d=", d);
+    auto run_on = [&](ComputeBackend& backend) {
+      return [&] {
+        CosineOutput out;
+        out.scores = absl::MakeSpan(scores);
+        return backend.Cosine(job, &out);
+      };
+    };
+    absl::Status cpu_error;
+    uint32_t cpu_errors = 0;
+    row.cpu_seconds = Median(TimeCalls(
+        options.repetitions, clock, Operation::kCosine, BackendKind::kCpu,
+        row.work, seed_model, run_on(cpu), &cpu_error, &cpu_errors));
+    if (!cpu_error.ok()) return cpu_error;
+    row.gpu_seconds = kNaN;
+    if (gpu != nullptr) {
+      absl::Status gpu_error;
+      row.gpu_seconds = Median(TimeCalls(
+          options.repetitions, clock, Operation::kCosine, BackendKind::kGpu,
+          row.work, seed_model, run_on(*gpu), &gpu_error, &table.gpu_errors));
+    }
+    table.rows.push_back(std::move(row));
+  }
+
+  std::vector<uint32_t> nodes = options.spread_nodes;
+  std::sort(nodes.begin(), nodes.end());
+  for (uint32_t v : nodes) {
+    const Graph graph = RandomGraph(v, options.spread_degree, rng);
+    std::vector<kernels::SpreadSeed> seeds;
+    for (uint32_t s = 0; s < std::min<uint32_t>(v, 8); ++s) {
+      seeds.push_back(kernels::SpreadSeed{s, 1.0f});
+    }
+    SpreadJob job;
+    job.graph = kernels::GraphView{graph.nodes, graph.offsets, graph.targets,
+                                   graph.weights};
+    job.seeds = seeds;
+    job.params.max_hops = options.spread_hops;
+    CrossoverRow row;
+    row.op = Operation::kSpread;
+    row.work = job.work();
+    row.shape = absl::StrCat("V=", v, " E=", graph.targets.size(),
+                             " hops=", options.spread_hops);
+    auto run_on = [&](ComputeBackend& backend) {
+      return [&] {
+        SpreadOutput out;
+        return backend.Spread(job, &out);
+      };
+    };
+    absl::Status cpu_error;
+    uint32_t cpu_errors = 0;
+    row.cpu_seconds = Median(TimeCalls(
+        options.repetitions, clock, Operation::kSpread, BackendKind::kCpu,
+        row.work, seed_model, run_on(cpu), &cpu_error, &cpu_errors));
+    if (!cpu_error.ok()) return cpu_error;
+    row.gpu_seconds = kNaN;
+    if (gpu != nullptr) {
+      absl::Status gpu_error;
+      row.gpu_seconds = Median(TimeCalls(
+          options.repetitions, clock, Operation::kSpread, BackendKind::kGpu,
+          row.work, seed_model, run_on(*gpu), &gpu_error, &table.gpu_errors));
+    }
+    table.rows.push_back(std::move(row));
+  }
+
+  table.cosine_min_gpu_work = Crossover(table.rows, Operation::kCosine);
+  table.spread_min_gpu_work = Crossover(table.rows, Operation::kSpread);
+  return table;
+}
+
+std::string FormatCrossoverTable(const CrossoverTable& table) {
+  std::string out = absl::StrCat(
+      "calibration: cpu=", table.cpu_name,
+      " gpu=", table.gpu_name.empty() ? "(none)" : table.gpu_name,
+      table.gpu_device.empty() ? "" : absl::StrCat(" (", table.gpu_device, ")"),
+      "\n");
+  absl::StrAppendFormat(&out, "%-7s %-28s %16s %12s %12s %9s\n", "op", "shape",
+                        "work", "cpu_ms", "gpu_ms", "speedup");
+  for (const CrossoverRow& r : table.rows) {
+    const std::string gpu_ms =
+        std::isnan(r.gpu_seconds)
+            ? "-"
+            : absl::StrFormat("%.4f", r.gpu_seconds * 1e3);
+    const std::string speedup =
+        std::isnan(r.gpu_seconds) || r.gpu_seconds <= 0
+            ? "-"
+            : absl::StrFormat("%.2fx", r.cpu_seconds / r.gpu_seconds);
+    absl::StrAppendFormat(&out, "%-7s %-28s %16d %12.4f %12s %9s\n",
+                          r.op == Operation::kCosine ? "cosine" : "spread",
+                          r.shape, r.work, r.cpu_seconds * 1e3, gpu_ms,
+                          speedup);
+  }
+  absl::StrAppend(
+      &out,
+      "crossover: cosine min_gpu_work = ", Work(table.cosine_min_gpu_work),
+      "; spread min_gpu_work = ", Work(table.spread_min_gpu_work), "\n");
+  if (table.gpu_errors > 0) {
+    absl::StrAppend(&out, "GPU calls that failed during the sweep: ",
+                    table.gpu_errors, "\n");
+  }
+  return out;
+}
+
+std::string FormatCrossoverProfile(const CrossoverTable& table) {
+  if (!table.cosine_min_gpu_work.has_value() &&
+      !table.spread_min_gpu_work.has_value()) {
+    return "";
+  }
+  std::string out =
+      absl::StrCat("# measured by calibration: ", table.cpu_name, " vs ",
+                   table.gpu_name, "\n[profile ", table.gpu_device, "]\n");
+  if (table.cosine_min_gpu_work.has_value()) {
+    absl::StrAppend(&out, "min_gpu_work_cosine = ", *table.cosine_min_gpu_work,
+                    "\n");
+  }
+  if (table.spread_min_gpu_work.has_value()) {
+    absl::StrAppend(&out, "min_gpu_work_spread = ", *table.spread_min_gpu_work,
+                    "\n");
+  }
+  return out;
+}
+
+}  // namespace engram::core

@@ -1,0 +1,86 @@
+// Start-up calibration: a short sweep of cosine and spreading sizes on the
+// CPU and the GPU backend that measures where the GPU starts to win, so that
+// min_gpu_work_* come from measurements rather than guesses.
+//
+// RunCalibration() times each size `repetitions` times on each backend with
+// seeded random data, optionally records every timing into a
+// PerformanceModel (seeding the dispatch policy's predictions), and returns
+// the crossover table. FormatCrossoverTable() renders it for people;
+// FormatCrossoverProfile() renders it as a [profile] section for the config
+// file (hybrid_config.h).
+//
+// Thread-safety: RunCalibration may run concurrently with requests on the
+// same backends; it blocks its caller for the whole sweep.
+#ifndef ENGRAM_CORE_DISPATCH_CALIBRATION_H_
+#define ENGRAM_CORE_DISPATCH_CALIBRATION_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "core/dispatch/clock.h"
+#include "core/dispatch/compute_backend.h"
+#include "core/dispatch/performance_model.h"
+#include "core/jobs.h"
+
+namespace engram::core {
+
+struct CalibrationOptions {
+  uint32_t cosine_dim = 128;                                   // >= 1
+  uint32_t cosine_targets = 4096;                              // >= 1
+  std::vector<uint32_t> cosine_queries = {1, 8, 64, 512};      // each >= 1
+  std::vector<uint32_t> spread_nodes = {1000, 10000, 100000};  // each >= 1
+  uint32_t spread_degree = 8;  // out-edges per node, >= 1
+  uint32_t spread_hops = 3;    // [1, 64]
+  uint32_t repetitions = 3;    // [1, 100]; the median is reported
+  uint64_t seed = 42;
+};
+
+struct CrossoverRow {
+  Operation op = Operation::kCosine;
+  uint64_t work = 0;         // Q*N*d, or edges x hops
+  std::string shape;         // e.g. "Q=64 N=4096 d=128"
+  double cpu_seconds = 0.0;  // median
+  // Median; NaN when there is no GPU or the GPU failed at this size.
+  double gpu_seconds = 0.0;
+};
+
+struct CrossoverTable {
+  std::string cpu_name;
+  std::string gpu_name;    // empty without a GPU
+  std::string gpu_device;  // the GPU's device_name, for the profile header
+  std::vector<CrossoverRow> rows;  // by operation, then work
+  // The smallest measured work from which the GPU was faster at every
+  // larger measured size; nullopt without GPU measurements; kNeverGpu when
+  // the GPU never won.
+  std::optional<uint64_t> cosine_min_gpu_work;
+  std::optional<uint64_t> spread_min_gpu_work;
+  uint32_t gpu_errors = 0;  // GPU calls that failed during the sweep
+};
+
+// The min_gpu_work that keeps an operation on the CPU (the config maximum).
+inline constexpr uint64_t kNeverGpu = uint64_t{1} << 62;
+
+// INVALID_ARGUMENT for options out of range; a CPU failure is returned as
+// is. GPU failures are counted and leave NaN in their rows. `gpu` may be
+// null; `clock` (borrowed; nullptr: Clock::Real()) times the calls;
+// `seed_model` (borrowed, may be null) receives every timing.
+absl::StatusOr<CrossoverTable> RunCalibration(ComputeBackend& cpu,
+                                              ComputeBackend* gpu,
+                                              const CalibrationOptions& options,
+                                              Clock* clock,
+                                              PerformanceModel* seed_model);
+
+// A fixed-width table: operation, shape, work, CPU and GPU milliseconds,
+// speedup, then the crossover per operation.
+std::string FormatCrossoverTable(const CrossoverTable& table);
+
+// "[profile <gpu_device>]" followed by min_gpu_work_cosine / _spread lines;
+// empty when there were no GPU measurements.
+std::string FormatCrossoverProfile(const CrossoverTable& table);
+
+}  // namespace engram::core
+
+#endif  // ENGRAM_CORE_DISPATCH_CALIBRATION_H_

@@ -1,0 +1,51 @@
+#include "core/dispatch/cpu_backend.h"
+
+#include <limits>
+
+#include "absl/strings/str_cat.h"
+#include "kernels/cpu/cosine.h"
+#include "kernels/cpu/spread.h"
+
+namespace engram::core {
+
+absl::StatusOr<std::unique_ptr<CpuBackend>> CpuBackend::Create(
+    const Options& options) {
+  return std::unique_ptr<CpuBackend>(new CpuBackend(options));
+}
+
+BackendCapabilities CpuBackend::Capabilities() const {
+  BackendCapabilities c;
+  c.name = std::string(kName);
+  c.kind = BackendKind::kCpu;
+  c.device_name = kernels::CosineSimdTarget();
+  c.threads = options_.pool != nullptr ? options_.pool->num_threads() : 1;
+  return c;
+}
+
+absl::Status CpuBackend::Cosine(const CosineJob& job, CosineOutput* out) {
+  const size_t n = job.targets.rows;
+  if (job.top_k == 0) {
+    if (out->scores.size() != job.queries.rows * n) {
+      return absl::InternalError(
+          absl::StrCat("score buffer holds ", out->scores.size(),
+                       " floats, expected ", job.queries.rows * n));
+    }
+    return kernels::CosineDense(job.queries, job.targets, out->scores.data(), n,
+                                0, options_.pool);
+  }
+  const float min_score =
+      job.min_score.value_or(-std::numeric_limits<float>::infinity());
+  return kernels::CosineTopK(job.queries, job.targets, job.top_k, min_score, 0,
+                             options_.pool, &out->top);
+}
+
+absl::Status CpuBackend::Spread(const SpreadJob& job, SpreadOutput* out) {
+  return kernels::Spread(job.graph, job.seeds, job.params, options_.pool,
+                         &out->result);
+}
+
+absl::StatusOr<DeviceMemoryInfo> CpuBackend::QueryMemory() {
+  return absl::UnimplementedError("the CPU backend has no device memory");
+}
+
+}  // namespace engram::core

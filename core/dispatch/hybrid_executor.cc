@@ -1,0 +1,470 @@
+#include "core/dispatch/hybrid_executor.h"
+
+#include <algorithm>
+#include <limits>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "core/dispatch/backend_errors.h"
+#include "core/dispatch/chunking.h"
+#include "kernels/cpu/topk.h"
+#include "kernels/status_macros.h"
+
+namespace engram::core {
+
+// One request's state. Lives on the calling thread's stack; never shared.
+struct HybridExecutor::Run {
+  Operation op = Operation::kCosine;
+  uint64_t work = 0;
+  std::shared_ptr<const HybridConfig> config;
+  Placement placement = Placement::kAuto;
+  DispatchSnapshot snapshot;
+  DispatchDecision decision;
+  CircuitBreaker::Permit permit;
+
+  bool gpu_active = false;  // chunks still go to the GPU
+  bool fallback_allowed = true;
+  uint64_t gpu_rows = 0;  // current GPU chunk size (cosine)
+  uint32_t oom_retries = 0;
+  bool gpu_failed = false;  // a device error was fed to the breaker
+  std::string fallback_reason;
+
+  uint32_t chunks = 0;
+  double compute_seconds = 0.0;  // every backend call, failed ones included
+  // Per backend (0 cpu, 1 gpu): ran successfully, seconds, work items.
+  bool ran[2] = {false, false};
+  double seconds[2] = {0.0, 0.0};
+  uint64_t items[2] = {0, 0};
+};
+
+namespace {
+
+int Slot(BackendKind kind) { return kind == BackendKind::kGpu ? 1 : 0; }
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<HybridExecutor>> HybridExecutor::Create(
+    const Options& options) {
+  if (options.cpu == nullptr) {
+    return absl::InvalidArgumentError("HybridExecutor needs a CPU backend");
+  }
+  if (options.config == nullptr) {
+    return absl::InvalidArgumentError("HybridExecutor needs a config store");
+  }
+  if (options.cpu->Capabilities().kind != BackendKind::kCpu) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("backend ", options.cpu->name(), " is not a CPU backend"));
+  }
+  if (options.gpu != nullptr &&
+      options.gpu->Capabilities().kind != BackendKind::kGpu) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("backend ", options.gpu->name(), " is not a GPU backend"));
+  }
+  Clock* clock = options.clock != nullptr ? options.clock : Clock::Real();
+  const std::shared_ptr<const HybridConfig> config = options.config->Get();
+
+  std::unique_ptr<DispatchPolicy> owned_policy;
+  const DispatchPolicy* policy = options.policy;
+  if (policy == nullptr) {
+    ENGRAM_ASSIGN_OR_RETURN(owned_policy, RuleTablePolicy::Create({}));
+    policy = owned_policy.get();
+  }
+  ENGRAM_ASSIGN_OR_RETURN(
+      std::unique_ptr<CircuitBreaker> breaker,
+      CircuitBreaker::Create(BreakerOptionsFrom(*config, clock)));
+  ENGRAM_ASSIGN_OR_RETURN(
+      std::unique_ptr<PerformanceModel> model,
+      PerformanceModel::Create(PerformanceModelOptionsFrom(*config, clock)));
+  std::unique_ptr<MemoryPressureMonitor> memory;
+  if (options.gpu != nullptr) {
+    ComputeBackend* gpu = options.gpu;
+    ENGRAM_ASSIGN_OR_RETURN(
+        memory,
+        MemoryPressureMonitor::Create(MemoryMonitorOptionsFrom(*config, clock),
+                                      [gpu] { return gpu->QueryMemory(); }));
+  }
+  if (options.observer != nullptr) {
+    ExecutorObserver* observer = options.observer;
+    breaker->AddListener([observer](const BreakerTransition& t) {
+      observer->OnBreakerTransition(t);
+    });
+  }
+  return std::unique_ptr<HybridExecutor>(new HybridExecutor(
+      options, policy, std::move(owned_policy), std::move(breaker),
+      std::move(model), std::move(memory)));
+}
+
+HybridExecutor::HybridExecutor(const Options& options,
+                               const DispatchPolicy* policy,
+                               std::unique_ptr<DispatchPolicy> owned_policy,
+                               std::unique_ptr<CircuitBreaker> breaker,
+                               std::unique_ptr<PerformanceModel> model,
+                               std::unique_ptr<MemoryPressureMonitor> memory)
+    : cpu_(options.cpu),
+      gpu_(options.gpu),
+      gpu_unavailable_reason_(options.gpu_unavailable_reason),
+      config_(options.config),
+      observer_(options.observer),
+      clock_(options.clock != nullptr ? options.clock : Clock::Real()),
+      owned_policy_(std::move(owned_policy)),
+      policy_(policy),
+      breaker_(std::move(breaker)),
+      model_(std::move(model)),
+      memory_(std::move(memory)) {}
+
+HybridExecutor::Counters HybridExecutor::counters() const {
+  Counters c;
+  c.requests = requests_.load(std::memory_order_relaxed);
+  c.fallbacks_gpu_oom = fallbacks_gpu_oom_.load(std::memory_order_relaxed);
+  c.fallbacks_gpu_error = fallbacks_gpu_error_.load(std::memory_order_relaxed);
+  c.ooms = ooms_.load(std::memory_order_relaxed);
+  c.oom_retries = oom_retries_.load(std::memory_order_relaxed);
+  c.probes = probes_.load(std::memory_order_relaxed);
+  return c;
+}
+
+DispatchSnapshot HybridExecutor::TakeSnapshot(Operation op, Placement placement,
+                                              uint64_t work,
+                                              const JobFootprint& footprint,
+                                              uint64_t min_chunk_items,
+                                              const HybridConfig& config,
+                                              CircuitBreaker::Permit* permit) {
+  DispatchSnapshot s;
+  s.op = op;
+  s.placement = placement;
+  s.work = work;
+  s.gpu_present = gpu_ != nullptr;
+  s.gpu_unavailable_reason = gpu_unavailable_reason_;
+  if (gpu_ != nullptr && placement != Placement::kCpuOnly) {
+    BreakerSnapshot at_admission;
+    *permit = breaker_->Admit(&at_admission);
+    s.breaker_admission = permit->admission();
+    s.breaker_state = at_admission.state;
+    s.breaker_retry_after = at_admission.retry_after;
+    s.memory = memory_->Assess();
+  }
+  s.perf = model_->Snapshot(op, work);
+  s.footprint = footprint;
+  s.min_chunk_items = min_chunk_items;
+  s.min_gpu_work = op == Operation::kCosine ? config.min_gpu_work_cosine
+                                            : config.min_gpu_work_spread;
+  s.gpu_advantage = config.gpu_advantage;
+  s.probe_enabled = config.probe_enabled;
+  return s;
+}
+
+DispatchDecision HybridExecutor::Decide(DispatchSnapshot& snapshot, Run& run) {
+  DispatchDecision decision = policy_->Decide(snapshot);
+  if (decision.probe && !model_->TryClaimProbe(run.op, run.work)) {
+    // Another request claimed this interval's probe first.
+    snapshot.perf.probe_due = false;
+    decision = policy_->Decide(snapshot);
+  }
+  if (decision.probe) probes_.fetch_add(1, std::memory_order_relaxed);
+  return decision;
+}
+
+absl::Status HybridExecutor::Begin(Run& run, Placement placement,
+                                   const JobFootprint& footprint,
+                                   uint64_t min_chunk_items,
+                                   ExecutionReport* report) {
+  requests_.fetch_add(1, std::memory_order_relaxed);
+  *report = ExecutionReport{};
+  run.placement = placement;
+  const absl::Time start = clock_->Now();
+  run.snapshot = TakeSnapshot(run.op, placement, run.work, footprint,
+                              min_chunk_items, *run.config, &run.permit);
+  run.decision = Decide(run.snapshot, run);
+  if (observer_ != nullptr) {
+    observer_->OnDecision(run.op, run.decision.backend, run.decision.rule,
+                          absl::ToDoubleSeconds(clock_->Now() - start));
+  }
+  if (run.decision.refusal.ok() && run.decision.backend == BackendKind::kGpu &&
+      !run.permit.allowed()) {
+    // Only a custom policy can get here: the GPU never runs without the
+    // breaker's permit.
+    run.decision = DispatchDecision{};
+    run.decision.rule = kRuleBreakerOpen;
+    run.decision.backend = BackendKind::kCpu;
+    if (placement == Placement::kGpuOnly) {
+      run.decision.refusal = absl::UnavailableError(
+          "PLACEMENT_GPU_ONLY but the GPU circuit breaker rejected the call");
+    }
+  }
+  report->decided_by = std::string(run.decision.rule);
+  if (!run.decision.refusal.ok()) return run.decision.refusal;
+  run.gpu_active = run.decision.backend == BackendKind::kGpu;
+  // A probe slot the policy did not use goes back to the breaker at once,
+  // so another request can probe the GPU.
+  if (!run.gpu_active) breaker_->Release(run.permit);
+  run.fallback_allowed =
+      placement != Placement::kGpuOnly && run.config->cpu_fallback;
+  return absl::OkStatus();
+}
+
+absl::Status HybridExecutor::FallBack(absl::string_view reason,
+                                      const absl::Status& error, Run& run) {
+  if (!run.fallback_allowed) {
+    const char* why = run.placement == Placement::kGpuOnly
+                          ? "PLACEMENT_GPU_ONLY never falls back"
+                          : "CPU fallback is disabled";
+    if (reason == kFallbackGpuOom) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("GPU out of memory at the smallest chunk (", why,
+                       "): ", error.message()));
+    }
+    return absl::UnavailableError(
+        absl::StrCat("GPU failed (", why, "): ", error.message()));
+  }
+  run.gpu_active = false;
+  if (run.fallback_reason.empty()) {
+    run.fallback_reason = std::string(reason);
+    (reason == kFallbackGpuOom ? fallbacks_gpu_oom_ : fallbacks_gpu_error_)
+        .fetch_add(1, std::memory_order_relaxed);
+    if (observer_ != nullptr) observer_->OnFallback(run.op, reason);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status HybridExecutor::OnGpuFailure(const absl::Status& error,
+                                          uint64_t rows, Run& run) {
+  if (observer_ != nullptr) {
+    observer_->OnBackendError(run.op, BackendKind::kGpu, error);
+  }
+  switch (ClassifyBackendError(error)) {
+    case BackendErrorClass::kNone:
+      return absl::OkStatus();
+    case BackendErrorClass::kClient:
+      // The CPU would reject the same input; the device is not at fault.
+      return error;
+    case BackendErrorClass::kOutOfMemory: {
+      ooms_.fetch_add(1, std::memory_order_relaxed);
+      if (observer_ != nullptr) observer_->OnOom(run.op);
+      const uint64_t floor =
+          std::max<uint64_t>(1, run.config->min_chunk_queries);
+      if (run.snapshot.footprint.splittable &&
+          run.oom_retries < run.config->max_oom_retries && rows / 2 >= floor) {
+        ++run.oom_retries;
+        run.gpu_rows = rows / 2;
+        oom_retries_.fetch_add(1, std::memory_order_relaxed);
+        if (observer_ != nullptr) observer_->OnOomRetry(run.op);
+        return absl::OkStatus();
+      }
+      return FallBack(kFallbackGpuOom, error, run);
+    }
+    case BackendErrorClass::kSticky:
+    case BackendErrorClass::kDevice:
+      (void)model_->RecordOutcome(run.op, BackendKind::kGpu, false);
+      run.gpu_failed = true;
+      breaker_->Record(run.permit, error);
+      return FallBack(kFallbackGpuError, error, run);
+  }
+  return error;
+}
+
+absl::Status HybridExecutor::CosineCall(ComputeBackend& backend,
+                                        const CosineJob& job, CosineOutput* out,
+                                        size_t begin, size_t end, Run& run) {
+  const BackendKind kind = backend.Capabilities().kind;
+  const size_t n = job.targets.rows;
+  CosineJob part = job;
+  part.queries = job.queries.Rows(begin, end);
+  CosineOutput part_out;
+  if (job.top_k == 0)
+    part_out.scores = out->scores.subspan(begin * n, (end - begin) * n);
+
+  const absl::Time start = clock_->Now();
+  absl::Status status = backend.Cosine(part, &part_out);
+  const double seconds = absl::ToDoubleSeconds(clock_->Now() - start);
+  run.compute_seconds += seconds;
+  if (status.ok() && job.top_k > 0 && part_out.top.size() != end - begin) {
+    status = absl::InternalError(
+        absl::StrCat(backend.name(), " returned ", part_out.top.size(),
+                     " top-k lists for ", end - begin, " queries"));
+  }
+  if (!status.ok()) return status;
+  if (job.top_k > 0) {
+    std::move(part_out.top.begin(), part_out.top.end(),
+              out->top.begin() + begin);
+  }
+  const int slot = Slot(kind);
+  run.ran[slot] = true;
+  run.seconds[slot] += seconds;
+  run.items[slot] += static_cast<uint64_t>(end - begin) * n;
+  ++run.chunks;
+  (void)model_->RecordTiming(Operation::kCosine, kind, part.work(), seconds);
+  (void)model_->RecordOutcome(Operation::kCosine, kind, true);
+  if (observer_ != nullptr) observer_->OnChunk(Operation::kCosine, kind);
+  return absl::OkStatus();
+}
+
+absl::Status HybridExecutor::CosineRange(const CosineJob& job,
+                                         CosineOutput* out, size_t begin,
+                                         size_t end, Run& run) {
+  size_t pos = begin;
+  while (pos < end) {
+    if (run.gpu_active) {
+      const size_t rows = std::min<size_t>(run.gpu_rows, end - pos);
+      absl::Status status = CosineCall(*gpu_, job, out, pos, pos + rows, run);
+      if (status.ok()) {
+        pos += rows;
+      } else {
+        ENGRAM_RETURN_IF_ERROR(OnGpuFailure(status, rows, run));
+      }
+    } else {
+      // The CPU takes the rest of the chunk in one call: it has no memory
+      // budget to respect.
+      ENGRAM_RETURN_IF_ERROR(CosineCall(*cpu_, job, out, pos, end, run));
+      pos = end;
+    }
+  }
+  return absl::OkStatus();
+}
+
+void HybridExecutor::Finish(Run& run, ExecutionReport* report) {
+  if (!run.gpu_failed && run.permit.allowed()) {
+    // The GPU worked (or only ran out of memory, which says nothing about
+    // its health: Release).
+    if (run.ran[1]) {
+      breaker_->Record(run.permit, absl::OkStatus());
+    } else {
+      breaker_->Release(run.permit);
+    }
+  }
+  report->backend = run.ran[0] && run.ran[1] ? BackendKind::kMixed
+                    : run.ran[1]             ? BackendKind::kGpu
+                    : run.ran[0]             ? BackendKind::kCpu
+                                             : BackendKind::kUnspecified;
+  report->fallback_reason = run.fallback_reason;
+  report->chunks = run.chunks;
+  report->compute_seconds = run.compute_seconds;
+  if (observer_ != nullptr) {
+    for (BackendKind kind : {BackendKind::kCpu, BackendKind::kGpu}) {
+      const int slot = Slot(kind);
+      if (run.ran[slot]) {
+        observer_->OnCompute(run.op, kind, run.seconds[slot], run.items[slot]);
+      }
+    }
+  }
+  // A probe that beat the preferred backend's prediction means the choice
+  // may be about to change: look again soon.
+  if (run.decision.probe && run.fallback_reason.empty()) {
+    const int probed = Slot(run.decision.backend);
+    const BackendEstimate& preferred =
+        probed == 1 ? run.snapshot.perf.cpu : run.snapshot.perf.gpu;
+    if (run.ran[probed] && preferred.usable &&
+        run.seconds[probed] < preferred.Predict(run.work)) {
+      model_->ResetProbeInterval(run.op, run.work);
+    }
+  }
+}
+
+absl::Status HybridExecutor::Cosine(const CosineJob& job, CosineOutput* out) {
+  const size_t q = job.queries.rows;
+  const size_t n = job.targets.rows;
+  if (job.top_k == 0 && out->scores.size() != q * n) {
+    return absl::InternalError(absl::StrCat("score buffer holds ",
+                                            out->scores.size(),
+                                            " floats, expected Q*N = ", q * n));
+  }
+  Run run;
+  run.op = Operation::kCosine;
+  run.work = job.work();
+  run.config = config_->Get();  // once: the whole request uses this config
+  const JobFootprint footprint = CosineFootprint(job);
+  ENGRAM_RETURN_IF_ERROR(Begin(run, job.placement, footprint,
+                               run.config->min_chunk_queries, &out->report));
+  if (job.top_k > 0) {
+    out->top.assign(q, {});
+  } else {
+    out->top.clear();
+  }
+
+  size_t chunk_rows = std::max<size_t>(q, 1);
+  if (run.gpu_active) {
+    // Sized to the budget when there is a reading; with none (a GPU_ONLY
+    // request on a stale probe) start from the cap and let OOM halving
+    // find the size.
+    uint64_t rows = run.config->max_chunk_queries;
+    if (run.snapshot.memory.has_reading) {
+      rows = std::min<uint64_t>(
+          rows, ItemsThatFit(footprint, run.snapshot.memory.budget_bytes));
+    }
+    rows = std::max<uint64_t>(rows, run.config->min_chunk_queries);
+    run.gpu_rows = std::max<uint64_t>(1, std::min<uint64_t>(rows, q));
+    chunk_rows = run.gpu_rows;
+  }
+  ChunkFailure failure;
+  const absl::Status status = RunChunks(
+      q, chunk_rows,
+      [&](size_t, size_t begin, size_t end) {
+        return CosineRange(job, out, begin, end, run);
+      },
+      &failure);
+  Finish(run, &out->report);
+  // An unsplit job reports its error as the backend gave it.
+  if (!status.ok() && chunk_rows >= q) return failure.error;
+  return status;
+}
+
+absl::Status HybridExecutor::SpreadCall(ComputeBackend& backend,
+                                        const SpreadJob& job, SpreadOutput* out,
+                                        Run& run) {
+  const BackendKind kind = backend.Capabilities().kind;
+  const absl::Time start = clock_->Now();
+  absl::Status status = backend.Spread(job, out);
+  const double seconds = absl::ToDoubleSeconds(clock_->Now() - start);
+  run.compute_seconds += seconds;
+  if (status.ok() && out->result.activation.size() != job.graph.num_nodes) {
+    status = absl::InternalError(absl::StrCat(
+        backend.name(), " returned ", out->result.activation.size(),
+        " activations for ", job.graph.num_nodes, " nodes"));
+  }
+  if (!status.ok()) return status;
+  const int slot = Slot(kind);
+  run.ran[slot] = true;
+  run.seconds[slot] += seconds;
+  run.items[slot] += out->result.edges_traversed;
+  ++run.chunks;
+  (void)model_->RecordTiming(Operation::kSpread, kind, job.work(), seconds);
+  (void)model_->RecordOutcome(Operation::kSpread, kind, true);
+  if (observer_ != nullptr) observer_->OnChunk(Operation::kSpread, kind);
+  return absl::OkStatus();
+}
+
+absl::Status HybridExecutor::Spread(const SpreadJob& job, SpreadOutput* out) {
+  Run run;
+  run.op = Operation::kSpread;
+  run.work = job.work();
+  run.config = config_->Get();  // once: the whole request uses this config
+  out->top.clear();
+  ENGRAM_RETURN_IF_ERROR(
+      Begin(run, job.placement, SpreadFootprint(job), 1, &out->report));
+  absl::Status status;
+  bool done = false;
+  if (run.gpu_active) {
+    status = SpreadCall(*gpu_, job, out, run);
+    if (status.ok()) {
+      done = true;
+    } else {
+      // Spreading does not split: OnGpuFailure never retries it smaller.
+      status = OnGpuFailure(status, 1, run);
+    }
+  }
+  if (status.ok() && !done) status = SpreadCall(*cpu_, job, out, run);
+  Finish(run, &out->report);
+  ENGRAM_RETURN_IF_ERROR(status);
+  if (job.top_k > 0) {
+    // Nodes the activation never reached are not results.
+    out->top = kernels::TopKOfDense(out->result.activation, job.top_k,
+                                    std::numeric_limits<float>::denorm_min());
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<CrossoverTable> HybridExecutor::Calibrate(
+    const CalibrationOptions& options) {
+  return RunCalibration(*cpu_, gpu_, options, clock_, model_.get());
+}
+
+}  // namespace engram::core

@@ -1,0 +1,174 @@
+// HybridExecutor: the one execution path of the dispatch engine, and the
+// OOM-safe one. core::Engine validates a request and calls Cosine() or
+// Spread(); everything after validation happens here:
+//
+//  1. one DispatchSnapshot: the breaker's admission, the memory assessment,
+//     the performance model's bucket and the thresholds of the config in
+//     force, each read once;
+//  2. the policy's decision and the rule that made it (a due exploration
+//     probe is claimed, so only one request per interval probes);
+//  3. the run. Cosine splits the QUERIES into chunks sized to the GPU's
+//     memory budget; each chunk writes its rows of out->scores (top_k == 0)
+//     or its queries' lists (top_k > 0), so finished chunks stay as they
+//     are. On GPU OOM the chunk is retried on the GPU at half size, down to
+//     min_chunk_queries and at most max_oom_retries times per request, then
+//     the rest of the request runs on the CPU (gpu_oom). Any other GPU error
+//     feeds the breaker and the rest runs on the CPU (gpu_error). Finished
+//     chunks are never recomputed. Spreading runs as one unit with the same
+//     placement, breaker and fallback rules;
+//  4. every backend call's time goes into the performance model under the
+//     backend that made it, the GPU outcome into the breaker, and the
+//     ExecutionReport is filled: backend (MIXED when both ran), decided_by,
+//     fallback_reason, chunks, compute_seconds.
+//
+// PLACEMENT_GPU_ONLY never falls back: it fails with RESOURCE_EXHAUSTED when
+// the job cannot fit (at the smallest chunk, after the retries) and with
+// UNAVAILABLE when there is no GPU, the breaker is open, or the GPU fails.
+// With cpu_fallback = false, AUTO requests that reached the GPU fail the same
+// way instead of falling back.
+//
+// Thread-safety: Cosine(), Spread() and every accessor may be called
+// concurrently from any number of threads; per-request state lives on the
+// caller's stack and the shared components are thread-safe
+// (docs/concurrency.md).
+#ifndef ENGRAM_CORE_DISPATCH_HYBRID_EXECUTOR_H_
+#define ENGRAM_CORE_DISPATCH_HYBRID_EXECUTOR_H_
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "core/dispatch/calibration.h"
+#include "core/dispatch/circuit_breaker.h"
+#include "core/dispatch/clock.h"
+#include "core/dispatch/compute_backend.h"
+#include "core/dispatch/dispatch_policy.h"
+#include "core/dispatch/executor_observer.h"
+#include "core/dispatch/hybrid_config.h"
+#include "core/dispatch/memory_pressure.h"
+#include "core/dispatch/performance_model.h"
+#include "core/jobs.h"
+
+namespace engram::core {
+
+class HybridExecutor {
+ public:
+  struct Options {
+    ComputeBackend* cpu = nullptr;  // required; borrowed
+    ComputeBackend* gpu = nullptr;  // optional; borrowed; nullptr: no GPU
+    // Reported in GPU_ONLY refusals when gpu is null ("built without the
+    // CUDA backend", ...).
+    std::string gpu_unavailable_reason;
+    // Required; borrowed. Read once per request; its (restart) fields size
+    // the breaker, model and monitor at Create().
+    ConfigStore* config = nullptr;
+    // Optional; borrowed; nullptr: a RuleTablePolicy with the standard rules.
+    const DispatchPolicy* policy = nullptr;
+    ExecutorObserver* observer = nullptr;  // optional; borrowed
+    Clock* clock = nullptr;  // optional; borrowed; nullptr: Clock::Real()
+  };
+
+  // Totals since creation, for tests and diagnostics (metrics go through
+  // the observer).
+  struct Counters {
+    uint64_t requests = 0;
+    uint64_t fallbacks_gpu_oom = 0;
+    uint64_t fallbacks_gpu_error = 0;
+    uint64_t ooms = 0;
+    uint64_t oom_retries = 0;
+    uint64_t probes = 0;
+  };
+
+  // INVALID_ARGUMENT without a CPU backend or config store, or when the CPU
+  // backend is not of kind kCpu or the GPU backend not of kind kGpu.
+  static absl::StatusOr<std::unique_ptr<HybridExecutor>> Create(
+      const Options& options);
+
+  HybridExecutor(const HybridExecutor&) = delete;
+  HybridExecutor& operator=(const HybridExecutor&) = delete;
+
+  // Computes a validated cosine job into *out and fills out->report. When
+  // job.top_k == 0, out->scores must hold exactly Q*N floats (INTERNAL
+  // otherwise); when job.top_k > 0, out->top is replaced by Q lists. On
+  // error the output is partial and must not be used; the error names the
+  // failed chunk (FailedChunkIndex) when the job was split.
+  absl::Status Cosine(const CosineJob& job, CosineOutput* out);
+
+  // Computes a validated spreading job into *out (activation of every node;
+  // out->top when job.top_k > 0) and fills out->report.
+  absl::Status Spread(const SpreadJob& job, SpreadOutput* out);
+
+  // Runs the calibration sweep (calibration.h) on this executor's backends
+  // and seeds its performance model with the timings. Blocks for the sweep;
+  // may run while requests are served.
+  absl::StatusOr<CrossoverTable> Calibrate(const CalibrationOptions& options);
+
+  bool has_gpu() const { return gpu_ != nullptr; }
+  CircuitBreaker& breaker() { return *breaker_; }
+  PerformanceModel& performance_model() { return *model_; }
+  // nullptr when there is no GPU.
+  MemoryPressureMonitor* memory_monitor() { return memory_.get(); }
+  Counters counters() const;
+
+ private:
+  struct Run;  // one request's state, on the caller's stack
+
+  HybridExecutor(const Options& options, const DispatchPolicy* policy,
+                 std::unique_ptr<DispatchPolicy> owned_policy,
+                 std::unique_ptr<CircuitBreaker> breaker,
+                 std::unique_ptr<PerformanceModel> model,
+                 std::unique_ptr<MemoryPressureMonitor> memory);
+
+  DispatchSnapshot TakeSnapshot(Operation op, Placement placement,
+                                uint64_t work, const JobFootprint& footprint,
+                                uint64_t min_chunk_items,
+                                const HybridConfig& config,
+                                CircuitBreaker::Permit* permit);
+  // Decides, claiming the probe when the decision is one.
+  DispatchDecision Decide(DispatchSnapshot& snapshot, Run& run);
+  // Starts a request whose run.op, run.work and run.config are set:
+  // snapshot, decision, report.decided_by. Returns the refusal, if any.
+  absl::Status Begin(Run& run, Placement placement, const JobFootprint& fp,
+                     uint64_t min_chunk_items, ExecutionReport* report);
+
+  absl::Status CosineRange(const CosineJob& job, CosineOutput* out,
+                           size_t begin, size_t end, Run& run);
+  absl::Status CosineCall(ComputeBackend& backend, const CosineJob& job,
+                          CosineOutput* out, size_t begin, size_t end,
+                          Run& run);
+  absl::Status SpreadCall(ComputeBackend& backend, const SpreadJob& job,
+                          SpreadOutput* out, Run& run);
+  // Handles a failed GPU call: the error to return, or OK to continue on the
+  // CPU (or, for OOM with retries left, on the GPU at half size).
+  absl::Status OnGpuFailure(const absl::Status& error, uint64_t rows, Run& run);
+  absl::Status FallBack(absl::string_view reason, const absl::Status& error,
+                        Run& run);
+  void Finish(Run& run, ExecutionReport* report);
+
+  ComputeBackend* const cpu_;
+  ComputeBackend* const gpu_;
+  const std::string gpu_unavailable_reason_;
+  ConfigStore* const config_;
+  ExecutorObserver* const observer_;
+  Clock* const clock_;
+  const std::unique_ptr<DispatchPolicy> owned_policy_;
+  const DispatchPolicy* const policy_;
+  const std::unique_ptr<CircuitBreaker> breaker_;
+  const std::unique_ptr<PerformanceModel> model_;
+  const std::unique_ptr<MemoryPressureMonitor> memory_;  // null without GPU
+
+  // Statistics only: relaxed, nothing is ordered by them.
+  std::atomic<uint64_t> requests_{0};
+  std::atomic<uint64_t> fallbacks_gpu_oom_{0};
+  std::atomic<uint64_t> fallbacks_gpu_error_{0};
+  std::atomic<uint64_t> ooms_{0};
+  std::atomic<uint64_t> oom_retries_{0};
+  std::atomic<uint64_t> probes_{0};
+};
+
+}  // namespace engram::core
+
+#endif  // ENGRAM_CORE_DISPATCH_HYBRID_EXECUTOR_H_

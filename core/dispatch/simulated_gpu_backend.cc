@@ -1,0 +1,214 @@
+#include "core/dispatch/simulated_gpu_backend.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "core/dispatch/backend_errors.h"
+#include "core/dispatch/chunking.h"
+
+namespace engram::core {
+
+absl::StatusOr<std::unique_ptr<SimulatedGpuBackend>>
+SimulatedGpuBackend::Create(const Options& options) {
+  auto bad = [](absl::string_view what) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("simulated GPU option ", what));
+  };
+  if (options.name.empty()) return bad("name must not be empty");
+  if (options.launch_overhead < absl::ZeroDuration()) {
+    return bad("launch_overhead must be >= 0");
+  }
+  if (!(options.seconds_per_unit >= 0.0 && options.seconds_per_unit <= 1.0)) {
+    return bad("seconds_per_unit must be in [0, 1]");
+  }
+  if (options.memory_bytes == 0) return bad("memory_bytes must be positive");
+  if (options.reserved_bytes > options.memory_bytes) {
+    return bad("reserved_bytes must be <= memory_bytes");
+  }
+  if (!(options.error_probability >= 0.0 && options.error_probability <= 1.0)) {
+    return bad("error_probability must be in [0, 1]");
+  }
+  if (!(options.burst_probability >= 0.0 && options.burst_probability <= 1.0)) {
+    return bad("burst_probability must be in [0, 1]");
+  }
+  if (options.burst_length < 1) return bad("burst_length must be >= 1");
+  CpuBackend::Options cpu_options;
+  cpu_options.pool = options.pool;
+  absl::StatusOr<std::unique_ptr<CpuBackend>> cpu =
+      CpuBackend::Create(cpu_options);
+  if (!cpu.ok()) return cpu.status();
+  return std::unique_ptr<SimulatedGpuBackend>(
+      new SimulatedGpuBackend(options, *std::move(cpu)));
+}
+
+SimulatedGpuBackend::SimulatedGpuBackend(const Options& options,
+                                         std::unique_ptr<CpuBackend> cpu)
+    : options_(options),
+      clock_(options.clock != nullptr ? options.clock : Clock::Real()),
+      cpu_(std::move(cpu)) {
+  absl::MutexLock lock(&mu_);
+  rng_.seed(options_.seed);
+  reserved_bytes_ = options_.reserved_bytes;
+}
+
+BackendCapabilities SimulatedGpuBackend::Capabilities() const {
+  BackendCapabilities c;
+  c.name = options_.name;
+  c.kind = BackendKind::kGpu;
+  c.device_name = options_.device_name;
+  c.has_memory_probe = true;
+  c.memory_bytes = options_.memory_bytes;
+  return c;
+}
+
+absl::Status SimulatedGpuBackend::Admit(Operation op, uint64_t items,
+                                        uint64_t bytes) {
+  absl::MutexLock lock(&mu_);
+  ++stats_.calls;
+  absl::Status verdict;
+  if (!sticky_ && options_.sticky_after_calls != 0 &&
+      stats_.calls >= options_.sticky_after_calls) {
+    sticky_ = true;
+  }
+  absl::Status forced;
+  if (!forced_.empty()) {
+    forced = std::move(forced_.front());
+    forced_.pop_front();
+  }
+  if (sticky_) {
+    verdict = StickyDeviceError(
+        absl::StrCat(options_.name, ": illegal memory access (sticky)"));
+  } else if (!forced.ok()) {
+    verdict = std::move(forced);
+  } else {
+    const uint64_t used = reserved_bytes_ + in_flight_bytes_;
+    const uint64_t free =
+        used >= options_.memory_bytes ? 0 : options_.memory_bytes - used;
+    std::uniform_real_distribution<double> uniform(0.0, 1.0);
+    if (bytes > free || (oom_above_bytes_ != 0 && bytes > oom_above_bytes_)) {
+      verdict = DeviceOutOfMemoryError(
+          absl::StrCat(options_.name, ": out of memory allocating ", bytes,
+                       " bytes (", free, " free)"));
+    } else if (burst_left_ > 0) {
+      --burst_left_;
+      verdict = absl::UnavailableError(
+          absl::StrCat(options_.name, ": device error (burst)"));
+    } else if (options_.burst_probability > 0.0 &&
+               uniform(rng_) < options_.burst_probability) {
+      burst_left_ = options_.burst_length - 1;
+      verdict = absl::UnavailableError(
+          absl::StrCat(options_.name, ": device error (burst)"));
+    } else if (options_.error_probability > 0.0 &&
+               uniform(rng_) < options_.error_probability) {
+      verdict = absl::UnavailableError(
+          absl::StrCat(options_.name, ": device error (random)"));
+    }
+  }
+  if (verdict.ok()) {
+    in_flight_bytes_ += bytes;
+    return verdict;
+  }
+  switch (ClassifyBackendError(verdict)) {
+    case BackendErrorClass::kOutOfMemory:
+      ++stats_.ooms;
+      break;
+    case BackendErrorClass::kSticky:
+    case BackendErrorClass::kDevice:
+      ++stats_.device_errors;
+      break;
+    default:
+      break;
+  }
+  RecordCallLocked(CallRecord{op, items, bytes, verdict.code()});
+  return verdict;
+}
+
+void SimulatedGpuBackend::Finish(Operation op, uint64_t items, uint64_t bytes,
+                                 const absl::Status& outcome) {
+  absl::MutexLock lock(&mu_);
+  in_flight_bytes_ -= bytes;
+  if (outcome.ok()) ++stats_.successes;
+  RecordCallLocked(CallRecord{op, items, bytes, outcome.code()});
+}
+
+void SimulatedGpuBackend::RecordCallLocked(const CallRecord& record) {
+  history_.push_back(record);
+  if (history_.size() > kHistory) history_.pop_front();
+}
+
+absl::Status SimulatedGpuBackend::Cosine(const CosineJob& job,
+                                         CosineOutput* out) {
+  const uint64_t bytes = CosineFootprint(job).TotalBytes();
+  clock_->SleepFor(options_.launch_overhead);
+  absl::Status status = Admit(Operation::kCosine, job.queries.rows, bytes);
+  if (!status.ok()) return status;
+  status = cpu_->Cosine(job, out);
+  clock_->SleepFor(absl::Seconds(options_.seconds_per_unit *
+                                 static_cast<double>(job.work())));
+  Finish(Operation::kCosine, job.queries.rows, bytes, status);
+  return status;
+}
+
+absl::Status SimulatedGpuBackend::Spread(const SpreadJob& job,
+                                         SpreadOutput* out) {
+  const uint64_t bytes = SpreadFootprint(job).TotalBytes();
+  clock_->SleepFor(options_.launch_overhead);
+  absl::Status status = Admit(Operation::kSpread, 1, bytes);
+  if (!status.ok()) return status;
+  status = cpu_->Spread(job, out);
+  clock_->SleepFor(absl::Seconds(options_.seconds_per_unit *
+                                 static_cast<double>(job.work())));
+  Finish(Operation::kSpread, 1, bytes, status);
+  return status;
+}
+
+absl::StatusOr<DeviceMemoryInfo> SimulatedGpuBackend::QueryMemory() {
+  absl::MutexLock lock(&mu_);
+  if (!probe_error_.ok()) return probe_error_;
+  const uint64_t used = reserved_bytes_ + in_flight_bytes_;
+  DeviceMemoryInfo info;
+  info.total_bytes = options_.memory_bytes;
+  info.free_bytes =
+      used >= options_.memory_bytes ? 0 : options_.memory_bytes - used;
+  return info;
+}
+
+void SimulatedGpuBackend::FailNextCalls(uint32_t n, absl::Status error,
+                                        uint32_t after) {
+  absl::MutexLock lock(&mu_);
+  for (uint32_t i = 0; i < after; ++i) forced_.push_back(absl::OkStatus());
+  for (uint32_t i = 0; i < n; ++i) forced_.push_back(error);
+}
+
+void SimulatedGpuBackend::SetOomAboveBytes(uint64_t bytes) {
+  absl::MutexLock lock(&mu_);
+  oom_above_bytes_ = bytes;
+}
+
+void SimulatedGpuBackend::SetReservedBytes(uint64_t bytes) {
+  absl::MutexLock lock(&mu_);
+  reserved_bytes_ = bytes;
+}
+
+void SimulatedGpuBackend::SetMemoryProbeError(absl::Status error) {
+  absl::MutexLock lock(&mu_);
+  probe_error_ = std::move(error);
+}
+
+void SimulatedGpuBackend::InjectStickyError() {
+  absl::MutexLock lock(&mu_);
+  sticky_ = true;
+}
+
+SimulatedGpuBackend::Stats SimulatedGpuBackend::stats() const {
+  absl::MutexLock lock(&mu_);
+  return stats_;
+}
+
+std::vector<SimulatedGpuBackend::CallRecord> SimulatedGpuBackend::history()
+    const {
+  absl::MutexLock lock(&mu_);
+  return std::vector<CallRecord>(history_.begin(), history_.end());
+}
+
+}  // namespace engram::core

@@ -1,0 +1,110 @@
+// The engine: the one entry point through which every request is computed.
+//
+// Engine::Cosine and Engine::Spread validate the job (core/validation.h) and
+// hand it to the HybridExecutor (core/dispatch/hybrid_executor.h), which
+// decides CPU or GPU, chunks to fit GPU memory, recovers from out-of-memory
+// and device errors on the CPU, and fills the ExecutionReport. The engine
+// owns the worker pool, the backends, the hybrid configuration and the
+// engine's metrics.
+//
+// The calls block the calling thread; the server calls them from Submit()ted
+// tasks so that gRPC's threads only parse and respond.
+//
+// Thread-safety: all methods may be called concurrently from any thread.
+#ifndef ENGRAM_CORE_ENGINE_H_
+#define ENGRAM_CORE_ENGINE_H_
+
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "absl/functional/any_invocable.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "core/dispatch/compute_backend.h"
+#include "core/dispatch/hybrid_config.h"
+#include "core/dispatch/hybrid_executor.h"
+#include "core/dispatch/simulated_gpu_backend.h"
+#include "core/jobs.h"
+#include "core/metrics.h"
+#include "core/validation.h"
+#include "kernels/cpu/thread_pool.h"
+#include "prometheus/registry.h"
+
+namespace engram::core {
+
+class Engine {
+ public:
+  struct Options {
+    // CPU worker threads for requests and kernels; 0: one per hardware
+    // thread.
+    int worker_threads = 0;
+    RequestLimits limits;
+    // Hybrid dispatch configuration file (hybrid_config.h format); empty:
+    // the documented defaults.
+    std::string hybrid_config_path;
+    // When set, the GPU is the fault-injecting simulation
+    // (simulated_gpu_backend.h) instead of a real device: for tests and demos
+    // on machines without a GPU. Its pool and clock are the engine's.
+    std::optional<SimulatedGpuBackend::Options> simulated_gpu;
+  };
+
+  // Validates `options`, loads the hybrid configuration, finds the GPU (if
+  // any) and registers the engine's metrics in `registry`.
+  static absl::StatusOr<std::unique_ptr<Engine>> Create(
+      const Options& options, std::shared_ptr<prometheus::Registry> registry);
+  ~Engine();
+
+  // Computes `job` into *out. When job.top_k == 0, out->scores must already
+  // hold Q*N floats (the caller sizes it after ValidateCosineJob). Errors:
+  // INVALID_ARGUMENT / RESOURCE_EXHAUSTED for bad or oversized input;
+  // for PLACEMENT_GPU_ONLY, UNAVAILABLE (no GPU, breaker open, GPU failed) or
+  // RESOURCE_EXHAUSTED (does not fit the GPU).
+  absl::Status Cosine(const CosineJob& job, CosineOutput* out);
+
+  // Computes `job` into *out (activation of every node, and the top list
+  // when job.top_k > 0). Errors as for Cosine.
+  absl::Status Spread(const SpreadJob& job, SpreadOutput* out);
+
+  // Runs `task` on the engine's worker threads.
+  void Submit(absl::AnyInvocable<void()> task);
+
+  // Re-reads Options::hybrid_config_path and swaps the configuration in
+  // atomically; requests in flight finish with the one they started with.
+  // Fields marked (restart) in hybrid_config.h keep their start-up values;
+  // the returned list names those that changed in the file.
+  absl::StatusOr<std::vector<std::string>> ReloadConfig();
+
+  const RequestLimits& limits() const { return options_.limits; }
+  bool gpu_available() const { return gpu_ != nullptr; }
+  // The GPU backend's name ("simulated-gpu", "cuda"), or empty.
+  std::string gpu_name() const;
+  // Why no GPU is used ("built without the CUDA backend", ...); empty when a
+  // GPU is available.
+  const std::string& gpu_unavailable_reason() const {
+    return gpu_unavailable_reason_;
+  }
+  const EngineMetrics& metrics() const { return *metrics_; }
+  HybridExecutor& executor() { return *executor_; }
+  std::shared_ptr<const HybridConfig> config() const { return config_->Get(); }
+  std::shared_ptr<prometheus::Registry> registry() const { return registry_; }
+
+ private:
+  Engine(const Options& options,
+         std::shared_ptr<prometheus::Registry> registry);
+
+  const Options options_;
+  std::shared_ptr<prometheus::Registry> registry_;
+  std::unique_ptr<EngineMetrics> metrics_;
+  std::unique_ptr<kernels::ThreadPool> pool_;
+  std::unique_ptr<ComputeBackend> cpu_;
+  std::unique_ptr<ComputeBackend> gpu_;  // null without a usable GPU
+  std::string gpu_unavailable_reason_;
+  std::string device_name_;  // selects hybrid config profiles
+  std::unique_ptr<ConfigStore> config_;
+  std::unique_ptr<HybridExecutor> executor_;
+};
+
+}  // namespace engram::core
+
+#endif  // ENGRAM_CORE_ENGINE_H_

@@ -1,0 +1,81 @@
+// The engine's view of a request: what to compute (a job), where the result
+// goes (an output), and how it was computed (an ExecutionReport).
+//
+// Jobs borrow the request's memory through views; the caller keeps the request
+// alive until the engine call returns. These types mirror the API in
+// proto/engram/similarity/v1/similarity.proto without depending on it.
+#ifndef ENGRAM_CORE_JOBS_H_
+#define ENGRAM_CORE_JOBS_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/types/span.h"
+#include "kernels/types.h"
+
+namespace engram::core {
+
+enum class Operation { kCosine, kSpread };
+const char* OperationName(Operation op);  // "cosine", "spread"
+
+enum class Placement { kAuto, kCpuOnly, kGpuOnly };
+
+enum class BackendKind { kUnspecified, kCpu, kGpu, kMixed };
+const char* BackendName(BackendKind kind);  // "cpu", "gpu", "mixed", ...
+
+// How a result was computed; travels into the response and the metrics.
+struct ExecutionReport {
+  BackendKind backend = BackendKind::kUnspecified;
+  std::string decided_by;       // the dispatch rule that chose the backend
+  std::string fallback_reason;  // empty when none
+  uint32_t chunks = 0;
+  double compute_seconds = 0.0;
+};
+
+struct CosineJob {
+  kernels::MatrixView queries;  // Q x d
+  kernels::MatrixView targets;  // N x d
+  uint32_t top_k = 0;           // 0: all Q*N scores
+  std::optional<float> min_score;
+  Placement placement = Placement::kAuto;
+
+  // Q*N*d: the unit the dispatch policy and the metrics count work in.
+  uint64_t work() const {
+    return static_cast<uint64_t>(queries.rows) * targets.rows * queries.cols;
+  }
+};
+
+struct CosineOutput {
+  // When top_k == 0: Q*N floats supplied by the caller (for example the
+  // response's own repeated field), filled row-major by query.
+  absl::Span<float> scores;
+  // When top_k > 0: one list per query, best first.
+  std::vector<kernels::TopKList> top;
+  ExecutionReport report;
+};
+
+struct SpreadJob {
+  kernels::GraphView graph;
+  absl::Span<const kernels::SpreadSeed> seeds;
+  kernels::SpreadParams params;
+  uint32_t top_k = 0;  // 0: dense activation of every node
+  Placement placement = Placement::kAuto;
+
+  // edges x hops: the unit the dispatch policy counts work in.
+  uint64_t work() const {
+    return static_cast<uint64_t>(graph.num_edges()) *
+           (params.max_hops == 0 ? 1 : params.max_hops);
+  }
+};
+
+struct SpreadOutput {
+  kernels::SpreadResult result;  // activation holds every node
+  kernels::TopKList top;         // when top_k > 0, best first
+  ExecutionReport report;
+};
+
+}  // namespace engram::core
+
+#endif  // ENGRAM_CORE_JOBS_H_

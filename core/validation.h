@@ -1,0 +1,66 @@
+// Request validation: every rule that turns bad input into a clear status
+// before any work or large allocation happens.
+//
+// Messages name the API field (as in similarity.proto) and the reason, e.g.
+// "queries.values has 5 values, expected rows * cols = 6". Codes:
+// INVALID_ARGUMENT for malformed input, RESOURCE_EXHAUSTED for input over the
+// configured size limits. Non-finite vector values are detected by the cosine
+// kernels during the computation (kernels/cpu/cosine.h), not here, so the
+// request's vectors are read once.
+//
+// Thread-safety: all functions are pure.
+#ifndef ENGRAM_CORE_VALIDATION_H_
+#define ENGRAM_CORE_VALIDATION_H_
+
+#include <cstdint>
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+#include "core/jobs.h"
+
+namespace engram::core {
+
+// Size limits, checked before anything proportional to the request is
+// allocated. Defaults fit the default 256 MiB gRPC message size.
+struct RequestLimits {
+  // Query plus target values of one BatchCosine request.
+  uint64_t max_input_elements = uint64_t{64} << 20;
+  // Scores one BatchCosine response may carry: Q*N, or Q*min(k, N).
+  uint64_t max_output_elements = uint64_t{64} << 20;
+  uint64_t max_nodes = uint64_t{16} << 20;
+  uint64_t max_edges = uint64_t{64} << 20;
+  uint64_t max_seeds = uint64_t{1} << 20;
+};
+
+// Rejects limits that are zero.
+absl::Status ValidateLimits(const RequestLimits& limits);
+
+// Checks one Matrix message before a view is made of it: rows >= 1,
+// cols >= 1, num_values == rows * cols. `field` is "queries" or "targets".
+absl::Status ValidateMatrixShape(absl::string_view field, uint64_t rows,
+                                 uint64_t cols, uint64_t num_values);
+
+// Checks a cosine job whose matrices passed ValidateMatrixShape: equal
+// dimensions, size limits, min_score.
+absl::Status ValidateCosineJob(const CosineJob& job,
+                               const RequestLimits& limits);
+
+// Checks that every value of `matrix` is finite; INVALID_ARGUMENT names
+// `field`, the first bad row and its column otherwise. The engine checks the
+// queries with it before a job is split into chunks, so the row is numbered
+// in the whole request (targets are checked by the kernels as they are
+// read).
+absl::Status ValidateFiniteRows(absl::string_view field,
+                                const kernels::MatrixView& matrix);
+
+// Checks the whole spreading job: graph structure (offsets, targets,
+// weights), seeds, parameter ranges and size limits. O(nodes + edges).
+absl::Status ValidateSpreadJob(const SpreadJob& job,
+                               const RequestLimits& limits);
+
+// Parameter ranges alone (also used for configured defaults).
+absl::Status ValidateSpreadParams(const kernels::SpreadParams& params);
+
+}  // namespace engram::core
+
+#endif  // ENGRAM_CORE_VALIDATION_H_

@@ -1,0 +1,116 @@
+#include "kernels/cpu/thread_pool.h"
+
+#include <algorithm>
+#include <atomic>
+#include <memory>
+#include <utility>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <pmmintrin.h>
+#include <xmmintrin.h>
+#endif
+
+namespace engram::kernels {
+
+ThreadPool::ThreadPool(int num_threads) {
+  if (num_threads <= 0) {
+    num_threads = std::max(1u, std::thread::hardware_concurrency());
+  }
+  threads_.reserve(num_threads);
+  for (int i = 0; i < num_threads; ++i) {
+    threads_.emplace_back([this] { WorkerLoop(); });
+  }
+}
+
+ThreadPool::~ThreadPool() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  for (std::thread& t : threads_) t.join();
+}
+
+void ThreadPool::DisableDenormals() {
+#if defined(__x86_64__) || defined(__i386__)
+  _MM_SET_FLUSH_ZERO_MODE(_MM_FLUSH_ZERO_ON);
+  _MM_SET_DENORMALS_ZERO_MODE(_MM_DENORMALS_ZERO_ON);
+#endif
+}
+
+void ThreadPool::Schedule(absl::AnyInvocable<void()> task) {
+  absl::MutexLock lock(&mu_);
+  queue_.push_back(std::move(task));
+}
+
+void ThreadPool::WorkerLoop() {
+  DisableDenormals();
+  while (true) {
+    absl::AnyInvocable<void()> task;
+    {
+      absl::MutexLock lock(&mu_);
+      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return stopping_ || !queue_.empty();
+      };
+      mu_.Await(absl::Condition(&ready));
+      if (queue_.empty()) return;  // stopping_ and drained
+      task = std::move(queue_.front());
+      queue_.pop_front();
+    }
+    task();
+  }
+}
+
+namespace {
+
+// Shared by the caller and the helper tasks of one ParallelFor. Helpers may
+// run after the ParallelFor has returned (they were queued behind other work);
+// they then find no index left and never touch `fn`, which lives on the
+// caller's stack.
+struct ParallelForState {
+  explicit ParallelForState(size_t n) : n(n) {}
+  const size_t n;
+  std::atomic<size_t> next{0};
+  absl::Mutex mu;
+  size_t done ABSL_GUARDED_BY(mu) = 0;
+};
+
+void RunIndices(ParallelForState& state, absl::FunctionRef<void(size_t)> fn) {
+  size_t finished = 0;
+  for (size_t i = state.next.fetch_add(1, std::memory_order_relaxed);
+       i < state.n; i = state.next.fetch_add(1, std::memory_order_relaxed)) {
+    fn(i);
+    ++finished;
+  }
+  if (finished > 0) {
+    absl::MutexLock lock(&state.mu);
+    state.done += finished;
+  }
+}
+
+}  // namespace
+
+void ThreadPool::ParallelFor(size_t n, absl::FunctionRef<void(size_t)> fn,
+                             int max_parallel) {
+  if (n == 0) return;
+  if (n == 1) {
+    fn(0);
+    return;
+  }
+  size_t helpers = threads_.size();
+  if (max_parallel > 0) helpers = std::min<size_t>(helpers, max_parallel - 1);
+  helpers = std::min(helpers, n - 1);
+  auto state = std::make_shared<ParallelForState>(n);
+  for (size_t h = 0; h < helpers; ++h) {
+    // `fn` is a reference into the caller's frame; the wait below keeps it
+    // alive for every helper that claims an index.
+    Schedule([state, fn] { RunIndices(*state, fn); });
+  }
+  RunIndices(*state, fn);
+  absl::MutexLock lock(&state->mu);
+  auto all_done = [&state]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(state->mu) {
+    return state->done == state->n;
+  };
+  state->mu.Await(absl::Condition(&all_done));
+}
+
+}  // namespace engram::kernels

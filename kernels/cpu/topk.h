@@ -1,0 +1,42 @@
+// Bounded top-k selection shared by the cosine and spreading kernels.
+#ifndef ENGRAM_KERNELS_CPU_TOPK_H_
+#define ENGRAM_KERNELS_CPU_TOPK_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "absl/types/span.h"
+#include "kernels/types.h"
+
+namespace engram::kernels {
+
+// Keeps the best k candidates seen so far (BetterThan order) in a bounded
+// heap: O(log k) per accepted candidate and O(1) for a rejected one.
+// Not thread-safe: one selector per thread.
+class TopKSelector {
+ public:
+  explicit TopKSelector(size_t k);
+  // Offers a candidate; kept only while it is among the best k.
+  void Push(uint32_t index, float score);
+  // The score a candidate must beat (or tie with a lower index) to enter;
+  // -infinity while fewer than k are held.
+  float worst_kept_score() const;
+  // Moves out the kept candidates, best first; the selector is then empty.
+  TopKList Take();
+
+ private:
+  size_t k_;
+  std::vector<ScoredIndex> heap_;  // worst candidate at the front
+};
+
+// Merges lists (each best first) into the best k overall, best first.
+TopKList MergeTopK(absl::Span<const TopKList> lists, size_t k);
+
+// The best min(k, values.size()) entries of `values` with value >= min_value
+// as (index, value), best first.
+TopKList TopKOfDense(absl::Span<const float> values, size_t k, float min_value);
+
+}  // namespace engram::kernels
+
+#endif  // ENGRAM_KERNELS_CPU_TOPK_H_

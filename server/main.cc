@@ -1,0 +1,185 @@
+// engram-server: the Engram Similarity Service.
+//
+// Serves gRPC (default 0.0.0.0:50051) and Prometheus metrics (default
+// 0.0.0.0:9464). SIGTERM or SIGINT drains: health turns NOT_SERVING, new
+// calls are refused, accepted calls finish within --drain_deadline, then the
+// process exits 0.
+#include <signal.h>
+
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <string>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/time.h"
+#include "core/logging.h"
+#include "kernels/cpu/cosine.h"
+#include "server/server.h"
+
+ABSL_FLAG(std::string, grpc_address, "0.0.0.0:50051",
+          "Address the gRPC service listens on (port 0: any free port).");
+ABSL_FLAG(std::string, metrics_address, "0.0.0.0:9464",
+          "Address the Prometheus /metrics endpoint listens on.");
+ABSL_FLAG(int, worker_threads, 0,
+          "CPU worker threads for requests and kernels (0: one per core).");
+ABSL_FLAG(int, max_message_bytes, 256 << 20,
+          "Largest gRPC message accepted or sent, in bytes.");
+ABSL_FLAG(uint64_t, max_input_elements, uint64_t{64} << 20,
+          "Most query plus target values in one BatchCosine request.");
+ABSL_FLAG(uint64_t, max_output_elements, uint64_t{64} << 20,
+          "Most scores in one BatchCosine response.");
+ABSL_FLAG(uint64_t, max_nodes, uint64_t{16} << 20,
+          "Most graph nodes in one Spread request.");
+ABSL_FLAG(uint64_t, max_edges, uint64_t{64} << 20,
+          "Most graph edges in one Spread request.");
+ABSL_FLAG(uint64_t, max_seeds, uint64_t{1} << 20,
+          "Most seeds in one Spread request.");
+ABSL_FLAG(absl::Duration, drain_deadline, absl::Seconds(20),
+          "On SIGTERM, how long accepted calls may take to finish.");
+ABSL_FLAG(std::string, log_level, "info", "debug, info, warning or error.");
+ABSL_FLAG(std::string, hybrid_config, "",
+          "Hybrid dispatch configuration file (key = value lines, optional "
+          "[profile NAME] sections; see docs/configuration.md). SIGHUP "
+          "reloads it. Empty: the documented defaults.");
+ABSL_FLAG(bool, simulated_gpu, false,
+          "SIMULATION: serve a fault-injecting SIMULATED GPU that computes "
+          "on the CPU, to exercise dispatch, breaker and fallbacks without a "
+          "GPU. Never for production.");
+ABSL_FLAG(uint64_t, simulated_gpu_memory_bytes, uint64_t{16} << 30,
+          "SIMULATION: device memory of the simulated GPU; larger chunks "
+          "fail with out-of-memory.");
+ABSL_FLAG(double, simulated_gpu_error_rate, 0.0,
+          "SIMULATION: probability that a simulated GPU call fails.");
+ABSL_FLAG(double, simulated_gpu_burst_rate, 0.0,
+          "SIMULATION: probability that a call starts a burst of failures.");
+ABSL_FLAG(uint32_t, simulated_gpu_burst_length, 1,
+          "SIMULATION: failing calls per burst.");
+ABSL_FLAG(uint64_t, simulated_gpu_sticky_after_calls, 0,
+          "SIMULATION: the call with this number (1-based) and every later "
+          "one fail with a sticky device error; 0: never.");
+ABSL_FLAG(absl::Duration, simulated_gpu_launch_overhead, absl::Microseconds(20),
+          "SIMULATION: fixed time each simulated GPU call takes.");
+ABSL_FLAG(double, simulated_gpu_seconds_per_unit, 1e-12,
+          "SIMULATION: simulated GPU time per unit of work (Q*N*d, or edges "
+          "x hops).");
+ABSL_FLAG(uint64_t, simulated_gpu_seed, 1,
+          "SIMULATION: seed of the simulated GPU's random failures.");
+ABSL_FLAG(std::string, ready_file, "",
+          "When set, once serving write {\"grpc_port\":P,\"metrics_port\":M} "
+          "to this file (written atomically; for tests and scripts).");
+
+namespace {
+
+constexpr char kVersion[] = "0.1.0";
+
+bool WriteReadyFile(const std::string& path, int grpc_port, int metrics_port) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << "{\"grpc_port\":" << grpc_port
+        << ",\"metrics_port\":" << metrics_port << "}\n";
+    if (!out.good()) return false;
+  }
+  return std::rename(tmp.c_str(), path.c_str()) == 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "The Engram Similarity Service (gRPC: BatchCosine, Spread, GetStats).");
+  absl::ParseCommandLine(argc, argv);
+  using engram::core::Log;
+  using engram::core::LogLevel;
+
+  auto level = engram::core::ParseLogLevel(absl::GetFlag(FLAGS_log_level));
+  if (!level.ok()) {
+    std::fprintf(stderr, "--log_level: %s\n",
+                 std::string(level.status().message()).c_str());
+    return 2;
+  }
+  engram::core::SetLogLevel(*level);
+
+  // Block the stop signals before any thread starts so that every thread
+  // inherits the mask and only sigwait() below receives them.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  engram::server::SimilarityServer::Options options;
+  options.grpc_address = absl::GetFlag(FLAGS_grpc_address);
+  options.metrics_address = absl::GetFlag(FLAGS_metrics_address);
+  options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
+  options.drain_deadline = absl::GetFlag(FLAGS_drain_deadline);
+  options.engine.worker_threads = absl::GetFlag(FLAGS_worker_threads);
+  options.engine.limits.max_input_elements =
+      absl::GetFlag(FLAGS_max_input_elements);
+  options.engine.limits.max_output_elements =
+      absl::GetFlag(FLAGS_max_output_elements);
+  options.engine.limits.max_nodes = absl::GetFlag(FLAGS_max_nodes);
+  options.engine.limits.max_edges = absl::GetFlag(FLAGS_max_edges);
+  options.engine.limits.max_seeds = absl::GetFlag(FLAGS_max_seeds);
+  options.version = kVersion;
+  options.engine.hybrid_config_path = absl::GetFlag(FLAGS_hybrid_config);
+  if (absl::GetFlag(FLAGS_simulated_gpu)) {
+    engram::core::SimulatedGpuBackend::Options sim;
+    sim.memory_bytes = absl::GetFlag(FLAGS_simulated_gpu_memory_bytes);
+    sim.error_probability = absl::GetFlag(FLAGS_simulated_gpu_error_rate);
+    sim.burst_probability = absl::GetFlag(FLAGS_simulated_gpu_burst_rate);
+    sim.burst_length = absl::GetFlag(FLAGS_simulated_gpu_burst_length);
+    sim.sticky_after_calls =
+        absl::GetFlag(FLAGS_simulated_gpu_sticky_after_calls);
+    sim.launch_overhead = absl::GetFlag(FLAGS_simulated_gpu_launch_overhead);
+    sim.seconds_per_unit = absl::GetFlag(FLAGS_simulated_gpu_seconds_per_unit);
+    sim.seed = absl::GetFlag(FLAGS_simulated_gpu_seed);
+    options.engine.simulated_gpu = sim;
+    Log(LogLevel::kWarning, "simulated_gpu",
+        {{"note", "SIMULATION: the GPU backend is simulated on the CPU"}});
+  }
+
+  auto server = engram::server::SimilarityServer::Create(options);
+  if (!server.ok()) {
+    Log(LogLevel::kError, "invalid_configuration",
+        {{"error", std::string(server.status().message())}});
+    return 2;
+  }
+  if (absl::Status started = (*server)->Start(); !started.ok()) {
+    Log(LogLevel::kError, "start_failed",
+        {{"error", std::string(started.message())}});
+    return 1;
+  }
+  Log(LogLevel::kInfo, "cpu_kernels",
+      {{"simd_target", engram::kernels::CosineSimdTarget()}});
+  const std::string ready_file = absl::GetFlag(FLAGS_ready_file);
+  if (!ready_file.empty() && !WriteReadyFile(ready_file, (*server)->grpc_port(),
+                                             (*server)->metrics_port())) {
+    Log(LogLevel::kError, "ready_file_failed", {{"path", ready_file}});
+    return 1;
+  }
+
+  int signal_number = 0;
+  while (true) {
+    sigwait(&stop_signals, &signal_number);
+    Log(LogLevel::kInfo, "signal", {{"signal", strsignal(signal_number)}});
+    if (signal_number != SIGHUP) break;
+    auto restart_only = (*server)->engine().ReloadConfig();
+    if (!restart_only.ok()) {
+      Log(LogLevel::kError, "config_reload_failed",
+          {{"error", std::string(restart_only.status().message())}});
+      continue;
+    }
+    Log(LogLevel::kInfo, "config_reloaded",
+        {{"restart_only_changes_ignored", absl::StrJoin(*restart_only, ",")}});
+  }
+  (*server)->Drain().IgnoreError();
+  server->reset();
+  return 0;
+}

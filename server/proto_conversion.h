@@ -1,0 +1,37 @@
+// Translation between the API messages and the engine's job types. Views
+// point into the request message, which must outlive the job: no vector is
+// copied on the way in.
+#ifndef ENGRAM_SERVER_PROTO_CONVERSION_H_
+#define ENGRAM_SERVER_PROTO_CONVERSION_H_
+
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "core/jobs.h"
+#include "engram/similarity/v1/similarity.pb.h"
+
+namespace engram::server {
+
+namespace pb = ::engram::similarity::v1;
+
+// Checks the matrix shapes (ValidateMatrixShape) and returns views over the
+// request. The engine validates the rest.
+absl::StatusOr<core::CosineJob> CosineJobFromProto(
+    const pb::BatchCosineRequest& request);
+
+// Returns a job viewing the request's graph; seeds are converted into
+// *seed_storage, which must outlive the job. Optional parameters absent from
+// the request take the API defaults.
+absl::StatusOr<core::SpreadJob> SpreadJobFromProto(
+    const pb::SpreadRequest& request,
+    std::vector<kernels::SpreadSeed>* seed_storage);
+
+void ReportToProto(const core::ExecutionReport& report,
+                   pb::ExecutionReport* out);
+
+core::Placement PlacementFromProto(pb::Placement placement);
+pb::Backend BackendToProto(core::BackendKind backend);
+
+}  // namespace engram::server
+
+#endif  // ENGRAM_SERVER_PROTO_CONVERSION_H_

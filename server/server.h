@@ -1,0 +1,78 @@
+// SimilarityServer wires the pieces of a running service together: the
+// engine, the gRPC server (Similarity service, standard health service,
+// reflection), and the Prometheus exposer.
+//
+// Lifecycle: Create() validates options; Start() binds and serves (health
+// turns SERVING once everything is up); Drain() turns health NOT_SERVING,
+// refuses new calls, lets accepted ones finish within the drain deadline and
+// stops the server. The destructor drains if Drain() was not called.
+//
+// Thread-safety: Start() and Drain() are called from one controlling thread
+// (main); the accessors may be called from any thread after Start().
+#ifndef ENGRAM_SERVER_SERVER_H_
+#define ENGRAM_SERVER_SERVER_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "core/engine.h"
+#include "grpcpp/server.h"
+#include "prometheus/exposer.h"
+#include "prometheus/registry.h"
+#include "server/rpc_metrics.h"
+#include "server/similarity_service.h"
+
+namespace engram::server {
+
+// The fully qualified service name health checks ask about.
+inline constexpr char kServiceName[] = "engram.similarity.v1.Similarity";
+
+class SimilarityServer {
+ public:
+  struct Options {
+    std::string grpc_address = "0.0.0.0:50051";  // port 0: pick a free one
+    std::string metrics_address = "0.0.0.0:9464";
+    int max_message_bytes = 256 << 20;
+    absl::Duration drain_deadline = absl::Seconds(20);
+    core::Engine::Options engine;
+    std::string version;
+  };
+
+  static absl::StatusOr<std::unique_ptr<SimilarityServer>> Create(
+      const Options& options);
+  ~SimilarityServer();
+
+  // Binds both ports and starts serving. FAILED_PRECONDITION / UNAVAILABLE
+  // when a port cannot be bound.
+  absl::Status Start();
+
+  // Graceful stop (see the file comment). Returns OK when every accepted
+  // call finished before the deadline, DEADLINE_EXCEEDED when some had to
+  // be cancelled. Idempotent.
+  absl::Status Drain();
+
+  core::Engine& engine() { return *engine_; }
+  int grpc_port() const { return grpc_port_; }
+  int metrics_port() const { return metrics_port_; }
+
+ private:
+  explicit SimilarityServer(const Options& options);
+
+  const Options options_;
+  std::shared_ptr<prometheus::Registry> registry_;
+  std::unique_ptr<core::Engine> engine_;
+  std::unique_ptr<RpcMetrics> rpc_metrics_;
+  std::unique_ptr<SimilarityService> service_;
+  std::unique_ptr<grpc::Server> grpc_server_;
+  std::unique_ptr<prometheus::Exposer> exposer_;
+  int grpc_port_ = 0;
+  int metrics_port_ = 0;
+  bool drained_ = false;
+};
+
+}  // namespace engram::server
+
+#endif  // ENGRAM_SERVER_SERVER_H_

@@ -1,0 +1,185 @@
+#include "tests/client/fake_similarity_server.h"
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "grpcpp/security/server_credentials.h"
+#include "grpcpp/server_builder.h"
+
+namespace engram::client::testing {
+namespace {
+
+namespace v1 = ::engram::similarity::v1;
+namespace health = ::grpc::health::v1;
+
+// A hanging call gives up after this long even if never cancelled, so a
+// broken client fails its test instead of hanging the suite.
+constexpr absl::Duration kMaxHang = absl::Seconds(10);
+
+RecordedCall Record(absl::string_view method, grpc::ServerContext* context) {
+  RecordedCall call;
+  call.method = std::string(method);
+  const auto& metadata = context->client_metadata();
+  auto it = metadata.find("x-request-id");
+  if (it != metadata.end()) {
+    call.request_id = std::string(it->second.data(), it->second.size());
+  }
+  // Without a deadline gRPC reports the far future; a year stands for that.
+  const absl::Duration left =
+      absl::FromChrono(context->deadline() - std::chrono::system_clock::now());
+  call.deadline_left =
+      left > absl::Hours(24 * 365) ? absl::InfiniteDuration() : left;
+  return call;
+}
+
+}  // namespace
+
+grpc::Status FakeSimilarityService::Begin(absl::string_view method,
+                                          grpc::ServerContext* context) {
+  bool hang;
+  grpc::Status status;
+  {
+    absl::MutexLock lock(&mu_);
+    ++calls_;
+    last_call_ = Record(method, context);
+    hang = hang_;
+    status = status_;
+  }
+  if (!hang) return status;
+  const absl::Time give_up = absl::Now() + kMaxHang;
+  while (!context->IsCancelled() && absl::Now() < give_up) {
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled while hanging");
+}
+
+grpc::Status FakeSimilarityService::BatchCosine(
+    grpc::ServerContext* context, const v1::BatchCosineRequest* request,
+    v1::BatchCosineResponse* response) {
+  {
+    absl::MutexLock lock(&mu_);
+    last_cosine_ = *request;
+    *response = cosine_response_;
+  }
+  return Begin("BatchCosine", context);
+}
+
+grpc::Status FakeSimilarityService::Spread(grpc::ServerContext* context,
+                                           const v1::SpreadRequest* request,
+                                           v1::SpreadResponse* response) {
+  {
+    absl::MutexLock lock(&mu_);
+    last_spread_ = *request;
+    *response = spread_response_;
+  }
+  return Begin("Spread", context);
+}
+
+grpc::Status FakeSimilarityService::GetStats(grpc::ServerContext* context,
+                                             const v1::GetStatsRequest* request,
+                                             v1::GetStatsResponse* response) {
+  {
+    absl::MutexLock lock(&mu_);
+    *response = stats_response_;
+  }
+  return Begin("GetStats", context);
+}
+
+void FakeSimilarityService::SetStatus(const grpc::Status& status) {
+  absl::MutexLock lock(&mu_);
+  status_ = status;
+}
+
+void FakeSimilarityService::SetHangUntilCancelled(bool hang) {
+  absl::MutexLock lock(&mu_);
+  hang_ = hang;
+}
+
+void FakeSimilarityService::SetCosineResponse(
+    v1::BatchCosineResponse response) {
+  absl::MutexLock lock(&mu_);
+  cosine_response_ = std::move(response);
+}
+
+void FakeSimilarityService::SetSpreadResponse(v1::SpreadResponse response) {
+  absl::MutexLock lock(&mu_);
+  spread_response_ = std::move(response);
+}
+
+void FakeSimilarityService::SetStatsResponse(v1::GetStatsResponse response) {
+  absl::MutexLock lock(&mu_);
+  stats_response_ = std::move(response);
+}
+
+int FakeSimilarityService::calls() const {
+  absl::MutexLock lock(&mu_);
+  return calls_;
+}
+
+RecordedCall FakeSimilarityService::last_call() const {
+  absl::MutexLock lock(&mu_);
+  return last_call_;
+}
+
+v1::BatchCosineRequest FakeSimilarityService::last_cosine_request() const {
+  absl::MutexLock lock(&mu_);
+  return last_cosine_;
+}
+
+v1::SpreadRequest FakeSimilarityService::last_spread_request() const {
+  absl::MutexLock lock(&mu_);
+  return last_spread_;
+}
+
+grpc::Status FakeHealthService::Check(grpc::ServerContext* context,
+                                      const health::HealthCheckRequest* request,
+                                      health::HealthCheckResponse* response) {
+  absl::MutexLock lock(&mu_);
+  last_call_ = Record("Check", context);
+  auto it = statuses_.find(request->service());
+  if (it == statuses_.end()) {
+    return grpc::Status(
+        grpc::StatusCode::NOT_FOUND,
+        absl::StrCat("unknown service '", request->service(), "'"));
+  }
+  response->set_status(it->second);
+  return grpc::Status::OK;
+}
+
+void FakeHealthService::SetStatus(
+    const std::string& service,
+    health::HealthCheckResponse::ServingStatus status) {
+  absl::MutexLock lock(&mu_);
+  statuses_[service] = status;
+}
+
+RecordedCall FakeHealthService::last_call() const {
+  absl::MutexLock lock(&mu_);
+  return last_call_;
+}
+
+std::unique_ptr<FakeSimilarityServer> FakeSimilarityServer::Start() {
+  std::unique_ptr<FakeSimilarityServer> fake(new FakeSimilarityServer());
+  int port = 0;
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
+                           &port);
+  builder.RegisterService(&fake->similarity_);
+  builder.RegisterService(&fake->health_);
+  fake->server_ = builder.BuildAndStart();
+  if (fake->server_ == nullptr || port == 0) return nullptr;
+  fake->target_ = absl::StrCat("127.0.0.1:", port);
+  return fake;
+}
+
+FakeSimilarityServer::~FakeSimilarityServer() {
+  if (server_ == nullptr) return;
+  // An immediate deadline cancels calls still in flight, e.g. hanging ones.
+  server_->Shutdown(std::chrono::system_clock::now());
+  server_->Wait();
+}
+
+}  // namespace engram::client::testing

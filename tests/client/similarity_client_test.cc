@@ -1,0 +1,284 @@
+// SimilarityClient against an in-process fake server: options validation,
+// responses, status propagation, deadlines, x-request-id and health checks.
+#include "client/similarity_client.h"
+
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "gmock/gmock.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/security/credentials.h"
+#include "gtest/gtest.h"
+#include "tests/client/fake_similarity_server.h"
+
+namespace engram::client {
+namespace {
+
+namespace v1 = ::engram::similarity::v1;
+namespace health = ::grpc::health::v1;
+using ::testing::HasSubstr;
+
+class SimilarityClientTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    server_ = testing::FakeSimilarityServer::Start();
+    ASSERT_NE(server_, nullptr);
+  }
+
+  std::unique_ptr<SimilarityClient> Connect(
+      absl::Duration timeout = absl::Seconds(30)) {
+    SimilarityClient::Options options;
+    options.target = server_->target();
+    options.timeout = timeout;
+    auto client = SimilarityClient::Create(options);
+    EXPECT_TRUE(client.ok()) << client.status();
+    return client.ok() ? *std::move(client) : nullptr;
+  }
+
+  static v1::BatchCosineRequest SmallCosineRequest() {
+    v1::BatchCosineRequest request;
+    request.mutable_queries()->set_rows(1);
+    request.mutable_queries()->set_cols(2);
+    request.mutable_queries()->add_values(1.0f);
+    request.mutable_queries()->add_values(0.0f);
+    *request.mutable_targets() = request.queries();
+    request.set_top_k(1);
+    return request;
+  }
+
+  std::unique_ptr<testing::FakeSimilarityServer> server_;
+};
+
+TEST_F(SimilarityClientTest, CreateRejectsInvalidOptions) {
+  SimilarityClient::Options empty_target;
+  empty_target.target = "";
+  SimilarityClient::Options zero_timeout;
+  zero_timeout.timeout = absl::ZeroDuration();
+  SimilarityClient::Options negative_timeout;
+  negative_timeout.timeout = absl::Seconds(-1);
+  SimilarityClient::Options zero_message;
+  zero_message.max_message_bytes = 0;
+  SimilarityClient::Options unknown_policy;
+  unknown_policy.load_balancing_policy = "round_robbin";
+  for (const auto& options : {empty_target, zero_timeout, negative_timeout,
+                              zero_message, unknown_policy}) {
+    auto client = SimilarityClient::Create(options);
+    EXPECT_EQ(client.status().code(), absl::StatusCode::kInvalidArgument)
+        << client.status();
+  }
+  auto typo = SimilarityClient::Create(unknown_policy);
+  EXPECT_THAT(typo.status().message(), HasSubstr("round_robbin"));
+}
+
+TEST_F(SimilarityClientTest, CreateAcceptsKnownLoadBalancingPolicies) {
+  for (const char* policy : {"", "pick_first", "round_robin"}) {
+    SimilarityClient::Options options;
+    options.target = server_->target();
+    options.load_balancing_policy = policy;
+    auto client = SimilarityClient::Create(options);
+    ASSERT_TRUE(client.ok()) << client.status();
+    EXPECT_TRUE((*client)->GetStats().ok()) << policy;
+  }
+}
+
+TEST_F(SimilarityClientTest, CreateFromChannelRejectsNullChannelAndBadTimeout) {
+  EXPECT_EQ(SimilarityClient::CreateFromChannel(nullptr).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  auto channel = grpc::CreateChannel(server_->target(),
+                                     grpc::InsecureChannelCredentials());
+  EXPECT_EQ(SimilarityClient::CreateFromChannel(channel, absl::ZeroDuration())
+                .status()
+                .code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(SimilarityClientTest, CreateFromChannelUsesThatChannel) {
+  auto channel = grpc::CreateChannel(server_->target(),
+                                     grpc::InsecureChannelCredentials());
+  auto client = SimilarityClient::CreateFromChannel(channel);
+  ASSERT_TRUE(client.ok()) << client.status();
+  EXPECT_EQ((*client)->channel(), channel);
+  EXPECT_TRUE((*client)->GetStats().ok());
+}
+
+TEST_F(SimilarityClientTest, BatchCosineSendsRequestAndReturnsResponse) {
+  v1::BatchCosineResponse canned;
+  canned.add_top()->add_indices(0);
+  canned.mutable_top(0)->add_scores(1.0f);
+  canned.mutable_report()->set_backend(v1::BACKEND_CPU);
+  server_->similarity().SetCosineResponse(canned);
+  auto client = Connect();
+
+  auto response = client->BatchCosine(SmallCosineRequest());
+
+  ASSERT_TRUE(response.ok()) << response.status();
+  EXPECT_EQ(response->SerializeAsString(), canned.SerializeAsString());
+  EXPECT_EQ(server_->similarity().last_cosine_request().SerializeAsString(),
+            SmallCosineRequest().SerializeAsString());
+  EXPECT_EQ(server_->similarity().last_call().method, "BatchCosine");
+}
+
+TEST_F(SimilarityClientTest, SpreadAndGetStatsReturnResponses) {
+  v1::SpreadResponse spread;
+  spread.add_activation(0.5f);
+  spread.set_hops(2);
+  server_->similarity().SetSpreadResponse(spread);
+  v1::GetStatsResponse stats;
+  stats.set_version("9.9.9");
+  stats.set_inflight_requests(3);
+  server_->similarity().SetStatsResponse(stats);
+  auto client = Connect();
+
+  v1::SpreadRequest request;
+  request.add_seeds()->set_node(4);
+  auto spread_response = client->Spread(request);
+  ASSERT_TRUE(spread_response.ok()) << spread_response.status();
+  EXPECT_EQ(spread_response->hops(), 2u);
+  EXPECT_EQ(server_->similarity().last_spread_request().seeds(0).node(), 4u);
+
+  auto stats_response = client->GetStats();
+  ASSERT_TRUE(stats_response.ok()) << stats_response.status();
+  EXPECT_EQ(stats_response->version(), "9.9.9");
+  EXPECT_EQ(stats_response->inflight_requests(), 3u);
+}
+
+TEST_F(SimilarityClientTest, ServerErrorKeepsCodeAndMessage) {
+  const std::vector<grpc::Status> errors = {
+      {grpc::StatusCode::INVALID_ARGUMENT, "queries.cols 3 != targets.cols 4"},
+      {grpc::StatusCode::RESOURCE_EXHAUSTED, "queue full"},
+      {grpc::StatusCode::UNAVAILABLE, "gpu breaker open"},
+  };
+  auto client = Connect();
+  for (const grpc::Status& error : errors) {
+    server_->similarity().SetStatus(error);
+    auto response = client->BatchCosine(SmallCosineRequest());
+    ASSERT_FALSE(response.ok());
+    EXPECT_EQ(static_cast<int>(response.status().code()),
+              static_cast<int>(error.error_code()));
+    EXPECT_EQ(response.status().message(), error.error_message());
+  }
+}
+
+TEST_F(SimilarityClientTest, RequestIdArrivesAsMetadata) {
+  auto client = Connect();
+  CallOptions call;
+  call.request_id = "req-42 abc";
+  ASSERT_TRUE(client->GetStats(call).ok());
+  EXPECT_EQ(server_->similarity().last_call().request_id, "req-42 abc");
+
+  ASSERT_TRUE(client->GetStats().ok());
+  EXPECT_EQ(server_->similarity().last_call().request_id, std::nullopt);
+}
+
+TEST_F(SimilarityClientTest, NonPrintableRequestIdFailsWithoutCalling) {
+  auto client = Connect();
+  CallOptions call;
+  call.request_id = "bad\nid";
+  auto response = client->GetStats(call);
+  EXPECT_EQ(response.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(server_->similarity().calls(), 0);
+}
+
+TEST_F(SimilarityClientTest, DeadlineFollowsClientTimeout) {
+  auto client = Connect(absl::Seconds(5));
+  ASSERT_TRUE(client->GetStats().ok());
+  const absl::Duration left = server_->similarity().last_call().deadline_left;
+  EXPECT_GT(left, absl::Seconds(3));
+  EXPECT_LE(left, absl::Seconds(5));
+}
+
+TEST_F(SimilarityClientTest, CallTimeoutOverridesClientTimeout) {
+  auto client = Connect(absl::Seconds(5));
+  CallOptions call;
+  call.timeout = absl::Seconds(60);
+  ASSERT_TRUE(client->GetStats(call).ok());
+  EXPECT_GT(server_->similarity().last_call().deadline_left, absl::Seconds(5));
+
+  call.timeout = absl::ZeroDuration();
+  EXPECT_EQ(client->GetStats(call).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(SimilarityClientTest, InfiniteTimeoutSendsNoDeadline) {
+  auto client = Connect(absl::InfiniteDuration());
+  ASSERT_TRUE(client->GetStats().ok());
+  EXPECT_EQ(server_->similarity().last_call().deadline_left,
+            absl::InfiniteDuration());
+}
+
+TEST_F(SimilarityClientTest, SlowServerGivesDeadlineExceeded) {
+  server_->similarity().SetHangUntilCancelled(true);
+  auto client = Connect(absl::Milliseconds(100));
+  const absl::Time start = absl::Now();
+  auto response = client->BatchCosine(SmallCosineRequest());
+  EXPECT_EQ(response.status().code(), absl::StatusCode::kDeadlineExceeded)
+      << response.status();
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+}
+
+TEST_F(SimilarityClientTest, UnreachableServerGivesUnavailable) {
+  // The port of a server that has shut down refuses connections.
+  const std::string target = server_->target();
+  server_.reset();
+  SimilarityClient::Options options;
+  options.target = target;
+  options.timeout = absl::Seconds(10);
+  auto client = SimilarityClient::Create(options);
+  ASSERT_TRUE(client.ok()) << client.status();
+  EXPECT_EQ((*client)->GetStats().status().code(),
+            absl::StatusCode::kUnavailable);
+}
+
+TEST_F(SimilarityClientTest, HealthReturnsServingStatus) {
+  server_->health().SetStatus("", health::HealthCheckResponse::SERVING);
+  server_->health().SetStatus("engram.similarity.v1.Similarity",
+                              health::HealthCheckResponse::NOT_SERVING);
+  auto client = Connect();
+
+  auto all = client->Health("");
+  ASSERT_TRUE(all.ok()) << all.status();
+  EXPECT_EQ(*all, health::HealthCheckResponse::SERVING);
+  CallOptions call;
+  call.request_id = "probe";
+  auto service = client->Health("engram.similarity.v1.Similarity", call);
+  ASSERT_TRUE(service.ok()) << service.status();
+  EXPECT_EQ(*service, health::HealthCheckResponse::NOT_SERVING);
+  EXPECT_EQ(server_->health().last_call().request_id, "probe");
+}
+
+TEST_F(SimilarityClientTest, HealthOfUnknownServiceIsNotFound) {
+  auto client = Connect();
+  auto status = client->Health("no.such.Service");
+  EXPECT_EQ(status.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(status.status().message(), HasSubstr("no.such.Service"));
+}
+
+TEST_F(SimilarityClientTest, ConcurrentCallsShareOneClient) {
+  auto client = Connect();
+  constexpr int kThreads = 8;
+  constexpr int kCallsPerThread = 20;
+  std::vector<std::thread> threads;
+  std::vector<int> failures(kThreads, 0);
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kCallsPerThread; ++i) {
+        CallOptions call;
+        call.request_id = absl::StrCat("t", t, "-", i);
+        if (!client->BatchCosine(SmallCosineRequest(), call).ok()) {
+          ++failures[t];
+        }
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  EXPECT_THAT(failures, ::testing::Each(0));
+  EXPECT_EQ(server_->similarity().calls(), kThreads * kCallsPerThread);
+}
+
+}  // namespace
+}  // namespace engram::client

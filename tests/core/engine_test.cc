@@ -1,0 +1,131 @@
+#include "core/engine.h"
+
+#include <cmath>
+#include <memory>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/testing/random_data.h"
+#include "tests/testing/reference.h"
+
+namespace engram::core {
+namespace {
+
+using ::testing::HasSubstr;
+
+class EngineTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    Engine::Options options;
+    options.worker_threads = 2;
+    auto engine =
+        Engine::Create(options, std::make_shared<prometheus::Registry>());
+    ASSERT_TRUE(engine.ok()) << engine.status();
+    engine_ = std::move(*engine);
+  }
+  std::unique_ptr<Engine> engine_;
+};
+
+TEST_F(EngineTest, CreateRejectsNegativeThreadsAndMissingRegistry) {
+  Engine::Options options;
+  options.worker_threads = -1;
+  EXPECT_FALSE(
+      Engine::Create(options, std::make_shared<prometheus::Registry>()).ok());
+  EXPECT_FALSE(Engine::Create(Engine::Options{}, nullptr).ok());
+}
+
+TEST_F(EngineTest, CosineDenseMatchesReferenceAndReportsCpu) {
+  const size_t q = 3, n = 41, d = 19;
+  const auto queries = testing::RandomMatrix(q, d, 1);
+  const auto targets = testing::RandomMatrix(n, d, 2);
+  CosineJob job;
+  job.queries = {queries.data(), q, d};
+  job.targets = {targets.data(), n, d};
+  std::vector<float> scores(q * n);
+  CosineOutput out;
+  out.scores = absl::MakeSpan(scores);
+  ASSERT_TRUE(engine_->Cosine(job, &out).ok());
+  const auto expected =
+      testing::ReferenceCosine(queries.data(), q, targets.data(), n, d);
+  for (size_t i = 0; i < q * n; ++i) {
+    EXPECT_NEAR(scores[i], expected[i], 1e-5);
+  }
+  EXPECT_EQ(out.report.backend, BackendKind::kCpu);
+  EXPECT_FALSE(out.report.decided_by.empty());
+  EXPECT_EQ(out.report.chunks, 1u);
+}
+
+TEST_F(EngineTest, CosineRejectsAScoreBufferOfTheWrongSize) {
+  const std::vector<float> v = {1, 0};
+  CosineJob job;
+  job.queries = {v.data(), 1, 2};
+  job.targets = {v.data(), 1, 2};
+  std::vector<float> scores(2);
+  CosineOutput out;
+  out.scores = absl::MakeSpan(scores);
+  EXPECT_EQ(engine_->Cosine(job, &out).code(), absl::StatusCode::kInternal);
+}
+
+TEST_F(EngineTest, CosineReportsNonFiniteTargetRow) {
+  const std::vector<float> q = {1, 0};
+  const std::vector<float> t = {1, 0, 0, NAN};
+  CosineJob job;
+  job.queries = {q.data(), 1, 2};
+  job.targets = {t.data(), 2, 2};
+  std::vector<float> scores(2);
+  CosineOutput out;
+  out.scores = absl::MakeSpan(scores);
+  const absl::Status s = engine_->Cosine(job, &out);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.message(), HasSubstr("targets row 1"));
+}
+
+TEST_F(EngineTest, GpuOnlyWithoutGpuIsUnavailable) {
+  ASSERT_FALSE(engine_->gpu_available());
+  const std::vector<float> v = {1};
+  CosineJob job;
+  job.queries = {v.data(), 1, 1};
+  job.targets = {v.data(), 1, 1};
+  job.placement = Placement::kGpuOnly;
+  std::vector<float> scores(1);
+  CosineOutput out;
+  out.scores = absl::MakeSpan(scores);
+  EXPECT_EQ(engine_->Cosine(job, &out).code(), absl::StatusCode::kUnavailable);
+}
+
+TEST_F(EngineTest, SpreadTopKSkipsNodesNeverReached) {
+  // 0 -> 1 only; nodes 2 and 3 are never reached.
+  const std::vector<uint32_t> offsets = {0, 1, 1, 1, 1};
+  const std::vector<uint32_t> targets = {1};
+  const std::vector<float> weights = {1.0f};
+  const std::vector<kernels::SpreadSeed> seeds = {{0, 1.0f}};
+  SpreadJob job;
+  job.graph = {4, offsets, targets, weights};
+  job.seeds = seeds;
+  job.top_k = 3;
+  SpreadOutput out;
+  ASSERT_TRUE(engine_->Spread(job, &out).ok());
+  ASSERT_EQ(out.top.size(), 2u);
+  EXPECT_EQ(out.top[0].index, 0u);
+  EXPECT_EQ(out.top[1].index, 1u);
+  EXPECT_EQ(out.result.activation.size(), 4u);
+}
+
+TEST_F(EngineTest, SubmitRunsTasksOnWorkers) {
+  absl::Mutex mu;
+  int ran = 0;
+  for (int i = 0; i < 10; ++i) {
+    engine_->Submit([&] {
+      absl::MutexLock lock(&mu);
+      ++ran;
+    });
+  }
+  absl::MutexLock lock(&mu);
+  mu.Await(absl::Condition(
+      +[](int* r) { return *r == 10; }, &ran));
+  EXPECT_EQ(ran, 10);
+}
+
+}  // namespace
+}  // namespace engram::core

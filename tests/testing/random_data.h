@@ -1,0 +1,39 @@
+// Seeded random inputs for tests and benchmarks: the same seed gives the same
+// data on every run, so a failure can be reproduced. The functions are pure
+// and safe to call from any thread.
+#ifndef ENGRAM_TESTS_TESTING_RANDOM_DATA_H_
+#define ENGRAM_TESTS_TESTING_RANDOM_DATA_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "kernels/types.h"
+
+namespace engram::testing {
+
+// rows x cols floats, row-major, uniform in [-1, 1], from std::mt19937_64.
+std::vector<float> RandomMatrix(size_t rows, size_t cols, uint64_t seed);
+
+// A directed graph in CSR form that owns its arrays; view() borrows them, so
+// the graph must outlive the view.
+struct RandomCsrGraph {
+  uint32_t num_nodes = 0;
+  std::vector<uint32_t> row_offsets;  // num_nodes + 1 entries
+  std::vector<uint32_t> targets;
+  std::vector<float> weights;  // in (0, 1]
+
+  kernels::GraphView view() const {
+    return kernels::GraphView{num_nodes, row_offsets, targets, weights};
+  }
+};
+
+// Out-degrees uniform in [0, 2 * avg_degree], targets uniform over all nodes
+// (self-loops and repeated edges included, as the API allows), weights
+// uniform in (0, 1]. Requires num_nodes >= 1 when avg_degree > 0.
+RandomCsrGraph RandomGraph(uint32_t num_nodes, uint32_t avg_degree,
+                           uint64_t seed);
+
+}  // namespace engram::testing
+
+#endif  // ENGRAM_TESTS_TESTING_RANDOM_DATA_H_
