@@ -4,10 +4,12 @@
 // DispatchSnapshot that copies timings under the model's lock).
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 #include "benchmark/benchmark.h"
 #include "core/dispatch/dispatch_policy.h"
 #include "core/dispatch/performance_model.h"
+#include "kernels/cpu/cosine.h"
 
 namespace engram::core {
 namespace {
@@ -98,5 +100,23 @@ BENCHMARK(BM_PerformanceModelSnapshot)->Arg(16)->Arg(64)->Arg(256);
 
 }  // namespace
 }  // namespace engram::core
+
+// The baseline the review asked about: the smallest batch worth sending, one
+// query against 64 targets of dimension 768, on one CPU thread. The decision
+// must cost a small fraction of it.
+void BM_SmallBatchCosineBaseline(benchmark::State& state) {
+  const size_t n = 64, d = 768;
+  std::vector<float> queries(d), targets(n * d), scores(n);
+  for (size_t i = 0; i < queries.size(); ++i) queries[i] = 0.001f * (i % 97);
+  for (size_t i = 0; i < targets.size(); ++i) targets[i] = 0.002f * (i % 89);
+  const engram::kernels::MatrixView q{queries.data(), 1, d};
+  const engram::kernels::MatrixView t{targets.data(), n, d};
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(
+        engram::kernels::CosineDense(q, t, scores.data(), n, 0, nullptr));
+    benchmark::ClobberMemory();
+  }
+}
+BENCHMARK(BM_SmallBatchCosineBaseline);
 
 BENCHMARK_MAIN();

@@ -46,6 +46,10 @@ ABSL_FLAG(std::string, hybrid_config, "",
           "Hybrid dispatch configuration file (key = value lines, optional "
           "[profile NAME] sections; see docs/configuration.md). SIGHUP "
           "reloads it. Empty: the documented defaults.");
+ABSL_FLAG(bool, calibrate, false,
+          "Before turning SERVING, time a short sweep of sizes on every "
+          "backend to seed the dispatch performance model (engram-calibrate "
+          "prints the same table).");
 ABSL_FLAG(bool, simulated_gpu, false,
           "SIMULATION: serve a fault-injecting SIMULATED GPU that computes "
           "on the CPU, to exercise dispatch, breaker and fallbacks without a "
@@ -129,6 +133,7 @@ int main(int argc, char** argv) {
   options.engine.limits.max_seeds = absl::GetFlag(FLAGS_max_seeds);
   options.version = kVersion;
   options.engine.hybrid_config_path = absl::GetFlag(FLAGS_hybrid_config);
+  options.calibrate_on_start = absl::GetFlag(FLAGS_calibrate);
   if (absl::GetFlag(FLAGS_simulated_gpu)) {
     engram::core::SimulatedGpuBackend::Options sim;
     sim.memory_bytes = absl::GetFlag(FLAGS_simulated_gpu_memory_bytes);

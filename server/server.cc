@@ -106,6 +106,21 @@ absl::Status SimilarityServer::Start() {
   const std::vector<int> ports = exposer_->GetListeningPorts();
   metrics_port_ = ports.empty() ? 0 : ports.front();
 
+  if (options_.calibrate_on_start) {
+    // Readiness waits for the sweep: until the model is seeded, AUTO
+    // decisions would rest on no measurement at all.
+    const absl::Time start = absl::Now();
+    auto table = engine_->executor().Calibrate(core::CalibrationOptions{});
+    if (!table.ok()) {
+      core::Log(core::LogLevel::kWarning, "calibration_failed",
+                {{"error", std::string(table.status().message())}});
+    } else {
+      core::Log(core::LogLevel::kInfo, "calibrated",
+                {{"seconds",
+                  absl::StrCat(absl::ToDoubleSeconds(absl::Now() - start))},
+                 {"table", core::FormatCrossoverTable(*table)}});
+    }
+  }
   health->SetServingStatus("", true);
   health->SetServingStatus(kServiceName, true);
   core::Log(core::LogLevel::kInfo, "serving",

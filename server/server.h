@@ -38,6 +38,9 @@ class SimilarityServer {
     int max_message_bytes = 256 << 20;
     absl::Duration drain_deadline = absl::Seconds(20);
     core::Engine::Options engine;
+    // Run the calibration sweep (core/dispatch/calibration.h) on every
+    // backend before turning SERVING, to seed the performance model.
+    bool calibrate_on_start = false;
     std::string version;
   };
 
