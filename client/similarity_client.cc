@@ -62,6 +62,9 @@ absl::StatusOr<std::unique_ptr<SimilarityClient>> SimilarityClient::Create(
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(options.max_message_bytes);
   args.SetMaxSendMessageSize(options.max_message_bytes);
+  if (!options.service_config_json.empty()) {
+    args.SetServiceConfigJSON(options.service_config_json);
+  }
   if (!policy.empty()) args.SetLoadBalancingPolicyName(policy);
   std::shared_ptr<grpc::ChannelCredentials> credentials =
       options.credentials != nullptr ? options.credentials

@@ -53,6 +53,11 @@ class SimilarityClient {
     // (pick_first). round_robin spreads calls over every address a DNS
     // target resolves to, e.g. the pods behind a headless Service.
     std::string load_balancing_policy;
+    // A gRPC service config (JSON) for the channel, e.g.
+    // deploy/grpc-service-config.json: load balancing, client-side health
+    // checking and a retry policy. Empty: none. load_balancing_policy, when
+    // also set, takes precedence over the config's balancing choice.
+    std::string service_config_json;
     // Channel credentials; null means insecure (plaintext) credentials.
     std::shared_ptr<grpc::ChannelCredentials> credentials;
   };

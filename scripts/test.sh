@@ -14,3 +14,6 @@ scripts/build.sh -DENGRAM_BUILD_TESTS=ON -DENGRAM_BUILD_BENCHMARKS=ON
 
 echo "== tests"
 ctest --test-dir "${BUILD_DIR:-build}" --output-on-failure -j 2 --timeout 300
+
+echo "== ThreadSanitizer (kernels and core, the concurrency stress test included)"
+scripts/tsan.sh

@@ -80,21 +80,18 @@ class ScaleOutTest : public ::testing::Test {
     for (const auto& replica : replicas_) {
       addresses.push_back(replica->grpc_target());
     }
-    const std::string target =
-        absl::StrCat("ipv4:", absl::StrJoin(addresses, ","));
-    const std::string service_config = ReadFile(ENGRAM_SERVICE_CONFIG);
-    EXPECT_FALSE(service_config.empty()) << ENGRAM_SERVICE_CONFIG;
-    grpc::ChannelArguments args;
-    args.SetServiceConfigJSON(service_config);
-    auto channel = grpc::CreateCustomChannel(
-        target, grpc::InsecureChannelCredentials(), args);
-    EXPECT_TRUE(channel->WaitForConnected(
-        absl::ToChronoTime(absl::Now() + absl::Seconds(10))))
-        << target;
-    auto client =
-        client::SimilarityClient::CreateFromChannel(channel, absl::Seconds(10));
+    client::SimilarityClient::Options options;
+    options.target = absl::StrCat("ipv4:", absl::StrJoin(addresses, ","));
+    options.timeout = absl::Seconds(10);
+    options.service_config_json = ReadFile(ENGRAM_SERVICE_CONFIG);
+    EXPECT_FALSE(options.service_config_json.empty()) << ENGRAM_SERVICE_CONFIG;
+    auto client = client::SimilarityClient::Create(options);
     EXPECT_TRUE(client.ok()) << client.status();
-    return client.ok() ? std::move(*client) : nullptr;
+    if (!client.ok()) return nullptr;
+    EXPECT_TRUE((*client)->channel()->WaitForConnected(
+        absl::ToChronoTime(absl::Now() + absl::Seconds(10))))
+        << options.target;
+    return std::move(*client);
   }
 
   // BatchCosine calls replica `i` answered OK, from its own GetStats.
