@@ -9,3 +9,12 @@ elseif(ENGRAM_SANITIZE STREQUAL "thread")
 elseif(NOT ENGRAM_SANITIZE STREQUAL "")
   message(FATAL_ERROR "ENGRAM_SANITIZE must be empty, 'address' or 'thread'")
 endif()
+
+if(ENGRAM_FUZZ)
+  if(NOT CMAKE_CXX_COMPILER_ID STREQUAL "Clang")
+    message(FATAL_ERROR "ENGRAM_FUZZ needs clang (CXX=clang++)")
+  endif()
+  # Coverage instrumentation everywhere; only the fuzzer binaries link the
+  # libFuzzer main.
+  add_compile_options(-fsanitize=fuzzer-no-link)
+endif()

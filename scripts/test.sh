@@ -17,3 +17,6 @@ ctest --test-dir "${BUILD_DIR:-build}" --output-on-failure -j 2 --timeout 300
 
 echo "== ThreadSanitizer (kernels and core, the concurrency stress test included)"
 scripts/tsan.sh
+
+echo "== fuzzing (${FUZZ_SECONDS:-60}s per target, ASan + UBSan)"
+scripts/fuzz.sh
