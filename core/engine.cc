@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/dispatch/cpu_backend.h"
+#include "core/dispatch/cuda_backend.h"
 #include "kernels/gpu_device.h"
 #include "kernels/status_macros.h"
 
@@ -40,14 +41,29 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(
     ENGRAM_ASSIGN_OR_RETURN(e.gpu_, SimulatedGpuBackend::Create(sim));
     e.device_name_ = sim.device_name;
   } else {
-    // The CUDA compute backend is not part of this build yet: a visible GPU
-    // is reported, not used.
+    // The first GPU the CUDA backend can use; without one (no driver, no
+    // device, a device this build's kernels cannot run on, a CPU-only build)
+    // the reason is kept for GPU-only refusals and the logs.
     auto devices = kernels::ListGpuDevices();
-    e.gpu_unavailable_reason_ =
-        devices.ok() ? absl::StrCat("GPU ", (*devices)[0].name,
-                                    " found, but the CUDA compute backend is "
-                                    "not built yet")
-                     : std::string(devices.status().message());
+    if (!devices.ok()) {
+      e.gpu_unavailable_reason_ = std::string(devices.status().message());
+    } else {
+      for (const kernels::GpuDeviceInfo& device : *devices) {
+        CudaBackend::Options cuda;
+        cuda.device_ordinal = device.ordinal;
+        cuda.pool = e.pool_.get();
+        auto backend = CudaBackend::Create(cuda);
+        if (backend.ok()) {
+          e.device_name_ = device.name;
+          e.gpu_ = *std::move(backend);
+          e.gpu_unavailable_reason_.clear();
+          break;
+        }
+        absl::StrAppend(&e.gpu_unavailable_reason_,
+                        e.gpu_unavailable_reason_.empty() ? "" : "; ",
+                        backend.status().message());
+      }
+    }
   }
 
   HybridConfig config;
@@ -65,6 +81,12 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(
   executor.config = e.config_.get();
   executor.observer = e.metrics_.get();
   ENGRAM_ASSIGN_OR_RETURN(e.executor_, HybridExecutor::Create(executor));
+
+  EngineCollector::Sources sources;
+  sources.breaker = &e.executor_->breaker();
+  sources.model = &e.executor_->performance_model();
+  sources.memory = e.executor_->memory_monitor();
+  e.collector_ = std::make_shared<EngineCollector>(e.registry_, sources);
   return engine;
 }
 
@@ -74,6 +96,10 @@ void Engine::Submit(absl::AnyInvocable<void()> task) {
 
 std::string Engine::gpu_name() const {
   return gpu_ == nullptr ? "" : std::string(gpu_->name());
+}
+
+EngineStats Engine::Stats() const {
+  return metrics_->Stats(collector_->Refresh());
 }
 
 absl::StatusOr<std::vector<std::string>> Engine::ReloadConfig() {

@@ -85,6 +85,21 @@ class Engine {
     return gpu_unavailable_reason_;
   }
   const EngineMetrics& metrics() const { return *metrics_; }
+  // What the exposer scrapes: the registry's families with the gauges
+  // derived from component state refreshed first (EngineCollector).
+  std::shared_ptr<prometheus::Collectable> collectable() const {
+    return collector_;
+  }
+  // GetStats' numbers: refreshes the derived gauges from one snapshot and
+  // reads the structured stats from the same children /metrics exposes.
+  EngineStats Stats() const;
+  // The simulated GPU when Options::simulated_gpu is set, else nullptr:
+  // tests and demos inject faults through it.
+  SimulatedGpuBackend* simulated_gpu() const {
+    return options_.simulated_gpu.has_value()
+               ? static_cast<SimulatedGpuBackend*>(gpu_.get())
+               : nullptr;
+  }
   HybridExecutor& executor() { return *executor_; }
   std::shared_ptr<const HybridConfig> config() const { return config_->Get(); }
   std::shared_ptr<prometheus::Registry> registry() const { return registry_; }
@@ -103,6 +118,7 @@ class Engine {
   std::string device_name_;  // selects hybrid config profiles
   std::unique_ptr<ConfigStore> config_;
   std::unique_ptr<HybridExecutor> executor_;
+  std::shared_ptr<EngineCollector> collector_;
 };
 
 }  // namespace engram::core

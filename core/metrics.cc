@@ -1,14 +1,33 @@
 #include "core/metrics.h"
 
+#include <dirent.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <fstream>
 #include <limits>
 #include <string>
+#include <utility>
 
-#include "core/dispatch/circuit_breaker.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "core/dispatch/backend_errors.h"
 #include "core/dispatch/dispatch_policy.h"
 #include "core/logging.h"
 
 namespace engram::core {
+
+const std::array<absl::string_view, kNumFallbackReasons> kFallbackReasons = {
+    kFallbackReasonOom,
+    kFallbackReasonDeviceError,
+    kFallbackReasonBreakerOpen,
+    kFallbackReasonUnavailable,
+    kFallbackReasonMemoryPressure,
+    kFallbackReasonOther};
+
 namespace {
 
 constexpr Operation kOperations[] = {Operation::kCosine, Operation::kSpread};
@@ -16,19 +35,104 @@ constexpr BackendKind kBackendKinds[] = {BackendKind::kCpu, BackendKind::kGpu};
 
 // The rule names the dispatch policy can return, in a fixed order; the last
 // slot catches anything else so a new rule is still counted.
-constexpr absl::string_view kRules[] = {
+constexpr absl::string_view kRuleNames[] = {
     kRulePlacement,    kRuleGpuUnavailable,  kRuleBreakerOpen,
     kRuleWorkBelowMin, kRulePredictedSlower, kRuleMemoryPressure,
     kRuleProbe,        kRuleDefault,         "other"};
-
-// The executor's fallback reasons (hybrid_executor.h).
-constexpr absl::string_view kFallbackReasons[] = {"gpu_oom", "gpu_error"};
 
 constexpr BreakerState kBreakerStates[] = {
     BreakerState::kClosed, BreakerState::kHalfOpen, BreakerState::kOpen,
     BreakerState::kForcedOpen};
 
-// engram_circuit_breaker_state encoding, documented in docs/metrics.md.
+constexpr int kReasonOom = 0;
+constexpr int kReasonDeviceError = 1;
+constexpr int kReasonBreakerOpen = 2;
+constexpr int kReasonUnavailable = 3;
+constexpr int kReasonMemoryPressure = 4;
+constexpr int kReasonOther = 5;
+
+// The last GPU error seen on this thread. The executor reports a failed call
+// (OnBackendError) and then, on the same thread, its consequence (OnOom,
+// OnFallback), so the warning about the consequence can name the error.
+thread_local absl::Status t_last_gpu_error;
+
+int RuleIndex(absl::string_view rule) {
+  for (int i = 0; i < 8; ++i) {
+    if (kRuleNames[i] == rule) return i;
+  }
+  return 8;
+}
+
+int ReasonIndex(absl::string_view metric_reason) {
+  for (int i = 0; i < kNumFallbackReasons; ++i) {
+    if (kFallbackReasons[i] == metric_reason) return i;
+  }
+  return -1;
+}
+
+std::string SecondsString(absl::Duration d) {
+  return d == absl::InfiniteDuration() ? "inf"
+                                       : absl::StrCat(absl::ToDoubleSeconds(d));
+}
+
+prometheus::MetricFamily GaugeFamily(std::string name, std::string help) {
+  prometheus::MetricFamily f;
+  f.name = std::move(name);
+  f.help = std::move(help);
+  f.type = prometheus::MetricType::Gauge;
+  return f;
+}
+
+void AddSample(prometheus::MetricFamily* family, double value,
+               std::vector<prometheus::ClientMetric::Label> labels = {}) {
+  prometheus::ClientMetric m;
+  m.label = std::move(labels);
+  if (family->type == prometheus::MetricType::Counter) {
+    m.counter.value = value;
+  } else {
+    m.gauge.value = value;
+  }
+  family->metric.push_back(std::move(m));
+}
+
+std::vector<prometheus::MetricFamily> ProcessFamilies() {
+  std::vector<prometheus::MetricFamily> out;
+  absl::StatusOr<ProcessSample> p = ReadProcessSample();
+  if (!p.ok()) return out;
+  prometheus::MetricFamily cpu;
+  cpu.name = "process_cpu_seconds_total";
+  cpu.help = "Total user and system CPU time spent in seconds.";
+  cpu.type = prometheus::MetricType::Counter;
+  AddSample(&cpu, p->cpu_seconds);
+  out.push_back(std::move(cpu));
+  const std::pair<const char*, std::pair<const char*, double>> gauges[] = {
+      {"process_resident_memory_bytes",
+       {"Resident memory size in bytes.", p->resident_memory_bytes}},
+      {"process_virtual_memory_bytes",
+       {"Virtual memory size in bytes.", p->virtual_memory_bytes}},
+      {"process_start_time_seconds",
+       {"Start time of the process since unix epoch in seconds.",
+        p->start_time_seconds}},
+      {"process_open_fds", {"Number of open file descriptors.", p->open_fds}},
+      {"process_max_fds",
+       {"Maximum number of open file descriptors.", p->max_fds}},
+  };
+  for (const auto& [name, help_value] : gauges) {
+    prometheus::MetricFamily f = GaugeFamily(name, help_value.first);
+    AddSample(&f, help_value.second);
+    out.push_back(std::move(f));
+  }
+  return out;
+}
+
+}  // namespace
+
+absl::string_view FallbackMetricReason(absl::string_view executor_reason) {
+  if (executor_reason == kFallbackGpuOom) return kFallbackReasonOom;
+  if (executor_reason == kFallbackGpuError) return kFallbackReasonDeviceError;
+  return kFallbackReasonOther;
+}
+
 int BreakerStateValue(BreakerState state) {
   switch (state) {
     case BreakerState::kClosed:
@@ -43,18 +147,7 @@ int BreakerStateValue(BreakerState state) {
   return 0;
 }
 
-int RuleIndex(absl::string_view rule) {
-  for (int i = 0; i < 8; ++i) {
-    if (kRules[i] == rule) return i;
-  }
-  return 8;
-}
-
-int ReasonIndex(absl::string_view reason) {
-  return reason == kFallbackReasons[0] ? 0 : 1;
-}
-
-}  // namespace
+std::string SizeBucketLabel(int bucket) { return absl::StrCat("2^", bucket); }
 
 const prometheus::Histogram::BucketBoundaries& LatencyBuckets() {
   static const auto* buckets = new prometheus::Histogram::BucketBoundaries{
@@ -86,7 +179,35 @@ double HistogramQuantile(const prometheus::ClientMetric::Histogram& h,
   return lower_bound;
 }
 
-EngineMetrics::EngineMetrics(prometheus::Registry& registry) {
+void RollingCounter::Add(absl::Time now, uint64_t n) {
+  const int64_t second = absl::ToUnixSeconds(now);
+  const size_t slot =
+      static_cast<size_t>(((second % kSlots) + kSlots) % kSlots);
+  absl::MutexLock lock(&mu_);
+  if (second_[slot] != second) {
+    second_[slot] = second;
+    count_[slot] = 0;
+  }
+  count_[slot] += n;
+}
+
+uint64_t RollingCounter::Sum(absl::Time now) const {
+  const int64_t second = absl::ToUnixSeconds(now);
+  uint64_t sum = 0;
+  absl::MutexLock lock(&mu_);
+  for (int i = 0; i < kSlots; ++i) {
+    if (second_[i] > second - kSlots && second_[i] <= second) sum += count_[i];
+  }
+  return sum;
+}
+
+EngineMetrics::EngineMetrics(prometheus::Registry& registry)
+    : EngineMetrics(registry, Options()) {}
+
+EngineMetrics::EngineMetrics(prometheus::Registry& registry,
+                             const Options& options)
+    : clock_(options.clock != nullptr ? options.clock : Clock::Real()),
+      created_(clock_->Now()) {
   auto& compute = prometheus::BuildHistogram()
                       .Name("engram_compute_duration_seconds")
                       .Help(
@@ -110,12 +231,15 @@ EngineMetrics::EngineMetrics(prometheus::Registry& registry) {
               "Dispatch decisions by operation, chosen backend (none: "
               "refused) and the rule that decided.")
           .Register(registry);
-  auto& fallbacks = prometheus::BuildCounter()
-                        .Name("engram_gpu_fallbacks_total")
-                        .Help(
-                            "Requests that left the GPU part-way and "
-                            "finished on the CPU, by reason.")
-                        .Register(registry);
+  auto& fallbacks =
+      prometheus::BuildCounter()
+          .Name("engram_gpu_fallbacks_total")
+          .Help(
+              "Requests whose work meant for the GPU ran on the CPU, by "
+              "reason: oom and device_error part-way; breaker_open, "
+              "unavailable (breaker forced open) and memory_pressure before "
+              "the GPU was tried.")
+          .Register(registry);
   auto& ooms = prometheus::BuildCounter()
                    .Name("engram_gpu_oom_total")
                    .Help("GPU out-of-memory errors, by operation.")
@@ -126,6 +250,14 @@ EngineMetrics::EngineMetrics(prometheus::Registry& registry) {
                               "Chunks retried on the GPU at half size "
                               "after an out-of-memory error.")
                           .Register(registry);
+  auto& gpu_errors =
+      prometheus::BuildCounter()
+          .Name("engram_gpu_errors_total")
+          .Help(
+              "Failed GPU calls other than out-of-memory, by operation and "
+              "kind (device: counted by the breaker; sticky: the device is "
+              "unusable until restart).")
+          .Register(registry);
   for (int o = 0; o < kOps; ++o) {
     const std::string op = OperationName(kOperations[o]);
     for (int b = 0; b < kBackends; ++b) {
@@ -137,39 +269,41 @@ EngineMetrics::EngineMetrics(prometheus::Registry& registry) {
     }
     const char* decision_backends[] = {"cpu", "gpu", "none"};
     for (int b = 0; b < 3; ++b) {
-      for (int r = 0; r < 9; ++r) {
+      for (int r = 0; r < kRules; ++r) {
         decisions_[o][b][r] =
             &decisions.Add({{"operation", op},
                             {"backend", decision_backends[b]},
-                            {"rule", std::string(kRules[r])}});
+                            {"rule", std::string(kRuleNames[r])}});
       }
     }
-    for (int r = 0; r < 2; ++r) {
+    for (int r = 0; r < kNumFallbackReasons; ++r) {
       fallbacks_[o][r] = &fallbacks.Add(
           {{"operation", op}, {"reason", std::string(kFallbackReasons[r])}});
     }
     ooms_[o] = &ooms.Add({{"operation", op}});
     oom_retries_[o] = &oom_retries.Add({{"operation", op}});
+    gpu_errors_[o][0] =
+        &gpu_errors.Add({{"operation", op}, {"kind", "device"}});
+    gpu_errors_[o][1] =
+        &gpu_errors.Add({{"operation", op}, {"kind", "sticky"}});
   }
+  // From 100 ns to 1 ms: a decision is a few locks and a pure function; the
+  // top buckets are there to catch a slow memory probe.
   decision_seconds_ =
       &prometheus::BuildHistogram()
            .Name("engram_dispatch_decision_duration_seconds")
-           .Help("Time to take the dispatch snapshot and decide.")
+           .Help(
+               "Time to take the dispatch snapshot (breaker, memory, "
+               "performance model) and decide.")
            .Register(registry)
            .Add({}, prometheus::Histogram::BucketBoundaries{
                         1e-7, 2.5e-7, 5e-7, 1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5,
                         5e-5, 1e-4, 1e-3});
-  breaker_state_ = &prometheus::BuildGauge()
-                        .Name("engram_circuit_breaker_state")
-                        .Help(
-                            "GPU circuit breaker: 0 closed, 1 half-open, 2 "
-                            "open, 3 forced open (sticky device error).")
-                        .Register(registry)
-                        .Add({});
-  auto& transitions = prometheus::BuildCounter()
-                          .Name("engram_circuit_breaker_transitions_total")
-                          .Help("GPU circuit breaker state changes.")
-                          .Register(registry);
+  auto& transitions =
+      prometheus::BuildCounter()
+          .Name("engram_circuit_breaker_transitions_total")
+          .Help("GPU circuit breaker state changes, by from and to state.")
+          .Register(registry);
   for (BreakerState from : kBreakerStates) {
     for (BreakerState to : kBreakerStates) {
       if (from == to) continue;
@@ -180,31 +314,72 @@ EngineMetrics::EngineMetrics(prometheus::Registry& registry) {
   }
 }
 
+void EngineMetrics::RecordFallback(int op, int reason,
+                                   absl::string_view executor_reason) {
+  fallbacks_[op][reason]->Increment();
+  fallbacks_window_[op][reason].Add(clock_->Now());
+  // A fallback ends the request's GPU part: its error is consumed here.
+  const absl::Status error = std::exchange(t_last_gpu_error, absl::OkStatus());
+  const bool part_way = reason == kReasonOom || reason == kReasonDeviceError ||
+                        reason == kReasonOther;
+  LogLimited(LogLevel::kWarning, "gpu_fallback",
+             {{"operation", OperationName(kOperations[op])},
+              {"reason", std::string(kFallbackReasons[reason])},
+              {"executor_reason", std::string(executor_reason)},
+              {"error", part_way && !error.ok() ? std::string(error.message())
+                                                : std::string()},
+              {"sticky", part_way && ClassifyBackendError(error) ==
+                                         BackendErrorClass::kSticky
+                             ? "true"
+                             : "false"}});
+}
+
 void EngineMetrics::OnDecision(Operation op, BackendKind backend,
                                absl::string_view rule,
                                double decision_seconds) {
+  // A decision starts a request: no earlier request's GPU error applies.
+  t_last_gpu_error = absl::OkStatus();
+  const int o = OpIndex(op);
   const int b = backend == BackendKind::kCpu   ? 0
                 : backend == BackendKind::kGpu ? 1
                                                : 2;
-  decisions_[OpIndex(op)][b][RuleIndex(rule)]->Increment();
+  decisions_[o][b][RuleIndex(rule)]->Increment();
   decision_seconds_->Observe(decision_seconds);
+  decisions_window_[o].Add(clock_->Now());
   if (LogEnabled(LogLevel::kDebug)) {
     Log(LogLevel::kDebug, "dispatch_decision",
         {{"operation", OperationName(op)},
-         {"backend", BackendName(backend)},
-         {"rule", std::string(rule)}});
+         {"backend", b == 2 ? "none" : BackendName(backend)},
+         {"rule", std::string(rule)},
+         {"decision_seconds", absl::StrCat(decision_seconds)}});
+  }
+  // Work the GPU would have taken, sent to the CPU up front: a fallback
+  // decided before trying. A refusal (GPU_ONLY) is not one: nothing ran.
+  if (backend != BackendKind::kCpu) return;
+  if (rule == kRuleBreakerOpen) {
+    RecordFallback(o,
+                   gpu_lost_.load(std::memory_order_relaxed)
+                       ? kReasonUnavailable
+                       : kReasonBreakerOpen,
+                   rule);
+  } else if (rule == kRuleMemoryPressure) {
+    RecordFallback(o, kReasonMemoryPressure, rule);
   }
 }
 
 void EngineMetrics::OnFallback(Operation op, absl::string_view reason) {
-  fallbacks_[OpIndex(op)][ReasonIndex(reason)]->Increment();
-  Log(LogLevel::kWarning, "gpu_fallback",
-      {{"operation", OperationName(op)}, {"reason", std::string(reason)}});
+  const int r = ReasonIndex(FallbackMetricReason(reason));
+  RecordFallback(OpIndex(op), r < 0 ? kReasonOther : r, reason);
 }
 
 void EngineMetrics::OnOom(Operation op) {
   ooms_[OpIndex(op)]->Increment();
-  Log(LogLevel::kWarning, "gpu_oom", {{"operation", OperationName(op)}});
+  ooms_window_[OpIndex(op)].Add(clock_->Now());
+  const absl::Status& error = t_last_gpu_error;
+  LogLimited(
+      LogLevel::kWarning, "gpu_oom",
+      {{"operation", OperationName(op)},
+       {"error", error.ok() ? std::string() : std::string(error.message())}});
 }
 
 void EngineMetrics::OnOomRetry(Operation op) {
@@ -221,24 +396,49 @@ void EngineMetrics::OnCompute(Operation op, BackendKind backend, double seconds,
   const int b = BackendIndex(backend);
   compute_[o][b]->Observe(seconds);
   work_items_[o][b]->Increment(static_cast<double>(work_items));
+  const absl::Time now = clock_->Now();
+  computes_window_[o][b].Add(now);
+  work_items_window_[o][b].Add(now, work_items);
+}
+
+void EngineMetrics::OnBackendError(Operation op, BackendKind backend,
+                                   const absl::Status& error) {
+  if (backend != BackendKind::kGpu) return;
+  const BackendErrorClass kind = ClassifyBackendError(error);
+  if (kind == BackendErrorClass::kNone || kind == BackendErrorClass::kClient) {
+    return;
+  }
+  t_last_gpu_error = error;
+  if (kind == BackendErrorClass::kDevice) {
+    gpu_errors_[OpIndex(op)][0]->Increment();
+  } else if (kind == BackendErrorClass::kSticky) {
+    gpu_errors_[OpIndex(op)][1]->Increment();
+  }
+  absl::MutexLock lock(&last_error_mu_);
+  last_gpu_error_ = std::string(error.message());
+  last_gpu_error_at_ = clock_->Now();
 }
 
 void EngineMetrics::OnBreakerTransition(const BreakerTransition& t) {
-  breaker_state_->Set(BreakerStateValue(t.to));
+  if (t.to == BreakerState::kForcedOpen) {
+    gpu_lost_.store(true, std::memory_order_relaxed);
+  }
   if (prometheus::Counter* c = breaker_transitions_[BreakerStateValue(t.from)]
                                                    [BreakerStateValue(t.to)]) {
     c->Increment();
   }
-  Log(LogLevel::kWarning, "circuit_breaker",
-      {{"from", BreakerStateName(t.from)},
-       {"to", BreakerStateName(t.to)},
-       {"reason", t.reason}});
+  LogLimited(LogLevel::kWarning, "circuit_breaker",
+             {{"from", BreakerStateName(t.from)},
+              {"to", BreakerStateName(t.to)},
+              {"reason", t.reason},
+              {"open_for_seconds", SecondsString(t.open_for)}});
 }
 
 uint64_t EngineMetrics::FallbackCount(Operation op,
                                       absl::string_view reason) const {
-  return static_cast<uint64_t>(
-      fallbacks_[OpIndex(op)][ReasonIndex(reason)]->Value());
+  const int r = ReasonIndex(reason);
+  if (r < 0) return 0;
+  return static_cast<uint64_t>(fallbacks_[OpIndex(op)][r]->Value());
 }
 
 std::vector<EngineMetrics::BackendSnapshot> EngineMetrics::Snapshot() const {
@@ -260,6 +460,248 @@ std::vector<EngineMetrics::BackendSnapshot> EngineMetrics::Snapshot() const {
     }
   }
   return out;
+}
+
+EngineStats EngineMetrics::Stats(const EngineStateSnapshot& state) const {
+  EngineStats stats;
+  const absl::Time now = clock_->Now();
+  stats.window_seconds =
+      std::clamp(absl::ToDoubleSeconds(now - created_), 1.0,
+                 absl::ToDoubleSeconds(RollingCounter::kWindow));
+  const double window = stats.window_seconds;
+
+  for (const BackendSnapshot& s : Snapshot()) {
+    const int o = OpIndex(s.operation);
+    const int b = BackendIndex(s.backend);
+    EngineStats::Backend out;
+    out.operation = s.operation;
+    out.backend = s.backend;
+    out.requests = s.requests;
+    out.work_items = s.work_items;
+    out.compute_seconds_total = s.compute_seconds_total;
+    out.p50_seconds = s.p50_seconds;
+    out.p99_seconds = s.p99_seconds;
+    out.requests_per_second =
+        static_cast<double>(computes_window_[o][b].Sum(now)) / window;
+    out.work_items_per_second =
+        static_cast<double>(work_items_window_[o][b].Sum(now)) / window;
+    const BackendEstimate& e =
+        b == 1 ? state.outcomes[o].gpu : state.outcomes[o].cpu;
+    out.success_rate = e.success_rate;
+    out.success_outcomes = e.outcomes;
+    stats.backends.push_back(out);
+  }
+
+  for (int o = 0; o < kOps; ++o) {
+    EngineStats::OperationStats op;
+    op.operation = kOperations[o];
+    for (const auto& by_backend : decisions_[o]) {
+      for (const prometheus::Counter* c : by_backend) {
+        op.requests += static_cast<uint64_t>(c->Value());
+      }
+    }
+    op.requests_in_window = decisions_window_[o].Sum(now);
+    uint64_t fallbacks_in_window = 0;
+    for (int r = 0; r < kNumFallbackReasons; ++r) {
+      const uint64_t count = static_cast<uint64_t>(fallbacks_[o][r]->Value());
+      const uint64_t in_window = fallbacks_window_[o][r].Sum(now);
+      op.fallbacks += count;
+      fallbacks_in_window += in_window;
+      if (count == 0) continue;
+      EngineStats::Fallback f;
+      f.operation = kOperations[o];
+      f.reason = std::string(kFallbackReasons[r]);
+      f.count = count;
+      f.count_in_window = in_window;
+      f.rate = op.requests_in_window == 0
+                   ? 0
+                   : static_cast<double>(in_window) /
+                         static_cast<double>(op.requests_in_window);
+      stats.fallbacks.push_back(std::move(f));
+    }
+    op.fallback_rate = op.requests_in_window == 0
+                           ? 0
+                           : static_cast<double>(fallbacks_in_window) /
+                                 static_cast<double>(op.requests_in_window);
+    op.ooms = static_cast<uint64_t>(ooms_[o]->Value());
+    op.oom_retries = static_cast<uint64_t>(oom_retries_[o]->Value());
+    op.ooms_per_minute =
+        static_cast<double>(ooms_window_[o].Sum(now)) * 60.0 / window;
+    stats.operations.push_back(op);
+  }
+
+  for (const PerfSnapshot& p : state.perf) {
+    if (!p.cpu.usable || !p.gpu.usable || p.gpu.seconds_per_unit <= 0) continue;
+    EngineStats::Speedup s;
+    s.operation = p.op;
+    s.size_bucket = SizeBucketLabel(p.bucket);
+    s.min_work = p.bucket == 0 ? 0 : uint64_t{1} << p.bucket;
+    s.cpu_seconds_per_unit = p.cpu.seconds_per_unit;
+    s.gpu_seconds_per_unit = p.gpu.seconds_per_unit;
+    s.speedup = p.cpu.seconds_per_unit / p.gpu.seconds_per_unit;
+    s.cpu_samples = p.cpu.samples;
+    s.gpu_samples = p.gpu.samples;
+    stats.speedups.push_back(std::move(s));
+  }
+
+  stats.breaker = state.breaker;
+  stats.memory = state.memory;
+  {
+    absl::MutexLock lock(&last_error_mu_);
+    stats.last_gpu_error = last_gpu_error_;
+    if (!last_gpu_error_.empty()) {
+      stats.last_gpu_error_age_seconds =
+          absl::ToDoubleSeconds(now - last_gpu_error_at_);
+    }
+  }
+  return stats;
+}
+
+absl::StatusOr<ProcessSample> ReadProcessSample() {
+  std::ifstream stat_file("/proc/self/stat");
+  std::string stat;
+  if (!std::getline(stat_file, stat)) {
+    return absl::UnavailableError("cannot read /proc/self/stat");
+  }
+  // The command name is in parentheses and may hold spaces: fields are
+  // counted from the last ')'. After it come field 3 (state) onwards.
+  const size_t close = stat.rfind(')');
+  if (close == std::string::npos) {
+    return absl::UnavailableError("malformed /proc/self/stat");
+  }
+  const std::vector<std::string> f =
+      absl::StrSplit(stat.substr(close + 2), ' ', absl::SkipEmpty());
+  // f[0] is field 3; field n is f[n - 3].
+  auto field = [&f](size_t n) -> double {
+    double v = 0;
+    if (n - 3 < f.size() && absl::SimpleAtod(f[n - 3], &v)) return v;
+    return 0;
+  };
+  const double ticks = static_cast<double>(sysconf(_SC_CLK_TCK));
+  const double page = static_cast<double>(sysconf(_SC_PAGESIZE));
+  ProcessSample p;
+  p.cpu_seconds = (field(14) + field(15)) / ticks;
+  p.virtual_memory_bytes = field(23);
+  p.resident_memory_bytes = field(24) * page;
+
+  double boot_time = 0;
+  std::ifstream proc_stat("/proc/stat");
+  for (std::string line; std::getline(proc_stat, line);) {
+    if (absl::StartsWith(line, "btime ")) {
+      (void)absl::SimpleAtod(line.substr(6), &boot_time);
+      break;
+    }
+  }
+  p.start_time_seconds = boot_time + field(22) / ticks;
+
+  if (DIR* dir = opendir("/proc/self/fd"); dir != nullptr) {
+    int count = 0;
+    while (const dirent* entry = readdir(dir)) {
+      if (entry->d_name[0] != '.') ++count;
+    }
+    closedir(dir);
+    p.open_fds = count - 1;  // not the one opendir() holds
+  }
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) == 0) {
+    p.max_fds = limit.rlim_cur == RLIM_INFINITY
+                    ? std::numeric_limits<double>::infinity()
+                    : static_cast<double>(limit.rlim_cur);
+  }
+  return p;
+}
+
+EngineCollector::EngineCollector(std::shared_ptr<prometheus::Registry> registry,
+                                 const Sources& sources)
+    : registry_(std::move(registry)),
+      sources_(sources),
+      clock_(sources.clock != nullptr ? sources.clock : Clock::Real()) {
+  prometheus::Registry& r = *registry_;
+  auto gauge = [&r](const char* name, const char* help) {
+    return &prometheus::BuildGauge().Name(name).Help(help).Register(r).Add({});
+  };
+  breaker_state_ =
+      gauge("engram_circuit_breaker_state",
+            "GPU circuit breaker: 0 closed, 1 half-open, 2 open, 3 forced open "
+            "(sticky device error). Read at scrape time.");
+  breaker_failures_ = gauge("engram_circuit_breaker_consecutive_failures",
+                            "GPU failures in a row counted by the breaker.");
+  breaker_retry_after_ =
+      gauge("engram_circuit_breaker_retry_after_seconds",
+            "Open: seconds until probes are let through; forced open: +Inf; "
+            "otherwise 0.");
+  memory_free_ = gauge("engram_gpu_memory_free_bytes",
+                       "Free GPU memory at the last good reading (0 without "
+                       "a GPU or a reading).");
+  memory_total_ = gauge("engram_gpu_memory_total_bytes",
+                        "Total GPU memory at the last good reading.");
+  memory_limit_ =
+      gauge("engram_gpu_memory_limit_bytes",
+            "The most one request may plan to use: free bytes times "
+            "memory_safety_margin.");
+  memory_age_ = gauge(
+      "engram_gpu_memory_reading_age_seconds",
+      "Age of the last good GPU memory reading (+Inf: none yet; 0 without a "
+      "GPU).");
+  memory_query_failures_ = &prometheus::BuildCounter()
+                                .Name("engram_gpu_memory_query_failures_total")
+                                .Help("GPU memory queries that failed.")
+                                .Register(r)
+                                .Add({});
+  Refresh();
+}
+
+EngineStateSnapshot EngineCollector::Refresh() const {
+  absl::MutexLock lock(&mu_);
+  EngineStateSnapshot s;
+  s.at = clock_->Now();
+  s.breaker = sources_.breaker->Snapshot();
+  if (sources_.memory != nullptr) s.memory = sources_.memory->Cached();
+  s.perf = sources_.model->SnapshotAll();
+  s.outcomes[0] = sources_.model->Snapshot(Operation::kCosine, 0);
+  s.outcomes[1] = sources_.model->Snapshot(Operation::kSpread, 0);
+
+  breaker_state_->Set(BreakerStateValue(s.breaker.state));
+  breaker_failures_->Set(s.breaker.consecutive_failures);
+  breaker_retry_after_->Set(s.breaker.retry_after == absl::InfiniteDuration()
+                                ? std::numeric_limits<double>::infinity()
+                                : absl::ToDoubleSeconds(s.breaker.retry_after));
+  if (s.memory.has_value()) {
+    const MemoryAssessment& m = *s.memory;
+    memory_free_->Set(static_cast<double>(m.reading.free_bytes));
+    memory_total_->Set(static_cast<double>(m.reading.total_bytes));
+    memory_limit_->Set(static_cast<double>(m.budget_bytes));
+    memory_age_->Set(m.has_reading ? absl::ToDoubleSeconds(m.age)
+                                   : std::numeric_limits<double>::infinity());
+    const double failures = static_cast<double>(m.probe_failures);
+    const double seen = memory_query_failures_->Value();
+    if (failures > seen) memory_query_failures_->Increment(failures - seen);
+  }
+  return s;
+}
+
+std::vector<prometheus::MetricFamily> EngineCollector::Collect() const {
+  const EngineStateSnapshot state = Refresh();
+  std::vector<prometheus::MetricFamily> families = registry_->Collect();
+
+  prometheus::MetricFamily speedup = GaugeFamily(
+      "engram_gpu_speedup_estimate",
+      "CPU time over GPU time per unit of work in one work-size bucket "
+      "(work in [2^b, 2^(b+1))), from the performance model's window; only "
+      "buckets measured on both backends.");
+  for (const PerfSnapshot& p : state.perf) {
+    if (!p.cpu.usable || !p.gpu.usable || p.gpu.seconds_per_unit <= 0) continue;
+    AddSample(&speedup, p.cpu.seconds_per_unit / p.gpu.seconds_per_unit,
+              {{"operation", OperationName(p.op)},
+               {"size_bucket", SizeBucketLabel(p.bucket)}});
+  }
+  // A family without samples is left out rather than exposed empty.
+  if (!speedup.metric.empty()) families.push_back(std::move(speedup));
+
+  for (prometheus::MetricFamily& f : ProcessFamilies()) {
+    families.push_back(std::move(f));
+  }
+  return families;
 }
 
 }  // namespace engram::core

@@ -10,6 +10,7 @@ packages=(
   googletest libgtest-dev libgmock-dev libbenchmark-dev
   libhwy-dev libopenblas-dev
   clang-format curl
+  prometheus
 )
 
 missing=()

@@ -42,6 +42,16 @@ ABSL_FLAG(uint64_t, max_seeds, uint64_t{1} << 20,
 ABSL_FLAG(absl::Duration, drain_deadline, absl::Seconds(20),
           "On SIGTERM, how long accepted calls may take to finish.");
 ABSL_FLAG(std::string, log_level, "info", "debug, info, warning or error.");
+ABSL_FLAG(double, log_rate_limit_burst, 20,
+          "Warnings a repeated event (GPU fallback, OOM, breaker transition) "
+          "may log at once before rate limiting starts (>= 1).");
+ABSL_FLAG(double, log_rate_limit_per_second, 1,
+          "Lines per second each such event may log after its burst; the "
+          "next line after a pause says how many were suppressed (>= 0).");
+ABSL_FLAG(bool, require_gpu, false,
+          "The GPU is required: health turns NOT_SERVING whenever it is "
+          "unusable (none found, or the breaker forced open by a sticky "
+          "device error). Without it the server keeps serving on the CPU.");
 ABSL_FLAG(std::string, hybrid_config, "",
           "Hybrid dispatch configuration file (key = value lines, optional "
           "[profile NAME] sections; see docs/configuration.md). SIGHUP "
@@ -71,11 +81,17 @@ ABSL_FLAG(absl::Duration, simulated_gpu_launch_overhead, absl::Microseconds(20),
 ABSL_FLAG(double, simulated_gpu_seconds_per_unit, 1e-12,
           "SIMULATION: simulated GPU time per unit of work (Q*N*d, or edges "
           "x hops).");
+ABSL_FLAG(uint64_t, simulated_gpu_oom_above_bytes, 0,
+          "SIMULATION: simulated GPU calls whose footprint exceeds this many "
+          "bytes fail with out-of-memory whatever the free memory "
+          "(fragmentation); 0: no such limit.");
 ABSL_FLAG(uint64_t, simulated_gpu_seed, 1,
           "SIMULATION: seed of the simulated GPU's random failures.");
 ABSL_FLAG(std::string, ready_file, "",
-          "When set, once serving write {\"grpc_port\":P,\"metrics_port\":M} "
-          "to this file (written atomically; for tests and scripts).");
+          "When set, once started (ports bound, calibration done) write "
+          "{\"grpc_port\":P,\"metrics_port\":M} to this file (written "
+          "atomically; for tests and scripts). Health says whether it "
+          "serves.");
 
 namespace {
 
@@ -108,6 +124,15 @@ int main(int argc, char** argv) {
     return 2;
   }
   engram::core::SetLogLevel(*level);
+  engram::core::LogRateLimiter::Options rate;
+  rate.burst = absl::GetFlag(FLAGS_log_rate_limit_burst);
+  rate.per_second = absl::GetFlag(FLAGS_log_rate_limit_per_second);
+  if (absl::Status limited = engram::core::SetLogRateLimit(rate);
+      !limited.ok()) {
+    std::fprintf(stderr, "--log_rate_limit_*: %s\n",
+                 std::string(limited.message()).c_str());
+    return 2;
+  }
 
   // Block the stop signals before any thread starts so that every thread
   // inherits the mask and only sigwait() below receives them.
@@ -134,6 +159,7 @@ int main(int argc, char** argv) {
   options.version = kVersion;
   options.engine.hybrid_config_path = absl::GetFlag(FLAGS_hybrid_config);
   options.calibrate_on_start = absl::GetFlag(FLAGS_calibrate);
+  options.require_gpu = absl::GetFlag(FLAGS_require_gpu);
   if (absl::GetFlag(FLAGS_simulated_gpu)) {
     engram::core::SimulatedGpuBackend::Options sim;
     sim.memory_bytes = absl::GetFlag(FLAGS_simulated_gpu_memory_bytes);
@@ -155,6 +181,11 @@ int main(int argc, char** argv) {
     Log(LogLevel::kError, "invalid_configuration",
         {{"error", std::string(server.status().message())}});
     return 2;
+  }
+  if (engram::core::SimulatedGpuBackend* sim =
+          (*server)->engine().simulated_gpu();
+      sim != nullptr) {
+    sim->SetOomAboveBytes(absl::GetFlag(FLAGS_simulated_gpu_oom_above_bytes));
   }
   if (absl::Status started = (*server)->Start(); !started.ok()) {
     Log(LogLevel::kError, "start_failed",

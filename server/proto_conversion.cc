@@ -1,5 +1,7 @@
 #include "server/proto_conversion.h"
 
+#include <limits>
+
 #include "core/validation.h"
 #include "kernels/status_macros.h"
 
@@ -114,6 +116,83 @@ void ReportToProto(const core::ExecutionReport& report,
   out->set_fallback_reason(report.fallback_reason);
   out->set_chunks(report.chunks);
   out->set_compute_seconds(report.compute_seconds);
+}
+
+void EngineStatsToProto(const core::EngineStats& stats,
+                        pb::GetStatsResponse* out) {
+  out->set_window_seconds(stats.window_seconds);
+  for (const core::EngineStats::Backend& b : stats.backends) {
+    pb::BackendStats* p = out->add_backends();
+    p->set_operation(core::OperationName(b.operation));
+    p->set_backend(BackendToProto(b.backend));
+    p->set_requests(b.requests);
+    p->set_work_items(b.work_items);
+    p->set_compute_seconds_total(b.compute_seconds_total);
+    p->set_p50_seconds(b.p50_seconds);
+    p->set_p99_seconds(b.p99_seconds);
+    p->set_requests_per_second(b.requests_per_second);
+    p->set_work_items_per_second(b.work_items_per_second);
+    p->set_success_rate(b.success_rate);
+    p->set_success_outcomes(b.success_outcomes);
+  }
+  for (const core::EngineStats::OperationStats& o : stats.operations) {
+    pb::OperationStats* p = out->add_operations();
+    p->set_operation(core::OperationName(o.operation));
+    p->set_requests(o.requests);
+    p->set_requests_in_window(o.requests_in_window);
+    p->set_fallbacks(o.fallbacks);
+    p->set_fallback_rate(o.fallback_rate);
+    p->set_ooms(o.ooms);
+    p->set_oom_retries(o.oom_retries);
+    p->set_ooms_per_minute(o.ooms_per_minute);
+  }
+  for (const core::EngineStats::Fallback& f : stats.fallbacks) {
+    pb::FallbackStats* p = out->add_fallbacks();
+    p->set_operation(core::OperationName(f.operation));
+    p->set_reason(f.reason);
+    p->set_count(f.count);
+    p->set_count_in_window(f.count_in_window);
+    p->set_rate(f.rate);
+  }
+  for (const core::EngineStats::Speedup& s : stats.speedups) {
+    pb::SpeedupStats* p = out->add_speedups();
+    p->set_operation(core::OperationName(s.operation));
+    p->set_size_bucket(s.size_bucket);
+    p->set_min_work(s.min_work);
+    p->set_speedup(s.speedup);
+    p->set_cpu_seconds_per_unit(s.cpu_seconds_per_unit);
+    p->set_gpu_seconds_per_unit(s.gpu_seconds_per_unit);
+    p->set_cpu_samples(s.cpu_samples);
+    p->set_gpu_samples(s.gpu_samples);
+  }
+  pb::BreakerStats* breaker = out->mutable_breaker();
+  breaker->set_state(core::BreakerStateName(stats.breaker.state));
+  breaker->set_retry_after_seconds(
+      stats.breaker.retry_after == absl::InfiniteDuration()
+          ? std::numeric_limits<double>::infinity()
+          : absl::ToDoubleSeconds(stats.breaker.retry_after));
+  breaker->set_consecutive_failures(stats.breaker.consecutive_failures);
+  breaker->set_window_calls(stats.breaker.window_calls);
+  breaker->set_window_failures(stats.breaker.window_failures);
+  breaker->set_consecutive_trips(stats.breaker.consecutive_trips);
+  breaker->set_last_error(stats.breaker.last_error);
+  if (stats.memory.has_value()) {
+    const core::MemoryAssessment& m = *stats.memory;
+    pb::GpuMemoryStats* p = out->mutable_gpu_memory();
+    p->set_has_reading(m.has_reading);
+    p->set_free_bytes(m.reading.free_bytes);
+    p->set_total_bytes(m.reading.total_bytes);
+    p->set_limit_bytes(m.budget_bytes);
+    p->set_reading_age_seconds(m.has_reading
+                                   ? absl::ToDoubleSeconds(m.age)
+                                   : std::numeric_limits<double>::infinity());
+    p->set_stale(m.stale);
+    p->set_high_pressure(m.high_pressure);
+    p->set_query_failures(m.probe_failures);
+    p->set_last_query_error(m.last_probe_error);
+  }
+  out->set_last_gpu_error(stats.last_gpu_error);
+  out->set_last_gpu_error_age_seconds(stats.last_gpu_error_age_seconds);
 }
 
 }  // namespace engram::server

@@ -8,6 +8,7 @@
 
 #include "absl/status/statusor.h"
 #include "core/jobs.h"
+#include "core/metrics.h"
 #include "engram/similarity/v1/similarity.pb.h"
 
 namespace engram::server {
@@ -28,6 +29,11 @@ absl::StatusOr<core::SpreadJob> SpreadJobFromProto(
 
 void ReportToProto(const core::ExecutionReport& report,
                    pb::ExecutionReport* out);
+
+// Fills the engine's part of GetStats: backends, operations, fallbacks,
+// speedups, breaker, GPU memory and the last GPU error.
+void EngineStatsToProto(const core::EngineStats& stats,
+                        pb::GetStatsResponse* out);
 
 core::Placement PlacementFromProto(pb::Placement placement);
 pb::Backend BackendToProto(core::BackendKind backend);

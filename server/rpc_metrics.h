@@ -1,6 +1,7 @@
 // Per-RPC metric families: requests by method and status code, latency by
-// method and status code, and the in-flight gauge. Registered in the
-// engine's registry so one /metrics page carries everything.
+// method, the in-flight and queued gauges, and rejections by reason.
+// Registered in the engine's registry so one /metrics page carries
+// everything (docs/metrics.md).
 //
 // Thread-safety: all methods may be called concurrently.
 #ifndef ENGRAM_SERVER_RPC_METRICS_H_
@@ -24,6 +25,16 @@ enum class Method { kBatchCosine = 0, kSpread = 1, kGetStats = 2 };
 inline constexpr int kNumMethods = 3;
 const char* MethodName(Method method);  // "BatchCosine", ...
 
+// Why a call was refused without computing (engram_rejected_requests_total).
+enum class RejectReason {
+  kDraining = 0,        // the server is shutting down (UNAVAILABLE)
+  kTooLarge = 1,        // over a --max_* limit (RESOURCE_EXHAUSTED)
+  kGpuUnavailable = 2,  // PLACEMENT_GPU_ONLY the GPU could not take
+  kAbandoned = 3,       // cancelled or past its deadline before it ran
+};
+inline constexpr int kNumRejectReasons = 4;
+const char* RejectReasonName(RejectReason reason);  // "draining", ...
+
 class RpcMetrics {
  public:
   // Registers the families in `registry`, which must outlive this.
@@ -31,9 +42,14 @@ class RpcMetrics {
 
   // One finished call.
   void RecordCall(Method method, grpc::StatusCode code, double seconds);
+  void RecordRejection(RejectReason reason);
   void CallStarted() { inflight_->Increment(); }
   void CallEnded() { inflight_->Decrement(); }
+  // A call handed to the worker threads / picked up by one.
+  void Queued() { queued_->Increment(); }
+  void Dequeued() { queued_->Decrement(); }
   uint64_t inflight() const;
+  uint64_t queued() const;
 
   struct MethodCount {
     std::string method;
@@ -43,12 +59,20 @@ class RpcMetrics {
   // Non-zero (method, code) counts, read from the exposed counters.
   std::vector<MethodCount> Snapshot() const;
 
+  struct RejectionCount {
+    std::string reason;
+    uint64_t count = 0;
+  };
+  // Every reason, zero counts included, read from the exposed counters.
+  std::vector<RejectionCount> Rejections() const;
+
  private:
   std::array<std::array<prometheus::Counter*, kNumGrpcCodes>, kNumMethods>
       requests_{};
-  std::array<std::array<prometheus::Histogram*, kNumGrpcCodes>, kNumMethods>
-      durations_{};
+  std::array<prometheus::Histogram*, kNumMethods> durations_{};
+  std::array<prometheus::Counter*, kNumRejectReasons> rejected_{};
   prometheus::Gauge* inflight_ = nullptr;
+  prometheus::Gauge* queued_ = nullptr;
 };
 
 }  // namespace engram::server

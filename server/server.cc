@@ -15,6 +15,7 @@
 #include "kernels/gpu_device.h"
 #include "kernels/status_macros.h"
 #include "prometheus/gauge.h"
+#include "server/readiness.h"
 
 namespace engram::server {
 namespace {
@@ -59,8 +60,23 @@ absl::StatusOr<std::unique_ptr<SimilarityServer>> SimilarityServer::Create(
                         ? server->engine_->gpu_name()
                         : "none"}})
       .Set(1);
+  Readiness::Options readiness;
+  readiness.gpu_required = options.require_gpu;
+  readiness.gpu_available = server->engine_->gpu_available();
+  readiness.gpu_unavailable_reason = server->engine_->gpu_unavailable_reason();
+  server->readiness_ =
+      std::make_unique<Readiness>(readiness, *server->registry_);
+  // A sticky device error forces the breaker open for good: from then on the
+  // GPU is gone, which readiness must reflect. Runs on the request thread
+  // that hit the error; the engine (and its breaker) dies before readiness_.
+  Readiness* ready = server->readiness_.get();
+  server->engine_->executor().breaker().AddListener(
+      [ready](const core::BreakerTransition& t) {
+        if (t.to == core::BreakerState::kForcedOpen) ready->GpuLost(t.reason);
+      });
   server->service_ = std::make_unique<SimilarityService>(
-      server->engine_.get(), server->rpc_metrics_.get(), options.version);
+      server->engine_.get(), server->rpc_metrics_.get(),
+      server->readiness_.get(), options.version);
   return server;
 }
 
@@ -88,27 +104,32 @@ absl::Status SimilarityServer::Start() {
     return absl::UnavailableError(
         absl::StrCat("cannot listen for gRPC on ", options_.grpc_address));
   }
-  grpc::HealthCheckServiceInterface* health =
-      grpc_server_->GetHealthCheckService();
-  // Not ready until the metrics endpoint is up too.
-  health->SetServingStatus(false);
+  // Not ready until the metrics endpoint is up and calibration is done. The
+  // default health service answers SERVING for "" until told otherwise;
+  // this is the first thing done after the port opens.
+  readiness_->Attach(grpc_server_->GetHealthCheckService());
 
   try {
     exposer_ = std::make_unique<prometheus::Exposer>(options_.metrics_address);
   } catch (const std::exception& e) {
+    readiness_->Detach();
     grpc_server_->Shutdown();
     grpc_server_->Wait();
     grpc_server_.reset();
     return absl::UnavailableError(absl::StrCat(
         "cannot serve metrics on ", options_.metrics_address, ": ", e.what()));
   }
-  exposer_->RegisterCollectable(registry_);
+  // The engine's collector, not the bare registry: it refreshes the gauges
+  // derived from component state before every scrape.
+  exposer_->RegisterCollectable(engine_->collectable());
   const std::vector<int> ports = exposer_->GetListeningPorts();
   metrics_port_ = ports.empty() ? 0 : ports.front();
 
   if (options_.calibrate_on_start) {
     // Readiness waits for the sweep: until the model is seeded, AUTO
     // decisions would rest on no measurement at all.
+    readiness_->SetPhase(Readiness::Phase::kCalibrating);
+    core::Log(core::LogLevel::kInfo, "calibrating", {});
     const absl::Time start = absl::Now();
     auto table = engine_->executor().Calibrate(core::CalibrationOptions{});
     if (!table.ok()) {
@@ -121,15 +142,19 @@ absl::Status SimilarityServer::Start() {
                  {"table", core::FormatCrossoverTable(*table)}});
     }
   }
-  health->SetServingStatus("", true);
-  health->SetServingStatus(kServiceName, true);
-  core::Log(core::LogLevel::kInfo, "serving",
+  readiness_->SetPhase(Readiness::Phase::kServing);
+  const Readiness::State ready = readiness_->state();
+  core::Log(ready.serving ? core::LogLevel::kInfo : core::LogLevel::kError,
+            ready.serving ? "serving" : "not_ready",
             {{"grpc_port", absl::StrCat(grpc_port_)},
              {"metrics_port", absl::StrCat(metrics_port_)},
              {"version", options_.version},
              {"gpu", engine_->gpu_available()
                          ? engine_->gpu_name()
-                         : "none: " + engine_->gpu_unavailable_reason()}});
+                         : "none: " + engine_->gpu_unavailable_reason()},
+             {"gpu_required", options_.require_gpu ? "true" : "false"},
+             {"cpu_only", ready.cpu_only ? "true" : "false"},
+             {"reason", ready.reason}});
   return absl::OkStatus();
 }
 
@@ -137,7 +162,7 @@ absl::Status SimilarityServer::Drain() {
   if (drained_ || grpc_server_ == nullptr) return absl::OkStatus();
   drained_ = true;
   const absl::Time deadline = absl::Now() + options_.drain_deadline;
-  grpc_server_->GetHealthCheckService()->SetServingStatus(false);
+  readiness_->SetPhase(Readiness::Phase::kDraining);
   service_->StartDraining();
   core::Log(core::LogLevel::kInfo, "draining",
             {{"deadline_seconds",
@@ -148,6 +173,7 @@ absl::Status SimilarityServer::Drain() {
   grpc_server_->Shutdown(
       absl::ToChronoTime(std::max(deadline, absl::Now() + absl::Seconds(1))));
   grpc_server_->Wait();
+  readiness_->Detach();
   exposer_.reset();
   core::Log(drained ? core::LogLevel::kInfo : core::LogLevel::kWarning,
             "stopped", {{"drained", drained ? "true" : "false"}});

@@ -3,9 +3,14 @@
 // reflection), and the Prometheus exposer.
 //
 // Lifecycle: Create() validates options; Start() binds and serves (health
-// turns SERVING once everything is up); Drain() turns health NOT_SERVING,
-// refuses new calls, lets accepted ones finish within the drain deadline and
-// stops the server. The destructor drains if Drain() was not called.
+// turns SERVING once everything is up, calibration included); Drain() turns
+// health NOT_SERVING, refuses new calls, lets accepted ones finish within the
+// drain deadline and stops the server. The destructor drains if Drain() was
+// not called. Readiness (server/readiness.h) keeps the health answers
+// truthful in between, e.g. when a required GPU is lost.
+//
+// /metrics serves the engine's EngineCollector: the one registry (engine
+// and per-RPC families) with the state-derived gauges refreshed per scrape.
 //
 // Thread-safety: Start() and Drain() are called from one controlling thread
 // (main); the accessors may be called from any thread after Start().
@@ -22,6 +27,7 @@
 #include "grpcpp/server.h"
 #include "prometheus/exposer.h"
 #include "prometheus/registry.h"
+#include "server/readiness.h"
 #include "server/rpc_metrics.h"
 #include "server/similarity_service.h"
 
@@ -41,6 +47,10 @@ class SimilarityServer {
     // Run the calibration sweep (core/dispatch/calibration.h) on every
     // backend before turning SERVING, to seed the performance model.
     bool calibrate_on_start = false;
+    // The GPU is required: health says NOT_SERVING whenever it is unusable
+    // (none found, or the breaker forced open by a sticky device error).
+    // Otherwise the server keeps serving on the CPU.
+    bool require_gpu = false;
     std::string version;
   };
 
@@ -58,6 +68,7 @@ class SimilarityServer {
   absl::Status Drain();
 
   core::Engine& engine() { return *engine_; }
+  Readiness::State readiness() const { return readiness_->state(); }
   int grpc_port() const { return grpc_port_; }
   int metrics_port() const { return metrics_port_; }
 
@@ -68,6 +79,8 @@ class SimilarityServer {
   std::shared_ptr<prometheus::Registry> registry_;
   std::unique_ptr<core::Engine> engine_;
   std::unique_ptr<RpcMetrics> rpc_metrics_;
+  // Outlives the engine: a breaker listener reports into it.
+  std::unique_ptr<Readiness> readiness_;
   std::unique_ptr<SimilarityService> service_;
   std::unique_ptr<grpc::Server> grpc_server_;
   std::unique_ptr<prometheus::Exposer> exposer_;

@@ -4,7 +4,9 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "core/logging.h"
 #include "core/validation.h"
 #include "kernels/status_macros.h"
 #include "server/proto_conversion.h"
@@ -13,9 +15,11 @@
 namespace engram::server {
 
 SimilarityService::SimilarityService(core::Engine* engine, RpcMetrics* metrics,
+                                     const Readiness* readiness,
                                      std::string version)
     : engine_(engine),
       metrics_(metrics),
+      readiness_(readiness),
       version_(std::move(version)),
       started_(absl::Now()) {}
 
@@ -61,12 +65,50 @@ void SimilarityService::WaitForQuiet(absl::Duration quiet,
   }
 }
 
-void SimilarityService::Finish(grpc::ServerUnaryReactor* reactor, Method method,
-                               absl::Time start, const absl::Status& status) {
+SimilarityService::Call SimilarityService::StartCall(
+    grpc::CallbackServerContext* context, Method method) {
+  Call call;
+  call.method = method;
+  call.start = absl::Now();
+  call.ids = RequestIdsFromMetadata(context->client_metadata());
+  // In the trailers, not the headers: a response that sends headers is
+  // committed, and a client's retry policy could no longer retry an error
+  // such as UNAVAILABLE while draining on another replica.
+  context->AddTrailingMetadata(kRequestIdKey, call.ids.request_id);
+  return call;
+}
+
+void SimilarityService::Finish(grpc::ServerUnaryReactor* reactor,
+                               const Call& call, const absl::Status& status) {
   const grpc::Status grpc_status = ToGrpcStatus(status);
-  metrics_->RecordCall(method, grpc_status.error_code(),
-                       absl::ToDoubleSeconds(absl::Now() - start));
+  const double seconds = absl::ToDoubleSeconds(absl::Now() - call.start);
+  metrics_->RecordCall(call.method, grpc_status.error_code(), seconds);
+  if (core::LogEnabled(core::LogLevel::kDebug)) {
+    const core::ScopedLogContext log_context(call.ids.request_id,
+                                             call.ids.traceparent);
+    core::Log(core::LogLevel::kDebug, "rpc",
+              {{"method", MethodName(call.method)},
+               {"code", GrpcCodeName(grpc_status.error_code())},
+               {"seconds", absl::StrCat(seconds)},
+               {"message", std::string(status.message())}});
+  }
   reactor->Finish(grpc_status);
+}
+
+void SimilarityService::CountRejection(const absl::Status& status,
+                                       const core::ExecutionReport& report) {
+  const absl::StatusCode code = status.code();
+  if (report.decided_by.empty()) {
+    // Refused before dispatch: only the size limits give this code there.
+    if (code == absl::StatusCode::kResourceExhausted) {
+      metrics_->RecordRejection(RejectReason::kTooLarge);
+    }
+    return;
+  }
+  if (code == absl::StatusCode::kResourceExhausted ||
+      code == absl::StatusCode::kUnavailable) {
+    metrics_->RecordRejection(RejectReason::kGpuUnavailable);
+  }
 }
 
 absl::Status SimilarityService::AbandonedStatus(
@@ -92,18 +134,29 @@ grpc::ServerUnaryReactor* SimilarityService::BatchCosine(
     const ::engram::similarity::v1::BatchCosineRequest* request,
     ::engram::similarity::v1::BatchCosineResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  const absl::Time start = absl::Now();
+  Call call = StartCall(context, Method::kBatchCosine);
   if (!BeginCall()) {
-    Finish(reactor, Method::kBatchCosine, start, ShuttingDown());
+    metrics_->RecordRejection(RejectReason::kDraining);
+    Finish(reactor, call, ShuttingDown());
     return reactor;
   }
-  engine_->Submit([this, context, request, response, reactor, start] {
-    absl::Status status = AbandonedStatus(context);
-    if (status.ok()) status = RunBatchCosine(*request, response);
-    if (!status.ok()) response->Clear();
-    Finish(reactor, Method::kBatchCosine, start, status);
-    EndCall();
-  });
+  metrics_->Queued();
+  engine_->Submit(
+      [this, context, request, response, reactor, call = std::move(call)] {
+        metrics_->Dequeued();
+        // Every line this request's work writes, the engine's included.
+        const core::ScopedLogContext log_context(call.ids.request_id,
+                                                 call.ids.traceparent);
+        absl::Status status = AbandonedStatus(context);
+        if (status.ok()) {
+          status = RunBatchCosine(*request, response);
+        } else {
+          metrics_->RecordRejection(RejectReason::kAbandoned);
+        }
+        if (!status.ok()) response->Clear();
+        Finish(reactor, call, status);
+        EndCall();
+      });
   return reactor;
 }
 
@@ -112,18 +165,28 @@ grpc::ServerUnaryReactor* SimilarityService::Spread(
     const ::engram::similarity::v1::SpreadRequest* request,
     ::engram::similarity::v1::SpreadResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  const absl::Time start = absl::Now();
+  Call call = StartCall(context, Method::kSpread);
   if (!BeginCall()) {
-    Finish(reactor, Method::kSpread, start, ShuttingDown());
+    metrics_->RecordRejection(RejectReason::kDraining);
+    Finish(reactor, call, ShuttingDown());
     return reactor;
   }
-  engine_->Submit([this, context, request, response, reactor, start] {
-    absl::Status status = AbandonedStatus(context);
-    if (status.ok()) status = RunSpread(*request, response);
-    if (!status.ok()) response->Clear();
-    Finish(reactor, Method::kSpread, start, status);
-    EndCall();
-  });
+  metrics_->Queued();
+  engine_->Submit(
+      [this, context, request, response, reactor, call = std::move(call)] {
+        metrics_->Dequeued();
+        const core::ScopedLogContext log_context(call.ids.request_id,
+                                                 call.ids.traceparent);
+        absl::Status status = AbandonedStatus(context);
+        if (status.ok()) {
+          status = RunSpread(*request, response);
+        } else {
+          metrics_->RecordRejection(RejectReason::kAbandoned);
+        }
+        if (!status.ok()) response->Clear();
+        Finish(reactor, call, status);
+        EndCall();
+      });
   return reactor;
 }
 
@@ -132,30 +195,36 @@ grpc::ServerUnaryReactor* SimilarityService::GetStats(
     const ::engram::similarity::v1::GetStatsRequest* /*request*/,
     ::engram::similarity::v1::GetStatsResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  const absl::Time start = absl::Now();
-  // A snapshot of counters: cheap enough to answer on the gRPC thread.
+  const Call call = StartCall(context, Method::kGetStats);
+  // Snapshots of counters and component state: cheap enough to answer on
+  // the gRPC thread. The engine's part refreshes the same gauges /metrics
+  // shows, from one snapshot.
   response->set_version(version_);
   response->set_uptime_seconds(absl::ToDoubleSeconds(absl::Now() - started_));
   response->set_gpu_available(engine_->gpu_available());
+  response->set_gpu_name(engine_->gpu_name());
   for (const RpcMetrics::MethodCount& m : metrics_->Snapshot()) {
     auto* out = response->add_methods();
     out->set_method(m.method);
     out->set_code(m.code);
     out->set_count(m.count);
   }
-  for (const core::EngineMetrics::BackendSnapshot& b :
-       engine_->metrics().Snapshot()) {
-    auto* out = response->add_backends();
-    out->set_operation(core::OperationName(b.operation));
-    out->set_backend(BackendToProto(b.backend));
-    out->set_requests(b.requests);
-    out->set_work_items(b.work_items);
-    out->set_compute_seconds_total(b.compute_seconds_total);
-    out->set_p50_seconds(b.p50_seconds);
-    out->set_p99_seconds(b.p99_seconds);
-  }
+  EngineStatsToProto(engine_->Stats(), response);
   response->set_inflight_requests(metrics_->inflight());
-  Finish(reactor, Method::kGetStats, start, absl::OkStatus());
+  response->set_queued_work_items(metrics_->queued());
+  for (const RpcMetrics::RejectionCount& r : metrics_->Rejections()) {
+    auto* out = response->add_rejections();
+    out->set_reason(r.reason);
+    out->set_count(r.count);
+  }
+  const Readiness::State ready = readiness_->state();
+  auto* readiness = response->mutable_readiness();
+  readiness->set_serving(ready.serving);
+  readiness->set_phase(Readiness::PhaseName(ready.phase));
+  readiness->set_reason(ready.reason);
+  readiness->set_gpu_required(ready.gpu_required);
+  readiness->set_cpu_only(ready.cpu_only);
+  Finish(reactor, call, absl::OkStatus());
   return reactor;
 }
 
@@ -165,7 +234,11 @@ absl::Status SimilarityService::RunBatchCosine(
   ENGRAM_ASSIGN_OR_RETURN(core::CosineJob job, CosineJobFromProto(request));
   // Validate before sizing the response: the size limits guard this
   // allocation.
-  ENGRAM_RETURN_IF_ERROR(core::ValidateCosineJob(job, engine_->limits()));
+  if (absl::Status valid = core::ValidateCosineJob(job, engine_->limits());
+      !valid.ok()) {
+    CountRejection(valid, core::ExecutionReport{});
+    return valid;
+  }
   core::CosineOutput out;
   if (job.top_k == 0) {
     const size_t count = job.queries.rows * job.targets.rows;
@@ -173,7 +246,10 @@ absl::Status SimilarityService::RunBatchCosine(
     out.scores =
         absl::MakeSpan(response->mutable_scores()->mutable_data(), count);
   }
-  ENGRAM_RETURN_IF_ERROR(engine_->Cosine(job, &out));
+  if (absl::Status computed = engine_->Cosine(job, &out); !computed.ok()) {
+    CountRejection(computed, out.report);
+    return computed;
+  }
   if (job.top_k > 0) {
     response->mutable_top()->Reserve(static_cast<int>(out.top.size()));
     for (const kernels::TopKList& list : out.top) {
@@ -198,7 +274,10 @@ absl::Status SimilarityService::RunSpread(
   ENGRAM_ASSIGN_OR_RETURN(core::SpreadJob job,
                           SpreadJobFromProto(request, &seeds));
   core::SpreadOutput out;
-  ENGRAM_RETURN_IF_ERROR(engine_->Spread(job, &out));
+  if (absl::Status computed = engine_->Spread(job, &out); !computed.ok()) {
+    CountRejection(computed, out.report);
+    return computed;
+  }
   if (job.top_k == 0) {
     const std::vector<float>& act = out.result.activation;
     response->mutable_activation()->Resize(static_cast<int>(act.size()), 0.0f);

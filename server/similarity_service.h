@@ -2,7 +2,9 @@
 //
 // Each handler only translates: it checks admission, hands the request to
 // the engine's worker threads, and answers from there. Heavy work never runs
-// on gRPC's threads.
+// on gRPC's threads. Every call gets a request id (the caller's
+// x-request-id, or a new one, echoed in the trailing metadata) that every log
+// line of the call carries, engine lines included.
 //
 // Thread-safety: handlers run concurrently on gRPC threads; the draining
 // state and in-flight count are guarded by mu_.
@@ -17,6 +19,8 @@
 #include "absl/time/time.h"
 #include "core/engine.h"
 #include "engram/similarity/v1/similarity.grpc.pb.h"
+#include "server/readiness.h"
+#include "server/request_context.h"
 #include "server/rpc_metrics.h"
 
 namespace engram::server {
@@ -24,9 +28,10 @@ namespace engram::server {
 class SimilarityService final
     : public ::engram::similarity::v1::Similarity::CallbackService {
  public:
-  // `engine` and `metrics` are not owned and must outlive the service.
+  // `engine`, `metrics` and `readiness` are not owned and must outlive the
+  // service.
   SimilarityService(core::Engine* engine, RpcMetrics* metrics,
-                    std::string version);
+                    const Readiness* readiness, std::string version);
 
   grpc::ServerUnaryReactor* BatchCosine(
       grpc::CallbackServerContext* context,
@@ -58,9 +63,22 @@ class SimilarityService final
   // Admits a call unless draining; every admitted call must EndCall().
   bool BeginCall() ABSL_LOCKS_EXCLUDED(mu_);
   void EndCall() ABSL_LOCKS_EXCLUDED(mu_);
-  // Answers `reactor` and records the call.
-  void Finish(grpc::ServerUnaryReactor* reactor, Method method,
-              absl::Time start, const absl::Status& status);
+  // One call's bookkeeping, from arrival to answer.
+  struct Call {
+    Method method = Method::kBatchCosine;
+    absl::Time start;
+    RequestIds ids;
+  };
+  // Reads the call's ids and echoes the request id to the caller.
+  static Call StartCall(grpc::CallbackServerContext* context, Method method);
+  // Answers `reactor`, records the call and logs it (debug).
+  void Finish(grpc::ServerUnaryReactor* reactor, const Call& call,
+              const absl::Status& status);
+  // Counts a failed compute call as a rejection when it was one: over a
+  // limit (`report` empty: refused before dispatch), or a GPU-only request
+  // the GPU could not take.
+  void CountRejection(const absl::Status& status,
+                      const core::ExecutionReport& report);
   // Status for a call whose client gave up before its work started.
   static absl::Status AbandonedStatus(grpc::CallbackServerContext* context);
 
@@ -72,6 +90,7 @@ class SimilarityService final
 
   core::Engine* const engine_;
   RpcMetrics* const metrics_;
+  const Readiness* const readiness_;
   const std::string version_;
   const absl::Time started_;
 

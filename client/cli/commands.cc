@@ -3,9 +3,13 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <map>
+#include <memory>
 #include <optional>
 #include <ostream>
+#include <random>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -15,9 +19,11 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "absl/synchronization/mutex.h"
 #include "client/edge_list.h"
 #include "client/npy.h"
 #include "client/random_data.h"
@@ -26,6 +32,10 @@
 #include "client/status_conversion.h"
 #include "google/protobuf/util/json_util.h"
 #include "grpc/health/v1/health.pb.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/generic/generic_stub.h"
+#include "grpcpp/support/byte_buffer.h"
+#include "grpcpp/support/slice.h"
 #include "kernels/status_macros.h"
 
 // The defaults live in the option structs so that tests building options by
@@ -80,6 +90,34 @@ ABSL_FLAG(std::optional<float>, max_activation, std::nullopt,
 
 ABSL_FLAG(std::string, service, "",
           "Service name to check; empty checks the whole server.");
+
+ABSL_FLAG(std::string, rpc, engram::client::cli::BenchOptions().rpc,
+          "The call to load the server with: cosine (BatchCosine, shaped by "
+          "the cosine flags) or spread (Spread, shaped by the spread flags "
+          "or --random_graph).");
+ABSL_FLAG(std::string, method, "",
+          "Full gRPC method to call with the same request instead of the "
+          "Similarity service's, e.g. /engram.bench.v1.Echo/BatchCosine for "
+          "bench/echo_server.");
+ABSL_FLAG(uint32_t, concurrency,
+          engram::client::cli::BenchOptions().concurrency,
+          "Calls in flight: always this many (closed loop), or at most this "
+          "many with --rate.");
+ABSL_FLAG(double, rate, 0.0,
+          "Open loop: start this many calls per second on a fixed schedule "
+          "(latency counts from the scheduled time). 0: closed loop.");
+ABSL_FLAG(absl::Duration, duration,
+          engram::client::cli::BenchOptions().duration,
+          "How long to measure, after the warm-up.");
+ABSL_FLAG(absl::Duration, warmup, engram::client::cli::BenchOptions().warmup,
+          "Load applied before measuring (connection set-up, caches, the "
+          "server's pools), not counted.");
+ABSL_FLAG(std::string, format, engram::client::cli::BenchOptions().format,
+          "Report as text or json.");
+ABSL_FLAG(std::string, random_graph, "",
+          "Spread: instead of --graph, NODES,DEGREE: every node gets DEGREE "
+          "out-edges to random nodes, weights uniform on (0, 1], from "
+          "--seed.");
 
 namespace engram::client::cli {
 namespace {
@@ -140,6 +178,34 @@ const std::vector<CommandSpec>& Commands() {
        "health",
        "The standard gRPC health check; exits 0 only when SERVING.",
        {{"service", "NAME"}}},
+      {Subcommand::kBench,
+       "bench",
+       "Load generator: the cosine or spread request sent over and over, "
+       "closed loop or at a fixed rate, for a fixed time; reports requests/s, "
+       "vectors/s or edges/s, latency percentiles and errors by code.",
+       {{"rpc", "cosine|spread"},
+        {"method", "/PACKAGE.SERVICE/METHOD"},
+        {"concurrency", "C"},
+        {"rate", "R"},
+        {"duration", "DURATION"},
+        {"warmup", "DURATION"},
+        {"format", "text|json"},
+        {"queries", "FILE.npy"},
+        {"targets", "FILE.npy"},
+        {"random", "Q,N,D"},
+        {"seed", "S"},
+        {"top_k", "K"},
+        {"min_score", "S"},
+        {"placement", "auto|cpu|gpu"},
+        {"graph", "FILE"},
+        {"random_graph", "NODES,DEGREE"},
+        {"num_nodes", "N"},
+        {"seeds", "NODE:ACT,..."},
+        {"max_hops", "H"},
+        {"decay", "KIND:VALUE"},
+        {"threshold", "T"},
+        {"hop_thresholds", "T1,T2,..."},
+        {"max_activation", "A"}}},
   };
   return *commands;
 }
@@ -157,6 +223,9 @@ const CommandSpec* FindCommand(absl::string_view name) {
   }
   return nullptr;
 }
+
+constexpr absl::string_view kSubcommandList =
+    "(cosine, spread, stats, health or bench)";
 
 bool Takes(const CommandSpec& spec, absl::string_view flag) {
   auto named = [flag](const FlagSpec& f) { return f.name == flag; };
@@ -271,7 +340,7 @@ constexpr absl::string_view kOutputAndExitCodes =
 absl::StatusOr<Invocation> ParseArgs(const std::vector<std::string>& args) {
   Invocation invocation;
   if (args.empty()) {
-    return UsageError("missing subcommand (cosine, spread, stats or health)");
+    return UsageError(absl::StrCat("missing subcommand ", kSubcommandList));
   }
   if (IsHelp(args[0]) || args[0] == "help") {
     invocation.help = true;
@@ -285,10 +354,10 @@ absl::StatusOr<Invocation> ParseArgs(const std::vector<std::string>& args) {
   if (spec == nullptr) {
     if (absl::StartsWith(args[0], "-")) {
       return UsageError(absl::StrCat("expected a subcommand before ", args[0],
-                                     " (cosine, spread, stats or health)"));
+                                     " ", kSubcommandList));
     }
-    return UsageError(absl::StrCat("unknown subcommand '", args[0],
-                                   "' (cosine, spread, stats or health)"));
+    return UsageError(
+        absl::StrCat("unknown subcommand '", args[0], "' ", kSubcommandList));
   }
   invocation.subcommand = spec->subcommand;
   if (std::any_of(args.begin() + 1, args.end(), IsHelp)) {
@@ -367,6 +436,16 @@ absl::StatusOr<Invocation> ParseArgs(const std::vector<std::string>& args) {
   spread.placement = absl::GetFlag(FLAGS_placement);
 
   invocation.health.service = absl::GetFlag(FLAGS_service);
+
+  BenchOptions& bench = invocation.bench;
+  bench.rpc = absl::GetFlag(FLAGS_rpc);
+  bench.method = absl::GetFlag(FLAGS_method);
+  bench.concurrency = absl::GetFlag(FLAGS_concurrency);
+  bench.rate = absl::GetFlag(FLAGS_rate);
+  bench.duration = absl::GetFlag(FLAGS_duration);
+  bench.warmup = absl::GetFlag(FLAGS_warmup);
+  bench.format = absl::GetFlag(FLAGS_format);
+  bench.random_graph = absl::GetFlag(FLAGS_random_graph);
   return invocation;
 }
 
@@ -400,6 +479,15 @@ std::string UsageText(std::optional<Subcommand> subcommand) {
     absl::StrAppend(&out,
                     "Give --queries and --targets, or --random (with "
                     "--seed).\n");
+  }
+  if (*subcommand == Subcommand::kBench) {
+    absl::StrAppend(
+        &out,
+        "The request is built once, as cosine (--random or --queries and "
+        "--targets)\nor spread (--graph or --random_graph, and --seeds, "
+        "default 0:1) would send it.\nvectors/s counts target vectors, "
+        "pairs/s query-target pairs, edges/s graph\nedges, all of successful "
+        "calls. Exits 0 when at least one call succeeded.\n");
   }
   if (!spec.flags.empty()) {
     absl::StrAppend(&out, "\nFlags:\n");
@@ -531,18 +619,11 @@ absl::StatusOr<v1::BatchCosineRequest> BuildCosineRequest(
                            options.top_k, options.min_score, placement);
 }
 
-absl::StatusOr<v1::SpreadRequest> BuildSpreadRequest(
+namespace {
+
+// The SpreadParams `options` give (only those given are set).
+absl::StatusOr<v1::SpreadParams> BuildSpreadParams(
     const SpreadOptions& options) {
-  if (options.graph_path.empty()) {
-    return UsageError("--graph is required (an edge list file)");
-  }
-  if (options.seeds.empty()) {
-    return UsageError("--seeds is required (node:activation,...)");
-  }
-  ENGRAM_ASSIGN_OR_RETURN(const std::vector<SpreadSeed> seeds,
-                          ParseSeeds(options.seeds));
-  ENGRAM_ASSIGN_OR_RETURN(const v1::Placement placement,
-                          ParsePlacement(options.placement));
   ENGRAM_RETURN_IF_ERROR(RequireFinite(options.threshold, "threshold"));
   ENGRAM_RETURN_IF_ERROR(
       RequireFinite(options.max_activation, "max_activation"));
@@ -566,6 +647,24 @@ absl::StatusOr<v1::SpreadRequest> BuildSpreadRequest(
   if (options.max_activation.has_value()) {
     params.set_max_activation(*options.max_activation);
   }
+  return params;
+}
+
+}  // namespace
+
+absl::StatusOr<v1::SpreadRequest> BuildSpreadRequest(
+    const SpreadOptions& options) {
+  if (options.graph_path.empty()) {
+    return UsageError("--graph is required (an edge list file)");
+  }
+  if (options.seeds.empty()) {
+    return UsageError("--seeds is required (node:activation,...)");
+  }
+  ENGRAM_ASSIGN_OR_RETURN(const std::vector<SpreadSeed> seeds,
+                          ParseSeeds(options.seeds));
+  ENGRAM_ASSIGN_OR_RETURN(const v1::Placement placement,
+                          ParsePlacement(options.placement));
+  ENGRAM_ASSIGN_OR_RETURN(v1::SpreadParams params, BuildSpreadParams(options));
 
   ENGRAM_ASSIGN_OR_RETURN(const std::vector<Edge> edges,
                           ReadEdgeListFile(options.graph_path));
@@ -598,6 +697,370 @@ std::string FormatError(const absl::Status& status) {
                       status.message());
 }
 
+absl::StatusOr<BenchRequest> BuildBenchRequest(const Invocation& invocation) {
+  const BenchOptions& bench = invocation.bench;
+  BenchRequest out;
+  if (bench.rpc == "cosine") {
+    if (!bench.random_graph.empty()) {
+      return UsageError("--random_graph is for --rpc=spread");
+    }
+    ENGRAM_ASSIGN_OR_RETURN(const v1::BatchCosineRequest request,
+                            BuildCosineRequest(invocation.cosine));
+    out.method = "/engram.similarity.v1.Similarity/BatchCosine";
+    out.payload = request.SerializeAsString();
+    const uint64_t q = request.queries().rows();
+    const uint64_t n = request.targets().rows();
+    out.vectors = n;
+    out.pairs = q * n;
+    out.shape = absl::StrCat("BatchCosine Q=", q, " N=", n,
+                             " d=", request.targets().cols(),
+                             " top_k=", request.top_k());
+  } else if (bench.rpc == "spread") {
+    SpreadOptions options = invocation.spread;
+    if (options.seeds.empty()) options.seeds = "0:1";
+    if (bench.random_graph.empty()) {
+      ENGRAM_ASSIGN_OR_RETURN(const v1::SpreadRequest request,
+                              BuildSpreadRequest(options));
+      out.payload = request.SerializeAsString();
+      out.edges = request.graph().targets_size();
+      out.shape = absl::StrCat("Spread nodes=", request.graph().num_nodes(),
+                               " edges=", out.edges);
+    } else {
+      if (!options.graph_path.empty()) {
+        return UsageError("give --graph or --random_graph, not both");
+      }
+      const std::vector<absl::string_view> parts =
+          absl::StrSplit(bench.random_graph, ',');
+      uint32_t nodes = 0, degree = 0;
+      if (parts.size() != 2 || !absl::SimpleAtoi(parts[0], &nodes) ||
+          !absl::SimpleAtoi(parts[1], &degree) || nodes == 0) {
+        return UsageError(absl::StrCat("--random_graph '", bench.random_graph,
+                                       "': expected NODES,DEGREE with NODES "
+                                       ">= 1"));
+      }
+      if (uint64_t{nodes} * degree > (uint64_t{1} << 31)) {
+        return UsageError("--random_graph: more than 2^31 edges");
+      }
+      ENGRAM_ASSIGN_OR_RETURN(const std::vector<SpreadSeed> seeds,
+                              ParseSeeds(options.seeds));
+      ENGRAM_ASSIGN_OR_RETURN(const v1::Placement placement,
+                              ParsePlacement(options.placement));
+      ENGRAM_ASSIGN_OR_RETURN(v1::SpreadParams params,
+                              BuildSpreadParams(options));
+      std::mt19937_64 rng(invocation.cosine.seed);
+      std::uniform_int_distribution<uint32_t> node(0, nodes - 1);
+      std::uniform_real_distribution<float> unit(0.0f, 1.0f);
+      std::vector<Edge> edges;
+      edges.reserve(uint64_t{nodes} * degree);
+      for (uint32_t u = 0; u < nodes; ++u) {
+        for (uint32_t i = 0; i < degree; ++i) {
+          edges.push_back({u, node(rng), 1.0f - unit(rng)});
+        }
+      }
+      absl::StatusOr<v1::Graph> graph = MakeGraph(nodes, edges);
+      if (!graph.ok()) return UsageError(graph.status().message());
+      const v1::SpreadRequest request =
+          MakeSpreadRequest(*std::move(graph), seeds, std::move(params),
+                            options.top_k, placement);
+      out.payload = request.SerializeAsString();
+      out.edges = edges.size();
+      out.shape = absl::StrCat("Spread nodes=", nodes, " edges=", out.edges,
+                               " (random, degree ", degree, ")");
+    }
+    out.method = "/engram.similarity.v1.Similarity/Spread";
+  } else {
+    return UsageError(
+        absl::StrCat("--rpc '", bench.rpc, "' is not one of cosine, spread"));
+  }
+  if (!bench.method.empty()) {
+    if (bench.method.front() != '/' ||
+        std::count(bench.method.begin(), bench.method.end(), '/') != 2) {
+      return UsageError(absl::StrCat("--method '", bench.method,
+                                     "': expected /package.Service/Method"));
+    }
+    out.method = bench.method;
+  }
+  return out;
+}
+
+namespace {
+
+absl::Status ValidateBenchOptions(const BenchOptions& options) {
+  if (options.concurrency == 0) {
+    return UsageError("--concurrency must be at least 1");
+  }
+  if (!(options.rate >= 0.0) || !std::isfinite(options.rate)) {
+    return UsageError("--rate must be a finite number >= 0");
+  }
+  if (options.duration <= absl::ZeroDuration() ||
+      options.duration == absl::InfiniteDuration()) {
+    return UsageError("--duration must be positive and finite");
+  }
+  if (options.warmup < absl::ZeroDuration() ||
+      options.warmup == absl::InfiniteDuration()) {
+    return UsageError("--warmup must be >= 0 and finite");
+  }
+  if (options.format != "text" && options.format != "json") {
+    return UsageError(
+        absl::StrCat("--format '", options.format, "' is not text or json"));
+  }
+  return absl::OkStatus();
+}
+
+// One load run: calls go out through the callback API and each completion
+// (on a gRPC thread) records its outcome and, closed loop, starts the next.
+class LoadRun {
+ public:
+  LoadRun(std::shared_ptr<grpc::Channel> channel, const BenchOptions& options,
+          const BenchRequest& request, absl::Duration timeout)
+      : stub_(std::move(channel)),
+        options_(options),
+        method_(request.method),
+        timeout_(timeout) {
+    grpc::Slice slice(request.payload);
+    payload_ = grpc::ByteBuffer(&slice, 1);
+  }
+
+  // Applies the load and waits for every call to finish.
+  void Run() {
+    const absl::Time start = absl::Now();
+    {
+      absl::MutexLock lock(&mu_);
+      measure_from_ = start + options_.warmup;
+      stop_at_ = measure_from_ + options_.duration;
+    }
+    if (options_.rate == 0.0) {
+      for (uint32_t i = 0; i < options_.concurrency; ++i) {
+        {
+          absl::MutexLock lock(&mu_);
+          ++in_flight_;
+        }
+        StartCall(absl::Now());
+      }
+    } else {
+      RunSchedule(start);
+    }
+    absl::MutexLock lock(&mu_);
+    mu_.Await(absl::Condition(this, &LoadRun::Idle));
+  }
+
+  // Fills the counts and latencies of `report`.
+  void Report(BenchReport* report) {
+    absl::MutexLock lock(&mu_);
+    report->seconds = absl::ToDoubleSeconds(options_.duration);
+    report->ok = ok_;
+    for (const auto& [code, count] : errors_) {
+      report->errors.emplace_back(CodeName(static_cast<absl::StatusCode>(code)),
+                                  count);
+    }
+    std::sort(latencies_.begin(), latencies_.end());
+    if (latencies_.empty()) return;
+    auto at = [&](double fraction) {
+      const size_t i = static_cast<size_t>(
+          std::ceil(fraction * static_cast<double>(latencies_.size())));
+      return absl::ToDoubleMilliseconds(
+          latencies_[std::clamp<size_t>(i, 1, latencies_.size()) - 1]);
+    };
+    absl::Duration total;
+    for (absl::Duration d : latencies_) total += d;
+    report->latency_mean_ms = absl::ToDoubleMilliseconds(total) /
+                              static_cast<double>(latencies_.size());
+    report->latency_p50_ms = at(0.50);
+    report->latency_p90_ms = at(0.90);
+    report->latency_p99_ms = at(0.99);
+    report->latency_max_ms = absl::ToDoubleMilliseconds(latencies_.back());
+  }
+
+ private:
+  struct Call {
+    grpc::ClientContext context;
+    grpc::ByteBuffer request;
+    grpc::ByteBuffer response;
+    absl::Time scheduled;
+  };
+
+  // Open loop: call i is due at start + i / rate; a call waits for a free
+  // slot when `concurrency` are in flight, and its latency still counts from
+  // when it was due.
+  void RunSchedule(absl::Time start) {
+    const absl::Duration interval = absl::Seconds(1.0 / options_.rate);
+    for (int64_t i = 0;; ++i) {
+      const absl::Time due = start + i * interval;
+      {
+        absl::MutexLock lock(&mu_);
+        if (due >= stop_at_) return;
+      }
+      // Sleeping overshoots by up to tens of microseconds, which would
+      // count as latency: sleep to just short of the due time, then yield.
+      const absl::Duration kSpin = absl::Microseconds(200);
+      if (const absl::Time now = absl::Now(); due - now > kSpin) {
+        absl::SleepFor(due - now - kSpin);
+      }
+      while (absl::Now() < due) std::this_thread::yield();
+      {
+        absl::MutexLock lock(&mu_);
+        mu_.Await(absl::Condition(this, &LoadRun::SlotFree));
+        ++in_flight_;
+      }
+      StartCall(due);
+    }
+  }
+
+  bool SlotFree() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return in_flight_ < options_.concurrency;
+  }
+  bool Idle() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return in_flight_ == 0;
+  }
+
+  void StartCall(absl::Time scheduled) {
+    auto* call = new Call;
+    call->scheduled = scheduled;
+    call->request = payload_;  // shares the slices, no copy
+    call->context.set_deadline(absl::ToChronoTime(absl::Now() + timeout_));
+    stub_.UnaryCall(&call->context, method_, grpc::StubOptions(),
+                    &call->request, &call->response,
+                    [this, call](grpc::Status status) { Done(call, status); });
+  }
+
+  void Done(Call* call, const grpc::Status& status) {
+    const absl::Time now = absl::Now();
+    const absl::Time scheduled = call->scheduled;
+    delete call;
+    bool again = false;
+    {
+      absl::MutexLock lock(&mu_);
+      if (scheduled >= measure_from_ && scheduled < stop_at_) {
+        latencies_.push_back(now - scheduled);
+        if (status.ok()) {
+          ++ok_;
+        } else {
+          ++errors_[static_cast<int>(status.error_code())];
+        }
+      }
+      again = options_.rate == 0.0 && now < stop_at_;
+      if (!again) --in_flight_;
+    }
+    if (again) StartCall(now);
+  }
+
+  grpc::GenericStub stub_;
+  const BenchOptions& options_;
+  const std::string method_;
+  const absl::Duration timeout_;
+  grpc::ByteBuffer payload_;
+
+  absl::Mutex mu_;
+  absl::Time measure_from_ ABSL_GUARDED_BY(mu_);
+  absl::Time stop_at_ ABSL_GUARDED_BY(mu_);
+  uint32_t in_flight_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t ok_ ABSL_GUARDED_BY(mu_) = 0;
+  std::map<int, uint64_t> errors_ ABSL_GUARDED_BY(mu_);
+  std::vector<absl::Duration> latencies_ ABSL_GUARDED_BY(mu_);
+};
+
+// "12.3" style numbers for the reports: enough digits, no exponent for the
+// magnitudes a benchmark produces.
+std::string Number(double value, int decimals = 3) {
+  if (!std::isfinite(value)) return "0";
+  return absl::StrFormat("%.*f", decimals, value);
+}
+
+std::string JsonString(absl::string_view text) {
+  std::string out = "\"";
+  for (char c : text) {
+    if (c == '"' || c == '\\') out.push_back('\\');
+    out.push_back(c);
+  }
+  out.push_back('"');
+  return out;
+}
+
+}  // namespace
+
+absl::StatusOr<BenchReport> RunBench(const CommonOptions& common,
+                                     const BenchOptions& options,
+                                     const BenchRequest& request) {
+  ENGRAM_RETURN_IF_ERROR(ValidateBenchOptions(options));
+  if (request.method.empty()) return UsageError("no method to call");
+  grpc::ChannelArguments args;
+  const int max_bytes = SimilarityClient::Options().max_message_bytes;
+  args.SetMaxSendMessageSize(max_bytes);
+  args.SetMaxReceiveMessageSize(max_bytes);
+  std::shared_ptr<grpc::Channel> channel = grpc::CreateCustomChannel(
+      common.server, grpc::InsecureChannelCredentials(), args);
+  LoadRun run(channel, options, request, common.timeout);
+  run.Run();
+
+  BenchReport report;
+  report.target = common.server;
+  report.method = request.method;
+  report.shape = request.shape;
+  report.concurrency = options.concurrency;
+  report.rate = options.rate;
+  report.request_bytes = request.payload.size();
+  run.Report(&report);
+  const double ok = static_cast<double>(report.ok);
+  report.requests_per_second = ok / report.seconds;
+  report.vectors_per_second = ok * request.vectors / report.seconds;
+  report.pairs_per_second = ok * request.pairs / report.seconds;
+  report.edges_per_second = ok * request.edges / report.seconds;
+  return report;
+}
+
+std::string BenchReportJson(const BenchReport& r) {
+  std::string errors;
+  for (const auto& [code, count] : r.errors) {
+    absl::StrAppend(&errors, errors.empty() ? "" : ",", JsonString(code), ":",
+                    count);
+  }
+  return absl::StrCat(
+      "{\"target\":", JsonString(r.target),
+      ",\"method\":", JsonString(r.method), ",\"shape\":", JsonString(r.shape),
+      ",\"concurrency\":", r.concurrency, ",\"rate\":", Number(r.rate),
+      ",\"seconds\":", Number(r.seconds),
+      ",\"request_bytes\":", r.request_bytes, ",\"ok\":", r.ok, ",\"errors\":{",
+      errors, "},\"requests_per_second\":", Number(r.requests_per_second),
+      ",\"vectors_per_second\":", Number(r.vectors_per_second),
+      ",\"pairs_per_second\":", Number(r.pairs_per_second),
+      ",\"edges_per_second\":", Number(r.edges_per_second),
+      ",\"latency_ms\":{\"mean\":", Number(r.latency_mean_ms, 4),
+      ",\"p50\":", Number(r.latency_p50_ms, 4),
+      ",\"p90\":", Number(r.latency_p90_ms, 4),
+      ",\"p99\":", Number(r.latency_p99_ms, 4),
+      ",\"max\":", Number(r.latency_max_ms, 4), "}}");
+}
+
+std::string BenchReportText(const BenchReport& r) {
+  std::string errors;
+  for (const auto& [code, count] : r.errors) {
+    absl::StrAppend(&errors, errors.empty() ? "" : ", ", code, " ", count);
+  }
+  const std::string load =
+      r.rate > 0.0
+          ? absl::StrCat("open loop at ", Number(r.rate, 1),
+                         " requests/s, at most ", r.concurrency, " in flight")
+          : absl::StrCat("closed loop, ", r.concurrency, " in flight");
+  std::string out = absl::StrCat(
+      "bench: ", r.shape, " (", r.request_bytes, " request bytes)\n",
+      "  target:     ", r.target, " ", r.method, "\n", "  load:       ", load,
+      ", ", Number(r.seconds, 1), " s measured\n", "  calls:      ", r.ok,
+      " ok, errors: ", errors.empty() ? "none" : errors, "\n",
+      "  throughput: ", Number(r.requests_per_second, 1), " requests/s");
+  if (r.vectors_per_second > 0.0) {
+    absl::StrAppend(&out, ", ", Number(r.vectors_per_second, 0), " vectors/s, ",
+                    Number(r.pairs_per_second, 0), " pairs/s");
+  }
+  if (r.edges_per_second > 0.0) {
+    absl::StrAppend(&out, ", ", Number(r.edges_per_second, 0), " edges/s");
+  }
+  absl::StrAppend(&out, "\n", "  latency ms: p50 ", Number(r.latency_p50_ms),
+                  "  p90 ", Number(r.latency_p90_ms), "  p99 ",
+                  Number(r.latency_p99_ms), "  max ", Number(r.latency_max_ms),
+                  "  mean ", Number(r.latency_mean_ms), "\n");
+  return out;
+}
+
 namespace {
 
 // Prints the result of an RPC: the response as JSON, or the error.
@@ -625,6 +1088,25 @@ int Run(const Invocation& invocation, std::ostream& out, std::ostream& err) {
     return kExitUsage;
   }
   const Subcommand subcommand = *invocation.subcommand;
+
+  if (subcommand == Subcommand::kBench) {
+    absl::StatusOr<BenchRequest> request = BuildBenchRequest(invocation);
+    absl::Status valid = request.status();
+    if (valid.ok()) valid = ValidateBenchOptions(invocation.bench);
+    if (!valid.ok()) {
+      err << FormatError(valid) << "\n";
+      return kExitUsage;
+    }
+    absl::StatusOr<BenchReport> report =
+        RunBench(invocation.common, invocation.bench, *request);
+    if (!report.ok()) {
+      err << FormatError(report.status()) << "\n";
+      return kExitUsage;
+    }
+    out << (invocation.bench.format == "json" ? BenchReportJson(*report) + "\n"
+                                              : BenchReportText(*report));
+    return report->ok > 0 ? kExitOk : kExitRpcError;
+  }
 
   // Requests are built before connecting so that bad input never reaches
   // the network and always exits with kExitUsage.
@@ -668,6 +1150,8 @@ int Run(const Invocation& invocation, std::ostream& out, std::ostream& err) {
       return Print((*client)->Spread(spread_request, call), out, err);
     case Subcommand::kStats:
       return Print((*client)->GetStats(call), out, err);
+    case Subcommand::kBench:
+      break;  // Handled above.
     case Subcommand::kHealth: {
       absl::StatusOr<health::HealthCheckResponse::ServingStatus> status =
           (*client)->Health(invocation.health.service, call);

@@ -12,6 +12,7 @@
 #include <optional>
 #include <ostream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -33,7 +34,7 @@ inline constexpr int kExitRpcError = 1;
 // unreadable or malformed input file. Nothing was sent.
 inline constexpr int kExitUsage = 2;
 
-enum class Subcommand { kCosine, kSpread, kStats, kHealth };
+enum class Subcommand { kCosine, kSpread, kStats, kHealth, kBench };
 
 // Flags every subcommand accepts.
 struct CommonOptions {
@@ -69,6 +70,29 @@ struct HealthOptions {
   std::string service;
 };
 
+// `engram-cli bench`: a load generator. The request is the one `cosine` or
+// `spread` would send (their flags apply), built and serialised once, then
+// sent over one channel, either closed loop (`concurrency` calls always in
+// flight) or open loop (`rate` calls per second on a fixed schedule, at most
+// `concurrency` in flight; latency counts from the scheduled start, so a
+// server that falls behind shows it instead of slowing the schedule down).
+struct BenchOptions {
+  std::string rpc = "cosine";  // "cosine" or "spread"
+  // The full method to call, e.g. "/engram.bench.v1.Echo/BatchCosine" for
+  // bench/echo_server; empty: the Similarity service's method for `rpc`.
+  std::string method;
+  uint32_t concurrency = 1;
+  double rate = 0.0;  // requests per second; 0: closed loop
+  absl::Duration duration = absl::Seconds(10);
+  // Calls started before the end of the warm-up are not counted.
+  absl::Duration warmup = absl::Seconds(1);
+  std::string format = "text";  // "text" or "json"
+  // Spread only, instead of --graph: "NODES,DEGREE", every node with DEGREE
+  // out-edges to uniformly random nodes, weights uniform on (0, 1], from the
+  // cosine --seed.
+  std::string random_graph;
+};
+
 // A parsed command line. With `help`, `subcommand` says whose help was asked
 // for (none: the overview) and the option structs are meaningless.
 struct Invocation {
@@ -78,6 +102,7 @@ struct Invocation {
   CosineOptions cosine;
   SpreadOptions spread;
   HealthOptions health;
+  BenchOptions bench;
 };
 
 // Parses the arguments after the program name: the subcommand first, then
@@ -119,6 +144,56 @@ absl::StatusOr<engram::similarity::v1::BatchCosineRequest> BuildCosineRequest(
 // parameters that were given.
 absl::StatusOr<engram::similarity::v1::SpreadRequest> BuildSpreadRequest(
     const SpreadOptions& options);
+
+// What `bench` sends: the serialised request, the method and what one
+// request carries, for the per-second rates.
+struct BenchRequest {
+  std::string method;
+  std::string payload;   // the serialised request message
+  std::string shape;     // e.g. "Q=1 N=64 d=768 top_k=0"
+  uint64_t vectors = 0;  // target vectors per request (cosine)
+  uint64_t pairs = 0;    // query x target pairs per request (cosine)
+  uint64_t edges = 0;    // graph edges per request (spread)
+};
+
+// Builds the request `bench` sends from the invocation's cosine or spread
+// options (and --random_graph). INVALID_ARGUMENT for bad flags or input.
+absl::StatusOr<BenchRequest> BuildBenchRequest(const Invocation& invocation);
+
+// The outcome of a load run. Latencies are of the calls started in the
+// measured window (after the warm-up), successful or not.
+struct BenchReport {
+  std::string target;
+  std::string method;
+  std::string shape;
+  uint32_t concurrency = 0;
+  double rate = 0.0;
+  double seconds = 0.0;  // the measured window
+  uint64_t ok = 0;
+  std::vector<std::pair<std::string, uint64_t>> errors;  // code name, count
+  uint64_t request_bytes = 0;
+  double requests_per_second = 0.0;  // successful calls
+  double vectors_per_second = 0.0;
+  double pairs_per_second = 0.0;
+  double edges_per_second = 0.0;
+  double latency_mean_ms = 0.0;
+  double latency_p50_ms = 0.0;
+  double latency_p90_ms = 0.0;
+  double latency_p99_ms = 0.0;
+  double latency_max_ms = 0.0;
+};
+
+// Runs the load described by `options` against common.server, with
+// common.timeout as each call's deadline. Returns once every call started
+// has finished, so within warmup + duration + timeout. INVALID_ARGUMENT for
+// bad options (concurrency 0, negative rate, non-positive duration, ...).
+absl::StatusOr<BenchReport> RunBench(const CommonOptions& common,
+                                     const BenchOptions& options,
+                                     const BenchRequest& request);
+
+// The report as one line of JSON, or as a few lines of text.
+std::string BenchReportJson(const BenchReport& report);
+std::string BenchReportText(const BenchReport& report);
 
 // `message` as one line of JSON: proto field names, fields at their default
 // values included. INTERNAL when protobuf cannot print it.

@@ -1,9 +1,20 @@
 // Cosine similarity on the CPU.
 //
 // score(q, t) = dot(q, t) / (|q| |t|), clamped to [-1, 1]; a zero query or
-// target scores 0. Each function reads every target row once, computing the
-// dot products with all queries and the target's norm in the same pass, and
-// splits the targets over `pool` (nullptr: the calling thread alone).
+// target scores 0. Each function reads every target row from memory once and
+// splits the targets over `pool` (nullptr: the calling thread alone). Two
+// inner kernels do the arithmetic (CosineKernel below): the row kernel, for
+// few queries, computes the dot products with every query and the row's norm
+// in one pass over the row, at the memory's pace; the panel kernel, for many
+// queries, works through targets a cache-sized tile at a time (a norm pass
+// reads the tile in, then every block of queries is scored against it as in
+// a register-blocked matrix product), so each target row is reused from
+// cache by all queries. Only the scores asked for are produced: top-k never
+// materialises Q x N.
+//
+// Results do not depend on the pool or on the thread a task runs on (tasks
+// run with denormals flushed to zero, as the pool's workers do), so a given
+// kernel gives bit-identical output whatever the pool's size.
 //
 // Non-finite input is reported, not computed with: a row whose squared norm is
 // not finite yields INVALID_ARGUMENT naming the matrix ("queries" or
@@ -31,25 +42,41 @@
 
 namespace engram::kernels {
 
+// Which inner kernel scores a call. kAuto picks by the number of queries, at
+// the crossover measured by bench/cosine_benchmark.cc (docs/performance.md);
+// the others force one, for tests and benchmarks. The kernels sum in
+// different orders, so their scores agree within rounding (1e-5 relative),
+// not bit for bit. A target without the panel kernel (scalable vectors: SVE,
+// RVV) uses the row kernel for kPanel too.
+enum class CosineKernel { kAuto, kRowDot, kPanel };
+
 // Writes the scores of every query against every target row:
 // out[q * out_stride + t] for q < queries.rows, t < targets.rows.
 // Requires queries.cols == targets.cols >= 1 and out_stride >= targets.rows.
 absl::Status CosineDense(const MatrixView& queries, const MatrixView& targets,
                          float* out, size_t out_stride, uint32_t index_offset,
-                         ThreadPool* pool);
+                         ThreadPool* pool,
+                         CosineKernel kernel = CosineKernel::kAuto);
 
 // For each query, the best min(k, targets.rows) targets with score >=
 // min_score, best first (BetterThan), indices offset by `index_offset`.
 // Replaces the contents of *out with queries.rows lists. Requires k >= 1.
 absl::Status CosineTopK(const MatrixView& queries, const MatrixView& targets,
                         uint32_t k, float min_score, uint32_t index_offset,
-                        ThreadPool* pool, std::vector<TopKList>* out);
+                        ThreadPool* pool, std::vector<TopKList>* out,
+                        CosineKernel kernel = CosineKernel::kAuto);
 
 // Scalar double-precision reference of CosineDense, for tests and for
 // checking the SIMD paths. Same contract and error reporting.
 absl::Status CosineDenseReference(const MatrixView& queries,
                                   const MatrixView& targets, float* out,
                                   size_t out_stride, uint32_t index_offset);
+
+// The kernel kAuto runs for `num_queries` queries on this CPU (never kAuto).
+CosineKernel CosineKernelFor(size_t num_queries);
+
+// "auto", "row" or "panel", for logs and benchmark labels.
+const char* CosineKernelName(CosineKernel kernel);
 
 // The name of the SIMD target the dispatcher selected for this CPU, e.g.
 // "AVX3" or "AVX2"; reported in build_info and logs.

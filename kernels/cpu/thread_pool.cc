@@ -37,6 +37,19 @@ void ThreadPool::DisableDenormals() {
 #endif
 }
 
+ScopedDenormalsDisabled::ScopedDenormalsDisabled() {
+#if defined(__x86_64__) || defined(__i386__)
+  saved_mode_ = _mm_getcsr();
+  ThreadPool::DisableDenormals();
+#endif
+}
+
+ScopedDenormalsDisabled::~ScopedDenormalsDisabled() {
+#if defined(__x86_64__) || defined(__i386__)
+  _mm_setcsr(saved_mode_);
+#endif
+}
+
 void ThreadPool::Schedule(absl::AnyInvocable<void()> task) {
   absl::MutexLock lock(&mu_);
   queue_.push_back(std::move(task));

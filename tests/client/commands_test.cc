@@ -406,6 +406,61 @@ TEST_F(CommandsTest, FormatsErrorsWithCodeName) {
             "error: RESOURCE_EXHAUSTED: queue full");
 }
 
+TEST_F(CommandsTest, ParsesBenchFlags) {
+  auto invocation = ParseArgs(
+      {"bench", "--rpc=spread", "--random_graph=100,4", "--seeds=1:0.5",
+       "--concurrency=8", "--rate=250.5", "--duration=3s", "--warmup=0s",
+       "--format=json", "--method=/engram.bench.v1.Echo/Spread"});
+  ASSERT_TRUE(invocation.ok()) << invocation.status();
+  EXPECT_EQ(invocation->subcommand, Subcommand::kBench);
+  const BenchOptions& bench = invocation->bench;
+  EXPECT_EQ(bench.rpc, "spread");
+  EXPECT_EQ(bench.random_graph, "100,4");
+  EXPECT_EQ(bench.concurrency, 8u);
+  EXPECT_EQ(bench.rate, 250.5);
+  EXPECT_EQ(bench.duration, absl::Seconds(3));
+  EXPECT_EQ(bench.warmup, absl::ZeroDuration());
+  EXPECT_EQ(bench.format, "json");
+  EXPECT_EQ(bench.method, "/engram.bench.v1.Echo/Spread");
+  EXPECT_EQ(invocation->spread.seeds, "1:0.5");
+
+  auto defaults = ParseArgs({"bench", "--random=1,2,3"});
+  ASSERT_TRUE(defaults.ok()) << defaults.status();
+  EXPECT_EQ(defaults->bench.rpc, "cosine");
+  EXPECT_EQ(defaults->bench.concurrency, 1u);
+  EXPECT_EQ(defaults->bench.rate, 0.0);
+  EXPECT_EQ(defaults->bench.format, "text");
+  EXPECT_EQ(defaults->cosine.random, "1,2,3");
+  ExpectParseError({"bench", "--service=x"},
+                   "--service is not a flag of 'bench'");
+  EXPECT_THAT(UsageText(Subcommand::kBench), HasSubstr("--concurrency=C"));
+}
+
+TEST_F(CommandsTest, BenchRequestCarriesTheShapeAndPerRequestCounts) {
+  Invocation invocation;
+  invocation.cosine.random = "3,50,16";
+  auto cosine = BuildBenchRequest(invocation);
+  ASSERT_TRUE(cosine.ok()) << cosine.status();
+  EXPECT_EQ(cosine->method, "/engram.similarity.v1.Similarity/BatchCosine");
+  EXPECT_EQ(cosine->vectors, 50u);
+  EXPECT_EQ(cosine->pairs, 150u);
+  v1::BatchCosineRequest parsed;
+  ASSERT_TRUE(parsed.ParseFromString(cosine->payload));
+  EXPECT_EQ(parsed.targets().values_size(), 50 * 16);
+
+  invocation.bench.rpc = "spread";
+  invocation.bench.random_graph = "40,3";
+  invocation.bench.method = "/engram.bench.v1.Echo/Spread";
+  auto spread = BuildBenchRequest(invocation);
+  ASSERT_TRUE(spread.ok()) << spread.status();
+  EXPECT_EQ(spread->method, "/engram.bench.v1.Echo/Spread");
+  EXPECT_EQ(spread->edges, 120u);
+  v1::SpreadRequest graph;
+  ASSERT_TRUE(graph.ParseFromString(spread->payload));
+  EXPECT_EQ(graph.graph().num_nodes(), 40u);
+  EXPECT_EQ(graph.seeds_size(), 1);  // the default seed 0:1
+}
+
 // Whole runs of the program against the fake server.
 class CliRunTest : public ::testing::Test {
  protected:
@@ -530,6 +585,82 @@ TEST_F(CliRunTest, HelpExitsZero) {
   EXPECT_THAT(out_.str(), HasSubstr("Exit codes:"));
   EXPECT_EQ(RunCli({"cosine", "--help"}), kExitOk);
   EXPECT_THAT(out_.str(), HasSubstr("--random=Q,N,D"));
+}
+
+TEST_F(CliRunTest, BenchReportsThroughputAndLatencyAsJson) {
+  EXPECT_EQ(RunCli({"bench", "--random=2,16,8", "--concurrency=2",
+                    "--duration=200ms", "--warmup=50ms", "--format=json"}),
+            kExitOk)
+      << err_.str();
+  const std::string out = out_.str();
+  EXPECT_THAT(out, StartsWith("{\"target\":"));
+  EXPECT_THAT(out, HasSubstr("\"shape\":\"BatchCosine Q=2 N=16 d=8 top_k=0\""));
+  EXPECT_THAT(out, HasSubstr("\"errors\":{}"));
+  EXPECT_THAT(out, HasSubstr("\"latency_ms\":{\"mean\":"));
+  EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 1);
+  EXPECT_GT(server_->similarity().calls(), 0);
+  EXPECT_EQ(server_->similarity().last_cosine_request().targets().rows(), 16u);
+}
+
+TEST_F(CliRunTest, BenchOpenLoopSendsExactlyTheScheduledCalls) {
+  // 100 calls/s for 300 ms: calls are due at 0, 10, ..., 290 ms.
+  EXPECT_EQ(RunCli({"bench", "--random=1,4,4", "--rate=100", "--concurrency=4",
+                    "--duration=300ms", "--warmup=0s", "--format=json"}),
+            kExitOk)
+      << err_.str();
+  EXPECT_THAT(out_.str(), HasSubstr("\"ok\":30,"));
+  EXPECT_EQ(server_->similarity().calls(), 30);
+}
+
+TEST_F(CliRunTest, BenchCountsErrorsByCodeAndExitsOneWhenNoneSucceed) {
+  server_->similarity().SetStatus(
+      grpc::Status(grpc::StatusCode::UNAVAILABLE, "overloaded"));
+  EXPECT_EQ(RunCli({"bench", "--random=1,4,4", "--rate=50", "--duration=100ms",
+                    "--warmup=0s", "--format=json"}),
+            kExitRpcError);
+  EXPECT_THAT(out_.str(), HasSubstr("\"ok\":0,"));
+  EXPECT_THAT(out_.str(), HasSubstr("\"errors\":{\"UNAVAILABLE\":5}"));
+}
+
+TEST_F(CliRunTest, BenchCallsTheGivenMethodWithTheSameRequest) {
+  EXPECT_EQ(RunCli({"bench", "--random=1,4,4", "--rate=50", "--duration=100ms",
+                    "--warmup=0s", "--method=/engram.bench.v1.NoSuch/Method"}),
+            kExitRpcError);
+  EXPECT_THAT(out_.str(), HasSubstr("/engram.bench.v1.NoSuch/Method"));
+  EXPECT_THAT(out_.str(), HasSubstr("errors: UNIMPLEMENTED 5"));
+  EXPECT_EQ(server_->similarity().calls(), 0);
+}
+
+TEST_F(CliRunTest, BenchSpreadSendsARandomGraphAndReportsEdges) {
+  EXPECT_EQ(
+      RunCli({"bench", "--rpc=spread", "--random_graph=50,3", "--seeds=2:1",
+              "--rate=50", "--duration=100ms", "--warmup=0s"}),
+      kExitOk)
+      << err_.str();
+  const v1::SpreadRequest sent = server_->similarity().last_spread_request();
+  EXPECT_EQ(sent.graph().num_nodes(), 50u);
+  EXPECT_EQ(sent.graph().targets_size(), 150);
+  EXPECT_EQ(sent.seeds(0).node(), 2u);
+  // 5 calls of 150 edges in 0.1 s.
+  EXPECT_THAT(out_.str(), HasSubstr("7500 edges/s"));
+}
+
+TEST_F(CliRunTest, BenchRejectsBadOptionsWithoutCalling) {
+  for (const std::vector<std::string>& args :
+       std::vector<std::vector<std::string>>{
+           {"bench", "--random=1,1,1", "--concurrency=0"},
+           {"bench", "--random=1,1,1", "--rate=-1"},
+           {"bench", "--random=1,1,1", "--duration=0s"},
+           {"bench", "--random=1,1,1", "--format=xml"},
+           {"bench", "--random=1,1,1", "--rpc=stats"},
+           {"bench", "--random=1,1,1", "--method=Echo"},
+           {"bench", "--rpc=spread", "--random_graph=10"},
+           {"bench"}}) {
+    EXPECT_EQ(RunCli(args), kExitUsage) << ::testing::PrintToString(args);
+    EXPECT_THAT(err_.str(), StartsWith("error: INVALID_ARGUMENT: "))
+        << ::testing::PrintToString(args);
+  }
+  EXPECT_EQ(server_->similarity().calls(), 0);
 }
 
 }  // namespace

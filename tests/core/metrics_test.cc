@@ -1,14 +1,53 @@
 #include "core/metrics.h"
 
+#include <atomic>
+#include <cmath>
+#include <limits>
 #include <map>
+#include <memory>
 #include <string>
+#include <thread>
+#include <vector>
 
+#include "core/dispatch/backend_errors.h"
 #include "core/dispatch/circuit_breaker.h"
+#include "core/dispatch/clock.h"
+#include "core/dispatch/memory_pressure.h"
+#include "core/dispatch/performance_model.h"
 #include "gtest/gtest.h"
 #include "prometheus/registry.h"
 
 namespace engram::core {
 namespace {
+
+using Labels = std::map<std::string, std::string>;
+
+// The value of the sample of `name` whose labels include `want`; NaN when
+// there is none. Counters and gauges only.
+double Sample(const std::vector<prometheus::MetricFamily>& families,
+              const std::string& name, const Labels& want = {}) {
+  for (const prometheus::MetricFamily& family : families) {
+    if (family.name != name) continue;
+    for (const prometheus::ClientMetric& m : family.metric) {
+      Labels have;
+      for (const auto& l : m.label) have[l.name] = l.value;
+      bool match = true;
+      for (const auto& [k, v] : want) match = match && have[k] == v;
+      if (!match) continue;
+      return family.type == prometheus::MetricType::Counter ? m.counter.value
+                                                            : m.gauge.value;
+    }
+  }
+  return std::nan("");
+}
+
+bool HasFamily(const std::vector<prometheus::MetricFamily>& families,
+               const std::string& name) {
+  for (const auto& f : families) {
+    if (f.name == name) return true;
+  }
+  return false;
+}
 
 TEST(HistogramQuantileTest, InterpolatesInsideTheBucketLikePromQL) {
   prometheus::ClientMetric::Histogram h;
@@ -20,6 +59,14 @@ TEST(HistogramQuantileTest, InterpolatesInsideTheBucketLikePromQL) {
   EXPECT_NEAR(HistogramQuantile(h, 0.2), 0.5, 1e-12);
   h.sample_count = 0;
   EXPECT_EQ(HistogramQuantile(h, 0.5), 0.0);
+}
+
+TEST(LatencyBucketsTest, SpanTensOfMicrosecondsToSecondsInOrder) {
+  const auto& b = LatencyBuckets();
+  ASSERT_GE(b.size(), 10u);
+  EXPECT_LE(b.front(), 50e-6);
+  EXPECT_GE(b.back(), 5.0);
+  for (size_t i = 1; i < b.size(); ++i) EXPECT_LT(b[i - 1], b[i]);
 }
 
 TEST(EngineMetricsTest, SnapshotReportsOnlyRecordedPairs) {
@@ -39,45 +86,94 @@ TEST(EngineMetricsTest, SnapshotReportsOnlyRecordedPairs) {
   EXPECT_LE(snapshot[0].p99_seconds, 0.005);
 }
 
-TEST(EngineMetricsTest, FallbacksOomsAndBreakerTransitionsAreCounted) {
+TEST(EngineMetricsTest, ExecutorFallbackReasonsMapToMetricReasons) {
   prometheus::Registry registry;
   EngineMetrics metrics(registry);
-  metrics.OnFallback(Operation::kCosine, "gpu_oom");
-  metrics.OnFallback(Operation::kCosine, "gpu_oom");
-  metrics.OnFallback(Operation::kSpread, "gpu_error");
-  EXPECT_EQ(metrics.FallbackCount(Operation::kCosine, "gpu_oom"), 2u);
-  EXPECT_EQ(metrics.FallbackCount(Operation::kCosine, "gpu_error"), 0u);
-  EXPECT_EQ(metrics.FallbackCount(Operation::kSpread, "gpu_error"), 1u);
+  metrics.OnFallback(Operation::kCosine, kFallbackGpuOom);
+  metrics.OnFallback(Operation::kCosine, kFallbackGpuOom);
+  metrics.OnFallback(Operation::kSpread, kFallbackGpuError);
+  metrics.OnFallback(Operation::kSpread, "something_new");
+  EXPECT_EQ(metrics.FallbackCount(Operation::kCosine, "oom"), 2u);
+  EXPECT_EQ(metrics.FallbackCount(Operation::kCosine, "device_error"), 0u);
+  EXPECT_EQ(metrics.FallbackCount(Operation::kSpread, "device_error"), 1u);
+  EXPECT_EQ(metrics.FallbackCount(Operation::kSpread, "other"), 1u);
+  // The executor's own names are not label values.
+  EXPECT_EQ(metrics.FallbackCount(Operation::kCosine, "gpu_oom"), 0u);
+  const auto families = registry.Collect();
+  EXPECT_EQ(Sample(families, "engram_gpu_fallbacks_total",
+                   {{"operation", "cosine"}, {"reason", "oom"}}),
+            2);
+}
 
+TEST(EngineMetricsTest, BreakerRejectionsCountAsFallbacksUntilTheGpuIsLost) {
+  prometheus::Registry registry;
+  EngineMetrics metrics(registry);
+  metrics.OnDecision(Operation::kCosine, BackendKind::kCpu, "breaker_open",
+                     1e-6);
+  metrics.OnDecision(Operation::kCosine, BackendKind::kCpu, "memory_pressure",
+                     1e-6);
+  // A GPU-only refusal ran nothing: not a fallback.
+  metrics.OnDecision(Operation::kCosine, BackendKind::kUnspecified,
+                     "breaker_open", 1e-6);
+  // Neither is a request the policy keeps on the CPU for its size.
+  metrics.OnDecision(Operation::kCosine, BackendKind::kCpu, "work_below_min",
+                     1e-6);
+  BreakerTransition lost;
+  lost.from = BreakerState::kClosed;
+  lost.to = BreakerState::kForcedOpen;
+  metrics.OnBreakerTransition(lost);
+  metrics.OnDecision(Operation::kCosine, BackendKind::kCpu, "breaker_open",
+                     1e-6);
+  metrics.OnDecision(Operation::kCosine, BackendKind::kCpu, "breaker_open",
+                     1e-6);
+  EXPECT_EQ(metrics.FallbackCount(Operation::kCosine, "breaker_open"), 1u);
+  EXPECT_EQ(metrics.FallbackCount(Operation::kCosine, "memory_pressure"), 1u);
+  EXPECT_EQ(metrics.FallbackCount(Operation::kCosine, "unavailable"), 2u);
+}
+
+TEST(EngineMetricsTest, BreakerTransitionsAreCountedByFromAndTo) {
+  prometheus::Registry registry;
+  EngineMetrics metrics(registry);
   BreakerTransition t;
   t.from = BreakerState::kClosed;
   t.to = BreakerState::kOpen;
   metrics.OnBreakerTransition(t);
-  double state = -1, opened = -1;
-  for (const prometheus::MetricFamily& family : registry.Collect()) {
-    if (family.name == "engram_circuit_breaker_state") {
-      state = family.metric.at(0).gauge.value;
-    }
-    if (family.name == "engram_circuit_breaker_transitions_total") {
-      for (const auto& m : family.metric) {
-        bool closed_to_open = false;
-        for (const auto& l : m.label) {
-          if (l.name == "to" &&
-              l.value == BreakerStateName(BreakerState::kOpen)) {
-            closed_to_open = true;
-          }
-          if (l.name == "from" &&
-              l.value != BreakerStateName(BreakerState::kClosed)) {
-            closed_to_open = false;
-            break;
-          }
-        }
-        if (closed_to_open) opened = m.counter.value;
-      }
-    }
-  }
-  EXPECT_EQ(state, 2);  // open
-  EXPECT_EQ(opened, 1);
+  t.from = BreakerState::kOpen;
+  t.to = BreakerState::kHalfOpen;
+  metrics.OnBreakerTransition(t);
+  const auto families = registry.Collect();
+  EXPECT_EQ(Sample(families, "engram_circuit_breaker_transitions_total",
+                   {{"from", "closed"}, {"to", "open"}}),
+            1);
+  EXPECT_EQ(Sample(families, "engram_circuit_breaker_transitions_total",
+                   {{"from", "open"}, {"to", "half_open"}}),
+            1);
+  EXPECT_EQ(Sample(families, "engram_circuit_breaker_transitions_total",
+                   {{"from", "half_open"}, {"to", "closed"}}),
+            0);
+}
+
+TEST(EngineMetricsTest, GpuErrorsAreCountedByKindAndRemembered) {
+  prometheus::Registry registry;
+  EngineMetrics metrics(registry);
+  metrics.OnBackendError(Operation::kCosine, BackendKind::kGpu,
+                         absl::UnavailableError("launch failed"));
+  metrics.OnBackendError(Operation::kCosine, BackendKind::kGpu,
+                         StickyDeviceError("illegal address"));
+  // Neither a client error nor a CPU error is the GPU's.
+  metrics.OnBackendError(Operation::kCosine, BackendKind::kGpu,
+                         absl::InvalidArgumentError("bad input"));
+  metrics.OnBackendError(Operation::kCosine, BackendKind::kCpu,
+                         absl::InternalError("cpu"));
+  const auto families = registry.Collect();
+  EXPECT_EQ(Sample(families, "engram_gpu_errors_total",
+                   {{"operation", "cosine"}, {"kind", "device"}}),
+            1);
+  EXPECT_EQ(Sample(families, "engram_gpu_errors_total",
+                   {{"operation", "cosine"}, {"kind", "sticky"}}),
+            1);
+  const EngineStats stats = metrics.Stats(EngineStateSnapshot{});
+  EXPECT_EQ(stats.last_gpu_error, "illegal address");
 }
 
 TEST(EngineMetricsTest, DecisionsAreCountedByBackendAndRule) {
@@ -87,23 +183,242 @@ TEST(EngineMetricsTest, DecisionsAreCountedByBackendAndRule) {
                      1e-6);
   metrics.OnDecision(Operation::kCosine, BackendKind::kUnspecified,
                      "gpu_unavailable", 1e-6);
-  double below_min = 0, refused = 0;
-  for (const prometheus::MetricFamily& family : registry.Collect()) {
-    if (family.name != "engram_dispatch_decisions_total") continue;
-    for (const auto& m : family.metric) {
-      std::map<std::string, std::string> labels;
-      for (const auto& l : m.label) labels[l.name] = l.value;
-      if (labels["operation"] != "cosine") continue;
-      if (labels["backend"] == "cpu" && labels["rule"] == "work_below_min") {
-        below_min = m.counter.value;
-      }
-      if (labels["backend"] == "none" && labels["rule"] == "gpu_unavailable") {
-        refused = m.counter.value;
-      }
-    }
+  const auto families = registry.Collect();
+  EXPECT_EQ(Sample(families, "engram_dispatch_decisions_total",
+                   {{"operation", "cosine"},
+                    {"backend", "cpu"},
+                    {"rule", "work_below_min"}}),
+            1);
+  EXPECT_EQ(Sample(families, "engram_dispatch_decisions_total",
+                   {{"operation", "cosine"},
+                    {"backend", "none"},
+                    {"rule", "gpu_unavailable"}}),
+            1);
+}
+
+TEST(RollingCounterTest, ForgetsEventsOlderThanTheWindow) {
+  RollingCounter counter;
+  const absl::Time t0 = absl::FromUnixSeconds(1000000);
+  counter.Add(t0, 3);
+  counter.Add(t0 + absl::Seconds(30), 2);
+  EXPECT_EQ(counter.Sum(t0 + absl::Seconds(30)), 5u);
+  EXPECT_EQ(counter.Sum(t0 + absl::Seconds(59)), 5u);
+  EXPECT_EQ(counter.Sum(t0 + absl::Seconds(60)), 2u);
+  EXPECT_EQ(counter.Sum(t0 + absl::Seconds(90)), 0u);
+  // A slot reused a minute later starts from zero.
+  counter.Add(t0 + absl::Seconds(120), 1);
+  EXPECT_EQ(counter.Sum(t0 + absl::Seconds(120)), 1u);
+}
+
+TEST(EngineMetricsTest, StatsWindowedRatesFollowTheClock) {
+  ManualClock clock(absl::FromUnixSeconds(2000000));
+  prometheus::Registry registry;
+  EngineMetrics metrics(registry, EngineMetrics::Options{&clock});
+  clock.Advance(absl::Seconds(120));  // a full window of uptime
+  for (int i = 0; i < 4; ++i) {
+    metrics.OnDecision(Operation::kCosine, BackendKind::kGpu, "default", 1e-6);
   }
-  EXPECT_EQ(below_min, 1);
-  EXPECT_EQ(refused, 1);
+  metrics.OnOom(Operation::kCosine);
+  metrics.OnOom(Operation::kCosine);
+  metrics.OnFallback(Operation::kCosine, kFallbackGpuOom);
+  metrics.OnCompute(Operation::kCosine, BackendKind::kGpu, 0.01, 600);
+
+  EngineStats stats = metrics.Stats(EngineStateSnapshot{});
+  EXPECT_DOUBLE_EQ(stats.window_seconds, 60);
+  ASSERT_EQ(stats.operations.size(), 2u);
+  const EngineStats::OperationStats& cosine = stats.operations[0];
+  EXPECT_EQ(cosine.requests, 4u);
+  EXPECT_EQ(cosine.requests_in_window, 4u);
+  EXPECT_EQ(cosine.ooms, 2u);
+  EXPECT_DOUBLE_EQ(cosine.ooms_per_minute, 2);
+  EXPECT_DOUBLE_EQ(cosine.fallback_rate, 0.25);
+  ASSERT_EQ(stats.fallbacks.size(), 1u);
+  EXPECT_EQ(stats.fallbacks[0].reason, "oom");
+  EXPECT_EQ(stats.fallbacks[0].count, 1u);
+  EXPECT_DOUBLE_EQ(stats.fallbacks[0].rate, 0.25);
+  ASSERT_EQ(stats.backends.size(), 1u);
+  EXPECT_DOUBLE_EQ(stats.backends[0].work_items_per_second, 10);
+
+  // A minute later the totals stay and the window is empty.
+  clock.Advance(absl::Seconds(61));
+  stats = metrics.Stats(EngineStateSnapshot{});
+  EXPECT_EQ(stats.operations[0].requests, 4u);
+  EXPECT_EQ(stats.operations[0].requests_in_window, 0u);
+  EXPECT_DOUBLE_EQ(stats.operations[0].ooms_per_minute, 0);
+  EXPECT_EQ(stats.fallbacks[0].count, 1u);
+  EXPECT_EQ(stats.fallbacks[0].count_in_window, 0u);
+}
+
+// A breaker, a model and a memory monitor on one manual clock, with the
+// collector over them.
+class EngineCollectorTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    CircuitBreaker::Options breaker;
+    breaker.consecutive_failures_to_open = 1;
+    breaker.open_initial = absl::Seconds(10);
+    breaker.open_max = absl::Seconds(10);
+    breaker.clock = &clock_;
+    breaker_ = *CircuitBreaker::Create(breaker);
+    PerformanceModel::Options model;
+    model.clock = &clock_;
+    model_ = *PerformanceModel::Create(model);
+    MemoryPressureMonitor::Options memory;
+    memory.refresh_interval = absl::ZeroDuration();
+    memory.clock = &clock_;
+    memory_ = *MemoryPressureMonitor::Create(
+        memory, [this]() -> absl::StatusOr<DeviceMemoryInfo> {
+          if (!probe_error_.ok()) return probe_error_;
+          return DeviceMemoryInfo{600, 1000};
+        });
+    registry_ = std::make_shared<prometheus::Registry>();
+    collector_ = std::make_shared<EngineCollector>(
+        registry_, EngineCollector::Sources{breaker_.get(), model_.get(),
+                                            memory_.get(), &clock_});
+  }
+
+  ManualClock clock_;
+  absl::Status probe_error_;
+  std::unique_ptr<CircuitBreaker> breaker_;
+  std::unique_ptr<PerformanceModel> model_;
+  std::unique_ptr<MemoryPressureMonitor> memory_;
+  std::shared_ptr<prometheus::Registry> registry_;
+  std::shared_ptr<EngineCollector> collector_;
+};
+
+TEST_F(EngineCollectorTest, BreakerGaugesAreReadAtScrapeTime) {
+  EXPECT_EQ(Sample(collector_->Collect(), "engram_circuit_breaker_state"), 0);
+  CircuitBreaker::Permit permit = breaker_->Admit();
+  breaker_->Record(permit, absl::UnavailableError("launch failed"));
+  auto families = collector_->Collect();
+  EXPECT_EQ(Sample(families, "engram_circuit_breaker_state"), 2);
+  EXPECT_EQ(Sample(families, "engram_circuit_breaker_retry_after_seconds"), 10);
+  clock_.Advance(absl::Seconds(4));
+  EXPECT_EQ(Sample(collector_->Collect(),
+                   "engram_circuit_breaker_retry_after_seconds"),
+            6);
+  // The wait is over: the breaker reads half-open although no call has
+  // made the transition yet; the scrape says so.
+  clock_.Advance(absl::Seconds(7));
+  EXPECT_EQ(Sample(collector_->Collect(), "engram_circuit_breaker_state"), 1);
+  breaker_->ForceOpen("device lost");
+  families = collector_->Collect();
+  EXPECT_EQ(Sample(families, "engram_circuit_breaker_state"), 3);
+  EXPECT_EQ(Sample(families, "engram_circuit_breaker_retry_after_seconds"),
+            std::numeric_limits<double>::infinity());
+}
+
+TEST_F(EngineCollectorTest, MemoryGaugesFollowTheMonitorsReading) {
+  (void)memory_->Assess();
+  auto families = collector_->Collect();
+  EXPECT_EQ(Sample(families, "engram_gpu_memory_free_bytes"), 600);
+  EXPECT_EQ(Sample(families, "engram_gpu_memory_total_bytes"), 1000);
+  EXPECT_EQ(Sample(families, "engram_gpu_memory_limit_bytes"), 480);  // 0.8
+  EXPECT_EQ(Sample(families, "engram_gpu_memory_query_failures_total"), 0);
+  probe_error_ = absl::InternalError("driver gone");
+  clock_.Advance(absl::Seconds(1));
+  (void)memory_->Assess();
+  clock_.Advance(absl::Seconds(1));
+  (void)memory_->Assess();
+  families = collector_->Collect();
+  EXPECT_EQ(Sample(families, "engram_gpu_memory_query_failures_total"), 2);
+  EXPECT_EQ(Sample(families, "engram_gpu_memory_reading_age_seconds"), 2);
+  // Scraping again does not count the same failures twice.
+  EXPECT_EQ(
+      Sample(collector_->Collect(), "engram_gpu_memory_query_failures_total"),
+      2);
+}
+
+TEST_F(EngineCollectorTest, SpeedupIsExposedOnlyForBucketsMeasuredOnBoth) {
+  // Bucket 2^10 measured on both (GPU 4x faster), 2^20 on the CPU only.
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(
+        model_->RecordTiming(Operation::kCosine, BackendKind::kCpu, 1024, 0.004)
+            .ok());
+    ASSERT_TRUE(
+        model_->RecordTiming(Operation::kCosine, BackendKind::kGpu, 1024, 0.001)
+            .ok());
+    ASSERT_TRUE(
+        model_
+            ->RecordTiming(Operation::kCosine, BackendKind::kCpu, 1 << 20, 0.5)
+            .ok());
+  }
+  const auto families = collector_->Collect();
+  EXPECT_NEAR(Sample(families, "engram_gpu_speedup_estimate",
+                     {{"operation", "cosine"}, {"size_bucket", "2^10"}}),
+              4.0, 1e-9);
+  EXPECT_TRUE(std::isnan(Sample(families, "engram_gpu_speedup_estimate",
+                                {{"size_bucket", "2^20"}})));
+  prometheus::Registry registry;
+  EngineMetrics metrics(registry);
+  const EngineStats stats = metrics.Stats(collector_->Refresh());
+  ASSERT_EQ(stats.speedups.size(), 1u);
+  EXPECT_EQ(stats.speedups[0].size_bucket, "2^10");
+  EXPECT_EQ(stats.speedups[0].min_work, 1024u);
+  EXPECT_NEAR(stats.speedups[0].speedup, 4.0, 1e-9);
+}
+
+TEST_F(EngineCollectorTest, CollectIncludesTheRegistryAndProcessFamilies) {
+  prometheus::BuildCounter()
+      .Name("engram_test_total")
+      .Help("test")
+      .Register(*registry_)
+      .Add({})
+      .Increment(7);
+  const auto families = collector_->Collect();
+  EXPECT_EQ(Sample(families, "engram_test_total"), 7);
+  EXPECT_TRUE(HasFamily(families, "process_cpu_seconds_total"));
+  EXPECT_GT(Sample(families, "process_resident_memory_bytes"), 0);
+  EXPECT_GT(Sample(families, "process_open_fds"), 0);
+}
+
+TEST_F(EngineCollectorTest, ConcurrentEventsAndScrapesLoseNoEvent) {
+  prometheus::Registry& registry = *registry_;
+  EngineMetrics metrics(registry);
+  constexpr int kThreads = 4;
+  constexpr int kEvents = 500;
+  std::atomic<bool> stop{false};
+  // Scrapes and stats run while the events land.
+  std::thread scraper([&] {
+    while (!stop.load()) {
+      (void)collector_->Collect();
+      (void)metrics.Stats(collector_->Refresh());
+    }
+  });
+  std::vector<std::thread> workers;
+  for (int t = 0; t < kThreads; ++t) {
+    workers.emplace_back([&] {
+      for (int i = 0; i < kEvents; ++i) {
+        metrics.OnDecision(Operation::kCosine, BackendKind::kCpu,
+                           "breaker_open", 1e-6);
+        metrics.OnCompute(Operation::kCosine, BackendKind::kCpu, 1e-4, 2);
+        metrics.OnOom(Operation::kSpread);
+      }
+    });
+  }
+  for (std::thread& w : workers) w.join();
+  stop = true;
+  scraper.join();
+  const EngineStats stats = metrics.Stats(collector_->Refresh());
+  EXPECT_EQ(stats.operations[0].requests, uint64_t{kThreads * kEvents});
+  EXPECT_EQ(stats.operations[1].ooms, uint64_t{kThreads * kEvents});
+  EXPECT_EQ(metrics.FallbackCount(Operation::kCosine, "breaker_open"),
+            uint64_t{kThreads * kEvents});
+  ASSERT_EQ(stats.backends.size(), 1u);
+  EXPECT_EQ(stats.backends[0].work_items, uint64_t{2 * kThreads * kEvents});
+}
+
+TEST(ProcessSampleTest, ReadsThisProcessFromProc) {
+  absl::StatusOr<ProcessSample> p = ReadProcessSample();
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_GT(p->resident_memory_bytes, 1 << 20);
+  EXPECT_GE(p->virtual_memory_bytes, p->resident_memory_bytes);
+  EXPECT_GE(p->cpu_seconds, 0);
+  // Started within the last day, not in the future.
+  const double now = absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch());
+  EXPECT_LE(p->start_time_seconds, now + 1);
+  EXPECT_GT(p->start_time_seconds, now - 86400);
+  EXPECT_GE(p->max_fds, p->open_fds);
 }
 
 }  // namespace

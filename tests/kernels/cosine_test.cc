@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "hwy/targets.h"
@@ -426,6 +427,191 @@ TEST_F(CosineTest, EmptyInputsSucceedWithoutWriting) {
           .ok());
   EXPECT_EQ(top.size(), 2u);
   EXPECT_TRUE(top[0].empty());
+}
+
+// Both inner kernels, forced, on every compiled SIMD target: query counts
+// that fill one narrow or wide panel block, leave a partial block, or need
+// several; dimensions with every tail length.
+TEST_F(CosineTest, BothKernelsMatchTheReferenceOnEveryTarget) {
+  const auto targets = hwy::SupportedAndGeneratedTargets();
+  ThreadPool pool(2);
+  uint64_t seed = 500;
+  for (size_t d : {size_t{1}, size_t{2}, size_t{3}, size_t{5}, size_t{8},
+                   size_t{15}, size_t{16}, size_t{17}, size_t{31}, size_t{33},
+                   size_t{127}, size_t{384}, size_t{1000}, size_t{4096}}) {
+    for (size_t nq : {size_t{1}, size_t{4}, size_t{17}, size_t{40}}) {
+      const size_t n = 29 + d % 7;  // not a multiple of any register tile
+      const auto q = testing::RandomMatrix(nq, d, ++seed);
+      const auto t = testing::RandomMatrix(n, d, ++seed);
+      const Unaligned ut(t);
+      const auto ref = testing::ReferenceCosine(q.data(), nq, t.data(), n, d);
+      for (int64_t target : targets) {
+        hwy::SetSupportedTargetsForTest(target);
+        for (CosineKernel kernel :
+             {CosineKernel::kRowDot, CosineKernel::kPanel}) {
+          SCOPED_TRACE(::testing::Message() << hwy::TargetName(target) << " "
+                                            << CosineKernelName(kernel) << " d="
+                                            << d << " Q=" << nq << " N=" << n);
+          std::vector<float> out(nq * n, -7.0f);
+          ASSERT_TRUE(CosineDense({q.data(), nq, d}, {ut.data(), n, d},
+                                  out.data(), n, 0, &pool, kernel)
+                          .ok());
+          ExpectNearReference(out, n, ref, nq, n, d);
+        }
+      }
+    }
+  }
+}
+
+TEST_F(CosineTest, AutoPicksThePanelKernelForManyQueries) {
+  EXPECT_EQ(CosineKernelFor(1), CosineKernel::kRowDot);
+  EXPECT_EQ(CosineKernelFor(128), CosineKernel::kPanel);
+  EXPECT_STREQ(CosineKernelName(CosineKernel::kPanel), "panel");
+}
+
+// The panel kernel splits targets into tasks, cache tiles and register
+// tiles, and pads the last register tile of a task: none of that may change
+// a score, whatever the pool.
+TEST_F(CosineTest, PanelKernelIsBitIdenticalWhateverThePoolSize) {
+  struct Shape {
+    size_t nq, n, d;
+  };
+  const Shape shapes[] = {{20, 3001, 96}, {33, 1999, 19}, {128, 700, 256}};
+  const auto pools = Pools();
+  uint64_t seed = 600;
+  for (const Shape& s : shapes) {
+    const auto q = testing::RandomMatrix(s.nq, s.d, ++seed);
+    const auto t = testing::RandomMatrix(s.n, s.d, ++seed);
+    const Unaligned ut(t);
+    const auto ref =
+        testing::ReferenceCosine(q.data(), s.nq, t.data(), s.n, s.d);
+    std::vector<float> serial;
+    for (const auto& pool : pools) {
+      SCOPED_TRACE(::testing::Message()
+                   << "pool=" << (pool ? pool->num_threads() : 0)
+                   << " Q=" << s.nq << " N=" << s.n << " d=" << s.d);
+      const size_t stride = s.n + 5;
+      std::vector<float> out(s.nq * stride, -7.0f);
+      ASSERT_TRUE(CosineDense({q.data(), s.nq, s.d}, {ut.data(), s.n, s.d},
+                              out.data(), stride, 0, pool.get(),
+                              CosineKernel::kPanel)
+                      .ok());
+      ExpectNearReference(out, stride, ref, s.nq, s.n, s.d);
+      for (size_t j = 0; j < s.nq; ++j) {
+        for (size_t i = s.n; i < stride; ++i) {
+          ASSERT_EQ(out[j * stride + i], -7.0f) << "gap written";
+        }
+      }
+      if (serial.empty()) {
+        serial = out;
+      } else {
+        EXPECT_TRUE(out == serial) << "differs from the serial result";
+      }
+    }
+  }
+}
+
+TEST_F(CosineTest, PanelKernelRescoresTinyTargetsAndZeroesZeroRows) {
+  const size_t d = 40, n = 30, nq = 20;
+  const auto q = testing::RandomMatrix(nq, d, 700);
+  auto t = testing::RandomMatrix(n, d, 701);
+  for (size_t c = 0; c < d; ++c) {
+    t[3 * d + c] *= 1e-25f;  // squares underflow float32
+    t[17 * d + c] = 0.0f;
+  }
+  const auto ref = testing::ReferenceCosine(q.data(), nq, t.data(), n, d);
+  std::vector<float> out(nq * n);
+  ASSERT_TRUE(CosineDense({q.data(), nq, d}, {t.data(), n, d}, out.data(), n, 0,
+                          nullptr, CosineKernel::kPanel)
+                  .ok());
+  ExpectNearReference(out, n, ref, nq, n, d);
+  for (size_t j = 0; j < nq; ++j) EXPECT_EQ(out[j * n + 17], 0.0f);
+}
+
+TEST_F(CosineErrorTest, PanelKernelReportsTheLowestBadRow) {
+  const size_t n = 5000;
+  const auto q = testing::RandomMatrix(24, kD, 710);
+  auto t = testing::RandomMatrix(n, kD, 711);
+  t[1234 * kD + 5] = std::numeric_limits<float>::quiet_NaN();
+  t[4000 * kD + 1] = std::numeric_limits<float>::infinity();
+  for (const auto& pool : Pools()) {
+    std::vector<float> out(24 * n);
+    const absl::Status status =
+        CosineDense({q.data(), 24, kD}, {t.data(), n, kD}, out.data(), n, 0,
+                    pool.get(), CosineKernel::kPanel);
+    EXPECT_EQ(status.message(),
+              "targets row 1234 contains a non-finite value at column 5");
+    std::vector<TopKList> top;
+    EXPECT_EQ(CosineTopK({q.data(), 24, kD}, {t.data(), n, kD}, 3, -1.0f, 0,
+                         pool.get(), &top, CosineKernel::kPanel)
+                  .message(),
+              "targets row 1234 contains a non-finite value at column 5");
+  }
+}
+
+// Targets whose products with the query are denormal: flushed or not, the
+// score differs in its last bits, so the kernels fix the mode on every
+// thread that runs them, the caller's included.
+TEST_F(CosineTest, ResultsDoNotDependOnTheCallersDenormalMode) {
+  const size_t d = 64, n = 300;
+  std::vector<float> q(d, 0.75f);
+  q[0] = 0.0f;
+  std::vector<float> t(n * d, 0.0f);
+  for (size_t r = 0; r < n; ++r) {
+    t[r * d] = 1.0f;  // the norm: far from tiny
+    for (size_t c = 1; c < d; ++c) t[r * d + c] = 1e-39f * (1 + r % 5);
+  }
+  for (CosineKernel kernel : {CosineKernel::kRowDot, CosineKernel::kPanel}) {
+    SCOPED_TRACE(CosineKernelName(kernel));
+    std::vector<float> flushed(n), kept(n);
+    // 16 copies of the query so the panel kernel has a whole block.
+    std::vector<float> queries;
+    for (int i = 0; i < 16; ++i)
+      queries.insert(queries.end(), q.begin(), q.end());
+    std::vector<float> out(16 * n);
+    {
+      ScopedDenormalsDisabled flush;
+      ASSERT_TRUE(CosineDense({queries.data(), 16, d}, {t.data(), n, d},
+                              out.data(), n, 0, nullptr, kernel)
+                      .ok());
+      std::copy(out.begin(), out.begin() + n, flushed.begin());
+    }
+    ASSERT_TRUE(CosineDense({queries.data(), 16, d}, {t.data(), n, d},
+                            out.data(), n, 0, nullptr, kernel)
+                    .ok());
+    std::copy(out.begin(), out.begin() + n, kept.begin());
+    EXPECT_TRUE(flushed == kept);
+  }
+}
+
+// The row kernel reads rows aligned, starting in the row before and ending
+// in the row after: those lanes must not reach a score or a norm, whether
+// they hold huge values or infinities.
+TEST_F(CosineErrorTest, AlignedReadsDoNotTouchNeighbouringRows) {
+  const size_t d = 64, n = 12;
+  const auto q = testing::RandomMatrix(3, d, 720);
+  for (int64_t target : hwy::SupportedAndGeneratedTargets()) {
+    hwy::SetSupportedTargetsForTest(target);
+    SCOPED_TRACE(hwy::TargetName(target));
+    auto t = testing::RandomMatrix(n, d, 721);
+    t[6 * d] = 1e18f;
+    t[6 * d + d - 1] = -1e18f;
+    const auto ref = testing::ReferenceCosine(q.data(), 3, t.data(), n, d);
+    const Unaligned ut(t);
+    std::vector<float> out(3 * n);
+    ASSERT_TRUE(CosineDense({q.data(), 3, d}, {ut.data(), n, d}, out.data(), n,
+                            0, nullptr, CosineKernel::kRowDot)
+                    .ok());
+    ExpectNearReference(out, n, ref, 3, n, d);
+
+    t[6 * d] = std::numeric_limits<float>::infinity();
+    const Unaligned bad(t);
+    EXPECT_EQ(CosineDense({q.data(), 3, d}, {bad.data(), n, d}, out.data(), n,
+                          0, nullptr, CosineKernel::kRowDot)
+                  .message(),
+              "targets row 6 contains a non-finite value at column 0");
+  }
+  hwy::SetSupportedTargetsForTest(0);
 }
 
 }  // namespace

@@ -345,5 +345,111 @@ TEST_F(SpreadTest, MismatchedRowOffsetsAreInvalidArgument) {
             absl::StatusCode::kInvalidArgument);
 }
 
+// A pull and a dense push sum each node's terms in the sparse push's order,
+// so forcing any hop kind, on any pool, gives the same bits as the serial
+// sparse push.
+TEST_F(SpreadTest, PullAndPushHopsGiveBitIdenticalResults) {
+  const auto pools = Pools();
+  uint64_t seed = 300;
+  for (const RandomCase& c : RandomCases()) {
+    SCOPED_TRACE(c.name);
+    const auto graph = testing::RandomGraph(c.num_nodes, c.avg_degree, ++seed);
+    const auto seeds = RandomSeeds(c.num_nodes, 6, ++seed);
+    SpreadResult push;
+    SpreadStats push_stats;
+    ASSERT_TRUE(Spread(graph.view(), seeds, c.params, nullptr, &push,
+                       SpreadMode::kPush, &push_stats)
+                    .ok());
+    EXPECT_EQ(push_stats.pull_hops, 0u);
+    for (const auto& pool : pools) {
+      for (SpreadMode mode :
+           {SpreadMode::kPull, SpreadMode::kDensePush, SpreadMode::kAuto}) {
+        SCOPED_TRACE(::testing::Message() << PoolName(pool.get()) << " mode "
+                                          << static_cast<int>(mode));
+        SpreadResult r;
+        SpreadStats stats;
+        ASSERT_TRUE(
+            Spread(graph.view(), seeds, c.params, pool.get(), &r, mode, &stats)
+                .ok());
+        EXPECT_TRUE(r.activation == push.activation);
+        EXPECT_EQ(r.hops, push.hops);
+        EXPECT_EQ(r.edges_traversed, push.edges_traversed);
+        if (mode == SpreadMode::kPull) {
+          EXPECT_EQ(stats.push_hops + stats.dense_push_hops, 0u);
+          EXPECT_GE(stats.pull_hops, 2u);
+        }
+        if (mode == SpreadMode::kDensePush) {
+          EXPECT_EQ(stats.push_hops + stats.pull_hops, 0u);
+          EXPECT_GE(stats.dense_push_hops, 2u);
+        }
+      }
+    }
+  }
+}
+
+// Every node seeded and no threshold: every hop's frontier is most of the
+// graph, which the cost model must give to a dense pass (parallel over
+// destination ranges); a forced pull builds more than one bucket of
+// in-edges.
+TEST_F(SpreadTest, DenseFrontiersTakeDensePassesAndMatchTheReference) {
+  const uint32_t n = 12000;
+  const auto graph = testing::RandomGraph(n, 6, 400);
+  std::vector<SpreadSeed> seeds;
+  for (uint32_t v = 0; v < n; v += 1) seeds.push_back({v, 1e-3f * (1 + v % 7)});
+  SpreadParams params = Constant(0.5f, 0.0f);
+  params.max_hops = 5;
+  params.max_activation = 1e6f;
+  const auto ref = testing::ReferenceSpread(graph.view(), seeds, params);
+  SpreadResult push;
+  ASSERT_TRUE(
+      Spread(graph.view(), seeds, params, nullptr, &push, SpreadMode::kPush)
+          .ok());
+  ExpectActivations(push.activation, ref.activation, kReferenceTolerance);
+  for (const auto& pool : Pools()) {
+    SCOPED_TRACE(PoolName(pool.get()));
+    SpreadResult r;
+    SpreadStats stats;
+    ASSERT_TRUE(Spread(graph.view(), seeds, params, pool.get(), &r,
+                       SpreadMode::kAuto, &stats)
+                    .ok());
+    EXPECT_GE(stats.dense_push_hops + stats.pull_hops, 4u);
+    EXPECT_TRUE(r.activation == push.activation);
+    EXPECT_EQ(r.hops, ref.hops);
+    EXPECT_EQ(r.edges_traversed, ref.edges_traversed);
+    SpreadResult pulled;
+    ASSERT_TRUE(Spread(graph.view(), seeds, params, pool.get(), &pulled,
+                       SpreadMode::kPull)
+                    .ok());
+    EXPECT_TRUE(pulled.activation == push.activation);
+  }
+}
+
+// A graph with a target out of range fails, or not, exactly as the sparse
+// push would have it, whichever hop kind is forced: the pull cannot index
+// it and pushes instead, the dense push hands the failing hop to the sparse
+// push.
+TEST_F(SpreadTest, ForcedDenseHopsOnAMalformedGraphBehaveAsThePush) {
+  const Graph reached{{0, 1, 1}, {5}, {1.0f}};
+  const std::vector<SpreadSeed> seeds = {{0, 1.0f}};
+  SpreadResult r;
+  SpreadStats stats;
+  for (SpreadMode mode : {SpreadMode::kDensePush, SpreadMode::kPull}) {
+    const absl::Status status = Spread(reached.view(), seeds, SpreadParams(),
+                                       nullptr, &r, mode, &stats);
+    EXPECT_THAT(std::string(status.message()), HasSubstr("graph.targets[0]"));
+  }
+
+  // Node 2's bad edge is never reached from node 0.
+  const Graph unreached{{0, 1, 1, 2}, {1, 9}, {1.0f, 1.0f}};
+  for (SpreadMode mode :
+       {SpreadMode::kPush, SpreadMode::kDensePush, SpreadMode::kPull}) {
+    ASSERT_TRUE(Spread(unreached.view(), seeds, SpreadParams(), nullptr, &r,
+                       mode, &stats)
+                    .ok());
+    EXPECT_EQ(stats.pull_hops, 0u);  // never indexed
+    EXPECT_GT(r.activation[1], 0.0f);
+  }
+}
+
 }  // namespace
 }  // namespace engram::kernels

@@ -371,5 +371,45 @@ TEST_F(CosineTopKTest, ZeroKIsRejected) {
             absl::StatusCode::kInvalidArgument);
 }
 
+// Top-k through either kernel equals sorting that kernel's full scores, on
+// every pool: the selection never changes which scores win.
+TEST_F(CosineTopKTest, EachKernelsTopKEqualsSortingItsFullScores) {
+  const size_t d = 48, n = 2500;
+  const auto q = testing::RandomMatrix(21, d, 900);
+  auto t = testing::RandomMatrix(n, d, 901);
+  // Ties across task boundaries: duplicated rows score equally.
+  for (size_t r = 1200; r < 1300; ++r) {
+    std::copy(t.begin() + 5 * d, t.begin() + 6 * d, t.begin() + r * d);
+  }
+  std::vector<std::unique_ptr<ThreadPool>> pools;
+  pools.push_back(nullptr);
+  pools.push_back(std::make_unique<ThreadPool>(3));
+  for (CosineKernel kernel : {CosineKernel::kRowDot, CosineKernel::kPanel}) {
+    std::vector<float> dense(21 * n);
+    ASSERT_TRUE(CosineDense({q.data(), 21, d}, {t.data(), n, d}, dense.data(),
+                            n, 0, nullptr, kernel)
+                    .ok());
+    for (const auto& pool : pools) {
+      for (float min_score : {kLowest, 0.1f}) {
+        SCOPED_TRACE(::testing::Message()
+                     << CosineKernelName(kernel) << " min_score=" << min_score
+                     << " pool=" << (pool ? pool->num_threads() : 0));
+        std::vector<TopKList> top;
+        ASSERT_TRUE(CosineTopK({q.data(), 21, d}, {t.data(), n, d}, 7,
+                               min_score, 100, pool.get(), &top, kernel)
+                        .ok());
+        ASSERT_EQ(top.size(), 21u);
+        for (size_t j = 0; j < 21; ++j) {
+          const std::vector<float> row(dense.begin() + j * n,
+                                       dense.begin() + (j + 1) * n);
+          TopKList want = SortedDense(row, 7, min_score);
+          for (ScoredIndex& s : want) s.index += 100;
+          EXPECT_EQ(top[j], want) << "query " << j;
+        }
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace engram::kernels

@@ -1,6 +1,7 @@
 #include "tests/server/server_process.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -21,6 +22,14 @@ namespace engram::testing {
 absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::Start(
     const std::string& binary, const std::vector<std::string>& extra_flags,
     absl::Duration timeout) {
+  Options options;
+  options.timeout = timeout;
+  return Start(binary, extra_flags, options);
+}
+
+absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::Start(
+    const std::string& binary, const std::vector<std::string>& extra_flags,
+    const Options& options) {
   static std::atomic<int> counter{0};
   auto process = std::unique_ptr<ServerProcess>(new ServerProcess());
   const char* tmp = std::getenv("TMPDIR");
@@ -40,15 +49,29 @@ absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::Start(
   const pid_t pid = fork();
   if (pid < 0) return absl::InternalError("fork failed");
   if (pid == 0) {
+    if (!options.stderr_path.empty()) {
+      const int fd =
+          open(options.stderr_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      if (fd >= 0) {
+        dup2(fd, STDERR_FILENO);
+        close(fd);
+      }
+    }
     execv(argv[0], argv.data());
     std::perror("execv");
     _exit(127);
   }
   process->pid_ = pid;
+  if (!options.wait_until_ready) return process;
+  absl::Status ready = process->WaitUntilReady(options.timeout);
+  if (!ready.ok()) return ready;
+  return process;
+}
 
+absl::Status ServerProcess::WaitUntilReady(absl::Duration timeout) {
   const absl::Time deadline = absl::Now() + timeout;
   while (absl::Now() < deadline) {
-    std::ifstream in(process->ready_file_);
+    std::ifstream in(ready_file_);
     if (in.good()) {
       std::stringstream ss;
       ss << in.rdbuf();
@@ -57,14 +80,14 @@ absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::Start(
       if (std::regex_search(
               text, m,
               std::regex(R"re("grpc_port":(\d+),"metrics_port":(\d+))re"))) {
-        process->grpc_port_ = std::stoi(m[1]);
-        process->metrics_port_ = std::stoi(m[2]);
-        return process;
+        grpc_port_ = std::stoi(m[1]);
+        metrics_port_ = std::stoi(m[2]);
+        return absl::OkStatus();
       }
     }
     int status = 0;
-    if (waitpid(pid, &status, WNOHANG) == pid) {
-      process->exited_ = true;
+    if (waitpid(pid_, &status, WNOHANG) == pid_) {
+      exited_ = true;
       return absl::InternalError(
           absl::StrCat("server exited during start-up, status ", status));
     }
@@ -138,6 +161,36 @@ absl::StatusOr<std::string> HttpGet(int port, const std::string& path) {
         "HTTP status line: ", response.substr(0, response.find("\r\n"))));
   }
   return response.substr(body + 4);
+}
+
+absl::StatusOr<int> PickFreePort() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return absl::InternalError("socket failed");
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = 0;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(addr);
+  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    close(fd);
+    return absl::InternalError("cannot bind a loopback port");
+  }
+  close(fd);
+  return static_cast<int>(ntohs(addr.sin_port));
+}
+
+absl::StatusOr<CommandResult> RunCommand(const std::string& command) {
+  FILE* pipe = popen((command + " 2>&1").c_str(), "r");
+  if (pipe == nullptr) return absl::InternalError("popen failed");
+  CommandResult result;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof(buf), pipe)) > 0)
+    result.output.append(buf, n);
+  const int status = pclose(pipe);
+  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return result;
 }
 
 }  // namespace engram::testing

@@ -16,12 +16,27 @@ namespace engram::testing {
 
 class ServerProcess {
  public:
+  struct Options {
+    absl::Duration timeout = absl::Seconds(30);
+    // When set, the server's stderr (its JSON log) goes to this file.
+    std::string stderr_path;
+    // False: return as soon as the process runs; WaitUntilReady() later.
+    bool wait_until_ready = true;
+  };
+
   // Starts `binary` with --grpc_address=127.0.0.1:0,
-  // --metrics_address=127.0.0.1:0, a ready file, and `extra_flags`; waits
-  // until it serves (or `timeout`).
+  // --metrics_address=127.0.0.1:0, a ready file, and `extra_flags` (a flag
+  // given again there wins); waits until it serves (or `timeout`).
   static absl::StatusOr<std::unique_ptr<ServerProcess>> Start(
       const std::string& binary, const std::vector<std::string>& extra_flags,
       absl::Duration timeout = absl::Seconds(30));
+  static absl::StatusOr<std::unique_ptr<ServerProcess>> Start(
+      const std::string& binary, const std::vector<std::string>& extra_flags,
+      const Options& options);
+
+  // Waits for the ready file (ports bound, start-up done) and reads the
+  // ports from it; INTERNAL if the process exited, DEADLINE_EXCEEDED.
+  absl::Status WaitUntilReady(absl::Duration timeout);
   ~ServerProcess();  // SIGKILLs the process if it is still running
 
   int grpc_port() const { return grpc_port_; }
@@ -45,6 +60,18 @@ class ServerProcess {
 
 // GETs http://127.0.0.1:<port><path> and returns the body (status 200 only).
 absl::StatusOr<std::string> HttpGet(int port, const std::string& path);
+
+// A loopback TCP port that was free a moment ago (bound to port 0, then
+// released), for a child process that cannot report the port it bound.
+absl::StatusOr<int> PickFreePort();
+
+// Runs `command` through /bin/sh; returns its exit status and output
+// (stdout and stderr together).
+struct CommandResult {
+  int exit_code = -1;
+  std::string output;
+};
+absl::StatusOr<CommandResult> RunCommand(const std::string& command);
 
 }  // namespace engram::testing
 

@@ -157,7 +157,7 @@ TEST(SimulatedGpuE2ETest, GpuFailuresFallBackToCpuAndOpenTheBreaker) {
   ASSERT_TRUE(body.ok()) << body.status();
   EXPECT_GE(MetricValue(*body,
                         "engram_gpu_fallbacks_total{operation=\"cosine\","
-                        "reason=\"gpu_error\"}"),
+                        "reason=\"device_error\"}"),
             1);
   EXPECT_EQ(MetricValue(*body, "engram_circuit_breaker_state"), 2);
 }

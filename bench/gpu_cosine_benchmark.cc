@@ -1,0 +1,259 @@
+// Batch cosine on the GPU against the CPU, d = 768, Q in {1, 16, 128}, N in
+// {1Ki, 16Ki, 256Ki, 1Mi}, in one run:
+//   gpu_device/{dense,top10}  the kernels alone, inputs already on the device
+//                             (CUDA-event time): the fused kernel for Q <= 16,
+//                             cuBLAS SGEMM + epilogue above (when libcublas is
+//                             found), plus the top-k select for top10;
+//   gpu_host/{dense,top10}    CudaBackend end to end from host memory (wall
+//                             time): staging, PCIe both ways, kernels;
+//   cpu/{dense,top10}         CpuBackend on every core of this machine.
+// Counters: GBps is the memory traffic the kernels need at the least
+// (targets read once, scores written once and, for top10, read by the 9
+// select passes), GBps_of_peak that over the device's peak bandwidth (the
+// run's context line gpu_peak_memory_bandwidth); for gpu_host, GBps counts
+// the bytes crossing PCIe and GBps_of_peak compares them with the measured
+// pcie_host_to_device line. Without a GPU the program says so and exits 0.
+#include <cstdint>
+#include <cstdio>
+#include <limits>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "bench/gpu_benchmark_util.h"
+#include "benchmark/benchmark.h"
+#include "core/dispatch/cpu_backend.h"
+#include "core/dispatch/cuda_backend.h"
+#include "kernels/cpu/thread_pool.h"
+#include "kernels/cuda/cosine_device.h"
+#include "kernels/cuda/cublas_loader.h"
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/device_memory.h"
+#include "kernels/cuda/topk_kernels.h"
+#include "kernels/status_macros.h"
+
+namespace engram::bench {
+namespace {
+
+using kernels::gpu::DeviceArray;
+
+constexpr size_t kDim = 768;
+constexpr size_t kMaxQueries = 128;
+constexpr size_t kMaxTargets = size_t{1} << 20;
+constexpr uint32_t kTopK = 10;
+constexpr int kSelectPasses = 9;  // 8 histogram passes and the gather
+
+// Inputs shared by every benchmark: the largest case, smaller ones use its
+// first rows. Device copies are made once, for the gpu_device benchmarks.
+struct Inputs {
+  explicit Inputs(const GpuReference& reference) : reference(reference) {}
+
+  absl::Status Init() {
+    pool = std::make_unique<kernels::ThreadPool>(0);
+    queries.resize(kMaxQueries * kDim);
+    targets.resize(kMaxTargets * kDim);
+    FillUniform(queries.data(), queries.size(), 1, *pool);
+    FillUniform(targets.data(), targets.size(), 2, *pool);
+    ENGRAM_ASSIGN_OR_RETURN(cpu, core::CpuBackend::Create({pool.get()}));
+    core::CudaBackend::Options options;
+    options.pool = pool.get();
+    ENGRAM_ASSIGN_OR_RETURN(gpu, core::CudaBackend::Create(options));
+
+    ENGRAM_ASSIGN_OR_RETURN(stream, kernels::gpu::CudaStream::Create());
+    ENGRAM_CUDA_RETURN_IF_ERROR(
+        cudaDeviceGetDefaultMemPool(&pool_handle, reference.device.ordinal));
+    kernels::gpu::PreparedQueries pq;
+    ENGRAM_RETURN_IF_ERROR(kernels::gpu::PrepareQueries(
+        kernels::MatrixView{queries.data(), kMaxQueries, kDim}, &pq));
+    ENGRAM_ASSIGN_OR_RETURN(d_queries, Upload(pq.values));
+    ENGRAM_ASSIGN_OR_RETURN(d_inv_norm, Upload(pq.inv_norm));
+    ENGRAM_ASSIGN_OR_RETURN(d_targets, Upload(targets));
+    ENGRAM_ASSIGN_OR_RETURN(d_scores, Alloc<float>(kMaxQueries * kMaxTargets));
+    ENGRAM_ASSIGN_OR_RETURN(d_inv_t, Alloc<double>(kMaxTargets));
+    ENGRAM_ASSIGN_OR_RETURN(d_flags, Alloc<uint32_t>(kMaxTargets + 1));
+    ENGRAM_ASSIGN_OR_RETURN(d_bad, Alloc<unsigned long long>(1));
+    ENGRAM_ASSIGN_OR_RETURN(
+        d_select,
+        Alloc<unsigned char>(kernels::gpu::TopKWorkspaceBytes(kMaxQueries)));
+    ENGRAM_ASSIGN_OR_RETURN(d_keys,
+                            Alloc<unsigned long long>(kMaxQueries * kTopK));
+    ENGRAM_ASSIGN_OR_RETURN(d_counts, Alloc<uint32_t>(kMaxQueries));
+    auto cublas = kernels::gpu::Cublas::Load();
+    if (cublas.ok()) {
+      cublas_library = *std::move(cublas);
+      ENGRAM_ASSIGN_OR_RETURN(
+          cublas_handle, cublas_library->CreateHandle(stream.get(), false));
+    }
+    benchmark::AddCustomContext("cublas",
+                                cublas_library != nullptr
+                                    ? cublas_library->description()
+                                    : std::string(cublas.status().message()));
+    ENGRAM_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream.get()));
+    return absl::OkStatus();
+  }
+
+  template <typename T>
+  absl::StatusOr<DeviceArray<T>> Alloc(size_t count) {
+    return DeviceArray<T>::Allocate(count, pool_handle, stream.get());
+  }
+
+  template <typename T>
+  absl::StatusOr<DeviceArray<T>> Upload(const std::vector<T>& host) {
+    ENGRAM_ASSIGN_OR_RETURN(DeviceArray<T> array, Alloc<T>(host.size()));
+    ENGRAM_CUDA_RETURN_IF_ERROR(
+        cudaMemcpyAsync(array.get(), host.data(), array.bytes(),
+                        cudaMemcpyHostToDevice, stream.get()));
+    return array;
+  }
+
+  const GpuReference reference;
+  std::unique_ptr<kernels::ThreadPool> pool;
+  std::vector<float> queries;
+  std::vector<float> targets;
+  std::unique_ptr<core::CpuBackend> cpu;
+  std::unique_ptr<core::CudaBackend> gpu;
+  kernels::gpu::CudaStream stream;
+  cudaMemPool_t pool_handle = nullptr;
+  DeviceArray<float> d_queries;
+  DeviceArray<double> d_inv_norm;
+  DeviceArray<float> d_targets;
+  DeviceArray<float> d_scores;
+  DeviceArray<double> d_inv_t;
+  DeviceArray<uint32_t> d_flags;
+  DeviceArray<unsigned long long> d_bad;
+  DeviceArray<unsigned char> d_select;
+  DeviceArray<unsigned long long> d_keys;
+  DeviceArray<uint32_t> d_counts;
+  std::unique_ptr<kernels::gpu::Cublas> cublas_library;
+  cublasHandle_t cublas_handle = nullptr;
+};
+
+Inputs* g_inputs = nullptr;
+
+core::CosineJob Job(size_t q, size_t n, uint32_t top_k) {
+  core::CosineJob job;
+  job.queries = kernels::MatrixView{g_inputs->queries.data(), q, kDim};
+  job.targets = kernels::MatrixView{g_inputs->targets.data(), n, kDim};
+  job.top_k = top_k;
+  return job;
+}
+
+// Minimal traffic of one call: targets read once, scores written once and,
+// with top-k, read by every select pass.
+double KernelBytes(size_t q, size_t n, uint32_t top_k) {
+  const double scores = 4.0 * q * n;
+  return 4.0 * n * kDim + scores * (top_k > 0 ? 1 + kSelectPasses : 1);
+}
+
+void GpuDevice(benchmark::State& state, size_t q, size_t n, uint32_t top_k) {
+  Inputs& in = *g_inputs;
+  cudaStream_t stream = in.stream.get();
+  const kernels::gpu::DeviceQueries queries{
+      in.d_queries.get(), in.d_inv_norm.get(), static_cast<uint32_t>(q),
+      static_cast<uint32_t>(kDim)};
+  kernels::gpu::TileWorkspace workspace;
+  workspace.flags.bad_row = in.d_bad.get();
+  workspace.flags.tiny_count = in.d_flags.get();
+  workspace.flags.tiny_rows = in.d_flags.get() + 1;
+  workspace.inv_norm = in.d_inv_t.get();
+  kernels::gpu::TileScoring scoring;
+  scoring.cublas = in.cublas_library.get();
+  scoring.handle = in.cublas_handle;
+  state.SetLabel(kernels::gpu::UsesGemm(scoring, static_cast<uint32_t>(q))
+                     ? "cublas"
+                     : "fused");
+  EventTimer timer(stream);
+  for (auto _ : state) {
+    timer.Start();
+    absl::Status status = kernels::gpu::ScoreTile(
+        queries, in.d_targets.get(), static_cast<uint32_t>(n),
+        in.d_scores.get(), n, 0, workspace, scoring, stream);
+    if (status.ok() && top_k > 0) {
+      status = kernels::gpu::CudaCallStatus(
+          kernels::gpu::LaunchTopKSelect(
+              in.d_scores.get(), static_cast<uint32_t>(q),
+              static_cast<uint32_t>(n), n, top_k,
+              -std::numeric_limits<float>::infinity(), in.d_select.get(),
+              in.d_keys.get(), in.d_counts.get(), stream),
+          "LaunchTopKSelect");
+    }
+    const double seconds = timer.Stop();
+    if (!Check(state, status)) return;
+    state.SetIterationTime(seconds);
+  }
+  SetBandwidth(state, "GBps", KernelBytes(q, n, top_k),
+               in.reference.peak_memory_bytes_per_s);
+}
+
+// End to end through a backend from host memory; `bytes` per call.
+void Backend(benchmark::State& state, core::ComputeBackend& backend, size_t q,
+             size_t n, uint32_t top_k, double bytes,
+             double reference_bytes_per_s) {
+  const core::CosineJob job = Job(q, n, top_k);
+  std::vector<float> scores(top_k == 0 ? q * n : 0);
+  core::CosineOutput out;
+  out.scores = absl::MakeSpan(scores);
+  for (auto _ : state) {
+    if (!Check(state, backend.Cosine(job, &out))) return;
+    benchmark::DoNotOptimize(out.top.data());
+  }
+  SetBandwidth(state, "GBps", bytes, reference_bytes_per_s);
+}
+
+void RegisterAll(const GpuReference& reference) {
+  // Never freed: the CUDA runtime may be gone by static destruction time.
+  Inputs& inputs = *new Inputs(reference);
+  const absl::Status init = inputs.Init();
+  if (!init.ok()) {
+    std::fprintf(stderr, "cannot set the benchmark up: %s\n",
+                 init.ToString().c_str());
+    return;
+  }
+  g_inputs = &inputs;
+  for (uint32_t top_k : {0u, kTopK}) {
+    const std::string kind = top_k == 0 ? "dense" : "top10";
+    for (size_t q : {size_t{1}, size_t{16}, kMaxQueries}) {
+      for (size_t n : {size_t{1} << 10, size_t{16} << 10, size_t{256} << 10,
+                       kMaxTargets}) {
+        const std::string shape = absl::StrCat("/Q:", q, "/N:", n);
+        benchmark::RegisterBenchmark(
+            absl::StrCat("gpu_device/", kind, shape).c_str(),
+            [=](benchmark::State& s) { GpuDevice(s, q, n, top_k); })
+            ->UseManualTime()
+            ->Unit(benchmark::kMicrosecond);
+        benchmark::RegisterBenchmark(
+            absl::StrCat("gpu_host/", kind, shape).c_str(),
+            [=](benchmark::State& s) {
+              // Bytes over PCIe: the targets in, the scores or lists out.
+              const double bytes =
+                  4.0 * n * kDim +
+                  (top_k == 0 ? 4.0 * q * n : 12.0 * q * top_k);
+              Backend(s, *g_inputs->gpu, q, n, top_k, bytes,
+                      g_inputs->reference.pcie_h2d_bytes_per_s);
+            })
+            ->UseRealTime()
+            ->Unit(benchmark::kMicrosecond);
+        benchmark::RegisterBenchmark(
+            absl::StrCat("cpu/", kind, shape).c_str(),
+            [=](benchmark::State& s) {
+              // Targets read once, dense scores written once.
+              const double bytes =
+                  4.0 * n * kDim + (top_k == 0 ? 4.0 * q * n : 0.0);
+              Backend(s, *g_inputs->cpu, q, n, top_k, bytes, 0);
+            })
+            ->UseRealTime()
+            ->Unit(benchmark::kMicrosecond);
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace engram::bench
+
+int main(int argc, char** argv) {
+  return engram::bench::RunGpuBenchmarks(argc, argv,
+                                         engram::bench::RegisterAll);
+}

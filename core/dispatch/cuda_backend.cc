@@ -1,0 +1,82 @@
+#include "core/dispatch/cuda_backend.h"
+
+#include <limits>
+#include <string>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "core/dispatch/backend_errors.h"
+
+namespace engram::core {
+
+absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(
+    const Options& options) {
+  kernels::GpuContext::Options gpu;
+  gpu.device_ordinal = options.device_ordinal;
+  gpu.staging_bytes = options.staging_bytes;
+  gpu.max_streams = options.max_streams;
+  gpu.allow_tf32 = options.allow_tf32;
+  gpu.gemm_min_queries = options.gemm_min_queries;
+  gpu.memory_limit_bytes = options.memory_limit_bytes;
+  gpu.spread_push_max_fraction = options.spread_push_max_fraction;
+  gpu.copy_pool = options.pool;
+  absl::StatusOr<std::unique_ptr<kernels::GpuContext>> context =
+      kernels::GpuContext::Create(gpu);
+  if (!context.ok()) return context.status();
+  return std::unique_ptr<CudaBackend>(new CudaBackend(*std::move(context)));
+}
+
+absl::Status CudaBackend::ToBackendError(const absl::Status& status) {
+  switch (kernels::GpuErrorKindOf(status)) {
+    case kernels::GpuErrorKind::kOutOfMemory:
+      return DeviceOutOfMemoryError(status.message());
+    case kernels::GpuErrorKind::kSticky:
+      return StickyDeviceError(status.message());
+    default:
+      return status;
+  }
+}
+
+BackendCapabilities CudaBackend::Capabilities() const {
+  const kernels::GpuDeviceInfo& info = context_->device();
+  BackendCapabilities c;
+  c.name = std::string(kName);
+  c.kind = BackendKind::kGpu;
+  c.device_name = info.name;
+  c.has_memory_probe = true;
+  c.memory_bytes = info.total_memory_bytes;
+  return c;
+}
+
+absl::Status CudaBackend::Cosine(const CosineJob& job, CosineOutput* out) {
+  const size_t n = job.targets.rows;
+  if (job.top_k == 0) {
+    if (out->scores.size() != job.queries.rows * n) {
+      return absl::InternalError(
+          absl::StrCat("score buffer holds ", out->scores.size(),
+                       " floats, expected ", job.queries.rows * n));
+    }
+    return ToBackendError(context_->CosineDense(job.queries, job.targets,
+                                                out->scores.data(), n, 0));
+  }
+  const float min_score =
+      job.min_score.value_or(-std::numeric_limits<float>::infinity());
+  return ToBackendError(context_->CosineTopK(
+      job.queries, job.targets, job.top_k, min_score, 0, &out->top));
+}
+
+absl::Status CudaBackend::Spread(const SpreadJob& job, SpreadOutput* out) {
+  return ToBackendError(context_->Spread(job.graph, job.seeds, job.params, 0,
+                                         &out->result, nullptr));
+}
+
+absl::StatusOr<DeviceMemoryInfo> CudaBackend::QueryMemory() {
+  absl::StatusOr<kernels::GpuMemoryInfo> info = context_->QueryMemory();
+  if (!info.ok()) return ToBackendError(info.status());
+  DeviceMemoryInfo memory;
+  memory.free_bytes = info->free_bytes;
+  memory.total_bytes = info->total_bytes;
+  return memory;
+}
+
+}  // namespace engram::core

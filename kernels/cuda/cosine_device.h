@@ -1,0 +1,79 @@
+// Cosine scores of target rows already on the device: the fused one-pass
+// kernel for few queries, cuBLAS SGEMM between a norm pass and a scoring
+// epilogue for many. GpuContext runs it on each tile it copies in; the
+// benchmarks run it on data kept on the device.
+//
+// This header needs the CUDA headers but not nvcc.
+#ifndef ENGRAM_KERNELS_CUDA_COSINE_DEVICE_H_
+#define ENGRAM_KERNELS_CUDA_COSINE_DEVICE_H_
+
+#include <cublas_api.h>
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "kernels/cuda/cosine_kernels.h"
+#include "kernels/cuda/cublas_loader.h"
+#include "kernels/types.h"
+
+namespace engram::kernels::gpu {
+
+// Queries as the CPU kernel prepares them (kernels/cpu/cosine.cc): each row
+// scaled by a power of two so its largest element is in [0.5, 1) (exact, and
+// cosine does not change), 1/|row| in float64, 0 for a zero row.
+struct PreparedQueries {
+  size_t rows = 0;
+  size_t cols = 0;
+  std::vector<float> values;     // rows x cols
+  std::vector<double> inv_norm;  // one per row
+};
+
+// INVALID_ARGUMENT naming "queries" and the row, as the CPU kernel words it,
+// for a row whose squared norm is not finite in float32.
+absl::Status PrepareQueries(const MatrixView& queries, PreparedQueries* out);
+
+// The error the CPU kernel returns for a bad row of `matrix` ("queries" or
+// "targets"): the first non-finite column, or an overflowing norm.
+absl::Status NonFiniteRowError(const char* matrix, const float* row,
+                               size_t cols, uint64_t reported_row);
+
+// Prepared queries on the device.
+struct DeviceQueries {
+  const float* values = nullptr;  // rows x cols
+  const double* inv_norm = nullptr;
+  uint32_t rows = 0;
+  uint32_t cols = 0;
+};
+
+// How a tile is scored: cuBLAS (with a handle on the stream) when the
+// queries are at least gemm_min_queries, else the fused kernel.
+struct TileScoring {
+  const Cublas* cublas = nullptr;  // null: always fused
+  cublasHandle_t handle = nullptr;
+  uint32_t gemm_min_queries = 17;
+};
+
+// Device workspace a tile of `rows` rows needs besides its scores: the row
+// flags and, for the GEMM path, the rows' inverse norms.
+struct TileWorkspace {
+  RowFlags flags;              // bad_row initialised to ~0 by the caller
+  double* inv_norm = nullptr;  // rows entries
+};
+
+// Scores target rows [0, rows) at `targets` (row stride queries.cols) into
+// scores[j * ld + r], rows with a non-finite squared norm reported in
+// workspace.flags.bad_row as row_base + r. Enqueued on `stream`.
+absl::Status ScoreTile(const DeviceQueries& queries, const float* targets,
+                       uint32_t rows, float* scores, size_t ld,
+                       uint64_t row_base, const TileWorkspace& workspace,
+                       const TileScoring& scoring, cudaStream_t stream);
+
+// Whether ScoreTile uses cuBLAS for this many queries.
+bool UsesGemm(const TileScoring& scoring, uint32_t num_queries);
+
+}  // namespace engram::kernels::gpu
+
+#endif  // ENGRAM_KERNELS_CUDA_COSINE_DEVICE_H_

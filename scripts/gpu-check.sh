@@ -1,0 +1,261 @@
+#!/usr/bin/env bash
+# The GPU check: run on a machine with a GPU (one H100, CUDA 13 driver,
+# compute-sanitizer; none of the Debian libraries, no network), from the
+# repository root, with the bundle scripts/gpu-bundle.sh built (default
+# .gpu-bundle). Each step has a time limit; the whole check takes about six
+# minutes at most:
+#   device     nvidia-smi: the GPU, its driver and memory
+#   load       every bundled binary starts (libraries resolve; cuBLAS found?)
+#   gpu-tests  the GPU tests of kernels/cuda (label gpu and the error checks)
+#   memcheck   the GPU tests again under compute-sanitizer --tool memcheck
+#              (the deliberate-fault test excluded: it faults on purpose)
+#   parity     the CPU/GPU parity tests of CudaBackend (tests/core/cuda)
+#   bench-*    the GPU benchmarks, CPU figures beside them (JSON kept)
+#   e2e        engram-server on the GPU: a BatchCosine and a Spread through
+#              engram-cli --placement=gpu whose reports say BACKEND_GPU
+# and ends with a summary, one line a step: PASS, FAIL, TIMEOUT or SKIP, the
+# seconds it took and a note. The full log, the summary, the benchmarks' JSON
+# and the server's log go to $OUT when it is set (else build-gpu-check/).
+# Exit status: 0 when no step failed or timed out.
+#
+# Usage: scripts/gpu-check.sh [BUNDLE_DIR]
+# Environment: GPU_CHECK_STEPS (the steps to run, space-separated, default
+# all; e.g. "device load gpu-tests parity e2e" takes about a minute),
+# GPU_CHECK_MEMCHECK_FILTER (gtest filter for the memcheck run).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+bundle=$(realpath -m "${1:-.gpu-bundle}")
+out=$(realpath -m "${OUT:-build-gpu-check}")
+mkdir -p "$out"
+log=$out/gpu-check.log
+summary=$out/gpu-check-summary.txt
+: >"$log"
+: >"$summary"
+start_all=$SECONDS
+failures=0
+
+say() { echo "$*" | tee -a "$log"; }
+
+# step NAME SECONDS FUNCTION [ARGS]: runs one of the functions below in a
+# shell of its own with a time limit, output to the log (and the terminal),
+# and records the step's line. The function may write a one-line note to
+# $note; it returns 0 (pass), 77 (skip) or anything else (fail).
+note=$out/.note
+steps=" ${GPU_CHECK_STEPS:-device load gpu-tests memcheck parity bench-cosine bench-spread e2e} "
+step() {
+  local name=$1 limit=$2
+  shift 2
+  if [[ $steps != *" $name "* ]]; then
+    printf '%-12s %-8s %4ss  %s\n' "$name" SKIP 0 "not in GPU_CHECK_STEPS" \
+      >>"$summary"
+    return 0
+  fi
+  say ""
+  say "===== $name (limit ${limit}s): $*"
+  : >"$note"
+  local begin=$SECONDS rc
+  timeout --signal=TERM --kill-after=10 "$limit" bash -c '"$@"' step "$@" \
+    2>&1 | tee -a "$log"
+  rc=${PIPESTATUS[0]}
+  local took=$((SECONDS - begin)) verdict
+  case $rc in
+    0) verdict=PASS ;;
+    124 | 137) verdict=TIMEOUT ;;
+    77) verdict=SKIP ;;
+    *) verdict=FAIL ;;
+  esac
+  if [[ $verdict == FAIL || $verdict == TIMEOUT ]]; then
+    failures=$((failures + 1))
+  fi
+  printf '%-12s %-8s %4ss  %s\n' "$name" "$verdict" "$took" \
+    "$(head -c 300 "$note" | tr '\n' ' ')" >>"$summary"
+  say "===== $name: $verdict in ${took}s (rc $rc)"
+}
+
+if [[ ! -d $bundle/bin ]]; then
+  echo "gpu-check: no bundle at $bundle; build it with scripts/gpu-bundle.sh" >&2
+  exit 2
+fi
+export PATH=$PATH:/usr/local/cuda/bin
+libs=$bundle/lib
+# cuBLAS is the GPU machine's own: the backend dlopen()s libcublas.so.13.
+cublas_dir=""
+if ! ldconfig -p 2>/dev/null | grep -q 'libcublas\.so\.13 '; then
+  for dir in /usr/local/cuda/lib64 /usr/local/cuda-13*/lib64 \
+    /usr/local/cuda/targets/x86_64-linux/lib \
+    /usr/lib/x86_64-linux-gnu \
+    $(find / -maxdepth 7 -type d -path '*nvidia/cublas/lib' 2>/dev/null); do
+    if [[ -e $dir/libcublas.so.13 ]]; then
+      cublas_dir=$dir
+      break
+    fi
+  done
+fi
+[[ -n $cublas_dir ]] && libs=$libs:$cublas_dir
+export LD_LIBRARY_PATH=$libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+bin=$bundle/bin
+# The GPU machine's own libstdc++ first; the bundled one only if that is too
+# old for the binaries.
+compat=""
+if ! "$bin/kernels_cuda_check_test" --gtest_list_tests >/dev/null 2>&1; then
+  compat=$bundle/lib-compat
+  export LD_LIBRARY_PATH=$LD_LIBRARY_PATH:$compat
+fi
+export bin out note bundle cublas_dir compat
+# The GPU tests fail, rather than skip, when they find no GPU.
+export ENGRAM_REQUIRE_GPU=1
+say "gpu-check: bundle $bundle ($(head -n 1 "$bundle/MANIFEST" 2>/dev/null))"
+say "gpu-check: LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
+
+device() {
+  nvidia-smi --query-gpu=name,driver_version,memory.total,pcie.link.gen.max,pcie.link.width.max,clocks.max.memory \
+    --format=csv || return 1
+  nvidia-smi -L
+  nvidia-smi --query-gpu=name,driver_version,memory.total \
+    --format=csv,noheader >"$note"
+}
+
+load() {
+  local b missing=0
+  for b in "$bin"/*; do
+    if ldd "$b" | grep -q 'not found'; then
+      echo "$b:"
+      ldd "$b" | grep 'not found'
+      missing=1
+    fi
+    case $(basename "$b") in
+      *_test) "$b" --gtest_list_tests >/dev/null || missing=1 ;;
+    esac
+  done
+  "$bin/engram-cli" --help >/dev/null || missing=1
+  echo "cuBLAS: ${cublas_dir:-the dynamic loader cache, if any}${compat:+; bundled libstdc++}" |
+    tee "$note"
+  return $missing
+}
+
+gtest() {
+  # gtest NAME [ARGS]: one test binary, brief output.
+  local name=$1
+  shift
+  "$bin/$name" --gtest_brief=1 --gtest_color=no "$@"
+}
+
+gpu_tests() {
+  local rc=0
+  gtest kernels_cuda_check_test || rc=1
+  gtest kernels_gpu_context_test || rc=1
+  gtest core_cuda_backend_test || rc=1
+  return $rc
+}
+
+memcheck() {
+  local rc=0 filter=${GPU_CHECK_MEMCHECK_FILTER:-'-*DeathTest*'}
+  local sanitizer
+  sanitizer=$(command -v compute-sanitizer) || {
+    echo "compute-sanitizer not found" | tee "$note"
+    return 77
+  }
+  local b
+  for b in kernels_gpu_context_test core_cuda_parity_test; do
+    "$sanitizer" --tool memcheck --error-exitcode 86 --report-api-errors no \
+      --print-limit 20 "$bin/$b" --gtest_brief=1 --gtest_color=no \
+      --gtest_filter="$filter" || rc=1
+  done
+  return $rc
+}
+
+parity() {
+  gtest core_cuda_parity_test
+}
+
+bench() {
+  # bench NAME: a benchmark binary, JSON into $out.
+  local name=$1 rc
+  "$bin/$name" --benchmark_min_time=0.05 --benchmark_counters_tabular=true \
+    --benchmark_out="$out/$name.json" --benchmark_out_format=json |
+    tee "$out/.bench"
+  rc=${PIPESTATUS[0]}
+  # Without a GPU the benchmarks skip and exit 0; here that is a failure.
+  if grep -q '^skipped:' "$out/.bench"; then rc=1; fi
+  grep -c 'ERROR OCCURRED' "$out/.bench" | sed 's/$/ benchmarks failed/' >"$note"
+  grep -q 'ERROR OCCURRED' "$out/.bench" && rc=1
+  rm -f "$out/.bench"
+  return $rc
+}
+
+e2e() {
+  local work ready port pid rc=0
+  work=$(mktemp -d)
+  ready=$work/ready.json
+  "$bin/engram-server" --grpc_address=127.0.0.1:0 \
+    --metrics_address=127.0.0.1:0 --ready_file="$ready" --worker_threads=4 \
+    >"$out/engram-server.log" 2>&1 &
+  pid=$!
+  for _ in $(seq 1 100); do
+    [[ -s $ready ]] && break
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.2
+  done
+  if [[ ! -s $ready ]]; then
+    echo "the server did not start:"
+    tail -n 20 "$out/engram-server.log"
+    kill "$pid" 2>/dev/null
+    return 1
+  fi
+  port=$(sed -E 's/.*"grpc_port":([0-9]+).*/\1/' "$ready")
+  grep -m1 '"event":"serving"' "$out/engram-server.log"
+  local server=--server=127.0.0.1:$port cosine spread
+  # 50000 x 768 targets: under the default 64M-element and 256 MiB limits.
+  cosine=$("$bin/engram-cli" cosine "$server" --random=16,50000,768 --seed=7 \
+    --top_k=5 --placement=gpu) || rc=1
+  echo "cosine: ${cosine: -200}"
+  [[ $cosine == *'"backend":"BACKEND_GPU"'* ]] || {
+    echo "cosine did not run on the GPU"
+    rc=1
+  }
+  # A ring with chords, 100000 nodes, 8 out-edges each.
+  awk 'BEGIN { n = 100000; for (u = 0; u < n; u++) for (k = 1; k <= 8; k++)
+         printf "%d\t%d\t%.3f\n", u, (u * 7 + k * 131) % n, 0.2 + (k % 5) / 10 }' \
+    >"$work/edges.tsv"
+  spread=$("$bin/engram-cli" spread "$server" --graph="$work/edges.tsv" \
+    --seeds=0:1.0,500:0.8 --max_hops=6 --top_k=5 --placement=gpu) || rc=1
+  echo "spread: ${spread: -300}"
+  [[ $spread == *'"backend":"BACKEND_GPU"'* ]] || {
+    echo "spread did not run on the GPU"
+    rc=1
+  }
+  "$bin/engram-cli" stats "$server" | head -c 2000
+  echo
+  kill -TERM "$pid"
+  wait "$pid" || true
+  rm -rf "$work"
+  grep -o '"gpu":"[^"]*"' "$out/engram-server.log" | head -n 1 >"$note"
+  return $rc
+}
+
+export -f device load gtest gpu_tests memcheck parity bench e2e
+
+step device 10 device
+step load 15 load
+step gpu-tests 60 gpu_tests
+step memcheck 100 memcheck
+step parity 40 parity
+step bench-cosine 60 bench gpu_cosine_benchmark
+step bench-spread 35 bench gpu_spread_benchmark
+step e2e 30 e2e
+rm -f "$note"
+
+{
+  echo ""
+  echo "GPU check summary ($((SECONDS - start_all))s, $(date -u +%FT%TZ))"
+  cat "$summary"
+  if ((failures == 0)); then
+    echo "RESULT: PASS"
+  else
+    echo "RESULT: FAIL ($failures step(s) failed or timed out)"
+  fi
+} | tee -a "$log" >"$summary.tmp"
+mv "$summary.tmp" "$summary"
+cat "$summary"
+((failures == 0))
