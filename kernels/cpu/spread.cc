@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "kernels/cpu/large_buffer.h"
+#include "kernels/spread_shape.h"
 #include "kernels/status_macros.h"
 
 namespace engram::kernels {
@@ -39,37 +40,6 @@ constexpr size_t kMinPullNodesPerTask = 4096;
 // Pull tasks per thread, so that hubs (R-MAT's in-degrees are skewed) do not
 // leave one thread working alone.
 constexpr size_t kPullTasksPerThread = 8;
-
-// Cheap structural checks, so that an unvalidated graph yields an error
-// instead of an out-of-bounds read. Per-edge checks happen during the push,
-// where the edge is read anyway.
-absl::Status CheckShape(const GraphView& graph,
-                        absl::Span<const SpreadSeed> seeds) {
-  if (graph.row_offsets.size() != static_cast<size_t>(graph.num_nodes) + 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("graph.row_offsets has ", graph.row_offsets.size(),
-                     " entries, expected num_nodes + 1 = ",
-                     static_cast<uint64_t>(graph.num_nodes) + 1));
-  }
-  if (graph.weights.size() != graph.targets.size()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("graph has ", graph.targets.size(), " targets but ",
-                     graph.weights.size(), " weights"));
-  }
-  if (graph.row_offsets[0] != 0 ||
-      graph.row_offsets[graph.num_nodes] != graph.targets.size()) {
-    return absl::InvalidArgumentError(
-        "graph.row_offsets must start at 0 and end at the number of edges");
-  }
-  for (size_t i = 0; i < seeds.size(); ++i) {
-    if (seeds[i].node >= graph.num_nodes) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("seeds[", i, "].node ", seeds[i].node,
-                       " is out of range for ", graph.num_nodes, " nodes"));
-    }
-  }
-  return absl::OkStatus();
-}
 
 int Threads(const ThreadPool* pool) {
   return pool == nullptr ? 1 : pool->num_threads() + 1;
@@ -532,7 +502,7 @@ absl::Status Spread(const GraphView& graph, absl::Span<const SpreadSeed> seeds,
                     const SpreadParams& params, ThreadPool* pool,
                     SpreadResult* out, SpreadMode mode, SpreadStats* stats) {
   if (out == nullptr) return absl::InvalidArgumentError("out is null");
-  ENGRAM_RETURN_IF_ERROR(CheckShape(graph, seeds));
+  ENGRAM_RETURN_IF_ERROR(CheckSpreadShape(graph, seeds));
   // The serial parts run on the calling thread: the same floating-point
   // mode as the pool's workers keeps the result independent of the thread.
   ScopedDenormalsDisabled flush;

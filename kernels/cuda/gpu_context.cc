@@ -27,6 +27,7 @@
 #include "kernels/cuda/spread_kernels.h"
 #include "kernels/cuda/topk_kernels.h"
 #include "kernels/gpu_device.h"
+#include "kernels/spread_shape.h"
 #include "kernels/status_macros.h"
 
 namespace engram::kernels {
@@ -119,35 +120,6 @@ absl::Status CheckIndexRange(size_t num_targets, uint32_t index_offset) {
     return absl::InvalidArgumentError(
         absl::StrCat("target indices from ", index_offset, " for ", num_targets,
                      " rows do not fit in 32 bits"));
-  }
-  return absl::OkStatus();
-}
-
-// kernels/cpu/spread.cc's CheckShape, with its messages.
-absl::Status CheckGraphShape(const GraphView& graph,
-                             absl::Span<const SpreadSeed> seeds) {
-  if (graph.row_offsets.size() != static_cast<size_t>(graph.num_nodes) + 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("graph.row_offsets has ", graph.row_offsets.size(),
-                     " entries, expected num_nodes + 1 = ",
-                     static_cast<uint64_t>(graph.num_nodes) + 1));
-  }
-  if (graph.weights.size() != graph.targets.size()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("graph has ", graph.targets.size(), " targets but ",
-                     graph.weights.size(), " weights"));
-  }
-  if (graph.row_offsets[0] != 0 ||
-      graph.row_offsets[graph.num_nodes] != graph.targets.size()) {
-    return absl::InvalidArgumentError(
-        "graph.row_offsets must start at 0 and end at the number of edges");
-  }
-  for (size_t i = 0; i < seeds.size(); ++i) {
-    if (seeds[i].node >= graph.num_nodes) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("seeds[", i, "].node ", seeds[i].node,
-                       " is out of range for ", graph.num_nodes, " nodes"));
-    }
   }
   return absl::OkStatus();
 }
@@ -759,7 +731,7 @@ absl::Status GpuContext::Spread(const GraphView& graph,
                                 const SpreadParams& params, uint32_t top_k,
                                 SpreadResult* out, TopKList* top) {
   if (out == nullptr) return absl::InvalidArgumentError("out is null");
-  ENGRAM_RETURN_IF_ERROR(CheckGraphShape(graph, seeds));
+  ENGRAM_RETURN_IF_ERROR(CheckSpreadShape(graph, seeds));
   return impl_->WithLane([&](Lane& lane) {
     return impl_->Spread(lane, graph, seeds, params, top_k, out, top);
   });
