@@ -15,6 +15,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/types/span.h"
+#include "kernels/cosine_shape.h"
 #include "kernels/cpu/topk.h"
 #include "kernels/status_macros.h"
 
@@ -588,29 +589,6 @@ bool RowSquaredNormIsFinite(const float* row, size_t cols, double* norm_sq) {
   return sum <= std::numeric_limits<float>::max();  // false for NaN, too
 }
 
-absl::Status CheckShapes(const MatrixView& queries, const MatrixView& targets) {
-  if (queries.cols == 0 || queries.cols != targets.cols) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("queries have ", queries.cols, " columns and targets ",
-                     targets.cols, "; both must be equal and at least 1"));
-  }
-  if ((queries.rows > 0 && queries.data == nullptr) ||
-      (targets.rows > 0 && targets.data == nullptr)) {
-    return absl::InvalidArgumentError("matrix data is null");
-  }
-  return absl::OkStatus();
-}
-
-absl::Status CheckIndexRange(size_t num_targets, uint32_t index_offset) {
-  if (static_cast<uint64_t>(index_offset) + num_targets >
-      uint64_t{std::numeric_limits<uint32_t>::max()} + 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("target indices from ", index_offset, " for ", num_targets,
-                     " rows do not fit in 32 bits"));
-  }
-  return absl::OkStatus();
-}
-
 absl::Status PrepareQueries(const MatrixView& queries, PreparedQueries* out) {
   const size_t d = queries.cols;
   out->rows = queries.rows;
@@ -927,8 +905,8 @@ void OfferRows(const float* scores, size_t stride, size_t num_rows,
 absl::Status CosineDense(const MatrixView& queries, const MatrixView& targets,
                          float* out, size_t out_stride, uint32_t index_offset,
                          ThreadPool* pool, CosineKernel kernel) {
-  ENGRAM_RETURN_IF_ERROR(CheckShapes(queries, targets));
-  ENGRAM_RETURN_IF_ERROR(CheckIndexRange(targets.rows, index_offset));
+  ENGRAM_RETURN_IF_ERROR(CheckCosineShapes(queries, targets));
+  ENGRAM_RETURN_IF_ERROR(CheckCosineIndexRange(targets.rows, index_offset));
   if (out_stride < targets.rows) {
     return absl::InvalidArgumentError(
         absl::StrCat("out_stride ", out_stride, " is less than the ",
@@ -991,8 +969,8 @@ absl::Status CosineTopK(const MatrixView& queries, const MatrixView& targets,
                         uint32_t k, float min_score, uint32_t index_offset,
                         ThreadPool* pool, std::vector<TopKList>* out,
                         CosineKernel kernel) {
-  ENGRAM_RETURN_IF_ERROR(CheckShapes(queries, targets));
-  ENGRAM_RETURN_IF_ERROR(CheckIndexRange(targets.rows, index_offset));
+  ENGRAM_RETURN_IF_ERROR(CheckCosineShapes(queries, targets));
+  ENGRAM_RETURN_IF_ERROR(CheckCosineIndexRange(targets.rows, index_offset));
   if (k == 0) return absl::InvalidArgumentError("k must be at least 1");
   if (out == nullptr) return absl::InvalidArgumentError("out is null");
   PreparedQueries pq;
@@ -1089,8 +1067,8 @@ absl::Status CosineTopK(const MatrixView& queries, const MatrixView& targets,
 absl::Status CosineDenseReference(const MatrixView& queries,
                                   const MatrixView& targets, float* out,
                                   size_t out_stride, uint32_t index_offset) {
-  ENGRAM_RETURN_IF_ERROR(CheckShapes(queries, targets));
-  ENGRAM_RETURN_IF_ERROR(CheckIndexRange(targets.rows, index_offset));
+  ENGRAM_RETURN_IF_ERROR(CheckCosineShapes(queries, targets));
+  ENGRAM_RETURN_IF_ERROR(CheckCosineIndexRange(targets.rows, index_offset));
   if (out_stride < targets.rows) {
     return absl::InvalidArgumentError(
         absl::StrCat("out_stride ", out_stride, " is less than the ",

@@ -17,6 +17,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "kernels/cosine_shape.h"
 #include "kernels/cpu/thread_pool.h"
 #include "kernels/cuda/cosine_device.h"
 #include "kernels/cuda/cosine_kernels.h"
@@ -97,29 +98,12 @@ class CopiesFinishFirst {
   cudaStream_t stream_;
 };
 
+// The shared checks plus the device kernels' 32-bit dimensions.
 absl::Status CheckShapes(const MatrixView& queries, const MatrixView& targets) {
-  if (queries.cols == 0 || queries.cols != targets.cols) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("queries have ", queries.cols, " columns and targets ",
-                     targets.cols, "; both must be equal and at least 1"));
-  }
-  if ((queries.rows > 0 && queries.data == nullptr) ||
-      (targets.rows > 0 && targets.data == nullptr)) {
-    return absl::InvalidArgumentError("matrix data is null");
-  }
+  ENGRAM_RETURN_IF_ERROR(CheckCosineShapes(queries, targets));
   if (queries.rows > std::numeric_limits<uint32_t>::max() ||
       targets.cols > std::numeric_limits<uint32_t>::max()) {
     return absl::InvalidArgumentError("matrix dimensions do not fit 32 bits");
-  }
-  return absl::OkStatus();
-}
-
-absl::Status CheckIndexRange(size_t num_targets, uint32_t index_offset) {
-  if (static_cast<uint64_t>(index_offset) + num_targets >
-      uint64_t{std::numeric_limits<uint32_t>::max()} + 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("target indices from ", index_offset, " for ", num_targets,
-                     " rows do not fit in 32 bits"));
   }
   return absl::OkStatus();
 }
@@ -687,7 +671,7 @@ absl::Status GpuContext::CosineDense(const MatrixView& queries,
                                      const MatrixView& targets, float* out,
                                      size_t out_stride, uint32_t index_offset) {
   ENGRAM_RETURN_IF_ERROR(CheckShapes(queries, targets));
-  ENGRAM_RETURN_IF_ERROR(CheckIndexRange(targets.rows, index_offset));
+  ENGRAM_RETURN_IF_ERROR(CheckCosineIndexRange(targets.rows, index_offset));
   if (out_stride < targets.rows) {
     return absl::InvalidArgumentError(
         absl::StrCat("out_stride ", out_stride, " is less than the ",
@@ -708,7 +692,7 @@ absl::Status GpuContext::CosineTopK(const MatrixView& queries,
                                     float min_score, uint32_t index_offset,
                                     std::vector<TopKList>* out) {
   ENGRAM_RETURN_IF_ERROR(CheckShapes(queries, targets));
-  ENGRAM_RETURN_IF_ERROR(CheckIndexRange(targets.rows, index_offset));
+  ENGRAM_RETURN_IF_ERROR(CheckCosineIndexRange(targets.rows, index_offset));
   if (k == 0) return absl::InvalidArgumentError("k must be at least 1");
   if (out == nullptr) return absl::InvalidArgumentError("out is null");
   if (std::isnan(min_score)) {
