@@ -129,65 +129,53 @@ absl::Status ShuttingDown() {
 }
 }  // namespace
 
-grpc::ServerUnaryReactor* SimilarityService::BatchCosine(
-    grpc::CallbackServerContext* context,
-    const ::engram::similarity::v1::BatchCosineRequest* request,
-    ::engram::similarity::v1::BatchCosineResponse* response) {
+template <typename Run>
+grpc::ServerUnaryReactor* SimilarityService::Compute(
+    grpc::CallbackServerContext* context, Method method,
+    google::protobuf::Message* response, Run run) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  Call call = StartCall(context, Method::kBatchCosine);
+  Call call = StartCall(context, method);
   if (!BeginCall()) {
     metrics_->RecordRejection(RejectReason::kDraining);
     Finish(reactor, call, ShuttingDown());
     return reactor;
   }
   metrics_->Queued();
-  engine_->Submit(
-      [this, context, request, response, reactor, call = std::move(call)] {
-        metrics_->Dequeued();
-        // Every line this request's work writes, the engine's included.
-        const core::ScopedLogContext log_context(call.ids.request_id,
-                                                 call.ids.traceparent);
-        absl::Status status = AbandonedStatus(context);
-        if (status.ok()) {
-          status = RunBatchCosine(*request, response);
-        } else {
-          metrics_->RecordRejection(RejectReason::kAbandoned);
-        }
-        if (!status.ok()) response->Clear();
-        Finish(reactor, call, status);
-        EndCall();
-      });
+  engine_->Submit([this, context, response, reactor, call = std::move(call),
+                   run = std::move(run)] {
+    metrics_->Dequeued();
+    // Every line this request's work writes, the engine's included.
+    const core::ScopedLogContext log_context(call.ids.request_id,
+                                             call.ids.traceparent);
+    absl::Status status = AbandonedStatus(context);
+    if (status.ok()) {
+      status = run();
+    } else {
+      metrics_->RecordRejection(RejectReason::kAbandoned);
+    }
+    if (!status.ok()) response->Clear();
+    Finish(reactor, call, status);
+    EndCall();
+  });
   return reactor;
+}
+
+grpc::ServerUnaryReactor* SimilarityService::BatchCosine(
+    grpc::CallbackServerContext* context,
+    const ::engram::similarity::v1::BatchCosineRequest* request,
+    ::engram::similarity::v1::BatchCosineResponse* response) {
+  return Compute(
+      context, Method::kBatchCosine, response,
+      [this, request, response] { return RunBatchCosine(*request, response); });
 }
 
 grpc::ServerUnaryReactor* SimilarityService::Spread(
     grpc::CallbackServerContext* context,
     const ::engram::similarity::v1::SpreadRequest* request,
     ::engram::similarity::v1::SpreadResponse* response) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  Call call = StartCall(context, Method::kSpread);
-  if (!BeginCall()) {
-    metrics_->RecordRejection(RejectReason::kDraining);
-    Finish(reactor, call, ShuttingDown());
-    return reactor;
-  }
-  metrics_->Queued();
-  engine_->Submit(
-      [this, context, request, response, reactor, call = std::move(call)] {
-        metrics_->Dequeued();
-        const core::ScopedLogContext log_context(call.ids.request_id,
-                                                 call.ids.traceparent);
-        absl::Status status = AbandonedStatus(context);
-        if (status.ok()) {
-          status = RunSpread(*request, response);
-        } else {
-          metrics_->RecordRejection(RejectReason::kAbandoned);
-        }
-        if (!status.ok()) response->Clear();
-        Finish(reactor, call, status);
-        EndCall();
-      });
-  return reactor;
+  return Compute(context, Method::kSpread, response, [this, request, response] {
+    return RunSpread(*request, response);
+  });
 }
 
 grpc::ServerUnaryReactor* SimilarityService::GetStats(

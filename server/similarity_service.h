@@ -19,6 +19,7 @@
 #include "absl/time/time.h"
 #include "core/engine.h"
 #include "engram/similarity/v1/similarity.grpc.pb.h"
+#include "google/protobuf/message.h"
 #include "server/readiness.h"
 #include "server/request_context.h"
 #include "server/rpc_metrics.h"
@@ -81,6 +82,15 @@ class SimilarityService final
                       const core::ExecutionReport& report);
   // Status for a call whose client gave up before its work started.
   static absl::Status AbandonedStatus(grpc::CallbackServerContext* context);
+
+  // The shape every computing RPC shares: admit or refuse, then run
+  // `run()` on the engine's workers with the call's log context, answer,
+  // and release the admission.
+  template <typename Run>
+  grpc::ServerUnaryReactor* Compute(grpc::CallbackServerContext* context,
+                                    Method method,
+                                    google::protobuf::Message* response,
+                                    Run run);
 
   absl::Status RunBatchCosine(
       const ::engram::similarity::v1::BatchCosineRequest& request,
