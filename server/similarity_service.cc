@@ -35,7 +35,6 @@ bool SimilarityService::BeginCall() {
 void SimilarityService::EndCall() {
   absl::MutexLock lock(&mu_);
   --inflight_;
-  metrics_->CallEnded();
 }
 
 void SimilarityService::StartDraining() {
@@ -154,6 +153,10 @@ grpc::ServerUnaryReactor* SimilarityService::Compute(
       metrics_->RecordRejection(RejectReason::kAbandoned);
     }
     if (!status.ok()) response->Clear();
+    // The gauge counts calls not yet answered: it drops before the answer
+    // leaves, so a client that scrapes after its answer never sees its own
+    // call. The drain count (EndCall) drops only after Finish().
+    metrics_->CallEnded();
     Finish(reactor, call, status);
     EndCall();
   });
