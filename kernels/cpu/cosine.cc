@@ -565,20 +565,6 @@ float TinyNormSq(size_t d) {
                             std::numeric_limits<float>::epsilon());
 }
 
-// The error for a row whose squared norm is not finite in float32.
-absl::Status NonFiniteRowError(const char* matrix, const float* row,
-                               size_t cols, uint64_t reported_row) {
-  for (size_t c = 0; c < cols; ++c) {
-    if (!std::isfinite(row[c])) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(matrix, " row ", reported_row,
-                       " contains a non-finite value at column ", c));
-    }
-  }
-  return absl::InvalidArgumentError(absl::StrCat(
-      matrix, " row ", reported_row, ": squared norm overflows float32"));
-}
-
 // Squared norm in double; the row is bad when it is not finite as a float32.
 bool RowSquaredNormIsFinite(const float* row, size_t cols, double* norm_sq) {
   double sum = 0.0;

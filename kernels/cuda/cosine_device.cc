@@ -5,23 +5,11 @@
 #include <limits>
 
 #include "absl/strings/str_cat.h"
+#include "kernels/cosine_shape.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/status_macros.h"
 
 namespace engram::kernels::gpu {
-
-absl::Status NonFiniteRowError(const char* matrix, const float* row,
-                               size_t cols, uint64_t reported_row) {
-  for (size_t c = 0; c < cols; ++c) {
-    if (!std::isfinite(row[c])) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(matrix, " row ", reported_row,
-                       " contains a non-finite value at column ", c));
-    }
-  }
-  return absl::InvalidArgumentError(absl::StrCat(
-      matrix, " row ", reported_row, ": squared norm overflows float32"));
-}
 
 absl::Status PrepareQueries(const MatrixView& queries, PreparedQueries* out) {
   const size_t d = queries.cols;

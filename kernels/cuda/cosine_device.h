@@ -35,11 +35,6 @@ struct PreparedQueries {
 // for a row whose squared norm is not finite in float32.
 absl::Status PrepareQueries(const MatrixView& queries, PreparedQueries* out);
 
-// The error the CPU kernel returns for a bad row of `matrix` ("queries" or
-// "targets"): the first non-finite column, or an overflowing norm.
-absl::Status NonFiniteRowError(const char* matrix, const float* row,
-                               size_t cols, uint64_t reported_row);
-
 // Prepared queries on the device.
 struct DeviceQueries {
   const float* values = nullptr;  // rows x cols

@@ -500,8 +500,8 @@ absl::Status GpuContext::Impl::Cosine(Lane& lane,
   unsigned long long bad = kNoBadRow;
   ENGRAM_RETURN_IF_ERROR(Download(lane, &bad, bad_row.get(), sizeof(bad)));
   if (bad != kNoBadRow) {
-    return gpu::NonFiniteRowError("targets", targets.row(bad), d,
-                                  static_cast<uint64_t>(index_offset) + bad);
+    return NonFiniteRowError("targets", targets.row(bad), d,
+                             static_cast<uint64_t>(index_offset) + bad);
   }
   if (dense) return absl::OkStatus();
 
