@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <memory>
 #include <string>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -136,6 +138,43 @@ void SetBandwidth(benchmark::State& state, const char* name,
         benchmark::Counter(bytes_per_iteration / reference_bytes_per_s,
                            benchmark::Counter::kIsIterationInvariantRate);
   }
+}
+
+bool SetUpInputs(absl::FunctionRef<absl::Status()> init) {
+  const absl::Status status = init();
+  if (status.ok()) return true;
+  std::fprintf(stderr, "cannot set the benchmark up: %s\n",
+               status.ToString().c_str());
+  return false;
+}
+
+void RegisterSideBySide(absl::string_view name, BenchmarkBody gpu_device,
+                        BenchmarkBody gpu_host, BenchmarkBody cpu) {
+  auto add = [&](absl::string_view row, BenchmarkBody body, bool manual) {
+    // Benchmarks run one at a time, on this thread: a plain flag will do.
+    auto warmed = std::make_shared<bool>(false);
+    benchmark::internal::Benchmark* b = benchmark::RegisterBenchmark(
+        absl::StrCat(row, "/", name).c_str(),
+        [body = std::move(body), warmed](benchmark::State& state) {
+          const bool first = !*warmed;
+          *warmed = true;
+          body(state, first);
+        });
+    if (manual) {
+      b->UseManualTime();
+    } else {
+      b->UseRealTime();
+    }
+    b->Unit(benchmark::kMicrosecond);
+  };
+  add("gpu_device", std::move(gpu_device), true);
+  add("gpu_host", std::move(gpu_host), false);
+  add("cpu", std::move(cpu), false);
+}
+
+bool WarmUp(benchmark::State& state, bool warm_up,
+            absl::FunctionRef<absl::Status()> call) {
+  return !warm_up || Check(state, call());
 }
 
 bool Check(benchmark::State& state, const absl::Status& status) {

@@ -1,8 +1,10 @@
 // What the GPU benchmarks (bench/gpu_cosine_benchmark.cc,
 // bench/gpu_spread_benchmark.cc) share: finding the GPU (and exiting cleanly
 // without one), the device's reference figures printed in the run's context
-// (peak memory bandwidth, measured PCIe bandwidth), timing device work with
-// CUDA events, bandwidth counters, and fast seeded input data.
+// (peak memory bandwidth, measured PCIe bandwidth), setting the inputs up,
+// registering each case's gpu_device / gpu_host / cpu rows side by side with
+// an untimed warm-up call, timing device work with CUDA events, bandwidth
+// counters, and fast seeded input data.
 //
 // Built only with the CUDA backend.
 #ifndef ENGRAM_BENCH_GPU_BENCHMARK_UTIL_H_
@@ -12,9 +14,11 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 #include "benchmark/benchmark.h"
 #include "kernels/cpu/thread_pool.h"
 #include "kernels/gpu_device.h"
@@ -35,6 +39,32 @@ struct GpuReference {
 // skip). Returns the process's exit status.
 int RunGpuBenchmarks(int argc, char** argv,
                      absl::FunctionRef<void(const GpuReference&)> register_all);
+
+// Runs `init`, which builds the inputs every benchmark shares; when it fails,
+// prints "cannot set the benchmark up: <status>" to stderr and returns false
+// (the caller then registers nothing).
+bool SetUpInputs(absl::FunctionRef<absl::Status()> init);
+
+// One benchmark row's body. `warm_up` is true the first time the row runs
+// (Google Benchmark runs a body several times while it settles the
+// iteration count): the body then makes one untimed call of its shape first
+// (WarmUp()), so that one-time costs are not timed: lazy loading of the
+// kernels' modules, the first cuBLAS call on a handle (~90 ms on an H200),
+// a CudaBackend lane's streams and pinned buffers, the memory pool's growth
+// to the shape, the CPU pool's first touch of its buffers.
+using BenchmarkBody = std::function<void(benchmark::State&, bool warm_up)>;
+
+// Registers one case's rows side by side, in microseconds:
+// gpu_device/<name> (manual time: the body reports CUDA-event time),
+// gpu_host/<name> and cpu/<name> (real time).
+void RegisterSideBySide(absl::string_view name, BenchmarkBody gpu_device,
+                        BenchmarkBody gpu_host, BenchmarkBody cpu);
+
+// With `warm_up`, runs `call` once (untimed: call it before the timed loop)
+// and ends the benchmark with its error if it fails; returns whether the
+// benchmark may go on.
+bool WarmUp(benchmark::State& state, bool warm_up,
+            absl::FunctionRef<absl::Status()> call);
 
 // Times device work with CUDA events on `stream`: Start() before enqueueing
 // it, Stop() after; Stop() waits and returns the seconds between the two.

@@ -12,7 +12,10 @@
 // select passes), GBps_of_peak that over the device's peak bandwidth (the
 // run's context line gpu_peak_memory_bandwidth); for gpu_host, GBps counts
 // the bytes crossing PCIe and GBps_of_peak compares them with the measured
-// pcie_host_to_device line. Without a GPU the program says so and exits 0.
+// pcie_host_to_device line. Every row makes one untimed call of its shape
+// before it is timed (gpu_benchmark_util.h WarmUp), so that one-time costs
+// such as the first cuBLAS call (~90 ms on an H200) stay out of the figures.
+// Without a GPU the program says so and exits 0.
 #include <cstdint>
 #include <cstdio>
 #include <limits>
@@ -147,7 +150,8 @@ double KernelBytes(size_t q, size_t n, uint32_t top_k) {
   return 4.0 * n * kDim + scores * (top_k > 0 ? 1 + kSelectPasses : 1);
 }
 
-void GpuDevice(benchmark::State& state, size_t q, size_t n, uint32_t top_k) {
+void GpuDevice(benchmark::State& state, bool warm_up, size_t q, size_t n,
+               uint32_t top_k) {
   Inputs& in = *g_inputs;
   cudaStream_t stream = in.stream.get();
   const kernels::gpu::DeviceQueries queries{
@@ -164,21 +168,30 @@ void GpuDevice(benchmark::State& state, size_t q, size_t n, uint32_t top_k) {
   state.SetLabel(kernels::gpu::UsesGemm(scoring, static_cast<uint32_t>(q))
                      ? "cublas"
                      : "fused");
+  auto enqueue = [&]() -> absl::Status {
+    ENGRAM_RETURN_IF_ERROR(kernels::gpu::ScoreTile(
+        queries, in.d_targets.get(), static_cast<uint32_t>(n),
+        in.d_scores.get(), n, 0, workspace, scoring, stream));
+    if (top_k == 0) return absl::OkStatus();
+    return kernels::gpu::CheckCudaCall(
+        kernels::gpu::LaunchTopKSelect(
+            in.d_scores.get(), static_cast<uint32_t>(q),
+            static_cast<uint32_t>(n), n, top_k,
+            -std::numeric_limits<float>::infinity(), in.d_select.get(),
+            in.d_keys.get(), in.d_counts.get(), stream),
+        "LaunchTopKSelect");
+  };
+  if (!WarmUp(state, warm_up, [&]() -> absl::Status {
+        ENGRAM_RETURN_IF_ERROR(enqueue());
+        ENGRAM_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
+        return absl::OkStatus();
+      })) {
+    return;
+  }
   EventTimer timer(stream);
   for (auto _ : state) {
     timer.Start();
-    absl::Status status = kernels::gpu::ScoreTile(
-        queries, in.d_targets.get(), static_cast<uint32_t>(n),
-        in.d_scores.get(), n, 0, workspace, scoring, stream);
-    if (status.ok() && top_k > 0) {
-      status = kernels::gpu::CudaCallStatus(
-          kernels::gpu::LaunchTopKSelect(
-              in.d_scores.get(), static_cast<uint32_t>(q),
-              static_cast<uint32_t>(n), n, top_k,
-              -std::numeric_limits<float>::infinity(), in.d_select.get(),
-              in.d_keys.get(), in.d_counts.get(), stream),
-          "LaunchTopKSelect");
-    }
+    const absl::Status status = enqueue();
     const double seconds = timer.Stop();
     if (!Check(state, status)) return;
     state.SetIterationTime(seconds);
@@ -188,13 +201,16 @@ void GpuDevice(benchmark::State& state, size_t q, size_t n, uint32_t top_k) {
 }
 
 // End to end through a backend from host memory; `bytes` per call.
-void Backend(benchmark::State& state, core::ComputeBackend& backend, size_t q,
-             size_t n, uint32_t top_k, double bytes,
-             double reference_bytes_per_s) {
+void Backend(benchmark::State& state, bool warm_up,
+             core::ComputeBackend& backend, size_t q, size_t n, uint32_t top_k,
+             double bytes, double reference_bytes_per_s) {
   const core::CosineJob job = Job(q, n, top_k);
   std::vector<float> scores(top_k == 0 ? q * n : 0);
   core::CosineOutput out;
   out.scores = absl::MakeSpan(scores);
+  if (!WarmUp(state, warm_up, [&] { return backend.Cosine(job, &out); })) {
+    return;
+  }
   for (auto _ : state) {
     if (!Check(state, backend.Cosine(job, &out))) return;
     benchmark::DoNotOptimize(out.top.data());
@@ -205,46 +221,31 @@ void Backend(benchmark::State& state, core::ComputeBackend& backend, size_t q,
 void RegisterAll(const GpuReference& reference) {
   // Never freed: the CUDA runtime may be gone by static destruction time.
   Inputs& inputs = *new Inputs(reference);
-  const absl::Status init = inputs.Init();
-  if (!init.ok()) {
-    std::fprintf(stderr, "cannot set the benchmark up: %s\n",
-                 init.ToString().c_str());
-    return;
-  }
+  if (!SetUpInputs([&] { return inputs.Init(); })) return;
   g_inputs = &inputs;
   for (uint32_t top_k : {0u, kTopK}) {
     const std::string kind = top_k == 0 ? "dense" : "top10";
     for (size_t q : {size_t{1}, size_t{16}, kMaxQueries}) {
       for (size_t n : {size_t{1} << 10, size_t{16} << 10, size_t{256} << 10,
                        kMaxTargets}) {
-        const std::string shape = absl::StrCat("/Q:", q, "/N:", n);
-        benchmark::RegisterBenchmark(
-            absl::StrCat("gpu_device/", kind, shape).c_str(),
-            [=](benchmark::State& s) { GpuDevice(s, q, n, top_k); })
-            ->UseManualTime()
-            ->Unit(benchmark::kMicrosecond);
-        benchmark::RegisterBenchmark(
-            absl::StrCat("gpu_host/", kind, shape).c_str(),
-            [=](benchmark::State& s) {
-              // Bytes over PCIe: the targets in, the scores or lists out.
-              const double bytes =
-                  4.0 * n * kDim +
-                  (top_k == 0 ? 4.0 * q * n : 12.0 * q * top_k);
-              Backend(s, *g_inputs->gpu, q, n, top_k, bytes,
+        // Bytes over PCIe: the targets in, the scores or lists out.
+        const double pcie_bytes =
+            4.0 * n * kDim + (top_k == 0 ? 4.0 * q * n : 12.0 * q * top_k);
+        // Targets read once, dense scores written once.
+        const double cpu_bytes =
+            4.0 * n * kDim + (top_k == 0 ? 4.0 * q * n : 0.0);
+        RegisterSideBySide(
+            absl::StrCat(kind, "/Q:", q, "/N:", n),
+            [=](benchmark::State& s, bool warm_up) {
+              GpuDevice(s, warm_up, q, n, top_k);
+            },
+            [=](benchmark::State& s, bool warm_up) {
+              Backend(s, warm_up, *g_inputs->gpu, q, n, top_k, pcie_bytes,
                       g_inputs->reference.pcie_h2d_bytes_per_s);
-            })
-            ->UseRealTime()
-            ->Unit(benchmark::kMicrosecond);
-        benchmark::RegisterBenchmark(
-            absl::StrCat("cpu/", kind, shape).c_str(),
-            [=](benchmark::State& s) {
-              // Targets read once, dense scores written once.
-              const double bytes =
-                  4.0 * n * kDim + (top_k == 0 ? 4.0 * q * n : 0.0);
-              Backend(s, *g_inputs->cpu, q, n, top_k, bytes, 0);
-            })
-            ->UseRealTime()
-            ->Unit(benchmark::kMicrosecond);
+            },
+            [=](benchmark::State& s, bool warm_up) {
+              Backend(s, warm_up, *g_inputs->cpu, q, n, top_k, cpu_bytes, 0);
+            });
       }
     }
   }

@@ -171,7 +171,7 @@ void SetSpreadCounters(benchmark::State& state, const CsrGraph& g,
                g_inputs->reference.peak_memory_bytes_per_s);
 }
 
-void GpuDevice(benchmark::State& state, size_t graph, bool wide) {
+void GpuDevice(benchmark::State& state, bool warm_up, size_t graph, bool wide) {
   Inputs& in = *g_inputs;
   const CsrGraph& g = in.graphs[graph];
   kernels::gpu::DeviceGraph& d = in.device_graphs[graph];
@@ -181,6 +181,18 @@ void GpuDevice(benchmark::State& state, size_t graph, bool wide) {
     return in.Copy(device, host, bytes);
   };
   kernels::gpu::SpreadOnDeviceResult result;
+  if (!WarmUp(state, warm_up, [&]() -> absl::Status {
+        DeviceArray<double> activation;
+        ENGRAM_RETURN_IF_ERROR(kernels::gpu::SpreadOnDevice(
+                                   d, g.row_offsets, in.seeds[graph], params,
+                                   kernels::gpu::SpreadOnDeviceOptions(), copy,
+                                   in.pool_handle, stream, &activation)
+                                   .status());
+        ENGRAM_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
+        return absl::OkStatus();
+      })) {
+    return;
+  }
   EventTimer timer(stream);
   for (auto _ : state) {
     DeviceArray<double> activation;
@@ -199,8 +211,9 @@ void GpuDevice(benchmark::State& state, size_t graph, bool wide) {
   SetSpreadCounters(state, g, result.edges_traversed, result.hops);
 }
 
-void Backend(benchmark::State& state, core::ComputeBackend& backend,
-             size_t graph, bool wide, bool pcie) {
+void Backend(benchmark::State& state, bool warm_up,
+             core::ComputeBackend& backend, size_t graph, bool wide,
+             bool pcie) {
   Inputs& in = *g_inputs;
   const CsrGraph& g = in.graphs[graph];
   core::SpreadJob job;
@@ -208,6 +221,9 @@ void Backend(benchmark::State& state, core::ComputeBackend& backend,
   job.seeds = in.seeds[graph];
   job.params = Params(wide);
   core::SpreadOutput out;
+  if (!WarmUp(state, warm_up, [&] { return backend.Spread(job, &out); })) {
+    return;
+  }
   for (auto _ : state) {
     if (!Check(state, backend.Spread(job, &out))) return;
     benchmark::DoNotOptimize(out.result.activation.data());
@@ -226,36 +242,22 @@ void Backend(benchmark::State& state, core::ComputeBackend& backend,
 void RegisterAll(const GpuReference& reference) {
   // Never freed: the CUDA runtime may be gone by static destruction time.
   Inputs& inputs = *new Inputs(reference);
-  const absl::Status init = inputs.Init();
-  if (!init.ok()) {
-    std::fprintf(stderr, "cannot set the benchmark up: %s\n",
-                 init.ToString().c_str());
-    return;
-  }
+  if (!SetUpInputs([&] { return inputs.Init(); })) return;
   g_inputs = &inputs;
   for (bool wide : {false, true}) {
     for (size_t graph = 0; graph < inputs.graphs.size(); ++graph) {
-      const std::string name = absl::StrCat(wide ? "wide" : "default",
-                                            "/scale:", graph == 0 ? 16 : 20);
-      benchmark::RegisterBenchmark(
-          absl::StrCat("gpu_device/", name).c_str(),
-          [=](benchmark::State& s) { GpuDevice(s, graph, wide); })
-          ->UseManualTime()
-          ->Unit(benchmark::kMicrosecond);
-      benchmark::RegisterBenchmark(absl::StrCat("gpu_host/", name).c_str(),
-                                   [=](benchmark::State& s) {
-                                     Backend(s, *g_inputs->gpu, graph, wide,
-                                             true);
-                                   })
-          ->UseRealTime()
-          ->Unit(benchmark::kMicrosecond);
-      benchmark::RegisterBenchmark(absl::StrCat("cpu/", name).c_str(),
-                                   [=](benchmark::State& s) {
-                                     Backend(s, *g_inputs->cpu, graph, wide,
-                                             false);
-                                   })
-          ->UseRealTime()
-          ->Unit(benchmark::kMicrosecond);
+      RegisterSideBySide(
+          absl::StrCat(wide ? "wide" : "default",
+                       "/scale:", graph == 0 ? 16 : 20),
+          [=](benchmark::State& s, bool warm_up) {
+            GpuDevice(s, warm_up, graph, wide);
+          },
+          [=](benchmark::State& s, bool warm_up) {
+            Backend(s, warm_up, *g_inputs->gpu, graph, wide, true);
+          },
+          [=](benchmark::State& s, bool warm_up) {
+            Backend(s, warm_up, *g_inputs->cpu, graph, wide, false);
+          });
     }
   }
 }

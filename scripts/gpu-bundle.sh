@@ -3,8 +3,8 @@
 # machine (Debian 12 with CUDA 13; no GPU needed), into .gpu-bundle/
 # (git-ignored):
 #   bin/         the GPU tests, the CPU/GPU parity test, the GPU benchmarks,
-#                engram-server and engram-cli: a Release build for sm_90 in its
-#                own build directory, stripped
+#                engram-calibrate, engram-server and engram-cli: a Release
+#                build for sm_90 in its own build directory, stripped
 #   lib/         every shared library they load (found with ldd), except the C
 #                library's own (the GPU machine has a newer one) and the NVIDIA
 #                driver's (the GPU machine's must be used)
@@ -35,6 +35,7 @@ targets=(
   core_cuda_parity_test:tests/core/cuda/core_cuda_parity_test
   gpu_cosine_benchmark:bench/gpu_cosine_benchmark
   gpu_spread_benchmark:bench/gpu_spread_benchmark
+  engram-calibrate:core/dispatch/engram-calibrate
   engram-server:server/engram-server
   engram-cli:client/engram-cli
 )

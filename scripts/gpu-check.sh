@@ -2,26 +2,39 @@
 # The GPU check: run on a machine with a GPU (one H100, CUDA 13 driver,
 # compute-sanitizer; none of the Debian libraries, no network), from the
 # repository root, with the bundle scripts/gpu-bundle.sh built (default
-# .gpu-bundle). Each step has a time limit; the whole check takes about six
-# minutes at most:
-#   device     nvidia-smi: the GPU, its driver and memory
-#   load       every bundled binary starts (libraries resolve; cuBLAS found?)
-#   gpu-tests  the GPU tests of kernels/cuda (label gpu and the error checks)
-#   memcheck   the GPU tests again under compute-sanitizer --tool memcheck
-#              (the deliberate-fault test excluded: it faults on purpose)
-#   parity     the CPU/GPU parity tests of CudaBackend (tests/core/cuda)
-#   bench-*    the GPU benchmarks, CPU figures beside them (JSON kept)
-#   e2e        engram-server on the GPU: a BatchCosine and a Spread through
-#              engram-cli --placement=gpu whose reports say BACKEND_GPU
+# .gpu-bundle). Each step has a time limit (seconds, in brackets; a step
+# past it gets SIGTERM, then SIGKILL 5 s later), the limits add up to 390 s,
+# and the whole check stops starting steps once GPU_CHECK_BUDGET_S (420 s,
+# 7 minutes) is spent, so it fits one device call of 10 minutes with the
+# machine's start-up:
+#   device       [10] nvidia-smi: the GPU, its driver and memory
+#   load         [15] every bundled binary starts (libraries resolve; cuBLAS
+#                     found?)
+#   gpu-tests    [60] the GPU tests of kernels/cuda (label gpu and the error
+#                     checks)
+#   memcheck    [100] the GPU tests again under compute-sanitizer --tool
+#                     memcheck (the deliberate-fault test excluded: it faults
+#                     on purpose)
+#   parity       [40] the CPU/GPU parity tests of CudaBackend (tests/core/cuda)
+#   calibrate    [25] engram-calibrate: the warmed CPU/GPU crossover sweep
+#   bench-cosine [70] the GPU benchmarks, CPU figures beside them (JSON kept)
+#   bench-spread [40]
+#   e2e          [30] engram-server on the GPU: a BatchCosine and a Spread
+#                     through engram-cli --placement=gpu whose reports say
+#                     BACKEND_GPU
 # and ends with a summary, one line a step: PASS, FAIL, TIMEOUT or SKIP, the
-# seconds it took and a note. The full log, the summary, the benchmarks' JSON
-# and the server's log go to $OUT when it is set (else build-gpu-check/).
-# Exit status: 0 when no step failed or timed out.
+# seconds it took against its limit and a note; then RESULT: PASS, FAIL (a
+# step failed or timed out) or INCOMPLETE (none failed, but the budget ran out
+# before a selected step could start). The full log, the summary, the
+# benchmarks' JSON, the calibration table and the server's log go to $OUT
+# when it is set (else build-gpu-check/).
+# Exit status: 0 only for RESULT: PASS.
 #
 # Usage: scripts/gpu-check.sh [BUNDLE_DIR]
 # Environment: GPU_CHECK_STEPS (the steps to run, space-separated, default
 # all; e.g. "device load gpu-tests parity e2e" takes about a minute),
-# GPU_CHECK_MEMCHECK_FILTER (gtest filter for the memcheck run).
+# GPU_CHECK_BUDGET_S (default 420), GPU_CHECK_MEMCHECK_FILTER (gtest filter
+# for the memcheck run).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -33,29 +46,43 @@ summary=$out/gpu-check-summary.txt
 : >"$log"
 : >"$summary"
 start_all=$SECONDS
+budget=${GPU_CHECK_BUDGET_S:-420}
 failures=0
+incomplete=0
 
 say() { echo "$*" | tee -a "$log"; }
 
 # step NAME SECONDS FUNCTION [ARGS]: runs one of the functions below in a
-# shell of its own with a time limit, output to the log (and the terminal),
-# and records the step's line. The function may write a one-line note to
-# $note; it returns 0 (pass), 77 (skip) or anything else (fail).
+# shell of its own with a time limit (cut to what is left of the budget),
+# output to the log (and the terminal), and records the step's line. The
+# function may write a one-line note to $note; it returns 0 (pass), 77 (skip)
+# or anything else (fail).
 note=$out/.note
-steps=" ${GPU_CHECK_STEPS:-device load gpu-tests memcheck parity bench-cosine bench-spread e2e} "
+steps=" ${GPU_CHECK_STEPS:-device load gpu-tests memcheck parity calibrate bench-cosine bench-spread e2e} "
+line() {
+  # line NAME VERDICT TOOK LIMIT NOTE
+  printf '%-12s %-8s %4ss/%-4s %s\n' "$1" "$2" "$3" "$4s" "$5" >>"$summary"
+}
 step() {
   local name=$1 limit=$2
   shift 2
   if [[ $steps != *" $name "* ]]; then
-    printf '%-12s %-8s %4ss  %s\n' "$name" SKIP 0 "not in GPU_CHECK_STEPS" \
-      >>"$summary"
+    line "$name" SKIP 0 "$limit" "not in GPU_CHECK_STEPS"
     return 0
   fi
+  local left=$((budget - (SECONDS - start_all)))
+  if ((left < 5)); then
+    incomplete=$((incomplete + 1))
+    line "$name" SKIP 0 "$limit" "not started: the ${budget}s budget is spent"
+    say "===== $name: not started, the ${budget}s budget is spent"
+    return 0
+  fi
+  ((limit > left)) && limit=$left
   say ""
   say "===== $name (limit ${limit}s): $*"
   : >"$note"
   local begin=$SECONDS rc
-  timeout --signal=TERM --kill-after=10 "$limit" bash -c '"$@"' step "$@" \
+  timeout --signal=TERM --kill-after=5 "$limit" bash -c '"$@"' step "$@" \
     2>&1 | tee -a "$log"
   rc=${PIPESTATUS[0]}
   local took=$((SECONDS - begin)) verdict
@@ -68,8 +95,8 @@ step() {
   if [[ $verdict == FAIL || $verdict == TIMEOUT ]]; then
     failures=$((failures + 1))
   fi
-  printf '%-12s %-8s %4ss  %s\n' "$name" "$verdict" "$took" \
-    "$(head -c 300 "$note" | tr '\n' ' ')" >>"$summary"
+  line "$name" "$verdict" "$took" "$limit" \
+    "$(head -c 300 "$note" | tr '\n' ' ')"
   say "===== $name: $verdict in ${took}s (rc $rc)"
 }
 
@@ -169,6 +196,22 @@ parity() {
   gtest core_cuda_parity_test
 }
 
+calibrate() {
+  # The sweep the server's --calibrate runs, each size warmed up first; no
+  # threshold on the speedups (from host memory the GPU may really lose).
+  local table=$out/calibration.txt rc
+  "$bin/engram-calibrate" --gpu_device=0 | tee "$table"
+  rc=${PIPESTATUS[0]}
+  grep -m1 '^crossover:' "$table" | cut -c 12- >"$note"
+  ((rc == 0)) || return 1
+  grep -q ' gpu=cuda' "$table" || {
+    echo "the CUDA backend was not measured"
+    return 1
+  }
+  if grep -q 'GPU calls that failed' "$table"; then return 1; fi
+  return 0
+}
+
 bench() {
   # bench NAME: a benchmark binary, JSON into $out.
   local name=$1 rc
@@ -234,15 +277,17 @@ e2e() {
   return $rc
 }
 
-export -f device load gtest gpu_tests memcheck parity bench e2e
+export -f device load gtest gpu_tests memcheck parity calibrate bench e2e
 
+# The limits add up to 390 s; the header says why each is what it is.
 step device 10 device
 step load 15 load
 step gpu-tests 60 gpu_tests
 step memcheck 100 memcheck
 step parity 40 parity
-step bench-cosine 60 bench gpu_cosine_benchmark
-step bench-spread 35 bench gpu_spread_benchmark
+step calibrate 25 calibrate
+step bench-cosine 70 bench gpu_cosine_benchmark
+step bench-spread 40 bench gpu_spread_benchmark
 step e2e 30 e2e
 rm -f "$note"
 
@@ -250,12 +295,14 @@ rm -f "$note"
   echo ""
   echo "GPU check summary ($((SECONDS - start_all))s, $(date -u +%FT%TZ))"
   cat "$summary"
-  if ((failures == 0)); then
-    echo "RESULT: PASS"
-  else
+  if ((failures > 0)); then
     echo "RESULT: FAIL ($failures step(s) failed or timed out)"
+  elif ((incomplete > 0)); then
+    echo "RESULT: INCOMPLETE ($incomplete step(s) not started: budget spent)"
+  else
+    echo "RESULT: PASS"
   fi
 } | tee -a "$log" >"$summary.tmp"
 mv "$summary.tmp" "$summary"
 cat "$summary"
-((failures == 0))
+((failures == 0 && incomplete == 0))

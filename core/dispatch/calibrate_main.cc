@@ -2,11 +2,15 @@
 // machine and prints the crossover table and a config profile to paste into
 // the hybrid config file (hybrid_config.h).
 //
+//   engram-calibrate                   # CPU vs the CUDA backend's GPU 0
 //   engram-calibrate --simulated_gpu   # CPU vs the simulated device (demo)
 //
-// The GPU measured is the CUDA backend once one is built in; until then
-// --simulated_gpu measures against the fault-injecting simulated device,
-// which shows the procedure but not real hardware.
+// The GPU measured is the CUDA backend (core/dispatch/cuda_backend.h) on
+// --gpu_device when the build has it and the GPU is usable; otherwise the
+// CPU alone, saying why. --simulated_gpu measures against the
+// fault-injecting simulated device instead, which shows the procedure but
+// not real hardware. Each size is run --warmup_calls times untimed first
+// (calibration.h says why), then --repetitions times timed.
 #include <cstdint>
 #include <iostream>
 #include <memory>
@@ -19,9 +23,9 @@
 #include "absl/time/time.h"
 #include "core/dispatch/calibration.h"
 #include "core/dispatch/cpu_backend.h"
+#include "core/dispatch/cuda_backend.h"
 #include "core/dispatch/simulated_gpu_backend.h"
 #include "kernels/cpu/thread_pool.h"
-#include "kernels/gpu_device.h"
 
 ABSL_FLAG(int, threads, 0, "CPU worker threads; 0: one per hardware thread");
 ABSL_FLAG(bool, simulated_gpu, false,
@@ -30,6 +34,10 @@ ABSL_FLAG(double, simulated_launch_us, 20.0,
           "simulated device: launch overhead in microseconds");
 ABSL_FLAG(double, simulated_seconds_per_unit, 1e-12,
           "simulated device: seconds per unit of work");
+ABSL_FLAG(int, gpu_device, 0, "which GPU the CUDA backend measures");
+ABSL_FLAG(uint32_t, warmup_calls, 1,
+          "untimed runs per size and backend before the timed ones "
+          "(first-call costs: streams, pinned buffers, pool growth, cuBLAS)");
 ABSL_FLAG(uint32_t, repetitions, 3, "timed runs per size (median reported)");
 ABSL_FLAG(uint32_t, cosine_dim, 128, "vector dimension of the cosine sweep");
 ABSL_FLAG(uint32_t, cosine_targets, 4096, "targets N of the cosine sweep");
@@ -63,6 +71,7 @@ int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
   using engram::core::CalibrationOptions;
   CalibrationOptions options;
+  options.warmup_calls = absl::GetFlag(FLAGS_warmup_calls);
   options.repetitions = absl::GetFlag(FLAGS_repetitions);
   options.cosine_dim = absl::GetFlag(FLAGS_cosine_dim);
   options.cosine_targets = absl::GetFlag(FLAGS_cosine_targets);
@@ -98,14 +107,17 @@ int main(int argc, char** argv) {
     }
     gpu = *std::move(backend);
   } else {
-    // The CUDA ComputeBackend arrives with its own issue; until then say why
-    // only the CPU is measured.
-    auto devices = engram::kernels::ListGpuDevices();
-    std::cerr << "no GPU backend to measure ("
-              << (devices.ok() ? "the CUDA ComputeBackend is not built yet"
-                               : std::string(devices.status().message()))
-              << "); measuring the CPU only. --simulated_gpu demonstrates "
-                 "the crossover against the simulated device.\n";
+    engram::core::CudaBackend::Options cuda;
+    cuda.device_ordinal = absl::GetFlag(FLAGS_gpu_device);
+    cuda.pool = &pool;
+    auto backend = engram::core::CudaBackend::Create(cuda);
+    if (backend.ok()) {
+      gpu = *std::move(backend);
+    } else {
+      std::cerr << "no GPU backend to measure (" << backend.status().message()
+                << "); measuring the CPU only. --simulated_gpu demonstrates "
+                   "the crossover against the simulated device.\n";
+    }
   }
   auto table =
       engram::core::RunCalibration(**cpu, gpu.get(), options, nullptr, nullptr);

@@ -53,27 +53,43 @@ double Median(std::vector<double> v) {
   return n % 2 == 1 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-// Times `repetitions` calls of `call` on one backend; failures are counted
-// in *errors and leave no timing.
+// Runs `call` options.warmup_calls times untimed, then times it
+// options.repetitions times on one backend, and returns the median of the
+// timed calls that succeeded (NaN when none did); `model`, when not null,
+// receives the median once per successful timed call. Failures, warm-up
+// included, are counted in *errors, the first kept in *first_error.
 template <typename Call>
-std::vector<double> TimeCalls(uint32_t repetitions, Clock* clock, Operation op,
-                              BackendKind kind, uint64_t work,
-                              PerformanceModel* model, Call&& call,
-                              absl::Status* first_error, uint32_t* errors) {
+double MedianSeconds(const CalibrationOptions& options, Clock* clock,
+                     Operation op, BackendKind kind, uint64_t work,
+                     PerformanceModel* model, Call&& call,
+                     absl::Status* first_error, uint32_t* errors) {
+  auto failed = [&](absl::Status status) {
+    ++*errors;
+    if (first_error->ok()) *first_error = std::move(status);
+  };
+  // One-time costs of the backend and of this shape (see calibration.h).
+  for (uint32_t w = 0; w < options.warmup_calls; ++w) {
+    absl::Status status = call();
+    if (!status.ok()) failed(std::move(status));
+  }
   std::vector<double> times;
-  for (uint32_t r = 0; r < repetitions; ++r) {
+  for (uint32_t r = 0; r < options.repetitions; ++r) {
     const absl::Time start = clock->Now();
     absl::Status status = call();
     const double seconds = absl::ToDoubleSeconds(clock->Now() - start);
     if (!status.ok()) {
-      ++*errors;
-      if (first_error->ok()) *first_error = std::move(status);
+      failed(std::move(status));
       continue;
     }
     times.push_back(seconds);
-    if (model != nullptr) (void)model->RecordTiming(op, kind, work, seconds);
   }
-  return times;
+  const double median = Median(times);
+  if (model != nullptr) {
+    for (size_t i = 0; i < times.size(); ++i) {
+      (void)model->RecordTiming(op, kind, work, median);
+    }
+  }
+  return median;
 }
 
 std::optional<uint64_t> Crossover(const std::vector<CrossoverRow>& rows,
@@ -127,6 +143,7 @@ absl::StatusOr<CrossoverTable> RunCalibration(ComputeBackend& cpu,
   if (options.repetitions < 1 || options.repetitions > 100) {
     return bad("repetitions must be in [1, 100]");
   }
+  if (options.warmup_calls > 10) return bad("warmup_calls must be in [0, 10]");
   if (clock == nullptr) clock = Clock::Real();
 
   CrossoverTable table;
@@ -161,16 +178,16 @@ absl::StatusOr<CrossoverTable> RunCalibration(ComputeBackend& cpu,
     };
     absl::Status cpu_error;
     uint32_t cpu_errors = 0;
-    row.cpu_seconds = Median(TimeCalls(
-        options.repetitions, clock, Operation::kCosine, BackendKind::kCpu,
-        row.work, seed_model, run_on(cpu), &cpu_error, &cpu_errors));
+    row.cpu_seconds = MedianSeconds(options, clock, Operation::kCosine,
+                                    BackendKind::kCpu, row.work, seed_model,
+                                    run_on(cpu), &cpu_error, &cpu_errors);
     if (!cpu_error.ok()) return cpu_error;
     row.gpu_seconds = kNaN;
     if (gpu != nullptr) {
       absl::Status gpu_error;
-      row.gpu_seconds = Median(TimeCalls(
-          options.repetitions, clock, Operation::kCosine, BackendKind::kGpu,
-          row.work, seed_model, run_on(*gpu), &gpu_error, &table.gpu_errors));
+      row.gpu_seconds = MedianSeconds(
+          options, clock, Operation::kCosine, BackendKind::kGpu, row.work,
+          seed_model, run_on(*gpu), &gpu_error, &table.gpu_errors);
     }
     table.rows.push_back(std::move(row));
   }
@@ -201,16 +218,16 @@ absl::StatusOr<CrossoverTable> RunCalibration(ComputeBackend& cpu,
     };
     absl::Status cpu_error;
     uint32_t cpu_errors = 0;
-    row.cpu_seconds = Median(TimeCalls(
-        options.repetitions, clock, Operation::kSpread, BackendKind::kCpu,
-        row.work, seed_model, run_on(cpu), &cpu_error, &cpu_errors));
+    row.cpu_seconds = MedianSeconds(options, clock, Operation::kSpread,
+                                    BackendKind::kCpu, row.work, seed_model,
+                                    run_on(cpu), &cpu_error, &cpu_errors);
     if (!cpu_error.ok()) return cpu_error;
     row.gpu_seconds = kNaN;
     if (gpu != nullptr) {
       absl::Status gpu_error;
-      row.gpu_seconds = Median(TimeCalls(
-          options.repetitions, clock, Operation::kSpread, BackendKind::kGpu,
-          row.work, seed_model, run_on(*gpu), &gpu_error, &table.gpu_errors));
+      row.gpu_seconds = MedianSeconds(
+          options, clock, Operation::kSpread, BackendKind::kGpu, row.work,
+          seed_model, run_on(*gpu), &gpu_error, &table.gpu_errors);
     }
     table.rows.push_back(std::move(row));
   }

@@ -2,12 +2,22 @@
 // CPU and the GPU backend that measures where the GPU starts to win, so that
 // min_gpu_work_* come from measurements rather than guesses.
 //
-// RunCalibration() times each size `repetitions` times on each backend with
-// seeded random data, optionally records every timing into a
-// PerformanceModel (seeding the dispatch policy's predictions), and returns
-// the crossover table. FormatCrossoverTable() renders it for people;
-// FormatCrossoverProfile() renders it as a [profile] section for the config
-// file (hybrid_config.h).
+// RunCalibration() runs each size `warmup_calls` times untimed, then
+// `repetitions` times timed, on each backend with seeded random data, takes
+// the median of the timed runs, optionally seeds a PerformanceModel with it
+// (the dispatch policy's predictions), and returns the crossover table.
+// FormatCrossoverTable() renders it for people; FormatCrossoverProfile()
+// renders it as a [profile] section for the config file (hybrid_config.h).
+//
+// Why the warm-up: a backend's first call, and its first call at each new
+// shape, pays one-time costs that no later request pays: for the CUDA
+// backend the lane's streams and pinned staging buffers, the memory pool's
+// growth to the shape's footprint, and for many queries the cuBLAS handle
+// (~90 ms on an H200). Timed, they can make the GPU look slower than the CPU
+// at every size: the cold sweep on an H200 put it at 0.008-0.79x the CPU's
+// speed (docs/gpu.md). The median keeps a single hiccup (another tenant, a
+// page fault) out of the estimate, and the model is seeded with the median
+// rather than the raw timings because it averages its samples.
 //
 // Thread-safety: RunCalibration may run concurrently with requests on the
 // same backends; it blocks its caller for the whole sweep.
@@ -34,7 +44,10 @@ struct CalibrationOptions {
   std::vector<uint32_t> spread_nodes = {1000, 10000, 100000};  // each >= 1
   uint32_t spread_degree = 8;  // out-edges per node, >= 1
   uint32_t spread_hops = 3;    // [1, 64]
-  uint32_t repetitions = 3;    // [1, 100]; the median is reported
+  // [0, 10]: untimed calls of each size on each backend before its timed
+  // repetitions; neither timed nor recorded in the model.
+  uint32_t warmup_calls = 1;
+  uint32_t repetitions = 3;  // [1, 100]; the median is reported
   uint64_t seed = 42;
 };
 
@@ -57,16 +70,20 @@ struct CrossoverTable {
   // the GPU never won.
   std::optional<uint64_t> cosine_min_gpu_work;
   std::optional<uint64_t> spread_min_gpu_work;
-  uint32_t gpu_errors = 0;  // GPU calls that failed during the sweep
+  // GPU calls that failed during the sweep, warm-up calls included.
+  uint32_t gpu_errors = 0;
 };
 
 // The min_gpu_work that keeps an operation on the CPU (the config maximum).
 inline constexpr uint64_t kNeverGpu = uint64_t{1} << 62;
 
-// INVALID_ARGUMENT for options out of range; a CPU failure is returned as
-// is. GPU failures are counted and leave NaN in their rows. `gpu` may be
-// null; `clock` (borrowed; nullptr: Clock::Real()) times the calls;
-// `seed_model` (borrowed, may be null) receives every timing.
+// INVALID_ARGUMENT for options out of range; a CPU failure (warm-up calls
+// included) is returned as is. GPU failures are counted and leave NaN in
+// their rows when no timed call succeeded. `gpu` may be null; `clock`
+// (borrowed; nullptr: Clock::Real()) times the calls; `seed_model`
+// (borrowed, may be null) receives, per size and backend, the median once
+// per successful timed call (so a bucket gets as many samples as were
+// measured, all at the robust value).
 absl::StatusOr<CrossoverTable> RunCalibration(ComputeBackend& cpu,
                                               ComputeBackend* gpu,
                                               const CalibrationOptions& options,

@@ -59,4 +59,27 @@ absl::Status CudaCallStatus(cudaError_t error, const char* call) {
                              : ""));
 }
 
+absl::Status CheckCudaCall(cudaError_t error, const char* call) {
+  if (error == cudaSuccess) return absl::OkStatus();
+  DiscardCudaError(error);
+  return CudaCallStatus(error, call);
+}
+
+void DiscardCudaError(cudaError_t error) {
+  // The failed call set the slot; reading it resets it (a sticky error stays
+  // in the context regardless, and the next call returns it again).
+  if (error != cudaSuccess) static_cast<void>(cudaGetLastError());
+}
+
+absl::Status StaleCudaErrorStatus(cudaError_t stale) {
+  if (ClassifyCudaError(stale) != GpuErrorKind::kSticky) {
+    return absl::OkStatus();
+  }
+  return CudaCallStatus(stale, "an earlier CUDA call on this thread");
+}
+
+absl::Status TakeStaleCudaError() {
+  return StaleCudaErrorStatus(cudaGetLastError());
+}
+
 }  // namespace engram::kernels::gpu

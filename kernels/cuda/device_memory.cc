@@ -19,7 +19,7 @@ absl::StatusOr<cudaMemPool_t> CreateMemoryPool(int device, uint64_t max_bytes) {
   const cudaError_t error =
       cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep);
   if (error != cudaSuccess) {
-    static_cast<void>(cudaMemPoolDestroy(pool));
+    DiscardCudaError(cudaMemPoolDestroy(pool));
     ENGRAM_CUDA_RETURN_IF_ERROR(error);
   }
   return pool;
@@ -35,7 +35,7 @@ absl::StatusOr<PinnedBuffer> PinnedBuffer::Allocate(size_t bytes) {
 
 PinnedBuffer& PinnedBuffer::operator=(PinnedBuffer&& other) noexcept {
   if (this != &other) {
-    if (ptr_ != nullptr) static_cast<void>(cudaFreeHost(ptr_));
+    if (ptr_ != nullptr) DiscardCudaError(cudaFreeHost(ptr_));
     ptr_ = std::exchange(other.ptr_, nullptr);
     bytes_ = std::exchange(other.bytes_, 0);
   }
@@ -43,7 +43,7 @@ PinnedBuffer& PinnedBuffer::operator=(PinnedBuffer&& other) noexcept {
 }
 
 PinnedBuffer::~PinnedBuffer() {
-  if (ptr_ != nullptr) static_cast<void>(cudaFreeHost(ptr_));
+  if (ptr_ != nullptr) DiscardCudaError(cudaFreeHost(ptr_));
 }
 
 absl::StatusOr<CudaStream> CudaStream::Create() {
@@ -55,14 +55,14 @@ absl::StatusOr<CudaStream> CudaStream::Create() {
 
 CudaStream& CudaStream::operator=(CudaStream&& other) noexcept {
   if (this != &other) {
-    if (stream_ != nullptr) static_cast<void>(cudaStreamDestroy(stream_));
+    if (stream_ != nullptr) DiscardCudaError(cudaStreamDestroy(stream_));
     stream_ = std::exchange(other.stream_, nullptr);
   }
   return *this;
 }
 
 CudaStream::~CudaStream() {
-  if (stream_ != nullptr) static_cast<void>(cudaStreamDestroy(stream_));
+  if (stream_ != nullptr) DiscardCudaError(cudaStreamDestroy(stream_));
 }
 
 absl::StatusOr<CudaEvent> CudaEvent::Create() {
@@ -74,14 +74,14 @@ absl::StatusOr<CudaEvent> CudaEvent::Create() {
 
 CudaEvent& CudaEvent::operator=(CudaEvent&& other) noexcept {
   if (this != &other) {
-    if (event_ != nullptr) static_cast<void>(cudaEventDestroy(event_));
+    if (event_ != nullptr) DiscardCudaError(cudaEventDestroy(event_));
     event_ = std::exchange(other.event_, nullptr);
   }
   return *this;
 }
 
 CudaEvent::~CudaEvent() {
-  if (event_ != nullptr) static_cast<void>(cudaEventDestroy(event_));
+  if (event_ != nullptr) DiscardCudaError(cudaEventDestroy(event_));
 }
 
 }  // namespace engram::kernels::gpu

@@ -1,8 +1,9 @@
 // Owners for the CUDA resources of the backend: stream-ordered device
 // allocations, pinned host buffers, streams and events. Each releases its
 // resource when destroyed; releasing cannot report an error (a destructor has
-// no status to return), and any error it meets is sticky and reappears at the
-// next checked call.
+// no status to return): a sticky error it meets reappears at the next checked
+// call, and a non-sticky one is cleared from the thread's last-error slot
+// (DiscardCudaError) so that no later launch check reports it.
 //
 // This header needs the CUDA headers but not nvcc.
 #ifndef ENGRAM_KERNELS_CUDA_DEVICE_MEMORY_H_
@@ -23,7 +24,8 @@ namespace engram::kernels::gpu {
 // A memory pool on `device` that keeps what it allocates (release threshold
 // at the maximum), so that after warm-up a request's allocations are served
 // from the pool without reaching the driver. max_bytes > 0 caps the pool:
-// allocations past it fail with cudaErrorMemoryAllocation.
+// allocations past it fail with cudaErrorMemoryAllocation, a non-sticky
+// error after which the pool and the stream stay usable.
 absl::StatusOr<cudaMemPool_t> CreateMemoryPool(int device, uint64_t max_bytes);
 
 // `count` elements of T from `pool`, allocated in stream order on `stream`
@@ -67,7 +69,7 @@ class DeviceArray {
   size_t bytes() const { return count_ * sizeof(T); }
 
   void Reset() {
-    if (ptr_ != nullptr) static_cast<void>(cudaFreeAsync(ptr_, stream_));
+    if (ptr_ != nullptr) DiscardCudaError(cudaFreeAsync(ptr_, stream_));
     ptr_ = nullptr;
     count_ = 0;
   }

@@ -24,6 +24,7 @@
 #include "kernels/cuda/cublas_loader.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/device_memory.h"
+#include "kernels/cuda/lane_pool.h"
 #include "kernels/cuda/spread_device.h"
 #include "kernels/cuda/spread_kernels.h"
 #include "kernels/cuda/topk_kernels.h"
@@ -91,8 +92,11 @@ class CopiesFinishFirst {
   explicit CopiesFinishFirst(const Lane& lane) : stream_(lane.copy.get()) {}
   CopiesFinishFirst(const CopiesFinishFirst&) = delete;
   CopiesFinishFirst& operator=(const CopiesFinishFirst&) = delete;
-  // An error here is sticky and reappears at the lane's release.
-  ~CopiesFinishFirst() { static_cast<void>(cudaStreamSynchronize(stream_)); }
+  // A sticky error here reappears at the lane's release; a non-sticky one is
+  // cleared from the thread's last-error slot (cuda_check.h).
+  ~CopiesFinishFirst() {
+    gpu::DiscardCudaError(cudaStreamSynchronize(stream_));
+  }
 
  private:
   cudaStream_t stream_;
@@ -132,64 +136,55 @@ struct GpuContext::Impl {
   std::unique_ptr<gpu::Cublas> cublas;
   std::string cublas_status;
 
+  std::unique_ptr<gpu::LanePool<Lane>> lanes;
+
   absl::Mutex mu;
-  std::vector<std::unique_ptr<Lane>> idle ABSL_GUARDED_BY(mu);
-  int lanes ABSL_GUARDED_BY(mu) = 0;  // created and not yet destroyed
   absl::Status sticky ABSL_GUARDED_BY(mu);
   // Set once `sticky` is; lets calls fail fast without the lock.
   std::atomic<bool> has_sticky{false};
 
   ~Impl() {
-    static_cast<void>(cudaSetDevice(options.device_ordinal));
-    {
-      absl::MutexLock lock(&mu);
-      idle.clear();
-    }
-    if (pool != nullptr) static_cast<void>(cudaMemPoolDestroy(pool));
-  }
-
-  bool LaneAvailable() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
-    return !idle.empty() || lanes < options.max_streams;
+    gpu::DiscardCudaError(cudaSetDevice(options.device_ordinal));
+    if (lanes != nullptr) lanes->Clear();
+    if (pool != nullptr) gpu::DiscardCudaError(cudaMemPoolDestroy(pool));
   }
 
   absl::StatusOr<std::unique_ptr<Lane>> Acquire() {
-    {
-      absl::MutexLock lock(&mu, absl::Condition(this, &Impl::LaneAvailable));
-      if (!idle.empty()) {
-        std::unique_ptr<Lane> lane = std::move(idle.back());
-        idle.pop_back();
-        return lane;
-      }
-      ++lanes;
-    }
-    absl::StatusOr<std::unique_ptr<Lane>> lane =
-        CreateLane(options.staging_bytes);
-    if (!lane.ok()) {
-      absl::MutexLock lock(&mu);
-      --lanes;
-      return lane.status();
-    }
-    (*lane)->cublas_library = cublas.get();
-    return lane;
+    return lanes->Acquire([&]() -> absl::StatusOr<std::unique_ptr<Lane>> {
+      ENGRAM_ASSIGN_OR_RETURN(std::unique_ptr<Lane> lane,
+                              CreateLane(options.staging_bytes));
+      lane->cublas_library = cublas.get();
+      return lane;
+    });
   }
 
-  // Waits for the lane's work; an idle lane goes back for reuse, one whose
-  // streams failed is destroyed.
+  // Waits for the lane's work, whether the call succeeded or not, so that
+  // nothing of it is left in flight: an idle lane goes back for reuse
+  // (after an out-of-memory or a bad-input error too; its streams, events
+  // and buffers are intact), one whose streams failed is destroyed and its
+  // slot freed.
   absl::Status Release(std::unique_ptr<Lane> lane) {
-    absl::Status status = gpu::CudaCallStatus(
+    absl::Status status = gpu::CheckCudaCall(
         cudaStreamSynchronize(lane->copy.get()), "cudaStreamSynchronize");
     if (status.ok()) {
-      status = gpu::CudaCallStatus(cudaStreamSynchronize(lane->compute.get()),
-                                   "cudaStreamSynchronize");
+      status = gpu::CheckCudaCall(cudaStreamSynchronize(lane->compute.get()),
+                                  "cudaStreamSynchronize");
     }
-    if (!status.ok()) lane.reset();
-    absl::MutexLock lock(&mu);
-    if (lane != nullptr) {
-      idle.push_back(std::move(lane));
-    } else {
-      --lanes;
-    }
+    lanes->Release(std::move(lane), status.ok());
     return status;
+  }
+
+  // After an out-of-memory error, gives the pool's idle memory back to the
+  // device. The pool keeps what calls free (release threshold at the
+  // maximum), so its reserve can be fragmented into blocks none of which
+  // fits the smaller retry the executor makes next, while the reserve
+  // counts against memory_limit_bytes and the device's free memory; trimmed,
+  // the retry's allocations map fresh, contiguous memory. Only memory no
+  // allocation uses is released (other lanes' calls are unaffected), and the
+  // pool grows back on demand. Best effort: an error here is the next
+  // call's to report.
+  void TrimPoolAfterOutOfMemory() {
+    gpu::DiscardCudaError(cudaMemPoolTrimTo(pool, 0));
   }
 
   void NoteSticky(const absl::Status& status) {
@@ -211,8 +206,16 @@ struct GpuContext::Impl {
   template <typename Fn>
   absl::Status WithLane(Fn fn) {
     if (has_sticky.load(std::memory_order_acquire)) return StickyError();
-    absl::Status status = gpu::CudaCallStatus(
-        cudaSetDevice(options.device_ordinal), "cudaSetDevice");
+    // A non-sticky error some earlier call left in this thread's last-error
+    // slot (other code in the process, a CUDA call made outside our checks)
+    // would otherwise be reported by this call's first kernel launch check
+    // as if the launch had failed (cuda_check.h); a sticky one fails the
+    // call now.
+    absl::Status status = gpu::TakeStaleCudaError();
+    if (status.ok()) {
+      status = gpu::CheckCudaCall(cudaSetDevice(options.device_ordinal),
+                                  "cudaSetDevice");
+    }
     if (status.ok()) {
       absl::StatusOr<std::unique_ptr<Lane>> lane = Acquire();
       if (lane.ok()) {
@@ -223,22 +226,25 @@ struct GpuContext::Impl {
         status = lane.status();
       }
     }
+    if (GpuErrorKindOf(status) == GpuErrorKind::kOutOfMemory) {
+      TrimPoolAfterOutOfMemory();
+    }
     NoteSticky(status);
     return status;
   }
 
-  // Grows the lane's staging buffers to at least `bytes` each.
+  // Grows the lane's staging buffers to at least `bytes` each: all four or,
+  // when pinned memory runs out, none, so that the lane stays usable at its
+  // old size (slot_bytes() reads in[0] and stands for all four).
   absl::Status EnsureStaging(Lane& lane, size_t bytes) {
     if (lane.slot_bytes() >= bytes) return absl::OkStatus();
     ENGRAM_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(lane.copy.get()));
     ENGRAM_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(lane.compute.get()));
-    for (int s = 0; s < 2; ++s) {
-      lane.in[s] = PinnedBuffer();
-      lane.out[s] = PinnedBuffer();
-      ENGRAM_ASSIGN_OR_RETURN(lane.in[s], PinnedBuffer::Allocate(bytes));
-      ENGRAM_ASSIGN_OR_RETURN(lane.out[s], PinnedBuffer::Allocate(bytes));
-    }
-    return absl::OkStatus();
+    PinnedBuffer* const slots[] = {&lane.in[0], &lane.in[1], &lane.out[0],
+                                   &lane.out[1]};
+    return gpu::ReplaceAllOrNone<PinnedBuffer>(
+        absl::MakeConstSpan(slots),
+        [bytes] { return PinnedBuffer::Allocate(bytes); });
   }
 
   absl::Status EnsureCublas(Lane& lane) {
@@ -633,6 +639,7 @@ absl::StatusOr<std::unique_ptr<GpuContext>> GpuContext::Create(
   auto impl = std::make_unique<Impl>();
   impl->options = options;
   impl->device = devices[options.device_ordinal];
+  impl->lanes = std::make_unique<gpu::LanePool<Lane>>(options.max_streams);
   const GpuDeviceInfo& device = impl->device;
   const auto unusable = [&](const absl::Status& why) {
     return absl::UnavailableError(absl::StrCat(
@@ -640,11 +647,11 @@ absl::StatusOr<std::unique_ptr<GpuContext>> GpuContext::Create(
         device.compute_capability_major, ".", device.compute_capability_minor,
         ") is not usable: ", why.message()));
   };
-  absl::Status status = gpu::CudaCallStatus(
+  absl::Status status = gpu::CheckCudaCall(
       cudaSetDevice(options.device_ordinal), "cudaSetDevice");
   if (status.ok()) {
-    status = gpu::CudaCallStatus(gpu::CheckKernelImage(),
-                                 "this build's kernels on the device");
+    status = gpu::CheckCudaCall(gpu::CheckKernelImage(),
+                                "this build's kernels on the device");
   }
   if (!status.ok()) return unusable(status);
   absl::StatusOr<cudaMemPool_t> pool =

@@ -1,8 +1,11 @@
 #include "core/dispatch/calibration.h"
 
 #include <cmath>
+#include <cstdint>
 #include <memory>
+#include <set>
 #include <string>
+#include <utility>
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
@@ -17,6 +20,61 @@ namespace engram::core {
 namespace {
 
 using ::testing::HasSubstr;
+
+// Wraps a backend so that calls cost extra time on `clock` the way a real
+// GPU's do: the backend's very first call pays `first_call` (context, lane,
+// pinned staging), the first call at each new shape pays `new_shape` (pool
+// growth, cuBLAS handle), and the calls numbered in `hiccups` (1-based,
+// counting every call) pay `hiccup` (another tenant, say).
+class ColdStartBackend final : public ComputeBackend {
+ public:
+  ColdStartBackend(ComputeBackend* inner, ManualClock* clock,
+                   absl::Duration first_call, absl::Duration new_shape)
+      : inner_(inner),
+        clock_(clock),
+        first_call_(first_call),
+        new_shape_(new_shape) {}
+
+  void AddHiccup(uint64_t call, absl::Duration cost) {
+    hiccups_.insert(call);
+    hiccup_ = cost;
+  }
+
+  absl::string_view name() const override { return inner_->name(); }
+  BackendCapabilities Capabilities() const override {
+    return inner_->Capabilities();
+  }
+  absl::Status Cosine(const CosineJob& job, CosineOutput* out) override {
+    Cold(Operation::kCosine, job.work());
+    return inner_->Cosine(job, out);
+  }
+  absl::Status Spread(const SpreadJob& job, SpreadOutput* out) override {
+    Cold(Operation::kSpread, job.work());
+    return inner_->Spread(job, out);
+  }
+  absl::StatusOr<DeviceMemoryInfo> QueryMemory() override {
+    return inner_->QueryMemory();
+  }
+
+  uint64_t calls() const { return calls_; }
+
+ private:
+  void Cold(Operation op, uint64_t work) {
+    ++calls_;
+    if (calls_ == 1) clock_->Advance(first_call_);
+    if (shapes_.insert({op, work}).second) clock_->Advance(new_shape_);
+    if (hiccups_.count(calls_) > 0) clock_->Advance(hiccup_);
+  }
+
+  ComputeBackend* const inner_;
+  ManualClock* const clock_;
+  const absl::Duration first_call_;
+  const absl::Duration new_shape_;
+  absl::Duration hiccup_;
+  std::set<uint64_t> hiccups_;
+  std::set<std::pair<Operation, uint64_t>> shapes_;
+  uint64_t calls_ = 0;
+};
 
 // Two simulated devices with known costs on a ManualClock make the measured
 // crossover exact: the "cpu" has no launch overhead but costs 1 ns per unit,
@@ -111,6 +169,81 @@ TEST_F(CalibrationTest, GpuFailuresAreCountedNotFatal) {
   EXPECT_THAT(FormatCrossoverTable(*table), HasSubstr("failed"));
 }
 
+// What misled the sweep on an H200: every first call was timed. Here the
+// "gpu" pays 500 ms on its first call and 90 ms at each new shape (a cuBLAS
+// handle, pool growth), which would hide that it wins from Q = 512 on.
+TEST_F(CalibrationTest, FirstCallsAreWarmUpAndNotTimed) {
+  ColdStartBackend cold_gpu(gpu_.get(), &clock_, absl::Milliseconds(500),
+                            absl::Milliseconds(90));
+  ColdStartBackend cold_cpu(cpu_.get(), &clock_, absl::Milliseconds(5),
+                            absl::Milliseconds(1));
+  auto model = PerformanceModel::Create({});
+  ASSERT_TRUE(model.ok());
+  auto table =
+      RunCalibration(cold_cpu, &cold_gpu, options_, &clock_, model->get());
+  ASSERT_TRUE(table.ok()) << table.status();
+  ASSERT_EQ(table->rows.size(), 6u);
+  // Exactly the warm figures of MeasuresTheSpeedupAndTheCrossover.
+  const CrossoverRow& q1 = table->rows[0];
+  EXPECT_NEAR(q1.cpu_seconds, 4096 * 1e-9, 1e-9);
+  EXPECT_NEAR(q1.gpu_seconds, 1e-3 + 4096 * 1e-11, 1e-9);
+  const CrossoverRow& q512 = table->rows[2];
+  EXPECT_NEAR(q512.cpu_seconds, 512 * 4096 * 1e-9, 1e-9);
+  EXPECT_NEAR(q512.gpu_seconds, 1e-3 + 512 * 4096 * 1e-11, 1e-9);
+  EXPECT_EQ(table->cosine_min_gpu_work, uint64_t{512} * 4096);
+  EXPECT_EQ(table->spread_min_gpu_work, kNeverGpu);
+  // One untimed call, then three timed ones, per size and backend.
+  EXPECT_EQ(cold_gpu.calls(), 6u * 4);
+  EXPECT_EQ(cold_cpu.calls(), 6u * 4);
+  EXPECT_EQ(table->gpu_errors, 0u);
+  // The model was seeded with warm timings only.
+  const PerfSnapshot s = (*model)->Snapshot(Operation::kCosine, 512 * 4096);
+  EXPECT_EQ(s.gpu.samples, 3u);
+  EXPECT_NEAR(s.gpu.Predict(512 * 4096), 1e-3 + 512 * 4096 * 1e-11, 1e-9);
+  EXPECT_LT(s.gpu.Predict(512 * 4096), s.cpu.Predict(512 * 4096));
+}
+
+// The same cold backend without the warm-up: the check above is not vacuous.
+TEST_F(CalibrationTest, WithoutWarmUpTheFirstCallWouldBeTimed) {
+  ColdStartBackend cold_gpu(gpu_.get(), &clock_, absl::Milliseconds(500),
+                            absl::Milliseconds(90));
+  options_.warmup_calls = 0;
+  options_.repetitions = 1;
+  auto table = RunCalibration(*cpu_, &cold_gpu, options_, &clock_, nullptr);
+  ASSERT_TRUE(table.ok()) << table.status();
+  EXPECT_NEAR(table->rows[0].gpu_seconds, 0.591 + 4096 * 1e-11, 1e-9);
+  EXPECT_NEAR(table->rows[2].gpu_seconds, 0.091 + 512 * 4096 * 1e-11, 1e-9);
+  EXPECT_EQ(table->cosine_min_gpu_work, kNeverGpu);
+}
+
+// One slow timed call in three (after the warm-up) moves neither the table
+// nor the model: both take the median.
+TEST_F(CalibrationTest, ASlowRepetitionDoesNotMoveTheMedianOrTheModel) {
+  ColdStartBackend gpu(gpu_.get(), &clock_, absl::ZeroDuration(),
+                       absl::ZeroDuration());
+  // Calls 1-4 are Q = 1 (one warm-up, three timed); 5-8 are Q = 64.
+  gpu.AddHiccup(3, absl::Milliseconds(200));
+  gpu.AddHiccup(8, absl::Milliseconds(200));
+  auto model = PerformanceModel::Create({});
+  ASSERT_TRUE(model.ok());
+  auto table = RunCalibration(*cpu_, &gpu, options_, &clock_, model->get());
+  ASSERT_TRUE(table.ok()) << table.status();
+  EXPECT_NEAR(table->rows[0].gpu_seconds, 1e-3 + 4096 * 1e-11, 1e-9);
+  EXPECT_NEAR(table->rows[1].gpu_seconds, 1e-3 + 64 * 4096 * 1e-11, 1e-9);
+  const PerfSnapshot s = (*model)->Snapshot(Operation::kCosine, 64 * 4096);
+  EXPECT_EQ(s.gpu.samples, 3u);
+  EXPECT_NEAR(s.gpu.Predict(64 * 4096), 1e-3 + 64 * 4096 * 1e-11, 1e-9);
+}
+
+TEST_F(CalibrationTest, WarmUpFailuresAreCountedNotFatal) {
+  // The first GPU call (a warm-up) fails; the timed ones succeed.
+  gpu_->FailNextCalls(1, absl::InternalError("cold"));
+  auto table = RunCalibration(*cpu_, gpu_.get(), options_, &clock_, nullptr);
+  ASSERT_TRUE(table.ok()) << table.status();
+  EXPECT_EQ(table->gpu_errors, 1u);
+  EXPECT_NEAR(table->rows[0].gpu_seconds, 1e-3 + 4096 * 1e-11, 1e-9);
+}
+
 TEST_F(CalibrationTest, RejectsOptionsOutOfRange) {
   CalibrationOptions bad = options_;
   bad.repetitions = 0;
@@ -123,6 +256,11 @@ TEST_F(CalibrationTest, RejectsOptionsOutOfRange) {
   bad = options_;
   bad.spread_hops = 65;
   EXPECT_FALSE(RunCalibration(*cpu_, nullptr, bad, &clock_, nullptr).ok());
+  bad = options_;
+  bad.warmup_calls = 11;
+  EXPECT_EQ(
+      RunCalibration(*cpu_, nullptr, bad, &clock_, nullptr).status().code(),
+      absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace

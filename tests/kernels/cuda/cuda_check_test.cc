@@ -81,6 +81,72 @@ TEST(CudaCheckTest, MacroReturnsTheFirstFailureAndNamesTheCall) {
   EXPECT_EQ(reached, 2);
 }
 
+TEST(CudaCheckTest, OutOfMemoryIsNeitherStickyNorStaleForTheNextCall) {
+  // The retry at half size (the executor's answer to device OOM) depends on
+  // both: an OOM must not lock the context, and when found left over in the
+  // thread's last-error slot it must not fail a later call.
+  EXPECT_NE(ClassifyCudaError(cudaErrorMemoryAllocation),
+            GpuErrorKind::kSticky);
+  EXPECT_TRUE(StaleCudaErrorStatus(cudaErrorMemoryAllocation).ok());
+  EXPECT_EQ(GpuErrorKindOf(CheckCudaCall(cudaErrorMemoryAllocation, "c")),
+            GpuErrorKind::kOutOfMemory);
+}
+
+TEST(CudaCheckTest, AStaleErrorFailsTheNextCallOnlyWhenSticky) {
+  EXPECT_TRUE(StaleCudaErrorStatus(cudaSuccess).ok());
+  for (cudaError_t error :
+       {cudaErrorMemoryAllocation, cudaErrorInvalidValue, cudaErrorNotReady,
+        cudaErrorInvalidResourceHandle, cudaErrorLaunchOutOfResources}) {
+    SCOPED_TRACE(cudaGetErrorName(error));
+    EXPECT_TRUE(StaleCudaErrorStatus(error).ok());
+  }
+  for (cudaError_t error : {cudaErrorIllegalAddress, cudaErrorLaunchFailure}) {
+    SCOPED_TRACE(cudaGetErrorName(error));
+    const absl::Status status = StaleCudaErrorStatus(error);
+    EXPECT_EQ(GpuErrorKindOf(status), GpuErrorKind::kSticky);
+    EXPECT_THAT(status.message(), HasSubstr(cudaGetErrorName(error)));
+  }
+}
+
+TEST(CudaCheckTest, CheckCudaCallReportsLikeCudaCallStatus) {
+  EXPECT_TRUE(CheckCudaCall(cudaSuccess, "cudaFoo()").ok());
+  for (cudaError_t error : {cudaErrorMemoryAllocation, cudaErrorInvalidValue,
+                            cudaErrorIllegalAddress}) {
+    SCOPED_TRACE(cudaGetErrorName(error));
+    EXPECT_EQ(CheckCudaCall(error, "cudaFoo()"),
+              CudaCallStatus(error, "cudaFoo()"));
+  }
+}
+
+// On a machine with a GPU, what the fix of the stale-error bug rests on: a
+// failed runtime call leaves its error in the thread's last-error slot (where
+// a kernel launcher's cudaGetLastError() would find it), and the checking
+// macro clears it. Without a driver the runtime's initialisation error never
+// clears, so this needs a GPU.
+TEST(CudaCheckTest, TheMacroClearsTheThreadsLastError) {
+  if (!ListGpuDevices().ok()) GTEST_SKIP() << "needs a GPU";
+  int count = 0;
+  ASSERT_EQ(cudaGetDeviceCount(&count), cudaSuccess);
+  ASSERT_EQ(cudaGetLastError(), cudaSuccess);
+  // An ordinal past the last device: cudaErrorInvalidDevice, not sticky.
+  ASSERT_EQ(cudaSetDevice(count + 7), cudaErrorInvalidDevice);
+  EXPECT_EQ(cudaPeekAtLastError(), cudaErrorInvalidDevice);
+  EXPECT_EQ(cudaGetLastError(), cudaErrorInvalidDevice);
+  auto fails = [&]() -> absl::Status {
+    ENGRAM_CUDA_RETURN_IF_ERROR(cudaSetDevice(count + 7));
+    return absl::OkStatus();
+  };
+  EXPECT_FALSE(fails().ok());
+  EXPECT_EQ(cudaPeekAtLastError(), cudaSuccess);
+  // What GpuContext does before each call.
+  ASSERT_EQ(cudaSetDevice(count + 7), cudaErrorInvalidDevice);
+  EXPECT_TRUE(TakeStaleCudaError().ok());
+  EXPECT_EQ(cudaPeekAtLastError(), cudaSuccess);
+  DiscardCudaError(cudaSetDevice(count + 7));
+  EXPECT_EQ(cudaPeekAtLastError(), cudaSuccess);
+  ASSERT_EQ(cudaSetDevice(0), cudaSuccess);
+}
+
 TEST(CudaCheckTest, LongCallTextIsCut) {
   const std::string call(500, 'x');
   const absl::Status status =
