@@ -1,0 +1,80 @@
+// Crash-safe file writing and plain file reading for resident data files.
+//
+// WriteFileAtomically writes to a temporary name in the target's directory
+// (".<name>.tmp-<pid>-<n>"), fsyncs the file, renames it over the target and
+// fsyncs the directory, so after a crash the target holds either the old
+// contents or the complete new ones, never a prefix. On any error the
+// temporary file is removed and the target is untouched.
+//
+// Thread-safety: the functions are reentrant; concurrent writers to the same
+// target each produce a complete file and the last rename wins.
+#ifndef ENGRAM_CORE_COLLECTIONS_ATOMIC_FILE_H_
+#define ENGRAM_CORE_COLLECTIONS_ATOMIC_FILE_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace engram::collections {
+
+// Where a writer puts its bytes: sequential appends, and one rewrite of
+// earlier bytes (a header whose checksum is known only at the end).
+class FileSink {
+ public:
+  virtual ~FileSink() = default;
+  virtual absl::Status Write(const void* data, size_t size) = 0;
+  virtual absl::Status WriteAt(uint64_t offset, const void* data,
+                               size_t size) = 0;
+  absl::Status Write(absl::string_view bytes) {
+    return Write(bytes.data(), bytes.size());
+  }
+};
+
+// Runs `write` on a sink over a temporary file, then publishes it at `path`
+// as described above. The writer's own error is returned as is; I/O errors
+// carry the errno-mapped code (absl::ErrnoToStatus) and name the path and
+// the step that failed.
+absl::Status WriteFileAtomically(
+    const std::string& path,
+    const std::function<absl::Status(FileSink&)>& write);
+
+// A file opened for sequential reading with its size known up front.
+// Move-only; closes on destruction. Not thread-safe.
+class FileReader {
+ public:
+  // NOT_FOUND when the file does not exist; other open errors mapped from
+  // errno. Every message names the path.
+  static absl::StatusOr<FileReader> Open(const std::string& path);
+
+  FileReader(FileReader&& other) noexcept;
+  FileReader& operator=(FileReader&& other) noexcept;
+  FileReader(const FileReader&) = delete;
+  FileReader& operator=(const FileReader&) = delete;
+  ~FileReader();
+
+  const std::string& path() const { return path_; }
+  uint64_t size() const { return size_; }
+  uint64_t position() const { return position_; }
+  // Reads exactly `size` bytes; DATA_LOSS naming the path when the file
+  // ends first (it shrank after Open).
+  absl::Status Read(void* data, size_t size);
+
+ private:
+  FileReader(std::string path, int fd, uint64_t size)
+      : path_(std::move(path)), fd_(fd), size_(size) {}
+
+  std::string path_;
+  int fd_ = -1;
+  uint64_t size_ = 0;
+  uint64_t position_ = 0;
+};
+
+}  // namespace engram::collections
+
+#endif  // ENGRAM_CORE_COLLECTIONS_ATOMIC_FILE_H_

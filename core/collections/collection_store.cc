@@ -1,0 +1,449 @@
+#include "core/collections/collection_store.h"
+
+#include <algorithm>
+#include <cfloat>
+#include <cmath>
+#include <cstring>
+#include <new>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "core/collections/names.h"
+#include "kernels/status_macros.h"
+
+namespace engram::collections {
+namespace {
+
+uint64_t BytesPerRow(uint32_t dimension, bool with_ids) {
+  return uint64_t{dimension} * sizeof(float) + sizeof(float) +
+         (with_ids ? sizeof(uint64_t) : 0);
+}
+
+}  // namespace
+
+uint64_t Collection::IdOf(uint64_t row) const {
+  // The last segment whose first row is <= row.
+  auto it =
+      std::upper_bound(segments_.begin(), segments_.end(), row,
+                       [](uint64_t r, const std::shared_ptr<const Segment>& s) {
+                         return r < s->first_row();
+                       });
+  const Segment& segment = **(it - 1);
+  return segment.IdOf(row - segment.first_row());
+}
+
+bool Collection::has_ids() const {
+  for (const auto& s : segments_) {
+    if (!s->ids().empty()) return true;
+  }
+  return false;
+}
+
+absl::Status ValidateCollectionSpec(const CollectionSpec& spec) {
+  ENGRAM_RETURN_IF_ERROR(ValidateName("name", spec.name));
+  if (spec.dimension == 0 || spec.dimension > kMaxDimension) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("dimension is ", spec.dimension, ", must be in [1, ",
+                     kMaxDimension, "]"));
+  }
+  if (spec.metadata.size() > kMaxMetadataEntries) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("metadata has ", spec.metadata.size(),
+                     " entries, at most ", kMaxMetadataEntries, " allowed"));
+  }
+  size_t bytes = 0;
+  for (const auto& [key, value] : spec.metadata) {
+    if (key.empty()) {
+      return absl::InvalidArgumentError("metadata has an empty key");
+    }
+    bytes += key.size() + value.size();
+  }
+  if (bytes > kMaxMetadataBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("metadata holds ", bytes, " bytes, at most ",
+                     kMaxMetadataBytes, " allowed"));
+  }
+  return absl::OkStatus();
+}
+
+// --- CollectionUpload ---
+
+CollectionUpload::CollectionUpload(CollectionStore* store,
+                                   const UploadOptions& options,
+                                   uint32_t dimension, uint64_t target_uid)
+    : store_(store),
+      options_(options),
+      dimension_(dimension),
+      target_uid_(target_uid) {}
+
+CollectionUpload::~CollectionUpload() { Abort(); }
+
+absl::Status CollectionUpload::Append(const kernels::MatrixView& chunk,
+                                      absl::Span<const uint64_t> ids) {
+  if (finished_) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "upload to collection \"", options_.name, "\" is already finished"));
+  }
+  if (chunk.rows == 0) return absl::OkStatus();
+  if (chunk.cols != dimension_) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("vectors.cols (", chunk.cols,
+                     ") must equal the dimension of collection \"",
+                     options_.name, "\" (", dimension_, ")"));
+  }
+  if (chunk.data == nullptr) {
+    return absl::InvalidArgumentError("vectors has no data");
+  }
+  if (options_.with_ids && ids.size() != chunk.rows) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("ids has ", ids.size(), " entries, expected one per row (",
+                     chunk.rows, ")"));
+  }
+  if (!options_.with_ids && !ids.empty()) {
+    return absl::InvalidArgumentError(
+        "ids given, but the upload was started without ids");
+  }
+  if (chunk.rows > options_.rows - rows_received_) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("vectors brings ", chunk.rows, " rows, but only ",
+                     options_.rows - rows_received_, " of the declared ",
+                     options_.rows, " remain"));
+  }
+  // Copy and check in one pass; rows_received_ moves only when the whole
+  // chunk is good, so a refused chunk leaves nothing behind.
+  Segment& s = *staged_;
+  float* dst = s.data_.data() + rows_received_ * dimension_;
+  float* norms = s.norms_.data() + rows_received_;
+  for (size_t r = 0; r < chunk.rows; ++r) {
+    const float* src = chunk.row(r);
+    double sum = 0;
+    for (uint32_t c = 0; c < dimension_; ++c) {
+      const float v = src[c];
+      if (!std::isfinite(v)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("vectors row ", rows_received_ + r,
+                         " contains a non-finite value at column ", c));
+      }
+      sum += static_cast<double>(v) * v;
+    }
+    if (sum > FLT_MAX) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("vectors row ", rows_received_ + r,
+                       " has a squared norm that overflows float32"));
+    }
+    std::memcpy(dst + r * dimension_, src, dimension_ * sizeof(float));
+    norms[r] = static_cast<float>(std::sqrt(sum));
+  }
+  if (options_.with_ids) {
+    std::memcpy(s.ids_.data() + rows_received_, ids.data(),
+                ids.size() * sizeof(uint64_t));
+  }
+  rows_received_ += chunk.rows;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::shared_ptr<const Collection>> CollectionUpload::Commit() {
+  if (finished_) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "upload to collection \"", options_.name, "\" is already finished"));
+  }
+  if (rows_received_ != options_.rows) {
+    const uint64_t received = rows_received_;
+    Abort();
+    return absl::FailedPreconditionError(absl::StrCat(
+        "upload to collection \"", options_.name, "\" received ", received,
+        " of the ", options_.rows, " rows it declared; nothing was committed"));
+  }
+  absl::StatusOr<std::shared_ptr<const Collection>> published =
+      store_->Publish(this);
+  Abort();  // releases the claim; the segment has moved on success
+  return published;
+}
+
+void CollectionUpload::Abort() {
+  if (finished_) return;
+  finished_ = true;
+  staged_.reset();  // frees the rows and gives back their reservation
+  store_->Unstage(*this);
+}
+
+// --- CollectionStore ---
+
+absl::StatusOr<std::unique_ptr<CollectionStore>> CollectionStore::Create(
+    const Options& options) {
+  if (options.budget == nullptr) {
+    return absl::InvalidArgumentError("collection store: a budget is required");
+  }
+  std::unique_ptr<CollectionStore> store(new CollectionStore(options));
+  {
+    absl::MutexLock lock(&store->mu_);
+    store->UpdateGaugesLocked();
+  }
+  return store;
+}
+
+absl::StatusOr<std::shared_ptr<const Collection>>
+CollectionStore::CreateCollection(const CollectionSpec& spec) {
+  ENGRAM_RETURN_IF_ERROR(ValidateCollectionSpec(spec));
+  std::shared_ptr<Collection> c(new Collection());
+  c->name_ = spec.name;
+  c->dimension_ = spec.dimension;
+  c->metadata_ = spec.metadata;
+  c->uid_ = NewResidentId();
+  c->version_ = 1;
+  c->source_ = "upload";
+  {
+    absl::MutexLock lock(&mu_);
+    if (collections_.count(spec.name) > 0 || creating_.count(spec.name) > 0) {
+      return absl::AlreadyExistsError(
+          absl::StrCat("collection \"", spec.name, "\" already exists"));
+    }
+    collections_[spec.name].current = c;
+    UpdateGaugesLocked();
+  }
+  if (options_.observer != nullptr) options_.observer->OnCommitted(c);
+  return std::shared_ptr<const Collection>(std::move(c));
+}
+
+absl::StatusOr<std::unique_ptr<CollectionUpload>> CollectionStore::BeginUpload(
+    const UploadOptions& options) {
+  ENGRAM_RETURN_IF_ERROR(ValidateName("name", options.name));
+  if (options.rows == 0) {
+    return absl::InvalidArgumentError("rows must be >= 1");
+  }
+  if (options.create) {
+    ENGRAM_RETURN_IF_ERROR(ValidateCollectionSpec(
+        CollectionSpec{options.name, options.dimension, options.metadata}));
+  } else if (!options.metadata.empty()) {
+    return absl::InvalidArgumentError(
+        "metadata can only be given when the upload creates the collection");
+  }
+  if (options.rows > kMaxCollectionRows) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("rows is ", options.rows, ", over the limit of ",
+                     kMaxCollectionRows, " rows per collection"));
+  }
+  uint32_t dimension = options.dimension;
+  uint64_t target_uid = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = collections_.find(options.name);
+    if (options.create) {
+      if (it != collections_.end() || creating_.count(options.name) > 0) {
+        return absl::AlreadyExistsError(
+            absl::StrCat("collection \"", options.name, "\" already exists"));
+      }
+    } else {
+      if (it == collections_.end()) {
+        return absl::NotFoundError(
+            absl::StrCat("collection \"", options.name, "\" does not exist"));
+      }
+      const Collection& current = *it->second.current;
+      if (dimension != 0 && dimension != current.dimension()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "dimension (", dimension, ") must equal the dimension of ",
+            "collection \"", options.name, "\" (", current.dimension(), ")"));
+      }
+      if (options.rows > kMaxCollectionRows - current.rows()) {
+        return absl::ResourceExhaustedError(
+            absl::StrCat("collection \"", options.name, "\" holds ",
+                         current.rows(), " rows; ", options.rows,
+                         " more would pass the limit of ", kMaxCollectionRows));
+      }
+      dimension = current.dimension();
+      target_uid = current.uid();
+    }
+  }
+
+  // Reserve, then allocate, both outside the lock: a large allocation must
+  // not stall every other store call.
+  const uint64_t bytes =
+      options.rows * BytesPerRow(dimension, options.with_ids);
+  ENGRAM_ASSIGN_OR_RETURN(
+      Reservation reservation,
+      options_.budget->Reserve(
+          bytes, absl::StrCat("upload of ", options.rows, " rows x ", dimension,
+                              " to collection \"", options.name, "\"")));
+  auto segment = std::unique_ptr<Segment>(new Segment());
+  try {
+    segment->data_ = kernels::LargeBuffer<float>(options.rows * dimension);
+    segment->norms_ = kernels::LargeBuffer<float>(options.rows);
+    if (options.with_ids) {
+      segment->ids_ = kernels::LargeBuffer<uint64_t>(options.rows);
+    }
+  } catch (const std::bad_alloc&) {
+    return absl::ResourceExhaustedError(absl::StrCat("cannot allocate ", bytes,
+                                                     " bytes for collection \"",
+                                                     options.name, "\""));
+  }
+  segment->reservation_ = std::move(reservation);
+  segment->vectors_ = kernels::MatrixView{
+      segment->data_.data(), static_cast<size_t>(options.rows), dimension};
+
+  // Claim the name (create) or count the staged append, re-checking what
+  // may have changed while the lock was released.
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = collections_.find(options.name);
+    if (options.create) {
+      if (it != collections_.end() || creating_.count(options.name) > 0) {
+        return absl::AlreadyExistsError(
+            absl::StrCat("collection \"", options.name, "\" already exists"));
+      }
+      creating_[options.name] = 1;
+    } else {
+      if (it == collections_.end() || it->second.current->uid() != target_uid) {
+        return absl::NotFoundError(
+            absl::StrCat("collection \"", options.name, "\" does not exist"));
+      }
+      ++it->second.appends_staged;
+    }
+  }
+  std::unique_ptr<CollectionUpload> upload(
+      new CollectionUpload(this, options, dimension, target_uid));
+  upload->staged_ = std::move(segment);
+  return upload;
+}
+
+absl::StatusOr<std::shared_ptr<const Collection>> CollectionStore::Publish(
+    CollectionUpload* upload) {
+  const UploadOptions& o = upload->options_;
+  std::shared_ptr<Collection> next(new Collection());
+  std::shared_ptr<Segment> segment = std::move(upload->staged_);
+  segment->id_ = NewResidentId();
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = collections_.find(o.name);
+    if (o.create) {
+      next->name_ = o.name;
+      next->dimension_ = upload->dimension_;
+      next->metadata_ = o.metadata;
+      next->uid_ = NewResidentId();
+      next->version_ = 1;
+      next->source_ = o.source.empty() ? "upload" : o.source;
+    } else {
+      if (it == collections_.end() ||
+          it->second.current->uid() != upload->target_uid_) {
+        return absl::NotFoundError(
+            absl::StrCat("collection \"", o.name,
+                         "\" was deleted while the upload ran; nothing was "
+                         "committed"));
+      }
+      const Collection& current = *it->second.current;
+      if (segment->rows() > kMaxCollectionRows - current.rows()) {
+        return absl::ResourceExhaustedError(
+            absl::StrCat("collection \"", o.name, "\" would pass the limit of ",
+                         kMaxCollectionRows, " rows; nothing was committed"));
+      }
+      next->name_ = current.name_;
+      next->dimension_ = current.dimension_;
+      next->metadata_ = current.metadata_;
+      next->uid_ = current.uid_;
+      next->version_ = current.version_ + 1;
+      next->source_ = current.source_;
+      next->segments_ = current.segments_;
+      next->rows_ = current.rows_;
+      next->bytes_ = current.bytes_;
+    }
+    segment->first_row_ = next->rows_;
+    next->rows_ += segment->rows();
+    next->bytes_ += segment->bytes();
+    next->segments_.push_back(std::move(segment));
+    // For a create, the name was reserved in creating_ so nothing can be
+    // in collections_ under it.
+    collections_[o.name].current = next;
+    UpdateGaugesLocked();
+  }
+  if (options_.observer != nullptr) options_.observer->OnCommitted(next);
+  return std::shared_ptr<const Collection>(std::move(next));
+}
+
+void CollectionStore::Unstage(const CollectionUpload& upload) {
+  absl::MutexLock lock(&mu_);
+  if (upload.options_.create) {
+    creating_.erase(upload.options_.name);
+    return;
+  }
+  auto it = collections_.find(upload.options_.name);
+  if (it != collections_.end() &&
+      it->second.current->uid() == upload.target_uid_) {
+    --it->second.appends_staged;
+  }
+}
+
+absl::Status CollectionStore::Delete(absl::string_view name) {
+  uint64_t uid = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = collections_.find(name);
+    if (it == collections_.end()) {
+      return absl::NotFoundError(
+          absl::StrCat("collection \"", name, "\" does not exist"));
+    }
+    uid = it->second.current->uid();
+    collections_.erase(it);
+    UpdateGaugesLocked();
+  }
+  if (options_.observer != nullptr) {
+    options_.observer->OnDeleted(uid, std::string(name));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::shared_ptr<const Collection>> CollectionStore::Get(
+    absl::string_view name) const {
+  absl::MutexLock lock(&mu_);
+  auto it = collections_.find(name);
+  if (it == collections_.end()) {
+    return absl::NotFoundError(
+        absl::StrCat("collection \"", name, "\" does not exist"));
+  }
+  return it->second.current;
+}
+
+CollectionInfo CollectionStore::InfoOf(const Entry& entry) const {
+  const Collection& c = *entry.current;
+  CollectionInfo info;
+  info.name = c.name();
+  info.dimension = c.dimension();
+  info.rows = c.rows();
+  info.bytes = c.bytes();
+  info.metadata = c.metadata();
+  info.uid = c.uid();
+  info.version = c.version();
+  info.segments = c.segments().size();
+  info.has_ids = c.has_ids();
+  info.load_state = entry.appends_staged > 0 ? "appending" : "ready";
+  info.source = c.source();
+  return info;
+}
+
+absl::StatusOr<CollectionInfo> CollectionStore::Describe(
+    absl::string_view name) const {
+  absl::MutexLock lock(&mu_);
+  auto it = collections_.find(name);
+  if (it == collections_.end()) {
+    return absl::NotFoundError(
+        absl::StrCat("collection \"", name, "\" does not exist"));
+  }
+  return InfoOf(it->second);
+}
+
+std::vector<CollectionInfo> CollectionStore::List() const {
+  absl::MutexLock lock(&mu_);
+  std::vector<CollectionInfo> out;
+  out.reserve(collections_.size());
+  for (const auto& [name, entry] : collections_) out.push_back(InfoOf(entry));
+  return out;
+}
+
+void CollectionStore::UpdateGaugesLocked() {
+  if (options_.metrics == nullptr) return;
+  uint64_t bytes = 0;
+  for (const auto& [name, entry] : collections_) {
+    bytes += entry.current->bytes();
+  }
+  options_.metrics->SetCollections(collections_.size(), bytes);
+}
+
+}  // namespace engram::collections

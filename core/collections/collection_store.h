@@ -1,0 +1,357 @@
+// CollectionStore: named collections of float32 vectors held resident in host
+// memory, so that a search sends only its queries (issue 9). Host memory holds
+// the authoritative copy; a device cache (not built yet, see below) may hold
+// copies of what fits the GPU.
+//
+// Lifecycle of the data:
+//   CreateCollection(spec)          an empty collection, visible at once
+//   BeginUpload(options) -> upload  rows staged invisibly, chunk by chunk
+//   upload->Commit()                the rows become visible atomically
+//   upload->Abort() / destruction   the staged rows and their budget go away
+//   Delete(name)                    the name disappears at once
+// An upload can also create its collection (UploadOptions::create), in which
+// case the collection appears only at Commit, with all its rows: a failed or
+// cancelled upload never leaves a half collection visible.
+//
+// Storage: a collection version is a list of immutable Segments, one per
+// committed upload, each a contiguous 64-byte-aligned N x d float32 block
+// with its precomputed norms and optional stored ids. Appending makes a new
+// version that shares the old segments and adds one: readers holding the old
+// version are untouched, nothing is copied, and the budget is charged only
+// for the new rows. Copy-on-write would need the whole collection twice
+// during every append (and a budget reservation for it); chunked storage in
+// small fixed blocks would split every search into many kernel calls. One
+// segment per upload keeps a collection loaded once from a file in one block,
+// i.e. one kernel pass per search, and lets a device cache upload only the
+// new segment after an append.
+//
+// Rows are contiguous (stride == dimension) so that a segment is directly a
+// kernels::MatrixView, which has no row stride: each segment starts on a
+// 64-byte boundary, and so does every row whenever the dimension is a
+// multiple of 16 (every common embedding width). Padding rows for other
+// widths would force a copy on every search.
+//
+// Readers get std::shared_ptr<const Collection> snapshots: a search holds
+// one for its whole run, so Delete or a concurrent append never invalidates
+// it. Memory returns to the budget when the last holder of a segment lets
+// go, not when the name is deleted.
+//
+// Device residency seam: Collection::uid() (one per created collection,
+// never reused) and Segment::id() (one per committed block) are stable
+// identities a GPU cache can key copies by, and CollectionObserver tells it
+// about commits (to upload ahead of use) and deletions (to drop copies).
+// Describe() reports residency "host" until such a cache exists.
+//
+// Thread-safety: CollectionStore's methods may be called concurrently (one
+// mutex over the name table, never held while rows are copied, allocated or
+// checked, nor while the observer runs). Collection and Segment are immutable
+// and safe to share. A CollectionUpload is used by one thread at a time; the
+// store must outlive its uploads.
+#ifndef ENGRAM_CORE_COLLECTIONS_COLLECTION_STORE_H_
+#define ENGRAM_CORE_COLLECTIONS_COLLECTION_STORE_H_
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/types/span.h"
+#include "core/collections/memory_budget.h"
+#include "core/collections/resident_metrics.h"
+#include "kernels/cpu/large_buffer.h"
+#include "kernels/types.h"
+
+namespace engram::collections {
+
+// Sorted, so Describe, List and snapshot files are deterministic.
+using Metadata = std::map<std::string, std::string>;
+
+// Largest accepted dimension; far above any embedding in use, low enough
+// that rows * dimension arithmetic cannot overflow.
+inline constexpr uint32_t kMaxDimension = 1u << 16;
+// Rows are numbered by uint32 in top-k results (kernels::ScoredIndex).
+inline constexpr uint64_t kMaxCollectionRows = 0xffffffffu;
+// Keys and values of metadata: bounded so Describe stays small.
+inline constexpr size_t kMaxMetadataEntries = 64;
+inline constexpr size_t kMaxMetadataBytes = 64 << 10;
+
+// The rows of one committed upload. Immutable.
+class Segment {
+ public:
+  Segment(const Segment&) = delete;
+  Segment& operator=(const Segment&) = delete;
+
+  // Process-wide unique identity of this block (see NewResidentId()).
+  uint64_t id() const { return id_; }
+  // Index of the first row in the collection; fixed at commit, since rows
+  // are only ever appended.
+  uint64_t first_row() const { return first_row_; }
+  uint64_t rows() const { return vectors_.rows; }
+  uint32_t dimension() const { return static_cast<uint32_t>(vectors_.cols); }
+  // rows x dimension, row-major, 64-byte aligned.
+  const kernels::MatrixView& vectors() const { return vectors_; }
+  // |row| for every row, computed in float64 at upload.
+  absl::Span<const float> norms() const {
+    return absl::MakeConstSpan(norms_.data(), norms_.size());
+  }
+  // The stored ids, or empty when the upload gave none.
+  absl::Span<const uint64_t> ids() const {
+    return absl::MakeConstSpan(ids_.data(), ids_.size());
+  }
+  // The stored id of local row `i`: the uploaded id, or its row index in the
+  // collection when the upload gave none.
+  uint64_t IdOf(uint64_t i) const {
+    return ids_.size() == 0 ? first_row_ + i : ids_[i];
+  }
+  // Host bytes held: vectors, norms and ids.
+  uint64_t bytes() const { return reservation_.bytes(); }
+
+ private:
+  friend class CollectionStore;
+  friend class CollectionUpload;
+  Segment() = default;
+
+  uint64_t id_ = 0;
+  uint64_t first_row_ = 0;
+  kernels::LargeBuffer<float> data_;
+  kernels::LargeBuffer<float> norms_;
+  kernels::LargeBuffer<uint64_t> ids_;
+  kernels::MatrixView vectors_;
+  Reservation reservation_;
+};
+
+// One immutable version of a collection.
+class Collection {
+ public:
+  Collection(const Collection&) = delete;
+  Collection& operator=(const Collection&) = delete;
+
+  const std::string& name() const { return name_; }
+  uint32_t dimension() const { return dimension_; }
+  const Metadata& metadata() const { return metadata_; }
+  // One per created collection; a deleted and re-created name gets a new one.
+  uint64_t uid() const { return uid_; }
+  // 1 when created, +1 per committed append.
+  uint64_t version() const { return version_; }
+  uint64_t rows() const { return rows_; }
+  // Host bytes of all segments.
+  uint64_t bytes() const { return bytes_; }
+  // "upload", or the file the collection was loaded from.
+  const std::string& source() const { return source_; }
+  // In row order; segment i holds rows [first_row, first_row + rows).
+  const std::vector<std::shared_ptr<const Segment>>& segments() const {
+    return segments_;
+  }
+  // The stored id of row `row` (< rows()). O(log segments).
+  uint64_t IdOf(uint64_t row) const;
+  // Whether any segment carries uploaded ids (else ids are row indices).
+  bool has_ids() const;
+
+ private:
+  friend class CollectionStore;
+  friend class CollectionUpload;
+  Collection() = default;
+
+  std::string name_;
+  uint32_t dimension_ = 0;
+  Metadata metadata_;
+  uint64_t uid_ = 0;
+  uint64_t version_ = 0;
+  uint64_t rows_ = 0;
+  uint64_t bytes_ = 0;
+  std::string source_;
+  std::vector<std::shared_ptr<const Segment>> segments_;
+};
+
+// What Describe and List report.
+struct CollectionInfo {
+  std::string name;
+  uint32_t dimension = 0;
+  uint64_t rows = 0;
+  uint64_t bytes = 0;
+  Metadata metadata;
+  uint64_t uid = 0;
+  uint64_t version = 0;
+  uint64_t segments = 0;
+  bool has_ids = false;
+  // Where copies live: "host" (the GPU cache will add to it).
+  std::string residency = "host";
+  // "ready", or "appending" while an append upload is staged against it.
+  std::string load_state = "ready";
+  std::string source;
+};
+
+// What to create: an empty collection, or the one an upload creates.
+struct CollectionSpec {
+  std::string name;
+  uint32_t dimension = 0;  // [1, kMaxDimension]
+  Metadata metadata;
+};
+
+struct UploadOptions {
+  std::string name;
+  // true: the upload creates collection `name` (ALREADY_EXISTS when the name
+  // is taken or another upload is creating it; the name stays reserved, and
+  // invisible, until Commit or Abort). false: rows are appended to the
+  // existing collection `name` (NOT_FOUND when there is none).
+  bool create = false;
+  // create: the new collection's dimension. Append: 0, or it must equal the
+  // collection's (INVALID_ARGUMENT otherwise).
+  uint32_t dimension = 0;
+  Metadata metadata;  // create only
+  // The rows the upload will bring, >= 1. The whole upload is reserved from
+  // the budget (RESOURCE_EXHAUSTED) and allocated at BeginUpload, so a
+  // refused upload allocates nothing and an accepted one cannot run out of
+  // budget half-way.
+  uint64_t rows = 0;
+  // Every chunk carries one id per row (else none may).
+  bool with_ids = false;
+  // Recorded as Collection::source(); empty means "upload".
+  std::string source;
+};
+
+// Told about visible changes, on the thread that made them, after the
+// store's lock is released. The GPU residency cache implements it.
+// Implementations must be thread-safe and must not call back into the store
+// synchronously.
+class CollectionObserver {
+ public:
+  virtual ~CollectionObserver() = default;
+  // A new version is visible (created by an upload or appended to).
+  virtual void OnCommitted(
+      const std::shared_ptr<const Collection>& current) = 0;
+  // Collection `uid` was deleted (its versions die with their last reader).
+  virtual void OnDeleted(uint64_t uid, const std::string& name) = 0;
+};
+
+class CollectionStore;
+
+// A staged upload (see the file comment). Not thread-safe: one stream feeds
+// it. Destroying it without Commit aborts it.
+class CollectionUpload {
+ public:
+  CollectionUpload(const CollectionUpload&) = delete;
+  CollectionUpload& operator=(const CollectionUpload&) = delete;
+  ~CollectionUpload();
+
+  // Copies `chunk` (chunk.cols == the dimension) and, when the upload is
+  // with_ids, `ids` (one per row; otherwise `ids` must be empty), computing
+  // the norms as it goes. INVALID_ARGUMENT names the field and the row
+  // (numbered within the upload): a wrong width, a wrong id count, more rows
+  // than declared, a non-finite value, or a squared norm that overflows
+  // float32. A refused chunk leaves the upload as it was, so the caller may
+  // Abort or go on. FAILED_PRECONDITION after Commit or Abort.
+  absl::Status Append(const kernels::MatrixView& chunk,
+                      absl::Span<const uint64_t> ids = {});
+
+  // Makes the rows visible as one new version and returns it. The upload is
+  // finished whatever the outcome; on error nothing becomes visible and the
+  // budget is given back. FAILED_PRECONDITION when fewer rows than declared
+  // arrived; NOT_FOUND when the collection appended to was deleted meanwhile;
+  // RESOURCE_EXHAUSTED when concurrent appends took the collection past
+  // kMaxCollectionRows.
+  absl::StatusOr<std::shared_ptr<const Collection>> Commit();
+
+  // Discards the staged rows and gives the budget and (for a creating
+  // upload) the name back. Idempotent; a no-op after Commit.
+  void Abort();
+
+  const std::string& name() const { return options_.name; }
+  uint32_t dimension() const { return dimension_; }
+  uint64_t rows_expected() const { return options_.rows; }
+  uint64_t rows_received() const { return rows_received_; }
+
+ private:
+  friend class CollectionStore;
+  CollectionUpload(CollectionStore* store, const UploadOptions& options,
+                   uint32_t dimension, uint64_t target_uid);
+
+  CollectionStore* const store_;
+  const UploadOptions options_;
+  const uint32_t dimension_;
+  const uint64_t target_uid_;  // append: the collection's uid; create: 0
+  bool finished_ = false;
+  uint64_t rows_received_ = 0;
+  std::unique_ptr<Segment> staged_;
+};
+
+class CollectionStore {
+ public:
+  struct Options {
+    // Shared with the GraphStore; required.
+    std::shared_ptr<MemoryBudget> budget;
+    // Borrowed; may be null.
+    ResidentMetrics* metrics = nullptr;
+    // Borrowed; may be null. See CollectionObserver.
+    CollectionObserver* observer = nullptr;
+  };
+
+  // INVALID_ARGUMENT without a budget.
+  static absl::StatusOr<std::unique_ptr<CollectionStore>> Create(
+      const Options& options);
+
+  // Makes an empty collection. INVALID_ARGUMENT for a bad name, dimension or
+  // metadata; ALREADY_EXISTS when the name is taken or being created.
+  absl::StatusOr<std::shared_ptr<const Collection>> CreateCollection(
+      const CollectionSpec& spec) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Starts a staged upload (UploadOptions says which checks apply). Errors:
+  // INVALID_ARGUMENT, NOT_FOUND, ALREADY_EXISTS, RESOURCE_EXHAUSTED (the
+  // budget, or rows past kMaxCollectionRows); nothing is reserved, allocated
+  // or made visible on error.
+  absl::StatusOr<std::unique_ptr<CollectionUpload>> BeginUpload(
+      const UploadOptions& options) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Removes the name at once (NOT_FOUND when absent). Searches holding a
+  // version finish with it; staged appends to it fail at Commit.
+  absl::Status Delete(absl::string_view name) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // The current version; NOT_FOUND when absent (a collection being created
+  // by an upload is absent until its Commit).
+  absl::StatusOr<std::shared_ptr<const Collection>> Get(
+      absl::string_view name) const ABSL_LOCKS_EXCLUDED(mu_);
+
+  absl::StatusOr<CollectionInfo> Describe(absl::string_view name) const
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // Every visible collection, by name.
+  std::vector<CollectionInfo> List() const ABSL_LOCKS_EXCLUDED(mu_);
+
+  const std::shared_ptr<MemoryBudget>& budget() const {
+    return options_.budget;
+  }
+
+ private:
+  friend class CollectionUpload;
+  struct Entry {
+    std::shared_ptr<const Collection> current;
+    int appends_staged = 0;
+  };
+
+  explicit CollectionStore(const Options& options) : options_(options) {}
+  CollectionInfo InfoOf(const Entry& entry) const;
+  // Publishes the upload's staged segment (CollectionUpload::Commit).
+  absl::StatusOr<std::shared_ptr<const Collection>> Publish(
+      CollectionUpload* upload) ABSL_LOCKS_EXCLUDED(mu_);
+  // Forgets a finished upload's claim on its name or collection.
+  void Unstage(const CollectionUpload& upload) ABSL_LOCKS_EXCLUDED(mu_);
+  void UpdateGaugesLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const Options options_;
+  mutable absl::Mutex mu_;
+  std::map<std::string, Entry, std::less<>> collections_ ABSL_GUARDED_BY(mu_);
+  // Names reserved by creating uploads, invisible until Commit.
+  std::map<std::string, int, std::less<>> creating_ ABSL_GUARDED_BY(mu_);
+};
+
+// Checks a spec as CreateCollection does (name, dimension, metadata sizes).
+absl::Status ValidateCollectionSpec(const CollectionSpec& spec);
+
+}  // namespace engram::collections
+
+#endif  // ENGRAM_CORE_COLLECTIONS_COLLECTION_STORE_H_

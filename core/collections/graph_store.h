@@ -1,0 +1,204 @@
+// GraphStore: named CSR graphs held resident in host memory, so that a
+// spreading request can name a graph instead of sending it (issue 9).
+//
+// A graph is put whole by a staged upload: BeginPut() reserves the budget
+// for num_nodes and num_edges (RESOURCE_EXHAUSTED before anything is
+// allocated) and claims the name (ALREADY_EXISTS); the row offsets and the
+// edges arrive in chunks, in order; Commit() validates the complete graph
+// and makes it visible atomically. Abort, a failed Commit or destroying the
+// upload leaves nothing visible and gives the budget and the name back.
+// Graphs are immutable once visible (a graph is replaced by Delete + put);
+// readers hold std::shared_ptr<const Graph> snapshots, so Delete never pulls
+// a graph from under a running spread.
+//
+// Validation is the request path's own (core::ValidateSpreadJob over the
+// graph, with no seeds and default parameters), injected as a GraphValidator
+// so that this library, which engram::core links, does not link back to
+// engram::core. The production binding is
+//
+//   [limits](const kernels::GraphView& g) {
+//     core::SpreadJob job;
+//     job.graph = g;
+//     return core::ValidateSpreadJob(job, limits);
+//   }
+//
+// so a stored graph passes exactly the checks an inline one does (offsets,
+// target ids, weights, and the max_nodes / max_edges limits).
+//
+// Thread-safety: GraphStore's methods may be called concurrently (one mutex
+// over the name table, never held while data is copied or validated). Graph
+// is immutable. A GraphUpload is used by one thread at a time; the store
+// must outlive its uploads.
+#ifndef ENGRAM_CORE_COLLECTIONS_GRAPH_STORE_H_
+#define ENGRAM_CORE_COLLECTIONS_GRAPH_STORE_H_
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/types/span.h"
+#include "core/collections/memory_budget.h"
+#include "core/collections/resident_metrics.h"
+#include "kernels/cpu/large_buffer.h"
+#include "kernels/types.h"
+
+namespace engram::collections {
+
+// Checks a complete graph; INVALID_ARGUMENT (or RESOURCE_EXHAUSTED for a
+// size limit) naming the field, as core::ValidateSpreadJob does.
+using GraphValidator = std::function<absl::Status(const kernels::GraphView&)>;
+
+// CSR indices are uint32 (kernels::GraphView).
+inline constexpr uint64_t kMaxGraphEdges = 0xffffffffu;
+
+// One resident graph. Immutable.
+class Graph {
+ public:
+  Graph(const Graph&) = delete;
+  Graph& operator=(const Graph&) = delete;
+
+  const std::string& name() const { return name_; }
+  // Process-wide unique identity (NewResidentId()), for a device cache.
+  uint64_t uid() const { return uid_; }
+  uint32_t num_nodes() const { return view_.num_nodes; }
+  uint64_t num_edges() const { return view_.num_edges(); }
+  // Borrows the graph's arrays: valid while this Graph is alive.
+  const kernels::GraphView& view() const { return view_; }
+  uint64_t bytes() const { return reservation_.bytes(); }
+  // "upload", or the file the graph was loaded from.
+  const std::string& source() const { return source_; }
+
+ private:
+  friend class GraphStore;
+  friend class GraphUpload;
+  Graph() = default;
+
+  std::string name_;
+  uint64_t uid_ = 0;
+  std::string source_;
+  kernels::LargeBuffer<uint32_t> row_offsets_;
+  kernels::LargeBuffer<uint32_t> targets_;
+  kernels::LargeBuffer<float> weights_;
+  kernels::GraphView view_;
+  Reservation reservation_;
+};
+
+struct GraphInfo {
+  std::string name;
+  uint32_t num_nodes = 0;
+  uint64_t num_edges = 0;
+  uint64_t bytes = 0;
+  uint64_t uid = 0;
+  std::string residency = "host";
+  std::string load_state = "ready";
+  std::string source;
+};
+
+struct GraphPutOptions {
+  std::string name;
+  uint32_t num_nodes = 0;  // >= 1
+  uint64_t num_edges = 0;  // <= kMaxGraphEdges
+  // Recorded as Graph::source(); empty means "upload".
+  std::string source;
+};
+
+class GraphStore;
+
+// A staged put. Not thread-safe; destroying it without Commit aborts it.
+class GraphUpload {
+ public:
+  GraphUpload(const GraphUpload&) = delete;
+  GraphUpload& operator=(const GraphUpload&) = delete;
+  ~GraphUpload();
+
+  // The next row_offsets entries (num_nodes + 1 in all). INVALID_ARGUMENT
+  // when more arrive than declared; FAILED_PRECONDITION once finished.
+  absl::Status AppendRowOffsets(absl::Span<const uint32_t> offsets);
+  // The next edges: targets and weights of equal length (num_edges in all).
+  absl::Status AppendEdges(absl::Span<const uint32_t> targets,
+                           absl::Span<const float> weights);
+
+  // Validates the complete graph and makes it visible. The upload is
+  // finished whatever the outcome; on error nothing becomes visible.
+  // FAILED_PRECONDITION when offsets or edges are missing; the validator's
+  // INVALID_ARGUMENT / RESOURCE_EXHAUSTED for a bad graph.
+  absl::StatusOr<std::shared_ptr<const Graph>> Commit();
+
+  // Discards everything; idempotent; a no-op after Commit.
+  void Abort();
+
+  const std::string& name() const { return options_.name; }
+
+ private:
+  friend class GraphStore;
+  GraphUpload(GraphStore* store, const GraphPutOptions& options)
+      : store_(store), options_(options) {}
+
+  GraphStore* const store_;
+  const GraphPutOptions options_;
+  bool finished_ = false;
+  uint64_t offsets_received_ = 0;
+  uint64_t edges_received_ = 0;
+  std::unique_ptr<Graph> staged_;
+};
+
+class GraphStore {
+ public:
+  struct Options {
+    // Shared with the CollectionStore; required.
+    std::shared_ptr<MemoryBudget> budget;
+    // Required: see the file comment for the production binding.
+    GraphValidator validate;
+    // Borrowed; may be null.
+    ResidentMetrics* metrics = nullptr;
+  };
+
+  // INVALID_ARGUMENT without a budget or a validator.
+  static absl::StatusOr<std::unique_ptr<GraphStore>> Create(
+      const Options& options);
+
+  // Starts a staged put. INVALID_ARGUMENT for a bad name or num_nodes 0;
+  // ALREADY_EXISTS when the name is taken or being put; RESOURCE_EXHAUSTED
+  // from the budget or for num_edges over kMaxGraphEdges. Nothing is
+  // reserved, allocated or made visible on error.
+  absl::StatusOr<std::unique_ptr<GraphUpload>> BeginPut(
+      const GraphPutOptions& options) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Puts a whole graph held in memory: BeginPut, one chunk each, Commit.
+  absl::StatusOr<std::shared_ptr<const Graph>> Put(
+      absl::string_view name, const kernels::GraphView& graph,
+      absl::string_view source = "") ABSL_LOCKS_EXCLUDED(mu_);
+
+  absl::Status Delete(absl::string_view name) ABSL_LOCKS_EXCLUDED(mu_);
+  absl::StatusOr<std::shared_ptr<const Graph>> Get(absl::string_view name) const
+      ABSL_LOCKS_EXCLUDED(mu_);
+  absl::StatusOr<GraphInfo> Describe(absl::string_view name) const
+      ABSL_LOCKS_EXCLUDED(mu_);
+  std::vector<GraphInfo> List() const ABSL_LOCKS_EXCLUDED(mu_);
+
+ private:
+  friend class GraphUpload;
+  explicit GraphStore(const Options& options) : options_(options) {}
+  absl::StatusOr<std::shared_ptr<const Graph>> Publish(GraphUpload* upload)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  void Unstage(const GraphUpload& upload) ABSL_LOCKS_EXCLUDED(mu_);
+  void UpdateGaugesLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const Options options_;
+  mutable absl::Mutex mu_;
+  std::map<std::string, std::shared_ptr<const Graph>, std::less<>> graphs_
+      ABSL_GUARDED_BY(mu_);
+  std::map<std::string, int, std::less<>> putting_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace engram::collections
+
+#endif  // ENGRAM_CORE_COLLECTIONS_GRAPH_STORE_H_

@@ -1,0 +1,414 @@
+#include "core/collections/search_batcher.h"
+
+#include <algorithm>
+#include <cfloat>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "kernels/cpu/cosine.h"
+#include "kernels/cpu/topk.h"
+#include "kernels/status_macros.h"
+
+namespace engram::collections {
+namespace {
+
+// Rejects what the kernel would reject for the whole pass, so that one
+// caller's bad query can never fail the other callers batched with it.
+absl::Status CheckQueries(const kernels::MatrixView& q) {
+  for (size_t r = 0; r < q.rows; ++r) {
+    const float* row = q.row(r);
+    double sum = 0;
+    for (size_t c = 0; c < q.cols; ++c) {
+      if (!std::isfinite(row[c])) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "queries row ", r, " contains a non-finite value at column ", c));
+      }
+      sum += static_cast<double>(row[c]) * row[c];
+    }
+    if (sum > FLT_MAX) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "queries row ", r, " has a squared norm that overflows float32"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status SearchSegments(const BatchPass& pass, const SegmentSearch& search,
+                            std::vector<kernels::TopKList>* out) {
+  const auto& segments = pass.collection->segments();
+  out->assign(pass.queries.rows, kernels::TopKList());
+  if (segments.size() == 1) {
+    return search(pass.queries, segments[0]->vectors(), pass.top_k,
+                  pass.min_score, out);
+  }
+  std::vector<std::vector<kernels::TopKList>> per_segment;
+  for (const auto& segment : segments) {
+    std::vector<kernels::TopKList> lists;
+    ENGRAM_RETURN_IF_ERROR(search(pass.queries, segment->vectors(), pass.top_k,
+                                  pass.min_score, &lists));
+    if (lists.size() != pass.queries.rows) {
+      return absl::InternalError(absl::StrCat("segment search returned ",
+                                              lists.size(), " lists for ",
+                                              pass.queries.rows, " queries"));
+    }
+    const uint32_t offset = static_cast<uint32_t>(segment->first_row());
+    for (auto& list : lists) {
+      for (auto& hit : list) hit.index += offset;
+    }
+    per_segment.push_back(std::move(lists));
+  }
+  std::vector<kernels::TopKList> lists(per_segment.size());
+  for (size_t q = 0; q < pass.queries.rows; ++q) {
+    for (size_t s = 0; s < per_segment.size(); ++s) {
+      lists[s] = std::move(per_segment[s][q]);
+    }
+    (*out)[q] = kernels::MergeTopK(lists, pass.top_k);
+  }
+  return absl::OkStatus();
+}
+
+BatchExecutor MakeKernelExecutor(kernels::ThreadPool* pool) {
+  return [pool](const BatchPass& pass, BatchPassOutput* out) {
+    const absl::Time start = absl::Now();
+    ENGRAM_RETURN_IF_ERROR(SearchSegments(
+        pass,
+        [pool](const kernels::MatrixView& queries,
+               const kernels::MatrixView& targets, uint32_t k,
+               std::optional<float> min_score,
+               std::vector<kernels::TopKList>* lists) {
+          return kernels::CosineTopK(
+              queries, targets, k,
+              min_score.value_or(-std::numeric_limits<float>::infinity()), 0,
+              pool, lists);
+        },
+        &out->top));
+    out->report.backend = core::BackendKind::kCpu;
+    out->report.decided_by = "kernel_executor";
+    out->report.chunks = 1;
+    out->report.compute_seconds = absl::ToDoubleSeconds(absl::Now() - start);
+    return absl::OkStatus();
+  };
+}
+
+// --- SearchBatcher ---
+
+absl::StatusOr<std::unique_ptr<SearchBatcher>> SearchBatcher::Create(
+    const Options& options) {
+  auto bad = [](absl::string_view what) {
+    return absl::InvalidArgumentError(absl::StrCat("search batcher: ", what));
+  };
+  if (!options.execute) return bad("an executor is required");
+  if (options.max_batch_queries < 1 || options.max_batch_queries > 65536) {
+    return bad(absl::StrCat("max_batch_queries is ", options.max_batch_queries,
+                            ", must be in [1, 65536]"));
+  }
+  if (options.max_queue_delay < absl::ZeroDuration() ||
+      options.max_queue_delay > absl::Seconds(1)) {
+    return bad(absl::StrCat("max_queue_delay is ",
+                            absl::FormatDuration(options.max_queue_delay),
+                            ", must be in [0, 1s]"));
+  }
+  if (options.max_pending_requests < 1 ||
+      options.max_pending_requests > (1u << 20)) {
+    return bad(absl::StrCat("max_pending_requests is ",
+                            options.max_pending_requests,
+                            ", must be in [1, 1048576]"));
+  }
+  return std::unique_ptr<SearchBatcher>(new SearchBatcher(options));
+}
+
+SearchBatcher::SearchBatcher(const Options& options) : options_(options) {
+  dispatcher_ = std::thread([this] { DispatchLoop(); });
+}
+
+SearchBatcher::~SearchBatcher() {
+  std::vector<std::unique_ptr<Call>> abandoned;
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+    for (auto& [key, queue] : queues_) {
+      for (auto& call : queue.calls) abandoned.push_back(std::move(call));
+    }
+    queues_.clear();
+    waiting_.clear();
+    for (Batch& batch : ready_) {
+      for (auto& call : batch) abandoned.push_back(std::move(call));
+      --in_flight_;
+    }
+    ready_.clear();
+    wake_.Signal();
+  }
+  for (auto& call : abandoned) {
+    Complete(*call, absl::UnavailableError(
+                        "the search batcher shut down before the call ran"));
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    while (in_flight_ > 0) idle_.Wait(&mu_);
+  }
+  dispatcher_.join();
+}
+
+uint32_t SearchBatcher::pending() const {
+  absl::MutexLock lock(&mu_);
+  return pending_;
+}
+
+absl::StatusOr<SearchTicket> SearchBatcher::Search(SearchRequest request,
+                                                   SearchCallback done) {
+  const Collection* collection = request.collection.get();
+  if (collection == nullptr) {
+    return absl::InvalidArgumentError("collection is required");
+  }
+  const kernels::MatrixView& q = request.queries;
+  if (q.rows == 0 || q.data == nullptr) {
+    return absl::InvalidArgumentError("queries must hold at least one row");
+  }
+  if (q.cols != collection->dimension()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "queries.cols (", q.cols, ") must equal the dimension of collection \"",
+        collection->name(), "\" (", collection->dimension(), ")"));
+  }
+  if (request.top_k == 0) {
+    return absl::InvalidArgumentError("top_k must be >= 1");
+  }
+  if (request.min_score.has_value() && !std::isfinite(*request.min_score)) {
+    return absl::InvalidArgumentError("min_score must be finite");
+  }
+  ENGRAM_RETURN_IF_ERROR(CheckQueries(q));
+
+  auto call = std::make_unique<Call>();
+  call->request = std::move(request);
+  call->done = std::move(done);
+  call->admitted = absl::Now();
+  Batch alone;
+  SearchTicket ticket = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopping_) {
+      return absl::UnavailableError("the search batcher is shutting down");
+    }
+    if (pending_ >= options_.max_pending_requests) {
+      if (options_.metrics != nullptr) options_.metrics->OnQueueFull();
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "search queue full: ", pending_, " calls pending, the limit is ",
+          options_.max_pending_requests));
+    }
+    ++pending_;
+    ticket = next_ticket_++;
+    call->ticket = ticket;
+    const Key key{collection, call->request.placement};
+    const uint64_t rows = q.rows;
+    if (!batching() || rows >= options_.max_batch_queries) {
+      alone.push_back(std::move(call));
+      ++in_flight_;
+      if (!options_.run) {
+        ready_.push_back(std::move(alone));
+        wake_.Signal();
+      }
+    } else {
+      auto it = queues_.find(key);
+      if (it != queues_.end() &&
+          it->second.queries + rows > options_.max_batch_queries) {
+        FlushLocked(key);  // full: it goes now, this call starts the next
+        it = queues_.end();
+      }
+      if (it == queues_.end()) {
+        it = queues_.emplace(key, Queue()).first;
+        it->second.oldest = call->admitted;
+        wake_.Signal();  // a new deadline to wait for
+      }
+      it->second.calls.push_back(std::move(call));
+      it->second.queries += rows;
+      waiting_[ticket] = key;
+      if (it->second.queries >= options_.max_batch_queries) {
+        FlushLocked(key);
+        wake_.Signal();
+      }
+    }
+  }
+  if (!alone.empty() && options_.run) Launch(std::move(alone));
+  return ticket;
+}
+
+bool SearchBatcher::Cancel(SearchTicket ticket) {
+  std::unique_ptr<Call> cancelled;
+  {
+    absl::MutexLock lock(&mu_);
+    auto w = waiting_.find(ticket);
+    if (w == waiting_.end()) return false;
+    auto q = queues_.find(w->second);
+    waiting_.erase(w);
+    if (q == queues_.end()) return false;
+    auto& calls = q->second.calls;
+    for (auto it = calls.begin(); it != calls.end(); ++it) {
+      if ((*it)->ticket != ticket) continue;
+      cancelled = std::move(*it);
+      calls.erase(it);
+      break;
+    }
+    if (cancelled == nullptr) return false;
+    q->second.queries -= cancelled->request.queries.rows;
+    if (calls.empty()) {
+      queues_.erase(q);
+    } else {
+      // The deadline follows the oldest call still waiting.
+      absl::Time oldest = absl::InfiniteFuture();
+      for (const auto& c : calls) oldest = std::min(oldest, c->admitted);
+      q->second.oldest = oldest;
+    }
+  }
+  if (options_.metrics != nullptr) options_.metrics->OnCancelled();
+  Complete(*cancelled,
+           absl::CancelledError("the search was cancelled while waiting"));
+  return true;
+}
+
+void SearchBatcher::FlushLocked(const Key& key) {
+  auto it = queues_.find(key);
+  if (it == queues_.end()) return;
+  for (const auto& call : it->second.calls) waiting_.erase(call->ticket);
+  ready_.push_back(std::move(it->second.calls));
+  ++in_flight_;
+  queues_.erase(it);
+}
+
+void SearchBatcher::DispatchLoop() {
+  while (true) {
+    std::vector<Batch> due;
+    {
+      absl::MutexLock lock(&mu_);
+      while (true) {
+        if (stopping_ && ready_.empty()) return;
+        const absl::Time now = absl::Now();
+        absl::Time next = absl::InfiniteFuture();
+        std::vector<Key> expired;
+        for (const auto& [key, queue] : queues_) {
+          const absl::Time deadline = queue.oldest + options_.max_queue_delay;
+          if (deadline <= now) {
+            expired.push_back(key);
+          } else {
+            next = std::min(next, deadline);
+          }
+        }
+        for (const Key& key : expired) FlushLocked(key);
+        if (!ready_.empty()) break;
+        wake_.WaitWithDeadline(&mu_, next);
+      }
+      due.swap(ready_);
+    }
+    for (Batch& batch : due) Launch(std::move(batch));
+  }
+}
+
+void SearchBatcher::Launch(Batch batch) {
+  if (!options_.run) {
+    RunBatch(std::move(batch));
+    return;
+  }
+  // AnyInvocable holds the move-only batch; the runner owns the task.
+  options_.run([this, batch = std::move(batch)]() mutable {
+    RunBatch(std::move(batch));
+  });
+}
+
+void SearchBatcher::RunBatch(Batch batch) {
+  const absl::Time start = absl::Now();
+  const Collection& collection = *batch.front()->request.collection;
+  uint64_t total = 0;
+  uint32_t top_k = 0;
+  bool all_have_min = true;
+  float min_score = std::numeric_limits<float>::infinity();
+  for (const auto& call : batch) {
+    total += call->request.queries.rows;
+    top_k = std::max(top_k, call->request.top_k);
+    if (call->request.min_score.has_value()) {
+      min_score = std::min(min_score, *call->request.min_score);
+    } else {
+      all_have_min = false;
+    }
+  }
+  // One call is searched in place; several are concatenated so the pass
+  // reads the collection once for all of them.
+  std::vector<float> concatenated;
+  BatchPass pass;
+  pass.collection = &collection;
+  pass.top_k = top_k;
+  pass.placement = batch.front()->request.placement;
+  if (all_have_min) pass.min_score = min_score;
+  if (batch.size() == 1) {
+    pass.queries = batch.front()->request.queries;
+  } else {
+    const size_t d = collection.dimension();
+    concatenated.resize(total * d);
+    size_t at = 0;
+    for (const auto& call : batch) {
+      const kernels::MatrixView& q = call->request.queries;
+      std::memcpy(concatenated.data() + at * d, q.data,
+                  q.rows * d * sizeof(float));
+      at += q.rows;
+    }
+    pass.queries = kernels::MatrixView{concatenated.data(), total, d};
+  }
+  if (options_.metrics != nullptr) {
+    options_.metrics->OnBatch(total, batch.size());
+    for (const auto& call : batch) {
+      options_.metrics->OnQueueDelay(
+          absl::ToDoubleSeconds(start - call->admitted));
+    }
+  }
+
+  BatchPassOutput output;
+  absl::Status status = options_.execute(pass, &output);
+  if (status.ok() && output.top.size() != total) {
+    status = absl::InternalError(absl::StrCat("search executor returned ",
+                                              output.top.size(), " lists for ",
+                                              total, " queries"));
+  }
+  size_t offset = 0;
+  for (auto& call : batch) {
+    const SearchRequest& r = call->request;
+    if (!status.ok()) {
+      Complete(*call, status);
+      continue;
+    }
+    SearchResult result;
+    result.report = output.report;
+    result.batch_queries = static_cast<uint32_t>(total);
+    result.batch_requests = static_cast<uint32_t>(batch.size());
+    result.queue_seconds = absl::ToDoubleSeconds(start - call->admitted);
+    result.top.resize(r.queries.rows);
+    for (size_t i = 0; i < r.queries.rows; ++i) {
+      // The pass's list is the best top_k >= the caller's k with scores >=
+      // the lowest min_score, best first; the caller's list is its prefix
+      // of entries at or above its own min_score, cut at its own k.
+      const kernels::TopKList& list = output.top[offset + i];
+      std::vector<SearchHit>& hits = result.top[i];
+      for (const kernels::ScoredIndex& e : list) {
+        if (hits.size() >= r.top_k) break;
+        if (r.min_score.has_value() && e.score < *r.min_score) break;
+        hits.push_back(SearchHit{collection.IdOf(e.index), e.index, e.score});
+      }
+    }
+    offset += r.queries.rows;
+    Complete(*call, std::move(result));
+  }
+  absl::MutexLock lock(&mu_);
+  if (--in_flight_ == 0) idle_.SignalAll();
+}
+
+void SearchBatcher::Complete(Call& call, absl::StatusOr<SearchResult> result) {
+  // The callback runs before the call stops counting as pending, so a
+  // caller that waits for pending() == 0 has seen every callback.
+  call.done(std::move(result));
+  absl::MutexLock lock(&mu_);
+  --pending_;
+}
+
+}  // namespace engram::collections

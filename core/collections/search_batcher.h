@@ -1,0 +1,249 @@
+// SearchBatcher: dynamic batching of top-k searches against resident
+// collections. Concurrent calls on the same collection version are coalesced
+// into one batch, up to max_batch_queries queries or until the oldest has
+// waited max_queue_delay, and the batch is executed as ONE multi-query pass
+// (the collection is read once for all of them: the blocked kernel on the
+// CPU, one GEMM on the GPU); each caller then gets exactly its own lists.
+//
+// The pass itself is injected (BatchExecutor). In production it is the
+// engine: SearchSegments() below with a SegmentSearch that builds a
+// core::CosineJob {queries = the batch's concatenated queries, targets = the
+// segment's rows, top_k = the batch's largest k, min_score = the batch's
+// lowest (none if any caller has none), placement} and calls
+// core::Engine::Cosine. MakeKernelExecutor() runs the CPU kernels directly,
+// for tests and benchmarks.
+//
+// Threading: one dispatcher thread per batcher decides when a batch is due
+// (full, or its oldest call's delay is up) and hands it to the injected
+// TaskRunner (in production core::Engine::Submit, so the pass runs on the
+// engine's workers); without a runner the pass runs on the dispatcher
+// thread. The dispatcher never computes and never blocks on a pass when a
+// runner is given. Search() never blocks: it validates, enqueues and
+// returns. Completion callbacks run on the thread that ran the pass (or,
+// for Cancel, on the canceller's thread), never under the batcher's lock;
+// they may run before Search() returns, must be quick (hand the result to
+// the gRPC reactor) and must not call back into the batcher synchronously
+// except Cancel() of another ticket.
+//
+// Batching off (enabled = false, or max_batch_queries = 1): every call is
+// its own pass, handed to the runner directly from Search() (through the
+// dispatcher when there is no runner), so a benchmark can compare both.
+//
+// Admission: at most max_pending_requests calls may be admitted and not yet
+// completed (waiting or in a running pass); beyond that Search() returns
+// RESOURCE_EXHAUSTED at once, before anything is queued. Calls are never
+// split across passes; a call with max_batch_queries queries or more runs
+// alone. Calls on different versions of a collection (an append landed in
+// between) or with different placements never share a pass.
+//
+// Thread-safety: all methods may be called concurrently. One mutex guards
+// the queues and counters; it is held only for queue bookkeeping.
+#ifndef ENGRAM_CORE_COLLECTIONS_SEARCH_BATCHER_H_
+#define ENGRAM_CORE_COLLECTIONS_SEARCH_BATCHER_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/functional/any_invocable.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "core/collections/collection_store.h"
+#include "core/collections/resident_metrics.h"
+#include "core/jobs.h"
+#include "kernels/cpu/thread_pool.h"
+#include "kernels/types.h"
+
+namespace engram::collections {
+
+// One search call.
+struct SearchRequest {
+  // The version to search, from CollectionStore::Get(); held until the call
+  // completes, so a concurrent Delete or append does not affect it.
+  std::shared_ptr<const Collection> collection;
+  // Q x dimension, borrowed: the caller keeps it alive until its callback
+  // has run (the gRPC request message does).
+  kernels::MatrixView queries;
+  uint32_t top_k = 10;  // >= 1
+  std::optional<float> min_score;
+  core::Placement placement = core::Placement::kAuto;
+};
+
+struct SearchHit {
+  uint64_t id = 0;   // the stored id (Collection::IdOf)
+  uint32_t row = 0;  // the row in the collection version searched
+  float score = 0;
+};
+
+struct SearchResult {
+  // One list per query of the call, best first (kernels::BetterThan), at
+  // most top_k entries, none below min_score.
+  std::vector<std::vector<SearchHit>> top;
+  // Of the pass the call ran in (shared with the other calls in it).
+  core::ExecutionReport report;
+  uint32_t batch_queries = 0;
+  uint32_t batch_requests = 0;
+  // From admission to the start of the pass.
+  double queue_seconds = 0;
+};
+
+// Called exactly once per admitted call: the result, the pass's error,
+// CANCELLED (Cancel) or UNAVAILABLE (the batcher shut down first).
+using SearchCallback = absl::AnyInvocable<void(absl::StatusOr<SearchResult>)>;
+
+// What one pass computes: for every row of `queries`, the best `top_k` rows
+// of `collection` with score >= min_score (when set), best first, indices
+// numbered in the whole collection version.
+struct BatchPass {
+  const Collection* collection = nullptr;
+  kernels::MatrixView queries;
+  uint32_t top_k = 0;
+  std::optional<float> min_score;
+  core::Placement placement = core::Placement::kAuto;
+};
+
+struct BatchPassOutput {
+  std::vector<kernels::TopKList> top;  // one per query row
+  core::ExecutionReport report;
+};
+
+// Runs a pass; called concurrently for different batches.
+using BatchExecutor =
+    std::function<absl::Status(const BatchPass&, BatchPassOutput*)>;
+// Runs a task on some worker thread (core::Engine::Submit).
+using TaskRunner = std::function<void(absl::AnyInvocable<void()>)>;
+
+// Top-k of `queries` against one segment, indices local to the segment.
+using SegmentSearch = std::function<absl::Status(
+    const kernels::MatrixView& queries, const kernels::MatrixView& targets,
+    uint32_t top_k, std::optional<float> min_score,
+    std::vector<kernels::TopKList>* out)>;
+
+// Runs `search` once per segment of pass.collection and merges the lists
+// into collection-wide row indices (one call, no merge, for the common
+// single-segment collection). An empty collection gives empty lists.
+absl::Status SearchSegments(const BatchPass& pass, const SegmentSearch& search,
+                            std::vector<kernels::TopKList>* out);
+
+// A BatchExecutor over kernels::CosineTopK on `pool` (borrowed; nullptr: the
+// calling thread). Reports BackendKind::kCpu and the compute time.
+BatchExecutor MakeKernelExecutor(kernels::ThreadPool* pool);
+
+// Identifies an admitted call, for Cancel.
+using SearchTicket = uint64_t;
+
+class SearchBatcher {
+ public:
+  struct Options {
+    // false: every call is its own pass (see the file comment).
+    bool enabled = true;
+    // Queries per pass, [1, 65536]; 1 turns batching off.
+    uint32_t max_batch_queries = 64;
+    // How long the oldest call of a partial batch may wait, [0, 1 s]. The
+    // default is a small fraction of a CPU pass over a large collection.
+    absl::Duration max_queue_delay = absl::Microseconds(200);
+    // Calls admitted and not yet completed, [1, 2^20].
+    uint32_t max_pending_requests = 1024;
+    // Required.
+    BatchExecutor execute;
+    // Null: passes run on the dispatcher thread.
+    TaskRunner run;
+    // Borrowed; may be null.
+    ResidentMetrics* metrics = nullptr;
+  };
+
+  // INVALID_ARGUMENT for an option out of range or no executor. Starts the
+  // dispatcher thread.
+  static absl::StatusOr<std::unique_ptr<SearchBatcher>> Create(
+      const Options& options);
+
+  // Fails the calls still waiting with UNAVAILABLE, then waits for running
+  // passes to finish (their callbacks run), then stops the dispatcher.
+  ~SearchBatcher();
+
+  SearchBatcher(const SearchBatcher&) = delete;
+  SearchBatcher& operator=(const SearchBatcher&) = delete;
+
+  // Admits a call; `done` runs later, exactly once. Returns at once with,
+  // and without ever calling `done`: INVALID_ARGUMENT (no collection; queries
+  // empty, of the wrong width (naming queries.cols and the collection's
+  // dimension) or with a non-finite value or overflowing norm (naming the
+  // row); top_k 0; min_score not finite), RESOURCE_EXHAUSTED (too many
+  // calls pending), UNAVAILABLE (shutting down).
+  absl::StatusOr<SearchTicket> Search(SearchRequest request,
+                                      SearchCallback done)
+      ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Removes a waiting call: its callback runs now, on this thread, with
+  // CANCELLED, and true is returned. False when the call is already in a
+  // pass (its result will still be delivered) or has completed.
+  bool Cancel(SearchTicket ticket) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Calls admitted and not yet completed.
+  uint32_t pending() const ABSL_LOCKS_EXCLUDED(mu_);
+
+ private:
+  struct Call {
+    SearchTicket ticket = 0;
+    SearchRequest request;
+    SearchCallback done;
+    absl::Time admitted;
+  };
+  // Calls that share a pass: same collection version and placement.
+  struct Key {
+    const Collection* collection;
+    core::Placement placement;
+    template <typename H>
+    friend H AbslHashValue(H h, const Key& k) {
+      return H::combine(std::move(h), k.collection, k.placement);
+    }
+    friend bool operator==(const Key& a, const Key& b) {
+      return a.collection == b.collection && a.placement == b.placement;
+    }
+  };
+  struct Queue {
+    std::vector<std::unique_ptr<Call>> calls;
+    uint64_t queries = 0;
+    absl::Time oldest;
+  };
+  using Batch = std::vector<std::unique_ptr<Call>>;
+
+  explicit SearchBatcher(const Options& options);
+  bool batching() const {
+    return options_.enabled && options_.max_batch_queries > 1;
+  }
+  void DispatchLoop() ABSL_LOCKS_EXCLUDED(mu_);
+  // Moves a queue's calls into ready_ and forgets the queue.
+  void FlushLocked(const Key& key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Hands a batch to the runner (or runs it here); in_flight_ already
+  // counts it.
+  void Launch(Batch batch) ABSL_LOCKS_EXCLUDED(mu_);
+  void RunBatch(Batch batch) ABSL_LOCKS_EXCLUDED(mu_);
+  // Delivers one call's outcome and retires it from pending_.
+  void Complete(Call& call, absl::StatusOr<SearchResult> result)
+      ABSL_LOCKS_EXCLUDED(mu_);
+
+  const Options options_;
+  mutable absl::Mutex mu_;
+  absl::CondVar wake_;  // the dispatcher: new work or shutdown
+  absl::CondVar idle_;  // the destructor: in_flight_ reached 0
+  absl::flat_hash_map<Key, Queue> queues_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<SearchTicket, Key> waiting_ ABSL_GUARDED_BY(mu_);
+  std::vector<Batch> ready_ ABSL_GUARDED_BY(mu_);
+  uint32_t pending_ ABSL_GUARDED_BY(mu_) = 0;
+  uint32_t in_flight_ ABSL_GUARDED_BY(mu_) = 0;  // batches launched, not done
+  SearchTicket next_ticket_ ABSL_GUARDED_BY(mu_) = 1;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread dispatcher_;
+};
+
+}  // namespace engram::collections
+
+#endif  // ENGRAM_CORE_COLLECTIONS_SEARCH_BATCHER_H_

@@ -1,0 +1,84 @@
+// Snapshot files of resident collections and graphs: engram's own binary
+// format, written atomically (atomic_file.h) and checksummed, so a replica
+// can load exactly what another wrote and a crash or a bad disk never yields
+// a file that loads with wrong contents.
+//
+// Layout (all integers little-endian; the loader and writer require a
+// little-endian host, as every platform we build for is):
+//
+//   offset size  field
+//   0      8     magic: "ENGRMCOL" (collection) or "ENGRMGRF" (graph)
+//   8      4     format version (1)
+//   12     4     header bytes (64)
+//   16     8     payload bytes (everything after the header)
+//   24     4     CRC32C of the payload
+//   28     4     flags: bit 0, the collection carries ids (graph: 0)
+//   32     8     collection: rows;      graph: num_nodes
+//   40     8     collection: dimension; graph: num_edges
+//   48     4     name bytes
+//   52     4     metadata bytes (graph: 0)
+//   56     4     reserved, 0
+//   60     4     CRC32C of bytes [0, 60)
+//
+//   payload: name; metadata as (u32 key length, key, u32 value length,
+//   value) per entry, by key; then
+//     collection: ids (rows x u64, when flagged), vectors (rows x dimension
+//                 float32, row-major);
+//     graph:      row_offsets ((num_nodes + 1) x u32), then the edges as
+//                 (u32 target, float32 weight) pairs.
+//
+// The header has its own checksum so that a flipped bit in a size is caught
+// before the size is trusted. Loading checks, in this order: the magic
+// (INVALID_ARGUMENT: not a snapshot of that kind), the header's length and
+// checksum (DATA_LOSS), the version (INVALID_ARGUMENT), the sizes against
+// each other and the file's length (DATA_LOSS: truncated or extended), then
+// reserves the budget and streams the payload into a staged upload while
+// checksumming it; the upload is committed only when the payload checksum
+// matches (else DATA_LOSS) and the data passes the stores' own validation.
+// Every message starts with the file's path. A file that fails any check
+// leaves nothing visible.
+//
+// Thread-safety: the functions are reentrant. Writing reads an immutable
+// snapshot, so a collection may be written while it is searched and
+// appended to (the file holds the version passed in).
+#ifndef ENGRAM_CORE_COLLECTIONS_SNAPSHOT_H_
+#define ENGRAM_CORE_COLLECTIONS_SNAPSHOT_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "core/collections/collection_store.h"
+#include "core/collections/graph_store.h"
+
+namespace engram::collections {
+
+inline constexpr absl::string_view kCollectionSnapshotMagic = "ENGRMCOL";
+inline constexpr absl::string_view kGraphSnapshotMagic = "ENGRMGRF";
+inline constexpr uint32_t kSnapshotVersion = 1;
+inline constexpr size_t kSnapshotHeaderBytes = 64;
+
+// Writes `collection` (name, metadata, ids when it has any, vectors) to
+// `path` atomically. Norms are not stored: loading recomputes them while it
+// checks the values.
+absl::Status WriteCollectionSnapshot(const Collection& collection,
+                                     const std::string& path);
+
+// Loads a collection snapshot into `store` as a new collection named `name`
+// (empty: the name stored in the file), with source `path`. Errors as in the
+// file comment, plus the store's (ALREADY_EXISTS, RESOURCE_EXHAUSTED, ...).
+absl::StatusOr<std::shared_ptr<const Collection>> LoadCollectionSnapshot(
+    const std::string& path, absl::string_view name, CollectionStore* store);
+
+absl::Status WriteGraphSnapshot(const Graph& graph, const std::string& path);
+
+// Loads a graph snapshot into `store` under `name` (empty: the stored name).
+// The graph passes the store's validator before it becomes visible.
+absl::StatusOr<std::shared_ptr<const Graph>> LoadGraphSnapshot(
+    const std::string& path, absl::string_view name, GraphStore* store);
+
+}  // namespace engram::collections
+
+#endif  // ENGRAM_CORE_COLLECTIONS_SNAPSHOT_H_

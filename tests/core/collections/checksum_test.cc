@@ -1,0 +1,66 @@
+#include "core/collections/checksum.h"
+
+#include <string>
+
+#include "gtest/gtest.h"
+
+namespace engram::collections {
+namespace {
+
+TEST(Crc32cTest, KnownVectors) {
+  EXPECT_EQ(Crc32c(""), 0u);
+  EXPECT_EQ(Crc32c("123456789"), 0xE3069283u);
+  // RFC 3720 B.4: 32 bytes of zeros.
+  EXPECT_EQ(Crc32c(std::string(32, '\0')), 0x8A9136AAu);
+  EXPECT_EQ(Crc32c(std::string(32, '\xff')), 0x62A8AB43u);
+}
+
+TEST(Crc32cTest, IncrementalEqualsWholeAtEverySplit) {
+  std::string data;
+  for (int i = 0; i < 1000; ++i) data.push_back(static_cast<char>(i * 31 + 7));
+  const uint32_t whole = Crc32c(data);
+  for (size_t split = 0; split <= data.size(); split += 13) {
+    const uint32_t first = Crc32c(data.substr(0, split));
+    EXPECT_EQ(Crc32c(data.substr(split), first), whole) << split;
+  }
+  // Unaligned starts take the same path as aligned ones.
+  EXPECT_EQ(Crc32c(data.data() + 1, 100), Crc32c(data.substr(1, 100)));
+}
+
+TEST(Crc32cTest, DetectsASingleFlippedBit) {
+  std::string data(4096, 'x');
+  const uint32_t before = Crc32c(data);
+  data[1234] ^= 0x10;
+  EXPECT_NE(Crc32c(data), before);
+}
+
+std::string Sha(const std::string& s) {
+  Sha256 h;
+  h.Update(s);
+  return h.FinishHex();
+}
+
+TEST(Sha256Test, KnownVectors) {
+  EXPECT_EQ(Sha(""),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  EXPECT_EQ(Sha("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  EXPECT_EQ(Sha("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"),
+            "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+  EXPECT_EQ(Sha(std::string(1000000, 'a')),
+            "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+}
+
+TEST(Sha256Test, IncrementalEqualsWhole) {
+  std::string data;
+  for (int i = 0; i < 777; ++i) data.push_back(static_cast<char>(i));
+  for (size_t split : {0, 1, 55, 56, 63, 64, 65, 500, 777}) {
+    Sha256 h;
+    h.Update(data.substr(0, split));
+    h.Update(data.substr(split));
+    EXPECT_EQ(h.FinishHex(), Sha(data)) << split;
+  }
+}
+
+}  // namespace
+}  // namespace engram::collections

@@ -1,0 +1,442 @@
+#include "core/collections/collection_store.h"
+
+#include <atomic>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "core/collections/resident_metrics.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "prometheus/registry.h"
+#include "tests/core/collections/test_util.h"
+
+namespace engram::collections {
+namespace {
+
+using ::engram::collections::testing::MakeBudget;
+using ::engram::collections::testing::MakeStore;
+using ::engram::collections::testing::Upload;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+
+class CollectionStoreTest : public ::testing::Test {
+ protected:
+  std::shared_ptr<MemoryBudget> budget_ = MakeBudget();
+  std::unique_ptr<CollectionStore> store_ = MakeStore(budget_);
+};
+
+std::vector<float> Rows(size_t rows, size_t dim, float base = 1) {
+  std::vector<float> v(rows * dim);
+  for (size_t i = 0; i < v.size(); ++i) v[i] = base + static_cast<float>(i);
+  return v;
+}
+
+TEST_F(CollectionStoreTest, CreateRequiresABudget) {
+  EXPECT_EQ(CollectionStore::Create({}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(CollectionStoreTest, CreatedCollectionIsEmptyAndDescribed) {
+  auto c = store_->CreateCollection({"docs", 4, {{"owner", "search"}}});
+  ASSERT_TRUE(c.ok()) << c.status();
+  auto info = store_->Describe("docs");
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(info->dimension, 4u);
+  EXPECT_EQ(info->rows, 0u);
+  EXPECT_EQ(info->bytes, 0u);
+  EXPECT_EQ(info->residency, "host");
+  EXPECT_EQ(info->load_state, "ready");
+  EXPECT_EQ(info->metadata.at("owner"), "search");
+  EXPECT_EQ(info->version, 1u);
+}
+
+TEST_F(CollectionStoreTest, ExistingNameIsAlreadyExists) {
+  ASSERT_TRUE(store_->CreateCollection({"docs", 4, {}}).ok());
+  EXPECT_EQ(store_->CreateCollection({"docs", 8, {}}).status().code(),
+            absl::StatusCode::kAlreadyExists);
+  UploadOptions o;
+  o.name = "docs";
+  o.create = true;
+  o.dimension = 4;
+  o.rows = 1;
+  EXPECT_EQ(store_->BeginUpload(o).status().code(),
+            absl::StatusCode::kAlreadyExists);
+}
+
+TEST_F(CollectionStoreTest, UnknownNameIsNotFound) {
+  EXPECT_EQ(store_->Get("nope").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_->Describe("nope").status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_->Delete("nope").code(), absl::StatusCode::kNotFound);
+  UploadOptions o;
+  o.name = "nope";
+  o.rows = 1;
+  EXPECT_EQ(store_->BeginUpload(o).status().code(),
+            absl::StatusCode::kNotFound);
+}
+
+TEST_F(CollectionStoreTest, BadSpecsAreInvalidArgument) {
+  EXPECT_EQ(store_->CreateCollection({"", 4, {}}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(store_->CreateCollection({"a/b", 4, {}}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(store_->CreateCollection({".hidden", 4, {}}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  auto zero = store_->CreateCollection({"x", 0, {}});
+  EXPECT_EQ(zero.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(zero.status().message(), HasSubstr("dimension"));
+  EXPECT_EQ(
+      store_->CreateCollection({"x", kMaxDimension + 1, {}}).status().code(),
+      absl::StatusCode::kInvalidArgument);
+  UploadOptions o;
+  o.name = "x";
+  o.create = true;
+  o.dimension = 4;
+  o.rows = 0;
+  EXPECT_EQ(store_->BeginUpload(o).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(CollectionStoreTest, CreatingUploadIsInvisibleUntilCommit) {
+  UploadOptions o;
+  o.name = "docs";
+  o.create = true;
+  o.dimension = 2;
+  o.rows = 3;
+  auto upload = store_->BeginUpload(o);
+  ASSERT_TRUE(upload.ok()) << upload.status();
+  const std::vector<float> v = Rows(3, 2);
+  ASSERT_TRUE((*upload)->Append(kernels::MatrixView{v.data(), 2, 2}).ok());
+  EXPECT_EQ(store_->Get("docs").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(store_->List(), IsEmpty());
+  // The name is reserved: nobody else can create it meanwhile.
+  EXPECT_EQ(store_->CreateCollection({"docs", 2, {}}).status().code(),
+            absl::StatusCode::kAlreadyExists);
+  ASSERT_TRUE((*upload)->Append(kernels::MatrixView{v.data() + 4, 1, 2}).ok());
+  auto committed = (*upload)->Commit();
+  ASSERT_TRUE(committed.ok()) << committed.status();
+  auto got = store_->Get("docs");
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ((*got)->rows(), 3u);
+  EXPECT_EQ((*got)->segments().size(), 1u);
+  const kernels::MatrixView& m = (*got)->segments()[0]->vectors();
+  EXPECT_EQ(std::vector<float>(m.data, m.data + 6), v);
+}
+
+TEST_F(CollectionStoreTest, AbortLeavesNothingAndFreesTheBudget) {
+  UploadOptions o;
+  o.name = "docs";
+  o.create = true;
+  o.dimension = 4;
+  o.rows = 100;
+  auto upload = store_->BeginUpload(o);
+  ASSERT_TRUE(upload.ok());
+  EXPECT_EQ(budget_->reserved_bytes(), 100u * (4 * 4 + 4));
+  (*upload)->Abort();
+  EXPECT_EQ(budget_->reserved_bytes(), 0u);
+  EXPECT_EQ(store_->Get("docs").status().code(), absl::StatusCode::kNotFound);
+  // The name is free again.
+  EXPECT_TRUE(store_->CreateCollection({"docs", 4, {}}).ok());
+  EXPECT_EQ((*upload)->Commit().status().code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_F(CollectionStoreTest, DestructionWithoutCommitLeavesNothing) {
+  {
+    UploadOptions o;
+    o.name = "docs";
+    o.create = true;
+    o.dimension = 2;
+    o.rows = 2;
+    auto upload = store_->BeginUpload(o);
+    ASSERT_TRUE(upload.ok());
+    const std::vector<float> v = Rows(2, 2);
+    ASSERT_TRUE((*upload)->Append(kernels::MatrixView{v.data(), 2, 2}).ok());
+  }
+  EXPECT_EQ(budget_->reserved_bytes(), 0u);
+  EXPECT_THAT(store_->List(), IsEmpty());
+  EXPECT_EQ(store_->Get("docs").status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(CollectionStoreTest, CommitWithMissingRowsCommitsNothing) {
+  UploadOptions o;
+  o.name = "docs";
+  o.create = true;
+  o.dimension = 2;
+  o.rows = 5;
+  auto upload = store_->BeginUpload(o);
+  const std::vector<float> v = Rows(2, 2);
+  ASSERT_TRUE((*upload)->Append(kernels::MatrixView{v.data(), 2, 2}).ok());
+  auto committed = (*upload)->Commit();
+  EXPECT_EQ(committed.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(committed.status().message(), HasSubstr("received 2 of the 5"));
+  EXPECT_EQ(store_->Get("docs").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(budget_->reserved_bytes(), 0u);
+}
+
+TEST_F(CollectionStoreTest, OverBudgetIsRefusedBeforeAnythingIsAllocated) {
+  auto budget = MakeBudget(1000);
+  auto store = MakeStore(budget);
+  ASSERT_TRUE(Upload(*store, "small", 4, Rows(10, 4)).ok());  // 200 bytes
+  const uint64_t before = budget->reserved_bytes();
+  UploadOptions o;
+  o.name = "big";
+  o.create = true;
+  o.dimension = 4;
+  // Far more than any machine has: had it been allocated first, the
+  // allocation itself would have failed or thrown.
+  o.rows = uint64_t{1} << 31;
+  auto refused = store->BeginUpload(o);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(refused.status().message(), HasSubstr("\"big\""));
+  EXPECT_EQ(budget->reserved_bytes(), before);
+  // Nothing reserved the name either.
+  o.rows = 1;
+  EXPECT_TRUE(store->BeginUpload(o).ok());
+  // Appends are charged the same way.
+  UploadOptions append;
+  append.name = "small";
+  append.rows = 100;
+  EXPECT_EQ(store->BeginUpload(append).status().code(),
+            absl::StatusCode::kResourceExhausted);
+}
+
+TEST_F(CollectionStoreTest, DimensionMismatchNamesTheField) {
+  ASSERT_TRUE(Upload(*store_, "docs", 4, Rows(2, 4)).ok());
+  UploadOptions o;
+  o.name = "docs";
+  o.dimension = 8;
+  o.rows = 1;
+  auto refused = store_->BeginUpload(o);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(refused.status().message(),
+              HasSubstr("dimension (8) must equal the dimension of collection "
+                        "\"docs\" (4)"));
+  o.dimension = 0;  // inherit
+  auto upload = store_->BeginUpload(o);
+  ASSERT_TRUE(upload.ok());
+  const std::vector<float> v = Rows(1, 3);
+  const absl::Status wrong =
+      (*upload)->Append(kernels::MatrixView{v.data(), 1, 3});
+  EXPECT_EQ(wrong.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(wrong.message(), HasSubstr("vectors.cols (3)"));
+}
+
+TEST_F(CollectionStoreTest, RefusedChunkLeavesTheUploadAsItWas) {
+  UploadOptions o;
+  o.name = "docs";
+  o.create = true;
+  o.dimension = 2;
+  o.rows = 3;
+  auto upload = store_->BeginUpload(o);
+  std::vector<float> bad = {1, 2, 3, std::nanf("")};
+  const absl::Status s =
+      (*upload)->Append(kernels::MatrixView{bad.data(), 2, 2});
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.message(),
+              HasSubstr("vectors row 1 contains a non-finite value at column "
+                        "1"));
+  EXPECT_EQ((*upload)->rows_received(), 0u);
+  const float huge = std::numeric_limits<float>::max();
+  std::vector<float> overflow = {huge, huge};
+  EXPECT_THAT(
+      (*upload)->Append(kernels::MatrixView{overflow.data(), 1, 2}).message(),
+      HasSubstr("squared norm that overflows float32"));
+  std::vector<float> too_many = Rows(4, 2);
+  EXPECT_EQ(
+      (*upload)->Append(kernels::MatrixView{too_many.data(), 4, 2}).code(),
+      absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      (*upload)->Append(kernels::MatrixView{too_many.data(), 1, 2}, {7}).code(),
+      absl::StatusCode::kInvalidArgument);  // ids without with_ids
+  ASSERT_TRUE(
+      (*upload)->Append(kernels::MatrixView{too_many.data(), 3, 2}).ok());
+  EXPECT_TRUE((*upload)->Commit().ok());
+}
+
+TEST_F(CollectionStoreTest, AppendMakesANewVersionAndOldSnapshotsStay) {
+  auto v1 = Upload(*store_, "docs", 2, Rows(2, 2));
+  ASSERT_TRUE(v1.ok());
+  auto v2 = Upload(*store_, "docs", 2, Rows(3, 2, 100), {}, /*create=*/false);
+  ASSERT_TRUE(v2.ok()) << v2.status();
+  EXPECT_EQ((*v1)->rows(), 2u);
+  EXPECT_EQ((*v2)->rows(), 5u);
+  EXPECT_EQ((*v2)->version(), (*v1)->version() + 1);
+  EXPECT_EQ((*v2)->uid(), (*v1)->uid());
+  ASSERT_EQ((*v2)->segments().size(), 2u);
+  // The old segment is shared, not copied.
+  EXPECT_EQ((*v2)->segments()[0].get(), (*v1)->segments()[0].get());
+  EXPECT_EQ((*v2)->segments()[1]->first_row(), 2u);
+  EXPECT_EQ((*v2)->IdOf(4), 4u);
+  EXPECT_EQ((*store_->Get("docs"))->rows(), 5u);
+}
+
+TEST_F(CollectionStoreTest, DeleteNeverInvalidatesAHeldSnapshot) {
+  auto held = Upload(*store_, "docs", 2, Rows(4, 2));
+  ASSERT_TRUE(held.ok());
+  const uint64_t bytes = (*held)->bytes();
+  ASSERT_TRUE(store_->Delete("docs").ok());
+  EXPECT_EQ(store_->Get("docs").status().code(), absl::StatusCode::kNotFound);
+  // Still readable, and still charged until the last reader lets go.
+  EXPECT_EQ((*held)->segments()[0]->vectors().row(3)[1], 8.0f);
+  EXPECT_EQ(budget_->reserved_bytes(), bytes);
+  held->reset();
+  EXPECT_EQ(budget_->reserved_bytes(), 0u);
+}
+
+TEST_F(CollectionStoreTest, AppendToADeletedCollectionCommitsNothing) {
+  ASSERT_TRUE(Upload(*store_, "docs", 2, Rows(1, 2)).ok());
+  UploadOptions o;
+  o.name = "docs";
+  o.rows = 1;
+  auto upload = store_->BeginUpload(o);
+  ASSERT_TRUE(upload.ok());
+  EXPECT_EQ((*store_->Describe("docs")).load_state, "appending");
+  const std::vector<float> v = Rows(1, 2);
+  ASSERT_TRUE((*upload)->Append(kernels::MatrixView{v.data(), 1, 2}).ok());
+  ASSERT_TRUE(store_->Delete("docs").ok());
+  // A new collection under the same name is a different collection.
+  ASSERT_TRUE(store_->CreateCollection({"docs", 2, {}}).ok());
+  EXPECT_EQ((*upload)->Commit().status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ((*store_->Get("docs"))->rows(), 0u);
+  EXPECT_EQ((*store_->Describe("docs")).load_state, "ready");
+}
+
+TEST_F(CollectionStoreTest, IdsDefaultToRowIndexOrAreStored) {
+  auto implicit = Upload(*store_, "a", 2, Rows(3, 2));
+  ASSERT_TRUE(implicit.ok());
+  EXPECT_FALSE((*implicit)->has_ids());
+  EXPECT_EQ((*implicit)->IdOf(2), 2u);
+  auto explicit_ids = Upload(*store_, "b", 2, Rows(3, 2), {70, 80, 90});
+  ASSERT_TRUE(explicit_ids.ok());
+  EXPECT_TRUE((*explicit_ids)->has_ids());
+  EXPECT_EQ((*explicit_ids)->IdOf(0), 70u);
+  EXPECT_EQ((*explicit_ids)->IdOf(2), 90u);
+  EXPECT_EQ((*explicit_ids)->bytes(), 3u * (2 * 4 + 4 + 8));
+  auto wrong_count = Upload(*store_, "c", 2, Rows(3, 2), {1, 2});
+  EXPECT_EQ(wrong_count.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(wrong_count.status().message(), HasSubstr("ids has 2 entries"));
+}
+
+TEST_F(CollectionStoreTest, NormsArePrecomputedAndRowsAligned) {
+  auto c = Upload(*store_, "docs", 16, std::vector<float>(16 * 3, 0.5f));
+  ASSERT_TRUE(c.ok());
+  const Segment& s = *(*c)->segments()[0];
+  ASSERT_EQ(s.norms().size(), 3u);
+  EXPECT_FLOAT_EQ(s.norms()[2], 2.0f);  // sqrt(16 * 0.25)
+  for (size_t r = 0; r < 3; ++r) {
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(s.vectors().row(r)) % 64, 0u);
+  }
+}
+
+TEST_F(CollectionStoreTest, ListIsSortedByName) {
+  ASSERT_TRUE(store_->CreateCollection({"b", 2, {}}).ok());
+  ASSERT_TRUE(store_->CreateCollection({"a", 2, {}}).ok());
+  std::vector<std::string> names;
+  for (const auto& info : store_->List()) names.push_back(info.name);
+  EXPECT_THAT(names, ElementsAre("a", "b"));
+}
+
+TEST_F(CollectionStoreTest, ConcurrentCreatingUploadsOfOneNameOneWins) {
+  constexpr int kThreads = 8;
+  std::atomic<int> ok{0}, exists{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&] {
+      auto c = Upload(*store_, "docs", 4, Rows(8, 4));
+      if (c.ok()) ++ok;
+      if (absl::IsAlreadyExists(c.status())) ++exists;
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(ok.load(), 1);
+  EXPECT_EQ(exists.load(), kThreads - 1);
+  EXPECT_EQ(budget_->reserved_bytes(), (*store_->Get("docs"))->bytes());
+}
+
+TEST_F(CollectionStoreTest, ConcurrentAppendsAllLand) {
+  ASSERT_TRUE(store_->CreateCollection({"docs", 4, {}}).ok());
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 10; ++i) {
+        ASSERT_TRUE(Upload(*store_, "docs", 4, Rows(3, 4), {}, false).ok());
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  auto c = *store_->Get("docs");
+  EXPECT_EQ(c->rows(), 8u * 10 * 3);
+  uint64_t next = 0;
+  for (const auto& s : c->segments()) {
+    EXPECT_EQ(s->first_row(), next);
+    next += s->rows();
+  }
+}
+
+TEST_F(CollectionStoreTest, GaugesFollowTheVisibleCollections) {
+  prometheus::Registry registry;
+  ResidentMetrics metrics(registry);
+  MemoryBudget::Options bo;
+  bo.limit_bytes = 1 << 20;
+  bo.metrics = &metrics;
+  auto budget = *MemoryBudget::Create(bo);
+  CollectionStore::Options so;
+  so.budget = budget;
+  so.metrics = &metrics;
+  auto store = *CollectionStore::Create(so);
+  ASSERT_TRUE(Upload(*store, "docs", 4, Rows(10, 4)).ok());
+  auto value = [&](const std::string& name, const std::string& state = "") {
+    for (const auto& family : registry.Collect()) {
+      if (family.name != name) continue;
+      for (const auto& m : family.metric) {
+        if (state.empty() || m.label.at(0).value == state) {
+          return m.gauge.value;
+        }
+      }
+    }
+    return -1.0;
+  };
+  EXPECT_EQ(value("engram_resident_collections"), 1);
+  EXPECT_EQ(value("engram_resident_collection_bytes"), 200);
+  EXPECT_EQ(value("engram_resident_memory_budget_bytes", "reserved"), 200);
+  EXPECT_EQ(value("engram_resident_memory_budget_bytes", "limit"), 1 << 20);
+  ASSERT_TRUE(store->Delete("docs").ok());
+  EXPECT_EQ(value("engram_resident_collections"), 0);
+  EXPECT_EQ(value("engram_resident_memory_budget_bytes", "reserved"), 0);
+}
+
+class RecordingObserver : public CollectionObserver {
+ public:
+  void OnCommitted(const std::shared_ptr<const Collection>& c) override {
+    committed.push_back(c->version());
+  }
+  void OnDeleted(uint64_t uid, const std::string& name) override {
+    deleted.push_back(name);
+  }
+  std::vector<uint64_t> committed;
+  std::vector<std::string> deleted;
+};
+
+TEST_F(CollectionStoreTest, ObserverSeesCommitsAndDeletesForADeviceCache) {
+  RecordingObserver observer;
+  CollectionStore::Options so;
+  so.budget = budget_;
+  so.observer = &observer;
+  auto store = *CollectionStore::Create(so);
+  ASSERT_TRUE(Upload(*store, "docs", 2, Rows(1, 2)).ok());
+  ASSERT_TRUE(Upload(*store, "docs", 2, Rows(1, 2), {}, false).ok());
+  ASSERT_TRUE(store->Delete("docs").ok());
+  EXPECT_THAT(observer.committed, ElementsAre(1, 2));
+  EXPECT_THAT(observer.deleted, ElementsAre("docs"));
+}
+
+}  // namespace
+}  // namespace engram::collections
