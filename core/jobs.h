@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "absl/types/span.h"
+#include "kernels/interrupt.h"
 #include "kernels/types.h"
 
 namespace engram::core {
@@ -40,6 +41,9 @@ struct CosineJob {
   uint32_t top_k = 0;           // 0: all Q*N scores
   std::optional<float> min_score;
   Placement placement = Placement::kAuto;
+  // Optional; borrowed. Checked before every chunk: once it says stop, no
+  // further chunk starts and the call returns its status.
+  const kernels::Interrupt* interrupt = nullptr;
 
   // Q*N*d: the unit the dispatch policy and the metrics count work in.
   uint64_t work() const {
@@ -62,6 +66,9 @@ struct SpreadJob {
   kernels::SpreadParams params;
   uint32_t top_k = 0;  // 0: dense activation of every node
   Placement placement = Placement::kAuto;
+  // Optional; borrowed. Checked before the call and, on the CPU, before
+  // every hop.
+  const kernels::Interrupt* interrupt = nullptr;
 
   // edges x hops: the unit the dispatch policy counts work in.
   uint64_t work() const {

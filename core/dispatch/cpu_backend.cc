@@ -41,7 +41,8 @@ absl::Status CpuBackend::Cosine(const CosineJob& job, CosineOutput* out) {
 
 absl::Status CpuBackend::Spread(const SpreadJob& job, SpreadOutput* out) {
   return kernels::Spread(job.graph, job.seeds, job.params, options_.pool,
-                         &out->result);
+                         &out->result, kernels::SpreadMode::kAuto,
+                         /*stats=*/nullptr, job.interrupt);
 }
 
 absl::StatusOr<DeviceMemoryInfo> CpuBackend::QueryMemory() {

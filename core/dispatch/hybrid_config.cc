@@ -83,6 +83,7 @@ const std::vector<Field>& Fields() {
       Int32("min_chunk_queries", &C::min_chunk_queries, 1, uint64_t{1} << 24,
             kHot),
       Int32("max_oom_retries", &C::max_oom_retries, 0, 32, kHot),
+      Int64("cpu_chunk_work", &C::cpu_chunk_work, 1, kMaxWork, kHot),
       Int32("perf_window_samples", &C::perf_window_samples, 1, 4096, kRestart),
       Real("perf_max_sample_age_seconds", &C::perf_max_sample_age_seconds, 0,
            true, kMaxSeconds, kRestart),

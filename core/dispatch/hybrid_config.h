@@ -57,6 +57,9 @@ struct HybridConfig {
   uint32_t max_chunk_queries = 4096;  // [1, 2^24]: GPU cosine chunk cap
   uint32_t min_chunk_queries = 8;     // [1, max_chunk_queries]: halving floor
   uint32_t max_oom_retries = 4;       // [0, 32] halvings per request
+  // Q*N*d per CPU cosine call when the request can be cancelled: a stop is
+  // seen within one such call (about 10-50 ms of one core). [1, 2^62]
+  uint64_t cpu_chunk_work = uint64_t{1} << 27;
 
   // --- Performance model (restart) ---
   uint32_t perf_window_samples = 64;          // [1, 4096]

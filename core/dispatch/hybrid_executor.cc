@@ -41,6 +41,11 @@ namespace {
 
 int Slot(BackendKind kind) { return kind == BackendKind::kGpu ? 1 : 0; }
 
+// Whether `error` is the caller's stop rather than a backend's failure.
+bool IsStop(const absl::Status& error, const kernels::Interrupt* interrupt) {
+  return !error.ok() && !kernels::CheckInterrupt(interrupt).ok();
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<HybridExecutor>> HybridExecutor::Create(
@@ -303,19 +308,31 @@ absl::Status HybridExecutor::CosineRange(const CosineJob& job,
                                          size_t end, Run& run) {
   size_t pos = begin;
   while (pos < end) {
+    ENGRAM_RETURN_IF_ERROR(kernels::CheckInterrupt(job.interrupt));
     if (run.gpu_active) {
       const size_t rows = std::min<size_t>(run.gpu_rows, end - pos);
       absl::Status status = CosineCall(*gpu_, job, out, pos, pos + rows, run);
       if (status.ok()) {
         pos += rows;
       } else {
+        // A stop the backend saw is the caller's doing, not the device's:
+        // it must not count against the GPU.
+        ENGRAM_RETURN_IF_ERROR(kernels::CheckInterrupt(job.interrupt));
         ENGRAM_RETURN_IF_ERROR(OnGpuFailure(status, rows, run));
       }
     } else {
-      // The CPU takes the rest of the chunk in one call: it has no memory
-      // budget to respect.
-      ENGRAM_RETURN_IF_ERROR(CosineCall(*cpu_, job, out, pos, end, run));
-      pos = end;
+      // The CPU has no memory budget to respect: it takes the rest in one
+      // call, or, when the caller may stop the job, in calls of about
+      // cpu_chunk_work each so that a stop is seen within one of them.
+      size_t rows = end - pos;
+      if (job.interrupt != nullptr) {
+        const uint64_t row_work = std::max<uint64_t>(
+            1, static_cast<uint64_t>(job.targets.rows) * job.queries.cols);
+        rows = std::min<size_t>(
+            rows, std::max<uint64_t>(1, run.config->cpu_chunk_work / row_work));
+      }
+      ENGRAM_RETURN_IF_ERROR(CosineCall(*cpu_, job, out, pos, pos + rows, run));
+      pos += rows;
     }
   }
   return absl::OkStatus();
@@ -402,8 +419,12 @@ absl::Status HybridExecutor::Cosine(const CosineJob& job, CosineOutput* out) {
       },
       &failure);
   Finish(run, &out->report);
-  // An unsplit job reports its error as the backend gave it.
-  if (!status.ok() && chunk_rows >= q) return failure.error;
+  // An unsplit job reports its error as the backend gave it, and so does a
+  // stopped one: the stop is the caller's, not a chunk's.
+  if (!status.ok() &&
+      (chunk_rows >= q || IsStop(failure.error, job.interrupt))) {
+    return failure.error;
+  }
   return status;
 }
 
@@ -440,12 +461,14 @@ absl::Status HybridExecutor::Spread(const SpreadJob& job, SpreadOutput* out) {
   out->top.clear();
   ENGRAM_RETURN_IF_ERROR(
       Begin(run, job.placement, SpreadFootprint(job), 1, &out->report));
-  absl::Status status;
+  absl::Status status = kernels::CheckInterrupt(job.interrupt);
   bool done = false;
-  if (run.gpu_active) {
+  if (status.ok() && run.gpu_active) {
     status = SpreadCall(*gpu_, job, out, run);
     if (status.ok()) {
       done = true;
+    } else if (IsStop(status, job.interrupt)) {
+      // The caller's stop, not the device's failure.
     } else {
       // Spreading does not split: OnGpuFailure never retries it smaller.
       status = OnGpuFailure(status, 1, run);

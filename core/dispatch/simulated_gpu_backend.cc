@@ -32,6 +32,15 @@ SimulatedGpuBackend::Create(const Options& options) {
     return bad("burst_probability must be in [0, 1]");
   }
   if (options.burst_length < 1) return bad("burst_length must be >= 1");
+  if (!(options.oom_probability >= 0.0 && options.oom_probability <= 1.0)) {
+    return bad("oom_probability must be in [0, 1]");
+  }
+  if (!(options.spike_probability >= 0.0 && options.spike_probability <= 1.0)) {
+    return bad("spike_probability must be in [0, 1]");
+  }
+  if (options.spike_latency < absl::ZeroDuration()) {
+    return bad("spike_latency must be >= 0");
+  }
   CpuBackend::Options cpu_options;
   cpu_options.pool = options.pool;
   absl::StatusOr<std::unique_ptr<CpuBackend>> cpu =
@@ -49,6 +58,7 @@ SimulatedGpuBackend::SimulatedGpuBackend(const Options& options,
   absl::MutexLock lock(&mu_);
   rng_.seed(options_.seed);
   reserved_bytes_ = options_.reserved_bytes;
+  error_probability_ = options_.error_probability;
 }
 
 BackendCapabilities SimulatedGpuBackend::Capabilities() const {
@@ -62,7 +72,8 @@ BackendCapabilities SimulatedGpuBackend::Capabilities() const {
 }
 
 absl::Status SimulatedGpuBackend::Admit(Operation op, uint64_t items,
-                                        uint64_t bytes) {
+                                        uint64_t bytes, absl::Duration* spike) {
+  *spike = absl::ZeroDuration();
   absl::MutexLock lock(&mu_);
   ++stats_.calls;
   absl::Status verdict;
@@ -85,7 +96,9 @@ absl::Status SimulatedGpuBackend::Admit(Operation op, uint64_t items,
     const uint64_t free =
         used >= options_.memory_bytes ? 0 : options_.memory_bytes - used;
     std::uniform_real_distribution<double> uniform(0.0, 1.0);
-    if (bytes > free || (oom_above_bytes_ != 0 && bytes > oom_above_bytes_)) {
+    if (bytes > free || (oom_above_bytes_ != 0 && bytes > oom_above_bytes_) ||
+        (options_.oom_probability > 0.0 &&
+         uniform(rng_) < options_.oom_probability)) {
       verdict = DeviceOutOfMemoryError(
           absl::StrCat(options_.name, ": out of memory allocating ", bytes,
                        " bytes (", free, " free)"));
@@ -98,14 +111,19 @@ absl::Status SimulatedGpuBackend::Admit(Operation op, uint64_t items,
       burst_left_ = options_.burst_length - 1;
       verdict = absl::UnavailableError(
           absl::StrCat(options_.name, ": device error (burst)"));
-    } else if (options_.error_probability > 0.0 &&
-               uniform(rng_) < options_.error_probability) {
+    } else if (error_probability_ > 0.0 && uniform(rng_) < error_probability_) {
       verdict = absl::UnavailableError(
           absl::StrCat(options_.name, ": device error (random)"));
     }
   }
   if (verdict.ok()) {
     in_flight_bytes_ += bytes;
+    if (options_.spike_probability > 0.0) {
+      std::uniform_real_distribution<double> uniform(0.0, 1.0);
+      if (uniform(rng_) < options_.spike_probability) {
+        *spike = options_.spike_latency;
+      }
+    }
     return verdict;
   }
   switch (ClassifyBackendError(verdict)) {
@@ -140,8 +158,11 @@ absl::Status SimulatedGpuBackend::Cosine(const CosineJob& job,
                                          CosineOutput* out) {
   const uint64_t bytes = CosineFootprint(job).TotalBytes();
   clock_->SleepFor(options_.launch_overhead);
-  absl::Status status = Admit(Operation::kCosine, job.queries.rows, bytes);
+  absl::Duration spike;
+  absl::Status status =
+      Admit(Operation::kCosine, job.queries.rows, bytes, &spike);
   if (!status.ok()) return status;
+  clock_->SleepFor(spike);
   status = cpu_->Cosine(job, out);
   clock_->SleepFor(absl::Seconds(options_.seconds_per_unit *
                                  static_cast<double>(job.work())));
@@ -153,8 +174,10 @@ absl::Status SimulatedGpuBackend::Spread(const SpreadJob& job,
                                          SpreadOutput* out) {
   const uint64_t bytes = SpreadFootprint(job).TotalBytes();
   clock_->SleepFor(options_.launch_overhead);
-  absl::Status status = Admit(Operation::kSpread, 1, bytes);
+  absl::Duration spike;
+  absl::Status status = Admit(Operation::kSpread, 1, bytes, &spike);
   if (!status.ok()) return status;
+  clock_->SleepFor(spike);
   status = cpu_->Spread(job, out);
   clock_->SleepFor(absl::Seconds(options_.seconds_per_unit *
                                  static_cast<double>(job.work())));
@@ -198,6 +221,16 @@ void SimulatedGpuBackend::SetMemoryProbeError(absl::Status error) {
 void SimulatedGpuBackend::InjectStickyError() {
   absl::MutexLock lock(&mu_);
   sticky_ = true;
+}
+
+absl::Status SimulatedGpuBackend::SetErrorProbability(double p) {
+  if (!(p >= 0.0 && p <= 1.0)) {
+    return absl::InvalidArgumentError(
+        "simulated GPU error probability must be in [0, 1]");
+  }
+  absl::MutexLock lock(&mu_);
+  error_probability_ = p;
+  return absl::OkStatus();
 }
 
 SimulatedGpuBackend::Stats SimulatedGpuBackend::stats() const {

@@ -6,8 +6,9 @@
 // unit of work (spent through the injected Clock, so with a ManualClock it
 // costs no real time), it has a memory capacity and reports free memory, a
 // call whose footprint (chunking.h) does not fit fails with device OOM, and
-// it fails on demand: at random with a set probability, in bursts, after a
-// number of calls with a sticky error, or through the injection methods.
+// it fails on demand: at random with a set probability (device errors and
+// OOM), in bursts, after a number of calls with a sticky error, or through
+// the injection methods; and it can stall (latency spikes).
 //
 // Thread-safety: all methods may be called concurrently. Concurrent calls
 // hold their footprints in device memory at the same time, as on a real
@@ -51,6 +52,13 @@ class SimulatedGpuBackend final : public ComputeBackend {
     double error_probability = 0.0;  // [0, 1]: a call fails (UNAVAILABLE)
     double burst_probability = 0.0;  // [0, 1]: a call starts a burst ...
     uint32_t burst_length = 1;       // ... of this many failing calls, >= 1
+    // [0, 1]: a call fails with device OOM whatever its size (another
+    // tenant's allocation, fragmentation).
+    double oom_probability = 0.0;
+    // [0, 1]: a call that runs takes spike_latency longer (a throttled or
+    // contended device).
+    double spike_probability = 0.0;
+    absl::Duration spike_latency = absl::Milliseconds(50);  // >= 0
     // The call with this number (1-based) fails with a sticky error, and so
     // does every call after it. 0: never.
     uint64_t sticky_after_calls = 0;
@@ -99,6 +107,9 @@ class SimulatedGpuBackend final : public ComputeBackend {
   void SetMemoryProbeError(absl::Status error) ABSL_LOCKS_EXCLUDED(mu_);
   // Every later call fails with a sticky error.
   void InjectStickyError() ABSL_LOCKS_EXCLUDED(mu_);
+  // Replaces Options::error_probability from now on; [0, 1], else
+  // INVALID_ARGUMENT.
+  absl::Status SetErrorProbability(double p) ABSL_LOCKS_EXCLUDED(mu_);
 
   Stats stats() const ABSL_LOCKS_EXCLUDED(mu_);
   // The last kHistory calls, oldest first.
@@ -108,9 +119,10 @@ class SimulatedGpuBackend final : public ComputeBackend {
  private:
   SimulatedGpuBackend(const Options& options, std::unique_ptr<CpuBackend> cpu);
 
-  // Decides the fate of one call and, when it may run, reserves its bytes.
-  absl::Status Admit(Operation op, uint64_t items, uint64_t bytes)
-      ABSL_LOCKS_EXCLUDED(mu_);
+  // Decides the fate of one call and, when it may run, reserves its bytes
+  // and sets *spike to the extra latency it suffers (zero for most).
+  absl::Status Admit(Operation op, uint64_t items, uint64_t bytes,
+                     absl::Duration* spike) ABSL_LOCKS_EXCLUDED(mu_);
   // Frees the call's bytes and records its outcome.
   void Finish(Operation op, uint64_t items, uint64_t bytes,
               const absl::Status& outcome) ABSL_LOCKS_EXCLUDED(mu_);
@@ -127,6 +139,7 @@ class SimulatedGpuBackend final : public ComputeBackend {
   uint64_t in_flight_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t oom_above_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   uint32_t burst_left_ ABSL_GUARDED_BY(mu_) = 0;
+  double error_probability_ ABSL_GUARDED_BY(mu_);
   bool sticky_ ABSL_GUARDED_BY(mu_) = false;
   // Verdicts for the coming calls, in order; OK lets a call run as usual.
   std::deque<absl::Status> forced_ ABSL_GUARDED_BY(mu_);

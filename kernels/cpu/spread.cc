@@ -221,10 +221,11 @@ class Spreader {
     }
   }
 
-  absl::Status Run(SpreadResult* out) {
+  absl::Status Run(const Interrupt* interrupt, SpreadResult* out) {
     uint32_t hops = 0;
     uint64_t edges_traversed = 0;
     for (uint32_t h = 1; h <= params_.max_hops && !frontier_.empty(); ++h) {
+      ENGRAM_RETURN_IF_ERROR(CheckInterrupt(interrupt));
       const double decay = params_.Decay(h);
       const double theta = params_.Threshold(h);
       bool changed = false;
@@ -500,7 +501,8 @@ class Spreader {
 
 absl::Status Spread(const GraphView& graph, absl::Span<const SpreadSeed> seeds,
                     const SpreadParams& params, ThreadPool* pool,
-                    SpreadResult* out, SpreadMode mode, SpreadStats* stats) {
+                    SpreadResult* out, SpreadMode mode, SpreadStats* stats,
+                    const Interrupt* interrupt) {
   if (out == nullptr) return absl::InvalidArgumentError("out is null");
   ENGRAM_RETURN_IF_ERROR(CheckSpreadShape(graph, seeds));
   // The serial parts run on the calling thread: the same floating-point
@@ -508,7 +510,7 @@ absl::Status Spread(const GraphView& graph, absl::Span<const SpreadSeed> seeds,
   ScopedDenormalsDisabled flush;
   Spreader spreader(graph, params, pool, mode);
   spreader.Seed(seeds);
-  ENGRAM_RETURN_IF_ERROR(spreader.Run(out));
+  ENGRAM_RETURN_IF_ERROR(spreader.Run(interrupt, out));
   if (stats != nullptr) *stats = spreader.stats();
   return absl::OkStatus();
 }

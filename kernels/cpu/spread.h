@@ -31,6 +31,7 @@
 #include "absl/status/status.h"
 #include "absl/types/span.h"
 #include "kernels/cpu/thread_pool.h"
+#include "kernels/interrupt.h"
 #include "kernels/types.h"
 
 namespace engram::kernels {
@@ -51,11 +52,13 @@ struct SpreadStats {
 
 // Requires a validated graph, seeds and params (core/validation.h). Replaces
 // *out, and *stats when not null. `pool` may be nullptr (calling thread
-// alone).
+// alone). `interrupt` (optional) is checked before every hop; when it says
+// stop, the call returns its status and *out is unspecified.
 absl::Status Spread(const GraphView& graph, absl::Span<const SpreadSeed> seeds,
                     const SpreadParams& params, ThreadPool* pool,
                     SpreadResult* out, SpreadMode mode = SpreadMode::kAuto,
-                    SpreadStats* stats = nullptr);
+                    SpreadStats* stats = nullptr,
+                    const Interrupt* interrupt = nullptr);
 
 }  // namespace engram::kernels
 

@@ -1,5 +1,6 @@
 #include "kernels/cpu/spread.h"
 
+#include <atomic>
 #include <cmath>
 #include <limits>
 #include <memory>
@@ -82,6 +83,65 @@ class SpreadTest : public ::testing::Test {
     return cases.ok() ? *std::move(cases) : std::vector<testing::SpreadCase>();
   }
 };
+
+// Counts its checks and says stop from check `stop_at` on.
+class CountingInterrupt final : public Interrupt {
+ public:
+  explicit CountingInterrupt(int stop_at) : stop_at_(stop_at) {}
+  absl::Status Check() const override {
+    return ++checks_ >= stop_at_ ? absl::CancelledError("stop")
+                                 : absl::OkStatus();
+  }
+  int checks() const { return checks_; }
+
+ private:
+  const int stop_at_;
+  mutable std::atomic<int> checks_{0};
+};
+
+// A chain 0 -> 1 -> ... -> n-1 with unit weights: one node per hop.
+Graph Chain(uint32_t n) {
+  Graph g;
+  for (uint32_t v = 0; v <= n; ++v) g.row_offsets.push_back(v < n ? v : n - 1);
+  for (uint32_t v = 0; v + 1 < n; ++v) {
+    g.targets.push_back(v + 1);
+    g.weights.push_back(1.0f);
+  }
+  return g;
+}
+
+TEST(SpreadInterruptTest, StopsBeforeTheNextHopInEveryMode) {
+  const Graph chain = Chain(20);
+  const SpreadParams params = Constant(1.0f, 0.0f);
+  for (SpreadMode mode : {SpreadMode::kPush, SpreadMode::kDensePush,
+                          SpreadMode::kPull, SpreadMode::kAuto}) {
+    ThreadPool pool(2);
+    CountingInterrupt interrupt(/*stop_at=*/4);
+    SpreadResult result;
+    const absl::Status status =
+        Spread(chain.view(), {{0, 1.0f}}, params, &pool, &result, mode,
+               /*stats=*/nullptr, &interrupt);
+    EXPECT_EQ(status.code(), absl::StatusCode::kCancelled)
+        << static_cast<int>(mode);
+    // Checked before hops 1..4; the fourth check stopped it.
+    EXPECT_EQ(interrupt.checks(), 4) << static_cast<int>(mode);
+  }
+}
+
+TEST(SpreadInterruptTest, AnInterruptThatNeverFiresChangesNothing) {
+  const Graph chain = Chain(20);
+  const SpreadParams params = Constant(1.0f, 0.0f);
+  CountingInterrupt never(1 << 30);
+  SpreadResult with;
+  ASSERT_TRUE(Spread(chain.view(), {{0, 1.0f}}, params, nullptr, &with,
+                     SpreadMode::kAuto, nullptr, &never)
+                  .ok());
+  const SpreadResult without = RunSpread(chain.view(), {{0, 1.0f}}, params);
+  EXPECT_EQ(with.activation, without.activation);
+  EXPECT_EQ(with.hops, without.hops);
+  // One check per hop that ran (max_hops = 4 by default).
+  EXPECT_EQ(never.checks(), 4);
+}
 
 TEST_F(SpreadTest, SpecCasesFileHasTheElevenWorkedCases) {
   EXPECT_EQ(LoadCases().size(), 11u);

@@ -1,5 +1,6 @@
 #include "core/dispatch/hybrid_executor.h"
 
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -669,6 +670,101 @@ struct SpreadCase {
     job.top_k = top_k;
   }
 };
+
+// Says stop (with `stop`) from its `allowed`+1-th check on.
+class StopAfterChecks final : public kernels::Interrupt {
+ public:
+  StopAfterChecks(int allowed, absl::Status stop)
+      : allowed_(allowed), stop_(std::move(stop)) {}
+  absl::Status Check() const override {
+    return ++checks_ > allowed_ ? stop_ : absl::OkStatus();
+  }
+  int checks() const { return checks_; }
+
+ private:
+  const int allowed_;
+  const absl::Status stop_;
+  mutable std::atomic<int> checks_{0};
+};
+
+TEST_F(HybridExecutorTest, CancellationStopsTheCpuBeforeTheNextChunk) {
+  HybridConfig config = TestConfig();
+  config.cpu_chunk_work = 4 * 64 * 16;  // 4 queries per CPU call
+  Make(config);
+  CosineCase c(40, 64, 16, 41);
+  StopAfterChecks stop(3, absl::CancelledError("the client cancelled"));
+  c.job.interrupt = &stop;
+  CosineOutput out;
+  std::vector<float> scores;
+  const absl::Status status = Dense(c, &out, &scores, Placement::kCpuOnly);
+  EXPECT_EQ(status.code(), absl::StatusCode::kCancelled) << status;
+  EXPECT_EQ(status.message(), "the client cancelled");
+  // Three chunks ran; the fourth never started, nor did any after it.
+  EXPECT_THAT(cpu_->cosine_rows(), ElementsAre(4, 4, 4));
+  EXPECT_EQ(stop.checks(), 4);
+}
+
+TEST_F(HybridExecutorTest, WithoutAnInterruptTheCpuTakesTheJobInOneCall) {
+  HybridConfig config = TestConfig();
+  config.cpu_chunk_work = 4 * 64 * 16;
+  Make(config);
+  CosineCase c(40, 64, 16, 42);
+  CosineOutput out;
+  std::vector<float> scores;
+  ASSERT_TRUE(Dense(c, &out, &scores, Placement::kCpuOnly).ok());
+  EXPECT_THAT(cpu_->cosine_rows(), ElementsAre(40));
+}
+
+TEST_F(HybridExecutorTest, InterruptibleCpuChunksGiveTheSameScores) {
+  HybridConfig config = TestConfig();
+  config.cpu_chunk_work = 3 * 64 * 16;  // 3 queries per call, a short tail
+  Make(config);
+  CosineCase c(40, 64, 16, 43, /*top_k=*/5);
+  StopAfterChecks never(1 << 30, absl::CancelledError("unused"));
+  c.job.interrupt = &never;
+  c.job.placement = Placement::kCpuOnly;
+  CosineOutput out;
+  ASSERT_TRUE(executor_->Cosine(c.job, &out).ok());
+  EXPECT_EQ(out.report.chunks, 14u);
+  EXPECT_TRUE(TopKMatches(out.top, c.Reference(), c.q, c.n, 5,
+                          -std::numeric_limits<float>::infinity()));
+}
+
+TEST_F(HybridExecutorTest, DeadlineStopsGpuChunksAndNeverCountsAgainstTheGpu) {
+  HybridConfig config = TestConfig();
+  config.max_chunk_queries = 8;
+  Make(config);
+  CosineCase c(48, 64, 16, 44);
+  StopAfterChecks stop(2, absl::DeadlineExceededError("deadline passed"));
+  c.job.interrupt = &stop;
+  CosineOutput out;
+  std::vector<float> scores;
+  const absl::Status status = Dense(c, &out, &scores);
+  EXPECT_EQ(status.code(), absl::StatusCode::kDeadlineExceeded) << status;
+  EXPECT_THAT(gpu_->cosine_rows(), ElementsAre(8, 8));
+  EXPECT_TRUE(cpu_->cosine_rows().empty());
+  const BreakerSnapshot breaker = executor_->breaker().Snapshot();
+  EXPECT_EQ(breaker.consecutive_failures, 0u);
+  EXPECT_EQ(executor_->counters().fallbacks_gpu_error, 0u);
+}
+
+TEST_F(HybridExecutorTest, SpreadingStopsBetweenHopsAndNotOnTheGpuAccount) {
+  Make();
+  SpreadCase s(500, 4, 45, /*top_k=*/0);
+  s.job.params.max_hops = 10;
+  s.job.params.threshold = 0.0f;
+  // One check before the call, one per hop (the fourth check, before hop
+  // 3, stops it), and one more as the executor tells the stop from a device
+  // failure.
+  StopAfterChecks stop(3, absl::CancelledError("the client cancelled"));
+  s.job.interrupt = &stop;
+  SpreadOutput out;
+  const absl::Status status = executor_->Spread(s.job, &out);
+  EXPECT_EQ(status.code(), absl::StatusCode::kCancelled) << status;
+  EXPECT_EQ(stop.checks(), 5);
+  EXPECT_EQ(executor_->breaker().Snapshot().consecutive_failures, 0u);
+  EXPECT_EQ(executor_->counters().fallbacks_gpu_error, 0u);
+}
 
 TEST_F(HybridExecutorTest, SpreadingRunsAsOneUnitAndMatchesTheCpu) {
   Make();
