@@ -66,6 +66,9 @@ absl::StatusOr<std::unique_ptr<SimilarityClient>> SimilarityClient::Create(
     args.SetServiceConfigJSON(options.service_config_json);
   }
   if (!policy.empty()) args.SetLoadBalancingPolicyName(policy);
+  if (!options.tls_server_name.empty()) {
+    args.SetSslTargetNameOverride(options.tls_server_name);
+  }
   std::shared_ptr<grpc::ChannelCredentials> credentials =
       options.credentials != nullptr ? options.credentials
                                      : grpc::InsecureChannelCredentials();

@@ -60,6 +60,10 @@ class SimilarityClient {
     std::string service_config_json;
     // Channel credentials; null means insecure (plaintext) credentials.
     std::shared_ptr<grpc::ChannelCredentials> credentials;
+    // With TLS credentials: the name the server's certificate must carry,
+    // when it differs from the target's host (e.g. a pod IP). Empty: the
+    // target's host.
+    std::string tls_server_name;
   };
 
   // Opens a channel to `options.target`. Connecting is lazy, so an

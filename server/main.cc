@@ -73,6 +73,14 @@ ABSL_FLAG(double, simulated_gpu_burst_rate, 0.0,
           "SIMULATION: probability that a call starts a burst of failures.");
 ABSL_FLAG(uint32_t, simulated_gpu_burst_length, 1,
           "SIMULATION: failing calls per burst.");
+ABSL_FLAG(double, simulated_gpu_oom_rate, 0.0,
+          "SIMULATION: probability that a simulated GPU call fails with "
+          "out-of-memory whatever its size.");
+ABSL_FLAG(double, simulated_gpu_spike_rate, 0.0,
+          "SIMULATION: probability that a simulated GPU call stalls for "
+          "--simulated_gpu_spike_latency.");
+ABSL_FLAG(absl::Duration, simulated_gpu_spike_latency, absl::Milliseconds(50),
+          "SIMULATION: extra time a stalled simulated GPU call takes.");
 ABSL_FLAG(uint64_t, simulated_gpu_sticky_after_calls, 0,
           "SIMULATION: the call with this number (1-based) and every later "
           "one fail with a sticky device error; 0: never.");
@@ -87,6 +95,28 @@ ABSL_FLAG(uint64_t, simulated_gpu_oom_above_bytes, 0,
           "(fragmentation); 0: no such limit.");
 ABSL_FLAG(uint64_t, simulated_gpu_seed, 1,
           "SIMULATION: seed of the simulated GPU's random failures.");
+ABSL_FLAG(int, max_inflight_requests, 256,
+          "Admission: calls accepted and not yet answered (queued ones "
+          "included); beyond it new calls get RESOURCE_EXHAUSTED at once, "
+          "with a grpc-retry-pushback-ms hint.");
+ABSL_FLAG(uint64_t, max_inflight_bytes, uint64_t{4} << 30,
+          "Admission: bytes the calls in flight may hold together (their "
+          "payloads plus their responses, estimated on arrival). A call "
+          "alone is always admitted.");
+ABSL_FLAG(bool, request_arena, true,
+          "Parse requests and build responses on a per-call protobuf arena "
+          "(false only to measure what it saves).");
+ABSL_FLAG(std::string, tls_cert_file, "",
+          "PEM certificate chain for TLS on the gRPC port; with "
+          "--tls_key_file. Empty: plaintext.");
+ABSL_FLAG(std::string, tls_key_file, "", "PEM private key of --tls_cert_file.");
+ABSL_FLAG(std::string, tls_client_ca_file, "",
+          "PEM CA bundle: when set, mutual TLS; clients must present a "
+          "certificate signed by it.");
+ABSL_FLAG(absl::Duration, max_connection_age, absl::ZeroDuration(),
+          "Close client connections older than this gracefully (GOAWAY), so "
+          "long-lived clients re-resolve and reach replicas added since; "
+          "0: never.");
 ABSL_FLAG(std::string, ready_file, "",
           "When set, once started (ports bound, calibration done) write "
           "{\"grpc_port\":P,\"metrics_port\":M} to this file (written "
@@ -160,12 +190,22 @@ int main(int argc, char** argv) {
   options.engine.hybrid_config_path = absl::GetFlag(FLAGS_hybrid_config);
   options.calibrate_on_start = absl::GetFlag(FLAGS_calibrate);
   options.require_gpu = absl::GetFlag(FLAGS_require_gpu);
+  options.admission.max_requests = absl::GetFlag(FLAGS_max_inflight_requests);
+  options.admission.max_bytes = absl::GetFlag(FLAGS_max_inflight_bytes);
+  options.request_arena = absl::GetFlag(FLAGS_request_arena);
+  options.tls.cert_file = absl::GetFlag(FLAGS_tls_cert_file);
+  options.tls.key_file = absl::GetFlag(FLAGS_tls_key_file);
+  options.tls.client_ca_file = absl::GetFlag(FLAGS_tls_client_ca_file);
+  options.max_connection_age = absl::GetFlag(FLAGS_max_connection_age);
   if (absl::GetFlag(FLAGS_simulated_gpu)) {
     engram::core::SimulatedGpuBackend::Options sim;
     sim.memory_bytes = absl::GetFlag(FLAGS_simulated_gpu_memory_bytes);
     sim.error_probability = absl::GetFlag(FLAGS_simulated_gpu_error_rate);
     sim.burst_probability = absl::GetFlag(FLAGS_simulated_gpu_burst_rate);
     sim.burst_length = absl::GetFlag(FLAGS_simulated_gpu_burst_length);
+    sim.oom_probability = absl::GetFlag(FLAGS_simulated_gpu_oom_rate);
+    sim.spike_probability = absl::GetFlag(FLAGS_simulated_gpu_spike_rate);
+    sim.spike_latency = absl::GetFlag(FLAGS_simulated_gpu_spike_latency);
     sim.sticky_after_calls =
         absl::GetFlag(FLAGS_simulated_gpu_sticky_after_calls);
     sim.launch_overhead = absl::GetFlag(FLAGS_simulated_gpu_launch_overhead);

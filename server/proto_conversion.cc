@@ -1,5 +1,6 @@
 #include "server/proto_conversion.h"
 
+#include <algorithm>
 #include <limits>
 
 #include "core/validation.h"
@@ -107,6 +108,51 @@ absl::StatusOr<core::SpreadJob> SpreadJobFromProto(
   job.top_k = request.top_k();
   job.placement = PlacementFromProto(request.placement());
   return job;
+}
+
+namespace {
+
+// a * b, saturating instead of wrapping.
+uint64_t SaturatingProduct(uint64_t a, uint64_t b) {
+  if (a != 0 && b > std::numeric_limits<uint64_t>::max() / a) {
+    return std::numeric_limits<uint64_t>::max();
+  }
+  return a * b;
+}
+
+}  // namespace
+
+uint64_t AdmissionCost(const pb::BatchCosineRequest& request,
+                       const core::RequestLimits& limits) {
+  const uint64_t input =
+      static_cast<uint64_t>(request.queries().values_size()) +
+      request.targets().values_size();
+  const uint64_t q = request.queries().rows();
+  const uint64_t n = request.targets().rows();
+  // A top-k entry is an index and a score.
+  const uint64_t outputs =
+      request.top_k() == 0
+          ? SaturatingProduct(q, n)
+          : SaturatingProduct(
+                SaturatingProduct(q, std::min<uint64_t>(request.top_k(), n)),
+                2);
+  return sizeof(float) *
+         (input + std::min(outputs, limits.max_output_elements));
+}
+
+uint64_t AdmissionCost(const pb::SpreadRequest& request,
+                       const core::RequestLimits& limits) {
+  const pb::Graph& graph = request.graph();
+  const uint64_t input =
+      sizeof(uint32_t) * (static_cast<uint64_t>(graph.row_offsets_size()) +
+                          graph.targets_size()) +
+      sizeof(float) * graph.weights_size() +
+      sizeof(kernels::SpreadSeed) * request.seeds_size();
+  // Per node: the response's float and the kernel's double activation,
+  // frontier entry and scratch, about 24 bytes in all.
+  const uint64_t nodes =
+      std::min<uint64_t>(graph.num_nodes(), limits.max_nodes);
+  return input + 24 * nodes;
 }
 
 void ReportToProto(const core::ExecutionReport& report,

@@ -9,6 +9,7 @@
 #include "absl/status/statusor.h"
 #include "core/jobs.h"
 #include "core/metrics.h"
+#include "core/validation.h"
 #include "engram/similarity/v1/similarity.pb.h"
 
 namespace engram::server {
@@ -26,6 +27,15 @@ absl::StatusOr<core::CosineJob> CosineJobFromProto(
 absl::StatusOr<core::SpreadJob> SpreadJobFromProto(
     const pb::SpreadRequest& request,
     std::vector<kernels::SpreadSeed>* seed_storage);
+
+// What admitting the call costs (server/admission.h), in bytes: its payload
+// plus the response it can produce, estimated from the message before any
+// validation, and capped by `limits` so that a malformed header cannot make
+// one call look larger than the largest valid one.
+uint64_t AdmissionCost(const pb::BatchCosineRequest& request,
+                       const core::RequestLimits& limits);
+uint64_t AdmissionCost(const pb::SpreadRequest& request,
+                       const core::RequestLimits& limits);
 
 void ReportToProto(const core::ExecutionReport& report,
                    pb::ExecutionReport* out);

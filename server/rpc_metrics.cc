@@ -27,6 +27,8 @@ const char* RejectReasonName(RejectReason reason) {
       return "gpu_unavailable";
     case RejectReason::kAbandoned:
       return "abandoned";
+    case RejectReason::kOverloaded:
+      return "overloaded";
   }
   return "unknown";
 }
@@ -60,12 +62,22 @@ RpcMetrics::RpcMetrics(prometheus::Registry& registry) {
           .Name("engram_rejected_requests_total")
           .Help(
               "Calls refused without computing, by reason: draining, "
-              "too_large, gpu_unavailable, abandoned.")
+              "too_large, gpu_unavailable, abandoned, overloaded.")
           .Register(registry);
   for (int r = 0; r < kNumRejectReasons; ++r) {
     rejected_[r] = &rejected.Add(
         {{"reason", RejectReasonName(static_cast<RejectReason>(r))}});
   }
+  auto& interrupted =
+      prometheus::BuildCounter()
+          .Name("engram_interrupted_requests_total")
+          .Help(
+              "Calls whose work stopped part-way (between chunks or hops) "
+              "because the client cancelled or the deadline passed, by "
+              "reason: cancelled, deadline_exceeded.")
+          .Register(registry);
+  interrupted_cancelled_ = &interrupted.Add({{"reason", "cancelled"}});
+  interrupted_deadline_ = &interrupted.Add({{"reason", "deadline_exceeded"}});
   inflight_ = &prometheus::BuildGauge()
                    .Name("engram_inflight_requests")
                    .Help("RPCs accepted and not yet answered.")
@@ -91,6 +103,14 @@ void RpcMetrics::RecordCall(Method method, grpc::StatusCode code,
 
 void RpcMetrics::RecordRejection(RejectReason reason) {
   rejected_[static_cast<int>(reason)]->Increment();
+}
+
+void RpcMetrics::RecordInterruption(absl::StatusCode code) {
+  if (code == absl::StatusCode::kCancelled) {
+    interrupted_cancelled_->Increment();
+  } else if (code == absl::StatusCode::kDeadlineExceeded) {
+    interrupted_deadline_->Increment();
+  }
 }
 
 uint64_t RpcMetrics::inflight() const {

@@ -1,5 +1,6 @@
 // Per-RPC metric families: requests by method and status code, latency by
-// method, the in-flight and queued gauges, and rejections by reason.
+// method, the in-flight and queued gauges, rejections by reason, and calls
+// stopped part-way by their client's cancellation or deadline.
 // Registered in the engine's registry so one /metrics page carries
 // everything (docs/metrics.md).
 //
@@ -12,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "grpcpp/support/status.h"
 #include "prometheus/counter.h"
 #include "prometheus/gauge.h"
@@ -31,8 +33,9 @@ enum class RejectReason {
   kTooLarge = 1,        // over a --max_* limit (RESOURCE_EXHAUSTED)
   kGpuUnavailable = 2,  // PLACEMENT_GPU_ONLY the GPU could not take
   kAbandoned = 3,       // cancelled or past its deadline before it ran
+  kOverloaded = 4,      // over the admission bound (RESOURCE_EXHAUSTED)
 };
-inline constexpr int kNumRejectReasons = 4;
+inline constexpr int kNumRejectReasons = 5;
 const char* RejectReasonName(RejectReason reason);  // "draining", ...
 
 class RpcMetrics {
@@ -43,6 +46,9 @@ class RpcMetrics {
   // One finished call.
   void RecordCall(Method method, grpc::StatusCode code, double seconds);
   void RecordRejection(RejectReason reason);
+  // A call whose work stopped part-way: `code` is kCancelled or
+  // kDeadlineExceeded (others are ignored).
+  void RecordInterruption(absl::StatusCode code);
   void CallStarted() { inflight_->Increment(); }
   void CallEnded() { inflight_->Decrement(); }
   // A call handed to the worker threads / picked up by one.
@@ -71,6 +77,8 @@ class RpcMetrics {
       requests_{};
   std::array<prometheus::Histogram*, kNumMethods> durations_{};
   std::array<prometheus::Counter*, kNumRejectReasons> rejected_{};
+  prometheus::Counter* interrupted_cancelled_ = nullptr;
+  prometheus::Counter* interrupted_deadline_ = nullptr;
   prometheus::Gauge* inflight_ = nullptr;
   prometheus::Gauge* queued_ = nullptr;
 };

@@ -1,7 +1,11 @@
 #include "server/server.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <exception>
+#include <fstream>
+#include <limits>
+#include <sstream>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -24,7 +28,45 @@ namespace {
 // for a message in transit on a busy link to land and be refused.
 constexpr absl::Duration kQuietPeriod = absl::Milliseconds(250);
 
+// The whole of a PEM file; NOT_FOUND naming the file when it cannot be read,
+// INVALID_ARGUMENT when it holds no PEM block.
+absl::StatusOr<std::string> ReadPem(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return absl::NotFoundError(absl::StrCat("cannot read TLS file ", path));
+  }
+  std::stringstream contents;
+  contents << in.rdbuf();
+  std::string pem = contents.str();
+  if (pem.find("-----BEGIN ") == std::string::npos) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("TLS file ", path, " holds no PEM block"));
+  }
+  return pem;
+}
+
+int ClampedMilliseconds(absl::Duration d) {
+  return static_cast<int>(std::min<int64_t>(absl::ToInt64Milliseconds(d),
+                                            std::numeric_limits<int>::max()));
+}
+
 }  // namespace
+
+std::shared_ptr<grpc::ServerCredentials> SimilarityServer::Credentials() const {
+  if (tls_cert_.empty()) return grpc::InsecureServerCredentials();
+  grpc::SslServerCredentialsOptions ssl(
+      tls_client_ca_.empty()
+          ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
+          : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  ssl.pem_root_certs = tls_client_ca_;
+  ssl.pem_key_cert_pairs.push_back({tls_key_, tls_cert_});
+  return grpc::SslServerCredentials(ssl);
+}
+
+const char* SimilarityServer::TransportSecurity() const {
+  if (tls_cert_.empty()) return "plaintext";
+  return tls_client_ca_.empty() ? "tls" : "mutual_tls";
+}
 
 absl::StatusOr<std::unique_ptr<SimilarityServer>> SimilarityServer::Create(
     const Options& options) {
@@ -40,8 +82,28 @@ absl::StatusOr<std::unique_ptr<SimilarityServer>> SimilarityServer::Create(
   if (options.drain_deadline < absl::ZeroDuration()) {
     return absl::InvalidArgumentError("drain_deadline must be >= 0");
   }
+  if (options.max_connection_age < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("max_connection_age must be >= 0");
+  }
+  const Options::Tls& tls = options.tls;
+  if (tls.cert_file.empty() != tls.key_file.empty()) {
+    return absl::InvalidArgumentError(
+        "TLS needs both a certificate file and a key file");
+  }
+  if (!tls.client_ca_file.empty() && tls.cert_file.empty()) {
+    return absl::InvalidArgumentError(
+        "a TLS client CA (mutual TLS) needs the server's certificate and key");
+  }
   auto server =
       std::unique_ptr<SimilarityServer>(new SimilarityServer(options));
+  if (!tls.cert_file.empty()) {
+    ENGRAM_ASSIGN_OR_RETURN(server->tls_cert_, ReadPem(tls.cert_file));
+    ENGRAM_ASSIGN_OR_RETURN(server->tls_key_, ReadPem(tls.key_file));
+  }
+  if (!tls.client_ca_file.empty()) {
+    ENGRAM_ASSIGN_OR_RETURN(server->tls_client_ca_,
+                            ReadPem(tls.client_ca_file));
+  }
   server->registry_ = std::make_shared<prometheus::Registry>();
   ENGRAM_ASSIGN_OR_RETURN(
       server->engine_, core::Engine::Create(options.engine, server->registry_));
@@ -74,9 +136,14 @@ absl::StatusOr<std::unique_ptr<SimilarityServer>> SimilarityServer::Create(
       [ready](const core::BreakerTransition& t) {
         if (t.to == core::BreakerState::kForcedOpen) ready->GpuLost(t.reason);
       });
-  server->service_ = std::make_unique<SimilarityService>(
-      server->engine_.get(), server->rpc_metrics_.get(),
-      server->readiness_.get(), options.version);
+  SimilarityService::Options service;
+  service.admission = options.admission;
+  service.request_arena = options.request_arena;
+  service.version = options.version;
+  ENGRAM_ASSIGN_OR_RETURN(server->service_, SimilarityService::Create(
+                                                service, server->engine_.get(),
+                                                server->rpc_metrics_.get(),
+                                                server->readiness_.get()));
   return server;
 }
 
@@ -86,7 +153,7 @@ SimilarityServer::SimilarityServer(const Options& options)
 SimilarityServer::~SimilarityServer() {
   Drain().IgnoreError();
   // Join the workers while the service they report to is still alive: a
-  // task may still be between answering its call and leaving EndCall().
+  // task may still be between answering its call and releasing its admission.
   engine_.reset();
 }
 
@@ -94,8 +161,14 @@ absl::Status SimilarityServer::Start() {
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(options_.grpc_address,
-                           grpc::InsecureServerCredentials(), &grpc_port_);
+  builder.AddListeningPort(options_.grpc_address, Credentials(), &grpc_port_);
+  if (options_.max_connection_age > absl::ZeroDuration()) {
+    builder.AddChannelArgument(
+        GRPC_ARG_MAX_CONNECTION_AGE_MS,
+        ClampedMilliseconds(options_.max_connection_age));
+    builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS,
+                               ClampedMilliseconds(options_.drain_deadline));
+  }
   builder.SetMaxReceiveMessageSize(options_.max_message_bytes);
   builder.SetMaxSendMessageSize(options_.max_message_bytes);
   builder.RegisterService(service_.get());
@@ -153,6 +226,7 @@ absl::Status SimilarityServer::Start() {
                          ? engine_->gpu_name()
                          : "none: " + engine_->gpu_unavailable_reason()},
              {"gpu_required", options_.require_gpu ? "true" : "false"},
+             {"transport_security", TransportSecurity()},
              {"cpu_only", ready.cpu_only ? "true" : "false"},
              {"reason", ready.reason}});
   return absl::OkStatus();

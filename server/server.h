@@ -2,7 +2,8 @@
 // engine, the gRPC server (Similarity service, standard health service,
 // reflection), and the Prometheus exposer.
 //
-// Lifecycle: Create() validates options; Start() binds and serves (health
+// Lifecycle: Create() validates options (and reads the TLS files); Start()
+// binds and serves (health
 // turns SERVING once everything is up, calibration included); Drain() turns
 // health NOT_SERVING, refuses new calls, lets accepted ones finish within the
 // drain deadline and stops the server. The destructor drains if Drain() was
@@ -24,6 +25,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "core/engine.h"
+#include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server.h"
 #include "prometheus/exposer.h"
 #include "prometheus/registry.h"
@@ -52,6 +54,23 @@ class SimilarityServer {
     // Otherwise the server keeps serving on the CPU.
     bool require_gpu = false;
     std::string version;
+    // Bound on the calls and bytes in flight (admission.h).
+    Admission::Options admission;
+    // Per-call protobuf arenas for requests and responses.
+    bool request_arena = true;
+    // TLS for the gRPC port (PEM files). No certificate: plaintext. With a
+    // client CA: mutual TLS, and a client must present a certificate that
+    // CA signed. The metrics port stays plain HTTP on metrics_address.
+    struct Tls {
+      std::string cert_file;
+      std::string key_file;
+      std::string client_ca_file;
+    };
+    Tls tls;
+    // Connections older than this are closed gracefully (GOAWAY; calls in
+    // flight get drain_deadline to finish), so long-lived clients
+    // re-resolve and spread over replicas added since. Zero: never.
+    absl::Duration max_connection_age = absl::ZeroDuration();
   };
 
   static absl::StatusOr<std::unique_ptr<SimilarityServer>> Create(
@@ -74,6 +93,10 @@ class SimilarityServer {
 
  private:
   explicit SimilarityServer(const Options& options);
+  // Plaintext, TLS or mutual TLS, by Options::tls.
+  std::shared_ptr<grpc::ServerCredentials> Credentials() const;
+  // "plaintext", "tls" or "mutual_tls", for the start-up log.
+  const char* TransportSecurity() const;
 
   const Options options_;
   std::shared_ptr<prometheus::Registry> registry_;
@@ -83,6 +106,10 @@ class SimilarityServer {
   std::unique_ptr<Readiness> readiness_;
   std::unique_ptr<SimilarityService> service_;
   std::unique_ptr<grpc::Server> grpc_server_;
+  // PEM contents of Options::tls, read at Create().
+  std::string tls_cert_;
+  std::string tls_key_;
+  std::string tls_client_ca_;
   std::unique_ptr<prometheus::Exposer> exposer_;
   int grpc_port_ = 0;
   int metrics_port_ = 0;

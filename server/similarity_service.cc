@@ -9,59 +9,46 @@
 #include "core/logging.h"
 #include "core/validation.h"
 #include "kernels/status_macros.h"
+#include "server/call_interrupt.h"
 #include "server/proto_conversion.h"
 #include "server/status_conversion.h"
 
 namespace engram::server {
 
-SimilarityService::SimilarityService(core::Engine* engine, RpcMetrics* metrics,
+absl::StatusOr<std::unique_ptr<SimilarityService>> SimilarityService::Create(
+    const Options& options, core::Engine* engine, RpcMetrics* metrics,
+    const Readiness* readiness) {
+  ENGRAM_ASSIGN_OR_RETURN(std::unique_ptr<Admission> admission,
+                          Admission::Create(options.admission));
+  return std::unique_ptr<SimilarityService>(new SimilarityService(
+      options, engine, metrics, readiness, std::move(admission)));
+}
+
+SimilarityService::SimilarityService(const Options& options,
+                                     core::Engine* engine, RpcMetrics* metrics,
                                      const Readiness* readiness,
-                                     std::string version)
-    : engine_(engine),
+                                     std::unique_ptr<Admission> admission)
+    : options_(options),
+      engine_(engine),
       metrics_(metrics),
       readiness_(readiness),
-      version_(std::move(version)),
-      started_(absl::Now()) {}
-
-bool SimilarityService::BeginCall() {
-  absl::MutexLock lock(&mu_);
-  last_arrival_ = absl::Now();
-  if (draining_) return false;
-  ++inflight_;
-  metrics_->CallStarted();
-  return true;
+      admission_(std::move(admission)),
+      started_(absl::Now()) {
+  if (options_.request_arena) {
+    SetMessageAllocatorFor_BatchCosine(&cosine_allocator_);
+    SetMessageAllocatorFor_Spread(&spread_allocator_);
+  }
 }
 
-void SimilarityService::EndCall() {
-  absl::MutexLock lock(&mu_);
-  --inflight_;
-}
-
-void SimilarityService::StartDraining() {
-  absl::MutexLock lock(&mu_);
-  draining_ = true;
-}
+void SimilarityService::StartDraining() { admission_->StartDraining(); }
 
 bool SimilarityService::WaitForDrain(absl::Time deadline) {
-  absl::MutexLock lock(&mu_);
-  auto drained = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return inflight_ == 0;
-  };
-  return mu_.AwaitWithDeadline(absl::Condition(&drained), deadline);
+  return admission_->WaitForDrain(deadline);
 }
 
 void SimilarityService::WaitForQuiet(absl::Duration quiet,
                                      absl::Time deadline) {
-  while (true) {
-    absl::Time quiet_at;
-    {
-      absl::MutexLock lock(&mu_);
-      quiet_at = last_arrival_ + quiet;
-    }
-    const absl::Time now = absl::Now();
-    if (now >= quiet_at || now >= deadline) return;
-    absl::SleepFor(std::min(quiet_at, deadline) - now);
-  }
+  admission_->WaitForQuiet(quiet, deadline);
 }
 
 SimilarityService::Call SimilarityService::StartCall(
@@ -110,55 +97,80 @@ void SimilarityService::CountRejection(const absl::Status& status,
   }
 }
 
-absl::Status SimilarityService::AbandonedStatus(
-    grpc::CallbackServerContext* context) {
-  if (context->IsCancelled()) {
-    return absl::CancelledError("the call was cancelled before it ran");
-  }
-  if (std::chrono::system_clock::now() > context->deadline()) {
-    return absl::DeadlineExceededError(
-        "the call's deadline passed before it ran");
-  }
-  return absl::OkStatus();
-}
-
 namespace {
+
 absl::Status ShuttingDown() {
   return absl::UnavailableError("server is shutting down");
 }
+
+absl::Status Overloaded(const Admission& admission) {
+  return absl::ResourceExhaustedError(absl::StrCat(
+      "server overloaded: ", admission.inflight_requests(), " calls (at most ",
+      admission.options().max_requests, ") holding ",
+      admission.inflight_bytes(), " bytes (at most ",
+      admission.options().max_bytes,
+      ") are in flight; retry after the "
+      "time in the grpc-retry-pushback-ms trailer, or on another replica"));
+}
+
+// Why a call's work never started: the same stop, said as such.
+absl::Status NotStarted(const absl::Status& stop) {
+  return absl::Status(stop.code(),
+                      absl::StrCat(stop.message(), " before its work started"));
+}
+
 }  // namespace
 
 template <typename Run>
 grpc::ServerUnaryReactor* SimilarityService::Compute(
-    grpc::CallbackServerContext* context, Method method,
+    grpc::CallbackServerContext* context, Method method, uint64_t cost,
     google::protobuf::Message* response, Run run) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   Call call = StartCall(context, method);
-  if (!BeginCall()) {
-    metrics_->RecordRejection(RejectReason::kDraining);
-    Finish(reactor, call, ShuttingDown());
-    return reactor;
+  const Admission::Ticket ticket = admission_->Admit(cost);
+  switch (ticket.verdict) {
+    case Admission::Verdict::kAdmitted:
+      break;
+    case Admission::Verdict::kDraining:
+      metrics_->RecordRejection(RejectReason::kDraining);
+      Finish(reactor, call, ShuttingDown());
+      return reactor;
+    case Admission::Verdict::kOverloaded:
+      metrics_->RecordRejection(RejectReason::kOverloaded);
+      context->AddTrailingMetadata(
+          kRetryPushbackKey,
+          absl::StrCat(absl::ToInt64Milliseconds(ticket.retry_after)));
+      Finish(reactor, call, Overloaded(*admission_));
+      return reactor;
   }
+  metrics_->CallStarted();
   metrics_->Queued();
   engine_->Submit([this, context, response, reactor, call = std::move(call),
-                   run = std::move(run)] {
+                   ticket, run = std::move(run)] {
     metrics_->Dequeued();
     // Every line this request's work writes, the engine's included.
     const core::ScopedLogContext log_context(call.ids.request_id,
                                              call.ids.traceparent);
-    absl::Status status = AbandonedStatus(context);
+    const CallInterrupt interrupt(context);
+    absl::Status status = interrupt.Check();
     if (status.ok()) {
-      status = run();
+      status = run(&interrupt);
+      if (status.code() == absl::StatusCode::kCancelled ||
+          status.code() == absl::StatusCode::kDeadlineExceeded) {
+        metrics_->RecordInterruption(status.code());
+      }
     } else {
+      status = NotStarted(status);
       metrics_->RecordRejection(RejectReason::kAbandoned);
     }
     if (!status.ok()) response->Clear();
     // The gauge counts calls not yet answered: it drops before the answer
     // leaves, so a client that scrapes after its answer never sees its own
-    // call. The drain count (EndCall) drops only after Finish().
+    // call. The admission (which the drain waits for) is released only
+    // after Finish().
     metrics_->CallEnded();
     Finish(reactor, call, status);
-    EndCall();
+    admission_->Release(ticket);
   });
   return reactor;
 }
@@ -167,18 +179,22 @@ grpc::ServerUnaryReactor* SimilarityService::BatchCosine(
     grpc::CallbackServerContext* context,
     const ::engram::similarity::v1::BatchCosineRequest* request,
     ::engram::similarity::v1::BatchCosineResponse* response) {
-  return Compute(
-      context, Method::kBatchCosine, response,
-      [this, request, response] { return RunBatchCosine(*request, response); });
+  return Compute(context, Method::kBatchCosine,
+                 AdmissionCost(*request, engine_->limits()), response,
+                 [this, request, response](const kernels::Interrupt* stop) {
+                   return RunBatchCosine(*request, stop, response);
+                 });
 }
 
 grpc::ServerUnaryReactor* SimilarityService::Spread(
     grpc::CallbackServerContext* context,
     const ::engram::similarity::v1::SpreadRequest* request,
     ::engram::similarity::v1::SpreadResponse* response) {
-  return Compute(context, Method::kSpread, response, [this, request, response] {
-    return RunSpread(*request, response);
-  });
+  return Compute(context, Method::kSpread,
+                 AdmissionCost(*request, engine_->limits()), response,
+                 [this, request, response](const kernels::Interrupt* stop) {
+                   return RunSpread(*request, stop, response);
+                 });
 }
 
 grpc::ServerUnaryReactor* SimilarityService::GetStats(
@@ -190,7 +206,7 @@ grpc::ServerUnaryReactor* SimilarityService::GetStats(
   // Snapshots of counters and component state: cheap enough to answer on
   // the gRPC thread. The engine's part refreshes the same gauges /metrics
   // shows, from one snapshot.
-  response->set_version(version_);
+  response->set_version(options_.version);
   response->set_uptime_seconds(absl::ToDoubleSeconds(absl::Now() - started_));
   response->set_gpu_available(engine_->gpu_available());
   response->set_gpu_name(engine_->gpu_name());
@@ -221,8 +237,10 @@ grpc::ServerUnaryReactor* SimilarityService::GetStats(
 
 absl::Status SimilarityService::RunBatchCosine(
     const ::engram::similarity::v1::BatchCosineRequest& request,
+    const kernels::Interrupt* interrupt,
     ::engram::similarity::v1::BatchCosineResponse* response) {
   ENGRAM_ASSIGN_OR_RETURN(core::CosineJob job, CosineJobFromProto(request));
+  job.interrupt = interrupt;
   // Validate before sizing the response: the size limits guard this
   // allocation.
   if (absl::Status valid = core::ValidateCosineJob(job, engine_->limits());
@@ -232,10 +250,12 @@ absl::Status SimilarityService::RunBatchCosine(
   }
   core::CosineOutput out;
   if (job.top_k == 0) {
-    const size_t count = job.queries.rows * job.targets.rows;
-    response->mutable_scores()->Resize(static_cast<int>(count), 0.0f);
-    out.scores =
-        absl::MakeSpan(response->mutable_scores()->mutable_data(), count);
+    // Reserved, not resized: the kernel writes every score, so zero-filling
+    // Q*N floats first would be a wasted pass over the largest buffer.
+    const int count = static_cast<int>(job.queries.rows * job.targets.rows);
+    response->mutable_scores()->Reserve(count);
+    out.scores = absl::MakeSpan(
+        response->mutable_scores()->AddNAlreadyReserved(count), count);
   }
   if (absl::Status computed = engine_->Cosine(job, &out); !computed.ok()) {
     CountRejection(computed, out.report);
@@ -246,11 +266,11 @@ absl::Status SimilarityService::RunBatchCosine(
     for (const kernels::TopKList& list : out.top) {
       auto* top = response->add_top();
       const int k = static_cast<int>(list.size());
-      top->mutable_indices()->Resize(k, 0);
-      top->mutable_scores()->Resize(k, 0.0f);
-      for (int i = 0; i < k; ++i) {
-        top->mutable_indices()->Set(i, list[i].index);
-        top->mutable_scores()->Set(i, list[i].score);
+      top->mutable_indices()->Reserve(k);
+      top->mutable_scores()->Reserve(k);
+      for (const kernels::ScoredIndex& entry : list) {
+        top->mutable_indices()->AddAlreadyReserved(entry.index);
+        top->mutable_scores()->AddAlreadyReserved(entry.score);
       }
     }
   }
@@ -260,10 +280,12 @@ absl::Status SimilarityService::RunBatchCosine(
 
 absl::Status SimilarityService::RunSpread(
     const ::engram::similarity::v1::SpreadRequest& request,
+    const kernels::Interrupt* interrupt,
     ::engram::similarity::v1::SpreadResponse* response) {
   std::vector<kernels::SpreadSeed> seeds;
   ENGRAM_ASSIGN_OR_RETURN(core::SpreadJob job,
                           SpreadJobFromProto(request, &seeds));
+  job.interrupt = interrupt;
   core::SpreadOutput out;
   if (absl::Status computed = engine_->Spread(job, &out); !computed.ok()) {
     CountRejection(computed, out.report);
@@ -271,16 +293,17 @@ absl::Status SimilarityService::RunSpread(
   }
   if (job.top_k == 0) {
     const std::vector<float>& act = out.result.activation;
-    response->mutable_activation()->Resize(static_cast<int>(act.size()), 0.0f);
+    const int count = static_cast<int>(act.size());
+    response->mutable_activation()->Reserve(count);
     std::copy(act.begin(), act.end(),
-              response->mutable_activation()->mutable_data());
+              response->mutable_activation()->AddNAlreadyReserved(count));
   } else {
     const int k = static_cast<int>(out.top.size());
-    response->mutable_top_nodes()->Resize(k, 0);
-    response->mutable_top_activation()->Resize(k, 0.0f);
-    for (int i = 0; i < k; ++i) {
-      response->mutable_top_nodes()->Set(i, out.top[i].index);
-      response->mutable_top_activation()->Set(i, out.top[i].score);
+    response->mutable_top_nodes()->Reserve(k);
+    response->mutable_top_activation()->Reserve(k);
+    for (const kernels::ScoredIndex& entry : out.top) {
+      response->mutable_top_nodes()->AddAlreadyReserved(entry.index);
+      response->mutable_top_activation()->AddAlreadyReserved(entry.score);
     }
   }
   response->set_hops(out.result.hops);

@@ -6,33 +6,57 @@
 // x-request-id, or a new one, echoed in the trailing metadata) that every log
 // line of the call carries, engine lines included.
 //
-// Thread-safety: handlers run concurrently on gRPC threads; the draining
-// state and in-flight count are guarded by mu_.
+// Admission (admission.h) bounds the calls and bytes in flight: beyond it a
+// call is refused at once with RESOURCE_EXHAUSTED and the trailing metadata
+// entry grpc-retry-pushback-ms (gRPC's own retry hint, which a client retry
+// policy that lists RESOURCE_EXHAUSTED honours). A call's deadline and
+// cancellation are checked before its work starts and between its chunks
+// and hops (call_interrupt.h).
+//
+// Thread-safety: handlers run concurrently on gRPC threads; shared state
+// lives in the thread-safe Admission, RpcMetrics and Engine.
 #ifndef ENGRAM_SERVER_SIMILARITY_SERVICE_H_
 #define ENGRAM_SERVER_SIMILARITY_SERVICE_H_
 
+#include <cstdint>
+#include <memory>
 #include <string>
 
-#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
-#include "absl/synchronization/mutex.h"
+#include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "core/engine.h"
 #include "engram/similarity/v1/similarity.grpc.pb.h"
 #include "google/protobuf/message.h"
+#include "kernels/interrupt.h"
+#include "server/admission.h"
+#include "server/arena_allocator.h"
 #include "server/readiness.h"
 #include "server/request_context.h"
 #include "server/rpc_metrics.h"
 
 namespace engram::server {
 
+// gRPC's retry hint: with an overload refusal, how many milliseconds to wait
+// before trying again.
+inline constexpr char kRetryPushbackKey[] = "grpc-retry-pushback-ms";
+
 class SimilarityService final
     : public ::engram::similarity::v1::Similarity::CallbackService {
  public:
+  struct Options {
+    Admission::Options admission;
+    // Requests and responses on a per-call protobuf arena
+    // (arena_allocator.h); off only to measure what it saves.
+    bool request_arena = true;
+    std::string version;
+  };
+
   // `engine`, `metrics` and `readiness` are not owned and must outlive the
-  // service.
-  SimilarityService(core::Engine* engine, RpcMetrics* metrics,
-                    const Readiness* readiness, std::string version);
+  // service. INVALID_ARGUMENT for bad admission options.
+  static absl::StatusOr<std::unique_ptr<SimilarityService>> Create(
+      const Options& options, core::Engine* engine, RpcMetrics* metrics,
+      const Readiness* readiness);
 
   grpc::ServerUnaryReactor* BatchCosine(
       grpc::CallbackServerContext* context,
@@ -49,21 +73,21 @@ class SimilarityService final
 
   // From now on new calls are refused with UNAVAILABLE; calls already
   // accepted run to completion.
-  void StartDraining() ABSL_LOCKS_EXCLUDED(mu_);
+  void StartDraining();
   // Blocks until no accepted call is in flight or `deadline` passes; returns
   // true when drained.
-  bool WaitForDrain(absl::Time deadline) ABSL_LOCKS_EXCLUDED(mu_);
+  bool WaitForDrain(absl::Time deadline);
   // Blocks until no call has arrived for `quiet`, or `deadline` passes.
   // Stopping the gRPC server kills calls whose messages are still in transit
   // (the client sees CANCELLED); waiting for quiet lets them arrive and be
   // refused with UNAVAILABLE instead, which clients retry elsewhere.
-  void WaitForQuiet(absl::Duration quiet, absl::Time deadline)
-      ABSL_LOCKS_EXCLUDED(mu_);
+  void WaitForQuiet(absl::Duration quiet, absl::Time deadline);
 
  private:
-  // Admits a call unless draining; every admitted call must EndCall().
-  bool BeginCall() ABSL_LOCKS_EXCLUDED(mu_);
-  void EndCall() ABSL_LOCKS_EXCLUDED(mu_);
+  SimilarityService(const Options& options, core::Engine* engine,
+                    RpcMetrics* metrics, const Readiness* readiness,
+                    std::unique_ptr<Admission> admission);
+
   // One call's bookkeeping, from arrival to answer.
   struct Call {
     Method method = Method::kBatchCosine;
@@ -80,34 +104,36 @@ class SimilarityService final
   // the GPU could not take.
   void CountRejection(const absl::Status& status,
                       const core::ExecutionReport& report);
-  // Status for a call whose client gave up before its work started.
-  static absl::Status AbandonedStatus(grpc::CallbackServerContext* context);
 
-  // The shape every computing RPC shares: admit or refuse, then run
-  // `run()` on the engine's workers with the call's log context, answer,
-  // and release the admission.
+  // The shape every computing RPC shares: admit (costing `cost` bytes) or
+  // refuse, then run `run(interrupt)` on the engine's workers with the
+  // call's log context, answer, and release the admission.
   template <typename Run>
   grpc::ServerUnaryReactor* Compute(grpc::CallbackServerContext* context,
-                                    Method method,
+                                    Method method, uint64_t cost,
                                     google::protobuf::Message* response,
                                     Run run);
 
   absl::Status RunBatchCosine(
       const ::engram::similarity::v1::BatchCosineRequest& request,
+      const kernels::Interrupt* interrupt,
       ::engram::similarity::v1::BatchCosineResponse* response);
   absl::Status RunSpread(const ::engram::similarity::v1::SpreadRequest& request,
+                         const kernels::Interrupt* interrupt,
                          ::engram::similarity::v1::SpreadResponse* response);
 
+  const Options options_;
   core::Engine* const engine_;
   RpcMetrics* const metrics_;
   const Readiness* const readiness_;
-  const std::string version_;
+  const std::unique_ptr<Admission> admission_;
   const absl::Time started_;
-
-  absl::Mutex mu_;
-  bool draining_ ABSL_GUARDED_BY(mu_) = false;
-  int inflight_ ABSL_GUARDED_BY(mu_) = 0;
-  absl::Time last_arrival_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  ArenaMessageAllocator<::engram::similarity::v1::BatchCosineRequest,
+                        ::engram::similarity::v1::BatchCosineResponse>
+      cosine_allocator_;
+  ArenaMessageAllocator<::engram::similarity::v1::SpreadRequest,
+                        ::engram::similarity::v1::SpreadResponse>
+      spread_allocator_;
 };
 
 }  // namespace engram::server

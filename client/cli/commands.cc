@@ -25,6 +25,7 @@
 #include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
 #include "client/edge_list.h"
+#include "client/file_io.h"
 #include "client/npy.h"
 #include "client/random_data.h"
 #include "client/requests.h"
@@ -47,6 +48,15 @@ ABSL_FLAG(absl::Duration, timeout, engram::client::cli::CommonOptions().timeout,
 ABSL_FLAG(std::string, request_id, "",
           "Sent as x-request-id metadata, for finding the call in server "
           "logs; printable ASCII.");
+ABSL_FLAG(std::string, tls_ca_file, "",
+          "PEM CA bundle the server's certificate must chain to; turns TLS "
+          "on.");
+ABSL_FLAG(std::string, tls_cert_file, "",
+          "PEM client certificate for mutual TLS (with --tls_key_file).");
+ABSL_FLAG(std::string, tls_key_file, "", "PEM key of --tls_cert_file.");
+ABSL_FLAG(std::string, tls_server_name, "",
+          "Name the server's certificate must carry, when it differs from "
+          "the host in --server.");
 
 ABSL_FLAG(std::string, queries, "",
           "Query vectors: a .npy file of float32, Q x D (or 1-D: one query).");
@@ -139,7 +149,10 @@ struct CommandSpec {
 
 const std::vector<FlagSpec>& CommonFlags() {
   static const auto* flags = new std::vector<FlagSpec>{
-      {"server", "HOST:PORT"}, {"timeout", "DURATION"}, {"request_id", "ID"}};
+      {"server", "HOST:PORT"},       {"timeout", "DURATION"},
+      {"request_id", "ID"},          {"tls_ca_file", "FILE.pem"},
+      {"tls_cert_file", "FILE.pem"}, {"tls_key_file", "FILE.pem"},
+      {"tls_server_name", "NAME"}};
   return *flags;
 }
 
@@ -408,7 +421,20 @@ absl::StatusOr<Invocation> ParseArgs(const std::vector<std::string>& args) {
   common.server = absl::GetFlag(FLAGS_server);
   common.timeout = absl::GetFlag(FLAGS_timeout);
   common.request_id = absl::GetFlag(FLAGS_request_id);
+  common.tls_ca_file = absl::GetFlag(FLAGS_tls_ca_file);
+  common.tls_cert_file = absl::GetFlag(FLAGS_tls_cert_file);
+  common.tls_key_file = absl::GetFlag(FLAGS_tls_key_file);
+  common.tls_server_name = absl::GetFlag(FLAGS_tls_server_name);
   ENGRAM_RETURN_IF_ERROR(ValidateRequestId(common.request_id));
+  if (common.tls_cert_file.empty() != common.tls_key_file.empty()) {
+    return UsageError("--tls_cert_file and --tls_key_file go together");
+  }
+  if (common.tls_ca_file.empty() &&
+      !(common.tls_cert_file.empty() && common.tls_server_name.empty())) {
+    return UsageError(
+        "--tls_cert_file, --tls_key_file and --tls_server_name need "
+        "--tls_ca_file");
+  }
   if (common.timeout <= absl::ZeroDuration()) {
     return UsageError(absl::StrCat("--timeout must be positive, got ",
                                    absl::FormatDuration(common.timeout)));
@@ -978,17 +1004,37 @@ std::string JsonString(absl::string_view text) {
 
 }  // namespace
 
+absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> ChannelCredentialsFor(
+    const CommonOptions& common) {
+  if (common.tls_ca_file.empty()) return grpc::InsecureChannelCredentials();
+  grpc::SslCredentialsOptions ssl;
+  ENGRAM_ASSIGN_OR_RETURN(ssl.pem_root_certs,
+                          ReadFileToString(common.tls_ca_file));
+  if (!common.tls_cert_file.empty()) {
+    ENGRAM_ASSIGN_OR_RETURN(ssl.pem_cert_chain,
+                            ReadFileToString(common.tls_cert_file));
+    ENGRAM_ASSIGN_OR_RETURN(ssl.pem_private_key,
+                            ReadFileToString(common.tls_key_file));
+  }
+  return grpc::SslCredentials(ssl);
+}
+
 absl::StatusOr<BenchReport> RunBench(const CommonOptions& common,
                                      const BenchOptions& options,
                                      const BenchRequest& request) {
   ENGRAM_RETURN_IF_ERROR(ValidateBenchOptions(options));
   if (request.method.empty()) return UsageError("no method to call");
+  ENGRAM_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ChannelCredentials> credentials,
+                          ChannelCredentialsFor(common));
   grpc::ChannelArguments args;
   const int max_bytes = SimilarityClient::Options().max_message_bytes;
   args.SetMaxSendMessageSize(max_bytes);
   args.SetMaxReceiveMessageSize(max_bytes);
-  std::shared_ptr<grpc::Channel> channel = grpc::CreateCustomChannel(
-      common.server, grpc::InsecureChannelCredentials(), args);
+  if (!common.tls_server_name.empty()) {
+    args.SetSslTargetNameOverride(common.tls_server_name);
+  }
+  std::shared_ptr<grpc::Channel> channel =
+      grpc::CreateCustomChannel(common.server, credentials, args);
   LoadRun run(channel, options, request, common.timeout);
   run.Run();
 
@@ -1131,9 +1177,17 @@ int Run(const Invocation& invocation, std::ostream& out, std::ostream& err) {
     }
   }
 
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> credentials =
+      ChannelCredentialsFor(invocation.common);
+  if (!credentials.ok()) {
+    err << FormatError(credentials.status()) << "\n";
+    return kExitUsage;
+  }
   SimilarityClient::Options options;
   options.target = invocation.common.server;
   options.timeout = invocation.common.timeout;
+  options.credentials = *credentials;
+  options.tls_server_name = invocation.common.tls_server_name;
   absl::StatusOr<std::unique_ptr<SimilarityClient>> client =
       SimilarityClient::Create(options);
   if (!client.ok()) {

@@ -9,6 +9,7 @@
 #define ENGRAM_CLIENT_CLI_COMMANDS_H_
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <ostream>
 #include <string>
@@ -22,6 +23,7 @@
 #include "client/types.h"
 #include "engram/similarity/v1/similarity.pb.h"
 #include "google/protobuf/message.h"
+#include "grpcpp/security/credentials.h"
 
 namespace engram::client::cli {
 
@@ -41,6 +43,13 @@ struct CommonOptions {
   std::string server = "127.0.0.1:50051";
   absl::Duration timeout = absl::Seconds(30);
   std::string request_id;  // empty: no x-request-id is sent
+  // TLS: a CA bundle to trust turns TLS on; a certificate and key add the
+  // client's identity (mutual TLS); the server name overrides the host the
+  // server's certificate must name. All PEM files.
+  std::string tls_ca_file;
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  std::string tls_server_name;
 };
 
 struct CosineOptions {
@@ -182,6 +191,12 @@ struct BenchReport {
   double latency_p99_ms = 0.0;
   double latency_max_ms = 0.0;
 };
+
+// The channel credentials `common` asks for: TLS (with a client certificate
+// for mutual TLS) when a CA file is given, else plaintext. An error names an
+// unreadable file.
+absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> ChannelCredentialsFor(
+    const CommonOptions& common);
 
 // Runs the load described by `options` against common.server, with
 // common.timeout as each call's deadline. Returns once every call started

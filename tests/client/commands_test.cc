@@ -124,6 +124,22 @@ TEST_F(CommandsTest, RejectsBadCommandLines) {
   ExpectParseError({"stats", "extra"}, "unexpected argument 'extra'");
   ExpectParseError({"stats", "-"}, "unexpected argument '-'");
   ExpectParseError({"stats", "--request_id=a\tb"}, "printable ASCII");
+  ExpectParseError({"stats", "--tls_ca_file=ca.pem", "--tls_cert_file=c.pem"},
+                   "--tls_cert_file and --tls_key_file go together");
+  ExpectParseError({"stats", "--tls_server_name=localhost"},
+                   "need --tls_ca_file");
+}
+
+TEST_F(CommandsTest, TlsFlagsChooseTheChannelCredentials) {
+  auto plain = ParseArgs({"stats"});
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  auto credentials = ChannelCredentialsFor(plain->common);
+  ASSERT_TRUE(credentials.ok()) << credentials.status();
+  auto tls = ParseArgs({"stats", "--tls_ca_file=/nonexistent/ca.pem"});
+  ASSERT_TRUE(tls.ok()) << tls.status();
+  EXPECT_EQ(tls->common.tls_ca_file, "/nonexistent/ca.pem");
+  EXPECT_EQ(ChannelCredentialsFor(tls->common).status().code(),
+            absl::StatusCode::kNotFound);
 }
 
 TEST_F(CommandsTest, UsageTextDocumentsExitCodesAndFlags) {

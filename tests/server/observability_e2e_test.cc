@@ -532,7 +532,7 @@ TEST(ObservabilityTest, RejectionsAndTheQueueAreCountedByReason) {
         Value(body, "engram_rejected_requests_total", {{"reason", r.reason()}}))
         << r.reason();
   }
-  EXPECT_EQ(stats->rejections_size(), 4);
+  EXPECT_EQ(stats->rejections_size(), 5);
 }
 
 TEST(ObservabilityTest, EveryExposedFamilyIsDocumented) {
