@@ -18,5 +18,8 @@ ctest --test-dir "${BUILD_DIR:-build}" --output-on-failure -j 2 --timeout 300
 echo "== ThreadSanitizer (kernels and core, the concurrency stress test included)"
 scripts/tsan.sh
 
+echo "== AddressSanitizer + UBSan + LeakSanitizer (every non-GPU test, a short soak)"
+scripts/asan.sh
+
 echo "== fuzzing (${FUZZ_SECONDS:-60}s per target, ASan + UBSan)"
 scripts/fuzz.sh

@@ -158,6 +158,11 @@ grpc::ServerUnaryReactor* SimilarityService::Compute(
       if (status.code() == absl::StatusCode::kCancelled ||
           status.code() == absl::StatusCode::kDeadlineExceeded) {
         metrics_->RecordInterruption(status.code());
+      } else if (absl::Status late = interrupt.Check(); !late.ok()) {
+        // Finished, but after the client stopped waiting (the deadline
+        // passed or it cancelled during the last chunk): the client sees
+        // that code, so the metrics must too.
+        status = late;
       }
     } else {
       status = NotStarted(status);

@@ -2,6 +2,7 @@
 // binary: excess calls are refused at once with a retry hint, and a call
 // whose deadline passes or whose client cancels stops between chunks, frees
 // its worker and is counted.
+#include <signal.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -9,6 +10,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <memory>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -65,6 +67,19 @@ const pb::BatchCosineRequest& SlowRequest() {
   return *request;
 }
 
+// SlowRequest's shape with 64 queries against 8Ki targets: 64 CPU calls,
+// tens of milliseconds, 4 MiB on the wire.
+const pb::BatchCosineRequest& MediumRequest() {
+  static const pb::BatchCosineRequest* const request = [] {
+    constexpr size_t kQ = 64, kN = 8192, kD = 128;
+    return new pb::BatchCosineRequest(client::MakeCosineRequest(
+        *client::MakeMatrix(kQ, kD, testing::RandomMatrix(kQ, kD, 5)),
+        *client::MakeMatrix(kN, kD, testing::RandomMatrix(kN, kD, 6)), 10,
+        std::nullopt, pb::PLACEMENT_CPU_ONLY));
+  }();
+  return *request;
+}
+
 pb::BatchCosineRequest TinyRequest() {
   return client::MakeCosineRequest(
       *client::MakeMatrix(1, 4, testing::RandomMatrix(1, 4, 3)),
@@ -88,7 +103,16 @@ class ReliabilityTest : public ::testing::Test {
         server_->grpc_target(), grpc::InsecureChannelCredentials(), args));
   }
 
+  // Every test ends with a clean stop: under the sanitizer job a leak (or
+  // any report) at exit changes the exit code, so this is where
+  // LeakSanitizer's verdict on the server lands.
   void TearDown() override {
+    if (server_ != nullptr) {
+      server_->Signal(SIGTERM);
+      absl::StatusOr<int> exit_code = server_->WaitForExit(absl::Seconds(60));
+      ASSERT_TRUE(exit_code.ok()) << exit_code.status();
+      EXPECT_EQ(*exit_code, 0) << "the server did not stop cleanly";
+    }
     if (!config_path_.empty()) std::remove(config_path_.c_str());
   }
 
@@ -198,6 +222,89 @@ TEST_F(ReliabilityTest, CancellationStopsTheWorkBetweenChunks) {
       Metric("engram_interrupted_requests_total", {{"reason", "cancelled"}}),
       1);
   ExpectWorkStopped();
+}
+
+TEST_F(ReliabilityTest, RandomCancellationsStopWorkAndLeakNothing) {
+  Start({"--worker_threads=2"});
+  // Mixed sizes: calls that finish in microseconds, and slow ones cancelled
+  // while queued, while running, or after they finished.
+  constexpr int kThreads = 8;
+  constexpr int kCallsPerThread = 25;
+  const pb::BatchCosineRequest tiny = TinyRequest();
+  std::atomic<int> ok{0}, cancelled{0}, cancels{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      std::mt19937 rng(t);
+      for (int i = 0; i < kCallsPerThread; ++i) {
+        const bool slow = rng() % 2 == 0;
+        const bool cancel = rng() % 5 == 0;  // 20% of the calls
+        grpc::ClientContext context;
+        context.set_deadline(std::chrono::system_clock::now() +
+                             std::chrono::seconds(60));
+        std::thread canceller;
+        if (cancel) {
+          ++cancels;
+          const auto delay = std::chrono::milliseconds(rng() % 200);
+          canceller = std::thread([&context, delay] {
+            std::this_thread::sleep_for(delay);
+            context.TryCancel();
+          });
+        }
+        pb::BatchCosineResponse response;
+        const grpc::Status status = stub_->BatchCosine(
+            &context, slow ? MediumRequest() : tiny, &response);
+        if (canceller.joinable()) canceller.join();
+        if (status.ok()) {
+          ++ok;
+        } else {
+          EXPECT_EQ(status.error_code(), grpc::StatusCode::CANCELLED)
+              << status.error_message();
+          EXPECT_TRUE(cancel) << "a call nobody cancelled failed";
+          ++cancelled;
+        }
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  EXPECT_EQ(ok + cancelled, kThreads * kCallsPerThread);
+  EXPECT_GT(cancelled.load(), 0);
+  // Every cancellation the server saw is accounted for: before the work
+  // started (abandoned) or part-way (interrupted); the rest were answered.
+  AwaitCalls("CANCELLED", cancelled.load());
+  const double interrupted =
+      Metric("engram_interrupted_requests_total", {{"reason", "cancelled"}});
+  const double abandoned =
+      Metric("engram_rejected_requests_total", {{"reason", "abandoned"}});
+  EXPECT_LE(interrupted + abandoned, cancelled.load());
+  // Nothing is left running: a tiny call is answered at once.
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() +
+                       std::chrono::seconds(5));
+  pb::BatchCosineResponse response;
+  EXPECT_TRUE(stub_->BatchCosine(&context, tiny, &response).ok());
+  EXPECT_EQ(Metric("engram_inflight_requests", {}), 0);
+}
+
+TEST_F(ReliabilityTest, OldConnectionsAreClosedSoClientsReResolve) {
+  Start({"--worker_threads=1", "--max_connection_age=500ms"});
+  auto channel = grpc::CreateChannel(server_->grpc_target(),
+                                     grpc::InsecureChannelCredentials());
+  auto stub = pb::Similarity::NewStub(channel);
+  for (int round = 0; round < 2; ++round) {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() +
+                         std::chrono::seconds(5));
+    pb::BatchCosineResponse response;
+    ASSERT_TRUE(stub->BatchCosine(&context, TinyRequest(), &response).ok());
+    ASSERT_EQ(channel->GetState(false), GRPC_CHANNEL_READY);
+    // The server closes the connection (GOAWAY) once it is 500 ms old; the
+    // channel leaves READY, and the next call connects (and resolves) anew.
+    EXPECT_TRUE(channel->WaitForStateChange(
+        GRPC_CHANNEL_READY,
+        std::chrono::system_clock::now() + std::chrono::seconds(10)))
+        << "the connection outlived --max_connection_age";
+  }
 }
 
 TEST_F(ReliabilityTest, ExcessCallsAreRefusedAtOnceWithARetryHint) {
