@@ -44,6 +44,14 @@ struct CosineJob {
   // Optional; borrowed. Checked before every chunk: once it says stop, no
   // further chunk starts and the call returns its status.
   const kernels::Interrupt* interrupt = nullptr;
+  // Optional identity of `targets` on a device (issue 9): the id of the
+  // resident collection segment they are (collections::Segment::id()), 0 for
+  // none. A GPU backend holding a resident copy under this key with the
+  // targets' shape reads it instead of copying the targets in, and the
+  // executor leaves the targets out of the job's device footprint; a backend
+  // without one (or the CPU) uses `targets`, which must always be the same
+  // rows (the host copy stays authoritative).
+  uint64_t resident_targets = 0;
 
   // Q*N*d: the unit the dispatch policy and the metrics count work in.
   uint64_t work() const {

@@ -105,6 +105,13 @@ struct GpuMemoryInfo {
   uint64_t total_bytes = 0;
 };
 
+// What GpuContext holds resident (UploadResident), and how often it served.
+struct GpuResidentStats {
+  uint64_t matrices = 0;  // held now
+  uint64_t bytes = 0;     // their device memory
+  uint64_t hits = 0;      // cosine calls that read one, since creation
+};
+
 // One GPU set up for computing: the kernels of kernels/cuda/ with the device
 // memory, streams and pinned staging buffers they run with.
 //
@@ -124,6 +131,13 @@ struct GpuMemoryInfo {
 // entries in the same order (ties by the lower index), and spreading results
 // bit for bit (same float64 additions in the same order), so hops and
 // edges_traversed are identical.
+//
+// Resident matrices (issue 9): UploadResident() keeps a copy of a target
+// matrix in device memory under a caller's key, with each row's norm
+// computed once, there; a cosine call naming the key reads it instead of
+// copying its targets in (the host targets it is given must be the same
+// rows). The copies come from the context's memory pool, so they count
+// against memory_limit_bytes and QueryMemory() reports them as used.
 //
 // Errors: INVALID_ARGUMENT for bad input; otherwise a GpuError() of the kind
 // that tells the caller what to do. After a sticky error every call fails
@@ -173,12 +187,32 @@ class GpuContext {
   std::string cublas_status() const;
 
   // The contracts of kernels/cpu/cosine.h's CosineDense and CosineTopK.
+  // When `resident_key` names a resident matrix of the targets' shape, the
+  // targets are read from it (and only checked, not copied, on the host);
+  // otherwise (0, unknown, or evicted meanwhile) they are copied in. Scores
+  // agree within the same 1e-5 either way (the fused kernel's bit for bit).
   absl::Status CosineDense(const MatrixView& queries, const MatrixView& targets,
-                           float* out, size_t out_stride,
-                           uint32_t index_offset);
+                           float* out, size_t out_stride, uint32_t index_offset,
+                           uint64_t resident_key = 0);
   absl::Status CosineTopK(const MatrixView& queries, const MatrixView& targets,
                           uint32_t k, float min_score, uint32_t index_offset,
-                          std::vector<TopKList>* out);
+                          std::vector<TopKList>* out,
+                          uint64_t resident_key = 0);
+
+  // Copies `rows` (N x d, 1 <= N, d < 2^31) to the device under `key`
+  // (!= 0) and computes each row's norm there. Blocks until done; `rows`
+  // need only live for the call. INVALID_ARGUMENT for a zero key, empty or
+  // oversized rows, or a row whose squared norm is not finite (the CPU
+  // kernels' message, naming "targets"); ALREADY_EXISTS when `key` is held;
+  // device errors by kind (out of memory: the pool is trimmed and the
+  // context stays usable). On error nothing is held under `key`.
+  absl::Status UploadResident(uint64_t key, const MatrixView& rows);
+  // Drops the matrix under `key`; calls reading it finish first, and its
+  // memory returns to the pool after them. NOT_FOUND when none. Works after
+  // a sticky error too (the memory is then the driver's to reclaim).
+  absl::Status EvictResident(uint64_t key);
+  bool HoldsResident(uint64_t key) const;
+  GpuResidentStats ResidentStats() const;
 
   // The contract of kernels/cpu/spread.h's Spread, the whole graph checked
   // on the device first. With top_k > 0 the best top_k nodes with activation

@@ -43,7 +43,8 @@ std::string GpuContext::cublas_status() const { return std::string(kNotBuilt); }
 absl::Status GpuContext::CosineDense(const MatrixView& /*queries*/,
                                      const MatrixView& /*targets*/,
                                      float* /*out*/, size_t /*out_stride*/,
-                                     uint32_t /*index_offset*/) {
+                                     uint32_t /*index_offset*/,
+                                     uint64_t /*resident_key*/) {
   return absl::UnavailableError(kNotBuilt);
 }
 
@@ -51,8 +52,24 @@ absl::Status GpuContext::CosineTopK(const MatrixView& /*queries*/,
                                     const MatrixView& /*targets*/,
                                     uint32_t /*k*/, float /*min_score*/,
                                     uint32_t /*index_offset*/,
-                                    std::vector<TopKList>* /*out*/) {
+                                    std::vector<TopKList>* /*out*/,
+                                    uint64_t /*resident_key*/) {
   return absl::UnavailableError(kNotBuilt);
+}
+
+absl::Status GpuContext::UploadResident(uint64_t /*key*/,
+                                        const MatrixView& /*rows*/) {
+  return absl::UnavailableError(kNotBuilt);
+}
+
+absl::Status GpuContext::EvictResident(uint64_t /*key*/) {
+  return absl::UnavailableError(kNotBuilt);
+}
+
+bool GpuContext::HoldsResident(uint64_t /*key*/) const { return false; }
+
+GpuResidentStats GpuContext::ResidentStats() const {
+  return GpuResidentStats();
 }
 
 absl::Status GpuContext::Spread(const GraphView& /*graph*/,

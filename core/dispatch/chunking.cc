@@ -27,13 +27,15 @@ uint64_t JobFootprint::BytesFor(uint64_t chunk_items) const {
 }
 
 JobFootprint CosineFootprint(uint64_t queries, uint64_t targets, uint64_t dim,
-                             uint32_t top_k) {
+                             uint32_t top_k, bool targets_resident) {
   constexpr uint64_t kFloat = sizeof(float);
   constexpr uint64_t kScored = sizeof(uint32_t) + sizeof(float);
   JobFootprint f;
   f.items = queries;
   f.splittable = true;
-  f.fixed_bytes = SatMul(SatAdd(SatMul(targets, dim), targets), kFloat);
+  f.fixed_bytes = targets_resident
+                      ? 0
+                      : SatMul(SatAdd(SatMul(targets, dim), targets), kFloat);
   uint64_t per_query = SatMul(dim + 1, kFloat);  // the row and its norm
   per_query = SatAdd(per_query, SatMul(targets, kFloat));  // a score row
   if (top_k > 0) per_query = SatAdd(per_query, SatMul(top_k, kScored));
@@ -41,9 +43,15 @@ JobFootprint CosineFootprint(uint64_t queries, uint64_t targets, uint64_t dim,
   return f;
 }
 
-JobFootprint CosineFootprint(const CosineJob& job) {
+JobFootprint CosineFootprint(const CosineJob& job, bool targets_resident) {
   return CosineFootprint(job.queries.rows, job.targets.rows, job.queries.cols,
-                         job.top_k);
+                         job.top_k, targets_resident);
+}
+
+uint64_t ResidentFootprintBytes(uint64_t rows, uint64_t dim) {
+  uint64_t bytes = SatMul(SatMul(rows, dim), sizeof(float));
+  bytes = SatAdd(bytes, SatMul(rows, sizeof(double)));
+  return SatAdd(bytes, SatMul(SatAdd(rows, 1), sizeof(uint32_t)));
 }
 
 JobFootprint SpreadFootprint(const SpreadJob& job) {

@@ -43,10 +43,20 @@ struct JobFootprint {
 
 // Per query: its row (d floats) and norm; the output row (N scores) when
 // top_k == 0, else the N-score workspace plus k (index, score) pairs. Fixed:
-// the targets (N x d floats) and their norms.
-JobFootprint CosineFootprint(const CosineJob& job);
+// the targets (N x d floats) and their norms, unless `targets_resident`: a
+// device copy made ahead of use (CosineJob::resident_targets) is already in
+// the device's used memory, so a job reading it needs no room for it.
+JobFootprint CosineFootprint(const CosineJob& job,
+                             bool targets_resident = false);
 JobFootprint CosineFootprint(uint64_t queries, uint64_t targets, uint64_t dim,
-                             uint32_t top_k);
+                             uint32_t top_k, bool targets_resident = false);
+
+// Device bytes of a resident copy of N x d targets
+// (ComputeBackend::UploadResident): the rows, one float64 inverse norm per
+// row, and the list of rows to rescore in float64 (a count and up to N
+// uint32 row indices). The CUDA backend allocates exactly this; the
+// simulated one charges it; the residency manager budgets with it.
+uint64_t ResidentFootprintBytes(uint64_t rows, uint64_t dim);
 // One unit: the CSR graph, the seeds, and three activation vectors (current,
 // frontier, next hop) plus a frontier list.
 JobFootprint SpreadFootprint(const SpreadJob& job);

@@ -1,6 +1,6 @@
 // ComputeBackend: the one interface through which the dispatch engine runs
 // work, whatever computes it — the CPU kernels (cpu_backend.h), the CUDA
-// kernels (a later issue), or the fault-injecting simulated device
+// kernels (cuda_backend.h), or the fault-injecting simulated device
 // (simulated_gpu_backend.h) used by tests and demos.
 //
 // A backend computes exactly the job it is given: the executor hands it one
@@ -10,6 +10,13 @@
 // vector), RESOURCE_EXHAUSTED for device OOM, StickyDeviceError() when the
 // device is unusable for the rest of the process, anything else for a
 // device failure. It never aborts the process.
+//
+// Residency (issue 9): a GPU backend may also hold device copies of target
+// matrices under a caller's key (a collection segment's id), uploaded ahead
+// of use by core/dispatch/device_residency.h. A cosine job whose
+// resident_targets names such a copy of the targets' shape is computed
+// against it, without copying the targets in. The defaults below say
+// "unsupported", so a backend without device memory (the CPU) needs nothing.
 //
 // Thread-safety: every implementation must allow concurrent calls of every
 // method from any thread.
@@ -21,9 +28,11 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "core/dispatch/memory_pressure.h"
 #include "core/jobs.h"
+#include "kernels/types.h"
 
 namespace engram::core {
 
@@ -39,6 +48,8 @@ struct BackendCapabilities {
   bool has_memory_probe = false;  // QueryMemory() can succeed
   uint64_t memory_bytes = 0;      // device memory; 0 for the CPU
   int threads = 0;                // CPU threads used; 0 for a device
+  // UploadResident() and the rest of the residency calls are implemented.
+  bool supports_residency = false;
 };
 
 class ComputeBackend {
@@ -60,6 +71,40 @@ class ComputeBackend {
   // The device's free and total memory now. UNIMPLEMENTED for a backend
   // without device memory (the CPU).
   virtual absl::StatusOr<DeviceMemoryInfo> QueryMemory() = 0;
+
+  // Copies `rows` (N x d, N >= 1) to the device and keeps them under `key`
+  // (!= 0) until EvictResident(key). The copy's device memory counts as used
+  // in QueryMemory(). Blocks for the copy; `rows` need only live for the
+  // call. Errors: INVALID_ARGUMENT for a zero key, empty or non-finite rows;
+  // ALREADY_EXISTS when `key` is held; device errors classified as for
+  // Cosine (DeviceOutOfMemoryError, StickyDeviceError, others), after which
+  // nothing is held under `key`. Default: UNIMPLEMENTED.
+  virtual absl::Status UploadResident(uint64_t key,
+                                      const kernels::MatrixView& rows) {
+    (void)key;
+    (void)rows;
+    return absl::UnimplementedError(
+        absl::StrCat(name(), " holds no resident data"));
+  }
+
+  // Drops the copy under `key`. Calls already reading it finish with it; its
+  // memory is freed after them. NOT_FOUND when nothing is held under `key`.
+  // Default: UNIMPLEMENTED.
+  virtual absl::Status EvictResident(uint64_t key) {
+    (void)key;
+    return absl::UnimplementedError(
+        absl::StrCat(name(), " holds no resident data"));
+  }
+
+  // Whether a copy is held under `key` now (it may be evicted right after:
+  // a job naming it then copies its targets in as usual). Default: false.
+  virtual bool HoldsResident(uint64_t key) const {
+    (void)key;
+    return false;
+  }
+
+  // Device bytes the resident copies hold. Default: 0.
+  virtual uint64_t ResidentBytes() const { return 0; }
 };
 
 }  // namespace engram::core

@@ -45,6 +45,7 @@ BackendCapabilities CudaBackend::Capabilities() const {
   c.device_name = info.name;
   c.has_memory_probe = true;
   c.memory_bytes = info.total_memory_bytes;
+  c.supports_residency = true;
   return c;
 }
 
@@ -57,12 +58,14 @@ absl::Status CudaBackend::Cosine(const CosineJob& job, CosineOutput* out) {
                        " floats, expected ", job.queries.rows * n));
     }
     return ToBackendError(context_->CosineDense(job.queries, job.targets,
-                                                out->scores.data(), n, 0));
+                                                out->scores.data(), n, 0,
+                                                job.resident_targets));
   }
   const float min_score =
       job.min_score.value_or(-std::numeric_limits<float>::infinity());
-  return ToBackendError(context_->CosineTopK(
-      job.queries, job.targets, job.top_k, min_score, 0, &out->top));
+  return ToBackendError(context_->CosineTopK(job.queries, job.targets,
+                                             job.top_k, min_score, 0, &out->top,
+                                             job.resident_targets));
 }
 
 absl::Status CudaBackend::Spread(const SpreadJob& job, SpreadOutput* out) {
@@ -77,6 +80,23 @@ absl::StatusOr<DeviceMemoryInfo> CudaBackend::QueryMemory() {
   memory.free_bytes = info->free_bytes;
   memory.total_bytes = info->total_bytes;
   return memory;
+}
+
+absl::Status CudaBackend::UploadResident(uint64_t key,
+                                         const kernels::MatrixView& rows) {
+  return ToBackendError(context_->UploadResident(key, rows));
+}
+
+absl::Status CudaBackend::EvictResident(uint64_t key) {
+  return context_->EvictResident(key);
+}
+
+bool CudaBackend::HoldsResident(uint64_t key) const {
+  return context_->HoldsResident(key);
+}
+
+uint64_t CudaBackend::ResidentBytes() const {
+  return context_->ResidentStats().bytes;
 }
 
 }  // namespace engram::core

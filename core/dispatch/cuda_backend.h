@@ -9,6 +9,10 @@
 // and without the CUDA backend: without it (or without a usable GPU)
 // Create() is UNAVAILABLE with the reason, so callers need no #ifdef.
 //
+// Residency: UploadResident and the rest are GpuContext's resident matrices;
+// a cosine job whose resident_targets names one of its targets' shape reads
+// it instead of copying its targets in.
+//
 // Results match CpuBackend's (GpuContext's contract): cosine scores within
 // 1e-5, top-k lists of the same entries in the same order, spreading results
 // bit for bit, and the same INVALID_ARGUMENT messages for bad input.
@@ -68,6 +72,16 @@ class CudaBackend final : public ComputeBackend {
   // free/total device memory (cudaMemGetInfo, the pool's idle memory
   // counted as free).
   absl::StatusOr<DeviceMemoryInfo> QueryMemory() override;
+  // GpuContext::UploadResident, errors as ToBackendError.
+  absl::Status UploadResident(uint64_t key,
+                              const kernels::MatrixView& rows) override;
+  absl::Status EvictResident(uint64_t key) override;
+  bool HoldsResident(uint64_t key) const override;
+  uint64_t ResidentBytes() const override;
+  // Resident matrices held and cosine calls that read one.
+  kernels::GpuResidentStats resident_stats() const {
+    return context_->ResidentStats();
+  }
 
   const kernels::GpuDeviceInfo& device() const { return context_->device(); }
   // Whether the many-query path has cuBLAS, and what was loaded or why not.

@@ -388,7 +388,12 @@ absl::Status HybridExecutor::Cosine(const CosineJob& job, CosineOutput* out) {
   run.op = Operation::kCosine;
   run.work = job.work();
   run.config = config_->Get();  // once: the whole request uses this config
-  const JobFootprint footprint = CosineFootprint(job);
+  // Targets the GPU already holds need no room on it. Checked once: if they
+  // are evicted before the call, the backend copies them in as usual and an
+  // OOM is handled like any other.
+  const bool resident = gpu_ != nullptr && job.resident_targets != 0 &&
+                        gpu_->HoldsResident(job.resident_targets);
+  const JobFootprint footprint = CosineFootprint(job, resident);
   ENGRAM_RETURN_IF_ERROR(Begin(run, job.placement, footprint,
                                run.config->min_chunk_queries, &out->report));
   if (job.top_k > 0) {

@@ -8,14 +8,15 @@
 //  2. the policy's decision and the rule that made it (a due exploration
 //     probe is claimed, so only one request per interval probes);
 //  3. the run. Cosine splits the QUERIES into chunks sized to the GPU's
-//     memory budget; each chunk writes its rows of out->scores (top_k == 0)
-//     or its queries' lists (top_k > 0), so finished chunks stay as they
-//     are. On GPU OOM the chunk is retried on the GPU at half size, down to
-//     min_chunk_queries and at most max_oom_retries times per request, then
-//     the rest of the request runs on the CPU (gpu_oom). Any other GPU error
-//     feeds the breaker and the rest runs on the CPU (gpu_error). Finished
-//     chunks are never recomputed. Spreading runs as one unit with the same
-//     placement, breaker and fallback rules;
+//     memory budget (leaving the targets out when the GPU holds them
+//     resident: CosineJob::resident_targets); each chunk writes its rows of
+//     out->scores (top_k == 0) or its queries' lists (top_k > 0), so finished
+//     chunks stay as they are. On GPU OOM the chunk is retried on the GPU at
+//     half size, down to min_chunk_queries and at most max_oom_retries times
+//     per request, then the rest of the request runs on the CPU (gpu_oom). Any
+//     other GPU error feeds the breaker and the rest runs on the CPU
+//     (gpu_error). Finished chunks are never recomputed. Spreading runs as one
+//     unit with the same placement, breaker and fallback rules;
 //  4. every backend call's time goes into the performance model under the
 //     backend that made it, the GPU outcome into the breaker, and the
 //     ExecutionReport is filled: backend (MIXED when both ran), decided_by,

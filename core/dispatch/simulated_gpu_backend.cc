@@ -21,6 +21,10 @@ SimulatedGpuBackend::Create(const Options& options) {
   if (!(options.seconds_per_unit >= 0.0 && options.seconds_per_unit <= 1.0)) {
     return bad("seconds_per_unit must be in [0, 1]");
   }
+  if (!(options.seconds_per_target_byte >= 0.0 &&
+        options.seconds_per_target_byte <= 1.0)) {
+    return bad("seconds_per_target_byte must be in [0, 1]");
+  }
   if (options.memory_bytes == 0) return bad("memory_bytes must be positive");
   if (options.reserved_bytes > options.memory_bytes) {
     return bad("reserved_bytes must be <= memory_bytes");
@@ -68,6 +72,7 @@ BackendCapabilities SimulatedGpuBackend::Capabilities() const {
   c.device_name = options_.device_name;
   c.has_memory_probe = true;
   c.memory_bytes = options_.memory_bytes;
+  c.supports_residency = true;
   return c;
 }
 
@@ -92,9 +97,7 @@ absl::Status SimulatedGpuBackend::Admit(Operation op, uint64_t items,
   } else if (!forced.ok()) {
     verdict = std::move(forced);
   } else {
-    const uint64_t used = reserved_bytes_ + in_flight_bytes_;
-    const uint64_t free =
-        used >= options_.memory_bytes ? 0 : options_.memory_bytes - used;
+    const uint64_t free = FreeBytesLocked();
     std::uniform_real_distribution<double> uniform(0.0, 1.0);
     if (bytes > free || (oom_above_bytes_ != 0 && bytes > oom_above_bytes_) ||
         (options_.oom_probability > 0.0 &&
@@ -142,11 +145,25 @@ absl::Status SimulatedGpuBackend::Admit(Operation op, uint64_t items,
 }
 
 void SimulatedGpuBackend::Finish(Operation op, uint64_t items, uint64_t bytes,
-                                 const absl::Status& outcome) {
+                                 bool resident, const absl::Status& outcome) {
   absl::MutexLock lock(&mu_);
   in_flight_bytes_ -= bytes;
   if (outcome.ok()) ++stats_.successes;
-  RecordCallLocked(CallRecord{op, items, bytes, outcome.code()});
+  if (outcome.ok() && resident) ++stats_.resident_hits;
+  RecordCallLocked(CallRecord{op, items, bytes, outcome.code(), resident});
+}
+
+uint64_t SimulatedGpuBackend::FreeBytesLocked() const {
+  const uint64_t used = reserved_bytes_ + in_flight_bytes_ + resident_bytes_;
+  return used >= options_.memory_bytes ? 0 : options_.memory_bytes - used;
+}
+
+bool SimulatedGpuBackend::ReadsResident(const CosineJob& job) const {
+  if (job.resident_targets == 0) return false;
+  absl::MutexLock lock(&mu_);
+  const auto it = resident_.find(job.resident_targets);
+  return it != resident_.end() && it->second.rows == job.targets.rows &&
+         it->second.cols == job.targets.cols;
 }
 
 void SimulatedGpuBackend::RecordCallLocked(const CallRecord& record) {
@@ -156,7 +173,10 @@ void SimulatedGpuBackend::RecordCallLocked(const CallRecord& record) {
 
 absl::Status SimulatedGpuBackend::Cosine(const CosineJob& job,
                                          CosineOutput* out) {
-  const uint64_t bytes = CosineFootprint(job).TotalBytes();
+  // Whether a copy is used is decided once, at the start, as the CUDA
+  // backend does; an eviction during the call does not affect it.
+  const bool resident = ReadsResident(job);
+  const uint64_t bytes = CosineFootprint(job, resident).TotalBytes();
   clock_->SleepFor(options_.launch_overhead);
   absl::Duration spike;
   absl::Status status =
@@ -164,9 +184,14 @@ absl::Status SimulatedGpuBackend::Cosine(const CosineJob& job,
   if (!status.ok()) return status;
   clock_->SleepFor(spike);
   status = cpu_->Cosine(job, out);
-  clock_->SleepFor(absl::Seconds(options_.seconds_per_unit *
-                                 static_cast<double>(job.work())));
-  Finish(Operation::kCosine, job.queries.rows, bytes, status);
+  double seconds = options_.seconds_per_unit * static_cast<double>(job.work());
+  if (!resident) {
+    seconds += options_.seconds_per_target_byte *
+               static_cast<double>(job.targets.rows * job.targets.cols *
+                                   sizeof(float));
+  }
+  clock_->SleepFor(absl::Seconds(seconds));
+  Finish(Operation::kCosine, job.queries.rows, bytes, resident, status);
   return status;
 }
 
@@ -181,19 +206,93 @@ absl::Status SimulatedGpuBackend::Spread(const SpreadJob& job,
   status = cpu_->Spread(job, out);
   clock_->SleepFor(absl::Seconds(options_.seconds_per_unit *
                                  static_cast<double>(job.work())));
-  Finish(Operation::kSpread, 1, bytes, status);
+  Finish(Operation::kSpread, 1, bytes, false, status);
   return status;
 }
 
 absl::StatusOr<DeviceMemoryInfo> SimulatedGpuBackend::QueryMemory() {
   absl::MutexLock lock(&mu_);
   if (!probe_error_.ok()) return probe_error_;
-  const uint64_t used = reserved_bytes_ + in_flight_bytes_;
   DeviceMemoryInfo info;
   info.total_bytes = options_.memory_bytes;
-  info.free_bytes =
-      used >= options_.memory_bytes ? 0 : options_.memory_bytes - used;
+  info.free_bytes = FreeBytesLocked();
   return info;
+}
+
+absl::Status SimulatedGpuBackend::UploadResident(
+    uint64_t key, const kernels::MatrixView& rows) {
+  if (key == 0) {
+    return absl::InvalidArgumentError("resident key must not be 0");
+  }
+  if (rows.rows == 0 || rows.cols == 0 || rows.data == nullptr) {
+    return absl::InvalidArgumentError("resident rows must not be empty");
+  }
+  const uint64_t bytes = ResidentFootprintBytes(rows.rows, rows.cols);
+  clock_->SleepFor(options_.launch_overhead);
+  clock_->SleepFor(absl::Seconds(
+      options_.seconds_per_target_byte *
+      static_cast<double>(rows.rows * rows.cols * sizeof(float))));
+  absl::MutexLock lock(&mu_);
+  absl::Status forced;
+  if (!forced_uploads_.empty()) {
+    forced = std::move(forced_uploads_.front());
+    forced_uploads_.pop_front();
+  }
+  absl::Status verdict;
+  if (sticky_) {
+    verdict = StickyDeviceError(
+        absl::StrCat(options_.name, ": illegal memory access (sticky)"));
+  } else if (!forced.ok()) {
+    verdict = std::move(forced);
+  } else if (resident_.contains(key)) {
+    return absl::AlreadyExistsError(
+        absl::StrCat(options_.name, ": resident key ", key, " is held"));
+  } else if (bytes > FreeBytesLocked() ||
+             (oom_above_bytes_ != 0 && bytes > oom_above_bytes_)) {
+    verdict = DeviceOutOfMemoryError(
+        absl::StrCat(options_.name, ": out of memory allocating ", bytes,
+                     " resident bytes (", FreeBytesLocked(), " free)"));
+  }
+  if (!verdict.ok()) {
+    ++stats_.resident_upload_failures;
+    return verdict;
+  }
+  resident_[key] = ResidentCopy{rows.rows, rows.cols, bytes};
+  resident_bytes_ += bytes;
+  ++stats_.resident_uploads;
+  return absl::OkStatus();
+}
+
+absl::Status SimulatedGpuBackend::EvictResident(uint64_t key) {
+  absl::MutexLock lock(&mu_);
+  const auto it = resident_.find(key);
+  if (it == resident_.end()) {
+    return absl::NotFoundError(
+        absl::StrCat(options_.name, ": no resident key ", key));
+  }
+  resident_bytes_ -= it->second.bytes;
+  resident_.erase(it);
+  ++stats_.resident_evictions;
+  return absl::OkStatus();
+}
+
+bool SimulatedGpuBackend::HoldsResident(uint64_t key) const {
+  absl::MutexLock lock(&mu_);
+  return resident_.contains(key);
+}
+
+uint64_t SimulatedGpuBackend::ResidentBytes() const {
+  absl::MutexLock lock(&mu_);
+  return resident_bytes_;
+}
+
+void SimulatedGpuBackend::FailNextUploads(uint32_t n, absl::Status error,
+                                          uint32_t after) {
+  absl::MutexLock lock(&mu_);
+  for (uint32_t i = 0; i < after; ++i) {
+    forced_uploads_.push_back(absl::OkStatus());
+  }
+  for (uint32_t i = 0; i < n; ++i) forced_uploads_.push_back(error);
 }
 
 void SimulatedGpuBackend::FailNextCalls(uint32_t n, absl::Status error,

@@ -10,6 +10,15 @@
 // OOM), in bursts, after a number of calls with a sticky error, or through
 // the injection methods; and it can stall (latency spikes).
 //
+// Residency: it holds resident copies (UploadResident) as bookkeeping only —
+// their bytes (chunking.h ResidentFootprintBytes) count against its memory,
+// an upload that does not fit fails with device OOM, uploads fail on demand
+// (FailNextUploads, and every one after a sticky error), and a cosine job
+// whose resident_targets names a copy of its targets' shape needs no room
+// for the targets and does not pay their copy (seconds_per_target_byte).
+// Results are still computed by the CPU kernels from the job's host targets,
+// so they are the CPU's whether the copy was used or not.
+//
 // Thread-safety: all methods may be called concurrently. Concurrent calls
 // hold their footprints in device memory at the same time, as on a real
 // device, so they can push each other into OOM.
@@ -24,6 +33,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -45,7 +55,11 @@ class SimulatedGpuBackend final : public ComputeBackend {
     Clock* clock = nullptr;  // borrowed; nullptr means Clock::Real()
     absl::Duration launch_overhead = absl::Microseconds(20);  // >= 0
     // Per unit of work (Q*N*d for cosine, edges x hops for spreading).
-    double seconds_per_unit = 1e-12;             // [0, 1]
+    double seconds_per_unit = 1e-12;  // [0, 1]
+    // [0, 1]: the host-to-device copy, per byte: what a cosine job pays for
+    // targets it does not hold resident (N x d floats), and an upload for
+    // its rows. 0 (the default) leaves copies out of the cost model.
+    double seconds_per_target_byte = 0.0;
     uint64_t memory_bytes = uint64_t{16} << 30;  // > 0: total device memory
     // Memory other tenants hold; free = memory - reserved - in flight.
     uint64_t reserved_bytes = 0;     // <= memory_bytes
@@ -71,6 +85,12 @@ class SimulatedGpuBackend final : public ComputeBackend {
     uint64_t successes = 0;
     uint64_t ooms = 0;
     uint64_t device_errors = 0;  // injected failures, sticky ones included
+    // Residency: successful and failed UploadResident calls, copies dropped
+    // by EvictResident, and cosine calls that read a resident copy.
+    uint64_t resident_uploads = 0;
+    uint64_t resident_upload_failures = 0;
+    uint64_t resident_evictions = 0;
+    uint64_t resident_hits = 0;
   };
 
   // One call, as the device saw it.
@@ -79,6 +99,7 @@ class SimulatedGpuBackend final : public ComputeBackend {
     uint64_t items = 0;  // query rows for cosine, 1 for spreading
     uint64_t bytes = 0;  // its footprint
     absl::StatusCode outcome = absl::StatusCode::kOk;
+    bool resident = false;  // cosine read resident targets
   };
 
   // INVALID_ARGUMENT for an option outside its range.
@@ -93,11 +114,26 @@ class SimulatedGpuBackend final : public ComputeBackend {
       ABSL_LOCKS_EXCLUDED(mu_);
   absl::StatusOr<DeviceMemoryInfo> QueryMemory() override
       ABSL_LOCKS_EXCLUDED(mu_);
+  // Spends launch_overhead plus the copy (seconds_per_target_byte), then
+  // holds ResidentFootprintBytes(N, d) until EvictResident. Fails (holding
+  // nothing) with a queued FailNextUploads error, a StickyDeviceError once
+  // the device is sticky, or DeviceOutOfMemoryError when the copy does not
+  // fit in free memory or exceeds SetOomAboveBytes.
+  absl::Status UploadResident(uint64_t key,
+                              const kernels::MatrixView& rows) override
+      ABSL_LOCKS_EXCLUDED(mu_);
+  absl::Status EvictResident(uint64_t key) override ABSL_LOCKS_EXCLUDED(mu_);
+  bool HoldsResident(uint64_t key) const override ABSL_LOCKS_EXCLUDED(mu_);
+  uint64_t ResidentBytes() const override ABSL_LOCKS_EXCLUDED(mu_);
 
   // After the next `after` calls (which run as usual), `n` calls fail with
   // `error` (which may be a StickyDeviceError or a DeviceOutOfMemoryError)
   // before any other check. Adds to what is already queued.
   void FailNextCalls(uint32_t n, absl::Status error, uint32_t after = 0)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // Likewise for UploadResident calls (a queue of their own: cosine and
+  // spreading calls do not consume it).
+  void FailNextUploads(uint32_t n, absl::Status error, uint32_t after = 0)
       ABSL_LOCKS_EXCLUDED(mu_);
   // Calls whose footprint exceeds `bytes` fail with OOM whatever the free
   // memory (fragmentation, or a probe that over-reports). 0: no such limit.
@@ -119,13 +155,22 @@ class SimulatedGpuBackend final : public ComputeBackend {
  private:
   SimulatedGpuBackend(const Options& options, std::unique_ptr<CpuBackend> cpu);
 
+  struct ResidentCopy {
+    uint64_t rows = 0;
+    uint64_t cols = 0;
+    uint64_t bytes = 0;
+  };
+
   // Decides the fate of one call and, when it may run, reserves its bytes
   // and sets *spike to the extra latency it suffers (zero for most).
   absl::Status Admit(Operation op, uint64_t items, uint64_t bytes,
                      absl::Duration* spike) ABSL_LOCKS_EXCLUDED(mu_);
   // Frees the call's bytes and records its outcome.
-  void Finish(Operation op, uint64_t items, uint64_t bytes,
+  void Finish(Operation op, uint64_t items, uint64_t bytes, bool resident,
               const absl::Status& outcome) ABSL_LOCKS_EXCLUDED(mu_);
+  // Whether the job's resident_targets names a copy of its targets' shape.
+  bool ReadsResident(const CosineJob& job) const ABSL_LOCKS_EXCLUDED(mu_);
+  uint64_t FreeBytesLocked() const ABSL_SHARED_LOCKS_REQUIRED(mu_);
   void RecordCallLocked(const CallRecord& record)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
@@ -143,6 +188,9 @@ class SimulatedGpuBackend final : public ComputeBackend {
   bool sticky_ ABSL_GUARDED_BY(mu_) = false;
   // Verdicts for the coming calls, in order; OK lets a call run as usual.
   std::deque<absl::Status> forced_ ABSL_GUARDED_BY(mu_);
+  std::deque<absl::Status> forced_uploads_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<uint64_t, ResidentCopy> resident_ ABSL_GUARDED_BY(mu_);
+  uint64_t resident_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Status probe_error_ ABSL_GUARDED_BY(mu_);
   Stats stats_ ABSL_GUARDED_BY(mu_);
   std::deque<CallRecord> history_ ABSL_GUARDED_BY(mu_);

@@ -85,4 +85,34 @@ absl::Status ScoreTile(const DeviceQueries& queries, const float* targets,
   return absl::OkStatus();
 }
 
+absl::Status ScoreResident(const DeviceQueries& queries,
+                           const ResidentRows& targets, float* scores,
+                           size_t ld, const TileScoring& scoring,
+                           cudaStream_t stream) {
+  const uint32_t rows = targets.rows;
+  if (rows == 0 || queries.rows == 0) return absl::OkStatus();
+  const uint32_t d = queries.cols;
+  if (UsesGemm(scoring, queries.rows)) {
+    ENGRAM_RETURN_IF_ERROR(scoring.cublas->RowDots(
+        scoring.handle, static_cast<int>(rows), static_cast<int>(queries.rows),
+        static_cast<int>(d), targets.values, static_cast<int>(d),
+        queries.values, static_cast<int>(d), scores, static_cast<int>(ld)));
+    ENGRAM_CUDA_RETURN_IF_ERROR(
+        LaunchCosineEpilogue(queries.rows, queries.inv_norm, rows,
+                             targets.inv_norm, scores, ld, stream));
+  } else {
+    for (uint32_t first = 0; first < queries.rows; first += kFusedMaxQueries) {
+      const uint32_t count = std::min(kFusedMaxQueries, queries.rows - first);
+      ENGRAM_CUDA_RETURN_IF_ERROR(LaunchCosineFused(
+          queries.values + static_cast<size_t>(first) * d, count,
+          queries.inv_norm + first, targets.values, rows, d,
+          scores + first * ld, ld, 0, RowFlags{}, stream));
+    }
+  }
+  ENGRAM_CUDA_RETURN_IF_ERROR(LaunchRescoreTinyRows(
+      queries.values, queries.rows, queries.inv_norm, targets.values, d,
+      targets.tiny, rows, scores, ld, stream));
+  return absl::OkStatus();
+}
+
 }  // namespace engram::kernels::gpu

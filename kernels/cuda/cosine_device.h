@@ -69,6 +69,32 @@ absl::Status ScoreTile(const DeviceQueries& queries, const float* targets,
 // Whether ScoreTile uses cuBLAS for this many queries.
 bool UsesGemm(const TileScoring& scoring, uint32_t num_queries);
 
+// Target rows kept on the device (GpuContext::UploadResident) with what the
+// norm pass (LaunchRowInverseNorms, the many-query path's first step) found
+// once at upload: each row's inverse norm (0 for a tiny row) and the rows to
+// rescore in float64. No row has a non-finite squared norm (the upload
+// refuses them).
+struct ResidentRows {
+  const float* values = nullptr;  // rows x d
+  const double* inv_norm = nullptr;
+  // tiny_rows / tiny_count as the norm pass listed them; only read.
+  RowFlags tiny;
+  uint32_t rows = 0;
+};
+
+// ScoreTile over resident rows, all at once (row_base 0), without a norm
+// pass: cuBLAS and the epilogue use the stored inverse norms; the fused
+// kernel (which gets each row's squared norm in the same pass anyway) is
+// given no flags, so it leaves the tiny rows unscored, and the stored list
+// has them rescored. The fused kernel finds exactly the stored tiny rows:
+// its squared norm is the norm pass's to the bit (same threads per row, same
+// vector loads, same fused multiply-adds in the same order), so no row is
+// left unscored.
+absl::Status ScoreResident(const DeviceQueries& queries,
+                           const ResidentRows& targets, float* scores,
+                           size_t ld, const TileScoring& scoring,
+                           cudaStream_t stream);
+
 }  // namespace engram::kernels::gpu
 
 #endif  // ENGRAM_KERNELS_CUDA_COSINE_DEVICE_H_

@@ -68,6 +68,11 @@ class DeviceArray {
   size_t size() const { return count_; }
   size_t bytes() const { return count_ * sizeof(T); }
 
+  // Frees on `stream` instead of the allocation stream, for an array that
+  // outlives the stream it was allocated on (a resident matrix outlives the
+  // lane that uploaded it). The caller orders every use before the free.
+  void FreeOn(cudaStream_t stream) { stream_ = stream; }
+
   void Reset() {
     if (ptr_ != nullptr) DiscardCudaError(cudaFreeAsync(ptr_, stream_));
     ptr_ = nullptr;

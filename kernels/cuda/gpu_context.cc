@@ -11,6 +11,7 @@
 #include <limits>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -83,6 +84,33 @@ absl::StatusOr<std::unique_ptr<Lane>> CreateLane(size_t slot_bytes) {
   return lane;
 }
 
+// A target matrix kept on the device (GpuContext::UploadResident): the rows,
+// each row's inverse norm and the list of rows to rescore in float64, found
+// once at upload by the norm pass the many-query path runs on staged tiles.
+// Shared by the context's table and the calls reading it; the last holder
+// frees it, on the context's resident stream (a call lets go only after its
+// lane's streams are idle, so no kernel still reads it).
+struct ResidentMatrix {
+  DeviceArray<float> values;     // rows x cols
+  DeviceArray<double> inv_norm;  // rows
+  DeviceArray<uint32_t> tiny;    // [0]: count; then up to `rows` indices
+  size_t rows = 0;
+  size_t cols = 0;
+
+  uint64_t bytes() const {
+    return values.bytes() + inv_norm.bytes() + tiny.bytes();
+  }
+  gpu::ResidentRows view() const {
+    gpu::ResidentRows r;
+    r.values = values.get();
+    r.inv_norm = inv_norm.get();
+    r.tiny.tiny_count = tiny.get();
+    r.tiny.tiny_rows = tiny.get() + 1;
+    r.rows = static_cast<uint32_t>(rows);
+    return r;
+  }
+};
+
 // Blocks until the lane's copy stream is idle when it goes out of scope.
 // Declared after a call's device arrays, it is destroyed before them, so no
 // copy can still be writing an array when it is freed, whichever way the call
@@ -143,10 +171,41 @@ struct GpuContext::Impl {
   // Set once `sticky` is; lets calls fail fast without the lock.
   std::atomic<bool> has_sticky{false};
 
+  // Resident matrices; freed on `resident_stream`, which outlives every
+  // lane (a lane can be destroyed while a matrix it uploaded lives on).
+  CudaStream resident_stream;
+  mutable absl::Mutex resident_mu;
+  std::unordered_map<uint64_t, std::shared_ptr<const ResidentMatrix>> resident
+      ABSL_GUARDED_BY(resident_mu);
+  uint64_t resident_bytes ABSL_GUARDED_BY(resident_mu) = 0;
+  // Statistics only: relaxed.
+  std::atomic<uint64_t> resident_hits{0};
+
   ~Impl() {
     gpu::DiscardCudaError(cudaSetDevice(options.device_ordinal));
     if (lanes != nullptr) lanes->Clear();
+    {
+      absl::MutexLock lock(&resident_mu);
+      resident.clear();  // frees enqueued on resident_stream
+    }
+    if (resident_stream.get() != nullptr) {
+      gpu::DiscardCudaError(cudaStreamSynchronize(resident_stream.get()));
+    }
     if (pool != nullptr) gpu::DiscardCudaError(cudaMemPoolDestroy(pool));
+  }
+
+  // The resident matrix under `key` when it has the targets' shape, else
+  // null (the call then copies its targets in).
+  std::shared_ptr<const ResidentMatrix> FindResident(
+      uint64_t key, const MatrixView& targets) const {
+    if (key == 0) return nullptr;
+    absl::MutexLock lock(&resident_mu);
+    const auto it = resident.find(key);
+    if (it == resident.end() || it->second->rows != targets.rows ||
+        it->second->cols != targets.cols) {
+      return nullptr;
+    }
+    return it->second;
   }
 
   absl::StatusOr<std::unique_ptr<Lane>> Acquire() {
@@ -366,6 +425,23 @@ struct GpuContext::Impl {
                       uint32_t k, float min_score, uint32_t index_offset,
                       std::vector<TopKList>* top);
 
+  // Cosine against a resident matrix: no staging of targets, no norm pass.
+  absl::Status CosineResident(Lane& lane, const gpu::PreparedQueries& pq,
+                              const ResidentMatrix& targets, float* out,
+                              size_t out_stride, uint32_t k, float min_score,
+                              uint32_t index_offset,
+                              std::vector<TopKList>* top);
+
+  // The device top-k of a q x n score matrix (row stride n) into *top; only
+  // q * min(k, n) keys cross PCIe.
+  absl::Status SelectTopK(Lane& lane, const float* scores, size_t q, size_t n,
+                          uint32_t k, float min_score, uint32_t index_offset,
+                          std::vector<TopKList>* top);
+
+  // Copies `rows` to new device memory and runs the norm pass over them.
+  absl::Status UploadResident(Lane& lane, const MatrixView& rows,
+                              std::shared_ptr<ResidentMatrix>* out);
+
   absl::Status Spread(Lane& lane, const GraphView& graph,
                       absl::Span<const SpreadSeed> seeds,
                       const SpreadParams& params, uint32_t top_k,
@@ -510,8 +586,16 @@ absl::Status GpuContext::Impl::Cosine(Lane& lane,
                              static_cast<uint64_t>(index_offset) + bad);
   }
   if (dense) return absl::OkStatus();
+  return SelectTopK(lane, scores[0].get(), q, n, k, min_score, index_offset,
+                    top);
+}
 
-  // Top-k on the device; only q * keep keys come back.
+absl::Status GpuContext::Impl::SelectTopK(Lane& lane, const float* scores,
+                                          size_t q, size_t n, uint32_t k,
+                                          float min_score,
+                                          uint32_t index_offset,
+                                          std::vector<TopKList>* top) {
+  cudaStream_t compute = lane.compute.get();
   const uint32_t keep = static_cast<uint32_t>(std::min<size_t>(k, n));
   ENGRAM_ASSIGN_OR_RETURN(
       DeviceArray<unsigned char> select_workspace,
@@ -523,9 +607,8 @@ absl::Status GpuContext::Impl::Cosine(Lane& lane,
   ENGRAM_ASSIGN_OR_RETURN(DeviceArray<uint32_t> counts,
                           DeviceArray<uint32_t>::Allocate(q, pool, compute));
   ENGRAM_CUDA_RETURN_IF_ERROR(gpu::LaunchTopKSelect(
-      scores[0].get(), static_cast<uint32_t>(q), static_cast<uint32_t>(n), n,
-      keep, min_score, select_workspace.get(), keys.get(), counts.get(),
-      compute));
+      scores, static_cast<uint32_t>(q), static_cast<uint32_t>(n), n, keep,
+      min_score, select_workspace.get(), keys.get(), counts.get(), compute));
   std::vector<unsigned long long> host_keys(q * keep);
   std::vector<uint32_t> host_counts(q);
   ENGRAM_RETURN_IF_ERROR(
@@ -538,6 +621,106 @@ absl::Status GpuContext::Impl::Cosine(Lane& lane,
     top->push_back(DecodeList(host_keys.data() + j * keep,
                               std::min(host_counts[j], keep), index_offset));
   }
+  return absl::OkStatus();
+}
+
+// Scores a resident matrix in one pass: only the queries go in, and the
+// scores (dense) or q * k keys (top-k) come out. The score matrix is the
+// whole q x n block, as the top-k path already allocates it; the executor's
+// footprint (CosineFootprint) counts it per query.
+absl::Status GpuContext::Impl::CosineResident(
+    Lane& lane, const gpu::PreparedQueries& pq, const ResidentMatrix& targets,
+    float* out, size_t out_stride, uint32_t k, float min_score,
+    uint32_t index_offset, std::vector<TopKList>* top) {
+  const bool dense = top == nullptr;
+  const size_t q = pq.rows;
+  const size_t n = targets.rows;
+  const size_t d = targets.cols;
+  cudaStream_t compute = lane.compute.get();
+
+  gpu::TileScoring scoring;
+  if (q >= options.gemm_min_queries && cublas != nullptr) {
+    ENGRAM_RETURN_IF_ERROR(EnsureCublas(lane));
+    scoring.cublas = cublas.get();
+    scoring.handle = lane.cublas;
+  }
+  scoring.gemm_min_queries = options.gemm_min_queries;
+
+  ENGRAM_ASSIGN_OR_RETURN(DeviceArray<float> query_values,
+                          DeviceArray<float>::Allocate(q * d, pool, compute));
+  ENGRAM_ASSIGN_OR_RETURN(DeviceArray<double> query_inv_norm,
+                          DeviceArray<double>::Allocate(q, pool, compute));
+  ENGRAM_ASSIGN_OR_RETURN(DeviceArray<float> scores,
+                          DeviceArray<float>::Allocate(q * n, pool, compute));
+  CopiesFinishFirst finish(lane);
+  ENGRAM_RETURN_IF_ERROR(
+      Upload(lane, query_values.get(), pq.values.data(), query_values.bytes()));
+  ENGRAM_RETURN_IF_ERROR(Upload(lane, query_inv_norm.get(), pq.inv_norm.data(),
+                                query_inv_norm.bytes()));
+  const gpu::DeviceQueries device_queries{
+      query_values.get(), query_inv_norm.get(), static_cast<uint32_t>(q),
+      static_cast<uint32_t>(d)};
+  ENGRAM_RETURN_IF_ERROR(gpu::ScoreResident(device_queries, targets.view(),
+                                            scores.get(), n, scoring, compute));
+  if (!dense) {
+    return SelectTopK(lane, scores.get(), q, n, k, min_score, index_offset,
+                      top);
+  }
+  if (out_stride == n) {
+    return Download(lane, out, scores.get(), scores.bytes());
+  }
+  for (size_t j = 0; j < q; ++j) {
+    ENGRAM_RETURN_IF_ERROR(Download(lane, out + j * out_stride,
+                                    scores.get() + j * n, n * sizeof(float)));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status GpuContext::Impl::UploadResident(
+    Lane& lane, const MatrixView& rows, std::shared_ptr<ResidentMatrix>* out) {
+  const size_t n = rows.rows;
+  const size_t d = rows.cols;
+  cudaStream_t compute = lane.compute.get();
+  auto matrix = std::make_shared<ResidentMatrix>();
+  matrix->rows = n;
+  matrix->cols = d;
+  // Allocated on the lane's compute stream, so that on any error below they
+  // are freed in order after whatever of this call's work is queued there.
+  ENGRAM_ASSIGN_OR_RETURN(matrix->values,
+                          DeviceArray<float>::Allocate(n * d, pool, compute));
+  ENGRAM_ASSIGN_OR_RETURN(matrix->inv_norm,
+                          DeviceArray<double>::Allocate(n, pool, compute));
+  ENGRAM_ASSIGN_OR_RETURN(
+      matrix->tiny, DeviceArray<uint32_t>::Allocate(n + 1, pool, compute));
+  ENGRAM_ASSIGN_OR_RETURN(
+      DeviceArray<unsigned long long> bad_row,
+      DeviceArray<unsigned long long>::Allocate(1, pool, compute));
+  CopiesFinishFirst finish(lane);
+  ENGRAM_RETURN_IF_ERROR(
+      Upload(lane, matrix->values.get(), rows.data, matrix->values.bytes()));
+  ENGRAM_CUDA_RETURN_IF_ERROR(
+      cudaMemsetAsync(bad_row.get(), 0xff, bad_row.bytes(), compute));
+  ENGRAM_CUDA_RETURN_IF_ERROR(
+      cudaMemsetAsync(matrix->tiny.get(), 0, sizeof(uint32_t), compute));
+  gpu::RowFlags flags;
+  flags.bad_row = bad_row.get();
+  flags.tiny_count = matrix->tiny.get();
+  flags.tiny_rows = matrix->tiny.get() + 1;
+  ENGRAM_CUDA_RETURN_IF_ERROR(gpu::LaunchRowInverseNorms(
+      matrix->values.get(), static_cast<uint32_t>(n), static_cast<uint32_t>(d),
+      matrix->inv_norm.get(), 0, flags, compute));
+  unsigned long long bad = kNoBadRow;
+  ENGRAM_RETURN_IF_ERROR(Download(lane, &bad, bad_row.get(), sizeof(bad)));
+  if (bad != kNoBadRow) {
+    return NonFiniteRowError("targets", rows.row(bad), d, bad);
+  }
+  // Everything queued for the matrix has run: from now on it is read by
+  // other lanes and freed on the resident stream.
+  ENGRAM_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(compute));
+  matrix->values.FreeOn(resident_stream.get());
+  matrix->inv_norm.FreeOn(resident_stream.get());
+  matrix->tiny.FreeOn(resident_stream.get());
+  *out = std::move(matrix);
   return absl::OkStatus();
 }
 
@@ -658,6 +841,9 @@ absl::StatusOr<std::unique_ptr<GpuContext>> GpuContext::Create(
       gpu::CreateMemoryPool(options.device_ordinal, options.memory_limit_bytes);
   if (!pool.ok()) return unusable(pool.status());
   impl->pool = *pool;
+  absl::StatusOr<CudaStream> resident_stream = CudaStream::Create();
+  if (!resident_stream.ok()) return unusable(resident_stream.status());
+  impl->resident_stream = *std::move(resident_stream);
   absl::StatusOr<std::unique_ptr<gpu::Cublas>> cublas = gpu::Cublas::Load();
   if (cublas.ok()) {
     impl->cublas = *std::move(cublas);
@@ -676,7 +862,8 @@ std::string GpuContext::cublas_status() const { return impl_->cublas_status; }
 
 absl::Status GpuContext::CosineDense(const MatrixView& queries,
                                      const MatrixView& targets, float* out,
-                                     size_t out_stride, uint32_t index_offset) {
+                                     size_t out_stride, uint32_t index_offset,
+                                     uint64_t resident_key) {
   ENGRAM_RETURN_IF_ERROR(CheckShapes(queries, targets));
   ENGRAM_RETURN_IF_ERROR(CheckCosineIndexRange(targets.rows, index_offset));
   if (out_stride < targets.rows) {
@@ -688,7 +875,15 @@ absl::Status GpuContext::CosineDense(const MatrixView& queries,
   ENGRAM_RETURN_IF_ERROR(gpu::PrepareQueries(queries, &pq));
   if (queries.rows == 0 || targets.rows == 0) return absl::OkStatus();
   if (out == nullptr) return absl::InvalidArgumentError("out is null");
+  // Held until the lane's work is done: an eviction meanwhile frees it after.
+  const std::shared_ptr<const ResidentMatrix> resident =
+      impl_->FindResident(resident_key, targets);
   return impl_->WithLane([&](Lane& lane) {
+    if (resident != nullptr) {
+      impl_->resident_hits.fetch_add(1, std::memory_order_relaxed);
+      return impl_->CosineResident(lane, pq, *resident, out, out_stride, 0,
+                                   0.0f, index_offset, nullptr);
+    }
     return impl_->Cosine(lane, pq, targets, out, out_stride, 0, 0.0f,
                          index_offset, nullptr);
   });
@@ -697,7 +892,8 @@ absl::Status GpuContext::CosineDense(const MatrixView& queries,
 absl::Status GpuContext::CosineTopK(const MatrixView& queries,
                                     const MatrixView& targets, uint32_t k,
                                     float min_score, uint32_t index_offset,
-                                    std::vector<TopKList>* out) {
+                                    std::vector<TopKList>* out,
+                                    uint64_t resident_key) {
   ENGRAM_RETURN_IF_ERROR(CheckShapes(queries, targets));
   ENGRAM_RETURN_IF_ERROR(CheckCosineIndexRange(targets.rows, index_offset));
   if (k == 0) return absl::InvalidArgumentError("k must be at least 1");
@@ -711,10 +907,85 @@ absl::Status GpuContext::CosineTopK(const MatrixView& queries,
     out->assign(queries.rows, TopKList());
     return absl::OkStatus();
   }
+  const std::shared_ptr<const ResidentMatrix> resident =
+      impl_->FindResident(resident_key, targets);
   return impl_->WithLane([&](Lane& lane) {
+    if (resident != nullptr) {
+      impl_->resident_hits.fetch_add(1, std::memory_order_relaxed);
+      return impl_->CosineResident(lane, pq, *resident, nullptr, 0, k,
+                                   min_score, index_offset, out);
+    }
     return impl_->Cosine(lane, pq, targets, nullptr, 0, k, min_score,
                          index_offset, out);
   });
+}
+
+absl::Status GpuContext::UploadResident(uint64_t key, const MatrixView& rows) {
+  if (key == 0) {
+    return absl::InvalidArgumentError("resident key must not be 0");
+  }
+  if (rows.rows == 0 || rows.cols == 0 || rows.data == nullptr) {
+    return absl::InvalidArgumentError("resident rows must not be empty");
+  }
+  // cuBLAS takes int dimensions.
+  constexpr size_t kMaxDim =
+      static_cast<size_t>(std::numeric_limits<int32_t>::max());
+  if (rows.rows > kMaxDim || rows.cols > kMaxDim) {
+    return absl::InvalidArgumentError(
+        "resident matrix dimensions must be below 2^31");
+  }
+  if (HoldsResident(key)) {
+    return absl::AlreadyExistsError(
+        absl::StrCat("resident key ", key, " is held"));
+  }
+  std::shared_ptr<ResidentMatrix> matrix;
+  ENGRAM_RETURN_IF_ERROR(impl_->WithLane(
+      [&](Lane& lane) { return impl_->UploadResident(lane, rows, &matrix); }));
+  std::shared_ptr<const ResidentMatrix> unused;  // freed outside the lock
+  absl::MutexLock lock(&impl_->resident_mu);
+  auto [it, inserted] = impl_->resident.emplace(key, matrix);
+  if (!inserted) {
+    unused = std::move(matrix);
+    return absl::AlreadyExistsError(
+        absl::StrCat("resident key ", key, " is held"));
+  }
+  impl_->resident_bytes += it->second->bytes();
+  return absl::OkStatus();
+}
+
+absl::Status GpuContext::EvictResident(uint64_t key) {
+  std::shared_ptr<const ResidentMatrix> matrix;
+  {
+    absl::MutexLock lock(&impl_->resident_mu);
+    const auto it = impl_->resident.find(key);
+    if (it == impl_->resident.end()) {
+      return absl::NotFoundError(absl::StrCat("no resident key ", key));
+    }
+    matrix = std::move(it->second);
+    impl_->resident.erase(it);
+    impl_->resident_bytes -= matrix->bytes();
+  }
+  // The frees (now, or when the last call reading it ends) are enqueued on
+  // the resident stream of this context's device; best effort.
+  gpu::DiscardCudaError(cudaSetDevice(impl_->options.device_ordinal));
+  matrix.reset();
+  return absl::OkStatus();
+}
+
+bool GpuContext::HoldsResident(uint64_t key) const {
+  absl::MutexLock lock(&impl_->resident_mu);
+  return impl_->resident.count(key) != 0;
+}
+
+GpuResidentStats GpuContext::ResidentStats() const {
+  GpuResidentStats stats;
+  {
+    absl::MutexLock lock(&impl_->resident_mu);
+    stats.matrices = impl_->resident.size();
+    stats.bytes = impl_->resident_bytes;
+  }
+  stats.hits = impl_->resident_hits.load(std::memory_order_relaxed);
+  return stats;
 }
 
 absl::Status GpuContext::Spread(const GraphView& graph,

@@ -16,9 +16,13 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "core/collections/collection_store.h"
+#include "core/collections/memory_budget.h"
 #include "core/dispatch/backend_errors.h"
 #include "core/dispatch/cpu_backend.h"
 #include "core/dispatch/cuda_backend.h"
+#include "core/dispatch/device_residency.h"
 #include "core/dispatch/hybrid_config.h"
 #include "core/dispatch/hybrid_executor.h"
 #include "gmock/gmock.h"
@@ -473,6 +477,59 @@ TEST_F(CudaExecutorTest, TheDevicesMemoryProbeSizesTheChunks) {
   const CosineRun cpu = Run(*cpu_, MakeJob(queries, q, targets, n, d, 5));
   const CosineRun all = Run(*cpu_, MakeJob(queries, q, targets, n, d));
   ExpectSameTopK(out.top, cpu.top, all.scores, n);
+}
+
+// The whole residency path on the device: a committed segment is uploaded
+// by DeviceResidency ahead of use, and a search naming it runs on the GPU
+// against the copy (no targets copied in) with the CPU's results.
+TEST_F(CudaExecutorTest, ResidentSegmentsAreSearchedFromTheDeviceCopy) {
+  HybridExecutor& executor = Make();
+  DeviceResidency::Options options;
+  options.gpu = gpu_.get();
+  options.memory = executor.memory_monitor();
+  auto residency = DeviceResidency::Create(options);
+  ASSERT_TRUE(residency.ok()) << residency.status();
+  collections::MemoryBudget::Options budget;
+  budget.limit_bytes = uint64_t{1} << 30;
+  collections::CollectionStore::Options store_options;
+  store_options.budget = *collections::MemoryBudget::Create(budget);
+  store_options.observer = residency->get();
+  auto store = *collections::CollectionStore::Create(store_options);
+
+  const size_t q = 6, n = 50000, d = 128;
+  const auto rows = testing::RandomMatrix(n, d, 21);
+  collections::UploadOptions upload_options;
+  upload_options.name = "c";
+  upload_options.create = true;
+  upload_options.dimension = d;
+  upload_options.rows = n;
+  auto upload = *store->BeginUpload(upload_options);
+  ASSERT_TRUE(upload->Append(MatrixView{rows.data(), n, d}).ok());
+  auto collection = upload->Commit();
+  ASSERT_TRUE(collection.ok()) << collection.status();
+  ASSERT_TRUE((*residency)->WaitIdle(absl::Seconds(60)));
+  const collections::Segment& segment = *(*collection)->segments().front();
+  ASSERT_TRUE(gpu_->HoldsResident(segment.id()))
+      << (*residency)->stats().upload_failures << " upload failures";
+
+  const auto queries = testing::RandomMatrix(q, d, 22);
+  CosineJob job = MakeJob(queries, q, rows, n, d, 10);
+  job.targets = segment.vectors();
+  job.placement = Placement::kGpuOnly;
+  job.resident_targets = segment.id();
+  (*residency)->Touch(**collection);
+  CosineOutput out;
+  ASSERT_TRUE(executor.Cosine(job, &out).ok());
+  EXPECT_EQ(out.report.backend, BackendKind::kGpu);
+  EXPECT_EQ(gpu_->resident_stats().hits, 1u);
+  const CosineRun cpu = Run(*cpu_, MakeJob(queries, q, rows, n, d, 10));
+  const CosineRun all = Run(*cpu_, MakeJob(queries, q, rows, n, d));
+  ExpectSameTopK(out.top, cpu.top, all.scores, n);
+
+  // Deleting the collection frees the device copy.
+  ASSERT_TRUE(store->Delete("c").ok());
+  EXPECT_FALSE(gpu_->HoldsResident(segment.id()));
+  EXPECT_EQ(gpu_->ResidentBytes(), 0u);
 }
 
 }  // namespace

@@ -136,6 +136,32 @@ TEST_F(ChunkingTest, CosineFootprintCountsInputsOutputsAndWorkspace) {
   EXPECT_EQ(top.TotalBytes(), top.fixed_bytes + 10 * top.per_item_bytes);
 }
 
+TEST_F(ChunkingTest, ResidentTargetsAreLeftOutOfTheCosineFootprint) {
+  const JobFootprint staged = CosineFootprint(10, 100, 8, /*top_k=*/5);
+  const JobFootprint resident =
+      CosineFootprint(10, 100, 8, /*top_k=*/5, /*targets_resident=*/true);
+  EXPECT_EQ(resident.fixed_bytes, 0u);
+  EXPECT_EQ(resident.per_item_bytes, staged.per_item_bytes);
+  EXPECT_EQ(resident.items, staged.items);
+  CosineJob job;
+  std::vector<float> q(10 * 8), t(100 * 8);
+  job.queries = kernels::MatrixView{q.data(), 10, 8};
+  job.targets = kernels::MatrixView{t.data(), 100, 8};
+  job.top_k = 5;
+  job.resident_targets = 7;
+  // The job's field alone does not make its targets resident: the caller
+  // says whether the device holds them.
+  EXPECT_EQ(CosineFootprint(job).fixed_bytes, staged.fixed_bytes);
+  EXPECT_EQ(CosineFootprint(job, true).fixed_bytes, 0u);
+}
+
+TEST_F(ChunkingTest, ResidentFootprintCountsRowsNormsAndTheRescoreList) {
+  // 100 x 8 floats, 100 float64 inverse norms, a count and 100 row indices.
+  EXPECT_EQ(ResidentFootprintBytes(100, 8), 100u * 8 * 4 + 100 * 8 + 101 * 4);
+  EXPECT_EQ(ResidentFootprintBytes(uint64_t{1} << 62, uint64_t{1} << 10),
+            std::numeric_limits<uint64_t>::max());
+}
+
 TEST_F(ChunkingTest, SpreadFootprintIsOneUnit) {
   std::vector<uint32_t> offsets = {0, 2, 3, 3};
   std::vector<uint32_t> targets = {1, 2, 2};

@@ -890,6 +890,57 @@ TEST_F(HybridExecutorTest, OomSafeSmallAndLargeBatchesMatchTheCpu) {
   }
 }
 
+// A job whose targets the GPU holds resident needs room only for its
+// queries and scores: it runs on a GPU too full to take its targets too,
+// reads the copy, and gets the CPU's results.
+TEST_F(HybridExecutorTest, ResidentTargetsAreLeftOutOfTheFootprint) {
+  // The simulated GPU itself, not the recording wrapper (which does not
+  // forward residency).
+  store_ = *ConfigStore::Create(TestConfig());
+  HybridExecutor::Options options;
+  options.cpu = cpu_.get();
+  options.gpu = gpu_inner_.get();
+  options.config = store_.get();
+  options.clock = &clock_;
+  std::unique_ptr<HybridExecutor> executor = *HybridExecutor::Create(options);
+
+  CosineCase c(4, 4096, 64, 31, /*top_k=*/5);
+  constexpr uint64_t kKey = 42;
+  ASSERT_TRUE(gpu_inner_->UploadResident(kKey, c.job.targets).ok());
+  const JobFootprint staged = CosineFootprint(c.job);
+  const JobFootprint resident = CosineFootprint(c.job, true);
+  // Leave room for the resident job (at the 0.8 safety margin) but not for
+  // the targets.
+  const uint64_t free_bytes = resident.TotalBytes() * 2;
+  ASSERT_LT(free_bytes, staged.fixed_bytes);
+  gpu_inner_->SetReservedBytes(kGiB - gpu_inner_->ResidentBytes() - free_bytes);
+
+  c.job.placement = Placement::kGpuOnly;
+  CosineOutput out;
+  EXPECT_EQ(executor->Cosine(c.job, &out).code(),
+            absl::StatusCode::kResourceExhausted);
+
+  c.job.resident_targets = kKey;
+  ASSERT_TRUE(executor->Cosine(c.job, &out).ok());
+  EXPECT_EQ(out.report.backend, BackendKind::kGpu);
+  EXPECT_EQ(out.report.chunks, 1u);
+  EXPECT_TRUE(TopKMatches(out.top, c.Reference(), c.q, c.n, 5, -2.0f));
+  const auto call = gpu_inner_->history().back();
+  EXPECT_TRUE(call.resident);
+  EXPECT_EQ(call.bytes, resident.TotalBytes());
+  EXPECT_EQ(gpu_inner_->stats().resident_hits, 1u);
+
+  // Evicted: the same job no longer fits on the GPU, and AUTO runs it on
+  // the CPU from the host copy.
+  ASSERT_TRUE(gpu_inner_->EvictResident(kKey).ok());
+  EXPECT_EQ(executor->Cosine(c.job, &out).code(),
+            absl::StatusCode::kResourceExhausted);
+  c.job.placement = Placement::kAuto;
+  ASSERT_TRUE(executor->Cosine(c.job, &out).ok());
+  EXPECT_EQ(out.report.backend, BackendKind::kCpu);
+  EXPECT_TRUE(TopKMatches(out.top, c.Reference(), c.q, c.n, 5, -2.0f));
+}
+
 TEST_F(HybridExecutorTest, CalibrateSeedsThePerformanceModel) {
   Make();
   CalibrationOptions options;

@@ -149,8 +149,87 @@ TEST_F(SimulatedGpuBackendTest, CreateRejectsOptionsOutOfRange) {
   o.burst_length = 0;
   EXPECT_FALSE(SimulatedGpuBackend::Create(o).ok());
   o = BaseOptions();
+  o.seconds_per_target_byte = -1;
+  EXPECT_FALSE(SimulatedGpuBackend::Create(o).ok());
+  o = BaseOptions();
   o.name = "";
   EXPECT_FALSE(SimulatedGpuBackend::Create(o).ok());
+}
+
+TEST_F(SimulatedGpuBackendTest, ResidentCopiesCountAgainstMemory) {
+  auto gpu = Make(BaseOptions());
+  EXPECT_TRUE(gpu->Capabilities().supports_residency);
+  const uint64_t bytes = ResidentFootprintBytes(16, 4);
+  ASSERT_TRUE(gpu->UploadResident(5, job_.targets).ok());
+  EXPECT_TRUE(gpu->HoldsResident(5));
+  EXPECT_EQ(gpu->ResidentBytes(), bytes);
+  EXPECT_EQ(gpu->QueryMemory()->free_bytes, (1u << 20) - bytes);
+  EXPECT_EQ(gpu->UploadResident(5, job_.targets).code(),
+            absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(gpu->UploadResident(0, job_.targets).code(),
+            absl::StatusCode::kInvalidArgument);
+  ASSERT_TRUE(gpu->EvictResident(5).ok());
+  EXPECT_EQ(gpu->EvictResident(5).code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(gpu->ResidentBytes(), 0u);
+  EXPECT_EQ(gpu->QueryMemory()->free_bytes, 1u << 20);
+  const SimulatedGpuBackend::Stats stats = gpu->stats();
+  EXPECT_EQ(stats.resident_uploads, 1u);
+  EXPECT_EQ(stats.resident_evictions, 1u);
+}
+
+TEST_F(SimulatedGpuBackendTest, UploadsFailOnDemandWhenFullAndWhenSticky) {
+  auto gpu = Make(BaseOptions());
+  gpu->FailNextUploads(1, DeviceOutOfMemoryError("injected"), /*after=*/1);
+  EXPECT_TRUE(gpu->UploadResident(1, job_.targets).ok());
+  EXPECT_EQ(ClassifyBackendError(gpu->UploadResident(2, job_.targets)),
+            BackendErrorClass::kOutOfMemory);
+  EXPECT_FALSE(gpu->HoldsResident(2));
+  // Cosine calls do not consume the upload queue, and vice versa.
+  gpu->FailNextUploads(1, absl::UnavailableError("device error"));
+  EXPECT_TRUE(Call(*gpu).ok());
+  EXPECT_EQ(gpu->UploadResident(2, job_.targets).code(),
+            absl::StatusCode::kUnavailable);
+  gpu->SetReservedBytes((1u << 20) - 100);
+  EXPECT_EQ(ClassifyBackendError(gpu->UploadResident(3, job_.targets)),
+            BackendErrorClass::kOutOfMemory);
+  gpu->SetReservedBytes(0);
+  gpu->InjectStickyError();
+  EXPECT_EQ(ClassifyBackendError(gpu->UploadResident(4, job_.targets)),
+            BackendErrorClass::kSticky);
+  EXPECT_EQ(gpu->stats().resident_upload_failures, 4u);
+  // Evicting still works on a lost device.
+  EXPECT_TRUE(gpu->EvictResident(1).ok());
+}
+
+TEST_F(SimulatedGpuBackendTest, AResidentJobSkipsTheTargetCopyAndItsBytes) {
+  SimulatedGpuBackend::Options o = BaseOptions();
+  o.seconds_per_target_byte = 1e-9;
+  auto gpu = Make(o);
+  // 16 x 4 floats of targets: 256 bytes, 256 ns of copy; 512 units of work.
+  absl::Time start = clock_.Now();
+  ASSERT_TRUE(Call(*gpu).ok());
+  EXPECT_NEAR(absl::ToDoubleNanoseconds(clock_.Now() - start),
+              100e3 + 512 + 256, 1);
+  std::vector<float> staged = scores_;
+  EXPECT_FALSE(gpu->history().back().resident);
+  EXPECT_EQ(gpu->history().back().bytes, CosineFootprint(job_).TotalBytes());
+
+  ASSERT_TRUE(gpu->UploadResident(9, job_.targets).ok());
+  job_.resident_targets = 9;
+  start = clock_.Now();
+  ASSERT_TRUE(Call(*gpu).ok());
+  EXPECT_NEAR(absl::ToDoubleNanoseconds(clock_.Now() - start), 100e3 + 512, 1);
+  EXPECT_TRUE(gpu->history().back().resident);
+  EXPECT_EQ(gpu->history().back().bytes,
+            CosineFootprint(job_, true).TotalBytes());
+  EXPECT_EQ(scores_, staged);  // the CPU's results either way
+  EXPECT_EQ(gpu->stats().resident_hits, 1u);
+
+  // A key held for rows of another shape is not used.
+  job_.targets.rows = 8;
+  scores_.resize(8 * 8);
+  ASSERT_TRUE(Call(*gpu).ok());
+  EXPECT_FALSE(gpu->history().back().resident);
 }
 
 }  // namespace
