@@ -1,5 +1,6 @@
 #include "client/similarity_client.h"
 
+#include <algorithm>
 #include <memory>
 #include <string>
 #include <utility>
@@ -136,6 +137,200 @@ absl::StatusOr<v1::GetStatsResponse> SimilarityClient::GetStats(
   ENGRAM_RETURN_IF_ERROR(FromGrpcStatus(
       stub_->GetStats(&context, v1::GetStatsRequest(), &response)));
   return response;
+}
+
+namespace {
+
+// Calls a unary method of `stub` with a prepared context.
+template <typename Request, typename Response, typename Method>
+absl::StatusOr<Response> Unary(v1::Similarity::Stub& stub, Method method,
+                               grpc::ClientContext* context,
+                               const Request& request) {
+  Response response;
+  ENGRAM_RETURN_IF_ERROR(
+      FromGrpcStatus((stub.*method)(context, request, &response)));
+  return response;
+}
+
+}  // namespace
+
+absl::StatusOr<v1::CollectionInfo> SimilarityClient::CreateCollection(
+    const v1::CreateCollectionRequest& request, const CallOptions& call) const {
+  grpc::ClientContext context;
+  ENGRAM_RETURN_IF_ERROR(PrepareContext(call, &context));
+  return Unary<v1::CreateCollectionRequest, v1::CollectionInfo>(
+      *stub_, &v1::Similarity::Stub::CreateCollection, &context, request);
+}
+
+absl::StatusOr<v1::UploadCollectionResponse> SimilarityClient::UploadCollection(
+    const UploadOptions& options, const FloatMatrix& vectors,
+    absl::Span<const uint64_t> ids, const CallOptions& call) const {
+  if (vectors.rows == 0 || vectors.cols == 0 ||
+      vectors.values.size() != vectors.rows * vectors.cols) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "vectors must be a non-empty rows x cols matrix, got ", vectors.rows,
+        " x ", vectors.cols, " with ", vectors.values.size(), " values"));
+  }
+  if (!ids.empty() && ids.size() != vectors.rows) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("ids has ", ids.size(), " entries, expected one per row (",
+                     vectors.rows, ")"));
+  }
+  uint64_t chunk_rows = options.chunk_rows;
+  if (chunk_rows == 0) {
+    const uint64_t row_bytes =
+        vectors.cols * sizeof(float) + (ids.empty() ? 0 : sizeof(uint64_t));
+    chunk_rows = std::max<uint64_t>(1, options.chunk_bytes / row_bytes);
+  }
+  grpc::ClientContext context;
+  ENGRAM_RETURN_IF_ERROR(PrepareContext(call, &context));
+  v1::UploadCollectionResponse response;
+  std::unique_ptr<grpc::ClientWriter<v1::UploadCollectionRequest>> writer =
+      stub_->UploadCollection(&context, &response);
+  v1::UploadCollectionRequest message;
+  v1::UploadHeader* header = message.mutable_header();
+  header->set_name(options.name);
+  header->set_create(options.create);
+  header->set_dimension(static_cast<uint32_t>(vectors.cols));
+  header->set_total_rows(vectors.rows);
+  header->set_with_ids(!ids.empty());
+  header->mutable_metadata()->insert(options.metadata.begin(),
+                                     options.metadata.end());
+  bool writing = writer->Write(message);
+  for (uint64_t first = 0; writing && first < vectors.rows;
+       first += chunk_rows) {
+    const uint64_t rows = std::min<uint64_t>(chunk_rows, vectors.rows - first);
+    message.Clear();
+    v1::UploadChunk* chunk = message.mutable_chunk();
+    const float* begin = vectors.values.data() + first * vectors.cols;
+    chunk->mutable_vectors()->Add(begin, begin + rows * vectors.cols);
+    if (!ids.empty()) {
+      chunk->mutable_ids()->Add(ids.begin() + first,
+                                ids.begin() + first + rows);
+    }
+    writing = writer->Write(message);
+  }
+  // A failed Write means the server answered early (an error); Finish
+  // returns that answer either way.
+  if (writing) writer->WritesDone();
+  ENGRAM_RETURN_IF_ERROR(FromGrpcStatus(writer->Finish()));
+  return response;
+}
+
+absl::Status SimilarityClient::DeleteCollection(const std::string& name,
+                                                const CallOptions& call) const {
+  grpc::ClientContext context;
+  ENGRAM_RETURN_IF_ERROR(PrepareContext(call, &context));
+  v1::DeleteCollectionRequest request;
+  request.set_name(name);
+  return Unary<v1::DeleteCollectionRequest, v1::DeleteCollectionResponse>(
+             *stub_, &v1::Similarity::Stub::DeleteCollection, &context, request)
+      .status();
+}
+
+absl::StatusOr<v1::ListCollectionsResponse> SimilarityClient::ListCollections(
+    const CallOptions& call) const {
+  grpc::ClientContext context;
+  ENGRAM_RETURN_IF_ERROR(PrepareContext(call, &context));
+  return Unary<v1::ListCollectionsRequest, v1::ListCollectionsResponse>(
+      *stub_, &v1::Similarity::Stub::ListCollections, &context,
+      v1::ListCollectionsRequest());
+}
+
+absl::StatusOr<v1::CollectionInfo> SimilarityClient::DescribeCollection(
+    const std::string& name, const CallOptions& call) const {
+  grpc::ClientContext context;
+  ENGRAM_RETURN_IF_ERROR(PrepareContext(call, &context));
+  v1::DescribeCollectionRequest request;
+  request.set_name(name);
+  return Unary<v1::DescribeCollectionRequest, v1::CollectionInfo>(
+      *stub_, &v1::Similarity::Stub::DescribeCollection, &context, request);
+}
+
+absl::StatusOr<v1::SearchCollectionResponse> SimilarityClient::SearchCollection(
+    const v1::SearchCollectionRequest& request, const CallOptions& call) const {
+  grpc::ClientContext context;
+  ENGRAM_RETURN_IF_ERROR(PrepareContext(call, &context));
+  return Unary<v1::SearchCollectionRequest, v1::SearchCollectionResponse>(
+      *stub_, &v1::Similarity::Stub::SearchCollection, &context, request);
+}
+
+absl::StatusOr<v1::GraphInfo> SimilarityClient::PutGraph(
+    const std::string& name, const v1::Graph& graph, uint64_t chunk_entries,
+    const CallOptions& call) const {
+  if (chunk_entries == 0) {
+    return absl::InvalidArgumentError("chunk_entries must be >= 1");
+  }
+  if (graph.targets_size() != graph.weights_size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("graph.weights has ", graph.weights_size(),
+                     " entries, expected one per graph.targets entry (",
+                     graph.targets_size(), ")"));
+  }
+  grpc::ClientContext context;
+  ENGRAM_RETURN_IF_ERROR(PrepareContext(call, &context));
+  v1::GraphInfo response;
+  std::unique_ptr<grpc::ClientWriter<v1::PutGraphRequest>> writer =
+      stub_->PutGraph(&context, &response);
+  v1::PutGraphRequest message;
+  v1::PutGraphHeader* header = message.mutable_header();
+  header->set_name(name);
+  header->set_num_nodes(graph.num_nodes());
+  header->set_num_edges(static_cast<uint64_t>(graph.targets_size()));
+  bool writing = writer->Write(message);
+  const uint64_t offsets = graph.row_offsets_size();
+  for (uint64_t first = 0; writing && first < offsets; first += chunk_entries) {
+    const uint64_t n = std::min(chunk_entries, offsets - first);
+    message.Clear();
+    message.mutable_chunk()->mutable_row_offsets()->Add(
+        graph.row_offsets().begin() + first,
+        graph.row_offsets().begin() + first + n);
+    writing = writer->Write(message);
+  }
+  const uint64_t edges = graph.targets_size();
+  for (uint64_t first = 0; writing && first < edges; first += chunk_entries) {
+    const uint64_t n = std::min(chunk_entries, edges - first);
+    message.Clear();
+    v1::PutGraphChunk* chunk = message.mutable_chunk();
+    chunk->mutable_targets()->Add(graph.targets().begin() + first,
+                                  graph.targets().begin() + first + n);
+    chunk->mutable_weights()->Add(graph.weights().begin() + first,
+                                  graph.weights().begin() + first + n);
+    writing = writer->Write(message);
+  }
+  if (writing) writer->WritesDone();
+  ENGRAM_RETURN_IF_ERROR(FromGrpcStatus(writer->Finish()));
+  return response;
+}
+
+absl::Status SimilarityClient::DeleteGraph(const std::string& name,
+                                           const CallOptions& call) const {
+  grpc::ClientContext context;
+  ENGRAM_RETURN_IF_ERROR(PrepareContext(call, &context));
+  v1::DeleteGraphRequest request;
+  request.set_name(name);
+  return Unary<v1::DeleteGraphRequest, v1::DeleteGraphResponse>(
+             *stub_, &v1::Similarity::Stub::DeleteGraph, &context, request)
+      .status();
+}
+
+absl::StatusOr<v1::ListGraphsResponse> SimilarityClient::ListGraphs(
+    const CallOptions& call) const {
+  grpc::ClientContext context;
+  ENGRAM_RETURN_IF_ERROR(PrepareContext(call, &context));
+  return Unary<v1::ListGraphsRequest, v1::ListGraphsResponse>(
+      *stub_, &v1::Similarity::Stub::ListGraphs, &context,
+      v1::ListGraphsRequest());
+}
+
+absl::StatusOr<v1::GraphInfo> SimilarityClient::DescribeGraph(
+    const std::string& name, const CallOptions& call) const {
+  grpc::ClientContext context;
+  ENGRAM_RETURN_IF_ERROR(PrepareContext(call, &context));
+  v1::DescribeGraphRequest request;
+  request.set_name(name);
+  return Unary<v1::DescribeGraphRequest, v1::GraphInfo>(
+      *stub_, &v1::Similarity::Stub::DescribeGraph, &context, request);
 }
 
 absl::StatusOr<health::HealthCheckResponse::ServingStatus>

@@ -9,6 +9,8 @@
 #ifndef ENGRAM_CLIENT_SIMILARITY_CLIENT_H_
 #define ENGRAM_CLIENT_SIMILARITY_CLIENT_H_
 
+#include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -16,6 +18,8 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "client/types.h"
 #include "engram/similarity/v1/similarity.grpc.pb.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/channel.h"
@@ -36,6 +40,20 @@ struct CallOptions {
   // Replaces the client's timeout for this call when set; must be positive.
   // absl::InfiniteDuration() sends no deadline.
   std::optional<absl::Duration> timeout;
+};
+
+// How UploadCollection streams a matrix.
+struct UploadOptions {
+  std::string name;
+  // true: create the collection (ALREADY_EXISTS when the name is taken);
+  // false: append to it (NOT_FOUND when there is none).
+  bool create = true;
+  std::map<std::string, std::string> metadata;  // create only
+  // Rows per chunk message; 0: as many as fit in chunk_bytes.
+  uint64_t chunk_rows = 0;
+  // Target size of one chunk message, when chunk_rows is 0. Must stay under
+  // the server's --max_message_bytes.
+  uint64_t chunk_bytes = uint64_t{4} << 20;
 };
 
 class SimilarityClient {
@@ -96,6 +114,43 @@ class SimilarityClient {
   absl::StatusOr<engram::similarity::v1::GetStatsResponse> GetStats(
       const CallOptions& call = {}) const;
 
+  // Resident collections (docs/api.md). Errors as for the RPCs above.
+  absl::StatusOr<engram::similarity::v1::CollectionInfo> CreateCollection(
+      const engram::similarity::v1::CreateCollectionRequest& request,
+      const CallOptions& call = {}) const;
+  // Streams `vectors` (rows x dimension) in chunks: a header (total rows,
+  // dimension, whether ids are sent), then the rows. `ids` is empty or
+  // holds one id per row. INVALID_ARGUMENT, without calling, for an empty
+  // matrix, a wrong id count or a bad chunk size. The rows become visible
+  // only if the whole stream arrives; a failed call leaves nothing.
+  absl::StatusOr<engram::similarity::v1::UploadCollectionResponse>
+  UploadCollection(const UploadOptions& options, const FloatMatrix& vectors,
+                   absl::Span<const uint64_t> ids = {},
+                   const CallOptions& call = {}) const;
+  absl::Status DeleteCollection(const std::string& name,
+                                const CallOptions& call = {}) const;
+  absl::StatusOr<engram::similarity::v1::ListCollectionsResponse>
+  ListCollections(const CallOptions& call = {}) const;
+  absl::StatusOr<engram::similarity::v1::CollectionInfo> DescribeCollection(
+      const std::string& name, const CallOptions& call = {}) const;
+  absl::StatusOr<engram::similarity::v1::SearchCollectionResponse>
+  SearchCollection(
+      const engram::similarity::v1::SearchCollectionRequest& request,
+      const CallOptions& call = {}) const;
+
+  // Resident graphs. PutGraph streams `graph` (CSR, as in SpreadRequest)
+  // with at most `chunk_entries` row offsets or edges per message (>= 1).
+  absl::StatusOr<engram::similarity::v1::GraphInfo> PutGraph(
+      const std::string& name, const engram::similarity::v1::Graph& graph,
+      uint64_t chunk_entries = uint64_t{1} << 20,
+      const CallOptions& call = {}) const;
+  absl::Status DeleteGraph(const std::string& name,
+                           const CallOptions& call = {}) const;
+  absl::StatusOr<engram::similarity::v1::ListGraphsResponse> ListGraphs(
+      const CallOptions& call = {}) const;
+  absl::StatusOr<engram::similarity::v1::GraphInfo> DescribeGraph(
+      const std::string& name, const CallOptions& call = {}) const;
+
   // grpc.health.v1.Health/Check for `service` ("" is the whole server).
   // A server without the health service yields UNIMPLEMENTED and an unknown
   // service name NOT_FOUND, as the health protocol specifies.
@@ -104,6 +159,9 @@ class SimilarityClient {
 
   // The channel, shared; e.g. to inspect its connectivity state.
   const std::shared_ptr<grpc::Channel>& channel() const { return channel_; }
+  // The generated stub, for calls the methods above do not shape (tests
+  // sending hand-made streams).
+  engram::similarity::v1::Similarity::Stub& stub() const { return *stub_; }
 
  private:
   SimilarityClient(std::shared_ptr<grpc::Channel> channel,

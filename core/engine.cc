@@ -1,6 +1,9 @@
 #include "core/engine.h"
 
+#include <cstdint>
+#include <optional>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "core/dispatch/cpu_backend.h"
@@ -15,6 +18,11 @@ Engine::Engine(const Options& options,
     : options_(options), registry_(std::move(registry)) {}
 
 Engine::~Engine() {
+  // Batchers fail their waiting calls and wait for their passes, which run
+  // on the pool; then no pass touches the device cache any more, and it may
+  // go (its upload thread reports into resident_metrics_, which goes last).
+  resident_.reset();
+  residency_.reset();
   // Queued tasks may still call into the executor: let them finish first.
   pool_.reset();
 }
@@ -87,7 +95,81 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(
   sources.model = &e.executor_->performance_model();
   sources.memory = e.executor_->memory_monitor();
   e.collector_ = std::make_shared<EngineCollector>(e.registry_, sources);
+
+  // One batched search pass: every segment of the collection through the
+  // dispatch engine, as one multi-query cosine job each.
+  Engine* self = &e;
+  collections::BatchExecutor execute = [self](
+                                           const collections::BatchPass& pass,
+                                           collections::BatchPassOutput* out) {
+    ExecutionReport report;
+    double seconds = 0;
+    uint32_t chunks = 0;
+    // Least recently used device copies are evicted first.
+    if (self->residency_ != nullptr) self->residency_->Touch(*pass.collection);
+    ENGRAM_RETURN_IF_ERROR(collections::SearchSegments(
+        pass,
+        [&](const kernels::MatrixView& queries,
+            const kernels::MatrixView& targets, uint32_t top_k,
+            std::optional<float> min_score,
+            std::vector<kernels::TopKList>* lists) {
+          CosineJob job;
+          job.queries = queries;
+          job.targets = targets;
+          job.top_k = top_k;
+          job.min_score = min_score;
+          job.placement = pass.placement;
+          // The segment's identity lets a GPU backend holding a resident
+          // copy of it read that instead of copying the rows in.
+          for (const auto& segment : pass.collection->segments()) {
+            if (segment->vectors().data == targets.data) {
+              job.resident_targets = segment->id();
+            }
+          }
+          CosineOutput segment;
+          ENGRAM_RETURN_IF_ERROR(self->CosineResident(job, &segment));
+          *lists = std::move(segment.top);
+          seconds += segment.report.compute_seconds;
+          chunks += segment.report.chunks;
+          report = std::move(segment.report);
+          return absl::OkStatus();
+        },
+        &out->top));
+    report.compute_seconds = seconds;
+    report.chunks = chunks;
+    out->report = std::move(report);
+    return absl::OkStatus();
+  };
+  e.resident_metrics_ =
+      std::make_unique<collections::ResidentMetrics>(*e.registry_);
+  if (e.gpu_ != nullptr && e.gpu_->Capabilities().supports_residency) {
+    e.residency_metrics_ =
+        std::make_unique<DeviceResidencyMetrics>(*e.registry_);
+    DeviceResidency::Options residency;
+    residency.gpu = e.gpu_.get();
+    residency.memory = e.executor_->memory_monitor();
+    residency.resident_metrics = e.resident_metrics_.get();
+    residency.metrics = e.residency_metrics_.get();
+    ENGRAM_ASSIGN_OR_RETURN(e.residency_, DeviceResidency::Create(residency));
+  }
+  ENGRAM_ASSIGN_OR_RETURN(
+      e.resident_,
+      ResidentData::Create(
+          options.resident, options.limits, std::move(execute),
+          [self](absl::AnyInvocable<void()> task) {
+            self->Submit(std::move(task));
+          },
+          e.resident_metrics_.get(), e.residency_.get(), *e.registry_));
   return engine;
+}
+
+std::string Engine::ResidencyOf(uint64_t uid) const {
+  if (residency_ == nullptr) return "host";
+  return residency_->Describe(uid).label;
+}
+
+bool Engine::WaitForResidency(absl::Duration timeout) const {
+  return residency_ == nullptr || residency_->WaitIdle(timeout);
 }
 
 void Engine::Submit(absl::AnyInvocable<void()> task) {
@@ -125,6 +207,26 @@ absl::Status Engine::Cosine(const CosineJob& job, CosineOutput* out) {
   }
   // Chunks split the queries; checking them here numbers a bad row in the
   // whole request. The pass is Q*d against the Q*N*d of the work.
+  ENGRAM_RETURN_IF_ERROR(ValidateFiniteRows("queries", job.queries));
+  return executor_->Cosine(job, out);
+}
+
+absl::Status Engine::CosineResident(const CosineJob& job, CosineOutput* out) {
+  RequestLimits limits = options_.limits;
+  const uint64_t targets =
+      static_cast<uint64_t>(job.targets.rows) * job.targets.cols;
+  if (limits.max_input_elements <= UINT64_MAX - targets) {
+    limits.max_input_elements += targets;
+  } else {
+    limits.max_input_elements = UINT64_MAX;
+  }
+  ENGRAM_RETURN_IF_ERROR(ValidateCosineJob(job, limits));
+  if (job.top_k == 0 &&
+      out->scores.size() != job.queries.rows * job.targets.rows) {
+    return absl::InternalError(absl::StrCat(
+        "score buffer holds ", out->scores.size(),
+        " floats, expected Q*N = ", job.queries.rows * job.targets.rows));
+  }
   ENGRAM_RETURN_IF_ERROR(ValidateFiniteRows("queries", job.queries));
   return executor_->Cosine(job, out);
 }

@@ -22,11 +22,13 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "core/dispatch/compute_backend.h"
+#include "core/dispatch/device_residency.h"
 #include "core/dispatch/hybrid_config.h"
 #include "core/dispatch/hybrid_executor.h"
 #include "core/dispatch/simulated_gpu_backend.h"
 #include "core/jobs.h"
 #include "core/metrics.h"
+#include "core/resident_data.h"
 #include "core/validation.h"
 #include "kernels/cpu/thread_pool.h"
 #include "prometheus/registry.h"
@@ -47,6 +49,9 @@ class Engine {
     // (simulated_gpu_backend.h) instead of a real device: for tests and demos
     // on machines without a GPU. Its pool and clock are the engine's.
     std::optional<SimulatedGpuBackend::Options> simulated_gpu;
+    // Resident collections and graphs: their memory budget and the search
+    // batching (core/resident_data.h).
+    ResidentOptions resident;
   };
 
   // Validates `options`, loads the hybrid configuration, finds the GPU (if
@@ -65,6 +70,13 @@ class Engine {
   // Computes `job` into *out (activation of every node, and the top list
   // when job.top_k > 0). Errors as for Cosine.
   absl::Status Spread(const SpreadJob& job, SpreadOutput* out);
+
+  // Cosine of job.queries against rows held resident (a collection
+  // segment): as Cosine, except that the targets do not count against
+  // limits().max_input_elements, since they were admitted by the resident
+  // memory budget when they were uploaded. The queries and the output still
+  // do.
+  absl::Status CosineResident(const CosineJob& job, CosineOutput* out);
 
   // Runs `task` on the engine's worker threads.
   void Submit(absl::AnyInvocable<void()> task);
@@ -103,6 +115,15 @@ class Engine {
   HybridExecutor& executor() { return *executor_; }
   std::shared_ptr<const HybridConfig> config() const { return config_->Get(); }
   std::shared_ptr<prometheus::Registry> registry() const { return registry_; }
+  // The resident collections, graphs and search batchers.
+  ResidentData& resident() { return *resident_; }
+  // Where the rows of the collection with `uid` (CollectionInfo::uid) are:
+  // "host", "host+gpu" or "host+gpu-partial" (DescribeCollection's
+  // residency).
+  std::string ResidencyOf(uint64_t uid) const;
+  // Blocks until the GPU copies queued so far are uploaded (start-up, before
+  // SERVING) or `timeout` passes; true without a device cache.
+  bool WaitForResidency(absl::Duration timeout) const;
 
  private:
   Engine(const Options& options,
@@ -119,6 +140,14 @@ class Engine {
   std::unique_ptr<ConfigStore> config_;
   std::unique_ptr<HybridExecutor> executor_;
   std::shared_ptr<EngineCollector> collector_;
+  // The resident stores' metrics, and the GPU copies of their segments (null
+  // without a GPU that supports residency). Both outlive resident_, whose
+  // store tells the cache of commits and deletions.
+  std::unique_ptr<collections::ResidentMetrics> resident_metrics_;
+  std::unique_ptr<DeviceResidencyMetrics> residency_metrics_;
+  std::unique_ptr<DeviceResidency> residency_;
+  // Destroyed before the pool: its batchers' passes run on the workers.
+  std::unique_ptr<ResidentData> resident_;
 };
 
 }  // namespace engram::core

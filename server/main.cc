@@ -117,6 +117,27 @@ ABSL_FLAG(absl::Duration, max_connection_age, absl::ZeroDuration(),
           "Close client connections older than this gracefully (GOAWAY), so "
           "long-lived clients re-resolve and reach replicas added since; "
           "0: never.");
+ABSL_FLAG(std::string, resident_config, "",
+          "Resident collections and graphs to load at start-up, before "
+          "health turns SERVING ([collection NAME] / [graph NAME] sections "
+          "with path = FILE; see docs/configuration.md). A missing or "
+          "corrupt file is logged and counted, and the server starts "
+          "without it.");
+ABSL_FLAG(uint64_t, resident_memory_bytes, uint64_t{8} << 30,
+          "Host memory resident collections and graphs may hold together; "
+          "an upload or load beyond it is refused (RESOURCE_EXHAUSTED) "
+          "before anything is allocated.");
+ABSL_FLAG(bool, batching, true,
+          "Coalesce concurrent SearchCollection calls on the same "
+          "collection into one pass (false: every call is its own pass).");
+ABSL_FLAG(uint32_t, batch_max_queries, 64,
+          "Most queries in one batched search pass, [1, 65536].");
+ABSL_FLAG(absl::Duration, batch_max_delay, absl::Microseconds(200),
+          "How long the oldest call of a partial batch may wait for more, "
+          "[0, 1s].");
+ABSL_FLAG(uint32_t, batch_max_pending, 1024,
+          "SearchCollection calls waiting or in a pass, per collection; "
+          "beyond it calls are refused at once with RESOURCE_EXHAUSTED.");
 ABSL_FLAG(std::string, ready_file, "",
           "When set, once started (ports bound, calibration done) write "
           "{\"grpc_port\":P,\"metrics_port\":M} to this file (written "
@@ -142,7 +163,8 @@ bool WriteReadyFile(const std::string& path, int grpc_port, int metrics_port) {
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
-      "The Engram Similarity Service (gRPC: BatchCosine, Spread, GetStats).");
+      "The Engram Similarity Service (gRPC: BatchCosine, Spread, GetStats, "
+      "resident collections and graphs).");
   absl::ParseCommandLine(argc, argv);
   using engram::core::Log;
   using engram::core::LogLevel;
@@ -197,6 +219,16 @@ int main(int argc, char** argv) {
   options.tls.key_file = absl::GetFlag(FLAGS_tls_key_file);
   options.tls.client_ca_file = absl::GetFlag(FLAGS_tls_client_ca_file);
   options.max_connection_age = absl::GetFlag(FLAGS_max_connection_age);
+  options.resident_config_path = absl::GetFlag(FLAGS_resident_config);
+  options.engine.resident.memory_bytes =
+      absl::GetFlag(FLAGS_resident_memory_bytes);
+  options.engine.resident.batching = absl::GetFlag(FLAGS_batching);
+  options.engine.resident.batch_max_queries =
+      absl::GetFlag(FLAGS_batch_max_queries);
+  options.engine.resident.batch_max_delay =
+      absl::GetFlag(FLAGS_batch_max_delay);
+  options.engine.resident.batch_max_pending =
+      absl::GetFlag(FLAGS_batch_max_pending);
   if (absl::GetFlag(FLAGS_simulated_gpu)) {
     engram::core::SimulatedGpuBackend::Options sim;
     sim.memory_bytes = absl::GetFlag(FLAGS_simulated_gpu_memory_bytes);

@@ -10,6 +10,8 @@ const char* Readiness::PhaseName(Phase phase) {
   switch (phase) {
     case Phase::kStarting:
       return "starting";
+    case Phase::kLoading:
+      return "loading";
     case Phase::kCalibrating:
       return "calibrating";
     case Phase::kServing:
@@ -79,6 +81,9 @@ Readiness::State Readiness::ComputeLocked() const {
   switch (phase_) {
     case Phase::kStarting:
       s.reason = "starting";
+      return s;
+    case Phase::kLoading:
+      s.reason = "loading resident collections and graphs";
       return s;
     case Phase::kCalibrating:
       s.reason = "calibrating the dispatch performance model";

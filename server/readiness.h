@@ -1,6 +1,7 @@
 // Readiness: what the standard health service answers, kept truthful.
 //
-// NOT_SERVING while the server starts (and, with --calibrate, while the
+// NOT_SERVING while the server starts (while it loads the resident data
+// declared with --resident_config, and, with --calibrate, while the
 // calibration sweep seeds the performance model), SERVING once it is up,
 // NOT_SERVING again from the start of a drain. The GPU counts too: once the
 // GPU is unusable (none found at start-up, or the circuit breaker forced
@@ -28,7 +29,7 @@ namespace engram::server {
 
 class Readiness {
  public:
-  enum class Phase { kStarting, kCalibrating, kServing, kDraining };
+  enum class Phase { kStarting, kLoading, kCalibrating, kServing, kDraining };
   static const char* PhaseName(Phase phase);  // "starting", ...
 
   struct Options {

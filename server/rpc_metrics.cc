@@ -13,6 +13,26 @@ const char* MethodName(Method method) {
       return "Spread";
     case Method::kGetStats:
       return "GetStats";
+    case Method::kCreateCollection:
+      return "CreateCollection";
+    case Method::kUploadCollection:
+      return "UploadCollection";
+    case Method::kDeleteCollection:
+      return "DeleteCollection";
+    case Method::kListCollections:
+      return "ListCollections";
+    case Method::kDescribeCollection:
+      return "DescribeCollection";
+    case Method::kSearchCollection:
+      return "SearchCollection";
+    case Method::kPutGraph:
+      return "PutGraph";
+    case Method::kDeleteGraph:
+      return "DeleteGraph";
+    case Method::kListGraphs:
+      return "ListGraphs";
+    case Method::kDescribeGraph:
+      return "DescribeGraph";
   }
   return "unknown";
 }

@@ -23,8 +23,22 @@
 
 namespace engram::server {
 
-enum class Method { kBatchCosine = 0, kSpread = 1, kGetStats = 2 };
-inline constexpr int kNumMethods = 3;
+enum class Method {
+  kBatchCosine = 0,
+  kSpread = 1,
+  kGetStats = 2,
+  kCreateCollection = 3,
+  kUploadCollection = 4,
+  kDeleteCollection = 5,
+  kListCollections = 6,
+  kDescribeCollection = 7,
+  kSearchCollection = 8,
+  kPutGraph = 9,
+  kDeleteGraph = 10,
+  kListGraphs = 11,
+  kDescribeGraph = 12,
+};
+inline constexpr int kNumMethods = 13;
 const char* MethodName(Method method);  // "BatchCosine", ...
 
 // Why a call was refused without computing (engram_rejected_requests_total).

@@ -28,6 +28,9 @@ namespace {
 // for a message in transit on a busy link to land and be refused.
 constexpr absl::Duration kQuietPeriod = absl::Milliseconds(250);
 
+// How long start-up waits for the GPU copies of declared collections.
+constexpr absl::Duration kResidencyUploadWait = absl::Minutes(2);
+
 // The whole of a PEM file; NOT_FOUND naming the file when it cannot be read,
 // INVALID_ARGUMENT when it holds no PEM block.
 absl::StatusOr<std::string> ReadPem(const std::string& path) {
@@ -198,6 +201,36 @@ absl::Status SimilarityServer::Start() {
   const std::vector<int> ports = exposer_->GetListeningPorts();
   metrics_port_ = ports.empty() ? 0 : ports.front();
 
+  if (!options_.resident_config_path.empty()) {
+    // Replicas serve the same declared data from the moment they say
+    // SERVING; a bad file or entry is logged and counted per entry
+    // (ResidentData) and never stops the server.
+    readiness_->SetPhase(Readiness::Phase::kLoading);
+    const absl::Time start = absl::Now();
+    auto outcomes =
+        engine_->resident().LoadDeclarationsFile(options_.resident_config_path);
+    size_t loaded = 0;
+    size_t failed = 0;
+    if (outcomes.ok()) {
+      for (const auto& outcome : *outcomes) {
+        ++(outcome.status.ok() ? loaded : failed);
+      }
+    }
+    // The GPU copies of what was loaded are uploaded ahead of the first
+    // query; SERVING waits for them (bounded: a slow device only delays the
+    // copies, never correctness, since the host copy serves meanwhile).
+    const bool uploaded = engine_->WaitForResidency(kResidencyUploadWait);
+    core::Log(outcomes.ok() && failed == 0 ? core::LogLevel::kInfo
+                                           : core::LogLevel::kWarning,
+              "resident_loading_done",
+              {{"path", options_.resident_config_path},
+               {"loaded", absl::StrCat(loaded)},
+               {"failed", absl::StrCat(failed)},
+               {"config_ok", outcomes.ok() ? "true" : "false"},
+               {"gpu_copies_done", uploaded ? "true" : "false"},
+               {"seconds",
+                absl::StrCat(absl::ToDoubleSeconds(absl::Now() - start))}});
+  }
   if (options_.calibrate_on_start) {
     // Readiness waits for the sweep: until the model is seeded, AUTO
     // decisions would rest on no measurement at all.

@@ -3,8 +3,8 @@
 // reflection), and the Prometheus exposer.
 //
 // Lifecycle: Create() validates options (and reads the TLS files); Start()
-// binds and serves (health
-// turns SERVING once everything is up, calibration included); Drain() turns
+// binds and serves (health turns SERVING once everything is up: the
+// declared resident data loaded, calibration done); Drain() turns
 // health NOT_SERVING, refuses new calls, lets accepted ones finish within the
 // drain deadline and stops the server. The destructor drains if Drain() was
 // not called. Readiness (server/readiness.h) keeps the health answers
@@ -49,6 +49,12 @@ class SimilarityServer {
     // Run the calibration sweep (core/dispatch/calibration.h) on every
     // backend before turning SERVING, to seed the performance model.
     bool calibrate_on_start = false;
+    // Start-up declarations of resident collections and graphs
+    // (core/collections/declarations.h), loaded in Start() before readiness
+    // turns SERVING. A missing or malformed file, or an entry that fails, is
+    // logged and counted (engram_resident_load_failures_total) and the
+    // server starts without it. Empty: none.
+    std::string resident_config_path;
     // The GPU is required: health says NOT_SERVING whenever it is unusable
     // (none found, or the breaker forced open by a sticky device error).
     // Otherwise the server keeps serving on the CPU.

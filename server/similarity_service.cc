@@ -11,6 +11,7 @@
 #include "kernels/status_macros.h"
 #include "server/call_interrupt.h"
 #include "server/proto_conversion.h"
+#include "server/rpc_call.h"
 #include "server/status_conversion.h"
 
 namespace engram::server {
@@ -33,7 +34,8 @@ SimilarityService::SimilarityService(const Options& options,
       metrics_(metrics),
       readiness_(readiness),
       admission_(std::move(admission)),
-      started_(absl::Now()) {
+      started_(absl::Now()),
+      collections_(engine, metrics, admission_.get()) {
   if (options_.request_arena) {
     SetMessageAllocatorFor_BatchCosine(&cosine_allocator_);
     SetMessageAllocatorFor_Spread(&spread_allocator_);
@@ -53,32 +55,12 @@ void SimilarityService::WaitForQuiet(absl::Duration quiet,
 
 SimilarityService::Call SimilarityService::StartCall(
     grpc::CallbackServerContext* context, Method method) {
-  Call call;
-  call.method = method;
-  call.start = absl::Now();
-  call.ids = RequestIdsFromMetadata(context->client_metadata());
-  // In the trailers, not the headers: a response that sends headers is
-  // committed, and a client's retry policy could no longer retry an error
-  // such as UNAVAILABLE while draining on another replica.
-  context->AddTrailingMetadata(kRequestIdKey, call.ids.request_id);
-  return call;
+  return StartRpcCall(context, method);
 }
 
 void SimilarityService::Finish(grpc::ServerUnaryReactor* reactor,
                                const Call& call, const absl::Status& status) {
-  const grpc::Status grpc_status = ToGrpcStatus(status);
-  const double seconds = absl::ToDoubleSeconds(absl::Now() - call.start);
-  metrics_->RecordCall(call.method, grpc_status.error_code(), seconds);
-  if (core::LogEnabled(core::LogLevel::kDebug)) {
-    const core::ScopedLogContext log_context(call.ids.request_id,
-                                             call.ids.traceparent);
-    core::Log(core::LogLevel::kDebug, "rpc",
-              {{"method", MethodName(call.method)},
-               {"code", GrpcCodeName(grpc_status.error_code())},
-               {"seconds", absl::StrCat(seconds)},
-               {"message", std::string(status.message())}});
-  }
-  reactor->Finish(grpc_status);
+  reactor->Finish(EndRpcCall(*metrics_, call, status));
 }
 
 void SimilarityService::CountRejection(const absl::Status& status,
@@ -99,20 +81,6 @@ void SimilarityService::CountRejection(const absl::Status& status,
 
 namespace {
 
-absl::Status ShuttingDown() {
-  return absl::UnavailableError("server is shutting down");
-}
-
-absl::Status Overloaded(const Admission& admission) {
-  return absl::ResourceExhaustedError(absl::StrCat(
-      "server overloaded: ", admission.inflight_requests(), " calls (at most ",
-      admission.options().max_requests, ") holding ",
-      admission.inflight_bytes(), " bytes (at most ",
-      admission.options().max_bytes,
-      ") are in flight; retry after the "
-      "time in the grpc-retry-pushback-ms trailer, or on another replica"));
-}
-
 // Why a call's work never started: the same stop, said as such.
 absl::Status NotStarted(const absl::Status& stop) {
   return absl::Status(stop.code(),
@@ -128,20 +96,10 @@ grpc::ServerUnaryReactor* SimilarityService::Compute(
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   Call call = StartCall(context, method);
   const Admission::Ticket ticket = admission_->Admit(cost);
-  switch (ticket.verdict) {
-    case Admission::Verdict::kAdmitted:
-      break;
-    case Admission::Verdict::kDraining:
-      metrics_->RecordRejection(RejectReason::kDraining);
-      Finish(reactor, call, ShuttingDown());
-      return reactor;
-    case Admission::Verdict::kOverloaded:
-      metrics_->RecordRejection(RejectReason::kOverloaded);
-      context->AddTrailingMetadata(
-          kRetryPushbackKey,
-          absl::StrCat(absl::ToInt64Milliseconds(ticket.retry_after)));
-      Finish(reactor, call, Overloaded(*admission_));
-      return reactor;
+  if (ticket.verdict != Admission::Verdict::kAdmitted) {
+    Finish(reactor, call,
+           AdmissionRefusal(*admission_, ticket, context, *metrics_));
+    return reactor;
   }
   metrics_->CallStarted();
   metrics_->Queued();
@@ -195,10 +153,36 @@ grpc::ServerUnaryReactor* SimilarityService::Spread(
     grpc::CallbackServerContext* context,
     const ::engram::similarity::v1::SpreadRequest* request,
     ::engram::similarity::v1::SpreadResponse* response) {
-  return Compute(context, Method::kSpread,
-                 AdmissionCost(*request, engine_->limits()), response,
-                 [this, request, response](const kernels::Interrupt* stop) {
-                   return RunSpread(*request, stop, response);
+  // Exactly one of graph and graph_name. A named graph is resolved here and
+  // its snapshot held by the call until it is answered, so a concurrent
+  // DeleteGraph never pulls it from under the spread.
+  std::shared_ptr<const collections::Graph> graph;
+  absl::Status named = absl::OkStatus();
+  if (!request->graph_name().empty()) {
+    if (request->has_graph()) {
+      named = absl::InvalidArgumentError(
+          "graph, graph_name: give exactly one of them, not both");
+    } else {
+      absl::StatusOr<std::shared_ptr<const collections::Graph>> resolved =
+          collections_.ResolveGraph(request->graph_name());
+      named = resolved.status();
+      if (resolved.ok()) graph = *std::move(resolved);
+    }
+  } else if (!request->has_graph()) {
+    named = absl::InvalidArgumentError(
+        "graph, graph_name: give exactly one of them (neither is set)");
+  }
+  if (!named.ok()) {
+    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    Finish(reactor, StartCall(context, Method::kSpread), named);
+    return reactor;
+  }
+  uint64_t cost = AdmissionCost(*request, engine_->limits());
+  if (graph != nullptr) cost += 24 * uint64_t{graph->num_nodes()};
+  return Compute(context, Method::kSpread, cost, response,
+                 [this, request, response,
+                  graph = std::move(graph)](const kernels::Interrupt* stop) {
+                   return RunSpread(*request, graph.get(), stop, response);
                  });
 }
 
@@ -285,11 +269,12 @@ absl::Status SimilarityService::RunBatchCosine(
 
 absl::Status SimilarityService::RunSpread(
     const ::engram::similarity::v1::SpreadRequest& request,
-    const kernels::Interrupt* interrupt,
+    const collections::Graph* graph, const kernels::Interrupt* interrupt,
     ::engram::similarity::v1::SpreadResponse* response) {
   std::vector<kernels::SpreadSeed> seeds;
   ENGRAM_ASSIGN_OR_RETURN(core::SpreadJob job,
                           SpreadJobFromProto(request, &seeds));
+  if (graph != nullptr) job.graph = graph->view();
   job.interrupt = interrupt;
   core::SpreadOutput out;
   if (absl::Status computed = engine_->Spread(job, &out); !computed.ok()) {

@@ -31,15 +31,13 @@
 #include "kernels/interrupt.h"
 #include "server/admission.h"
 #include "server/arena_allocator.h"
+#include "server/collection_handlers.h"
 #include "server/readiness.h"
 #include "server/request_context.h"
+#include "server/rpc_call.h"
 #include "server/rpc_metrics.h"
 
 namespace engram::server {
-
-// gRPC's retry hint: with an overload refusal, how many milliseconds to wait
-// before trying again.
-inline constexpr char kRetryPushbackKey[] = "grpc-retry-pushback-ms";
 
 class SimilarityService final
     : public ::engram::similarity::v1::Similarity::CallbackService {
@@ -71,6 +69,68 @@ class SimilarityService final
       const ::engram::similarity::v1::GetStatsRequest* request,
       ::engram::similarity::v1::GetStatsResponse* response) override;
 
+  // Resident collections and graphs: forwarded to CollectionHandlers
+  // (collection_handlers.h).
+  grpc::ServerUnaryReactor* CreateCollection(
+      grpc::CallbackServerContext* context,
+      const ::engram::similarity::v1::CreateCollectionRequest* request,
+      ::engram::similarity::v1::CollectionInfo* response) override {
+    return collections_.CreateCollection(context, request, response);
+  }
+  grpc::ServerReadReactor<::engram::similarity::v1::UploadCollectionRequest>*
+  UploadCollection(
+      grpc::CallbackServerContext* context,
+      ::engram::similarity::v1::UploadCollectionResponse* response) override {
+    return collections_.UploadCollection(context, response);
+  }
+  grpc::ServerUnaryReactor* DeleteCollection(
+      grpc::CallbackServerContext* context,
+      const ::engram::similarity::v1::DeleteCollectionRequest* request,
+      ::engram::similarity::v1::DeleteCollectionResponse* response) override {
+    return collections_.DeleteCollection(context, request, response);
+  }
+  grpc::ServerUnaryReactor* ListCollections(
+      grpc::CallbackServerContext* context,
+      const ::engram::similarity::v1::ListCollectionsRequest* request,
+      ::engram::similarity::v1::ListCollectionsResponse* response) override {
+    return collections_.ListCollections(context, request, response);
+  }
+  grpc::ServerUnaryReactor* DescribeCollection(
+      grpc::CallbackServerContext* context,
+      const ::engram::similarity::v1::DescribeCollectionRequest* request,
+      ::engram::similarity::v1::CollectionInfo* response) override {
+    return collections_.DescribeCollection(context, request, response);
+  }
+  grpc::ServerUnaryReactor* SearchCollection(
+      grpc::CallbackServerContext* context,
+      const ::engram::similarity::v1::SearchCollectionRequest* request,
+      ::engram::similarity::v1::SearchCollectionResponse* response) override {
+    return collections_.SearchCollection(context, request, response);
+  }
+  grpc::ServerReadReactor<::engram::similarity::v1::PutGraphRequest>* PutGraph(
+      grpc::CallbackServerContext* context,
+      ::engram::similarity::v1::GraphInfo* response) override {
+    return collections_.PutGraph(context, response);
+  }
+  grpc::ServerUnaryReactor* DeleteGraph(
+      grpc::CallbackServerContext* context,
+      const ::engram::similarity::v1::DeleteGraphRequest* request,
+      ::engram::similarity::v1::DeleteGraphResponse* response) override {
+    return collections_.DeleteGraph(context, request, response);
+  }
+  grpc::ServerUnaryReactor* ListGraphs(
+      grpc::CallbackServerContext* context,
+      const ::engram::similarity::v1::ListGraphsRequest* request,
+      ::engram::similarity::v1::ListGraphsResponse* response) override {
+    return collections_.ListGraphs(context, request, response);
+  }
+  grpc::ServerUnaryReactor* DescribeGraph(
+      grpc::CallbackServerContext* context,
+      const ::engram::similarity::v1::DescribeGraphRequest* request,
+      ::engram::similarity::v1::GraphInfo* response) override {
+    return collections_.DescribeGraph(context, request, response);
+  }
+
   // From now on new calls are refused with UNAVAILABLE; calls already
   // accepted run to completion.
   void StartDraining();
@@ -89,11 +149,7 @@ class SimilarityService final
                     std::unique_ptr<Admission> admission);
 
   // One call's bookkeeping, from arrival to answer.
-  struct Call {
-    Method method = Method::kBatchCosine;
-    absl::Time start;
-    RequestIds ids;
-  };
+  using Call = RpcCall;
   // Reads the call's ids and echoes the request id to the caller.
   static Call StartCall(grpc::CallbackServerContext* context, Method method);
   // Answers `reactor`, records the call and logs it (debug).
@@ -118,7 +174,10 @@ class SimilarityService final
       const ::engram::similarity::v1::BatchCosineRequest& request,
       const kernels::Interrupt* interrupt,
       ::engram::similarity::v1::BatchCosineResponse* response);
+  // `graph` is the resident graph the request names, or null for an inline
+  // one.
   absl::Status RunSpread(const ::engram::similarity::v1::SpreadRequest& request,
+                         const collections::Graph* graph,
                          const kernels::Interrupt* interrupt,
                          ::engram::similarity::v1::SpreadResponse* response);
 
@@ -128,6 +187,7 @@ class SimilarityService final
   const Readiness* const readiness_;
   const std::unique_ptr<Admission> admission_;
   const absl::Time started_;
+  CollectionHandlers collections_;
   ArenaMessageAllocator<::engram::similarity::v1::BatchCosineRequest,
                         ::engram::similarity::v1::BatchCosineResponse>
       cosine_allocator_;

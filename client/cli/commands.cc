@@ -98,13 +98,34 @@ ABSL_FLAG(std::string, hop_thresholds, "",
 ABSL_FLAG(std::optional<float>, max_activation, std::nullopt,
           "Cap on a node's activation (server default 1.0).");
 
+ABSL_FLAG(std::string, graph_name, "",
+          "A resident graph (graph put) to spread over, instead of --graph.");
+ABSL_FLAG(std::string, name, "", "The resident collection or graph to act on.");
+ABSL_FLAG(uint32_t, dimension, 0,
+          "collection create: the vector dimension, [1, 65536].");
+ABSL_FLAG(std::string, metadata, "",
+          "collection create/upload: key=value,... stored with the "
+          "collection.");
+ABSL_FLAG(std::string, file, "",
+          "collection upload/append: the rows, a .npy file of float32, "
+          "N x D.");
+ABSL_FLAG(uint64_t, chunk_rows, 0,
+          "collection upload/append: rows per stream message (0: about "
+          "4 MiB per message).");
+ABSL_FLAG(uint64_t, chunk_entries,
+          engram::client::cli::GraphOptions().chunk_entries,
+          "graph put: row offsets or edges per stream message.");
+ABSL_FLAG(std::string, collection, "",
+          "bench --rpc=SearchCollection: the resident collection to search.");
+
 ABSL_FLAG(std::string, service, "",
           "Service name to check; empty checks the whole server.");
 
 ABSL_FLAG(std::string, rpc, engram::client::cli::BenchOptions().rpc,
           "The call to load the server with: cosine (BatchCosine, shaped by "
-          "the cosine flags) or spread (Spread, shaped by the spread flags "
-          "or --random_graph).");
+          "the cosine flags), spread (Spread, shaped by the spread flags "
+          "or --random_graph) or SearchCollection (against --collection, "
+          "queries from --random=Q,D or --queries, with --top_k).");
 ABSL_FLAG(std::string, method, "",
           "Full gRPC method to call with the same request instead of the "
           "Similarity service's, e.g. /engram.bench.v1.Echo/BatchCosine for "
@@ -174,6 +195,7 @@ const std::vector<CommandSpec>& Commands() {
        "Spreading activation from seed nodes through a weighted directed "
        "graph (Spread).",
        {{"graph", "FILE"},
+        {"graph_name", "NAME"},
         {"num_nodes", "N"},
         {"seeds", "NODE:ACT,..."},
         {"max_hops", "H"},
@@ -196,7 +218,8 @@ const std::vector<CommandSpec>& Commands() {
        "Load generator: the cosine or spread request sent over and over, "
        "closed loop or at a fixed rate, for a fixed time; reports requests/s, "
        "vectors/s or edges/s, latency percentiles and errors by code.",
-       {{"rpc", "cosine|spread"},
+       {{"rpc", "cosine|spread|SearchCollection"},
+        {"collection", "NAME"},
         {"method", "/PACKAGE.SERVICE/METHOD"},
         {"concurrency", "C"},
         {"rate", "R"},
@@ -219,6 +242,29 @@ const std::vector<CommandSpec>& Commands() {
         {"threshold", "T"},
         {"hop_thresholds", "T1,T2,..."},
         {"max_activation", "A"}}},
+      {Subcommand::kCollection,
+       "collection",
+       "Resident collections: collection create|upload|append|delete|list|"
+       "describe|search (uploads stream a .npy file in chunks).",
+       {{"name", "NAME"},
+        {"dimension", "D"},
+        {"metadata", "KEY=VALUE,..."},
+        {"file", "FILE.npy"},
+        {"chunk_rows", "N"},
+        {"queries", "FILE.npy"},
+        {"random", "Q,D"},
+        {"seed", "S"},
+        {"top_k", "K"},
+        {"min_score", "S"},
+        {"placement", "auto|cpu|gpu"}}},
+      {Subcommand::kGraph,
+       "graph",
+       "Resident graphs: graph put|delete|list|describe (put streams an "
+       "edge list as CSR in chunks).",
+       {{"name", "NAME"},
+        {"graph", "FILE"},
+        {"num_nodes", "N"},
+        {"chunk_entries", "N"}}},
   };
   return *commands;
 }
@@ -238,7 +284,20 @@ const CommandSpec* FindCommand(absl::string_view name) {
 }
 
 constexpr absl::string_view kSubcommandList =
-    "(cosine, spread, stats, health or bench)";
+    "(cosine, spread, stats, health, bench, collection or graph)";
+
+bool TakesAction(Subcommand subcommand) {
+  return subcommand == Subcommand::kCollection ||
+         subcommand == Subcommand::kGraph;
+}
+
+const std::vector<absl::string_view>& ActionsOf(Subcommand subcommand) {
+  static const auto* collection = new std::vector<absl::string_view>{
+      "create", "upload", "append", "delete", "list", "describe", "search"};
+  static const auto* graph =
+      new std::vector<absl::string_view>{"put", "delete", "list", "describe"};
+  return subcommand == Subcommand::kGraph ? *graph : *collection;
+}
 
 bool Takes(const CommandSpec& spec, absl::string_view flag) {
   auto named = [flag](const FlagSpec& f) { return f.name == flag; };
@@ -378,10 +437,25 @@ absl::StatusOr<Invocation> ParseArgs(const std::vector<std::string>& args) {
     return invocation;
   }
 
+  std::size_t first_flag = 1;
+  std::string action;
+  if (TakesAction(spec->subcommand)) {
+    const std::vector<absl::string_view>& actions = ActionsOf(spec->subcommand);
+    if (args.size() < 2 ||
+        std::find(actions.begin(), actions.end(), args[1]) == actions.end()) {
+      return UsageError(absl::StrCat(
+          "'", spec->name, "' needs an action first: one of ",
+          absl::StrJoin(actions, ", "),
+          args.size() < 2 ? "" : absl::StrCat(" (got '", args[1], "')")));
+    }
+    action = args[1];
+    first_flag = 2;
+  }
+
   // Each parse starts from the defaults, so that its result depends on
   // `args` alone, whatever an earlier parse left in the flags.
   ENGRAM_RETURN_IF_ERROR(ResetFlagsToDefaults());
-  for (std::size_t i = 1; i < args.size(); ++i) {
+  for (std::size_t i = first_flag; i < args.size(); ++i) {
     absl::string_view arg = args[i];
     if (!absl::ConsumePrefix(&arg, "-") || arg.empty()) {
       return UsageError(absl::StrCat("unexpected argument '", args[i], "'"));
@@ -451,6 +525,7 @@ absl::StatusOr<Invocation> ParseArgs(const std::vector<std::string>& args) {
 
   SpreadOptions& spread = invocation.spread;
   spread.graph_path = absl::GetFlag(FLAGS_graph);
+  spread.graph_name = absl::GetFlag(FLAGS_graph_name);
   spread.num_nodes = absl::GetFlag(FLAGS_num_nodes);
   spread.seeds = absl::GetFlag(FLAGS_seeds);
   spread.max_hops = absl::GetFlag(FLAGS_max_hops);
@@ -472,6 +547,22 @@ absl::StatusOr<Invocation> ParseArgs(const std::vector<std::string>& args) {
   bench.warmup = absl::GetFlag(FLAGS_warmup);
   bench.format = absl::GetFlag(FLAGS_format);
   bench.random_graph = absl::GetFlag(FLAGS_random_graph);
+  bench.collection = absl::GetFlag(FLAGS_collection);
+
+  CollectionOptions& collection = invocation.collection;
+  collection.action = action;
+  collection.name = absl::GetFlag(FLAGS_name);
+  collection.dimension = absl::GetFlag(FLAGS_dimension);
+  collection.metadata = absl::GetFlag(FLAGS_metadata);
+  collection.file = absl::GetFlag(FLAGS_file);
+  collection.chunk_rows = absl::GetFlag(FLAGS_chunk_rows);
+
+  GraphOptions& graph = invocation.graph;
+  graph.action = action;
+  graph.name = absl::GetFlag(FLAGS_name);
+  graph.graph_path = absl::GetFlag(FLAGS_graph);
+  graph.num_nodes = absl::GetFlag(FLAGS_num_nodes);
+  graph.chunk_entries = absl::GetFlag(FLAGS_chunk_entries);
   return invocation;
 }
 
@@ -488,8 +579,10 @@ std::string UsageText(std::optional<Subcommand> subcommand) {
         "Subcommands:\n");
     for (const CommandSpec& spec : Commands()) {
       AppendWrapped(
-          absl::StrCat("  ", spec.name, std::string(8 - spec.name.size(), ' ')),
-          spec.summary, 10, &out);
+          absl::StrCat(
+              "  ", spec.name,
+              std::string(12 - std::min<size_t>(spec.name.size(), 11), ' ')),
+          spec.summary, 14, &out);
     }
     absl::StrAppend(&out, "\nFlags of every subcommand:\n");
     for (const FlagSpec& flag : CommonFlags()) AppendFlagHelp(flag, &out);
@@ -499,8 +592,12 @@ std::string UsageText(std::optional<Subcommand> subcommand) {
   const CommandSpec& spec = SpecFor(*subcommand);
   AppendWrapped(absl::StrCat("engram-cli ", spec.name, ": "), spec.summary, 0,
                 &out);
-  absl::StrAppend(&out, "\nUsage: engram-cli ", spec.name,
-                  " [--flag=value ...]\n");
+  absl::StrAppend(
+      &out, "\nUsage: engram-cli ", spec.name,
+      TakesAction(*subcommand)
+          ? absl::StrCat(" <", absl::StrJoin(ActionsOf(*subcommand), "|"), ">")
+          : "",
+      " [--flag=value ...]\n");
   if (*subcommand == Subcommand::kCosine) {
     absl::StrAppend(&out,
                     "Give --queries and --targets, or --random (with "
@@ -680,8 +777,13 @@ absl::StatusOr<v1::SpreadParams> BuildSpreadParams(
 
 absl::StatusOr<v1::SpreadRequest> BuildSpreadRequest(
     const SpreadOptions& options) {
-  if (options.graph_path.empty()) {
-    return UsageError("--graph is required (an edge list file)");
+  if (options.graph_path.empty() && options.graph_name.empty()) {
+    return UsageError(
+        "--graph is required (an edge list file), or --graph_name (a "
+        "resident graph)");
+  }
+  if (!options.graph_path.empty() && !options.graph_name.empty()) {
+    return UsageError("give --graph or --graph_name, not both");
   }
   if (options.seeds.empty()) {
     return UsageError("--seeds is required (node:activation,...)");
@@ -691,6 +793,13 @@ absl::StatusOr<v1::SpreadRequest> BuildSpreadRequest(
   ENGRAM_ASSIGN_OR_RETURN(const v1::Placement placement,
                           ParsePlacement(options.placement));
   ENGRAM_ASSIGN_OR_RETURN(v1::SpreadParams params, BuildSpreadParams(options));
+  if (!options.graph_name.empty()) {
+    v1::SpreadRequest request = MakeSpreadRequest(
+        v1::Graph(), seeds, std::move(params), options.top_k, placement);
+    request.clear_graph();
+    request.set_graph_name(options.graph_name);
+    return request;
+  }
 
   ENGRAM_ASSIGN_OR_RETURN(const std::vector<Edge> edges,
                           ReadEdgeListFile(options.graph_path));
@@ -702,6 +811,65 @@ absl::StatusOr<v1::SpreadRequest> BuildSpreadRequest(
   }
   return MakeSpreadRequest(*std::move(graph), seeds, std::move(params),
                            options.top_k, placement);
+}
+
+absl::StatusOr<std::map<std::string, std::string>> ParseMetadata(
+    absl::string_view text) {
+  std::map<std::string, std::string> metadata;
+  if (absl::StripAsciiWhitespace(text).empty()) return metadata;
+  for (absl::string_view item : absl::StrSplit(text, ',')) {
+    const std::vector<absl::string_view> parts =
+        absl::StrSplit(item, absl::MaxSplits('=', 1));
+    const absl::string_view key =
+        absl::StripAsciiWhitespace(parts.empty() ? "" : parts[0]);
+    if (parts.size() != 2 || key.empty()) {
+      return UsageError(
+          absl::StrCat("metadata '", item, "': expected key=value"));
+    }
+    metadata[std::string(key)] = std::string(parts[1]);
+  }
+  return metadata;
+}
+
+absl::StatusOr<v1::SearchCollectionRequest> BuildSearchRequest(
+    const std::string& collection, const CosineOptions& options) {
+  if (collection.empty()) {
+    return UsageError("the collection to search is required");
+  }
+  if (options.queries_path.empty() == options.random.empty()) {
+    return UsageError(
+        "give exactly one of --queries (a .npy file) and --random=Q,D");
+  }
+  if (!options.targets_path.empty()) {
+    return UsageError("--targets is not used: the targets are resident");
+  }
+  ENGRAM_RETURN_IF_ERROR(RequireFinite(options.min_score, "min_score"));
+  ENGRAM_ASSIGN_OR_RETURN(const v1::Placement placement,
+                          ParsePlacement(options.placement));
+  FloatMatrix queries;
+  if (!options.random.empty()) {
+    const std::vector<absl::string_view> parts =
+        absl::StrSplit(options.random, ',');
+    size_t q = 0, d = 0;
+    if (parts.size() != 2 || !absl::SimpleAtoi(parts[0], &q) ||
+        !absl::SimpleAtoi(parts[1], &d) || q == 0 || d == 0 ||
+        q * d > kMaxRandomValues) {
+      return UsageError(absl::StrCat(
+          "--random '", options.random,
+          "': expected Q,D (queries and dimension, both >= 1) for a search"));
+    }
+    std::mt19937_64 rng(options.seed);
+    queries = RandomMatrix(q, d, rng);
+  } else {
+    ENGRAM_ASSIGN_OR_RETURN(queries, ReadNpyFile(options.queries_path));
+  }
+  v1::SearchCollectionRequest request;
+  request.set_collection(collection);
+  ENGRAM_ASSIGN_OR_RETURN(*request.mutable_queries(), MakeMatrix(queries));
+  request.set_top_k(options.top_k);
+  if (options.min_score.has_value()) request.set_min_score(*options.min_score);
+  request.set_placement(placement);
+  return request;
 }
 
 absl::StatusOr<std::string> ToJson(const google::protobuf::Message& message) {
@@ -794,9 +962,26 @@ absl::StatusOr<BenchRequest> BuildBenchRequest(const Invocation& invocation) {
                                " (random, degree ", degree, ")");
     }
     out.method = "/engram.similarity.v1.Similarity/Spread";
+  } else if (bench.rpc == "SearchCollection") {
+    if (bench.collection.empty()) {
+      return UsageError("--collection is required with --rpc=SearchCollection");
+    }
+    ENGRAM_ASSIGN_OR_RETURN(
+        const v1::SearchCollectionRequest request,
+        BuildSearchRequest(bench.collection, invocation.cosine));
+    out.method = "/engram.similarity.v1.Similarity/SearchCollection";
+    out.payload = request.SerializeAsString();
+    out.shape = absl::StrCat("SearchCollection collection=", bench.collection,
+                             " Q=", request.queries().rows(),
+                             " d=", request.queries().cols(),
+                             " top_k=", request.top_k());
   } else {
-    return UsageError(
-        absl::StrCat("--rpc '", bench.rpc, "' is not one of cosine, spread"));
+    return UsageError(absl::StrCat("--rpc '", bench.rpc,
+                                   "' is not one of cosine, spread, "
+                                   "SearchCollection"));
+  }
+  if (!bench.collection.empty() && bench.rpc != "SearchCollection") {
+    return UsageError("--collection is for --rpc=SearchCollection");
   }
   if (!bench.method.empty()) {
     if (bench.method.front() != '/' ||
@@ -1112,6 +1297,121 @@ namespace {
 // Prints the result of an RPC: the response as JSON, or the error.
 template <typename Response>
 int Print(const absl::StatusOr<Response>& response, std::ostream& out,
+          std::ostream& err);
+
+// What `collection ACTION` and `graph ACTION` send, read before connecting
+// so that bad input exits with kExitUsage.
+struct ResidentInput {
+  v1::CreateCollectionRequest create;
+  UploadOptions upload;
+  FloatMatrix rows;
+  v1::SearchCollectionRequest search;
+  v1::Graph graph;
+};
+
+absl::StatusOr<ResidentInput> BuildResidentInput(const Invocation& invocation) {
+  ResidentInput input;
+  if (*invocation.subcommand == Subcommand::kCollection) {
+    const CollectionOptions& c = invocation.collection;
+    if (c.action != "list" && c.name.empty()) {
+      return UsageError(absl::StrCat("collection ", c.action, " needs --name"));
+    }
+    ENGRAM_ASSIGN_OR_RETURN(const auto metadata, ParseMetadata(c.metadata));
+    if (c.action == "create") {
+      if (c.dimension == 0) {
+        return UsageError("collection create needs --dimension (>= 1)");
+      }
+      input.create.set_name(c.name);
+      input.create.set_dimension(c.dimension);
+      input.create.mutable_metadata()->insert(metadata.begin(), metadata.end());
+    } else if (c.action == "upload" || c.action == "append") {
+      if (c.file.empty()) {
+        return UsageError(absl::StrCat("collection ", c.action,
+                                       " needs --file (a .npy file)"));
+      }
+      if (c.action == "append" && !metadata.empty()) {
+        return UsageError("--metadata is set when the collection is created");
+      }
+      ENGRAM_ASSIGN_OR_RETURN(input.rows, ReadNpyFile(c.file));
+      input.upload.name = c.name;
+      input.upload.create = c.action == "upload";
+      input.upload.metadata = metadata;
+      input.upload.chunk_rows = c.chunk_rows;
+    } else if (c.action == "search") {
+      ENGRAM_ASSIGN_OR_RETURN(input.search,
+                              BuildSearchRequest(c.name, invocation.cosine));
+    }
+    return input;
+  }
+  const GraphOptions& g = invocation.graph;
+  if (g.action != "list" && g.name.empty()) {
+    return UsageError(absl::StrCat("graph ", g.action, " needs --name"));
+  }
+  if (g.action == "put") {
+    if (g.graph_path.empty()) {
+      return UsageError("graph put needs --graph (an edge list file)");
+    }
+    if (g.chunk_entries == 0) return UsageError("--chunk_entries must be >= 1");
+    ENGRAM_ASSIGN_OR_RETURN(const std::vector<Edge> edges,
+                            ReadEdgeListFile(g.graph_path));
+    absl::StatusOr<v1::Graph> graph =
+        MakeGraph(g.num_nodes.value_or(NumNodesFor(edges)), edges);
+    if (!graph.ok()) {
+      return UsageError(
+          absl::StrCat(g.graph_path, ": ", graph.status().message()));
+    }
+    input.graph = *std::move(graph);
+  }
+  return input;
+}
+
+// Prints an empty JSON object for calls that answer nothing but success.
+int PrintStatus(const absl::Status& status, std::ostream& out,
+                std::ostream& err) {
+  if (!status.ok()) {
+    err << FormatError(status) << "\n";
+    return kExitRpcError;
+  }
+  out << "{}\n";
+  return kExitOk;
+}
+
+int RunResident(const Invocation& invocation, const ResidentInput& input,
+                const SimilarityClient& client, const CallOptions& call,
+                std::ostream& out, std::ostream& err) {
+  if (*invocation.subcommand == Subcommand::kCollection) {
+    const CollectionOptions& c = invocation.collection;
+    if (c.action == "create") {
+      return Print(client.CreateCollection(input.create, call), out, err);
+    }
+    if (c.action == "upload" || c.action == "append") {
+      return Print(client.UploadCollection(input.upload, input.rows, {}, call),
+                   out, err);
+    }
+    if (c.action == "delete") {
+      return PrintStatus(client.DeleteCollection(c.name, call), out, err);
+    }
+    if (c.action == "list")
+      return Print(client.ListCollections(call), out, err);
+    if (c.action == "describe") {
+      return Print(client.DescribeCollection(c.name, call), out, err);
+    }
+    return Print(client.SearchCollection(input.search, call), out, err);
+  }
+  const GraphOptions& g = invocation.graph;
+  if (g.action == "put") {
+    return Print(client.PutGraph(g.name, input.graph, g.chunk_entries, call),
+                 out, err);
+  }
+  if (g.action == "delete") {
+    return PrintStatus(client.DeleteGraph(g.name, call), out, err);
+  }
+  if (g.action == "list") return Print(client.ListGraphs(call), out, err);
+  return Print(client.DescribeGraph(g.name, call), out, err);
+}
+
+template <typename Response>
+int Print(const absl::StatusOr<Response>& response, std::ostream& out,
           std::ostream& err) {
   if (!response.ok()) {
     err << FormatError(response.status()) << "\n";
@@ -1177,6 +1477,16 @@ int Run(const Invocation& invocation, std::ostream& out, std::ostream& err) {
     }
   }
 
+  ResidentInput resident;
+  if (TakesAction(subcommand)) {
+    absl::StatusOr<ResidentInput> built = BuildResidentInput(invocation);
+    if (!built.ok()) {
+      err << FormatError(built.status()) << "\n";
+      return kExitUsage;
+    }
+    resident = *std::move(built);
+  }
+
   absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> credentials =
       ChannelCredentialsFor(invocation.common);
   if (!credentials.ok()) {
@@ -1206,6 +1516,9 @@ int Run(const Invocation& invocation, std::ostream& out, std::ostream& err) {
       return Print((*client)->GetStats(call), out, err);
     case Subcommand::kBench:
       break;  // Handled above.
+    case Subcommand::kCollection:
+    case Subcommand::kGraph:
+      return RunResident(invocation, resident, **client, call, out, err);
     case Subcommand::kHealth: {
       absl::StatusOr<health::HealthCheckResponse::ServingStatus> status =
           (*client)->Health(invocation.health.service, call);

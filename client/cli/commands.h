@@ -9,6 +9,7 @@
 #define ENGRAM_CLIENT_CLI_COMMANDS_H_
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <ostream>
@@ -36,7 +37,15 @@ inline constexpr int kExitRpcError = 1;
 // unreadable or malformed input file. Nothing was sent.
 inline constexpr int kExitUsage = 2;
 
-enum class Subcommand { kCosine, kSpread, kStats, kHealth, kBench };
+enum class Subcommand {
+  kCosine,
+  kSpread,
+  kStats,
+  kHealth,
+  kBench,
+  kCollection,
+  kGraph
+};
 
 // Flags every subcommand accepts.
 struct CommonOptions {
@@ -64,6 +73,7 @@ struct CosineOptions {
 
 struct SpreadOptions {
   std::string graph_path;  // edge list, see client/edge_list.h
+  std::string graph_name;  // a resident graph instead of graph_path
   std::optional<uint32_t> num_nodes;
   std::string seeds;  // "node:activation,..."
   std::optional<uint32_t> max_hops;
@@ -73,6 +83,28 @@ struct SpreadOptions {
   std::optional<float> max_activation;
   uint32_t top_k = 0;
   std::string placement = "auto";
+};
+
+// `engram-cli collection ACTION`: create, upload (creates), append, delete,
+// list, describe, search. Search takes the cosine flags for its queries
+// (--queries FILE.npy, or --random=Q,D), --top_k, --min_score, --placement.
+struct CollectionOptions {
+  std::string action;
+  std::string name;
+  uint32_t dimension = 0;   // create
+  std::string metadata;     // "key=value,..." (create, upload)
+  std::string file;         // .npy rows (upload, append)
+  uint64_t chunk_rows = 0;  // rows per upload message; 0: about 4 MiB each
+};
+
+// `engram-cli graph ACTION`: put (from an edge list), delete, list,
+// describe.
+struct GraphOptions {
+  std::string action;
+  std::string name;
+  std::string graph_path;  // edge list (put)
+  std::optional<uint32_t> num_nodes;
+  uint64_t chunk_entries = uint64_t{1} << 20;
 };
 
 struct HealthOptions {
@@ -86,7 +118,10 @@ struct HealthOptions {
 // `concurrency` in flight; latency counts from the scheduled start, so a
 // server that falls behind shows it instead of slowing the schedule down).
 struct BenchOptions {
-  std::string rpc = "cosine";  // "cosine" or "spread"
+  // "cosine", "spread" or "SearchCollection" (against `collection`, with
+  // queries from --random=Q,D or --queries).
+  std::string rpc = "cosine";
+  std::string collection;
   // The full method to call, e.g. "/engram.bench.v1.Echo/BatchCosine" for
   // bench/echo_server; empty: the Similarity service's method for `rpc`.
   std::string method;
@@ -112,6 +147,8 @@ struct Invocation {
   SpreadOptions spread;
   HealthOptions health;
   BenchOptions bench;
+  CollectionOptions collection;
+  GraphOptions graph;
 };
 
 // Parses the arguments after the program name: the subcommand first, then
@@ -153,6 +190,16 @@ absl::StatusOr<engram::similarity::v1::BatchCosineRequest> BuildCosineRequest(
 // parameters that were given.
 absl::StatusOr<engram::similarity::v1::SpreadRequest> BuildSpreadRequest(
     const SpreadOptions& options);
+
+// The SearchCollection request `collection search` (and bench
+// --rpc=SearchCollection) sends: queries from options.queries_path or
+// options.random ("Q,D"), options.top_k, min_score and placement.
+absl::StatusOr<engram::similarity::v1::SearchCollectionRequest>
+BuildSearchRequest(const std::string& collection, const CosineOptions& options);
+
+// "key=value,key=value" (empty: none).
+absl::StatusOr<std::map<std::string, std::string>> ParseMetadata(
+    absl::string_view text);
 
 // What `bench` sends: the serialised request, the method and what one
 // request carries, for the per-second rates.

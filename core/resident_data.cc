@@ -1,0 +1,212 @@
+#include "core/resident_data.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "core/jobs.h"
+#include "core/logging.h"
+#include "kernels/status_macros.h"
+
+namespace engram::core {
+
+absl::StatusOr<std::unique_ptr<ResidentData>> ResidentData::Create(
+    const ResidentOptions& options, const RequestLimits& limits,
+    collections::BatchExecutor execute, collections::TaskRunner run,
+    collections::ResidentMetrics* metrics,
+    collections::CollectionObserver* device_cache,
+    prometheus::Registry& registry) {
+  if (!execute || !run || metrics == nullptr) {
+    return absl::InvalidArgumentError(
+        "resident data needs a search executor, a task runner and metrics");
+  }
+  auto data = std::unique_ptr<ResidentData>(
+      new ResidentData(options, std::move(execute), std::move(run)));
+  // Validates the batching options once, at start-up, rather than on the
+  // first search.
+  {
+    collections::SearchBatcher::Options check = data->BatcherOptions();
+    check.enabled = false;
+    if (check.max_batch_queries < 1 || check.max_batch_queries > 65536) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("batch_max_queries is ", check.max_batch_queries,
+                       ", must be in [1, 65536]"));
+    }
+    if (check.max_queue_delay < absl::ZeroDuration() ||
+        check.max_queue_delay > absl::Seconds(1)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "batch_max_delay is ", absl::FormatDuration(check.max_queue_delay),
+          ", must be in [0, 1s]"));
+    }
+    if (check.max_pending_requests < 1 ||
+        check.max_pending_requests > (1u << 20)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("batch_max_pending is ", check.max_pending_requests,
+                       ", must be in [1, 1048576]"));
+    }
+  }
+  data->metrics_ = metrics;
+  collections::MemoryBudget::Options budget;
+  budget.limit_bytes = options.memory_bytes;
+  budget.metrics = data->metrics_;
+  ENGRAM_ASSIGN_OR_RETURN(data->budget_,
+                          collections::MemoryBudget::Create(budget));
+  collections::CollectionStore::Options store;
+  store.budget = data->budget_;
+  store.metrics = data->metrics_;
+  store.observer = device_cache;
+  ENGRAM_ASSIGN_OR_RETURN(data->collections_,
+                          collections::CollectionStore::Create(store));
+  collections::GraphStore::Options graphs;
+  graphs.budget = data->budget_;
+  graphs.metrics = data->metrics_;
+  // A stored graph passes exactly the checks an inline one does.
+  graphs.validate = [limits](const kernels::GraphView& g) {
+    SpreadJob job;
+    job.graph = g;
+    return ValidateSpreadJob(job, limits);
+  };
+  ENGRAM_ASSIGN_OR_RETURN(data->graphs_,
+                          collections::GraphStore::Create(graphs));
+
+  auto& failures =
+      prometheus::BuildCounter()
+          .Name("engram_resident_load_failures_total")
+          .Help(
+              "Start-up declarations that failed to load, by kind: "
+              "collection, graph, or config (the declarations file itself "
+              "missing or malformed). The service starts without them.")
+          .Register(registry);
+  data->load_failures_collection_ = &failures.Add({{"kind", "collection"}});
+  data->load_failures_graph_ = &failures.Add({{"kind", "graph"}});
+  data->load_failures_config_ = &failures.Add({{"kind", "config"}});
+  auto& loaded = prometheus::BuildCounter()
+                     .Name("engram_resident_loads_total")
+                     .Help(
+                         "Start-up declarations loaded, by kind: collection "
+                         "or graph.")
+                     .Register(registry);
+  data->loaded_collection_ = &loaded.Add({{"kind", "collection"}});
+  data->loaded_graph_ = &loaded.Add({{"kind", "graph"}});
+  return data;
+}
+
+ResidentData::~ResidentData() {
+  std::map<std::string, std::shared_ptr<collections::SearchBatcher>,
+           std::less<>>
+      batchers;
+  std::vector<std::shared_ptr<collections::SearchBatcher>> retired;
+  {
+    absl::MutexLock lock(&mu_);
+    batchers.swap(batchers_);
+    retired.swap(retired_);
+  }
+  // Each batcher's destructor fails its waiting calls and waits for its
+  // passes; they run on the engine's workers, which outlive this.
+  batchers.clear();
+  retired.clear();
+}
+
+collections::SearchBatcher::Options ResidentData::BatcherOptions() const {
+  collections::SearchBatcher::Options b;
+  b.enabled = options_.batching;
+  b.max_batch_queries = options_.batch_max_queries;
+  b.max_queue_delay = options_.batch_max_delay;
+  b.max_pending_requests = options_.batch_max_pending;
+  b.execute = execute_;
+  b.run = run_;
+  b.metrics = metrics_;
+  return b;
+}
+
+absl::StatusOr<std::shared_ptr<collections::SearchBatcher>>
+ResidentData::BatcherFor(absl::string_view name) {
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = batchers_.find(name);
+    if (it != batchers_.end()) return it->second;
+  }
+  ReapRetired();
+  // Created outside the lock (it starts a thread); a concurrent creator may
+  // win, and then this one is dropped unused.
+  ENGRAM_ASSIGN_OR_RETURN(std::unique_ptr<collections::SearchBatcher> created,
+                          collections::SearchBatcher::Create(BatcherOptions()));
+  std::shared_ptr<collections::SearchBatcher> batcher = std::move(created);
+  absl::MutexLock lock(&mu_);
+  return batchers_.emplace(std::string(name), batcher).first->second;
+}
+
+absl::Status ResidentData::DeleteCollection(absl::string_view name) {
+  ENGRAM_RETURN_IF_ERROR(collections_->Delete(name));
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = batchers_.find(name);
+    if (it != batchers_.end()) {
+      retired_.push_back(std::move(it->second));
+      batchers_.erase(it);
+    }
+  }
+  ReapRetired();
+  return absl::OkStatus();
+}
+
+void ResidentData::ReapRetired() {
+  std::vector<std::shared_ptr<collections::SearchBatcher>> idle;
+  {
+    absl::MutexLock lock(&mu_);
+    for (auto it = retired_.begin(); it != retired_.end();) {
+      // Nobody else holds it (no call can reach it any more) and no call is
+      // pending: destroying it now waits for nothing.
+      if (it->use_count() == 1 && (*it)->pending() == 0) {
+        idle.push_back(std::move(*it));
+        it = retired_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  idle.clear();
+}
+
+absl::StatusOr<std::vector<collections::LoadOutcome>>
+ResidentData::LoadDeclarationsFile(const std::string& path) {
+  absl::StatusOr<std::vector<collections::Declaration>> declarations =
+      collections::LoadDeclarationsFile(path);
+  if (!declarations.ok()) {
+    load_failures_config_->Increment();
+    Log(LogLevel::kError, "resident_config_failed",
+        {{"path", path},
+         {"code", absl::StatusCodeToString(declarations.status().code())},
+         {"error", std::string(declarations.status().message())}});
+    return declarations.status();
+  }
+  std::vector<collections::LoadOutcome> outcomes = collections::LoadDeclared(
+      *declarations, collections_.get(), graphs_.get());
+  for (const collections::LoadOutcome& o : outcomes) {
+    const bool graph = o.declaration.kind == collections::ResidentKind::kGraph;
+    const std::string kind = collections::ResidentKindName(o.declaration.kind);
+    if (o.status.ok()) {
+      (graph ? loaded_graph_ : loaded_collection_)->Increment();
+      Log(LogLevel::kInfo, "resident_loaded",
+          {{"kind", kind},
+           {"name", o.declaration.name},
+           {"path", o.declaration.path},
+           {"format", collections::FileFormatName(o.format)},
+           {"verified_by", o.verified_by},
+           {"rows", absl::StrCat(o.rows)},
+           {"bytes", absl::StrCat(o.bytes)},
+           {"seconds", absl::StrCat(o.seconds)}});
+    } else {
+      (graph ? load_failures_graph_ : load_failures_collection_)->Increment();
+      Log(LogLevel::kError, "resident_load_failed",
+          {{"kind", kind},
+           {"name", o.declaration.name},
+           {"path", o.declaration.path},
+           {"line", absl::StrCat(o.declaration.line)},
+           {"code", absl::StatusCodeToString(o.status.code())},
+           {"error", std::string(o.status.message())}});
+    }
+  }
+  return outcomes;
+}
+
+}  // namespace engram::core

@@ -1,0 +1,139 @@
+// ResidentData: the engine's resident collections and graphs (issue 9) in
+// one sub-object, so that core::Engine's header stays about dispatch.
+//
+// It owns the shared MemoryBudget, the CollectionStore, the GraphStore (whose
+// validator is the request path's own ValidateSpreadJob with the engine's
+// limits), the ResidentMetrics, and one SearchBatcher per collection name,
+// created on the first search of that name. The search pass itself and the
+// worker threads are injected by the engine (Engine::SearchResident and
+// Engine::Submit), so this file knows nothing of dispatch.
+//
+// Batchers outlive their collection's deletion only while calls still use
+// them: a deleted name's batcher is retired and destroyed once nothing holds
+// it and no call is pending (checked on later deletions and creations of
+// batchers, and at destruction), so creating and deleting many names does
+// not accumulate dispatcher threads.
+//
+// Start-up loading: LoadDeclarationsFile() reads the declarations format
+// (core/collections/declarations.h), loads every entry and logs one JSON
+// line per entry; a missing or malformed file, or a failed entry, is logged
+// and counted in engram_resident_load_failures_total{kind} and never stops
+// the service.
+//
+// Thread-safety: all methods may be called concurrently; the stores and the
+// batchers are thread-safe, and one mutex guards the batcher table.
+#ifndef ENGRAM_CORE_RESIDENT_DATA_H_
+#define ENGRAM_CORE_RESIDENT_DATA_H_
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "core/collections/collection_store.h"
+#include "core/collections/declarations.h"
+#include "core/collections/graph_store.h"
+#include "core/collections/memory_budget.h"
+#include "core/collections/resident_metrics.h"
+#include "core/collections/search_batcher.h"
+#include "core/validation.h"
+#include "prometheus/counter.h"
+#include "prometheus/registry.h"
+
+namespace engram::core {
+
+// The resident part of Engine::Options.
+struct ResidentOptions {
+  // Host bytes resident collections and graphs may hold together
+  // (--resident_memory_bytes).
+  uint64_t memory_bytes = uint64_t{8} << 30;
+  // Dynamic batching of SearchCollection (--batching, --batch_max_queries,
+  // --batch_max_delay, --batch_max_pending); see search_batcher.h.
+  bool batching = true;
+  uint32_t batch_max_queries = 64;
+  absl::Duration batch_max_delay = absl::Microseconds(200);
+  uint32_t batch_max_pending = 1024;
+};
+
+class ResidentData {
+ public:
+  // `execute` runs one search pass and `run` hands a task to the workers
+  // (both required, and must stay callable until this is destroyed).
+  // `metrics` (required) and `device_cache` (optional: told of commits and
+  // deletions, e.g. core::DeviceResidency) are borrowed and must outlive
+  // this; the engine owns them so that the device cache can report into the
+  // metrics after the stores are gone. INVALID_ARGUMENT for options out of
+  // range (checked by building a throw-away batcher's options and the
+  // budget).
+  static absl::StatusOr<std::unique_ptr<ResidentData>> Create(
+      const ResidentOptions& options, const RequestLimits& limits,
+      collections::BatchExecutor execute, collections::TaskRunner run,
+      collections::ResidentMetrics* metrics,
+      collections::CollectionObserver* device_cache,
+      prometheus::Registry& registry);
+
+  // Fails calls still waiting in batchers (UNAVAILABLE) and waits for the
+  // passes in flight.
+  ~ResidentData();
+
+  collections::CollectionStore& collections() { return *collections_; }
+  collections::GraphStore& graphs() { return *graphs_; }
+  collections::MemoryBudget& budget() { return *budget_; }
+  collections::ResidentMetrics& metrics() { return *metrics_; }
+  const ResidentOptions& options() const { return options_; }
+
+  // The batcher of collection `name`, created on first use. The caller keeps
+  // the shared_ptr while it may call Search() or Cancel() on it.
+  absl::StatusOr<std::shared_ptr<collections::SearchBatcher>> BatcherFor(
+      absl::string_view name) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // CollectionStore::Delete, and retires the name's batcher.
+  absl::Status DeleteCollection(absl::string_view name)
+      ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Loads the declarations file at `path` (see the file comment). Returns
+  // the outcome of every entry; a file that cannot be read or parsed gives
+  // its error instead (also logged and counted as kind "config").
+  absl::StatusOr<std::vector<collections::LoadOutcome>> LoadDeclarationsFile(
+      const std::string& path);
+
+ private:
+  ResidentData(const ResidentOptions& options,
+               collections::BatchExecutor execute, collections::TaskRunner run)
+      : options_(options), execute_(std::move(execute)), run_(std::move(run)) {}
+  collections::SearchBatcher::Options BatcherOptions() const;
+  // Destroys retired batchers nobody uses any more. Called without mu_
+  // held for the destruction itself.
+  void ReapRetired() ABSL_LOCKS_EXCLUDED(mu_);
+
+  const ResidentOptions options_;
+  const collections::BatchExecutor execute_;
+  const collections::TaskRunner run_;
+  collections::ResidentMetrics* metrics_ = nullptr;
+  std::shared_ptr<collections::MemoryBudget> budget_;
+  std::unique_ptr<collections::CollectionStore> collections_;
+  std::unique_ptr<collections::GraphStore> graphs_;
+  prometheus::Counter* load_failures_collection_ = nullptr;
+  prometheus::Counter* load_failures_graph_ = nullptr;
+  prometheus::Counter* load_failures_config_ = nullptr;
+  prometheus::Counter* loaded_collection_ = nullptr;
+  prometheus::Counter* loaded_graph_ = nullptr;
+
+  absl::Mutex mu_;
+  std::map<std::string, std::shared_ptr<collections::SearchBatcher>,
+           std::less<>>
+      batchers_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::shared_ptr<collections::SearchBatcher>> retired_
+      ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace engram::core
+
+#endif  // ENGRAM_CORE_RESIDENT_DATA_H_

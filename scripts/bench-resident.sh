@@ -1,0 +1,203 @@
+#!/usr/bin/env bash
+# The resident-collection goals of issue 9, measured on this machine in one
+# run and written into docs/performance.md between the generated-section
+# markers of this script:
+#
+#   1. SearchCollection Q=1 top-10 against a resident 1 Mi x 768 float32
+#      collection (3 GiB, made by bench/make_bench_data and loaded at
+#      start-up through --resident_config): the pass time the server reports
+#      (report.compute_seconds, median of repeated single calls) as read
+#      bandwidth, against the STREAM-like read roofline of
+#      bench/read_bandwidth (cosine_benchmark's BM_ReadBandwidth, all
+#      threads); and the end-to-end latency at concurrency 1 minus the pass,
+#      both on the large collection and on a 128-row one uploaded through
+#      `collection upload` (where the pass is microseconds, so the
+#      difference is the service's fixed cost per call, free of the large
+#      pass's run-to-run noise).
+#   2. Concurrency 32, Q=1 top-10 each: queries/s with dynamic batching on
+#      and off (--batching), the same data and binary, one after the other.
+#
+# Usage: scripts/bench-resident.sh [--rows=N] [--duration=DURATION] [--no-docs]
+#   --rows        collection rows (default 1048576)
+#   --duration    measured time of each load run (default 20s)
+#   --no-docs     print the section instead of splicing it into the docs
+# Environment: BUILD_DIR (build-bench), DATA_DIR (/tmp/engram-bench),
+# OUT_DIR ($BUILD_DIR/bench-results), JOBS (2). Needs about 2x the
+# collection's size in free memory (the generator, then the server).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+rows=1048576
+duration=20s
+docs=1
+for arg in "$@"; do
+  case "$arg" in
+    --rows=*) rows=${arg#--rows=} ;;
+    --duration=*) duration=${arg#--duration=} ;;
+    --no-docs) docs=0 ;;
+    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    *) echo "bench-resident.sh: unknown argument $arg" >&2; exit 2 ;;
+  esac
+done
+dim=768
+build_dir=${BUILD_DIR:-build-bench}
+data_dir=${DATA_DIR:-/tmp/engram-bench}
+out_dir=${OUT_DIR:-$build_dir/bench-results}
+mkdir -p "$data_dir" "$out_dir"
+
+echo "== build ($build_dir)"
+if [[ ! -f $build_dir/build.ninja ]]; then
+  cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DENGRAM_CUDA=OFF >/dev/null
+fi
+ninja -C "$build_dir" -j "${JOBS:-2}" engram_server_bin engram_cli \
+  make_bench_data cosine_benchmark >/dev/null
+server=$build_dir/server/engram-server
+cli=$build_dir/client/engram-cli
+
+npy=$data_dir/resident_${rows}x${dim}.npy
+small_npy=$data_dir/resident_small_128x${dim}.npy
+if [[ ! -f $npy || ! -f $small_npy ]]; then
+  echo "== data: $rows x $dim float32 -> $npy"
+  tmp=$(mktemp -d "$data_dir/gen.XXXXXX")
+  "$build_dir/bench/make_bench_data" --out_dir="$tmp" --dims=$dim \
+    --max_targets="$rows" --scales=
+  mv "$tmp/targets_d$dim.npy" "$npy"
+  mv "$tmp/queries_d$dim.npy" "$small_npy"
+  rm -rf "$tmp"
+fi
+
+echo "== read bandwidth (BM_ReadBandwidth, all threads)"
+"$build_dir/bench/cosine_benchmark" \
+  --benchmark_filter='^BM_ReadBandwidth/threads:0' \
+  --benchmark_repetitions=3 --benchmark_report_aggregates_only=true \
+  --benchmark_format=json >"$out_dir/resident_read_bandwidth.json"
+
+config=$out_dir/resident.conf
+printf '[collection bench]\npath = %s\n' "$(realpath "$npy")" >"$config"
+budget=$(( rows * (dim + 1) * 4 + (256 << 20) ))
+
+pid=
+stop_server() {
+  if [[ -n $pid ]]; then
+    kill -TERM "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    pid=
+  fi
+}
+trap stop_server EXIT
+
+# start_server NAME FLAGS...: starts the server on a free port with the
+# collection declared, waits until it serves.
+start_server() {
+  local name=$1; shift
+  rm -f "$out_dir/ready"
+  "$server" --grpc_address=127.0.0.1:0 --metrics_address=127.0.0.1:0 \
+    --resident_config="$config" --resident_memory_bytes=$budget \
+    --ready_file="$out_dir/ready" --log_level=warning "$@" \
+    2>"$out_dir/resident_server_$name.log" &
+  pid=$!
+  for _ in $(seq 1 600); do
+    [[ -f $out_dir/ready ]] && break
+    kill -0 "$pid" 2>/dev/null || { echo "server exited" >&2; exit 1; }
+    sleep 0.2
+  done
+  port=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["grpc_port"])' "$out_dir/ready")
+  target=127.0.0.1:$port
+  "$cli" collection describe --server="$target" --name=bench \
+    >"$out_dir/resident_describe.json"
+}
+
+bench() {  # bench OUT CONCURRENCY [COLLECTION]
+  "$cli" bench --server="$target" --rpc=SearchCollection \
+    --collection="${3:-bench}" \
+    --random=1,$dim --top_k=10 --concurrency="$2" --duration="$duration" \
+    --warmup=3s --timeout=120s --format=json >"$out_dir/$1"
+}
+
+echo "== batching on: single-call pass times, latency, concurrency 32"
+start_server on
+for i in $(seq 1 15); do
+  "$cli" collection search --server="$target" --name=bench \
+    --random=1,$dim --top_k=10 --seed=$i
+done >"$out_dir/resident_single_calls.jsonl"
+bench resident_c1.json 1
+bench resident_c32_on.json 32
+"$cli" collection upload --server="$target" --name=small --file="$small_npy" \
+  >/dev/null
+for i in $(seq 1 50); do
+  "$cli" collection search --server="$target" --name=small \
+    --random=1,$dim --top_k=10 --seed=$i
+done >"$out_dir/resident_small_single_calls.jsonl"
+bench resident_small_c1.json 1 small
+stop_server
+
+echo "== batching off: concurrency 32"
+start_server off --batching=false
+bench resident_c32_off.json 32
+stop_server
+
+section=$(python3 - "$out_dir" "$rows" "$dim" "$duration" <<'PY'
+import json, statistics, sys, platform, os
+out, rows, dim, duration = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+bw = json.load(open(f"{out}/resident_read_bandwidth.json"))
+read_bw = [b["bytes_per_second"] for b in bw["benchmarks"]
+           if b.get("aggregate_name") == "median"][0]
+calls = [json.loads(l) for l in open(f"{out}/resident_single_calls.jsonl")]
+passes = [c["report"]["compute_seconds"] for c in calls]
+batch = [c["batch_requests"] for c in calls]
+pass_s = statistics.median(passes)
+coll_bytes = rows * dim * 4
+pass_bw = coll_bytes / pass_s
+c1 = json.load(open(f"{out}/resident_c1.json"))
+small = json.load(open(f"{out}/resident_small_c1.json"))
+small_pass = statistics.median(
+    json.loads(l)["report"]["compute_seconds"]
+    for l in open(f"{out}/resident_small_single_calls.jsonl"))
+load = open("/proc/loadavg").read().split()[0]
+on = json.load(open(f"{out}/resident_c32_on.json"))
+off = json.load(open(f"{out}/resident_c32_off.json"))
+cpu = "unknown"
+for line in open("/proc/cpuinfo"):
+    if line.startswith("model name"):
+        cpu = line.split(":", 1)[1].strip(); break
+cores = os.cpu_count()
+p50 = c1["latency_ms"]["p50"]
+ratio = on["requests_per_second"] / max(off["requests_per_second"], 1e-9)
+def ms(x): return f"{x:.2f}"
+print(f"""Machine: {cpu}, {cores} hardware threads (load average {load} at the end
+of the run). Collection: {rows} x {dim} float32 ({coll_bytes / 2**30:.2f} GiB),
+loaded from .npy at start-up. Each load run: {duration} measured after a 3 s
+warm-up, Q=1, top_k=10.
+
+| figure | value |
+|---|---|
+| read roofline (BM_ReadBandwidth, all threads, median of 3) | {read_bw / 1e9:.2f} GB/s |
+| search pass, Q=1 top-10 (median of {len(passes)} single calls, server-reported) | {ms(pass_s * 1e3)} ms |
+| pass read bandwidth (collection bytes / pass) | {pass_bw / 1e9:.2f} GB/s = **{100 * pass_bw / read_bw:.0f}%** of the roofline (goal >= 80%) |
+| end-to-end latency, concurrency 1: p50 / p99 | {ms(p50)} / {ms(c1['latency_ms']['p99'])} ms |
+| end-to-end p50 minus the pass (two medians of separate calls: noise of the large pass) | {ms(p50 - pass_s * 1e3)} ms |
+| 128-row collection: pass / end-to-end p50 / p99, concurrency 1 | {small_pass * 1e3:.3f} / {ms(small['latency_ms']['p50'])} / {ms(small['latency_ms']['p99'])} ms |
+| fixed cost per call (128 rows: p50 minus pass) | **{ms(small['latency_ms']['p50'] - small_pass * 1e3)} ms** (goal < 1 ms) |
+| concurrency 32, batching on | {on['requests_per_second']:.1f} queries/s (p50 {ms(on['latency_ms']['p50'])} ms, errors {on['errors'] or 'none'}) |
+| concurrency 32, batching off | {off['requests_per_second']:.1f} queries/s (p50 {ms(off['latency_ms']['p50'])} ms, errors {off['errors'] or 'none'}) |
+| batching speedup at concurrency 32 | **{ratio:.1f}x** (goal >= 8x) |
+""")
+PY
+)
+echo "$section"
+if [[ $docs == 1 ]]; then
+  python3 - docs/performance.md "$section" <<'PY'
+import sys
+path, section = sys.argv[1], sys.argv[2]
+begin = "<!-- scripts/bench-resident.sh: begin generated section -->"
+end = "<!-- scripts/bench-resident.sh: end generated section -->"
+text = open(path).read()
+if begin not in text:
+    sys.exit(f"{path} has no '{begin}' marker")
+head, rest = text.split(begin, 1)
+_, tail = rest.split(end, 1)
+open(path, "w").write(head + begin + "\n" + section.rstrip() + "\n" + end + tail)
+PY
+  echo "== docs/performance.md updated"
+fi

@@ -1,0 +1,111 @@
+// The resident-data RPCs of engram.similarity.v1.Similarity (issue 9):
+// collections (create, client-streaming upload, delete, list, describe,
+// search) and graphs (client-streaming put, delete, list, describe).
+// SimilarityService, the one CallbackService the generated code allows,
+// forwards these methods here.
+//
+// - Management calls (create, delete, list, describe) are map operations on
+//   the stores: answered on the gRPC thread, like GetStats.
+// - Uploads are grpc::ServerReadReactors: the header message reserves the
+//   memory budget (RESOURCE_EXHAUSTED before anything is allocated), each
+//   chunk is copied into the staged upload on the engine's workers, and the
+//   rows become visible only when the client closes its side of a complete
+//   stream. A cancelled, interrupted or failed stream aborts the staged
+//   upload: nothing becomes visible and the budget is given back.
+// - SearchCollection is admitted like every computing call (Admission, with
+//   its byte cost), resolves the collection's current version and hands the
+//   queries to the collection's SearchBatcher; the reactor's OnCancel
+//   cancels a call still waiting for its pass. top_k == 0 (every score, for
+//   small collections) bypasses the batcher: one Engine::CosineResident per
+//   segment on the workers.
+//
+// Every error names the field and the reason: NOT_FOUND for unknown names,
+// ALREADY_EXISTS for taken ones, INVALID_ARGUMENT for a bad message (a
+// dimension mismatch included), RESOURCE_EXHAUSTED for the memory budget,
+// the batcher's queue or admission.
+//
+// Thread-safety: handlers run concurrently on gRPC threads; the engine, the
+// stores, Admission and RpcMetrics are thread-safe.
+#ifndef ENGRAM_SERVER_COLLECTION_HANDLERS_H_
+#define ENGRAM_SERVER_COLLECTION_HANDLERS_H_
+
+#include <memory>
+
+#include "absl/status/statusor.h"
+#include "core/collections/graph_store.h"
+#include "core/engine.h"
+#include "engram/similarity/v1/similarity.grpc.pb.h"
+#include "grpcpp/server_context.h"
+#include "grpcpp/support/server_callback.h"
+#include "server/admission.h"
+#include "server/rpc_metrics.h"
+
+namespace engram::server {
+
+class CollectionHandlers {
+ public:
+  // Nothing is owned; everything must outlive the handlers and every call
+  // they started.
+  CollectionHandlers(core::Engine* engine, RpcMetrics* metrics,
+                     Admission* admission)
+      : engine_(engine), metrics_(metrics), admission_(admission) {}
+
+  grpc::ServerUnaryReactor* CreateCollection(
+      grpc::CallbackServerContext* context,
+      const ::engram::similarity::v1::CreateCollectionRequest* request,
+      ::engram::similarity::v1::CollectionInfo* response);
+  grpc::ServerReadReactor<::engram::similarity::v1::UploadCollectionRequest>*
+  UploadCollection(
+      grpc::CallbackServerContext* context,
+      ::engram::similarity::v1::UploadCollectionResponse* response);
+  grpc::ServerUnaryReactor* DeleteCollection(
+      grpc::CallbackServerContext* context,
+      const ::engram::similarity::v1::DeleteCollectionRequest* request,
+      ::engram::similarity::v1::DeleteCollectionResponse* response);
+  grpc::ServerUnaryReactor* ListCollections(
+      grpc::CallbackServerContext* context,
+      const ::engram::similarity::v1::ListCollectionsRequest* request,
+      ::engram::similarity::v1::ListCollectionsResponse* response);
+  grpc::ServerUnaryReactor* DescribeCollection(
+      grpc::CallbackServerContext* context,
+      const ::engram::similarity::v1::DescribeCollectionRequest* request,
+      ::engram::similarity::v1::CollectionInfo* response);
+  grpc::ServerUnaryReactor* SearchCollection(
+      grpc::CallbackServerContext* context,
+      const ::engram::similarity::v1::SearchCollectionRequest* request,
+      ::engram::similarity::v1::SearchCollectionResponse* response);
+
+  grpc::ServerReadReactor<::engram::similarity::v1::PutGraphRequest>* PutGraph(
+      grpc::CallbackServerContext* context,
+      ::engram::similarity::v1::GraphInfo* response);
+  grpc::ServerUnaryReactor* DeleteGraph(
+      grpc::CallbackServerContext* context,
+      const ::engram::similarity::v1::DeleteGraphRequest* request,
+      ::engram::similarity::v1::DeleteGraphResponse* response);
+  grpc::ServerUnaryReactor* ListGraphs(
+      grpc::CallbackServerContext* context,
+      const ::engram::similarity::v1::ListGraphsRequest* request,
+      ::engram::similarity::v1::ListGraphsResponse* response);
+  grpc::ServerUnaryReactor* DescribeGraph(
+      grpc::CallbackServerContext* context,
+      const ::engram::similarity::v1::DescribeGraphRequest* request,
+      ::engram::similarity::v1::GraphInfo* response);
+
+  // The graph a SpreadRequest names in graph_name: NOT_FOUND naming it when
+  // there is none. The snapshot stays valid while the caller holds it.
+  absl::StatusOr<std::shared_ptr<const collections::Graph>> ResolveGraph(
+      const std::string& name) const;
+
+ private:
+  class SearchReactor;
+  class UploadReactor;
+  class PutGraphReactor;
+
+  core::Engine* const engine_;
+  RpcMetrics* const metrics_;
+  Admission* const admission_;
+};
+
+}  // namespace engram::server
+
+#endif  // ENGRAM_SERVER_COLLECTION_HANDLERS_H_

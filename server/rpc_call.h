@@ -1,0 +1,49 @@
+// One RPC's bookkeeping from arrival to answer, shared by every handler
+// (similarity_service.cc and collection_handlers.cc): the request ids echoed
+// to the caller, the per-method metrics and the debug log line.
+//
+// Thread-safety: the functions are reentrant; RpcMetrics is thread-safe.
+#ifndef ENGRAM_SERVER_RPC_CALL_H_
+#define ENGRAM_SERVER_RPC_CALL_H_
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "grpcpp/server_context.h"
+#include "grpcpp/support/status.h"
+#include "server/admission.h"
+#include "server/request_context.h"
+#include "server/rpc_metrics.h"
+
+namespace engram::server {
+
+// gRPC's retry hint: with an overload refusal, how many milliseconds to wait
+// before trying again.
+inline constexpr char kRetryPushbackKey[] = "grpc-retry-pushback-ms";
+
+struct RpcCall {
+  Method method = Method::kBatchCosine;
+  absl::Time start;
+  RequestIds ids;
+};
+
+// Reads the call's ids and echoes the request id in the trailing metadata
+// (not the headers: a response that sends headers is committed, and a
+// client's retry policy could no longer retry on another replica).
+RpcCall StartRpcCall(grpc::CallbackServerContext* context, Method method);
+
+// Records the finished call in `metrics`, logs it (debug) and returns the
+// status to answer with.
+grpc::Status EndRpcCall(RpcMetrics& metrics, const RpcCall& call,
+                        const absl::Status& status);
+
+// Why `ticket` (not admitted) was refused: UNAVAILABLE while draining, or
+// RESOURCE_EXHAUSTED with the grpc-retry-pushback-ms trailer added to
+// `context`. Records the rejection in `metrics`.
+absl::Status AdmissionRefusal(const Admission& admission,
+                              const Admission::Ticket& ticket,
+                              grpc::CallbackServerContext* context,
+                              RpcMetrics& metrics);
+
+}  // namespace engram::server
+
+#endif  // ENGRAM_SERVER_RPC_CALL_H_

@@ -1,0 +1,160 @@
+// engram-cli's `collection` and `graph` commands and `spread --graph_name`
+// against the real engram-server (issue 9), in process through cli::Main.
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "client/cli/commands.h"
+#include "client/npy.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/server/server_process.h"
+#include "tests/testing/random_data.h"
+
+namespace engram {
+namespace {
+
+using ::testing::HasSubstr;
+
+class ResidentCliE2ETest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    auto process = testing::ServerProcess::Start(
+        ENGRAM_SERVER_BINARY, {"--worker_threads=2", "--log_level=warning"});
+    ASSERT_TRUE(process.ok()) << process.status();
+    server_ = process->release();
+  }
+  static void TearDownTestSuite() {
+    delete server_;
+    server_ = nullptr;
+  }
+
+  struct Result {
+    int code = -1;
+    std::string out;
+    std::string err;
+  };
+  static Result Cli(std::vector<std::string> args) {
+    args.insert(args.begin(), "engram-cli");
+    args.push_back("--server=" + server_->grpc_target());
+    std::vector<char*> argv;
+    for (std::string& a : args) argv.push_back(a.data());
+    std::ostringstream out, err;
+    Result r;
+    r.code =
+        client::cli::Main(static_cast<int>(argv.size()), argv.data(), out, err);
+    r.out = out.str();
+    r.err = err.str();
+    return r;
+  }
+  static std::string Temp(const std::string& name) {
+    return absl::StrCat(::testing::TempDir(), "/resident_cli_", getpid(), "_",
+                        name);
+  }
+
+  static testing::ServerProcess* server_;
+};
+
+testing::ServerProcess* ResidentCliE2ETest::server_ = nullptr;
+
+TEST_F(ResidentCliE2ETest, CollectionCommandsEndToEnd) {
+  client::FloatMatrix rows;
+  rows.rows = 50;
+  rows.cols = 8;
+  rows.values = testing::RandomMatrix(50, 8, 3);
+  const std::string npy = Temp("rows.npy");
+  ASSERT_TRUE(client::WriteNpyFile(npy, rows).ok());
+
+  Result r = Cli({"collection", "create", "--name=empty", "--dimension=8"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("\"name\":\"empty\""));
+  r = Cli({"collection", "create", "--name=empty", "--dimension=8"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr("ALREADY_EXISTS"));
+
+  r = Cli({"collection", "upload", "--name=docs", "--file=" + npy,
+           "--chunk_rows=7", "--metadata=model=test"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("\"rows_uploaded\":\"50\""));
+  r = Cli({"collection", "append", "--name=docs", "--file=" + npy});
+  EXPECT_EQ(r.code, 0) << r.err;
+  r = Cli({"collection", "describe", "--name=docs"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("\"count\":\"100\""));
+  EXPECT_THAT(r.out, HasSubstr("\"model\":\"test\""));
+  r = Cli({"collection", "list"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("\"docs\""));
+  EXPECT_THAT(r.out, HasSubstr("\"empty\""));
+
+  r = Cli({"collection", "search", "--name=docs", "--random=2,8", "--top_k=3"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("\"results\""));
+  r = Cli({"collection", "search", "--name=docs", "--random=2,9", "--top_k=3"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr("INVALID_ARGUMENT"));
+
+  r = Cli({"collection", "delete", "--name=docs"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  r = Cli({"collection", "describe", "--name=docs"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr("NOT_FOUND"));
+  r = Cli({"collection", "upload", "--name=x", "--file=" + Temp("none.npy")});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_EQ(Cli({"collection", "delete", "--name=empty"}).code, 0);
+  std::remove(npy.c_str());
+}
+
+TEST_F(ResidentCliE2ETest, GraphCommandsAndSpreadByName) {
+  const std::string edges = Temp("edges.tsv");
+  {
+    std::ofstream out(edges);
+    out << "0\t1\t0.9\n1\t2\t0.8\n2\t0\t0.5\n";
+  }
+  Result r = Cli(
+      {"graph", "put", "--name=kg", "--graph=" + edges, "--chunk_entries=2"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("\"num_edges\":\"3\""));
+  r = Cli({"graph", "describe", "--name=kg"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  r = Cli({"graph", "list"});
+  EXPECT_THAT(r.out, HasSubstr("\"kg\""));
+
+  const Result named = Cli({"spread", "--graph_name=kg", "--seeds=0:1"});
+  const Result inline_spread =
+      Cli({"spread", "--graph=" + edges, "--seeds=0:1"});
+  EXPECT_EQ(named.code, 0) << named.err;
+  EXPECT_EQ(inline_spread.code, 0) << inline_spread.err;
+  // The same activations (the reports' timings differ).
+  EXPECT_EQ(named.out.substr(0, named.out.find("\"report\"")),
+            inline_spread.out.substr(0, inline_spread.out.find("\"report\"")));
+  r = Cli({"spread", "--graph_name=absent", "--seeds=0:1"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr("NOT_FOUND"));
+
+  EXPECT_EQ(Cli({"graph", "delete", "--name=kg"}).code, 0);
+  r = Cli({"graph", "delete", "--name=kg"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr("NOT_FOUND"));
+  std::remove(edges.c_str());
+}
+
+TEST_F(ResidentCliE2ETest, BenchSearchesAResidentCollection) {
+  EXPECT_EQ(Cli({"collection", "create", "--name=bench", "--dimension=4"}).code,
+            0);
+  const Result r = Cli({"bench", "--rpc=SearchCollection", "--collection=bench",
+                        "--random=1,4", "--top_k=1", "--duration=300ms",
+                        "--warmup=100ms", "--concurrency=2", "--format=json"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("SearchCollection"));
+  EXPECT_THAT(r.out, HasSubstr("\"errors\":{}"));
+}
+
+}  // namespace
+}  // namespace engram
