@@ -80,6 +80,22 @@ const pb::BatchCosineRequest& MediumRequest() {
   return *request;
 }
 
+// SlowRequest's targets with 16Ki queries: minutes of work on one worker,
+// 24 MiB on the wire. Only ever sent to be stopped: whenever a deadline or
+// cancellation lands after the work started, it lands mid-work, however
+// long the request took to arrive on a loaded machine.
+constexpr int kEndlessQueries = 16384;
+const pb::BatchCosineRequest& EndlessRequest() {
+  static const pb::BatchCosineRequest* const request = [] {
+    constexpr size_t kQ = kEndlessQueries, kN = 32768, kD = 128;
+    return new pb::BatchCosineRequest(client::MakeCosineRequest(
+        *client::MakeMatrix(kQ, kD, testing::RandomMatrix(kQ, kD, 7)),
+        *client::MakeMatrix(kN, kD, testing::RandomMatrix(kN, kD, 2)), 10,
+        std::nullopt, pb::PLACEMENT_CPU_ONLY));
+  }();
+  return *request;
+}
+
 pb::BatchCosineRequest TinyRequest() {
   return client::MakeCosineRequest(
       *client::MakeMatrix(1, 4, testing::RandomMatrix(1, 4, 3)),
@@ -145,7 +161,7 @@ class ReliabilityTest : public ::testing::Test {
   void ExpectWorkStopped() {
     const double chunks = CpuChunks();
     EXPECT_GT(chunks, 0);
-    EXPECT_LT(chunks, kSlowQueries);
+    EXPECT_LT(chunks, kEndlessQueries);
     absl::SleepFor(absl::Milliseconds(300));
     EXPECT_EQ(CpuChunks(), chunks) << "a chunk started after the stop";
     grpc::ClientContext context;
@@ -163,18 +179,24 @@ class ReliabilityTest : public ::testing::Test {
 };
 
 // The stop must land while the work runs, not before it starts (that is an
-// "abandoned" call): on a loaded machine the 16 MiB request may take a while
+// "abandoned" call): on a loaded machine the 24 MiB request may take a while
 // to arrive, so each try waits twice as long as the one before until a stop
 // lands mid-work. Returns the number of tries.
 template <typename Try>
 int UntilInterrupted(ReliabilityTest* test, const std::string& reason,
                      Try try_once) {
   absl::Duration wait = absl::Milliseconds(200);
-  for (int tries = 1; tries <= 5; ++tries, wait = wait * 2) {
+  for (int tries = 1; tries <= 7; ++tries, wait = wait * 2) {
     try_once(wait);
-    if (test->Metric("engram_interrupted_requests_total",
-                     {{"reason", reason}}) >= 1) {
-      return tries;
+    // The server sees the stop at its next chunk, a moment after the
+    // client; a call stopped in transit never reaches it at all.
+    const absl::Time give_up = absl::Now() + absl::Seconds(2);
+    while (absl::Now() < give_up) {
+      if (test->Metric("engram_interrupted_requests_total",
+                       {{"reason", reason}}) >= 1) {
+        return tries;
+      }
+      absl::SleepFor(absl::Milliseconds(20));
     }
   }
   return 0;
@@ -182,29 +204,26 @@ int UntilInterrupted(ReliabilityTest* test, const std::string& reason,
 
 TEST_F(ReliabilityTest, DeadlineStopsTheWorkBetweenChunks) {
   Start({"--worker_threads=1"});
-  int calls = 0;
   const int tries =
       UntilInterrupted(this, "deadline_exceeded", [&](absl::Duration wait) {
+        const pb::BatchCosineRequest& request = EndlessRequest();
         grpc::ClientContext context;
         context.set_deadline(absl::ToChronoTime(absl::Now() + wait));
         pb::BatchCosineResponse response;
         const grpc::Status status =
-            stub_->BatchCosine(&context, SlowRequest(), &response);
-        EXPECT_EQ(status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
-        AwaitCalls("DEADLINE_EXCEEDED", ++calls);
+            stub_->BatchCosine(&context, request, &response);
+        EXPECT_EQ(status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED)
+            << "deadline " << wait << ": " << status.error_message();
       });
   ASSERT_GT(tries, 0) << "no deadline landed while the work ran";
-  EXPECT_EQ(Metric("engram_interrupted_requests_total",
-                   {{"reason", "deadline_exceeded"}}),
-            1);
   ExpectWorkStopped();
 }
 
 TEST_F(ReliabilityTest, CancellationStopsTheWorkBetweenChunks) {
   Start({"--worker_threads=1"});
-  int calls = 0;
   const int tries =
       UntilInterrupted(this, "cancelled", [&](absl::Duration wait) {
+        const pb::BatchCosineRequest& request = EndlessRequest();
         grpc::ClientContext context;
         std::thread cancel([&] {
           absl::SleepFor(wait);
@@ -212,15 +231,11 @@ TEST_F(ReliabilityTest, CancellationStopsTheWorkBetweenChunks) {
         });
         pb::BatchCosineResponse response;
         const grpc::Status status =
-            stub_->BatchCosine(&context, SlowRequest(), &response);
+            stub_->BatchCosine(&context, request, &response);
         cancel.join();
         EXPECT_EQ(status.error_code(), grpc::StatusCode::CANCELLED);
-        AwaitCalls("CANCELLED", ++calls);
       });
   ASSERT_GT(tries, 0) << "no cancellation landed while the work ran";
-  EXPECT_EQ(
-      Metric("engram_interrupted_requests_total", {{"reason", "cancelled"}}),
-      1);
   ExpectWorkStopped();
 }
 
