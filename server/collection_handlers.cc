@@ -162,15 +162,18 @@ grpc::ServerUnaryReactor* CollectionHandlers::DescribeCollection(
 
 // --- Collections: upload ---
 
-class CollectionHandlers::UploadReactor final
-    : public grpc::ServerReadReactor<v1::UploadCollectionRequest> {
+// What both streaming uploads share: admission, the read loop with each
+// message processed on the engine's workers (copying a chunk and computing
+// its norms is the heavy part, kept off gRPC's threads), commit when the
+// client closes its side, abort on any error or cancellation, and the call's
+// bookkeeping. The derived reactor handles one message (Process) and the
+// end of the stream (Commit) on its staged `upload_`. Start() must be called
+// once the derived object is fully built: gRPC may call back at once.
+template <typename Request, typename Response, typename Upload>
+class CollectionHandlers::StreamReactor
+    : public grpc::ServerReadReactor<Request> {
  public:
-  UploadReactor(CollectionHandlers* owner, grpc::CallbackServerContext* context,
-                v1::UploadCollectionResponse* response)
-      : owner_(owner),
-        context_(context),
-        response_(response),
-        call_(StartRpcCall(context, Method::kUploadCollection)) {
+  void Start() {
     ticket_ = owner_->admission_->Admit(0);
     if (ticket_.verdict != Admission::Verdict::kAdmitted) {
       Done(AdmissionRefusal(*owner_->admission_, ticket_, context_,
@@ -178,28 +181,25 @@ class CollectionHandlers::UploadReactor final
       return;
     }
     owner_->metrics_->CallStarted();
-    StartRead(&message_);
+    this->StartRead(&message_);
   }
 
   void OnReadDone(bool ok) override {
     if (!ok) {
       // The client closed its side (a complete stream commits) or the call
       // is gone (cancelled, deadline, broken connection: abort).
-      if (context_->IsCancelled()) {
-        Done(absl::CancelledError(
-            "the upload stream was cancelled; nothing was stored"));
-      } else {
-        Done(Commit());
-      }
+      Done(context_->IsCancelled() ? absl::CancelledError(absl::StrCat(
+                                         "the ", what_,
+                                         " stream was cancelled; nothing was "
+                                         "stored"))
+                                   : Commit());
       return;
     }
-    // Copying a chunk and computing its norms is the heavy part: on the
-    // engine's workers, not gRPC's threads.
     owner_->engine_->Submit([this] {
-      absl::Status status = Process();
+      absl::Status status = Process(message_);
       if (status.ok()) {
         message_.Clear();
-        StartRead(&message_);
+        this->StartRead(&message_);
       } else {
         Done(status);
       }
@@ -215,25 +215,72 @@ class CollectionHandlers::UploadReactor final
     delete this;
   }
 
+ protected:
+  StreamReactor(CollectionHandlers* owner, grpc::CallbackServerContext* context,
+                Response* response, Method method, absl::string_view what)
+      : owner_(owner),
+        response_(response),
+        context_(context),
+        call_(StartRpcCall(context, method)),
+        what_(what) {}
+
+  // One message of the stream; an error ends the call (and aborts).
+  virtual absl::Status Process(const Request& message) = 0;
+  // The client closed its side: commit what was staged, fill the response.
+  virtual absl::Status Commit() = 0;
+
+  CollectionHandlers* const owner_;
+  Response* const response_;
+  std::unique_ptr<Upload> upload_;
+
  private:
-  absl::Status Process() {
-    if (message_.has_header()) {
+  void Done(const absl::Status& status) {
+    if (!status.ok()) {
+      if (upload_ != nullptr) upload_->Abort();
+      response_->Clear();
+    }
+    if (ticket_.verdict == Admission::Verdict::kAdmitted) {
+      owner_->metrics_->CallEnded();
+    }
+    this->Finish(EndRpcCall(*owner_->metrics_, call_, status));
+  }
+
+  grpc::CallbackServerContext* const context_;
+  const RpcCall call_;
+  const absl::string_view what_;
+  Admission::Ticket ticket_;
+  Request message_;
+};
+
+class CollectionHandlers::UploadReactor final
+    : public StreamReactor<v1::UploadCollectionRequest,
+                           v1::UploadCollectionResponse,
+                           collections::CollectionUpload> {
+ public:
+  UploadReactor(CollectionHandlers* owner, grpc::CallbackServerContext* context,
+                v1::UploadCollectionResponse* response)
+      : StreamReactor(owner, context, response, Method::kUploadCollection,
+                      "upload") {}
+
+ private:
+  absl::Status Process(const v1::UploadCollectionRequest& message) override {
+    if (message.has_header()) {
       if (upload_ != nullptr) {
         return absl::InvalidArgumentError(
             "header: only the first message of an upload may be a header");
       }
-      return Begin(message_.header());
+      return Begin(message.header());
     }
     if (upload_ == nullptr) {
       return absl::InvalidArgumentError(
           "header: the first message of an upload must be a header (name, "
           "create, dimension, total_rows)");
     }
-    if (!message_.has_chunk()) {
+    if (!message.has_chunk()) {
       return absl::InvalidArgumentError(
           "message: every message after the header must be a chunk");
     }
-    const v1::UploadChunk& chunk = message_.chunk();
+    const v1::UploadChunk& chunk = message.chunk();
     const uint32_t d = upload_->dimension();
     if (chunk.vectors_size() == 0 ||
         chunk.vectors_size() % static_cast<int>(d) != 0) {
@@ -273,7 +320,7 @@ class CollectionHandlers::UploadReactor final
     return absl::OkStatus();
   }
 
-  absl::Status Commit() {
+  absl::Status Commit() override {
     if (upload_ == nullptr) {
       return absl::InvalidArgumentError(
           "header: the stream ended without an upload header");
@@ -294,31 +341,14 @@ class CollectionHandlers::UploadReactor final
     }
     return absl::OkStatus();
   }
-
-  void Done(const absl::Status& status) {
-    if (!status.ok()) {
-      if (upload_ != nullptr) upload_->Abort();
-      response_->Clear();
-    }
-    if (ticket_.verdict == Admission::Verdict::kAdmitted) {
-      owner_->metrics_->CallEnded();
-    }
-    Finish(EndRpcCall(*owner_->metrics_, call_, status));
-  }
-
-  CollectionHandlers* const owner_;
-  grpc::CallbackServerContext* const context_;
-  v1::UploadCollectionResponse* const response_;
-  const RpcCall call_;
-  Admission::Ticket ticket_;
-  v1::UploadCollectionRequest message_;
-  std::unique_ptr<collections::CollectionUpload> upload_;
 };
 
 grpc::ServerReadReactor<v1::UploadCollectionRequest>*
 CollectionHandlers::UploadCollection(grpc::CallbackServerContext* context,
                                      v1::UploadCollectionResponse* response) {
-  return new UploadReactor(this, context, response);
+  auto* reactor = new UploadReactor(this, context, response);
+  reactor->Start();
+  return reactor;
 }
 
 // --- Collections: search ---
@@ -580,61 +610,21 @@ grpc::ServerUnaryReactor* CollectionHandlers::SearchCollection(
 // --- Graphs ---
 
 class CollectionHandlers::PutGraphReactor final
-    : public grpc::ServerReadReactor<v1::PutGraphRequest> {
+    : public StreamReactor<v1::PutGraphRequest, v1::GraphInfo,
+                           collections::GraphUpload> {
  public:
   PutGraphReactor(CollectionHandlers* owner,
                   grpc::CallbackServerContext* context, v1::GraphInfo* response)
-      : owner_(owner),
-        context_(context),
-        response_(response),
-        call_(StartRpcCall(context, Method::kPutGraph)) {
-    ticket_ = owner_->admission_->Admit(0);
-    if (ticket_.verdict != Admission::Verdict::kAdmitted) {
-      Done(AdmissionRefusal(*owner_->admission_, ticket_, context_,
-                            *owner_->metrics_));
-      return;
-    }
-    owner_->metrics_->CallStarted();
-    StartRead(&message_);
-  }
-
-  void OnReadDone(bool ok) override {
-    if (!ok) {
-      if (context_->IsCancelled()) {
-        Done(absl::CancelledError(
-            "the graph stream was cancelled; nothing was stored"));
-      } else {
-        Done(Commit());
-      }
-      return;
-    }
-    owner_->engine_->Submit([this] {
-      absl::Status status = Process();
-      if (status.ok()) {
-        message_.Clear();
-        StartRead(&message_);
-      } else {
-        Done(status);
-      }
-    });
-  }
-
-  void OnDone() override {
-    if (upload_ != nullptr) upload_->Abort();
-    if (ticket_.verdict == Admission::Verdict::kAdmitted) {
-      owner_->admission_->Release(ticket_);
-    }
-    delete this;
-  }
+      : StreamReactor(owner, context, response, Method::kPutGraph, "graph") {}
 
  private:
-  absl::Status Process() {
-    if (message_.has_header()) {
+  absl::Status Process(const v1::PutGraphRequest& message) override {
+    if (message.has_header()) {
       if (upload_ != nullptr) {
         return absl::InvalidArgumentError(
             "header: only the first message of a graph put may be a header");
       }
-      const v1::PutGraphHeader& header = message_.header();
+      const v1::PutGraphHeader& header = message.header();
       ENGRAM_RETURN_IF_ERROR(RequireName("header.name", header.name()));
       collections::GraphPutOptions options;
       options.name = header.name();
@@ -649,11 +639,11 @@ class CollectionHandlers::PutGraphReactor final
           "header: the first message of a graph put must be a header (name, "
           "num_nodes, num_edges)");
     }
-    if (!message_.has_chunk()) {
+    if (!message.has_chunk()) {
       return absl::InvalidArgumentError(
           "message: every message after the header must be a chunk");
     }
-    const v1::PutGraphChunk& chunk = message_.chunk();
+    const v1::PutGraphChunk& chunk = message.chunk();
     if (chunk.targets_size() != chunk.weights_size()) {
       return absl::InvalidArgumentError(
           absl::StrCat("chunk.weights has ", chunk.weights_size(),
@@ -672,7 +662,7 @@ class CollectionHandlers::PutGraphReactor final
     return absl::OkStatus();
   }
 
-  absl::Status Commit() {
+  absl::Status Commit() override {
     if (upload_ == nullptr) {
       return absl::InvalidArgumentError(
           "header: the stream ended without a graph header");
@@ -683,30 +673,13 @@ class CollectionHandlers::PutGraphReactor final
     if (info.ok()) InfoToProto(*info, response_);
     return absl::OkStatus();
   }
-
-  void Done(const absl::Status& status) {
-    if (!status.ok()) {
-      if (upload_ != nullptr) upload_->Abort();
-      response_->Clear();
-    }
-    if (ticket_.verdict == Admission::Verdict::kAdmitted) {
-      owner_->metrics_->CallEnded();
-    }
-    Finish(EndRpcCall(*owner_->metrics_, call_, status));
-  }
-
-  CollectionHandlers* const owner_;
-  grpc::CallbackServerContext* const context_;
-  v1::GraphInfo* const response_;
-  const RpcCall call_;
-  Admission::Ticket ticket_;
-  v1::PutGraphRequest message_;
-  std::unique_ptr<collections::GraphUpload> upload_;
 };
 
 grpc::ServerReadReactor<v1::PutGraphRequest>* CollectionHandlers::PutGraph(
     grpc::CallbackServerContext* context, v1::GraphInfo* response) {
-  return new PutGraphReactor(this, context, response);
+  auto* reactor = new PutGraphReactor(this, context, response);
+  reactor->Start();
+  return reactor;
 }
 
 grpc::ServerUnaryReactor* CollectionHandlers::DeleteGraph(

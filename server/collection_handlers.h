@@ -97,6 +97,8 @@ class CollectionHandlers {
       const std::string& name) const;
 
  private:
+  template <typename Request, typename Response, typename Upload>
+  class StreamReactor;
   class SearchReactor;
   class UploadReactor;
   class PutGraphReactor;
