@@ -26,7 +26,10 @@ echo "== asan: unit, end-to-end and stress tests"
 ctest --test-dir "$build_dir" --output-on-failure -j 2 --timeout 900 \
   -LE 'gpu|soak'
 
+# The soak's resident-memory gate is off here: ASan's quarantine of freed
+# blocks grows the resident set by design; LeakSanitizer judges leaks when
+# the soak stops the server.
 echo "== asan: shortened fault-injected soak"
-ENGRAM_SOAK_SECONDS=${ENGRAM_SOAK_SECONDS:-15} \
+ENGRAM_SOAK_SECONDS=${ENGRAM_SOAK_SECONDS:-15} ENGRAM_SOAK_MEMORY_GATE=0 \
   ctest --test-dir "$build_dir" --output-on-failure --timeout 900 \
   -R '^reliability_soak_test$'

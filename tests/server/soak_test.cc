@@ -26,6 +26,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -475,9 +476,21 @@ TEST(SoakTest, FaultInjectedSoakLosesNothingAndAnswersCorrectly) {
   EXPECT_GT(seen.started_after_sticky.load(), 0u);
   EXPECT_EQ(seen.gpu_after_sticky.load(), 0u);
 
-  // Memory.
-  EXPECT_TRUE(testing::MemoryGrowthBelow(samples, kRssGrowthBound));
+  // Memory. Under AddressSanitizer (scripts/asan.sh sets
+  // ENGRAM_SOAK_MEMORY_GATE=0) the quarantine of freed blocks grows the
+  // resident set by design, and leaks are LeakSanitizer's to find at exit.
   EXPECT_GE(samples.size(), static_cast<size_t>(seconds));  // 2 per second
+  const char* gate = std::getenv("ENGRAM_SOAK_MEMORY_GATE");
+  if (gate == nullptr || std::string(gate) != "0") {
+    EXPECT_TRUE(testing::MemoryGrowthBelow(samples, kRssGrowthBound));
+  }
+
+  // A clean stop: health, drain and exit 0 (under the sanitizer job, with
+  // LeakSanitizer's verdict on everything the soak allocated).
+  (*server)->Signal(SIGTERM);
+  absl::StatusOr<int> exit_code = (*server)->WaitForExit(absl::Seconds(60));
+  ASSERT_TRUE(exit_code.ok()) << exit_code.status();
+  EXPECT_EQ(*exit_code, 0) << "the server did not stop cleanly";
 }
 
 // A child that maps and touches `step` bytes every `every`, `steps` times
