@@ -451,12 +451,16 @@ TEST_F(SearchBatcherTest, TheDelayBoundFlushesAPartialBatch) {
   for (auto& out : outcomes) {
     ASSERT_TRUE(batcher->Search(Request(0, 1, 3), out.Callback()).ok());
   }
+  // The oldest call's delay is the bound that flushed the batch; calls that
+  // joined later (later still on a slow, sanitized build) waited less.
+  double oldest_wait = 0;
   for (auto& out : outcomes) {
     ASSERT_TRUE(out.done.WaitForNotificationWithTimeout(absl::Seconds(5)));
     ASSERT_TRUE(out.result.ok());
     EXPECT_EQ(out.result->batch_requests, 3u);
-    EXPECT_GE(out.result->queue_seconds, 0.045);
+    oldest_wait = std::max(oldest_wait, out.result->queue_seconds);
   }
+  EXPECT_GE(oldest_wait, 0.045);
   EXPECT_GE(absl::Now() - start, absl::Milliseconds(45));
   EXPECT_THAT(executor_.pass_queries(), ElementsAre(3u));
 }
