@@ -198,17 +198,7 @@ absl::StatusOr<std::vector<std::string>> Engine::ReloadConfig() {
 }
 
 absl::Status Engine::Cosine(const CosineJob& job, CosineOutput* out) {
-  ENGRAM_RETURN_IF_ERROR(ValidateCosineJob(job, options_.limits));
-  if (job.top_k == 0 &&
-      out->scores.size() != job.queries.rows * job.targets.rows) {
-    return absl::InternalError(absl::StrCat(
-        "score buffer holds ", out->scores.size(),
-        " floats, expected Q*N = ", job.queries.rows * job.targets.rows));
-  }
-  // Chunks split the queries; checking them here numbers a bad row in the
-  // whole request. The pass is Q*d against the Q*N*d of the work.
-  ENGRAM_RETURN_IF_ERROR(ValidateFiniteRows("queries", job.queries));
-  return executor_->Cosine(job, out);
+  return CosineWithin(options_.limits, job, out);
 }
 
 absl::Status Engine::CosineResident(const CosineJob& job, CosineOutput* out) {
@@ -220,6 +210,11 @@ absl::Status Engine::CosineResident(const CosineJob& job, CosineOutput* out) {
   } else {
     limits.max_input_elements = UINT64_MAX;
   }
+  return CosineWithin(limits, job, out);
+}
+
+absl::Status Engine::CosineWithin(const RequestLimits& limits,
+                                  const CosineJob& job, CosineOutput* out) {
   ENGRAM_RETURN_IF_ERROR(ValidateCosineJob(job, limits));
   if (job.top_k == 0 &&
       out->scores.size() != job.queries.rows * job.targets.rows) {
@@ -227,6 +222,8 @@ absl::Status Engine::CosineResident(const CosineJob& job, CosineOutput* out) {
         "score buffer holds ", out->scores.size(),
         " floats, expected Q*N = ", job.queries.rows * job.targets.rows));
   }
+  // Chunks split the queries; checking them here numbers a bad row in the
+  // whole request. The pass is Q*d against the Q*N*d of the work.
   ENGRAM_RETURN_IF_ERROR(ValidateFiniteRows("queries", job.queries));
   return executor_->Cosine(job, out);
 }

@@ -129,6 +129,11 @@ class Engine {
   Engine(const Options& options,
          std::shared_ptr<prometheus::Registry> registry);
 
+  // Cosine and CosineResident: validates `job` against `limits`, then runs
+  // it on the executor.
+  absl::Status CosineWithin(const RequestLimits& limits, const CosineJob& job,
+                            CosineOutput* out);
+
   const Options options_;
   std::shared_ptr<prometheus::Registry> registry_;
   std::unique_ptr<EngineMetrics> metrics_;

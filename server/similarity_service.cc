@@ -53,13 +53,9 @@ void SimilarityService::WaitForQuiet(absl::Duration quiet,
   admission_->WaitForQuiet(quiet, deadline);
 }
 
-SimilarityService::Call SimilarityService::StartCall(
-    grpc::CallbackServerContext* context, Method method) {
-  return StartRpcCall(context, method);
-}
-
 void SimilarityService::Finish(grpc::ServerUnaryReactor* reactor,
-                               const Call& call, const absl::Status& status) {
+                               const RpcCall& call,
+                               const absl::Status& status) {
   reactor->Finish(EndRpcCall(*metrics_, call, status));
 }
 
@@ -94,7 +90,7 @@ grpc::ServerUnaryReactor* SimilarityService::Compute(
     grpc::CallbackServerContext* context, Method method, uint64_t cost,
     google::protobuf::Message* response, Run run) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  Call call = StartCall(context, method);
+  RpcCall call = StartRpcCall(context, method);
   const Admission::Ticket ticket = admission_->Admit(cost);
   if (ticket.verdict != Admission::Verdict::kAdmitted) {
     Finish(reactor, call,
@@ -174,7 +170,7 @@ grpc::ServerUnaryReactor* SimilarityService::Spread(
   }
   if (!named.ok()) {
     grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-    Finish(reactor, StartCall(context, Method::kSpread), named);
+    Finish(reactor, StartRpcCall(context, Method::kSpread), named);
     return reactor;
   }
   uint64_t cost = AdmissionCost(*request, engine_->limits());
@@ -191,7 +187,7 @@ grpc::ServerUnaryReactor* SimilarityService::GetStats(
     const ::engram::similarity::v1::GetStatsRequest* /*request*/,
     ::engram::similarity::v1::GetStatsResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  const Call call = StartCall(context, Method::kGetStats);
+  const RpcCall call = StartRpcCall(context, Method::kGetStats);
   // Snapshots of counters and component state: cheap enough to answer on
   // the gRPC thread. The engine's part refreshes the same gauges /metrics
   // shows, from one snapshot.

@@ -148,12 +148,8 @@ class SimilarityService final
                     RpcMetrics* metrics, const Readiness* readiness,
                     std::unique_ptr<Admission> admission);
 
-  // One call's bookkeeping, from arrival to answer.
-  using Call = RpcCall;
-  // Reads the call's ids and echoes the request id to the caller.
-  static Call StartCall(grpc::CallbackServerContext* context, Method method);
   // Answers `reactor`, records the call and logs it (debug).
-  void Finish(grpc::ServerUnaryReactor* reactor, const Call& call,
+  void Finish(grpc::ServerUnaryReactor* reactor, const RpcCall& call,
               const absl::Status& status);
   // Counts a failed compute call as a rejection when it was one: over a
   // limit (`report` empty: refused before dispatch), or a GPU-only request
