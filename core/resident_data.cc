@@ -37,6 +37,11 @@ absl::StatusOr<std::unique_ptr<ResidentData>> ResidentData::Create(
           "batch_max_delay is ", absl::FormatDuration(check.max_queue_delay),
           ", must be in [0, 1s]"));
     }
+    if (check.max_concurrent_passes < 1 || check.max_concurrent_passes > 1024) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("batch_max_passes is ", check.max_concurrent_passes,
+                       ", must be in [1, 1024]"));
+    }
     if (check.max_pending_requests < 1 ||
         check.max_pending_requests > (1u << 20)) {
       return absl::InvalidArgumentError(
@@ -112,6 +117,7 @@ collections::SearchBatcher::Options ResidentData::BatcherOptions() const {
   b.max_batch_queries = options_.batch_max_queries;
   b.max_queue_delay = options_.batch_max_delay;
   b.max_pending_requests = options_.batch_max_pending;
+  b.max_concurrent_passes = options_.batch_max_passes;
   b.execute = execute_;
   b.run = run_;
   b.metrics = metrics_;

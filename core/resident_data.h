@@ -55,11 +55,13 @@ struct ResidentOptions {
   // (--resident_memory_bytes).
   uint64_t memory_bytes = uint64_t{8} << 30;
   // Dynamic batching of SearchCollection (--batching, --batch_max_queries,
-  // --batch_max_delay, --batch_max_pending); see search_batcher.h.
+  // --batch_max_delay, --batch_max_pending, --batch_max_passes); see
+  // search_batcher.h.
   bool batching = true;
   uint32_t batch_max_queries = 64;
   absl::Duration batch_max_delay = absl::Microseconds(200);
   uint32_t batch_max_pending = 1024;
+  uint32_t batch_max_passes = 1;
 };
 
 class ResidentData {

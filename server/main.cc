@@ -133,8 +133,11 @@ ABSL_FLAG(bool, batching, true,
 ABSL_FLAG(uint32_t, batch_max_queries, 64,
           "Most queries in one batched search pass, [1, 65536].");
 ABSL_FLAG(absl::Duration, batch_max_delay, absl::Microseconds(200),
-          "How long the oldest call of a partial batch may wait for more, "
-          "[0, 1s].");
+          "How long the oldest call of a partial batch may wait for more "
+          "while a pass slot is free, [0, 1s].");
+ABSL_FLAG(uint32_t, batch_max_passes, 1,
+          "Batched search passes running at once per collection, [1, 1024]; "
+          "calls arriving while all run join the next batch.");
 ABSL_FLAG(uint32_t, batch_max_pending, 1024,
           "SearchCollection calls waiting or in a pass, per collection; "
           "beyond it calls are refused at once with RESOURCE_EXHAUSTED.");
@@ -229,6 +232,8 @@ int main(int argc, char** argv) {
       absl::GetFlag(FLAGS_batch_max_delay);
   options.engine.resident.batch_max_pending =
       absl::GetFlag(FLAGS_batch_max_pending);
+  options.engine.resident.batch_max_passes =
+      absl::GetFlag(FLAGS_batch_max_passes);
   if (absl::GetFlag(FLAGS_simulated_gpu)) {
     engram::core::SimulatedGpuBackend::Options sim;
     sim.memory_bytes = absl::GetFlag(FLAGS_simulated_gpu_memory_bytes);

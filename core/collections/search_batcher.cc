@@ -114,6 +114,12 @@ absl::StatusOr<std::unique_ptr<SearchBatcher>> SearchBatcher::Create(
                             absl::FormatDuration(options.max_queue_delay),
                             ", must be in [0, 1s]"));
   }
+  if (options.max_concurrent_passes < 1 ||
+      options.max_concurrent_passes > 1024) {
+    return bad(absl::StrCat("max_concurrent_passes is ",
+                            options.max_concurrent_passes,
+                            ", must be in [1, 1024]"));
+  }
   if (options.max_pending_requests < 1 ||
       options.max_pending_requests > (1u << 20)) {
     return bad(absl::StrCat("max_pending_requests is ",
@@ -205,13 +211,20 @@ absl::StatusOr<SearchTicket> SearchBatcher::Search(SearchRequest request,
     call->ticket = ticket;
     const Key key{collection, call->request.placement};
     const uint64_t rows = q.rows;
-    if (!batching() || rows >= options_.max_batch_queries) {
+    if (!batching()) {
       alone.push_back(std::move(call));
       ++in_flight_;
       if (!options_.run) {
         ready_.push_back(std::move(alone));
         wake_.Signal();
       }
+    } else if (rows >= options_.max_batch_queries) {
+      // A full batch by itself: it waits for a pass slot like any other.
+      Batch batch;
+      batch.push_back(std::move(call));
+      ready_.push_back(std::move(batch));
+      ++in_flight_;
+      wake_.Signal();
     } else {
       auto it = queues_.find(key);
       if (it != queues_.end() &&
@@ -233,7 +246,7 @@ absl::StatusOr<SearchTicket> SearchBatcher::Search(SearchRequest request,
       }
     }
   }
-  if (!alone.empty() && options_.run) Launch(std::move(alone));
+  if (!alone.empty() && options_.run) Launch(std::move(alone), false);
   return ticket;
 }
 
@@ -279,6 +292,40 @@ void SearchBatcher::FlushLocked(const Key& key) {
   queues_.erase(it);
 }
 
+void SearchBatcher::TakeDueLocked(absl::Time now, std::vector<Batch>* due,
+                                  absl::Time* next) {
+  *next = absl::InfiniteFuture();
+  // Batching off: every ready call runs, one after the other, here.
+  const uint32_t slots =
+      batching() ? options_.max_concurrent_passes : ready_.size();
+  // Queues whose delay is up, oldest first, flushed only while a slot would
+  // take them: until then they stay cancellable and keep growing.
+  std::vector<std::pair<absl::Time, Key>> expired;
+  for (const auto& [key, queue] : queues_) {
+    const absl::Time deadline = queue.oldest + options_.max_queue_delay;
+    if (deadline <= now) {
+      expired.emplace_back(queue.oldest, key);
+    } else {
+      *next = std::min(*next, deadline);
+    }
+  }
+  std::sort(expired.begin(), expired.end(),
+            [](const auto& a, const auto& b) { return a.first < b.first; });
+  size_t e = 0;
+  while (running_ + due->size() < slots) {
+    if (ready_.empty()) {
+      if (e == expired.size()) break;
+      FlushLocked(expired[e++].second);
+    }
+    due->push_back(std::move(ready_.front()));
+    ready_.erase(ready_.begin());
+  }
+  if (batching()) running_ += due->size();
+  // With every slot busy nothing is due before a pass ends, which signals
+  // wake_.
+  if (running_ >= slots) *next = absl::InfiniteFuture();
+}
+
 void SearchBatcher::DispatchLoop() {
   while (true) {
     std::vector<Batch> due;
@@ -286,39 +333,28 @@ void SearchBatcher::DispatchLoop() {
       absl::MutexLock lock(&mu_);
       while (true) {
         if (stopping_ && ready_.empty()) return;
-        const absl::Time now = absl::Now();
-        absl::Time next = absl::InfiniteFuture();
-        std::vector<Key> expired;
-        for (const auto& [key, queue] : queues_) {
-          const absl::Time deadline = queue.oldest + options_.max_queue_delay;
-          if (deadline <= now) {
-            expired.push_back(key);
-          } else {
-            next = std::min(next, deadline);
-          }
-        }
-        for (const Key& key : expired) FlushLocked(key);
-        if (!ready_.empty()) break;
+        absl::Time next;
+        TakeDueLocked(absl::Now(), &due, &next);
+        if (!due.empty()) break;
         wake_.WaitWithDeadline(&mu_, next);
       }
-      due.swap(ready_);
     }
-    for (Batch& batch : due) Launch(std::move(batch));
+    for (Batch& batch : due) Launch(std::move(batch), batching());
   }
 }
 
-void SearchBatcher::Launch(Batch batch) {
+void SearchBatcher::Launch(Batch batch, bool slot) {
   if (!options_.run) {
-    RunBatch(std::move(batch));
+    RunBatch(std::move(batch), slot);
     return;
   }
   // AnyInvocable holds the move-only batch; the runner owns the task.
-  options_.run([this, batch = std::move(batch)]() mutable {
-    RunBatch(std::move(batch));
+  options_.run([this, slot, batch = std::move(batch)]() mutable {
+    RunBatch(std::move(batch), slot);
   });
 }
 
-void SearchBatcher::RunBatch(Batch batch) {
+void SearchBatcher::RunBatch(Batch batch, bool slot) {
   const absl::Time start = absl::Now();
   const Collection& collection = *batch.front()->request.collection;
   uint64_t total = 0;
@@ -400,6 +436,10 @@ void SearchBatcher::RunBatch(Batch batch) {
     Complete(*call, std::move(result));
   }
   absl::MutexLock lock(&mu_);
+  if (slot) {
+    --running_;
+    wake_.Signal();  // a slot is free for the next batch
+  }
   if (--in_flight_ == 0) idle_.SignalAll();
 }
 

@@ -13,8 +13,17 @@
 // core::Engine::Cosine. MakeKernelExecutor() runs the CPU kernels directly,
 // for tests and benchmarks.
 //
+// Pass slots: at most max_concurrent_passes batched passes run at once.
+// While they are all busy, arriving calls keep joining the forming batch
+// (up to max_batch_queries) instead of starting passes of their own; the
+// delay bound only decides how long a batch waits for company while a slot
+// is free. Without the bound every call arriving during a long pass would
+// start its own nearly empty pass after the delay, and under load the
+// passes would compete for the memory they were meant to share.
+//
 // Threading: one dispatcher thread per batcher decides when a batch is due
-// (full, or its oldest call's delay is up) and hands it to the injected
+// (full, or its oldest call's delay is up, and a pass slot free) and hands
+// it to the injected
 // TaskRunner (in production core::Engine::Submit, so the pass runs on the
 // engine's workers); without a runner the pass runs on the dispatcher
 // thread. The dispatcher never computes and never blocks on a pass when a
@@ -27,7 +36,8 @@
 //
 // Batching off (enabled = false, or max_batch_queries = 1): every call is
 // its own pass, handed to the runner directly from Search() (through the
-// dispatcher when there is no runner), so a benchmark can compare both.
+// dispatcher when there is no runner) without waiting for a pass slot, so a
+// benchmark can compare both.
 //
 // Admission: at most max_pending_requests calls may be admitted and not yet
 // completed (waiting or in a running pass); beyond that Search() returns
@@ -146,9 +156,15 @@ class SearchBatcher {
     bool enabled = true;
     // Queries per pass, [1, 65536]; 1 turns batching off.
     uint32_t max_batch_queries = 64;
-    // How long the oldest call of a partial batch may wait, [0, 1 s]. The
-    // default is a small fraction of a CPU pass over a large collection.
+    // How long the oldest call of a partial batch may wait for more while a
+    // pass slot is free, [0, 1 s]. The default is a small fraction of a CPU
+    // pass over a large collection.
     absl::Duration max_queue_delay = absl::Microseconds(200);
+    // Batched passes running at once, [1, 1024]. One CPU pass already uses
+    // every worker of the kernel pool, so a second one over the same
+    // collection only splits the cores and reads the rows twice; more
+    // slots pay where passes run on different devices.
+    uint32_t max_concurrent_passes = 1;
     // Calls admitted and not yet completed, [1, 2^20].
     uint32_t max_pending_requests = 1024;
     // Required.
@@ -183,7 +199,8 @@ class SearchBatcher {
 
   // Removes a waiting call: its callback runs now, on this thread, with
   // CANCELLED, and true is returned. False when the call is already in a
-  // pass (its result will still be delivered) or has completed.
+  // full batch waiting for a pass slot or in a pass (its result will still
+  // be delivered) or has completed.
   bool Cancel(SearchTicket ticket) ABSL_LOCKS_EXCLUDED(mu_);
 
   // Calls admitted and not yet completed.
@@ -222,10 +239,16 @@ class SearchBatcher {
   void DispatchLoop() ABSL_LOCKS_EXCLUDED(mu_);
   // Moves a queue's calls into ready_ and forgets the queue.
   void FlushLocked(const Key& key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Moves due batches from ready_ into `due`, as many as there are free
+  // pass slots, flushing queues whose delay is up when ready_ runs dry; the
+  // earliest deadline of a queue still forming goes to *next.
+  void TakeDueLocked(absl::Time now, std::vector<Batch>* due, absl::Time* next)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Hands a batch to the runner (or runs it here); in_flight_ already
-  // counts it.
-  void Launch(Batch batch) ABSL_LOCKS_EXCLUDED(mu_);
-  void RunBatch(Batch batch) ABSL_LOCKS_EXCLUDED(mu_);
+  // counts it, and running_ too when `slot` (a batched pass, not a call
+  // run alone).
+  void Launch(Batch batch, bool slot) ABSL_LOCKS_EXCLUDED(mu_);
+  void RunBatch(Batch batch, bool slot) ABSL_LOCKS_EXCLUDED(mu_);
   // Delivers one call's outcome and retires it from pending_.
   void Complete(Call& call, absl::StatusOr<SearchResult> result)
       ABSL_LOCKS_EXCLUDED(mu_);
@@ -236,7 +259,10 @@ class SearchBatcher {
   absl::CondVar idle_;  // the destructor: in_flight_ reached 0
   absl::flat_hash_map<Key, Queue> queues_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<SearchTicket, Key> waiting_ ABSL_GUARDED_BY(mu_);
+  // Formed batches (full, or flushed when their delay was up) waiting for
+  // a pass slot, oldest first.
   std::vector<Batch> ready_ ABSL_GUARDED_BY(mu_);
+  uint32_t running_ ABSL_GUARDED_BY(mu_) = 0;  // batched passes running
   uint32_t pending_ ABSL_GUARDED_BY(mu_) = 0;
   uint32_t in_flight_ ABSL_GUARDED_BY(mu_) = 0;  // batches launched, not done
   SearchTicket next_ticket_ ABSL_GUARDED_BY(mu_) = 1;

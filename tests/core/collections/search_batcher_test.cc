@@ -136,6 +136,10 @@ class RecordingExecutor {
     absl::MutexLock lock(&mu_);
     return pass_queries_;
   }
+  int started() {
+    absl::MutexLock lock(&mu_);
+    return started_;
+  }
   absl::Status fail_;
 
  private:
@@ -155,6 +159,27 @@ struct Outcome {
       done.Notify();
     };
   }
+};
+
+// A TaskRunner with a thread per task, so that passes can run side by side
+// as on the engine's workers. Destroy it after the batcher (whose
+// destructor waits for its passes).
+class ThreadRunner {
+ public:
+  ~ThreadRunner() {
+    absl::MutexLock lock(&mu_);
+    for (std::thread& t : threads_) t.join();
+  }
+  TaskRunner AsRunner() {
+    return [this](absl::AnyInvocable<void()> task) {
+      absl::MutexLock lock(&mu_);
+      threads_.emplace_back(std::move(task));
+    };
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::vector<std::thread> threads_ ABSL_GUARDED_BY(mu_);
 };
 
 // pending() drops just after a callback returns: wait for it.
@@ -224,6 +249,11 @@ TEST_F(SearchBatcherTest, CreateValidatesOptions) {
   o.max_pending_requests = 0;
   EXPECT_FALSE(SearchBatcher::Create(o).ok());
   o.max_pending_requests = 10;
+  o.max_concurrent_passes = 0;
+  EXPECT_FALSE(SearchBatcher::Create(o).ok());
+  o.max_concurrent_passes = 1025;
+  EXPECT_FALSE(SearchBatcher::Create(o).ok());
+  o.max_concurrent_passes = 1;
   EXPECT_TRUE(SearchBatcher::Create(o).ok());
 }
 
@@ -510,6 +540,97 @@ TEST_F(SearchBatcherTest, BatchingOffExecutesEachCallAlone) {
     }
     EXPECT_THAT(executor.pass_queries(), ElementsAre(2u, 2u, 2u, 2u, 2u));
   }
+}
+
+TEST_F(SearchBatcherTest, CallsArrivingDuringAPassJoinTheNextPassNotTheirOwn) {
+  ThreadRunner runner;
+  SearchBatcher::Options o;
+  o.max_batch_queries = 64;
+  o.max_queue_delay = absl::ZeroDuration();
+  o.run = runner.AsRunner();
+  auto batcher = Make(o);
+  executor_.Hold();
+  std::vector<Outcome> outcomes(6);
+  std::vector<SearchRequest> requests;
+  for (size_t i = 0; i < outcomes.size(); ++i) {
+    requests.push_back(Request(i, 1 + i % 3, 4));
+  }
+  ASSERT_TRUE(batcher->Search(requests[0], outcomes[0].Callback()).ok());
+  executor_.WaitStarted(1);
+  for (size_t i = 1; i < outcomes.size(); ++i) {
+    ASSERT_TRUE(batcher->Search(requests[i], outcomes[i].Callback()).ok());
+  }
+  // Their delay is long up, but the one slot is busy.
+  absl::SleepFor(absl::Milliseconds(50));
+  EXPECT_EQ(executor_.started(), 1);
+  executor_.Release();
+  for (size_t i = 0; i < outcomes.size(); ++i) {
+    ASSERT_TRUE(
+        outcomes[i].done.WaitForNotificationWithTimeout(absl::Seconds(5)));
+    ASSERT_TRUE(outcomes[i].result.ok()) << outcomes[i].result.status();
+    EXPECT_TRUE(SameHits(outcomes[i].result->top, Reference(requests[i])));
+    EXPECT_EQ(outcomes[i].result->batch_requests, i == 0 ? 1u : 5u);
+  }
+  // Queries 2 + 3 + 1 + 2 + 3 in the second pass.
+  EXPECT_THAT(executor_.pass_queries(), ElementsAre(1u, 11u));
+  EXPECT_TRUE(WaitIdle(*batcher));
+}
+
+TEST_F(SearchBatcherTest, MorePassSlotsRunThatManyPassesAtOnce) {
+  ThreadRunner runner;
+  SearchBatcher::Options o;
+  o.max_batch_queries = 4;
+  o.max_queue_delay = absl::ZeroDuration();
+  o.max_concurrent_passes = 2;
+  o.run = runner.AsRunner();
+  auto batcher = Make(o);
+  executor_.Hold();
+  std::vector<Outcome> outcomes(4);
+  ASSERT_TRUE(batcher->Search(Request(0, 1, 3), outcomes[0].Callback()).ok());
+  executor_.WaitStarted(1);
+  // A full batch also takes a slot: the second one.
+  ASSERT_TRUE(batcher->Search(Request(0, 4, 3), outcomes[1].Callback()).ok());
+  executor_.WaitStarted(2);
+  ASSERT_TRUE(batcher->Search(Request(4, 1, 3), outcomes[2].Callback()).ok());
+  ASSERT_TRUE(batcher->Search(Request(5, 1, 3), outcomes[3].Callback()).ok());
+  absl::SleepFor(absl::Milliseconds(50));
+  EXPECT_EQ(executor_.started(), 2);
+  executor_.Release();
+  for (auto& out : outcomes) {
+    ASSERT_TRUE(out.done.WaitForNotificationWithTimeout(absl::Seconds(5)));
+    ASSERT_TRUE(out.result.ok());
+  }
+  EXPECT_THAT(executor_.pass_queries(), ElementsAre(1u, 4u, 2u));
+  EXPECT_TRUE(WaitIdle(*batcher));
+}
+
+TEST_F(SearchBatcherTest, CallsWaitingForAPassSlotCanBeCancelled) {
+  ThreadRunner runner;
+  SearchBatcher::Options o;
+  o.max_queue_delay = absl::ZeroDuration();
+  o.run = runner.AsRunner();
+  auto batcher = Make(o);
+  executor_.Hold();
+  std::vector<Outcome> outcomes(3);
+  std::vector<SearchTicket> tickets;
+  for (size_t i = 0; i < outcomes.size(); ++i) {
+    auto t = batcher->Search(Request(i, 1, 3), outcomes[i].Callback());
+    ASSERT_TRUE(t.ok());
+    tickets.push_back(*t);
+    if (i == 0) executor_.WaitStarted(1);
+  }
+  absl::SleepFor(absl::Milliseconds(20));
+  EXPECT_TRUE(batcher->Cancel(tickets[1]));
+  ASSERT_TRUE(outcomes[1].done.HasBeenNotified());
+  EXPECT_EQ(outcomes[1].result.status().code(), absl::StatusCode::kCancelled);
+  executor_.Release();
+  for (size_t i : {0, 2}) {
+    ASSERT_TRUE(
+        outcomes[i].done.WaitForNotificationWithTimeout(absl::Seconds(5)));
+    EXPECT_TRUE(outcomes[i].result.ok());
+  }
+  EXPECT_THAT(executor_.pass_queries(), ElementsAre(1u, 1u));
+  EXPECT_TRUE(WaitIdle(*batcher));
 }
 
 TEST_F(SearchBatcherTest, DifferentVersionsNeverShareAPass) {
