@@ -190,9 +190,13 @@ std::string ShapeString(const std::vector<uint64_t>& shape) {
   return absl::StrCat("(", absl::StrJoin(shape, ", "), ")");
 }
 
-}  // namespace
+// A parsed file: its header and the bytes after it.
+struct Array {
+  Header header;
+  absl::string_view data;
+};
 
-absl::StatusOr<FloatMatrix> DecodeNpy(absl::string_view bytes) {
+absl::StatusOr<Array> DecodeArray(absl::string_view bytes) {
   if (!absl::StartsWith(bytes, kMagic)) {
     return absl::InvalidArgumentError(
         "not a .npy file: wrong magic (expected \\x93NUMPY)");
@@ -226,18 +230,38 @@ absl::StatusOr<FloatMatrix> DecodeNpy(absl::string_view bytes) {
                      " bytes, ", bytes.size() - preamble, " remain"));
   }
   const absl::string_view header_text = bytes.substr(preamble, header_length);
-  ENGRAM_ASSIGN_OR_RETURN(Header header, HeaderParser(header_text).Parse());
+  Array array;
+  ENGRAM_ASSIGN_OR_RETURN(array.header, HeaderParser(header_text).Parse());
+  if (array.header.fortran_order) {
+    return absl::InvalidArgumentError(
+        "fortran_order True is not supported: save a C-ordered array, e.g. "
+        "np.save(path, np.ascontiguousarray(arr))");
+  }
+  array.data = bytes.substr(preamble + header_length);
+  return array;
+}
 
+// Whether `data` holds `count` values of `width` bytes.
+absl::Status CheckDataSize(const Header& header, absl::string_view data,
+                           uint64_t count, std::size_t width) {
+  if (data.size() / width < count) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "truncated data: shape ", ShapeString(header.shape), " needs ",
+        count * width, " bytes, the file has ", data.size()));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<FloatMatrix> DecodeNpy(absl::string_view bytes) {
+  ENGRAM_ASSIGN_OR_RETURN(const Array array, DecodeArray(bytes));
+  const Header& header = array.header;
   if (header.descr != kFloat32Descr) {
     return absl::InvalidArgumentError(absl::StrCat(
         "unsupported dtype '", header.descr,
         "': only little-endian float32 ('<f4') is supported; convert with "
         "numpy, e.g. np.save(path, arr.astype('<f4'))"));
-  }
-  if (header.fortran_order) {
-    return absl::InvalidArgumentError(
-        "fortran_order True is not supported: save a C-ordered array, e.g. "
-        "np.save(path, np.ascontiguousarray(arr))");
   }
   if (header.shape.empty() || header.shape.size() > 2) {
     return absl::InvalidArgumentError(
@@ -247,7 +271,7 @@ absl::StatusOr<FloatMatrix> DecodeNpy(absl::string_view bytes) {
   }
   const uint64_t rows = header.shape.size() == 2 ? header.shape[0] : 1;
   const uint64_t cols = header.shape.back();
-  const absl::string_view data = bytes.substr(preamble + header_length);
+  const absl::string_view data = array.data;
   constexpr uint64_t kMaxValues =
       std::numeric_limits<std::size_t>::max() / sizeof(float);
   if (cols != 0 && rows > kMaxValues / cols) {
@@ -255,11 +279,7 @@ absl::StatusOr<FloatMatrix> DecodeNpy(absl::string_view bytes) {
         "shape ", ShapeString(header.shape), " is too large to address"));
   }
   const uint64_t count = rows * cols;
-  if (data.size() / sizeof(float) < count) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "truncated data: shape ", ShapeString(header.shape), " needs ",
-        count * sizeof(float), " bytes, the file has ", data.size()));
-  }
+  ENGRAM_RETURN_IF_ERROR(CheckDataSize(header, data, count, sizeof(float)));
 
   FloatMatrix matrix;
   matrix.rows = static_cast<std::size_t>(rows);
@@ -270,6 +290,49 @@ absl::StatusOr<FloatMatrix> DecodeNpy(absl::string_view bytes) {
     std::memcpy(&matrix.values[i], &bits, sizeof(float));
   }
   return matrix;
+}
+
+absl::StatusOr<std::vector<uint64_t>> DecodeNpyIds(absl::string_view bytes) {
+  ENGRAM_ASSIGN_OR_RETURN(const Array array, DecodeArray(bytes));
+  const Header& header = array.header;
+  const std::string& descr = header.descr;
+  // '|' marks a one-byte type, '<' little-endian, '=' native (little on
+  // every platform we build for).
+  const bool little = descr.size() == 3 && (descr[0] == '<' || descr[0] == '=');
+  const char kind = descr.size() == 3 ? descr[1] : 0;
+  const int width = descr.size() == 3 ? descr[2] - '0' : 0;
+  if (!little || (kind != 'u' && kind != 'i') || (width != 4 && width != 8)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "unsupported dtype '", descr,
+        "' for ids: use little-endian integers ('<u8', '<i8', '<u4' or "
+        "'<i4'), e.g. np.save(path, ids.astype('<u8'))"));
+  }
+  const auto& shape = header.shape;
+  if (!(shape.size() == 1 || (shape.size() == 2 && shape[1] == 1))) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("unsupported shape ", ShapeString(shape),
+                     " for ids: one id per row, shape (N,) or (N, 1)"));
+  }
+  const uint64_t count = shape[0];
+  if (count > std::numeric_limits<std::size_t>::max() / 8) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("shape ", ShapeString(shape), " is too large to address"));
+  }
+  ENGRAM_RETURN_IF_ERROR(CheckDataSize(header, array.data, count, width));
+  std::vector<uint64_t> ids(static_cast<std::size_t>(count));
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    const auto* b =
+        reinterpret_cast<const unsigned char*>(array.data.data() + i * width);
+    uint64_t value = 0;
+    for (int j = 0; j < width; ++j) value |= uint64_t{b[j]} << (8 * j);
+    const bool negative = kind == 'i' && (b[width - 1] & 0x80) != 0;
+    if (negative) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("ids[", i, "] is negative; ids are unsigned 64-bit"));
+    }
+    ids[i] = value;
+  }
+  return ids;
 }
 
 absl::StatusOr<std::string> EncodeNpy(const FloatMatrix& matrix,
@@ -335,6 +398,16 @@ absl::StatusOr<FloatMatrix> ReadNpyFile(const std::string& path) {
                         absl::StrCat(path, ": ", matrix.status().message()));
   }
   return matrix;
+}
+
+absl::StatusOr<std::vector<uint64_t>> ReadNpyIdsFile(const std::string& path) {
+  ENGRAM_ASSIGN_OR_RETURN(std::string bytes, ReadFileToString(path));
+  absl::StatusOr<std::vector<uint64_t>> ids = DecodeNpyIds(bytes);
+  if (!ids.ok()) {
+    return absl::Status(ids.status().code(),
+                        absl::StrCat(path, ": ", ids.status().message()));
+  }
+  return ids;
 }
 
 absl::Status WriteNpyFile(const std::string& path, const FloatMatrix& matrix,

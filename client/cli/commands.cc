@@ -63,8 +63,9 @@ ABSL_FLAG(std::string, queries, "",
 ABSL_FLAG(std::string, targets, "",
           "Target vectors: a .npy file of float32, N x D (or 1-D).");
 ABSL_FLAG(std::string, random, "",
-          "Instead of files: Q queries and N targets of dimension D, uniform "
-          "on [-1, 1), generated from --seed.");
+          "Instead of files: Q,N,D for Q queries and N targets of dimension "
+          "D (Q,D for collection search and bench --rpc=SearchCollection: "
+          "queries only), uniform on [-1, 1), generated from --seed.");
 ABSL_FLAG(uint64_t, seed, engram::client::cli::CosineOptions().seed,
           "Seed of the --random data; the same seed gives the same data.");
 ABSL_FLAG(uint32_t, top_k, 0,
@@ -109,6 +110,10 @@ ABSL_FLAG(std::string, metadata, "",
 ABSL_FLAG(std::string, file, "",
           "collection upload/append: the rows, a .npy file of float32, "
           "N x D.");
+ABSL_FLAG(std::string, ids, "",
+          "collection upload/append: the rows' ids, a .npy file of one "
+          "integer per row ('<u8', '<i8', '<u4' or '<i4'; default: rows are "
+          "numbered from 0 in the collection).");
 ABSL_FLAG(uint64_t, chunk_rows, 0,
           "collection upload/append: rows per stream message (0: about "
           "4 MiB per message).");
@@ -250,6 +255,7 @@ const std::vector<CommandSpec>& Commands() {
         {"dimension", "D"},
         {"metadata", "KEY=VALUE,..."},
         {"file", "FILE.npy"},
+        {"ids", "FILE.npy"},
         {"chunk_rows", "N"},
         {"queries", "FILE.npy"},
         {"random", "Q,D"},
@@ -555,6 +561,7 @@ absl::StatusOr<Invocation> ParseArgs(const std::vector<std::string>& args) {
   collection.dimension = absl::GetFlag(FLAGS_dimension);
   collection.metadata = absl::GetFlag(FLAGS_metadata);
   collection.file = absl::GetFlag(FLAGS_file);
+  collection.ids_file = absl::GetFlag(FLAGS_ids);
   collection.chunk_rows = absl::GetFlag(FLAGS_chunk_rows);
 
   GraphOptions& graph = invocation.graph;
@@ -1305,6 +1312,7 @@ struct ResidentInput {
   v1::CreateCollectionRequest create;
   UploadOptions upload;
   FloatMatrix rows;
+  std::vector<uint64_t> ids;  // empty: none sent
   v1::SearchCollectionRequest search;
   v1::Graph graph;
 };
@@ -1333,6 +1341,14 @@ absl::StatusOr<ResidentInput> BuildResidentInput(const Invocation& invocation) {
         return UsageError("--metadata is set when the collection is created");
       }
       ENGRAM_ASSIGN_OR_RETURN(input.rows, ReadNpyFile(c.file));
+      if (!c.ids_file.empty()) {
+        ENGRAM_ASSIGN_OR_RETURN(input.ids, ReadNpyIdsFile(c.ids_file));
+        if (input.ids.size() != input.rows.rows) {
+          return UsageError(absl::StrCat(
+              "--ids holds ", input.ids.size(), " ids for the ",
+              input.rows.rows, " rows of --file; give one id per row"));
+        }
+      }
       input.upload.name = c.name;
       input.upload.create = c.action == "upload";
       input.upload.metadata = metadata;
@@ -1385,8 +1401,9 @@ int RunResident(const Invocation& invocation, const ResidentInput& input,
       return Print(client.CreateCollection(input.create, call), out, err);
     }
     if (c.action == "upload" || c.action == "append") {
-      return Print(client.UploadCollection(input.upload, input.rows, {}, call),
-                   out, err);
+      return Print(
+          client.UploadCollection(input.upload, input.rows, input.ids, call),
+          out, err);
     }
     if (c.action == "delete") {
       return PrintStatus(client.DeleteCollection(c.name, call), out, err);

@@ -94,6 +94,7 @@ struct CollectionOptions {
   uint32_t dimension = 0;   // create
   std::string metadata;     // "key=value,..." (create, upload)
   std::string file;         // .npy rows (upload, append)
+  std::string ids_file;     // .npy ids, one per row (upload, append)
   uint64_t chunk_rows = 0;  // rows per upload message; 0: about 4 MiB each
 };
 

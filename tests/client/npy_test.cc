@@ -205,6 +205,68 @@ TEST_F(NpyTest, RejectsOtherDtypesNamingThem) {
                  "structured arrays are not supported");
 }
 
+// Little-endian integer bytes of `width` bytes each.
+std::string Ints(const std::vector<int64_t>& values, int width) {
+  std::string bytes;
+  for (int64_t v : values) {
+    const auto u = static_cast<uint64_t>(v);
+    for (int i = 0; i < width; ++i) {
+      bytes += static_cast<char>((u >> (8 * i)) & 0xff);
+    }
+  }
+  return bytes;
+}
+
+std::string IdsDict(const std::string& descr, const std::string& shape) {
+  return "{'descr': '" + descr +
+         "', 'fortran_order': False, 'shape': " + shape + ", }";
+}
+
+TEST_F(NpyTest, ReadsIdsOfEveryIntegerWidthAndSign) {
+  const uint64_t big = uint64_t{1} << 63 | 12345;
+  auto u8 = DecodeNpyIds(Craft(1, IdsDict("<u8", "(3,)"),
+                               Ints({7, 0, static_cast<int64_t>(big)}, 8)));
+  ASSERT_TRUE(u8.ok()) << u8.status();
+  EXPECT_THAT(*u8, ElementsAre(7u, 0u, big));
+  auto i8 = DecodeNpyIds(
+      Craft(2, IdsDict("<i8", "(2, 1)"), Ints({int64_t{1} << 40, 3}, 8)));
+  ASSERT_TRUE(i8.ok()) << i8.status();
+  EXPECT_THAT(*i8, ElementsAre(uint64_t{1} << 40, 3u));
+  auto u4 =
+      DecodeNpyIds(Craft(1, IdsDict("<u4", "(2,)"), Ints({0xffffffff, 9}, 4)));
+  ASSERT_TRUE(u4.ok()) << u4.status();
+  EXPECT_THAT(*u4, ElementsAre(0xffffffffu, 9u));
+  auto i4 = DecodeNpyIds(Craft(1, IdsDict("=i4", "(1,)"), Ints({42}, 4)));
+  ASSERT_TRUE(i4.ok()) << i4.status();
+  EXPECT_THAT(*i4, ElementsAre(42u));
+  auto empty = DecodeNpyIds(Craft(1, IdsDict("<u8", "(0,)"), ""));
+  ASSERT_TRUE(empty.ok()) << empty.status();
+  EXPECT_TRUE(empty->empty());
+}
+
+TEST_F(NpyTest, RejectsIdsOfTheWrongTypeShapeOrSign) {
+  auto expect = [](const std::string& bytes, const std::string& message) {
+    auto ids = DecodeNpyIds(bytes);
+    EXPECT_EQ(ids.status().code(), absl::StatusCode::kInvalidArgument)
+        << message;
+    EXPECT_THAT(ids.status().message(), HasSubstr(message));
+  };
+  expect(Craft(1, IdsDict("<f4", "(2,)"), Floats({1, 2})),
+         "unsupported dtype '<f4' for ids");
+  expect(Craft(1, IdsDict(">u8", "(1,)"), Ints({1}, 8)),
+         "unsupported dtype '>u8'");
+  expect(Craft(1, IdsDict("<u2", "(1,)"), Ints({1}, 2)),
+         "unsupported dtype '<u2'");
+  expect(Craft(1, IdsDict("<u8", "(2, 2)"), Ints({1, 2, 3, 4}, 8)),
+         "unsupported shape (2, 2) for ids");
+  expect(Craft(1, IdsDict("<i8", "(3,)"), Ints({1, -5, 2}, 8)),
+         "ids[1] is negative");
+  expect(Craft(1, IdsDict("<u8", "(3,)"), Ints({1, 2}, 8)),
+         "truncated data: shape (3,) needs 24 bytes, the file has 16");
+  const std::string path = TempPath("ids_missing.npy");
+  EXPECT_EQ(ReadNpyIdsFile(path).status().code(), absl::StatusCode::kNotFound);
+}
+
 TEST_F(NpyTest, RejectsFortranOrder) {
   ExpectRejected(
       "fortran.npy",

@@ -111,6 +111,62 @@ TEST_F(ResidentCliE2ETest, CollectionCommandsEndToEnd) {
   std::remove(npy.c_str());
 }
 
+TEST_F(ResidentCliE2ETest, UploadWithIdsFileReturnsThoseIds) {
+  client::FloatMatrix rows;
+  rows.rows = 20;
+  rows.cols = 4;
+  rows.values = testing::RandomMatrix(20, 4, 11);
+  const std::string npy = Temp("id_rows.npy");
+  ASSERT_TRUE(client::WriteNpyFile(npy, rows).ok());
+  // '<u8' ids 1000000000000 + 7 * row, written as numpy would.
+  std::string header =
+      "{'descr': '<u8', 'fortran_order': False, 'shape': (20,), }";
+  while ((10 + header.size() + 1) % 64 != 0) header += ' ';
+  header += '\n';
+  std::string ids_bytes("\x93NUMPY\x01\x00", 8);
+  ids_bytes += static_cast<char>(header.size() & 0xff);
+  ids_bytes += static_cast<char>(header.size() >> 8);
+  ids_bytes += header;
+  for (uint64_t i = 0; i < 20; ++i) {
+    const uint64_t id = 1000000000000 + 7 * i;
+    for (int b = 0; b < 8; ++b) ids_bytes += static_cast<char>(id >> (8 * b));
+  }
+  const std::string ids = Temp("ids.npy");
+  std::ofstream(ids, std::ios::binary) << ids_bytes;
+
+  Result r = Cli({"collection", "upload", "--name=with_ids", "--file=" + npy,
+                  "--ids=" + ids, "--chunk_rows=6"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  // Row 13 searched for itself: its stored id comes back first.
+  client::FloatMatrix query;
+  query.rows = 1;
+  query.cols = 4;
+  query.values.assign(rows.values.begin() + 13 * 4,
+                      rows.values.begin() + 14 * 4);
+  const std::string query_npy = Temp("id_query.npy");
+  ASSERT_TRUE(client::WriteNpyFile(query_npy, query).ok());
+  r = Cli({"collection", "search", "--name=with_ids", "--queries=" + query_npy,
+           "--top_k=1"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("\"1000000000091\""));
+
+  // One id short: refused before connecting, naming the flag.
+  std::string short_bytes = ids_bytes.substr(0, ids_bytes.size() - 8);
+  const std::string shape = "(20,)";
+  short_bytes.replace(short_bytes.find(shape), shape.size(), "(19,)");
+  const std::string short_ids = Temp("short_ids.npy");
+  std::ofstream(short_ids, std::ios::binary) << short_bytes;
+  r = Cli({"collection", "upload", "--name=short", "--file=" + npy,
+           "--ids=" + short_ids});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("--ids holds 19 ids for the 20 rows"));
+  EXPECT_EQ(Cli({"collection", "describe", "--name=short"}).code, 1);
+  EXPECT_EQ(Cli({"collection", "delete", "--name=with_ids"}).code, 0);
+  for (const std::string& f : {npy, ids, query_npy, short_ids}) {
+    std::remove(f.c_str());
+  }
+}
+
 TEST_F(ResidentCliE2ETest, GraphCommandsAndSpreadByName) {
   const std::string edges = Temp("edges.tsv");
   {
