@@ -47,9 +47,7 @@ Admission::Ticket Admission::Admit(uint64_t cost) {
        cost <= options_.max_bytes - std::min(bytes_, options_.max_bytes));
   if (!fits) {
     ticket.verdict = Verdict::kOverloaded;
-    ticket.retry_after =
-        std::clamp(absl::Seconds(mean_hold_seconds_), options_.min_retry_after,
-                   options_.max_retry_after);
+    ticket.retry_after = RetryAfterLocked();
     return ticket;
   }
   ticket.verdict = Verdict::kAdmitted;
@@ -68,6 +66,16 @@ void Admission::Release(const Ticket& ticket) {
       mean_hold_seconds_ == 0.0
           ? held
           : mean_hold_seconds_ + kHoldWeight * (held - mean_hold_seconds_);
+}
+
+absl::Duration Admission::RetryAfterLocked() const {
+  return std::clamp(absl::Seconds(mean_hold_seconds_), options_.min_retry_after,
+                    options_.max_retry_after);
+}
+
+absl::Duration Admission::RetryAfter() const {
+  absl::MutexLock lock(&mu_);
+  return RetryAfterLocked();
 }
 
 void Admission::StartDraining() {

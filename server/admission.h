@@ -69,12 +69,17 @@ class Admission {
   void WaitForQuiet(absl::Duration quiet, absl::Time deadline)
       ABSL_LOCKS_EXCLUDED(mu_);
 
+  // The retry hint an overloaded call gets now (the clamped mean hold
+  // time), for refusals decided elsewhere, such as a full search queue.
+  absl::Duration RetryAfter() const ABSL_LOCKS_EXCLUDED(mu_);
+
   int inflight_requests() const ABSL_LOCKS_EXCLUDED(mu_);
   uint64_t inflight_bytes() const ABSL_LOCKS_EXCLUDED(mu_);
   const Options& options() const { return options_; }
 
  private:
   explicit Admission(const Options& options) : options_(options) {}
+  absl::Duration RetryAfterLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const Options options_;
   mutable absl::Mutex mu_;

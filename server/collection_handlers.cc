@@ -411,7 +411,11 @@ class CollectionHandlers::SearchReactor final
         });
     if (!ticket.ok()) {
       if (ticket.status().code() == absl::StatusCode::kResourceExhausted) {
+        // A full search queue is overload too: the same retry hint.
         owner_->metrics_->RecordRejection(RejectReason::kOverloaded);
+        context_->AddTrailingMetadata(kRetryPushbackKey,
+                                      absl::StrCat(absl::ToInt64Milliseconds(
+                                          owner_->admission_->RetryAfter())));
       }
       Answer(ticket.status());
       return;

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
@@ -24,8 +26,11 @@
 #include "core/collections/graph_store.h"
 #include "core/collections/memory_budget.h"
 #include "core/collections/snapshot.h"
+#include "engram/similarity/v1/similarity.grpc.pb.h"
 #include "gmock/gmock.h"
 #include "grpcpp/client_context.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/security/credentials.h"
 #include "gtest/gtest.h"
 #include "tests/server/metrics_text.h"
 #include "tests/server/server_process.h"
@@ -601,18 +606,39 @@ TEST(ResidentBatchingE2ETest, FullQueueIsRefusedAtOnce) {
   client::UploadOptions upload;
   upload.name = "full";
   ASSERT_TRUE(s.client->UploadCollection(upload, Random(100, 8, 50)).ok());
+  // A raw stub, to read the refusals' trailers.
+  auto stub = pb::Similarity::NewStub(grpc::CreateChannel(
+      s.process->grpc_target(), grpc::InsecureChannelCredentials()));
   std::vector<std::thread> threads;
-  std::atomic<int> exhausted{0};
+  absl::Mutex mu;
+  std::vector<std::string> pushbacks;  // of the refusals
   for (int c = 0; c < 4; ++c) {
     threads.emplace_back([&, c] {
-      auto r = s.client->SearchCollection(Search("full", Random(1, 8, c), 2));
-      if (r.status().code() == absl::StatusCode::kResourceExhausted) {
-        ++exhausted;
-      }
+      grpc::ClientContext context;
+      context.set_deadline(std::chrono::system_clock::now() +
+                           std::chrono::seconds(30));
+      pb::SearchCollectionResponse response;
+      const grpc::Status status = stub->SearchCollection(
+          &context, Search("full", Random(1, 8, c), 2), &response);
+      if (status.error_code() != grpc::StatusCode::RESOURCE_EXHAUSTED) return;
+      EXPECT_THAT(status.error_message(), HasSubstr("search queue full"));
+      const auto& trailers = context.GetServerTrailingMetadata();
+      auto it = trailers.find("grpc-retry-pushback-ms");
+      absl::MutexLock lock(&mu);
+      pushbacks.push_back(
+          it == trailers.end()
+              ? "missing"
+              : std::string(it->second.data(), it->second.size()));
     });
   }
   for (auto& t : threads) t.join();
-  EXPECT_EQ(exhausted.load(), 2);
+  ASSERT_EQ(pushbacks.size(), 2u);
+  for (const std::string& ms : pushbacks) {
+    int64_t value = -1;
+    EXPECT_TRUE(absl::SimpleAtoi(ms, &value)) << ms;
+    EXPECT_GE(value, 5);  // Admission's default bounds: [5 ms, 2 s]
+    EXPECT_LE(value, 2000);
+  }
 }
 
 // Start-up loading from a declarations file.
