@@ -67,11 +67,18 @@ if [[ ! -f $npy || ! -f $small_npy ]]; then
   rm -rf "$tmp"
 fi
 
-echo "== read bandwidth (BM_ReadBandwidth, all threads)"
-"$build_dir/bench/cosine_benchmark" \
-  --benchmark_filter='^BM_ReadBandwidth/threads:0' \
-  --benchmark_repetitions=3 --benchmark_report_aggregates_only=true \
-  --benchmark_format=json >"$out_dir/resident_read_bandwidth.json"
+# The roofline is measured twice, before the server starts and right after
+# the single-call passes (the server idle), and the higher median is used:
+# on a shared machine one run alone can land in a slow spell and make the
+# pass look faster than memory.
+read_bandwidth() {  # read_bandwidth OUT
+  echo "== read bandwidth (BM_ReadBandwidth, all threads) -> $1"
+  "$build_dir/bench/cosine_benchmark" \
+    --benchmark_filter='^BM_ReadBandwidth/threads:0' \
+    --benchmark_repetitions=3 --benchmark_report_aggregates_only=true \
+    --benchmark_format=json >"$out_dir/$1"
+}
+read_bandwidth resident_read_bandwidth.json
 
 config=$out_dir/resident.conf
 printf '[collection bench]\npath = %s\n' "$(realpath "$npy")" >"$config"
@@ -121,6 +128,7 @@ for i in $(seq 1 15); do
   "$cli" collection search --server="$target" --name=bench \
     --random=1,$dim --top_k=10 --seed=$i
 done >"$out_dir/resident_single_calls.jsonl"
+read_bandwidth resident_read_bandwidth_2.json
 bench resident_c1.json 1
 bench resident_c32_on.json 32
 "$cli" collection upload --server="$target" --name=small --file="$small_npy" \
@@ -140,9 +148,13 @@ stop_server
 section=$(python3 - "$out_dir" "$rows" "$dim" "$duration" <<'PY'
 import json, statistics, sys, platform, os
 out, rows, dim, duration = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
-bw = json.load(open(f"{out}/resident_read_bandwidth.json"))
-read_bw = [b["bytes_per_second"] for b in bw["benchmarks"]
-           if b.get("aggregate_name") == "median"][0]
+def median_bw(name):
+    bw = json.load(open(f"{out}/{name}"))
+    return [b["bytes_per_second"] for b in bw["benchmarks"]
+            if b.get("aggregate_name") == "median"][0]
+read_bws = [median_bw("resident_read_bandwidth.json"),
+            median_bw("resident_read_bandwidth_2.json")]
+read_bw = max(read_bws)
 calls = [json.loads(l) for l in open(f"{out}/resident_single_calls.jsonl")]
 passes = [c["report"]["compute_seconds"] for c in calls]
 batch = [c["batch_requests"] for c in calls]
@@ -172,7 +184,7 @@ warm-up, Q=1, top_k=10.
 
 | figure | value |
 |---|---|
-| read roofline (BM_ReadBandwidth, all threads, median of 3) | {read_bw / 1e9:.2f} GB/s |
+| read roofline (BM_ReadBandwidth, all threads: the higher of two medians of 3, {read_bws[0] / 1e9:.2f} and {read_bws[1] / 1e9:.2f}) | {read_bw / 1e9:.2f} GB/s |
 | search pass, Q=1 top-10 (median of {len(passes)} single calls, server-reported) | {ms(pass_s * 1e3)} ms |
 | pass read bandwidth (collection bytes / pass) | {pass_bw / 1e9:.2f} GB/s = **{100 * pass_bw / read_bw:.0f}%** of the roofline (goal >= 80%) |
 | end-to-end latency, concurrency 1: p50 / p99 | {ms(p50)} / {ms(c1['latency_ms']['p99'])} ms |
