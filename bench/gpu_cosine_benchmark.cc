@@ -6,13 +6,22 @@
 //                             found), plus the top-k select for top10;
 //   gpu_host/{dense,top10}    CudaBackend end to end from host memory (wall
 //                             time): staging, PCIe both ways, kernels;
-//   cpu/{dense,top10}         CpuBackend on every core of this machine.
+//   cpu/{dense,top10}         CpuBackend on every core of this machine;
+//   gpu_resident/top10        CudaBackend as a resident collection search
+//                             runs it (issue 9): the 1 Mi x 768 targets held
+//                             on the device under a residency key
+//                             (UploadResident, once), queries in and lists
+//                             out per call (wall time), Q = 1 (one search)
+//                             and Q = 32 (a batched pass);
+//   cpu_resident/top10        the same jobs on CpuBackend, the baseline the
+//                             batched GPU throughput is reported against.
 // Counters: GBps is the memory traffic the kernels need at the least
 // (targets read once, scores written once and, for top10, read by the 9
 // select passes), GBps_of_peak that over the device's peak bandwidth (the
 // run's context line gpu_peak_memory_bandwidth); for gpu_host, GBps counts
 // the bytes crossing PCIe and GBps_of_peak compares them with the measured
-// pcie_host_to_device line. Every row makes one untimed call of its shape
+// pcie_host_to_device line. The resident rows add queries_per_s. Every row
+// makes one untimed call of its shape
 // before it is timed (gpu_benchmark_util.h WarmUp), so that one-time costs
 // such as the first cuBLAS call (~90 ms on an H200) stay out of the figures.
 // Without a GPU the program says so and exits 0.
@@ -47,6 +56,8 @@ constexpr size_t kMaxQueries = 128;
 constexpr size_t kMaxTargets = size_t{1} << 20;
 constexpr uint32_t kTopK = 10;
 constexpr int kSelectPasses = 9;  // 8 histogram passes and the gather
+// The residency key the whole target matrix is held under.
+constexpr uint64_t kResidentKey = 1;
 
 // Inputs shared by every benchmark: the largest case, smaller ones use its
 // first rows. Device copies are made once, for the gpu_device benchmarks.
@@ -63,6 +74,8 @@ struct Inputs {
     core::CudaBackend::Options options;
     options.pool = pool.get();
     ENGRAM_ASSIGN_OR_RETURN(gpu, core::CudaBackend::Create(options));
+    ENGRAM_RETURN_IF_ERROR(gpu->UploadResident(
+        kResidentKey, kernels::MatrixView{targets.data(), kMaxTargets, kDim}));
 
     ENGRAM_ASSIGN_OR_RETURN(stream, kernels::gpu::CudaStream::Create());
     ENGRAM_CUDA_RETURN_IF_ERROR(
@@ -218,6 +231,54 @@ void Backend(benchmark::State& state, bool warm_up,
   SetBandwidth(state, "GBps", bytes, reference_bytes_per_s);
 }
 
+// A resident search pass through `backend`: `key` names the device copy of
+// the targets (0 for the CPU, which reads them from host memory). GBps is
+// the kernels' minimal traffic (KernelBytes) against the device's peak; for
+// the CPU row it is the targets read once, without a reference.
+void Resident(benchmark::State& state, bool warm_up,
+              core::ComputeBackend& backend, uint64_t key, size_t q) {
+  core::CosineJob job = Job(q, kMaxTargets, kTopK);
+  job.resident_targets = key;
+  core::CosineOutput out;
+  if (!WarmUp(state, warm_up, [&] { return backend.Cosine(job, &out); })) {
+    return;
+  }
+  for (auto _ : state) {
+    if (!Check(state, backend.Cosine(job, &out))) return;
+    benchmark::DoNotOptimize(out.top.data());
+  }
+  if (key != 0) {
+    SetBandwidth(state, "GBps", KernelBytes(q, kMaxTargets, kTopK),
+                 g_inputs->reference.peak_memory_bytes_per_s);
+  } else {
+    SetBandwidth(state, "GBps", 4.0 * kMaxTargets * kDim, 0);
+  }
+  state.counters["queries_per_s"] = benchmark::Counter(
+      static_cast<double>(q), benchmark::Counter::kIsIterationInvariantRate);
+}
+
+// gpu_resident and cpu_resident rows for Q = 1 and 32.
+void RegisterResident(bool on_gpu) {
+  for (size_t q : {size_t{1}, size_t{32}}) {
+    // Benchmarks run one at a time, on this thread: a plain flag will do.
+    auto warmed = std::make_shared<bool>(false);
+    benchmark::RegisterBenchmark(
+        absl::StrCat(on_gpu ? "gpu_resident" : "cpu_resident", "/top10/Q:", q,
+                     "/N:", kMaxTargets)
+            .c_str(),
+        [=](benchmark::State& state) {
+          const bool first = !*warmed;
+          *warmed = true;
+          core::ComputeBackend& backend =
+              on_gpu ? static_cast<core::ComputeBackend&>(*g_inputs->gpu)
+                     : *g_inputs->cpu;
+          Resident(state, first, backend, on_gpu ? kResidentKey : 0, q);
+        })
+        ->UseRealTime()
+        ->Unit(benchmark::kMicrosecond);
+  }
+}
+
 void RegisterAll(const GpuReference& reference) {
   // Never freed: the CUDA runtime may be gone by static destruction time.
   Inputs& inputs = *new Inputs(reference);
@@ -249,6 +310,8 @@ void RegisterAll(const GpuReference& reference) {
       }
     }
   }
+  RegisterResident(/*on_gpu=*/true);
+  RegisterResident(/*on_gpu=*/false);
 }
 
 }  // namespace

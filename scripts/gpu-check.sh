@@ -17,7 +17,8 @@
 #                     on purpose)
 #   parity       [40] the CPU/GPU parity tests of CudaBackend (tests/core/cuda)
 #   calibrate    [25] engram-calibrate: the warmed CPU/GPU crossover sweep
-#   bench-cosine [70] the GPU benchmarks, CPU figures beside them (JSON kept)
+#   bench-cosine [80] the GPU benchmarks, CPU figures beside them (JSON kept),
+#                     with the resident-search rows of issue 9
 #   bench-spread [40]
 #   e2e          [30] engram-server on the GPU: a BatchCosine and a Spread
 #                     through engram-cli --placement=gpu whose reports say
@@ -286,7 +287,7 @@ step gpu-tests 60 gpu_tests
 step memcheck 100 memcheck
 step parity 40 parity
 step calibrate 25 calibrate
-step bench-cosine 70 bench gpu_cosine_benchmark
+step bench-cosine 80 bench gpu_cosine_benchmark
 step bench-spread 40 bench gpu_spread_benchmark
 step e2e 30 e2e
 rm -f "$note"
