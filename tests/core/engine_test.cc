@@ -35,6 +35,41 @@ TEST_F(EngineTest, CreateRejectsNegativeThreadsAndMissingRegistry) {
   EXPECT_FALSE(Engine::Create(Engine::Options{}, nullptr).ok());
 }
 
+TEST_F(EngineTest, CreateRejectsBatchingOptionsOutOfRangeNamingThem) {
+  struct Case {
+    void (*set)(ResidentOptions&);
+    const char* name;
+  };
+  const Case cases[] = {
+      {[](ResidentOptions& r) { r.batch_max_queries = 0; },
+       "batch_max_queries"},
+      {[](ResidentOptions& r) { r.batch_max_queries = 65537; },
+       "batch_max_queries"},
+      {[](ResidentOptions& r) { r.batch_max_delay = absl::Seconds(2); },
+       "batch_max_delay"},
+      {[](ResidentOptions& r) { r.batch_max_pending = 0; },
+       "batch_max_pending"},
+      {[](ResidentOptions& r) { r.batch_max_passes = 0; }, "batch_max_passes"},
+      {[](ResidentOptions& r) { r.batch_max_passes = 1025; },
+       "batch_max_passes"},
+  };
+  for (const Case& c : cases) {
+    Engine::Options options;
+    options.worker_threads = 1;
+    c.set(options.resident);
+    auto engine =
+        Engine::Create(options, std::make_shared<prometheus::Registry>());
+    EXPECT_EQ(engine.status().code(), absl::StatusCode::kInvalidArgument)
+        << c.name;
+    EXPECT_THAT(engine.status().message(), HasSubstr(c.name));
+  }
+  Engine::Options options;
+  options.worker_threads = 1;
+  options.resident.batch_max_passes = 1024;
+  EXPECT_TRUE(
+      Engine::Create(options, std::make_shared<prometheus::Registry>()).ok());
+}
+
 TEST_F(EngineTest, CosineDenseMatchesReferenceAndReportsCpu) {
   const size_t q = 3, n = 41, d = 19;
   const auto queries = testing::RandomMatrix(q, d, 1);
