@@ -110,28 +110,24 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(
     ENGRAM_RETURN_IF_ERROR(collections::SearchSegments(
         pass,
         [&](const kernels::MatrixView& queries,
-            const kernels::MatrixView& targets, uint32_t top_k,
+            const collections::Segment& segment, uint32_t top_k,
             std::optional<float> min_score,
             std::vector<kernels::TopKList>* lists) {
           CosineJob job;
           job.queries = queries;
-          job.targets = targets;
+          job.targets = segment.vectors();
           job.top_k = top_k;
           job.min_score = min_score;
           job.placement = pass.placement;
           // The segment's identity lets a GPU backend holding a resident
           // copy of it read that instead of copying the rows in.
-          for (const auto& segment : pass.collection->segments()) {
-            if (segment->vectors().data == targets.data) {
-              job.resident_targets = segment->id();
-            }
-          }
-          CosineOutput segment;
-          ENGRAM_RETURN_IF_ERROR(self->CosineResident(job, &segment));
-          *lists = std::move(segment.top);
-          seconds += segment.report.compute_seconds;
-          chunks += segment.report.chunks;
-          report = std::move(segment.report);
+          job.resident_targets = segment.id();
+          CosineOutput result;
+          ENGRAM_RETURN_IF_ERROR(self->CosineResident(job, &result));
+          *lists = std::move(result.top);
+          seconds += result.report.compute_seconds;
+          chunks += result.report.chunks;
+          report = std::move(result.report);
           return absl::OkStatus();
         },
         &out->top));

@@ -44,14 +44,13 @@ absl::Status SearchSegments(const BatchPass& pass, const SegmentSearch& search,
   const auto& segments = pass.collection->segments();
   out->assign(pass.queries.rows, kernels::TopKList());
   if (segments.size() == 1) {
-    return search(pass.queries, segments[0]->vectors(), pass.top_k,
-                  pass.min_score, out);
+    return search(pass.queries, *segments[0], pass.top_k, pass.min_score, out);
   }
   std::vector<std::vector<kernels::TopKList>> per_segment;
   for (const auto& segment : segments) {
     std::vector<kernels::TopKList> lists;
-    ENGRAM_RETURN_IF_ERROR(search(pass.queries, segment->vectors(), pass.top_k,
-                                  pass.min_score, &lists));
+    ENGRAM_RETURN_IF_ERROR(
+        search(pass.queries, *segment, pass.top_k, pass.min_score, &lists));
     if (lists.size() != pass.queries.rows) {
       return absl::InternalError(absl::StrCat("segment search returned ",
                                               lists.size(), " lists for ",
@@ -78,12 +77,11 @@ BatchExecutor MakeKernelExecutor(kernels::ThreadPool* pool) {
     const absl::Time start = absl::Now();
     ENGRAM_RETURN_IF_ERROR(SearchSegments(
         pass,
-        [pool](const kernels::MatrixView& queries,
-               const kernels::MatrixView& targets, uint32_t k,
-               std::optional<float> min_score,
+        [pool](const kernels::MatrixView& queries, const Segment& segment,
+               uint32_t k, std::optional<float> min_score,
                std::vector<kernels::TopKList>* lists) {
           return kernels::CosineTopK(
-              queries, targets, k,
+              queries, segment.vectors(), k,
               min_score.value_or(-std::numeric_limits<float>::infinity()), 0,
               pool, lists);
         },

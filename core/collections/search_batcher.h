@@ -130,11 +130,12 @@ using BatchExecutor =
 // Runs a task on some worker thread (core::Engine::Submit).
 using TaskRunner = std::function<void(absl::AnyInvocable<void()>)>;
 
-// Top-k of `queries` against one segment, indices local to the segment.
+// Top-k of `queries` against one segment's vectors, indices local to the
+// segment. The segment, not just its rows, so that a device holding a copy
+// of it under segment.id() can read that.
 using SegmentSearch = std::function<absl::Status(
-    const kernels::MatrixView& queries, const kernels::MatrixView& targets,
-    uint32_t top_k, std::optional<float> min_score,
-    std::vector<kernels::TopKList>* out)>;
+    const kernels::MatrixView& queries, const Segment& segment, uint32_t top_k,
+    std::optional<float> min_score, std::vector<kernels::TopKList>* out)>;
 
 // Runs `search` once per segment of pass.collection and merges the lists
 // into collection-wide row indices (one call, no merge, for the common

@@ -4,8 +4,11 @@
 #include <memory>
 #include <vector>
 
+#include "absl/synchronization/notification.h"
+#include "core/dispatch/simulated_gpu_backend.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/core/collections/test_util.h"
 #include "tests/testing/random_data.h"
 #include "tests/testing/reference.h"
 
@@ -160,6 +163,71 @@ TEST_F(EngineTest, SubmitRunsTasksOnWorkers) {
   mu.Await(absl::Condition(
       +[](int* r) { return *r == 10; }, &ran));
   EXPECT_EQ(ran, 10);
+}
+
+// A resident search through the engine's batch executor, on the simulated
+// GPU: each segment of the collection is read from its device copy.
+TEST(EngineResidentTest, GpuSearchesReadEverySegmentsDeviceCopy) {
+  Engine::Options options;
+  options.worker_threads = 2;
+  options.simulated_gpu = SimulatedGpuBackend::Options();
+  auto created =
+      Engine::Create(options, std::make_shared<prometheus::Registry>());
+  ASSERT_TRUE(created.ok()) << created.status();
+  Engine& engine = **created;
+  constexpr uint32_t kDim = 24;
+  const std::vector<float> rows = testing::RandomMatrix(300, kDim, 41);
+  collections::CollectionStore& store = engine.resident().collections();
+  ASSERT_TRUE(collections::testing::Upload(
+                  store, "docs", kDim,
+                  std::vector<float>(rows.begin(), rows.begin() + 200 * kDim))
+                  .ok());
+  auto collection = collections::testing::Upload(
+      store, "docs", kDim,
+      std::vector<float>(rows.begin() + 200 * kDim, rows.end()), {},
+      /*create=*/false);
+  ASSERT_TRUE(collection.ok()) << collection.status();
+  ASSERT_TRUE(engine.WaitForResidency(absl::Seconds(10)));
+  EXPECT_EQ(engine.ResidencyOf((*collection)->uid()), "host+gpu");
+
+  const std::vector<float> queries = testing::RandomMatrix(3, kDim, 42);
+  auto batcher = engine.resident().BatcherFor("docs");
+  ASSERT_TRUE(batcher.ok()) << batcher.status();
+  auto search = [&](Placement placement) {
+    collections::SearchRequest request;
+    request.collection = *collection;
+    request.queries = kernels::MatrixView{queries.data(), 3, kDim};
+    request.top_k = 5;
+    request.placement = placement;
+    absl::Notification done;
+    absl::StatusOr<collections::SearchResult> result;
+    EXPECT_TRUE((*batcher)
+                    ->Search(std::move(request),
+                             [&](absl::StatusOr<collections::SearchResult> r) {
+                               result = std::move(r);
+                               done.Notify();
+                             })
+                    .ok());
+    done.WaitForNotification();
+    return result;
+  };
+  const uint64_t hits_before = engine.simulated_gpu()->stats().resident_hits;
+  auto gpu = search(Placement::kGpuOnly);
+  ASSERT_TRUE(gpu.ok()) << gpu.status();
+  EXPECT_EQ(gpu->report.backend, BackendKind::kGpu);
+  // One pass, two segments, each read from its copy.
+  EXPECT_EQ(engine.simulated_gpu()->stats().resident_hits - hits_before, 2u);
+
+  auto cpu = search(Placement::kCpuOnly);
+  ASSERT_TRUE(cpu.ok()) << cpu.status();
+  ASSERT_EQ(gpu->top.size(), cpu->top.size());
+  for (size_t q = 0; q < gpu->top.size(); ++q) {
+    ASSERT_EQ(gpu->top[q].size(), 5u);
+    for (size_t i = 0; i < gpu->top[q].size(); ++i) {
+      EXPECT_EQ(gpu->top[q][i].row, cpu->top[q][i].row);
+      EXPECT_NEAR(gpu->top[q][i].score, cpu->top[q][i].score, 1e-5);
+    }
+  }
 }
 
 }  // namespace

@@ -720,11 +720,11 @@ TEST_F(SearchBatcherTest, SearchSegmentsMatchesASingleSegmentCollection) {
   }
   auto single = Upload(*store_, "single", kDim, all);
   ASSERT_TRUE(single.ok());
-  auto search = [](const kernels::MatrixView& q, const kernels::MatrixView& t,
+  auto search = [](const kernels::MatrixView& q, const Segment& segment,
                    uint32_t k, std::optional<float> min,
                    std::vector<kernels::TopKList>* out) {
-    return kernels::CosineTopK(q, t, k, min.value_or(-2.0f), 0, nullptr, out,
-                               kernels::CosineKernel::kRowDot);
+    return kernels::CosineTopK(q, segment.vectors(), k, min.value_or(-2.0f), 0,
+                               nullptr, out, kernels::CosineKernel::kRowDot);
   };
   BatchPass a;
   a.collection = collection_.get();
