@@ -23,32 +23,9 @@ absl::StatusOr<std::unique_ptr<ResidentData>> ResidentData::Create(
       new ResidentData(options, std::move(execute), std::move(run)));
   // Validates the batching options once, at start-up, rather than on the
   // first search.
-  {
-    collections::SearchBatcher::Options check = data->BatcherOptions();
-    check.enabled = false;
-    if (check.max_batch_queries < 1 || check.max_batch_queries > 65536) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("batch_max_queries is ", check.max_batch_queries,
-                       ", must be in [1, 65536]"));
-    }
-    if (check.max_queue_delay < absl::ZeroDuration() ||
-        check.max_queue_delay > absl::Seconds(1)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "batch_max_delay is ", absl::FormatDuration(check.max_queue_delay),
-          ", must be in [0, 1s]"));
-    }
-    if (check.max_concurrent_passes < 1 || check.max_concurrent_passes > 1024) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("batch_max_passes is ", check.max_concurrent_passes,
-                       ", must be in [1, 1024]"));
-    }
-    if (check.max_pending_requests < 1 ||
-        check.max_pending_requests > (1u << 20)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("batch_max_pending is ", check.max_pending_requests,
-                       ", must be in [1, 1048576]"));
-    }
-  }
+  ENGRAM_RETURN_IF_ERROR(collections::SearchBatcher::ValidateOptions(
+      data->BatcherOptions(), {"batch_max_queries", "batch_max_delay",
+                               "batch_max_passes", "batch_max_pending"}));
   data->metrics_ = metrics;
   collections::MemoryBudget::Options budget;
   budget.limit_bytes = options.memory_bytes;

@@ -412,10 +412,8 @@ class CollectionHandlers::SearchReactor final
     if (!ticket.ok()) {
       if (ticket.status().code() == absl::StatusCode::kResourceExhausted) {
         // A full search queue is overload too: the same retry hint.
-        owner_->metrics_->RecordRejection(RejectReason::kOverloaded);
-        context_->AddTrailingMetadata(kRetryPushbackKey,
-                                      absl::StrCat(absl::ToInt64Milliseconds(
-                                          owner_->admission_->RetryAfter())));
+        MarkOverloaded(context_, *owner_->metrics_,
+                       owner_->admission_->RetryAfter());
       }
       Answer(ticket.status());
       return;

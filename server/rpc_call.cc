@@ -35,6 +35,13 @@ grpc::Status EndRpcCall(RpcMetrics& metrics, const RpcCall& call,
   return grpc_status;
 }
 
+void MarkOverloaded(grpc::CallbackServerContext* context, RpcMetrics& metrics,
+                    absl::Duration retry_after) {
+  metrics.RecordRejection(RejectReason::kOverloaded);
+  context->AddTrailingMetadata(
+      kRetryPushbackKey, absl::StrCat(absl::ToInt64Milliseconds(retry_after)));
+}
+
 absl::Status AdmissionRefusal(const Admission& admission,
                               const Admission::Ticket& ticket,
                               grpc::CallbackServerContext* context,
@@ -43,10 +50,7 @@ absl::Status AdmissionRefusal(const Admission& admission,
     metrics.RecordRejection(RejectReason::kDraining);
     return absl::UnavailableError("server is shutting down");
   }
-  metrics.RecordRejection(RejectReason::kOverloaded);
-  context->AddTrailingMetadata(
-      kRetryPushbackKey,
-      absl::StrCat(absl::ToInt64Milliseconds(ticket.retry_after)));
+  MarkOverloaded(context, metrics, ticket.retry_after);
   return absl::ResourceExhaustedError(absl::StrCat(
       "server overloaded: ", admission.inflight_requests(), " calls (at most ",
       admission.options().max_requests, ") holding ",

@@ -36,6 +36,13 @@ RpcCall StartRpcCall(grpc::CallbackServerContext* context, Method method);
 grpc::Status EndRpcCall(RpcMetrics& metrics, const RpcCall& call,
                         const absl::Status& status);
 
+// Marks the call's answer as an overload refusal: counts it as
+// rejected{reason="overloaded"} and adds the grpc-retry-pushback-ms trailer
+// with `retry_after`. For refusals decided after admission too (a full
+// search queue).
+void MarkOverloaded(grpc::CallbackServerContext* context, RpcMetrics& metrics,
+                    absl::Duration retry_after);
+
 // Why `ticket` (not admitted) was refused: UNAVAILABLE while draining, or
 // RESOURCE_EXHAUSTED with the grpc-retry-pushback-ms trailer added to
 // `context`. Records the rejection in `metrics`.

@@ -96,33 +96,42 @@ BatchExecutor MakeKernelExecutor(kernels::ThreadPool* pool) {
 
 // --- SearchBatcher ---
 
+absl::Status SearchBatcher::ValidateOptions(const Options& options,
+                                            const OptionNames& names) {
+  auto bad = [](absl::string_view name, auto value, absl::string_view range) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(name, " is ", value, ", must be in ", range));
+  };
+  if (options.max_batch_queries < 1 || options.max_batch_queries > 65536) {
+    return bad(names.max_batch_queries, options.max_batch_queries,
+               "[1, 65536]");
+  }
+  if (options.max_queue_delay < absl::ZeroDuration() ||
+      options.max_queue_delay > absl::Seconds(1)) {
+    return bad(names.max_queue_delay,
+               absl::FormatDuration(options.max_queue_delay), "[0, 1s]");
+  }
+  if (options.max_concurrent_passes < 1 ||
+      options.max_concurrent_passes > 1024) {
+    return bad(names.max_concurrent_passes, options.max_concurrent_passes,
+               "[1, 1024]");
+  }
+  if (options.max_pending_requests < 1 ||
+      options.max_pending_requests > (1u << 20)) {
+    return bad(names.max_pending_requests, options.max_pending_requests,
+               "[1, 1048576]");
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::unique_ptr<SearchBatcher>> SearchBatcher::Create(
     const Options& options) {
   auto bad = [](absl::string_view what) {
     return absl::InvalidArgumentError(absl::StrCat("search batcher: ", what));
   };
   if (!options.execute) return bad("an executor is required");
-  if (options.max_batch_queries < 1 || options.max_batch_queries > 65536) {
-    return bad(absl::StrCat("max_batch_queries is ", options.max_batch_queries,
-                            ", must be in [1, 65536]"));
-  }
-  if (options.max_queue_delay < absl::ZeroDuration() ||
-      options.max_queue_delay > absl::Seconds(1)) {
-    return bad(absl::StrCat("max_queue_delay is ",
-                            absl::FormatDuration(options.max_queue_delay),
-                            ", must be in [0, 1s]"));
-  }
-  if (options.max_concurrent_passes < 1 ||
-      options.max_concurrent_passes > 1024) {
-    return bad(absl::StrCat("max_concurrent_passes is ",
-                            options.max_concurrent_passes,
-                            ", must be in [1, 1024]"));
-  }
-  if (options.max_pending_requests < 1 ||
-      options.max_pending_requests > (1u << 20)) {
-    return bad(absl::StrCat("max_pending_requests is ",
-                            options.max_pending_requests,
-                            ", must be in [1, 1048576]"));
+  if (absl::Status status = ValidateOptions(options); !status.ok()) {
+    return bad(status.message());
   }
   return std::unique_ptr<SearchBatcher>(new SearchBatcher(options));
 }

@@ -150,6 +150,15 @@ BatchExecutor MakeKernelExecutor(kernels::ThreadPool* pool);
 // Identifies an admitted call, for Cancel.
 using SearchTicket = uint64_t;
 
+// How SearchBatcher::ValidateOptions names the options: the fields' own
+// names, or the caller's (the server's flags).
+struct SearchBatcherOptionNames {
+  const char* max_batch_queries = "max_batch_queries";
+  const char* max_queue_delay = "max_queue_delay";
+  const char* max_concurrent_passes = "max_concurrent_passes";
+  const char* max_pending_requests = "max_pending_requests";
+};
+
 class SearchBatcher {
  public:
   struct Options {
@@ -175,6 +184,14 @@ class SearchBatcher {
     // Borrowed; may be null.
     ResidentMetrics* metrics = nullptr;
   };
+
+  // How ValidateOptions names the options (defined outside the class so
+  // that it can be a default argument).
+  using OptionNames = SearchBatcherOptionNames;
+  // INVALID_ARGUMENT naming the first option out of range; the executor
+  // and runner are not checked.
+  static absl::Status ValidateOptions(const Options& options,
+                                      const OptionNames& names = {});
 
   // INVALID_ARGUMENT for an option out of range or no executor. Starts the
   // dispatcher thread.

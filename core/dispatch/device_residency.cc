@@ -206,12 +206,6 @@ void DeviceResidency::OnDeleted(uint64_t uid, const std::string& /*name*/) {
   Publish();
 }
 
-void DeviceResidency::Touch(absl::Span<const uint64_t> segment_ids) {
-  const absl::Time now = clock_->Now();
-  absl::MutexLock lock(&mu_);
-  for (uint64_t id : segment_ids) TouchLocked(id, now);
-}
-
 void DeviceResidency::Touch(const collections::Collection& collection) {
   const absl::Time now = clock_->Now();
   absl::MutexLock lock(&mu_);

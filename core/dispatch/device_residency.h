@@ -69,7 +69,6 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "absl/types/optional.h"
-#include "absl/types/span.h"
 #include "core/collections/collection_store.h"
 #include "core/collections/resident_metrics.h"
 #include "core/dispatch/clock.h"
@@ -189,11 +188,10 @@ class DeviceResidency final : public collections::CollectionObserver {
   void OnDeleted(uint64_t uid, const std::string& name) override
       ABSL_LOCKS_EXCLUDED(mu_);
 
-  // Records that a search is about to read these segments (most recent
-  // last), and queues a re-upload of any without a copy (see the file
-  // comment). Unknown ids are ignored. Never blocks on the device.
-  void Touch(absl::Span<const uint64_t> segment_ids) ABSL_LOCKS_EXCLUDED(mu_);
-  // Every segment of `collection`, in row order.
+  // Records that a search is about to read every segment of `collection`
+  // (in row order, so the last is the most recent), and queues a re-upload
+  // of any without a copy (see the file comment). Segments it does not
+  // know are ignored. Never blocks on the device.
   void Touch(const collections::Collection& collection)
       ABSL_LOCKS_EXCLUDED(mu_);
 

@@ -314,6 +314,19 @@ struct GpuContext::Impl {
     return absl::OkStatus();
   }
 
+  // How `q` queries are scored on `lane`: cuBLAS from gemm_min_queries on
+  // when it loaded (its handle made on first use), else the fused kernel.
+  absl::StatusOr<gpu::TileScoring> ScoringFor(Lane& lane, size_t q) {
+    gpu::TileScoring scoring;
+    if (q >= options.gemm_min_queries && cublas != nullptr) {
+      ENGRAM_RETURN_IF_ERROR(EnsureCublas(lane));
+      scoring.cublas = cublas.get();
+      scoring.handle = lane.cublas;
+    }
+    scoring.gemm_min_queries = options.gemm_min_queries;
+    return scoring;
+  }
+
   // Host-to-host copy, split over the copy pool when large.
   void CopyHost(void* dst, const void* src, size_t bytes) {
     ThreadPool* pool = options.copy_pool;
@@ -473,13 +486,7 @@ absl::Status GpuContext::Impl::Cosine(Lane& lane,
   const size_t tiles = (n + tile_rows - 1) / tile_rows;
   cudaStream_t compute = lane.compute.get();
 
-  gpu::TileScoring scoring;
-  if (q >= options.gemm_min_queries && cublas != nullptr) {
-    ENGRAM_RETURN_IF_ERROR(EnsureCublas(lane));
-    scoring.cublas = cublas.get();
-    scoring.handle = lane.cublas;
-  }
-  scoring.gemm_min_queries = options.gemm_min_queries;
+  ENGRAM_ASSIGN_OR_RETURN(const gpu::TileScoring scoring, ScoringFor(lane, q));
   const bool gemm = gpu::UsesGemm(scoring, static_cast<uint32_t>(q));
 
   // Device memory, all from the pool in stream order on `compute`.
@@ -638,13 +645,7 @@ absl::Status GpuContext::Impl::CosineResident(
   const size_t d = targets.cols;
   cudaStream_t compute = lane.compute.get();
 
-  gpu::TileScoring scoring;
-  if (q >= options.gemm_min_queries && cublas != nullptr) {
-    ENGRAM_RETURN_IF_ERROR(EnsureCublas(lane));
-    scoring.cublas = cublas.get();
-    scoring.handle = lane.cublas;
-  }
-  scoring.gemm_min_queries = options.gemm_min_queries;
+  ENGRAM_ASSIGN_OR_RETURN(const gpu::TileScoring scoring, ScoringFor(lane, q));
 
   ENGRAM_ASSIGN_OR_RETURN(DeviceArray<float> query_values,
                           DeviceArray<float>::Allocate(q * d, pool, compute));
