@@ -360,34 +360,54 @@ void PanelGeometry(cosine_internal::PanelShape* shape) {
 //
 // Writes out[j * width + i] = clamp(dot * inv_q[i] * inv_t[j], -1, 1), width
 // = kQV * Lanes; a zero inv_q or inv_t gives 0.
+//
+// Also asks for the first min(prefetch_lines, d) cache lines from `prefetch`
+// on, one per k: the caller's next tile arrives in cache while this one is
+// multiplied, instead of the norm pass waiting for it afterwards.
 template <size_t kQV, size_t kNR>
 HWY_INLINE void PanelTile(const float* HWY_RESTRICT qpack, size_t d,
                           const float* HWY_RESTRICT t, size_t t_stride,
                           const float* HWY_RESTRICT inv_q,
                           const float* HWY_RESTRICT inv_t,
+                          const float* prefetch, size_t prefetch_lines,
                           float* HWY_RESTRICT out) {
   const hn::ScalableTag<float> df;
   using V = hn::Vec<decltype(df)>;
   const size_t n = hn::Lanes(df);
   const size_t width = kQV * n;
+  // The accumulators only stay in registers if the compiler unrolls every
+  // loop over them: GCC at -O2 otherwise keeps acc[][] on the stack and
+  // loads and stores it around each multiply-add, which halves the speed.
+  // (GCC 12 takes no template parameter in the pragma; 16 covers kQV, kNR.)
+  static_assert(kQV <= 16 && kNR <= 16);
   V acc[kQV][kNR];
+  HWY_UNROLL(16)
   for (size_t v = 0; v < kQV; ++v) {
+    HWY_UNROLL(16)
     for (size_t j = 0; j < kNR; ++j) acc[v][j] = hn::Zero(df);
   }
+  constexpr size_t kLineFloats = 64 / sizeof(float);
   for (size_t k = 0; k < d; ++k) {
+    if (k < prefetch_lines)
+      __builtin_prefetch(prefetch + k * kLineFloats, 0, 2);
     const float* qk = qpack + k * width;
     V q[kQV];
+    HWY_UNROLL(16)
     for (size_t v = 0; v < kQV; ++v) q[v] = hn::Load(df, qk + v * n);
+    HWY_UNROLL(16)
     for (size_t j = 0; j < kNR; ++j) {
       const V tj = hn::Set(df, t[j * t_stride + k]);
+      HWY_UNROLL(16)
       for (size_t v = 0; v < kQV; ++v)
         acc[v][j] = hn::MulAdd(q[v], tj, acc[v][j]);
     }
   }
   const V one = hn::Set(df, 1.0f);
   const V minus_one = hn::Set(df, -1.0f);
+  HWY_UNROLL(16)
   for (size_t v = 0; v < kQV; ++v) {
     const V iq = hn::Load(df, inv_q + v * n);
+    HWY_UNROLL(16)
     for (size_t j = 0; j < kNR; ++j) {
       const V s = hn::Mul(hn::Mul(acc[v][j], iq), hn::Set(df, inv_t[j]));
       hn::Store(hn::Min(hn::Max(s, minus_one), one), df,
@@ -402,15 +422,18 @@ HWY_INLINE void PanelTile(const float* HWY_RESTRICT qpack, size_t d,
 void PanelScores(bool wide, const float* HWY_RESTRICT qpack, size_t d,
                  const float* HWY_RESTRICT t, size_t t_stride,
                  const float* HWY_RESTRICT inv_q,
-                 const float* HWY_RESTRICT inv_t, float* HWY_RESTRICT out) {
+                 const float* HWY_RESTRICT inv_t, const float* prefetch,
+                 size_t prefetch_lines, float* HWY_RESTRICT out) {
 #if HWY_HAVE_SCALABLE
   (void)wide, (void)qpack, (void)d, (void)t, (void)t_stride, (void)inv_q;
-  (void)inv_t, (void)out;
+  (void)inv_t, (void)prefetch, (void)prefetch_lines, (void)out;
 #else
   if (wide) {
-    PanelTile<2, kPanelNrWide>(qpack, d, t, t_stride, inv_q, inv_t, out);
+    PanelTile<2, kPanelNrWide>(qpack, d, t, t_stride, inv_q, inv_t, prefetch,
+                               prefetch_lines, out);
   } else {
-    PanelTile<1, kPanelNrNarrow>(qpack, d, t, t_stride, inv_q, inv_t, out);
+    PanelTile<1, kPanelNrNarrow>(qpack, d, t, t_stride, inv_q, inv_t, prefetch,
+                                 prefetch_lines, out);
   }
 #endif
 }
@@ -507,10 +530,11 @@ constexpr size_t kPanelTileBytes = size_t{128} << 10;
 // From this many queries on, kAuto scores with the panel kernel: below it
 // the row kernel's dot products are as fast and read the targets at the
 // memory's pace. Measured by bench/cosine_benchmark.cc (BM_KernelCrossover,
-// docs/performance.md): the crossover is near Q = 6 on a 2-core Zen 4 and
-// near Q = 16 on a 16-core Sapphire Rapids class Xeon; 12 splits the cost
-// of being wrong between them.
-constexpr size_t kPanelMinQueries = 12;
+// docs/performance.md): the crossover is near Q = 5 on a 2-core Zen 4. A
+// 16-core Sapphire Rapids class Xeon put it near Q = 16, but that was
+// before the panel kernel kept its accumulators in registers, which made
+// it about twice as fast; 8 allows for the Xeon until it is measured again.
+constexpr size_t kPanelMinQueries = 8;
 // The least work (target floats times query groups of four) worth handing
 // to a task of its own.
 constexpr size_t kMinTaskFloats = size_t{1} << 16;
@@ -723,8 +747,9 @@ size_t ScoreBlock(const PreparedQueries& pq, const ShiftedQueries& shifted,
 }
 
 // Panel kernel over target rows [begin, end): tile by tile, a norm pass
-// (the tile's only read from memory) and then every query block against
-// the tile, nr rows at a time. Each group of scores goes to
+// (the tile's only read from memory, already in cache but for the first
+// tile: the kernel calls of the tile before prefetched it) and then every
+// query block against the tile, nr rows at a time. Each group of scores goes to
 // consume(first_query, num_queries, first_row, num_rows, scores, width)
 // with scores[j * width + i] for query first_query + i and row first_row +
 // j. Returns the first bad row (see ScoreBlock), or kNoBadRow; `skip(row)`
@@ -748,11 +773,29 @@ size_t PanelRun(const PreparedQueries& pq, const PanelQueries& panel,
   const float tiny = TinyNormSq(d);
   auto& row_norms_sq = HWY_DYNAMIC_DISPATCH(RowNormsSq);
   auto& panel_scores = HWY_DYNAMIC_DISPATCH(PanelScores);
+  constexpr size_t kLineBytes = 64;
 
   for (size_t tile = begin; tile < end; tile += tile_rows) {
     if (skip(tile)) return kNoBadRow;
     const size_t tile_end = std::min(end, tile + tile_rows);
     const size_t rows = tile_end - tile;
+    // The next tile's cache lines, shared out over this tile's kernel calls
+    // (each asks for at most d of them, one per k, which covers a whole
+    // tile since nr <= 16 floats per line).
+    const size_t next_rows = std::min(end, tile_end + tile_rows) - tile_end;
+    const auto next_begin = reinterpret_cast<uintptr_t>(targets.row(tile_end));
+    const uintptr_t next = next_begin / kLineBytes * kLineBytes;
+    const size_t next_lines =
+        next_rows == 0
+            ? 0
+            : (next_begin + next_rows * d * sizeof(float) - 1) / kLineBytes -
+                  next / kLineBytes + 1;
+    size_t calls = 0;
+    for (const PanelQueries::Block& block : panel.blocks) {
+      calls += (rows + block.nr - 1) / block.nr;
+    }
+    const size_t lines_per_call = (next_lines + calls - 1) / calls;
+    size_t prefetched = 0;
     row_norms_sq(targets.row(tile), rows, d, norms.data());
     bool any_tiny = false;
     for (size_t r = 0; r < rows; ++r) {
@@ -777,8 +820,12 @@ size_t PanelRun(const PreparedQueries& pq, const PanelQueries& panel,
           std::copy(t, t + n * d, padded.begin());
           t = padded.data();
         }
-        panel_scores(block.wide, block.pack, d, t, d, block.inv_q,
-                     inv_t.get() + r, scores.get());
+        const size_t lines = std::min(lines_per_call, next_lines - prefetched);
+        panel_scores(
+            block.wide, block.pack, d, t, d, block.inv_q, inv_t.get() + r,
+            reinterpret_cast<const float*>(next + prefetched * kLineBytes),
+            lines, scores.get());
+        prefetched += lines;
         if (any_tiny) {
           for (size_t j = 0; j < n; ++j) {
             if (!tiny_row[r + j]) continue;
