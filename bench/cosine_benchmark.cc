@@ -3,6 +3,8 @@
 //
 // - BM_ReadBandwidth: the STREAM-like read roofline (bench/read_bandwidth.h)
 //   on the very buffer BM_CosineRoofline scores, 1 thread and all threads.
+// - BM_FmaPeak: the arithmetic roofline (bench/fma_peak.h), 1 thread and
+//   all threads, against which the panel kernel's GFLOP/s are read.
 // - BM_CosineRoofline: one query against targets 12x the LLC; bytes/s is
 //   target bytes read per second, to be divided by BM_ReadBandwidth's.
 // - BM_Cosine: the peer grid (docs/performance.md): Q x N x d, all scores
@@ -29,6 +31,7 @@
 #include <vector>
 
 #include "bench/bench_data.h"
+#include "bench/fma_peak.h"
 #include "bench/read_bandwidth.h"
 #include "benchmark/benchmark.h"
 #include "kernels/cpu/cosine.h"
@@ -94,6 +97,29 @@ void BM_ReadBandwidth(benchmark::State& state) {
   state.counters["threads"] = Threads(state.range(0));
 }
 BENCHMARK(BM_ReadBandwidth)->ArgName("threads")->Arg(1)->Arg(0)->UseRealTime();
+
+void BM_FmaPeak(benchmark::State& state) {
+  ThreadPool* pool = Pool(static_cast<int>(state.range(0)));
+  const size_t threads = static_cast<size_t>(Threads(state.range(0)));
+  constexpr size_t kIterations = size_t{1} << 22;
+  std::vector<double> flops(threads);
+  std::vector<float> sums(threads);
+  double total = 0.0;
+  for (auto _ : state) {
+    auto run = [&](size_t t) { sums[t] = FmaChains(kIterations, &flops[t]); };
+    if (pool == nullptr) {
+      run(0);
+    } else {
+      pool->ParallelFor(threads, run);
+    }
+    for (double f : flops) total += f;
+    benchmark::DoNotOptimize(sums.data());
+  }
+  state.counters["gflops"] =
+      benchmark::Counter(total * 1e-9, benchmark::Counter::kIsRate);
+  state.counters["threads"] = static_cast<double>(threads);
+}
+BENCHMARK(BM_FmaPeak)->ArgName("threads")->Arg(1)->Arg(0)->UseRealTime();
 
 // Args: d, threads. The targets are the BM_ReadBandwidth buffer as
 // (kRooflineFloats / d) x d.

@@ -93,6 +93,23 @@ def roofline_section(cos):
         "|---|---|---|---|---|---|", *rows])
 
 
+def compute_roofline_section(cos):
+    """The panel kernel's GFLOP/s against the FMA peak, where it is
+    compute-bound: Q = 128 (BM_KernelCrossover, N = 16Ki, d = 768)."""
+    rows = []
+    for threads, label in (("1", "1"), ("0", "all")):
+        peak = cos.get(f"BM_FmaPeak/threads:{threads}/real_time")
+        pan = cos.get(f"BM_KernelCrossover/Q:128/kernel:2/threads:{threads}/real_time")
+        if peak is None or pan is None:
+            continue
+        rows.append(f"| {label} | {peak['gflops']:.0f} | {pan['gflops']:.0f} | "
+                    f"{100 * pan['gflops'] / peak['gflops']:.0f}% |")
+    return "\n".join([
+        "| threads | FMA peak GFLOP/s | panel kernel, Q = 128, GFLOP/s | "
+        "of peak |",
+        "|---|---|---|---|", *rows])
+
+
 def crossover_section(cos):
     rows = []
     qs = sorted({int(re.search(r"Q:(\d+)", k).group(1)) for k in cos
@@ -279,6 +296,15 @@ def build(results):
         "",
         roofline_section(cos),
         "",
+        "### Arithmetic roofline",
+        "",
+        "With many queries a pass is compute-bound: `BM_FmaPeak` "
+        "(bench/fma_peak.cc: twelve independent fp32 multiply-add chains in "
+        "registers, nothing loaded) is what the cores can do, and the panel "
+        "kernel at Q = 128 (from the crossover runs below) is read against it.",
+        "",
+        compute_roofline_section(cos),
+        "",
         "### Row kernel or panel kernel",
         "",
         "Both kernels forced (`BM_KernelCrossover`, N = 16Ki, d = 768, all "
@@ -392,6 +418,7 @@ def kernels_only_section(results, title, machine):
     return "\n".join([
         f"### {title}", "", machine, "",
         roofline_section(cos), "",
+        compute_roofline_section(cos), "",
         crossover_section(cos), "",
         "| Q | N | d | kernel | all scores ms | GFLOP/s | top-10 ms |",
         "|---|---|---|---|---|---|---|", *grid, "",

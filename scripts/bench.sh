@@ -97,7 +97,7 @@ echo "== data ($data_dir)"
   --max_targets="$max_targets" --scales=16,20
 
 echo "== cosine kernels"
-cosine_filter="BM_ReadBandwidth|BM_CosineRoofline|BM_KernelCrossover|BM_Cosine/Q:[0-9]+/N:${target_filter}/|BM_OpenBlasCosine/Q:[0-9]+/N:${target_filter}/"
+cosine_filter="BM_ReadBandwidth|BM_FmaPeak|BM_CosineRoofline|BM_KernelCrossover|BM_Cosine/Q:[0-9]+/N:${target_filter}/|BM_OpenBlasCosine/Q:[0-9]+/N:${target_filter}/"
 cosine_cmd="$build_dir/bench/cosine_benchmark --benchmark_filter='$cosine_filter' --benchmark_repetitions=$reps --benchmark_report_aggregates_only=true --benchmark_min_time=0.2 --benchmark_format=json"
 eval "$cosine_cmd" >"$out_dir/cosine.json"
 

@@ -779,9 +779,10 @@ size_t PanelRun(const PreparedQueries& pq, const PanelQueries& panel,
     if (skip(tile)) return kNoBadRow;
     const size_t tile_end = std::min(end, tile + tile_rows);
     const size_t rows = tile_end - tile;
-    // The next tile's cache lines, shared out over this tile's kernel calls
-    // (each asks for at most d of them, one per k, which covers a whole
-    // tile since nr <= 16 floats per line).
+    // The next tile's cache lines, shared out over this tile's kernel calls.
+    // Each call asks for at most d lines, one per k; a tile that has a next
+    // one is full and takes at least tile_rows / nr calls, so with nr <= 16
+    // (the floats in a line) they cover the next tile.
     const size_t next_rows = std::min(end, tile_end + tile_rows) - tile_end;
     const auto next_begin = reinterpret_cast<uintptr_t>(targets.row(tile_end));
     const uintptr_t next = next_begin / kLineBytes * kLineBytes;
