@@ -24,8 +24,9 @@ absl::StatusOr<std::unique_ptr<ResidentData>> ResidentData::Create(
   // Validates the batching options once, at start-up, rather than on the
   // first search.
   ENGRAM_RETURN_IF_ERROR(collections::SearchBatcher::ValidateOptions(
-      data->BatcherOptions(), {"batch_max_queries", "batch_max_delay",
-                               "batch_max_passes", "batch_max_pending"}));
+      data->BatcherOptions(),
+      {"batch_max_queries", "batch_max_delay", "batch_max_passes",
+       "batch_max_pending", "batch_pass_linger"}));
   data->metrics_ = metrics;
   collections::MemoryBudget::Options budget;
   budget.limit_bytes = options.memory_bytes;
@@ -95,6 +96,7 @@ collections::SearchBatcher::Options ResidentData::BatcherOptions() const {
   b.max_queue_delay = options_.batch_max_delay;
   b.max_pending_requests = options_.batch_max_pending;
   b.max_concurrent_passes = options_.batch_max_passes;
+  b.max_pass_linger = options_.batch_pass_linger;
   b.execute = execute_;
   b.run = run_;
   b.metrics = metrics_;

@@ -55,13 +55,14 @@ struct ResidentOptions {
   // (--resident_memory_bytes).
   uint64_t memory_bytes = uint64_t{8} << 30;
   // Dynamic batching of SearchCollection (--batching, --batch_max_queries,
-  // --batch_max_delay, --batch_max_pending, --batch_max_passes); see
-  // search_batcher.h.
+  // --batch_max_delay, --batch_max_pending, --batch_max_passes,
+  // --batch_pass_linger); see search_batcher.h.
   bool batching = true;
   uint32_t batch_max_queries = 64;
   absl::Duration batch_max_delay = absl::Microseconds(200);
   uint32_t batch_max_pending = 1024;
   uint32_t batch_max_passes = 1;
+  absl::Duration batch_pass_linger = absl::Milliseconds(2);
 };
 
 class ResidentData {

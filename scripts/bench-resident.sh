@@ -16,8 +16,10 @@
 #      pass's run-to-run noise).
 #   2. Concurrency 32, Q=1 top-10 each: queries/s with dynamic batching on
 #      and off (--batching), the same data and binary, one after the other;
-#      and batching on without its pass-slot limit (--batch_max_passes=1024),
-#      to show what the limit is worth.
+#      and batching on without its pass-slot limit (--batch_max_passes=1024)
+#      and without the linger after a pass (--batch_pass_linger=0), to show
+#      what each is worth; for each batching run, the mean queries per pass
+#      from the server's engram_search_batch_queries histogram.
 #
 # Usage: scripts/bench-resident.sh [--rows=N] [--duration=DURATION] [--no-docs]
 #   --rows        collection rows (default 1048576)
@@ -117,6 +119,21 @@ start_server() {
     >"$out_dir/resident_describe.json"
 }
 
+# The server's engram_search_batch_queries histogram (sum and count) -> OUT.
+batch_stats() {  # batch_stats OUT
+  python3 - "$out_dir/ready" >"$out_dir/$1" <<'PY'
+import json, sys, urllib.request
+port = json.load(open(sys.argv[1]))["metrics_port"]
+text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
+stats = {}
+for line in text.splitlines():
+    for part in ("sum", "count"):
+        if line.startswith(f"engram_search_batch_queries_{part} "):
+            stats[part] = float(line.split()[1])
+print(json.dumps(stats))
+PY
+}
+
 bench() {  # bench OUT CONCURRENCY [COLLECTION]
   "$cli" bench --server="$target" --rpc=SearchCollection \
     --collection="${3:-bench}" \
@@ -132,7 +149,9 @@ for i in $(seq 1 15); do
 done >"$out_dir/resident_single_calls.jsonl"
 read_bandwidth resident_read_bandwidth_2.json
 bench resident_c1.json 1
+batch_stats resident_c32_on_batches_before.json
 bench resident_c32_on.json 32
+batch_stats resident_c32_on_batches.json
 "$cli" collection upload --server="$target" --name=small --file="$small_npy" \
   >/dev/null
 for i in $(seq 1 50); do
@@ -149,7 +168,16 @@ stop_server
 
 echo "== batching on, pass slots unbounded: concurrency 32"
 start_server unbounded --batch_max_passes=1024
+batch_stats resident_c32_unbounded_batches_before.json
 bench resident_c32_unbounded.json 32
+batch_stats resident_c32_unbounded_batches.json
+stop_server
+
+echo "== batching on, no linger after a pass: concurrency 32"
+start_server nolinger --batch_pass_linger=0
+batch_stats resident_c32_nolinger_batches_before.json
+bench resident_c32_nolinger.json 32
+batch_stats resident_c32_nolinger_batches.json
 stop_server
 
 section=$(python3 - "$out_dir" "$rows" "$dim" "$duration" <<'PY'
@@ -177,6 +205,12 @@ load = open("/proc/loadavg").read().split()[0]
 on = json.load(open(f"{out}/resident_c32_on.json"))
 off = json.load(open(f"{out}/resident_c32_off.json"))
 unbounded = json.load(open(f"{out}/resident_c32_unbounded.json"))
+nolinger = json.load(open(f"{out}/resident_c32_nolinger.json"))
+def per_pass(name):  # over the load run and its warm-up
+    a = json.load(open(f"{out}/resident_c32_{name}_batches_before.json"))
+    b = json.load(open(f"{out}/resident_c32_{name}_batches.json"))
+    passes = b.get("count", 0) - a.get("count", 0)
+    return (b["sum"] - a.get("sum", 0)) / passes if passes else float("nan")
 cpu = "unknown"
 for line in open("/proc/cpuinfo"):
     if line.startswith("model name"):
@@ -199,10 +233,11 @@ warm-up, Q=1, top_k=10.
 | end-to-end p50 minus the pass (two medians of separate calls: noise of the large pass) | {ms(p50 - pass_s * 1e3)} ms |
 | 128-row collection: pass / end-to-end p50 / p99, concurrency 1 | {small_pass * 1e3:.3f} / {ms(small['latency_ms']['p50'])} / {ms(small['latency_ms']['p99'])} ms |
 | fixed cost per call (128 rows: p50 minus pass) | **{ms(small['latency_ms']['p50'] - small_pass * 1e3)} ms** (goal < 1 ms) |
-| concurrency 32, batching on | {on['requests_per_second']:.1f} queries/s (p50 {ms(on['latency_ms']['p50'])} ms, errors {on['errors'] or 'none'}) |
+| concurrency 32, batching on | {on['requests_per_second']:.1f} queries/s (p50 {ms(on['latency_ms']['p50'])} ms, errors {on['errors'] or 'none'}; {per_pass('on'):.1f} queries per pass) |
 | concurrency 32, batching off | {off['requests_per_second']:.1f} queries/s (p50 {ms(off['latency_ms']['p50'])} ms, errors {off['errors'] or 'none'}) |
 | batching speedup at concurrency 32 | **{ratio:.1f}x** (goal >= 8x) |
-| concurrency 32, batching on with `--batch_max_passes=1024` (a pass per due batch, no slot limit) | {unbounded['requests_per_second']:.1f} queries/s (p50 {ms(unbounded['latency_ms']['p50'])} ms, errors {unbounded['errors'] or 'none'}) |
+| concurrency 32, batching on with `--batch_max_passes=1024` (a pass per due batch, no slot limit) | {unbounded['requests_per_second']:.1f} queries/s (p50 {ms(unbounded['latency_ms']['p50'])} ms, errors {unbounded['errors'] or 'none'}; {per_pass('unbounded'):.1f} queries per pass) |
+| concurrency 32, batching on with `--batch_pass_linger=0` (the next batch leaves as soon as a pass ends) | {nolinger['requests_per_second']:.1f} queries/s (p50 {ms(nolinger['latency_ms']['p50'])} ms, errors {nolinger['errors'] or 'none'}; {per_pass('nolinger'):.1f} queries per pass) |
 """)
 PY
 )

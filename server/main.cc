@@ -138,6 +138,10 @@ ABSL_FLAG(absl::Duration, batch_max_delay, absl::Microseconds(200),
 ABSL_FLAG(uint32_t, batch_max_passes, 1,
           "Batched search passes running at once per collection, [1, 1024]; "
           "calls arriving while all run join the next batch.");
+ABSL_FLAG(absl::Duration, batch_pass_linger, absl::Milliseconds(2),
+          "When a batched pass ends, batches still forming wait up to this "
+          "(and at most 1/64 of that pass's time) for the callers it "
+          "answered to send their next calls, [0, 1s]; 0 turns it off.");
 ABSL_FLAG(uint32_t, batch_max_pending, 1024,
           "SearchCollection calls waiting or in a pass, per collection; "
           "beyond it calls are refused at once with RESOURCE_EXHAUSTED.");
@@ -234,6 +238,8 @@ int main(int argc, char** argv) {
       absl::GetFlag(FLAGS_batch_max_pending);
   options.engine.resident.batch_max_passes =
       absl::GetFlag(FLAGS_batch_max_passes);
+  options.engine.resident.batch_pass_linger =
+      absl::GetFlag(FLAGS_batch_pass_linger);
   if (absl::GetFlag(FLAGS_simulated_gpu)) {
     engram::core::SimulatedGpuBackend::Options sim;
     sim.memory_bytes = absl::GetFlag(FLAGS_simulated_gpu_memory_bytes);

@@ -121,6 +121,15 @@ absl::Status SearchBatcher::ValidateOptions(const Options& options,
     return bad(names.max_pending_requests, options.max_pending_requests,
                "[1, 1048576]");
   }
+  if (options.max_pass_linger < absl::ZeroDuration() ||
+      options.max_pass_linger > absl::Seconds(1)) {
+    return bad(names.max_pass_linger,
+               absl::FormatDuration(options.max_pass_linger), "[0, 1s]");
+  }
+  if (!(options.pass_linger_fraction >= 0.0 &&
+        options.pass_linger_fraction <= 1.0)) {
+    return bad("pass_linger_fraction", options.pass_linger_fraction, "[0, 1]");
+  }
   return absl::OkStatus();
 }
 
@@ -309,7 +318,8 @@ void SearchBatcher::TakeDueLocked(absl::Time now, std::vector<Batch>* due,
   // take them: until then they stay cancellable and keep growing.
   std::vector<std::pair<absl::Time, Key>> expired;
   for (const auto& [key, queue] : queues_) {
-    const absl::Time deadline = queue.oldest + options_.max_queue_delay;
+    const absl::Time deadline =
+        std::max(queue.oldest + options_.max_queue_delay, linger_until_);
     if (deadline <= now) {
       expired.emplace_back(queue.oldest, key);
     } else {
@@ -442,9 +452,14 @@ void SearchBatcher::RunBatch(Batch batch, bool slot) {
     offset += r.queries.rows;
     Complete(*call, std::move(result));
   }
+  const absl::Time end = absl::Now();
   absl::MutexLock lock(&mu_);
   if (slot) {
     --running_;
+    const absl::Duration linger =
+        std::min(options_.max_pass_linger,
+                 (end - start) * options_.pass_linger_fraction);
+    linger_until_ = std::max(linger_until_, end + linger);
     wake_.Signal();  // a slot is free for the next batch
   }
   if (--in_flight_ == 0) idle_.SignalAll();

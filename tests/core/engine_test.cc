@@ -55,6 +55,10 @@ TEST_F(EngineTest, CreateRejectsBatchingOptionsOutOfRangeNamingThem) {
       {[](ResidentOptions& r) { r.batch_max_passes = 0; }, "batch_max_passes"},
       {[](ResidentOptions& r) { r.batch_max_passes = 1025; },
        "batch_max_passes"},
+      {[](ResidentOptions& r) { r.batch_pass_linger = absl::Seconds(2); },
+       "batch_pass_linger"},
+      {[](ResidentOptions& r) { r.batch_pass_linger = -absl::Milliseconds(1); },
+       "batch_pass_linger"},
   };
   for (const Case& c : cases) {
     Engine::Options options;

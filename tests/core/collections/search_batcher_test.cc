@@ -254,6 +254,14 @@ TEST_F(SearchBatcherTest, CreateValidatesOptions) {
   o.max_concurrent_passes = 1025;
   EXPECT_FALSE(SearchBatcher::Create(o).ok());
   o.max_concurrent_passes = 1;
+  o.max_pass_linger = absl::Seconds(2);
+  EXPECT_FALSE(SearchBatcher::Create(o).ok());
+  o.max_pass_linger = absl::ZeroDuration();
+  o.pass_linger_fraction = 1.5;
+  EXPECT_FALSE(SearchBatcher::Create(o).ok());
+  o.pass_linger_fraction = std::numeric_limits<double>::quiet_NaN();
+  EXPECT_FALSE(SearchBatcher::Create(o).ok());
+  o.pass_linger_fraction = 0.0;
   EXPECT_TRUE(SearchBatcher::Create(o).ok());
 }
 
@@ -573,6 +581,43 @@ TEST_F(SearchBatcherTest, CallsArrivingDuringAPassJoinTheNextPassNotTheirOwn) {
   }
   // Queries 2 + 3 + 1 + 2 + 3 in the second pass.
   EXPECT_THAT(executor_.pass_queries(), ElementsAre(1u, 11u));
+  EXPECT_TRUE(WaitIdle(*batcher));
+}
+
+// Closed-loop callers: the caller a pass answers sends its next call a
+// moment later. The batch that queued during the pass waits for it (the
+// linger after a pass) instead of leaving alone and leaving the caller to
+// a pass of its own.
+TEST_F(SearchBatcherTest, ACallSentJustAfterAPassJoinsTheBatchThatWaitedForIt) {
+  ThreadRunner runner;
+  SearchBatcher::Options o;
+  o.max_batch_queries = 64;
+  o.max_queue_delay = absl::ZeroDuration();
+  // The linger is the whole pass time, at least the 300 ms held below: far
+  // more than the 20 ms the next call comes after, on any build.
+  o.max_pass_linger = absl::Seconds(1);
+  o.pass_linger_fraction = 1.0;
+  o.run = runner.AsRunner();
+  auto batcher = Make(o);
+  executor_.Hold();
+  std::vector<Outcome> outcomes(3);
+  ASSERT_TRUE(batcher->Search(Request(0, 1, 3), outcomes[0].Callback()).ok());
+  executor_.WaitStarted(1);
+  ASSERT_TRUE(batcher->Search(Request(1, 1, 3), outcomes[1].Callback()).ok());
+  absl::SleepFor(absl::Milliseconds(300));
+  executor_.Release();
+  ASSERT_TRUE(
+      outcomes[0].done.WaitForNotificationWithTimeout(absl::Seconds(5)));
+  // Without the linger the waiting call's pass would have started by now.
+  absl::SleepFor(absl::Milliseconds(20));
+  ASSERT_TRUE(batcher->Search(Request(2, 1, 3), outcomes[2].Callback()).ok());
+  for (size_t i = 0; i < outcomes.size(); ++i) {
+    ASSERT_TRUE(
+        outcomes[i].done.WaitForNotificationWithTimeout(absl::Seconds(5)));
+    ASSERT_TRUE(outcomes[i].result.ok()) << outcomes[i].result.status();
+    EXPECT_EQ(outcomes[i].result->batch_requests, i == 0 ? 1u : 2u);
+  }
+  EXPECT_THAT(executor_.pass_queries(), ElementsAre(1u, 2u));
   EXPECT_TRUE(WaitIdle(*batcher));
 }
 
