@@ -4,11 +4,13 @@
 // 0.0.0.0:9464). SIGTERM or SIGINT drains: health turns NOT_SERVING, new
 // calls are refused, accepted calls finish within --drain_deadline, then the
 // process exits 0.
+#include <malloc.h>
 #include <signal.h>
 
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <limits>
 #include <string>
 
 #include "absl/flags/flag.h"
@@ -103,6 +105,12 @@ ABSL_FLAG(uint64_t, max_inflight_bytes, uint64_t{4} << 30,
           "Admission: bytes the calls in flight may hold together (their "
           "payloads plus their responses, estimated on arrival). A call "
           "alone is always admitted.");
+ABSL_FLAG(uint64_t, malloc_trim_threshold, uint64_t{64} << 20,
+          "Free memory glibc keeps in a heap before returning it to the "
+          "system, in bytes, at most 2^31 - 1; with it, allocations up to "
+          "32 MiB come from the heaps instead of mmap. 0 keeps glibc's "
+          "defaults, under which every large request pays page faults "
+          "(docs/configuration.md).");
 ABSL_FLAG(bool, request_arena, true,
           "Parse requests and build responses on a per-call protobuf arena "
           "(false only to measure what it saves).");
@@ -191,6 +199,28 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "--log_rate_limit_*: %s\n",
                  std::string(limited.message()).c_str());
     return 2;
+  }
+
+  // glibc's defaults return a thread heap's free top to the system once it
+  // exceeds 128 KiB (madvise DONTNEED), so a request of a few MiB, parsed
+  // on one of gRPC's threads, faults every page of its buffer in afresh:
+  // about a fifth of the server's CPU time at 3 MiB a call (perf). Keeping
+  // freed memory in the heaps makes the next request reuse it. Before any
+  // thread starts, so that every arena gets the same settings.
+  if (const uint64_t trim = absl::GetFlag(FLAGS_malloc_trim_threshold);
+      trim != 0) {
+    if (trim > static_cast<uint64_t>(std::numeric_limits<int>::max())) {
+      std::fprintf(stderr,
+                   "--malloc_trim_threshold: %llu is over the limit of "
+                   "2147483647 bytes\n",
+                   static_cast<unsigned long long>(trim));
+      return 2;
+    }
+    if (mallopt(M_MMAP_THRESHOLD, 32 << 20) == 0 ||
+        mallopt(M_TRIM_THRESHOLD, static_cast<int>(trim)) == 0) {
+      std::fprintf(stderr, "--malloc_trim_threshold: mallopt refused it\n");
+      return 2;
+    }
   }
 
   // Block the stop signals before any thread starts so that every thread
