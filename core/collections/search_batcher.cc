@@ -452,6 +452,11 @@ void SearchBatcher::RunBatch(Batch batch, bool slot) {
     offset += r.queries.rows;
     Complete(*call, std::move(result));
   }
+  // The calls hold their collection versions, and dropping the last
+  // reference returns segments to the memory budget: that must happen
+  // before in_flight_ drops below, after which the batcher, and the engine
+  // that owns the budget, may be destroyed while this thread still runs.
+  batch.clear();
   const absl::Time end = absl::Now();
   absl::MutexLock lock(&mu_);
   if (slot) {

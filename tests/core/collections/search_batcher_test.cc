@@ -727,6 +727,44 @@ TEST_F(SearchBatcherTest, DestructionFailsWaitingCallsWithUnavailable) {
   EXPECT_EQ(out.result.status().code(), absl::StatusCode::kUnavailable);
 }
 
+// What a call holds (its collection version, whose segments go back to the
+// memory budget when released, and its callback) is released before the
+// batcher's destructor returns, not by a pass thread that may still be
+// running once the engine that owns the budget is gone.
+TEST_F(SearchBatcherTest, ACallIsReleasedBeforeTheBatcherIsDestroyed) {
+  // Sets the flag when the callback holding it is destroyed, late enough
+  // that a release after the destructor returned would be seen.
+  struct ReleaseProbe {
+    std::atomic<bool>* released;
+    ~ReleaseProbe() {
+      absl::SleepFor(absl::Milliseconds(50));
+      released->store(true);
+    }
+  };
+  ThreadRunner runner;
+  std::atomic<bool> released{false};
+  absl::Notification answered;
+  {
+    SearchBatcher::Options o;
+    o.max_queue_delay = absl::ZeroDuration();
+    o.run = runner.AsRunner();
+    auto batcher = Make(o);
+    // Built in place: a temporary's destructor would set the flag.
+    std::unique_ptr<ReleaseProbe> probe(new ReleaseProbe{&released});
+    ASSERT_TRUE(batcher
+                    ->Search(Request(0, 1, 3),
+                             [probe = std::move(probe),
+                              &answered](absl::StatusOr<SearchResult> result) {
+                               EXPECT_TRUE(result.ok()) << result.status();
+                               answered.Notify();
+                             })
+                    .ok());
+    ASSERT_TRUE(answered.WaitForNotificationWithTimeout(absl::Seconds(5)));
+    EXPECT_FALSE(released.load());
+  }
+  EXPECT_TRUE(released.load());
+}
+
 TEST_F(SearchBatcherTest, RecordsBatchSizeAndQueueDelay) {
   prometheus::Registry registry;
   ResidentMetrics metrics(registry);
