@@ -501,5 +501,20 @@ TEST_F(ServerE2ETest, GetStatsAgreesWithTheWorkDone) {
   EXPECT_TRUE(saw_cpu_cosine);
 }
 
+// A bad start-up flag stops the server before it listens, naming the flag.
+TEST(ServerFlagsTest, MallocTrimThresholdOverItsLimitIsRefusedNamingIt) {
+  // Bounded: a server that accepted the flag would run until killed.
+  const std::string command =
+      absl::StrCat("timeout 20 ", ENGRAM_SERVER_BINARY,
+                   " --malloc_trim_threshold=3000000000",
+                   " --grpc_address=127.0.0.1:0 --metrics_address=127.0.0.1:0");
+  auto result = testing::RunCommand(command);
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->exit_code, 2) << result->output;
+  EXPECT_THAT(result->output,
+              HasSubstr("--malloc_trim_threshold: 3000000000 is over the "
+                        "limit of 2147483647 bytes"));
+}
+
 }  // namespace
 }  // namespace engram
