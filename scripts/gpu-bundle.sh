@@ -3,8 +3,11 @@
 # machine (Debian 12 with CUDA 13; no GPU needed), into .gpu-bundle/
 # (git-ignored):
 #   bin/         the GPU tests, the CPU/GPU parity test, the GPU benchmarks,
-#                engram-calibrate, engram-server and engram-cli: a Release
-#                build for sm_90 in its own build directory, stripped
+#                engram-calibrate, engram-server and engram-cli, and
+#                make_bench_data for scripts/bench-resident.sh
+#                (BIN_DIR=.gpu-bundle/bin; not cosine_benchmark, whose
+#                OpenBLAS alone is 35 MiB): a Release build for sm_90 in its
+#                own build directory, stripped
 #   lib/         every shared library they load (found with ldd), except the C
 #                library's own (the GPU machine has a newer one) and the NVIDIA
 #                driver's (the GPU machine's must be used)
@@ -38,6 +41,7 @@ targets=(
   engram-calibrate:core/dispatch/engram-calibrate
   engram-server:server/engram-server
   engram-cli:client/engram-cli
+  make_bench_data:bench/make_bench_data
 )
 
 fail() {

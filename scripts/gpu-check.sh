@@ -253,7 +253,8 @@ e2e() {
   # 50000 x 768 targets: under the default 64M-element and 256 MiB limits.
   cosine=$("$bin/engram-cli" cosine "$server" --random=16,50000,768 --seed=7 \
     --top_k=5 --placement=gpu) || rc=1
-  echo "cosine: ${cosine: -200}"
+  # ${var: -N} is empty when var is shorter than N, so tail -c.
+  echo "cosine: $(tail -c 200 <<<"$cosine")"
   [[ $cosine == *'"backend":"BACKEND_GPU"'* ]] || {
     echo "cosine did not run on the GPU"
     rc=1
@@ -264,7 +265,7 @@ e2e() {
     >"$work/edges.tsv"
   spread=$("$bin/engram-cli" spread "$server" --graph="$work/edges.tsv" \
     --seeds=0:1.0,500:0.8 --max_hops=6 --top_k=5 --placement=gpu) || rc=1
-  echo "spread: ${spread: -300}"
+  echo "spread: $(tail -c 300 <<<"$spread")"
   [[ $spread == *'"backend":"BACKEND_GPU"'* ]] || {
     echo "spread did not run on the GPU"
     rc=1
