@@ -111,40 +111,11 @@ eval "$peers_cmd" >"$out_dir/peers.json"
 
 if [[ $service == 1 ]]; then
   echo "== request path"
-  port() { "$python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-  echo_port=$(port); grpc_port=$(port); metrics_port=$(port)
-  "$build_dir/bench/echo_server" --address="127.0.0.1:$echo_port" 2>/dev/null &
-  echo_pid=$!
-  "$build_dir/server/engram-server" --grpc_address="127.0.0.1:$grpc_port" \
-    --metrics_address="127.0.0.1:$metrics_port" --log_level=warning &
-  server_pid=$!
-  trap 'kill $echo_pid $server_pid 2>/dev/null || true' EXIT
-  cli="$build_dir/client/engram-cli"
-  for _ in $(seq 100); do
-    "$cli" health --server="127.0.0.1:$grpc_port" --timeout=1s >/dev/null 2>&1 && break
-    sleep 0.1
-  done
   runs="$out_dir/service-runs.jsonl"
   : >"$runs"
-  for shape in 1,64,768 1,1024,768; do
-    for conc in 1 8 32; do
-      for rep in $(seq "$svc_reps"); do
-        for server in echo engram; do
-          if [[ $server == echo ]]; then
-            target=(--server="127.0.0.1:$echo_port" --method=/engram.bench.v1.Echo/BatchCosine)
-          else
-            target=(--server="127.0.0.1:$grpc_port")
-          fi
-          "$cli" bench "${target[@]}" --random="$shape" --concurrency="$conc" \
-            --duration="$svc_duration" --warmup=1s --format=json |
-            "$python" -c "import json,sys; r=json.load(sys.stdin); r['server']='$server'; r['shape']='Q,N,d=$shape'; print(json.dumps(r))" >>"$runs"
-        done
-      done
-    done
-  done
-  kill "$echo_pid" "$server_pid" 2>/dev/null || true
-  wait "$echo_pid" "$server_pid" 2>/dev/null || true
-  trap - EXIT
+  BUILD_DIR=$build_dir REPS=$svc_reps DURATION=$svc_duration \
+    SHAPES="1,64,768 1,1024,768" CONCURRENCIES="1 8 32" \
+    scripts/bench-echo-floor.sh "$runs"
   "$python" - "$runs" "$svc_reps" "$svc_duration" >"$out_dir/service.json" <<'PY'
 import json, sys
 runs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]

@@ -6,8 +6,9 @@
 #                engram-calibrate, engram-server and engram-cli, and
 #                make_bench_data for scripts/bench-resident.sh
 #                (BIN_DIR=.gpu-bundle/bin; not cosine_benchmark, whose
-#                OpenBLAS alone is 35 MiB): a Release build for sm_90 in its
-#                own build directory, stripped
+#                OpenBLAS alone is 35 MiB) and the echo floor
+#                (bench/echo_server, docs/performance.md): a Release build
+#                for sm_90 in its own build directory, stripped
 #   lib/         every shared library they load (found with ldd), except the C
 #                library's own (the GPU machine has a newer one) and the NVIDIA
 #                driver's (the GPU machine's must be used)
@@ -42,6 +43,7 @@ targets=(
   engram-server:server/engram-server
   engram-cli:client/engram-cli
   make_bench_data:bench/make_bench_data
+  echo_server:bench/echo_server
 )
 
 fail() {
