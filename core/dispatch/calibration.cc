@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/string_view.h"
 #include "kernels/types.h"
 
 namespace engram::core {
@@ -278,14 +279,28 @@ std::string FormatCrossoverProfile(const CrossoverTable& table) {
   std::string out =
       absl::StrCat("# measured by calibration: ", table.cpu_name, " vs ",
                    table.gpu_name, "\n[profile ", table.gpu_device, "]\n");
-  if (table.cosine_min_gpu_work.has_value()) {
-    absl::StrAppend(&out, "min_gpu_work_cosine = ", *table.cosine_min_gpu_work,
-                    "\n");
-  }
-  if (table.spread_min_gpu_work.has_value()) {
-    absl::StrAppend(&out, "min_gpu_work_spread = ", *table.spread_min_gpu_work,
-                    "\n");
-  }
+  auto line = [&](Operation op, absl::string_view key,
+                  const std::optional<uint64_t>& min_work) {
+    if (!min_work.has_value()) return;
+    if (*min_work != kNeverGpu) {
+      absl::StrAppend(&out, key, " = ", *min_work, "\n");
+      return;
+    }
+    // The sweep says nothing of sizes above its largest: keep what the GPU
+    // lost on the CPU and leave larger work to the performance model, rather
+    // than shut the GPU out of sizes where it may win.
+    uint64_t largest = 0;
+    for (const CrossoverRow& r : table.rows) {
+      if (r.op == op && !std::isnan(r.gpu_seconds)) {
+        largest = std::max(largest, r.work);
+      }
+    }
+    absl::StrAppend(&out, "# the GPU lost at every measured size up to ",
+                    largest, "; larger sizes were not measured\n", key, " = ",
+                    largest + 1, "\n");
+  };
+  line(Operation::kCosine, "min_gpu_work_cosine", table.cosine_min_gpu_work);
+  line(Operation::kSpread, "min_gpu_work_spread", table.spread_min_gpu_work);
   return out;
 }
 

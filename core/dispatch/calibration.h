@@ -95,7 +95,9 @@ absl::StatusOr<CrossoverTable> RunCalibration(ComputeBackend& cpu,
 std::string FormatCrossoverTable(const CrossoverTable& table);
 
 // "[profile <gpu_device>]" followed by min_gpu_work_cosine / _spread lines;
-// empty when there were no GPU measurements.
+// empty when there were no GPU measurements. Where the GPU never won, the
+// line is one more than the largest measured work (with a comment saying
+// so), not kNeverGpu: the sweep measured nothing larger.
 std::string FormatCrossoverProfile(const CrossoverTable& table);
 
 }  // namespace engram::core

@@ -150,7 +150,11 @@ TEST_F(CalibrationTest, FormatsATableAndAConfigProfile) {
   ASSERT_TRUE(config.ok()) << config.status() << "\n" << profile;
   EXPECT_EQ(selected, "Fast Device 9000");
   EXPECT_EQ(config->min_gpu_work_cosine, 2097152u);
-  EXPECT_EQ(config->min_gpu_work_spread, kNeverGpu);
+  // The GPU lost spreading at every size measured (up to 1000 nodes x 4
+  // edges x 4 hops): those stay on the CPU, larger ones are left open.
+  EXPECT_EQ(config->min_gpu_work_spread, 16001u);
+  EXPECT_THAT(profile,
+              HasSubstr("# the GPU lost at every measured size up to 16000"));
 }
 
 TEST_F(CalibrationTest, WithoutAGpuMeasuresTheCpuOnly) {
