@@ -21,6 +21,7 @@
 #include "absl/strings/cord.h"
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
+#include "kernels/interrupt.h"
 #include "kernels/types.h"
 
 namespace engram::kernels {
@@ -218,11 +219,14 @@ class GpuContext {
   // on the device first. With top_k > 0 the best top_k nodes with activation
   // > 0 are selected on the device into *top (ties by the lower node) and
   // out->activation is left empty, so only top_k results cross PCIe; with
-  // top_k == 0, *top (which may be null) is left alone.
+  // top_k == 0, *top (which may be null) is left alone. `interrupt` (may be
+  // null) is checked before each hop, as the CPU kernel does: a stop is
+  // returned as it is (kernels/interrupt.h).
   absl::Status Spread(const GraphView& graph,
                       absl::Span<const SpreadSeed> seeds,
                       const SpreadParams& params, uint32_t top_k,
-                      SpreadResult* out, TopKList* top);
+                      SpreadResult* out, TopKList* top,
+                      const Interrupt* interrupt = nullptr);
 
   // The device's free and total memory (cudaMemGetInfo); memory the pool
   // keeps but is not using counts as free.

@@ -76,7 +76,8 @@ absl::Status GpuContext::Spread(const GraphView& /*graph*/,
                                 absl::Span<const SpreadSeed> /*seeds*/,
                                 const SpreadParams& /*params*/,
                                 uint32_t /*top_k*/, SpreadResult* /*out*/,
-                                TopKList* /*top*/) {
+                                TopKList* /*top*/,
+                                const Interrupt* /*interrupt*/) {
   return absl::UnavailableError(kNotBuilt);
 }
 

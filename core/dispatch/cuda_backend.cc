@@ -70,7 +70,7 @@ absl::Status CudaBackend::Cosine(const CosineJob& job, CosineOutput* out) {
 
 absl::Status CudaBackend::Spread(const SpreadJob& job, SpreadOutput* out) {
   return ToBackendError(context_->Spread(job.graph, job.seeds, job.params, 0,
-                                         &out->result, nullptr));
+                                         &out->result, nullptr, job.interrupt));
 }
 
 absl::StatusOr<DeviceMemoryInfo> CudaBackend::QueryMemory() {

@@ -458,7 +458,8 @@ struct GpuContext::Impl {
   absl::Status Spread(Lane& lane, const GraphView& graph,
                       absl::Span<const SpreadSeed> seeds,
                       const SpreadParams& params, uint32_t top_k,
-                      SpreadResult* out, TopKList* top);
+                      SpreadResult* out, TopKList* top,
+                      const Interrupt* interrupt);
 };
 
 // Scores the targets a tile at a time. Tile t's rows go host -> staging
@@ -729,7 +730,8 @@ absl::Status GpuContext::Impl::Spread(Lane& lane, const GraphView& graph,
                                       absl::Span<const SpreadSeed> seeds,
                                       const SpreadParams& params,
                                       uint32_t top_k, SpreadResult* out,
-                                      TopKList* top) {
+                                      TopKList* top,
+                                      const Interrupt* interrupt) {
   const uint32_t n = graph.num_nodes;
   const uint32_t num_edges = static_cast<uint32_t>(graph.num_edges());
   cudaStream_t compute = lane.compute.get();
@@ -760,7 +762,7 @@ absl::Status GpuContext::Impl::Spread(Lane& lane, const GraphView& graph,
           [&](void* device, const void* host, size_t bytes) {
             return Upload(lane, device, host, bytes);
           },
-          pool, compute, &activation));
+          pool, compute, interrupt, &activation));
   ENGRAM_CUDA_RETURN_IF_ERROR(
       gpu::LaunchToFloat(activation.get(), n, activation_f32.get(), compute));
   out->hops = result.hops;
@@ -992,11 +994,13 @@ GpuResidentStats GpuContext::ResidentStats() const {
 absl::Status GpuContext::Spread(const GraphView& graph,
                                 absl::Span<const SpreadSeed> seeds,
                                 const SpreadParams& params, uint32_t top_k,
-                                SpreadResult* out, TopKList* top) {
+                                SpreadResult* out, TopKList* top,
+                                const Interrupt* interrupt) {
   if (out == nullptr) return absl::InvalidArgumentError("out is null");
   ENGRAM_RETURN_IF_ERROR(CheckSpreadShape(graph, seeds));
   return impl_->WithLane([&](Lane& lane) {
-    return impl_->Spread(lane, graph, seeds, params, top_k, out, top);
+    return impl_->Spread(lane, graph, seeds, params, top_k, out, top,
+                         interrupt);
   });
 }
 

@@ -232,7 +232,8 @@ absl::StatusOr<SpreadOnDeviceResult> SpreadOnDevice(
     DeviceGraph& graph, absl::Span<const uint32_t> host_row_offsets,
     absl::Span<const SpreadSeed> seeds, const SpreadParams& params,
     const SpreadOnDeviceOptions& options, CopyToDevice copy, cudaMemPool_t pool,
-    cudaStream_t stream, DeviceArray<double>* activation) {
+    cudaStream_t stream, const Interrupt* interrupt,
+    DeviceArray<double>* activation) {
   const uint32_t n = graph.num_nodes();
   const uint32_t num_edges = graph.num_edges();
   SpreadOnDeviceResult result;
@@ -305,6 +306,9 @@ absl::StatusOr<SpreadOnDeviceResult> SpreadOnDevice(
 
   bool push = frontier_edges <= push_capacity;
   for (uint32_t h = 1; h <= params.max_hops && frontier_nodes > 0; ++h) {
+    // The previous hop's counters were copied out, so the stream is idle:
+    // a stop here leaves no work queued behind it.
+    ENGRAM_RETURN_IF_ERROR(CheckInterrupt(interrupt));
     const HopParams hop{params.Decay(h),
                         static_cast<double>(params.Threshold(h)), cap};
     const uint32_t hop_edges = static_cast<uint32_t>(frontier_edges);

@@ -17,6 +17,7 @@
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "kernels/cuda/device_memory.h"
+#include "kernels/interrupt.h"
 #include "kernels/types.h"
 
 namespace engram::kernels::gpu {
@@ -84,12 +85,15 @@ struct SpreadOnDeviceResult {
 // (host memory, validated: nodes in range, activations finite and >= 0).
 // `host_row_offsets` is the graph's row_offsets in host memory (the seeds'
 // out-degrees are read there). Leaves every node's float64 activation in
-// *activation (allocated here). Synchronises `stream` once a hop.
+// *activation (allocated here). Synchronises `stream` once a hop, and
+// checks `interrupt` (may be null) before each hop, returning a stop as it
+// is.
 absl::StatusOr<SpreadOnDeviceResult> SpreadOnDevice(
     DeviceGraph& graph, absl::Span<const uint32_t> host_row_offsets,
     absl::Span<const SpreadSeed> seeds, const SpreadParams& params,
     const SpreadOnDeviceOptions& options, CopyToDevice copy, cudaMemPool_t pool,
-    cudaStream_t stream, DeviceArray<double>* activation);
+    cudaStream_t stream, const Interrupt* interrupt,
+    DeviceArray<double>* activation);
 
 }  // namespace engram::kernels::gpu
 

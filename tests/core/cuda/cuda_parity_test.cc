@@ -5,6 +5,7 @@
 // the HybridExecutor running GPU-only requests on the real device. Every test
 // skips, saying why, without a GPU (and in a build without CUDA).
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdlib>
 #include <limits>
@@ -29,6 +30,7 @@
 #include "gtest/gtest.h"
 #include "kernels/cpu/thread_pool.h"
 #include "kernels/gpu_device.h"
+#include "kernels/interrupt.h"
 #include "tests/testing/random_data.h"
 #include "tests/testing/spreading_cases.h"
 
@@ -453,6 +455,45 @@ TEST_F(CudaExecutorTest, GpuOnlyRequestsRunOnTheGpuAndMatchTheCpu) {
   ASSERT_TRUE(executor.Spread(spread, &spread_out).ok());
   EXPECT_EQ(spread_out.report.backend, BackendKind::kGpu);
   EXPECT_EQ(spread_out.top.size(), 10u);
+}
+
+// Stops from its `stop_at`-th check on.
+class StopAtCheck final : public kernels::Interrupt {
+ public:
+  explicit StopAtCheck(int stop_at) : stop_at_(stop_at) {}
+  absl::Status Check() const override {
+    return ++checks_ >= stop_at_ ? absl::DeadlineExceededError("too late")
+                                 : absl::OkStatus();
+  }
+
+ private:
+  const int stop_at_;
+  mutable std::atomic<int> checks_{0};
+};
+
+TEST_F(CudaExecutorTest, AStopBetweenGpuHopsIsTheCallersNotADeviceFailure) {
+  HybridExecutor& executor = Make();
+  const testing::RandomCsrGraph graph = testing::RandomGraph(20000, 12, 3);
+  const std::vector<kernels::SpreadSeed> seeds = {{0, 1.0f}, {7, 0.5f}};
+  // The executor's check before the call, then hops 1 and 2 pass; hop 3's
+  // check stops the GPU mid-spread.
+  StopAtCheck stop(/*stop_at=*/4);
+  SpreadJob spread;
+  spread.graph = graph.view();
+  spread.seeds = seeds;
+  spread.params.decay = kernels::DecayKind::kConstant;
+  spread.params.decay_param = 1.0f;
+  spread.params.threshold = 0.0f;
+  spread.params.max_hops = 10;
+  spread.placement = Placement::kGpuOnly;
+  spread.interrupt = &stop;
+  SpreadOutput out;
+  const absl::Status status = executor.Spread(spread, &out);
+  EXPECT_EQ(status.code(), absl::StatusCode::kDeadlineExceeded) << status;
+  // A device failure would have been charged to the breaker.
+  const BreakerSnapshot breaker = executor.breaker().Snapshot();
+  EXPECT_EQ(breaker.window_failures, 0u);
+  EXPECT_EQ(breaker.consecutive_failures, 0u);
 }
 
 TEST_F(CudaExecutorTest, TheDevicesMemoryProbeSizesTheChunks) {

@@ -3,6 +3,7 @@
 // as push-only and pull-only spreading, tiny staging buffers, cuBLAS against
 // the fused kernel, device-side top-k of spreading, out-of-memory, a sticky
 // fault, and concurrent calls. Every test skips, saying why, without a GPU.
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <limits>
@@ -22,6 +23,7 @@
 #include "kernels/cpu/topk.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/gpu_device.h"
+#include "kernels/interrupt.h"
 #include "tests/kernels/cuda/fault_kernel.h"
 #include "tests/testing/random_data.h"
 
@@ -150,6 +152,51 @@ TEST_F(GpuContextTest, ANodeWithThousandsOfInputsIsSummedInTheCpuOrder) {
     auto gpu = Make(options);
     ASSERT_NE(gpu, nullptr);
     ExpectSameSpread(GpuSpread(*gpu, g.view(), seeds, params), cpu);
+  }
+}
+
+// Counts its checks and says stop from check `stop_at` on.
+class CountingInterrupt final : public Interrupt {
+ public:
+  explicit CountingInterrupt(int stop_at) : stop_at_(stop_at) {}
+  absl::Status Check() const override {
+    return ++checks_ >= stop_at_ ? absl::DeadlineExceededError("too late")
+                                 : absl::OkStatus();
+  }
+  int checks() const { return checks_; }
+
+ private:
+  const int stop_at_;
+  mutable std::atomic<int> checks_{0};
+};
+
+TEST_F(GpuContextTest, SpreadStopsBeforeTheNextHopWhenInterrupted) {
+  // Little decay: the frontier lives for all 8 hops.
+  const testing::RandomCsrGraph graph = testing::RandomGraph(3000, 6, 12);
+  const std::vector<SpreadSeed> seeds = FirstSeeds(5, 0.8f);
+  for (double fraction : {0.0, 1.0}) {  // pull hops, push hops
+    SCOPED_TRACE(absl::StrCat("push_max_fraction ", fraction));
+    GpuContext::Options options;
+    options.spread_push_max_fraction = fraction;
+    auto gpu = Make(options);
+    ASSERT_NE(gpu, nullptr);
+    CountingInterrupt stop(/*stop_at=*/4);
+    SpreadResult result;
+    const absl::Status status = gpu->Spread(graph.view(), seeds, WideParams(),
+                                            0, &result, nullptr, &stop);
+    EXPECT_EQ(status.code(), absl::StatusCode::kDeadlineExceeded) << status;
+    // Checked before hops 1..4; the fourth check stopped it.
+    EXPECT_EQ(stop.checks(), 4);
+    // The context stays usable, and an interrupt that never fires changes
+    // nothing.
+    CountingInterrupt never(1 << 30);
+    SpreadRun run;
+    run.status = gpu->Spread(graph.view(), seeds, WideParams(), 0, &run.result,
+                             nullptr, &never);
+    ExpectSameSpread(run, CpuSpread(graph.view(), seeds, WideParams()));
+    // One check a hop run; the last may change nothing and not count.
+    EXPECT_GE(never.checks(), static_cast<int>(run.result.hops));
+    EXPECT_LE(never.checks(), static_cast<int>(WideParams().max_hops));
   }
 }
 
