@@ -1,6 +1,5 @@
 #include "kernels/cpu/spread.h"
 
-#include <atomic>
 #include <cmath>
 #include <limits>
 #include <memory>
@@ -15,6 +14,7 @@
 #include "tests/testing/random_data.h"
 #include "tests/testing/reference.h"
 #include "tests/testing/spreading_cases.h"
+#include "tests/testing/stop_after_checks.h"
 
 namespace engram::kernels {
 namespace {
@@ -84,21 +84,6 @@ class SpreadTest : public ::testing::Test {
   }
 };
 
-// Counts its checks and says stop from check `stop_at` on.
-class CountingInterrupt final : public Interrupt {
- public:
-  explicit CountingInterrupt(int stop_at) : stop_at_(stop_at) {}
-  absl::Status Check() const override {
-    return ++checks_ >= stop_at_ ? absl::CancelledError("stop")
-                                 : absl::OkStatus();
-  }
-  int checks() const { return checks_; }
-
- private:
-  const int stop_at_;
-  mutable std::atomic<int> checks_{0};
-};
-
 // A chain 0 -> 1 -> ... -> n-1 with unit weights: one node per hop.
 Graph Chain(uint32_t n) {
   Graph g;
@@ -116,7 +101,7 @@ TEST(SpreadInterruptTest, StopsBeforeTheNextHopInEveryMode) {
   for (SpreadMode mode : {SpreadMode::kPush, SpreadMode::kDensePush,
                           SpreadMode::kPull, SpreadMode::kAuto}) {
     ThreadPool pool(2);
-    CountingInterrupt interrupt(/*stop_at=*/4);
+    testing::StopAfterChecks interrupt(3, absl::CancelledError("stop"));
     SpreadResult result;
     const absl::Status status =
         Spread(chain.view(), {{0, 1.0f}}, params, &pool, &result, mode,
@@ -131,7 +116,7 @@ TEST(SpreadInterruptTest, StopsBeforeTheNextHopInEveryMode) {
 TEST(SpreadInterruptTest, AnInterruptThatNeverFiresChangesNothing) {
   const Graph chain = Chain(20);
   const SpreadParams params = Constant(1.0f, 0.0f);
-  CountingInterrupt never(1 << 30);
+  testing::StopAfterChecks never(1 << 30, absl::CancelledError("unused"));
   SpreadResult with;
   ASSERT_TRUE(Spread(chain.view(), {{0, 1.0f}}, params, nullptr, &with,
                      SpreadMode::kAuto, nullptr, &never)

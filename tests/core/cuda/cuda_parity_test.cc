@@ -5,7 +5,6 @@
 // the HybridExecutor running GPU-only requests on the real device. Every test
 // skips, saying why, without a GPU (and in a build without CUDA).
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <cstdlib>
 #include <limits>
@@ -30,9 +29,9 @@
 #include "gtest/gtest.h"
 #include "kernels/cpu/thread_pool.h"
 #include "kernels/gpu_device.h"
-#include "kernels/interrupt.h"
 #include "tests/testing/random_data.h"
 #include "tests/testing/spreading_cases.h"
+#include "tests/testing/stop_after_checks.h"
 
 namespace engram::core {
 namespace {
@@ -457,27 +456,13 @@ TEST_F(CudaExecutorTest, GpuOnlyRequestsRunOnTheGpuAndMatchTheCpu) {
   EXPECT_EQ(spread_out.top.size(), 10u);
 }
 
-// Stops from its `stop_at`-th check on.
-class StopAtCheck final : public kernels::Interrupt {
- public:
-  explicit StopAtCheck(int stop_at) : stop_at_(stop_at) {}
-  absl::Status Check() const override {
-    return ++checks_ >= stop_at_ ? absl::DeadlineExceededError("too late")
-                                 : absl::OkStatus();
-  }
-
- private:
-  const int stop_at_;
-  mutable std::atomic<int> checks_{0};
-};
-
 TEST_F(CudaExecutorTest, AStopBetweenGpuHopsIsTheCallersNotADeviceFailure) {
   HybridExecutor& executor = Make();
   const testing::RandomCsrGraph graph = testing::RandomGraph(20000, 12, 3);
   const std::vector<kernels::SpreadSeed> seeds = {{0, 1.0f}, {7, 0.5f}};
   // The executor's check before the call, then hops 1 and 2 pass; hop 3's
   // check stops the GPU mid-spread.
-  StopAtCheck stop(/*stop_at=*/4);
+  testing::StopAfterChecks stop(3, absl::DeadlineExceededError("too late"));
   SpreadJob spread;
   spread.graph = graph.view();
   spread.seeds = seeds;

@@ -1,6 +1,5 @@
 #include "core/dispatch/hybrid_executor.h"
 
-#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -20,6 +19,7 @@
 #include "tests/core/dispatch/executor_test_util.h"
 #include "tests/testing/random_data.h"
 #include "tests/testing/reference.h"
+#include "tests/testing/stop_after_checks.h"
 
 namespace engram::core {
 namespace {
@@ -671,28 +671,13 @@ struct SpreadCase {
   }
 };
 
-// Says stop (with `stop`) from its `allowed`+1-th check on.
-class StopAfterChecks final : public kernels::Interrupt {
- public:
-  StopAfterChecks(int allowed, absl::Status stop)
-      : allowed_(allowed), stop_(std::move(stop)) {}
-  absl::Status Check() const override {
-    return ++checks_ > allowed_ ? stop_ : absl::OkStatus();
-  }
-  int checks() const { return checks_; }
-
- private:
-  const int allowed_;
-  const absl::Status stop_;
-  mutable std::atomic<int> checks_{0};
-};
-
 TEST_F(HybridExecutorTest, CancellationStopsTheCpuBeforeTheNextChunk) {
   HybridConfig config = TestConfig();
   config.cpu_chunk_work = 4 * 64 * 16;  // 4 queries per CPU call
   Make(config);
   CosineCase c(40, 64, 16, 41);
-  StopAfterChecks stop(3, absl::CancelledError("the client cancelled"));
+  engram::testing::StopAfterChecks stop(
+      3, absl::CancelledError("the client cancelled"));
   c.job.interrupt = &stop;
   CosineOutput out;
   std::vector<float> scores;
@@ -720,7 +705,8 @@ TEST_F(HybridExecutorTest, InterruptibleCpuChunksGiveTheSameScores) {
   config.cpu_chunk_work = 3 * 64 * 16;  // 3 queries per call, a short tail
   Make(config);
   CosineCase c(40, 64, 16, 43, /*top_k=*/5);
-  StopAfterChecks never(1 << 30, absl::CancelledError("unused"));
+  engram::testing::StopAfterChecks never(1 << 30,
+                                         absl::CancelledError("unused"));
   c.job.interrupt = &never;
   c.job.placement = Placement::kCpuOnly;
   CosineOutput out;
@@ -735,7 +721,8 @@ TEST_F(HybridExecutorTest, DeadlineStopsGpuChunksAndNeverCountsAgainstTheGpu) {
   config.max_chunk_queries = 8;
   Make(config);
   CosineCase c(48, 64, 16, 44);
-  StopAfterChecks stop(2, absl::DeadlineExceededError("deadline passed"));
+  engram::testing::StopAfterChecks stop(
+      2, absl::DeadlineExceededError("deadline passed"));
   c.job.interrupt = &stop;
   CosineOutput out;
   std::vector<float> scores;
@@ -756,7 +743,8 @@ TEST_F(HybridExecutorTest, SpreadingStopsBetweenHopsAndNotOnTheGpuAccount) {
   // One check before the call, one per hop (the fourth check, before hop
   // 3, stops it), and one more as the executor tells the stop from a device
   // failure.
-  StopAfterChecks stop(3, absl::CancelledError("the client cancelled"));
+  engram::testing::StopAfterChecks stop(
+      3, absl::CancelledError("the client cancelled"));
   s.job.interrupt = &stop;
   SpreadOutput out;
   const absl::Status status = executor_->Spread(s.job, &out);

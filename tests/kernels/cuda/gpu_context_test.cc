@@ -3,7 +3,6 @@
 // as push-only and pull-only spreading, tiny staging buffers, cuBLAS against
 // the fused kernel, device-side top-k of spreading, out-of-memory, a sticky
 // fault, and concurrent calls. Every test skips, saying why, without a GPU.
-#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <limits>
@@ -23,9 +22,9 @@
 #include "kernels/cpu/topk.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/gpu_device.h"
-#include "kernels/interrupt.h"
 #include "tests/kernels/cuda/fault_kernel.h"
 #include "tests/testing/random_data.h"
+#include "tests/testing/stop_after_checks.h"
 
 namespace engram::kernels {
 namespace {
@@ -155,21 +154,6 @@ TEST_F(GpuContextTest, ANodeWithThousandsOfInputsIsSummedInTheCpuOrder) {
   }
 }
 
-// Counts its checks and says stop from check `stop_at` on.
-class CountingInterrupt final : public Interrupt {
- public:
-  explicit CountingInterrupt(int stop_at) : stop_at_(stop_at) {}
-  absl::Status Check() const override {
-    return ++checks_ >= stop_at_ ? absl::DeadlineExceededError("too late")
-                                 : absl::OkStatus();
-  }
-  int checks() const { return checks_; }
-
- private:
-  const int stop_at_;
-  mutable std::atomic<int> checks_{0};
-};
-
 TEST_F(GpuContextTest, SpreadStopsBeforeTheNextHopWhenInterrupted) {
   // Little decay: the frontier lives for all 8 hops.
   const testing::RandomCsrGraph graph = testing::RandomGraph(3000, 6, 12);
@@ -180,7 +164,7 @@ TEST_F(GpuContextTest, SpreadStopsBeforeTheNextHopWhenInterrupted) {
     options.spread_push_max_fraction = fraction;
     auto gpu = Make(options);
     ASSERT_NE(gpu, nullptr);
-    CountingInterrupt stop(/*stop_at=*/4);
+    testing::StopAfterChecks stop(3, absl::DeadlineExceededError("too late"));
     SpreadResult result;
     const absl::Status status = gpu->Spread(graph.view(), seeds, WideParams(),
                                             0, &result, nullptr, &stop);
@@ -189,7 +173,7 @@ TEST_F(GpuContextTest, SpreadStopsBeforeTheNextHopWhenInterrupted) {
     EXPECT_EQ(stop.checks(), 4);
     // The context stays usable, and an interrupt that never fires changes
     // nothing.
-    CountingInterrupt never(1 << 30);
+    testing::StopAfterChecks never(1 << 30, absl::CancelledError("unused"));
     SpreadRun run;
     run.status = gpu->Spread(graph.view(), seeds, WideParams(), 0, &run.result,
                              nullptr, &never);
