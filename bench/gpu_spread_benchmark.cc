@@ -186,7 +186,8 @@ void GpuDevice(benchmark::State& state, bool warm_up, size_t graph, bool wide) {
         ENGRAM_RETURN_IF_ERROR(kernels::gpu::SpreadOnDevice(
                                    d, g.row_offsets, in.seeds[graph], params,
                                    kernels::gpu::SpreadOnDeviceOptions(), copy,
-                                   in.pool_handle, stream, &activation)
+                                   in.pool_handle, stream,
+                                   /*interrupt=*/nullptr, &activation)
                                    .status());
         ENGRAM_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
         return absl::OkStatus();
@@ -197,10 +198,10 @@ void GpuDevice(benchmark::State& state, bool warm_up, size_t graph, bool wide) {
   for (auto _ : state) {
     DeviceArray<double> activation;
     timer.Start();
-    auto run =
-        kernels::gpu::SpreadOnDevice(d, g.row_offsets, in.seeds[graph], params,
-                                     kernels::gpu::SpreadOnDeviceOptions(),
-                                     copy, in.pool_handle, stream, &activation);
+    auto run = kernels::gpu::SpreadOnDevice(
+        d, g.row_offsets, in.seeds[graph], params,
+        kernels::gpu::SpreadOnDeviceOptions(), copy, in.pool_handle, stream,
+        /*interrupt=*/nullptr, &activation);
     const double seconds = timer.Stop();
     if (!Check(state, run.status())) return;
     result = *run;
