@@ -6,10 +6,14 @@
 #   1. SearchCollection Q=1 top-10 against a resident 1 Mi x 768 float32
 #      collection (3 GiB, made by bench/make_bench_data and loaded at
 #      start-up through --resident_config): the pass time the server reports
-#      (report.compute_seconds, median of repeated single calls) as read
-#      bandwidth, against the STREAM-like read roofline of
-#      bench/read_bandwidth (cosine_benchmark's BM_ReadBandwidth, all
-#      threads); and the end-to-end latency at concurrency 1 minus the pass,
+#      (report.compute_seconds) as read bandwidth, against the STREAM-like
+#      read roofline of bench/read_bandwidth (cosine_benchmark's
+#      BM_ReadBandwidth, all threads) measured right before it, in three
+#      rounds of a roofline and five single calls (the server idle between
+#      calls), the median of the three ratios being the figure: this
+#      machine's bandwidth drifts by tens of percent over minutes, so only
+#      adjacent measurements are compared; and the end-to-end latency at
+#      concurrency 1 minus the pass,
 #      both on the large collection and on a 128-row one uploaded through
 #      `collection upload` (where the pass is microseconds, so the
 #      difference is the service's fixed cost per call, free of the large
@@ -75,16 +79,22 @@ def median_bw(name):
     return [b["bytes_per_second"] for b in bw["benchmarks"]
             if b.get("aggregate_name") == "median"][0]
 import os
-read_bws = [median_bw(name) for name in ("resident_read_bandwidth.json",
-                                         "resident_read_bandwidth_2.json")
-            if os.path.exists(f"{out}/{name}")]
-read_bw = max(read_bws) if read_bws else None
-calls = [json.loads(l) for l in open(f"{out}/resident_single_calls.jsonl")]
-passes = [c["report"]["compute_seconds"] for c in calls]
-batch = [c["batch_requests"] for c in calls]
-pass_s = statistics.median(passes)
 coll_bytes = rows * dim * 4
+rounds = []  # (roofline bytes/s or None, median pass seconds) per round
+for r in (1, 2, 3):
+    calls = f"{out}/resident_single_calls_{r}.jsonl"
+    if not os.path.exists(calls):
+        continue
+    bw = f"resident_read_bandwidth_{r}.json"
+    rounds.append((median_bw(bw) if os.path.exists(f"{out}/{bw}") else None,
+                   statistics.median(json.loads(l)["report"]["compute_seconds"]
+                                     for l in open(calls))))
+passes = [json.loads(l)["report"]["compute_seconds"]
+          for r in (1, 2, 3) if os.path.exists(f"{out}/resident_single_calls_{r}.jsonl")
+          for l in open(f"{out}/resident_single_calls_{r}.jsonl")]
+pass_s = statistics.median(passes)
 pass_bw = coll_bytes / pass_s
+has_roofline = all(bw is not None for bw, _ in rounds)
 c1 = json.load(open(f"{out}/resident_c1.json"))
 small = json.load(open(f"{out}/resident_small_c1.json"))
 small_pass = statistics.median(
@@ -105,13 +115,15 @@ cores = machine.get("threads", "?")
 p50 = c1["latency_ms"]["p50"]
 ratio = on["requests_per_second"] / max(off["requests_per_second"], 1e-9)
 def ms(x): return f"{x:.2f}"
-if read_bw:
-    roofline_rows = f"""| read roofline (BM_ReadBandwidth, all threads: the higher of two medians of 3, {' and '.join(f'{b / 1e9:.2f}' for b in read_bws)}) | {read_bw / 1e9:.2f} GB/s |
-| search pass, Q=1 top-10 (median of {len(passes)} single calls, server-reported) | {ms(pass_s * 1e3)} ms |
-| pass read bandwidth (collection bytes / pass) | {pass_bw / 1e9:.2f} GB/s = **{100 * pass_bw / read_bw:.0f}%** of the roofline (goal >= 80%) |"""
+def each(values): return " / ".join(values)
+if has_roofline:
+    ratios = [coll_bytes / p / bw for bw, p in rounds]
+    roofline_rows = f"""| read roofline per round (BM_ReadBandwidth, all threads, median of 3; the server idle) | {each(f'{bw / 1e9:.2f}' for bw, _ in rounds)} GB/s |
+| search pass, Q=1 top-10, per round (server-reported, median of 5 single calls right after the roofline) | {each(ms(p * 1e3) for _, p in rounds)} ms |
+| pass read bandwidth against its round's roofline | {each(f'{100 * x:.0f}%' for x in ratios)}: median **{100 * statistics.median(ratios):.0f}%** (goal >= 80%) |"""
 else:
     roofline_rows = f"""| read roofline | not measured (no cosine_benchmark) |
-| search pass, Q=1 top-10 (median of {len(passes)} single calls, server-reported) | {ms(pass_s * 1e3)} ms |
+| search pass, Q=1 top-10 (server-reported, median of {len(passes)} single calls) | {ms(pass_s * 1e3)} ms |
 | pass read bandwidth (collection bytes / pass) | {pass_bw / 1e9:.2f} GB/s |"""
 print(f"""Machine: {cpu}, {cores} hardware threads (load average {load} at the end
 of the run). Collection: {rows} x {dim} float32 ({coll_bytes / 2**30:.2f} GiB),
@@ -122,7 +134,7 @@ warm-up, Q=1, top_k=10.
 |---|---|
 {roofline_rows}
 | end-to-end latency, concurrency 1: p50 / p99 | {ms(p50)} / {ms(c1['latency_ms']['p99'])} ms |
-| end-to-end p50 minus the pass (two medians of separate calls: noise of the large pass) | {ms(p50 - pass_s * 1e3)} ms |
+| end-to-end p50 minus the pass (median of all {len(passes)} single calls; two medians of separate calls: noise of the large pass) | {ms(p50 - pass_s * 1e3)} ms |
 | 128-row collection: pass / end-to-end p50 / p99, concurrency 1 | {small_pass * 1e3:.3f} / {ms(small['latency_ms']['p50'])} / {ms(small['latency_ms']['p99'])} ms |
 | fixed cost per call (128 rows: p50 minus pass) | **{ms(small['latency_ms']['p50'] - small_pass * 1e3)} ms** (goal < 1 ms) |
 | concurrency 32, batching on | {on['requests_per_second']:.1f} queries/s (p50 {ms(on['latency_ms']['p50'])} ms, errors {on['errors'] or 'none'}; {per_pass('on'):.1f} queries per pass) |
@@ -190,10 +202,6 @@ if [[ ! -f $npy || ! -f $small_npy ]]; then
   rm -rf "$tmp"
 fi
 
-# The roofline is measured twice, before the server starts and right after
-# the single-call passes (the server idle), and the higher median is used:
-# on a shared machine one run alone can land in a slow spell and make the
-# pass look faster than memory.
 read_bandwidth() {  # read_bandwidth OUT
   if [[ ! -x $cosine_benchmark ]]; then
     echo "== read bandwidth: no $cosine_benchmark, no roofline"
@@ -206,7 +214,8 @@ read_bandwidth() {  # read_bandwidth OUT
     --benchmark_repetitions=3 --benchmark_report_aggregates_only=true \
     --benchmark_format=json >"$out_dir/$1"
 }
-read_bandwidth resident_read_bandwidth.json
+rm -f "$out_dir"/resident_read_bandwidth*.json \
+  "$out_dir"/resident_single_calls*.jsonl
 
 config=$out_dir/resident.conf
 printf '[collection bench]\npath = %s\n' "$(realpath "$npy")" >"$config"
@@ -266,11 +275,13 @@ bench() {  # bench OUT CONCURRENCY [COLLECTION]
 
 echo "== batching on: single-call pass times, latency, concurrency 32"
 start_server on
-for i in $(seq 1 15); do
-  "$cli" collection search --server="$target" --name=bench \
-    --random=1,$dim --top_k=10 --seed=$i
-done >"$out_dir/resident_single_calls.jsonl"
-read_bandwidth resident_read_bandwidth_2.json
+for round in 1 2 3; do
+  read_bandwidth "resident_read_bandwidth_$round.json"
+  for i in $(seq 1 5); do
+    "$cli" collection search --server="$target" --name=bench \
+      --random=1,$dim --top_k=10 --seed=$((round * 10 + i))
+  done >"$out_dir/resident_single_calls_$round.jsonl"
+done
 bench resident_c1.json 1
 batch_stats resident_c32_on_batches_before.json
 bench resident_c32_on.json 32
