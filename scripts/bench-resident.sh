@@ -37,11 +37,11 @@
 # prebuilt engram-server, engram-cli and make_bench_data, and optionally
 # cosine_benchmark (the GPU bundle's bin/ has not it: without it there is no
 # roofline and the pass is reported in GB/s alone), used as they are,
-# nothing built. The measuring
-# part needs bash and coreutils only, so that it runs on a machine without
-# our toolchain or python3 (the GPU machine, docs/gpu.md); without python3
-# it leaves the results in OUT_DIR for --report. Needs about 2x the
-# collection's size in free memory (the generator, then the server).
+# nothing built. The measuring part needs bash and coreutils only, so that
+# it runs on a machine without our toolchain or python3 (the GPU machine,
+# docs/gpu.md); without python3 it leaves the results in OUT_DIR for
+# --report. Needs about 2x the collection's size in free memory (the
+# generator, then the server).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -67,8 +67,9 @@ out_dir=${OUT_DIR:-$build_dir/bench-results}
 # The figures of a finished run in $out_dir, as a markdown section on stdout
 # (needs python3), spliced into docs/performance.md unless --no-docs.
 report() {
-section=$(python3 - "$out_dir" <<'PY'
-import json, statistics, sys
+  local section
+  section=$(python3 - "$out_dir" <<'PY'
+import json, os, statistics, sys
 out = sys.argv[1]
 rows, dim, duration = open(f"{out}/resident_run.txt").read().split()
 rows, dim = int(rows), int(dim)
@@ -78,7 +79,6 @@ def median_bw(name):
     bw = json.load(open(f"{out}/{name}"))
     return [b["bytes_per_second"] for b in bw["benchmarks"]
             if b.get("aggregate_name") == "median"][0]
-import os
 coll_bytes = rows * dim * 4
 rounds = []  # (roofline bytes/s or None, median pass seconds) per round
 for r in (1, 2, 3):
@@ -144,10 +144,10 @@ warm-up, Q=1, top_k=10.
 | concurrency 32, batching on with `--batch_pass_linger=0` (the next batch leaves as soon as a pass ends) | {nolinger['requests_per_second']:.1f} queries/s (p50 {ms(nolinger['latency_ms']['p50'])} ms, errors {nolinger['errors'] or 'none'}; {per_pass('nolinger'):.1f} queries per pass) |
 """)
 PY
-)
-echo "$section"
-if [[ $docs == 1 ]]; then
-  python3 - docs/performance.md "$section" <<'PY'
+  )
+  echo "$section"
+  if [[ $docs == 1 ]]; then
+    python3 - docs/performance.md "$section" <<'PY'
 import sys
 path, section = sys.argv[1], sys.argv[2]
 begin = "<!-- scripts/bench-resident.sh: begin generated section -->"
@@ -159,8 +159,8 @@ head, rest = text.split(begin, 1)
 _, tail = rest.split(end, 1)
 open(path, "w").write(head + begin + "\n" + section.rstrip() + "\n" + end + tail)
 PY
-  echo "== docs/performance.md updated"
-fi
+    echo "== docs/performance.md updated"
+  fi
 }
 
 if [[ -n $report_dir ]]; then
