@@ -1,8 +1,10 @@
 // echo_server: the floor for the service's request path (bench/echo/
 // echo.proto). Same gRPC library, server options and callback API as
 // engram-server, and the same request messages, parsed by gRPC the same
-// way; the reply is a count computed inline on the gRPC thread. What the
-// real server takes beyond this is its own overhead plus the work.
+// way, with the same allocator settings (server/malloc_tuning.h, at
+// engram-server's default); the reply is a count computed inline on the
+// gRPC thread. What the real server takes beyond this is its own overhead
+// plus the work.
 //
 //   echo_server --address=127.0.0.1:50061
 //
@@ -18,10 +20,15 @@
 #include "grpcpp/server.h"
 #include "grpcpp/server_builder.h"
 #include "grpcpp/server_context.h"
+#include "server/malloc_tuning.h"
 
 ABSL_FLAG(std::string, address, "127.0.0.1:50061", "Where to listen.");
 ABSL_FLAG(int, max_message_bytes, 256 << 20,
           "Largest message accepted or sent (engram-server's default).");
+ABSL_FLAG(int, malloc_trim_threshold, 64 << 20,
+          "engram-server's flag of the same name, at its default: the floor "
+          "pays the allocator costs the server pays; 0 keeps glibc's "
+          "defaults.");
 
 namespace engram::bench {
 namespace {
@@ -60,6 +67,10 @@ void OnSignal(int) { stop_requested = 1; }
 
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
+  if (const int trim = absl::GetFlag(FLAGS_malloc_trim_threshold);
+      trim > 0 && !engram::server::RetainFreedMemory(trim)) {
+    std::fprintf(stderr, "echo_server: mallopt refused the trim threshold\n");
+  }
   engram::bench::EchoService service;
   grpc::ServerBuilder builder;
   int port = 0;

@@ -366,7 +366,8 @@ def build(results):
             "### Request path: engram-server against the echo floor",
             "",
             "`bench/echo_server` takes the same request messages through the "
-            "same gRPC build and callback API and answers a count inline; "
+            "same gRPC build, callback API and allocator settings "
+            "(server/malloc_tuning.h) and answers a count inline; "
             "`engram-server` runs with its defaults. Both on loopback, loaded "
             "in alternation by `engram-cli bench` (closed loop, "
             f"{svc['duration']} per run after {svc['warmup']} warm-up, "

@@ -4,13 +4,11 @@
 // 0.0.0.0:9464). SIGTERM or SIGINT drains: health turns NOT_SERVING, new
 // calls are refused, accepted calls finish within --drain_deadline, then the
 // process exits 0.
-#include <malloc.h>
 #include <signal.h>
 
 #include <cstdio>
 #include <cstring>
 #include <fstream>
-#include <limits>
 #include <string>
 
 #include "absl/flags/flag.h"
@@ -21,6 +19,7 @@
 #include "absl/time/time.h"
 #include "core/logging.h"
 #include "kernels/cpu/cosine.h"
+#include "server/malloc_tuning.h"
 #include "server/server.h"
 
 ABSL_FLAG(std::string, grpc_address, "0.0.0.0:50051",
@@ -201,15 +200,10 @@ int main(int argc, char** argv) {
     return 2;
   }
 
-  // glibc's defaults return a thread heap's free top to the system once it
-  // exceeds 128 KiB (madvise DONTNEED), so a request of a few MiB, parsed
-  // on one of gRPC's threads, faults every page of its buffer in afresh:
-  // about a fifth of the server's CPU time at 3 MiB a call (perf). Keeping
-  // freed memory in the heaps makes the next request reuse it. Before any
-  // thread starts, so that every arena gets the same settings.
+  // Before any thread starts (server/malloc_tuning.h says why).
   if (const uint64_t trim = absl::GetFlag(FLAGS_malloc_trim_threshold);
       trim != 0) {
-    if (trim > static_cast<uint64_t>(std::numeric_limits<int>::max())) {
+    if (trim > engram::server::kMaxMallocTrimThreshold) {
       std::fprintf(stderr,
                    "--malloc_trim_threshold: %llu is over the limit of "
                    "2147483647 bytes\n",
@@ -218,8 +212,7 @@ int main(int argc, char** argv) {
     }
     // A sanitizer's allocator replaces glibc's and refuses mallopt: the
     // server then runs as it would with the flag at 0.
-    if (mallopt(M_MMAP_THRESHOLD, 32 << 20) == 0 ||
-        mallopt(M_TRIM_THRESHOLD, static_cast<int>(trim)) == 0) {
+    if (!engram::server::RetainFreedMemory(static_cast<int>(trim))) {
       Log(LogLevel::kWarning, "malloc_trim_threshold_ignored",
           {{"reason", "mallopt refused it (not glibc's allocator?)"}});
     }
