@@ -16,6 +16,7 @@
 # CONCURRENCIES ("1 8 32"), REPS (3), DURATION (5s).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib/ready.sh
 out=${1:?usage: scripts/bench-echo-floor.sh OUT}
 if [[ -n ${BIN_DIR:-} ]]; then
   server=$BIN_DIR/engram-server cli=$BIN_DIR/engram-cli
@@ -28,28 +29,29 @@ fi
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; wait; rm -rf "$work"' EXIT
 
-# A loopback port nothing listens on (bash's /dev/tcp: no python needed).
-free_port() {
-  local port
-  while :; do
-    port=$((20000 + RANDOM % 40000))
-    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || { echo "$port"; return; }
-  done
-}
-echo_address=127.0.0.1:$(free_port)
+# Whether something listens at HOST:PORT (bash's /dev/tcp: no python).
+listening() { (exec 3<>"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null; }
+# The echo has no ready file: a loopback port nothing listens on yet.
+echo_address=
+while [[ -z $echo_address ]] || listening "$echo_address"; do
+  echo_address=127.0.0.1:$((20000 + RANDOM % 40000))
+done
 "$echo_server" --address="$echo_address" 2>/dev/null &
 "$server" --grpc_address=127.0.0.1:0 --metrics_address=127.0.0.1:0 \
   --ready_file="$work/ready" --log_level=warning &
-listening() { (exec 3<>"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null; }
-for _ in $(seq 100); do
-  [[ -s $work/ready ]] && listening "$echo_address" && break
-  sleep 0.1
-done
-if [[ ! -s $work/ready ]] || ! listening "$echo_address"; then
+server_pid=$!
+started=0
+if wait_ready "$work/ready" "$server_pid"; then
+  for _ in $(seq 50); do
+    listening "$echo_address" && { started=1; break; }
+    sleep 0.1
+  done
+fi
+if ((!started)); then
   echo "bench-echo-floor: a server did not start" >&2
   exit 1
 fi
-port=$(sed -E 's/.*"grpc_port":"?([0-9]+).*/\1/' "$work/ready")
+port=$(ready_port "$work/ready" grpc_port)
 
 for shape in ${SHAPES:-1,64,768 1,1024,768}; do
   for concurrency in ${CONCURRENCIES:-1 8 32}; do

@@ -15,6 +15,7 @@
 #     CONCURRENCY=1 scripts/bench-flag.sh 3 4s
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib/ready.sh
 build_dir=${BUILD_DIR:-build}
 reps=${1:-3}
 duration=${2:-5s}
@@ -33,9 +34,9 @@ run() {  # $1: the flag's value; prints "requests/s p50_ms"
   "$server" --grpc_address=127.0.0.1:0 --metrics_address=127.0.0.1:0 \
     --ready_file="$work/ready" --log_level=warning "--$flag=$1" &
   local pid=$!
-  for _ in $(seq 100); do [[ -s $work/ready ]] && break; sleep 0.1; done
+  wait_ready "$work/ready" "$pid" || { echo "server did not start" >&2; exit 1; }
   local port
-  port=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["grpc_port"])' "$work/ready")
+  port=$(ready_port "$work/ready" grpc_port)
   "$cli" bench --server="127.0.0.1:$port" --random="$shape" --top_k="$top_k" \
     --concurrency="$concurrency" --duration="$duration" --format=json \
     > "$work/out.json"

@@ -44,6 +44,7 @@
 # generator, then the server).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib/ready.sh
 
 rows=1048576
 duration=20s
@@ -241,13 +242,10 @@ start_server() {
     --ready_file="$out_dir/ready" --log_level=warning "$@" \
     2>"$out_dir/resident_server_$name.log" &
   pid=$!
-  for _ in $(seq 1 600); do
-    [[ -f $out_dir/ready ]] && break
-    kill -0 "$pid" 2>/dev/null || { echo "server exited" >&2; exit 1; }
-    sleep 0.2
-  done
-  port=$(sed -E 's/.*"grpc_port":"?([0-9]+).*/\1/' "$out_dir/ready")
-  target=127.0.0.1:$port
+  # Loading the collection takes a while.
+  wait_ready "$out_dir/ready" "$pid" 120 ||
+    { echo "server exited or did not start" >&2; exit 1; }
+  target=127.0.0.1:$(ready_port "$out_dir/ready" grpc_port)
   "$cli" collection describe --server="$target" --name=bench \
     >"$out_dir/resident_describe.json"
 }
@@ -256,7 +254,7 @@ start_server() {
 # as JSON; bash's /dev/tcp, so that neither curl nor python3 is needed.
 batch_stats() {  # batch_stats OUT
   local metrics_port
-  metrics_port=$(sed -E 's/.*"metrics_port":"?([0-9]+).*/\1/' "$out_dir/ready")
+  metrics_port=$(ready_port "$out_dir/ready" metrics_port)
   exec 3<>"/dev/tcp/127.0.0.1/$metrics_port"
   printf 'GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' >&3
   awk '$1 == "engram_search_batch_queries_sum" { sum = $2 }

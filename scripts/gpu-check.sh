@@ -39,6 +39,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
+source scripts/lib/ready.sh
 bundle=$(realpath -m "${1:-.gpu-bundle}")
 out=$(realpath -m "${OUT:-build-gpu-check}")
 mkdir -p "$out"
@@ -236,18 +237,13 @@ e2e() {
     --metrics_address=127.0.0.1:0 --ready_file="$ready" --worker_threads=4 \
     >"$out/engram-server.log" 2>&1 &
   pid=$!
-  for _ in $(seq 1 100); do
-    [[ -s $ready ]] && break
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.2
-  done
-  if [[ ! -s $ready ]]; then
+  if ! wait_ready "$ready" "$pid"; then
     echo "the server did not start:"
     tail -n 20 "$out/engram-server.log"
     kill "$pid" 2>/dev/null
     return 1
   fi
-  port=$(sed -E 's/.*"grpc_port":([0-9]+).*/\1/' "$ready")
+  port=$(ready_port "$ready" grpc_port)
   grep -m1 '"event":"serving"' "$out/engram-server.log"
   local server=--server=127.0.0.1:$port cosine spread
   # 50000 x 768 targets: under the default 64M-element and 256 MiB limits.
@@ -279,7 +275,8 @@ e2e() {
   return $rc
 }
 
-export -f device load gtest gpu_tests memcheck parity calibrate bench e2e
+export -f device load gtest gpu_tests memcheck parity calibrate bench e2e \
+  wait_ready ready_port
 
 # The limits add up to 390 s; the header says why each is what it is.
 step device 10 device
