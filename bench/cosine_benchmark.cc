@@ -35,7 +35,7 @@
 #include "bench/read_bandwidth.h"
 #include "benchmark/benchmark.h"
 #include "kernels/cpu/cosine.h"
-#include "kernels/cpu/thread_pool.h"
+#include "kernels/thread_pool.h"
 
 namespace engram::bench {
 namespace {

@@ -20,8 +20,8 @@
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "benchmark/benchmark.h"
-#include "kernels/cpu/thread_pool.h"
 #include "kernels/gpu_device.h"
+#include "kernels/thread_pool.h"
 
 namespace engram::bench {
 

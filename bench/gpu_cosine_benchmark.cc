@@ -8,7 +8,7 @@
 //                             time): staging, PCIe both ways, kernels;
 //   cpu/{dense,top10}         CpuBackend on every core of this machine;
 //   gpu_resident/top10        CudaBackend as a resident collection search
-//                             runs it (issue 9): the 1 Mi x 768 targets held
+//                             runs it: the 1 Mi x 768 targets held
 //                             on the device under a residency key
 //                             (UploadResident, once), queries in and lists
 //                             out per call (wall time), Q = 1 (one search)
@@ -34,17 +34,17 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 #include "bench/gpu_benchmark_util.h"
 #include "benchmark/benchmark.h"
 #include "core/dispatch/cpu_backend.h"
 #include "core/dispatch/cuda_backend.h"
-#include "kernels/cpu/thread_pool.h"
 #include "kernels/cuda/cosine_device.h"
 #include "kernels/cuda/cublas_loader.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/device_memory.h"
 #include "kernels/cuda/topk_kernels.h"
-#include "kernels/status_macros.h"
+#include "kernels/thread_pool.h"
 
 namespace engram::bench {
 namespace {

@@ -24,15 +24,15 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 #include "bench/gpu_benchmark_util.h"
 #include "benchmark/benchmark.h"
 #include "core/dispatch/cpu_backend.h"
 #include "core/dispatch/cuda_backend.h"
-#include "kernels/cpu/thread_pool.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/device_memory.h"
 #include "kernels/cuda/spread_device.h"
-#include "kernels/status_macros.h"
+#include "kernels/thread_pool.h"
 
 namespace engram::bench {
 namespace {

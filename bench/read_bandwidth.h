@@ -7,7 +7,7 @@
 
 #include <cstddef>
 
-#include "kernels/cpu/thread_pool.h"
+#include "kernels/thread_pool.h"
 
 namespace engram::bench {
 

@@ -28,7 +28,7 @@
 #include "bench/bench_data.h"
 #include "benchmark/benchmark.h"
 #include "kernels/cpu/spread.h"
-#include "kernels/cpu/thread_pool.h"
+#include "kernels/thread_pool.h"
 
 namespace engram::bench {
 namespace {

@@ -14,8 +14,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "base/status_macros.h"
 #include "client/file_io.h"
-#include "kernels/status_macros.h"
 
 namespace engram::client {
 namespace {

@@ -13,8 +13,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "base/status_macros.h"
 #include "client/file_io.h"
-#include "kernels/status_macros.h"
 
 namespace engram::client {
 namespace {

@@ -6,10 +6,12 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 #include "core/dispatch/cpu_backend.h"
 #include "core/dispatch/cuda_backend.h"
+#include "kernels/cpu/cosine.h"
 #include "kernels/gpu_device.h"
-#include "kernels/status_macros.h"
+#include "kernels/row_checks.h"
 
 namespace engram::core {
 
@@ -25,6 +27,13 @@ Engine::~Engine() {
   residency_.reset();
   // Queued tasks may still call into the executor: let them finish first.
   pool_.reset();
+}
+
+Engine::BuildInfo Engine::Build() {
+  BuildInfo info;
+  info.cuda_built = kernels::BuiltWithCuda();
+  info.simd_target = kernels::CosineSimdTarget();
+  return info;
 }
 
 absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(
@@ -43,11 +52,12 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(
   e.pool_ = std::make_unique<kernels::ThreadPool>(options.worker_threads);
   ENGRAM_ASSIGN_OR_RETURN(e.cpu_, CpuBackend::Create({e.pool_.get()}));
 
-  if (options.simulated_gpu.has_value()) {
-    SimulatedGpuBackend::Options sim = *options.simulated_gpu;
-    sim.pool = e.pool_.get();
-    ENGRAM_ASSIGN_OR_RETURN(e.gpu_, SimulatedGpuBackend::Create(sim));
-    e.device_name_ = sim.device_name;
+  if (options.gpu_backend) {
+    ENGRAM_ASSIGN_OR_RETURN(e.gpu_, options.gpu_backend(e.pool_.get()));
+    if (e.gpu_ == nullptr) {
+      return absl::InvalidArgumentError("gpu_backend made no backend");
+    }
+    e.device_name_ = e.gpu_->Capabilities().device_name;
   } else {
     // The first GPU the CUDA backend can use; without one (no driver, no
     // device, a device this build's kernels cannot run on, a CPU-only build)
@@ -220,7 +230,7 @@ absl::Status Engine::CosineWithin(const RequestLimits& limits,
   }
   // Chunks split the queries; checking them here numbers a bad row in the
   // whole request. The pass is Q*d against the Q*N*d of the work.
-  ENGRAM_RETURN_IF_ERROR(ValidateFiniteRows("queries", job.queries));
+  ENGRAM_RETURN_IF_ERROR(kernels::CheckFiniteRows("queries", job.queries));
   return executor_->Cosine(job, out);
 }
 

@@ -22,15 +22,14 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "core/dispatch/compute_backend.h"
-#include "core/dispatch/device_residency.h"
 #include "core/dispatch/hybrid_config.h"
 #include "core/dispatch/hybrid_executor.h"
-#include "core/dispatch/simulated_gpu_backend.h"
-#include "core/jobs.h"
+#include "core/dispatch/jobs.h"
 #include "core/metrics.h"
+#include "core/residency/device_residency.h"
 #include "core/resident_data.h"
 #include "core/validation.h"
-#include "kernels/cpu/thread_pool.h"
+#include "kernels/thread_pool.h"
 #include "prometheus/registry.h"
 
 namespace engram::core {
@@ -45,10 +44,11 @@ class Engine {
     // Hybrid dispatch configuration file (hybrid_config.h format); empty:
     // the documented defaults.
     std::string hybrid_config_path;
-    // When set, the GPU is the fault-injecting simulation
-    // (simulated_gpu_backend.h) instead of a real device: for tests and demos
-    // on machines without a GPU. Its pool and clock are the engine's.
-    std::optional<SimulatedGpuBackend::Options> simulated_gpu;
+    // When set, the GPU backend is the one this makes (over the engine's
+    // worker pool) instead of the first usable CUDA device: how tests and
+    // demos inject the simulated device (core/dispatch/testing/). Its
+    // Capabilities().device_name selects the hybrid configuration profile.
+    GpuBackendFactory gpu_backend;
     // Resident collections and graphs: their memory budget and the search
     // batching (core/resident_data.h).
     ResidentOptions resident;
@@ -87,6 +87,13 @@ class Engine {
   // the returned list names those that changed in the file.
   absl::StatusOr<std::vector<std::string>> ReloadConfig();
 
+  // What this build and process are made of, for logs and engram_build_info.
+  struct BuildInfo {
+    bool cuda_built = false;  // the CUDA backend was compiled in
+    std::string simd_target;  // the CPU kernels' selected SIMD target
+  };
+  static BuildInfo Build();
+
   const RequestLimits& limits() const { return options_.limits; }
   bool gpu_available() const { return gpu_ != nullptr; }
   // The GPU backend's name ("simulated-gpu", "cuda"), or empty.
@@ -105,13 +112,6 @@ class Engine {
   // GetStats' numbers: refreshes the derived gauges from one snapshot and
   // reads the structured stats from the same children /metrics exposes.
   EngineStats Stats() const;
-  // The simulated GPU when Options::simulated_gpu is set, else nullptr:
-  // tests and demos inject faults through it.
-  SimulatedGpuBackend* simulated_gpu() const {
-    return options_.simulated_gpu.has_value()
-               ? static_cast<SimulatedGpuBackend*>(gpu_.get())
-               : nullptr;
-  }
   HybridExecutor& executor() { return *executor_; }
   std::shared_ptr<const HybridConfig> config() const { return config_->Get(); }
   std::shared_ptr<prometheus::Registry> registry() const { return registry_; }

@@ -3,9 +3,9 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "core/jobs.h"
+#include "base/status_macros.h"
+#include "core/dispatch/jobs.h"
 #include "core/logging.h"
-#include "kernels/status_macros.h"
 
 namespace engram::core {
 

@@ -1,4 +1,4 @@
-// ResidentData: the engine's resident collections and graphs (issue 9) in
+// ResidentData: the engine's resident collections and graphs in
 // one sub-object, so that core::Engine's header stays about dispatch.
 //
 // It owns the shared MemoryBudget, the CollectionStore, the GraphStore (whose

@@ -94,20 +94,6 @@ absl::Status ValidateCosineJob(const CosineJob& job,
   return absl::OkStatus();
 }
 
-absl::Status ValidateFiniteRows(absl::string_view field,
-                                const kernels::MatrixView& matrix) {
-  for (size_t r = 0; r < matrix.rows; ++r) {
-    const float* row = matrix.row(r);
-    for (size_t c = 0; c < matrix.cols; ++c) {
-      if (!std::isfinite(row[c])) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            field, " row ", r, " contains a non-finite value at column ", c));
-      }
-    }
-  }
-  return absl::OkStatus();
-}
-
 absl::Status ValidateSpreadParams(const kernels::SpreadParams& params) {
   if (params.max_hops > kMaxHops) {
     return Invalid("params.max_hops",

@@ -16,7 +16,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
-#include "core/jobs.h"
+#include "core/dispatch/jobs.h"
 
 namespace engram::core {
 
@@ -44,14 +44,6 @@ absl::Status ValidateMatrixShape(absl::string_view field, uint64_t rows,
 // dimensions, size limits, min_score.
 absl::Status ValidateCosineJob(const CosineJob& job,
                                const RequestLimits& limits);
-
-// Checks that every value of `matrix` is finite; INVALID_ARGUMENT names
-// `field`, the first bad row and its column otherwise. The engine checks the
-// queries with it before a job is split into chunks, so the row is numbered
-// in the whole request (targets are checked by the kernels as they are
-// read).
-absl::Status ValidateFiniteRows(absl::string_view field,
-                                const kernels::MatrixView& matrix);
 
 // Checks the whole spreading job: graph structure (offsets, targets,
 // weights), seeds, parameter ranges and size limits. O(nodes + edges).

@@ -1,10 +1,8 @@
 // The argument checks every cosine kernel (CPU and GPU) runs before it reads
-// a matrix, with one set of messages. Header-only: the CUDA library cannot
-// link the CPU kernels' library.
+// a matrix, with one set of messages.
 #ifndef ENGRAM_KERNELS_COSINE_SHAPE_H_
 #define ENGRAM_KERNELS_COSINE_SHAPE_H_
 
-#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <limits>
@@ -41,21 +39,6 @@ inline absl::Status CheckCosineIndexRange(size_t num_targets,
                      " rows do not fit in 32 bits"));
   }
   return absl::OkStatus();
-}
-
-// The error for a row whose squared norm is not finite in float32: names the
-// first non-finite value's column, or says the finite values overflow.
-inline absl::Status NonFiniteRowError(const char* matrix, const float* row,
-                                      size_t cols, uint64_t reported_row) {
-  for (size_t c = 0; c < cols; ++c) {
-    if (!std::isfinite(row[c])) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(matrix, " row ", reported_row,
-                       " contains a non-finite value at column ", c));
-    }
-  }
-  return absl::InvalidArgumentError(absl::StrCat(
-      matrix, " row ", reported_row, ": squared norm overflows float32"));
 }
 
 }  // namespace engram::kernels

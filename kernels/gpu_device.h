@@ -21,7 +21,7 @@
 #include "absl/strings/cord.h"
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
-#include "kernels/interrupt.h"
+#include "base/interrupt.h"
 #include "kernels/types.h"
 
 namespace engram::kernels {
@@ -133,7 +133,7 @@ struct GpuResidentStats {
 // bit for bit (same float64 additions in the same order), so hops and
 // edges_traversed are identical.
 //
-// Resident matrices (issue 9): UploadResident() keeps a copy of a target
+// Resident matrices: UploadResident() keeps a copy of a target
 // matrix in device memory under a caller's key, with each row's norm
 // computed once, there; a cosine call naming the key reads it instead of
 // copying its targets in (the host targets it is given must be the same
@@ -221,12 +221,12 @@ class GpuContext {
   // out->activation is left empty, so only top_k results cross PCIe; with
   // top_k == 0, *top (which may be null) is left alone. `interrupt` (may be
   // null) is checked before each hop, as the CPU kernel does: a stop is
-  // returned as it is (kernels/interrupt.h).
+  // returned as it is (base/interrupt.h).
   absl::Status Spread(const GraphView& graph,
                       absl::Span<const SpreadSeed> seeds,
                       const SpreadParams& params, uint32_t top_k,
                       SpreadResult* out, TopKList* top,
-                      const Interrupt* interrupt = nullptr);
+                      const base::Interrupt* interrupt = nullptr);
 
   // The device's free and total memory (cudaMemGetInfo); memory the pool
   // keeps but is not using counts as free.

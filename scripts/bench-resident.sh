@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The resident-collection goals of issue 9, measured on this machine in one
+# The resident-collection goals, measured on this machine in one
 # run and written into docs/performance.md between the generated-section
 # markers of this script:
 #

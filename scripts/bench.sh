@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The performance run of issue 4, all in one go on this machine: the kernel
+# The performance run of the CPU kernels and the request path, all in one go on this machine: the kernel
 # benchmarks (bench/cosine_benchmark, bench/spread_benchmark), their peers on
 # the same data (numpy, FAISS, scipy: bench/peers.py), and the request path
 # (engram-server against bench/echo_server, loaded by `engram-cli bench`).

@@ -18,7 +18,7 @@
 #   parity       [40] the CPU/GPU parity tests of CudaBackend (tests/core/cuda)
 #   calibrate    [25] engram-calibrate: the warmed CPU/GPU crossover sweep
 #   bench-cosine [80] the GPU benchmarks, CPU figures beside them (JSON kept),
-#                     with the resident-search rows of issue 9
+#                     with the resident-search rows
 #   bench-spread [40]
 #   e2e          [30] engram-server on the GPU: a BatchCosine and a Spread
 #                     through engram-cli --placement=gpu whose reports say

@@ -12,6 +12,9 @@ scripts/check-format.sh
 echo "== build"
 scripts/build.sh -DENGRAM_BUILD_TESTS=ON -DENGRAM_BUILD_BENCHMARKS=ON
 
+echo "== thread-safety analysis (clang -Wthread-safety)"
+scripts/thread-safety.sh
+
 echo "== tests"
 ctest --test-dir "${BUILD_DIR:-build}" --output-on-failure -j 2 --timeout 300
 

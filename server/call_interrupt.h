@@ -1,6 +1,6 @@
 // CallInterrupt: a gRPC call's cancellation and deadline as the engine's
-// kernels::Interrupt, so that the work of a call the client abandoned stops
-// at the next chunk or hop (kernels/interrupt.h).
+// base::Interrupt, so that the work of a call the client abandoned stops
+// at the next chunk or hop (base/interrupt.h).
 //
 // Thread-safety: Check() may be called from any thread while the call is
 // unanswered (CallbackServerContext::IsCancelled() is safe to call
@@ -11,12 +11,12 @@
 #include "absl/status/status.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "base/interrupt.h"
 #include "grpcpp/server_context.h"
-#include "kernels/interrupt.h"
 
 namespace engram::server {
 
-class CallInterrupt final : public kernels::Interrupt {
+class CallInterrupt final : public base::Interrupt {
  public:
   // `context` is not owned and must outlive this.
   explicit CallInterrupt(grpc::CallbackServerContext* context)

@@ -1,4 +1,4 @@
-// The resident-data RPCs of engram.similarity.v1.Similarity (issue 9):
+// The resident-data RPCs of engram.similarity.v1.Similarity:
 // collections (create, client-streaming upload, delete, list, describe,
 // search) and graphs (client-streaming put, delete, list, describe).
 // SimilarityService, the one CallbackService the generated code allows,

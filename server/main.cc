@@ -17,8 +17,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
+#include "core/engine.h"
 #include "core/logging.h"
-#include "kernels/cpu/cosine.h"
 #include "server/malloc_tuning.h"
 #include "server/server.h"
 
@@ -265,6 +265,8 @@ int main(int argc, char** argv) {
       absl::GetFlag(FLAGS_batch_max_passes);
   options.engine.resident.batch_pass_linger =
       absl::GetFlag(FLAGS_batch_pass_linger);
+  // Set when the engine makes the simulated device (owned by the engine).
+  engram::core::SimulatedGpuBackend* simulated_gpu = nullptr;
   if (absl::GetFlag(FLAGS_simulated_gpu)) {
     engram::core::SimulatedGpuBackend::Options sim;
     sim.memory_bytes = absl::GetFlag(FLAGS_simulated_gpu_memory_bytes);
@@ -279,7 +281,8 @@ int main(int argc, char** argv) {
     sim.launch_overhead = absl::GetFlag(FLAGS_simulated_gpu_launch_overhead);
     sim.seconds_per_unit = absl::GetFlag(FLAGS_simulated_gpu_seconds_per_unit);
     sim.seed = absl::GetFlag(FLAGS_simulated_gpu_seed);
-    options.engine.simulated_gpu = sim;
+    options.engine.gpu_backend =
+        engram::core::SimulatedGpuFactory(sim, &simulated_gpu);
     Log(LogLevel::kWarning, "simulated_gpu",
         {{"note", "SIMULATION: the GPU backend is simulated on the CPU"}});
   }
@@ -290,10 +293,9 @@ int main(int argc, char** argv) {
         {{"error", std::string(server.status().message())}});
     return 2;
   }
-  if (engram::core::SimulatedGpuBackend* sim =
-          (*server)->engine().simulated_gpu();
-      sim != nullptr) {
-    sim->SetOomAboveBytes(absl::GetFlag(FLAGS_simulated_gpu_oom_above_bytes));
+  if (simulated_gpu != nullptr) {
+    simulated_gpu->SetOomAboveBytes(
+        absl::GetFlag(FLAGS_simulated_gpu_oom_above_bytes));
   }
   if (absl::Status started = (*server)->Start(); !started.ok()) {
     Log(LogLevel::kError, "start_failed",
@@ -301,7 +303,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   Log(LogLevel::kInfo, "cpu_kernels",
-      {{"simd_target", engram::kernels::CosineSimdTarget()}});
+      {{"simd_target", engram::core::Engine::Build().simd_target}});
   const std::string ready_file = absl::GetFlag(FLAGS_ready_file);
   if (!ready_file.empty() && !WriteReadyFile(ready_file, (*server)->grpc_port(),
                                              (*server)->metrics_port())) {

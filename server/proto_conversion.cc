@@ -3,8 +3,8 @@
 #include <algorithm>
 #include <limits>
 
+#include "base/status_macros.h"
 #include "core/validation.h"
-#include "kernels/status_macros.h"
 
 namespace engram::server {
 

@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "core/jobs.h"
+#include "core/dispatch/jobs.h"
 #include "core/metrics.h"
 #include "core/validation.h"
 #include "engram/similarity/v1/similarity.pb.h"

@@ -10,14 +10,12 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "base/status_macros.h"
 #include "core/logging.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server_builder.h"
-#include "kernels/cpu/cosine.h"
-#include "kernels/gpu_device.h"
-#include "kernels/status_macros.h"
 #include "prometheus/gauge.h"
 #include "server/readiness.h"
 
@@ -119,8 +117,8 @@ absl::StatusOr<std::unique_ptr<SimilarityServer>> SimilarityServer::Create(
           "GPU backend in use (simulated-gpu for the simulation).")
       .Register(*server->registry_)
       .Add({{"version", options.version},
-            {"cuda", kernels::BuiltWithCuda() ? "built" : "not_built"},
-            {"simd", kernels::CosineSimdTarget()},
+            {"cuda", core::Engine::Build().cuda_built ? "built" : "not_built"},
+            {"simd", core::Engine::Build().simd_target},
             {"gpu", server->engine_->gpu_available()
                         ? server->engine_->gpu_name()
                         : "none"}})

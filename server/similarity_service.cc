@@ -6,9 +6,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "base/status_macros.h"
 #include "core/logging.h"
 #include "core/validation.h"
-#include "kernels/status_macros.h"
 #include "server/call_interrupt.h"
 #include "server/proto_conversion.h"
 #include "server/rpc_call.h"
@@ -140,7 +140,7 @@ grpc::ServerUnaryReactor* SimilarityService::BatchCosine(
     ::engram::similarity::v1::BatchCosineResponse* response) {
   return Compute(context, Method::kBatchCosine,
                  AdmissionCost(*request, engine_->limits()), response,
-                 [this, request, response](const kernels::Interrupt* stop) {
+                 [this, request, response](const base::Interrupt* stop) {
                    return RunBatchCosine(*request, stop, response);
                  });
 }
@@ -177,7 +177,7 @@ grpc::ServerUnaryReactor* SimilarityService::Spread(
   if (graph != nullptr) cost += 24 * uint64_t{graph->num_nodes()};
   return Compute(context, Method::kSpread, cost, response,
                  [this, request, response,
-                  graph = std::move(graph)](const kernels::Interrupt* stop) {
+                  graph = std::move(graph)](const base::Interrupt* stop) {
                    return RunSpread(*request, graph.get(), stop, response);
                  });
 }
@@ -222,7 +222,7 @@ grpc::ServerUnaryReactor* SimilarityService::GetStats(
 
 absl::Status SimilarityService::RunBatchCosine(
     const ::engram::similarity::v1::BatchCosineRequest& request,
-    const kernels::Interrupt* interrupt,
+    const base::Interrupt* interrupt,
     ::engram::similarity::v1::BatchCosineResponse* response) {
   ENGRAM_ASSIGN_OR_RETURN(core::CosineJob job, CosineJobFromProto(request));
   job.interrupt = interrupt;
@@ -265,7 +265,7 @@ absl::Status SimilarityService::RunBatchCosine(
 
 absl::Status SimilarityService::RunSpread(
     const ::engram::similarity::v1::SpreadRequest& request,
-    const collections::Graph* graph, const kernels::Interrupt* interrupt,
+    const collections::Graph* graph, const base::Interrupt* interrupt,
     ::engram::similarity::v1::SpreadResponse* response) {
   std::vector<kernels::SpreadSeed> seeds;
   ENGRAM_ASSIGN_OR_RETURN(core::SpreadJob job,

@@ -25,10 +25,10 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "base/interrupt.h"
 #include "core/engine.h"
 #include "engram/similarity/v1/similarity.grpc.pb.h"
 #include "google/protobuf/message.h"
-#include "kernels/interrupt.h"
 #include "server/admission.h"
 #include "server/arena_allocator.h"
 #include "server/collection_handlers.h"
@@ -168,13 +168,13 @@ class SimilarityService final
 
   absl::Status RunBatchCosine(
       const ::engram::similarity::v1::BatchCosineRequest& request,
-      const kernels::Interrupt* interrupt,
+      const base::Interrupt* interrupt,
       ::engram::similarity::v1::BatchCosineResponse* response);
   // `graph` is the resident graph the request names, or null for an inline
   // one.
   absl::Status RunSpread(const ::engram::similarity::v1::SpreadRequest& request,
                          const collections::Graph* graph,
-                         const kernels::Interrupt* interrupt,
+                         const base::Interrupt* interrupt,
                          ::engram::similarity::v1::SpreadResponse* response);
 
   const Options options_;

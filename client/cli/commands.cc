@@ -24,6 +24,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
+#include "base/status_macros.h"
 #include "client/edge_list.h"
 #include "client/file_io.h"
 #include "client/npy.h"
@@ -37,7 +38,6 @@
 #include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/support/byte_buffer.h"
 #include "grpcpp/support/slice.h"
-#include "kernels/status_macros.h"
 
 // The defaults live in the option structs so that tests building options by
 // hand see the same values as the command line.

@@ -8,8 +8,9 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 #include "core/collections/names.h"
-#include "kernels/status_macros.h"
+#include "kernels/row_checks.h"
 
 namespace engram::collections {
 namespace {
@@ -116,21 +117,9 @@ absl::Status CollectionUpload::Append(const kernels::MatrixView& chunk,
   float* norms = s.norms_.data() + rows_received_;
   for (size_t r = 0; r < chunk.rows; ++r) {
     const float* src = chunk.row(r);
-    double sum = 0;
-    for (uint32_t c = 0; c < dimension_; ++c) {
-      const float v = src[c];
-      if (!std::isfinite(v)) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("vectors row ", rows_received_ + r,
-                         " contains a non-finite value at column ", c));
-      }
-      sum += static_cast<double>(v) * v;
-    }
-    if (sum > FLT_MAX) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("vectors row ", rows_received_ + r,
-                       " has a squared norm that overflows float32"));
-    }
+    double sum;
+    ENGRAM_RETURN_IF_ERROR(kernels::CheckFiniteRow("vectors", src, dimension_,
+                                                   rows_received_ + r, &sum));
     std::memcpy(dst + r * dimension_, src, dimension_ * sizeof(float));
     norms[r] = static_cast<float>(std::sqrt(sum));
   }

@@ -1,5 +1,5 @@
 // CollectionStore: named collections of float32 vectors held resident in host
-// memory, so that a search sends only its queries (issue 9). Host memory holds
+// memory, so that a search sends only its queries. Host memory holds
 // the authoritative copy; a device cache (not built yet, see below) may hold
 // copies of what fits the GPU.
 //
@@ -64,7 +64,7 @@
 #include "absl/types/span.h"
 #include "core/collections/memory_budget.h"
 #include "core/collections/resident_metrics.h"
-#include "kernels/cpu/large_buffer.h"
+#include "kernels/large_buffer.h"
 #include "kernels/types.h"
 
 namespace engram::collections {

@@ -11,11 +11,11 @@
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "base/status_macros.h"
 #include "core/collections/atomic_file.h"
 #include "core/collections/names.h"
 #include "core/collections/npy_loader.h"
 #include "core/collections/snapshot.h"
-#include "kernels/status_macros.h"
 
 namespace engram::collections {
 namespace {

@@ -5,8 +5,8 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 #include "core/collections/names.h"
-#include "kernels/status_macros.h"
 
 namespace engram::collections {
 namespace {

@@ -1,5 +1,5 @@
 // GraphStore: named CSR graphs held resident in host memory, so that a
-// spreading request can name a graph instead of sending it (issue 9).
+// spreading request can name a graph instead of sending it.
 //
 // A graph is put whole by a staged upload: BeginPut() reserves the budget
 // for num_nodes and num_edges (RESOURCE_EXHAUSTED before anything is
@@ -47,7 +47,7 @@
 #include "absl/types/span.h"
 #include "core/collections/memory_budget.h"
 #include "core/collections/resident_metrics.h"
-#include "kernels/cpu/large_buffer.h"
+#include "kernels/large_buffer.h"
 #include "kernels/types.h"
 
 namespace engram::collections {

@@ -13,9 +13,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "base/status_macros.h"
 #include "core/collections/atomic_file.h"
 #include "core/collections/checksum.h"
-#include "kernels/status_macros.h"
 
 namespace engram::collections {
 namespace {

@@ -9,35 +9,12 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "base/status_macros.h"
 #include "kernels/cpu/cosine.h"
 #include "kernels/cpu/topk.h"
-#include "kernels/status_macros.h"
+#include "kernels/row_checks.h"
 
 namespace engram::collections {
-namespace {
-
-// Rejects what the kernel would reject for the whole pass, so that one
-// caller's bad query can never fail the other callers batched with it.
-absl::Status CheckQueries(const kernels::MatrixView& q) {
-  for (size_t r = 0; r < q.rows; ++r) {
-    const float* row = q.row(r);
-    double sum = 0;
-    for (size_t c = 0; c < q.cols; ++c) {
-      if (!std::isfinite(row[c])) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "queries row ", r, " contains a non-finite value at column ", c));
-      }
-      sum += static_cast<double>(row[c]) * row[c];
-    }
-    if (sum > FLT_MAX) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "queries row ", r, " has a squared norm that overflows float32"));
-    }
-  }
-  return absl::OkStatus();
-}
-
-}  // namespace
 
 absl::Status SearchSegments(const BatchPass& pass, const SegmentSearch& search,
                             std::vector<kernels::TopKList>* out) {
@@ -203,7 +180,9 @@ absl::StatusOr<SearchTicket> SearchBatcher::Search(SearchRequest request,
   if (request.min_score.has_value() && !std::isfinite(*request.min_score)) {
     return absl::InvalidArgumentError("min_score must be finite");
   }
-  ENGRAM_RETURN_IF_ERROR(CheckQueries(q));
+  // Rejects what the kernel would reject for the whole pass, so that one
+  // caller's bad query can never fail the other callers batched with it.
+  ENGRAM_RETURN_IF_ERROR(kernels::CheckFiniteRows("queries", q));
 
   auto call = std::make_unique<Call>();
   call->request = std::move(request);

@@ -69,8 +69,8 @@
 #include "absl/time/time.h"
 #include "core/collections/collection_store.h"
 #include "core/collections/resident_metrics.h"
-#include "core/jobs.h"
-#include "kernels/cpu/thread_pool.h"
+#include "core/dispatch/jobs.h"
+#include "kernels/thread_pool.h"
 #include "kernels/types.h"
 
 namespace engram::collections {

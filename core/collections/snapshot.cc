@@ -7,10 +7,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "base/status_macros.h"
 #include "core/collections/atomic_file.h"
 #include "core/collections/checksum.h"
 #include "core/collections/names.h"
-#include "kernels/status_macros.h"
 
 namespace engram::collections {
 namespace {

@@ -5,7 +5,7 @@
 // process restarts) opens the breaker for good.
 //
 // Backends mark OOM and sticky errors with a payload so that the codes
-// themselves stay the ones STYLE.md assigns (RESOURCE_EXHAUSTED, INTERNAL).
+// themselves stay the ones docs/api.md assigns (RESOURCE_EXHAUSTED, INTERNAL).
 #ifndef ENGRAM_CORE_DISPATCH_BACKEND_ERRORS_H_
 #define ENGRAM_CORE_DISPATCH_BACKEND_ERRORS_H_
 

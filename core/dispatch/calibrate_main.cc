@@ -24,8 +24,8 @@
 #include "core/dispatch/calibration.h"
 #include "core/dispatch/cpu_backend.h"
 #include "core/dispatch/cuda_backend.h"
-#include "core/dispatch/simulated_gpu_backend.h"
-#include "kernels/cpu/thread_pool.h"
+#include "core/dispatch/testing/simulated_gpu_backend.h"
+#include "kernels/thread_pool.h"
 
 ABSL_FLAG(int, threads, 0, "CPU worker threads; 0: one per hardware thread");
 ABSL_FLAG(bool, simulated_gpu, false,

@@ -32,8 +32,8 @@
 #include "absl/status/statusor.h"
 #include "core/dispatch/clock.h"
 #include "core/dispatch/compute_backend.h"
+#include "core/dispatch/jobs.h"
 #include "core/dispatch/performance_model.h"
-#include "core/jobs.h"
 
 namespace engram::core {
 

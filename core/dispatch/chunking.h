@@ -25,7 +25,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
-#include "core/jobs.h"
+#include "core/dispatch/jobs.h"
 
 namespace engram::core {
 

@@ -11,9 +11,9 @@
 // device is unusable for the rest of the process, anything else for a
 // device failure. It never aborts the process.
 //
-// Residency (issue 9): a GPU backend may also hold device copies of target
+// Residency: a GPU backend may also hold device copies of target
 // matrices under a caller's key (a collection segment's id), uploaded ahead
-// of use by core/dispatch/device_residency.h. A cosine job whose
+// of use by core/residency/device_residency.h. A cosine job whose
 // resident_targets names such a copy of the targets' shape is computed
 // against it, without copying the targets in. The defaults below say
 // "unsupported", so a backend without device memory (the CPU) needs nothing.
@@ -24,14 +24,17 @@
 #define ENGRAM_CORE_DISPATCH_COMPUTE_BACKEND_H_
 
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <string>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "core/dispatch/jobs.h"
 #include "core/dispatch/memory_pressure.h"
-#include "core/jobs.h"
+#include "kernels/thread_pool.h"
 #include "kernels/types.h"
 
 namespace engram::core {
@@ -106,6 +109,14 @@ class ComputeBackend {
   // Device bytes the resident copies hold. Default: 0.
   virtual uint64_t ResidentBytes() const { return 0; }
 };
+
+// Makes a GPU backend over the engine's worker pool (borrowed; it outlives
+// the backend). How a caller replaces the engine's search for a CUDA device
+// with another device: tests and engram-server's --simulated_gpu demo mode
+// inject the simulated one (core/dispatch/testing/) this way.
+using GpuBackendFactory =
+    std::function<absl::StatusOr<std::unique_ptr<ComputeBackend>>(
+        kernels::ThreadPool* pool)>;
 
 }  // namespace engram::core
 

@@ -32,8 +32,8 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "core/dispatch/compute_backend.h"
-#include "kernels/cpu/thread_pool.h"
 #include "kernels/gpu_device.h"
+#include "kernels/thread_pool.h"
 
 namespace engram::core {
 

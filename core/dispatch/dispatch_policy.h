@@ -37,9 +37,9 @@
 #include "absl/time/time.h"
 #include "core/dispatch/chunking.h"
 #include "core/dispatch/circuit_breaker.h"
+#include "core/dispatch/jobs.h"
 #include "core/dispatch/memory_pressure.h"
 #include "core/dispatch/performance_model.h"
-#include "core/jobs.h"
 
 namespace engram::core {
 

@@ -13,7 +13,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "core/dispatch/circuit_breaker.h"
-#include "core/jobs.h"
+#include "core/dispatch/jobs.h"
 
 namespace engram::core {
 

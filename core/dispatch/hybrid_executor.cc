@@ -5,10 +5,10 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 #include "core/dispatch/backend_errors.h"
 #include "core/dispatch/chunking.h"
 #include "kernels/cpu/topk.h"
-#include "kernels/status_macros.h"
 
 namespace engram::core {
 
@@ -42,8 +42,8 @@ namespace {
 int Slot(BackendKind kind) { return kind == BackendKind::kGpu ? 1 : 0; }
 
 // Whether `error` is the caller's stop rather than a backend's failure.
-bool IsStop(const absl::Status& error, const kernels::Interrupt* interrupt) {
-  return !error.ok() && !kernels::CheckInterrupt(interrupt).ok();
+bool IsStop(const absl::Status& error, const base::Interrupt* interrupt) {
+  return !error.ok() && !base::CheckInterrupt(interrupt).ok();
 }
 
 }  // namespace
@@ -308,7 +308,7 @@ absl::Status HybridExecutor::CosineRange(const CosineJob& job,
                                          size_t end, Run& run) {
   size_t pos = begin;
   while (pos < end) {
-    ENGRAM_RETURN_IF_ERROR(kernels::CheckInterrupt(job.interrupt));
+    ENGRAM_RETURN_IF_ERROR(base::CheckInterrupt(job.interrupt));
     if (run.gpu_active) {
       const size_t rows = std::min<size_t>(run.gpu_rows, end - pos);
       absl::Status status = CosineCall(*gpu_, job, out, pos, pos + rows, run);
@@ -317,7 +317,7 @@ absl::Status HybridExecutor::CosineRange(const CosineJob& job,
       } else {
         // A stop the backend saw is the caller's doing, not the device's:
         // it must not count against the GPU.
-        ENGRAM_RETURN_IF_ERROR(kernels::CheckInterrupt(job.interrupt));
+        ENGRAM_RETURN_IF_ERROR(base::CheckInterrupt(job.interrupt));
         ENGRAM_RETURN_IF_ERROR(OnGpuFailure(status, rows, run));
       }
     } else {
@@ -466,7 +466,7 @@ absl::Status HybridExecutor::Spread(const SpreadJob& job, SpreadOutput* out) {
   out->top.clear();
   ENGRAM_RETURN_IF_ERROR(
       Begin(run, job.placement, SpreadFootprint(job), 1, &out->report));
-  absl::Status status = kernels::CheckInterrupt(job.interrupt);
+  absl::Status status = base::CheckInterrupt(job.interrupt);
   bool done = false;
   if (status.ok() && run.gpu_active) {
     status = SpreadCall(*gpu_, job, out, run);

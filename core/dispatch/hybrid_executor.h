@@ -49,9 +49,9 @@
 #include "core/dispatch/dispatch_policy.h"
 #include "core/dispatch/executor_observer.h"
 #include "core/dispatch/hybrid_config.h"
+#include "core/dispatch/jobs.h"
 #include "core/dispatch/memory_pressure.h"
 #include "core/dispatch/performance_model.h"
-#include "core/jobs.h"
 
 namespace engram::core {
 

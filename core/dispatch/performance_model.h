@@ -33,7 +33,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "core/dispatch/clock.h"
-#include "core/jobs.h"
+#include "core/dispatch/jobs.h"
 
 namespace engram::core {
 

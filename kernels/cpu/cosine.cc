@@ -15,9 +15,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/types/span.h"
+#include "base/status_macros.h"
 #include "kernels/cosine_shape.h"
 #include "kernels/cpu/topk.h"
-#include "kernels/status_macros.h"
+#include "kernels/query_preparation.h"
+#include "kernels/row_checks.h"
 
 #ifndef ENGRAM_KERNELS_CPU_COSINE_CC_SHARED_
 #define ENGRAM_KERNELS_CPU_COSINE_CC_SHARED_
@@ -542,15 +544,11 @@ constexpr size_t kMinTaskFloats = size_t{1} << 16;
 constexpr size_t kTasksPerThread = 4;
 constexpr size_t kNoBadRow = std::numeric_limits<size_t>::max();
 
-// Queries scaled by a power of two (exact, and cosine is scale invariant) so
-// their largest element is in [0.5, 1): neither the dot products nor the
-// query norm can then underflow or overflow on the query's account.
-struct PreparedQueries {
-  size_t rows = 0;
-  size_t stride = 0;              // a multiple of kQueryPadFloats
-  std::vector<float> values;      // rows x stride, zero-padded
-  std::vector<double> inv_norm;   // 1 / |scaled query|; 0 for a zero query
-  std::vector<float> inv_norm_f;  // the same, rounded to float
+// The shared preparation (kernels/query_preparation.h), each row's stride a
+// multiple of kQueryPadFloats, with the inverse norms also rounded to float
+// for the SIMD epilogue.
+struct CpuQueries : PreparedQueries {
+  std::vector<float> inv_norm_f;
 };
 
 // The scaled queries transposed into blocks for the panel kernel: block b
@@ -589,42 +587,8 @@ float TinyNormSq(size_t d) {
                             std::numeric_limits<float>::epsilon());
 }
 
-// Squared norm in double; the row is bad when it is not finite as a float32.
-bool RowSquaredNormIsFinite(const float* row, size_t cols, double* norm_sq) {
-  double sum = 0.0;
-  for (size_t c = 0; c < cols; ++c) {
-    sum += static_cast<double>(row[c]) * row[c];
-  }
-  *norm_sq = sum;
-  return sum <= std::numeric_limits<float>::max();  // false for NaN, too
-}
-
-absl::Status PrepareQueries(const MatrixView& queries, PreparedQueries* out) {
-  const size_t d = queries.cols;
-  out->rows = queries.rows;
-  out->stride = (d + kQueryPadFloats - 1) / kQueryPadFloats * kQueryPadFloats;
-  out->values.assign(out->rows * out->stride, 0.0f);
-  out->inv_norm.assign(out->rows, 0.0);
-  for (size_t r = 0; r < queries.rows; ++r) {
-    const float* row = queries.row(r);
-    double unused_norm_sq;
-    if (!RowSquaredNormIsFinite(row, d, &unused_norm_sq)) {
-      return NonFiniteRowError("queries", row, d, r);
-    }
-    float max_abs = 0.0f;
-    for (size_t c = 0; c < d; ++c)
-      max_abs = std::max(max_abs, std::abs(row[c]));
-    if (max_abs == 0.0f) continue;  // zero query: scores 0
-    int exponent;
-    std::frexp(max_abs, &exponent);
-    float* scaled = out->values.data() + r * out->stride;
-    double norm_sq = 0.0;
-    for (size_t c = 0; c < d; ++c) {
-      scaled[c] = std::ldexp(row[c], -exponent);
-      norm_sq += static_cast<double>(scaled[c]) * scaled[c];
-    }
-    out->inv_norm[r] = 1.0 / std::sqrt(norm_sq);
-  }
+absl::Status PrepareCpuQueries(const MatrixView& queries, CpuQueries* out) {
+  ENGRAM_RETURN_IF_ERROR(PrepareQueries(queries, kQueryPadFloats, out));
   out->inv_norm_f.assign(out->inv_norm.begin(), out->inv_norm.end());
   return absl::OkStatus();
 }
@@ -632,7 +596,7 @@ absl::Status PrepareQueries(const MatrixView& queries, PreparedQueries* out) {
 // Packs the prepared queries for the panel kernel: wide blocks (two vectors
 // of queries per k) while more than one vector's worth remains, then at most
 // one narrow block, so that padding wastes less than a vector of lanes.
-void PackPanelQueries(const PreparedQueries& pq, size_t d, PanelShape shape,
+void PackPanelQueries(const CpuQueries& pq, size_t d, PanelShape shape,
                       PanelQueries* out) {
   out->shape = shape;
   const size_t lanes = shape.lanes;
@@ -679,7 +643,7 @@ float ClampedScore(double dot, double inv_query_norm, double inv_target_norm) {
 // Scores a target row whose float squared norm may have underflowed, entirely
 // in double: scores[(j - first) * stride] for queries j in [first, first +
 // count).
-void RescoreTinyRow(const PreparedQueries& pq, const float* t, size_t d,
+void RescoreTinyRow(const CpuQueries& pq, const float* t, size_t d,
                     size_t first, size_t count, float* scores, size_t stride) {
   double norm_sq = 0.0;
   for (size_t c = 0; c < d; ++c) norm_sq += static_cast<double>(t[c]) * t[c];
@@ -695,8 +659,7 @@ void RescoreTinyRow(const PreparedQueries& pq, const float* t, size_t d,
 // The shifted queries for reading `targets` aligned (ShiftedQueries), in
 // `storage`; values == nullptr when d is not a multiple of the vector
 // length (rows then start at varying offsets) or vectors are one float.
-ShiftedQueries ShiftQueries(const PreparedQueries& pq,
-                            const MatrixView& targets,
+ShiftedQueries ShiftQueries(const CpuQueries& pq, const MatrixView& targets,
                             hwy::AlignedFreeUniquePtr<float[]>* storage) {
   const size_t d = targets.cols;
   const size_t lanes = HWY_DYNAMIC_DISPATCH(RowLanes)();
@@ -724,7 +687,7 @@ ShiftedQueries ShiftQueries(const PreparedQueries& pq,
 // begin)]. `norms` has room for end - begin floats. Returns the first row
 // (absolute within `targets`) whose squared norm is not finite, or
 // kNoBadRow; rows from that one on are left unscored.
-size_t ScoreBlock(const PreparedQueries& pq, const ShiftedQueries& shifted,
+size_t ScoreBlock(const CpuQueries& pq, const ShiftedQueries& shifted,
                   const MatrixView& targets, size_t begin, size_t end,
                   float* scores, size_t stride, float* norms) {
   const size_t d = targets.cols;
@@ -755,7 +718,7 @@ size_t ScoreBlock(const PreparedQueries& pq, const ShiftedQueries& shifted,
 // j. Returns the first bad row (see ScoreBlock), or kNoBadRow; `skip(row)`
 // true abandons the run before a tile starting at `row`.
 template <class Skip, class Consume>
-size_t PanelRun(const PreparedQueries& pq, const PanelQueries& panel,
+size_t PanelRun(const CpuQueries& pq, const PanelQueries& panel,
                 const MatrixView& targets, size_t begin, size_t end,
                 const Skip& skip, const Consume& consume) {
   const size_t d = targets.cols;
@@ -876,23 +839,6 @@ TaskSplit SplitTargets(size_t n, size_t d, size_t num_queries,
   return {(n + rows - 1) / rows, rows};
 }
 
-// Runs the tasks on the pool (the caller takes part) or inline. Each task
-// runs with denormals flushed, whichever thread it lands on, so the result
-// does not depend on the thread: the pool's workers have the mode already,
-// a calling thread might not.
-void RunTasks(ThreadPool* pool, size_t num_tasks,
-              absl::FunctionRef<void(size_t)> fn) {
-  auto task = [fn](size_t i) {
-    ScopedDenormalsDisabled flush;
-    fn(i);
-  };
-  if (pool == nullptr || num_tasks <= 1) {
-    for (size_t i = 0; i < num_tasks; ++i) task(i);
-  } else {
-    pool->ParallelFor(num_tasks, task);
-  }
-}
-
 // The lowest bad target row found by any task. A task skips blocks that lie
 // past a bad row already found, since the call fails anyway.
 class FirstBadRow {
@@ -946,8 +892,8 @@ absl::Status CosineDense(const MatrixView& queries, const MatrixView& targets,
         absl::StrCat("out_stride ", out_stride, " is less than the ",
                      targets.rows, " target rows"));
   }
-  PreparedQueries pq;
-  ENGRAM_RETURN_IF_ERROR(PrepareQueries(queries, &pq));
+  CpuQueries pq;
+  ENGRAM_RETURN_IF_ERROR(PrepareCpuQueries(queries, &pq));
   if (queries.rows == 0 || targets.rows == 0) return absl::OkStatus();
   if (out == nullptr) return absl::InvalidArgumentError("out is null");
 
@@ -957,7 +903,7 @@ absl::Status CosineDense(const MatrixView& queries, const MatrixView& targets,
   if (Resolve(kernel, queries.rows) == CosineKernel::kPanel) {
     PanelQueries panel;
     PackPanelQueries(pq, d, SelectedPanelShape(), &panel);
-    RunTasks(pool, split.num_tasks, [&](size_t task) {
+    RunKernelTasks(pool, split.num_tasks, [&](size_t task) {
       const size_t begin = task * split.rows_per_task;
       const size_t end = std::min(targets.rows, begin + split.rows_per_task);
       const size_t bad_row = PanelRun(
@@ -977,7 +923,7 @@ absl::Status CosineDense(const MatrixView& queries, const MatrixView& targets,
   } else {
     hwy::AlignedFreeUniquePtr<float[]> storage;
     const ShiftedQueries shifted = ShiftQueries(pq, targets, &storage);
-    RunTasks(pool, split.num_tasks, [&](size_t task) {
+    RunKernelTasks(pool, split.num_tasks, [&](size_t task) {
       std::vector<float> norms(kBlockRows);
       const size_t end =
           std::min(targets.rows, (task + 1) * split.rows_per_task);
@@ -1007,8 +953,8 @@ absl::Status CosineTopK(const MatrixView& queries, const MatrixView& targets,
   ENGRAM_RETURN_IF_ERROR(CheckCosineIndexRange(targets.rows, index_offset));
   if (k == 0) return absl::InvalidArgumentError("k must be at least 1");
   if (out == nullptr) return absl::InvalidArgumentError("out is null");
-  PreparedQueries pq;
-  ENGRAM_RETURN_IF_ERROR(PrepareQueries(queries, &pq));
+  CpuQueries pq;
+  ENGRAM_RETURN_IF_ERROR(PrepareCpuQueries(queries, &pq));
   const size_t num_q = queries.rows;
   if (num_q == 0 || targets.rows == 0) {
     out->assign(num_q, TopKList());
@@ -1029,7 +975,7 @@ absl::Status CosineTopK(const MatrixView& queries, const MatrixView& targets,
   if (Resolve(kernel, num_q) == CosineKernel::kPanel) {
     PanelQueries panel;
     PackPanelQueries(pq, d, SelectedPanelShape(), &panel);
-    RunTasks(pool, split.num_tasks, [&](size_t task) {
+    RunKernelTasks(pool, split.num_tasks, [&](size_t task) {
       std::vector<TopKSelector> selectors(num_q, TopKSelector(keep));
       const size_t begin = task * split.rows_per_task;
       const size_t end = std::min(targets.rows, begin + split.rows_per_task);
@@ -1052,7 +998,7 @@ absl::Status CosineTopK(const MatrixView& queries, const MatrixView& targets,
   } else {
     hwy::AlignedFreeUniquePtr<float[]> storage;
     const ShiftedQueries shifted = ShiftQueries(pq, targets, &storage);
-    RunTasks(pool, split.num_tasks, [&](size_t task) {
+    RunKernelTasks(pool, split.num_tasks, [&](size_t task) {
       std::vector<float> scores(num_q * kBlockRows);
       std::vector<float> norms(kBlockRows);
       std::vector<TopKSelector> selectors(num_q, TopKSelector(keep));
@@ -1085,7 +1031,7 @@ absl::Status CosineTopK(const MatrixView& queries, const MatrixView& targets,
   out->assign(num_q, TopKList());
   const size_t per_merge = std::max<size_t>(
       1, kMinTaskFloats / std::max<size_t>(1, split.num_tasks * keep));
-  RunTasks(pool, (num_q + per_merge - 1) / per_merge, [&](size_t group) {
+  RunKernelTasks(pool, (num_q + per_merge - 1) / per_merge, [&](size_t group) {
     std::vector<TopKList> candidates(split.num_tasks);
     const size_t end = std::min(num_q, (group + 1) * per_merge);
     for (size_t j = group * per_merge; j < end; ++j) {

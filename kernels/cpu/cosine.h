@@ -37,7 +37,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
-#include "kernels/cpu/thread_pool.h"
+#include "kernels/thread_pool.h"
 #include "kernels/types.h"
 
 namespace engram::kernels {

@@ -9,9 +9,9 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "kernels/cpu/large_buffer.h"
+#include "base/status_macros.h"
+#include "kernels/large_buffer.h"
 #include "kernels/spread_shape.h"
-#include "kernels/status_macros.h"
 
 namespace engram::kernels {
 namespace {
@@ -43,21 +43,6 @@ constexpr size_t kPullTasksPerThread = 8;
 
 int Threads(const ThreadPool* pool) {
   return pool == nullptr ? 1 : pool->num_threads() + 1;
-}
-
-// fn(part) for part in [0, parts), on the pool (the caller takes part) or
-// inline, every call with denormals flushed whatever its thread.
-void RunParts(ThreadPool* pool, size_t parts,
-              absl::FunctionRef<void(size_t)> fn) {
-  auto task = [fn](size_t part) {
-    ScopedDenormalsDisabled flush;
-    fn(part);
-  };
-  if (pool == nullptr || parts <= 1) {
-    for (size_t p = 0; p < parts; ++p) task(p);
-  } else {
-    pool->ParallelFor(parts, task);
-  }
 }
 
 // The first node of part `part` of `parts` equal contiguous ranges of [0, n).
@@ -110,7 +95,7 @@ bool BuildInEdges(const GraphView& graph, ThreadPool* pool, InEdges* in) {
   // staging position where chunk c's run of bucket b starts.
   std::vector<size_t> counts(chunks * buckets, 0);
   std::atomic<bool> targets_ok{true};
-  RunParts(pool, chunks, [&](size_t c) {
+  RunKernelTasks(pool, chunks, [&](size_t c) {
     size_t* count = counts.data() + c * buckets;
     const uint32_t end = graph.row_offsets[PartBegin(c + 1, chunks, n)];
     for (uint32_t e = graph.row_offsets[PartBegin(c, chunks, n)]; e < end;
@@ -137,7 +122,7 @@ bool BuildInEdges(const GraphView& graph, ThreadPool* pool, InEdges* in) {
   bucket_start[buckets] = position;
 
   LargeBuffer<StagedEdge> staged(m);
-  RunParts(pool, chunks, [&](size_t c) {
+  RunKernelTasks(pool, chunks, [&](size_t c) {
     size_t* cursor = counts.data() + c * buckets;
     const uint32_t last = PartBegin(c + 1, chunks, n);
     for (uint32_t u = PartBegin(c, chunks, n); u < last; ++u) {
@@ -152,7 +137,7 @@ bool BuildInEdges(const GraphView& graph, ThreadPool* pool, InEdges* in) {
   in->offsets.resize(static_cast<size_t>(n) + 1);
   in->sources = LargeBuffer<uint32_t>(m);
   in->weights = LargeBuffer<float>(m);
-  RunParts(pool, buckets, [&](size_t b) {
+  RunKernelTasks(pool, buckets, [&](size_t b) {
     const uint32_t lo = static_cast<uint32_t>(b * kBuildBucketNodes);
     const uint32_t hi = std::min<uint32_t>(n, lo + kBuildBucketNodes);
     const StagedEdge* first = staged.data() + bucket_start[b];
@@ -221,11 +206,11 @@ class Spreader {
     }
   }
 
-  absl::Status Run(const Interrupt* interrupt, SpreadResult* out) {
+  absl::Status Run(const base::Interrupt* interrupt, SpreadResult* out) {
     uint32_t hops = 0;
     uint64_t edges_traversed = 0;
     for (uint32_t h = 1; h <= params_.max_hops && !frontier_.empty(); ++h) {
-      ENGRAM_RETURN_IF_ERROR(CheckInterrupt(interrupt));
+      ENGRAM_RETURN_IF_ERROR(base::CheckInterrupt(interrupt));
       const double decay = params_.Decay(h);
       const double theta = params_.Threshold(h);
       bool changed = false;
@@ -341,7 +326,7 @@ class Spreader {
     std::vector<uint8_t> part_changed(parts, 0);
     std::atomic<bool> bad_edge{false};
     const double cap = params_.max_activation;
-    RunParts(pool_, parts, [&](size_t part) {
+    RunKernelTasks(pool_, parts, [&](size_t part) {
       const uint32_t lo = PartBegin(part, parts, n);
       const uint32_t span = PartBegin(part + 1, parts, n) - lo;
       double* input = input_.data();
@@ -449,7 +434,7 @@ class Spreader {
     part_next_.resize(parts);
     std::vector<uint8_t> part_changed(parts, 0);
     const double cap = params_.max_activation;
-    RunParts(pool_, parts, [&](size_t part) {
+    RunKernelTasks(pool_, parts, [&](size_t part) {
       const uint32_t lo = PartBegin(part, parts, n);
       const uint32_t hi = PartBegin(part + 1, parts, n);
       std::vector<FrontierEntry> next;  // local: see DensePushHop
@@ -502,7 +487,7 @@ class Spreader {
 absl::Status Spread(const GraphView& graph, absl::Span<const SpreadSeed> seeds,
                     const SpreadParams& params, ThreadPool* pool,
                     SpreadResult* out, SpreadMode mode, SpreadStats* stats,
-                    const Interrupt* interrupt) {
+                    const base::Interrupt* interrupt) {
   if (out == nullptr) return absl::InvalidArgumentError("out is null");
   ENGRAM_RETURN_IF_ERROR(CheckSpreadShape(graph, seeds));
   // The serial parts run on the calling thread: the same floating-point

@@ -30,8 +30,8 @@
 
 #include "absl/status/status.h"
 #include "absl/types/span.h"
-#include "kernels/cpu/thread_pool.h"
-#include "kernels/interrupt.h"
+#include "base/interrupt.h"
+#include "kernels/thread_pool.h"
 #include "kernels/types.h"
 
 namespace engram::kernels {
@@ -58,7 +58,7 @@ absl::Status Spread(const GraphView& graph, absl::Span<const SpreadSeed> seeds,
                     const SpreadParams& params, ThreadPool* pool,
                     SpreadResult* out, SpreadMode mode = SpreadMode::kAuto,
                     SpreadStats* stats = nullptr,
-                    const Interrupt* interrupt = nullptr);
+                    const base::Interrupt* interrupt = nullptr);
 
 }  // namespace engram::kernels
 

@@ -5,42 +5,11 @@
 #include <limits>
 
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 #include "kernels/cosine_shape.h"
 #include "kernels/cuda/cuda_check.h"
-#include "kernels/status_macros.h"
 
 namespace engram::kernels::gpu {
-
-absl::Status PrepareQueries(const MatrixView& queries, PreparedQueries* out) {
-  const size_t d = queries.cols;
-  out->rows = queries.rows;
-  out->cols = d;
-  out->values.assign(queries.rows * d, 0.0f);
-  out->inv_norm.assign(queries.rows, 0.0);
-  for (size_t r = 0; r < queries.rows; ++r) {
-    const float* row = queries.row(r);
-    double check = 0.0;
-    float max_abs = 0.0f;
-    for (size_t c = 0; c < d; ++c) {
-      check += static_cast<double>(row[c]) * row[c];
-      max_abs = std::max(max_abs, std::abs(row[c]));
-    }
-    if (!(check <= std::numeric_limits<float>::max())) {
-      return NonFiniteRowError("queries", row, d, r);
-    }
-    if (max_abs == 0.0f) continue;  // a zero query scores 0
-    int exponent;
-    std::frexp(max_abs, &exponent);
-    float* scaled = out->values.data() + r * d;
-    double norm_sq = 0.0;
-    for (size_t c = 0; c < d; ++c) {
-      scaled[c] = std::ldexp(row[c], -exponent);
-      norm_sq += static_cast<double>(scaled[c]) * scaled[c];
-    }
-    out->inv_norm[r] = 1.0 / std::sqrt(norm_sq);
-  }
-  return absl::OkStatus();
-}
 
 bool UsesGemm(const TileScoring& scoring, uint32_t num_queries) {
   return scoring.cublas != nullptr && scoring.handle != nullptr &&

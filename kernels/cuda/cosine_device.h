@@ -21,20 +21,6 @@
 
 namespace engram::kernels::gpu {
 
-// Queries as the CPU kernel prepares them (kernels/cpu/cosine.cc): each row
-// scaled by a power of two so its largest element is in [0.5, 1) (exact, and
-// cosine does not change), 1/|row| in float64, 0 for a zero row.
-struct PreparedQueries {
-  size_t rows = 0;
-  size_t cols = 0;
-  std::vector<float> values;     // rows x cols
-  std::vector<double> inv_norm;  // one per row
-};
-
-// INVALID_ARGUMENT naming "queries" and the row, as the CPU kernel words it,
-// for a row whose squared norm is not finite in float32.
-absl::Status PrepareQueries(const MatrixView& queries, PreparedQueries* out);
-
 // Prepared queries on the device.
 struct DeviceQueries {
   const float* values = nullptr;  // rows x cols

@@ -1,5 +1,5 @@
 // The one way a CUDA runtime error becomes an absl::Status in the CUDA backend
-// (STYLE.md point 5: a CUDA error fails the request, never the process).
+// (a CUDA error fails the request, never the process).
 //
 // Every CUDA runtime call in kernels/cuda/ goes through
 // ENGRAM_CUDA_RETURN_IF_ERROR, which returns CudaCallStatus(error, call) from

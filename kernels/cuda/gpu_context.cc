@@ -18,8 +18,8 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "base/status_macros.h"
 #include "kernels/cosine_shape.h"
-#include "kernels/cpu/thread_pool.h"
 #include "kernels/cuda/cosine_device.h"
 #include "kernels/cuda/cosine_kernels.h"
 #include "kernels/cuda/cublas_loader.h"
@@ -30,8 +30,10 @@
 #include "kernels/cuda/spread_kernels.h"
 #include "kernels/cuda/topk_kernels.h"
 #include "kernels/gpu_device.h"
+#include "kernels/query_preparation.h"
+#include "kernels/row_checks.h"
 #include "kernels/spread_shape.h"
-#include "kernels/status_macros.h"
+#include "kernels/thread_pool.h"
 
 namespace engram::kernels {
 namespace {
@@ -433,13 +435,13 @@ struct GpuContext::Impl {
     return info;
   }
 
-  absl::Status Cosine(Lane& lane, const gpu::PreparedQueries& pq,
+  absl::Status Cosine(Lane& lane, const PreparedQueries& pq,
                       const MatrixView& targets, float* out, size_t out_stride,
                       uint32_t k, float min_score, uint32_t index_offset,
                       std::vector<TopKList>* top);
 
   // Cosine against a resident matrix: no staging of targets, no norm pass.
-  absl::Status CosineResident(Lane& lane, const gpu::PreparedQueries& pq,
+  absl::Status CosineResident(Lane& lane, const PreparedQueries& pq,
                               const ResidentMatrix& targets, float* out,
                               size_t out_stride, uint32_t k, float min_score,
                               uint32_t index_offset,
@@ -459,7 +461,7 @@ struct GpuContext::Impl {
                       absl::Span<const SpreadSeed> seeds,
                       const SpreadParams& params, uint32_t top_k,
                       SpreadResult* out, TopKList* top,
-                      const Interrupt* interrupt);
+                      const base::Interrupt* interrupt);
 };
 
 // Scores the targets a tile at a time. Tile t's rows go host -> staging
@@ -467,8 +469,7 @@ struct GpuContext::Impl {
 // (compute stream); dense scores come back through staging out[t % 2]. While
 // the device scores tile t, the host empties tile t - 1's scores and fills
 // the staging for tile t + 1, whose copy runs beside the compute.
-absl::Status GpuContext::Impl::Cosine(Lane& lane,
-                                      const gpu::PreparedQueries& pq,
+absl::Status GpuContext::Impl::Cosine(Lane& lane, const PreparedQueries& pq,
                                       const MatrixView& targets, float* out,
                                       size_t out_stride, uint32_t k,
                                       float min_score, uint32_t index_offset,
@@ -637,7 +638,7 @@ absl::Status GpuContext::Impl::SelectTopK(Lane& lane, const float* scores,
 // whole q x n block, as the top-k path already allocates it; the executor's
 // footprint (CosineFootprint) counts it per query.
 absl::Status GpuContext::Impl::CosineResident(
-    Lane& lane, const gpu::PreparedQueries& pq, const ResidentMatrix& targets,
+    Lane& lane, const PreparedQueries& pq, const ResidentMatrix& targets,
     float* out, size_t out_stride, uint32_t k, float min_score,
     uint32_t index_offset, std::vector<TopKList>* top) {
   const bool dense = top == nullptr;
@@ -731,7 +732,7 @@ absl::Status GpuContext::Impl::Spread(Lane& lane, const GraphView& graph,
                                       const SpreadParams& params,
                                       uint32_t top_k, SpreadResult* out,
                                       TopKList* top,
-                                      const Interrupt* interrupt) {
+                                      const base::Interrupt* interrupt) {
   const uint32_t n = graph.num_nodes;
   const uint32_t num_edges = static_cast<uint32_t>(graph.num_edges());
   cudaStream_t compute = lane.compute.get();
@@ -874,8 +875,8 @@ absl::Status GpuContext::CosineDense(const MatrixView& queries,
         absl::StrCat("out_stride ", out_stride, " is less than the ",
                      targets.rows, " target rows"));
   }
-  gpu::PreparedQueries pq;
-  ENGRAM_RETURN_IF_ERROR(gpu::PrepareQueries(queries, &pq));
+  PreparedQueries pq;
+  ENGRAM_RETURN_IF_ERROR(PrepareQueries(queries, /*pad_floats=*/1, &pq));
   if (queries.rows == 0 || targets.rows == 0) return absl::OkStatus();
   if (out == nullptr) return absl::InvalidArgumentError("out is null");
   // Held until the lane's work is done: an eviction meanwhile frees it after.
@@ -904,8 +905,8 @@ absl::Status GpuContext::CosineTopK(const MatrixView& queries,
   if (std::isnan(min_score)) {
     return absl::InvalidArgumentError("min_score is NaN");
   }
-  gpu::PreparedQueries pq;
-  ENGRAM_RETURN_IF_ERROR(gpu::PrepareQueries(queries, &pq));
+  PreparedQueries pq;
+  ENGRAM_RETURN_IF_ERROR(PrepareQueries(queries, /*pad_floats=*/1, &pq));
   if (queries.rows == 0 || targets.rows == 0) {
     out->assign(queries.rows, TopKList());
     return absl::OkStatus();
@@ -995,7 +996,7 @@ absl::Status GpuContext::Spread(const GraphView& graph,
                                 absl::Span<const SpreadSeed> seeds,
                                 const SpreadParams& params, uint32_t top_k,
                                 SpreadResult* out, TopKList* top,
-                                const Interrupt* interrupt) {
+                                const base::Interrupt* interrupt) {
   if (out == nullptr) return absl::InvalidArgumentError("out is null");
   ENGRAM_RETURN_IF_ERROR(CheckSpreadShape(graph, seeds));
   return impl_->WithLane([&](Lane& lane) {

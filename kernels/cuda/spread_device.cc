@@ -8,9 +8,9 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/spread_kernels.h"
-#include "kernels/status_macros.h"
 
 namespace engram::kernels::gpu {
 namespace {
@@ -232,7 +232,7 @@ absl::StatusOr<SpreadOnDeviceResult> SpreadOnDevice(
     DeviceGraph& graph, absl::Span<const uint32_t> host_row_offsets,
     absl::Span<const SpreadSeed> seeds, const SpreadParams& params,
     const SpreadOnDeviceOptions& options, CopyToDevice copy, cudaMemPool_t pool,
-    cudaStream_t stream, const Interrupt* interrupt,
+    cudaStream_t stream, const base::Interrupt* interrupt,
     DeviceArray<double>* activation) {
   const uint32_t n = graph.num_nodes();
   const uint32_t num_edges = graph.num_edges();
@@ -308,7 +308,7 @@ absl::StatusOr<SpreadOnDeviceResult> SpreadOnDevice(
   for (uint32_t h = 1; h <= params.max_hops && frontier_nodes > 0; ++h) {
     // The previous hop's counters were copied out, so the stream is idle:
     // a stop here leaves no work queued behind it.
-    ENGRAM_RETURN_IF_ERROR(CheckInterrupt(interrupt));
+    ENGRAM_RETURN_IF_ERROR(base::CheckInterrupt(interrupt));
     const HopParams hop{params.Decay(h),
                         static_cast<double>(params.Threshold(h)), cap};
     const uint32_t hop_edges = static_cast<uint32_t>(frontier_edges);

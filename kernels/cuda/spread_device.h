@@ -16,8 +16,8 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "base/interrupt.h"
 #include "kernels/cuda/device_memory.h"
-#include "kernels/interrupt.h"
 #include "kernels/types.h"
 
 namespace engram::kernels::gpu {
@@ -92,7 +92,7 @@ absl::StatusOr<SpreadOnDeviceResult> SpreadOnDevice(
     DeviceGraph& graph, absl::Span<const uint32_t> host_row_offsets,
     absl::Span<const SpreadSeed> seeds, const SpreadParams& params,
     const SpreadOnDeviceOptions& options, CopyToDevice copy, cudaMemPool_t pool,
-    cudaStream_t stream, const Interrupt* interrupt,
+    cudaStream_t stream, const base::Interrupt* interrupt,
     DeviceArray<double>* activation);
 
 }  // namespace engram::kernels::gpu

@@ -5,7 +5,7 @@
 #include <vector>
 
 #include "absl/synchronization/notification.h"
-#include "core/dispatch/simulated_gpu_backend.h"
+#include "core/dispatch/testing/simulated_gpu_backend.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/core/collections/test_util.h"
@@ -174,7 +174,9 @@ TEST_F(EngineTest, SubmitRunsTasksOnWorkers) {
 TEST(EngineResidentTest, GpuSearchesReadEverySegmentsDeviceCopy) {
   Engine::Options options;
   options.worker_threads = 2;
-  options.simulated_gpu = SimulatedGpuBackend::Options();
+  SimulatedGpuBackend* simulated_gpu = nullptr;
+  options.gpu_backend =
+      SimulatedGpuFactory(SimulatedGpuBackend::Options(), &simulated_gpu);
   auto created =
       Engine::Create(options, std::make_shared<prometheus::Registry>());
   ASSERT_TRUE(created.ok()) << created.status();
@@ -215,12 +217,12 @@ TEST(EngineResidentTest, GpuSearchesReadEverySegmentsDeviceCopy) {
     done.WaitForNotification();
     return result;
   };
-  const uint64_t hits_before = engine.simulated_gpu()->stats().resident_hits;
+  const uint64_t hits_before = simulated_gpu->stats().resident_hits;
   auto gpu = search(Placement::kGpuOnly);
   ASSERT_TRUE(gpu.ok()) << gpu.status();
   EXPECT_EQ(gpu->report.backend, BackendKind::kGpu);
   // One pass, two segments, each read from its copy.
-  EXPECT_EQ(engine.simulated_gpu()->stats().resident_hits - hits_before, 2u);
+  EXPECT_EQ(simulated_gpu->stats().resident_hits - hits_before, 2u);
 
   auto cpu = search(Placement::kCpuOnly);
   ASSERT_TRUE(cpu.ok()) << cpu.status();

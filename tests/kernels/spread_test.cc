@@ -9,8 +9,8 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "kernels/cpu/thread_pool.h"
 #include "kernels/cpu/topk.h"
+#include "kernels/thread_pool.h"
 #include "tests/testing/random_data.h"
 #include "tests/testing/reference.h"
 #include "tests/testing/spreading_cases.h"

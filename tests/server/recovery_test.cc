@@ -26,7 +26,7 @@
 #include "absl/time/time.h"
 #include "client/similarity_client.h"
 #include "core/dispatch/circuit_breaker.h"
-#include "core/dispatch/simulated_gpu_backend.h"
+#include "core/dispatch/testing/simulated_gpu_backend.h"
 #include "core/logging.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
@@ -130,11 +130,12 @@ TEST(RecoveryTest, BreakerOpensOnFailuresAndClosesAfterThem) {
   options.engine.worker_threads = 2;
   options.engine.hybrid_config_path =
       testing::WriteTempFile("recovery.conf", HybridConfig());
-  options.engine.simulated_gpu = core::SimulatedGpuBackend::Options{};
+  core::SimulatedGpuBackend* gpu = nullptr;
+  options.engine.gpu_backend =
+      core::SimulatedGpuFactory(core::SimulatedGpuBackend::Options{}, &gpu);
   auto server = server::SimilarityServer::Create(options);
   ASSERT_TRUE(server.ok()) << server.status();
   ASSERT_TRUE((*server)->Start().ok());
-  core::SimulatedGpuBackend* gpu = (*server)->engine().simulated_gpu();
   ASSERT_NE(gpu, nullptr);
   core::CircuitBreaker& breaker = (*server)->engine().executor().breaker();
   breaker.AddListener([&timeline, gpu](const core::BreakerTransition& t) {

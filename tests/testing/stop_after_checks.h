@@ -9,11 +9,11 @@
 #include <utility>
 
 #include "absl/status/status.h"
-#include "kernels/interrupt.h"
+#include "base/interrupt.h"
 
 namespace engram::testing {
 
-class StopAfterChecks final : public kernels::Interrupt {
+class StopAfterChecks final : public base::Interrupt {
  public:
   StopAfterChecks(int allowed, absl::Status stop)
       : allowed_(allowed), stop_(std::move(stop)) {}

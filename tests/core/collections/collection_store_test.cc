@@ -248,7 +248,7 @@ TEST_F(CollectionStoreTest, RefusedChunkLeavesTheUploadAsItWas) {
   std::vector<float> overflow = {huge, huge};
   EXPECT_THAT(
       (*upload)->Append(kernels::MatrixView{overflow.data(), 1, 2}).message(),
-      HasSubstr("squared norm that overflows float32"));
+      HasSubstr("squared norm overflows float32"));
   std::vector<float> too_many = Rows(4, 2);
   EXPECT_EQ(
       (*upload)->Append(kernels::MatrixView{too_many.data(), 4, 2}).code(),

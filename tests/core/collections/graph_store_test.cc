@@ -6,7 +6,7 @@
 
 #include "absl/status/status.h"
 #include "core/collections/collection_store.h"
-#include "core/jobs.h"
+#include "core/dispatch/jobs.h"
 #include "core/validation.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"

@@ -12,7 +12,7 @@
 #include "core/dispatch/backend_errors.h"
 #include "core/dispatch/clock.h"
 #include "core/dispatch/hybrid_config.h"
-#include "core/dispatch/simulated_gpu_backend.h"
+#include "core/dispatch/testing/simulated_gpu_backend.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 

@@ -19,7 +19,7 @@
 #include "core/dispatch/clock.h"
 #include "core/dispatch/compute_backend.h"
 #include "core/dispatch/executor_observer.h"
-#include "core/jobs.h"
+#include "core/dispatch/jobs.h"
 #include "gtest/gtest.h"
 #include "tests/testing/random_data.h"
 #include "tests/testing/reference.h"

@@ -13,7 +13,7 @@
 #include "core/dispatch/chunking.h"
 #include "core/dispatch/clock.h"
 #include "core/dispatch/cpu_backend.h"
-#include "core/dispatch/simulated_gpu_backend.h"
+#include "core/dispatch/testing/simulated_gpu_backend.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/core/dispatch/executor_test_util.h"

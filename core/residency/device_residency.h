@@ -1,4 +1,4 @@
-// DeviceResidency: GPU copies of resident collection segments (issue 9),
+// DeviceResidency: GPU copies of resident collection segments,
 // made ahead of use so that a search reads its targets from device memory
 // instead of sending them over PCIe on every call.
 //
@@ -49,8 +49,8 @@
 // set, so the cache calls no other component under its lock. The observer
 // callbacks and Touch() only update that state and queue work (OnDeleted
 // also evicts on the caller's thread, which is quick).
-#ifndef ENGRAM_CORE_DISPATCH_DEVICE_RESIDENCY_H_
-#define ENGRAM_CORE_DISPATCH_DEVICE_RESIDENCY_H_
+#ifndef ENGRAM_CORE_RESIDENCY_DEVICE_RESIDENCY_H_
+#define ENGRAM_CORE_RESIDENCY_DEVICE_RESIDENCY_H_
 
 #include <cstdint>
 #include <deque>
@@ -286,4 +286,4 @@ class DeviceResidency final : public collections::CollectionObserver {
 
 }  // namespace engram::core
 
-#endif  // ENGRAM_CORE_DISPATCH_DEVICE_RESIDENCY_H_
+#endif  // ENGRAM_CORE_RESIDENCY_DEVICE_RESIDENCY_H_

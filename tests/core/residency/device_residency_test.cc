@@ -1,9 +1,9 @@
-// Tests of DeviceResidency (core/dispatch/device_residency.h) over a real
+// Tests of DeviceResidency (core/residency/device_residency.h) over a real
 // CollectionStore and the fault-injecting simulated GPU: uploads ahead of
 // use, LRU eviction under a small budget, failures, the sticky stop,
 // deletion, re-admission, and searches through the HybridExecutor reading
 // the resident copies with the CPU's results.
-#include "core/dispatch/device_residency.h"
+#include "core/residency/device_residency.h"
 
 #include <map>
 #include <memory>
@@ -24,7 +24,7 @@
 #include "core/dispatch/hybrid_config.h"
 #include "core/dispatch/hybrid_executor.h"
 #include "core/dispatch/memory_pressure.h"
-#include "core/dispatch/simulated_gpu_backend.h"
+#include "core/dispatch/testing/simulated_gpu_backend.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "prometheus/registry.h"

@@ -1,4 +1,4 @@
-#include "core/dispatch/simulated_gpu_backend.h"
+#include "core/dispatch/testing/simulated_gpu_backend.h"
 
 #include <memory>
 #include <vector>

@@ -77,7 +77,7 @@ absl::Status GpuContext::Spread(const GraphView& /*graph*/,
                                 const SpreadParams& /*params*/,
                                 uint32_t /*top_k*/, SpreadResult* /*out*/,
                                 TopKList* /*top*/,
-                                const Interrupt* /*interrupt*/) {
+                                const base::Interrupt* /*interrupt*/) {
   return absl::UnavailableError(kNotBuilt);
 }
 

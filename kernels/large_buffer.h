@@ -10,8 +10,8 @@
 //
 // Thread-safety: like a plain array; concurrent writes to distinct elements
 // are fine.
-#ifndef ENGRAM_KERNELS_CPU_LARGE_BUFFER_H_
-#define ENGRAM_KERNELS_CPU_LARGE_BUFFER_H_
+#ifndef ENGRAM_KERNELS_LARGE_BUFFER_H_
+#define ENGRAM_KERNELS_LARGE_BUFFER_H_
 
 #include <cstddef>
 #include <cstdlib>
@@ -84,4 +84,4 @@ class LargeBuffer {
 
 }  // namespace engram::kernels
 
-#endif  // ENGRAM_KERNELS_CPU_LARGE_BUFFER_H_
+#endif  // ENGRAM_KERNELS_LARGE_BUFFER_H_

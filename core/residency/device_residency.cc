@@ -1,4 +1,4 @@
-#include "core/dispatch/device_residency.h"
+#include "core/residency/device_residency.h"
 
 #include <algorithm>
 #include <limits>

@@ -1,8 +1,9 @@
-#include "core/dispatch/simulated_gpu_backend.h"
+#include "core/dispatch/testing/simulated_gpu_backend.h"
 
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 #include "core/dispatch/backend_errors.h"
 #include "core/dispatch/chunking.h"
 
@@ -341,6 +342,19 @@ std::vector<SimulatedGpuBackend::CallRecord> SimulatedGpuBackend::history()
     const {
   absl::MutexLock lock(&mu_);
   return std::vector<CallRecord>(history_.begin(), history_.end());
+}
+
+GpuBackendFactory SimulatedGpuFactory(SimulatedGpuBackend::Options options,
+                                      SimulatedGpuBackend** created) {
+  return [options, created](kernels::ThreadPool* pool)
+             -> absl::StatusOr<std::unique_ptr<ComputeBackend>> {
+    SimulatedGpuBackend::Options with_pool = options;
+    with_pool.pool = pool;
+    ENGRAM_ASSIGN_OR_RETURN(std::unique_ptr<SimulatedGpuBackend> backend,
+                            SimulatedGpuBackend::Create(with_pool));
+    if (created != nullptr) *created = backend.get();
+    return std::unique_ptr<ComputeBackend>(std::move(backend));
+  };
 }
 
 }  // namespace engram::core

@@ -22,8 +22,8 @@
 // Thread-safety: all methods may be called concurrently. Concurrent calls
 // hold their footprints in device memory at the same time, as on a real
 // device, so they can push each other into OOM.
-#ifndef ENGRAM_CORE_DISPATCH_SIMULATED_GPU_BACKEND_H_
-#define ENGRAM_CORE_DISPATCH_SIMULATED_GPU_BACKEND_H_
+#ifndef ENGRAM_CORE_DISPATCH_TESTING_SIMULATED_GPU_BACKEND_H_
+#define ENGRAM_CORE_DISPATCH_TESTING_SIMULATED_GPU_BACKEND_H_
 
 #include <cstdint>
 #include <deque>
@@ -42,7 +42,7 @@
 #include "core/dispatch/clock.h"
 #include "core/dispatch/compute_backend.h"
 #include "core/dispatch/cpu_backend.h"
-#include "kernels/cpu/thread_pool.h"
+#include "kernels/thread_pool.h"
 
 namespace engram::core {
 
@@ -196,6 +196,13 @@ class SimulatedGpuBackend final : public ComputeBackend {
   std::deque<CallRecord> history_ ABSL_GUARDED_BY(mu_);
 };
 
+// An Engine::Options::gpu_backend factory: a SimulatedGpuBackend with
+// `options`, over the pool the engine passes (options.pool is replaced).
+// When `created` is not null, *created is set to the backend made, which the
+// engine owns: how a test or engram-server reaches it to inject faults.
+GpuBackendFactory SimulatedGpuFactory(SimulatedGpuBackend::Options options,
+                                      SimulatedGpuBackend** created = nullptr);
+
 }  // namespace engram::core
 
-#endif  // ENGRAM_CORE_DISPATCH_SIMULATED_GPU_BACKEND_H_
+#endif  // ENGRAM_CORE_DISPATCH_TESTING_SIMULATED_GPU_BACKEND_H_

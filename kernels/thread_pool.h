@@ -13,8 +13,8 @@
 // Thread-safety: every method may be called from any thread, including from
 // tasks running on the pool. The destructor runs queued tasks to completion
 // and joins; no task may be scheduled after destruction has begun.
-#ifndef ENGRAM_KERNELS_CPU_THREAD_POOL_H_
-#define ENGRAM_KERNELS_CPU_THREAD_POOL_H_
+#ifndef ENGRAM_KERNELS_THREAD_POOL_H_
+#define ENGRAM_KERNELS_THREAD_POOL_H_
 
 #include <cstddef>
 #include <deque>
@@ -74,6 +74,13 @@ class ScopedDenormalsDisabled {
   unsigned int saved_mode_ = 0;
 };
 
+// fn(i) for every i in [0, n): on `pool` (the caller takes part) or, with no
+// pool or a single task, inline; every call with denormals flushed
+// (ScopedDenormalsDisabled), so that a kernel's result does not depend on
+// the thread a task lands on. How the kernels run their tasks.
+void RunKernelTasks(ThreadPool* pool, size_t n,
+                    absl::FunctionRef<void(size_t)> fn);
+
 }  // namespace engram::kernels
 
-#endif  // ENGRAM_KERNELS_CPU_THREAD_POOL_H_
+#endif  // ENGRAM_KERNELS_THREAD_POOL_H_

@@ -1,4 +1,4 @@
-#include "kernels/cpu/thread_pool.h"
+#include "kernels/thread_pool.h"
 
 #include <algorithm>
 #include <atomic>
@@ -124,6 +124,19 @@ void ThreadPool::ParallelFor(size_t n, absl::FunctionRef<void(size_t)> fn,
     return state->done == state->n;
   };
   state->mu.Await(absl::Condition(&all_done));
+}
+
+void RunKernelTasks(ThreadPool* pool, size_t n,
+                    absl::FunctionRef<void(size_t)> fn) {
+  auto task = [fn](size_t i) {
+    ScopedDenormalsDisabled flush;
+    fn(i);
+  };
+  if (pool == nullptr || n <= 1) {
+    for (size_t i = 0; i < n; ++i) task(i);
+  } else {
+    pool->ParallelFor(n, task);
+  }
 }
 
 }  // namespace engram::kernels

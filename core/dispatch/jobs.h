@@ -4,8 +4,8 @@
 // Jobs borrow the request's memory through views; the caller keeps the request
 // alive until the engine call returns. These types mirror the API in
 // proto/engram/similarity/v1/similarity.proto without depending on it.
-#ifndef ENGRAM_CORE_JOBS_H_
-#define ENGRAM_CORE_JOBS_H_
+#ifndef ENGRAM_CORE_DISPATCH_JOBS_H_
+#define ENGRAM_CORE_DISPATCH_JOBS_H_
 
 #include <cstdint>
 #include <optional>
@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "absl/types/span.h"
-#include "kernels/interrupt.h"
+#include "base/interrupt.h"
 #include "kernels/types.h"
 
 namespace engram::core {
@@ -43,8 +43,8 @@ struct CosineJob {
   Placement placement = Placement::kAuto;
   // Optional; borrowed. Checked before every chunk: once it says stop, no
   // further chunk starts and the call returns its status.
-  const kernels::Interrupt* interrupt = nullptr;
-  // Optional identity of `targets` on a device (issue 9): the id of the
+  const base::Interrupt* interrupt = nullptr;
+  // Optional identity of `targets` on a device: the id of the
   // resident collection segment they are (collections::Segment::id()), 0 for
   // none. A GPU backend holding a resident copy under this key with the
   // targets' shape reads it instead of copying the targets in, and the
@@ -76,7 +76,7 @@ struct SpreadJob {
   Placement placement = Placement::kAuto;
   // Optional; borrowed. Checked before the call and, on the CPU, before
   // every hop.
-  const kernels::Interrupt* interrupt = nullptr;
+  const base::Interrupt* interrupt = nullptr;
 
   // edges x hops: the unit the dispatch policy counts work in.
   uint64_t work() const {
@@ -93,4 +93,4 @@ struct SpreadOutput {
 
 }  // namespace engram::core
 
-#endif  // ENGRAM_CORE_JOBS_H_
+#endif  // ENGRAM_CORE_DISPATCH_JOBS_H_

@@ -11,16 +11,16 @@
 // Thread-safety: Check() is called from worker threads, possibly several at
 // once; implementations must be thread-safe and cheap (an atomic load and a
 // clock read).
-#ifndef ENGRAM_KERNELS_INTERRUPT_H_
-#define ENGRAM_KERNELS_INTERRUPT_H_
+#ifndef ENGRAM_BASE_INTERRUPT_H_
+#define ENGRAM_BASE_INTERRUPT_H_
 
 #include "absl/status/status.h"
 
-namespace engram::kernels {
+namespace engram::base {
 
 class Interrupt {
  public:
-  virtual ~Interrupt() = default;
+  virtual ~Interrupt();
 
   // OK to go on; otherwise why to stop (CANCELLED, DEADLINE_EXCEEDED), which
   // the computation returns as it is.
@@ -32,6 +32,6 @@ inline absl::Status CheckInterrupt(const Interrupt* interrupt) {
   return interrupt == nullptr ? absl::OkStatus() : interrupt->Check();
 }
 
-}  // namespace engram::kernels
+}  // namespace engram::base
 
-#endif  // ENGRAM_KERNELS_INTERRUPT_H_
+#endif  // ENGRAM_BASE_INTERRUPT_H_

@@ -3,8 +3,8 @@
 // ENGRAM_RETURN_IF_ERROR(expr): returns the absl::Status of `expr` when it is
 // not OK. ENGRAM_ASSIGN_OR_RETURN(lhs, expr): evaluates an absl::StatusOr,
 // returns its status on error, otherwise assigns (or declares) `lhs`.
-#ifndef ENGRAM_KERNELS_STATUS_MACROS_H_
-#define ENGRAM_KERNELS_STATUS_MACROS_H_
+#ifndef ENGRAM_BASE_STATUS_MACROS_H_
+#define ENGRAM_BASE_STATUS_MACROS_H_
 
 #include <utility>
 
@@ -29,4 +29,4 @@
   if (!statusor.ok()) return std::move(statusor).status(); \
   lhs = std::move(statusor).value()
 
-#endif  // ENGRAM_KERNELS_STATUS_MACROS_H_
+#endif  // ENGRAM_BASE_STATUS_MACROS_H_

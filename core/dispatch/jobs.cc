@@ -1,4 +1,4 @@
-#include "core/jobs.h"
+#include "core/dispatch/jobs.h"
 
 namespace engram::core {
 
