@@ -40,9 +40,9 @@
 namespace engram::bench {
 namespace {
 
-using kernels::CosineKernel;
 using kernels::MatrixView;
 using kernels::ThreadPool;
+using kernels::cpu::CosineKernel;
 
 constexpr uint64_t kQuerySeed = 1;
 constexpr uint64_t kTargetSeed = 2;
@@ -131,8 +131,8 @@ void BM_CosineRoofline(benchmark::State& state) {
   ThreadPool* pool = Pool(static_cast<int>(state.range(1)));
   std::vector<float> out(targets.rows);
   for (auto _ : state) {
-    auto status = kernels::CosineDense(queries, targets, out.data(),
-                                       targets.rows, 0, pool);
+    auto status = kernels::cpu::CosineDense(queries, targets, out.data(),
+                                            targets.rows, 0, pool);
     if (!status.ok()) state.SkipWithError(status.ToString().c_str());
     benchmark::DoNotOptimize(out.data());
   }
@@ -153,10 +153,10 @@ void RunCosine(benchmark::State& state, size_t q, size_t n, size_t d,
   std::vector<kernels::TopKList> top;
   for (auto _ : state) {
     absl::Status status =
-        top_k == 0 ? kernels::CosineDense(queries, targets, out.data(), n, 0,
-                                          pool, kernel)
-                   : kernels::CosineTopK(queries, targets, top_k, -2.0f, 0,
-                                         pool, &top, kernel);
+        top_k == 0 ? kernels::cpu::CosineDense(queries, targets, out.data(), n,
+                                               0, pool, kernel)
+                   : kernels::cpu::CosineTopK(queries, targets, top_k, -2.0f, 0,
+                                              pool, &top, kernel);
     if (!status.ok()) state.SkipWithError(status.ToString().c_str());
     benchmark::DoNotOptimize(out.data());
     benchmark::DoNotOptimize(top.data());
@@ -174,7 +174,8 @@ void BM_Cosine(benchmark::State& state) {
   RunCosine(state, q, state.range(1), state.range(2),
             static_cast<uint32_t>(state.range(3)), CosineKernel::kAuto,
             Pool(static_cast<int>(state.range(4))));
-  state.SetLabel(kernels::CosineKernelName(kernels::CosineKernelFor(q)));
+  state.SetLabel(
+      kernels::cpu::CosineKernelName(kernels::cpu::CosineKernelFor(q)));
 }
 BENCHMARK(BM_Cosine)
     ->ArgNames({"Q", "N", "d", "k", "threads"})
@@ -191,7 +192,7 @@ void BM_KernelCrossover(benchmark::State& state) {
   const auto kernel = static_cast<CosineKernel>(state.range(1));
   RunCosine(state, state.range(0), size_t{16} << 10, 768, 0, kernel,
             Pool(static_cast<int>(state.range(2))));
-  state.SetLabel(kernels::CosineKernelName(kernel));
+  state.SetLabel(kernels::cpu::CosineKernelName(kernel));
 }
 BENCHMARK(BM_KernelCrossover)
     ->ArgNames({"Q", "kernel", "threads"})
@@ -251,17 +252,18 @@ int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::AddCustomContext("simd_target",
-                              engram::kernels::CosineSimdTarget());
+                              engram::kernels::cpu::CosineSimdTarget());
   benchmark::AddCustomContext("openblas_core", openblas_get_corename());
-  benchmark::AddCustomContext("panel_from_queries", std::to_string([] {
-                                for (size_t q = 1; q <= 4096; ++q) {
-                                  if (engram::kernels::CosineKernelFor(q) ==
-                                      engram::kernels::CosineKernel::kPanel) {
-                                    return q;
-                                  }
-                                }
-                                return size_t{0};
-                              }()));
+  benchmark::AddCustomContext(
+      "panel_from_queries", std::to_string([] {
+        for (size_t q = 1; q <= 4096; ++q) {
+          if (engram::kernels::cpu::CosineKernelFor(q) ==
+              engram::kernels::cpu::CosineKernel::kPanel) {
+            return q;
+          }
+        }
+        return size_t{0};
+      }()));
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
   return 0;

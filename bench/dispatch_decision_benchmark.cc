@@ -113,7 +113,7 @@ void BM_SmallBatchCosineBaseline(benchmark::State& state) {
   const engram::kernels::MatrixView t{targets.data(), n, d};
   for (auto _ : state) {
     benchmark::DoNotOptimize(
-        engram::kernels::CosineDense(q, t, scores.data(), n, 0, nullptr));
+        engram::kernels::cpu::CosineDense(q, t, scores.data(), n, 0, nullptr));
     benchmark::ClobberMemory();
   }
 }

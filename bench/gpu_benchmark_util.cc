@@ -19,9 +19,9 @@ constexpr size_t kPcieBytes = size_t{256} << 20;
 
 // Pinned-memory copy bandwidth in each direction, the best of three.
 absl::Status MeasurePcie(GpuReference* reference) {
-  using kernels::gpu::CudaStream;
-  using kernels::gpu::DeviceArray;
-  using kernels::gpu::PinnedBuffer;
+  using kernels::cuda::CudaStream;
+  using kernels::cuda::DeviceArray;
+  using kernels::cuda::PinnedBuffer;
   ENGRAM_ASSIGN_OR_RETURN(PinnedBuffer host,
                           PinnedBuffer::Allocate(kPcieBytes));
   ENGRAM_ASSIGN_OR_RETURN(CudaStream stream, CudaStream::Create());

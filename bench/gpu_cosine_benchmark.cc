@@ -49,7 +49,7 @@
 namespace engram::bench {
 namespace {
 
-using kernels::gpu::DeviceArray;
+using kernels::cuda::DeviceArray;
 
 constexpr size_t kDim = 768;
 constexpr size_t kMaxQueries = 128;
@@ -77,11 +77,11 @@ struct Inputs {
     ENGRAM_RETURN_IF_ERROR(gpu->UploadResident(
         kResidentKey, kernels::MatrixView{targets.data(), kMaxTargets, kDim}));
 
-    ENGRAM_ASSIGN_OR_RETURN(stream, kernels::gpu::CudaStream::Create());
+    ENGRAM_ASSIGN_OR_RETURN(stream, kernels::cuda::CudaStream::Create());
     ENGRAM_CUDA_RETURN_IF_ERROR(
         cudaDeviceGetDefaultMemPool(&pool_handle, reference.device.ordinal));
-    kernels::gpu::PreparedQueries pq;
-    ENGRAM_RETURN_IF_ERROR(kernels::gpu::PrepareQueries(
+    kernels::cuda::PreparedQueries pq;
+    ENGRAM_RETURN_IF_ERROR(kernels::cuda::PrepareQueries(
         kernels::MatrixView{queries.data(), kMaxQueries, kDim}, &pq));
     ENGRAM_ASSIGN_OR_RETURN(d_queries, Upload(pq.values));
     ENGRAM_ASSIGN_OR_RETURN(d_inv_norm, Upload(pq.inv_norm));
@@ -92,11 +92,11 @@ struct Inputs {
     ENGRAM_ASSIGN_OR_RETURN(d_bad, Alloc<unsigned long long>(1));
     ENGRAM_ASSIGN_OR_RETURN(
         d_select,
-        Alloc<unsigned char>(kernels::gpu::TopKWorkspaceBytes(kMaxQueries)));
+        Alloc<unsigned char>(kernels::cuda::TopKWorkspaceBytes(kMaxQueries)));
     ENGRAM_ASSIGN_OR_RETURN(d_keys,
                             Alloc<unsigned long long>(kMaxQueries * kTopK));
     ENGRAM_ASSIGN_OR_RETURN(d_counts, Alloc<uint32_t>(kMaxQueries));
-    auto cublas = kernels::gpu::Cublas::Load();
+    auto cublas = kernels::cuda::Cublas::Load();
     if (cublas.ok()) {
       cublas_library = *std::move(cublas);
       ENGRAM_ASSIGN_OR_RETURN(
@@ -130,7 +130,7 @@ struct Inputs {
   std::vector<float> targets;
   std::unique_ptr<core::CpuBackend> cpu;
   std::unique_ptr<core::CudaBackend> gpu;
-  kernels::gpu::CudaStream stream;
+  kernels::cuda::CudaStream stream;
   cudaMemPool_t pool_handle = nullptr;
   DeviceArray<float> d_queries;
   DeviceArray<double> d_inv_norm;
@@ -142,7 +142,7 @@ struct Inputs {
   DeviceArray<unsigned char> d_select;
   DeviceArray<unsigned long long> d_keys;
   DeviceArray<uint32_t> d_counts;
-  std::unique_ptr<kernels::gpu::Cublas> cublas_library;
+  std::unique_ptr<kernels::cuda::Cublas> cublas_library;
   cublasHandle_t cublas_handle = nullptr;
 };
 
@@ -167,27 +167,27 @@ void GpuDevice(benchmark::State& state, bool warm_up, size_t q, size_t n,
                uint32_t top_k) {
   Inputs& in = *g_inputs;
   cudaStream_t stream = in.stream.get();
-  const kernels::gpu::DeviceQueries queries{
+  const kernels::cuda::DeviceQueries queries{
       in.d_queries.get(), in.d_inv_norm.get(), static_cast<uint32_t>(q),
       static_cast<uint32_t>(kDim)};
-  kernels::gpu::TileWorkspace workspace;
+  kernels::cuda::TileWorkspace workspace;
   workspace.flags.bad_row = in.d_bad.get();
   workspace.flags.tiny_count = in.d_flags.get();
   workspace.flags.tiny_rows = in.d_flags.get() + 1;
   workspace.inv_norm = in.d_inv_t.get();
-  kernels::gpu::TileScoring scoring;
+  kernels::cuda::TileScoring scoring;
   scoring.cublas = in.cublas_library.get();
   scoring.handle = in.cublas_handle;
-  state.SetLabel(kernels::gpu::UsesGemm(scoring, static_cast<uint32_t>(q))
+  state.SetLabel(kernels::cuda::UsesGemm(scoring, static_cast<uint32_t>(q))
                      ? "cublas"
                      : "fused");
   auto enqueue = [&]() -> absl::Status {
-    ENGRAM_RETURN_IF_ERROR(kernels::gpu::ScoreTile(
+    ENGRAM_RETURN_IF_ERROR(kernels::cuda::ScoreTile(
         queries, in.d_targets.get(), static_cast<uint32_t>(n),
         in.d_scores.get(), n, 0, workspace, scoring, stream));
     if (top_k == 0) return absl::OkStatus();
-    return kernels::gpu::CheckCudaCall(
-        kernels::gpu::LaunchTopKSelect(
+    return kernels::cuda::CheckCudaCall(
+        kernels::cuda::LaunchTopKSelect(
             in.d_scores.get(), static_cast<uint32_t>(q),
             static_cast<uint32_t>(n), n, top_k,
             -std::numeric_limits<float>::infinity(), in.d_select.get(),

@@ -37,7 +37,7 @@
 namespace engram::bench {
 namespace {
 
-using kernels::gpu::DeviceArray;
+using kernels::cuda::DeviceArray;
 
 constexpr uint32_t kAverageDegree = 16;
 constexpr uint32_t kSeeds = 64;
@@ -112,15 +112,15 @@ struct Inputs {
     core::CudaBackend::Options options;
     options.pool = pool.get();
     ENGRAM_ASSIGN_OR_RETURN(gpu, core::CudaBackend::Create(options));
-    ENGRAM_ASSIGN_OR_RETURN(stream, kernels::gpu::CudaStream::Create());
+    ENGRAM_ASSIGN_OR_RETURN(stream, kernels::cuda::CudaStream::Create());
     ENGRAM_CUDA_RETURN_IF_ERROR(
         cudaDeviceGetDefaultMemPool(&pool_handle, reference.device.ordinal));
     for (int scale : {16, 20}) {
       graphs.push_back(RMat(scale, 1000 + scale));
       const CsrGraph& g = graphs.back();
       ENGRAM_ASSIGN_OR_RETURN(
-          kernels::gpu::DeviceGraph d,
-          kernels::gpu::DeviceGraph::Allocate(
+          kernels::cuda::DeviceGraph d,
+          kernels::cuda::DeviceGraph::Allocate(
               g.num_nodes, static_cast<uint32_t>(g.targets.size()), pool_handle,
               stream.get()));
       ENGRAM_RETURN_IF_ERROR(Copy(d.row_offsets(), g.row_offsets.data(),
@@ -151,10 +151,10 @@ struct Inputs {
   std::unique_ptr<kernels::ThreadPool> pool;
   std::unique_ptr<core::CpuBackend> cpu;
   std::unique_ptr<core::CudaBackend> gpu;
-  kernels::gpu::CudaStream stream;
+  kernels::cuda::CudaStream stream;
   cudaMemPool_t pool_handle = nullptr;
   std::vector<CsrGraph> graphs;
-  std::vector<kernels::gpu::DeviceGraph> device_graphs;
+  std::vector<kernels::cuda::DeviceGraph> device_graphs;
   std::vector<std::vector<kernels::SpreadSeed>> seeds;
 };
 
@@ -174,18 +174,18 @@ void SetSpreadCounters(benchmark::State& state, const CsrGraph& g,
 void GpuDevice(benchmark::State& state, bool warm_up, size_t graph, bool wide) {
   Inputs& in = *g_inputs;
   const CsrGraph& g = in.graphs[graph];
-  kernels::gpu::DeviceGraph& d = in.device_graphs[graph];
+  kernels::cuda::DeviceGraph& d = in.device_graphs[graph];
   const kernels::SpreadParams params = Params(wide);
   cudaStream_t stream = in.stream.get();
   auto copy = [&](void* device, const void* host, size_t bytes) {
     return in.Copy(device, host, bytes);
   };
-  kernels::gpu::SpreadOnDeviceResult result;
+  kernels::cuda::SpreadOnDeviceResult result;
   if (!WarmUp(state, warm_up, [&]() -> absl::Status {
         DeviceArray<double> activation;
-        ENGRAM_RETURN_IF_ERROR(kernels::gpu::SpreadOnDevice(
+        ENGRAM_RETURN_IF_ERROR(kernels::cuda::SpreadOnDevice(
                                    d, g.row_offsets, in.seeds[graph], params,
-                                   kernels::gpu::SpreadOnDeviceOptions(), copy,
+                                   kernels::cuda::SpreadOnDeviceOptions(), copy,
                                    in.pool_handle, stream,
                                    /*interrupt=*/nullptr, &activation)
                                    .status());
@@ -198,9 +198,9 @@ void GpuDevice(benchmark::State& state, bool warm_up, size_t graph, bool wide) {
   for (auto _ : state) {
     DeviceArray<double> activation;
     timer.Start();
-    auto run = kernels::gpu::SpreadOnDevice(
+    auto run = kernels::cuda::SpreadOnDevice(
         d, g.row_offsets, in.seeds[graph], params,
-        kernels::gpu::SpreadOnDeviceOptions(), copy, in.pool_handle, stream,
+        kernels::cuda::SpreadOnDeviceOptions(), copy, in.pool_handle, stream,
         /*interrupt=*/nullptr, &activation);
     const double seconds = timer.Stop();
     if (!Check(state, run.status())) return;

@@ -33,11 +33,11 @@
 namespace engram::bench {
 namespace {
 
-using kernels::SpreadMode;
 using kernels::SpreadParams;
 using kernels::SpreadResult;
 using kernels::SpreadSeed;
 using kernels::ThreadPool;
+using kernels::cpu::SpreadMode;
 
 constexpr int kAvgDegree = 16;
 constexpr uint64_t kGraphSeed = 3;
@@ -73,10 +73,10 @@ void RunSpread(benchmark::State& state, const CsrGraph& graph,
   const auto mode = static_cast<SpreadMode>(state.range(1));
   ThreadPool* pool = Pool(static_cast<int>(state.range(2)));
   SpreadResult result;
-  kernels::SpreadStats stats;
+  kernels::cpu::SpreadStats stats;
   for (auto _ : state) {
-    const absl::Status status = kernels::Spread(graph.view(), seeds, params,
-                                                pool, &result, mode, &stats);
+    const absl::Status status = kernels::cpu::Spread(
+        graph.view(), seeds, params, pool, &result, mode, &stats);
     if (!status.ok()) state.SkipWithError(status.ToString().c_str());
     benchmark::DoNotOptimize(result.activation.data());
   }

@@ -32,7 +32,7 @@ Engine::~Engine() {
 Engine::BuildInfo Engine::Build() {
   BuildInfo info;
   info.cuda_built = kernels::BuiltWithCuda();
-  info.simd_target = kernels::CosineSimdTarget();
+  info.simd_target = kernels::cpu::CosineSimdTarget();
   return info;
 }
 

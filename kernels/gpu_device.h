@@ -3,7 +3,7 @@
 // This is the seam between the CPU-only build and the CUDA backend.
 //
 // Every declaration here is implemented by kernels/cuda/ when the CUDA backend
-// is built and by kernels/gpu_device_none.cc otherwise (no device is ever
+// is built and by kernels/cuda/gpu_device_none.cc otherwise (no device is ever
 // found, GpuContext::Create is UNAVAILABLE), so a caller uses the GPU the same
 // way in both builds and needs no #ifdef. Nothing here needs nvcc or the CUDA
 // headers.

@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
+#include "core/dispatch/testing/simulated_gpu_backend.h"
 #include "core/engine.h"
 #include "core/logging.h"
 #include "server/malloc_tuning.h"

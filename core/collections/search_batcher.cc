@@ -44,7 +44,7 @@ absl::Status SearchSegments(const BatchPass& pass, const SegmentSearch& search,
     for (size_t s = 0; s < per_segment.size(); ++s) {
       lists[s] = std::move(per_segment[s][q]);
     }
-    (*out)[q] = kernels::MergeTopK(lists, pass.top_k);
+    (*out)[q] = kernels::cpu::MergeTopK(lists, pass.top_k);
   }
   return absl::OkStatus();
 }
@@ -57,7 +57,7 @@ BatchExecutor MakeKernelExecutor(kernels::ThreadPool* pool) {
         [pool](const kernels::MatrixView& queries, const Segment& segment,
                uint32_t k, std::optional<float> min_score,
                std::vector<kernels::TopKList>* lists) {
-          return kernels::CosineTopK(
+          return kernels::cpu::CosineTopK(
               queries, segment.vectors(), k,
               min_score.value_or(-std::numeric_limits<float>::infinity()), 0,
               pool, lists);

@@ -145,8 +145,8 @@ using SegmentSearch = std::function<absl::Status(
 absl::Status SearchSegments(const BatchPass& pass, const SegmentSearch& search,
                             std::vector<kernels::TopKList>* out);
 
-// A BatchExecutor over kernels::CosineTopK on `pool` (borrowed; nullptr: the
-// calling thread). Reports BackendKind::kCpu and the compute time.
+// A BatchExecutor over kernels::cpu::CosineTopK on `pool` (borrowed; nullptr:
+// the calling thread). Reports BackendKind::kCpu and the compute time.
 BatchExecutor MakeKernelExecutor(kernels::ThreadPool* pool);
 
 // Identifies an admitted call, for Cancel.

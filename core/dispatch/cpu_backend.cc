@@ -17,7 +17,7 @@ BackendCapabilities CpuBackend::Capabilities() const {
   BackendCapabilities c;
   c.name = std::string(kName);
   c.kind = BackendKind::kCpu;
-  c.device_name = kernels::CosineSimdTarget();
+  c.device_name = kernels::cpu::CosineSimdTarget();
   c.threads = options_.pool != nullptr ? options_.pool->num_threads() : 1;
   return c;
 }
@@ -30,19 +30,19 @@ absl::Status CpuBackend::Cosine(const CosineJob& job, CosineOutput* out) {
           absl::StrCat("score buffer holds ", out->scores.size(),
                        " floats, expected ", job.queries.rows * n));
     }
-    return kernels::CosineDense(job.queries, job.targets, out->scores.data(), n,
-                                0, options_.pool);
+    return kernels::cpu::CosineDense(job.queries, job.targets,
+                                     out->scores.data(), n, 0, options_.pool);
   }
   const float min_score =
       job.min_score.value_or(-std::numeric_limits<float>::infinity());
-  return kernels::CosineTopK(job.queries, job.targets, job.top_k, min_score, 0,
-                             options_.pool, &out->top);
+  return kernels::cpu::CosineTopK(job.queries, job.targets, job.top_k,
+                                  min_score, 0, options_.pool, &out->top);
 }
 
 absl::Status CpuBackend::Spread(const SpreadJob& job, SpreadOutput* out) {
-  return kernels::Spread(job.graph, job.seeds, job.params, options_.pool,
-                         &out->result, kernels::SpreadMode::kAuto,
-                         /*stats=*/nullptr, job.interrupt);
+  return kernels::cpu::Spread(job.graph, job.seeds, job.params, options_.pool,
+                              &out->result, kernels::cpu::SpreadMode::kAuto,
+                              /*stats=*/nullptr, job.interrupt);
 }
 
 absl::StatusOr<DeviceMemoryInfo> CpuBackend::QueryMemory() {

@@ -484,8 +484,9 @@ absl::Status HybridExecutor::Spread(const SpreadJob& job, SpreadOutput* out) {
   ENGRAM_RETURN_IF_ERROR(status);
   if (job.top_k > 0) {
     // Nodes the activation never reached are not results.
-    out->top = kernels::TopKOfDense(out->result.activation, job.top_k,
-                                    std::numeric_limits<float>::denorm_min());
+    out->top =
+        kernels::cpu::TopKOfDense(out->result.activation, job.top_k,
+                                  std::numeric_limits<float>::denorm_min());
   }
   return absl::OkStatus();
 }

@@ -23,7 +23,7 @@
 
 #ifndef ENGRAM_KERNELS_CPU_COSINE_CC_SHARED_
 #define ENGRAM_KERNELS_CPU_COSINE_CC_SHARED_
-namespace engram::kernels::cosine_internal {
+namespace engram::kernels::cpu::cosine_internal {
 
 // Query rows are copied with their stride rounded up to a multiple of this, so
 // the SIMD loop can read a whole vector at the row's tail without bounds
@@ -59,7 +59,7 @@ struct ShiftedQueries {
   const float* view_end = nullptr;
 };
 
-}  // namespace engram::kernels::cosine_internal
+}  // namespace engram::kernels::cpu::cosine_internal
 #endif  // ENGRAM_KERNELS_CPU_COSINE_CC_SHARED_
 
 #undef HWY_TARGET_INCLUDE
@@ -70,7 +70,7 @@ struct ShiftedQueries {
 #include "hwy/highway.h"
 
 HWY_BEFORE_NAMESPACE();
-namespace engram::kernels {
+namespace engram::kernels::cpu {
 namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 
@@ -503,11 +503,11 @@ const char* SelectedTargetName() { return hwy::TargetName(HWY_TARGET); }
 
 // NOLINTNEXTLINE(google-readability-namespace-comments)
 }  // namespace HWY_NAMESPACE
-}  // namespace engram::kernels
+}  // namespace engram::kernels::cpu
 HWY_AFTER_NAMESPACE();
 
 #if HWY_ONCE
-namespace engram::kernels {
+namespace engram::kernels::cpu {
 namespace {
 
 using cosine_internal::kQueryPadFloats;
@@ -1108,5 +1108,5 @@ const char* CosineSimdTarget() {
   return HWY_DYNAMIC_DISPATCH(SelectedTargetName)();
 }
 
-}  // namespace engram::kernels
+}  // namespace engram::kernels::cpu
 #endif  // HWY_ONCE

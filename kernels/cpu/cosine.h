@@ -40,7 +40,7 @@
 #include "kernels/thread_pool.h"
 #include "kernels/types.h"
 
-namespace engram::kernels {
+namespace engram::kernels::cpu {
 
 // Which inner kernel scores a call. kAuto picks by the number of queries, at
 // the crossover measured by bench/cosine_benchmark.cc (docs/performance.md);
@@ -82,6 +82,6 @@ const char* CosineKernelName(CosineKernel kernel);
 // "AVX3" or "AVX2"; reported in build_info and logs.
 const char* CosineSimdTarget();
 
-}  // namespace engram::kernels
+}  // namespace engram::kernels::cpu
 
 #endif  // ENGRAM_KERNELS_CPU_COSINE_H_

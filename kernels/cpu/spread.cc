@@ -13,7 +13,7 @@
 #include "kernels/large_buffer.h"
 #include "kernels/spread_shape.h"
 
-namespace engram::kernels {
+namespace engram::kernels::cpu {
 namespace {
 
 // A node whose increase travels on the next hop, and that increase.
@@ -500,4 +500,4 @@ absl::Status Spread(const GraphView& graph, absl::Span<const SpreadSeed> seeds,
   return absl::OkStatus();
 }
 
-}  // namespace engram::kernels
+}  // namespace engram::kernels::cpu

@@ -34,7 +34,7 @@
 #include "kernels/thread_pool.h"
 #include "kernels/types.h"
 
-namespace engram::kernels {
+namespace engram::kernels::cpu {
 
 // Which hop kinds a call may run. kAuto chooses per hop by cost; the others
 // force one (sparse push, dense push, pull), for tests and benchmarks. A
@@ -60,6 +60,6 @@ absl::Status Spread(const GraphView& graph, absl::Span<const SpreadSeed> seeds,
                     SpreadStats* stats = nullptr,
                     const base::Interrupt* interrupt = nullptr);
 
-}  // namespace engram::kernels
+}  // namespace engram::kernels::cpu
 
 #endif  // ENGRAM_KERNELS_CPU_SPREAD_H_

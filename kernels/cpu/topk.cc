@@ -4,7 +4,7 @@
 #include <limits>
 #include <utility>
 
-namespace engram::kernels {
+namespace engram::kernels::cpu {
 namespace {
 
 // Reserving k up front would let a huge requested k allocate memory the
@@ -77,4 +77,4 @@ TopKList TopKOfDense(absl::Span<const float> values, size_t k,
   return selector.Take();
 }
 
-}  // namespace engram::kernels
+}  // namespace engram::kernels::cpu

@@ -9,7 +9,7 @@
 #include "absl/types/span.h"
 #include "kernels/types.h"
 
-namespace engram::kernels {
+namespace engram::kernels::cpu {
 
 // Keeps the best k candidates seen so far (BetterThan order) in a bounded
 // heap: O(log k) per accepted candidate and O(1) for a rejected one.
@@ -37,6 +37,6 @@ TopKList MergeTopK(absl::Span<const TopKList> lists, size_t k);
 // as (index, value), best first.
 TopKList TopKOfDense(absl::Span<const float> values, size_t k, float min_value);
 
-}  // namespace engram::kernels
+}  // namespace engram::kernels::cpu
 
 #endif  // ENGRAM_KERNELS_CPU_TOPK_H_

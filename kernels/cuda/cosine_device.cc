@@ -9,7 +9,7 @@
 #include "kernels/cosine_shape.h"
 #include "kernels/cuda/cuda_check.h"
 
-namespace engram::kernels::gpu {
+namespace engram::kernels::cuda {
 
 bool UsesGemm(const TileScoring& scoring, uint32_t num_queries) {
   return scoring.cublas != nullptr && scoring.handle != nullptr &&
@@ -84,4 +84,4 @@ absl::Status ScoreResident(const DeviceQueries& queries,
   return absl::OkStatus();
 }
 
-}  // namespace engram::kernels::gpu
+}  // namespace engram::kernels::cuda

@@ -19,7 +19,7 @@
 #include "kernels/cuda/cublas_loader.h"
 #include "kernels/types.h"
 
-namespace engram::kernels::gpu {
+namespace engram::kernels::cuda {
 
 // Prepared queries on the device.
 struct DeviceQueries {
@@ -81,6 +81,6 @@ absl::Status ScoreResident(const DeviceQueries& queries,
                            size_t ld, const TileScoring& scoring,
                            cudaStream_t stream);
 
-}  // namespace engram::kernels::gpu
+}  // namespace engram::kernels::cuda
 
 #endif  // ENGRAM_KERNELS_CUDA_COSINE_DEVICE_H_

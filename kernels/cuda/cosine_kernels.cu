@@ -6,7 +6,7 @@
 
 #include "kernels/cuda/cosine_kernels.h"
 
-namespace engram::kernels::gpu {
+namespace engram::kernels::cuda {
 namespace {
 
 constexpr int kBlock = 256;
@@ -334,4 +334,4 @@ cudaError_t CheckKernelImage() {
   return cudaFuncGetAttributes(&attributes, RowPassKernel<4, true>);
 }
 
-}  // namespace engram::kernels::gpu
+}  // namespace engram::kernels::cuda

@@ -22,7 +22,7 @@
 #include <cstddef>
 #include <cstdint>
 
-namespace engram::kernels::gpu {
+namespace engram::kernels::cuda {
 
 // Where a tile's bad and tiny rows go. A null field is not reported (a second
 // pass over the same rows has reported them already).
@@ -81,6 +81,6 @@ cudaError_t LaunchRescoreTinyRows(const float* queries, uint32_t num_queries,
 // cudaErrorNoKernelImageForDevice (or similar) when it does not.
 cudaError_t CheckKernelImage();
 
-}  // namespace engram::kernels::gpu
+}  // namespace engram::kernels::cuda
 
 #endif  // ENGRAM_KERNELS_CUDA_COSINE_KERNELS_H_

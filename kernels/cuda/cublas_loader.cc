@@ -8,7 +8,7 @@
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/gpu_device.h"
 
-namespace engram::kernels::gpu {
+namespace engram::kernels::cuda {
 namespace {
 
 // cuBLAS reports a failed launch or copy as EXECUTION_FAILED (and others);
@@ -107,4 +107,4 @@ absl::Status Cublas::RowDots(cublasHandle_t handle, int m, int n, int k,
                           "cublasSgemm", status_name_);
 }
 
-}  // namespace engram::kernels::gpu
+}  // namespace engram::kernels::cuda

@@ -20,7 +20,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 
-namespace engram::kernels::gpu {
+namespace engram::kernels::cuda {
 
 // The cuBLAS entry points the backend uses. The library stays loaded for the
 // life of the process (unloading it under live handles is not safe).
@@ -60,6 +60,6 @@ class Cublas {
   decltype(&cublasGetVersion_v2) get_version_ = nullptr;
 };
 
-}  // namespace engram::kernels::gpu
+}  // namespace engram::kernels::cuda
 
 #endif  // ENGRAM_KERNELS_CUDA_CUBLAS_LOADER_H_

@@ -4,7 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 
-namespace engram::kernels::gpu {
+namespace engram::kernels::cuda {
 namespace {
 
 // A call's text is the macro argument; long argument lists are cut so that a
@@ -82,4 +82,4 @@ absl::Status TakeStaleCudaError() {
   return StaleCudaErrorStatus(cudaGetLastError());
 }
 
-}  // namespace engram::kernels::gpu
+}  // namespace engram::kernels::cuda

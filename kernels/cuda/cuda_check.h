@@ -29,7 +29,7 @@
 #include "absl/status/status.h"
 #include "kernels/gpu_device.h"
 
-namespace engram::kernels::gpu {
+namespace engram::kernels::cuda {
 
 // kNone for cudaSuccess; kOutOfMemory for cudaErrorMemoryAllocation; kSticky
 // for the errors CUDA documents as leaving the process in an inconsistent
@@ -65,18 +65,19 @@ absl::Status StaleCudaErrorStatus(cudaError_t stale);
 // returns StaleCudaErrorStatus() of what was there.
 absl::Status TakeStaleCudaError();
 
-}  // namespace engram::kernels::gpu
+}  // namespace engram::kernels::cuda
 
 // Evaluates `call` (an expression of type cudaError_t) once and returns its
 // status from the enclosing function (which returns absl::Status or an
 // absl::StatusOr) when it is not cudaSuccess, clearing the thread's
 // last-error slot (CheckCudaCall).
-#define ENGRAM_CUDA_RETURN_IF_ERROR(call)                                      \
-  do {                                                                         \
-    const cudaError_t engram_cuda_error_ = (call);                             \
-    if (engram_cuda_error_ != cudaSuccess) {                                   \
-      return ::engram::kernels::gpu::CheckCudaCall(engram_cuda_error_, #call); \
-    }                                                                          \
+#define ENGRAM_CUDA_RETURN_IF_ERROR(call)                               \
+  do {                                                                  \
+    const cudaError_t engram_cuda_error_ = (call);                      \
+    if (engram_cuda_error_ != cudaSuccess) {                            \
+      return ::engram::kernels::cuda::CheckCudaCall(engram_cuda_error_, \
+                                                    #call);             \
+    }                                                                   \
   } while (false)
 
 #endif  // ENGRAM_KERNELS_CUDA_CUDA_CHECK_H_

@@ -4,7 +4,7 @@
 #include <limits>
 #include <utility>
 
-namespace engram::kernels::gpu {
+namespace engram::kernels::cuda {
 
 absl::StatusOr<cudaMemPool_t> CreateMemoryPool(int device, uint64_t max_bytes) {
   cudaMemPoolProps props = {};
@@ -84,4 +84,4 @@ CudaEvent::~CudaEvent() {
   if (event_ != nullptr) DiscardCudaError(cudaEventDestroy(event_));
 }
 
-}  // namespace engram::kernels::gpu
+}  // namespace engram::kernels::cuda

@@ -19,7 +19,7 @@
 #include "absl/status/statusor.h"
 #include "kernels/cuda/cuda_check.h"
 
-namespace engram::kernels::gpu {
+namespace engram::kernels::cuda {
 
 // A memory pool on `device` that keeps what it allocates (release threshold
 // at the maximum), so that after warm-up a request's allocations are served
@@ -141,6 +141,6 @@ class CudaEvent {
   cudaEvent_t event_ = nullptr;
 };
 
-}  // namespace engram::kernels::gpu
+}  // namespace engram::kernels::cuda
 
 #endif  // ENGRAM_KERNELS_CUDA_DEVICE_MEMORY_H_

@@ -38,10 +38,10 @@
 namespace engram::kernels {
 namespace {
 
-using gpu::CudaEvent;
-using gpu::CudaStream;
-using gpu::DeviceArray;
-using gpu::PinnedBuffer;
+using cuda::CudaEvent;
+using cuda::CudaStream;
+using cuda::DeviceArray;
+using cuda::PinnedBuffer;
 
 constexpr size_t kMinStagingBytes = size_t{64} << 10;
 // Host copies at least this large are split over the copy pool.
@@ -59,7 +59,7 @@ struct Lane {
   CudaEvent tile_free[2];  // device tile s may be overwritten
   CudaEvent out_done[2];   // the copy into out[s] has finished
   CudaEvent handoff;       // orders the copy stream after compute
-  const gpu::Cublas* cublas_library = nullptr;
+  const cuda::Cublas* cublas_library = nullptr;
   cublasHandle_t cublas = nullptr;  // on `compute`; created when first used
 
   Lane() = default;
@@ -102,8 +102,8 @@ struct ResidentMatrix {
   uint64_t bytes() const {
     return values.bytes() + inv_norm.bytes() + tiny.bytes();
   }
-  gpu::ResidentRows view() const {
-    gpu::ResidentRows r;
+  cuda::ResidentRows view() const {
+    cuda::ResidentRows r;
     r.values = values.get();
     r.inv_norm = inv_norm.get();
     r.tiny.tiny_count = tiny.get();
@@ -125,7 +125,7 @@ class CopiesFinishFirst {
   // A sticky error here reappears at the lane's release; a non-sticky one is
   // cleared from the thread's last-error slot (cuda_check.h).
   ~CopiesFinishFirst() {
-    gpu::DiscardCudaError(cudaStreamSynchronize(stream_));
+    cuda::DiscardCudaError(cudaStreamSynchronize(stream_));
   }
 
  private:
@@ -150,7 +150,7 @@ TopKList DecodeList(unsigned long long* keys, uint32_t count,
   TopKList list;
   list.reserve(count);
   for (uint32_t i = 0; i < count; ++i) {
-    ScoredIndex entry = gpu::DecodeTopKKey(keys[i]);
+    ScoredIndex entry = cuda::DecodeTopKKey(keys[i]);
     entry.index += index_offset;
     list.push_back(entry);
   }
@@ -163,10 +163,10 @@ struct GpuContext::Impl {
   Options options;
   GpuDeviceInfo device;
   cudaMemPool_t pool = nullptr;
-  std::unique_ptr<gpu::Cublas> cublas;
+  std::unique_ptr<cuda::Cublas> cublas;
   std::string cublas_status;
 
-  std::unique_ptr<gpu::LanePool<Lane>> lanes;
+  std::unique_ptr<cuda::LanePool<Lane>> lanes;
 
   absl::Mutex mu;
   absl::Status sticky ABSL_GUARDED_BY(mu);
@@ -184,16 +184,16 @@ struct GpuContext::Impl {
   std::atomic<uint64_t> resident_hits{0};
 
   ~Impl() {
-    gpu::DiscardCudaError(cudaSetDevice(options.device_ordinal));
+    cuda::DiscardCudaError(cudaSetDevice(options.device_ordinal));
     if (lanes != nullptr) lanes->Clear();
     {
       absl::MutexLock lock(&resident_mu);
       resident.clear();  // frees enqueued on resident_stream
     }
     if (resident_stream.get() != nullptr) {
-      gpu::DiscardCudaError(cudaStreamSynchronize(resident_stream.get()));
+      cuda::DiscardCudaError(cudaStreamSynchronize(resident_stream.get()));
     }
-    if (pool != nullptr) gpu::DiscardCudaError(cudaMemPoolDestroy(pool));
+    if (pool != nullptr) cuda::DiscardCudaError(cudaMemPoolDestroy(pool));
   }
 
   // The resident matrix under `key` when it has the targets' shape, else
@@ -225,11 +225,11 @@ struct GpuContext::Impl {
   // and buffers are intact), one whose streams failed is destroyed and its
   // slot freed.
   absl::Status Release(std::unique_ptr<Lane> lane) {
-    absl::Status status = gpu::CheckCudaCall(
+    absl::Status status = cuda::CheckCudaCall(
         cudaStreamSynchronize(lane->copy.get()), "cudaStreamSynchronize");
     if (status.ok()) {
-      status = gpu::CheckCudaCall(cudaStreamSynchronize(lane->compute.get()),
-                                  "cudaStreamSynchronize");
+      status = cuda::CheckCudaCall(cudaStreamSynchronize(lane->compute.get()),
+                                   "cudaStreamSynchronize");
     }
     lanes->Release(std::move(lane), status.ok());
     return status;
@@ -245,7 +245,7 @@ struct GpuContext::Impl {
   // pool grows back on demand. Best effort: an error here is the next
   // call's to report.
   void TrimPoolAfterOutOfMemory() {
-    gpu::DiscardCudaError(cudaMemPoolTrimTo(pool, 0));
+    cuda::DiscardCudaError(cudaMemPoolTrimTo(pool, 0));
   }
 
   void NoteSticky(const absl::Status& status) {
@@ -272,10 +272,10 @@ struct GpuContext::Impl {
     // would otherwise be reported by this call's first kernel launch check
     // as if the launch had failed (cuda_check.h); a sticky one fails the
     // call now.
-    absl::Status status = gpu::TakeStaleCudaError();
+    absl::Status status = cuda::TakeStaleCudaError();
     if (status.ok()) {
-      status = gpu::CheckCudaCall(cudaSetDevice(options.device_ordinal),
-                                  "cudaSetDevice");
+      status = cuda::CheckCudaCall(cudaSetDevice(options.device_ordinal),
+                                   "cudaSetDevice");
     }
     if (status.ok()) {
       absl::StatusOr<std::unique_ptr<Lane>> lane = Acquire();
@@ -303,7 +303,7 @@ struct GpuContext::Impl {
     ENGRAM_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(lane.compute.get()));
     PinnedBuffer* const slots[] = {&lane.in[0], &lane.in[1], &lane.out[0],
                                    &lane.out[1]};
-    return gpu::ReplaceAllOrNone<PinnedBuffer>(
+    return cuda::ReplaceAllOrNone<PinnedBuffer>(
         absl::MakeConstSpan(slots),
         [bytes] { return PinnedBuffer::Allocate(bytes); });
   }
@@ -318,8 +318,8 @@ struct GpuContext::Impl {
 
   // How `q` queries are scored on `lane`: cuBLAS from gemm_min_queries on
   // when it loaded (its handle made on first use), else the fused kernel.
-  absl::StatusOr<gpu::TileScoring> ScoringFor(Lane& lane, size_t q) {
-    gpu::TileScoring scoring;
+  absl::StatusOr<cuda::TileScoring> ScoringFor(Lane& lane, size_t q) {
+    cuda::TileScoring scoring;
     if (q >= options.gemm_min_queries && cublas != nullptr) {
       ENGRAM_RETURN_IF_ERROR(EnsureCublas(lane));
       scoring.cublas = cublas.get();
@@ -488,8 +488,8 @@ absl::Status GpuContext::Impl::Cosine(Lane& lane, const PreparedQueries& pq,
   const size_t tiles = (n + tile_rows - 1) / tile_rows;
   cudaStream_t compute = lane.compute.get();
 
-  ENGRAM_ASSIGN_OR_RETURN(const gpu::TileScoring scoring, ScoringFor(lane, q));
-  const bool gemm = gpu::UsesGemm(scoring, static_cast<uint32_t>(q));
+  ENGRAM_ASSIGN_OR_RETURN(const cuda::TileScoring scoring, ScoringFor(lane, q));
+  const bool gemm = cuda::UsesGemm(scoring, static_cast<uint32_t>(q));
 
   // Device memory, all from the pool in stream order on `compute`.
   ENGRAM_ASSIGN_OR_RETURN(DeviceArray<float> query_values,
@@ -533,10 +533,10 @@ absl::Status GpuContext::Impl::Cosine(Lane& lane, const PreparedQueries& pq,
     ENGRAM_CUDA_RETURN_IF_ERROR(
         cudaEventRecord(lane.tile_free[s].get(), compute));
   }
-  const gpu::DeviceQueries device_queries{
+  const cuda::DeviceQueries device_queries{
       query_values.get(), query_inv_norm.get(), static_cast<uint32_t>(q),
       static_cast<uint32_t>(d)};
-  gpu::TileWorkspace workspace;
+  cuda::TileWorkspace workspace;
   workspace.flags.bad_row = bad_row.get();
   workspace.flags.tiny_count = tiny_rows.get();
   workspace.flags.tiny_rows = tiny_rows.get() + 1;
@@ -572,7 +572,7 @@ absl::Status GpuContext::Impl::Cosine(Lane& lane, const PreparedQueries& pq,
     ENGRAM_CUDA_RETURN_IF_ERROR(
         cudaStreamWaitEvent(compute, lane.in_done[s].get(), 0));
     float* tile_scores = dense ? scores[s].get() : scores[0].get() + first;
-    ENGRAM_RETURN_IF_ERROR(gpu::ScoreTile(
+    ENGRAM_RETURN_IF_ERROR(cuda::ScoreTile(
         device_queries, tile[s].get(), static_cast<uint32_t>(rows), tile_scores,
         dense ? rows : n, first, workspace, scoring, compute));
     ENGRAM_CUDA_RETURN_IF_ERROR(
@@ -609,13 +609,13 @@ absl::Status GpuContext::Impl::SelectTopK(Lane& lane, const float* scores,
   ENGRAM_ASSIGN_OR_RETURN(
       DeviceArray<unsigned char> select_workspace,
       DeviceArray<unsigned char>::Allocate(
-          gpu::TopKWorkspaceBytes(static_cast<uint32_t>(q)), pool, compute));
+          cuda::TopKWorkspaceBytes(static_cast<uint32_t>(q)), pool, compute));
   ENGRAM_ASSIGN_OR_RETURN(
       DeviceArray<unsigned long long> keys,
       DeviceArray<unsigned long long>::Allocate(q * keep, pool, compute));
   ENGRAM_ASSIGN_OR_RETURN(DeviceArray<uint32_t> counts,
                           DeviceArray<uint32_t>::Allocate(q, pool, compute));
-  ENGRAM_CUDA_RETURN_IF_ERROR(gpu::LaunchTopKSelect(
+  ENGRAM_CUDA_RETURN_IF_ERROR(cuda::LaunchTopKSelect(
       scores, static_cast<uint32_t>(q), static_cast<uint32_t>(n), n, keep,
       min_score, select_workspace.get(), keys.get(), counts.get(), compute));
   std::vector<unsigned long long> host_keys(q * keep);
@@ -647,7 +647,7 @@ absl::Status GpuContext::Impl::CosineResident(
   const size_t d = targets.cols;
   cudaStream_t compute = lane.compute.get();
 
-  ENGRAM_ASSIGN_OR_RETURN(const gpu::TileScoring scoring, ScoringFor(lane, q));
+  ENGRAM_ASSIGN_OR_RETURN(const cuda::TileScoring scoring, ScoringFor(lane, q));
 
   ENGRAM_ASSIGN_OR_RETURN(DeviceArray<float> query_values,
                           DeviceArray<float>::Allocate(q * d, pool, compute));
@@ -660,11 +660,11 @@ absl::Status GpuContext::Impl::CosineResident(
       Upload(lane, query_values.get(), pq.values.data(), query_values.bytes()));
   ENGRAM_RETURN_IF_ERROR(Upload(lane, query_inv_norm.get(), pq.inv_norm.data(),
                                 query_inv_norm.bytes()));
-  const gpu::DeviceQueries device_queries{
+  const cuda::DeviceQueries device_queries{
       query_values.get(), query_inv_norm.get(), static_cast<uint32_t>(q),
       static_cast<uint32_t>(d)};
-  ENGRAM_RETURN_IF_ERROR(gpu::ScoreResident(device_queries, targets.view(),
-                                            scores.get(), n, scoring, compute));
+  ENGRAM_RETURN_IF_ERROR(cuda::ScoreResident(
+      device_queries, targets.view(), scores.get(), n, scoring, compute));
   if (!dense) {
     return SelectTopK(lane, scores.get(), q, n, k, min_score, index_offset,
                       top);
@@ -705,11 +705,11 @@ absl::Status GpuContext::Impl::UploadResident(
       cudaMemsetAsync(bad_row.get(), 0xff, bad_row.bytes(), compute));
   ENGRAM_CUDA_RETURN_IF_ERROR(
       cudaMemsetAsync(matrix->tiny.get(), 0, sizeof(uint32_t), compute));
-  gpu::RowFlags flags;
+  cuda::RowFlags flags;
   flags.bad_row = bad_row.get();
   flags.tiny_count = matrix->tiny.get();
   flags.tiny_rows = matrix->tiny.get() + 1;
-  ENGRAM_CUDA_RETURN_IF_ERROR(gpu::LaunchRowInverseNorms(
+  ENGRAM_CUDA_RETURN_IF_ERROR(cuda::LaunchRowInverseNorms(
       matrix->values.get(), static_cast<uint32_t>(n), static_cast<uint32_t>(d),
       matrix->inv_norm.get(), 0, flags, compute));
   unsigned long long bad = kNoBadRow;
@@ -737,8 +737,8 @@ absl::Status GpuContext::Impl::Spread(Lane& lane, const GraphView& graph,
   const uint32_t num_edges = static_cast<uint32_t>(graph.num_edges());
   cudaStream_t compute = lane.compute.get();
   ENGRAM_ASSIGN_OR_RETURN(
-      gpu::DeviceGraph device_graph,
-      gpu::DeviceGraph::Allocate(n, num_edges, pool, compute));
+      cuda::DeviceGraph device_graph,
+      cuda::DeviceGraph::Allocate(n, num_edges, pool, compute));
   DeviceArray<double> activation;
   ENGRAM_ASSIGN_OR_RETURN(DeviceArray<float> activation_f32,
                           DeviceArray<float>::Allocate(n, pool, compute));
@@ -753,19 +753,19 @@ absl::Status GpuContext::Impl::Spread(Lane& lane, const GraphView& graph,
                                 graph.weights.data(),
                                 graph.weights.size() * sizeof(float)));
   ENGRAM_RETURN_IF_ERROR(
-      gpu::CheckGraphOnDevice(device_graph, graph, pool, compute));
-  gpu::SpreadOnDeviceOptions spread_options;
+      cuda::CheckGraphOnDevice(device_graph, graph, pool, compute));
+  cuda::SpreadOnDeviceOptions spread_options;
   spread_options.push_max_fraction = options.spread_push_max_fraction;
   ENGRAM_ASSIGN_OR_RETURN(
-      const gpu::SpreadOnDeviceResult result,
-      gpu::SpreadOnDevice(
+      const cuda::SpreadOnDeviceResult result,
+      cuda::SpreadOnDevice(
           device_graph, graph.row_offsets, seeds, params, spread_options,
           [&](void* device, const void* host, size_t bytes) {
             return Upload(lane, device, host, bytes);
           },
           pool, compute, interrupt, &activation));
   ENGRAM_CUDA_RETURN_IF_ERROR(
-      gpu::LaunchToFloat(activation.get(), n, activation_f32.get(), compute));
+      cuda::LaunchToFloat(activation.get(), n, activation_f32.get(), compute));
   out->hops = result.hops;
   out->edges_traversed = result.edges_traversed;
   if (top_k == 0) {
@@ -778,13 +778,13 @@ absl::Status GpuContext::Impl::Spread(Lane& lane, const GraphView& graph,
   const uint32_t keep = std::min(top_k, n);
   ENGRAM_ASSIGN_OR_RETURN(DeviceArray<unsigned char> select_workspace,
                           DeviceArray<unsigned char>::Allocate(
-                              gpu::TopKWorkspaceBytes(1), pool, compute));
+                              cuda::TopKWorkspaceBytes(1), pool, compute));
   ENGRAM_ASSIGN_OR_RETURN(
       DeviceArray<unsigned long long> keys,
       DeviceArray<unsigned long long>::Allocate(keep, pool, compute));
   ENGRAM_ASSIGN_OR_RETURN(DeviceArray<uint32_t> count,
                           DeviceArray<uint32_t>::Allocate(1, pool, compute));
-  ENGRAM_CUDA_RETURN_IF_ERROR(gpu::LaunchTopKSelect(
+  ENGRAM_CUDA_RETURN_IF_ERROR(cuda::LaunchTopKSelect(
       activation_f32.get(), 1, n, n, keep,
       std::numeric_limits<float>::denorm_min(), select_workspace.get(),
       keys.get(), count.get(), compute));
@@ -826,7 +826,7 @@ absl::StatusOr<std::unique_ptr<GpuContext>> GpuContext::Create(
   auto impl = std::make_unique<Impl>();
   impl->options = options;
   impl->device = devices[options.device_ordinal];
-  impl->lanes = std::make_unique<gpu::LanePool<Lane>>(options.max_streams);
+  impl->lanes = std::make_unique<cuda::LanePool<Lane>>(options.max_streams);
   const GpuDeviceInfo& device = impl->device;
   const auto unusable = [&](const absl::Status& why) {
     return absl::UnavailableError(absl::StrCat(
@@ -834,21 +834,21 @@ absl::StatusOr<std::unique_ptr<GpuContext>> GpuContext::Create(
         device.compute_capability_major, ".", device.compute_capability_minor,
         ") is not usable: ", why.message()));
   };
-  absl::Status status = gpu::CheckCudaCall(
+  absl::Status status = cuda::CheckCudaCall(
       cudaSetDevice(options.device_ordinal), "cudaSetDevice");
   if (status.ok()) {
-    status = gpu::CheckCudaCall(gpu::CheckKernelImage(),
-                                "this build's kernels on the device");
+    status = cuda::CheckCudaCall(cuda::CheckKernelImage(),
+                                 "this build's kernels on the device");
   }
   if (!status.ok()) return unusable(status);
-  absl::StatusOr<cudaMemPool_t> pool =
-      gpu::CreateMemoryPool(options.device_ordinal, options.memory_limit_bytes);
+  absl::StatusOr<cudaMemPool_t> pool = cuda::CreateMemoryPool(
+      options.device_ordinal, options.memory_limit_bytes);
   if (!pool.ok()) return unusable(pool.status());
   impl->pool = *pool;
   absl::StatusOr<CudaStream> resident_stream = CudaStream::Create();
   if (!resident_stream.ok()) return unusable(resident_stream.status());
   impl->resident_stream = *std::move(resident_stream);
-  absl::StatusOr<std::unique_ptr<gpu::Cublas>> cublas = gpu::Cublas::Load();
+  absl::StatusOr<std::unique_ptr<cuda::Cublas>> cublas = cuda::Cublas::Load();
   if (cublas.ok()) {
     impl->cublas = *std::move(cublas);
     impl->cublas_status = impl->cublas->description();
@@ -971,7 +971,7 @@ absl::Status GpuContext::EvictResident(uint64_t key) {
   }
   // The frees (now, or when the last call reading it ends) are enqueued on
   // the resident stream of this context's device; best effort.
-  gpu::DiscardCudaError(cudaSetDevice(impl_->options.device_ordinal));
+  cuda::DiscardCudaError(cudaSetDevice(impl_->options.device_ordinal));
   matrix.reset();
   return absl::OkStatus();
 }

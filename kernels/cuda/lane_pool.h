@@ -23,7 +23,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/types/span.h"
 
-namespace engram::kernels::gpu {
+namespace engram::kernels::cuda {
 
 // At most `max_lanes` lanes of type Lane exist at once; idle ones are reused.
 // Thread-safe: Acquire() and Release() may be called concurrently; Acquire()
@@ -128,6 +128,6 @@ absl::Status ReplaceAllOrNone(absl::Span<Buffer* const> slots,
   return absl::OkStatus();
 }
 
-}  // namespace engram::kernels::gpu
+}  // namespace engram::kernels::cuda
 
 #endif  // ENGRAM_KERNELS_CUDA_LANE_POOL_H_

@@ -12,7 +12,7 @@
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/spread_kernels.h"
 
-namespace engram::kernels::gpu {
+namespace engram::kernels::cuda {
 namespace {
 
 constexpr unsigned long long kNone = ~0ull;
@@ -390,4 +390,4 @@ absl::StatusOr<SpreadOnDeviceResult> SpreadOnDevice(
   return result;
 }
 
-}  // namespace engram::kernels::gpu
+}  // namespace engram::kernels::cuda

@@ -20,7 +20,7 @@
 #include "kernels/cuda/device_memory.h"
 #include "kernels/types.h"
 
-namespace engram::kernels::gpu {
+namespace engram::kernels::cuda {
 
 // A CSR graph in device memory, allocated in stream order on `stream` from
 // `pool`; the caller copies the arrays in. Its transpose (in-edges in
@@ -95,6 +95,6 @@ absl::StatusOr<SpreadOnDeviceResult> SpreadOnDevice(
     cudaStream_t stream, const base::Interrupt* interrupt,
     DeviceArray<double>* activation);
 
-}  // namespace engram::kernels::gpu
+}  // namespace engram::kernels::cuda
 
 #endif  // ENGRAM_KERNELS_CUDA_SPREAD_DEVICE_H_

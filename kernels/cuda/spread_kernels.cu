@@ -6,7 +6,7 @@
 
 #include "kernels/cuda/spread_kernels.h"
 
-namespace engram::kernels::gpu {
+namespace engram::kernels::cuda {
 namespace {
 
 constexpr int kBlock = 256;
@@ -451,4 +451,4 @@ cudaError_t SelectFlagged(const uint32_t* in, const uint8_t* flags,
                                     count, stream);
 }
 
-}  // namespace engram::kernels::gpu
+}  // namespace engram::kernels::cuda

@@ -23,7 +23,7 @@
 #include <cstddef>
 #include <cstdint>
 
-namespace engram::kernels::gpu {
+namespace engram::kernels::cuda {
 
 // What a hop leaves for the host to decide the next one on.
 struct HopCounters {
@@ -135,6 +135,6 @@ cudaError_t SelectFlagged(const uint32_t* in, const uint8_t* flags,
                           uint32_t* out, uint32_t* num_out, uint32_t count,
                           void* temp, size_t* temp_bytes, cudaStream_t stream);
 
-}  // namespace engram::kernels::gpu
+}  // namespace engram::kernels::cuda
 
 #endif  // ENGRAM_KERNELS_CUDA_SPREAD_KERNELS_H_

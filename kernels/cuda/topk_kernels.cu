@@ -3,7 +3,7 @@
 
 #include "kernels/cuda/topk_kernels.h"
 
-namespace engram::kernels::gpu {
+namespace engram::kernels::cuda {
 namespace {
 
 constexpr int kBlock = 256;
@@ -154,4 +154,4 @@ cudaError_t LaunchTopKSelect(const float* scores, uint32_t rows, uint32_t n,
   return cudaGetLastError();
 }
 
-}  // namespace engram::kernels::gpu
+}  // namespace engram::kernels::cuda

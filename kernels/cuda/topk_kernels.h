@@ -22,7 +22,7 @@
 
 #include "kernels/types.h"
 
-namespace engram::kernels::gpu {
+namespace engram::kernels::cuda {
 
 // Device workspace LaunchTopKSelect needs for `rows` rows.
 size_t TopKWorkspaceBytes(uint32_t rows);
@@ -45,6 +45,6 @@ inline ScoredIndex DecodeTopKKey(unsigned long long key) {
   return ScoredIndex{0xffffffffu - static_cast<uint32_t>(key), score};
 }
 
-}  // namespace engram::kernels::gpu
+}  // namespace engram::kernels::cuda
 
 #endif  // ENGRAM_KERNELS_CUDA_TOPK_KERNELS_H_

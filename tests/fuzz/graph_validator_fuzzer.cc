@@ -51,11 +51,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     return 0;
   }
   engram::kernels::SpreadResult first, second;
-  if (!engram::kernels::Spread(job.graph, job.seeds, job.params, nullptr,
-                               &first)
+  if (!engram::kernels::cpu::Spread(job.graph, job.seeds, job.params, nullptr,
+                                    &first)
            .ok() ||
-      !engram::kernels::Spread(job.graph, job.seeds, job.params, nullptr,
-                               &second)
+      !engram::kernels::cpu::Spread(job.graph, job.seeds, job.params, nullptr,
+                                    &second)
            .ok()) {
     std::abort();  // validated input must compute
   }

@@ -17,7 +17,7 @@
 #include "tests/testing/random_data.h"
 #include "tests/testing/reference.h"
 
-namespace engram::kernels {
+namespace engram::kernels::cpu {
 namespace {
 
 using ::testing::HasSubstr;
@@ -615,4 +615,4 @@ TEST_F(CosineErrorTest, AlignedReadsDoNotTouchNeighbouringRows) {
 }
 
 }  // namespace
-}  // namespace engram::kernels
+}  // namespace engram::kernels::cpu

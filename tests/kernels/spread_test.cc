@@ -16,7 +16,7 @@
 #include "tests/testing/spreading_cases.h"
 #include "tests/testing/stop_after_checks.h"
 
-namespace engram::kernels {
+namespace engram::kernels::cpu {
 namespace {
 
 using ::testing::HasSubstr;
@@ -497,4 +497,4 @@ TEST_F(SpreadTest, ForcedDenseHopsOnAMalformedGraphBehaveAsThePush) {
 }
 
 }  // namespace
-}  // namespace engram::kernels
+}  // namespace engram::kernels::cpu

@@ -16,7 +16,7 @@
 #include "tests/testing/random_data.h"
 #include "tests/testing/reference.h"
 
-namespace engram::kernels {
+namespace engram::kernels::cpu {
 
 // Readable failure messages for lists of ScoredIndex.
 void PrintTo(const ScoredIndex& s, std::ostream* os) {
@@ -412,4 +412,4 @@ TEST_F(CosineTopKTest, EachKernelsTopKEqualsSortingItsFullScores) {
 }
 
 }  // namespace
-}  // namespace engram::kernels
+}  // namespace engram::kernels::cpu

@@ -43,7 +43,7 @@ std::vector<kernels::TopKList> ExactTopK(const BatchPass& pass) {
   std::vector<kernels::TopKList> out(pass.queries.rows);
   const float min = pass.min_score.value_or(-2.0f);
   for (size_t q = 0; q < pass.queries.rows; ++q) {
-    kernels::TopKSelector selector(pass.top_k);
+    kernels::cpu::TopKSelector selector(pass.top_k);
     for (const auto& segment : pass.collection->segments()) {
       const kernels::MatrixView& t = segment->vectors();
       for (size_t r = 0; r < t.rows; ++r) {
@@ -806,8 +806,9 @@ TEST_F(SearchBatcherTest, SearchSegmentsMatchesASingleSegmentCollection) {
   auto search = [](const kernels::MatrixView& q, const Segment& segment,
                    uint32_t k, std::optional<float> min,
                    std::vector<kernels::TopKList>* out) {
-    return kernels::CosineTopK(q, segment.vectors(), k, min.value_or(-2.0f), 0,
-                               nullptr, out, kernels::CosineKernel::kRowDot);
+    return kernels::cpu::CosineTopK(q, segment.vectors(), k,
+                                    min.value_or(-2.0f), 0, nullptr, out,
+                                    kernels::cpu::CosineKernel::kRowDot);
   };
   BatchPass a;
   a.collection = collection_.get();

@@ -13,7 +13,7 @@
 #include "kernels/cuda/topk_kernels.h"
 #include "kernels/gpu_device.h"
 
-namespace engram::kernels::gpu {
+namespace engram::kernels::cuda {
 namespace {
 
 using ::testing::HasSubstr;
@@ -233,4 +233,4 @@ TEST(GpuContextOptionsTest, AMissingDeviceOrdinalIsUnavailable) {
 }
 
 }  // namespace
-}  // namespace engram::kernels::gpu
+}  // namespace engram::kernels::cuda

@@ -1,6 +1,6 @@
 #include "tests/kernels/cuda/fault_kernel.h"
 
-namespace engram::kernels::gpu::testing {
+namespace engram::kernels::cuda::testing {
 namespace {
 
 __global__ void WriteThrough(int* pointer) { *pointer = 1; }
@@ -14,4 +14,4 @@ cudaError_t TriggerIllegalAddress() {
   return cudaDeviceSynchronize();
 }
 
-}  // namespace engram::kernels::gpu::testing
+}  // namespace engram::kernels::cuda::testing

@@ -6,13 +6,13 @@
 
 #include <cuda_runtime_api.h>
 
-namespace engram::kernels::gpu::testing {
+namespace engram::kernels::cuda::testing {
 
 // Launches a kernel that writes through an invalid pointer on the current
 // device and waits for it; returns the error the wait reports
 // (cudaErrorIllegalAddress on a working GPU).
 cudaError_t TriggerIllegalAddress();
 
-}  // namespace engram::kernels::gpu::testing
+}  // namespace engram::kernels::cuda::testing
 
 #endif  // ENGRAM_TESTS_KERNELS_CUDA_FAULT_KERNEL_H_

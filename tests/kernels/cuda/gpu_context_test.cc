@@ -66,7 +66,7 @@ SpreadRun CpuSpread(const GraphView& graph,
                     const std::vector<SpreadSeed>& seeds,
                     const SpreadParams& params) {
   SpreadRun run;
-  run.status = Spread(graph, seeds, params, nullptr, &run.result);
+  run.status = kernels::cpu::Spread(graph, seeds, params, nullptr, &run.result);
   return run;
 }
 
@@ -211,8 +211,9 @@ TEST_F(GpuContextTest, SpreadTopKOnTheDeviceMatchesTheCpuSelection) {
           gpu->Spread(graph->view(), seeds, params, k, &result, &top).ok());
       EXPECT_TRUE(result.activation.empty());
       EXPECT_EQ(result.hops, cpu.result.hops);
-      EXPECT_EQ(top, TopKOfDense(cpu.result.activation, k,
-                                 std::numeric_limits<float>::denorm_min()));
+      EXPECT_EQ(top, kernels::cpu::TopKOfDense(
+                         cpu.result.activation, k,
+                         std::numeric_limits<float>::denorm_min()));
     }
   }
 }
@@ -314,10 +315,10 @@ TEST_F(GpuContextTest, OutOfMemoryIsReportedAndTheContextStaysUsable) {
   EXPECT_EQ(top.size(), q / 4);
   // ... with the CPU's answer (the same entries; scores within 1e-5).
   std::vector<TopKList> cpu_top;
-  ASSERT_TRUE(CosineTopK(MatrixView{queries.data(), q / 4, d},
-                         MatrixView{targets.data(), n, d}, 5,
-                         -std::numeric_limits<float>::infinity(), 0, nullptr,
-                         &cpu_top)
+  ASSERT_TRUE(kernels::cpu::CosineTopK(MatrixView{queries.data(), q / 4, d},
+                                       MatrixView{targets.data(), n, d}, 5,
+                                       -std::numeric_limits<float>::infinity(),
+                                       0, nullptr, &cpu_top)
                   .ok());
   ASSERT_EQ(top.size(), cpu_top.size());
   for (size_t j = 0; j < top.size(); ++j) {
@@ -463,8 +464,8 @@ TEST_F(GpuContextTest, ConcurrentCallsOnFewerLanesGiveTheSameResults) {
   std::vector<float> out(64);
   absl::Status status = (*context)->CosineDense(view, view, out.data(), 8, 0);
   if (!status.ok()) fail("first call", status);
-  const cudaError_t fault = gpu::testing::TriggerIllegalAddress();
-  if (gpu::ClassifyCudaError(fault) != GpuErrorKind::kSticky) {
+  const cudaError_t fault = cuda::testing::TriggerIllegalAddress();
+  if (cuda::ClassifyCudaError(fault) != GpuErrorKind::kSticky) {
     std::fprintf(stderr, "the fault gave %s\n", cudaGetErrorName(fault));
     std::_Exit(1);
   }

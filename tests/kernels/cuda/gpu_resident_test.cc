@@ -116,7 +116,8 @@ TEST_F(GpuResidentTest, FusedResidentScoresEqualTheStagedPathBitForBit) {
 
       // The tiny rows were rescored, as on the CPU.
       std::vector<float> cpu(q * n);
-      ASSERT_TRUE(CosineDense(qv, tv, cpu.data(), n, 0, nullptr).ok());
+      ASSERT_TRUE(
+          kernels::cpu::CosineDense(qv, tv, cpu.data(), n, 0, nullptr).ok());
       for (size_t j = 0; j < q; ++j) {
         for (size_t r : {size_t{3}, size_t{7}, n / 2, n - 1}) {
           EXPECT_NEAR(resident[j * n + r], cpu[j * n + r], 1e-5)
@@ -145,14 +146,16 @@ TEST_F(GpuResidentTest, CublasResidentScoresMatchTheStagedPathAndTheCpu) {
   std::vector<float> staged(q * n), resident(q * n), cpu(q * n);
   ASSERT_TRUE(gpu->CosineDense(qv, tv, staged.data(), n, 0).ok());
   ASSERT_TRUE(gpu->CosineDense(qv, tv, resident.data(), n, 0, 5).ok());
-  ASSERT_TRUE(CosineDense(qv, tv, cpu.data(), n, 0, nullptr).ok());
+  ASSERT_TRUE(
+      kernels::cpu::CosineDense(qv, tv, cpu.data(), n, 0, nullptr).ok());
   for (size_t i = 0; i < staged.size(); ++i) {
     ASSERT_NEAR(resident[i], staged[i], 1e-5) << "entry " << i;
     ASSERT_NEAR(resident[i], cpu[i], 1e-5) << "entry " << i;
   }
   std::vector<TopKList> gpu_top, cpu_top;
   ASSERT_TRUE(gpu->CosineTopK(qv, tv, 8, 0.0f, 0, &gpu_top, 5).ok());
-  ASSERT_TRUE(CosineTopK(qv, tv, 8, 0.0f, 0, nullptr, &cpu_top).ok());
+  ASSERT_TRUE(
+      kernels::cpu::CosineTopK(qv, tv, 8, 0.0f, 0, nullptr, &cpu_top).ok());
   ASSERT_EQ(gpu_top.size(), cpu_top.size());
   for (size_t j = 0; j < q; ++j) {
     ASSERT_EQ(gpu_top[j].size(), cpu_top[j].size()) << "query " << j;
@@ -211,8 +214,8 @@ TEST_F(GpuResidentTest, NonFiniteRowsAreRefusedWithTheCpuMessage) {
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << status;
   const std::vector<float> query = testing::RandomMatrix(1, d, 6);
   std::vector<float> scores(n);
-  const absl::Status cpu = CosineDense(MatrixView{query.data(), 1, d}, tv,
-                                       scores.data(), n, 0, nullptr);
+  const absl::Status cpu = kernels::cpu::CosineDense(
+      MatrixView{query.data(), 1, d}, tv, scores.data(), n, 0, nullptr);
   EXPECT_EQ(status.message(), cpu.message());
   EXPECT_THAT(status.message(), HasSubstr("targets"));
   EXPECT_FALSE(gpu->HoldsResident(9));

@@ -16,7 +16,7 @@
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
 
-namespace engram::kernels::gpu {
+namespace engram::kernels::cuda {
 namespace {
 
 struct FakeLane {
@@ -165,4 +165,4 @@ TEST(ReplaceAllOrNoneTest, AFailureLeavesEveryOldBufferInPlace) {
 }
 
 }  // namespace
-}  // namespace engram::kernels::gpu
+}  // namespace engram::kernels::cuda
