@@ -200,6 +200,18 @@ absl::StatusOr<v1::SpreadParams> BuildSpreadParams(
   return params;
 }
 
+absl::StatusOr<v1::Graph> ReadGraphFile(const std::string& path,
+                                        std::optional<uint32_t> num_nodes) {
+  ENGRAM_ASSIGN_OR_RETURN(const std::vector<Edge> edges,
+                          ReadEdgeListFile(path));
+  absl::StatusOr<v1::Graph> graph =
+      MakeGraph(num_nodes.value_or(NumNodesFor(edges)), edges);
+  if (!graph.ok()) {
+    return UsageError(absl::StrCat(path, ": ", graph.status().message()));
+  }
+  return graph;
+}
+
 absl::StatusOr<v1::SpreadRequest> BuildSpreadRequest(
     const SpreadOptions& options) {
   if (options.graph_path.empty() && options.graph_name.empty()) {
@@ -226,15 +238,9 @@ absl::StatusOr<v1::SpreadRequest> BuildSpreadRequest(
     return request;
   }
 
-  ENGRAM_ASSIGN_OR_RETURN(const std::vector<Edge> edges,
-                          ReadEdgeListFile(options.graph_path));
-  const uint32_t num_nodes = options.num_nodes.value_or(NumNodesFor(edges));
-  absl::StatusOr<v1::Graph> graph = MakeGraph(num_nodes, edges);
-  if (!graph.ok()) {
-    return UsageError(
-        absl::StrCat(options.graph_path, ": ", graph.status().message()));
-  }
-  return MakeSpreadRequest(*std::move(graph), seeds, std::move(params),
+  ENGRAM_ASSIGN_OR_RETURN(v1::Graph graph,
+                          ReadGraphFile(options.graph_path, options.num_nodes));
+  return MakeSpreadRequest(std::move(graph), seeds, std::move(params),
                            options.top_k, placement);
 }
 

@@ -6,7 +6,9 @@
 #ifndef ENGRAM_CLIENT_CLI_REQUEST_BUILDERS_H_
 #define ENGRAM_CLIENT_CLI_REQUEST_BUILDERS_H_
 
+#include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -40,6 +42,13 @@ absl::StatusOr<std::vector<float>> ParseFloatList(absl::string_view text);
 // errors as ReadNpyFile reports them.
 absl::StatusOr<engram::similarity::v1::BatchCosineRequest> BuildCosineRequest(
     const CosineOptions& options);
+
+// The CSR graph of the edge list file at `path`, over `num_nodes` nodes when
+// given, else the largest node id + 1. File errors as ReadEdgeListFile
+// reports them; INVALID_ARGUMENT, naming the file, for an edge whose source or
+// target is not below the node count.
+absl::StatusOr<engram::similarity::v1::Graph> ReadGraphFile(
+    const std::string& path, std::optional<uint32_t> num_nodes);
 
 // The request `options` describe: reads the edge list, builds the CSR graph
 // (over --num_nodes nodes when given, else max id + 1) and sets only the

@@ -9,14 +9,10 @@
 #include "absl/strings/str_cat.h"
 #include "client/cli/output.h"
 #include "client/cli/request_builders.h"
-#include "client/edge_list.h"
 #include "client/npy.h"
-#include "client/requests.h"
 #include "kernels/status_macros.h"
 
 namespace engram::client::cli {
-
-namespace v1 = ::engram::similarity::v1;
 
 absl::StatusOr<ResidentInput> BuildResidentInput(const Invocation& invocation) {
   ResidentInput input;
@@ -69,15 +65,8 @@ absl::StatusOr<ResidentInput> BuildResidentInput(const Invocation& invocation) {
       return UsageError("graph put needs --graph (an edge list file)");
     }
     if (g.chunk_entries == 0) return UsageError("--chunk_entries must be >= 1");
-    ENGRAM_ASSIGN_OR_RETURN(const std::vector<Edge> edges,
-                            ReadEdgeListFile(g.graph_path));
-    absl::StatusOr<v1::Graph> graph =
-        MakeGraph(g.num_nodes.value_or(NumNodesFor(edges)), edges);
-    if (!graph.ok()) {
-      return UsageError(
-          absl::StrCat(g.graph_path, ": ", graph.status().message()));
-    }
-    input.graph = *std::move(graph);
+    ENGRAM_ASSIGN_OR_RETURN(input.graph,
+                            ReadGraphFile(g.graph_path, g.num_nodes));
   }
   return input;
 }
