@@ -84,12 +84,8 @@ absl::StatusOr<BenchRequest> BuildBenchRequest(const Invocation& invocation) {
       if (uint64_t{nodes} * degree > (uint64_t{1} << 31)) {
         return UsageError("--random_graph: more than 2^31 edges");
       }
-      ENGRAM_ASSIGN_OR_RETURN(const std::vector<SpreadSeed> seeds,
-                              ParseSeeds(options.seeds));
-      ENGRAM_ASSIGN_OR_RETURN(const v1::Placement placement,
-                              ParsePlacement(options.placement));
-      ENGRAM_ASSIGN_OR_RETURN(v1::SpreadParams params,
-                              BuildSpreadParams(options));
+      ENGRAM_ASSIGN_OR_RETURN(v1::SpreadRequest request,
+                              BuildSpreadRequestWithoutGraph(options));
       std::mt19937_64 rng(invocation.cosine.seed);
       std::uniform_int_distribution<uint32_t> node(0, nodes - 1);
       std::uniform_real_distribution<float> unit(0.0f, 1.0f);
@@ -102,9 +98,7 @@ absl::StatusOr<BenchRequest> BuildBenchRequest(const Invocation& invocation) {
       }
       absl::StatusOr<v1::Graph> graph = MakeGraph(nodes, edges);
       if (!graph.ok()) return UsageError(graph.status().message());
-      const v1::SpreadRequest request =
-          MakeSpreadRequest(*std::move(graph), seeds, std::move(params),
-                            options.top_k, placement);
+      *request.mutable_graph() = *std::move(graph);
       out.payload = request.SerializeAsString();
       out.edges = edges.size();
       out.shape = absl::StrCat("Spread nodes=", nodes, " edges=", out.edges,

@@ -172,6 +172,9 @@ absl::StatusOr<v1::BatchCosineRequest> BuildCosineRequest(
                            options.top_k, options.min_score, placement);
 }
 
+namespace {
+
+// The SpreadParams `options` give (only those given are set).
 absl::StatusOr<v1::SpreadParams> BuildSpreadParams(
     const SpreadOptions& options) {
   ENGRAM_RETURN_IF_ERROR(RequireFinite(options.threshold, "threshold"));
@@ -200,6 +203,21 @@ absl::StatusOr<v1::SpreadParams> BuildSpreadParams(
   return params;
 }
 
+}  // namespace
+
+absl::StatusOr<v1::SpreadRequest> BuildSpreadRequestWithoutGraph(
+    const SpreadOptions& options) {
+  ENGRAM_ASSIGN_OR_RETURN(const std::vector<SpreadSeed> seeds,
+                          ParseSeeds(options.seeds));
+  ENGRAM_ASSIGN_OR_RETURN(const v1::Placement placement,
+                          ParsePlacement(options.placement));
+  ENGRAM_ASSIGN_OR_RETURN(v1::SpreadParams params, BuildSpreadParams(options));
+  v1::SpreadRequest request = MakeSpreadRequest(
+      v1::Graph(), seeds, std::move(params), options.top_k, placement);
+  request.clear_graph();
+  return request;
+}
+
 absl::StatusOr<v1::Graph> ReadGraphFile(const std::string& path,
                                         std::optional<uint32_t> num_nodes) {
   ENGRAM_ASSIGN_OR_RETURN(const std::vector<Edge> edges,
@@ -225,23 +243,16 @@ absl::StatusOr<v1::SpreadRequest> BuildSpreadRequest(
   if (options.seeds.empty()) {
     return UsageError("--seeds is required (node:activation,...)");
   }
-  ENGRAM_ASSIGN_OR_RETURN(const std::vector<SpreadSeed> seeds,
-                          ParseSeeds(options.seeds));
-  ENGRAM_ASSIGN_OR_RETURN(const v1::Placement placement,
-                          ParsePlacement(options.placement));
-  ENGRAM_ASSIGN_OR_RETURN(v1::SpreadParams params, BuildSpreadParams(options));
+  ENGRAM_ASSIGN_OR_RETURN(v1::SpreadRequest request,
+                          BuildSpreadRequestWithoutGraph(options));
   if (!options.graph_name.empty()) {
-    v1::SpreadRequest request = MakeSpreadRequest(
-        v1::Graph(), seeds, std::move(params), options.top_k, placement);
-    request.clear_graph();
     request.set_graph_name(options.graph_name);
     return request;
   }
 
-  ENGRAM_ASSIGN_OR_RETURN(v1::Graph graph,
+  ENGRAM_ASSIGN_OR_RETURN(*request.mutable_graph(),
                           ReadGraphFile(options.graph_path, options.num_nodes));
-  return MakeSpreadRequest(std::move(graph), seeds, std::move(params),
-                           options.top_k, placement);
+  return request;
 }
 
 absl::StatusOr<std::map<std::string, std::string>> ParseMetadata(

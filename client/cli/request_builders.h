@@ -43,6 +43,13 @@ absl::StatusOr<std::vector<float>> ParseFloatList(absl::string_view text);
 absl::StatusOr<engram::similarity::v1::BatchCosineRequest> BuildCosineRequest(
     const CosineOptions& options);
 
+// The Spread request `options` describe but for the graph, which the caller
+// adds (a file, a resident graph's name, a generated graph): the seeds, the
+// placement and only the parameters that were given. INVALID_ARGUMENT for
+// the first bad one, in that order.
+absl::StatusOr<engram::similarity::v1::SpreadRequest>
+BuildSpreadRequestWithoutGraph(const SpreadOptions& options);
+
 // The CSR graph of the edge list file at `path`, over `num_nodes` nodes when
 // given, else the largest node id + 1. File errors as ReadEdgeListFile
 // reports them; INVALID_ARGUMENT, naming the file, for an edge whose source or
@@ -65,11 +72,6 @@ BuildSearchRequest(const std::string& collection, const CosineOptions& options);
 // "key=value,key=value" (empty: none).
 absl::StatusOr<std::map<std::string, std::string>> ParseMetadata(
     absl::string_view text);
-
-// The SpreadParams `options` give: only those given are set, so the server
-// applies its defaults to the rest. INVALID_ARGUMENT for a bad value.
-absl::StatusOr<engram::similarity::v1::SpreadParams> BuildSpreadParams(
-    const SpreadOptions& options);
 
 }  // namespace engram::client::cli
 
