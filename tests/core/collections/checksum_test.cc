@@ -1,6 +1,12 @@
 #include "core/collections/checksum.h"
 
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <random>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "gtest/gtest.h"
 
@@ -34,6 +40,14 @@ TEST(Crc32cTest, DetectsASingleFlippedBit) {
   EXPECT_NE(Crc32c(data), before);
 }
 
+// Random bytes from a fixed seed, so that a failure reproduces.
+std::vector<uint8_t> RandomBytes(size_t size, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::vector<uint8_t> bytes(size);
+  for (auto& b : bytes) b = static_cast<uint8_t>(rng());
+  return bytes;
+}
+
 std::string Sha(const std::string& s) {
   Sha256 h;
   h.Update(s);
@@ -60,6 +74,35 @@ TEST(Sha256Test, IncrementalEqualsWhole) {
     h.Update(data.substr(split));
     EXPECT_EQ(h.FinishHex(), Sha(data)) << split;
   }
+}
+
+TEST(Sha256Test, RandomPiecesEqualWhole) {
+  const std::vector<uint8_t> data = RandomBytes((size_t{1} << 20) + 3, 9);
+  Sha256 whole;
+  whole.Update(data.data(), data.size());
+  const std::string expected = whole.FinishHex();
+  std::mt19937 rng(10);
+  for (int round = 0; round < 8; ++round) {
+    Sha256 h;
+    for (size_t at = 0; at < data.size();) {
+      const size_t piece = std::min<size_t>(rng() % 300, data.size() - at);
+      h.Update(data.data() + at, piece);
+      at += piece;
+    }
+    EXPECT_EQ(h.FinishHex(), expected) << round;
+  }
+}
+
+TEST(Sha256Test, MovedObjectCarriesItsState) {
+  Sha256 h;
+  h.Update("ab");
+  Sha256 moved(std::move(h));
+  moved.Update("c");
+  Sha256 assigned;
+  assigned.Update("discarded");
+  assigned = std::move(moved);
+  EXPECT_EQ(assigned.FinishHex(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
 }
 
 }  // namespace
