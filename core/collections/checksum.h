@@ -1,7 +1,9 @@
 // The two checksums resident data files use, implemented once:
 //
-// - CRC32C (Castagnoli), guarding engram's own snapshot files: fast enough
-//   (table-driven, eight bytes a step) to check gigabytes at start-up, and
+// - CRC32C (Castagnoli), guarding engram's own snapshot files: it has to
+//   check gigabytes at start-up, so it runs on the CPU's crc32 instruction
+//   where there is one (SSE4.2, decided once at run time), with a
+//   table-driven fallback that gives the same results everywhere else. It is
 //   strong enough to catch the torn writes and flipped bits it is there for.
 // - SHA-256, for the optional sidecar of a .npy file ("<file>.sha256", as
 //   `sha256sum` writes it), because that is the checksum an operator can
@@ -34,6 +36,18 @@ uint32_t Crc32c(const void* data, size_t size, uint32_t crc = 0);
 inline uint32_t Crc32c(absl::string_view bytes, uint32_t crc = 0) {
   return Crc32c(bytes.data(), bytes.size(), crc);
 }
+
+namespace internal {
+
+// The table-driven CRC32C that Crc32c falls back to without the crc32
+// instruction, public so that tests and benchmarks can hold the two paths
+// against each other.
+uint32_t Crc32cPortable(const void* data, size_t size, uint32_t crc = 0);
+
+// Whether Crc32c runs on the crc32 instruction on this CPU.
+bool Crc32cUsesHardware();
+
+}  // namespace internal
 
 // Incremental SHA-256 (FIPS 180-4). Movable, not copyable; a moved-from
 // object may only be destroyed or assigned to.
