@@ -1,11 +1,15 @@
 // The two checksums resident data files use, implemented once:
 //
-// - CRC32C (Castagnoli), guarding engram's own snapshot files: fast enough
-//   (table-driven, eight bytes a step) to check gigabytes at start-up, and
+// - CRC32C (Castagnoli), guarding engram's own snapshot files: it has to
+//   check gigabytes at start-up, so it runs on the CPU's crc32 instruction
+//   where there is one (SSE4.2, decided once at run time), with a
+//   table-driven fallback that gives the same results everywhere else. It is
 //   strong enough to catch the torn writes and flipped bits it is there for.
 // - SHA-256, for the optional sidecar of a .npy file ("<file>.sha256", as
 //   `sha256sum` writes it), because that is the checksum an operator can
-//   produce for a file made elsewhere with standard tools.
+//   produce for a file made elsewhere with standard tools. It comes from
+//   OpenSSL's libcrypto, which has the CPU-specific code a hand-written
+//   version lacks.
 //
 // Thread-safety: the functions are pure; a Sha256 object belongs to one
 // thread at a time.
@@ -15,9 +19,14 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "absl/strings/string_view.h"
+
+// OpenSSL's digest context (EVP_MD_CTX), declared here so that callers do not
+// see OpenSSL's headers.
+struct evp_md_ctx_st;
 
 namespace engram::collections {
 
@@ -28,10 +37,27 @@ inline uint32_t Crc32c(absl::string_view bytes, uint32_t crc = 0) {
   return Crc32c(bytes.data(), bytes.size(), crc);
 }
 
-// Incremental SHA-256 (FIPS 180-4).
+namespace internal {
+
+// The table-driven CRC32C that Crc32c falls back to without the crc32
+// instruction, public so that tests and benchmarks can hold the two paths
+// against each other.
+uint32_t Crc32cPortable(const void* data, size_t size, uint32_t crc = 0);
+
+// Whether Crc32c runs on the crc32 instruction on this CPU.
+bool Crc32cUsesHardware();
+
+}  // namespace internal
+
+// Incremental SHA-256 (FIPS 180-4). Movable, not copyable; a moved-from
+// object may only be destroyed or assigned to.
 class Sha256 {
  public:
   Sha256();
+  Sha256(Sha256&&) noexcept;
+  Sha256& operator=(Sha256&&) noexcept;
+  ~Sha256();
+
   void Update(const void* data, size_t size);
   void Update(absl::string_view bytes) { Update(bytes.data(), bytes.size()); }
   // The digest of everything updated so far; the object must not be updated
@@ -41,12 +67,11 @@ class Sha256 {
   std::string FinishHex();
 
  private:
-  void Block(const uint8_t* block);
+  struct ContextDeleter {
+    void operator()(evp_md_ctx_st* ctx) const;
+  };
 
-  std::array<uint32_t, 8> state_;
-  std::array<uint8_t, 64> buffer_{};
-  size_t buffered_ = 0;
-  uint64_t total_bytes_ = 0;
+  std::unique_ptr<evp_md_ctx_st, ContextDeleter> ctx_;
 };
 
 }  // namespace engram::collections

@@ -1,6 +1,12 @@
 #include "core/collections/checksum.h"
 
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <random>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "gtest/gtest.h"
 
@@ -34,6 +40,122 @@ TEST(Crc32cTest, DetectsASingleFlippedBit) {
   EXPECT_NE(Crc32c(data), before);
 }
 
+// Random bytes from a fixed seed, so that a failure reproduces.
+std::vector<uint8_t> RandomBytes(size_t size, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::vector<uint8_t> bytes(size);
+  for (auto& b : bytes) b = static_cast<uint8_t>(rng());
+  return bytes;
+}
+
+TEST(Crc32cTest, PortableKnownVectors) {
+  EXPECT_EQ(internal::Crc32cPortable("", 0), 0u);
+  EXPECT_EQ(internal::Crc32cPortable("123456789", 9), 0xE3069283u);
+  const std::string zeros(32, '\0');
+  EXPECT_EQ(internal::Crc32cPortable(zeros.data(), zeros.size()), 0x8A9136AAu);
+}
+
+TEST(Crc32cTest, UsesTheCrc32InstructionWhereThereIsOne) {
+#if defined(__x86_64__)
+  EXPECT_EQ(internal::Crc32cUsesHardware(),
+            static_cast<bool>(__builtin_cpu_supports("sse4.2")));
+#else
+  EXPECT_FALSE(internal::Crc32cUsesHardware());
+#endif
+  if (!internal::Crc32cUsesHardware()) {
+    GTEST_SKIP() << "no crc32 instruction: the comparisons below hold the "
+                    "table path against itself";
+  }
+}
+
+// Every length up to 1024 from every start within a 64-byte line, with a
+// random initial CRC: covers the byte steps to an eight-byte boundary, the
+// word steps, the trailing bytes and the three-chain short blocks (768
+// bytes and up).
+TEST(Crc32cTest, HardwareEqualsPortableAtEveryLengthAndAlignment) {
+  const std::vector<uint8_t> data = RandomBytes(1024 + 64, 1);
+  std::mt19937 rng(2);
+  for (size_t size = 0; size <= 1024; ++size) {
+    for (size_t offset = 0; offset < 64; ++offset) {
+      const uint32_t seed = offset == 0 ? 0 : static_cast<uint32_t>(rng());
+      const uint8_t* p = data.data() + offset;
+      ASSERT_EQ(Crc32c(p, size, seed), internal::Crc32cPortable(p, size, seed))
+          << "size " << size << " offset " << offset << " seed " << seed;
+    }
+  }
+}
+
+// Lengths around the multiples of the short (3 x 256) and long (3 x 8192)
+// three-chain blocks, where one kind of step hands over to the next.
+TEST(Crc32cTest, HardwareEqualsPortableAroundBlockBoundaries) {
+  const std::vector<uint8_t> data = RandomBytes(4 * 3 * 8192 + 64, 3);
+  std::mt19937 rng(4);
+  std::vector<size_t> sizes;
+  for (size_t block : {size_t{3 * 256}, size_t{3 * 8192}}) {
+    for (size_t k = 1; k <= 4; ++k) {
+      for (size_t delta = 0; delta <= 24; ++delta) {
+        sizes.push_back(k * block + delta);
+        sizes.push_back(k * block - delta);
+      }
+    }
+  }
+  sizes.push_back(3 * 8192 + 3 * 256);
+  sizes.push_back(3 * 8192 + 3 * 256 - 1);
+  sizes.push_back(2 * 3 * 8192 + 2 * 3 * 256 + 7);
+  for (size_t size : sizes) {
+    for (size_t offset = 0; offset < 16; ++offset) {
+      const uint32_t seed = static_cast<uint32_t>(rng());
+      const uint8_t* p = data.data() + offset;
+      ASSERT_EQ(Crc32c(p, size, seed), internal::Crc32cPortable(p, size, seed))
+          << "size " << size << " offset " << offset;
+    }
+  }
+}
+
+TEST(Crc32cTest, HardwareEqualsPortableOnMebibytes) {
+  const std::vector<uint8_t> data = RandomBytes((size_t{5} << 20) + 64, 5);
+  std::mt19937 rng(6);
+  for (int round = 0; round < 16; ++round) {
+    const size_t offset = rng() % 64;
+    const size_t size = (size_t{1} << 20) + rng() % (size_t{4} << 20);
+    const uint32_t seed = static_cast<uint32_t>(rng());
+    const uint8_t* p = data.data() + offset;
+    ASSERT_EQ(Crc32c(p, size, seed), internal::Crc32cPortable(p, size, seed))
+        << "size " << size << " offset " << offset;
+  }
+  EXPECT_EQ(Crc32c(data.data(), data.size()),
+            internal::Crc32cPortable(data.data(), data.size()));
+}
+
+// Chaining over random splits, as snapshot files are checked chunk by chunk,
+// with either path on either side of the split.
+TEST(Crc32cTest, ChainsAcrossRandomSplits) {
+  const std::vector<uint8_t> data = RandomBytes((size_t{3} << 20) + 5, 7);
+  const uint32_t whole = internal::Crc32cPortable(data.data(), data.size());
+  EXPECT_EQ(Crc32c(data.data(), data.size()), whole);
+  std::mt19937 rng(8);
+  for (int round = 0; round < 64; ++round) {
+    const size_t split = rng() % (data.size() + 1);
+    const uint8_t* p = data.data();
+    const size_t rest = data.size() - split;
+    EXPECT_EQ(Crc32c(p + split, rest, Crc32c(p, split)), whole) << split;
+    EXPECT_EQ(Crc32c(p + split, rest, internal::Crc32cPortable(p, split)),
+              whole)
+        << split;
+    EXPECT_EQ(internal::Crc32cPortable(p + split, rest, Crc32c(p, split)),
+              whole)
+        << split;
+  }
+  // Many small pieces of random sizes.
+  uint32_t crc = 0;
+  for (size_t at = 0; at < data.size();) {
+    const size_t piece = std::min<size_t>(rng() % 40000, data.size() - at);
+    crc = Crc32c(data.data() + at, piece, crc);
+    at += piece;
+  }
+  EXPECT_EQ(crc, whole);
+}
+
 std::string Sha(const std::string& s) {
   Sha256 h;
   h.Update(s);
@@ -60,6 +182,35 @@ TEST(Sha256Test, IncrementalEqualsWhole) {
     h.Update(data.substr(split));
     EXPECT_EQ(h.FinishHex(), Sha(data)) << split;
   }
+}
+
+TEST(Sha256Test, RandomPiecesEqualWhole) {
+  const std::vector<uint8_t> data = RandomBytes((size_t{1} << 20) + 3, 9);
+  Sha256 whole;
+  whole.Update(data.data(), data.size());
+  const std::string expected = whole.FinishHex();
+  std::mt19937 rng(10);
+  for (int round = 0; round < 8; ++round) {
+    Sha256 h;
+    for (size_t at = 0; at < data.size();) {
+      const size_t piece = std::min<size_t>(rng() % 300, data.size() - at);
+      h.Update(data.data() + at, piece);
+      at += piece;
+    }
+    EXPECT_EQ(h.FinishHex(), expected) << round;
+  }
+}
+
+TEST(Sha256Test, MovedObjectCarriesItsState) {
+  Sha256 h;
+  h.Update("ab");
+  Sha256 moved(std::move(h));
+  moved.Update("c");
+  Sha256 assigned;
+  assigned.Update("discarded");
+  assigned = std::move(moved);
+  EXPECT_EQ(assigned.FinishHex(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
 }
 
 }  // namespace
