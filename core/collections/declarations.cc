@@ -7,10 +7,9 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
-#include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "base/key_value_text.h"
 #include "base/status_macros.h"
 #include "core/collections/atomic_file.h"
 #include "core/collections/names.h"
@@ -118,37 +117,31 @@ const char* FileFormatName(FileFormat format) {
 
 absl::StatusOr<std::vector<Declaration>> ParseDeclarations(
     absl::string_view text) {
+  constexpr absl::string_view kWhat = "declarations";
+  ENGRAM_ASSIGN_OR_RETURN(std::vector<base::KeyValueLine> lines,
+                          base::LexKeyValueText(text, kWhat));
   std::vector<Declaration> out;
   std::set<std::pair<ResidentKind, std::string>> names;
   std::set<std::string> keys;  // of the current section
-  int line_number = 0;
-  for (absl::string_view line : absl::StrSplit(text, '\n')) {
-    ++line_number;
-    const size_t hash = line.find('#');
-    if (hash != absl::string_view::npos) line = line.substr(0, hash);
-    line = absl::StripAsciiWhitespace(line);
-    if (line.empty()) continue;
+  for (const base::KeyValueLine& line : lines) {
     auto error = [&](absl::string_view what) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("declarations line ", line_number, ": ", what));
+      return base::KeyValueLineError(kWhat, line.number, what);
     };
-    if (absl::ConsumePrefix(&line, "[")) {
-      if (!absl::ConsumeSuffix(&line, "]")) return error("unclosed '['");
+    if (line.is_section) {
       if (!out.empty() && out.back().path.empty()) {
         return error(absl::StrCat("the section of line ", out.back().line,
                                   " has no path"));
       }
-      line = absl::StripAsciiWhitespace(line);
       Declaration d;
-      d.line = line_number;
-      if (absl::ConsumePrefix(&line, "collection ")) {
+      d.line = line.number;
+      if (line.section == "collection") {
         d.kind = ResidentKind::kCollection;
-      } else if (absl::ConsumePrefix(&line, "graph ")) {
+      } else if (line.section == "graph") {
         d.kind = ResidentKind::kGraph;
       } else {
         return error("sections are written [collection NAME] or [graph NAME]");
       }
-      d.name = std::string(absl::StripAsciiWhitespace(line));
+      d.name = line.args;
       absl::Status name_ok = ValidateName("NAME", d.name);
       if (!name_ok.ok()) return error(name_ok.message());
       if (!names.insert({d.kind, d.name}).second) {
@@ -159,34 +152,27 @@ absl::StatusOr<std::vector<Declaration>> ParseDeclarations(
       keys.clear();
       continue;
     }
-    const size_t eq = line.find('=');
-    if (eq == absl::string_view::npos) return error("expected key = value");
-    const absl::string_view key =
-        absl::StripAsciiWhitespace(line.substr(0, eq));
-    const absl::string_view value =
-        absl::StripAsciiWhitespace(line.substr(eq + 1));
     if (out.empty()) {
       return error(absl::StrCat(
-          key, " is outside a [collection NAME] or [graph NAME] section"));
+          line.key, " is outside a [collection NAME] or [graph NAME] section"));
     }
-    if (key != "path" && key != "format") {
-      return error(absl::StrCat("unknown key \"", key, "\""));
+    if (line.key != "path" && line.key != "format") {
+      return error(absl::StrCat("unknown key \"", line.key, "\""));
     }
-    if (value.empty()) return error(absl::StrCat(key, " has no value"));
-    if (!keys.insert(std::string(key)).second) {
-      return error(absl::StrCat(key, " is set twice in one section"));
+    if (!keys.insert(line.key).second) {
+      return error(absl::StrCat(line.key, " is set twice in one section"));
     }
-    if (key == "path") {
-      out.back().path = std::string(value);
+    if (line.key == "path") {
+      out.back().path = line.value;
     } else {
-      absl::StatusOr<FileFormat> format = ParseFormat(value);
+      absl::StatusOr<FileFormat> format = ParseFormat(line.value);
       if (!format.ok()) return error(format.status().message());
       out.back().format = *format;
     }
   }
   if (!out.empty() && out.back().path.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "declarations line ", out.back().line, ": the section has no path"));
+    return base::KeyValueLineError(kWhat, out.back().line,
+                                   "the section has no path");
   }
   return out;
 }

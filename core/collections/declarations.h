@@ -2,10 +2,10 @@
 // before it reports SERVING, so that Kubernetes replicas get the same data
 // from a mounted volume without a replication protocol of our own.
 //
-// File format, like the hybrid config's (core/dispatch/hybrid_config.h): one
-// `key = value` per line; `#` starts a comment; blank lines are ignored. A
-// line `[collection NAME]` or `[graph NAME]` starts a declaration; its keys
-// follow:
+// File format: the syntax of the hybrid config (core/dispatch/hybrid_config.h),
+// read by the same lexer (base/key_value_text.h): one `key = value` per line;
+// `#` starts a comment; blank lines are ignored. A line `[collection NAME]` or
+// `[graph NAME]` starts a declaration; its keys follow:
 //
 //   path   = file to load (required). A relative path is relative to the
 //            directory of the declarations file.

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "base/status_macros.h"
 #include "core/dispatch/backend_errors.h"
 
 namespace engram::core {
@@ -44,43 +45,50 @@ CircuitBreaker::Permit::~Permit() {
   if (breaker_ != nullptr) breaker_->Release(*this);
 }
 
+absl::Status CircuitBreaker::Validate(const Options& options) {
+  absl::Status status =
+      Validate(options, [](absl::string_view member) -> std::string {
+        return std::string(member);
+      });
+  if (status.ok()) return status;
+  return absl::InvalidArgumentError(
+      absl::StrCat("circuit breaker option ", status.message()));
+}
+
+absl::Status CircuitBreaker::Validate(const Options& o, OptionNamer name) {
+  const absl::Duration max_wait = absl::Seconds(kMaxOptionSeconds);
+  ENGRAM_RETURN_IF_ERROR(
+      CheckIntRange(name("window_calls"), o.window_calls, 1, 100000));
+  ENGRAM_RETURN_IF_ERROR(
+      CheckIntRange(name("min_calls"), o.min_calls, 1, 100000));
+  ENGRAM_RETURN_IF_ERROR(CheckOrder(o.min_calls <= o.window_calls,
+                                    name("min_calls"), name("window_calls")));
+  ENGRAM_RETURN_IF_ERROR(CheckRealRange(name("failure_rate_threshold"),
+                                        o.failure_rate_threshold, 0, true, 1));
+  ENGRAM_RETURN_IF_ERROR(
+      CheckDurationRange(name("window_duration"), o.window_duration,
+                         absl::ZeroDuration(), true, max_wait));
+  ENGRAM_RETURN_IF_ERROR(CheckIntRange(name("consecutive_failures_to_open"),
+                                       o.consecutive_failures_to_open, 1,
+                                       100000));
+  ENGRAM_RETURN_IF_ERROR(
+      CheckDurationRange(name("open_initial"), o.open_initial,
+                         absl::ZeroDuration(), true, max_wait));
+  ENGRAM_RETURN_IF_ERROR(CheckDurationRange(
+      name("open_max"), o.open_max, absl::ZeroDuration(), true, max_wait));
+  ENGRAM_RETURN_IF_ERROR(CheckOrder(o.open_initial <= o.open_max,
+                                    name("open_initial"), name("open_max")));
+  ENGRAM_RETURN_IF_ERROR(
+      CheckRealRange(name("open_backoff"), o.open_backoff, 1, false, 16));
+  ENGRAM_RETURN_IF_ERROR(
+      CheckDurationRange(name("healthy_reset"), o.healthy_reset,
+                         absl::ZeroDuration(), true, max_wait));
+  return CheckIntRange(name("half_open_probes"), o.half_open_probes, 1, 1000);
+}
+
 absl::StatusOr<std::unique_ptr<CircuitBreaker>> CircuitBreaker::Create(
     const Options& options) {
-  auto bad = [](absl::string_view what) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("circuit breaker option ", what));
-  };
-  if (options.window_calls < 1 || options.window_calls > 100000) {
-    return bad("window_calls must be in [1, 100000]");
-  }
-  if (options.min_calls < 1 || options.min_calls > options.window_calls) {
-    return bad("min_calls must be in [1, window_calls]");
-  }
-  if (!(options.failure_rate_threshold > 0.0 &&
-        options.failure_rate_threshold <= 1.0)) {
-    return bad("failure_rate_threshold must be in (0, 1]");
-  }
-  if (options.window_duration <= absl::ZeroDuration()) {
-    return bad("window_duration must be positive");
-  }
-  if (options.consecutive_failures_to_open < 1) {
-    return bad("consecutive_failures_to_open must be at least 1");
-  }
-  if (options.open_initial <= absl::ZeroDuration()) {
-    return bad("open_initial must be positive");
-  }
-  if (options.open_max < options.open_initial) {
-    return bad("open_max must be at least open_initial");
-  }
-  if (!(options.open_backoff >= 1.0 && options.open_backoff <= 16.0)) {
-    return bad("open_backoff must be in [1, 16]");
-  }
-  if (options.healthy_reset <= absl::ZeroDuration()) {
-    return bad("healthy_reset must be positive");
-  }
-  if (options.half_open_probes < 1) {
-    return bad("half_open_probes must be at least 1");
-  }
+  ENGRAM_RETURN_IF_ERROR(Validate(options));
   return std::unique_ptr<CircuitBreaker>(new CircuitBreaker(options));
 }
 

@@ -39,6 +39,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "core/dispatch/clock.h"
+#include "core/dispatch/option_check.h"
 
 namespace engram::core {
 
@@ -74,17 +75,18 @@ struct BreakerSnapshot {
 
 class CircuitBreaker {
  public:
+  // Durations' upper bound, 1e7 s, is kMaxOptionSeconds (option_check.h).
   struct Options {
     uint32_t window_calls = 20;                          // [1, 100000]
     uint32_t min_calls = 10;                             // [1, window_calls]
     double failure_rate_threshold = 0.5;                 // (0, 1]
-    absl::Duration window_duration = absl::Seconds(60);  // > 0
-    uint32_t consecutive_failures_to_open = 5;           // >= 1
-    absl::Duration open_initial = absl::Seconds(1);      // > 0
-    absl::Duration open_max = absl::Seconds(60);         // >= open_initial
-    double open_backoff = 2.0;                           // [1, 16]
-    absl::Duration healthy_reset = absl::Minutes(5);     // > 0
-    uint32_t half_open_probes = 3;                       // >= 1
+    absl::Duration window_duration = absl::Seconds(60);  // (0, 1e7 s]
+    uint32_t consecutive_failures_to_open = 5;           // [1, 100000]
+    absl::Duration open_initial = absl::Seconds(1);      // (0, 1e7 s]
+    absl::Duration open_max = absl::Seconds(60);      // [open_initial, 1e7 s]
+    double open_backoff = 2.0;                        // [1, 16]
+    absl::Duration healthy_reset = absl::Minutes(5);  // (0, 1e7 s]
+    uint32_t half_open_probes = 3;                    // [1, 1000]
     Clock* clock = nullptr;  // borrowed; nullptr means Clock::Real()
   };
 
@@ -119,7 +121,14 @@ class CircuitBreaker {
 
   using Listener = std::function<void(const BreakerTransition&)>;
 
-  // INVALID_ARGUMENT for an option outside its range.
+  // OK, or INVALID_ARGUMENT naming the first option outside its range: the
+  // one place these ranges are checked (Create() calls it, and so does the
+  // hybrid config for the Options it embeds). `name` spells an option in the
+  // message; without it the message reads "circuit breaker option MEMBER".
+  static absl::Status Validate(const Options& options);
+  static absl::Status Validate(const Options& options, OptionNamer name);
+
+  // INVALID_ARGUMENT for an option outside its range (Validate).
   static absl::StatusOr<std::unique_ptr<CircuitBreaker>> Create(
       const Options& options);
 

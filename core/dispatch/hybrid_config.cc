@@ -2,7 +2,9 @@
 
 #include <cmath>
 #include <fstream>
+#include <limits>
 #include <sstream>
+#include <type_traits>
 #include <utility>
 #include <variant>
 
@@ -11,119 +13,160 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
-#include "absl/strings/str_split.h"
-#include "absl/strings/strip.h"
+#include "absl/time/time.h"
+#include "base/key_value_text.h"
+#include "base/status_macros.h"
+#include "core/dispatch/option_check.h"
 
 namespace engram::core {
 namespace {
 
-using Member = std::variant<uint64_t HybridConfig::*, uint32_t HybridConfig::*,
-                            double HybridConfig::*, bool HybridConfig::*>;
+constexpr absl::string_view kWhat = "hybrid config";
 
-// One field: its key, where it lives, its static range and whether a reload
-// applies it at once. Cross-field ranges are checked in ValidateHybridConfig.
+// Where a key's value lives: HybridConfig itself or one of the components'
+// Options it embeds. Get() reaches that part of a config, const or not.
+enum class Part { kDispatch, kBreaker, kModel, kMemory };
+template <typename P>
+struct PartOf;
+template <>
+struct PartOf<HybridConfig> {
+  static constexpr Part kPart = Part::kDispatch;
+  template <typename Config>
+  static auto& Get(Config& c) {
+    return c;
+  }
+};
+template <>
+struct PartOf<CircuitBreaker::Options> {
+  static constexpr Part kPart = Part::kBreaker;
+  template <typename Config>
+  static auto& Get(Config& c) {
+    return c.breaker;
+  }
+};
+template <>
+struct PartOf<PerformanceModel::Options> {
+  static constexpr Part kPart = Part::kModel;
+  template <typename Config>
+  static auto& Get(Config& c) {
+    return c.model;
+  }
+};
+template <>
+struct PartOf<MemoryPressureMonitor::Options> {
+  static constexpr Part kPart = Part::kMemory;
+  template <typename Config>
+  static auto& Get(Config& c) {
+    return c.memory;
+  }
+};
+
+template <typename Config, typename P, typename T>
+auto& At(Config& c, T P::*member) {
+  return PartOf<P>::Get(c).*member;
+}
+
+using BreakerOptions = CircuitBreaker::Options;
+using ModelOptions = PerformanceModel::Options;
+using MemoryOptions = MemoryPressureMonitor::Options;
+using Member =
+    std::variant<uint64_t HybridConfig::*, uint32_t HybridConfig::*,
+                 double HybridConfig::*, bool HybridConfig::*,
+                 uint32_t BreakerOptions::*, double BreakerOptions::*,
+                 absl::Duration BreakerOptions::*, uint32_t ModelOptions::*,
+                 double ModelOptions::*, absl::Duration ModelOptions::*,
+                 double MemoryOptions::*, absl::Duration MemoryOptions::*>;
+
+// One key: the field it sets and, for a dispatch field, its range (the
+// components' ranges are theirs to check). The dispatch fields are the hot
+// ones: the components are built once.
 struct Field {
   absl::string_view key;
   Member member;
-  double min = 0;  // for doubles; integers use the uint64 bounds
-  double max = 0;
-  bool min_exclusive = false;
+  Part part = Part::kDispatch;
+  absl::string_view member_name = "";  // in the component's Options
+  // Dispatch fields: integers use the int bounds, numbers the others.
   uint64_t int_min = 0;
   uint64_t int_max = 0;
-  bool hot = false;
+  double min = 0;
+  bool min_open = false;
+  double max = 0;
+
+  bool hot() const { return part == Part::kDispatch; }
 };
 
-constexpr double kMaxSeconds = 1e7;
-
-Field Int64(absl::string_view key, uint64_t HybridConfig::*m, uint64_t lo,
-            uint64_t hi, bool hot) {
+template <typename T>
+Field Int(absl::string_view key, T HybridConfig::*m, uint64_t lo, uint64_t hi) {
   Field f{key, m};
   f.int_min = lo;
   f.int_max = hi;
-  f.hot = hot;
-  return f;
-}
-Field Int32(absl::string_view key, uint32_t HybridConfig::*m, uint64_t lo,
-            uint64_t hi, bool hot) {
-  Field f{key, m};
-  f.int_min = lo;
-  f.int_max = hi;
-  f.hot = hot;
   return f;
 }
 Field Real(absl::string_view key, double HybridConfig::*m, double lo,
-           bool lo_exclusive, double hi, bool hot) {
+           bool lo_open, double hi) {
   Field f{key, m};
   f.min = lo;
-  f.min_exclusive = lo_exclusive;
+  f.min_open = lo_open;
   f.max = hi;
-  f.hot = hot;
   return f;
 }
-Field Bool(absl::string_view key, bool HybridConfig::*m, bool hot) {
+Field Bool(absl::string_view key, bool HybridConfig::*m) { return {key, m}; }
+template <typename P, typename T>
+Field Option(absl::string_view key, T P::*m, absl::string_view member_name) {
   Field f{key, m};
-  f.hot = hot;
+  f.part = PartOf<P>::kPart;
+  f.member_name = member_name;
   return f;
 }
 
+// In the order FormatHybridConfig writes them.
 const std::vector<Field>& Fields() {
   using C = HybridConfig;
-  constexpr bool kHot = true;
-  constexpr bool kRestart = false;
+  using B = BreakerOptions;
+  using M = ModelOptions;
+  using Y = MemoryOptions;
   constexpr uint64_t kMaxWork = uint64_t{1} << 62;
   static const std::vector<Field>* const fields = new std::vector<Field>{
-      Int64("min_gpu_work_cosine", &C::min_gpu_work_cosine, 0, kMaxWork, kHot),
-      Int64("min_gpu_work_spread", &C::min_gpu_work_spread, 0, kMaxWork, kHot),
-      Real("gpu_advantage", &C::gpu_advantage, 0.1, false, 100, kHot),
-      Bool("probe_enabled", &C::probe_enabled, kHot),
-      Bool("cpu_fallback", &C::cpu_fallback, kHot),
-      Int32("max_chunk_queries", &C::max_chunk_queries, 1, uint64_t{1} << 24,
-            kHot),
-      Int32("min_chunk_queries", &C::min_chunk_queries, 1, uint64_t{1} << 24,
-            kHot),
-      Int32("max_oom_retries", &C::max_oom_retries, 0, 32, kHot),
-      Int64("cpu_chunk_work", &C::cpu_chunk_work, 1, kMaxWork, kHot),
-      Int32("perf_window_samples", &C::perf_window_samples, 1, 4096, kRestart),
-      Real("perf_max_sample_age_seconds", &C::perf_max_sample_age_seconds, 0,
-           true, kMaxSeconds, kRestart),
-      Int32("perf_min_samples", &C::perf_min_samples, 1, 4096, kRestart),
-      Int32("success_window_calls", &C::success_window_calls, 1, 100000,
-            kRestart),
-      Real("success_max_age_seconds", &C::success_max_age_seconds, 0, true,
-           kMaxSeconds, kRestart),
-      Real("probe_initial_interval_seconds", &C::probe_initial_interval_seconds,
-           0, true, kMaxSeconds, kRestart),
-      Real("probe_max_interval_seconds", &C::probe_max_interval_seconds, 0,
-           true, kMaxSeconds, kRestart),
-      Real("probe_backoff", &C::probe_backoff, 1, false, 16, kRestart),
-      Int32("breaker_window_calls", &C::breaker_window_calls, 1, 100000,
-            kRestart),
-      Int32("breaker_min_calls", &C::breaker_min_calls, 1, 100000, kRestart),
-      Real("breaker_failure_rate", &C::breaker_failure_rate, 0, true, 1,
-           kRestart),
-      Real("breaker_window_seconds", &C::breaker_window_seconds, 0, true,
-           kMaxSeconds, kRestart),
-      Int32("breaker_consecutive_failures", &C::breaker_consecutive_failures, 1,
-            100000, kRestart),
-      Real("breaker_open_initial_seconds", &C::breaker_open_initial_seconds, 0,
-           true, kMaxSeconds, kRestart),
-      Real("breaker_open_max_seconds", &C::breaker_open_max_seconds, 0, true,
-           kMaxSeconds, kRestart),
-      Real("breaker_open_backoff", &C::breaker_open_backoff, 1, false, 16,
-           kRestart),
-      Real("breaker_healthy_reset_seconds", &C::breaker_healthy_reset_seconds,
-           0, true, kMaxSeconds, kRestart),
-      Int32("breaker_half_open_probes", &C::breaker_half_open_probes, 1, 1000,
-            kRestart),
-      Real("memory_safety_margin", &C::memory_safety_margin, 0, true, 1,
-           kRestart),
-      Real("memory_high_pressure", &C::memory_high_pressure, 0, true, 1,
-           kRestart),
-      Real("memory_refresh_seconds", &C::memory_refresh_seconds, 0, false,
-           kMaxSeconds, kRestart),
-      Real("memory_stale_seconds", &C::memory_stale_seconds, 0, true,
-           kMaxSeconds, kRestart),
+      Int("min_gpu_work_cosine", &C::min_gpu_work_cosine, 0, kMaxWork),
+      Int("min_gpu_work_spread", &C::min_gpu_work_spread, 0, kMaxWork),
+      Real("gpu_advantage", &C::gpu_advantage, 0.1, false, 100),
+      Bool("probe_enabled", &C::probe_enabled),
+      Bool("cpu_fallback", &C::cpu_fallback),
+      Int("max_chunk_queries", &C::max_chunk_queries, 1, uint64_t{1} << 24),
+      Int("min_chunk_queries", &C::min_chunk_queries, 1, uint64_t{1} << 24),
+      Int("max_oom_retries", &C::max_oom_retries, 0, 32),
+      Int("cpu_chunk_work", &C::cpu_chunk_work, 1, kMaxWork),
+      Option("perf_window_samples", &M::window_samples, "window_samples"),
+      Option("perf_max_sample_age_seconds", &M::max_sample_age,
+             "max_sample_age"),
+      Option("perf_min_samples", &M::min_samples, "min_samples"),
+      Option("success_window_calls", &M::success_window, "success_window"),
+      Option("success_max_age_seconds", &M::success_max_age, "success_max_age"),
+      Option("probe_initial_interval_seconds", &M::probe_initial_interval,
+             "probe_initial_interval"),
+      Option("probe_max_interval_seconds", &M::probe_max_interval,
+             "probe_max_interval"),
+      Option("probe_backoff", &M::probe_backoff, "probe_backoff"),
+      Option("breaker_window_calls", &B::window_calls, "window_calls"),
+      Option("breaker_min_calls", &B::min_calls, "min_calls"),
+      Option("breaker_failure_rate", &B::failure_rate_threshold,
+             "failure_rate_threshold"),
+      Option("breaker_window_seconds", &B::window_duration, "window_duration"),
+      Option("breaker_consecutive_failures", &B::consecutive_failures_to_open,
+             "consecutive_failures_to_open"),
+      Option("breaker_open_initial_seconds", &B::open_initial, "open_initial"),
+      Option("breaker_open_max_seconds", &B::open_max, "open_max"),
+      Option("breaker_open_backoff", &B::open_backoff, "open_backoff"),
+      Option("breaker_healthy_reset_seconds", &B::healthy_reset,
+             "healthy_reset"),
+      Option("breaker_half_open_probes", &B::half_open_probes,
+             "half_open_probes"),
+      Option("memory_safety_margin", &Y::safety_margin, "safety_margin"),
+      Option("memory_high_pressure", &Y::high_pressure_fraction,
+             "high_pressure_fraction"),
+      Option("memory_refresh_seconds", &Y::refresh_interval,
+             "refresh_interval"),
+      Option("memory_stale_seconds", &Y::stale_after, "stale_after"),
   };
   return *fields;
 }
@@ -135,95 +178,131 @@ const Field* FindField(absl::string_view key) {
   return nullptr;
 }
 
-// The shortest decimal that reads back as exactly `v`.
-std::string FormatDouble(double v) {
-  for (int precision = 6; precision <= 17; ++precision) {
-    std::string s = absl::StrFormat("%.*g", precision, v);
-    double back = 0;
-    if (absl::SimpleAtod(s, &back) && back == v) return s;
-  }
-  return absl::StrFormat("%.17g", v);
-}
-
 std::string FieldValue(const HybridConfig& c, const Field& f) {
   return std::visit(
       [&](auto member) -> std::string {
-        using T = std::decay_t<decltype(c.*member)>;
+        const auto& v = At(c, member);
+        using T = std::decay_t<decltype(v)>;
         if constexpr (std::is_same_v<T, bool>) {
-          return c.*member ? "true" : "false";
+          return v ? "true" : "false";
         } else if constexpr (std::is_same_v<T, double>) {
-          return FormatDouble(c.*member);
+          return FormatShortestDouble(v);
+        } else if constexpr (std::is_same_v<T, absl::Duration>) {
+          return FormatShortestDouble(absl::ToDoubleSeconds(v));
         } else {
-          return absl::StrCat(c.*member);
+          return absl::StrCat(v);
         }
       },
       f.member);
 }
 
-absl::Status CheckRange(const HybridConfig& c, const Field& f) {
+// The range of a dispatch field; the components' fields pass here.
+absl::Status CheckDispatchRange(const HybridConfig& c, const Field& f) {
+  if (f.part != Part::kDispatch) return absl::OkStatus();
   return std::visit(
       [&](auto member) -> absl::Status {
-        using T = std::decay_t<decltype(c.*member)>;
-        const T v = c.*member;
-        if constexpr (std::is_same_v<T, bool>) {
-          return absl::OkStatus();
-        } else if constexpr (std::is_same_v<T, double>) {
-          const bool low = f.min_exclusive ? !(v > f.min) : !(v >= f.min);
-          if (!std::isfinite(v) || low || !(v <= f.max)) {
-            return absl::InvalidArgumentError(absl::StrCat(
-                "hybrid config: ", f.key, " = ", FormatDouble(v),
-                " is outside ", f.min_exclusive ? "(" : "[",
-                FormatDouble(f.min), ", ", FormatDouble(f.max), "]"));
-          }
-          return absl::OkStatus();
+        const auto& v = At(c, member);
+        using T = std::decay_t<decltype(v)>;
+        if constexpr (std::is_same_v<T, double>) {
+          return CheckRealRange(f.key, v, f.min, f.min_open, f.max);
+        } else if constexpr (std::is_integral_v<T> &&
+                             !std::is_same_v<T, bool>) {
+          return CheckIntRange(f.key, v, f.int_min, f.int_max);
         } else {
-          if (v < f.int_min || v > f.int_max) {
-            return absl::InvalidArgumentError(
-                absl::StrCat("hybrid config: ", f.key, " = ", v,
-                             " is outside [", f.int_min, ", ", f.int_max, "]"));
-          }
           return absl::OkStatus();
         }
       },
       f.member);
 }
 
+// Parses `text` into the field; ranges are left to validation, except that
+// an integer too wide for its field is refused before it is narrowed.
 absl::Status SetField(HybridConfig* c, const Field& f, absl::string_view text) {
   return std::visit(
       [&](auto member) -> absl::Status {
-        using T = std::decay_t<decltype(c->*member)>;
+        auto& v = At(*c, member);
+        using T = std::decay_t<decltype(v)>;
         if constexpr (std::is_same_v<T, bool>) {
           const std::string lower = absl::AsciiStrToLower(text);
           if (lower == "true" || lower == "1") {
-            c->*member = true;
+            v = true;
           } else if (lower == "false" || lower == "0") {
-            c->*member = false;
+            v = false;
           } else {
-            return absl::InvalidArgumentError(
-                absl::StrCat("expected true or false, got \"", text, "\""));
+            return absl::InvalidArgumentError(absl::StrCat(
+                f.key, ": expected true or false, got \"", text, "\""));
           }
-        } else if constexpr (std::is_same_v<T, double>) {
-          double v = 0;
-          if (!absl::SimpleAtod(text, &v) || !std::isfinite(v)) {
-            return absl::InvalidArgumentError(
-                absl::StrCat("expected a finite number, got \"", text, "\""));
+        } else if constexpr (std::is_same_v<T, double> ||
+                             std::is_same_v<T, absl::Duration>) {
+          double d = 0;
+          if (!absl::SimpleAtod(text, &d) || !std::isfinite(d)) {
+            return absl::InvalidArgumentError(absl::StrCat(
+                f.key, ": expected a finite number, got \"", text, "\""));
           }
-          c->*member = v;
+          if constexpr (std::is_same_v<T, double>) {
+            v = d;
+          } else {
+            v = absl::Seconds(d);
+          }
         } else {
-          uint64_t v = 0;
-          if (!absl::SimpleAtoi(text, &v)) {
-            return absl::InvalidArgumentError(absl::StrCat(
-                "expected a non-negative integer, got \"", text, "\""));
+          uint64_t n = 0;
+          if (!absl::SimpleAtoi(text, &n)) {
+            return absl::InvalidArgumentError(
+                absl::StrCat(f.key, ": expected a non-negative integer, got \"",
+                             text, "\""));
           }
-          if (v > f.int_max) {
-            return absl::InvalidArgumentError(absl::StrCat(
-                text, " is outside [", f.int_min, ", ", f.int_max, "]"));
+          if (n > std::numeric_limits<T>::max()) {
+            if (f.part == Part::kDispatch) {
+              return CheckIntRange(f.key, n, f.int_min, f.int_max);
+            }
+            return absl::InvalidArgumentError(
+                absl::StrCat(f.key, " = ", text, " does not fit in ",
+                             sizeof(T) * 8, " bits"));
           }
-          c->*member = static_cast<T>(v);
+          v = static_cast<T>(n);
         }
-        return CheckRange(*c, f);
+        return absl::OkStatus();
       },
       f.member);
+}
+
+// ValidateHybridConfig without its prefix. The components' messages name
+// their options by the file's keys.
+absl::Status Validate(const HybridConfig& c) {
+  for (const Field& f : Fields()) {
+    ENGRAM_RETURN_IF_ERROR(CheckDispatchRange(c, f));
+  }
+  ENGRAM_RETURN_IF_ERROR(CheckOrder(c.min_chunk_queries <= c.max_chunk_queries,
+                                    "min_chunk_queries", "max_chunk_queries"));
+  auto key_of = [](Part part) {
+    return [part](absl::string_view member) -> std::string {
+      for (const Field& f : Fields()) {
+        if (f.part == part && f.member_name == member) {
+          return std::string(f.key);
+        }
+      }
+      return std::string(member);
+    };
+  };
+  ENGRAM_RETURN_IF_ERROR(
+      CircuitBreaker::Validate(c.breaker, key_of(Part::kBreaker)));
+  ENGRAM_RETURN_IF_ERROR(
+      PerformanceModel::Validate(c.model, key_of(Part::kModel)));
+  return MemoryPressureMonitor::Validate(c.memory, key_of(Part::kMemory));
+}
+
+// Whether `message` names `key` as a whole word.
+bool Names(absl::string_view message, absl::string_view key) {
+  auto word_char = [](char ch) { return absl::ascii_isalnum(ch) || ch == '_'; };
+  for (size_t at = message.find(key); at != absl::string_view::npos;
+       at = message.find(key, at + 1)) {
+    const size_t end = at + key.size();
+    if ((at == 0 || !word_char(message[at - 1])) &&
+        (end == message.size() || !word_char(message[end]))) {
+      return true;
+    }
+  }
+  return false;
 }
 
 struct Assignment {
@@ -238,114 +317,83 @@ struct Section {
 };
 
 absl::StatusOr<std::vector<Section>> SplitSections(absl::string_view text) {
+  ENGRAM_ASSIGN_OR_RETURN(std::vector<base::KeyValueLine> lines,
+                          base::LexKeyValueText(text, kWhat));
   std::vector<Section> sections(1);
   absl::flat_hash_set<std::string> profiles;
   absl::flat_hash_set<absl::string_view> keys;
-  int line_number = 0;
-  for (absl::string_view line : absl::StrSplit(text, '\n')) {
-    ++line_number;
-    const size_t hash = line.find('#');
-    if (hash != absl::string_view::npos) line = line.substr(0, hash);
-    line = absl::StripAsciiWhitespace(line);
-    if (line.empty()) continue;
+  for (base::KeyValueLine& line : lines) {
     auto error = [&](absl::string_view what) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("hybrid config line ", line_number, ": ", what));
+      return base::KeyValueLineError(kWhat, line.number, what);
     };
-    if (absl::ConsumePrefix(&line, "[")) {
-      if (!absl::ConsumeSuffix(&line, "]")) return error("unclosed '['");
-      line = absl::StripAsciiWhitespace(line);
-      if (!absl::ConsumePrefix(&line, "profile")) {
+    if (line.is_section) {
+      if (line.section != "profile") {
         return error("sections are written [profile NAME]");
       }
-      const std::string name(absl::StripAsciiWhitespace(line));
-      if (name.empty()) return error("a profile needs a NAME");
-      if (!profiles.insert(absl::AsciiStrToLower(name)).second) {
-        return error(absl::StrCat("profile \"", name, "\" appears twice"));
+      if (line.args.empty()) return error("a profile needs a NAME");
+      if (!profiles.insert(absl::AsciiStrToLower(line.args)).second) {
+        return error(absl::StrCat("profile \"", line.args, "\" appears twice"));
       }
-      sections.push_back(Section{name, {}});
+      sections.push_back(Section{std::move(line.args), {}});
       keys.clear();
       continue;
     }
-    const size_t eq = line.find('=');
-    if (eq == absl::string_view::npos) return error("expected key = value");
-    const absl::string_view key =
-        absl::StripAsciiWhitespace(line.substr(0, eq));
-    const absl::string_view value =
-        absl::StripAsciiWhitespace(line.substr(eq + 1));
-    const Field* field = FindField(key);
+    const Field* field = FindField(line.key);
     if (field == nullptr) {
-      return error(absl::StrCat("unknown key \"", key, "\""));
+      return error(absl::StrCat("unknown key \"", line.key, "\""));
     }
-    if (value.empty()) return error(absl::StrCat(key, " has no value"));
     if (!keys.insert(field->key).second) {
-      return error(absl::StrCat(key, " is set twice in one section"));
+      return error(absl::StrCat(line.key, " is set twice in one section"));
     }
     sections.back().assignments.push_back(
-        Assignment{line_number, field, std::string(value)});
+        Assignment{line.number, field, std::move(line.value)});
   }
   return sections;
 }
 
-absl::Status Apply(const Section& section, HybridConfig* config) {
+// Applies `section` to `config` and validates the result. An error names
+// the section's line that set the key it is about (the latest one when it
+// names several), or no line when the section set none of them.
+absl::Status ApplySection(const Section& section, HybridConfig* config) {
   for (const Assignment& a : section.assignments) {
     absl::Status status = SetField(config, *a.field, a.value);
     if (!status.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat("hybrid config line ",
-                                                     a.line, ": ", a.field->key,
-                                                     ": ", status.message()));
+      return base::KeyValueLineError(kWhat, a.line, status.message());
     }
   }
-  return absl::OkStatus();
+  absl::Status status = Validate(*config);
+  if (status.ok()) return status;
+  int line = 0;
+  for (const Assignment& a : section.assignments) {
+    if (Names(status.message(), a.field->key)) line = a.line;
+  }
+  if (line == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(kWhat, ": ", status.message()));
+  }
+  return base::KeyValueLineError(kWhat, line, status.message());
 }
 
 }  // namespace
 
 absl::Status ValidateHybridConfig(const HybridConfig& c) {
-  for (const Field& f : Fields()) {
-    absl::Status status = CheckRange(c, f);
-    if (!status.ok()) return status;
-  }
-  auto bad = [](absl::string_view what) {
-    return absl::InvalidArgumentError(absl::StrCat("hybrid config: ", what));
-  };
-  if (c.min_chunk_queries > c.max_chunk_queries) {
-    return bad("min_chunk_queries must be <= max_chunk_queries");
-  }
-  if (c.perf_min_samples > c.perf_window_samples) {
-    return bad("perf_min_samples must be <= perf_window_samples");
-  }
-  if (c.probe_max_interval_seconds < c.probe_initial_interval_seconds) {
-    return bad(
-        "probe_max_interval_seconds must be >= "
-        "probe_initial_interval_seconds");
-  }
-  if (c.breaker_min_calls > c.breaker_window_calls) {
-    return bad("breaker_min_calls must be <= breaker_window_calls");
-  }
-  if (c.breaker_open_max_seconds < c.breaker_open_initial_seconds) {
-    return bad(
-        "breaker_open_max_seconds must be >= breaker_open_initial_seconds");
-  }
-  if (c.memory_refresh_seconds > c.memory_stale_seconds) {
-    return bad("memory_refresh_seconds must be <= memory_stale_seconds");
-  }
-  return absl::OkStatus();
+  absl::Status status = Validate(c);
+  if (status.ok()) return status;
+  return absl::InvalidArgumentError(
+      absl::StrCat(kWhat, ": ", status.message()));
 }
 
 absl::StatusOr<HybridConfig> ParseHybridConfig(absl::string_view text,
                                                absl::string_view device_name,
                                                std::string* selected_profile) {
-  absl::StatusOr<std::vector<Section>> sections = SplitSections(text);
-  if (!sections.ok()) return sections.status();
+  ENGRAM_ASSIGN_OR_RETURN(std::vector<Section> sections, SplitSections(text));
   HybridConfig config;
-  absl::Status status = Apply(sections->front(), &config);
-  if (!status.ok()) return status;
+  ENGRAM_RETURN_IF_ERROR(ApplySection(sections.front(), &config));
   const Section* best = nullptr;
   if (!device_name.empty()) {
     const std::string device = absl::AsciiStrToLower(device_name);
-    for (size_t i = 1; i < sections->size(); ++i) {
-      const Section& s = (*sections)[i];
+    for (size_t i = 1; i < sections.size(); ++i) {
+      const Section& s = sections[i];
       if (absl::StrContains(device, absl::AsciiStrToLower(s.profile)) &&
           (best == nullptr || s.profile.size() > best->profile.size())) {
         best = &s;
@@ -353,22 +401,17 @@ absl::StatusOr<HybridConfig> ParseHybridConfig(absl::string_view text,
     }
   }
   // Every profile must be valid even when another device would use it, so a
-  // typo is found on the machine where the file is edited.
-  for (size_t i = 1; i < sections->size(); ++i) {
+  // mistake is found on the machine where the file is edited.
+  HybridConfig selected = config;
+  for (size_t i = 1; i < sections.size(); ++i) {
     HybridConfig trial = config;
-    status = Apply((*sections)[i], &trial);
-    if (!status.ok()) return status;
+    ENGRAM_RETURN_IF_ERROR(ApplySection(sections[i], &trial));
+    if (&sections[i] == best) selected = trial;
   }
-  if (best != nullptr) {
-    status = Apply(*best, &config);
-    if (!status.ok()) return status;
-  }
-  status = ValidateHybridConfig(config);
-  if (!status.ok()) return status;
   if (selected_profile != nullptr) {
     *selected_profile = best == nullptr ? "" : best->profile;
   }
-  return config;
+  return selected;
 }
 
 absl::StatusOr<HybridConfig> LoadHybridConfigFile(
@@ -402,54 +445,11 @@ std::vector<std::string> RestartOnlyChanges(const HybridConfig& before,
                                             const HybridConfig& after) {
   std::vector<std::string> changed;
   for (const Field& f : Fields()) {
-    if (!f.hot && FieldValue(before, f) != FieldValue(after, f)) {
+    if (!f.hot() && FieldValue(before, f) != FieldValue(after, f)) {
       changed.emplace_back(f.key);
     }
   }
   return changed;
-}
-
-CircuitBreaker::Options BreakerOptionsFrom(const HybridConfig& c,
-                                           Clock* clock) {
-  CircuitBreaker::Options o;
-  o.window_calls = c.breaker_window_calls;
-  o.min_calls = c.breaker_min_calls;
-  o.failure_rate_threshold = c.breaker_failure_rate;
-  o.window_duration = absl::Seconds(c.breaker_window_seconds);
-  o.consecutive_failures_to_open = c.breaker_consecutive_failures;
-  o.open_initial = absl::Seconds(c.breaker_open_initial_seconds);
-  o.open_max = absl::Seconds(c.breaker_open_max_seconds);
-  o.open_backoff = c.breaker_open_backoff;
-  o.healthy_reset = absl::Seconds(c.breaker_healthy_reset_seconds);
-  o.half_open_probes = c.breaker_half_open_probes;
-  o.clock = clock;
-  return o;
-}
-
-PerformanceModel::Options PerformanceModelOptionsFrom(const HybridConfig& c,
-                                                      Clock* clock) {
-  PerformanceModel::Options o;
-  o.window_samples = c.perf_window_samples;
-  o.max_sample_age = absl::Seconds(c.perf_max_sample_age_seconds);
-  o.min_samples = c.perf_min_samples;
-  o.success_window = c.success_window_calls;
-  o.success_max_age = absl::Seconds(c.success_max_age_seconds);
-  o.probe_initial_interval = absl::Seconds(c.probe_initial_interval_seconds);
-  o.probe_max_interval = absl::Seconds(c.probe_max_interval_seconds);
-  o.probe_backoff = c.probe_backoff;
-  o.clock = clock;
-  return o;
-}
-
-MemoryPressureMonitor::Options MemoryMonitorOptionsFrom(const HybridConfig& c,
-                                                        Clock* clock) {
-  MemoryPressureMonitor::Options o;
-  o.safety_margin = c.memory_safety_margin;
-  o.high_pressure_fraction = c.memory_high_pressure;
-  o.refresh_interval = absl::Seconds(c.memory_refresh_seconds);
-  o.stale_after = absl::Seconds(c.memory_stale_seconds);
-  o.clock = clock;
-  return o;
 }
 
 absl::StatusOr<std::unique_ptr<ConfigStore>> ConfigStore::Create(

@@ -2,19 +2,50 @@
 // struct, its text file format, per-hardware profiles, and ConfigStore, the
 // atomically swapped holder that hot reload goes through.
 //
-// File format: one `key = value` per line; `#` starts a comment; blank lines
-// are ignored. Keys are the field names below; values are integers, decimals
-// or true/false. A line `[profile NAME]` starts a profile section: its keys
-// override the base keys when the device name contains NAME
-// (case-insensitive); when several profiles match, the one with the longest
-// NAME wins, so "H100 NVL" beats "H100". Unknown keys, repeated keys in one
-// section and values out of range are INVALID_ARGUMENT naming the line.
+// File format (the lexer is base/key_value_text.h): one `key = value` per
+// line; `#` starts a comment; blank lines are ignored. Values are integers,
+// decimals or true/false; durations are written in seconds. A line
+// `[profile NAME]` starts a profile section: its keys override the base keys
+// when the device name contains NAME (case-insensitive); when several
+// profiles match, the one with the longest NAME wins, so "H100 NVL" beats
+// "H100". Unknown keys, repeated keys in one section and values out of range
+// are INVALID_ARGUMENT naming the line. The base keys alone, and the base
+// keys with each profile, must make a valid config, whichever device reads
+// the file, so a mistake shows on the machine where the file is edited.
 //
-// Hot reload: the executor reads the config once per request, so fields
-// marked (hot) take effect on the next request after ConfigStore::Update();
-// fields marked (restart) size the breaker, the performance model and the
-// memory monitor, which are built once, and take effect at the next start
-// (RestartOnlyChanges() lists the ones a reload changed).
+// Keys: the dispatch fields below are their own keys. The breaker, the
+// performance model and the memory monitor keep their Options, with their
+// defaults and ranges, in their own headers; their keys are:
+//
+//   perf_window_samples             model.window_samples
+//   perf_max_sample_age_seconds     model.max_sample_age
+//   perf_min_samples                model.min_samples
+//   success_window_calls            model.success_window
+//   success_max_age_seconds         model.success_max_age
+//   probe_initial_interval_seconds  model.probe_initial_interval
+//   probe_max_interval_seconds      model.probe_max_interval
+//   probe_backoff                   model.probe_backoff
+//   breaker_window_calls            breaker.window_calls
+//   breaker_min_calls               breaker.min_calls
+//   breaker_failure_rate            breaker.failure_rate_threshold
+//   breaker_window_seconds          breaker.window_duration
+//   breaker_consecutive_failures    breaker.consecutive_failures_to_open
+//   breaker_open_initial_seconds    breaker.open_initial
+//   breaker_open_max_seconds        breaker.open_max
+//   breaker_open_backoff            breaker.open_backoff
+//   breaker_healthy_reset_seconds   breaker.healthy_reset
+//   breaker_half_open_probes        breaker.half_open_probes
+//   memory_safety_margin            memory.safety_margin
+//   memory_high_pressure            memory.high_pressure_fraction
+//   memory_refresh_seconds          memory.refresh_interval
+//   memory_stale_seconds            memory.stale_after
+//
+// Hot reload: the executor reads the config once per request, so the
+// dispatch fields (hot) take effect on the next request after
+// ConfigStore::Update(); the components' Options (restart) size the breaker,
+// the performance model and the memory monitor, which are built once, and
+// take effect at the next start (RestartOnlyChanges() lists the keys a reload
+// changed).
 #ifndef ENGRAM_CORE_DISPATCH_HYBRID_CONFIG_H_
 #define ENGRAM_CORE_DISPATCH_HYBRID_CONFIG_H_
 
@@ -61,36 +92,17 @@ struct HybridConfig {
   // seen within one such call (about 10-50 ms of one core). [1, 2^62]
   uint64_t cpu_chunk_work = uint64_t{1} << 27;
 
-  // --- Performance model (restart) ---
-  uint32_t perf_window_samples = 64;          // [1, 4096]
-  double perf_max_sample_age_seconds = 600;   // (0, 1e7]
-  uint32_t perf_min_samples = 3;              // [1, perf_window_samples]
-  uint32_t success_window_calls = 100;        // [1, 100000]
-  double success_max_age_seconds = 300;       // (0, 1e7]
-  double probe_initial_interval_seconds = 1;  // (0, 1e7]
-  double probe_max_interval_seconds = 60;     // [initial, 1e7]
-  double probe_backoff = 2;                   // [1, 16]
-
-  // --- Circuit breaker (restart) ---
-  uint32_t breaker_window_calls = 20;          // [1, 100000]
-  uint32_t breaker_min_calls = 10;             // [1, breaker_window_calls]
-  double breaker_failure_rate = 0.5;           // (0, 1]
-  double breaker_window_seconds = 60;          // (0, 1e7]
-  uint32_t breaker_consecutive_failures = 5;   // [1, 100000]
-  double breaker_open_initial_seconds = 1;     // (0, 1e7]
-  double breaker_open_max_seconds = 60;        // [initial, 1e7]
-  double breaker_open_backoff = 2;             // [1, 16]
-  double breaker_healthy_reset_seconds = 300;  // (0, 1e7]
-  uint32_t breaker_half_open_probes = 3;       // [1, 1000]
-
-  // --- Memory (restart) ---
-  double memory_safety_margin = 0.8;     // (0, 1]: share of free memory used
-  double memory_high_pressure = 0.9;     // (0, 1]: used/total that is high
-  double memory_refresh_seconds = 0.25;  // [0, memory_stale_seconds]
-  double memory_stale_seconds = 5;       // (0, 1e7]
+  // --- The components' Options (restart) ---
+  // Checked by the components' own Validate(). Their `clock` is not part of
+  // the config: the executor sets it where it builds them.
+  CircuitBreaker::Options breaker;
+  PerformanceModel::Options model;
+  MemoryPressureMonitor::Options memory;
 };
 
-// OK, or INVALID_ARGUMENT naming the first field outside its range.
+// OK, or INVALID_ARGUMENT naming, by its key, the first field outside its
+// range: the dispatch fields' ranges are checked here, the components'
+// Options by the components' Validate().
 absl::Status ValidateHybridConfig(const HybridConfig& config);
 
 // Parses the file format above, starting from the defaults, and applies the
@@ -111,18 +123,10 @@ absl::StatusOr<HybridConfig> LoadHybridConfigFile(
 // ParseHybridConfig).
 std::string FormatHybridConfig(const HybridConfig& config);
 
-// The (restart) fields whose values differ between `before` and `after`.
+// The keys of the (restart) fields whose values differ between `before` and
+// `after`.
 std::vector<std::string> RestartOnlyChanges(const HybridConfig& before,
                                             const HybridConfig& after);
-
-// The component options a config implies; `clock` is borrowed (nullptr:
-// Clock::Real()).
-CircuitBreaker::Options BreakerOptionsFrom(const HybridConfig& config,
-                                           Clock* clock);
-PerformanceModel::Options PerformanceModelOptionsFrom(
-    const HybridConfig& config, Clock* clock);
-MemoryPressureMonitor::Options MemoryMonitorOptionsFrom(
-    const HybridConfig& config, Clock* clock);
 
 // Holds the config in force. Get() returns an immutable snapshot that stays
 // valid for as long as the caller holds it, so a request that began under

@@ -46,6 +46,14 @@ bool IsStop(const absl::Status& error, const base::Interrupt* interrupt) {
   return !error.ok() && !base::CheckInterrupt(interrupt).ok();
 }
 
+// A component's Options from the config, on the executor's clock: the config
+// holds no clock, since it is read from a file and swapped on reload.
+template <typename ComponentOptions>
+ComponentOptions WithClock(ComponentOptions options, Clock* clock) {
+  options.clock = clock;
+  return options;
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<HybridExecutor>> HybridExecutor::Create(
@@ -76,17 +84,16 @@ absl::StatusOr<std::unique_ptr<HybridExecutor>> HybridExecutor::Create(
   }
   ENGRAM_ASSIGN_OR_RETURN(
       std::unique_ptr<CircuitBreaker> breaker,
-      CircuitBreaker::Create(BreakerOptionsFrom(*config, clock)));
+      CircuitBreaker::Create(WithClock(config->breaker, clock)));
   ENGRAM_ASSIGN_OR_RETURN(
       std::unique_ptr<PerformanceModel> model,
-      PerformanceModel::Create(PerformanceModelOptionsFrom(*config, clock)));
+      PerformanceModel::Create(WithClock(config->model, clock)));
   std::unique_ptr<MemoryPressureMonitor> memory;
   if (options.gpu != nullptr) {
     ComputeBackend* gpu = options.gpu;
-    ENGRAM_ASSIGN_OR_RETURN(
-        memory,
-        MemoryPressureMonitor::Create(MemoryMonitorOptionsFrom(*config, clock),
-                                      [gpu] { return gpu->QueryMemory(); }));
+    ENGRAM_ASSIGN_OR_RETURN(memory, MemoryPressureMonitor::Create(
+                                        WithClock(config->memory, clock),
+                                        [gpu] { return gpu->QueryMemory(); }));
   }
   if (options.observer != nullptr) {
     ExecutorObserver* observer = options.observer;

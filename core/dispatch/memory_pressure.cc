@@ -3,30 +3,44 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 
 namespace engram::core {
 
+absl::Status MemoryPressureMonitor::Validate(const Options& options) {
+  absl::Status status =
+      Validate(options, [](absl::string_view member) -> std::string {
+        return std::string(member);
+      });
+  if (status.ok()) return status;
+  return absl::InvalidArgumentError(
+      absl::StrCat("memory pressure monitor option ", status.message()));
+}
+
+absl::Status MemoryPressureMonitor::Validate(const Options& o,
+                                             OptionNamer name) {
+  const absl::Duration zero = absl::ZeroDuration();
+  ENGRAM_RETURN_IF_ERROR(
+      CheckRealRange(name("safety_margin"), o.safety_margin, 0, true, 1));
+  ENGRAM_RETURN_IF_ERROR(CheckRealRange(name("high_pressure_fraction"),
+                                        o.high_pressure_fraction, 0, true, 1));
+  ENGRAM_RETURN_IF_ERROR(CheckDurationRange(name("stale_after"), o.stale_after,
+                                            zero, true,
+                                            absl::Seconds(kMaxOptionSeconds)));
+  ENGRAM_RETURN_IF_ERROR(CheckDurationRange(name("refresh_interval"),
+                                            o.refresh_interval, zero, false,
+                                            absl::Seconds(kMaxOptionSeconds)));
+  return CheckOrder(o.refresh_interval <= o.stale_after,
+                    name("refresh_interval"), name("stale_after"));
+}
+
 absl::StatusOr<std::unique_ptr<MemoryPressureMonitor>>
 MemoryPressureMonitor::Create(const Options& options, Probe probe) {
-  auto bad = [](absl::string_view what) {
+  ENGRAM_RETURN_IF_ERROR(Validate(options));
+  if (!probe) {
     return absl::InvalidArgumentError(
-        absl::StrCat("memory pressure monitor option ", what));
-  };
-  if (!(options.safety_margin > 0.0 && options.safety_margin <= 1.0)) {
-    return bad("safety_margin must be in (0, 1]");
+        "memory pressure monitor option probe must be set");
   }
-  if (!(options.high_pressure_fraction > 0.0 &&
-        options.high_pressure_fraction <= 1.0)) {
-    return bad("high_pressure_fraction must be in (0, 1]");
-  }
-  if (options.stale_after <= absl::ZeroDuration()) {
-    return bad("stale_after must be positive");
-  }
-  if (options.refresh_interval < absl::ZeroDuration() ||
-      options.refresh_interval > options.stale_after) {
-    return bad("refresh_interval must be in [0, stale_after]");
-  }
-  if (!probe) return bad("probe must be set");
   return std::unique_ptr<MemoryPressureMonitor>(
       new MemoryPressureMonitor(options, std::move(probe)));
 }

@@ -26,6 +26,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "core/dispatch/clock.h"
+#include "core/dispatch/option_check.h"
 
 namespace engram::core {
 
@@ -57,7 +58,8 @@ class MemoryPressureMonitor {
     double high_pressure_fraction = 0.9;  // (0, 1]: used/total that is high
     // Readings younger than this are served from the cache. [0, stale_after]
     absl::Duration refresh_interval = absl::Milliseconds(250);
-    absl::Duration stale_after = absl::Seconds(5);  // > 0
+    // (0, 1e7 s]: the bound is kMaxOptionSeconds (option_check.h).
+    absl::Duration stale_after = absl::Seconds(5);
     Clock* clock = nullptr;  // borrowed; nullptr means Clock::Real()
   };
   // Returns the device's free and total memory, or an error. Must be
@@ -65,7 +67,16 @@ class MemoryPressureMonitor {
   // called by one thread at a time.
   using Probe = std::function<absl::StatusOr<DeviceMemoryInfo>()>;
 
-  // INVALID_ARGUMENT for an option outside its range or an empty probe.
+  // OK, or INVALID_ARGUMENT naming the first option outside its range: the
+  // one place these ranges are checked (Create() calls it, and so does the
+  // hybrid config for the Options it embeds). `name` spells an option in the
+  // message; without it the message reads "memory pressure monitor option
+  // MEMBER".
+  static absl::Status Validate(const Options& options);
+  static absl::Status Validate(const Options& options, OptionNamer name);
+
+  // INVALID_ARGUMENT for an option outside its range (Validate) or an empty
+  // probe.
   static absl::StatusOr<std::unique_ptr<MemoryPressureMonitor>> Create(
       const Options& options, Probe probe);
 

@@ -6,6 +6,7 @@
 
 #include "absl/numeric/bits.h"
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 
 namespace engram::core {
 namespace {
@@ -17,36 +18,46 @@ int OpSlot(Operation op) { return op == Operation::kCosine ? 0 : 1; }
 
 }  // namespace
 
+absl::Status PerformanceModel::Validate(const Options& options) {
+  absl::Status status =
+      Validate(options, [](absl::string_view member) -> std::string {
+        return std::string(member);
+      });
+  if (status.ok()) return status;
+  return absl::InvalidArgumentError(
+      absl::StrCat("performance model option ", status.message()));
+}
+
+absl::Status PerformanceModel::Validate(const Options& o, OptionNamer name) {
+  const absl::Duration zero = absl::ZeroDuration();
+  const absl::Duration max_age = absl::Seconds(kMaxOptionSeconds);
+  ENGRAM_RETURN_IF_ERROR(
+      CheckIntRange(name("window_samples"), o.window_samples, 1, 4096));
+  ENGRAM_RETURN_IF_ERROR(CheckDurationRange(
+      name("max_sample_age"), o.max_sample_age, zero, true, max_age));
+  ENGRAM_RETURN_IF_ERROR(
+      CheckIntRange(name("min_samples"), o.min_samples, 1, 4096));
+  ENGRAM_RETURN_IF_ERROR(CheckOrder(o.min_samples <= o.window_samples,
+                                    name("min_samples"),
+                                    name("window_samples")));
+  ENGRAM_RETURN_IF_ERROR(
+      CheckIntRange(name("success_window"), o.success_window, 1, 100000));
+  ENGRAM_RETURN_IF_ERROR(CheckDurationRange(
+      name("success_max_age"), o.success_max_age, zero, true, max_age));
+  ENGRAM_RETURN_IF_ERROR(CheckDurationRange(name("probe_initial_interval"),
+                                            o.probe_initial_interval, zero,
+                                            true, max_age));
+  ENGRAM_RETURN_IF_ERROR(CheckDurationRange(
+      name("probe_max_interval"), o.probe_max_interval, zero, true, max_age));
+  ENGRAM_RETURN_IF_ERROR(
+      CheckOrder(o.probe_initial_interval <= o.probe_max_interval,
+                 name("probe_initial_interval"), name("probe_max_interval")));
+  return CheckRealRange(name("probe_backoff"), o.probe_backoff, 1, false, 16);
+}
+
 absl::StatusOr<std::unique_ptr<PerformanceModel>> PerformanceModel::Create(
     const Options& options) {
-  auto bad = [](absl::string_view what) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("performance model option ", what));
-  };
-  if (options.window_samples < 1 || options.window_samples > 4096) {
-    return bad("window_samples must be in [1, 4096]");
-  }
-  if (options.max_sample_age <= absl::ZeroDuration()) {
-    return bad("max_sample_age must be positive");
-  }
-  if (options.min_samples < 1 || options.min_samples > options.window_samples) {
-    return bad("min_samples must be in [1, window_samples]");
-  }
-  if (options.success_window < 1 || options.success_window > 100000) {
-    return bad("success_window must be in [1, 100000]");
-  }
-  if (options.success_max_age <= absl::ZeroDuration()) {
-    return bad("success_max_age must be positive");
-  }
-  if (options.probe_initial_interval <= absl::ZeroDuration()) {
-    return bad("probe_initial_interval must be positive");
-  }
-  if (options.probe_max_interval < options.probe_initial_interval) {
-    return bad("probe_max_interval must be at least probe_initial_interval");
-  }
-  if (!(options.probe_backoff >= 1.0 && options.probe_backoff <= 16.0)) {
-    return bad("probe_backoff must be in [1, 16]");
-  }
+  ENGRAM_RETURN_IF_ERROR(Validate(options));
   return std::unique_ptr<PerformanceModel>(new PerformanceModel(options));
 }
 

@@ -34,6 +34,7 @@
 #include "absl/time/time.h"
 #include "core/dispatch/clock.h"
 #include "core/dispatch/jobs.h"
+#include "core/dispatch/option_check.h"
 
 namespace engram::core {
 
@@ -69,19 +70,28 @@ class PerformanceModel {
  public:
   static constexpr int kNumBuckets = 64;
 
+  // Durations' upper bound, 1e7 s, is kMaxOptionSeconds (option_check.h).
   struct Options {
     uint32_t window_samples = 64;                       // [1, 4096]
-    absl::Duration max_sample_age = absl::Minutes(10);  // > 0
+    absl::Duration max_sample_age = absl::Minutes(10);  // (0, 1e7 s]
     uint32_t min_samples = 3;                           // [1, window_samples]
     uint32_t success_window = 100;                      // [1, 100000]
-    absl::Duration success_max_age = absl::Minutes(5);  // > 0
-    absl::Duration probe_initial_interval = absl::Seconds(1);  // > 0
-    absl::Duration probe_max_interval = absl::Minutes(1);      // >= initial
-    double probe_backoff = 2.0;                                // [1, 16]
-    Clock* clock = nullptr;  // borrowed; nullptr means Clock::Real()
+    absl::Duration success_max_age = absl::Minutes(5);  // (0, 1e7 s]
+    absl::Duration probe_initial_interval = absl::Seconds(1);  // (0, 1e7 s]
+    // [probe_initial_interval, 1e7 s]
+    absl::Duration probe_max_interval = absl::Minutes(1);
+    double probe_backoff = 2.0;  // [1, 16]
+    Clock* clock = nullptr;      // borrowed; nullptr means Clock::Real()
   };
 
-  // INVALID_ARGUMENT for an option outside its range.
+  // OK, or INVALID_ARGUMENT naming the first option outside its range: the
+  // one place these ranges are checked (Create() calls it, and so does the
+  // hybrid config for the Options it embeds). `name` spells an option in the
+  // message; without it the message reads "performance model option MEMBER".
+  static absl::Status Validate(const Options& options);
+  static absl::Status Validate(const Options& options, OptionNamer name);
+
+  // INVALID_ARGUMENT for an option outside its range (Validate).
   static absl::StatusOr<std::unique_ptr<PerformanceModel>> Create(
       const Options& options);
 

@@ -411,7 +411,7 @@ class CudaExecutorTest : public CudaParityTest {
  protected:
   HybridExecutor& Make() {
     HybridConfig config;
-    config.memory_refresh_seconds = 0;
+    config.memory.refresh_interval = absl::ZeroDuration();
     store_ = *ConfigStore::Create(config);
     HybridExecutor::Options options;
     options.cpu = cpu_.get();

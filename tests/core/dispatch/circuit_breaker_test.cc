@@ -7,6 +7,8 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "core/dispatch/backend_errors.h"
@@ -419,6 +421,13 @@ TEST_F(CircuitBreakerTest, CreateRejectsOptionsOutOfRange) {
       {"open_backoff", [](auto& o) { o.open_backoff = 0.5; }},
       {"healthy_reset", [](auto& o) { o.healthy_reset = -absl::Seconds(1); }},
       {"half_open_probes", [](auto& o) { o.half_open_probes = 0; }},
+      {"half_open_probes_many", [](auto& o) { o.half_open_probes = 1001; }},
+      {"consecutive_many",
+       [](auto& o) { o.consecutive_failures_to_open = 100001; }},
+      {"window_duration_long",
+       [](auto& o) { o.window_duration = absl::Hours(24 * 365); }},
+      {"healthy_reset_infinite",
+       [](auto& o) { o.healthy_reset = absl::InfiniteDuration(); }},
   };
   for (const Case& c : cases) {
     CircuitBreaker::Options options = BaseOptions();
@@ -428,6 +437,24 @@ TEST_F(CircuitBreakerTest, CreateRejectsOptionsOutOfRange) {
         << c.name;
   }
   EXPECT_TRUE(CircuitBreaker::Create(BaseOptions()).ok());
+}
+
+TEST_F(CircuitBreakerTest, ValidateNamesTheOptionAsTheCallerSpellsIt) {
+  CircuitBreaker::Options options = BaseOptions();
+  options.half_open_probes = 1001;
+  EXPECT_EQ(CircuitBreaker::Validate(options).message(),
+            "circuit breaker option half_open_probes = 1001 is outside "
+            "[1, 1000]");
+  EXPECT_EQ(CircuitBreaker::Validate(options,
+                                     [](absl::string_view member) {
+                                       return absl::StrCat("b.", member);
+                                     })
+                .message(),
+            "b.half_open_probes = 1001 is outside [1, 1000]");
+  options = BaseOptions();
+  options.min_calls = options.window_calls + 1;
+  EXPECT_THAT(CircuitBreaker::Validate(options).message(),
+              HasSubstr("min_calls must be <= window_calls"));
 }
 
 TEST_F(CircuitBreakerTest, ConcurrentCallsKeepTheCountsConsistent) {

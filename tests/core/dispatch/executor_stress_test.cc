@@ -110,13 +110,13 @@ class ExecutorStressTest : public ::testing::Test {
     c.min_chunk_queries = 4;
     c.max_chunk_queries = 128;
     c.max_oom_retries = 3;
-    c.probe_initial_interval_seconds = 0.01;
-    c.probe_max_interval_seconds = 0.1;
-    c.breaker_consecutive_failures = 4;
-    c.breaker_open_initial_seconds = 0.005;
-    c.breaker_open_max_seconds = 0.05;
-    c.breaker_half_open_probes = 2;
-    c.memory_refresh_seconds = 0.001;
+    c.model.probe_initial_interval = absl::Milliseconds(10);
+    c.model.probe_max_interval = absl::Milliseconds(100);
+    c.breaker.consecutive_failures_to_open = 4;
+    c.breaker.open_initial = absl::Milliseconds(5);
+    c.breaker.open_max = absl::Milliseconds(50);
+    c.breaker.half_open_probes = 2;
+    c.memory.refresh_interval = absl::Milliseconds(1);
     return c;
   }
 

@@ -9,6 +9,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -33,7 +34,7 @@ class HybridConfigTest : public ::testing::Test {
 
 TEST_F(HybridConfigTest, DefaultsAreValid) {
   EXPECT_TRUE(ValidateHybridConfig(HybridConfig{}).ok());
-  EXPECT_DOUBLE_EQ(HybridConfig{}.memory_safety_margin, 0.8);
+  EXPECT_DOUBLE_EQ(HybridConfig{}.memory.safety_margin, 0.8);
   EXPECT_TRUE(HybridConfig{}.cpu_fallback);
 }
 
@@ -50,7 +51,7 @@ TEST_F(HybridConfigTest, ParsesKeysCommentsAndBlankLines) {
   EXPECT_EQ(config->min_gpu_work_cosine, 123456u);
   EXPECT_DOUBLE_EQ(config->gpu_advantage, 1.5);
   EXPECT_FALSE(config->cpu_fallback);
-  EXPECT_DOUBLE_EQ(config->memory_safety_margin, 0.7);
+  EXPECT_DOUBLE_EQ(config->memory.safety_margin, 0.7);
   EXPECT_EQ(config->max_chunk_queries, HybridConfig{}.max_chunk_queries);
 }
 
@@ -130,7 +131,7 @@ TEST_F(HybridConfigTest, FormatRoundTrips) {
   config.min_gpu_work_spread = 77;
   config.gpu_advantage = 1.0 / 3.0;
   config.probe_enabled = false;
-  config.breaker_open_max_seconds = 123.456;
+  config.breaker.open_max = absl::Seconds(123.456);
   const std::string text = FormatHybridConfig(config);
   EXPECT_THAT(text, HasSubstr("probe_enabled = false\n"));
   auto back = ParseHybridConfig(text, "");
@@ -151,23 +152,99 @@ TEST_F(HybridConfigTest, LoadsFromAFile) {
   EXPECT_THAT(LoadHybridConfigFile(bad, "").status().message(), HasSubstr(bad));
 }
 
-TEST_F(HybridConfigTest, ComponentOptionsFollowTheConfig) {
+TEST_F(HybridConfigTest, KeysSetTheComponentsOptions) {
+  absl::StatusOr<HybridConfig> config = ParseHybridConfig(
+      "breaker_half_open_probes = 7\n"
+      "breaker_open_initial_seconds = 0.5\n"
+      "breaker_failure_rate = 0.25\n"
+      "perf_window_samples = 32\n"
+      "probe_max_interval_seconds = 90\n"
+      "memory_safety_margin = 0.6\n"
+      "memory_refresh_seconds = 0\n",
+      "");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->breaker.half_open_probes, 7u);
+  EXPECT_EQ(config->breaker.open_initial, absl::Milliseconds(500));
+  EXPECT_DOUBLE_EQ(config->breaker.failure_rate_threshold, 0.25);
+  EXPECT_EQ(config->model.window_samples, 32u);
+  EXPECT_EQ(config->model.probe_max_interval, absl::Seconds(90));
+  EXPECT_DOUBLE_EQ(config->memory.safety_margin, 0.6);
+  EXPECT_EQ(config->memory.refresh_interval, absl::ZeroDuration());
+  // The rest keep the components' own defaults.
+  EXPECT_EQ(config->breaker.window_calls,
+            CircuitBreaker::Options{}.window_calls);
+  EXPECT_EQ(config->model.max_sample_age,
+            PerformanceModel::Options{}.max_sample_age);
+}
+
+TEST_F(HybridConfigTest, TheComponentsRangesAreCheckedUnderTheFileKeys) {
+  struct Case {
+    std::string text;
+    std::string message;
+  };
+  const std::vector<Case> cases = {
+      {"breaker_half_open_probes = 1001",
+       "line 1: breaker_half_open_probes = 1001 is outside [1, 1000]"},
+      {"breaker_consecutive_failures = 0",
+       "line 1: breaker_consecutive_failures = 0 is outside [1, 100000]"},
+      {"breaker_window_seconds = 0", "line 1: breaker_window_seconds = 0s"},
+      {"breaker_healthy_reset_seconds = 1e8",
+       "line 1: breaker_healthy_reset_seconds = 1e+08s is outside"},
+      {"perf_window_samples = 4\nperf_min_samples = 5",
+       "line 2: perf_min_samples must be <= perf_window_samples"},
+      {"probe_initial_interval_seconds = 100",
+       "line 1: probe_initial_interval_seconds must be <= "
+       "probe_max_interval_seconds"},
+      {"memory_stale_seconds = 0.1",
+       "line 1: memory_refresh_seconds must be <= memory_stale_seconds"},
+      {"breaker_window_calls = 99999999999", "does not fit in 32 bits"},
+      {"breaker_open_max_seconds = soon", "finite number"},
+  };
+  for (const Case& c : cases) {
+    absl::StatusOr<HybridConfig> config = ParseHybridConfig(c.text, "");
+    EXPECT_EQ(config.status().code(), absl::StatusCode::kInvalidArgument)
+        << c.text;
+    EXPECT_THAT(config.status().message(), HasSubstr(c.message)) << c.text;
+  }
+  HybridConfig bad;
+  bad.breaker.half_open_probes = 0;
+  EXPECT_THAT(ValidateHybridConfig(bad).message(),
+              HasSubstr("breaker_half_open_probes = 0 is outside [1, 1000]"));
+}
+
+TEST_F(HybridConfigTest, EveryProfileWithTheBaseKeysMustBeValid) {
+  // The profile for another device breaks a cross-field rule: found here.
+  const std::string text =
+      "breaker_min_calls = 15\n"
+      "[profile Other]\n"
+      "breaker_window_calls = 12\n";
+  absl::StatusOr<HybridConfig> config = ParseHybridConfig(text, "H100");
+  EXPECT_THAT(config.status().message(),
+              HasSubstr("line 3: breaker_min_calls must be <= "
+                        "breaker_window_calls"));
+  // Raising the window in the profile is fine.
+  EXPECT_TRUE(ParseHybridConfig("breaker_min_calls = 15\n"
+                                "[profile Other]\n"
+                                "breaker_window_calls = 40\n",
+                                "H100")
+                  .ok());
+}
+
+TEST_F(HybridConfigTest, WhatTheConfigValidatesTheComponentsAccept) {
   HybridConfig config;
-  config.breaker_half_open_probes = 7;
-  config.breaker_open_initial_seconds = 0.5;
-  config.perf_window_samples = 32;
-  config.memory_safety_margin = 0.6;
-  EXPECT_EQ(BreakerOptionsFrom(config, nullptr).half_open_probes, 7u);
-  EXPECT_EQ(BreakerOptionsFrom(config, nullptr).open_initial,
-            absl::Milliseconds(500));
-  EXPECT_EQ(PerformanceModelOptionsFrom(config, nullptr).window_samples, 32u);
-  EXPECT_DOUBLE_EQ(MemoryMonitorOptionsFrom(config, nullptr).safety_margin,
-                   0.6);
-  // Whatever the config validates, the components accept.
-  EXPECT_TRUE(CircuitBreaker::Create(BreakerOptionsFrom(config, nullptr)).ok());
-  EXPECT_TRUE(
-      PerformanceModel::Create(PerformanceModelOptionsFrom(config, nullptr))
-          .ok());
+  config.breaker.half_open_probes = 1000;
+  config.breaker.open_max = absl::Seconds(1e7);
+  config.model.window_samples = 4096;
+  config.memory.refresh_interval = config.memory.stale_after;
+  ASSERT_TRUE(ValidateHybridConfig(config).ok());
+  EXPECT_TRUE(CircuitBreaker::Create(config.breaker).ok());
+  EXPECT_TRUE(PerformanceModel::Create(config.model).ok());
+  EXPECT_TRUE(MemoryPressureMonitor::Create(config.memory, [] {
+                return absl::StatusOr<DeviceMemoryInfo>();
+              }).ok());
+  config.breaker.half_open_probes = 1001;
+  EXPECT_FALSE(ValidateHybridConfig(config).ok());
+  EXPECT_FALSE(CircuitBreaker::Create(config.breaker).ok());
 }
 
 TEST_F(HybridConfigTest, RestartOnlyChangesListsOnlyRestartFields) {
@@ -176,8 +253,8 @@ TEST_F(HybridConfigTest, RestartOnlyChangesListsOnlyRestartFields) {
   after.min_gpu_work_cosine = 1;  // hot
   after.cpu_fallback = false;     // hot
   EXPECT_THAT(RestartOnlyChanges(before, after), IsEmpty());
-  after.breaker_window_calls = 40;
-  after.memory_safety_margin = 0.5;
+  after.breaker.window_calls = 40;
+  after.memory.safety_margin = 0.5;
   EXPECT_THAT(RestartOnlyChanges(before, after),
               ElementsAre("breaker_window_calls", "memory_safety_margin"));
 }
@@ -196,12 +273,12 @@ TEST_F(HybridConfigTest, StoreSwapsAtomicallyAndKeepsOldSnapshotsAlive) {
 
 TEST_F(HybridConfigTest, StoreRejectsInvalidConfigsAndKeepsTheCurrentOne) {
   HybridConfig bad;
-  bad.memory_safety_margin = 2;
+  bad.memory.safety_margin = 2;
   EXPECT_FALSE(ConfigStore::Create(bad).ok());
   auto store = ConfigStore::Create(HybridConfig{});
   ASSERT_TRUE(store.ok());
   EXPECT_EQ((*store)->Update(bad).code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_DOUBLE_EQ((*store)->Get()->memory_safety_margin, 0.8);
+  EXPECT_DOUBLE_EQ((*store)->Get()->memory.safety_margin, 0.8);
   EXPECT_EQ((*store)->version(), 1u);
   const std::string path = WriteFile("max_oom_retries = 99\n");
   EXPECT_FALSE((*store)->ReloadFromFile(path, "").ok());

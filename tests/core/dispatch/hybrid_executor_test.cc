@@ -58,10 +58,11 @@ class HybridExecutorTest : public ::testing::Test {
     c.min_chunk_queries = 1;
     c.max_chunk_queries = 1024;
     c.max_oom_retries = 4;
-    c.memory_refresh_seconds = 0;  // every request sees the device's memory
-    c.breaker_consecutive_failures = 3;
-    c.breaker_open_initial_seconds = 1;
-    c.breaker_half_open_probes = 1;
+    c.memory.refresh_interval =
+        absl::ZeroDuration();  // every request sees the device's memory
+    c.breaker.consecutive_failures_to_open = 3;
+    c.breaker.open_initial = absl::Seconds(1);
+    c.breaker.half_open_probes = 1;
     return c;
   }
 
@@ -625,8 +626,8 @@ TEST_F(HybridExecutorTest, PredictedSlowerKeepsWorkOnTheCpu) {
 TEST_F(HybridExecutorTest, ProbesTheOtherBackendAtABoundedRate) {
   HybridConfig config = TestConfig();
   config.probe_enabled = true;
-  config.probe_initial_interval_seconds = 10;
-  config.probe_max_interval_seconds = 40;
+  config.model.probe_initial_interval = absl::Seconds(10);
+  config.model.probe_max_interval = absl::Seconds(40);
   Make(config);
   CosineCase c(32, 64, 16, 25);
   cpu_->set_cost(&clock_, absl::Milliseconds(1));  // far slower than the GPU

@@ -115,6 +115,9 @@ TEST_F(MemoryPressureTest, CreateRejectsBadOptionsAndAnEmptyProbe) {
   options = BaseOptions();
   options.refresh_interval = absl::Seconds(11);
   EXPECT_FALSE(MemoryPressureMonitor::Create(options, device_.AsProbe()).ok());
+  options = BaseOptions();
+  options.stale_after = absl::InfiniteDuration();
+  EXPECT_FALSE(MemoryPressureMonitor::Create(options, device_.AsProbe()).ok());
 }
 
 TEST_F(MemoryPressureTest, ReadingIsCachedWithinTheRefreshInterval) {

@@ -273,6 +273,9 @@ TEST_F(PerformanceModelTest, CreateRejectsOptionsOutOfRange) {
   EXPECT_EQ(with([](O& o) { o.probe_max_interval = absl::Milliseconds(1); }),
             kBad);
   EXPECT_EQ(with([](O& o) { o.probe_backoff = 0.5; }), kBad);
+  EXPECT_EQ(with([](O& o) { o.max_sample_age = absl::Hours(24 * 365); }), kBad);
+  EXPECT_EQ(with([](O& o) { o.probe_max_interval = absl::InfiniteDuration(); }),
+            kBad);
   EXPECT_EQ(with([](O&) {}), absl::StatusCode::kOk);
 }
 

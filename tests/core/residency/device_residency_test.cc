@@ -142,7 +142,7 @@ class DeviceResidencyTest : public ::testing::Test {
     c.min_gpu_work_cosine = 1;
     c.probe_enabled = false;
     c.min_chunk_queries = 1;
-    c.memory_refresh_seconds = 0;
+    c.memory.refresh_interval = absl::ZeroDuration();
     config_ = *ConfigStore::Create(c);
     HybridExecutor::Options options;
     options.cpu = cpu_.get();
@@ -428,11 +428,11 @@ TEST_F(DeviceResidencyTest, DeletingACollectionDropsItsCopies) {
 }
 
 TEST_F(DeviceResidencyTest, UploadsLeaveTheConfiguredShareOfTheDeviceFree) {
-  HybridConfig config;
-  config.memory_refresh_seconds = 0;
-  auto monitor =
-      *MemoryPressureMonitor::Create(MemoryMonitorOptionsFrom(config, &clock_),
-                                     [this] { return gpu_->QueryMemory(); });
+  MemoryPressureMonitor::Options memory = HybridConfig{}.memory;
+  memory.refresh_interval = absl::ZeroDuration();
+  memory.clock = &clock_;
+  auto monitor = *MemoryPressureMonitor::Create(
+      memory, [this] { return gpu_->QueryMemory(); });
   DeviceResidency::Options o = BaseOptions();
   o.memory = monitor.get();
   o.device_fraction = 1.0;
