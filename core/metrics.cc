@@ -1,32 +1,16 @@
 #include "core/metrics.h"
 
-#include <dirent.h>
-#include <sys/resource.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <fstream>
 #include <limits>
 #include <string>
 #include <utility>
 
-#include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
 #include "core/dispatch/backend_errors.h"
 #include "core/dispatch/dispatch_policy.h"
 #include "core/logging.h"
 
 namespace engram::core {
-
-const std::array<absl::string_view, kNumFallbackReasons> kFallbackReasons = {
-    kFallbackReasonOom,
-    kFallbackReasonDeviceError,
-    kFallbackReasonBreakerOpen,
-    kFallbackReasonUnavailable,
-    kFallbackReasonMemoryPressure,
-    kFallbackReasonOther};
 
 namespace {
 
@@ -126,80 +110,6 @@ std::vector<prometheus::MetricFamily> ProcessFamilies() {
 }
 
 }  // namespace
-
-absl::string_view FallbackMetricReason(absl::string_view executor_reason) {
-  if (executor_reason == kFallbackGpuOom) return kFallbackReasonOom;
-  if (executor_reason == kFallbackGpuError) return kFallbackReasonDeviceError;
-  return kFallbackReasonOther;
-}
-
-int BreakerStateValue(BreakerState state) {
-  switch (state) {
-    case BreakerState::kClosed:
-      return 0;
-    case BreakerState::kHalfOpen:
-      return 1;
-    case BreakerState::kOpen:
-      return 2;
-    case BreakerState::kForcedOpen:
-      return 3;
-  }
-  return 0;
-}
-
-std::string SizeBucketLabel(int bucket) { return absl::StrCat("2^", bucket); }
-
-const prometheus::Histogram::BucketBoundaries& LatencyBuckets() {
-  static const auto* buckets = new prometheus::Histogram::BucketBoundaries{
-      25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3,
-      25e-3, 50e-3, 100e-3, 250e-3, 500e-3, 1.0,  2.5,    5.0,  10.0};
-  return *buckets;
-}
-
-double HistogramQuantile(const prometheus::ClientMetric::Histogram& h,
-                         double q) {
-  if (h.sample_count == 0 || h.bucket.empty()) return 0.0;
-  const double rank = q * static_cast<double>(h.sample_count);
-  double lower_bound = 0.0;
-  uint64_t lower_count = 0;
-  for (const auto& b : h.bucket) {
-    if (static_cast<double>(b.cumulative_count) >= rank) {
-      if (b.upper_bound == std::numeric_limits<double>::infinity()) {
-        return lower_bound;  // as PromQL: the highest finite bound
-      }
-      const uint64_t in_bucket = b.cumulative_count - lower_count;
-      if (in_bucket == 0) return b.upper_bound;
-      return lower_bound + (b.upper_bound - lower_bound) *
-                               (rank - static_cast<double>(lower_count)) /
-                               static_cast<double>(in_bucket);
-    }
-    lower_bound = b.upper_bound;
-    lower_count = b.cumulative_count;
-  }
-  return lower_bound;
-}
-
-void RollingCounter::Add(absl::Time now, uint64_t n) {
-  const int64_t second = absl::ToUnixSeconds(now);
-  const size_t slot =
-      static_cast<size_t>(((second % kSlots) + kSlots) % kSlots);
-  absl::MutexLock lock(&mu_);
-  if (second_[slot] != second) {
-    second_[slot] = second;
-    count_[slot] = 0;
-  }
-  count_[slot] += n;
-}
-
-uint64_t RollingCounter::Sum(absl::Time now) const {
-  const int64_t second = absl::ToUnixSeconds(now);
-  uint64_t sum = 0;
-  absl::MutexLock lock(&mu_);
-  for (int i = 0; i < kSlots; ++i) {
-    if (second_[i] > second - kSlots && second_[i] <= second) sum += count_[i];
-  }
-  return sum;
-}
 
 EngineMetrics::EngineMetrics(prometheus::Registry& registry)
     : EngineMetrics(registry, Options()) {}
@@ -555,60 +465,6 @@ EngineStats EngineMetrics::Stats(const EngineStateSnapshot& state) const {
     }
   }
   return stats;
-}
-
-absl::StatusOr<ProcessSample> ReadProcessSample() {
-  std::ifstream stat_file("/proc/self/stat");
-  std::string stat;
-  if (!std::getline(stat_file, stat)) {
-    return absl::UnavailableError("cannot read /proc/self/stat");
-  }
-  // The command name is in parentheses and may hold spaces: fields are
-  // counted from the last ')'. After it come field 3 (state) onwards.
-  const size_t close = stat.rfind(')');
-  if (close == std::string::npos) {
-    return absl::UnavailableError("malformed /proc/self/stat");
-  }
-  const std::vector<std::string> f =
-      absl::StrSplit(stat.substr(close + 2), ' ', absl::SkipEmpty());
-  // f[0] is field 3; field n is f[n - 3].
-  auto field = [&f](size_t n) -> double {
-    double v = 0;
-    if (n - 3 < f.size() && absl::SimpleAtod(f[n - 3], &v)) return v;
-    return 0;
-  };
-  const double ticks = static_cast<double>(sysconf(_SC_CLK_TCK));
-  const double page = static_cast<double>(sysconf(_SC_PAGESIZE));
-  ProcessSample p;
-  p.cpu_seconds = (field(14) + field(15)) / ticks;
-  p.virtual_memory_bytes = field(23);
-  p.resident_memory_bytes = field(24) * page;
-
-  double boot_time = 0;
-  std::ifstream proc_stat("/proc/stat");
-  for (std::string line; std::getline(proc_stat, line);) {
-    if (absl::StartsWith(line, "btime ")) {
-      (void)absl::SimpleAtod(line.substr(6), &boot_time);
-      break;
-    }
-  }
-  p.start_time_seconds = boot_time + field(22) / ticks;
-
-  if (DIR* dir = opendir("/proc/self/fd"); dir != nullptr) {
-    int count = 0;
-    while (const dirent* entry = readdir(dir)) {
-      if (entry->d_name[0] != '.') ++count;
-    }
-    closedir(dir);
-    p.open_fds = count - 1;  // not the one opendir() holds
-  }
-  rlimit limit{};
-  if (getrlimit(RLIMIT_NOFILE, &limit) == 0) {
-    p.max_fds = limit.rlim_cur == RLIM_INFINITY
-                    ? std::numeric_limits<double>::infinity()
-                    : static_cast<double>(limit.rlim_cur);
-  }
-  return p;
 }
 
 EngineCollector::EngineCollector(std::shared_ptr<prometheus::Registry> registry,

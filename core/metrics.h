@@ -35,6 +35,10 @@
 #include "core/dispatch/jobs.h"
 #include "core/dispatch/memory_pressure.h"
 #include "core/dispatch/performance_model.h"
+#include "core/histograms.h"
+#include "core/metric_labels.h"
+#include "core/process_sample.h"
+#include "core/rolling_counter.h"
 #include "prometheus/client_metric.h"
 #include "prometheus/collectable.h"
 #include "prometheus/counter.h"
@@ -45,67 +49,6 @@
 #include "prometheus/registry.h"
 
 namespace engram::core {
-
-// Latency buckets in seconds, from 25 microseconds (a tiny request on a warm
-// CPU) to 10 seconds (a large batch or a slow fallback), roughly 1-2.5-5 per
-// decade. RPC and compute histograms share them so they line up.
-const prometheus::Histogram::BucketBoundaries& LatencyBuckets();
-
-// Estimates quantile q (0..1) of a collected histogram by linear
-// interpolation inside the bucket, as PromQL's histogram_quantile() does.
-// Returns 0 for an empty histogram.
-double HistogramQuantile(const prometheus::ClientMetric::Histogram& h,
-                         double q);
-
-// The `reason` label values of engram_gpu_fallbacks_total: why work meant for
-// the GPU ran on the CPU. The first two happen part-way through a request
-// (the executor's ExecutionReport says "gpu_oom" and "gpu_error"); the next
-// three are decided before the GPU is tried.
-inline constexpr absl::string_view kFallbackReasonOom = "oom";
-inline constexpr absl::string_view kFallbackReasonDeviceError = "device_error";
-// The breaker is open or half-open without a free probe slot.
-inline constexpr absl::string_view kFallbackReasonBreakerOpen = "breaker_open";
-// The breaker is forced open (a sticky device error): the GPU is gone for
-// the rest of the process.
-inline constexpr absl::string_view kFallbackReasonUnavailable = "unavailable";
-inline constexpr absl::string_view kFallbackReasonMemoryPressure =
-    "memory_pressure";
-// A fallback reason the executor may add later; counted, not lost.
-inline constexpr absl::string_view kFallbackReasonOther = "other";
-inline constexpr int kNumFallbackReasons = 6;
-// In label order: oom, device_error, breaker_open, unavailable,
-// memory_pressure, other.
-extern const std::array<absl::string_view, kNumFallbackReasons>
-    kFallbackReasons;
-
-// The metric reason for an executor fallback reason (executor_observer.h).
-absl::string_view FallbackMetricReason(absl::string_view executor_reason);
-
-// engram_circuit_breaker_state: 0 closed, 1 half-open, 2 open, 3 forced open.
-int BreakerStateValue(BreakerState state);
-
-// engram_gpu_speedup_estimate's size_bucket label: "2^b" for the
-// performance model's bucket b (work in [2^b, 2^(b+1))).
-std::string SizeBucketLabel(int bucket);
-
-// Counts events over the last `kSlots` seconds in one-second slots, for the
-// windowed figures of GetStats (rates per minute).
-//
-// Thread-safety: Add() and Sum() may be called concurrently (one mutex).
-class RollingCounter {
- public:
-  static constexpr int kSlots = 60;
-  static constexpr absl::Duration kWindow = absl::Seconds(kSlots);
-
-  void Add(absl::Time now, uint64_t n = 1) ABSL_LOCKS_EXCLUDED(mu_);
-  // Events added in the slots of the last kSlots seconds up to `now`.
-  uint64_t Sum(absl::Time now) const ABSL_LOCKS_EXCLUDED(mu_);
-
- private:
-  mutable absl::Mutex mu_;
-  std::array<int64_t, kSlots> second_ ABSL_GUARDED_BY(mu_) = {};
-  std::array<uint64_t, kSlots> count_ ABSL_GUARDED_BY(mu_) = {};
-};
 
 // What the components looked like at one refresh: each piece is consistent
 // in itself (docs/concurrency.md), and the gauges and GetStats of that
@@ -276,18 +219,6 @@ class EngineMetrics final : public ExecutorObserver {
   absl::Time last_gpu_error_at_ ABSL_GUARDED_BY(last_error_mu_) =
       absl::InfinitePast();
 };
-
-// One reading of /proc/self: the standard process_* metrics.
-struct ProcessSample {
-  double cpu_seconds = 0;  // user + system
-  double resident_memory_bytes = 0;
-  double virtual_memory_bytes = 0;
-  double start_time_seconds = 0;  // since the Unix epoch
-  double open_fds = 0;
-  double max_fds = 0;
-};
-// UNAVAILABLE when /proc/self cannot be read (not Linux).
-absl::StatusOr<ProcessSample> ReadProcessSample();
 
 // The prometheus::Collectable the exposer scrapes. Each Collect() first
 // refreshes the gauges derived from component state (breaker, GPU memory)
