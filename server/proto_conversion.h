@@ -8,7 +8,7 @@
 
 #include "absl/status/statusor.h"
 #include "core/dispatch/jobs.h"
-#include "core/metrics.h"
+#include "core/engine_stats.h"
 #include "core/validation.h"
 #include "engram/similarity/v1/similarity.pb.h"
 

@@ -1,6 +1,6 @@
 #include "server/rpc_metrics.h"
 
-#include "core/metrics.h"
+#include "core/histograms.h"
 #include "prometheus/family.h"
 
 namespace engram::server {

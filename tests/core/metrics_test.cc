@@ -1,5 +1,3 @@
-#include "core/metrics.h"
-
 #include <atomic>
 #include <cmath>
 #include <limits>
@@ -14,6 +12,12 @@
 #include "core/dispatch/clock.h"
 #include "core/dispatch/memory_pressure.h"
 #include "core/dispatch/performance_model.h"
+#include "core/engine_collector.h"
+#include "core/engine_metrics.h"
+#include "core/engine_stats.h"
+#include "core/histograms.h"
+#include "core/process_sample.h"
+#include "core/rolling_counter.h"
 #include "gtest/gtest.h"
 #include "prometheus/registry.h"
 

@@ -1,32 +1,18 @@
-#include "core/metrics.h"
-
-#include <dirent.h>
-#include <sys/resource.h>
-#include <unistd.h>
+#include "core/engine_metrics.h"
 
 #include <algorithm>
-#include <fstream>
-#include <limits>
 #include <string>
 #include <utility>
 
-#include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
 #include "core/dispatch/backend_errors.h"
 #include "core/dispatch/dispatch_policy.h"
+#include "core/histograms.h"
 #include "core/logging.h"
+#include "prometheus/client_metric.h"
+#include "prometheus/family.h"
 
 namespace engram::core {
-
-const std::array<absl::string_view, kNumFallbackReasons> kFallbackReasons = {
-    kFallbackReasonOom,
-    kFallbackReasonDeviceError,
-    kFallbackReasonBreakerOpen,
-    kFallbackReasonUnavailable,
-    kFallbackReasonMemoryPressure,
-    kFallbackReasonOther};
 
 namespace {
 
@@ -75,131 +61,7 @@ std::string SecondsString(absl::Duration d) {
                                        : absl::StrCat(absl::ToDoubleSeconds(d));
 }
 
-prometheus::MetricFamily GaugeFamily(std::string name, std::string help) {
-  prometheus::MetricFamily f;
-  f.name = std::move(name);
-  f.help = std::move(help);
-  f.type = prometheus::MetricType::Gauge;
-  return f;
-}
-
-void AddSample(prometheus::MetricFamily* family, double value,
-               std::vector<prometheus::ClientMetric::Label> labels = {}) {
-  prometheus::ClientMetric m;
-  m.label = std::move(labels);
-  if (family->type == prometheus::MetricType::Counter) {
-    m.counter.value = value;
-  } else {
-    m.gauge.value = value;
-  }
-  family->metric.push_back(std::move(m));
-}
-
-std::vector<prometheus::MetricFamily> ProcessFamilies() {
-  std::vector<prometheus::MetricFamily> out;
-  absl::StatusOr<ProcessSample> p = ReadProcessSample();
-  if (!p.ok()) return out;
-  prometheus::MetricFamily cpu;
-  cpu.name = "process_cpu_seconds_total";
-  cpu.help = "Total user and system CPU time spent in seconds.";
-  cpu.type = prometheus::MetricType::Counter;
-  AddSample(&cpu, p->cpu_seconds);
-  out.push_back(std::move(cpu));
-  const std::pair<const char*, std::pair<const char*, double>> gauges[] = {
-      {"process_resident_memory_bytes",
-       {"Resident memory size in bytes.", p->resident_memory_bytes}},
-      {"process_virtual_memory_bytes",
-       {"Virtual memory size in bytes.", p->virtual_memory_bytes}},
-      {"process_start_time_seconds",
-       {"Start time of the process since unix epoch in seconds.",
-        p->start_time_seconds}},
-      {"process_open_fds", {"Number of open file descriptors.", p->open_fds}},
-      {"process_max_fds",
-       {"Maximum number of open file descriptors.", p->max_fds}},
-  };
-  for (const auto& [name, help_value] : gauges) {
-    prometheus::MetricFamily f = GaugeFamily(name, help_value.first);
-    AddSample(&f, help_value.second);
-    out.push_back(std::move(f));
-  }
-  return out;
-}
-
 }  // namespace
-
-absl::string_view FallbackMetricReason(absl::string_view executor_reason) {
-  if (executor_reason == kFallbackGpuOom) return kFallbackReasonOom;
-  if (executor_reason == kFallbackGpuError) return kFallbackReasonDeviceError;
-  return kFallbackReasonOther;
-}
-
-int BreakerStateValue(BreakerState state) {
-  switch (state) {
-    case BreakerState::kClosed:
-      return 0;
-    case BreakerState::kHalfOpen:
-      return 1;
-    case BreakerState::kOpen:
-      return 2;
-    case BreakerState::kForcedOpen:
-      return 3;
-  }
-  return 0;
-}
-
-std::string SizeBucketLabel(int bucket) { return absl::StrCat("2^", bucket); }
-
-const prometheus::Histogram::BucketBoundaries& LatencyBuckets() {
-  static const auto* buckets = new prometheus::Histogram::BucketBoundaries{
-      25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3,
-      25e-3, 50e-3, 100e-3, 250e-3, 500e-3, 1.0,  2.5,    5.0,  10.0};
-  return *buckets;
-}
-
-double HistogramQuantile(const prometheus::ClientMetric::Histogram& h,
-                         double q) {
-  if (h.sample_count == 0 || h.bucket.empty()) return 0.0;
-  const double rank = q * static_cast<double>(h.sample_count);
-  double lower_bound = 0.0;
-  uint64_t lower_count = 0;
-  for (const auto& b : h.bucket) {
-    if (static_cast<double>(b.cumulative_count) >= rank) {
-      if (b.upper_bound == std::numeric_limits<double>::infinity()) {
-        return lower_bound;  // as PromQL: the highest finite bound
-      }
-      const uint64_t in_bucket = b.cumulative_count - lower_count;
-      if (in_bucket == 0) return b.upper_bound;
-      return lower_bound + (b.upper_bound - lower_bound) *
-                               (rank - static_cast<double>(lower_count)) /
-                               static_cast<double>(in_bucket);
-    }
-    lower_bound = b.upper_bound;
-    lower_count = b.cumulative_count;
-  }
-  return lower_bound;
-}
-
-void RollingCounter::Add(absl::Time now, uint64_t n) {
-  const int64_t second = absl::ToUnixSeconds(now);
-  const size_t slot =
-      static_cast<size_t>(((second % kSlots) + kSlots) % kSlots);
-  absl::MutexLock lock(&mu_);
-  if (second_[slot] != second) {
-    second_[slot] = second;
-    count_[slot] = 0;
-  }
-  count_[slot] += n;
-}
-
-uint64_t RollingCounter::Sum(absl::Time now) const {
-  const int64_t second = absl::ToUnixSeconds(now);
-  uint64_t sum = 0;
-  absl::MutexLock lock(&mu_);
-  for (int i = 0; i < kSlots; ++i) {
-    if (second_[i] > second - kSlots && second_[i] <= second) sum += count_[i];
-  }
-  return sum;
-}
 
 EngineMetrics::EngineMetrics(prometheus::Registry& registry)
     : EngineMetrics(registry, Options()) {}
@@ -555,153 +417,6 @@ EngineStats EngineMetrics::Stats(const EngineStateSnapshot& state) const {
     }
   }
   return stats;
-}
-
-absl::StatusOr<ProcessSample> ReadProcessSample() {
-  std::ifstream stat_file("/proc/self/stat");
-  std::string stat;
-  if (!std::getline(stat_file, stat)) {
-    return absl::UnavailableError("cannot read /proc/self/stat");
-  }
-  // The command name is in parentheses and may hold spaces: fields are
-  // counted from the last ')'. After it come field 3 (state) onwards.
-  const size_t close = stat.rfind(')');
-  if (close == std::string::npos) {
-    return absl::UnavailableError("malformed /proc/self/stat");
-  }
-  const std::vector<std::string> f =
-      absl::StrSplit(stat.substr(close + 2), ' ', absl::SkipEmpty());
-  // f[0] is field 3; field n is f[n - 3].
-  auto field = [&f](size_t n) -> double {
-    double v = 0;
-    if (n - 3 < f.size() && absl::SimpleAtod(f[n - 3], &v)) return v;
-    return 0;
-  };
-  const double ticks = static_cast<double>(sysconf(_SC_CLK_TCK));
-  const double page = static_cast<double>(sysconf(_SC_PAGESIZE));
-  ProcessSample p;
-  p.cpu_seconds = (field(14) + field(15)) / ticks;
-  p.virtual_memory_bytes = field(23);
-  p.resident_memory_bytes = field(24) * page;
-
-  double boot_time = 0;
-  std::ifstream proc_stat("/proc/stat");
-  for (std::string line; std::getline(proc_stat, line);) {
-    if (absl::StartsWith(line, "btime ")) {
-      (void)absl::SimpleAtod(line.substr(6), &boot_time);
-      break;
-    }
-  }
-  p.start_time_seconds = boot_time + field(22) / ticks;
-
-  if (DIR* dir = opendir("/proc/self/fd"); dir != nullptr) {
-    int count = 0;
-    while (const dirent* entry = readdir(dir)) {
-      if (entry->d_name[0] != '.') ++count;
-    }
-    closedir(dir);
-    p.open_fds = count - 1;  // not the one opendir() holds
-  }
-  rlimit limit{};
-  if (getrlimit(RLIMIT_NOFILE, &limit) == 0) {
-    p.max_fds = limit.rlim_cur == RLIM_INFINITY
-                    ? std::numeric_limits<double>::infinity()
-                    : static_cast<double>(limit.rlim_cur);
-  }
-  return p;
-}
-
-EngineCollector::EngineCollector(std::shared_ptr<prometheus::Registry> registry,
-                                 const Sources& sources)
-    : registry_(std::move(registry)),
-      sources_(sources),
-      clock_(sources.clock != nullptr ? sources.clock : Clock::Real()) {
-  prometheus::Registry& r = *registry_;
-  auto gauge = [&r](const char* name, const char* help) {
-    return &prometheus::BuildGauge().Name(name).Help(help).Register(r).Add({});
-  };
-  breaker_state_ =
-      gauge("engram_circuit_breaker_state",
-            "GPU circuit breaker: 0 closed, 1 half-open, 2 open, 3 forced open "
-            "(sticky device error). Read at scrape time.");
-  breaker_failures_ = gauge("engram_circuit_breaker_consecutive_failures",
-                            "GPU failures in a row counted by the breaker.");
-  breaker_retry_after_ =
-      gauge("engram_circuit_breaker_retry_after_seconds",
-            "Open: seconds until probes are let through; forced open: +Inf; "
-            "otherwise 0.");
-  memory_free_ = gauge("engram_gpu_memory_free_bytes",
-                       "Free GPU memory at the last good reading (0 without "
-                       "a GPU or a reading).");
-  memory_total_ = gauge("engram_gpu_memory_total_bytes",
-                        "Total GPU memory at the last good reading.");
-  memory_limit_ =
-      gauge("engram_gpu_memory_limit_bytes",
-            "The most one request may plan to use: free bytes times "
-            "memory_safety_margin.");
-  memory_age_ = gauge(
-      "engram_gpu_memory_reading_age_seconds",
-      "Age of the last good GPU memory reading (+Inf: none yet; 0 without a "
-      "GPU).");
-  memory_query_failures_ = &prometheus::BuildCounter()
-                                .Name("engram_gpu_memory_query_failures_total")
-                                .Help("GPU memory queries that failed.")
-                                .Register(r)
-                                .Add({});
-  Refresh();
-}
-
-EngineStateSnapshot EngineCollector::Refresh() const {
-  absl::MutexLock lock(&mu_);
-  EngineStateSnapshot s;
-  s.at = clock_->Now();
-  s.breaker = sources_.breaker->Snapshot();
-  if (sources_.memory != nullptr) s.memory = sources_.memory->Cached();
-  s.perf = sources_.model->SnapshotAll();
-  s.outcomes[0] = sources_.model->Snapshot(Operation::kCosine, 0);
-  s.outcomes[1] = sources_.model->Snapshot(Operation::kSpread, 0);
-
-  breaker_state_->Set(BreakerStateValue(s.breaker.state));
-  breaker_failures_->Set(s.breaker.consecutive_failures);
-  breaker_retry_after_->Set(s.breaker.retry_after == absl::InfiniteDuration()
-                                ? std::numeric_limits<double>::infinity()
-                                : absl::ToDoubleSeconds(s.breaker.retry_after));
-  if (s.memory.has_value()) {
-    const MemoryAssessment& m = *s.memory;
-    memory_free_->Set(static_cast<double>(m.reading.free_bytes));
-    memory_total_->Set(static_cast<double>(m.reading.total_bytes));
-    memory_limit_->Set(static_cast<double>(m.budget_bytes));
-    memory_age_->Set(m.has_reading ? absl::ToDoubleSeconds(m.age)
-                                   : std::numeric_limits<double>::infinity());
-    const double failures = static_cast<double>(m.probe_failures);
-    const double seen = memory_query_failures_->Value();
-    if (failures > seen) memory_query_failures_->Increment(failures - seen);
-  }
-  return s;
-}
-
-std::vector<prometheus::MetricFamily> EngineCollector::Collect() const {
-  const EngineStateSnapshot state = Refresh();
-  std::vector<prometheus::MetricFamily> families = registry_->Collect();
-
-  prometheus::MetricFamily speedup = GaugeFamily(
-      "engram_gpu_speedup_estimate",
-      "CPU time over GPU time per unit of work in one work-size bucket "
-      "(work in [2^b, 2^(b+1))), from the performance model's window; only "
-      "buckets measured on both backends.");
-  for (const PerfSnapshot& p : state.perf) {
-    if (!p.cpu.usable || !p.gpu.usable || p.gpu.seconds_per_unit <= 0) continue;
-    AddSample(&speedup, p.cpu.seconds_per_unit / p.gpu.seconds_per_unit,
-              {{"operation", OperationName(p.op)},
-               {"size_bucket", SizeBucketLabel(p.bucket)}});
-  }
-  // A family without samples is left out rather than exposed empty.
-  if (!speedup.metric.empty()) families.push_back(std::move(speedup));
-
-  for (prometheus::MetricFamily& f : ProcessFamilies()) {
-    families.push_back(std::move(f));
-  }
-  return families;
 }
 
 }  // namespace engram::core

@@ -1,0 +1,38 @@
+#include "core/metric_labels.h"
+
+#include "absl/strings/str_cat.h"
+#include "core/dispatch/executor_observer.h"
+
+namespace engram::core {
+
+const std::array<absl::string_view, kNumFallbackReasons> kFallbackReasons = {
+    kFallbackReasonOom,
+    kFallbackReasonDeviceError,
+    kFallbackReasonBreakerOpen,
+    kFallbackReasonUnavailable,
+    kFallbackReasonMemoryPressure,
+    kFallbackReasonOther};
+
+absl::string_view FallbackMetricReason(absl::string_view executor_reason) {
+  if (executor_reason == kFallbackGpuOom) return kFallbackReasonOom;
+  if (executor_reason == kFallbackGpuError) return kFallbackReasonDeviceError;
+  return kFallbackReasonOther;
+}
+
+int BreakerStateValue(BreakerState state) {
+  switch (state) {
+    case BreakerState::kClosed:
+      return 0;
+    case BreakerState::kHalfOpen:
+      return 1;
+    case BreakerState::kOpen:
+      return 2;
+    case BreakerState::kForcedOpen:
+      return 3;
+  }
+  return 0;
+}
+
+std::string SizeBucketLabel(int bucket) { return absl::StrCat("2^", bucket); }
+
+}  // namespace engram::core
