@@ -32,6 +32,12 @@ const char* DecayFieldName(kernels::DecayKind kind) {
 
 }  // namespace
 
+absl::Status ValidateRequiredName(absl::string_view field,
+                                  absl::string_view name) {
+  if (name.empty()) return Invalid(field, "is required");
+  return absl::OkStatus();
+}
+
 absl::Status ValidateLimits(const RequestLimits& limits) {
   if (limits.max_input_elements == 0 || limits.max_output_elements == 0 ||
       limits.max_nodes == 0 || limits.max_edges == 0 || limits.max_seeds == 0) {

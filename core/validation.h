@@ -32,6 +32,12 @@ struct RequestLimits {
   uint64_t max_seeds = uint64_t{1} << 20;
 };
 
+// An empty name is INVALID_ARGUMENT naming `field` ("name",
+// "header.name", ...); the stores check the rest of a name's rules with the
+// same wording.
+absl::Status ValidateRequiredName(absl::string_view field,
+                                  absl::string_view name);
+
 // Rejects limits that are zero.
 absl::Status ValidateLimits(const RequestLimits& limits);
 

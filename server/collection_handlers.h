@@ -2,11 +2,16 @@
 // collections (create, client-streaming upload, delete, list, describe,
 // search) and graphs (client-streaming put, delete, list, describe).
 // SimilarityService, the one CallbackService the generated code allows,
-// forwards these methods here.
+// forwards these methods here. The handlers translate the messages, call
+// the stores and core (core/resident_search.h, core/resident_upload.h),
+// and keep each call's bookkeeping in a CallScope (call_scope.h). They live
+// in three files: management_handlers.cc (the unary map operations),
+// upload_reactors.cc (the streaming uploads) and search_reactor.cc.
 //
 // - Management calls (create, delete, list, describe) are map operations on
-//   the stores: answered on the gRPC thread, like GetStats.
-// - Uploads are grpc::ServerReadReactors: the header message reserves the
+//   the stores: answered on the gRPC thread and not admitted, like GetStats.
+// - Uploads are grpc::ServerReadReactors, admitted by count (their bytes
+//   are the resident budget's): the header message reserves the
 //   memory budget (RESOURCE_EXHAUSTED before anything is allocated), each
 //   chunk is copied into the staged upload on the engine's workers, and the
 //   rows become visible only when the client closes its side of a complete
@@ -16,8 +21,9 @@
 //   its byte cost), resolves the collection's current version and hands the
 //   queries to the collection's SearchBatcher; the reactor's OnCancel
 //   cancels a call still waiting for its pass. top_k == 0 (every score, for
-//   small collections) bypasses the batcher: one Engine::CosineResident per
-//   segment on the workers.
+//   small collections) bypasses the batcher: core::ScoreEveryRow on the
+//   workers. Either way a call the client stopped waiting for while it
+//   computed is answered with that stop, as BatchCosine and Spread are.
 //
 // Every error names the field and the reason: NOT_FOUND for unknown names,
 // ALREADY_EXISTS for taken ones, INVALID_ARGUMENT for a bad message (a

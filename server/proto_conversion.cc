@@ -4,6 +4,7 @@
 #include <limits>
 
 #include "base/status_macros.h"
+#include "core/resident_search.h"
 #include "core/validation.h"
 
 namespace engram::server {
@@ -153,6 +154,70 @@ uint64_t AdmissionCost(const pb::SpreadRequest& request,
   const uint64_t nodes =
       std::min<uint64_t>(graph.num_nodes(), limits.max_nodes);
   return input + 24 * nodes;
+}
+
+uint64_t AdmissionCost(const pb::SearchCollectionRequest& request,
+                       uint64_t collection_rows,
+                       const core::RequestLimits& limits) {
+  const uint64_t outputs =
+      core::SearchOutputs(request.queries().rows(), request.top_k(),
+                          collection_rows) *
+      (request.top_k() == 0 ? 1 : 4);
+  return sizeof(float) *
+         (static_cast<uint64_t>(request.queries().values_size()) +
+          std::min(outputs, limits.max_output_elements));
+}
+
+collections::Metadata MetadataFromProto(
+    const google::protobuf::Map<std::string, std::string>& map) {
+  return collections::Metadata(map.begin(), map.end());
+}
+
+void CollectionInfoToProto(const collections::CollectionInfo& info,
+                           const std::string& residency,
+                           pb::CollectionInfo* out) {
+  out->set_name(info.name);
+  out->set_dimension(info.dimension);
+  out->set_count(info.rows);
+  out->set_bytes(info.bytes);
+  out->mutable_metadata()->insert(info.metadata.begin(), info.metadata.end());
+  out->set_residency(residency);
+  out->set_load_state(info.load_state);
+  out->set_version(info.version);
+  out->set_segments(info.segments);
+  out->set_has_ids(info.has_ids);
+  out->set_source(info.source);
+}
+
+void GraphInfoToProto(const collections::GraphInfo& info, pb::GraphInfo* out) {
+  out->set_name(info.name);
+  out->set_num_nodes(info.num_nodes);
+  out->set_num_edges(info.num_edges);
+  out->set_bytes(info.bytes);
+  out->set_residency(info.residency);
+  out->set_load_state(info.load_state);
+  out->set_source(info.source);
+}
+
+void SearchResultToProto(const collections::SearchResult& result,
+                         pb::SearchCollectionResponse* out) {
+  out->mutable_results()->Reserve(static_cast<int>(result.top.size()));
+  for (const std::vector<collections::SearchHit>& list : result.top) {
+    pb::CollectionHits* hits = out->add_results();
+    const int k = static_cast<int>(list.size());
+    hits->mutable_ids()->Reserve(k);
+    hits->mutable_scores()->Reserve(k);
+    hits->mutable_rows()->Reserve(k);
+    for (const collections::SearchHit& hit : list) {
+      hits->add_ids(hit.id);
+      hits->add_scores(hit.score);
+      hits->add_rows(hit.row);
+    }
+  }
+  ReportToProto(result.report, out->mutable_report());
+  out->set_batch_queries(result.batch_queries);
+  out->set_batch_requests(result.batch_requests);
+  out->set_queue_seconds(result.queue_seconds);
 }
 
 void ReportToProto(const core::ExecutionReport& report,

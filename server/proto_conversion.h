@@ -4,9 +4,14 @@
 #ifndef ENGRAM_SERVER_PROTO_CONVERSION_H_
 #define ENGRAM_SERVER_PROTO_CONVERSION_H_
 
+#include <cstdint>
+#include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "core/collections/collection_store.h"
+#include "core/collections/graph_store.h"
+#include "core/collections/search_batcher.h"
 #include "core/dispatch/jobs.h"
 #include "core/engine_stats.h"
 #include "core/validation.h"
@@ -36,6 +41,24 @@ uint64_t AdmissionCost(const pb::BatchCosineRequest& request,
                        const core::RequestLimits& limits);
 uint64_t AdmissionCost(const pb::SpreadRequest& request,
                        const core::RequestLimits& limits);
+// A search costs its queries and the lists (an id, a row and a score per
+// entry) or the scores it can produce against `collection_rows` rows.
+uint64_t AdmissionCost(const pb::SearchCollectionRequest& request,
+                       uint64_t collection_rows,
+                       const core::RequestLimits& limits);
+
+collections::Metadata MetadataFromProto(
+    const google::protobuf::Map<std::string, std::string>& map);
+// `residency` is Engine::ResidencyOf(info.uid): the store knows only its
+// host copy.
+void CollectionInfoToProto(const collections::CollectionInfo& info,
+                           const std::string& residency,
+                           pb::CollectionInfo* out);
+void GraphInfoToProto(const collections::GraphInfo& info, pb::GraphInfo* out);
+// A batched search's lists and pass statistics; the caller adds what the
+// batcher does not know (the collection version).
+void SearchResultToProto(const collections::SearchResult& result,
+                         pb::SearchCollectionResponse* out);
 
 void ReportToProto(const core::ExecutionReport& report,
                    pb::ExecutionReport* out);

@@ -1,6 +1,6 @@
-// One RPC's bookkeeping from arrival to answer, shared by every handler
-// (similarity_service.cc and collection_handlers.cc): the request ids echoed
-// to the caller, the per-method metrics and the debug log line.
+// The steps of one RPC's bookkeeping that CallScope (call_scope.h), which
+// every handler uses, is made of: the request ids echoed to the caller, the
+// per-method metrics and the debug log line, and the refusals' trailers.
 //
 // Thread-safety: the functions are reentrant; RpcMetrics is thread-safe.
 #ifndef ENGRAM_SERVER_RPC_CALL_H_

@@ -1,18 +1,16 @@
 #include "server/similarity_service.h"
 
 #include <algorithm>
+#include <memory>
 #include <utility>
 #include <vector>
 
-#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "base/status_macros.h"
 #include "core/logging.h"
 #include "core/validation.h"
-#include "server/call_interrupt.h"
+#include "server/call_scope.h"
 #include "server/proto_conversion.h"
-#include "server/rpc_call.h"
-#include "server/status_conversion.h"
 
 namespace engram::server {
 
@@ -53,12 +51,6 @@ void SimilarityService::WaitForQuiet(absl::Duration quiet,
   admission_->WaitForQuiet(quiet, deadline);
 }
 
-void SimilarityService::Finish(grpc::ServerUnaryReactor* reactor,
-                               const RpcCall& call,
-                               const absl::Status& status) {
-  reactor->Finish(EndRpcCall(*metrics_, call, status));
-}
-
 void SimilarityService::CountRejection(const absl::Status& status,
                                        const core::ExecutionReport& report) {
   const absl::StatusCode code = status.code();
@@ -75,62 +67,27 @@ void SimilarityService::CountRejection(const absl::Status& status,
   }
 }
 
-namespace {
-
-// Why a call's work never started: the same stop, said as such.
-absl::Status NotStarted(const absl::Status& stop) {
-  return absl::Status(stop.code(),
-                      absl::StrCat(stop.message(), " before its work started"));
-}
-
-}  // namespace
-
 template <typename Run>
 grpc::ServerUnaryReactor* SimilarityService::Compute(
     grpc::CallbackServerContext* context, Method method, uint64_t cost,
     google::protobuf::Message* response, Run run) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  RpcCall call = StartRpcCall(context, method);
-  const Admission::Ticket ticket = admission_->Admit(cost);
-  if (ticket.verdict != Admission::Verdict::kAdmitted) {
-    Finish(reactor, call,
-           AdmissionRefusal(*admission_, ticket, context, *metrics_));
+  auto scope =
+      std::make_unique<CallScope>(context, method, admission_.get(), metrics_);
+  if (absl::Status refused = scope->Admit(cost); !refused.ok()) {
+    scope->Finish(reactor, refused, response);
     return reactor;
   }
-  metrics_->CallStarted();
-  metrics_->Queued();
-  engine_->Submit([this, context, response, reactor, call = std::move(call),
-                   ticket, run = std::move(run)] {
-    metrics_->Dequeued();
-    // Every line this request's work writes, the engine's included.
-    const core::ScopedLogContext log_context(call.ids.request_id,
-                                             call.ids.traceparent);
-    const CallInterrupt interrupt(context);
-    absl::Status status = interrupt.Check();
-    if (status.ok()) {
-      status = run(&interrupt);
-      if (status.code() == absl::StatusCode::kCancelled ||
-          status.code() == absl::StatusCode::kDeadlineExceeded) {
-        metrics_->RecordInterruption(status.code());
-      } else if (absl::Status late = interrupt.Check(); !late.ok()) {
-        // Finished, but after the client stopped waiting (the deadline
-        // passed or it cancelled during the last chunk): the client sees
-        // that code, so the metrics must too.
-        status = late;
-      }
-    } else {
-      status = NotStarted(status);
-      metrics_->RecordRejection(RejectReason::kAbandoned);
-    }
-    if (!status.ok()) response->Clear();
-    // The gauge counts calls not yet answered: it drops before the answer
-    // leaves, so a client that scrapes after its answer never sees its own
-    // call. The admission (which the drain waits for) is released only
-    // after Finish().
-    metrics_->CallEnded();
-    Finish(reactor, call, status);
-    admission_->Release(ticket);
-  });
+  scope->Queued();
+  engine_->Submit(
+      [response, reactor, scope = std::move(scope), run = std::move(run)] {
+        scope->Dequeued();
+        // Every line this request's work writes, the engine's included.
+        const core::ScopedLogContext log_context = scope->LogContext();
+        absl::Status status = scope->BeforeWork();
+        if (status.ok()) status = scope->AfterWork(run(&scope->interrupt()));
+        scope->Finish(reactor, status, response);
+      });
   return reactor;
 }
 
@@ -170,7 +127,8 @@ grpc::ServerUnaryReactor* SimilarityService::Spread(
   }
   if (!named.ok()) {
     grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-    Finish(reactor, StartRpcCall(context, Method::kSpread), named);
+    CallScope(context, Method::kSpread, admission_.get(), metrics_)
+        .Finish(reactor, named, response);
     return reactor;
   }
   uint64_t cost = AdmissionCost(*request, engine_->limits());
@@ -187,7 +145,7 @@ grpc::ServerUnaryReactor* SimilarityService::GetStats(
     const ::engram::similarity::v1::GetStatsRequest* /*request*/,
     ::engram::similarity::v1::GetStatsResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  const RpcCall call = StartRpcCall(context, Method::kGetStats);
+  CallScope scope(context, Method::kGetStats, admission_.get(), metrics_);
   // Snapshots of counters and component state: cheap enough to answer on
   // the gRPC thread. The engine's part refreshes the same gauges /metrics
   // shows, from one snapshot.
@@ -216,7 +174,7 @@ grpc::ServerUnaryReactor* SimilarityService::GetStats(
   readiness->set_reason(ready.reason);
   readiness->set_gpu_required(ready.gpu_required);
   readiness->set_cpu_only(ready.cpu_only);
-  Finish(reactor, call, absl::OkStatus());
+  scope.Finish(reactor, absl::OkStatus(), response);
   return reactor;
 }
 

@@ -34,7 +34,6 @@
 #include "server/collection_handlers.h"
 #include "server/readiness.h"
 #include "server/request_context.h"
-#include "server/rpc_call.h"
 #include "server/rpc_metrics.h"
 
 namespace engram::server {
@@ -148,18 +147,16 @@ class SimilarityService final
                     RpcMetrics* metrics, const Readiness* readiness,
                     std::unique_ptr<Admission> admission);
 
-  // Answers `reactor`, records the call and logs it (debug).
-  void Finish(grpc::ServerUnaryReactor* reactor, const RpcCall& call,
-              const absl::Status& status);
   // Counts a failed compute call as a rejection when it was one: over a
   // limit (`report` empty: refused before dispatch), or a GPU-only request
   // the GPU could not take.
   void CountRejection(const absl::Status& status,
                       const core::ExecutionReport& report);
 
-  // The shape every computing RPC shares: admit (costing `cost` bytes) or
-  // refuse, then run `run(interrupt)` on the engine's workers with the
-  // call's log context, answer, and release the admission.
+  // The shape every computing RPC shares (call_scope.h): admit (costing
+  // `cost` bytes) or refuse, then run `run(interrupt)` on the engine's
+  // workers with the call's log context, answer, and release the
+  // admission.
   template <typename Run>
   grpc::ServerUnaryReactor* Compute(grpc::CallbackServerContext* context,
                                     Method method, uint64_t cost,

@@ -641,6 +641,41 @@ TEST(ResidentBatchingE2ETest, FullQueueIsRefusedAtOnce) {
   }
 }
 
+TEST(ResidentBatchingE2ETest, SearchFinishedPastItsDeadlineIsCountedAsSuch) {
+  // Every simulated GPU call takes a second, so a GPU-only search is in its
+  // pass (where the batcher can no longer cancel it) when its deadline
+  // passes, and the pass completes after the client stopped waiting.
+  Server s =
+      StartServer({"--simulated_gpu", "--simulated_gpu_launch_overhead=1s"});
+  ASSERT_NE(s.client, nullptr);
+  client::UploadOptions upload;
+  upload.name = "late";
+  ASSERT_TRUE(s.client->UploadCollection(upload, Random(100, 8, 60)).ok());
+  pb::SearchCollectionRequest request = Search("late", Random(1, 8, 61), 3);
+  request.set_placement(pb::PLACEMENT_GPU_ONLY);
+  grpc::ClientContext context;
+  context.set_deadline(
+      absl::ToChronoTime(absl::Now() + absl::Milliseconds(300)));
+  pb::SearchCollectionResponse response;
+  EXPECT_EQ(s.client->stub()
+                .SearchCollection(&context, request, &response)
+                .error_code(),
+            grpc::StatusCode::DEADLINE_EXCEEDED);
+  // The server answers when the pass is done: the code it records is the
+  // one the client saw, as for BatchCosine and Spread.
+  const testing::MetricLabels late = {{"method", "SearchCollection"},
+                                      {"code", "DEADLINE_EXCEEDED"}};
+  const absl::Time give_up = absl::Now() + absl::Seconds(10);
+  while (absl::Now() < give_up &&
+         Metric(s, "engram_requests_total", late) < 1) {
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  EXPECT_EQ(Metric(s, "engram_requests_total", late), 1);
+  EXPECT_EQ(Metric(s, "engram_requests_total",
+                   {{"method", "SearchCollection"}, {"code", "OK"}}),
+            0);
+}
+
 // Start-up loading from a declarations file.
 class ResidentStartupTest : public ::testing::Test {
  protected:
