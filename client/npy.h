@@ -6,7 +6,10 @@
 // float32); C order; 1-D arrays (read as one row, 1 x n) and 2-D arrays.
 // Anything else is rejected with INVALID_ARGUMENT and a message saying what
 // was found and, where there is one, how to convert it. As with numpy.load,
-// bytes after the array's data are ignored. All functions are thread-safe.
+// bytes after the array's data are ignored. The format is parsed by
+// base/npy.h, which the engine's loader shares; bytes that end early, which
+// it reports as DATA_LOSS, are INVALID_ARGUMENT here like any other bad file.
+// All functions are thread-safe.
 #ifndef ENGRAM_CLIENT_NPY_H_
 #define ENGRAM_CLIENT_NPY_H_
 

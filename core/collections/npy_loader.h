@@ -16,9 +16,10 @@
 // INVALID_ARGUMENT. Without a sidecar the file loads unverified, and the
 // result says so (the operator chose not to checksum it).
 //
-// This reader is core's own; client/npy.h is the client's (the client may
-// not depend on core). It parses only the header's three keys and streams
-// the data straight into a staged upload, never holding the file twice.
+// The format itself (preamble, header dict, data length) is read by
+// base/npy.h, the parser client/npy.h shares; this file adds what a
+// collection needs of it and streams the data straight into a staged upload,
+// never holding the file twice.
 //
 // Thread-safety: the functions are reentrant.
 #ifndef ENGRAM_CORE_COLLECTIONS_NPY_LOADER_H_
@@ -44,10 +45,12 @@ struct NpyHeader {
   uint64_t data_offset = 0;
 };
 
-// Parses the preamble and header at the start of a .npy file. `prefix` must
-// hold at least the whole header (the first 64 KiB of the file, or all of
-// it, always does for a version 1 file). Errors are INVALID_ARGUMENT, or
-// DATA_LOSS when `prefix` is the whole file and it ends inside the header.
+// Parses the preamble and header at the start of a .npy file and checks
+// that they describe a collection. `prefix` must hold at least the whole
+// header (the first 64 KiB of the file, or all of it, always does for a
+// version 1 file). Errors are base::ParseNpyHeader's (INVALID_ARGUMENT, or
+// DATA_LOSS when `prefix` ends inside the header) and INVALID_ARGUMENT for a
+// dtype, dimension count or empty shape a collection cannot take.
 absl::StatusOr<NpyHeader> ParseNpyHeader(absl::string_view prefix);
 
 struct NpyLoadResult {

@@ -106,7 +106,7 @@ TEST_F(NpyLoaderTest, RefusesWhatIsNotAPlainFloat32Matrix) {
       {Dict("(6,)"), "has 1 dimensions"},
       {Dict("(1, 2, 3)"), "has 3 dimensions"},
       {Dict("(0, 3)"), "empty"},
-      {"{'descr': '<f4'}", "lacks"},
+      {"{'descr': '<f4'}", "missing key 'fortran_order'"},
   };
   for (const Case& c : cases) {
     auto loaded = Load(Write(Npy(c.dict, values_)));
