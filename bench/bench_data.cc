@@ -8,17 +8,10 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "base/random_values.h"
 
 namespace engram::bench {
 namespace {
-
-// SplitMix64's output function: a bijective mix of a 64-bit counter.
-uint64_t Mix(uint64_t z) {
-  z += 0x9e3779b97f4a7c15ULL;
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
 
 // Uniform on [0, 1) from the top 24 bits: exactly representable floats.
 float Unit(uint64_t bits) {
@@ -29,7 +22,7 @@ float Unit(uint64_t bits) {
 
 std::vector<float> BenchMatrix(size_t rows, size_t cols, uint64_t seed) {
   std::vector<float> values(rows * cols);
-  const uint64_t base = Mix(seed);
+  const uint64_t first = base::SplitMix64(seed);
   const size_t threads =
       std::clamp<size_t>(std::thread::hardware_concurrency(), 1, 16);
   const size_t per = (values.size() + threads - 1) / threads;
@@ -38,7 +31,7 @@ std::vector<float> BenchMatrix(size_t rows, size_t cols, uint64_t seed) {
     workers.emplace_back([&, t] {
       const size_t end = std::min(values.size(), (t + 1) * per);
       for (size_t i = t * per; i < end; ++i) {
-        values[i] = 2.0f * Unit(Mix(base + i)) - 1.0f;
+        values[i] = base::SymmetricUnit(base::SplitMix64(first + i));
       }
     });
   }
@@ -52,15 +45,17 @@ CsrGraph RmatGraph(int scale, int avg_degree, uint64_t seed,
   const uint64_t m = uint64_t{n} * static_cast<uint64_t>(avg_degree);
   // A fixed pseudo-random permutation of node ids: i -> (a * i + b) mod n
   // with a odd is a bijection on [0, 2^scale).
-  const uint32_t perm_a = static_cast<uint32_t>(Mix(seed ^ 0x5a5a) | 1);
-  const uint32_t perm_b = static_cast<uint32_t>(Mix(seed ^ 0xa5a5));
+  const uint32_t perm_a =
+      static_cast<uint32_t>(base::SplitMix64(seed ^ 0x5a5a) | 1);
+  const uint32_t perm_b =
+      static_cast<uint32_t>(base::SplitMix64(seed ^ 0xa5a5));
   auto scramble = [&](uint32_t v) { return (perm_a * v + perm_b) & (n - 1); };
   std::vector<std::pair<uint32_t, uint32_t>> edges(m);
-  uint64_t counter = Mix(seed);
+  uint64_t counter = base::SplitMix64(seed);
   for (uint64_t e = 0; e < m; ++e) {
     uint32_t src = 0, dst = 0;
     for (int level = 0; level < scale; ++level) {
-      const float r = Unit(Mix(counter++));
+      const float r = Unit(base::SplitMix64(counter++));
       // Quadrants a = 0.57, b = 0.19, c = 0.19, d = 0.05.
       const uint32_t bit = uint32_t{1} << level;
       if (r < 0.57f) {
@@ -88,7 +83,7 @@ CsrGraph RmatGraph(int scale, int avg_degree, uint64_t seed,
     const uint32_t pos = fill[edges[e].first]++;
     g.targets[pos] = edges[e].second;
     // (0, 1]: 1 - [0, 1).
-    g.weights[pos] = 1.0f - Unit(Mix(counter++));
+    g.weights[pos] = 1.0f - Unit(base::SplitMix64(counter++));
   }
   if (weights == RmatWeights::kFanNormalized) {
     for (uint32_t u = 0; u < n; ++u) {

@@ -9,18 +9,12 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "base/random_values.h"
 
 namespace engram::client {
 namespace {
 
 constexpr const char* kFormat = "expected Q,N,D (three positive integers)";
-
-// The top 24 bits of a draw give k / 2^24 in [0, 1), and 2u - 1 =
-// (k - 2^23) / 2^23 is exact in float, so every value is reproducible.
-float ToSymmetricUnit(uint64_t bits) {
-  const int64_t k = static_cast<int64_t>(bits >> 40);
-  return static_cast<float>(k - (int64_t{1} << 23)) * 0x1p-23f;
-}
 
 }  // namespace
 
@@ -72,7 +66,7 @@ FloatMatrix RandomMatrix(std::size_t rows, std::size_t cols,
   matrix.rows = rows;
   matrix.cols = cols;
   matrix.values.resize(rows * cols);
-  for (float& value : matrix.values) value = ToSymmetricUnit(engine());
+  base::FillSymmetricUnit(engine, absl::MakeSpan(matrix.values));
   return matrix;
 }
 

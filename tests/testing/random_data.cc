@@ -2,13 +2,15 @@
 
 #include <random>
 
+#include "absl/types/span.h"
+#include "base/random_values.h"
+
 namespace engram::testing {
 
 std::vector<float> RandomMatrix(size_t rows, size_t cols, uint64_t seed) {
   std::mt19937_64 rng(seed);
-  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
   std::vector<float> values(rows * cols);
-  for (float& v : values) v = dist(rng);
+  base::FillSymmetricUnit(rng, absl::MakeSpan(values));
   return values;
 }
 

@@ -12,7 +12,8 @@
 
 namespace engram::testing {
 
-// rows x cols floats, row-major, uniform in [-1, 1], from std::mt19937_64.
+// rows x cols floats, row-major, uniform on [-1, 1): the draws of
+// std::mt19937_64 through base/random_values.h, as the client's --random data.
 std::vector<float> RandomMatrix(size_t rows, size_t cols, uint64_t seed);
 
 // A directed graph in CSR form that owns its arrays; view() borrows them, so
