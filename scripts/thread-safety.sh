@@ -1,14 +1,13 @@
 #!/usr/bin/env bash
 # Thread-safety analysis: the ABSL_GUARDED_BY / ABSL_LOCKS_EXCLUDED
 # annotations are checked only by clang's -Wthread-safety. This compiles
-# every C++ source of the build in ${BUILD_DIR:-build} (its
-# compile_commands.json; scripts/build.sh exports it) with clang,
-# -fsyntax-only (no code is generated, so it costs a parse per file), and
-# fails on any thread-safety warning.
+# every C++ source of ours in the build ${BUILD_DIR:-build} (its
+# compile_commands.json, which scripts/build.sh exports) with clang and
+# -fsyntax-only: no code is generated, so a file costs one parse. Any
+# thread-safety warning, or a file clang cannot compile, fails the job.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build_dir=${BUILD_DIR:-build}
-jobs=${JOBS:-2}
 
 if ! command -v clang++ > /dev/null; then
   export DEBIAN_FRONTEND=noninteractive
@@ -16,54 +15,51 @@ if ! command -v clang++ > /dev/null; then
   apt-get install -y -qq --no-install-recommends clang
 fi
 if [[ ! -f $build_dir/compile_commands.json ]]; then
-  echo "thread-safety: no $build_dir/compile_commands.json (run scripts/build.sh)"
+  echo "thread-safety: no $build_dir/compile_commands.json (scripts/build.sh makes it)"
   exit 1
 fi
 
-# One line per C++ source of ours: directory, then the compile command with
-# clang++ in place of the compiler, the output dropped, and GCC-only flags
-# removed.
-python3 - "$build_dir/compile_commands.json" "$PWD" > "$build_dir/thread-safety.cmds" <<'PY'
-import json, shlex, sys
-root = sys.argv[2] + "/"
-for entry in json.load(open(sys.argv[1])):
-    source = entry["file"]
-    if not source.startswith(root) or not source.endswith(".cc"):
-        continue  # generated code and the .cu files (nvcc) are not ours here
+exec python3 - "$build_dir/compile_commands.json" "$PWD" "${JOBS:-2}" <<'PY'
+import concurrent.futures, json, shlex, subprocess, sys
+
+commands, root, jobs = sys.argv[1], sys.argv[2] + "/", int(sys.argv[3])
+FLAGS = ["-fsyntax-only", "-Wthread-safety", "-Werror=thread-safety",
+         "-Wno-unknown-warning-option"]
+
+def clang_command(entry):
+    """The entry's compile command with clang++ as the compiler, no output
+    and no GCC-only flags."""
     args = shlex.split(entry["command"])
-    while args and ("ccache" in args[0] or args[0].endswith("launcher")):
-        args = args[1:]
     out, skip = ["clang++"], False
     for a in args[1:]:
         if skip:
             skip = False
-            continue
-        if a in ("-o", "-MF", "-MT"):
+        elif a in ("-o", "-MF", "-MT"):
             skip = True
-            continue
-        if a in ("-MD", "-c") or a.startswith("-Wno-maybe-uninitialized"):
-            continue
-        out.append(a)
-    out += ["-fsyntax-only", "-Wthread-safety",
-            "-Werror=thread-safety", "-Wno-unknown-warning-option"]
-    print(shlex.quote(entry["directory"]) + " " +
-          shlex.quote(" ".join(shlex.quote(a) for a in out)))
-PY
+        elif a not in ("-MD", "-c") and not a.startswith("-Wno-maybe-uninit"):
+            out.append(a)
+    return out + FLAGS
 
-count=$(wc -l < "$build_dir/thread-safety.cmds")
-echo "== thread-safety: clang -Wthread-safety over $count sources ($jobs jobs)"
-log=$build_dir/thread-safety.log
-: > "$log"
-# Each line: cd DIR && CMD; any failure shows its diagnostics and fails.
-if ! xargs -P "$jobs" -L 1 sh -c 'cd "$0" && eval "$1" 2>&1' \
-    < "$build_dir/thread-safety.cmds" >> "$log"; then
-  grep -E "error|warning" "$log" | head -50
-  echo "thread-safety: FAILED; see $log"
-  exit 1
-fi
-if grep -q "thread-safety" "$log"; then
-  grep -E "thread-safety" "$log" | head -50
-  echo "thread-safety: FAILED; see $log"
-  exit 1
-fi
-echo "thread-safety: clean"
+# Generated code and the .cu files (nvcc's) are not checked here.
+entries = [e for e in json.load(open(commands))
+           if e["file"].startswith(root) and e["file"].endswith(".cc")]
+print(f"== thread-safety: clang -Wthread-safety over {len(entries)} sources "
+      f"({jobs} jobs)", flush=True)
+
+def check(entry):
+    done = subprocess.run(clang_command(entry), cwd=entry["directory"],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True)
+    return entry["file"], done.returncode, done.stdout
+
+failed = 0
+with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
+    for path, code, output in pool.map(check, entries):
+        if code != 0 or "thread-safety" in output:
+            failed += 1
+            print(f"-- {path[len(root):]}\n{output}", flush=True)
+if failed:
+    print(f"thread-safety: FAILED in {failed} of {len(entries)} sources")
+    sys.exit(1)
+print(f"thread-safety: clean ({len(entries)} sources)")
+PY
