@@ -1,7 +1,7 @@
 // The host-side bookkeeping of GpuContext's lanes (one concurrent call's
-// streams, staging buffers, events and cuBLAS handle, kernels/cuda/
-// gpu_context.cc), kept apart from CUDA so that its failure paths are tested
-// without a GPU (tests/kernels/cuda/lane_pool_test.cc).
+// streams, staging buffers, events and cuBLAS handle, kernels/cuda/lane.h),
+// kept apart from CUDA so that its failure paths are tested without a GPU
+// (tests/kernels/cuda/lane_pool_test.cc).
 //
 // A failed call must not cost a lane for good nor leave one half-built: a
 // lane whose creation fails gives its slot back, a lane that comes back
