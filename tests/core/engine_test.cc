@@ -11,10 +11,12 @@
 #include "tests/core/collections/test_util.h"
 #include "tests/testing/random_data.h"
 #include "tests/testing/reference.h"
+#include "tests/testing/time_scale.h"
 
 namespace engram::core {
 namespace {
 
+using ::engram::testing::Scaled;
 using ::testing::HasSubstr;
 
 class EngineTest : public ::testing::Test {
@@ -193,7 +195,7 @@ TEST(EngineResidentTest, GpuSearchesReadEverySegmentsDeviceCopy) {
       std::vector<float>(rows.begin() + 200 * kDim, rows.end()), {},
       /*create=*/false);
   ASSERT_TRUE(collection.ok()) << collection.status();
-  ASSERT_TRUE(engine.WaitForResidency(absl::Seconds(10)));
+  ASSERT_TRUE(engine.WaitForResidency(Scaled(absl::Seconds(10))));
   EXPECT_EQ(engine.ResidencyOf((*collection)->uid()), "host+gpu");
 
   const std::vector<float> queries = testing::RandomMatrix(3, kDim, 42);

@@ -27,6 +27,7 @@
 #include "gtest/gtest.h"
 #include "tests/server/server_process.h"
 #include "tests/testing/random_data.h"
+#include "tests/testing/time_scale.h"
 
 namespace engram {
 namespace {
@@ -65,7 +66,7 @@ class ScaleOutTest : public ::testing::Test {
       // A client of this replica alone, for its GetStats.
       client::SimilarityClient::Options options;
       options.target = (*replica)->grpc_target();
-      options.timeout = absl::Seconds(5);
+      options.timeout = testing::Scaled(absl::Seconds(5));
       auto direct = client::SimilarityClient::Create(options);
       ASSERT_TRUE(direct.ok()) << direct.status();
       replicas_.push_back(std::move(*replica));
@@ -82,14 +83,14 @@ class ScaleOutTest : public ::testing::Test {
     }
     client::SimilarityClient::Options options;
     options.target = absl::StrCat("ipv4:", absl::StrJoin(addresses, ","));
-    options.timeout = absl::Seconds(10);
+    options.timeout = testing::Scaled(absl::Seconds(10));
     options.service_config_json = ReadFile(ENGRAM_SERVICE_CONFIG);
     EXPECT_FALSE(options.service_config_json.empty()) << ENGRAM_SERVICE_CONFIG;
     auto client = client::SimilarityClient::Create(options);
     EXPECT_TRUE(client.ok()) << client.status();
     if (!client.ok()) return nullptr;
     EXPECT_TRUE((*client)->channel()->WaitForConnected(
-        absl::ToChronoTime(absl::Now() + absl::Seconds(10))))
+        testing::ScaledDeadline(absl::Seconds(10))))
         << options.target;
     return std::move(*client);
   }
@@ -166,7 +167,7 @@ class ScaleOutTest : public ::testing::Test {
     const int completed_at_stop = completed.load();
     replicas_[0]->Signal(signal);
     absl::StatusOr<int> exit_code =
-        replicas_[0]->WaitForExit(absl::Seconds(10));
+        replicas_[0]->WaitForExit(testing::Scaled(absl::Seconds(10)));
     for (std::thread& t : clients) t.join();
     auto survivors_after = ServedBySurvivors();
 

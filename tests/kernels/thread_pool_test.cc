@@ -15,9 +15,12 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
+#include "tests/testing/time_scale.h"
 
 namespace engram::kernels {
 namespace {
+
+using ::engram::testing::Scaled;
 
 // A deadlock would hang the whole test binary; this turns it into a failure
 // with a message instead.
@@ -62,7 +65,7 @@ TEST(ThreadPoolTest, ParallelForUsesWorkersAndCaller) {
   // workers plus the calling thread can get there.
   absl::Barrier all_in(3);
   std::atomic<int> entered{0};
-  RunWithDeadline(absl::Seconds(20), [&] {
+  RunWithDeadline(Scaled(absl::Seconds(20)), [&] {
     pool.ParallelFor(3, [&](size_t) {
       entered.fetch_add(1);
       all_in.Block();
@@ -95,7 +98,7 @@ TEST(ThreadPoolTest, NestedParallelForInsidePoolTasksDoesNotDeadlock) {
   constexpr size_t kOuter = 8;
   constexpr size_t kInner = 16;
   std::vector<std::atomic<int>> hits(kOuter * kInner);
-  RunWithDeadline(absl::Seconds(20), [&] {
+  RunWithDeadline(Scaled(absl::Seconds(20)), [&] {
     // Every worker ends up inside an outer task calling ParallelFor, so the
     // inner loops can only finish if their callers take part.
     pool.ParallelFor(kOuter, [&](size_t i) {
@@ -113,7 +116,7 @@ TEST(ThreadPoolTest, ParallelForFromScheduledTasksDoesNotDeadlock) {
   constexpr int kTasks = 6;
   std::atomic<int> total{0};
   absl::BlockingCounter finished(kTasks);
-  RunWithDeadline(absl::Seconds(20), [&] {
+  RunWithDeadline(Scaled(absl::Seconds(20)), [&] {
     for (int t = 0; t < kTasks; ++t) {
       pool.Schedule([&] {
         pool.ParallelFor(10, [&](size_t) { total.fetch_add(1); });

@@ -4,9 +4,12 @@
 
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/time_scale.h"
 
 namespace engram::server {
 namespace {
+
+using ::engram::testing::Scaled;
 
 std::unique_ptr<Admission> Make(int max_requests, uint64_t max_bytes) {
   Admission::Options options;
@@ -83,7 +86,7 @@ TEST(AdmissionTest, DrainingRefusesAndWaitsForAdmittedCalls) {
     absl::SleepFor(absl::Milliseconds(20));
     admission->Release(t);
   });
-  EXPECT_TRUE(admission->WaitForDrain(absl::Now() + absl::Seconds(10)));
+  EXPECT_TRUE(admission->WaitForDrain(absl::Now() + Scaled(absl::Seconds(10))));
   release.join();
 }
 

@@ -47,6 +47,7 @@
 #include "tests/server/metrics_text.h"
 #include "tests/server/server_process.h"
 #include "tests/testing/random_data.h"
+#include "tests/testing/time_scale.h"
 
 namespace engram {
 namespace {
@@ -476,7 +477,7 @@ TEST(ObservabilityTest, RejectionsAndTheQueueAreCountedByReason) {
     EXPECT_EQ(s.client->BatchCosine(gpu_only).status().code(),
               absl::StatusCode::kUnavailable);
   });
-  const absl::Time give_up = absl::Now() + absl::Seconds(5);
+  const absl::Time give_up = absl::Now() + testing::Scaled(absl::Seconds(5));
   while (absl::Now() < give_up) {
     auto stats = s.client->GetStats();
     ASSERT_TRUE(stats.ok()) << stats.status();
@@ -501,7 +502,7 @@ TEST(ObservabilityTest, RejectionsAndTheQueueAreCountedByReason) {
   slow.join();
   expiring.join();
   // The abandoned call is counted when the worker picks it up.
-  const absl::Time settle = absl::Now() + absl::Seconds(5);
+  const absl::Time settle = absl::Now() + testing::Scaled(absl::Seconds(5));
   std::string body;
   while (absl::Now() < settle) {
     body = ScrapeAndLint(s.process->metrics_port());
@@ -597,7 +598,8 @@ class PrometheusServer {
       _exit(127);
     }
     if (out >= 0) close(out);
-    const absl::Time deadline = absl::Now() + absl::Seconds(20);
+    const absl::Time deadline =
+        absl::Now() + testing::Scaled(absl::Seconds(20));
     while (absl::Now() < deadline) {
       if (testing::HttpGet(p->port_, "/-/ready").ok()) return p;
       absl::SleepFor(absl::Milliseconds(100));
@@ -696,7 +698,7 @@ TEST(ObservabilityTest, PrometheusScrapesTheServiceAndAnswersPromQL) {
   ASSERT_NE(prometheus, nullptr);
   EXPECT_EQ(prometheus->AwaitValue(
                 "sum(engram_requests_total{method=\"BatchCosine\"})", 6,
-                absl::Seconds(30)),
+                testing::Scaled(absl::Seconds(30))),
             6);
   EXPECT_EQ(prometheus->Query("engram_requests_total{method=\"BatchCosine\","
                               "code=\"INVALID_ARGUMENT\"}"),
@@ -744,8 +746,7 @@ std::string CallWithMetadata(
   auto stub = pb::Similarity::NewStub(
       grpc::CreateChannel(target, grpc::InsecureChannelCredentials()));
   grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() +
-                       std::chrono::seconds(10));
+  context.set_deadline(testing::ScaledDeadline(absl::Seconds(10)));
   for (const auto& [k, v] : md) context.AddMetadata(k, v);
   pb::BatchCosineResponse response;
   const grpc::Status status =

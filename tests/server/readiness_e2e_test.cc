@@ -28,6 +28,7 @@
 #include "tests/server/metrics_text.h"
 #include "tests/server/server_process.h"
 #include "tests/testing/random_data.h"
+#include "tests/testing/time_scale.h"
 
 namespace engram {
 namespace {
@@ -58,7 +59,7 @@ std::string ReadFile(const std::string& path) {
 std::unique_ptr<client::SimilarityClient> Connect(const std::string& target) {
   client::SimilarityClient::Options options;
   options.target = target;
-  options.timeout = absl::Seconds(30);
+  options.timeout = testing::Scaled(absl::Seconds(30));
   auto client = client::SimilarityClient::Create(options);
   EXPECT_TRUE(client.ok()) << client.status();
   return client.ok() ? std::move(*client) : nullptr;
@@ -167,7 +168,8 @@ TEST(ReadinessTest, NotServingUntilCalibrationIsDone) {
   cleanup.files = {options.stderr_path};
   // Connect only once the port is open: a channel that failed to connect
   // backs off for a second or more, long enough to miss the calibration.
-  const absl::Time open_deadline = absl::Now() + absl::Seconds(20);
+  const absl::Time open_deadline =
+      absl::Now() + testing::Scaled(absl::Seconds(20));
   while (!PortOpen(*port) && absl::Now() < open_deadline) {
     absl::SleepFor(absl::Milliseconds(5));
   }
@@ -178,7 +180,7 @@ TEST(ReadinessTest, NotServingUntilCalibrationIsDone) {
   // is not open yet are skipped).
   std::vector<Health::ServingStatus> seen;
   std::vector<std::string> phases;
-  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  const absl::Time deadline = absl::Now() + testing::Scaled(absl::Seconds(30));
   while (absl::Now() < deadline) {
     auto health = client->Health(kService);
     if (health.ok()) {
@@ -200,7 +202,8 @@ TEST(ReadinessTest, NotServingUntilCalibrationIsDone) {
               ::testing::ElementsAre(Health::NOT_SERVING, Health::SERVING))
       << ReadFile(options.stderr_path);
   EXPECT_THAT(phases, ::testing::Contains("calibrating"));
-  ASSERT_TRUE((*process)->WaitUntilReady(absl::Seconds(10)).ok());
+  ASSERT_TRUE(
+      (*process)->WaitUntilReady(testing::Scaled(absl::Seconds(10))).ok());
   auto stats = client->GetStats();
   ASSERT_TRUE(stats.ok()) << stats.status();
   EXPECT_EQ(stats->readiness().phase(), "serving");
@@ -297,7 +300,7 @@ TEST(ReadinessTest, DrainTurnsNotServingAndStatsSayWhy) {
       ++done;
     });
   }
-  const absl::Time give_up = absl::Now() + absl::Seconds(10);
+  const absl::Time give_up = absl::Now() + testing::Scaled(absl::Seconds(10));
   while (absl::Now() < give_up) {
     auto stats = s.client->GetStats();
     ASSERT_TRUE(stats.ok()) << stats.status();
@@ -330,7 +333,7 @@ TEST(ReadinessTest, DrainTurnsNotServingAndStatsSayWhy) {
   EXPECT_TRUE(saw_draining);
   // An idle connection holds the server's final shutdown for seconds.
   s.client.reset();
-  auto exit_code = s.process->WaitForExit(absl::Seconds(15));
+  auto exit_code = s.process->WaitForExit(testing::Scaled(absl::Seconds(15)));
   ASSERT_TRUE(exit_code.ok()) << exit_code.status();
   EXPECT_EQ(*exit_code, 0);
 }

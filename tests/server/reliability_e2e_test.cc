@@ -30,6 +30,7 @@
 #include "tests/server/metrics_text.h"
 #include "tests/server/server_process.h"
 #include "tests/testing/random_data.h"
+#include "tests/testing/time_scale.h"
 
 namespace engram {
 namespace {
@@ -125,7 +126,8 @@ class ReliabilityTest : public ::testing::Test {
   void TearDown() override {
     if (server_ != nullptr) {
       server_->Signal(SIGTERM);
-      absl::StatusOr<int> exit_code = server_->WaitForExit(absl::Seconds(60));
+      absl::StatusOr<int> exit_code =
+          server_->WaitForExit(testing::Scaled(absl::Seconds(60)));
       ASSERT_TRUE(exit_code.ok()) << exit_code.status();
       EXPECT_EQ(*exit_code, 0) << "the server did not stop cleanly";
     }
@@ -148,7 +150,7 @@ class ReliabilityTest : public ::testing::Test {
 
   // Waits until the server has answered `calls` calls of `code`.
   void AwaitCalls(const std::string& code, double calls) {
-    const absl::Time give_up = absl::Now() + absl::Seconds(20);
+    const absl::Time give_up = absl::Now() + testing::Scaled(absl::Seconds(20));
     while (absl::Now() < give_up &&
            Metric("engram_requests_total",
                   {{"method", "BatchCosine"}, {"code", code}}) < calls) {
@@ -165,8 +167,7 @@ class ReliabilityTest : public ::testing::Test {
     absl::SleepFor(absl::Milliseconds(300));
     EXPECT_EQ(CpuChunks(), chunks) << "a chunk started after the stop";
     grpc::ClientContext context;
-    context.set_deadline(std::chrono::system_clock::now() +
-                         std::chrono::seconds(5));
+    context.set_deadline(testing::ScaledDeadline(absl::Seconds(5)));
     pb::BatchCosineResponse response;
     const grpc::Status status =
         stub_->BatchCosine(&context, TinyRequest(), &response);
@@ -190,7 +191,7 @@ int UntilInterrupted(ReliabilityTest* test, const std::string& reason,
     try_once(wait);
     // The server sees the stop at its next chunk, a moment after the
     // client; a call stopped in transit never reaches it at all.
-    const absl::Time give_up = absl::Now() + absl::Seconds(2);
+    const absl::Time give_up = absl::Now() + testing::Scaled(absl::Seconds(2));
     while (absl::Now() < give_up) {
       if (test->Metric("engram_interrupted_requests_total",
                        {{"reason", reason}}) >= 1) {
@@ -255,8 +256,7 @@ TEST_F(ReliabilityTest, RandomCancellationsStopWorkAndLeakNothing) {
         const bool slow = rng() % 2 == 0;
         const bool cancel = rng() % 5 == 0;  // 20% of the calls
         grpc::ClientContext context;
-        context.set_deadline(std::chrono::system_clock::now() +
-                             std::chrono::seconds(60));
+        context.set_deadline(testing::ScaledDeadline(absl::Seconds(60)));
         std::thread canceller;
         if (cancel) {
           ++cancels;
@@ -294,8 +294,7 @@ TEST_F(ReliabilityTest, RandomCancellationsStopWorkAndLeakNothing) {
   EXPECT_LE(interrupted + abandoned, cancelled.load());
   // Nothing is left running: a tiny call is answered at once.
   grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() +
-                       std::chrono::seconds(5));
+  context.set_deadline(testing::ScaledDeadline(absl::Seconds(5)));
   pb::BatchCosineResponse response;
   EXPECT_TRUE(stub_->BatchCosine(&context, tiny, &response).ok());
   EXPECT_EQ(Metric("engram_inflight_requests", {}), 0);
@@ -308,16 +307,14 @@ TEST_F(ReliabilityTest, OldConnectionsAreClosedSoClientsReResolve) {
   auto stub = pb::Similarity::NewStub(channel);
   for (int round = 0; round < 2; ++round) {
     grpc::ClientContext context;
-    context.set_deadline(std::chrono::system_clock::now() +
-                         std::chrono::seconds(5));
+    context.set_deadline(testing::ScaledDeadline(absl::Seconds(5)));
     pb::BatchCosineResponse response;
     ASSERT_TRUE(stub->BatchCosine(&context, TinyRequest(), &response).ok());
     ASSERT_EQ(channel->GetState(false), GRPC_CHANNEL_READY);
     // The server closes the connection (GOAWAY) once it is 500 ms old; the
     // channel leaves READY, and the next call connects (and resolves) anew.
     EXPECT_TRUE(channel->WaitForStateChange(
-        GRPC_CHANNEL_READY,
-        std::chrono::system_clock::now() + std::chrono::seconds(10)))
+        GRPC_CHANNEL_READY, testing::ScaledDeadline(absl::Seconds(10))))
         << "the connection outlived --max_connection_age";
   }
 }
@@ -335,8 +332,9 @@ TEST_F(ReliabilityTest, ExcessCallsAreRefusedAtOnceWithARetryHint) {
   for (int i = 0; i < kCalls; ++i) {
     threads.emplace_back([&, i] {
       grpc::ClientContext context;
-      context.set_deadline(std::chrono::system_clock::now() +
-                           std::chrono::seconds(30));
+      // Both admitted calls run one after the other on the one worker; the
+      // deadline only ends a hung run, so it scales with the build.
+      context.set_deadline(testing::ScaledDeadline(absl::Seconds(30)));
       pb::BatchCosineResponse response;
       outcomes[i].status =
           stub_->BatchCosine(&context, SlowRequest(), &response);

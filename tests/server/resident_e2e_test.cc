@@ -36,6 +36,7 @@
 #include "tests/server/server_process.h"
 #include "tests/testing/random_data.h"
 #include "tests/testing/reference.h"
+#include "tests/testing/time_scale.h"
 
 namespace engram {
 namespace {
@@ -62,7 +63,7 @@ Server StartServer(std::vector<std::string> flags,
   s.process = *std::move(process);
   client::SimilarityClient::Options client_options;
   client_options.target = s.process->grpc_target();
-  client_options.timeout = absl::Seconds(30);
+  client_options.timeout = testing::Scaled(absl::Seconds(30));
   auto created = client::SimilarityClient::Create(client_options);
   EXPECT_TRUE(created.ok()) << created.status();
   if (created.ok()) s.client = *std::move(created);
@@ -365,7 +366,7 @@ TEST_F(ResidentE2ETest, ShortOrMalformedStreamLeavesNothing) {
 // Waits until the budget has nothing reserved (a cancelled stream is torn
 // down asynchronously on the server).
 bool WaitForNothingReserved(const Server& s) {
-  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  const absl::Time deadline = absl::Now() + testing::Scaled(absl::Seconds(10));
   while (absl::Now() < deadline) {
     if (Metric(s, "engram_resident_memory_budget_bytes",
                {{"state", "reserved"}}) == 0) {
@@ -392,7 +393,7 @@ TEST_F(ResidentE2ETest, CancelledUploadLeavesNothingVisible) {
                                                   rows.values.end());
   ASSERT_TRUE(writer->Write(message));
   // The server has reserved the budget for the declared rows.
-  absl::SleepFor(absl::Milliseconds(200));
+  absl::SleepFor(testing::Scaled(absl::Milliseconds(200)));
   EXPECT_GT(Metric(*server_, "engram_resident_memory_budget_bytes",
                    {{"state", "reserved"}}),
             0);
@@ -589,7 +590,7 @@ TEST(ResidentBatchingE2ETest, CancelledCallersLeaveOthersCorrect) {
   for (auto& t : threads) t.join();
   EXPECT_EQ(cancelled.load(), kCallers / 2);
   // The server removed the cancelled callers from the queue.
-  const absl::Time deadline = absl::Now() + absl::Seconds(5);
+  const absl::Time deadline = absl::Now() + testing::Scaled(absl::Seconds(5));
   double removed = 0;
   while (absl::Now() < deadline) {
     removed = Metric(s, "engram_search_cancelled_total");
@@ -615,8 +616,7 @@ TEST(ResidentBatchingE2ETest, FullQueueIsRefusedAtOnce) {
   for (int c = 0; c < 4; ++c) {
     threads.emplace_back([&, c] {
       grpc::ClientContext context;
-      context.set_deadline(std::chrono::system_clock::now() +
-                           std::chrono::seconds(30));
+      context.set_deadline(testing::ScaledDeadline(absl::Seconds(30)));
       pb::SearchCollectionResponse response;
       const grpc::Status status = stub->SearchCollection(
           &context, Search("full", Random(1, 8, c), 2), &response);

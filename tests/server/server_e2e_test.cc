@@ -17,6 +17,7 @@
 #include "tests/testing/random_data.h"
 #include "tests/testing/reference.h"
 #include "tests/testing/spreading_cases.h"
+#include "tests/testing/time_scale.h"
 
 namespace engram {
 namespace {
@@ -437,8 +438,7 @@ TEST_F(ServerE2ETest, ReflectionListsTheService) {
                                      grpc::InsecureChannelCredentials());
   auto stub = grpc::reflection::v1alpha::ServerReflection::NewStub(channel);
   grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() +
-                       std::chrono::seconds(10));
+  context.set_deadline(testing::ScaledDeadline(absl::Seconds(10)));
   auto stream = stub->ServerReflectionInfo(&context);
   grpc::reflection::v1alpha::ServerReflectionRequest request;
   request.set_list_services("");
@@ -504,10 +504,10 @@ TEST_F(ServerE2ETest, GetStatsAgreesWithTheWorkDone) {
 // A bad start-up flag stops the server before it listens, naming the flag.
 TEST(ServerFlagsTest, MallocTrimThresholdOverItsLimitIsRefusedNamingIt) {
   // Bounded: a server that accepted the flag would run until killed.
-  const std::string command =
-      absl::StrCat("timeout 20 ", ENGRAM_SERVER_BINARY,
-                   " --malloc_trim_threshold=3000000000",
-                   " --grpc_address=127.0.0.1:0 --metrics_address=127.0.0.1:0");
+  const std::string command = absl::StrCat(
+      "timeout ", absl::ToInt64Seconds(testing::Scaled(absl::Seconds(20))), " ",
+      ENGRAM_SERVER_BINARY, " --malloc_trim_threshold=3000000000",
+      " --grpc_address=127.0.0.1:0 --metrics_address=127.0.0.1:0");
   auto result = testing::RunCommand(command);
   ASSERT_TRUE(result.ok()) << result.status();
   EXPECT_EQ(result->exit_code, 2) << result->output;

@@ -11,13 +11,15 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "tests/testing/time_scale.h"
 
 namespace engram::testing {
 
 class ServerProcess {
  public:
   struct Options {
-    absl::Duration timeout = absl::Seconds(30);
+    // Only ends a hung start-up, which a sanitized build makes slower.
+    absl::Duration timeout = Scaled(absl::Seconds(30));
     // When set, the server's stderr (its JSON log) goes to this file.
     std::string stderr_path;
     // False: return as soon as the process runs; WaitUntilReady() later.
@@ -29,7 +31,7 @@ class ServerProcess {
   // given again there wins); waits until it serves (or `timeout`).
   static absl::StatusOr<std::unique_ptr<ServerProcess>> Start(
       const std::string& binary, const std::vector<std::string>& extra_flags,
-      absl::Duration timeout = absl::Seconds(30));
+      absl::Duration timeout = Scaled(absl::Seconds(30)));
   static absl::StatusOr<std::unique_ptr<ServerProcess>> Start(
       const std::string& binary, const std::vector<std::string>& extra_flags,
       const Options& options);

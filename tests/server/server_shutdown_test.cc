@@ -5,9 +5,11 @@
 
 #include <atomic>
 #include <map>
+#include <string>
 #include <thread>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "client/requests.h"
@@ -15,11 +17,19 @@
 #include "gtest/gtest.h"
 #include "tests/server/server_process.h"
 #include "tests/testing/random_data.h"
+#include "tests/testing/time_scale.h"
 
 namespace engram {
 namespace {
 
 namespace pb = ::engram::similarity::v1;
+
+// Long enough for every accepted call to finish in this build: the tests
+// assert that the drain completes them, not how fast.
+std::string DrainDeadlineFlag() {
+  return absl::StrCat("--drain_deadline=",
+                      absl::FormatDuration(testing::Scaled(absl::Seconds(20))));
+}
 
 pb::BatchCosineRequest LoadRequest(size_t q, size_t n, size_t d,
                                    uint64_t seed) {
@@ -32,10 +42,11 @@ pb::BatchCosineRequest LoadRequest(size_t q, size_t n, size_t d,
 TEST(ServerShutdownTest, SigtermDuringLoadLosesNoAcceptedCall) {
   auto server = testing::ServerProcess::Start(
       ENGRAM_SERVER_BINARY,
-      {"--worker_threads=2", "--drain_deadline=20s", "--log_level=warning"});
+      {"--worker_threads=2", DrainDeadlineFlag(), "--log_level=warning"});
   ASSERT_TRUE(server.ok()) << server.status();
   client::SimilarityClient::Options options;
   options.target = (*server)->grpc_target();
+  options.timeout = testing::Scaled(options.timeout);
   auto client = client::SimilarityClient::Create(options);
   ASSERT_TRUE(client.ok()) << client.status();
 
@@ -65,7 +76,8 @@ TEST(ServerShutdownTest, SigtermDuringLoadLosesNoAcceptedCall) {
   }
   absl::SleepFor(absl::Milliseconds(500));
   (*server)->Signal(SIGTERM);
-  absl::StatusOr<int> exit_code = (*server)->WaitForExit(absl::Seconds(15));
+  absl::StatusOr<int> exit_code =
+      (*server)->WaitForExit(testing::Scaled(absl::Seconds(15)));
   for (std::thread& t : threads) t.join();
   ASSERT_TRUE(exit_code.ok()) << exit_code.status();
   EXPECT_EQ(*exit_code, 0);
@@ -82,10 +94,11 @@ TEST(ServerShutdownTest, SigtermDuringLoadLosesNoAcceptedCall) {
 TEST(ServerShutdownTest, HealthTurnsNotServingWhileDraining) {
   auto server = testing::ServerProcess::Start(
       ENGRAM_SERVER_BINARY,
-      {"--worker_threads=1", "--drain_deadline=20s", "--log_level=warning"});
+      {"--worker_threads=1", DrainDeadlineFlag(), "--log_level=warning"});
   ASSERT_TRUE(server.ok()) << server.status();
   client::SimilarityClient::Options options;
   options.target = (*server)->grpc_target();
+  options.timeout = testing::Scaled(options.timeout);
   auto client = client::SimilarityClient::Create(options);
   ASSERT_TRUE(client.ok()) << client.status();
   ASSERT_EQ(*(*client)->Health(""),
@@ -104,7 +117,7 @@ TEST(ServerShutdownTest, HealthTurnsNotServingWhileDraining) {
   }
   // Signal only once all three are accepted (counted in flight), so every
   // one of them must complete.
-  const absl::Time give_up = absl::Now() + absl::Seconds(10);
+  const absl::Time give_up = absl::Now() + testing::Scaled(absl::Seconds(10));
   while (absl::Now() < give_up) {
     auto stats = (*client)->GetStats();
     ASSERT_TRUE(stats.ok()) << stats.status();
@@ -125,7 +138,7 @@ TEST(ServerShutdownTest, HealthTurnsNotServingWhileDraining) {
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kUnavailable);
   for (std::thread& t : busy) t.join();
   EXPECT_EQ(ok_calls.load(), 3);
-  auto exit_code = (*server)->WaitForExit(absl::Seconds(15));
+  auto exit_code = (*server)->WaitForExit(testing::Scaled(absl::Seconds(15)));
   ASSERT_TRUE(exit_code.ok()) << exit_code.status();
   EXPECT_EQ(*exit_code, 0);
 }

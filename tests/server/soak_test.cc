@@ -46,6 +46,7 @@
 #include "tests/server/load_harness.h"
 #include "tests/server/metrics_text.h"
 #include "tests/server/server_process.h"
+#include "tests/testing/time_scale.h"
 
 namespace engram {
 namespace {
@@ -188,7 +189,8 @@ void RunClient(const client::SimilarityClient& client, const Workload& w,
                const std::atomic<double>& sticky_seen, Observed& out) {
   std::mt19937_64 rng(seed);
   client::CallOptions call;
-  call.timeout = absl::Seconds(60);  // a hang, not a slow answer, trips it
+  // A hang, not a slow answer, trips it.
+  call.timeout = testing::Scaled(absl::Seconds(60));
   while (absl::Now() < end) {
     const LoadCase& c = Pick(w, rng);
     const double sticky_at = sticky_seen.load();
@@ -488,7 +490,8 @@ TEST(SoakTest, FaultInjectedSoakLosesNothingAndAnswersCorrectly) {
   // A clean stop: health, drain and exit 0 (under the sanitizer job, with
   // LeakSanitizer's verdict on everything the soak allocated).
   (*server)->Signal(SIGTERM);
-  absl::StatusOr<int> exit_code = (*server)->WaitForExit(absl::Seconds(60));
+  absl::StatusOr<int> exit_code =
+      (*server)->WaitForExit(testing::Scaled(absl::Seconds(60)));
   ASSERT_TRUE(exit_code.ok()) << exit_code.status();
   EXPECT_EQ(*exit_code, 0) << "the server did not stop cleanly";
 }

@@ -21,6 +21,7 @@
 #include "gtest/gtest.h"
 #include "tests/server/server_process.h"
 #include "tests/testing/random_data.h"
+#include "tests/testing/time_scale.h"
 
 namespace engram {
 namespace {
@@ -140,8 +141,7 @@ class TlsTest : public ::testing::Test {
     auto stub = pb::Similarity::NewStub(
         grpc::CreateCustomChannel(server_->grpc_target(), credentials, args));
     grpc::ClientContext context;
-    context.set_deadline(std::chrono::system_clock::now() +
-                         std::chrono::seconds(5));
+    context.set_deadline(testing::ScaledDeadline(absl::Seconds(5)));
     pb::BatchCosineRequest request = client::MakeCosineRequest(
         *client::MakeMatrix(1, 3, testing::RandomMatrix(1, 3, 1)),
         *client::MakeMatrix(4, 3, testing::RandomMatrix(4, 3, 2)), 0,

@@ -24,6 +24,7 @@
 #include "tests/core/collections/test_util.h"
 #include "tests/testing/random_data.h"
 #include "tests/testing/reference.h"
+#include "tests/testing/time_scale.h"
 
 namespace engram::collections {
 namespace {
@@ -31,6 +32,7 @@ namespace {
 using ::engram::collections::testing::MakeBudget;
 using ::engram::collections::testing::MakeStore;
 using ::engram::collections::testing::Upload;
+using ::engram::testing::Scaled;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
@@ -184,7 +186,7 @@ class ThreadRunner {
 
 // pending() drops just after a callback returns: wait for it.
 bool WaitIdle(const SearchBatcher& batcher) {
-  const absl::Time deadline = absl::Now() + absl::Seconds(5);
+  const absl::Time deadline = absl::Now() + Scaled(absl::Seconds(5));
   while (batcher.pending() > 0) {
     if (absl::Now() > deadline) return false;
     absl::SleepFor(absl::Milliseconds(1));
@@ -499,7 +501,8 @@ TEST_F(SearchBatcherTest, TheDelayBoundFlushesAPartialBatch) {
   // joined later (later still on a slow, sanitized build) waited less.
   double oldest_wait = 0;
   for (auto& out : outcomes) {
-    ASSERT_TRUE(out.done.WaitForNotificationWithTimeout(absl::Seconds(5)));
+    ASSERT_TRUE(
+        out.done.WaitForNotificationWithTimeout(Scaled(absl::Seconds(5))));
     ASSERT_TRUE(out.result.ok());
     EXPECT_EQ(out.result->batch_requests, 3u);
     oldest_wait = std::max(oldest_wait, out.result->queue_seconds);
@@ -573,8 +576,8 @@ TEST_F(SearchBatcherTest, CallsArrivingDuringAPassJoinTheNextPassNotTheirOwn) {
   EXPECT_EQ(executor_.started(), 1);
   executor_.Release();
   for (size_t i = 0; i < outcomes.size(); ++i) {
-    ASSERT_TRUE(
-        outcomes[i].done.WaitForNotificationWithTimeout(absl::Seconds(5)));
+    ASSERT_TRUE(outcomes[i].done.WaitForNotificationWithTimeout(
+        Scaled(absl::Seconds(5))));
     ASSERT_TRUE(outcomes[i].result.ok()) << outcomes[i].result.status();
     EXPECT_TRUE(SameHits(outcomes[i].result->top, Reference(requests[i])));
     EXPECT_EQ(outcomes[i].result->batch_requests, i == 0 ? 1u : 5u);
@@ -606,14 +609,14 @@ TEST_F(SearchBatcherTest, ACallSentJustAfterAPassJoinsTheBatchThatWaitedForIt) {
   ASSERT_TRUE(batcher->Search(Request(1, 1, 3), outcomes[1].Callback()).ok());
   absl::SleepFor(absl::Milliseconds(300));
   executor_.Release();
-  ASSERT_TRUE(
-      outcomes[0].done.WaitForNotificationWithTimeout(absl::Seconds(5)));
+  ASSERT_TRUE(outcomes[0].done.WaitForNotificationWithTimeout(
+      Scaled(absl::Seconds(5))));
   // Without the linger the waiting call's pass would have started by now.
   absl::SleepFor(absl::Milliseconds(20));
   ASSERT_TRUE(batcher->Search(Request(2, 1, 3), outcomes[2].Callback()).ok());
   for (size_t i = 0; i < outcomes.size(); ++i) {
-    ASSERT_TRUE(
-        outcomes[i].done.WaitForNotificationWithTimeout(absl::Seconds(5)));
+    ASSERT_TRUE(outcomes[i].done.WaitForNotificationWithTimeout(
+        Scaled(absl::Seconds(5))));
     ASSERT_TRUE(outcomes[i].result.ok()) << outcomes[i].result.status();
     EXPECT_EQ(outcomes[i].result->batch_requests, i == 0 ? 1u : 2u);
   }
@@ -642,7 +645,8 @@ TEST_F(SearchBatcherTest, MorePassSlotsRunThatManyPassesAtOnce) {
   EXPECT_EQ(executor_.started(), 2);
   executor_.Release();
   for (auto& out : outcomes) {
-    ASSERT_TRUE(out.done.WaitForNotificationWithTimeout(absl::Seconds(5)));
+    ASSERT_TRUE(
+        out.done.WaitForNotificationWithTimeout(Scaled(absl::Seconds(5))));
     ASSERT_TRUE(out.result.ok());
   }
   EXPECT_THAT(executor_.pass_queries(), ElementsAre(1u, 4u, 2u));
@@ -670,8 +674,8 @@ TEST_F(SearchBatcherTest, CallsWaitingForAPassSlotCanBeCancelled) {
   EXPECT_EQ(outcomes[1].result.status().code(), absl::StatusCode::kCancelled);
   executor_.Release();
   for (size_t i : {0, 2}) {
-    ASSERT_TRUE(
-        outcomes[i].done.WaitForNotificationWithTimeout(absl::Seconds(5)));
+    ASSERT_TRUE(outcomes[i].done.WaitForNotificationWithTimeout(
+        Scaled(absl::Seconds(5))));
     EXPECT_TRUE(outcomes[i].result.ok());
   }
   EXPECT_THAT(executor_.pass_queries(), ElementsAre(1u, 1u));
@@ -759,7 +763,8 @@ TEST_F(SearchBatcherTest, ACallIsReleasedBeforeTheBatcherIsDestroyed) {
                                answered.Notify();
                              })
                     .ok());
-    ASSERT_TRUE(answered.WaitForNotificationWithTimeout(absl::Seconds(5)));
+    ASSERT_TRUE(
+        answered.WaitForNotificationWithTimeout(Scaled(absl::Seconds(5))));
     EXPECT_FALSE(released.load());
   }
   EXPECT_TRUE(released.load());
