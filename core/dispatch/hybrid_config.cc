@@ -30,7 +30,7 @@ template <typename P>
 struct PartOf;
 template <>
 struct PartOf<HybridConfig> {
-  static constexpr Part kPart = Part::kDispatch;
+  [[maybe_unused]] static constexpr Part kPart = Part::kDispatch;
   template <typename Config>
   static auto& Get(Config& c) {
     return c;

@@ -12,9 +12,6 @@
 //   fault storm's warnings are rate-limited without losing count.
 // promtool and prometheus come from the Debian package `prometheus`
 // (scripts/install-deps.sh); the tests fail, not skip, without them.
-#include <fcntl.h>
-#include <signal.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cctype>
@@ -44,6 +41,7 @@
 #include "grpcpp/client_context.h"
 #include "grpcpp/create_channel.h"
 #include "gtest/gtest.h"
+#include "tests/server/child_process.h"
 #include "tests/server/metrics_text.h"
 #include "tests/server/server_process.h"
 #include "tests/testing/random_data.h"
@@ -580,24 +578,14 @@ class PrometheusServer {
         "--storage.tsdb.path=" + p->dir_ + "/data",
         absl::StrCat("--web.listen-address=127.0.0.1:", p->port_),
         "--log.level=warn"};
-    std::vector<char*> argv;
-    for (std::string& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
     const std::string log = p->dir_ + "/prometheus.log";
-    // Opened before fork(): the child of a threaded process may only make
-    // async-signal-safe calls until it execs.
-    const int out = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    p->pid_ = fork();
-    if (p->pid_ == 0) {
-      if (out >= 0) {
-        dup2(out, STDOUT_FILENO);
-        dup2(out, STDERR_FILENO);
-      }
-      execv(argv[0], argv.data());
-      std::perror("execv");
-      _exit(127);
-    }
-    if (out >= 0) close(out);
+    testing::ChildProcess::Options child;
+    child.stderr_path = log;
+    child.stdout_too = true;
+    auto started = testing::ChildProcess::Start(args, child);
+    EXPECT_TRUE(started.ok()) << started.status();
+    if (!started.ok()) return nullptr;
+    p->process_ = *std::move(started);
     const absl::Time deadline =
         absl::Now() + testing::Scaled(absl::Seconds(20));
     while (absl::Now() < deadline) {
@@ -609,18 +597,7 @@ class PrometheusServer {
   }
 
   ~PrometheusServer() {
-    if (pid_ > 0) {
-      kill(pid_, SIGTERM);
-      const absl::Time deadline = absl::Now() + absl::Seconds(10);
-      while (waitpid(pid_, nullptr, WNOHANG) != pid_) {
-        if (absl::Now() > deadline) {
-          kill(pid_, SIGKILL);
-          waitpid(pid_, nullptr, 0);
-          break;
-        }
-        absl::SleepFor(absl::Milliseconds(20));
-      }
-    }
+    if (process_ != nullptr) process_->Stop(absl::Seconds(10));
     std::error_code ignored;
     std::filesystem::remove_all(dir_, ignored);
   }
@@ -678,7 +655,7 @@ class PrometheusServer {
 
   std::string dir_;
   int port_ = 0;
-  pid_t pid_ = -1;
+  std::unique_ptr<testing::ChildProcess> process_;
 };
 
 TEST(ObservabilityTest, PrometheusScrapesTheServiceAndAnswersPromQL) {

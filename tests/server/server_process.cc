@@ -16,6 +16,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "base/status_macros.h"
 
 namespace engram::testing {
 
@@ -42,26 +43,9 @@ absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::Start(
                                    "--metrics_address=127.0.0.1:0",
                                    "--ready_file=" + process->ready_file_};
   args.insert(args.end(), extra_flags.begin(), extra_flags.end());
-  std::vector<char*> argv;
-  for (std::string& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-
-  const pid_t pid = fork();
-  if (pid < 0) return absl::InternalError("fork failed");
-  if (pid == 0) {
-    if (!options.stderr_path.empty()) {
-      const int fd =
-          open(options.stderr_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      if (fd >= 0) {
-        dup2(fd, STDERR_FILENO);
-        close(fd);
-      }
-    }
-    execv(argv[0], argv.data());
-    std::perror("execv");
-    _exit(127);
-  }
-  process->pid_ = pid;
+  ChildProcess::Options child;
+  child.stderr_path = options.stderr_path;
+  ENGRAM_ASSIGN_OR_RETURN(process->child_, ChildProcess::Start(args, child));
   if (!options.wait_until_ready) return process;
   absl::Status ready = process->WaitUntilReady(options.timeout);
   if (!ready.ok()) return ready;
@@ -85,11 +69,10 @@ absl::Status ServerProcess::WaitUntilReady(absl::Duration timeout) {
         return absl::OkStatus();
       }
     }
-    int status = 0;
-    if (waitpid(pid_, &status, WNOHANG) == pid_) {
-      exited_ = true;
+    if (child_->Exited()) {
       return absl::InternalError(
-          absl::StrCat("server exited during start-up, status ", status));
+          absl::StrCat("server exited during start-up, code ",
+                       *child_->WaitForExit(absl::ZeroDuration())));
     }
     absl::SleepFor(absl::Milliseconds(20));
   }
@@ -97,10 +80,7 @@ absl::Status ServerProcess::WaitUntilReady(absl::Duration timeout) {
 }
 
 ServerProcess::~ServerProcess() {
-  if (pid_ > 0 && !exited_) {
-    kill(pid_, SIGKILL);
-    waitpid(pid_, nullptr, 0);
-  }
+  child_.reset();  // kills the server if it still runs
   if (!ready_file_.empty()) std::remove(ready_file_.c_str());
 }
 
@@ -108,23 +88,10 @@ std::string ServerProcess::grpc_target() const {
   return absl::StrCat("127.0.0.1:", grpc_port_);
 }
 
-void ServerProcess::Signal(int signal) {
-  if (pid_ > 0 && !exited_) kill(pid_, signal);
-}
+void ServerProcess::Signal(int signal) { child_->Signal(signal); }
 
 absl::StatusOr<int> ServerProcess::WaitForExit(absl::Duration timeout) {
-  const absl::Time deadline = absl::Now() + timeout;
-  while (absl::Now() < deadline) {
-    int status = 0;
-    if (waitpid(pid_, &status, WNOHANG) == pid_) {
-      exited_ = true;
-      if (WIFEXITED(status)) return WEXITSTATUS(status);
-      if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
-      return -1;
-    }
-    absl::SleepFor(absl::Milliseconds(10));
-  }
-  return absl::DeadlineExceededError("server did not exit in time");
+  return child_->WaitForExit(timeout);
 }
 
 absl::StatusOr<std::string> HttpGet(int port, const std::string& path) {

@@ -11,6 +11,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "tests/server/child_process.h"
 #include "tests/testing/time_scale.h"
 
 namespace engram::testing {
@@ -44,7 +45,7 @@ class ServerProcess {
   int grpc_port() const { return grpc_port_; }
   int metrics_port() const { return metrics_port_; }
   std::string grpc_target() const;
-  pid_t pid() const { return pid_; }
+  pid_t pid() const { return child_->pid(); }
 
   // Sends `signal` to the process.
   void Signal(int signal);
@@ -53,8 +54,7 @@ class ServerProcess {
   absl::StatusOr<int> WaitForExit(absl::Duration timeout);
 
  private:
-  pid_t pid_ = -1;
-  bool exited_ = false;
+  std::unique_ptr<ChildProcess> child_;
   int grpc_port_ = 0;
   int metrics_port_ = 0;
   std::string ready_file_;
