@@ -209,11 +209,13 @@ class LoadRun {
     }
     std::sort(latencies_.begin(), latencies_.end());
     if (latencies_.empty()) return;
-    auto at = [&](double fraction) {
+    // The lambda runs under this lock, which the analysis cannot see into.
+    const std::vector<absl::Duration>& sorted = latencies_;
+    auto at = [&sorted](double fraction) {
       const size_t i = static_cast<size_t>(
-          std::ceil(fraction * static_cast<double>(latencies_.size())));
+          std::ceil(fraction * static_cast<double>(sorted.size())));
       return absl::ToDoubleMilliseconds(
-          latencies_[std::clamp<size_t>(i, 1, latencies_.size()) - 1]);
+          sorted[std::clamp<size_t>(i, 1, sorted.size()) - 1]);
     };
     absl::Duration total;
     for (absl::Duration d : latencies_) total += d;
