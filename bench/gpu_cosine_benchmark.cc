@@ -44,6 +44,7 @@
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/device_memory.h"
 #include "kernels/cuda/topk_kernels.h"
+#include "kernels/query_preparation.h"
 #include "kernels/thread_pool.h"
 
 namespace engram::bench {
@@ -80,9 +81,10 @@ struct Inputs {
     ENGRAM_ASSIGN_OR_RETURN(stream, kernels::cuda::CudaStream::Create());
     ENGRAM_CUDA_RETURN_IF_ERROR(
         cudaDeviceGetDefaultMemPool(&pool_handle, reference.device.ordinal));
-    kernels::cuda::PreparedQueries pq;
-    ENGRAM_RETURN_IF_ERROR(kernels::cuda::PrepareQueries(
-        kernels::MatrixView{queries.data(), kMaxQueries, kDim}, &pq));
+    kernels::PreparedQueries pq;
+    ENGRAM_RETURN_IF_ERROR(kernels::PrepareQueries(
+        kernels::MatrixView{queries.data(), kMaxQueries, kDim},
+        /*pad_floats=*/1, &pq));
     ENGRAM_ASSIGN_OR_RETURN(d_queries, Upload(pq.values));
     ENGRAM_ASSIGN_OR_RETURN(d_inv_norm, Upload(pq.inv_norm));
     ENGRAM_ASSIGN_OR_RETURN(d_targets, Upload(targets));
