@@ -209,13 +209,11 @@ class LoadRun {
     }
     std::sort(latencies_.begin(), latencies_.end());
     if (latencies_.empty()) return;
-    // The lambda runs under this lock, which the analysis cannot see into.
-    const std::vector<absl::Duration>& sorted = latencies_;
-    auto at = [&sorted](double fraction) {
+    auto at = [this](double fraction) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
       const size_t i = static_cast<size_t>(
-          std::ceil(fraction * static_cast<double>(sorted.size())));
+          std::ceil(fraction * static_cast<double>(latencies_.size())));
       return absl::ToDoubleMilliseconds(
-          sorted[std::clamp<size_t>(i, 1, sorted.size()) - 1]);
+          latencies_[std::clamp<size_t>(i, 1, latencies_.size()) - 1]);
     };
     absl::Duration total;
     for (absl::Duration d : latencies_) total += d;
