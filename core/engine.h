@@ -15,7 +15,6 @@
 #define ENGRAM_CORE_ENGINE_H_
 
 #include <memory>
-#include <optional>
 #include <string>
 
 #include "absl/functional/any_invocable.h"

@@ -40,11 +40,9 @@ absl::Status CheckFiniteRow(absl::string_view matrix, const float* row,
   return absl::OkStatus();
 }
 
-absl::Status CheckFiniteRows(absl::string_view matrix, const MatrixView& rows,
-                             uint64_t first_row) {
+absl::Status CheckFiniteRows(absl::string_view matrix, const MatrixView& rows) {
   for (size_t r = 0; r < rows.rows; ++r) {
-    absl::Status status =
-        CheckFiniteRow(matrix, rows.row(r), rows.cols, first_row + r);
+    absl::Status status = CheckFiniteRow(matrix, rows.row(r), rows.cols, r);
     if (!status.ok()) return status;
   }
   return absl::OkStatus();

@@ -35,10 +35,8 @@ absl::Status CheckFiniteRow(absl::string_view matrix, const float* row,
                             size_t cols, uint64_t reported_row,
                             double* norm_sq = nullptr);
 
-// CheckFiniteRow for every row of `rows`, numbered from `first_row`; the
-// first bad row's error.
-absl::Status CheckFiniteRows(absl::string_view matrix, const MatrixView& rows,
-                             uint64_t first_row = 0);
+// CheckFiniteRow for every row of `rows`; the first bad row's error.
+absl::Status CheckFiniteRows(absl::string_view matrix, const MatrixView& rows);
 
 }  // namespace engram::kernels
 

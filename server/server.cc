@@ -109,6 +109,7 @@ absl::StatusOr<std::unique_ptr<SimilarityServer>> SimilarityServer::Create(
   ENGRAM_ASSIGN_OR_RETURN(
       server->engine_, core::Engine::Create(options.engine, server->registry_));
   server->rpc_metrics_ = std::make_unique<RpcMetrics>(*server->registry_);
+  const core::Engine::BuildInfo build = core::Engine::Build();
   prometheus::BuildGauge()
       .Name("engram_build_info")
       .Help(
@@ -117,8 +118,8 @@ absl::StatusOr<std::unique_ptr<SimilarityServer>> SimilarityServer::Create(
           "GPU backend in use (simulated-gpu for the simulation).")
       .Register(*server->registry_)
       .Add({{"version", options.version},
-            {"cuda", core::Engine::Build().cuda_built ? "built" : "not_built"},
-            {"simd", core::Engine::Build().simd_target},
+            {"cuda", build.cuda_built ? "built" : "not_built"},
+            {"simd", build.simd_target},
             {"gpu", server->engine_->gpu_available()
                         ? server->engine_->gpu_name()
                         : "none"}})

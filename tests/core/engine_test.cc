@@ -40,6 +40,31 @@ TEST_F(EngineTest, CreateRejectsNegativeThreadsAndMissingRegistry) {
   EXPECT_FALSE(Engine::Create(Engine::Options{}, nullptr).ok());
 }
 
+TEST_F(EngineTest, AnInjectedGpuBackendIsUsedAndItsFailuresRefuseCreate) {
+  Engine::Options options;
+  options.worker_threads = 1;
+  options.gpu_backend = SimulatedGpuFactory(SimulatedGpuBackend::Options());
+  auto with_gpu =
+      Engine::Create(options, std::make_shared<prometheus::Registry>());
+  ASSERT_TRUE(with_gpu.ok()) << with_gpu.status();
+  EXPECT_TRUE((*with_gpu)->gpu_available());
+  EXPECT_EQ((*with_gpu)->gpu_name(), "simulated-gpu");
+
+  options.gpu_backend = [](kernels::ThreadPool*)
+      -> absl::StatusOr<std::unique_ptr<ComputeBackend>> { return nullptr; };
+  auto empty =
+      Engine::Create(options, std::make_shared<prometheus::Registry>());
+  EXPECT_EQ(empty.status().code(), absl::StatusCode::kInvalidArgument);
+
+  options.gpu_backend = [](kernels::ThreadPool*)
+      -> absl::StatusOr<std::unique_ptr<ComputeBackend>> {
+    return absl::UnavailableError("no such device");
+  };
+  auto failed =
+      Engine::Create(options, std::make_shared<prometheus::Registry>());
+  EXPECT_EQ(failed.status().code(), absl::StatusCode::kUnavailable);
+}
+
 TEST_F(EngineTest, CreateRejectsBatchingOptionsOutOfRangeNamingThem) {
   struct Case {
     void (*set)(ResidentOptions&);
