@@ -7,8 +7,8 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
+#include "nlohmann/json.hpp"
 
 namespace engram::core {
 namespace {
@@ -45,37 +45,35 @@ const char* LevelName(LogLevel level) {
   return "info";
 }
 
-void AppendField(std::string* line, absl::string_view name,
-                 absl::string_view value) {
-  absl::StrAppend(line, ",\"", JsonEscape(name), "\":\"", JsonEscape(value),
-                  "\"");
-}
-
 void Write(LogLevel level, absl::string_view event,
            std::initializer_list<LogField> fields, int64_t suppressed) {
-  std::string line =
-      absl::StrCat("{\"ts\":\"",
-                   absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(),
-                                    absl::UTCTimeZone()),
-                   "\",\"level\":\"", LevelName(level), "\",\"event\":\"",
-                   JsonEscape(event), "\"");
+  // ordered_json keeps the keys in the order written, so every line reads
+  // ts, level, event first.
+  nlohmann::ordered_json line;
+  line["ts"] = absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(),
+                                absl::UTCTimeZone());
+  line["level"] = LevelName(level);
+  line["event"] = std::string(event);
   if (const ScopedLogContext* context = t_context; context != nullptr) {
     if (!context->request_id().empty()) {
-      AppendField(&line, "request_id", context->request_id());
+      line["request_id"] = context->request_id();
     }
     if (!context->traceparent().empty()) {
-      AppendField(&line, "traceparent", context->traceparent());
+      line["traceparent"] = context->traceparent();
     }
   }
   for (const LogField& field : fields) {
-    AppendField(&line, field.first, field.second);
+    line[std::string(field.first)] = field.second;
   }
-  if (suppressed > 0) {
-    AppendField(&line, "suppressed", absl::StrCat(suppressed));
-  }
-  line += "}\n";
+  if (suppressed > 0) line["suppressed"] = absl::StrCat(suppressed);
+  // A field may carry bytes from a request (a name, an error message);
+  // `replace` turns what is not UTF-8 into U+FFFD instead of throwing.
+  std::string text = line.dump(
+      /*indent=*/-1, /*indent_char=*/' ',
+      /*ensure_ascii=*/false, nlohmann::ordered_json::error_handler_t::replace);
+  text += '\n';
   // One fwrite per line: stdio locks the stream, so lines do not interleave.
-  std::fwrite(line.data(), 1, line.size(), stderr);
+  std::fwrite(text.data(), 1, text.size(), stderr);
 }
 
 bool IsLowerHex(absl::string_view s) {
@@ -102,37 +100,6 @@ void SetLogLevel(LogLevel level) {
 
 bool LogEnabled(LogLevel level) {
   return static_cast<int>(level) >= g_level.load(std::memory_order_relaxed);
-}
-
-std::string JsonEscape(absl::string_view s) {
-  std::string out;
-  out.reserve(s.size());
-  for (char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          out += absl::StrFormat("\\u%04x", static_cast<int>(c));
-        } else {
-          out += c;
-        }
-    }
-  }
-  return out;
 }
 
 void Log(LogLevel level, absl::string_view event,

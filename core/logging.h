@@ -45,8 +45,10 @@ bool LogEnabled(LogLevel level);
 
 using LogField = std::pair<absl::string_view, std::string>;
 
-// Writes one line if `level` is enabled, with the thread's request context.
-// Field values are JSON-escaped.
+// Writes one line if `level` is enabled, with the thread's request context:
+// a JSON object whose keys keep the order written (ts, level, event, the
+// context, then `fields`). Bytes that are not UTF-8 become U+FFFD, so every
+// line parses whatever a field holds.
 void Log(LogLevel level, absl::string_view event,
          std::initializer_list<LogField> fields = {});
 
@@ -55,9 +57,6 @@ void Log(LogLevel level, absl::string_view event,
 // request rate: fallbacks, OOMs, breaker transitions.
 void LogLimited(LogLevel level, absl::string_view event,
                 std::initializer_list<LogField> fields = {});
-
-// JSON string escaping, exposed for tests.
-std::string JsonEscape(absl::string_view s);
 
 // The request context of the lines the current thread writes while this
 // object lives. Contexts nest; the inner one wins until it is destroyed.

@@ -8,7 +8,7 @@ packages=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   grpc-proto libabsl-dev prometheus-cpp-dev
   googletest libgtest-dev libgmock-dev libbenchmark-dev
-  libhwy-dev libopenblas-dev libssl-dev
+  libhwy-dev libopenblas-dev libssl-dev nlohmann-json3-dev
   clang-format curl
   prometheus
 )

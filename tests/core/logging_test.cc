@@ -6,7 +6,9 @@
 
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
 
 namespace engram::core {
 namespace {
@@ -36,8 +38,24 @@ TEST(LoggingTest, LevelFiltersLowerLevels) {
   EXPECT_TRUE(LogEnabled(LogLevel::kInfo));
 }
 
-TEST(LoggingTest, EscapesJsonSpecialCharacters) {
-  EXPECT_EQ(JsonEscape("a\"b\\c\nd\x01"), "a\\\"b\\\\c\\nd\\u0001");
+TEST(LoggingTest, EveryLineParsesWhateverItsFieldsHold) {
+  ::testing::internal::CaptureStderr();
+  Log(LogLevel::kInfo, "quote\" backslash\\ newline\n control\x01",
+      {{"name", "not utf-8: \xff\xfe end"}, {"tab", "a\tb"}});
+  const std::vector<std::string> lines =
+      Lines(::testing::internal::GetCapturedStderr());
+  ASSERT_EQ(lines.size(), 1u);
+  const auto parsed = nlohmann::ordered_json::parse(lines[0], nullptr,
+                                                    /*allow_exceptions=*/false);
+  ASSERT_FALSE(parsed.is_discarded()) << lines[0];
+  EXPECT_EQ(parsed["event"], "quote\" backslash\\ newline\n control\x01");
+  EXPECT_EQ(parsed["tab"], "a\tb");
+  // Bytes that are not UTF-8 become U+FFFD rather than an unparsable line.
+  EXPECT_EQ(parsed["name"], "not utf-8: \xef\xbf\xbd\xef\xbf\xbd end");
+  std::vector<std::string> keys;
+  for (const auto& item : parsed.items()) keys.push_back(item.key());
+  EXPECT_THAT(keys,
+              ::testing::ElementsAre("ts", "level", "event", "name", "tab"));
 }
 
 TEST(LoggingTest, WritesOneJsonObjectPerLine) {
