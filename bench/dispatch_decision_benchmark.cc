@@ -11,7 +11,7 @@
 #include "core/dispatch/performance_model.h"
 #include "kernels/cpu/cosine.h"
 
-namespace engram::core {
+namespace engram::dispatch {
 namespace {
 
 constexpr uint64_t kGiB = uint64_t{1} << 30;
@@ -99,7 +99,7 @@ void BM_PerformanceModelSnapshot(benchmark::State& state) {
 BENCHMARK(BM_PerformanceModelSnapshot)->Arg(16)->Arg(64)->Arg(256);
 
 }  // namespace
-}  // namespace engram::core
+}  // namespace engram::dispatch
 
 // The baseline the review asked about: the smallest batch worth sending, one
 // query against 64 targets of dimension 768, on one CPU thread. The decision

@@ -71,10 +71,10 @@ struct Inputs {
     targets.resize(kMaxTargets * kDim);
     FillUniform(queries.data(), queries.size(), 1, *pool);
     FillUniform(targets.data(), targets.size(), 2, *pool);
-    ENGRAM_ASSIGN_OR_RETURN(cpu, core::CpuBackend::Create({pool.get()}));
-    core::CudaBackend::Options options;
+    ENGRAM_ASSIGN_OR_RETURN(cpu, dispatch::CpuBackend::Create({pool.get()}));
+    dispatch::CudaBackend::Options options;
     options.pool = pool.get();
-    ENGRAM_ASSIGN_OR_RETURN(gpu, core::CudaBackend::Create(options));
+    ENGRAM_ASSIGN_OR_RETURN(gpu, dispatch::CudaBackend::Create(options));
     ENGRAM_RETURN_IF_ERROR(gpu->UploadResident(
         kResidentKey, kernels::MatrixView{targets.data(), kMaxTargets, kDim}));
 
@@ -130,8 +130,8 @@ struct Inputs {
   std::unique_ptr<kernels::ThreadPool> pool;
   std::vector<float> queries;
   std::vector<float> targets;
-  std::unique_ptr<core::CpuBackend> cpu;
-  std::unique_ptr<core::CudaBackend> gpu;
+  std::unique_ptr<dispatch::CpuBackend> cpu;
+  std::unique_ptr<dispatch::CudaBackend> gpu;
   kernels::cuda::CudaStream stream;
   cudaMemPool_t pool_handle = nullptr;
   DeviceArray<float> d_queries;
@@ -150,8 +150,8 @@ struct Inputs {
 
 Inputs* g_inputs = nullptr;
 
-core::CosineJob Job(size_t q, size_t n, uint32_t top_k) {
-  core::CosineJob job;
+dispatch::CosineJob Job(size_t q, size_t n, uint32_t top_k) {
+  dispatch::CosineJob job;
   job.queries = kernels::MatrixView{g_inputs->queries.data(), q, kDim};
   job.targets = kernels::MatrixView{g_inputs->targets.data(), n, kDim};
   job.top_k = top_k;
@@ -217,11 +217,11 @@ void GpuDevice(benchmark::State& state, bool warm_up, size_t q, size_t n,
 
 // End to end through a backend from host memory; `bytes` per call.
 void Backend(benchmark::State& state, bool warm_up,
-             core::ComputeBackend& backend, size_t q, size_t n, uint32_t top_k,
-             double bytes, double reference_bytes_per_s) {
-  const core::CosineJob job = Job(q, n, top_k);
+             dispatch::ComputeBackend& backend, size_t q, size_t n,
+             uint32_t top_k, double bytes, double reference_bytes_per_s) {
+  const dispatch::CosineJob job = Job(q, n, top_k);
   std::vector<float> scores(top_k == 0 ? q * n : 0);
-  core::CosineOutput out;
+  dispatch::CosineOutput out;
   out.scores = absl::MakeSpan(scores);
   if (!WarmUp(state, warm_up, [&] { return backend.Cosine(job, &out); })) {
     return;
@@ -238,10 +238,10 @@ void Backend(benchmark::State& state, bool warm_up,
 // the kernels' minimal traffic (KernelBytes) against the device's peak; for
 // the CPU row it is the targets read once, without a reference.
 void Resident(benchmark::State& state, bool warm_up,
-              core::ComputeBackend& backend, uint64_t key, size_t q) {
-  core::CosineJob job = Job(q, kMaxTargets, kTopK);
+              dispatch::ComputeBackend& backend, uint64_t key, size_t q) {
+  dispatch::CosineJob job = Job(q, kMaxTargets, kTopK);
   job.resident_targets = key;
-  core::CosineOutput out;
+  dispatch::CosineOutput out;
   if (!WarmUp(state, warm_up, [&] { return backend.Cosine(job, &out); })) {
     return;
   }
@@ -271,8 +271,8 @@ void RegisterResident(bool on_gpu) {
         [=](benchmark::State& state) {
           const bool first = !*warmed;
           *warmed = true;
-          core::ComputeBackend& backend =
-              on_gpu ? static_cast<core::ComputeBackend&>(*g_inputs->gpu)
+          dispatch::ComputeBackend& backend =
+              on_gpu ? static_cast<dispatch::ComputeBackend&>(*g_inputs->gpu)
                      : *g_inputs->cpu;
           Resident(state, first, backend, on_gpu ? kResidentKey : 0, q);
         })

@@ -108,10 +108,10 @@ struct Inputs {
 
   absl::Status Init() {
     pool = std::make_unique<kernels::ThreadPool>(0);
-    ENGRAM_ASSIGN_OR_RETURN(cpu, core::CpuBackend::Create({pool.get()}));
-    core::CudaBackend::Options options;
+    ENGRAM_ASSIGN_OR_RETURN(cpu, dispatch::CpuBackend::Create({pool.get()}));
+    dispatch::CudaBackend::Options options;
     options.pool = pool.get();
-    ENGRAM_ASSIGN_OR_RETURN(gpu, core::CudaBackend::Create(options));
+    ENGRAM_ASSIGN_OR_RETURN(gpu, dispatch::CudaBackend::Create(options));
     ENGRAM_ASSIGN_OR_RETURN(stream, kernels::cuda::CudaStream::Create());
     ENGRAM_CUDA_RETURN_IF_ERROR(
         cudaDeviceGetDefaultMemPool(&pool_handle, reference.device.ordinal));
@@ -149,8 +149,8 @@ struct Inputs {
 
   const GpuReference reference;
   std::unique_ptr<kernels::ThreadPool> pool;
-  std::unique_ptr<core::CpuBackend> cpu;
-  std::unique_ptr<core::CudaBackend> gpu;
+  std::unique_ptr<dispatch::CpuBackend> cpu;
+  std::unique_ptr<dispatch::CudaBackend> gpu;
   kernels::cuda::CudaStream stream;
   cudaMemPool_t pool_handle = nullptr;
   std::vector<CsrGraph> graphs;
@@ -213,15 +213,15 @@ void GpuDevice(benchmark::State& state, bool warm_up, size_t graph, bool wide) {
 }
 
 void Backend(benchmark::State& state, bool warm_up,
-             core::ComputeBackend& backend, size_t graph, bool wide,
+             dispatch::ComputeBackend& backend, size_t graph, bool wide,
              bool pcie) {
   Inputs& in = *g_inputs;
   const CsrGraph& g = in.graphs[graph];
-  core::SpreadJob job;
+  dispatch::SpreadJob job;
   job.graph = g.view();
   job.seeds = in.seeds[graph];
   job.params = Params(wide);
-  core::SpreadOutput out;
+  dispatch::SpreadOutput out;
   if (!WarmUp(state, warm_up, [&] { return backend.Spread(job, &out); })) {
     return;
   }

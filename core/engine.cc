@@ -50,7 +50,8 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(
   Engine& e = *engine;
   e.metrics_ = std::make_unique<EngineMetrics>(*e.registry_);
   e.pool_ = std::make_unique<kernels::ThreadPool>(options.worker_threads);
-  ENGRAM_ASSIGN_OR_RETURN(e.cpu_, CpuBackend::Create({e.pool_.get()}));
+  ENGRAM_ASSIGN_OR_RETURN(e.cpu_,
+                          dispatch::CpuBackend::Create({e.pool_.get()}));
 
   if (options.gpu_backend) {
     ENGRAM_ASSIGN_OR_RETURN(e.gpu_, options.gpu_backend(e.pool_.get()));
@@ -67,10 +68,10 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(
       e.gpu_unavailable_reason_ = std::string(devices.status().message());
     } else {
       for (const kernels::GpuDeviceInfo& device : *devices) {
-        CudaBackend::Options cuda;
+        dispatch::CudaBackend::Options cuda;
         cuda.device_ordinal = device.ordinal;
         cuda.pool = e.pool_.get();
-        auto backend = CudaBackend::Create(cuda);
+        auto backend = dispatch::CudaBackend::Create(cuda);
         if (backend.ok()) {
           e.device_name_ = device.name;
           e.gpu_ = *std::move(backend);
@@ -84,21 +85,22 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(
     }
   }
 
-  HybridConfig config;
+  dispatch::HybridConfig config;
   if (!options.hybrid_config_path.empty()) {
     ENGRAM_ASSIGN_OR_RETURN(
-        config,
-        LoadHybridConfigFile(options.hybrid_config_path, e.device_name_));
+        config, dispatch::LoadHybridConfigFile(options.hybrid_config_path,
+                                               e.device_name_));
   }
-  ENGRAM_ASSIGN_OR_RETURN(e.config_, ConfigStore::Create(config));
+  ENGRAM_ASSIGN_OR_RETURN(e.config_, dispatch::ConfigStore::Create(config));
 
-  HybridExecutor::Options executor;
+  dispatch::HybridExecutor::Options executor;
   executor.cpu = e.cpu_.get();
   executor.gpu = e.gpu_.get();
   executor.gpu_unavailable_reason = e.gpu_unavailable_reason_;
   executor.config = e.config_.get();
   executor.observer = e.metrics_.get();
-  ENGRAM_ASSIGN_OR_RETURN(e.executor_, HybridExecutor::Create(executor));
+  ENGRAM_ASSIGN_OR_RETURN(e.executor_,
+                          dispatch::HybridExecutor::Create(executor));
 
   EngineCollector::Sources sources;
   sources.breaker = &e.executor_->breaker();
@@ -112,7 +114,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(
   collections::BatchExecutor execute = [self](
                                            const collections::BatchPass& pass,
                                            collections::BatchPassOutput* out) {
-    ExecutionReport report;
+    dispatch::ExecutionReport report;
     double seconds = 0;
     uint32_t chunks = 0;
     // Least recently used device copies are evicted first.
@@ -123,7 +125,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(
             const collections::Segment& segment, uint32_t top_k,
             std::optional<float> min_score,
             std::vector<kernels::TopKList>* lists) {
-          CosineJob job;
+          dispatch::CosineJob job;
           job.queries = queries;
           job.targets = segment.vectors();
           job.top_k = top_k;
@@ -132,7 +134,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(
           // The segment's identity lets a GPU backend holding a resident
           // copy of it read that instead of copying the rows in.
           job.resident_targets = segment.id();
-          CosineOutput result;
+          dispatch::CosineOutput result;
           ENGRAM_RETURN_IF_ERROR(self->CosineResident(job, &result));
           *lists = std::move(result.top);
           seconds += result.report.compute_seconds;
@@ -150,13 +152,14 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(
       std::make_unique<collections::ResidentMetrics>(*e.registry_);
   if (e.gpu_ != nullptr && e.gpu_->Capabilities().supports_residency) {
     e.residency_metrics_ =
-        std::make_unique<DeviceResidencyMetrics>(*e.registry_);
-    DeviceResidency::Options residency;
+        std::make_unique<residency::DeviceResidencyMetrics>(*e.registry_);
+    residency::DeviceResidency::Options residency;
     residency.gpu = e.gpu_.get();
     residency.memory = e.executor_->memory_monitor();
     residency.resident_metrics = e.resident_metrics_.get();
     residency.metrics = e.residency_metrics_.get();
-    ENGRAM_ASSIGN_OR_RETURN(e.residency_, DeviceResidency::Create(residency));
+    ENGRAM_ASSIGN_OR_RETURN(e.residency_,
+                            residency::DeviceResidency::Create(residency));
   }
   ENGRAM_ASSIGN_OR_RETURN(
       e.resident_,
@@ -195,19 +198,21 @@ absl::StatusOr<std::vector<std::string>> Engine::ReloadConfig() {
     return absl::FailedPreconditionError(
         "no hybrid config file was given at start-up");
   }
-  const std::shared_ptr<const HybridConfig> before = config_->Get();
-  ENGRAM_ASSIGN_OR_RETURN(
-      HybridConfig next,
-      LoadHybridConfigFile(options_.hybrid_config_path, device_name_));
+  const std::shared_ptr<const dispatch::HybridConfig> before = config_->Get();
+  ENGRAM_ASSIGN_OR_RETURN(dispatch::HybridConfig next,
+                          dispatch::LoadHybridConfigFile(
+                              options_.hybrid_config_path, device_name_));
   ENGRAM_RETURN_IF_ERROR(config_->Update(next));
-  return RestartOnlyChanges(*before, next);
+  return dispatch::RestartOnlyChanges(*before, next);
 }
 
-absl::Status Engine::Cosine(const CosineJob& job, CosineOutput* out) {
+absl::Status Engine::Cosine(const dispatch::CosineJob& job,
+                            dispatch::CosineOutput* out) {
   return CosineWithin(options_.limits, job, out);
 }
 
-absl::Status Engine::CosineResident(const CosineJob& job, CosineOutput* out) {
+absl::Status Engine::CosineResident(const dispatch::CosineJob& job,
+                                    dispatch::CosineOutput* out) {
   RequestLimits limits = options_.limits;
   const uint64_t targets =
       static_cast<uint64_t>(job.targets.rows) * job.targets.cols;
@@ -220,7 +225,8 @@ absl::Status Engine::CosineResident(const CosineJob& job, CosineOutput* out) {
 }
 
 absl::Status Engine::CosineWithin(const RequestLimits& limits,
-                                  const CosineJob& job, CosineOutput* out) {
+                                  const dispatch::CosineJob& job,
+                                  dispatch::CosineOutput* out) {
   ENGRAM_RETURN_IF_ERROR(ValidateCosineJob(job, limits));
   if (job.top_k == 0 &&
       out->scores.size() != job.queries.rows * job.targets.rows) {
@@ -234,7 +240,8 @@ absl::Status Engine::CosineWithin(const RequestLimits& limits,
   return executor_->Cosine(job, out);
 }
 
-absl::Status Engine::Spread(const SpreadJob& job, SpreadOutput* out) {
+absl::Status Engine::Spread(const dispatch::SpreadJob& job,
+                            dispatch::SpreadOutput* out) {
   ENGRAM_RETURN_IF_ERROR(ValidateSpreadJob(job, options_.limits));
   return executor_->Spread(job, out);
 }

@@ -49,7 +49,7 @@ class Engine {
     // worker pool) instead of the first usable CUDA device: how tests and
     // demos inject the simulated device (core/dispatch/testing/). Its
     // Capabilities().device_name selects the hybrid configuration profile.
-    GpuBackendFactory gpu_backend;
+    dispatch::GpuBackendFactory gpu_backend;
     // Resident collections and graphs: their memory budget and the search
     // batching (core/resident_data.h).
     ResidentOptions resident;
@@ -66,18 +66,21 @@ class Engine {
   // INVALID_ARGUMENT / RESOURCE_EXHAUSTED for bad or oversized input;
   // for PLACEMENT_GPU_ONLY, UNAVAILABLE (no GPU, breaker open, GPU failed) or
   // RESOURCE_EXHAUSTED (does not fit the GPU).
-  absl::Status Cosine(const CosineJob& job, CosineOutput* out);
+  absl::Status Cosine(const dispatch::CosineJob& job,
+                      dispatch::CosineOutput* out);
 
   // Computes `job` into *out (activation of every node, and the top list
   // when job.top_k > 0). Errors as for Cosine.
-  absl::Status Spread(const SpreadJob& job, SpreadOutput* out);
+  absl::Status Spread(const dispatch::SpreadJob& job,
+                      dispatch::SpreadOutput* out);
 
   // Cosine of job.queries against rows held resident (a collection
   // segment): as Cosine, except that the targets do not count against
   // limits().max_input_elements, since they were admitted by the resident
   // memory budget when they were uploaded. The queries and the output still
   // do.
-  absl::Status CosineResident(const CosineJob& job, CosineOutput* out);
+  absl::Status CosineResident(const dispatch::CosineJob& job,
+                              dispatch::CosineOutput* out);
 
   // Runs `task` on the engine's worker threads.
   void Submit(absl::AnyInvocable<void()> task);
@@ -113,8 +116,10 @@ class Engine {
   // GetStats' numbers: refreshes the derived gauges from one snapshot and
   // reads the structured stats from the same children /metrics exposes.
   EngineStats Stats() const;
-  HybridExecutor& executor() { return *executor_; }
-  std::shared_ptr<const HybridConfig> config() const { return config_->Get(); }
+  dispatch::HybridExecutor& executor() { return *executor_; }
+  std::shared_ptr<const dispatch::HybridConfig> config() const {
+    return config_->Get();
+  }
   std::shared_ptr<prometheus::Registry> registry() const { return registry_; }
   // The resident collections, graphs and search batchers.
   ResidentData& resident() { return *resident_; }
@@ -132,26 +137,27 @@ class Engine {
 
   // Cosine and CosineResident: validates `job` against `limits`, then runs
   // it on the executor.
-  absl::Status CosineWithin(const RequestLimits& limits, const CosineJob& job,
-                            CosineOutput* out);
+  absl::Status CosineWithin(const RequestLimits& limits,
+                            const dispatch::CosineJob& job,
+                            dispatch::CosineOutput* out);
 
   const Options options_;
   std::shared_ptr<prometheus::Registry> registry_;
   std::unique_ptr<EngineMetrics> metrics_;
   std::unique_ptr<kernels::ThreadPool> pool_;
-  std::unique_ptr<ComputeBackend> cpu_;
-  std::unique_ptr<ComputeBackend> gpu_;  // null without a usable GPU
+  std::unique_ptr<dispatch::ComputeBackend> cpu_;
+  std::unique_ptr<dispatch::ComputeBackend> gpu_;  // null without a usable GPU
   std::string gpu_unavailable_reason_;
   std::string device_name_;  // selects hybrid config profiles
-  std::unique_ptr<ConfigStore> config_;
-  std::unique_ptr<HybridExecutor> executor_;
+  std::unique_ptr<dispatch::ConfigStore> config_;
+  std::unique_ptr<dispatch::HybridExecutor> executor_;
   std::shared_ptr<EngineCollector> collector_;
   // The resident stores' metrics, and the GPU copies of their segments (null
   // without a GPU that supports residency). Both outlive resident_, whose
   // store tells the cache of commits and deletions.
   std::unique_ptr<collections::ResidentMetrics> resident_metrics_;
-  std::unique_ptr<DeviceResidencyMetrics> residency_metrics_;
-  std::unique_ptr<DeviceResidency> residency_;
+  std::unique_ptr<residency::DeviceResidencyMetrics> residency_metrics_;
+  std::unique_ptr<residency::DeviceResidency> residency_;
   // Destroyed before the pool: its batchers' passes run on the workers.
   std::unique_ptr<ResidentData> resident_;
 };

@@ -69,7 +69,8 @@ EngineCollector::EngineCollector(std::shared_ptr<prometheus::Registry> registry,
                                  const Sources& sources)
     : registry_(std::move(registry)),
       sources_(sources),
-      clock_(sources.clock != nullptr ? sources.clock : Clock::Real()) {
+      clock_(sources.clock != nullptr ? sources.clock
+                                      : dispatch::Clock::Real()) {
   prometheus::Registry& r = *registry_;
   auto gauge = [&r](const char* name, const char* help) {
     return &prometheus::BuildGauge().Name(name).Help(help).Register(r).Add({});
@@ -112,8 +113,8 @@ EngineStateSnapshot EngineCollector::Refresh() const {
   s.breaker = sources_.breaker->Snapshot();
   if (sources_.memory != nullptr) s.memory = sources_.memory->Cached();
   s.perf = sources_.model->SnapshotAll();
-  s.outcomes[0] = sources_.model->Snapshot(Operation::kCosine, 0);
-  s.outcomes[1] = sources_.model->Snapshot(Operation::kSpread, 0);
+  s.outcomes[0] = sources_.model->Snapshot(dispatch::Operation::kCosine, 0);
+  s.outcomes[1] = sources_.model->Snapshot(dispatch::Operation::kSpread, 0);
 
   breaker_state_->Set(BreakerStateValue(s.breaker.state));
   breaker_failures_->Set(s.breaker.consecutive_failures);
@@ -121,7 +122,7 @@ EngineStateSnapshot EngineCollector::Refresh() const {
                                 ? std::numeric_limits<double>::infinity()
                                 : absl::ToDoubleSeconds(s.breaker.retry_after));
   if (s.memory.has_value()) {
-    const MemoryAssessment& m = *s.memory;
+    const dispatch::MemoryAssessment& m = *s.memory;
     memory_free_->Set(static_cast<double>(m.reading.free_bytes));
     memory_total_->Set(static_cast<double>(m.reading.total_bytes));
     memory_limit_->Set(static_cast<double>(m.budget_bytes));
@@ -143,10 +144,10 @@ std::vector<prometheus::MetricFamily> EngineCollector::Collect() const {
       "CPU time over GPU time per unit of work in one work-size bucket "
       "(work in [2^b, 2^(b+1))), from the performance model's window; only "
       "buckets measured on both backends.");
-  for (const PerfSnapshot& p : state.perf) {
+  for (const dispatch::PerfSnapshot& p : state.perf) {
     if (!p.cpu.usable || !p.gpu.usable || p.gpu.seconds_per_unit <= 0) continue;
     AddSample(&speedup, p.cpu.seconds_per_unit / p.gpu.seconds_per_unit,
-              {{"operation", OperationName(p.op)},
+              {{"operation", dispatch::OperationName(p.op)},
                {"size_bucket", SizeBucketLabel(p.bucket)}});
   }
   // A family without samples is left out rather than exposed empty.

@@ -39,10 +39,11 @@ namespace engram::core {
 class EngineCollector final : public prometheus::Collectable {
  public:
   struct Sources {
-    const CircuitBreaker* breaker = nullptr;        // required
-    const PerformanceModel* model = nullptr;        // required
-    const MemoryPressureMonitor* memory = nullptr;  // null without a GPU
-    Clock* clock = nullptr;                         // nullptr: Clock::Real()
+    const dispatch::CircuitBreaker* breaker = nullptr;  // required
+    const dispatch::PerformanceModel* model = nullptr;  // required
+    const dispatch::MemoryPressureMonitor* memory =
+        nullptr;                       // null without a GPU
+    dispatch::Clock* clock = nullptr;  // nullptr: Clock::Real()
   };
 
   // Registers the derived gauges in `registry`. `registry` and the sources
@@ -59,7 +60,7 @@ class EngineCollector final : public prometheus::Collectable {
  private:
   const std::shared_ptr<prometheus::Registry> registry_;
   const Sources sources_;
-  Clock* const clock_;
+  dispatch::Clock* const clock_;
 
   mutable absl::Mutex mu_;
   prometheus::Gauge* breaker_state_ = nullptr;

@@ -16,19 +16,26 @@ namespace engram::core {
 
 namespace {
 
-constexpr Operation kOperations[] = {Operation::kCosine, Operation::kSpread};
-constexpr BackendKind kBackendKinds[] = {BackendKind::kCpu, BackendKind::kGpu};
+constexpr dispatch::Operation kOperations[] = {dispatch::Operation::kCosine,
+                                               dispatch::Operation::kSpread};
+constexpr dispatch::BackendKind kBackendKinds[] = {dispatch::BackendKind::kCpu,
+                                                   dispatch::BackendKind::kGpu};
 
 // The rule names the dispatch policy can return, in a fixed order; the last
 // slot catches anything else so a new rule is still counted.
-constexpr absl::string_view kRuleNames[] = {
-    kRulePlacement,    kRuleGpuUnavailable,  kRuleBreakerOpen,
-    kRuleWorkBelowMin, kRulePredictedSlower, kRuleMemoryPressure,
-    kRuleProbe,        kRuleDefault,         "other"};
+constexpr absl::string_view kRuleNames[] = {dispatch::kRulePlacement,
+                                            dispatch::kRuleGpuUnavailable,
+                                            dispatch::kRuleBreakerOpen,
+                                            dispatch::kRuleWorkBelowMin,
+                                            dispatch::kRulePredictedSlower,
+                                            dispatch::kRuleMemoryPressure,
+                                            dispatch::kRuleProbe,
+                                            dispatch::kRuleDefault,
+                                            "other"};
 
-constexpr BreakerState kBreakerStates[] = {
-    BreakerState::kClosed, BreakerState::kHalfOpen, BreakerState::kOpen,
-    BreakerState::kForcedOpen};
+constexpr dispatch::BreakerState kBreakerStates[] = {
+    dispatch::BreakerState::kClosed, dispatch::BreakerState::kHalfOpen,
+    dispatch::BreakerState::kOpen, dispatch::BreakerState::kForcedOpen};
 
 constexpr int kReasonOom = 0;
 constexpr int kReasonDeviceError = 1;
@@ -68,7 +75,8 @@ EngineMetrics::EngineMetrics(prometheus::Registry& registry)
 
 EngineMetrics::EngineMetrics(prometheus::Registry& registry,
                              const Options& options)
-    : clock_(options.clock != nullptr ? options.clock : Clock::Real()),
+    : clock_(options.clock != nullptr ? options.clock
+                                      : dispatch::Clock::Real()),
       created_(clock_->Now()) {
   auto& compute = prometheus::BuildHistogram()
                       .Name("engram_compute_duration_seconds")
@@ -121,10 +129,11 @@ EngineMetrics::EngineMetrics(prometheus::Registry& registry,
               "unusable until restart).")
           .Register(registry);
   for (int o = 0; o < kOps; ++o) {
-    const std::string op = OperationName(kOperations[o]);
+    const std::string op = dispatch::OperationName(kOperations[o]);
     for (int b = 0; b < kBackends; ++b) {
       const prometheus::Labels labels{
-          {"operation", op}, {"backend", BackendName(kBackendKinds[b])}};
+          {"operation", op},
+          {"backend", dispatch::BackendName(kBackendKinds[b])}};
       compute_[o][b] = &compute.Add(labels, LatencyBuckets());
       work_items_[o][b] = &work.Add(labels);
       chunks_[o][b] = &chunks.Add(labels);
@@ -166,12 +175,12 @@ EngineMetrics::EngineMetrics(prometheus::Registry& registry,
           .Name("engram_circuit_breaker_transitions_total")
           .Help("GPU circuit breaker state changes, by from and to state.")
           .Register(registry);
-  for (BreakerState from : kBreakerStates) {
-    for (BreakerState to : kBreakerStates) {
+  for (dispatch::BreakerState from : kBreakerStates) {
+    for (dispatch::BreakerState to : kBreakerStates) {
       if (from == to) continue;
       breaker_transitions_[BreakerStateValue(from)][BreakerStateValue(to)] =
-          &transitions.Add(
-              {{"from", BreakerStateName(from)}, {"to", BreakerStateName(to)}});
+          &transitions.Add({{"from", dispatch::BreakerStateName(from)},
+                            {"to", dispatch::BreakerStateName(to)}});
     }
   }
 }
@@ -185,74 +194,78 @@ void EngineMetrics::RecordFallback(int op, int reason,
   const bool part_way = reason == kReasonOom || reason == kReasonDeviceError ||
                         reason == kReasonOther;
   LogLimited(LogLevel::kWarning, "gpu_fallback",
-             {{"operation", OperationName(kOperations[op])},
+             {{"operation", dispatch::OperationName(kOperations[op])},
               {"reason", std::string(kFallbackReasons[reason])},
               {"executor_reason", std::string(executor_reason)},
               {"error", part_way && !error.ok() ? std::string(error.message())
                                                 : std::string()},
-              {"sticky", part_way && ClassifyBackendError(error) ==
-                                         BackendErrorClass::kSticky
+              {"sticky", part_way && dispatch::ClassifyBackendError(error) ==
+                                         dispatch::BackendErrorClass::kSticky
                              ? "true"
                              : "false"}});
 }
 
-void EngineMetrics::OnDecision(Operation op, BackendKind backend,
+void EngineMetrics::OnDecision(dispatch::Operation op,
+                               dispatch::BackendKind backend,
                                absl::string_view rule,
                                double decision_seconds) {
   // A decision starts a request: no earlier request's GPU error applies.
   t_last_gpu_error = absl::OkStatus();
   const int o = OpIndex(op);
-  const int b = backend == BackendKind::kCpu   ? 0
-                : backend == BackendKind::kGpu ? 1
-                                               : 2;
+  const int b = backend == dispatch::BackendKind::kCpu   ? 0
+                : backend == dispatch::BackendKind::kGpu ? 1
+                                                         : 2;
   decisions_[o][b][RuleIndex(rule)]->Increment();
   decision_seconds_->Observe(decision_seconds);
   decisions_window_[o].Add(clock_->Now());
   if (LogEnabled(LogLevel::kDebug)) {
     Log(LogLevel::kDebug, "dispatch_decision",
-        {{"operation", OperationName(op)},
-         {"backend", b == 2 ? "none" : BackendName(backend)},
+        {{"operation", dispatch::OperationName(op)},
+         {"backend", b == 2 ? "none" : dispatch::BackendName(backend)},
          {"rule", std::string(rule)},
          {"decision_seconds", absl::StrCat(decision_seconds)}});
   }
   // Work the GPU would have taken, sent to the CPU up front: a fallback
   // decided before trying. A refusal (GPU_ONLY) is not one: nothing ran.
-  if (backend != BackendKind::kCpu) return;
-  if (rule == kRuleBreakerOpen) {
+  if (backend != dispatch::BackendKind::kCpu) return;
+  if (rule == dispatch::kRuleBreakerOpen) {
     RecordFallback(o,
                    gpu_lost_.load(std::memory_order_relaxed)
                        ? kReasonUnavailable
                        : kReasonBreakerOpen,
                    rule);
-  } else if (rule == kRuleMemoryPressure) {
+  } else if (rule == dispatch::kRuleMemoryPressure) {
     RecordFallback(o, kReasonMemoryPressure, rule);
   }
 }
 
-void EngineMetrics::OnFallback(Operation op, absl::string_view reason) {
+void EngineMetrics::OnFallback(dispatch::Operation op,
+                               absl::string_view reason) {
   const int r = ReasonIndex(FallbackMetricReason(reason));
   RecordFallback(OpIndex(op), r < 0 ? kReasonOther : r, reason);
 }
 
-void EngineMetrics::OnOom(Operation op) {
+void EngineMetrics::OnOom(dispatch::Operation op) {
   ooms_[OpIndex(op)]->Increment();
   ooms_window_[OpIndex(op)].Add(clock_->Now());
   const absl::Status& error = t_last_gpu_error;
   LogLimited(
       LogLevel::kWarning, "gpu_oom",
-      {{"operation", OperationName(op)},
+      {{"operation", dispatch::OperationName(op)},
        {"error", error.ok() ? std::string() : std::string(error.message())}});
 }
 
-void EngineMetrics::OnOomRetry(Operation op) {
+void EngineMetrics::OnOomRetry(dispatch::Operation op) {
   oom_retries_[OpIndex(op)]->Increment();
 }
 
-void EngineMetrics::OnChunk(Operation op, BackendKind backend) {
+void EngineMetrics::OnChunk(dispatch::Operation op,
+                            dispatch::BackendKind backend) {
   chunks_[OpIndex(op)][BackendIndex(backend)]->Increment();
 }
 
-void EngineMetrics::OnCompute(Operation op, BackendKind backend, double seconds,
+void EngineMetrics::OnCompute(dispatch::Operation op,
+                              dispatch::BackendKind backend, double seconds,
                               uint64_t work_items) {
   const int o = OpIndex(op);
   const int b = BackendIndex(backend);
@@ -263,17 +276,20 @@ void EngineMetrics::OnCompute(Operation op, BackendKind backend, double seconds,
   work_items_window_[o][b].Add(now, work_items);
 }
 
-void EngineMetrics::OnBackendError(Operation op, BackendKind backend,
+void EngineMetrics::OnBackendError(dispatch::Operation op,
+                                   dispatch::BackendKind backend,
                                    const absl::Status& error) {
-  if (backend != BackendKind::kGpu) return;
-  const BackendErrorClass kind = ClassifyBackendError(error);
-  if (kind == BackendErrorClass::kNone || kind == BackendErrorClass::kClient) {
+  if (backend != dispatch::BackendKind::kGpu) return;
+  const dispatch::BackendErrorClass kind =
+      dispatch::ClassifyBackendError(error);
+  if (kind == dispatch::BackendErrorClass::kNone ||
+      kind == dispatch::BackendErrorClass::kClient) {
     return;
   }
   t_last_gpu_error = error;
-  if (kind == BackendErrorClass::kDevice) {
+  if (kind == dispatch::BackendErrorClass::kDevice) {
     gpu_errors_[OpIndex(op)][0]->Increment();
-  } else if (kind == BackendErrorClass::kSticky) {
+  } else if (kind == dispatch::BackendErrorClass::kSticky) {
     gpu_errors_[OpIndex(op)][1]->Increment();
   }
   absl::MutexLock lock(&last_error_mu_);
@@ -281,8 +297,8 @@ void EngineMetrics::OnBackendError(Operation op, BackendKind backend,
   last_gpu_error_at_ = clock_->Now();
 }
 
-void EngineMetrics::OnBreakerTransition(const BreakerTransition& t) {
-  if (t.to == BreakerState::kForcedOpen) {
+void EngineMetrics::OnBreakerTransition(const dispatch::BreakerTransition& t) {
+  if (t.to == dispatch::BreakerState::kForcedOpen) {
     gpu_lost_.store(true, std::memory_order_relaxed);
   }
   if (prometheus::Counter* c = breaker_transitions_[BreakerStateValue(t.from)]
@@ -290,13 +306,13 @@ void EngineMetrics::OnBreakerTransition(const BreakerTransition& t) {
     c->Increment();
   }
   LogLimited(LogLevel::kWarning, "circuit_breaker",
-             {{"from", BreakerStateName(t.from)},
-              {"to", BreakerStateName(t.to)},
+             {{"from", dispatch::BreakerStateName(t.from)},
+              {"to", dispatch::BreakerStateName(t.to)},
               {"reason", t.reason},
               {"open_for_seconds", SecondsString(t.open_for)}});
 }
 
-uint64_t EngineMetrics::FallbackCount(Operation op,
+uint64_t EngineMetrics::FallbackCount(dispatch::Operation op,
                                       absl::string_view reason) const {
   const int r = ReasonIndex(reason);
   if (r < 0) return 0;
@@ -347,7 +363,7 @@ EngineStats EngineMetrics::Stats(const EngineStateSnapshot& state) const {
         static_cast<double>(computes_window_[o][b].Sum(now)) / window;
     out.work_items_per_second =
         static_cast<double>(work_items_window_[o][b].Sum(now)) / window;
-    const BackendEstimate& e =
+    const dispatch::BackendEstimate& e =
         b == 1 ? state.outcomes[o].gpu : state.outcomes[o].cpu;
     out.success_rate = e.success_rate;
     out.success_outcomes = e.outcomes;
@@ -392,7 +408,7 @@ EngineStats EngineMetrics::Stats(const EngineStateSnapshot& state) const {
     stats.operations.push_back(op);
   }
 
-  for (const PerfSnapshot& p : state.perf) {
+  for (const dispatch::PerfSnapshot& p : state.perf) {
     if (!p.cpu.usable || !p.gpu.usable || p.gpu.seconds_per_unit <= 0) continue;
     EngineStats::Speedup s;
     s.operation = p.op;

@@ -40,11 +40,11 @@
 
 namespace engram::core {
 
-class EngineMetrics final : public ExecutorObserver {
+class EngineMetrics final : public dispatch::ExecutorObserver {
  public:
   struct Options {
     // Times the rolling windows; borrowed; nullptr: Clock::Real().
-    Clock* clock = nullptr;
+    dispatch::Clock* clock = nullptr;
   };
 
   // Registers the engine's families in `registry`, which must outlive this.
@@ -53,21 +53,22 @@ class EngineMetrics final : public ExecutorObserver {
 
   // ExecutorObserver: the dispatch engine's events. Warnings (fallbacks,
   // OOMs, breaker transitions) go through LogLimited.
-  void OnDecision(Operation op, BackendKind backend, absl::string_view rule,
-                  double decision_seconds) override;
-  void OnFallback(Operation op, absl::string_view reason) override;
-  void OnOom(Operation op) override;
-  void OnOomRetry(Operation op) override;
-  void OnChunk(Operation op, BackendKind backend) override;
-  void OnCompute(Operation op, BackendKind backend, double seconds,
-                 uint64_t work_items) override;
-  void OnBackendError(Operation op, BackendKind backend,
+  void OnDecision(dispatch::Operation op, dispatch::BackendKind backend,
+                  absl::string_view rule, double decision_seconds) override;
+  void OnFallback(dispatch::Operation op, absl::string_view reason) override;
+  void OnOom(dispatch::Operation op) override;
+  void OnOomRetry(dispatch::Operation op) override;
+  void OnChunk(dispatch::Operation op, dispatch::BackendKind backend) override;
+  void OnCompute(dispatch::Operation op, dispatch::BackendKind backend,
+                 double seconds, uint64_t work_items) override;
+  void OnBackendError(dispatch::Operation op, dispatch::BackendKind backend,
                       const absl::Status& error) override;
-  void OnBreakerTransition(const BreakerTransition& transition) override;
+  void OnBreakerTransition(
+      const dispatch::BreakerTransition& transition) override;
 
   struct BackendSnapshot {
-    Operation operation;
-    BackendKind backend;
+    dispatch::Operation operation;
+    dispatch::BackendKind backend;
     uint64_t requests = 0;
     uint64_t work_items = 0;
     double compute_seconds_total = 0;
@@ -80,7 +81,8 @@ class EngineMetrics final : public ExecutorObserver {
 
   // engram_gpu_fallbacks_total{operation, reason} (a metric reason, e.g.
   // "oom"); 0 for an unknown reason.
-  uint64_t FallbackCount(Operation op, absl::string_view reason) const;
+  uint64_t FallbackCount(dispatch::Operation op,
+                         absl::string_view reason) const;
 
   // The structured stats of `state` (taken by EngineCollector::Refresh).
   EngineStats Stats(const EngineStateSnapshot& state) const;
@@ -89,9 +91,11 @@ class EngineMetrics final : public ExecutorObserver {
   static constexpr int kOps = 2;       // cosine, spread
   static constexpr int kBackends = 2;  // cpu, gpu (as the executor reports)
   static constexpr int kRules = 9;     // dispatch_policy.h's, then "other"
-  static int OpIndex(Operation op) { return op == Operation::kCosine ? 0 : 1; }
-  static int BackendIndex(BackendKind backend) {
-    return backend == BackendKind::kGpu ? 1 : 0;
+  static int OpIndex(dispatch::Operation op) {
+    return op == dispatch::Operation::kCosine ? 0 : 1;
+  }
+  static int BackendIndex(dispatch::BackendKind backend) {
+    return backend == dispatch::BackendKind::kGpu ? 1 : 0;
   }
 
   template <typename T>
@@ -101,7 +105,7 @@ class EngineMetrics final : public ExecutorObserver {
 
   void RecordFallback(int op, int reason, absl::string_view executor_reason);
 
-  Clock* const clock_;
+  dispatch::Clock* const clock_;
   const absl::Time created_;
 
   PerOpBackend<prometheus::Histogram*> compute_{};

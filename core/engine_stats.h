@@ -27,12 +27,12 @@ namespace engram::core {
 // refresh are built from exactly these values.
 struct EngineStateSnapshot {
   absl::Time at;
-  BreakerSnapshot breaker;
-  std::optional<MemoryAssessment> memory;  // none without a GPU
-  std::vector<PerfSnapshot> perf;          // every measured bucket
+  dispatch::BreakerSnapshot breaker;
+  std::optional<dispatch::MemoryAssessment> memory;  // none without a GPU
+  std::vector<dispatch::PerfSnapshot> perf;          // every measured bucket
   // Per operation (cosine, spread): the model's windowed outcomes, which
   // do not depend on the bucket.
-  std::array<PerfSnapshot, 2> outcomes;
+  std::array<dispatch::PerfSnapshot, 2> outcomes;
 };
 
 // The structured stats GetStats returns: totals read from the same children
@@ -40,8 +40,8 @@ struct EngineStateSnapshot {
 // same events, and the state snapshot the gauges were refreshed from.
 struct EngineStats {
   struct Backend {
-    Operation operation = Operation::kCosine;
-    BackendKind backend = BackendKind::kCpu;
+    dispatch::Operation operation = dispatch::Operation::kCosine;
+    dispatch::BackendKind backend = dispatch::BackendKind::kCpu;
     uint64_t requests = 0;  // engram_compute_duration_seconds_count
     uint64_t work_items = 0;
     double compute_seconds_total = 0;
@@ -53,7 +53,7 @@ struct EngineStats {
     uint32_t success_outcomes = 0;
   };
   struct OperationStats {
-    Operation operation = Operation::kCosine;
+    dispatch::Operation operation = dispatch::Operation::kCosine;
     uint64_t requests = 0;  // dispatch decisions since start-up
     uint64_t requests_in_window = 0;
     uint64_t fallbacks = 0;    // all reasons, since start-up
@@ -63,14 +63,14 @@ struct EngineStats {
     double ooms_per_minute = 0;
   };
   struct Fallback {
-    Operation operation = Operation::kCosine;
+    dispatch::Operation operation = dispatch::Operation::kCosine;
     std::string reason;
     uint64_t count = 0;  // since start-up
     uint64_t count_in_window = 0;
     double rate = 0;  // count_in_window / the operation's requests in it
   };
   struct Speedup {
-    Operation operation = Operation::kCosine;
+    dispatch::Operation operation = dispatch::Operation::kCosine;
     std::string size_bucket;  // as the metric label, "2^b"
     uint64_t min_work = 0;
     double speedup = 0;  // CPU seconds per unit / GPU seconds per unit
@@ -87,8 +87,8 @@ struct EngineStats {
   std::vector<OperationStats> operations;
   std::vector<Fallback> fallbacks;  // reasons seen at least once
   std::vector<Speedup> speedups;    // buckets measured on both backends
-  BreakerSnapshot breaker;
-  std::optional<MemoryAssessment> memory;
+  dispatch::BreakerSnapshot breaker;
+  std::optional<dispatch::MemoryAssessment> memory;
   std::string last_gpu_error;  // empty when the GPU never failed
   double last_gpu_error_age_seconds = 0;
 };

@@ -14,20 +14,21 @@ const std::array<absl::string_view, kNumFallbackReasons> kFallbackReasons = {
     kFallbackReasonOther};
 
 absl::string_view FallbackMetricReason(absl::string_view executor_reason) {
-  if (executor_reason == kFallbackGpuOom) return kFallbackReasonOom;
-  if (executor_reason == kFallbackGpuError) return kFallbackReasonDeviceError;
+  if (executor_reason == dispatch::kFallbackGpuOom) return kFallbackReasonOom;
+  if (executor_reason == dispatch::kFallbackGpuError)
+    return kFallbackReasonDeviceError;
   return kFallbackReasonOther;
 }
 
-int BreakerStateValue(BreakerState state) {
+int BreakerStateValue(dispatch::BreakerState state) {
   switch (state) {
-    case BreakerState::kClosed:
+    case dispatch::BreakerState::kClosed:
       return 0;
-    case BreakerState::kHalfOpen:
+    case dispatch::BreakerState::kHalfOpen:
       return 1;
-    case BreakerState::kOpen:
+    case dispatch::BreakerState::kOpen:
       return 2;
-    case BreakerState::kForcedOpen:
+    case dispatch::BreakerState::kForcedOpen:
       return 3;
   }
   return 0;

@@ -42,7 +42,7 @@ extern const std::array<absl::string_view, kNumFallbackReasons>
 absl::string_view FallbackMetricReason(absl::string_view executor_reason);
 
 // engram_circuit_breaker_state: 0 closed, 1 half-open, 2 open, 3 forced open.
-int BreakerStateValue(BreakerState state);
+int BreakerStateValue(dispatch::BreakerState state);
 
 // engram_gpu_speedup_estimate's size_bucket label: "2^b" for the
 // performance model's bucket b (work in [2^b, 2^(b+1))).

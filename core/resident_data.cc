@@ -44,7 +44,7 @@ absl::StatusOr<std::unique_ptr<ResidentData>> ResidentData::Create(
   graphs.metrics = data->metrics_;
   // A stored graph passes exactly the checks an inline one does.
   graphs.validate = [limits](const kernels::GraphView& g) {
-    SpreadJob job;
+    dispatch::SpreadJob job;
     job.graph = g;
     return ValidateSpreadJob(job, limits);
   };

@@ -70,7 +70,7 @@ class ResidentData {
   // `execute` runs one search pass and `run` hands a task to the workers
   // (both required, and must stay callable until this is destroyed).
   // `metrics` (required) and `device_cache` (optional: told of commits and
-  // deletions, e.g. core::DeviceResidency) are borrowed and must outlive
+  // deletions, e.g. residency::DeviceResidency) are borrowed and must outlive
   // this; the engine owns them so that the device cache can report into the
   // metrics after the stores are gone. INVALID_ARGUMENT for options out of
   // range (checked by building a throw-away batcher's options and the

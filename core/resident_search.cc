@@ -59,9 +59,10 @@ absl::Status ValidateSearch(const collections::Collection& collection,
 absl::Status ScoreEveryRow(Engine& engine,
                            const collections::Collection& collection,
                            const kernels::MatrixView& queries,
-                           Placement placement,
+                           dispatch::Placement placement,
                            const base::Interrupt* interrupt,
-                           absl::Span<float> scores, ExecutionReport* report) {
+                           absl::Span<float> scores,
+                           dispatch::ExecutionReport* report) {
   const uint64_t q = queries.rows;
   const uint64_t n = collection.rows();
   if (scores.size() != q * n) {
@@ -75,13 +76,13 @@ absl::Status ScoreEveryRow(Engine& engine,
   std::vector<float> scratch;
   for (const auto& segment : collection.segments()) {
     if (segment->rows() == 0) continue;
-    CosineJob job;
+    dispatch::CosineJob job;
     job.queries = queries;
     job.targets = segment->vectors();
     job.resident_targets = segment->id();
     job.placement = placement;
     job.interrupt = interrupt;
-    CosineOutput out;
+    dispatch::CosineOutput out;
     if (direct) {
       out.scores = scores;
     } else {

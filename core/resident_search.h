@@ -64,9 +64,10 @@ absl::Status ValidateSearch(const collections::Collection& collection,
 absl::Status ScoreEveryRow(Engine& engine,
                            const collections::Collection& collection,
                            const kernels::MatrixView& queries,
-                           Placement placement,
+                           dispatch::Placement placement,
                            const base::Interrupt* interrupt,
-                           absl::Span<float> scores, ExecutionReport* report);
+                           absl::Span<float> scores,
+                           dispatch::ExecutionReport* report);
 
 }  // namespace engram::core
 

@@ -60,7 +60,7 @@ absl::Status ValidateMatrixShape(absl::string_view field, uint64_t rows,
   return absl::OkStatus();
 }
 
-absl::Status ValidateCosineJob(const CosineJob& job,
+absl::Status ValidateCosineJob(const dispatch::CosineJob& job,
                                const RequestLimits& limits) {
   const uint64_t q = job.queries.rows, n = job.targets.rows;
   const uint64_t d = job.queries.cols;
@@ -135,7 +135,7 @@ absl::Status ValidateSpreadParams(const kernels::SpreadParams& params) {
   return absl::OkStatus();
 }
 
-absl::Status ValidateSpreadJob(const SpreadJob& job,
+absl::Status ValidateSpreadJob(const dispatch::SpreadJob& job,
                                const RequestLimits& limits) {
   const kernels::GraphView& g = job.graph;
   if (g.num_nodes == 0) return Invalid("graph.num_nodes", "must be >= 1");

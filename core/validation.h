@@ -48,12 +48,12 @@ absl::Status ValidateMatrixShape(absl::string_view field, uint64_t rows,
 
 // Checks a cosine job whose matrices passed ValidateMatrixShape: equal
 // dimensions, size limits, min_score.
-absl::Status ValidateCosineJob(const CosineJob& job,
+absl::Status ValidateCosineJob(const dispatch::CosineJob& job,
                                const RequestLimits& limits);
 
 // Checks the whole spreading job: graph structure (offsets, targets,
 // weights), seeds, parameter ranges and size limits. O(nodes + edges).
-absl::Status ValidateSpreadJob(const SpreadJob& job,
+absl::Status ValidateSpreadJob(const dispatch::SpreadJob& job,
                                const RequestLimits& limits);
 
 // Parameter ranges alone (also used for configured defaults).

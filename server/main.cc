@@ -267,9 +267,9 @@ int main(int argc, char** argv) {
   options.engine.resident.batch_pass_linger =
       absl::GetFlag(FLAGS_batch_pass_linger);
   // Set when the engine makes the simulated device (owned by the engine).
-  engram::core::SimulatedGpuBackend* simulated_gpu = nullptr;
+  engram::dispatch::testing::SimulatedGpuBackend* simulated_gpu = nullptr;
   if (absl::GetFlag(FLAGS_simulated_gpu)) {
-    engram::core::SimulatedGpuBackend::Options sim;
+    engram::dispatch::testing::SimulatedGpuBackend::Options sim;
     sim.memory_bytes = absl::GetFlag(FLAGS_simulated_gpu_memory_bytes);
     sim.error_probability = absl::GetFlag(FLAGS_simulated_gpu_error_rate);
     sim.burst_probability = absl::GetFlag(FLAGS_simulated_gpu_burst_rate);
@@ -283,7 +283,7 @@ int main(int argc, char** argv) {
     sim.seconds_per_unit = absl::GetFlag(FLAGS_simulated_gpu_seconds_per_unit);
     sim.seed = absl::GetFlag(FLAGS_simulated_gpu_seed);
     options.engine.gpu_backend =
-        engram::core::SimulatedGpuFactory(sim, &simulated_gpu);
+        engram::dispatch::testing::SimulatedGpuFactory(sim, &simulated_gpu);
     Log(LogLevel::kWarning, "simulated_gpu",
         {{"note", "SIMULATION: the GPU backend is simulated on the CPU"}});
   }

@@ -9,32 +9,32 @@
 
 namespace engram::server {
 
-core::Placement PlacementFromProto(pb::Placement placement) {
+dispatch::Placement PlacementFromProto(pb::Placement placement) {
   switch (placement) {
     case pb::PLACEMENT_CPU_ONLY:
-      return core::Placement::kCpuOnly;
+      return dispatch::Placement::kCpuOnly;
     case pb::PLACEMENT_GPU_ONLY:
-      return core::Placement::kGpuOnly;
+      return dispatch::Placement::kGpuOnly;
     default:
-      return core::Placement::kAuto;
+      return dispatch::Placement::kAuto;
   }
 }
 
-pb::Backend BackendToProto(core::BackendKind backend) {
+pb::Backend BackendToProto(dispatch::BackendKind backend) {
   switch (backend) {
-    case core::BackendKind::kCpu:
+    case dispatch::BackendKind::kCpu:
       return pb::BACKEND_CPU;
-    case core::BackendKind::kGpu:
+    case dispatch::BackendKind::kGpu:
       return pb::BACKEND_GPU;
-    case core::BackendKind::kMixed:
+    case dispatch::BackendKind::kMixed:
       return pb::BACKEND_MIXED;
-    case core::BackendKind::kUnspecified:
+    case dispatch::BackendKind::kUnspecified:
       break;
   }
   return pb::BACKEND_UNSPECIFIED;
 }
 
-absl::StatusOr<core::CosineJob> CosineJobFromProto(
+absl::StatusOr<dispatch::CosineJob> CosineJobFromProto(
     const pb::BatchCosineRequest& request) {
   const pb::Matrix& q = request.queries();
   const pb::Matrix& t = request.targets();
@@ -47,7 +47,7 @@ absl::StatusOr<core::CosineJob> CosineJobFromProto(
       request.placement() != pb::PLACEMENT_GPU_ONLY) {
     return absl::InvalidArgumentError("placement has an unknown value");
   }
-  core::CosineJob job;
+  dispatch::CosineJob job;
   job.queries = kernels::MatrixView{q.values().data(), q.rows(), q.cols()};
   job.targets = kernels::MatrixView{t.values().data(), t.rows(), t.cols()};
   job.top_k = request.top_k();
@@ -56,7 +56,7 @@ absl::StatusOr<core::CosineJob> CosineJobFromProto(
   return job;
 }
 
-absl::StatusOr<core::SpreadJob> SpreadJobFromProto(
+absl::StatusOr<dispatch::SpreadJob> SpreadJobFromProto(
     const pb::SpreadRequest& request,
     std::vector<kernels::SpreadSeed>* seed_storage) {
   if (request.placement() != pb::PLACEMENT_AUTO &&
@@ -65,7 +65,7 @@ absl::StatusOr<core::SpreadJob> SpreadJobFromProto(
     return absl::InvalidArgumentError("placement has an unknown value");
   }
   const pb::Graph& g = request.graph();
-  core::SpreadJob job;
+  dispatch::SpreadJob job;
   job.graph.num_nodes = g.num_nodes();
   job.graph.row_offsets =
       absl::MakeConstSpan(g.row_offsets().data(), g.row_offsets_size());
@@ -220,7 +220,7 @@ void SearchResultToProto(const collections::SearchResult& result,
   out->set_queue_seconds(result.queue_seconds);
 }
 
-void ReportToProto(const core::ExecutionReport& report,
+void ReportToProto(const dispatch::ExecutionReport& report,
                    pb::ExecutionReport* out) {
   out->set_backend(BackendToProto(report.backend));
   out->set_decided_by(report.decided_by);
@@ -234,7 +234,7 @@ void EngineStatsToProto(const core::EngineStats& stats,
   out->set_window_seconds(stats.window_seconds);
   for (const core::EngineStats::Backend& b : stats.backends) {
     pb::BackendStats* p = out->add_backends();
-    p->set_operation(core::OperationName(b.operation));
+    p->set_operation(dispatch::OperationName(b.operation));
     p->set_backend(BackendToProto(b.backend));
     p->set_requests(b.requests);
     p->set_work_items(b.work_items);
@@ -248,7 +248,7 @@ void EngineStatsToProto(const core::EngineStats& stats,
   }
   for (const core::EngineStats::OperationStats& o : stats.operations) {
     pb::OperationStats* p = out->add_operations();
-    p->set_operation(core::OperationName(o.operation));
+    p->set_operation(dispatch::OperationName(o.operation));
     p->set_requests(o.requests);
     p->set_requests_in_window(o.requests_in_window);
     p->set_fallbacks(o.fallbacks);
@@ -259,7 +259,7 @@ void EngineStatsToProto(const core::EngineStats& stats,
   }
   for (const core::EngineStats::Fallback& f : stats.fallbacks) {
     pb::FallbackStats* p = out->add_fallbacks();
-    p->set_operation(core::OperationName(f.operation));
+    p->set_operation(dispatch::OperationName(f.operation));
     p->set_reason(f.reason);
     p->set_count(f.count);
     p->set_count_in_window(f.count_in_window);
@@ -267,7 +267,7 @@ void EngineStatsToProto(const core::EngineStats& stats,
   }
   for (const core::EngineStats::Speedup& s : stats.speedups) {
     pb::SpeedupStats* p = out->add_speedups();
-    p->set_operation(core::OperationName(s.operation));
+    p->set_operation(dispatch::OperationName(s.operation));
     p->set_size_bucket(s.size_bucket);
     p->set_min_work(s.min_work);
     p->set_speedup(s.speedup);
@@ -277,7 +277,7 @@ void EngineStatsToProto(const core::EngineStats& stats,
     p->set_gpu_samples(s.gpu_samples);
   }
   pb::BreakerStats* breaker = out->mutable_breaker();
-  breaker->set_state(core::BreakerStateName(stats.breaker.state));
+  breaker->set_state(dispatch::BreakerStateName(stats.breaker.state));
   breaker->set_retry_after_seconds(
       stats.breaker.retry_after == absl::InfiniteDuration()
           ? std::numeric_limits<double>::infinity()
@@ -288,7 +288,7 @@ void EngineStatsToProto(const core::EngineStats& stats,
   breaker->set_consecutive_trips(stats.breaker.consecutive_trips);
   breaker->set_last_error(stats.breaker.last_error);
   if (stats.memory.has_value()) {
-    const core::MemoryAssessment& m = *stats.memory;
+    const dispatch::MemoryAssessment& m = *stats.memory;
     pb::GpuMemoryStats* p = out->mutable_gpu_memory();
     p->set_has_reading(m.has_reading);
     p->set_free_bytes(m.reading.free_bytes);

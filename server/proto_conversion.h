@@ -23,13 +23,13 @@ namespace pb = ::engram::similarity::v1;
 
 // Checks the matrix shapes (ValidateMatrixShape) and returns views over the
 // request. The engine validates the rest.
-absl::StatusOr<core::CosineJob> CosineJobFromProto(
+absl::StatusOr<dispatch::CosineJob> CosineJobFromProto(
     const pb::BatchCosineRequest& request);
 
 // Returns a job viewing the request's graph; seeds are converted into
 // *seed_storage, which must outlive the job. Optional parameters absent from
 // the request take the API defaults.
-absl::StatusOr<core::SpreadJob> SpreadJobFromProto(
+absl::StatusOr<dispatch::SpreadJob> SpreadJobFromProto(
     const pb::SpreadRequest& request,
     std::vector<kernels::SpreadSeed>* seed_storage);
 
@@ -60,7 +60,7 @@ void GraphInfoToProto(const collections::GraphInfo& info, pb::GraphInfo* out);
 void SearchResultToProto(const collections::SearchResult& result,
                          pb::SearchCollectionResponse* out);
 
-void ReportToProto(const core::ExecutionReport& report,
+void ReportToProto(const dispatch::ExecutionReport& report,
                    pb::ExecutionReport* out);
 
 // Fills the engine's part of GetStats: backends, operations, fallbacks,
@@ -68,8 +68,8 @@ void ReportToProto(const core::ExecutionReport& report,
 void EngineStatsToProto(const core::EngineStats& stats,
                         pb::GetStatsResponse* out);
 
-core::Placement PlacementFromProto(pb::Placement placement);
-pb::Backend BackendToProto(core::BackendKind backend);
+dispatch::Placement PlacementFromProto(pb::Placement placement);
+pb::Backend BackendToProto(dispatch::BackendKind backend);
 
 }  // namespace engram::server
 

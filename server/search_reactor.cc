@@ -136,7 +136,7 @@ class CollectionHandlers::SearchReactor final
     const int count = static_cast<int>(queries_.rows * n);
     response_->mutable_scores()->Reserve(count);
     float* scores = response_->mutable_scores()->AddNAlreadyReserved(count);
-    core::ExecutionReport report;
+    dispatch::ExecutionReport report;
     ENGRAM_RETURN_IF_ERROR(core::ScoreEveryRow(
         *owner_->engine_, *collection_, queries_,
         PlacementFromProto(request_->placement()), &scope_.interrupt(),

@@ -135,8 +135,9 @@ absl::StatusOr<std::unique_ptr<SimilarityServer>> SimilarityServer::Create(
   // that hit the error; the engine (and its breaker) dies before readiness_.
   Readiness* ready = server->readiness_.get();
   server->engine_->executor().breaker().AddListener(
-      [ready](const core::BreakerTransition& t) {
-        if (t.to == core::BreakerState::kForcedOpen) ready->GpuLost(t.reason);
+      [ready](const dispatch::BreakerTransition& t) {
+        if (t.to == dispatch::BreakerState::kForcedOpen)
+          ready->GpuLost(t.reason);
       });
   SimilarityService::Options service;
   service.admission = options.admission;
@@ -236,7 +237,7 @@ absl::Status SimilarityServer::Start() {
     readiness_->SetPhase(Readiness::Phase::kCalibrating);
     core::Log(core::LogLevel::kInfo, "calibrating", {});
     const absl::Time start = absl::Now();
-    auto table = engine_->executor().Calibrate(core::CalibrationOptions{});
+    auto table = engine_->executor().Calibrate(dispatch::CalibrationOptions{});
     if (!table.ok()) {
       core::Log(core::LogLevel::kWarning, "calibration_failed",
                 {{"error", std::string(table.status().message())}});
@@ -244,7 +245,7 @@ absl::Status SimilarityServer::Start() {
       core::Log(core::LogLevel::kInfo, "calibrated",
                 {{"seconds",
                   absl::StrCat(absl::ToDoubleSeconds(absl::Now() - start))},
-                 {"table", core::FormatCrossoverTable(*table)}});
+                 {"table", dispatch::FormatCrossoverTable(*table)}});
     }
   }
   readiness_->SetPhase(Readiness::Phase::kServing);

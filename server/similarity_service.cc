@@ -51,8 +51,8 @@ void SimilarityService::WaitForQuiet(absl::Duration quiet,
   admission_->WaitForQuiet(quiet, deadline);
 }
 
-void SimilarityService::CountRejection(const absl::Status& status,
-                                       const core::ExecutionReport& report) {
+void SimilarityService::CountRejection(
+    const absl::Status& status, const dispatch::ExecutionReport& report) {
   const absl::StatusCode code = status.code();
   if (report.decided_by.empty()) {
     // Refused before dispatch: only the size limits give this code there.
@@ -182,16 +182,16 @@ absl::Status SimilarityService::RunBatchCosine(
     const ::engram::similarity::v1::BatchCosineRequest& request,
     const base::Interrupt* interrupt,
     ::engram::similarity::v1::BatchCosineResponse* response) {
-  ENGRAM_ASSIGN_OR_RETURN(core::CosineJob job, CosineJobFromProto(request));
+  ENGRAM_ASSIGN_OR_RETURN(dispatch::CosineJob job, CosineJobFromProto(request));
   job.interrupt = interrupt;
   // Validate before sizing the response: the size limits guard this
   // allocation.
   if (absl::Status valid = core::ValidateCosineJob(job, engine_->limits());
       !valid.ok()) {
-    CountRejection(valid, core::ExecutionReport{});
+    CountRejection(valid, dispatch::ExecutionReport{});
     return valid;
   }
-  core::CosineOutput out;
+  dispatch::CosineOutput out;
   if (job.top_k == 0) {
     // Reserved, not resized: the kernel writes every score, so zero-filling
     // Q*N floats first would be a wasted pass over the largest buffer.
@@ -226,11 +226,11 @@ absl::Status SimilarityService::RunSpread(
     const collections::Graph* graph, const base::Interrupt* interrupt,
     ::engram::similarity::v1::SpreadResponse* response) {
   std::vector<kernels::SpreadSeed> seeds;
-  ENGRAM_ASSIGN_OR_RETURN(core::SpreadJob job,
+  ENGRAM_ASSIGN_OR_RETURN(dispatch::SpreadJob job,
                           SpreadJobFromProto(request, &seeds));
   if (graph != nullptr) job.graph = graph->view();
   job.interrupt = interrupt;
-  core::SpreadOutput out;
+  dispatch::SpreadOutput out;
   if (absl::Status computed = engine_->Spread(job, &out); !computed.ok()) {
     CountRejection(computed, out.report);
     return computed;

@@ -151,7 +151,7 @@ class SimilarityService final
   // limit (`report` empty: refused before dispatch), or a GPU-only request
   // the GPU could not take.
   void CountRejection(const absl::Status& status,
-                      const core::ExecutionReport& report);
+                      const dispatch::ExecutionReport& report);
 
   // The shape every computing RPC shares (call_scope.h): admit (costing
   // `cost` bytes) or refuse, then run `run(interrupt)` on the engine's

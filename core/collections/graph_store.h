@@ -17,7 +17,7 @@
 // engram::core. The production binding is
 //
 //   [limits](const kernels::GraphView& g) {
-//     core::SpreadJob job;
+//     dispatch::SpreadJob job;
 //     job.graph = g;
 //     return core::ValidateSpreadJob(job, limits);
 //   }

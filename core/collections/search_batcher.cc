@@ -63,7 +63,7 @@ BatchExecutor MakeKernelExecutor(kernels::ThreadPool* pool) {
               pool, lists);
         },
         &out->top));
-    out->report.backend = core::BackendKind::kCpu;
+    out->report.backend = dispatch::BackendKind::kCpu;
     out->report.decided_by = "kernel_executor";
     out->report.chunks = 1;
     out->report.compute_seconds = absl::ToDoubleSeconds(absl::Now() - start);

@@ -7,8 +7,8 @@
 //
 // The pass itself is injected (BatchExecutor). In production it is the
 // engine: SearchSegments() below with a SegmentSearch that builds a
-// core::CosineJob {queries = the batch's concatenated queries, targets = the
-// segment's rows, top_k = the batch's largest k, min_score = the batch's
+// dispatch::CosineJob {queries = the batch's concatenated queries, targets =
+// the segment's rows, top_k = the batch's largest k, min_score = the batch's
 // lowest (none if any caller has none), placement} and calls
 // core::Engine::Cosine. MakeKernelExecutor() runs the CPU kernels directly,
 // for tests and benchmarks.
@@ -85,7 +85,7 @@ struct SearchRequest {
   kernels::MatrixView queries;
   uint32_t top_k = 10;  // >= 1
   std::optional<float> min_score;
-  core::Placement placement = core::Placement::kAuto;
+  dispatch::Placement placement = dispatch::Placement::kAuto;
 };
 
 struct SearchHit {
@@ -99,7 +99,7 @@ struct SearchResult {
   // most top_k entries, none below min_score.
   std::vector<std::vector<SearchHit>> top;
   // Of the pass the call ran in (shared with the other calls in it).
-  core::ExecutionReport report;
+  dispatch::ExecutionReport report;
   uint32_t batch_queries = 0;
   uint32_t batch_requests = 0;
   // From admission to the start of the pass.
@@ -118,12 +118,12 @@ struct BatchPass {
   kernels::MatrixView queries;
   uint32_t top_k = 0;
   std::optional<float> min_score;
-  core::Placement placement = core::Placement::kAuto;
+  dispatch::Placement placement = dispatch::Placement::kAuto;
 };
 
 struct BatchPassOutput {
   std::vector<kernels::TopKList> top;  // one per query row
-  core::ExecutionReport report;
+  dispatch::ExecutionReport report;
 };
 
 // Runs a pass; called concurrently for different batches.
@@ -248,7 +248,7 @@ class SearchBatcher {
   // Calls that share a pass: same collection version and placement.
   struct Key {
     const Collection* collection;
-    core::Placement placement;
+    dispatch::Placement placement;
     template <typename H>
     friend H AbslHashValue(H h, const Key& k) {
       return H::combine(std::move(h), k.collection, k.placement);

@@ -2,7 +2,7 @@
 
 #include "absl/strings/cord.h"
 
-namespace engram::core {
+namespace engram::dispatch {
 namespace {
 
 constexpr absl::string_view kOomPayload = "type.engram.dev/device-oom";
@@ -56,4 +56,4 @@ BackendErrorClass ClassifyBackendError(const absl::Status& status) {
   }
 }
 
-}  // namespace engram::core
+}  // namespace engram::dispatch

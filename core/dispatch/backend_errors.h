@@ -12,7 +12,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 
-namespace engram::core {
+namespace engram::dispatch {
 
 enum class BackendErrorClass {
   kNone,         // OK
@@ -35,6 +35,6 @@ absl::Status StickyDeviceError(absl::string_view message);
 // everything else is kDevice.
 BackendErrorClass ClassifyBackendError(const absl::Status& status);
 
-}  // namespace engram::core
+}  // namespace engram::dispatch
 
 #endif  // ENGRAM_CORE_DISPATCH_BACKEND_ERRORS_H_

@@ -69,7 +69,7 @@ bool ParseList(const std::vector<std::string>& in, const char* flag,
 
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
-  using engram::core::CalibrationOptions;
+  using engram::dispatch::CalibrationOptions;
   CalibrationOptions options;
   options.warmup_calls = absl::GetFlag(FLAGS_warmup_calls);
   options.repetitions = absl::GetFlag(FLAGS_repetitions);
@@ -86,31 +86,31 @@ int main(int argc, char** argv) {
   }
 
   engram::kernels::ThreadPool pool(absl::GetFlag(FLAGS_threads));
-  engram::core::CpuBackend::Options cpu_options;
+  engram::dispatch::CpuBackend::Options cpu_options;
   cpu_options.pool = &pool;
-  auto cpu = engram::core::CpuBackend::Create(cpu_options);
+  auto cpu = engram::dispatch::CpuBackend::Create(cpu_options);
   if (!cpu.ok()) {
     std::cerr << cpu.status() << "\n";
     return 1;
   }
-  std::unique_ptr<engram::core::ComputeBackend> gpu;
+  std::unique_ptr<engram::dispatch::ComputeBackend> gpu;
   if (absl::GetFlag(FLAGS_simulated_gpu)) {
-    engram::core::SimulatedGpuBackend::Options sim;
+    engram::dispatch::testing::SimulatedGpuBackend::Options sim;
     sim.pool = &pool;
     sim.launch_overhead =
         absl::Microseconds(absl::GetFlag(FLAGS_simulated_launch_us));
     sim.seconds_per_unit = absl::GetFlag(FLAGS_simulated_seconds_per_unit);
-    auto backend = engram::core::SimulatedGpuBackend::Create(sim);
+    auto backend = engram::dispatch::testing::SimulatedGpuBackend::Create(sim);
     if (!backend.ok()) {
       std::cerr << backend.status() << "\n";
       return 2;
     }
     gpu = *std::move(backend);
   } else {
-    engram::core::CudaBackend::Options cuda;
+    engram::dispatch::CudaBackend::Options cuda;
     cuda.device_ordinal = absl::GetFlag(FLAGS_gpu_device);
     cuda.pool = &pool;
-    auto backend = engram::core::CudaBackend::Create(cuda);
+    auto backend = engram::dispatch::CudaBackend::Create(cuda);
     if (backend.ok()) {
       gpu = *std::move(backend);
     } else {
@@ -119,14 +119,14 @@ int main(int argc, char** argv) {
                    "the crossover against the simulated device.\n";
     }
   }
-  auto table =
-      engram::core::RunCalibration(**cpu, gpu.get(), options, nullptr, nullptr);
+  auto table = engram::dispatch::RunCalibration(**cpu, gpu.get(), options,
+                                                nullptr, nullptr);
   if (!table.ok()) {
     std::cerr << table.status() << "\n";
     return 1;
   }
-  std::cout << engram::core::FormatCrossoverTable(*table);
-  const std::string profile = engram::core::FormatCrossoverProfile(*table);
+  std::cout << engram::dispatch::FormatCrossoverTable(*table);
+  const std::string profile = engram::dispatch::FormatCrossoverProfile(*table);
   if (!profile.empty()) std::cout << "\n" << profile;
   return 0;
 }

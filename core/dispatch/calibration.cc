@@ -11,7 +11,7 @@
 #include "absl/strings/string_view.h"
 #include "kernels/types.h"
 
-namespace engram::core {
+namespace engram::dispatch {
 namespace {
 
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
@@ -304,4 +304,4 @@ std::string FormatCrossoverProfile(const CrossoverTable& table) {
   return out;
 }
 
-}  // namespace engram::core
+}  // namespace engram::dispatch

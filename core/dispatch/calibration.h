@@ -35,7 +35,7 @@
 #include "core/dispatch/jobs.h"
 #include "core/dispatch/performance_model.h"
 
-namespace engram::core {
+namespace engram::dispatch {
 
 struct CalibrationOptions {
   uint32_t cosine_dim = 128;                                   // >= 1
@@ -100,6 +100,6 @@ std::string FormatCrossoverTable(const CrossoverTable& table);
 // so), not kNeverGpu: the sweep measured nothing larger.
 std::string FormatCrossoverProfile(const CrossoverTable& table);
 
-}  // namespace engram::core
+}  // namespace engram::dispatch
 
 #endif  // ENGRAM_CORE_DISPATCH_CALIBRATION_H_

@@ -7,7 +7,7 @@
 #include "absl/strings/cord.h"
 #include "absl/strings/numbers.h"
 
-namespace engram::core {
+namespace engram::dispatch {
 namespace {
 
 constexpr absl::string_view kChunkPayload = "type.engram.dev/chunk-index";
@@ -125,4 +125,4 @@ absl::Status RunChunks(
   return absl::OkStatus();
 }
 
-}  // namespace engram::core
+}  // namespace engram::dispatch

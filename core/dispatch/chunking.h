@@ -27,7 +27,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/dispatch/jobs.h"
 
-namespace engram::core {
+namespace engram::dispatch {
 
 // The device memory a job needs: fixed_bytes + per_item_bytes per item of a
 // chunk. Arithmetic saturates at UINT64_MAX rather than wrapping.
@@ -132,6 +132,6 @@ absl::StatusOr<std::vector<R>> ProcessInChunks(
   return results;
 }
 
-}  // namespace engram::core
+}  // namespace engram::dispatch
 
 #endif  // ENGRAM_CORE_DISPATCH_CHUNKING_H_

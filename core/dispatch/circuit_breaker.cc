@@ -9,7 +9,7 @@
 #include "base/status_macros.h"
 #include "core/dispatch/backend_errors.h"
 
-namespace engram::core {
+namespace engram::dispatch {
 
 const char* BreakerStateName(BreakerState state) {
   switch (state) {
@@ -340,4 +340,4 @@ void CircuitBreaker::Notify(const std::vector<BreakerTransition>& transitions) {
   }
 }
 
-}  // namespace engram::core
+}  // namespace engram::dispatch

@@ -41,7 +41,7 @@
 #include "core/dispatch/clock.h"
 #include "core/dispatch/option_check.h"
 
-namespace engram::core {
+namespace engram::dispatch {
 
 enum class BreakerState { kClosed, kOpen, kHalfOpen, kForcedOpen };
 // "closed", "open", "half_open", "forced_open".
@@ -211,6 +211,6 @@ class CircuitBreaker {
   std::vector<Listener> listeners_ ABSL_GUARDED_BY(listeners_mu_);
 };
 
-}  // namespace engram::core
+}  // namespace engram::dispatch
 
 #endif  // ENGRAM_CORE_DISPATCH_CIRCUIT_BREAKER_H_

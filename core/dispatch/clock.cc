@@ -2,7 +2,7 @@
 
 #include <chrono>
 
-namespace engram::core {
+namespace engram::dispatch {
 namespace {
 
 class SteadyClock final : public Clock {
@@ -43,4 +43,4 @@ void ManualClock::SetTime(absl::Time t) {
   now_ = t;
 }
 
-}  // namespace engram::core
+}  // namespace engram::dispatch

@@ -12,7 +12,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 
-namespace engram::core {
+namespace engram::dispatch {
 
 // Thread-safety: implementations must allow concurrent calls from any thread.
 class Clock {
@@ -49,6 +49,6 @@ class ManualClock final : public Clock {
   absl::Time now_ ABSL_GUARDED_BY(mu_);
 };
 
-}  // namespace engram::core
+}  // namespace engram::dispatch
 
 #endif  // ENGRAM_CORE_DISPATCH_CLOCK_H_

@@ -37,7 +37,7 @@
 #include "kernels/thread_pool.h"
 #include "kernels/types.h"
 
-namespace engram::core {
+namespace engram::dispatch {
 
 // What a backend is and can do; fixed for its lifetime.
 struct BackendCapabilities {
@@ -118,6 +118,6 @@ using GpuBackendFactory =
     std::function<absl::StatusOr<std::unique_ptr<ComputeBackend>>(
         kernels::ThreadPool* pool)>;
 
-}  // namespace engram::core
+}  // namespace engram::dispatch
 
 #endif  // ENGRAM_CORE_DISPATCH_COMPUTE_BACKEND_H_

@@ -6,7 +6,7 @@
 #include "kernels/cpu/cosine.h"
 #include "kernels/cpu/spread.h"
 
-namespace engram::core {
+namespace engram::dispatch {
 
 absl::StatusOr<std::unique_ptr<CpuBackend>> CpuBackend::Create(
     const Options& options) {
@@ -49,4 +49,4 @@ absl::StatusOr<DeviceMemoryInfo> CpuBackend::QueryMemory() {
   return absl::UnimplementedError("the CPU backend has no device memory");
 }
 
-}  // namespace engram::core
+}  // namespace engram::dispatch

@@ -10,7 +10,7 @@
 #include "core/dispatch/compute_backend.h"
 #include "kernels/thread_pool.h"
 
-namespace engram::core {
+namespace engram::dispatch {
 
 // Thread-safety: all methods may be called concurrently; concurrent calls
 // share the pool (kernels' ParallelFor lets each caller take part, so calls
@@ -44,6 +44,6 @@ class CpuBackend final : public ComputeBackend {
   const Options options_;
 };
 
-}  // namespace engram::core
+}  // namespace engram::dispatch
 
 #endif  // ENGRAM_CORE_DISPATCH_CPU_BACKEND_H_

@@ -7,7 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/dispatch/backend_errors.h"
 
-namespace engram::core {
+namespace engram::dispatch {
 
 absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(
     const Options& options) {
@@ -99,4 +99,4 @@ uint64_t CudaBackend::ResidentBytes() const {
   return context_->ResidentStats().bytes;
 }
 
-}  // namespace engram::core
+}  // namespace engram::dispatch

@@ -35,7 +35,7 @@
 #include "kernels/gpu_device.h"
 #include "kernels/thread_pool.h"
 
-namespace engram::core {
+namespace engram::dispatch {
 
 class CudaBackend final : public ComputeBackend {
  public:
@@ -100,6 +100,6 @@ class CudaBackend final : public ComputeBackend {
   const std::unique_ptr<kernels::GpuContext> context_;
 };
 
-}  // namespace engram::core
+}  // namespace engram::dispatch
 
 #endif  // ENGRAM_CORE_DISPATCH_CUDA_BACKEND_H_

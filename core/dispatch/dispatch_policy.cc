@@ -8,7 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 
-namespace engram::core {
+namespace engram::dispatch {
 namespace {
 
 bool IsAuto(const DispatchSnapshot& s) {
@@ -206,4 +206,4 @@ DispatchDecision RuleTablePolicy::Decide(
   return fallback;
 }
 
-}  // namespace engram::core
+}  // namespace engram::dispatch

@@ -41,7 +41,7 @@
 #include "core/dispatch/memory_pressure.h"
 #include "core/dispatch/performance_model.h"
 
-namespace engram::core {
+namespace engram::dispatch {
 
 // Rule names, as they appear in ExecutionReport::decided_by and metrics.
 inline constexpr absl::string_view kRulePlacement = "placement";
@@ -136,6 +136,6 @@ class RuleTablePolicy final : public DispatchPolicy {
   const std::vector<DispatchRule> rules_;
 };
 
-}  // namespace engram::core
+}  // namespace engram::dispatch
 
 #endif  // ENGRAM_CORE_DISPATCH_DISPATCH_POLICY_H_

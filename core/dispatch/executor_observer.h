@@ -15,7 +15,7 @@
 #include "core/dispatch/circuit_breaker.h"
 #include "core/dispatch/jobs.h"
 
-namespace engram::core {
+namespace engram::dispatch {
 
 // Fallback reasons, as they appear in ExecutionReport::fallback_reason and
 // in OnFallback.
@@ -53,6 +53,6 @@ class ExecutorObserver {
   virtual void OnBreakerTransition(const BreakerTransition& transition) {}
 };
 
-}  // namespace engram::core
+}  // namespace engram::dispatch
 
 #endif  // ENGRAM_CORE_DISPATCH_EXECUTOR_OBSERVER_H_

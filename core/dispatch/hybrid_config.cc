@@ -18,7 +18,7 @@
 #include "base/status_macros.h"
 #include "core/dispatch/option_check.h"
 
-namespace engram::core {
+namespace engram::dispatch {
 namespace {
 
 constexpr absl::string_view kWhat = "hybrid config";
@@ -492,4 +492,4 @@ uint64_t ConfigStore::version() const {
   return version_;
 }
 
-}  // namespace engram::core
+}  // namespace engram::dispatch

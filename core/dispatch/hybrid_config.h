@@ -63,7 +63,7 @@
 #include "core/dispatch/memory_pressure.h"
 #include "core/dispatch/performance_model.h"
 
-namespace engram::core {
+namespace engram::dispatch {
 
 // Defaults are conservative starting points, not measurements: run the
 // calibration (calibration.h) on the target hardware and put its output in a
@@ -163,6 +163,6 @@ class ConfigStore {
   uint64_t version_ ABSL_GUARDED_BY(mu_) = 1;
 };
 
-}  // namespace engram::core
+}  // namespace engram::dispatch
 
 #endif  // ENGRAM_CORE_DISPATCH_HYBRID_CONFIG_H_

@@ -10,7 +10,7 @@
 #include "core/dispatch/chunking.h"
 #include "kernels/cpu/topk.h"
 
-namespace engram::core {
+namespace engram::dispatch {
 
 // One request's state. Lives on the calling thread's stack; never shared.
 struct HybridExecutor::Run {
@@ -503,4 +503,4 @@ absl::StatusOr<CrossoverTable> HybridExecutor::Calibrate(
   return RunCalibration(*cpu_, gpu_, options, clock_, model_.get());
 }
 
-}  // namespace engram::core
+}  // namespace engram::dispatch

@@ -53,7 +53,7 @@
 #include "core/dispatch/memory_pressure.h"
 #include "core/dispatch/performance_model.h"
 
-namespace engram::core {
+namespace engram::dispatch {
 
 class HybridExecutor {
  public:
@@ -170,6 +170,6 @@ class HybridExecutor {
   std::atomic<uint64_t> probes_{0};
 };
 
-}  // namespace engram::core
+}  // namespace engram::dispatch
 
 #endif  // ENGRAM_CORE_DISPATCH_HYBRID_EXECUTOR_H_

@@ -1,6 +1,6 @@
 #include "core/dispatch/jobs.h"
 
-namespace engram::core {
+namespace engram::dispatch {
 
 const char* OperationName(Operation op) {
   switch (op) {
@@ -26,4 +26,4 @@ const char* BackendName(BackendKind kind) {
   return "unspecified";
 }
 
-}  // namespace engram::core
+}  // namespace engram::dispatch

@@ -16,7 +16,7 @@
 #include "base/interrupt.h"
 #include "kernels/types.h"
 
-namespace engram::core {
+namespace engram::dispatch {
 
 enum class Operation { kCosine, kSpread };
 const char* OperationName(Operation op);  // "cosine", "spread"
@@ -91,6 +91,6 @@ struct SpreadOutput {
   ExecutionReport report;
 };
 
-}  // namespace engram::core
+}  // namespace engram::dispatch
 
 #endif  // ENGRAM_CORE_DISPATCH_JOBS_H_

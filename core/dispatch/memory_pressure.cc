@@ -5,7 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
 
-namespace engram::core {
+namespace engram::dispatch {
 
 absl::Status MemoryPressureMonitor::Validate(const Options& options) {
   absl::Status status =
@@ -107,4 +107,4 @@ MemoryAssessment MemoryPressureMonitor::AssessLocked(absl::Time now) const {
   return a;
 }
 
-}  // namespace engram::core
+}  // namespace engram::dispatch

@@ -28,7 +28,7 @@
 #include "core/dispatch/clock.h"
 #include "core/dispatch/option_check.h"
 
-namespace engram::core {
+namespace engram::dispatch {
 
 // One reading of a device's memory.
 struct DeviceMemoryInfo {
@@ -111,6 +111,6 @@ class MemoryPressureMonitor {
   std::string last_probe_error_ ABSL_GUARDED_BY(mu_);
 };
 
-}  // namespace engram::core
+}  // namespace engram::dispatch
 
 #endif  // ENGRAM_CORE_DISPATCH_MEMORY_PRESSURE_H_

@@ -6,7 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 
-namespace engram::core {
+namespace engram::dispatch {
 namespace {
 
 absl::Status Outside(absl::string_view name, absl::string_view value,
@@ -63,4 +63,4 @@ absl::Status CheckOrder(bool ok, absl::string_view name,
       absl::StrCat(name, " must be <= ", bound_name));
 }
 
-}  // namespace engram::core
+}  // namespace engram::dispatch

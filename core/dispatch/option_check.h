@@ -13,7 +13,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 
-namespace engram::core {
+namespace engram::dispatch {
 
 // Spells an option in an error message, given its member name in the
 // component's Options.
@@ -47,6 +47,6 @@ absl::Status CheckOrder(bool ok, absl::string_view name,
 // The shortest decimal that reads back (absl::SimpleAtod) as exactly `v`.
 std::string FormatShortestDouble(double v);
 
-}  // namespace engram::core
+}  // namespace engram::dispatch
 
 #endif  // ENGRAM_CORE_DISPATCH_OPTION_CHECK_H_

@@ -8,7 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
 
-namespace engram::core {
+namespace engram::dispatch {
 namespace {
 
 constexpr int kNumOps = 2;
@@ -255,4 +255,4 @@ void PerformanceModel::ResetProbeInterval(Operation op, uint64_t work) {
       std::min(probe.next_due, clock_->Now() + options_.probe_initial_interval);
 }
 
-}  // namespace engram::core
+}  // namespace engram::dispatch

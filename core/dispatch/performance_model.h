@@ -36,7 +36,7 @@
 #include "core/dispatch/jobs.h"
 #include "core/dispatch/option_check.h"
 
-namespace engram::core {
+namespace engram::dispatch {
 
 // One backend's record in one bucket.
 struct BackendEstimate {
@@ -178,6 +178,6 @@ class PerformanceModel {
   std::vector<Probe> probes_ ABSL_GUARDED_BY(mu_);  // [op][bucket]
 };
 
-}  // namespace engram::core
+}  // namespace engram::dispatch
 
 #endif  // ENGRAM_CORE_DISPATCH_PERFORMANCE_MODEL_H_

@@ -8,7 +8,7 @@
 #include "core/dispatch/backend_errors.h"
 #include "core/dispatch/chunking.h"
 
-namespace engram::core {
+namespace engram::residency {
 namespace {
 
 // Changes older than this cannot matter: a reading older than the monitor's
@@ -61,11 +61,11 @@ void DeviceResidencyMetrics::SetResident(uint64_t bytes, uint64_t segments) {
 void DeviceResidencyMetrics::OnUpload() { uploads_->Increment(); }
 
 void DeviceResidencyMetrics::OnUploadFailure(const absl::Status& error) {
-  switch (ClassifyBackendError(error)) {
-    case BackendErrorClass::kOutOfMemory:
+  switch (dispatch::ClassifyBackendError(error)) {
+    case dispatch::BackendErrorClass::kOutOfMemory:
       failures_oom_->Increment();
       break;
-    case BackendErrorClass::kSticky:
+    case dispatch::BackendErrorClass::kSticky:
       failures_sticky_->Increment();
       break;
     default:
@@ -81,8 +81,8 @@ absl::StatusOr<std::unique_ptr<DeviceResidency>> DeviceResidency::Create(
         absl::StrCat("device residency option ", what));
   };
   if (options.gpu == nullptr) return bad("gpu is required");
-  const BackendCapabilities caps = options.gpu->Capabilities();
-  if (caps.kind != BackendKind::kGpu || !caps.supports_residency) {
+  const dispatch::BackendCapabilities caps = options.gpu->Capabilities();
+  if (caps.kind != dispatch::BackendKind::kGpu || !caps.supports_residency) {
     return bad(absl::StrCat("gpu: backend ", options.gpu->name(),
                             " holds no resident data"));
   }
@@ -108,7 +108,8 @@ absl::StatusOr<std::unique_ptr<DeviceResidency>> DeviceResidency::Create(
 
 DeviceResidency::DeviceResidency(const Options& options, uint64_t device_bytes)
     : options_(options),
-      clock_(options.clock != nullptr ? options.clock : Clock::Real()) {
+      clock_(options.clock != nullptr ? options.clock
+                                      : dispatch::Clock::Real()) {
   absl::MutexLock lock(&mu_);
   device_bytes_ = device_bytes;
 }
@@ -160,7 +161,8 @@ void DeviceResidency::OnCommitted(
     entry.segment = segment;
     entry.uid = uid;
     entry.rows = segment->rows();
-    entry.bytes = ResidentFootprintBytes(segment->rows(), segment->dimension());
+    entry.bytes =
+        dispatch::ResidentFootprintBytes(segment->rows(), segment->dimension());
     entry.lru = lru_.begin();
     ids.push_back(id);
     if (stats_.stopped) {
@@ -288,7 +290,8 @@ uint64_t DeviceResidency::BudgetLocked() const {
 }
 
 bool DeviceResidency::PlanRoomLocked(
-    const Entry& entry, const absl::optional<MemoryAssessment>& memory,
+    const Entry& entry,
+    const absl::optional<dispatch::MemoryAssessment>& memory,
     std::vector<uint64_t>* victims) {
   const uint64_t budget = BudgetLocked();
   if (entry.bytes > budget) return false;
@@ -418,7 +421,7 @@ void DeviceResidency::Run() {
 
 void DeviceResidency::Upload(uint64_t id) {
   // The monitor may probe the device: outside the lock.
-  absl::optional<MemoryAssessment> memory;
+  absl::optional<dispatch::MemoryAssessment> memory;
   if (options_.memory != nullptr) memory = options_.memory->Assess();
 
   std::shared_ptr<const collections::Segment> segment;
@@ -478,15 +481,17 @@ void DeviceResidency::Upload(uint64_t id) {
       }
     } else {
       ++stats_.upload_failures;
-      const BackendErrorClass error_class = ClassifyBackendError(status);
-      if (error_class == BackendErrorClass::kOutOfMemory) {
+      const dispatch::BackendErrorClass error_class =
+          dispatch::ClassifyBackendError(status);
+      if (error_class == dispatch::BackendErrorClass::kOutOfMemory) {
         ++stats_.upload_ooms;
       }
       if (!deleted) {
         it->second.state = State::kHostOnly;
         it->second.last_attempt = clock_->Now();
       }
-      if (error_class == BackendErrorClass::kSticky && !stats_.stopped) {
+      if (error_class == dispatch::BackendErrorClass::kSticky &&
+          !stats_.stopped) {
         // The device is gone for this process: nothing more is uploaded.
         stats_.stopped = true;
         stats_.stop_reason = std::string(status.message());
@@ -518,4 +523,4 @@ void DeviceResidency::Upload(uint64_t id) {
   Publish();
 }
 
-}  // namespace engram::core
+}  // namespace engram::residency

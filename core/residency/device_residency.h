@@ -78,7 +78,7 @@
 #include "prometheus/gauge.h"
 #include "prometheus/registry.h"
 
-namespace engram::core {
+namespace engram::residency {
 
 // The Prometheus families of the device cache besides the evictions (which
 // collections::ResidentMetrics registers): every child is created up front.
@@ -126,11 +126,11 @@ class DeviceResidency final : public collections::CollectionObserver {
   struct Options {
     // Required; borrowed; must outlive this. Its Capabilities() must say
     // supports_residency.
-    ComputeBackend* gpu = nullptr;
+    dispatch::ComputeBackend* gpu = nullptr;
     // Optional; borrowed: the executor's monitor of the same device
     // (HybridExecutor::memory_monitor()). Without it only the budget bounds
     // uploads, and a device OOM is caught as an upload failure.
-    MemoryPressureMonitor* memory = nullptr;
+    dispatch::MemoryPressureMonitor* memory = nullptr;
     // (0, 1]: the share of the device's memory copies may hold.
     double device_fraction = 0.5;
     // 0: no cap beyond device_fraction; else the most bytes copies may hold.
@@ -147,7 +147,7 @@ class DeviceResidency final : public collections::CollectionObserver {
     DeviceResidencyMetrics* metrics = nullptr;
     // Optional; borrowed; nullptr: Clock::Real(). The monitor's clock, so
     // that reading ages and upload times compare.
-    Clock* clock = nullptr;
+    dispatch::Clock* clock = nullptr;
   };
 
   // Totals since creation, and the state now.
@@ -250,7 +250,7 @@ class DeviceResidency final : public collections::CollectionObserver {
   // used than it, none at all when it is a re-admission. False when it
   // cannot fit.
   bool PlanRoomLocked(const Entry& entry,
-                      const absl::optional<MemoryAssessment>& memory,
+                      const absl::optional<dispatch::MemoryAssessment>& memory,
                       std::vector<uint64_t>* victims)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void MarkEvictingLocked(uint64_t id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -260,7 +260,7 @@ class DeviceResidency final : public collections::CollectionObserver {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const Options options_;
-  Clock* const clock_;
+  dispatch::Clock* const clock_;
 
   mutable absl::Mutex mu_;
   // The device's memory: Capabilities() at creation, then the monitor's
@@ -284,6 +284,6 @@ class DeviceResidency final : public collections::CollectionObserver {
   std::thread thread_;  // started last, by Create
 };
 
-}  // namespace engram::core
+}  // namespace engram::residency
 
 #endif  // ENGRAM_CORE_RESIDENCY_DEVICE_RESIDENCY_H_

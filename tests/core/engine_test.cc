@@ -43,7 +43,8 @@ TEST_F(EngineTest, CreateRejectsNegativeThreadsAndMissingRegistry) {
 TEST_F(EngineTest, AnInjectedGpuBackendIsUsedAndItsFailuresRefuseCreate) {
   Engine::Options options;
   options.worker_threads = 1;
-  options.gpu_backend = SimulatedGpuFactory(SimulatedGpuBackend::Options());
+  options.gpu_backend = dispatch::testing::SimulatedGpuFactory(
+      dispatch::testing::SimulatedGpuBackend::Options());
   auto with_gpu =
       Engine::Create(options, std::make_shared<prometheus::Registry>());
   ASSERT_TRUE(with_gpu.ok()) << with_gpu.status();
@@ -51,13 +52,15 @@ TEST_F(EngineTest, AnInjectedGpuBackendIsUsedAndItsFailuresRefuseCreate) {
   EXPECT_EQ((*with_gpu)->gpu_name(), "simulated-gpu");
 
   options.gpu_backend = [](kernels::ThreadPool*)
-      -> absl::StatusOr<std::unique_ptr<ComputeBackend>> { return nullptr; };
+      -> absl::StatusOr<std::unique_ptr<dispatch::ComputeBackend>> {
+    return nullptr;
+  };
   auto empty =
       Engine::Create(options, std::make_shared<prometheus::Registry>());
   EXPECT_EQ(empty.status().code(), absl::StatusCode::kInvalidArgument);
 
   options.gpu_backend = [](kernels::ThreadPool*)
-      -> absl::StatusOr<std::unique_ptr<ComputeBackend>> {
+      -> absl::StatusOr<std::unique_ptr<dispatch::ComputeBackend>> {
     return absl::UnavailableError("no such device");
   };
   auto failed =
@@ -108,11 +111,11 @@ TEST_F(EngineTest, CosineDenseMatchesReferenceAndReportsCpu) {
   const size_t q = 3, n = 41, d = 19;
   const auto queries = testing::RandomMatrix(q, d, 1);
   const auto targets = testing::RandomMatrix(n, d, 2);
-  CosineJob job;
+  dispatch::CosineJob job;
   job.queries = {queries.data(), q, d};
   job.targets = {targets.data(), n, d};
   std::vector<float> scores(q * n);
-  CosineOutput out;
+  dispatch::CosineOutput out;
   out.scores = absl::MakeSpan(scores);
   ASSERT_TRUE(engine_->Cosine(job, &out).ok());
   const auto expected =
@@ -120,18 +123,18 @@ TEST_F(EngineTest, CosineDenseMatchesReferenceAndReportsCpu) {
   for (size_t i = 0; i < q * n; ++i) {
     EXPECT_NEAR(scores[i], expected[i], 1e-5);
   }
-  EXPECT_EQ(out.report.backend, BackendKind::kCpu);
+  EXPECT_EQ(out.report.backend, dispatch::BackendKind::kCpu);
   EXPECT_FALSE(out.report.decided_by.empty());
   EXPECT_EQ(out.report.chunks, 1u);
 }
 
 TEST_F(EngineTest, CosineRejectsAScoreBufferOfTheWrongSize) {
   const std::vector<float> v = {1, 0};
-  CosineJob job;
+  dispatch::CosineJob job;
   job.queries = {v.data(), 1, 2};
   job.targets = {v.data(), 1, 2};
   std::vector<float> scores(2);
-  CosineOutput out;
+  dispatch::CosineOutput out;
   out.scores = absl::MakeSpan(scores);
   EXPECT_EQ(engine_->Cosine(job, &out).code(), absl::StatusCode::kInternal);
 }
@@ -139,11 +142,11 @@ TEST_F(EngineTest, CosineRejectsAScoreBufferOfTheWrongSize) {
 TEST_F(EngineTest, CosineReportsNonFiniteTargetRow) {
   const std::vector<float> q = {1, 0};
   const std::vector<float> t = {1, 0, 0, NAN};
-  CosineJob job;
+  dispatch::CosineJob job;
   job.queries = {q.data(), 1, 2};
   job.targets = {t.data(), 2, 2};
   std::vector<float> scores(2);
-  CosineOutput out;
+  dispatch::CosineOutput out;
   out.scores = absl::MakeSpan(scores);
   const absl::Status s = engine_->Cosine(job, &out);
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
@@ -153,12 +156,12 @@ TEST_F(EngineTest, CosineReportsNonFiniteTargetRow) {
 TEST_F(EngineTest, GpuOnlyWithoutGpuIsUnavailable) {
   ASSERT_FALSE(engine_->gpu_available());
   const std::vector<float> v = {1};
-  CosineJob job;
+  dispatch::CosineJob job;
   job.queries = {v.data(), 1, 1};
   job.targets = {v.data(), 1, 1};
-  job.placement = Placement::kGpuOnly;
+  job.placement = dispatch::Placement::kGpuOnly;
   std::vector<float> scores(1);
-  CosineOutput out;
+  dispatch::CosineOutput out;
   out.scores = absl::MakeSpan(scores);
   EXPECT_EQ(engine_->Cosine(job, &out).code(), absl::StatusCode::kUnavailable);
 }
@@ -169,11 +172,11 @@ TEST_F(EngineTest, SpreadTopKSkipsNodesNeverReached) {
   const std::vector<uint32_t> targets = {1};
   const std::vector<float> weights = {1.0f};
   const std::vector<kernels::SpreadSeed> seeds = {{0, 1.0f}};
-  SpreadJob job;
+  dispatch::SpreadJob job;
   job.graph = {4, offsets, targets, weights};
   job.seeds = seeds;
   job.top_k = 3;
-  SpreadOutput out;
+  dispatch::SpreadOutput out;
   ASSERT_TRUE(engine_->Spread(job, &out).ok());
   ASSERT_EQ(out.top.size(), 2u);
   EXPECT_EQ(out.top[0].index, 0u);
@@ -201,9 +204,9 @@ TEST_F(EngineTest, SubmitRunsTasksOnWorkers) {
 TEST(EngineResidentTest, GpuSearchesReadEverySegmentsDeviceCopy) {
   Engine::Options options;
   options.worker_threads = 2;
-  SimulatedGpuBackend* simulated_gpu = nullptr;
-  options.gpu_backend =
-      SimulatedGpuFactory(SimulatedGpuBackend::Options(), &simulated_gpu);
+  dispatch::testing::SimulatedGpuBackend* simulated_gpu = nullptr;
+  options.gpu_backend = dispatch::testing::SimulatedGpuFactory(
+      dispatch::testing::SimulatedGpuBackend::Options(), &simulated_gpu);
   auto created =
       Engine::Create(options, std::make_shared<prometheus::Registry>());
   ASSERT_TRUE(created.ok()) << created.status();
@@ -226,7 +229,7 @@ TEST(EngineResidentTest, GpuSearchesReadEverySegmentsDeviceCopy) {
   const std::vector<float> queries = testing::RandomMatrix(3, kDim, 42);
   auto batcher = engine.resident().BatcherFor("docs");
   ASSERT_TRUE(batcher.ok()) << batcher.status();
-  auto search = [&](Placement placement) {
+  auto search = [&](dispatch::Placement placement) {
     collections::SearchRequest request;
     request.collection = *collection;
     request.queries = kernels::MatrixView{queries.data(), 3, kDim};
@@ -245,13 +248,13 @@ TEST(EngineResidentTest, GpuSearchesReadEverySegmentsDeviceCopy) {
     return result;
   };
   const uint64_t hits_before = simulated_gpu->stats().resident_hits;
-  auto gpu = search(Placement::kGpuOnly);
+  auto gpu = search(dispatch::Placement::kGpuOnly);
   ASSERT_TRUE(gpu.ok()) << gpu.status();
-  EXPECT_EQ(gpu->report.backend, BackendKind::kGpu);
+  EXPECT_EQ(gpu->report.backend, dispatch::BackendKind::kGpu);
   // One pass, two segments, each read from its copy.
   EXPECT_EQ(simulated_gpu->stats().resident_hits - hits_before, 2u);
 
-  auto cpu = search(Placement::kCpuOnly);
+  auto cpu = search(dispatch::Placement::kCpuOnly);
   ASSERT_TRUE(cpu.ok()) << cpu.status();
   ASSERT_EQ(gpu->top.size(), cpu->top.size());
   for (size_t q = 0; q < gpu->top.size(); ++q) {

@@ -77,12 +77,14 @@ TEST(EngineMetricsTest, SnapshotReportsOnlyRecordedPairs) {
   prometheus::Registry registry;
   EngineMetrics metrics(registry);
   EXPECT_TRUE(metrics.Snapshot().empty());
-  metrics.OnCompute(Operation::kCosine, BackendKind::kCpu, 0.002, 100);
-  metrics.OnCompute(Operation::kCosine, BackendKind::kCpu, 0.004, 50);
+  metrics.OnCompute(dispatch::Operation::kCosine, dispatch::BackendKind::kCpu,
+                    0.002, 100);
+  metrics.OnCompute(dispatch::Operation::kCosine, dispatch::BackendKind::kCpu,
+                    0.004, 50);
   const auto snapshot = metrics.Snapshot();
   ASSERT_EQ(snapshot.size(), 1u);
-  EXPECT_EQ(snapshot[0].operation, Operation::kCosine);
-  EXPECT_EQ(snapshot[0].backend, BackendKind::kCpu);
+  EXPECT_EQ(snapshot[0].operation, dispatch::Operation::kCosine);
+  EXPECT_EQ(snapshot[0].backend, dispatch::BackendKind::kCpu);
   EXPECT_EQ(snapshot[0].requests, 2u);
   EXPECT_EQ(snapshot[0].work_items, 150u);
   EXPECT_NEAR(snapshot[0].compute_seconds_total, 0.006, 1e-12);
@@ -93,16 +95,18 @@ TEST(EngineMetricsTest, SnapshotReportsOnlyRecordedPairs) {
 TEST(EngineMetricsTest, ExecutorFallbackReasonsMapToMetricReasons) {
   prometheus::Registry registry;
   EngineMetrics metrics(registry);
-  metrics.OnFallback(Operation::kCosine, kFallbackGpuOom);
-  metrics.OnFallback(Operation::kCosine, kFallbackGpuOom);
-  metrics.OnFallback(Operation::kSpread, kFallbackGpuError);
-  metrics.OnFallback(Operation::kSpread, "something_new");
-  EXPECT_EQ(metrics.FallbackCount(Operation::kCosine, "oom"), 2u);
-  EXPECT_EQ(metrics.FallbackCount(Operation::kCosine, "device_error"), 0u);
-  EXPECT_EQ(metrics.FallbackCount(Operation::kSpread, "device_error"), 1u);
-  EXPECT_EQ(metrics.FallbackCount(Operation::kSpread, "other"), 1u);
+  metrics.OnFallback(dispatch::Operation::kCosine, dispatch::kFallbackGpuOom);
+  metrics.OnFallback(dispatch::Operation::kCosine, dispatch::kFallbackGpuOom);
+  metrics.OnFallback(dispatch::Operation::kSpread, dispatch::kFallbackGpuError);
+  metrics.OnFallback(dispatch::Operation::kSpread, "something_new");
+  EXPECT_EQ(metrics.FallbackCount(dispatch::Operation::kCosine, "oom"), 2u);
+  EXPECT_EQ(metrics.FallbackCount(dispatch::Operation::kCosine, "device_error"),
+            0u);
+  EXPECT_EQ(metrics.FallbackCount(dispatch::Operation::kSpread, "device_error"),
+            1u);
+  EXPECT_EQ(metrics.FallbackCount(dispatch::Operation::kSpread, "other"), 1u);
   // The executor's own names are not label values.
-  EXPECT_EQ(metrics.FallbackCount(Operation::kCosine, "gpu_oom"), 0u);
+  EXPECT_EQ(metrics.FallbackCount(dispatch::Operation::kCosine, "gpu_oom"), 0u);
   const auto families = registry.Collect();
   EXPECT_EQ(Sample(families, "engram_gpu_fallbacks_total",
                    {{"operation", "cosine"}, {"reason", "oom"}}),
@@ -112,38 +116,42 @@ TEST(EngineMetricsTest, ExecutorFallbackReasonsMapToMetricReasons) {
 TEST(EngineMetricsTest, BreakerRejectionsCountAsFallbacksUntilTheGpuIsLost) {
   prometheus::Registry registry;
   EngineMetrics metrics(registry);
-  metrics.OnDecision(Operation::kCosine, BackendKind::kCpu, "breaker_open",
-                     1e-6);
-  metrics.OnDecision(Operation::kCosine, BackendKind::kCpu, "memory_pressure",
-                     1e-6);
-  // A GPU-only refusal ran nothing: not a fallback.
-  metrics.OnDecision(Operation::kCosine, BackendKind::kUnspecified,
+  metrics.OnDecision(dispatch::Operation::kCosine, dispatch::BackendKind::kCpu,
                      "breaker_open", 1e-6);
+  metrics.OnDecision(dispatch::Operation::kCosine, dispatch::BackendKind::kCpu,
+                     "memory_pressure", 1e-6);
+  // A GPU-only refusal ran nothing: not a fallback.
+  metrics.OnDecision(dispatch::Operation::kCosine,
+                     dispatch::BackendKind::kUnspecified, "breaker_open", 1e-6);
   // Neither is a request the policy keeps on the CPU for its size.
-  metrics.OnDecision(Operation::kCosine, BackendKind::kCpu, "work_below_min",
-                     1e-6);
-  BreakerTransition lost;
-  lost.from = BreakerState::kClosed;
-  lost.to = BreakerState::kForcedOpen;
+  metrics.OnDecision(dispatch::Operation::kCosine, dispatch::BackendKind::kCpu,
+                     "work_below_min", 1e-6);
+  dispatch::BreakerTransition lost;
+  lost.from = dispatch::BreakerState::kClosed;
+  lost.to = dispatch::BreakerState::kForcedOpen;
   metrics.OnBreakerTransition(lost);
-  metrics.OnDecision(Operation::kCosine, BackendKind::kCpu, "breaker_open",
-                     1e-6);
-  metrics.OnDecision(Operation::kCosine, BackendKind::kCpu, "breaker_open",
-                     1e-6);
-  EXPECT_EQ(metrics.FallbackCount(Operation::kCosine, "breaker_open"), 1u);
-  EXPECT_EQ(metrics.FallbackCount(Operation::kCosine, "memory_pressure"), 1u);
-  EXPECT_EQ(metrics.FallbackCount(Operation::kCosine, "unavailable"), 2u);
+  metrics.OnDecision(dispatch::Operation::kCosine, dispatch::BackendKind::kCpu,
+                     "breaker_open", 1e-6);
+  metrics.OnDecision(dispatch::Operation::kCosine, dispatch::BackendKind::kCpu,
+                     "breaker_open", 1e-6);
+  EXPECT_EQ(metrics.FallbackCount(dispatch::Operation::kCosine, "breaker_open"),
+            1u);
+  EXPECT_EQ(
+      metrics.FallbackCount(dispatch::Operation::kCosine, "memory_pressure"),
+      1u);
+  EXPECT_EQ(metrics.FallbackCount(dispatch::Operation::kCosine, "unavailable"),
+            2u);
 }
 
 TEST(EngineMetricsTest, BreakerTransitionsAreCountedByFromAndTo) {
   prometheus::Registry registry;
   EngineMetrics metrics(registry);
-  BreakerTransition t;
-  t.from = BreakerState::kClosed;
-  t.to = BreakerState::kOpen;
+  dispatch::BreakerTransition t;
+  t.from = dispatch::BreakerState::kClosed;
+  t.to = dispatch::BreakerState::kOpen;
   metrics.OnBreakerTransition(t);
-  t.from = BreakerState::kOpen;
-  t.to = BreakerState::kHalfOpen;
+  t.from = dispatch::BreakerState::kOpen;
+  t.to = dispatch::BreakerState::kHalfOpen;
   metrics.OnBreakerTransition(t);
   const auto families = registry.Collect();
   EXPECT_EQ(Sample(families, "engram_circuit_breaker_transitions_total",
@@ -160,14 +168,18 @@ TEST(EngineMetricsTest, BreakerTransitionsAreCountedByFromAndTo) {
 TEST(EngineMetricsTest, GpuErrorsAreCountedByKindAndRemembered) {
   prometheus::Registry registry;
   EngineMetrics metrics(registry);
-  metrics.OnBackendError(Operation::kCosine, BackendKind::kGpu,
+  metrics.OnBackendError(dispatch::Operation::kCosine,
+                         dispatch::BackendKind::kGpu,
                          absl::UnavailableError("launch failed"));
-  metrics.OnBackendError(Operation::kCosine, BackendKind::kGpu,
-                         StickyDeviceError("illegal address"));
+  metrics.OnBackendError(dispatch::Operation::kCosine,
+                         dispatch::BackendKind::kGpu,
+                         dispatch::StickyDeviceError("illegal address"));
   // Neither a client error nor a CPU error is the GPU's.
-  metrics.OnBackendError(Operation::kCosine, BackendKind::kGpu,
+  metrics.OnBackendError(dispatch::Operation::kCosine,
+                         dispatch::BackendKind::kGpu,
                          absl::InvalidArgumentError("bad input"));
-  metrics.OnBackendError(Operation::kCosine, BackendKind::kCpu,
+  metrics.OnBackendError(dispatch::Operation::kCosine,
+                         dispatch::BackendKind::kCpu,
                          absl::InternalError("cpu"));
   const auto families = registry.Collect();
   EXPECT_EQ(Sample(families, "engram_gpu_errors_total",
@@ -183,10 +195,11 @@ TEST(EngineMetricsTest, GpuErrorsAreCountedByKindAndRemembered) {
 TEST(EngineMetricsTest, DecisionsAreCountedByBackendAndRule) {
   prometheus::Registry registry;
   EngineMetrics metrics(registry);
-  metrics.OnDecision(Operation::kCosine, BackendKind::kCpu, "work_below_min",
+  metrics.OnDecision(dispatch::Operation::kCosine, dispatch::BackendKind::kCpu,
+                     "work_below_min", 1e-6);
+  metrics.OnDecision(dispatch::Operation::kCosine,
+                     dispatch::BackendKind::kUnspecified, "gpu_unavailable",
                      1e-6);
-  metrics.OnDecision(Operation::kCosine, BackendKind::kUnspecified,
-                     "gpu_unavailable", 1e-6);
   const auto families = registry.Collect();
   EXPECT_EQ(Sample(families, "engram_dispatch_decisions_total",
                    {{"operation", "cosine"},
@@ -215,17 +228,19 @@ TEST(RollingCounterTest, ForgetsEventsOlderThanTheWindow) {
 }
 
 TEST(EngineMetricsTest, StatsWindowedRatesFollowTheClock) {
-  ManualClock clock(absl::FromUnixSeconds(2000000));
+  dispatch::ManualClock clock(absl::FromUnixSeconds(2000000));
   prometheus::Registry registry;
   EngineMetrics metrics(registry, EngineMetrics::Options{&clock});
   clock.Advance(absl::Seconds(120));  // a full window of uptime
   for (int i = 0; i < 4; ++i) {
-    metrics.OnDecision(Operation::kCosine, BackendKind::kGpu, "default", 1e-6);
+    metrics.OnDecision(dispatch::Operation::kCosine,
+                       dispatch::BackendKind::kGpu, "default", 1e-6);
   }
-  metrics.OnOom(Operation::kCosine);
-  metrics.OnOom(Operation::kCosine);
-  metrics.OnFallback(Operation::kCosine, kFallbackGpuOom);
-  metrics.OnCompute(Operation::kCosine, BackendKind::kGpu, 0.01, 600);
+  metrics.OnOom(dispatch::Operation::kCosine);
+  metrics.OnOom(dispatch::Operation::kCosine);
+  metrics.OnFallback(dispatch::Operation::kCosine, dispatch::kFallbackGpuOom);
+  metrics.OnCompute(dispatch::Operation::kCosine, dispatch::BackendKind::kGpu,
+                    0.01, 600);
 
   EngineStats stats = metrics.Stats(EngineStateSnapshot{});
   EXPECT_DOUBLE_EQ(stats.window_seconds, 60);
@@ -258,22 +273,22 @@ TEST(EngineMetricsTest, StatsWindowedRatesFollowTheClock) {
 class EngineCollectorTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    CircuitBreaker::Options breaker;
+    dispatch::CircuitBreaker::Options breaker;
     breaker.consecutive_failures_to_open = 1;
     breaker.open_initial = absl::Seconds(10);
     breaker.open_max = absl::Seconds(10);
     breaker.clock = &clock_;
-    breaker_ = *CircuitBreaker::Create(breaker);
-    PerformanceModel::Options model;
+    breaker_ = *dispatch::CircuitBreaker::Create(breaker);
+    dispatch::PerformanceModel::Options model;
     model.clock = &clock_;
-    model_ = *PerformanceModel::Create(model);
-    MemoryPressureMonitor::Options memory;
+    model_ = *dispatch::PerformanceModel::Create(model);
+    dispatch::MemoryPressureMonitor::Options memory;
     memory.refresh_interval = absl::ZeroDuration();
     memory.clock = &clock_;
-    memory_ = *MemoryPressureMonitor::Create(
-        memory, [this]() -> absl::StatusOr<DeviceMemoryInfo> {
+    memory_ = *dispatch::MemoryPressureMonitor::Create(
+        memory, [this]() -> absl::StatusOr<dispatch::DeviceMemoryInfo> {
           if (!probe_error_.ok()) return probe_error_;
-          return DeviceMemoryInfo{600, 1000};
+          return dispatch::DeviceMemoryInfo{600, 1000};
         });
     registry_ = std::make_shared<prometheus::Registry>();
     collector_ = std::make_shared<EngineCollector>(
@@ -281,18 +296,18 @@ class EngineCollectorTest : public ::testing::Test {
                                             memory_.get(), &clock_});
   }
 
-  ManualClock clock_;
+  dispatch::ManualClock clock_;
   absl::Status probe_error_;
-  std::unique_ptr<CircuitBreaker> breaker_;
-  std::unique_ptr<PerformanceModel> model_;
-  std::unique_ptr<MemoryPressureMonitor> memory_;
+  std::unique_ptr<dispatch::CircuitBreaker> breaker_;
+  std::unique_ptr<dispatch::PerformanceModel> model_;
+  std::unique_ptr<dispatch::MemoryPressureMonitor> memory_;
   std::shared_ptr<prometheus::Registry> registry_;
   std::shared_ptr<EngineCollector> collector_;
 };
 
 TEST_F(EngineCollectorTest, BreakerGaugesAreReadAtScrapeTime) {
   EXPECT_EQ(Sample(collector_->Collect(), "engram_circuit_breaker_state"), 0);
-  CircuitBreaker::Permit permit = breaker_->Admit();
+  dispatch::CircuitBreaker::Permit permit = breaker_->Admit();
   breaker_->Record(permit, absl::UnavailableError("launch failed"));
   auto families = collector_->Collect();
   EXPECT_EQ(Sample(families, "engram_circuit_breaker_state"), 2);
@@ -336,16 +351,18 @@ TEST_F(EngineCollectorTest, MemoryGaugesFollowTheMonitorsReading) {
 TEST_F(EngineCollectorTest, SpeedupIsExposedOnlyForBucketsMeasuredOnBoth) {
   // Bucket 2^10 measured on both (GPU 4x faster), 2^20 on the CPU only.
   for (int i = 0; i < 3; ++i) {
-    ASSERT_TRUE(
-        model_->RecordTiming(Operation::kCosine, BackendKind::kCpu, 1024, 0.004)
-            .ok());
-    ASSERT_TRUE(
-        model_->RecordTiming(Operation::kCosine, BackendKind::kGpu, 1024, 0.001)
-            .ok());
-    ASSERT_TRUE(
-        model_
-            ->RecordTiming(Operation::kCosine, BackendKind::kCpu, 1 << 20, 0.5)
-            .ok());
+    ASSERT_TRUE(model_
+                    ->RecordTiming(dispatch::Operation::kCosine,
+                                   dispatch::BackendKind::kCpu, 1024, 0.004)
+                    .ok());
+    ASSERT_TRUE(model_
+                    ->RecordTiming(dispatch::Operation::kCosine,
+                                   dispatch::BackendKind::kGpu, 1024, 0.001)
+                    .ok());
+    ASSERT_TRUE(model_
+                    ->RecordTiming(dispatch::Operation::kCosine,
+                                   dispatch::BackendKind::kCpu, 1 << 20, 0.5)
+                    .ok());
   }
   const auto families = collector_->Collect();
   EXPECT_NEAR(Sample(families, "engram_gpu_speedup_estimate",
@@ -393,10 +410,11 @@ TEST_F(EngineCollectorTest, ConcurrentEventsAndScrapesLoseNoEvent) {
   for (int t = 0; t < kThreads; ++t) {
     workers.emplace_back([&] {
       for (int i = 0; i < kEvents; ++i) {
-        metrics.OnDecision(Operation::kCosine, BackendKind::kCpu,
-                           "breaker_open", 1e-6);
-        metrics.OnCompute(Operation::kCosine, BackendKind::kCpu, 1e-4, 2);
-        metrics.OnOom(Operation::kSpread);
+        metrics.OnDecision(dispatch::Operation::kCosine,
+                           dispatch::BackendKind::kCpu, "breaker_open", 1e-6);
+        metrics.OnCompute(dispatch::Operation::kCosine,
+                          dispatch::BackendKind::kCpu, 1e-4, 2);
+        metrics.OnOom(dispatch::Operation::kSpread);
       }
     });
   }
@@ -406,7 +424,7 @@ TEST_F(EngineCollectorTest, ConcurrentEventsAndScrapesLoseNoEvent) {
   const EngineStats stats = metrics.Stats(collector_->Refresh());
   EXPECT_EQ(stats.operations[0].requests, uint64_t{kThreads * kEvents});
   EXPECT_EQ(stats.operations[1].ooms, uint64_t{kThreads * kEvents});
-  EXPECT_EQ(metrics.FallbackCount(Operation::kCosine, "breaker_open"),
+  EXPECT_EQ(metrics.FallbackCount(dispatch::Operation::kCosine, "breaker_open"),
             uint64_t{kThreads * kEvents});
   ASSERT_EQ(stats.backends.size(), 1u);
   EXPECT_EQ(stats.backends[0].work_items, uint64_t{2 * kThreads * kEvents});

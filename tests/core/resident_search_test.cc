@@ -118,10 +118,10 @@ TEST_F(ResidentSearchTest, ScoreEveryRowMatchesReferenceAcrossSegments) {
 
   const std::vector<float> queries = testing::RandomMatrix(3, kDim, 4);
   std::vector<float> scores(3 * 70);
-  ExecutionReport report;
+  dispatch::ExecutionReport report;
   ASSERT_TRUE(ScoreEveryRow(*engine_, **collection,
                             kernels::MatrixView{queries.data(), 3, kDim},
-                            Placement::kCpuOnly, nullptr,
+                            dispatch::Placement::kCpuOnly, nullptr,
                             absl::MakeSpan(scores), &report)
                   .ok());
   const std::vector<double> expected =
@@ -129,7 +129,7 @@ TEST_F(ResidentSearchTest, ScoreEveryRowMatchesReferenceAcrossSegments) {
   for (size_t i = 0; i < scores.size(); ++i) {
     EXPECT_NEAR(scores[i], expected[i], 1e-5) << i;
   }
-  EXPECT_EQ(report.backend, BackendKind::kCpu);
+  EXPECT_EQ(report.backend, dispatch::BackendKind::kCpu);
 }
 
 TEST_F(ResidentSearchTest, ScoreEveryRowStopsWhenInterrupted) {
@@ -138,14 +138,14 @@ TEST_F(ResidentSearchTest, ScoreEveryRowStopsWhenInterrupted) {
   ASSERT_TRUE(collection.ok()) << collection.status();
   const std::vector<float> queries = testing::RandomMatrix(1, kDim, 6);
   std::vector<float> scores(10);
-  ExecutionReport report;
+  dispatch::ExecutionReport report;
   const StopAlways stop;
-  EXPECT_EQ(
-      ScoreEveryRow(*engine_, **collection,
-                    kernels::MatrixView{queries.data(), 1, kDim},
-                    Placement::kAuto, &stop, absl::MakeSpan(scores), &report)
-          .code(),
-      absl::StatusCode::kCancelled);
+  EXPECT_EQ(ScoreEveryRow(*engine_, **collection,
+                          kernels::MatrixView{queries.data(), 1, kDim},
+                          dispatch::Placement::kAuto, &stop,
+                          absl::MakeSpan(scores), &report)
+                .code(),
+            absl::StatusCode::kCancelled);
 }
 
 TEST_F(ResidentSearchTest, ScoreEveryRowRefusesABufferOfTheWrongSize) {
@@ -154,11 +154,11 @@ TEST_F(ResidentSearchTest, ScoreEveryRowRefusesABufferOfTheWrongSize) {
   ASSERT_TRUE(collection.ok()) << collection.status();
   const std::vector<float> queries = testing::RandomMatrix(1, kDim, 8);
   std::vector<float> scores(9);
-  ExecutionReport report;
+  dispatch::ExecutionReport report;
   EXPECT_FALSE(ScoreEveryRow(*engine_, **collection,
                              kernels::MatrixView{queries.data(), 1, kDim},
-                             Placement::kAuto, nullptr, absl::MakeSpan(scores),
-                             &report)
+                             dispatch::Placement::kAuto, nullptr,
+                             absl::MakeSpan(scores), &report)
                    .ok());
 }
 

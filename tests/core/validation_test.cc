@@ -26,10 +26,10 @@ TEST(ValidationTest, MatrixShapeRejectsZeroRowsColsAndWrongValueCount) {
 
 class CosineValidationTest : public ::testing::Test {
  protected:
-  CosineJob Job(size_t q, size_t n, size_t d) {
+  dispatch::CosineJob Job(size_t q, size_t n, size_t d) {
     queries_.assign(q * d, 1.0f);
     targets_.assign(n * d, 1.0f);
-    CosineJob job;
+    dispatch::CosineJob job;
     job.queries = {queries_.data(), q, d};
     job.targets = {targets_.data(), n, d};
     return job;
@@ -43,7 +43,7 @@ TEST_F(CosineValidationTest, AcceptsAValidJob) {
 }
 
 TEST_F(CosineValidationTest, RejectsDimensionMismatchNamingBothSides) {
-  CosineJob job = Job(2, 3, 4);
+  dispatch::CosineJob job = Job(2, 3, 4);
   job.targets.cols = 5;
   const absl::Status s = ValidateCosineJob(job, limits_);
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
@@ -60,7 +60,7 @@ TEST_F(CosineValidationTest, InputOverLimitIsResourceExhausted) {
 
 TEST_F(CosineValidationTest, DenseOutputOverLimitSuggestsTopK) {
   limits_.max_output_elements = 5;
-  CosineJob job = Job(2, 3, 1);
+  dispatch::CosineJob job = Job(2, 3, 1);
   EXPECT_EQ(ValidateCosineJob(job, limits_).code(),
             absl::StatusCode::kResourceExhausted);
   EXPECT_THAT(ValidateCosineJob(job, limits_).message(), HasSubstr("top_k"));
@@ -69,7 +69,7 @@ TEST_F(CosineValidationTest, DenseOutputOverLimitSuggestsTopK) {
 }
 
 TEST_F(CosineValidationTest, MinScoreNeedsTopKAndMustBeFinite) {
-  CosineJob job = Job(1, 1, 1);
+  dispatch::CosineJob job = Job(1, 1, 1);
   job.min_score = 0.5f;
   EXPECT_THAT(ValidateCosineJob(job, limits_).message(),
               HasSubstr("min_score is only allowed with top_k > 0"));
@@ -83,13 +83,13 @@ TEST_F(CosineValidationTest, MinScoreNeedsTopKAndMustBeFinite) {
 class SpreadValidationTest : public ::testing::Test {
  protected:
   // 0 -> 1, 0 -> 2, 1 -> 2.
-  SpreadJob Job() {
-    SpreadJob job;
+  dispatch::SpreadJob Job() {
+    dispatch::SpreadJob job;
     job.graph = {3, offsets_, targets_, weights_};
     job.seeds = seeds_;
     return job;
   }
-  absl::Status Check(const SpreadJob& job) {
+  absl::Status Check(const dispatch::SpreadJob& job) {
     return ValidateSpreadJob(job, limits_);
   }
   std::vector<uint32_t> offsets_ = {0, 2, 3, 3};

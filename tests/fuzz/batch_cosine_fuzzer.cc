@@ -20,7 +20,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (!engram::core::ValidateCosineJob(*job, engine.limits()).ok()) return 0;
   std::vector<float> scores(
       job->top_k == 0 ? job->queries.rows * job->targets.rows : 0);
-  engram::core::CosineOutput out;
+  engram::dispatch::CosineOutput out;
   out.scores = absl::MakeSpan(scores);
   const absl::Status status = engine.Cosine(*job, &out);
   if (!status.ok()) {
@@ -28,7 +28,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     // machine without a GPU is refused as unavailable.
     const bool gpu_only_refused =
         status.code() == absl::StatusCode::kUnavailable &&
-        job->placement == engram::core::Placement::kGpuOnly;
+        job->placement == engram::dispatch::Placement::kGpuOnly;
     if (status.code() != absl::StatusCode::kInvalidArgument &&
         !gpu_only_refused) {
       std::abort();

@@ -43,7 +43,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   std::vector<engram::kernels::SpreadSeed> seeds = {{seed_bytes[0] % 80, 1.0f},
                                                     {seed_bytes[1] % 80, 0.5f}};
-  engram::core::SpreadJob job;
+  engram::dispatch::SpreadJob job;
   job.graph = {num_nodes, row_offsets, targets, weight_values};
   job.seeds = seeds;
   job.params.threshold = 0.0f;

@@ -16,12 +16,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::vector<engram::kernels::SpreadSeed> seeds;
   auto job = engram::server::SpreadJobFromProto(request, &seeds);
   if (!job.ok()) return 0;
-  engram::core::SpreadOutput out;
+  engram::dispatch::SpreadOutput out;
   const absl::Status status = engram::fuzz::FuzzEngine().Spread(*job, &out);
   if (!status.ok()) {
     const bool gpu_only_refused =
         status.code() == absl::StatusCode::kUnavailable &&
-        job->placement == engram::core::Placement::kGpuOnly;
+        job->placement == engram::dispatch::Placement::kGpuOnly;
     if (status.code() != absl::StatusCode::kInvalidArgument &&
         status.code() != absl::StatusCode::kResourceExhausted &&
         !gpu_only_refused) {

@@ -23,7 +23,7 @@ TEST(ProtoConversionTest, CosineJobViewsTheRequestWithoutCopying) {
   EXPECT_EQ(job->targets.data, request.targets().values().data());
   EXPECT_EQ(job->top_k, 3u);
   EXPECT_EQ(job->min_score, 0.25f);
-  EXPECT_EQ(job->placement, core::Placement::kCpuOnly);
+  EXPECT_EQ(job->placement, dispatch::Placement::kCpuOnly);
 }
 
 TEST(ProtoConversionTest, AbsentMinScoreStaysAbsent) {

@@ -39,7 +39,7 @@ namespace engram {
 namespace {
 
 namespace pb = ::engram::similarity::v1;
-using core::BreakerState;
+using dispatch::BreakerState;
 using testing::LoadCase;
 using testing::LoadMethod;
 using testing::SizeClass;
@@ -90,12 +90,12 @@ std::string HybridConfig() {
 class Timeline {
  public:
   struct Entry {
-    core::BreakerTransition transition;
+    dispatch::BreakerTransition transition;
     uint64_t device_errors = 0;
     absl::Time seen_at;
   };
 
-  void Add(const core::BreakerTransition& t, uint64_t device_errors) {
+  void Add(const dispatch::BreakerTransition& t, uint64_t device_errors) {
     absl::MutexLock lock(&mu_);
     entries_.push_back({t, device_errors, absl::Now()});
   }
@@ -137,15 +137,15 @@ TEST(RecoveryTest, BreakerOpensOnFailuresAndClosesAfterThem) {
   options.engine.worker_threads = 2;
   options.engine.hybrid_config_path =
       testing::WriteTempFile("recovery.conf", HybridConfig());
-  core::SimulatedGpuBackend* gpu = nullptr;
-  options.engine.gpu_backend =
-      core::SimulatedGpuFactory(core::SimulatedGpuBackend::Options{}, &gpu);
+  dispatch::testing::SimulatedGpuBackend* gpu = nullptr;
+  options.engine.gpu_backend = dispatch::testing::SimulatedGpuFactory(
+      dispatch::testing::SimulatedGpuBackend::Options{}, &gpu);
   auto server = server::SimilarityServer::Create(options);
   ASSERT_TRUE(server.ok()) << server.status();
   ASSERT_TRUE((*server)->Start().ok());
   ASSERT_NE(gpu, nullptr);
-  core::CircuitBreaker& breaker = (*server)->engine().executor().breaker();
-  breaker.AddListener([&timeline, gpu](const core::BreakerTransition& t) {
+  dispatch::CircuitBreaker& breaker = (*server)->engine().executor().breaker();
+  breaker.AddListener([&timeline, gpu](const dispatch::BreakerTransition& t) {
     timeline.Add(t, gpu->stats().device_errors);
   });
 
@@ -234,8 +234,8 @@ TEST(RecoveryTest, BreakerOpensOnFailuresAndClosesAfterThem) {
   absl::SleepFor(absl::Seconds(1));
   stop.store(true);
   for (std::thread& t : clients) t.join();
-  const core::BreakerSnapshot final_state = breaker.Snapshot();
-  const core::SimulatedGpuBackend::Stats gpu_stats = gpu->stats();
+  const dispatch::BreakerSnapshot final_state = breaker.Snapshot();
+  const dispatch::testing::SimulatedGpuBackend::Stats gpu_stats = gpu->stats();
   ASSERT_TRUE((*server)->Drain().ok());
 
   // The timeline, relative to the start of the failures.
@@ -249,8 +249,8 @@ TEST(RecoveryTest, BreakerOpensOnFailuresAndClosesAfterThem) {
     std::printf(
         "breaker %+8.3f s: %s -> %s (open for %.3f s; %llu device "
         "errors) %s\n",
-        at, core::BreakerStateName(e.transition.from),
-        core::BreakerStateName(e.transition.to),
+        at, dispatch::BreakerStateName(e.transition.from),
+        dispatch::BreakerStateName(e.transition.to),
         absl::ToDoubleSeconds(e.transition.open_for),
         static_cast<unsigned long long>(e.device_errors),
         e.transition.reason.c_str());

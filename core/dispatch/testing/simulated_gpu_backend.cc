@@ -7,7 +7,7 @@
 #include "core/dispatch/backend_errors.h"
 #include "core/dispatch/chunking.h"
 
-namespace engram::core {
+namespace engram::dispatch::testing {
 
 absl::StatusOr<std::unique_ptr<SimulatedGpuBackend>>
 SimulatedGpuBackend::Create(const Options& options) {
@@ -357,4 +357,4 @@ GpuBackendFactory SimulatedGpuFactory(SimulatedGpuBackend::Options options,
   };
 }
 
-}  // namespace engram::core
+}  // namespace engram::dispatch::testing

@@ -44,7 +44,7 @@
 #include "core/dispatch/cpu_backend.h"
 #include "kernels/thread_pool.h"
 
-namespace engram::core {
+namespace engram::dispatch::testing {
 
 class SimulatedGpuBackend final : public ComputeBackend {
  public:
@@ -203,6 +203,6 @@ class SimulatedGpuBackend final : public ComputeBackend {
 GpuBackendFactory SimulatedGpuFactory(SimulatedGpuBackend::Options options,
                                       SimulatedGpuBackend** created = nullptr);
 
-}  // namespace engram::core
+}  // namespace engram::dispatch::testing
 
 #endif  // ENGRAM_CORE_DISPATCH_TESTING_SIMULATED_GPU_BACKEND_H_

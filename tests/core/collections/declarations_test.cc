@@ -95,7 +95,7 @@ class LoadDeclaredTest : public ::testing::Test {
     GraphStore::Options go;
     go.budget = budget_;
     go.validate = [](const kernels::GraphView& g) {
-      core::SpreadJob job;
+      dispatch::SpreadJob job;
       job.graph = g;
       return core::ValidateSpreadJob(job, core::RequestLimits());
     };

@@ -24,7 +24,7 @@ using ::testing::IsEmpty;
 // The production binding: the request path's own graph validation.
 GraphValidator RequestValidator(const core::RequestLimits& limits = {}) {
   return [limits](const kernels::GraphView& g) {
-    core::SpreadJob job;
+    dispatch::SpreadJob job;
     job.graph = g;
     return core::ValidateSpreadJob(job, limits);
   };

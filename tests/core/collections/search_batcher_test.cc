@@ -113,7 +113,7 @@ class RecordingExecutor {
       }
       if (!fail_.ok()) return fail_;
       out->top = ExactTopK(pass);
-      out->report.backend = core::BackendKind::kCpu;
+      out->report.backend = dispatch::BackendKind::kCpu;
       return absl::OkStatus();
     };
   }

@@ -31,7 +31,7 @@ std::unique_ptr<GraphStore> MakeGraphStore(std::shared_ptr<MemoryBudget> b) {
   GraphStore::Options options;
   options.budget = std::move(b);
   options.validate = [](const kernels::GraphView& g) {
-    core::SpreadJob job;
+    dispatch::SpreadJob job;
     job.graph = g;
     return core::ValidateSpreadJob(job, core::RequestLimits());
   };

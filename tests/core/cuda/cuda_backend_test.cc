@@ -14,7 +14,7 @@
 #include "kernels/gpu_device.h"
 #include "prometheus/registry.h"
 
-namespace engram::core {
+namespace engram::dispatch {
 namespace {
 
 using ::testing::HasSubstr;
@@ -36,10 +36,10 @@ TEST(CudaBackendTest, CreateWithoutAUsableGpuIsUnavailableWithTheReason) {
 
 TEST(CudaBackendTest, EngineWithoutAUsableGpuKeepsTheReason) {
   if (kernels::ListGpuDevices().ok()) GTEST_SKIP() << "a GPU is present";
-  Engine::Options options;
+  core::Engine::Options options;
   options.worker_threads = 1;
   auto engine =
-      Engine::Create(options, std::make_shared<prometheus::Registry>());
+      core::Engine::Create(options, std::make_shared<prometheus::Registry>());
   ASSERT_TRUE(engine.ok()) << engine.status();
   EXPECT_FALSE((*engine)->gpu_available());
   EXPECT_EQ((*engine)->gpu_unavailable_reason(),
@@ -77,4 +77,4 @@ TEST(CudaBackendTest, BadInputStaysTheCallersError) {
 }
 
 }  // namespace
-}  // namespace engram::core
+}  // namespace engram::dispatch

@@ -33,7 +33,7 @@
 #include "tests/testing/spreading_cases.h"
 #include "tests/testing/stop_after_checks.h"
 
-namespace engram::core {
+namespace engram::dispatch {
 namespace {
 
 using kernels::MatrixView;
@@ -510,10 +510,10 @@ TEST_F(CudaExecutorTest, TheDevicesMemoryProbeSizesTheChunks) {
 // against the copy (no targets copied in) with the CPU's results.
 TEST_F(CudaExecutorTest, ResidentSegmentsAreSearchedFromTheDeviceCopy) {
   HybridExecutor& executor = Make();
-  DeviceResidency::Options options;
+  residency::DeviceResidency::Options options;
   options.gpu = gpu_.get();
   options.memory = executor.memory_monitor();
-  auto residency = DeviceResidency::Create(options);
+  auto residency = residency::DeviceResidency::Create(options);
   ASSERT_TRUE(residency.ok()) << residency.status();
   collections::MemoryBudget::Options budget;
   budget.limit_bytes = uint64_t{1} << 30;
@@ -559,4 +559,4 @@ TEST_F(CudaExecutorTest, ResidentSegmentsAreSearchedFromTheDeviceCopy) {
 }
 
 }  // namespace
-}  // namespace engram::core
+}  // namespace engram::dispatch

@@ -16,7 +16,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
-namespace engram::core {
+namespace engram::dispatch {
 namespace {
 
 using ::testing::HasSubstr;
@@ -82,19 +82,19 @@ class ColdStartBackend final : public ComputeBackend {
 class CalibrationTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    SimulatedGpuBackend::Options slow;
+    dispatch::testing::SimulatedGpuBackend::Options slow;
     slow.name = "slow";
     slow.clock = &clock_;
     slow.launch_overhead = absl::ZeroDuration();
     slow.seconds_per_unit = 1e-9;
-    cpu_ = *SimulatedGpuBackend::Create(slow);
-    SimulatedGpuBackend::Options fast;
+    cpu_ = *dispatch::testing::SimulatedGpuBackend::Create(slow);
+    dispatch::testing::SimulatedGpuBackend::Options fast;
     fast.name = "fast";
     fast.device_name = "Fast Device 9000";
     fast.clock = &clock_;
     fast.launch_overhead = absl::Milliseconds(1);
     fast.seconds_per_unit = 1e-11;
-    gpu_ = *SimulatedGpuBackend::Create(fast);
+    gpu_ = *dispatch::testing::SimulatedGpuBackend::Create(fast);
     options_.cosine_dim = 16;
     options_.cosine_targets = 256;  // 4096 units per query
     options_.cosine_queries = {1, 64, 512, 1024};
@@ -105,8 +105,8 @@ class CalibrationTest : public ::testing::Test {
   }
 
   ManualClock clock_;
-  std::unique_ptr<SimulatedGpuBackend> cpu_;
-  std::unique_ptr<SimulatedGpuBackend> gpu_;
+  std::unique_ptr<dispatch::testing::SimulatedGpuBackend> cpu_;
+  std::unique_ptr<dispatch::testing::SimulatedGpuBackend> gpu_;
   CalibrationOptions options_;
 };
 
@@ -268,4 +268,4 @@ TEST_F(CalibrationTest, RejectsOptionsOutOfRange) {
 }
 
 }  // namespace
-}  // namespace engram::core
+}  // namespace engram::dispatch

@@ -12,7 +12,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
-namespace engram::core {
+namespace engram::dispatch {
 namespace {
 
 using ::testing::ElementsAre;
@@ -200,4 +200,4 @@ TEST_F(ChunkingTest, FootprintArithmeticSaturatesInsteadOfWrapping) {
 }
 
 }  // namespace
-}  // namespace engram::core
+}  // namespace engram::dispatch

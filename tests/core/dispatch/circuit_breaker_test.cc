@@ -16,7 +16,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
-namespace engram::core {
+namespace engram::dispatch {
 namespace {
 
 using ::testing::ElementsAre;
@@ -484,4 +484,4 @@ TEST_F(CircuitBreakerTest, ConcurrentCallsKeepTheCountsConsistent) {
 }
 
 }  // namespace
-}  // namespace engram::core
+}  // namespace engram::dispatch

@@ -11,7 +11,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
-namespace engram::core {
+namespace engram::dispatch {
 namespace {
 
 using ::testing::ElementsAre;
@@ -301,4 +301,4 @@ TEST_F(DispatchPolicyTest, CustomTablesAreValidatedAndEvaluatedInOrder) {
 }
 
 }  // namespace
-}  // namespace engram::core
+}  // namespace engram::dispatch

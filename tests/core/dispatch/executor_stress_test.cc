@@ -22,13 +22,13 @@
 #include "tests/testing/random_data.h"
 #include "tests/testing/reference.h"
 
-namespace engram::core {
+namespace engram::dispatch {
 namespace {
 
-using ::engram::core::testing::CosineCase;
-using ::engram::core::testing::CountingObserver;
-using ::engram::core::testing::ScoresMatch;
-using ::engram::core::testing::TopKMatches;
+using ::engram::dispatch::testing::CosineCase;
+using ::engram::dispatch::testing::CountingObserver;
+using ::engram::dispatch::testing::ScoresMatch;
+using ::engram::dispatch::testing::TopKMatches;
 
 constexpr int kThreads = 16;
 constexpr int kRequestsPerThread = 40;
@@ -82,8 +82,9 @@ class ExecutorStressTest : public ::testing::Test {
     }
   }
 
-  std::unique_ptr<SimulatedGpuBackend> MakeGpu(uint64_t sticky_after) {
-    SimulatedGpuBackend::Options gpu;
+  std::unique_ptr<dispatch::testing::SimulatedGpuBackend> MakeGpu(
+      uint64_t sticky_after) {
+    dispatch::testing::SimulatedGpuBackend::Options gpu;
     gpu.pool = pool_.get();
     gpu.launch_overhead = absl::Microseconds(5);
     gpu.seconds_per_unit = 1e-12;
@@ -95,7 +96,7 @@ class ExecutorStressTest : public ::testing::Test {
     gpu.burst_length = 4;
     gpu.sticky_after_calls = sticky_after;
     gpu.seed = 7;
-    auto backend = SimulatedGpuBackend::Create(gpu);
+    auto backend = dispatch::testing::SimulatedGpuBackend::Create(gpu);
     EXPECT_TRUE(backend.ok());
     // Chunks the budget allows but the device then refuses: every large
     // request meets OOM and halves.
@@ -194,7 +195,8 @@ class ExecutorStressTest : public ::testing::Test {
 };
 
 TEST_F(ExecutorStressTest, EveryResultIsCorrectUnderInjectedFaults) {
-  std::unique_ptr<SimulatedGpuBackend> gpu = MakeGpu(/*sticky_after=*/0);
+  std::unique_ptr<dispatch::testing::SimulatedGpuBackend> gpu =
+      MakeGpu(/*sticky_after=*/0);
   auto store = ConfigStore::Create(StressConfig());
   ASSERT_TRUE(store.ok());
   CountingObserver observer;
@@ -223,7 +225,7 @@ TEST_F(ExecutorStressTest, EveryResultIsCorrectUnderInjectedFaults) {
 
   const HybridExecutor::Counters counters = (*executor)->counters();
   EXPECT_EQ(counters.requests, static_cast<uint64_t>(requests.load()));
-  const SimulatedGpuBackend::Stats stats = gpu->stats();
+  const dispatch::testing::SimulatedGpuBackend::Stats stats = gpu->stats();
   EXPECT_GT(stats.calls, 0u);
   EXPECT_GT(stats.ooms, 0u);
   EXPECT_EQ(counters.ooms, stats.ooms);
@@ -239,7 +241,8 @@ TEST_F(ExecutorStressTest, EveryResultIsCorrectUnderInjectedFaults) {
 }
 
 TEST_F(ExecutorStressTest, StickyErrorMidRunKeepsEveryAutoResultCorrect) {
-  std::unique_ptr<SimulatedGpuBackend> gpu = MakeGpu(/*sticky_after=*/60);
+  std::unique_ptr<dispatch::testing::SimulatedGpuBackend> gpu =
+      MakeGpu(/*sticky_after=*/60);
   auto store = ConfigStore::Create(StressConfig());
   ASSERT_TRUE(store.ok());
   HybridExecutor::Options options;
@@ -256,4 +259,4 @@ TEST_F(ExecutorStressTest, StickyErrorMidRunKeepsEveryAutoResultCorrect) {
 }
 
 }  // namespace
-}  // namespace engram::core
+}  // namespace engram::dispatch

@@ -24,7 +24,7 @@
 #include "tests/testing/random_data.h"
 #include "tests/testing/reference.h"
 
-namespace engram::core::testing {
+namespace engram::dispatch::testing {
 
 // Forwards to `inner`, recording the query rows of every cosine call and
 // the number of spreading calls. With drop_one_list set it returns one
@@ -245,6 +245,6 @@ inline ::testing::AssertionResult TopKMatches(
   return ::testing::AssertionSuccess();
 }
 
-}  // namespace engram::core::testing
+}  // namespace engram::dispatch::testing
 
 #endif  // ENGRAM_TESTS_CORE_DISPATCH_EXECUTOR_TEST_UTIL_H_

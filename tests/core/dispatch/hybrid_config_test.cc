@@ -13,7 +13,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
-namespace engram::core {
+namespace engram::dispatch {
 namespace {
 
 using ::testing::ElementsAre;
@@ -317,4 +317,4 @@ TEST_F(HybridConfigTest, ReadersNeverSeeAHalfWrittenConfig) {
 }
 
 }  // namespace
-}  // namespace engram::core
+}  // namespace engram::dispatch

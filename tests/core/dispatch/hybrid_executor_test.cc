@@ -21,14 +21,14 @@
 #include "tests/testing/reference.h"
 #include "tests/testing/stop_after_checks.h"
 
-namespace engram::core {
+namespace engram::dispatch {
 namespace {
 
-using ::engram::core::testing::CosineCase;
-using ::engram::core::testing::CountingObserver;
-using ::engram::core::testing::RecordingBackend;
-using ::engram::core::testing::ScoresMatch;
-using ::engram::core::testing::TopKMatches;
+using ::engram::dispatch::testing::CosineCase;
+using ::engram::dispatch::testing::CountingObserver;
+using ::engram::dispatch::testing::RecordingBackend;
+using ::engram::dispatch::testing::ScoresMatch;
+using ::engram::dispatch::testing::TopKMatches;
 using ::testing::Each;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
@@ -40,12 +40,12 @@ class HybridExecutorTest : public ::testing::Test {
  protected:
   void SetUp() override {
     cpu_inner_ = *CpuBackend::Create({});
-    SimulatedGpuBackend::Options gpu;
+    dispatch::testing::SimulatedGpuBackend::Options gpu;
     gpu.clock = &clock_;
     gpu.launch_overhead = absl::Microseconds(10);
     gpu.seconds_per_unit = 1e-12;
     gpu.memory_bytes = kGiB;
-    gpu_inner_ = *SimulatedGpuBackend::Create(gpu);
+    gpu_inner_ = *dispatch::testing::SimulatedGpuBackend::Create(gpu);
     cpu_ = std::make_unique<RecordingBackend>(cpu_inner_.get());
     gpu_ = std::make_unique<RecordingBackend>(gpu_inner_.get());
   }
@@ -99,7 +99,7 @@ class HybridExecutorTest : public ::testing::Test {
 
   ManualClock clock_;
   std::unique_ptr<CpuBackend> cpu_inner_;
-  std::unique_ptr<SimulatedGpuBackend> gpu_inner_;
+  std::unique_ptr<dispatch::testing::SimulatedGpuBackend> gpu_inner_;
   std::unique_ptr<RecordingBackend> cpu_;
   std::unique_ptr<RecordingBackend> gpu_;
   std::unique_ptr<ConfigStore> store_;
@@ -949,4 +949,4 @@ TEST_F(HybridExecutorTest, CalibrateSeedsThePerformanceModel) {
 }
 
 }  // namespace
-}  // namespace engram::core
+}  // namespace engram::dispatch

@@ -14,7 +14,7 @@
 #include "core/dispatch/clock.h"
 #include "gtest/gtest.h"
 
-namespace engram::core {
+namespace engram::dispatch {
 namespace {
 
 constexpr uint64_t kGiB = uint64_t{1} << 30;
@@ -261,4 +261,4 @@ TEST_F(MemoryPressureTest, ConcurrentPressureQueriesProbeOneAtATime) {
 }
 
 }  // namespace
-}  // namespace engram::core
+}  // namespace engram::dispatch

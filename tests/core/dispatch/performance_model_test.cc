@@ -11,7 +11,7 @@
 #include "core/dispatch/clock.h"
 #include "gtest/gtest.h"
 
-namespace engram::core {
+namespace engram::dispatch {
 namespace {
 
 class PerformanceModelTest : public ::testing::Test {
@@ -322,4 +322,4 @@ TEST_F(PerformanceModelTest, ConcurrentRecordAndSnapshotStayConsistent) {
 }
 
 }  // namespace
-}  // namespace engram::core
+}  // namespace engram::dispatch

@@ -30,7 +30,7 @@
 #include "prometheus/registry.h"
 #include "tests/testing/random_data.h"
 
-namespace engram::core {
+namespace engram::residency {
 namespace {
 
 using ::testing::HasSubstr;
@@ -69,15 +69,15 @@ double MetricValue(prometheus::Registry& registry, const std::string& name,
 class DeviceResidencyTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    ASSERT_EQ(ResidentFootprintBytes(kRows, kDim), kSegmentBytes);
-    SimulatedGpuBackend::Options gpu;
+    ASSERT_EQ(dispatch::ResidentFootprintBytes(kRows, kDim), kSegmentBytes);
+    dispatch::testing::SimulatedGpuBackend::Options gpu;
     gpu.clock = &clock_;
     gpu.launch_overhead = absl::Microseconds(10);
     gpu.seconds_per_unit = 1e-12;
     gpu.seconds_per_target_byte = 1e-9;
     gpu.memory_bytes = kDeviceBytes;
-    gpu_ = *SimulatedGpuBackend::Create(gpu);
-    cpu_ = *CpuBackend::Create({});
+    gpu_ = *dispatch::testing::SimulatedGpuBackend::Create(gpu);
+    cpu_ = *dispatch::CpuBackend::Create({});
     resident_metrics_ =
         std::make_unique<collections::ResidentMetrics>(registry_);
     metrics_ = std::make_unique<DeviceResidencyMetrics>(registry_);
@@ -137,19 +137,19 @@ class DeviceResidencyTest : public ::testing::Test {
 
   // An executor over the CPU backend and the simulated GPU itself (so that
   // its residency calls are seen).
-  HybridExecutor& Executor() {
-    HybridConfig c;
+  dispatch::HybridExecutor& Executor() {
+    dispatch::HybridConfig c;
     c.min_gpu_work_cosine = 1;
     c.probe_enabled = false;
     c.min_chunk_queries = 1;
     c.memory.refresh_interval = absl::ZeroDuration();
-    config_ = *ConfigStore::Create(c);
-    HybridExecutor::Options options;
+    config_ = *dispatch::ConfigStore::Create(c);
+    dispatch::HybridExecutor::Options options;
     options.cpu = cpu_.get();
     options.gpu = gpu_.get();
     options.config = config_.get();
     options.clock = &clock_;
-    executor_ = *HybridExecutor::Create(options);
+    executor_ = *dispatch::HybridExecutor::Create(options);
     return *executor_;
   }
 
@@ -159,16 +159,16 @@ class DeviceResidencyTest : public ::testing::Test {
   void ExpectSearchMatchesTheCpu(const collections::Segment& segment) {
     const std::vector<float> queries =
         engram::testing::RandomMatrix(4, kDim, 99);
-    CosineJob job;
+    dispatch::CosineJob job;
     job.queries = kernels::MatrixView{queries.data(), 4, kDim};
     job.targets = segment.vectors();
     job.top_k = 3;
-    job.placement = Placement::kGpuOnly;
+    job.placement = dispatch::Placement::kGpuOnly;
     job.resident_targets = segment.id();
-    CosineOutput gpu_out;
+    dispatch::CosineOutput gpu_out;
     ASSERT_TRUE(executor_->Cosine(job, &gpu_out).ok());
-    EXPECT_EQ(gpu_out.report.backend, BackendKind::kGpu);
-    CosineOutput cpu_out;
+    EXPECT_EQ(gpu_out.report.backend, dispatch::BackendKind::kGpu);
+    dispatch::CosineOutput cpu_out;
     ASSERT_TRUE(cpu_->Cosine(job, &cpu_out).ok());
     ASSERT_EQ(gpu_out.top.size(), cpu_out.top.size());
     for (size_t i = 0; i < cpu_out.top.size(); ++i) {
@@ -180,14 +180,14 @@ class DeviceResidencyTest : public ::testing::Test {
     }
   }
 
-  ManualClock clock_;
+  dispatch::ManualClock clock_;
   prometheus::Registry registry_;
   std::unique_ptr<collections::ResidentMetrics> resident_metrics_;
   std::unique_ptr<DeviceResidencyMetrics> metrics_;
-  std::unique_ptr<SimulatedGpuBackend> gpu_;
-  std::unique_ptr<CpuBackend> cpu_;
-  std::unique_ptr<ConfigStore> config_;
-  std::unique_ptr<HybridExecutor> executor_;
+  std::unique_ptr<dispatch::testing::SimulatedGpuBackend> gpu_;
+  std::unique_ptr<dispatch::CpuBackend> cpu_;
+  std::unique_ptr<dispatch::ConfigStore> config_;
+  std::unique_ptr<dispatch::HybridExecutor> executor_;
   std::unique_ptr<DeviceResidency> residency_;
   std::unique_ptr<collections::CollectionStore> store_;
   std::vector<std::vector<float>> data_;
@@ -245,7 +245,8 @@ TEST_F(DeviceResidencyTest, ASearchAfterCommitFindsTheSegmentResident) {
   ASSERT_FALSE(gpu_->history().empty());
   const auto call = gpu_->history().back();
   EXPECT_TRUE(call.resident);
-  EXPECT_EQ(call.bytes, CosineFootprint(4, kRows, kDim, 3, true).TotalBytes());
+  EXPECT_EQ(call.bytes,
+            dispatch::CosineFootprint(4, kRows, kDim, 3, true).TotalBytes());
 }
 
 TEST_F(DeviceResidencyTest, AnAppendUploadsOnlyTheNewSegment) {
@@ -331,7 +332,7 @@ TEST_F(DeviceResidencyTest, MakeRoomEvictsAndATouchReadmitsIntoFreeBudget) {
 
 TEST_F(DeviceResidencyTest, AnInjectedOomLeavesTheSegmentHostOnlyAndIsCounted) {
   Make();
-  gpu_->FailNextUploads(1, DeviceOutOfMemoryError("injected"));
+  gpu_->FailNextUploads(1, dispatch::DeviceOutOfMemoryError("injected"));
   const auto a = Commit("a");
   EXPECT_FALSE(residency_->IsResident(LastSegment(*a)));
   EXPECT_FALSE(gpu_->HoldsResident(LastSegment(*a)));
@@ -428,10 +429,11 @@ TEST_F(DeviceResidencyTest, DeletingACollectionDropsItsCopies) {
 }
 
 TEST_F(DeviceResidencyTest, UploadsLeaveTheConfiguredShareOfTheDeviceFree) {
-  MemoryPressureMonitor::Options memory = HybridConfig{}.memory;
+  dispatch::MemoryPressureMonitor::Options memory =
+      dispatch::HybridConfig{}.memory;
   memory.refresh_interval = absl::ZeroDuration();
   memory.clock = &clock_;
-  auto monitor = *MemoryPressureMonitor::Create(
+  auto monitor = *dispatch::MemoryPressureMonitor::Create(
       memory, [this] { return gpu_->QueryMemory(); });
   DeviceResidency::Options o = BaseOptions();
   o.memory = monitor.get();
@@ -514,4 +516,4 @@ TEST_F(DeviceResidencyTest, DestructionDropsEveryCopy) {
 }
 
 }  // namespace
-}  // namespace engram::core
+}  // namespace engram::residency

@@ -302,9 +302,9 @@ TEST_F(GpuContextTest, OutOfMemoryIsReportedAndTheContextStaysUsable) {
       -std::numeric_limits<float>::infinity(), 0, &top);
   EXPECT_EQ(status.code(), absl::StatusCode::kResourceExhausted) << status;
   EXPECT_EQ(GpuErrorKindOf(status), GpuErrorKind::kOutOfMemory);
-  EXPECT_EQ(
-      core::ClassifyBackendError(core::CudaBackend::ToBackendError(status)),
-      core::BackendErrorClass::kOutOfMemory);
+  EXPECT_EQ(dispatch::ClassifyBackendError(
+                dispatch::CudaBackend::ToBackendError(status)),
+            dispatch::BackendErrorClass::kOutOfMemory);
   // A quarter of the queries fits, on the same context and thread: the OOM
   // left in the thread's last-error slot must not be reported again by this
   // call's first kernel launch check (what failed here on the H200).
@@ -457,7 +457,8 @@ TEST_F(GpuContextTest, ConcurrentCallsOnFewerLanesGiveTheSameResults) {
   };
   auto context = GpuContext::Create(GpuContext::Options());
   if (!context.ok()) fail("create", context.status());
-  auto backend = core::CudaBackend::Create(core::CudaBackend::Options());
+  auto backend =
+      dispatch::CudaBackend::Create(dispatch::CudaBackend::Options());
   if (!backend.ok()) fail("create backend", backend.status());
   const std::vector<float> data = testing::RandomMatrix(8, 16, 1);
   const MatrixView view{data.data(), 8, 16};
@@ -480,13 +481,14 @@ TEST_F(GpuContextTest, ConcurrentCallsOnFewerLanesGiveTheSameResults) {
       GpuErrorKind::kSticky) {
     fail("memory probe", (*context)->QueryMemory().status());
   }
-  core::CosineJob job;
+  dispatch::CosineJob job;
   job.queries = view;
   job.targets = view;
-  core::CosineOutput output;
+  dispatch::CosineOutput output;
   output.scores = absl::MakeSpan(out);
   status = (*backend)->Cosine(job, &output);
-  if (core::ClassifyBackendError(status) != core::BackendErrorClass::kSticky) {
+  if (dispatch::ClassifyBackendError(status) !=
+      dispatch::BackendErrorClass::kSticky) {
     fail("backend", status);
   }
   std::fprintf(stderr, "sticky verdict: ok\n");

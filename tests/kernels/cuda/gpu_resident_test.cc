@@ -181,7 +181,7 @@ TEST_F(GpuResidentTest, UploadAccountsItsBytesAndEvictGivesThemBack) {
   const GpuResidentStats stats = gpu->ResidentStats();
   EXPECT_EQ(stats.matrices, 1u);
   // What the manager budgets with is what the context allocates.
-  EXPECT_EQ(stats.bytes, core::ResidentFootprintBytes(n, d));
+  EXPECT_EQ(stats.bytes, dispatch::ResidentFootprintBytes(n, d));
   auto memory = gpu->QueryMemory();
   ASSERT_TRUE(memory.ok()) << memory.status();
   EXPECT_LE(memory->free_bytes + stats.bytes, memory->total_bytes);

@@ -11,7 +11,7 @@
 #include "gtest/gtest.h"
 #include "tests/testing/random_data.h"
 
-namespace engram::core {
+namespace engram::dispatch::testing {
 namespace {
 
 class SimulatedGpuBackendTest : public ::testing::Test {
@@ -233,4 +233,4 @@ TEST_F(SimulatedGpuBackendTest, AResidentJobSkipsTheTargetCopyAndItsBytes) {
 }
 
 }  // namespace
-}  // namespace engram::core
+}  // namespace engram::dispatch::testing
