@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Checks that every library includes only headers of libraries it links.
+"""Checks that every library includes only headers of libraries it links,
+and that its files open only its own namespace.
 
 The layers (docs/architecture.md) are CMake libraries, one per folder, whose
 dependencies point down. A header of another folder is usable only when its
@@ -7,6 +8,11 @@ library is linked, directly or through a PUBLIC/INTERFACE dependency: a
 missing link is a cycle waiting for the first non-inline call, or a layer
 reaching up. This reads CMake's own model of the build (the file API reply
 that the top-level CMakeLists.txt asks for) and every project #include.
+
+A folder's namespace is engram:: and its path, except that a library below
+core/ is named for its own folder (core/dispatch/ is engram::dispatch): it
+sits below engram::core, not inside it. Nested namespaces are the
+library's own.
 
 Usage: check-layers.py BUILD_DIR   (exit 1 and one line per violation)
        check-layers.py --self-test
@@ -19,6 +25,12 @@ import subprocess
 import sys
 
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)
+NAMESPACE = re.compile(r"^\s*namespace\s+(engram(?:::\w+)*)\s*\{", re.M)
+# Namespaces a folder may open besides its own, and why.
+ALSO_OPENS = {
+    # The CUDA library implements the seam that kernels/gpu_device.h declares.
+    "kernels/cuda": {"engram::kernels"},
+}
 SOURCE_SUFFIXES = (".h", ".cc", ".cu", ".cuh")
 
 
@@ -117,6 +129,32 @@ def violations(targets, folder_owner, read):
                            f"{name} does not link")
 
 
+def expected_namespace(folder):
+    parts = folder.split("/")
+    if parts[0] == "core" and len(parts) > 1:
+        parts = parts[1:]
+    return "engram::" + "::".join(parts)
+
+
+def namespace_violations(folder_owner, sources, read):
+    """Yields "file: opens namespace N, not F" for every file of a library's
+    folder that opens an engram namespace other than its folder's (or one
+    nested in it)."""
+    for folder, owner in sorted(folder_owner.items()):
+        own = expected_namespace(folder)
+        allowed = ALSO_OPENS.get(folder, set())
+        files = sorted(set(read.headers(folder)) |
+                       {s for s in sources.get(owner, [])
+                        if os.path.dirname(s) == folder})
+        for path in files:
+            for opened in NAMESPACE.findall(read.text(path)):
+                if opened == own or opened.startswith(own + "::"):
+                    continue
+                if opened in allowed:
+                    continue
+                yield f"{path}: opens namespace {opened}, not {own}"
+
+
 class Tree:
     def __init__(self, root):
         self.root = root
@@ -165,6 +203,16 @@ def self_test():
     files["top/c.h"] = ""
     found = list(violations(targets, folder_owner, FakeTree(files)))
     assert len(found) == 1 and "low/a.h" in found[0], found
+    sources = {n: t["sources"] for n, t in targets.items()}
+    files["low/a.h"] = "namespace engram::low {\nnamespace {\n"
+    files["mid/b.cc"] = "namespace engram::mid::detail {\n"
+    found = list(namespace_violations(folder_owner, sources, FakeTree(files)))
+    assert found == [], found  # its own and nested ones
+    files["mid/b.cc"] = "namespace engram::low {\n"  # another folder's
+    found = list(namespace_violations(folder_owner, sources, FakeTree(files)))
+    assert len(found) == 1 and "mid/b.cc" in found[0], found
+    assert expected_namespace("core/dispatch/testing") == \
+        "engram::dispatch::testing"
     print("check-layers: self-test passed")
 
 
@@ -176,7 +224,10 @@ def main(argv):
         sys.exit(__doc__)
     targets, root = load_model(argv[1])
     folder_owner = owners(targets)
-    found = list(violations(targets, folder_owner, Tree(root)))
+    tree = Tree(root)
+    sources = {n: t["sources"] for n, t in targets.items()}
+    found = list(violations(targets, folder_owner, tree))
+    found += namespace_violations(folder_owner, sources, tree)
     for line in found:
         print(line)
     libraries = sorted(set(folder_owner.values()))

@@ -4,25 +4,30 @@
 # GPU tests (label gpu) skip with a stated reason when no GPU is present.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Each step's header carries the time since the start, so a slow step shows
+# in the CI log.
+step() { printf '== %s [%dm%02ds]\n' "$1" $((SECONDS / 60)) $((SECONDS % 60)); }
 scripts/install-deps.sh
 
-echo "== format check"
+step "format check"
 scripts/check-format.sh
 
-echo "== build"
+step "build"
 scripts/build.sh -DENGRAM_BUILD_TESTS=ON -DENGRAM_BUILD_BENCHMARKS=ON
 
-echo "== thread-safety analysis (clang -Wthread-safety)"
+step "thread-safety analysis (clang -Wthread-safety)"
 scripts/thread-safety.sh
 
-echo "== tests"
+step "tests"
 ctest --test-dir "${BUILD_DIR:-build}" --output-on-failure -j 2 --timeout 300
 
-echo "== ThreadSanitizer (kernels and core, the concurrency stress test included)"
+step "ThreadSanitizer (kernels and core, the concurrency stress test included)"
 scripts/tsan.sh
 
-echo "== AddressSanitizer + UBSan + LeakSanitizer (every non-GPU test, a short soak)"
+step "AddressSanitizer + UBSan + LeakSanitizer (every non-GPU test, a short soak)"
 scripts/asan.sh
 
-echo "== fuzzing (${FUZZ_SECONDS:-60}s per target, ASan + UBSan)"
+step "fuzzing (${FUZZ_SECONDS:-60}s per target, ASan + UBSan)"
 scripts/fuzz.sh
+
+step "done"
