@@ -1,4 +1,4 @@
-// engram-cli's resident-data commands (issue 9): parsing of `collection` and
+// engram-cli's resident-data commands: parsing of `collection` and
 // `graph` actions, the search request, metadata, `spread --graph_name` and
 // `bench --rpc=SearchCollection`. Runs against the real server are in
 // tests/server/resident_cli_e2e_test.cc.

@@ -1,4 +1,4 @@
-// Overload (issue 7, test 3; ctest labels `reliability`, `soak`): the real
+// Overload (ctest labels `reliability`, `soak`): the real
 // engram-server with 2 workers and --max_inflight_requests=8 is driven at
 // several times the rate it can sustain for ENGRAM_OVERLOAD_SECONDS
 // (default 30) by many paced client threads, each call with a deadline.

@@ -1,4 +1,4 @@
-// Recovery (issue 7, test 2; ctest label `reliability`): an in-process
+// Recovery (ctest label `reliability`): an in-process
 // SimilarityServer whose simulated GPU fails every call for
 // ENGRAM_RECOVERY_FAIL_SECONDS (default 10), then none, while clients keep
 // sending AUTO requests that the dispatch engine gives to the GPU. The

@@ -1,5 +1,5 @@
 // engram-cli's `collection` and `graph` commands and `spread --graph_name`
-// against the real engram-server (issue 9), in process through cli::Main.
+// against the real engram-server, in process through cli::Main.
 #include <unistd.h>
 
 #include <cstdio>

@@ -1,4 +1,4 @@
-// Fault-injected soak (issue 7, test 1; ctest labels `reliability`, `soak`):
+// Fault-injected soak (ctest labels `reliability`, `soak`):
 // 32 concurrent clients for ENGRAM_SOAK_SECONDS (default 60; plus a
 // calibration run of half that, at most 30 s, first) against the
 // real engram-server with the simulated GPU failing about 10% of its calls
