@@ -33,15 +33,22 @@ absl::StatusOr<std::unique_ptr<ResidentData>> ResidentData::Create(
   budget.metrics = data->metrics_;
   ENGRAM_ASSIGN_OR_RETURN(data->budget_,
                           collections::MemoryBudget::Create(budget));
+  if (!options.data_dir.empty()) {
+    ENGRAM_ASSIGN_OR_RETURN(data->data_dir_,
+                            collections::DataDir::Open(options.data_dir));
+  }
   collections::CollectionStore::Options store;
   store.budget = data->budget_;
   store.metrics = data->metrics_;
   store.observer = device_cache;
+  store.journal = data->data_dir_.get();
   ENGRAM_ASSIGN_OR_RETURN(data->collections_,
                           collections::CollectionStore::Create(store));
   collections::GraphStore::Options graphs;
   graphs.budget = data->budget_;
   graphs.metrics = data->metrics_;
+  graphs.journal =
+      data->data_dir_ == nullptr ? nullptr : data->data_dir_->graph_journal();
   // A stored graph passes exactly the checks an inline one does.
   graphs.validate = [limits](const kernels::GraphView& g) {
     dispatch::SpreadJob job;
@@ -55,9 +62,11 @@ absl::StatusOr<std::unique_ptr<ResidentData>> ResidentData::Create(
       prometheus::BuildCounter()
           .Name("engram_resident_load_failures_total")
           .Help(
-              "Start-up declarations that failed to load, by kind: "
-              "collection, graph, or config (the declarations file itself "
-              "missing or malformed). The service starts without them.")
+              "Resident collections and graphs that failed to load at "
+              "start-up (from the data directory or the declarations file), "
+              "by kind: collection, graph, or config (the declarations file "
+              "itself missing or malformed). The service starts without "
+              "them.")
           .Register(registry);
   data->load_failures_collection_ = &failures.Add({{"kind", "collection"}});
   data->load_failures_graph_ = &failures.Add({{"kind", "graph"}});
@@ -65,8 +74,9 @@ absl::StatusOr<std::unique_ptr<ResidentData>> ResidentData::Create(
   auto& loaded = prometheus::BuildCounter()
                      .Name("engram_resident_loads_total")
                      .Help(
-                         "Start-up declarations loaded, by kind: collection "
-                         "or graph.")
+                         "Resident collections and graphs loaded at start-up "
+                         "(from the data directory or the declarations file), "
+                         "by kind: collection or graph.")
                      .Register(registry);
   data->loaded_collection_ = &loaded.Add({{"kind", "collection"}});
   data->loaded_graph_ = &loaded.Add({{"kind", "graph"}});
@@ -152,6 +162,50 @@ void ResidentData::ReapRetired() {
   idle.clear();
 }
 
+void ResidentData::Report(const collections::LoadOutcome& o,
+                          const char* origin) {
+  const bool graph = o.declaration.kind == collections::ResidentKind::kGraph;
+  const std::string kind = collections::ResidentKindName(o.declaration.kind);
+  if (o.status.ok()) {
+    (graph ? loaded_graph_ : loaded_collection_)->Increment();
+    Log(LogLevel::kInfo, "resident_loaded",
+        {{"kind", kind},
+         {"origin", origin},
+         {"name", o.declaration.name},
+         {"path", o.declaration.path},
+         {"format", collections::FileFormatName(o.format)},
+         {"verified_by", o.verified_by},
+         {"rows", absl::StrCat(o.rows)},
+         {"bytes", absl::StrCat(o.bytes)},
+         {"seconds", absl::StrCat(o.seconds)}});
+  } else {
+    (graph ? load_failures_graph_ : load_failures_collection_)->Increment();
+    // A declaration names the line of the declarations file it came from.
+    Log(LogLevel::kError, "resident_load_failed",
+        {{"kind", kind},
+         {"origin", origin},
+         {"name", o.declaration.name},
+         {"path", o.declaration.path},
+         {"line", o.declaration.line > 0 ? absl::StrCat(o.declaration.line)
+                                         : std::string("none")},
+         {"code", absl::StatusCodeToString(o.status.code())},
+         {"error", std::string(o.status.message())}});
+  }
+}
+
+std::vector<collections::LoadOutcome> ResidentData::LoadDataDir() {
+  if (data_dir_ == nullptr) return {};
+  std::vector<collections::LoadOutcome> outcomes =
+      data_dir_->Load(collections_.get(), graphs_.get());
+  for (const collections::LoadOutcome& o : outcomes) Report(o, "data_dir");
+  if (data_dir_->leftovers_removed() > 0) {
+    Log(LogLevel::kInfo, "data_dir_leftovers_removed",
+        {{"path", data_dir_->path()},
+         {"files", absl::StrCat(data_dir_->leftovers_removed())}});
+  }
+  return outcomes;
+}
+
 absl::StatusOr<std::vector<collections::LoadOutcome>>
 ResidentData::LoadDeclarationsFile(const std::string& path) {
   absl::StatusOr<std::vector<collections::Declaration>> declarations =
@@ -164,33 +218,26 @@ ResidentData::LoadDeclarationsFile(const std::string& path) {
          {"error", std::string(declarations.status().message())}});
     return declarations.status();
   }
-  std::vector<collections::LoadOutcome> outcomes = collections::LoadDeclared(
-      *declarations, collections_.get(), graphs_.get());
-  for (const collections::LoadOutcome& o : outcomes) {
-    const bool graph = o.declaration.kind == collections::ResidentKind::kGraph;
-    const std::string kind = collections::ResidentKindName(o.declaration.kind);
-    if (o.status.ok()) {
-      (graph ? loaded_graph_ : loaded_collection_)->Increment();
-      Log(LogLevel::kInfo, "resident_loaded",
-          {{"kind", kind},
-           {"name", o.declaration.name},
-           {"path", o.declaration.path},
-           {"format", collections::FileFormatName(o.format)},
-           {"verified_by", o.verified_by},
-           {"rows", absl::StrCat(o.rows)},
-           {"bytes", absl::StrCat(o.bytes)},
-           {"seconds", absl::StrCat(o.seconds)}});
-    } else {
-      (graph ? load_failures_graph_ : load_failures_collection_)->Increment();
-      Log(LogLevel::kError, "resident_load_failed",
-          {{"kind", kind},
-           {"name", o.declaration.name},
-           {"path", o.declaration.path},
-           {"line", absl::StrCat(o.declaration.line)},
-           {"code", absl::StatusCodeToString(o.status.code())},
-           {"error", std::string(o.status.message())}});
+  // A name the data directory brought back is what clients last wrote;
+  // the operator's file yields to it.
+  std::vector<collections::Declaration> remaining;
+  for (collections::Declaration& d : *declarations) {
+    const bool graph = d.kind == collections::ResidentKind::kGraph;
+    const absl::Status stored = graph ? graphs_->Get(d.name).status()
+                                      : collections_->Get(d.name).status();
+    if (data_dir_ != nullptr && !absl::IsNotFound(stored)) {
+      Log(LogLevel::kInfo, "resident_declaration_superseded",
+          {{"kind", collections::ResidentKindName(d.kind)},
+           {"name", d.name},
+           {"path", d.path},
+           {"data_dir", data_dir_->path()}});
+      continue;
     }
+    remaining.push_back(std::move(d));
   }
+  std::vector<collections::LoadOutcome> outcomes =
+      collections::LoadDeclared(remaining, collections_.get(), graphs_.get());
+  for (const collections::LoadOutcome& o : outcomes) Report(o, "declaration");
   return outcomes;
 }
 

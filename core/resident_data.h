@@ -14,6 +14,13 @@
 // batchers, and at destruction), so creating and deleting many names does
 // not accumulate dispatcher threads.
 //
+// Durability: with ResidentOptions::data_dir set, a collections::DataDir is
+// the stores' journal (every change a client makes is on disk before it is
+// visible), and LoadDataDir() brings the directory's contents back at
+// start-up, before the declarations file, whose entries then yield to a
+// stored collection or graph of the same name (the stored one is what
+// clients last wrote).
+//
 // Start-up loading: LoadDeclarationsFile() reads the declarations format
 // (core/collections/declarations.h), loads every entry and logs one JSON
 // line per entry; a missing or malformed file, or a failed entry, is logged
@@ -38,6 +45,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "core/collections/collection_store.h"
+#include "core/collections/data_dir.h"
 #include "core/collections/declarations.h"
 #include "core/collections/graph_store.h"
 #include "core/collections/memory_budget.h"
@@ -54,6 +62,9 @@ struct ResidentOptions {
   // Host bytes resident collections and graphs may hold together
   // (--resident_memory_bytes).
   uint64_t memory_bytes = uint64_t{8} << 30;
+  // Where collections and graphs that clients write are kept durably
+  // (--data_dir); empty: in memory only, gone at exit.
+  std::string data_dir;
   // Dynamic batching of SearchCollection (--batching, --batch_max_queries,
   // --batch_max_delay, --batch_max_pending, --batch_max_passes,
   // --batch_pass_linger); see search_batcher.h.
@@ -101,6 +112,12 @@ class ResidentData {
   absl::Status DeleteCollection(absl::string_view name)
       ABSL_LOCKS_EXCLUDED(mu_);
 
+  // Loads what the data directory holds (see the file comment); empty
+  // without one. Every outcome is logged and counted like a declaration's.
+  std::vector<collections::LoadOutcome> LoadDataDir();
+  // The data directory, or null.
+  collections::DataDir* data_dir() { return data_dir_.get(); }
+
   // Loads the declarations file at `path` (see the file comment). Returns
   // the outcome of every entry; a file that cannot be read or parsed gives
   // its error instead (also logged and counted as kind "config").
@@ -115,12 +132,16 @@ class ResidentData {
   // Destroys retired batchers nobody uses any more. Called without mu_
   // held for the destruction itself.
   void ReapRetired() ABSL_LOCKS_EXCLUDED(mu_);
+  // Logs and counts one start-up load.
+  void Report(const collections::LoadOutcome& outcome, const char* origin);
 
   const ResidentOptions options_;
   const collections::BatchExecutor execute_;
   const collections::TaskRunner run_;
   collections::ResidentMetrics* metrics_ = nullptr;
   std::shared_ptr<collections::MemoryBudget> budget_;
+  // The stores' journal: declared before them, so it outlives them.
+  std::unique_ptr<collections::DataDir> data_dir_;
   std::unique_ptr<collections::CollectionStore> collections_;
   std::unique_ptr<collections::GraphStore> graphs_;
   prometheus::Counter* load_failures_collection_ = nullptr;

@@ -131,6 +131,12 @@ ABSL_FLAG(std::string, resident_config, "",
           "with path = FILE; see docs/configuration.md). A missing or "
           "corrupt file is logged and counted, and the server starts "
           "without it.");
+ABSL_FLAG(std::string, data_dir, "",
+          "Folder where collections and graphs that clients create, upload, "
+          "append to or delete are kept durably: each change is on disk "
+          "before its RPC answers OK, and everything comes back at start-up "
+          "before health turns SERVING. Empty: in memory only (lost at "
+          "exit). See docs/configuration.md.");
 ABSL_FLAG(uint64_t, resident_memory_bytes, uint64_t{8} << 30,
           "Host memory resident collections and graphs may hold together; "
           "an upload or load beyond it is refused (RESOURCE_EXHAUSTED) "
@@ -253,6 +259,7 @@ int main(int argc, char** argv) {
   options.tls.client_ca_file = absl::GetFlag(FLAGS_tls_client_ca_file);
   options.max_connection_age = absl::GetFlag(FLAGS_max_connection_age);
   options.resident_config_path = absl::GetFlag(FLAGS_resident_config);
+  options.engine.resident.data_dir = absl::GetFlag(FLAGS_data_dir);
   options.engine.resident.memory_bytes =
       absl::GetFlag(FLAGS_resident_memory_bytes);
   options.engine.resident.batching = absl::GetFlag(FLAGS_batching);

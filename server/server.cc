@@ -201,32 +201,45 @@ absl::Status SimilarityServer::Start() {
   const std::vector<int> ports = exposer_->GetListeningPorts();
   metrics_port_ = ports.empty() ? 0 : ports.front();
 
-  if (!options_.resident_config_path.empty()) {
-    // Replicas serve the same declared data from the moment they say
-    // SERVING; a bad file or entry is logged and counted per entry
-    // (ResidentData) and never stops the server.
+  core::ResidentData& resident = engine_->resident();
+  if (resident.data_dir() != nullptr ||
+      !options_.resident_config_path.empty()) {
+    // Replicas serve their stored and declared data from the moment they
+    // say SERVING; a bad file or entry is logged and counted per entry
+    // (ResidentData), held as lost when it is stored data, and never stops
+    // the server.
     readiness_->SetPhase(Readiness::Phase::kLoading);
     const absl::Time start = absl::Now();
-    auto outcomes =
-        engine_->resident().LoadDeclarationsFile(options_.resident_config_path);
     size_t loaded = 0;
     size_t failed = 0;
-    if (outcomes.ok()) {
-      for (const auto& outcome : *outcomes) {
-        ++(outcome.status.ok() ? loaded : failed);
+    for (const auto& outcome : resident.LoadDataDir()) {
+      ++(outcome.status.ok() ? loaded : failed);
+    }
+    absl::Status config = absl::OkStatus();
+    if (!options_.resident_config_path.empty()) {
+      auto outcomes =
+          resident.LoadDeclarationsFile(options_.resident_config_path);
+      config = outcomes.status();
+      if (outcomes.ok()) {
+        for (const auto& outcome : *outcomes) {
+          ++(outcome.status.ok() ? loaded : failed);
+        }
       }
     }
     // The GPU copies of what was loaded are uploaded ahead of the first
     // query; SERVING waits for them (bounded: a slow device only delays the
     // copies, never correctness, since the host copy serves meanwhile).
     const bool uploaded = engine_->WaitForResidency(kResidencyUploadWait);
-    core::Log(outcomes.ok() && failed == 0 ? core::LogLevel::kInfo
-                                           : core::LogLevel::kWarning,
+    core::Log(config.ok() && failed == 0 ? core::LogLevel::kInfo
+                                         : core::LogLevel::kWarning,
               "resident_loading_done",
               {{"path", options_.resident_config_path},
+               {"data_dir", resident.data_dir() == nullptr
+                                ? std::string()
+                                : resident.data_dir()->path()},
                {"loaded", absl::StrCat(loaded)},
                {"failed", absl::StrCat(failed)},
-               {"config_ok", outcomes.ok() ? "true" : "false"},
+               {"config_ok", config.ok() ? "true" : "false"},
                {"gpu_copies_done", uploaded ? "true" : "false"},
                {"seconds",
                 absl::StrCat(absl::ToDoubleSeconds(absl::Now() - start))}});

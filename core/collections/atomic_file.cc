@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "absl/status/status.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 
 namespace engram::collections {
@@ -24,6 +25,17 @@ std::pair<std::string, std::string> SplitPath(const std::string& path) {
   const size_t slash = path.rfind('/');
   if (slash == std::string::npos) return {".", path};
   return {slash == 0 ? "/" : path.substr(0, slash), path.substr(slash + 1)};
+}
+
+absl::Status SyncDirectory(const std::string& dir) {
+  const int dir_fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir_fd < 0) return IoError(errno, "cannot open directory", dir);
+  absl::Status status;
+  if (::fsync(dir_fd) != 0) {
+    status = IoError(errno, "cannot fsync directory", dir);
+  }
+  ::close(dir_fd);
+  return status;
 }
 
 class FdSink final : public FileSink {
@@ -102,14 +114,35 @@ absl::Status WriteFileAtomically(
     return status;
   }
   // The rename is durable only once the directory entry is.
-  const int dir_fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dir_fd < 0) return IoError(errno, "cannot open directory", dir);
-  absl::Status dir_status;
-  if (::fsync(dir_fd) != 0) {
-    dir_status = IoError(errno, "cannot fsync directory", dir);
+  return SyncDirectory(dir);
+}
+
+absl::Status RemoveFileDurably(const std::string& path) {
+  if (::unlink(path.c_str()) != 0) {
+    if (errno == ENOENT) return absl::OkStatus();
+    return IoError(errno, "cannot remove", path);
   }
-  ::close(dir_fd);
-  return dir_status;
+  return SyncDirectory(SplitPath(path).first);
+}
+
+absl::Status EnsureDirectory(const std::string& dir) {
+  if (::mkdir(dir.c_str(), 0755) != 0) {
+    if (errno != EEXIST) return IoError(errno, "cannot create directory", dir);
+    struct stat st;
+    if (::stat(dir.c_str(), &st) != 0)
+      return IoError(errno, "cannot stat", dir);
+    if (!S_ISDIR(st.st_mode)) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(dir, " exists and is not a directory"));
+    }
+    return absl::OkStatus();
+  }
+  return SyncDirectory(SplitPath(dir).first);
+}
+
+bool IsAtomicWriteLeftover(absl::string_view name) {
+  return absl::StartsWith(name, ".") &&
+         name.find(".tmp-") != absl::string_view::npos;
 }
 
 absl::StatusOr<FileReader> FileReader::Open(const std::string& path) {

@@ -44,6 +44,18 @@ absl::Status WriteFileAtomically(
     const std::string& path,
     const std::function<absl::Status(FileSink&)>& write);
 
+// Removes `path` and fsyncs its directory, so the removal survives a crash.
+// OK when the file does not exist.
+absl::Status RemoveFileDurably(const std::string& path);
+
+// Creates directory `dir` when it is missing (its parent must exist) and
+// fsyncs the parent, so the new entry survives a crash.
+absl::Status EnsureDirectory(const std::string& dir);
+
+// Whether `name` is a temporary file WriteFileAtomically left behind when
+// the process died mid-write (".<target>.tmp-<pid>-<n>").
+bool IsAtomicWriteLeftover(absl::string_view name);
+
 // A file opened for sequential reading with its size known up front.
 // Move-only; closes on destruction. Not thread-safe.
 class FileReader {

@@ -181,17 +181,69 @@ CollectionStore::CreateCollection(const CollectionSpec& spec) {
   c->uid_ = NewResidentId();
   c->version_ = 1;
   c->source_ = "upload";
+  return AddEmpty(std::move(c), /*durable=*/true);
+}
+
+absl::StatusOr<std::shared_ptr<const Collection>> CollectionStore::RestoreEmpty(
+    const CollectionSpec& spec, uint64_t version, const std::string& source) {
+  ENGRAM_RETURN_IF_ERROR(ValidateCollectionSpec(spec));
+  std::shared_ptr<Collection> c(new Collection());
+  c->name_ = spec.name;
+  c->dimension_ = spec.dimension;
+  c->metadata_ = spec.metadata;
+  c->uid_ = NewResidentId();
+  c->version_ = std::max<uint64_t>(version, 1);
+  c->source_ = source.empty() ? "upload" : source;
+  return AddEmpty(std::move(c), /*durable=*/false);
+}
+
+absl::StatusOr<std::shared_ptr<const Collection>> CollectionStore::AddEmpty(
+    std::shared_ptr<Collection> c, bool durable) {
+  absl::MutexLock commit(&commit_mu_);
+  auto taken = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return collections_.count(c->name_) > 0 || creating_.count(c->name_) > 0 ||
+           lost_.count(c->name_) > 0;
+  };
   {
     absl::MutexLock lock(&mu_);
-    if (collections_.count(spec.name) > 0 || creating_.count(spec.name) > 0) {
+    if (taken()) {
       return absl::AlreadyExistsError(
-          absl::StrCat("collection \"", spec.name, "\" already exists"));
+          absl::StrCat("collection \"", c->name_, "\" already exists"));
     }
-    collections_[spec.name].current = c;
+  }
+  // The name cannot be taken meanwhile: creates of it that reserve the name
+  // (uploads) check creating_ and lost_, and other empty creates wait for
+  // commit_mu_.
+  if (durable && options_.journal != nullptr) {
+    ENGRAM_RETURN_IF_ERROR(options_.journal->Commit(*c, ""));
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    if (taken()) {
+      return absl::AlreadyExistsError(
+          absl::StrCat("collection \"", c->name_, "\" already exists"));
+    }
+    collections_[c->name_].current = c;
     UpdateGaugesLocked();
   }
   if (options_.observer != nullptr) options_.observer->OnCommitted(c);
   return std::shared_ptr<const Collection>(std::move(c));
+}
+
+absl::Status CollectionStore::MarkLost(const std::string& name,
+                                       const absl::Status& why) {
+  absl::MutexLock lock(&mu_);
+  if (collections_.count(name) > 0 || creating_.count(name) > 0) {
+    return absl::AlreadyExistsError(
+        absl::StrCat("collection \"", name, "\" already exists"));
+  }
+  lost_[name] = why;
+  return absl::OkStatus();
+}
+
+absl::Status CollectionStore::LostLocked(absl::string_view name) const {
+  auto it = lost_.find(name);
+  return it == lost_.end() ? absl::OkStatus() : it->second;
 }
 
 absl::StatusOr<std::unique_ptr<CollectionUpload>> CollectionStore::BeginUpload(
@@ -218,11 +270,13 @@ absl::StatusOr<std::unique_ptr<CollectionUpload>> CollectionStore::BeginUpload(
     absl::MutexLock lock(&mu_);
     auto it = collections_.find(options.name);
     if (options.create) {
-      if (it != collections_.end() || creating_.count(options.name) > 0) {
+      if (it != collections_.end() || creating_.count(options.name) > 0 ||
+          lost_.count(options.name) > 0) {
         return absl::AlreadyExistsError(
             absl::StrCat("collection \"", options.name, "\" already exists"));
       }
     } else {
+      ENGRAM_RETURN_IF_ERROR(LostLocked(options.name));
       if (it == collections_.end()) {
         return absl::NotFoundError(
             absl::StrCat("collection \"", options.name, "\" does not exist"));
@@ -275,7 +329,8 @@ absl::StatusOr<std::unique_ptr<CollectionUpload>> CollectionStore::BeginUpload(
     absl::MutexLock lock(&mu_);
     auto it = collections_.find(options.name);
     if (options.create) {
-      if (it != collections_.end() || creating_.count(options.name) > 0) {
+      if (it != collections_.end() || creating_.count(options.name) > 0 ||
+          lost_.count(options.name) > 0) {
         return absl::AlreadyExistsError(
             absl::StrCat("collection \"", options.name, "\" already exists"));
       }
@@ -300,7 +355,14 @@ absl::StatusOr<std::shared_ptr<const Collection>> CollectionStore::Publish(
   std::shared_ptr<Collection> next(new Collection());
   std::shared_ptr<Segment> segment = std::move(upload->staged_);
   segment->id_ = NewResidentId();
-  {
+  CollectionJournal* journal = o.durable ? options_.journal : nullptr;
+  // The rows go to storage before any lock is taken: the one slow step.
+  std::string handle;
+  if (journal != nullptr) {
+    ENGRAM_ASSIGN_OR_RETURN(handle, journal->WriteSegment(o.name, *segment));
+  }
+  absl::MutexLock commit(&commit_mu_);
+  absl::Status status = [&]() -> absl::Status {
     absl::MutexLock lock(&mu_);
     auto it = collections_.find(o.name);
     if (o.create) {
@@ -308,7 +370,7 @@ absl::StatusOr<std::shared_ptr<const Collection>> CollectionStore::Publish(
       next->dimension_ = upload->dimension_;
       next->metadata_ = o.metadata;
       next->uid_ = NewResidentId();
-      next->version_ = 1;
+      next->version_ = std::max<uint64_t>(o.version, 1);
       next->source_ = o.source.empty() ? "upload" : o.source;
     } else {
       if (it == collections_.end() ||
@@ -338,6 +400,19 @@ absl::StatusOr<std::shared_ptr<const Collection>> CollectionStore::Publish(
     next->rows_ += segment->rows();
     next->bytes_ += segment->bytes();
     next->segments_.push_back(std::move(segment));
+    return absl::OkStatus();
+  }();
+  // commit_mu_ keeps every other commit and delete out until `next` is
+  // published, so the version computed above is still the next one.
+  if (status.ok() && journal != nullptr) {
+    status = journal->Commit(*next, handle);
+  }
+  if (!status.ok()) {
+    if (journal != nullptr) journal->DiscardSegment(handle);
+    return status;
+  }
+  {
+    absl::MutexLock lock(&mu_);
     // For a create, the name was reserved in creating_ so nothing can be
     // in collections_ under it.
     collections_[o.name].current = next;
@@ -361,19 +436,27 @@ void CollectionStore::Unstage(const CollectionUpload& upload) {
 }
 
 absl::Status CollectionStore::Delete(absl::string_view name) {
+  absl::MutexLock commit(&commit_mu_);
   uint64_t uid = 0;
   {
     absl::MutexLock lock(&mu_);
     auto it = collections_.find(name);
-    if (it == collections_.end()) {
+    if (it == collections_.end() && lost_.count(name) == 0) {
       return absl::NotFoundError(
           absl::StrCat("collection \"", name, "\" does not exist"));
     }
-    uid = it->second.current->uid();
-    collections_.erase(it);
+    if (it != collections_.end()) uid = it->second.current->uid();
+  }
+  if (options_.journal != nullptr) {
+    ENGRAM_RETURN_IF_ERROR(options_.journal->Delete(name));
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    lost_.erase(std::string(name));
+    if (uid != 0) collections_.erase(collections_.find(name));
     UpdateGaugesLocked();
   }
-  if (options_.observer != nullptr) {
+  if (uid != 0 && options_.observer != nullptr) {
     options_.observer->OnDeleted(uid, std::string(name));
   }
   return absl::OkStatus();
@@ -382,6 +465,7 @@ absl::Status CollectionStore::Delete(absl::string_view name) {
 absl::StatusOr<std::shared_ptr<const Collection>> CollectionStore::Get(
     absl::string_view name) const {
   absl::MutexLock lock(&mu_);
+  ENGRAM_RETURN_IF_ERROR(LostLocked(name));
   auto it = collections_.find(name);
   if (it == collections_.end()) {
     return absl::NotFoundError(
@@ -410,6 +494,7 @@ CollectionInfo CollectionStore::InfoOf(const Entry& entry) const {
 absl::StatusOr<CollectionInfo> CollectionStore::Describe(
     absl::string_view name) const {
   absl::MutexLock lock(&mu_);
+  ENGRAM_RETURN_IF_ERROR(LostLocked(name));
   auto it = collections_.find(name);
   if (it == collections_.end()) {
     return absl::NotFoundError(
@@ -423,6 +508,17 @@ std::vector<CollectionInfo> CollectionStore::List() const {
   std::vector<CollectionInfo> out;
   out.reserve(collections_.size());
   for (const auto& [name, entry] : collections_) out.push_back(InfoOf(entry));
+  for (const auto& [name, why] : lost_) {
+    CollectionInfo info;
+    info.name = name;
+    info.load_state = "lost";
+    info.error = std::string(why.message());
+    out.push_back(std::move(info));
+  }
+  std::sort(out.begin(), out.end(),
+            [](const CollectionInfo& a, const CollectionInfo& b) {
+              return a.name < b.name;
+            });
   return out;
 }
 

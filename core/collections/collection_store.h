@@ -42,9 +42,19 @@
 // about commits (to upload ahead of use) and deletions (to drop copies).
 // Describe() reports residency "host" until such a cache exists.
 //
+// Durability seam: a CollectionJournal (the data directory, data_dir.h) is
+// told of every create, committed upload and delete before it becomes
+// visible, and a failure there leaves the previous version visible. A
+// collection restored from the journal, or loaded from an operator's file,
+// is not journaled again (UploadOptions::durable). A collection whose stored
+// copy cannot be read is held as lost (MarkLost): its calls answer that
+// error until it is deleted.
+//
 // Thread-safety: CollectionStore's methods may be called concurrently (one
 // mutex over the name table, never held while rows are copied, allocated or
-// checked, nor while the observer runs). Collection and Segment are immutable
+// checked, nor while the observer or the journal runs; commits and deletes
+// are serialised by a second mutex, taken first, so the journal sees them in
+// the order they become visible). Collection and Segment are immutable
 // and safe to share. A CollectionUpload is used by one thread at a time; the
 // store must outlive its uploads.
 #ifndef ENGRAM_CORE_COLLECTIONS_COLLECTION_STORE_H_
@@ -182,8 +192,10 @@ struct CollectionInfo {
   bool has_ids = false;
   // Where copies live: "host" (the GPU cache will add to it).
   std::string residency = "host";
-  // "ready", or "appending" while an append upload is staged against it.
+  // "ready", "appending" while an append upload is staged against it, or
+  // "lost" when its stored copy could not be read (`error` says why).
   std::string load_state = "ready";
+  std::string error;
   std::string source;
 };
 
@@ -214,6 +226,35 @@ struct UploadOptions {
   bool with_ids = false;
   // Recorded as Collection::source(); empty means "upload".
   std::string source;
+  // Create only: the version the collection starts at (0: 1). A restore
+  // from the data directory gives the stored one.
+  uint64_t version = 0;
+  // Whether the journal is told of the commit: false for data that is
+  // already on disk (restored from the journal, or an operator's file).
+  bool durable = true;
+};
+
+// Makes changes durable before they become visible (see the file comment).
+// WriteSegment runs outside the store's locks (it may take long); Commit and
+// Delete run under the store's commit mutex, so for one store they never
+// overlap and come in the order the changes become visible.
+// Implementations must be thread-safe and must not call back into the store.
+class CollectionJournal {
+ public:
+  virtual ~CollectionJournal() = default;
+  // Stores the rows of `segment`, a staged upload to collection `name`, and
+  // returns the handle Commit or DiscardSegment takes.
+  virtual absl::StatusOr<std::string> WriteSegment(absl::string_view name,
+                                                   const Segment& segment) = 0;
+  // Removes a written segment that will not be committed.
+  virtual void DiscardSegment(const std::string& handle) = 0;
+  // Makes `next` the stored version of its collection. `added` is the
+  // handle of its new last segment, or empty when it adds none (an empty
+  // collection created). On error the stored version is unchanged.
+  virtual absl::Status Commit(const Collection& next,
+                              const std::string& added) = 0;
+  // Removes collection `name` from storage (OK when it holds none).
+  virtual absl::Status Delete(absl::string_view name) = 0;
 };
 
 // Told about visible changes, on the thread that made them, after the
@@ -290,6 +331,8 @@ class CollectionStore {
     ResidentMetrics* metrics = nullptr;
     // Borrowed; may be null. See CollectionObserver.
     CollectionObserver* observer = nullptr;
+    // Borrowed; may be null (nothing is durable). See CollectionJournal.
+    CollectionJournal* journal = nullptr;
   };
 
   // INVALID_ARGUMENT without a budget.
@@ -299,7 +342,20 @@ class CollectionStore {
   // Makes an empty collection. INVALID_ARGUMENT for a bad name, dimension or
   // metadata; ALREADY_EXISTS when the name is taken or being created.
   absl::StatusOr<std::shared_ptr<const Collection>> CreateCollection(
-      const CollectionSpec& spec) ABSL_LOCKS_EXCLUDED(mu_);
+      const CollectionSpec& spec) ABSL_LOCKS_EXCLUDED(commit_mu_, mu_);
+
+  // An empty collection restored from the journal at `version`, not
+  // journaled again. Errors as CreateCollection.
+  absl::StatusOr<std::shared_ptr<const Collection>> RestoreEmpty(
+      const CollectionSpec& spec, uint64_t version, const std::string& source)
+      ABSL_LOCKS_EXCLUDED(commit_mu_, mu_);
+
+  // Holds `name` as lost: its stored copy cannot be read (`why`, a
+  // DATA_LOSS naming the file). Get, Describe and appends answer `why`;
+  // creates answer ALREADY_EXISTS; Delete removes it (and its files).
+  // ALREADY_EXISTS when the name is visible or being created.
+  absl::Status MarkLost(const std::string& name, const absl::Status& why)
+      ABSL_LOCKS_EXCLUDED(mu_);
 
   // Starts a staged upload (UploadOptions says which checks apply). Errors:
   // INVALID_ARGUMENT, NOT_FOUND, ALREADY_EXISTS, RESOURCE_EXHAUSTED (the
@@ -310,7 +366,8 @@ class CollectionStore {
 
   // Removes the name at once (NOT_FOUND when absent). Searches holding a
   // version finish with it; staged appends to it fail at Commit.
-  absl::Status Delete(absl::string_view name) ABSL_LOCKS_EXCLUDED(mu_);
+  absl::Status Delete(absl::string_view name)
+      ABSL_LOCKS_EXCLUDED(commit_mu_, mu_);
 
   // The current version; NOT_FOUND when absent (a collection being created
   // by an upload is absent until its Commit).
@@ -337,14 +394,26 @@ class CollectionStore {
   CollectionInfo InfoOf(const Entry& entry) const;
   // Publishes the upload's staged segment (CollectionUpload::Commit).
   absl::StatusOr<std::shared_ptr<const Collection>> Publish(
-      CollectionUpload* upload) ABSL_LOCKS_EXCLUDED(mu_);
+      CollectionUpload* upload) ABSL_LOCKS_EXCLUDED(commit_mu_, mu_);
+  // CreateCollection and RestoreEmpty: `c` becomes visible, told to the
+  // journal first when `durable`.
+  absl::StatusOr<std::shared_ptr<const Collection>> AddEmpty(
+      std::shared_ptr<Collection> c, bool durable)
+      ABSL_LOCKS_EXCLUDED(commit_mu_, mu_);
+  // The error a lost name answers, or OK.
+  absl::Status LostLocked(absl::string_view name) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Forgets a finished upload's claim on its name or collection.
   void Unstage(const CollectionUpload& upload) ABSL_LOCKS_EXCLUDED(mu_);
   void UpdateGaugesLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const Options options_;
+  // Serialises commits and deletes (see the file comment). Taken before mu_.
+  absl::Mutex commit_mu_ ABSL_ACQUIRED_BEFORE(mu_);
   mutable absl::Mutex mu_;
   std::map<std::string, Entry, std::less<>> collections_ ABSL_GUARDED_BY(mu_);
+  // Names whose stored copy could not be read, and why.
+  std::map<std::string, absl::Status, std::less<>> lost_ ABSL_GUARDED_BY(mu_);
   // Names reserved by creating uploads, invisible until Commit.
   std::map<std::string, int, std::less<>> creating_ ABSL_GUARDED_BY(mu_);
 };

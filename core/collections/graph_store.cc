@@ -1,5 +1,6 @@
 #include "core/collections/graph_store.h"
 
+#include <algorithm>
 #include <cstring>
 #include <new>
 #include <utility>
@@ -120,7 +121,8 @@ absl::StatusOr<std::unique_ptr<GraphUpload>> GraphStore::BeginPut(
                      " edges, over the limit of ", kMaxGraphEdges));
   }
   auto taken = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return graphs_.count(options.name) > 0 || putting_.count(options.name) > 0;
+    return graphs_.count(options.name) > 0 ||
+           putting_.count(options.name) > 0 || lost_.count(options.name) > 0;
   };
   auto exists = [&] {
     return absl::AlreadyExistsError(
@@ -188,6 +190,9 @@ absl::StatusOr<std::shared_ptr<const Graph>> GraphStore::Publish(
   graph->uid_ = NewResidentId();
   graph->source_ =
       upload->options_.source.empty() ? "upload" : upload->options_.source;
+  if (upload->options_.durable && options_.journal != nullptr) {
+    ENGRAM_RETURN_IF_ERROR(options_.journal->Commit(*graph));
+  }
   absl::MutexLock lock(&mu_);
   // The name was reserved in putting_, so nothing else holds it.
   graphs_[graph->name_] = graph;
@@ -201,20 +206,39 @@ void GraphStore::Unstage(const GraphUpload& upload) {
 }
 
 absl::Status GraphStore::Delete(absl::string_view name) {
-  absl::MutexLock lock(&mu_);
-  auto it = graphs_.find(name);
-  if (it == graphs_.end()) {
-    return absl::NotFoundError(
-        absl::StrCat("graph \"", name, "\" does not exist"));
+  absl::MutexLock serial(&delete_mu_);
+  {
+    absl::MutexLock lock(&mu_);
+    if (graphs_.count(name) == 0 && lost_.count(name) == 0) {
+      return absl::NotFoundError(
+          absl::StrCat("graph \"", name, "\" does not exist"));
+    }
   }
-  graphs_.erase(it);
+  if (options_.journal != nullptr) {
+    ENGRAM_RETURN_IF_ERROR(options_.journal->Delete(name));
+  }
+  absl::MutexLock lock(&mu_);
+  lost_.erase(std::string(name));
+  if (auto it = graphs_.find(name); it != graphs_.end()) graphs_.erase(it);
   UpdateGaugesLocked();
+  return absl::OkStatus();
+}
+
+absl::Status GraphStore::MarkLost(const std::string& name,
+                                  const absl::Status& why) {
+  absl::MutexLock lock(&mu_);
+  if (graphs_.count(name) > 0 || putting_.count(name) > 0) {
+    return absl::AlreadyExistsError(
+        absl::StrCat("graph \"", name, "\" already exists"));
+  }
+  lost_[name] = why;
   return absl::OkStatus();
 }
 
 absl::StatusOr<std::shared_ptr<const Graph>> GraphStore::Get(
     absl::string_view name) const {
   absl::MutexLock lock(&mu_);
+  if (auto lost = lost_.find(name); lost != lost_.end()) return lost->second;
   auto it = graphs_.find(name);
   if (it == graphs_.end()) {
     return absl::NotFoundError(
@@ -246,6 +270,16 @@ std::vector<GraphInfo> GraphStore::List() const {
   std::vector<GraphInfo> out;
   out.reserve(graphs_.size());
   for (const auto& [name, graph] : graphs_) out.push_back(InfoOf(*graph));
+  for (const auto& [name, why] : lost_) {
+    GraphInfo info;
+    info.name = name;
+    info.load_state = "lost";
+    info.error = std::string(why.message());
+    out.push_back(std::move(info));
+  }
+  std::sort(out.begin(), out.end(), [](const GraphInfo& a, const GraphInfo& b) {
+    return a.name < b.name;
+  });
   return out;
 }
 

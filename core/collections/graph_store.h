@@ -25,8 +25,15 @@
 // so a stored graph passes exactly the checks an inline one does (offsets,
 // target ids, weights, and the max_nodes / max_edges limits).
 //
+// Durability seam: a GraphJournal (the data directory, data_dir.h) stores a
+// put graph before it becomes visible and removes it before a delete does;
+// a failure there changes nothing visible. A graph loaded from a file is not
+// journaled (GraphPutOptions::durable). A graph whose stored copy cannot be
+// read is held as lost (MarkLost) until it is deleted.
+//
 // Thread-safety: GraphStore's methods may be called concurrently (one mutex
-// over the name table, never held while data is copied or validated). Graph
+// over the name table, never held while data is copied, validated or
+// journaled; deletes are serialised by a second mutex, taken first). Graph
 // is immutable. A GraphUpload is used by one thread at a time; the store
 // must outlive its uploads.
 #ifndef ENGRAM_CORE_COLLECTIONS_GRAPH_STORE_H_
@@ -98,8 +105,10 @@ struct GraphInfo {
   uint64_t bytes = 0;
   uint64_t uid = 0;
   std::string residency = "host";
+  // "ready", or "lost" when its stored copy could not be read (`error`).
   std::string load_state = "ready";
   std::string source;
+  std::string error;
 };
 
 struct GraphPutOptions {
@@ -108,6 +117,21 @@ struct GraphPutOptions {
   uint64_t num_edges = 0;  // <= kMaxGraphEdges
   // Recorded as Graph::source(); empty means "upload".
   std::string source;
+  // Whether the journal stores the graph: false for a graph loaded from a
+  // file (the data directory's own, or an operator's).
+  bool durable = true;
+};
+
+// Stores graphs before they become visible (see the file comment). Commit
+// runs on the committing thread with no store lock held (the name is
+// reserved, so no other put or delete of it can run); Delete under the
+// store's delete mutex. Implementations must be thread-safe.
+class GraphJournal {
+ public:
+  virtual ~GraphJournal() = default;
+  virtual absl::Status Commit(const Graph& graph) = 0;
+  // OK when nothing is stored under `name`.
+  virtual absl::Status Delete(absl::string_view name) = 0;
 };
 
 class GraphStore;
@@ -159,6 +183,8 @@ class GraphStore {
     GraphValidator validate;
     // Borrowed; may be null.
     ResidentMetrics* metrics = nullptr;
+    // Borrowed; may be null (nothing is durable).
+    GraphJournal* journal = nullptr;
   };
 
   // INVALID_ARGUMENT without a budget or a validator.
@@ -177,7 +203,11 @@ class GraphStore {
       absl::string_view name, const kernels::GraphView& graph,
       absl::string_view source = "") ABSL_LOCKS_EXCLUDED(mu_);
 
-  absl::Status Delete(absl::string_view name) ABSL_LOCKS_EXCLUDED(mu_);
+  absl::Status Delete(absl::string_view name)
+      ABSL_LOCKS_EXCLUDED(delete_mu_, mu_);
+  // Holds `name` as lost (see CollectionStore::MarkLost).
+  absl::Status MarkLost(const std::string& name, const absl::Status& why)
+      ABSL_LOCKS_EXCLUDED(mu_);
   absl::StatusOr<std::shared_ptr<const Graph>> Get(absl::string_view name) const
       ABSL_LOCKS_EXCLUDED(mu_);
   absl::StatusOr<GraphInfo> Describe(absl::string_view name) const
@@ -193,9 +223,11 @@ class GraphStore {
   void UpdateGaugesLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const Options options_;
+  absl::Mutex delete_mu_ ABSL_ACQUIRED_BEFORE(mu_);
   mutable absl::Mutex mu_;
   std::map<std::string, std::shared_ptr<const Graph>, std::less<>> graphs_
       ABSL_GUARDED_BY(mu_);
+  std::map<std::string, absl::Status, std::less<>> lost_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, int, std::less<>> putting_ ABSL_GUARDED_BY(mu_);
 };
 

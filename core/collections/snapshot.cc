@@ -233,33 +233,37 @@ absl::StatusOr<std::pair<std::string, std::string>> ReadNameAndMetadata(
   return std::make_pair(std::move(name), std::move(metadata));
 }
 
-}  // namespace
-
-absl::Status WriteCollectionSnapshot(const Collection& c,
-                                     const std::string& path) {
-  const bool with_ids = c.has_ids();
-  const std::string metadata = EncodeMetadata(c.metadata());
+// Writes `segments` (in row order) as one collection snapshot; *payload_crc
+// receives the payload's checksum. Ids are written when `with_ids`, each
+// segment's IdOf (so a segment without ids writes its row numbers).
+absl::Status WriteRows(absl::string_view name, const Metadata& metadata_map,
+                       uint32_t dimension, bool with_ids,
+                       const std::vector<const Segment*>& segments,
+                       const std::string& path, uint32_t* payload_crc) {
+  uint64_t rows = 0;
+  for (const Segment* segment : segments) rows += segment->rows();
+  const std::string metadata = EncodeMetadata(metadata_map);
   Header h;
   h.magic = std::string(kCollectionSnapshotMagic);
   h.flags = with_ids ? 1 : 0;
-  h.count_a = c.rows();
-  h.count_b = c.dimension();
-  h.name_bytes = static_cast<uint32_t>(c.name().size());
+  h.count_a = rows;
+  h.count_b = dimension;
+  h.name_bytes = static_cast<uint32_t>(name.size());
   h.metadata_bytes = static_cast<uint32_t>(metadata.size());
   h.payload_bytes = h.name_bytes + h.metadata_bytes +
-                    c.rows() * (uint64_t{c.dimension()} * sizeof(float) +
-                                (with_ids ? sizeof(uint64_t) : 0));
+                    rows * (uint64_t{dimension} * sizeof(float) +
+                            (with_ids ? sizeof(uint64_t) : 0));
   return WriteFileAtomically(path, [&](FileSink& sink) -> absl::Status {
     // The header goes last, once the payload checksum is known.
     ENGRAM_RETURN_IF_ERROR(sink.Write(std::string(kSnapshotHeaderBytes, '\0')));
     uint32_t crc = 0;
-    ENGRAM_RETURN_IF_ERROR(Emit(sink, c.name().data(), c.name().size(), &crc));
+    ENGRAM_RETURN_IF_ERROR(Emit(sink, name.data(), name.size(), &crc));
     ENGRAM_RETURN_IF_ERROR(Emit(sink, metadata.data(), metadata.size(), &crc));
     if (with_ids) {
       const uint64_t step = kStepBytes / sizeof(uint64_t);
       std::vector<uint64_t> ids;
       ids.reserve(step);
-      for (const auto& segment : c.segments()) {
+      for (const Segment* segment : segments) {
         for (uint64_t i = 0; i < segment->rows(); i += step) {
           ids.clear();
           const uint64_t end = std::min<uint64_t>(segment->rows(), i + step);
@@ -269,7 +273,7 @@ absl::Status WriteCollectionSnapshot(const Collection& c,
         }
       }
     }
-    for (const auto& segment : c.segments()) {
+    for (const Segment* segment : segments) {
       const kernels::MatrixView& v = segment->vectors();
       const char* p = reinterpret_cast<const char*>(v.data);
       uint64_t left = uint64_t{v.rows} * v.cols * sizeof(float);
@@ -282,8 +286,106 @@ absl::Status WriteCollectionSnapshot(const Collection& c,
       }
     }
     h.payload_crc = crc;
+    *payload_crc = crc;
     return sink.WriteAt(0, EncodeHeader(h).data(), kSnapshotHeaderBytes);
   });
+}
+
+// Checks a collection header's shape and sizes against the file.
+absl::Status CheckCollectionHeader(const FileReader& file, const Header& h) {
+  const bool with_ids = (h.flags & 1) != 0;
+  if (h.count_b == 0 || h.count_b > kMaxDimension || h.count_a == 0 ||
+      h.count_a > kMaxCollectionRows || (h.flags & ~1u) != 0) {
+    return absl::DataLossError(absl::StrCat(
+        file.path(), ": header holds an impossible shape (", h.count_a,
+        " rows x ", h.count_b, " dimension, flags ", h.flags, ")"));
+  }
+  const uint64_t row_bytes = h.count_b * sizeof(float);
+  return CheckSizes(
+      file, h, h.count_a * (row_bytes + (with_ids ? sizeof(uint64_t) : 0)));
+}
+
+// Streams the rows that follow the name and metadata into `upload`,
+// checksumming them; `crc` holds the checksum of what was read before.
+// Ids: the file's when it has them; else, when the upload takes ids, the
+// rows' numbers counted from `first_row`.
+absl::Status StreamRows(FileReader& file, const Header& h, uint32_t crc,
+                        uint64_t first_row, CollectionUpload* upload,
+                        bool upload_takes_ids) {
+  const std::string& path = file.path();
+  const bool with_ids = (h.flags & 1) != 0;
+  const uint64_t rows = h.count_a;
+  const uint32_t dimension = static_cast<uint32_t>(h.count_b);
+  const uint64_t row_bytes = uint64_t{dimension} * sizeof(float);
+  std::vector<uint64_t> ids;
+  if (with_ids) {
+    ids.resize(rows);
+    ENGRAM_RETURN_IF_ERROR(
+        ReadPayload(file, ids.data(), rows * sizeof(uint64_t), &crc));
+  } else if (upload_takes_ids) {
+    ids.resize(rows);
+    for (uint64_t r = 0; r < rows; ++r) ids[r] = first_row + r;
+  }
+  const uint64_t step_rows = std::max<uint64_t>(1, kStepBytes / row_bytes);
+  std::vector<float> buf(step_rows * dimension);
+  for (uint64_t r = 0; r < rows; r += step_rows) {
+    const uint64_t n = std::min(step_rows, rows - r);
+    ENGRAM_RETURN_IF_ERROR(ReadPayload(file, buf.data(), n * row_bytes, &crc));
+    absl::Status appended = upload->Append(
+        kernels::MatrixView{buf.data(), static_cast<size_t>(n), dimension},
+        ids.empty() ? absl::Span<const uint64_t>()
+                    : absl::MakeConstSpan(ids.data() + r, n));
+    if (!appended.ok()) {
+      ENGRAM_RETURN_IF_ERROR(DrainAndCheck(file, h, crc));
+      return WithPath(path, appended);
+    }
+  }
+  if (crc != h.payload_crc) return ChecksumMismatch(path, h.payload_crc, crc);
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status WriteCollectionSnapshot(const Collection& c,
+                                     const std::string& path) {
+  std::vector<const Segment*> segments;
+  for (const auto& segment : c.segments()) segments.push_back(segment.get());
+  uint32_t crc = 0;
+  return WriteRows(c.name(), c.metadata(), c.dimension(), c.has_ids(), segments,
+                   path, &crc);
+}
+
+absl::StatusOr<uint32_t> WriteSegmentSnapshot(absl::string_view name,
+                                              const Segment& segment,
+                                              const std::string& path) {
+  uint32_t crc = 0;
+  ENGRAM_RETURN_IF_ERROR(WriteRows(name, Metadata(), segment.dimension(),
+                                   !segment.ids().empty(), {&segment}, path,
+                                   &crc));
+  return crc;
+}
+
+absl::Status AppendSegmentSnapshot(const std::string& path,
+                                   const SegmentExpectation& expected,
+                                   uint64_t first_row, CollectionUpload* upload,
+                                   bool upload_takes_ids) {
+  ENGRAM_ASSIGN_OR_RETURN(FileReader file, FileReader::Open(path));
+  ENGRAM_ASSIGN_OR_RETURN(
+      Header h, ReadHeader(file, kCollectionSnapshotMagic, "collection"));
+  ENGRAM_RETURN_IF_ERROR(CheckCollectionHeader(file, h));
+  if (h.count_a != expected.rows || h.count_b != upload->dimension() ||
+      ((h.flags & 1) != 0) != expected.has_ids ||
+      h.payload_crc != expected.payload_crc) {
+    return absl::DataLossError(absl::StrFormat(
+        "%s: holds %d rows x %d (ids: %s, checksum 0x%08x) where the "
+        "manifest records %d rows x %d (ids: %s, checksum 0x%08x)",
+        path, h.count_a, h.count_b, (h.flags & 1) != 0 ? "yes" : "no",
+        h.payload_crc, expected.rows, upload->dimension(),
+        expected.has_ids ? "yes" : "no", expected.payload_crc));
+  }
+  uint32_t crc = 0;
+  ENGRAM_RETURN_IF_ERROR(ReadNameAndMetadata(file, h, &crc).status());
+  return StreamRows(file, h, crc, first_row, upload, upload_takes_ids);
 }
 
 absl::StatusOr<std::shared_ptr<const Collection>> LoadCollectionSnapshot(
@@ -291,18 +393,7 @@ absl::StatusOr<std::shared_ptr<const Collection>> LoadCollectionSnapshot(
   ENGRAM_ASSIGN_OR_RETURN(FileReader file, FileReader::Open(path));
   ENGRAM_ASSIGN_OR_RETURN(
       Header h, ReadHeader(file, kCollectionSnapshotMagic, "collection"));
-  const bool with_ids = (h.flags & 1) != 0;
-  if (h.count_b == 0 || h.count_b > kMaxDimension || h.count_a == 0 ||
-      h.count_a > kMaxCollectionRows || (h.flags & ~1u) != 0) {
-    return absl::DataLossError(absl::StrCat(
-        path, ": header holds an impossible shape (", h.count_a, " rows x ",
-        h.count_b, " dimension, flags ", h.flags, ")"));
-  }
-  const uint64_t rows = h.count_a;
-  const uint32_t dimension = static_cast<uint32_t>(h.count_b);
-  const uint64_t row_bytes = uint64_t{dimension} * sizeof(float);
-  ENGRAM_RETURN_IF_ERROR(CheckSizes(
-      file, h, rows * (row_bytes + (with_ids ? sizeof(uint64_t) : 0))));
+  ENGRAM_RETURN_IF_ERROR(CheckCollectionHeader(file, h));
   uint32_t crc = 0;
   ENGRAM_ASSIGN_OR_RETURN(auto name_and_metadata,
                           ReadNameAndMetadata(file, h, &crc));
@@ -312,36 +403,18 @@ absl::StatusOr<std::shared_ptr<const Collection>> LoadCollectionSnapshot(
   UploadOptions options;
   options.name = name.empty() ? name_and_metadata.first : std::string(name);
   options.create = true;
-  options.dimension = dimension;
+  options.dimension = static_cast<uint32_t>(h.count_b);
   options.metadata = std::move(metadata);
-  options.rows = rows;
-  options.with_ids = with_ids;
+  options.rows = h.count_a;
+  options.with_ids = (h.flags & 1) != 0;
   options.source = path;
+  // The file is its own durable copy: nothing to journal.
+  options.durable = false;
   absl::StatusOr<std::unique_ptr<CollectionUpload>> upload =
       store->BeginUpload(options);
   if (!upload.ok()) return WithPath(path, upload.status());
-
-  std::vector<uint64_t> ids;
-  if (with_ids) {
-    ids.resize(rows);
-    ENGRAM_RETURN_IF_ERROR(
-        ReadPayload(file, ids.data(), rows * sizeof(uint64_t), &crc));
-  }
-  const uint64_t step_rows = std::max<uint64_t>(1, kStepBytes / row_bytes);
-  std::vector<float> buf(step_rows * dimension);
-  for (uint64_t r = 0; r < rows; r += step_rows) {
-    const uint64_t n = std::min(step_rows, rows - r);
-    ENGRAM_RETURN_IF_ERROR(ReadPayload(file, buf.data(), n * row_bytes, &crc));
-    absl::Status appended = (*upload)->Append(
-        kernels::MatrixView{buf.data(), static_cast<size_t>(n), dimension},
-        with_ids ? absl::MakeConstSpan(ids.data() + r, n)
-                 : absl::Span<const uint64_t>());
-    if (!appended.ok()) {
-      ENGRAM_RETURN_IF_ERROR(DrainAndCheck(file, h, crc));
-      return WithPath(path, appended);
-    }
-  }
-  if (crc != h.payload_crc) return ChecksumMismatch(path, h.payload_crc, crc);
+  ENGRAM_RETURN_IF_ERROR(StreamRows(file, h, crc, /*first_row=*/0,
+                                    upload->get(), options.with_ids));
   absl::StatusOr<std::shared_ptr<const Collection>> committed =
       (*upload)->Commit();
   if (!committed.ok()) return WithPath(path, committed.status());
@@ -402,6 +475,7 @@ absl::StatusOr<std::shared_ptr<const Graph>> LoadGraphSnapshot(
   options.num_nodes = num_nodes;
   options.num_edges = num_edges;
   options.source = path;
+  options.durable = false;
   absl::StatusOr<std::unique_ptr<GraphUpload>> upload =
       store->BeginPut(options);
   if (!upload.ok()) return WithPath(path, upload.status());

@@ -66,6 +66,30 @@ inline constexpr size_t kSnapshotHeaderBytes = 64;
 absl::Status WriteCollectionSnapshot(const Collection& collection,
                                      const std::string& path);
 
+// Writes one segment's rows as a collection snapshot named `name` (no
+// metadata; ids when the segment has its own) and returns the payload's
+// CRC32C: the data directory's segment files.
+absl::StatusOr<uint32_t> WriteSegmentSnapshot(absl::string_view name,
+                                              const Segment& segment,
+                                              const std::string& path);
+
+// What a data directory's manifest records of a segment file.
+struct SegmentExpectation {
+  uint64_t rows = 0;
+  bool has_ids = false;
+  uint32_t payload_crc = 0;
+};
+
+// Streams the rows of the segment file at `path` into `upload` (a restore
+// of several segments into one upload), after checking the file against
+// `expected` and the upload's dimension (DATA_LOSS naming the file when they
+// differ). When the upload takes ids and the file has none, the rows get
+// their numbers counted from `first_row`, the ids they had in the collection.
+absl::Status AppendSegmentSnapshot(const std::string& path,
+                                   const SegmentExpectation& expected,
+                                   uint64_t first_row, CollectionUpload* upload,
+                                   bool upload_takes_ids);
+
 // Loads a collection snapshot into `store` as a new collection named `name`
 // (empty: the name stored in the file), with source `path`. Errors as in the
 // file comment, plus the store's (ALREADY_EXISTS, RESOURCE_EXHAUSTED, ...).
@@ -75,7 +99,8 @@ absl::StatusOr<std::shared_ptr<const Collection>> LoadCollectionSnapshot(
 absl::Status WriteGraphSnapshot(const Graph& graph, const std::string& path);
 
 // Loads a graph snapshot into `store` under `name` (empty: the stored name).
-// The graph passes the store's validator before it becomes visible.
+// The graph passes the store's validator before it becomes visible. Loaded
+// collections and graphs are not journaled: their file is their copy.
 absl::StatusOr<std::shared_ptr<const Graph>> LoadGraphSnapshot(
     const std::string& path, absl::string_view name, GraphStore* store);
 

@@ -1,7 +1,8 @@
-// End-to-end tests of resident collections and graphs (issue 9): the real
+// End-to-end tests of resident collections and graphs: the real
 // engram-server binary called through the client library and the generated
 // stub, results checked against the float64 references of tests/testing and
 // the inline RPCs.
+#include <signal.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -10,6 +11,7 @@
 #include <cstdio>
 #include <fstream>
 #include <memory>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -17,6 +19,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "client/npy.h"
@@ -816,6 +819,229 @@ TEST_F(ResidentStartupTest, MissingDeclarationsFileIsCountedAndIgnored) {
   ASSERT_TRUE(health.ok());
   EXPECT_EQ(*health, grpc::health::v1::HealthCheckResponse::SERVING);
   std::remove(log.c_str());
+}
+
+// --data_dir: what clients wrote survives SIGKILL and a restart.
+class DurableDataTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    data_dir_ = TempPath(absl::StrCat(
+        "data_",
+        ::testing::UnitTest::GetInstance()->current_test_info()->name()));
+    ASSERT_EQ(std::system(absl::StrCat("rm -rf '", data_dir_, "'").c_str()), 0);
+  }
+  void TearDown() override {
+    std::system(absl::StrCat("rm -rf '", data_dir_, "'").c_str());
+  }
+  Server Start() {
+    return StartServer(
+        {"--data_dir=" + data_dir_, "--resident_memory_bytes=268435456"});
+  }
+  static void Kill(Server& s) {
+    s.process->Signal(SIGKILL);
+    ASSERT_TRUE(
+        s.process->WaitForExit(testing::Scaled(absl::Seconds(10))).ok());
+  }
+  // Segment files in the data directory.
+  std::vector<std::string> Segments() const {
+    std::vector<std::string> out;
+    auto listed =
+        testing::RunCommand(absl::StrCat("ls -A '", data_dir_, "/segments'"));
+    if (!listed.ok()) return out;
+    for (absl::string_view line : absl::StrSplit(listed->output, '\n')) {
+      if (!line.empty()) out.emplace_back(line);
+    }
+    return out;
+  }
+
+  std::string data_dir_;
+};
+
+TEST_F(DurableDataTest, EveryAcknowledgedWriteSurvivesSigkill) {
+  const client::FloatMatrix first = Random(400, 32, 80);
+  const client::FloatMatrix second = Random(150, 32, 81);
+  std::vector<uint64_t> ids(first.rows);
+  for (size_t i = 0; i < ids.size(); ++i) ids[i] = 7 * i + 1;
+  const client::FloatMatrix queries = Random(4, 32, 82);
+  const testing::RandomCsrGraph g = testing::RandomGraph(800, 4, 83);
+  pb::Graph graph;
+  graph.set_num_nodes(g.num_nodes);
+  graph.mutable_row_offsets()->Add(g.row_offsets.begin(), g.row_offsets.end());
+  graph.mutable_targets()->Add(g.targets.begin(), g.targets.end());
+  graph.mutable_weights()->Add(g.weights.begin(), g.weights.end());
+  pb::SpreadRequest spread;
+  spread.set_graph_name("links");
+  auto* seed = spread.add_seeds();
+  seed->set_node(5);
+  seed->set_activation(1.0f);
+  spread.mutable_params()->set_max_hops(4);
+
+  pb::SearchCollectionResponse before;
+  pb::SpreadResponse spread_before;
+  {
+    Server s = Start();
+    ASSERT_NE(s.client, nullptr);
+    client::UploadOptions upload;
+    upload.name = "docs";
+    upload.chunk_rows = 100;
+    ASSERT_TRUE(s.client->UploadCollection(upload, first, ids).ok());
+    upload.create = false;
+    // An append without ids to a collection with them: its rows get ids
+    // equal to their row numbers, before and after the restart.
+    std::vector<uint64_t> more(second.rows);
+    for (size_t i = 0; i < more.size(); ++i) more[i] = first.rows + i;
+    ASSERT_TRUE(s.client->UploadCollection(upload, second, more).ok());
+    pb::CreateCollectionRequest create;
+    create.set_name("empty");
+    create.set_dimension(8);
+    ASSERT_TRUE(s.client->CreateCollection(create).ok());
+    upload.name = "doomed";
+    upload.create = true;
+    ASSERT_TRUE(s.client->UploadCollection(upload, second).ok());
+    ASSERT_TRUE(s.client->DeleteCollection("doomed").ok());
+    ASSERT_TRUE(s.client->PutGraph("links", graph).ok());
+    auto searched = s.client->SearchCollection(Search("docs", queries, 10));
+    ASSERT_TRUE(searched.ok()) << searched.status();
+    before = *searched;
+    auto spread_result = s.client->Spread(spread);
+    ASSERT_TRUE(spread_result.ok()) << spread_result.status();
+    spread_before = *spread_result;
+    Kill(s);
+  }
+
+  Server s = Start();
+  ASSERT_NE(s.client, nullptr);
+  auto docs = s.client->DescribeCollection("docs");
+  ASSERT_TRUE(docs.ok()) << docs.status();
+  EXPECT_EQ(docs->count(), first.rows + second.rows);
+  EXPECT_EQ(docs->version(), 2u);
+  EXPECT_TRUE(docs->has_ids());
+  auto empty = s.client->DescribeCollection("empty");
+  ASSERT_TRUE(empty.ok()) << empty.status();
+  EXPECT_EQ(empty->count(), 0u);
+  EXPECT_EQ(s.client->DescribeCollection("doomed").status().code(),
+            absl::StatusCode::kNotFound);
+
+  auto after = s.client->SearchCollection(Search("docs", queries, 10));
+  ASSERT_TRUE(after.ok()) << after.status();
+  ASSERT_EQ(after->results_size(), before.results_size());
+  for (int q = 0; q < before.results_size(); ++q) {
+    const pb::CollectionHits& a = before.results(q);
+    const pb::CollectionHits& b = after->results(q);
+    ASSERT_EQ(a.ids_size(), b.ids_size());
+    for (int j = 0; j < a.ids_size(); ++j) {
+      EXPECT_EQ(a.ids(j), b.ids(j)) << q << "," << j;
+      EXPECT_EQ(a.rows(j), b.rows(j)) << q << "," << j;
+      EXPECT_EQ(a.scores(j), b.scores(j)) << q << "," << j;
+    }
+  }
+  auto spread_after = s.client->Spread(spread);
+  ASSERT_TRUE(spread_after.ok()) << spread_after.status();
+  ASSERT_EQ(spread_after->activation_size(), spread_before.activation_size());
+  for (int i = 0; i < spread_before.activation_size(); ++i) {
+    ASSERT_EQ(spread_after->activation(i), spread_before.activation(i)) << i;
+  }
+  EXPECT_EQ(Metric(s, "engram_resident_loads_total", {{"kind", "collection"}}),
+            2);
+  EXPECT_EQ(Metric(s, "engram_resident_loads_total", {{"kind", "graph"}}), 1);
+}
+
+// SIGKILL at a random moment of a large append, again and again: after each
+// restart the collection is the old version or the new one, whole, and no
+// file is left that no manifest names.
+TEST_F(DurableDataTest, SigkillDuringAnAppendLeavesTheOldOrTheNewVersion) {
+  const client::FloatMatrix base = Random(1000, 64, 90);
+  const client::FloatMatrix big = Random(60000, 64, 91);  // about 15 MiB
+  {
+    Server s = Start();
+    ASSERT_NE(s.client, nullptr);
+    client::UploadOptions upload;
+    upload.name = "docs";
+    ASSERT_TRUE(s.client->UploadCollection(upload, base).ok());
+  }
+  std::mt19937 random(92);
+  uint64_t rows = base.rows;
+  uint64_t version = 1;
+  int committed = 0;
+  int interrupted = 0;
+  for (int round = 0; round < 6; ++round) {
+    Server s = Start();
+    ASSERT_NE(s.client, nullptr);
+    auto info = s.client->DescribeCollection("docs");
+    ASSERT_TRUE(info.ok()) << info.status();
+    // Old or new, never a mix.
+    if (info->version() == version + 1) {
+      ++committed;
+      ++version;
+      rows += big.rows;
+    } else {
+      ++interrupted;
+    }
+    ASSERT_EQ(info->version(), version);
+    ASSERT_EQ(info->count(), rows);
+    // Only the segments the manifest names: one per committed upload.
+    EXPECT_EQ(Segments().size(), version) << round;
+
+    std::thread append([&] {
+      client::UploadOptions upload;
+      upload.name = "docs";
+      upload.create = false;
+      s.client->UploadCollection(upload, big).IgnoreError();
+    });
+    absl::SleepFor(
+        absl::Milliseconds(std::uniform_int_distribution<int>(0, 400)(random)));
+    Kill(s);
+    append.join();
+  }
+  // Each round's append either committed before the kill or did not.
+  Server s = Start();
+  ASSERT_NE(s.client, nullptr);
+  auto info = s.client->DescribeCollection("docs");
+  ASSERT_TRUE(info.ok()) << info.status();
+  EXPECT_EQ(info->count(), base.rows + (info->version() - 1) * big.rows);
+  EXPECT_EQ(Segments().size(), info->version());
+  std::printf("rounds committed %d, interrupted %d\n", committed, interrupted);
+}
+
+TEST_F(DurableDataTest, ACorruptSegmentIsDataLossAndTheRestIsServed) {
+  {
+    Server s = Start();
+    ASSERT_NE(s.client, nullptr);
+    client::UploadOptions upload;
+    upload.name = "broken";
+    ASSERT_TRUE(s.client->UploadCollection(upload, Random(100, 16, 95)).ok());
+    upload.name = "fine";
+    ASSERT_TRUE(s.client->UploadCollection(upload, Random(100, 16, 96)).ok());
+  }
+  std::string segment;
+  for (const std::string& f : Segments()) {
+    if (absl::StartsWith(f, "broken.")) segment = data_dir_ + "/segments/" + f;
+  }
+  ASSERT_FALSE(segment.empty());
+  {
+    std::fstream f(segment, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(500);
+    f.put('\x7f');
+  }
+  Server s = Start();
+  ASSERT_NE(s.client, nullptr);
+  EXPECT_TRUE(s.client->DescribeCollection("fine").ok());
+  const absl::Status lost = s.client->DescribeCollection("broken").status();
+  EXPECT_EQ(lost.code(), absl::StatusCode::kDataLoss) << lost;
+  EXPECT_THAT(std::string(lost.message()), HasSubstr(segment));
+  EXPECT_EQ(s.client->SearchCollection(Search("broken", Random(1, 16, 97), 3))
+                .status()
+                .code(),
+            absl::StatusCode::kDataLoss);
+  EXPECT_EQ(Metric(s, "engram_resident_load_failures_total",
+                   {{"kind", "collection"}}),
+            1);
+  auto health = s.client->Health("");
+  ASSERT_TRUE(health.ok());
+  EXPECT_EQ(*health, grpc::health::v1::HealthCheckResponse::SERVING);
+  // Deleting the lost collection frees its name and its files.
+  ASSERT_TRUE(s.client->DeleteCollection("broken").ok());
+  EXPECT_EQ(Segments().size(), 1u);
 }
 
 }  // namespace

@@ -1,0 +1,449 @@
+#include "core/collections/data_dir.h"
+
+#include <algorithm>
+#include <cstring>
+#include <filesystem>
+#include <random>
+#include <set>
+#include <system_error>
+#include <utility>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
+#include "base/status_macros.h"
+#include "core/collections/atomic_file.h"
+#include "core/collections/checksum.h"
+#include "core/collections/names.h"
+#include "core/collections/snapshot.h"
+
+namespace engram::collections {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr absl::string_view kManifestSuffix = ".manifest";
+constexpr absl::string_view kSegmentSuffix = ".seg";
+constexpr absl::string_view kGraphSuffix = ".graph";
+constexpr size_t kManifestHeaderBytes = 16;  // magic, length, CRC32C
+// A manifest lists segments and metadata only; anything larger is corrupt.
+constexpr uint32_t kMaxManifestBytes = 64 << 20;
+
+// What a client sees of a failed write: RESOURCE_EXHAUSTED for a full disk
+// (it may free up), UNAVAILABLE for anything else the disk refused.
+absl::Status WriteError(const absl::Status& status) {
+  if (status.ok() || status.code() == absl::StatusCode::kResourceExhausted) {
+    return status;
+  }
+  return absl::UnavailableError(
+      absl::StrCat("data directory write failed: ", status.message()));
+}
+
+std::string RandomToken() {
+  // Unique among files written by any process on this directory: 64 bits
+  // from the OS's entropy source, not a seed that restarts could repeat.
+  thread_local std::random_device device;
+  const uint64_t value = (uint64_t{device()} << 32) | device();
+  return absl::StrFormat("%016x", value);
+}
+
+// The names of the regular files in `dir`, sorted.
+std::vector<std::string> FilesIn(const std::string& dir) {
+  std::vector<std::string> names;
+  std::error_code error;
+  for (fs::directory_iterator it(dir, error), end; !error && it != end;
+       it.increment(error)) {
+    if (it->is_regular_file(error)) {
+      names.push_back(it->path().filename().string());
+    }
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+template <typename T>
+void PutLe(char* p, T v) {
+  std::memcpy(p, &v, sizeof(T));
+}
+template <typename T>
+T GetLe(const char* p) {
+  T v;
+  std::memcpy(&v, p, sizeof(T));
+  return v;
+}
+
+}  // namespace
+
+std::string EncodeManifest(const storage::CollectionManifest& manifest) {
+  std::string message;
+  manifest.SerializeToString(&message);
+  std::string out(kManifestHeaderBytes, '\0');
+  std::memcpy(out.data(), kManifestMagic.data(), 8);
+  PutLe<uint32_t>(out.data() + 8, static_cast<uint32_t>(message.size()));
+  PutLe<uint32_t>(out.data() + 12, Crc32c(message.data(), message.size()));
+  out += message;
+  return out;
+}
+
+absl::StatusOr<storage::CollectionManifest> DecodeManifest(
+    const std::string& path, absl::string_view bytes) {
+  if (bytes.size() < kManifestHeaderBytes ||
+      bytes.substr(0, 8) != kManifestMagic) {
+    return absl::DataLossError(
+        absl::StrCat(path, ": not a manifest (too short or wrong magic)"));
+  }
+  const uint32_t length = GetLe<uint32_t>(bytes.data() + 8);
+  const uint32_t stored = GetLe<uint32_t>(bytes.data() + 12);
+  if (length > kMaxManifestBytes ||
+      bytes.size() != kManifestHeaderBytes + length) {
+    return absl::DataLossError(
+        absl::StrCat(path, ": the file has ", bytes.size(), " bytes, its ",
+                     "header declares ", kManifestHeaderBytes + length));
+  }
+  const absl::string_view message = bytes.substr(kManifestHeaderBytes);
+  const uint32_t computed = Crc32c(message.data(), message.size());
+  if (computed != stored) {
+    return absl::DataLossError(absl::StrFormat(
+        "%s: manifest checksum mismatch (stored 0x%08x, computed 0x%08x)", path,
+        stored, computed));
+  }
+  storage::CollectionManifest manifest;
+  if (!manifest.ParseFromArray(message.data(),
+                               static_cast<int>(message.size()))) {
+    return absl::DataLossError(
+        absl::StrCat(path, ": the manifest does not parse"));
+  }
+  return manifest;
+}
+
+absl::StatusOr<std::unique_ptr<DataDir>> DataDir::Open(
+    const std::string& path) {
+  if (path.empty()) {
+    return absl::InvalidArgumentError("data_dir must not be empty");
+  }
+  std::string root = path;
+  while (root.size() > 1 && root.back() == '/') root.pop_back();
+  ENGRAM_RETURN_IF_ERROR(EnsureDirectory(root));
+  for (const char* sub : {"collections", "segments", "graphs"}) {
+    ENGRAM_RETURN_IF_ERROR(EnsureDirectory(absl::StrCat(root, "/", sub)));
+  }
+  return std::unique_ptr<DataDir>(new DataDir(std::move(root)));
+}
+
+std::string DataDir::ManifestPath(absl::string_view name) const {
+  return absl::StrCat(path_, "/collections/", name, kManifestSuffix);
+}
+
+std::string DataDir::SegmentPath(absl::string_view file) const {
+  return absl::StrCat(path_, "/segments/", file);
+}
+
+std::string DataDir::GraphPath(absl::string_view name) const {
+  return absl::StrCat(path_, "/graphs/", name, kGraphSuffix);
+}
+
+absl::StatusOr<storage::SegmentRef> DataDir::StoreSegment(
+    absl::string_view name, const Segment& segment) {
+  storage::SegmentRef ref;
+  ref.set_file(absl::StrCat(name, ".", RandomToken(), kSegmentSuffix));
+  absl::StatusOr<uint32_t> crc =
+      WriteSegmentSnapshot(name, segment, SegmentPath(ref.file()));
+  if (!crc.ok()) return WriteError(crc.status());
+  ref.set_rows(segment.rows());
+  ref.set_payload_crc32c(*crc);
+  ref.set_has_ids(!segment.ids().empty());
+  return ref;
+}
+
+absl::Status DataDir::WriteManifest(
+    const storage::CollectionManifest& manifest) {
+  const std::string bytes = EncodeManifest(manifest);
+  return WriteError(
+      WriteFileAtomically(ManifestPath(manifest.name()),
+                          [&](FileSink& sink) { return sink.Write(bytes); }));
+}
+
+absl::StatusOr<std::string> DataDir::WriteSegment(absl::string_view name,
+                                                  const Segment& segment) {
+  ENGRAM_ASSIGN_OR_RETURN(storage::SegmentRef ref, StoreSegment(name, segment));
+  std::string handle = ref.file();
+  absl::MutexLock lock(&mu_);
+  pending_[handle] = std::move(ref);
+  return handle;
+}
+
+void DataDir::DiscardSegment(const std::string& handle) {
+  if (handle.empty()) return;
+  {
+    absl::MutexLock lock(&mu_);
+    pending_.erase(handle);
+  }
+  // Not durable on purpose: a file that survives a crash is named by no
+  // manifest, and Load() removes it.
+  std::error_code ignored;
+  fs::remove(SegmentPath(handle), ignored);
+}
+
+absl::Status DataDir::Commit(const Collection& next, const std::string& added) {
+  absl::MutexLock lock(&mu_);
+  storage::CollectionManifest manifest;
+  auto it = manifests_.find(next.name());
+  const size_t earlier = next.segments().size() - (added.empty() ? 0 : 1);
+  if (it != manifests_.end()) {
+    manifest = it->second;
+  } else {
+    // New here: a create, or a collection loaded from an operator's file
+    // that a client changes now, whose earlier rows must be stored too.
+    manifest.set_name(next.name());
+    manifest.set_dimension(next.dimension());
+    manifest.set_source(next.source());
+    for (const auto& [key, value] : next.metadata()) {
+      (*manifest.mutable_metadata())[key] = value;
+    }
+    for (size_t i = 0; i < earlier; ++i) {
+      absl::StatusOr<storage::SegmentRef> ref =
+          StoreSegment(next.name(), *next.segments()[i]);
+      if (!ref.ok()) {
+        for (const auto& written : manifest.segments()) {
+          std::error_code ignored;
+          fs::remove(SegmentPath(written.file()), ignored);
+        }
+        return ref.status();
+      }
+      *manifest.add_segments() = *std::move(ref);
+    }
+  }
+  if (!added.empty()) {
+    auto pending = pending_.find(added);
+    if (pending == pending_.end()) {
+      return absl::InternalError(
+          absl::StrCat("segment ", added, " was not written by this journal"));
+    }
+    *manifest.add_segments() = pending->second;
+  }
+  manifest.set_version(next.version());
+  ENGRAM_RETURN_IF_ERROR(WriteManifest(manifest));
+  if (!added.empty()) pending_.erase(added);
+  manifests_[next.name()] = std::move(manifest);
+  return absl::OkStatus();
+}
+
+absl::Status DataDir::Delete(absl::string_view name) {
+  absl::MutexLock lock(&mu_);
+  auto it = manifests_.find(name);
+  // The manifest goes first: once it is gone the collection is, whatever
+  // happens to its segments.
+  ENGRAM_RETURN_IF_ERROR(WriteError(RemoveFileDurably(ManifestPath(name))));
+  if (it == manifests_.end()) return absl::OkStatus();
+  for (const auto& segment : it->second.segments()) {
+    std::error_code ignored;
+    fs::remove(SegmentPath(segment.file()), ignored);
+  }
+  manifests_.erase(it);
+  return absl::OkStatus();
+}
+
+absl::Status DataDir::CommitGraph(const Graph& graph) {
+  return WriteError(WriteGraphSnapshot(graph, GraphPath(graph.name())));
+}
+
+absl::Status DataDir::DeleteGraph(absl::string_view name) {
+  return WriteError(RemoveFileDurably(GraphPath(name)));
+}
+
+LoadOutcome DataDir::LoadCollection(const std::string& manifest_path,
+                                    CollectionStore* store, bool* unreadable) {
+  const std::string file = fs::path(manifest_path).filename().string();
+  const std::string name = file.substr(0, file.size() - kManifestSuffix.size());
+  LoadOutcome outcome;
+  outcome.declaration.kind = ResidentKind::kCollection;
+  outcome.declaration.name = name;
+  outcome.declaration.path = manifest_path;
+  outcome.format = FileFormat::kSnapshot;
+  outcome.verified_by = "crc32c";
+  const absl::Time start = absl::Now();
+  auto fail = [&](absl::Status status) {
+    outcome.status = status;
+    // A lost name still answers, with this error, until it is deleted.
+    store->MarkLost(name, status).IgnoreError();
+    return outcome;
+  };
+
+  std::string bytes;
+  {
+    absl::StatusOr<FileReader> reader = FileReader::Open(manifest_path);
+    if (!reader.ok()) {
+      *unreadable = true;
+      return fail(absl::DataLossError(reader.status().message()));
+    }
+    bytes.resize(static_cast<size_t>(
+        std::min<uint64_t>(reader->size(), kMaxManifestBytes + 1)));
+    if (absl::Status read = reader->Read(bytes.data(), bytes.size());
+        !read.ok()) {
+      *unreadable = true;
+      return fail(absl::DataLossError(read.message()));
+    }
+  }
+  absl::StatusOr<storage::CollectionManifest> manifest =
+      DecodeManifest(manifest_path, bytes);
+  if (manifest.ok() && manifest->name() != name) {
+    manifest = absl::DataLossError(
+        absl::StrCat(manifest_path, ": holds collection \"", manifest->name(),
+                     "\", not \"", name, "\""));
+  }
+  if (!manifest.ok()) {
+    *unreadable = true;
+    storage::CollectionManifest placeholder;
+    placeholder.set_name(name);
+    {
+      absl::MutexLock lock(&mu_);
+      manifests_[name] = std::move(placeholder);
+    }
+    return fail(manifest.status());
+  }
+  {
+    // Known from here on, so that a Delete of a lost collection removes
+    // its segments as well as its manifest.
+    absl::MutexLock lock(&mu_);
+    manifests_[name] = *manifest;
+  }
+
+  CollectionSpec spec;
+  spec.name = name;
+  spec.dimension = manifest->dimension();
+  spec.metadata =
+      Metadata(manifest->metadata().begin(), manifest->metadata().end());
+  uint64_t rows = 0;
+  bool with_ids = false;
+  for (const auto& segment : manifest->segments()) {
+    rows += segment.rows();
+    with_ids = with_ids || segment.has_ids();
+  }
+  if (rows == 0) {
+    absl::StatusOr<std::shared_ptr<const Collection>> restored =
+        store->RestoreEmpty(spec, manifest->version(), manifest->source());
+    if (!restored.ok()) {
+      return fail(absl::Status(
+          restored.status().code(),
+          absl::StrCat(manifest_path, ": ", restored.status().message())));
+    }
+  } else {
+    UploadOptions options;
+    options.name = name;
+    options.create = true;
+    options.dimension = manifest->dimension();
+    options.metadata = spec.metadata;
+    options.rows = rows;
+    options.with_ids = with_ids;
+    options.source = manifest->source();
+    options.version = manifest->version();
+    options.durable = false;
+    absl::StatusOr<std::unique_ptr<CollectionUpload>> upload =
+        store->BeginUpload(options);
+    if (!upload.ok()) {
+      return fail(absl::Status(
+          upload.status().code(),
+          absl::StrCat(manifest_path, ": ", upload.status().message())));
+    }
+    uint64_t first_row = 0;
+    for (const auto& segment : manifest->segments()) {
+      SegmentExpectation expected;
+      expected.rows = segment.rows();
+      expected.has_ids = segment.has_ids();
+      expected.payload_crc = segment.payload_crc32c();
+      absl::Status appended =
+          AppendSegmentSnapshot(SegmentPath(segment.file()), expected,
+                                first_row, upload->get(), with_ids);
+      if (!appended.ok()) {
+        (*upload)->Abort();
+        // A missing or damaged segment is lost data, whatever errno said.
+        return fail(absl::DataLossError(appended.message()));
+      }
+      first_row += segment.rows();
+    }
+    absl::StatusOr<std::shared_ptr<const Collection>> committed =
+        (*upload)->Commit();
+    if (!committed.ok()) return fail(committed.status());
+  }
+  outcome.rows = rows;
+  if (absl::StatusOr<CollectionInfo> info = store->Describe(name); info.ok()) {
+    outcome.bytes = info->bytes;
+  }
+  outcome.seconds = absl::ToDoubleSeconds(absl::Now() - start);
+  return outcome;
+}
+
+std::vector<LoadOutcome> DataDir::Load(CollectionStore* collections,
+                                       GraphStore* graphs) {
+  std::vector<LoadOutcome> outcomes;
+  bool unreadable = false;
+  const std::string collections_dir = absl::StrCat(path_, "/collections");
+  const std::string graphs_dir = absl::StrCat(path_, "/graphs");
+  for (const std::string& dir :
+       {collections_dir, absl::StrCat(path_, "/segments"), graphs_dir}) {
+    for (const std::string& file : FilesIn(dir)) {
+      if (IsAtomicWriteLeftover(file)) {
+        std::error_code ignored;
+        if (fs::remove(absl::StrCat(dir, "/", file), ignored)) {
+          ++leftovers_removed_;
+        }
+      }
+    }
+  }
+  for (const std::string& file : FilesIn(collections_dir)) {
+    if (!absl::EndsWith(file, kManifestSuffix)) continue;
+    outcomes.push_back(LoadCollection(absl::StrCat(collections_dir, "/", file),
+                                      collections, &unreadable));
+  }
+  for (const std::string& file : FilesIn(graphs_dir)) {
+    if (!absl::EndsWith(file, kGraphSuffix)) continue;
+    const std::string name = file.substr(0, file.size() - kGraphSuffix.size());
+    const std::string path = absl::StrCat(graphs_dir, "/", file);
+    LoadOutcome outcome;
+    outcome.declaration.kind = ResidentKind::kGraph;
+    outcome.declaration.name = name;
+    outcome.declaration.path = path;
+    outcome.format = FileFormat::kSnapshot;
+    outcome.verified_by = "crc32c";
+    const absl::Time start = absl::Now();
+    absl::StatusOr<std::shared_ptr<const Graph>> graph =
+        LoadGraphSnapshot(path, name, graphs);
+    if (graph.ok()) {
+      outcome.rows = (*graph)->num_nodes();
+      outcome.bytes = (*graph)->bytes();
+    } else {
+      outcome.status =
+          graph.status().code() == absl::StatusCode::kResourceExhausted
+              ? graph.status()
+              : absl::DataLossError(graph.status().message());
+      graphs->MarkLost(name, outcome.status).IgnoreError();
+    }
+    outcome.seconds = absl::ToDoubleSeconds(absl::Now() - start);
+    outcomes.push_back(std::move(outcome));
+  }
+  if (!unreadable) RemoveUnreferenced();
+  return outcomes;
+}
+
+void DataDir::RemoveUnreferenced() {
+  std::set<std::string> referenced;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [name, manifest] : manifests_) {
+      for (const auto& segment : manifest.segments()) {
+        referenced.insert(segment.file());
+      }
+    }
+    for (const auto& [handle, ref] : pending_) referenced.insert(handle);
+  }
+  for (const std::string& file : FilesIn(absl::StrCat(path_, "/segments"))) {
+    if (!absl::EndsWith(file, kSegmentSuffix) || referenced.count(file) > 0) {
+      continue;
+    }
+    std::error_code ignored;
+    if (fs::remove(SegmentPath(file), ignored)) ++leftovers_removed_;
+  }
+}
+
+}  // namespace engram::collections

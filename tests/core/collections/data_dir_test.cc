@@ -1,0 +1,350 @@
+#include "core/collections/data_dir.h"
+
+#include <sys/stat.h>
+
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "core/collections/snapshot.h"
+#include "core/validation.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/core/collections/test_util.h"
+#include "tests/testing/random_data.h"
+
+namespace engram::collections {
+namespace {
+
+using ::engram::collections::testing::ListDir;
+using ::engram::collections::testing::MakeBudget;
+using ::engram::collections::testing::ReadAll;
+using ::engram::collections::testing::TestDir;
+using ::engram::collections::testing::Upload;
+using ::engram::collections::testing::WriteAll;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::SizeIs;
+
+// The stores of one process over a data directory, as ResidentData wires
+// them: the directory is both stores' journal.
+struct Process {
+  explicit Process(const std::string& path) {
+    dir = *DataDir::Open(path);
+    auto budget = MakeBudget();
+    CollectionStore::Options c;
+    c.budget = budget;
+    c.journal = dir.get();
+    collections = *CollectionStore::Create(c);
+    GraphStore::Options g;
+    g.budget = budget;
+    g.journal = dir->graph_journal();
+    g.validate = [](const kernels::GraphView& graph) {
+      dispatch::SpreadJob job;
+      job.graph = graph;
+      return core::ValidateSpreadJob(job, core::RequestLimits());
+    };
+    graphs = *GraphStore::Create(g);
+  }
+  std::vector<LoadOutcome> Load() {
+    return dir->Load(collections.get(), graphs.get());
+  }
+
+  std::unique_ptr<DataDir> dir;
+  std::unique_ptr<CollectionStore> collections;
+  std::unique_ptr<GraphStore> graphs;
+};
+
+// Every row of a collection, in order, and its ids.
+std::vector<float> RowsOf(const Collection& c) {
+  std::vector<float> out;
+  for (const auto& s : c.segments()) {
+    const kernels::MatrixView& v = s->vectors();
+    out.insert(out.end(), v.data, v.data + v.rows * v.cols);
+  }
+  return out;
+}
+std::vector<uint64_t> IdsOf(const Collection& c) {
+  std::vector<uint64_t> out;
+  for (uint64_t r = 0; r < c.rows(); ++r) out.push_back(c.IdOf(r));
+  return out;
+}
+
+// A small graph: 0 -> 1 (0.5), 0 -> 2 (0.25), 1 -> 2 (1.0).
+const std::vector<uint32_t> kOffsets = {0, 2, 3, 3};
+const std::vector<uint32_t> kTargets = {1, 2, 2};
+const std::vector<float> kWeights = {0.5f, 0.25f, 1.0f};
+kernels::GraphView SmallGraph() {
+  kernels::GraphView g;
+  g.num_nodes = 3;
+  g.row_offsets = kOffsets;
+  g.targets = kTargets;
+  g.weights = kWeights;
+  return g;
+}
+
+class DataDirTest : public ::testing::Test {
+ protected:
+  void SetUp() override { path_ = TestDir(); }
+  std::string path_;
+};
+
+TEST_F(DataDirTest, EveryCommittedChangeComesBackAfterARestart) {
+  const std::vector<float> first = engram::testing::RandomMatrix(5, 16, 1);
+  const std::vector<float> second = engram::testing::RandomMatrix(3, 16, 2);
+  std::vector<float> all = first;
+  all.insert(all.end(), second.begin(), second.end());
+  {
+    Process p(path_);
+    ASSERT_THAT(p.Load(), IsEmpty());
+    // With ids, then an append without: the appended rows keep their row
+    // numbers as ids after the restore.
+    ASSERT_TRUE(
+        Upload(*p.collections, "docs", 16, first, {10, 11, 12, 13, 14}).ok());
+    ASSERT_TRUE(Upload(*p.collections, "docs", 16, second, {}, false).ok());
+    CollectionSpec spec{"empty", 8, {{"model", "e5"}}};
+    ASSERT_TRUE(p.collections->CreateCollection(spec).ok());
+    ASSERT_TRUE(Upload(*p.collections, "gone", 16, first).ok());
+    ASSERT_TRUE(p.collections->Delete("gone").ok());
+    ASSERT_TRUE(p.graphs->Put("links", SmallGraph()).ok());
+    ASSERT_TRUE(p.graphs->Put("gone_graph", SmallGraph()).ok());
+    ASSERT_TRUE(p.graphs->Delete("gone_graph").ok());
+  }
+  Process p(path_);
+  const std::vector<LoadOutcome> outcomes = p.Load();
+  ASSERT_THAT(outcomes, SizeIs(3));
+  for (const LoadOutcome& o : outcomes) EXPECT_TRUE(o.status.ok()) << o.status;
+
+  auto docs = *p.collections->Get("docs");
+  EXPECT_EQ(docs->version(), 2u);
+  EXPECT_EQ(docs->rows(), 8u);
+  EXPECT_EQ(docs->dimension(), 16u);
+  EXPECT_EQ(RowsOf(*docs), all);
+  EXPECT_THAT(IdsOf(*docs), ElementsAre(10, 11, 12, 13, 14, 5, 6, 7));
+  // Restored into one segment: one kernel pass per search.
+  EXPECT_THAT(docs->segments(), SizeIs(1));
+
+  auto empty = *p.collections->Get("empty");
+  EXPECT_EQ(empty->version(), 1u);
+  EXPECT_EQ(empty->rows(), 0u);
+  EXPECT_EQ(empty->dimension(), 8u);
+  EXPECT_EQ(empty->metadata().at("model"), "e5");
+
+  EXPECT_TRUE(absl::IsNotFound(p.collections->Get("gone").status()));
+  EXPECT_TRUE(absl::IsNotFound(p.graphs->Get("gone_graph").status()));
+  auto links = *p.graphs->Get("links");
+  EXPECT_EQ(links->num_nodes(), 3u);
+  EXPECT_THAT(links->view().targets, ElementsAre(1, 2, 2));
+  EXPECT_THAT(links->view().weights, ElementsAre(0.5f, 0.25f, 1.0f));
+
+  // A change after the restore continues from the stored version.
+  ASSERT_TRUE(Upload(*p.collections, "docs", 16, second, {}, false).ok());
+  EXPECT_EQ((*p.collections->Get("docs"))->version(), 3u);
+  Process again(path_);
+  again.Load();
+  auto reloaded = *again.collections->Get("docs");
+  EXPECT_EQ(reloaded->version(), 3u);
+  EXPECT_EQ(reloaded->rows(), 11u);
+}
+
+TEST_F(DataDirTest, ACorruptSegmentTakesOnlyItsOwnCollectionOutOfService) {
+  {
+    Process p(path_);
+    p.Load();
+    ASSERT_TRUE(
+        Upload(*p.collections, "bad", 8, engram::testing::RandomMatrix(4, 8, 3))
+            .ok());
+    ASSERT_TRUE(Upload(*p.collections, "good", 8,
+                       engram::testing::RandomMatrix(4, 8, 4))
+                    .ok());
+  }
+  std::string bad_segment;
+  for (const std::string& f : ListDir(path_ + "/segments")) {
+    if (absl::StartsWith(f, "bad.")) bad_segment = path_ + "/segments/" + f;
+  }
+  ASSERT_FALSE(bad_segment.empty());
+  std::string bytes = ReadAll(bad_segment);
+  bytes[bytes.size() - 3] ^= 0x40;
+  WriteAll(bad_segment, bytes);
+
+  Process p(path_);
+  p.Load();
+  EXPECT_TRUE(p.collections->Get("good").ok());
+  const absl::Status lost = p.collections->Get("bad").status();
+  EXPECT_EQ(lost.code(), absl::StatusCode::kDataLoss) << lost;
+  EXPECT_THAT(lost.message(), HasSubstr(bad_segment));
+  EXPECT_EQ(p.collections->Describe("bad").status().code(),
+            absl::StatusCode::kDataLoss);
+  // The name stays taken, and listed as lost, until it is deleted.
+  EXPECT_TRUE(absl::IsAlreadyExists(
+      p.collections->CreateCollection({"bad", 8, {}}).status()));
+  const std::vector<CollectionInfo> listed = p.collections->List();
+  ASSERT_THAT(listed, SizeIs(2));
+  EXPECT_EQ(listed[0].name, "bad");
+  EXPECT_EQ(listed[0].load_state, "lost");
+  EXPECT_THAT(listed[0].error, HasSubstr("checksum"));
+
+  ASSERT_TRUE(p.collections->Delete("bad").ok());
+  EXPECT_TRUE(absl::IsNotFound(p.collections->Get("bad").status()));
+  for (const std::string& f : ListDir(path_ + "/segments")) {
+    EXPECT_FALSE(absl::StartsWith(f, "bad.")) << f;
+  }
+  EXPECT_THAT(ListDir(path_ + "/collections"), ElementsAre("good.manifest"));
+}
+
+TEST_F(DataDirTest, ACorruptGraphIsLostAndTheRestLoads) {
+  {
+    Process p(path_);
+    p.Load();
+    ASSERT_TRUE(p.graphs->Put("links", SmallGraph()).ok());
+    ASSERT_TRUE(p.graphs->Put("other", SmallGraph()).ok());
+  }
+  const std::string file = path_ + "/graphs/links.graph";
+  std::string bytes = ReadAll(file);
+  WriteAll(file, bytes.substr(0, bytes.size() - 5));  // truncated
+  Process p(path_);
+  p.Load();
+  EXPECT_TRUE(p.graphs->Get("other").ok());
+  const absl::Status lost = p.graphs->Get("links").status();
+  EXPECT_EQ(lost.code(), absl::StatusCode::kDataLoss) << lost;
+  EXPECT_THAT(lost.message(), HasSubstr(file));
+  ASSERT_TRUE(p.graphs->Delete("links").ok());
+  EXPECT_THAT(ListDir(path_ + "/graphs"), ElementsAre("other.graph"));
+}
+
+// The states a crash can leave: a segment written whose manifest was never
+// replaced, a temporary file of an interrupted write, and a delete that
+// removed the manifest but not the segments. The stored versions are the
+// old ones and the leftovers go.
+TEST_F(DataDirTest, ACrashMidWriteLeavesTheOldVersionAndLeftoversAreRemoved) {
+  const std::vector<float> rows = engram::testing::RandomMatrix(4, 8, 5);
+  {
+    Process p(path_);
+    p.Load();
+    ASSERT_TRUE(Upload(*p.collections, "docs", 8, rows).ok());
+    ASSERT_TRUE(Upload(*p.collections, "deleted", 8, rows).ok());
+    // An append whose segment reached the disk, then the crash.
+    auto segment = *p.collections->Get("docs");
+    ASSERT_TRUE(p.dir->WriteSegment("docs", *segment->segments()[0]).ok());
+  }
+  // The delete that stopped after its manifest.
+  ASSERT_EQ(::unlink((path_ + "/collections/deleted.manifest").c_str()), 0);
+  WriteAll(path_ + "/collections/.docs.manifest.tmp-1-2", "partial");
+  WriteAll(path_ + "/segments/.docs.0123.seg.tmp-1-3", "partial");
+  ASSERT_THAT(ListDir(path_ + "/segments"), SizeIs(4));
+
+  Process p(path_);
+  p.Load();
+  auto docs = *p.collections->Get("docs");
+  EXPECT_EQ(docs->version(), 1u);
+  EXPECT_EQ(RowsOf(*docs), rows);
+  EXPECT_TRUE(absl::IsNotFound(p.collections->Get("deleted").status()));
+  EXPECT_THAT(ListDir(path_ + "/segments"), SizeIs(1));
+  EXPECT_THAT(ListDir(path_ + "/collections"), ElementsAre("docs.manifest"));
+  EXPECT_EQ(p.dir->leftovers_removed(), 4u);
+}
+
+TEST_F(DataDirTest, AnUnreadableManifestKeepsEverySegment) {
+  const std::vector<float> rows = engram::testing::RandomMatrix(4, 8, 6);
+  {
+    Process p(path_);
+    p.Load();
+    ASSERT_TRUE(Upload(*p.collections, "docs", 8, rows).ok());
+  }
+  const std::string manifest = path_ + "/collections/docs.manifest";
+  std::string bytes = ReadAll(manifest);
+  bytes[bytes.size() - 1] ^= 0x01;
+  WriteAll(manifest, bytes);
+  WriteAll(path_ + "/segments/stray.0000.seg", "x");
+
+  Process p(path_);
+  const std::vector<LoadOutcome> outcomes = p.Load();
+  ASSERT_THAT(outcomes, SizeIs(1));
+  EXPECT_EQ(outcomes[0].status.code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(outcomes[0].status.message(), HasSubstr("checksum"));
+  // The damaged manifest may name any segment: none is removed.
+  EXPECT_THAT(ListDir(path_ + "/segments"), SizeIs(2));
+}
+
+TEST_F(DataDirTest, AFailedWriteChangesNothingVisible) {
+  const std::vector<float> rows = engram::testing::RandomMatrix(4, 8, 7);
+  Process p(path_);
+  p.Load();
+  ASSERT_TRUE(Upload(*p.collections, "docs", 8, rows).ok());
+  // The segments folder replaced by a file: every segment write fails,
+  // whatever the permissions of the user running the test.
+  ASSERT_EQ(std::system(("rm -rf '" + path_ + "/segments' && touch '" + path_ +
+                         "/segments'")
+                            .c_str()),
+            0);
+  const absl::Status appended =
+      Upload(*p.collections, "docs", 8, rows, {}, false).status();
+  EXPECT_EQ(appended.code(), absl::StatusCode::kUnavailable) << appended;
+  EXPECT_THAT(appended.message(), HasSubstr("segments"));
+  EXPECT_EQ((*p.collections->Get("docs"))->version(), 1u);
+  const absl::Status created = Upload(*p.collections, "new", 8, rows).status();
+  EXPECT_EQ(created.code(), absl::StatusCode::kUnavailable) << created;
+  EXPECT_TRUE(absl::IsNotFound(p.collections->Get("new").status()));
+  // The name is free again for a later try.
+  ASSERT_EQ(::unlink((path_ + "/segments").c_str()), 0);
+  ASSERT_EQ(::mkdir((path_ + "/segments").c_str(), 0755), 0);
+  EXPECT_TRUE(Upload(*p.collections, "new", 8, rows).ok());
+}
+
+// A collection loaded from an operator's file is not copied into the data
+// directory, until a client changes it: then its earlier rows are stored
+// with the change, so the restart brings back every row.
+TEST_F(DataDirTest, ADeclaredCollectionIsStoredWholeOnItsFirstChange) {
+  const std::vector<float> declared = engram::testing::RandomMatrix(6, 8, 8);
+  const std::vector<float> appended = engram::testing::RandomMatrix(2, 8, 9);
+  const std::string file = path_ + "/declared.engc";
+  {
+    auto store = testing::MakeStore(MakeBudget());
+    ASSERT_TRUE(Upload(*store, "decl", 8, declared).ok());
+    ASSERT_TRUE(WriteCollectionSnapshot(**store->Get("decl"), file).ok());
+  }
+  {
+    Process p(path_ + "/data");
+    p.Load();
+    ASSERT_TRUE(LoadCollectionSnapshot(file, "", p.collections.get()).ok());
+    EXPECT_THAT(ListDir(path_ + "/data/collections"), IsEmpty());
+    ASSERT_TRUE(Upload(*p.collections, "decl", 8, appended, {}, false).ok());
+  }
+  Process p(path_ + "/data");
+  p.Load();
+  auto decl = *p.collections->Get("decl");
+  std::vector<float> all = declared;
+  all.insert(all.end(), appended.begin(), appended.end());
+  EXPECT_EQ(RowsOf(*decl), all);
+  EXPECT_EQ(decl->version(), 2u);
+  EXPECT_EQ(decl->source(), file);
+}
+
+TEST_F(DataDirTest, ManifestFramingRejectsDamage) {
+  storage::CollectionManifest m;
+  m.set_name("docs");
+  m.set_version(7);
+  m.add_segments()->set_file("docs.1.seg");
+  const std::string bytes = EncodeManifest(m);
+  auto decoded = DecodeManifest("m", bytes);
+  ASSERT_TRUE(decoded.ok()) << decoded.status();
+  EXPECT_EQ(decoded->version(), 7u);
+  EXPECT_EQ(decoded->segments(0).file(), "docs.1.seg");
+  for (size_t cut : {size_t{0}, size_t{10}, bytes.size() - 1}) {
+    EXPECT_EQ(DecodeManifest("m", bytes.substr(0, cut)).status().code(),
+              absl::StatusCode::kDataLoss)
+        << cut;
+  }
+  std::string flipped = bytes;
+  flipped[20] ^= 0x10;
+  EXPECT_THAT(DecodeManifest("m", flipped).status().message(),
+              HasSubstr("checksum"));
+}
+
+}  // namespace
+}  // namespace engram::collections
