@@ -184,6 +184,22 @@ def port_of(address):
     return int(m.group(1))
 
 
+def memory_bytes(quantity):
+    """A Kubernetes memory quantity (8Gi, 512Mi, 1G, 1000) in bytes."""
+    q = str(quantity)
+    units = {"Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30, "Ti": 1 << 40,
+             "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
+    for suffix, factor in units.items():
+        if q.endswith(suffix):
+            return int(float(q[:-len(suffix)]) * factor)
+    return int(q)
+
+
+# What the process needs beside its resident data and the requests it has
+# admitted: code, gRPC's buffers, the worker pool's scratch, the allocator.
+MEMORY_HEADROOM = 1 << 30
+
+
 def cpu_cores(quantity):
     q = str(quantity)
     return int(q[:-1]) / 1000 if q.endswith("m") else float(q)
@@ -343,6 +359,21 @@ def check_overlay(overlay, docs, ctx):
             int(cpu_cores(cpu))):
         errors.append(f"--worker_threads={flags.get('worker_threads')} must "
                       f"equal the CPU request {cpu}")
+    # Memory: the resident budget and the admitted request bytes both fit
+    # under the limit with headroom, so the budget refuses an upload
+    # (RESOURCE_EXHAUSTED) before the kernel OOM-kills the pod.
+    limit = res.get("limits", {}).get("memory")
+    if limit is not None:
+        resident = int(flags.get("resident_memory_bytes", 8 << 30))
+        inflight = int(flags.get("max_inflight_bytes", 4 << 30))
+        need = resident + inflight + MEMORY_HEADROOM
+        if memory_bytes(limit) < need:
+            errors.append(
+                f"memory limit {limit} is below --resident_memory_bytes "
+                f"({resident >> 20} MiB) + --max_inflight_bytes "
+                f"({inflight >> 20} MiB) + {MEMORY_HEADROOM >> 20} MiB "
+                f"headroom: the pod would be OOM-killed before the budget "
+                f"refuses anything")
     gpus = res.get("limits", {}).get("nvidia.com/gpu")
     tolerations = [t.get("key") for t in pod_spec.get("tolerations", [])]
     if overlay == "gpu":
@@ -444,22 +475,48 @@ def check_dockerfile(text, grpc_port, metrics_port, uid):
     return errors
 
 
+# RPCs that change nothing on the server: a retry after an UNAVAILABLE
+# (a draining pod, a pod that died mid-call) cannot apply anything twice.
+READ_ONLY_METHODS = {
+    "BatchCosine", "Spread", "GetStats", "SearchCollection",
+    "ListCollections", "DescribeCollection", "ListGraphs", "DescribeGraph",
+}
+
+
 def check_service_config(config, service_name):
-    """The gRPC service config that docs/deploy.md gives clients."""
+    """The gRPC service config that docs/deploy.md gives clients: every
+    read-only RPC retried on UNAVAILABLE, no write retried (one that died
+    after its commit would be applied twice)."""
     errors = []
     if config.get("loadBalancingConfig") != [{"round_robin": {}}]:
         errors.append("service config must pick round_robin")
     if config.get("healthCheckConfig", {}).get("serviceName") != service_name:
         errors.append(f"service config must health-check {service_name!r}")
-    policies = [m.get("retryPolicy", {}) for m in config.get("methodConfig", [])
-                if {"service": service_name} in m.get("name", [])]
-    if len(policies) != 1 or "UNAVAILABLE" not in policies[0].get(
-            "retryableStatusCodes", []):
+    retried = set()
+    for m in config.get("methodConfig", []):
+        policy = m.get("retryPolicy")
+        if not policy:
+            continue
+        for name in m.get("name", []):
+            if name.get("service") != service_name:
+                continue
+            method = name.get("method")
+            if method not in READ_ONLY_METHODS:
+                errors.append(f"service config retries "
+                              f"{method or 'every method'} of {service_name}, "
+                              f"which may change state: a retry could apply "
+                              f"it twice")
+                continue
+            retried.add(method)
+            if "UNAVAILABLE" not in policy.get("retryableStatusCodes", []):
+                errors.append(f"{method} must be retried on UNAVAILABLE")
+            if not 2 <= policy.get("maxAttempts", 0) <= 5:
+                errors.append("retryPolicy.maxAttempts must be 2..5 (gRPC "
+                              "caps it at 5)")
+    missing = READ_ONLY_METHODS - retried
+    if missing:
         errors.append(f"service config must retry UNAVAILABLE on "
-                      f"{service_name}")
-    elif not 2 <= policies[0].get("maxAttempts", 0) <= 5:
-        errors.append("retryPolicy.maxAttempts must be 2..5 (gRPC caps it "
-                      "at 5)")
+                      f"{', '.join(sorted(missing))}")
     return errors
 
 
@@ -582,6 +639,9 @@ def mutations():
              readOnlyRootFilesystem=False)),
         ("no memory limit",
          lambda d: container(d)["resources"]["limits"].pop("memory")),
+        ("resident budget as large as the memory limit",
+         lambda d: flags(d, "--resident_memory_bytes=5368709120",
+                         "--resident_memory_bytes=8589934592")),
         ("unknown field (strict schema)",
          lambda d: container(d).update(readinesProbe={})),
         ("wrong type (schema)",
@@ -630,6 +690,12 @@ def self_test(docs, ctx, server=None, cli=None):
     if not check_service_config(config, ctx.service_name):
         failures.append("self-test: not caught: service config health-checks "
                         "a service the server does not have")
+    config = copy.deepcopy(ctx.service_config)
+    config["methodConfig"][0]["name"].append(
+        {"service": ctx.service_name, "method": "UploadCollection"})
+    if not check_service_config(config, ctx.service_name):
+        failures.append("self-test: not caught: service config retries an "
+                        "upload")
     if server and cli:
         live = [
             ("a flag engram-server does not have",
