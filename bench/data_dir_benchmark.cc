@@ -1,0 +1,256 @@
+// The data directory's costs (core/collections/data_dir.h), each against its
+// baseline in the same run:
+//   BM_SequentialRead  the segment file read front to back in the loader's
+//                      4 MiB steps, nothing else: the disk's (or the page
+//                      cache's) rate, the ceiling of a start-up load;
+//   BM_Load            DataDir::Load of the same collection into fresh
+//                      stores: read, checksum, check every value, norms;
+//   BM_Commit          an upload staged from memory and committed, without
+//                      a journal (durable:0) and through the data directory
+//                      (durable:1: segment written, fsynced, manifest
+//                      replaced): the difference is what durability adds.
+// cold:1 drops the files from the page cache before each iteration
+// (posix_fadvise DONTNEED), so reads come from the device. Arg rows: a
+// collection of rows x 768 float32: $ENGRAM_BENCH_ROWS, default 2^18
+// (768 MiB; 2^20 is 3 GiB, 2^19 1.5 GiB); commits take half as many rows.
+// The files live under $ENGRAM_BENCH_DIR (default /tmp), which should be on
+// the disk being measured.
+#include <dirent.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdlib>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "benchmark/benchmark.h"
+#include "core/collections/atomic_file.h"
+#include "core/collections/collection_store.h"
+#include "core/collections/data_dir.h"
+#include "core/collections/graph_store.h"
+#include "core/collections/memory_budget.h"
+
+namespace engram::collections {
+namespace {
+
+constexpr uint32_t kDimension = 768;
+constexpr size_t kStepBytes = size_t{4} << 20;
+
+std::string BenchDir(int64_t rows) {
+  const char* root = std::getenv("ENGRAM_BENCH_DIR");
+  return absl::StrCat(root != nullptr ? root : "/tmp", "/engram_data_dir_",
+                      rows);
+}
+
+std::shared_ptr<MemoryBudget> BigBudget() {
+  MemoryBudget::Options options;
+  options.limit_bytes = uint64_t{64} << 30;
+  return *MemoryBudget::Create(options);
+}
+
+GraphStore::Options GraphOptions(std::shared_ptr<MemoryBudget> budget) {
+  GraphStore::Options options;
+  options.budget = std::move(budget);
+  options.validate = [](const kernels::GraphView&) { return absl::OkStatus(); };
+  return options;
+}
+
+// Values that pass the stores' checks, cheap to make.
+std::vector<float> Rows(uint64_t rows) {
+  std::vector<float> values(rows * kDimension);
+  uint32_t state = 12345;
+  for (float& v : values) {
+    state = state * 1664525u + 1013904223u;
+    v = static_cast<float>(state >> 8) * (1.0f / 16777216.0f) - 0.5f;
+  }
+  return values;
+}
+
+// Stages `values` as one upload to `store` and commits it.
+absl::Status UploadAndCommit(CollectionStore& store, const std::string& name,
+                             const std::vector<float>& values) {
+  UploadOptions o;
+  o.name = name;
+  o.create = true;
+  o.dimension = kDimension;
+  o.rows = values.size() / kDimension;
+  auto upload = store.BeginUpload(o);
+  if (!upload.ok()) return upload.status();
+  const uint64_t step = kStepBytes / (kDimension * sizeof(float));
+  for (uint64_t r = 0; r < o.rows; r += step) {
+    const uint64_t n = std::min(step, o.rows - r);
+    absl::Status appended = (*upload)->Append(kernels::MatrixView{
+        values.data() + r * kDimension, static_cast<size_t>(n), kDimension});
+    if (!appended.ok()) return appended;
+  }
+  return (*upload)->Commit().status();
+}
+
+// A data directory holding one collection of `rows` rows, made once.
+const std::string& Prepared(int64_t rows) {
+  static auto* made = new std::map<int64_t, std::string>();
+  auto it = made->find(rows);
+  if (it != made->end()) return it->second;
+  const std::string dir = BenchDir(rows);
+  std::system(absl::StrCat("rm -rf '", dir, "'").c_str());
+  auto data_dir = *DataDir::Open(dir);
+  CollectionStore::Options options;
+  options.budget = BigBudget();
+  options.journal = data_dir.get();
+  auto store = *CollectionStore::Create(options);
+  absl::Status done =
+      UploadAndCommit(*store, "bench", Rows(static_cast<uint64_t>(rows)));
+  if (!done.ok()) std::abort();
+  return (*made)[rows] = dir;
+}
+
+std::vector<std::string> SegmentFiles(const std::string& dir) {
+  std::vector<std::string> files;
+  std::unique_ptr<DIR, int (*)(DIR*)> d(::opendir((dir + "/segments").c_str()),
+                                        ::closedir);
+  while (dirent* e = d ? ::readdir(d.get()) : nullptr) {
+    const std::string name = e->d_name;
+    if (name != "." && name != "..") files.push_back(dir + "/segments/" + name);
+  }
+  return files;
+}
+
+void DropFromPageCache(const std::string& dir) {
+  for (const std::string& path : SegmentFiles(dir)) {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) continue;
+    ::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+    ::close(fd);
+  }
+}
+
+uint64_t FileBytes(const std::string& dir) {
+  uint64_t bytes = 0;
+  for (const std::string& path : SegmentFiles(dir)) {
+    auto file = FileReader::Open(path);
+    if (file.ok()) bytes += file->size();
+  }
+  return bytes;
+}
+
+void BM_SequentialRead(benchmark::State& state) {
+  const std::string& dir = Prepared(state.range(0));
+  const bool cold = state.range(1) != 0;
+  std::vector<char> buffer(kStepBytes);
+  for (auto _ : state) {
+    if (cold) {
+      state.PauseTiming();
+      DropFromPageCache(dir);
+      state.ResumeTiming();
+    }
+    for (const std::string& path : SegmentFiles(dir)) {
+      auto file = FileReader::Open(path);
+      if (!file.ok()) {
+        state.SkipWithError(std::string(file.status().message()).c_str());
+        return;
+      }
+      while (file->position() < file->size()) {
+        const size_t n = static_cast<size_t>(
+            std::min<uint64_t>(buffer.size(), file->size() - file->position()));
+        if (!file->Read(buffer.data(), n).ok()) std::abort();
+      }
+      benchmark::DoNotOptimize(buffer.data());
+    }
+  }
+  state.SetBytesProcessed(
+      static_cast<int64_t>(state.iterations() * FileBytes(dir)));
+}
+
+void BM_Load(benchmark::State& state) {
+  const std::string& dir = Prepared(state.range(0));
+  const bool cold = state.range(1) != 0;
+  for (auto _ : state) {
+    state.PauseTiming();
+    if (cold) DropFromPageCache(dir);
+    auto budget = BigBudget();
+    auto data_dir = *DataDir::Open(dir);
+    CollectionStore::Options options;
+    options.budget = budget;
+    options.journal = data_dir.get();
+    auto collections = *CollectionStore::Create(options);
+    auto graphs = *GraphStore::Create(GraphOptions(budget));
+    state.ResumeTiming();
+    const std::vector<LoadOutcome> outcomes =
+        data_dir->Load(collections.get(), graphs.get());
+    state.PauseTiming();
+    if (outcomes.size() != 1 || !outcomes[0].status.ok()) {
+      state.SkipWithError("load failed");
+      return;
+    }
+    collections.reset();  // frees the rows outside the timing
+    state.ResumeTiming();
+  }
+  state.SetBytesProcessed(
+      static_cast<int64_t>(state.iterations() * FileBytes(dir)));
+}
+
+void BM_Commit(benchmark::State& state) {
+  const uint64_t rows = static_cast<uint64_t>(state.range(0));
+  const bool durable = state.range(1) != 0;
+  static auto* made = new std::map<uint64_t, std::vector<float>>();
+  std::vector<float>& values = (*made)[rows];
+  if (values.empty()) values = Rows(rows);
+  const std::string dir = BenchDir(rows) + "_commit";
+  std::system(absl::StrCat("rm -rf '", dir, "'").c_str());
+  auto data_dir = *DataDir::Open(dir);
+  CollectionStore::Options options;
+  options.budget = BigBudget();
+  options.journal = durable ? data_dir.get() : nullptr;
+  auto store = *CollectionStore::Create(options);
+  for (auto _ : state) {
+    if (!UploadAndCommit(*store, "bench", values).ok()) {
+      state.SkipWithError("commit failed");
+      return;
+    }
+    state.PauseTiming();
+    if (!store->Delete("bench").ok()) std::abort();
+    state.ResumeTiming();
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * rows *
+                                               kDimension * sizeof(float)));
+  std::system(absl::StrCat("rm -rf '", dir, "'").c_str());
+}
+
+}  // namespace
+}  // namespace engram::collections
+
+int main(int argc, char** argv) {
+  using engram::collections::BM_Commit;
+  using engram::collections::BM_Load;
+  using engram::collections::BM_SequentialRead;
+  const char* env = std::getenv("ENGRAM_BENCH_ROWS");
+  const int64_t rows = env != nullptr ? std::atoll(env) : int64_t{1} << 18;
+  for (int64_t cold : {0, 1}) {
+    benchmark::RegisterBenchmark("BM_SequentialRead", BM_SequentialRead)
+        ->ArgNames({"rows", "cold"})
+        ->Args({rows, cold})
+        ->Unit(benchmark::kMillisecond)
+        ->UseRealTime();
+    benchmark::RegisterBenchmark("BM_Load", BM_Load)
+        ->ArgNames({"rows", "cold"})
+        ->Args({rows, cold})
+        ->Unit(benchmark::kMillisecond)
+        ->UseRealTime();
+  }
+  for (int64_t durable : {0, 1}) {
+    benchmark::RegisterBenchmark("BM_Commit", BM_Commit)
+        ->ArgNames({"rows", "durable"})
+        ->Args({rows / 2, durable})
+        ->Unit(benchmark::kMillisecond)
+        ->UseRealTime();
+  }
+  benchmark::Initialize(&argc, argv);
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
