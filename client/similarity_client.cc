@@ -194,6 +194,7 @@ absl::StatusOr<v1::UploadCollectionResponse> SimilarityClient::UploadCollection(
   header->set_dimension(static_cast<uint32_t>(vectors.cols));
   header->set_total_rows(vectors.rows);
   header->set_with_ids(!ids.empty());
+  header->set_idempotency_key(options.idempotency_key);
   header->mutable_metadata()->insert(options.metadata.begin(),
                                      options.metadata.end());
   bool writing = writer->Write(message);

@@ -54,6 +54,9 @@ struct UploadOptions {
   // Target size of one chunk message, when chunk_rows is 0. Must stay under
   // the server's --max_message_bytes.
   uint64_t chunk_bytes = uint64_t{4} << 20;
+  // Optional (UploadHeader.idempotency_key): resending an upload with the
+  // same key after an error applies it at most once.
+  std::string idempotency_key;
 };
 
 class SimilarityClient {

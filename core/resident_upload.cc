@@ -13,6 +13,22 @@ absl::Status ValidateUploadHeader(const collections::UploadOptions& options) {
     return absl::InvalidArgumentError(
         "header.total_rows must be >= 1 (the rows the upload brings)");
   }
+  if (!options.idempotency_key.empty()) {
+    const std::string& key = options.idempotency_key;
+    if (key.size() > 128) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("header.idempotency_key is ", key.size(),
+                       " characters, at most 128 allowed"));
+    }
+    for (size_t i = 0; i < key.size(); ++i) {
+      if (key[i] < 0x21 || key[i] > 0x7e) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "header.idempotency_key has a character other than printable "
+            "ASCII at position ",
+            i));
+      }
+    }
+  }
   if (!options.create && !options.metadata.empty()) {
     return absl::InvalidArgumentError(
         "header.metadata is only accepted when the upload creates the "

@@ -22,8 +22,9 @@
 namespace engram::core {
 
 // An upload header's rules beyond the store's: a name, at least one row,
-// metadata only when the upload creates the collection. INVALID_ARGUMENT
-// naming the header field.
+// metadata only when the upload creates the collection, an idempotency key
+// of at most 128 printable ASCII characters. INVALID_ARGUMENT naming the
+// header field.
 absl::Status ValidateUploadHeader(const collections::UploadOptions& options);
 
 // Appends one chunk of `vectors` (flat, a positive multiple of the upload's

@@ -116,7 +116,7 @@ class CollectionHandlers::UploadReactor final
       }
       return Begin(message.header());
     }
-    if (upload_ == nullptr) {
+    if (upload_ == nullptr && replay_ == nullptr) {
       return absl::InvalidArgumentError(
           "header: the first message of an upload must be a header (name, "
           "create, dimension, total_rows)");
@@ -125,6 +125,8 @@ class CollectionHandlers::UploadReactor final
       return absl::InvalidArgumentError(
           "message: every message after the header must be a chunk");
     }
+    // A resent upload that was committed: its rows are read and dropped.
+    if (replay_ != nullptr) return absl::OkStatus();
     const v1::UploadChunk& chunk = message.chunk();
     return core::AppendVectors(
         *upload_,
@@ -140,7 +142,17 @@ class CollectionHandlers::UploadReactor final
     options.metadata = MetadataFromProto(header.metadata());
     options.rows = header.total_rows();
     options.with_ids = header.with_ids();
+    options.idempotency_key = header.idempotency_key();
     ENGRAM_RETURN_IF_ERROR(core::ValidateUploadHeader(options));
+    collections::CollectionStore& store =
+        owner_->engine_->resident().collections();
+    // Checked before the budget is reserved: a resend of a committed upload
+    // must succeed even when its rows would no longer fit.
+    replay_ = store.FindCommitted(options.name, options.idempotency_key);
+    if (replay_ != nullptr) {
+      rows_declared_ = options.rows;
+      return absl::OkStatus();
+    }
     ENGRAM_ASSIGN_OR_RETURN(
         upload_,
         owner_->engine_->resident().collections().BeginUpload(options));
@@ -148,13 +160,19 @@ class CollectionHandlers::UploadReactor final
   }
 
   absl::Status Commit() override {
-    if (upload_ == nullptr) {
-      return absl::InvalidArgumentError(
-          "header: the stream ended without an upload header");
+    std::shared_ptr<const collections::Collection> c = replay_;
+    if (c != nullptr) {
+      response_->set_rows_uploaded(rows_declared_);
+      response_->set_replayed(true);
+    } else {
+      if (upload_ == nullptr) {
+        return absl::InvalidArgumentError(
+            "header: the stream ended without an upload header");
+      }
+      ENGRAM_ASSIGN_OR_RETURN(c, core::CommitUpload(*upload_));
+      response_->set_rows_uploaded(upload_->rows_received());
+      response_->set_replayed(upload_->replayed());
     }
-    ENGRAM_ASSIGN_OR_RETURN(std::shared_ptr<const collections::Collection> c,
-                            core::CommitUpload(*upload_));
-    response_->set_rows_uploaded(upload_->rows_received());
     auto info = owner_->engine_->resident().collections().Describe(c->name());
     if (info.ok()) {
       CollectionInfoToProto(*info, owner_->engine_->ResidencyOf(info->uid),
@@ -162,6 +180,10 @@ class CollectionHandlers::UploadReactor final
     }
     return absl::OkStatus();
   }
+
+  // Set when the header's key was committed already (Begin).
+  std::shared_ptr<const collections::Collection> replay_;
+  uint64_t rows_declared_ = 0;
 };
 
 grpc::ServerReadReactor<v1::UploadCollectionRequest>*

@@ -99,6 +99,10 @@ ABSL_FLAG(std::string, ids, "",
 ABSL_FLAG(uint64_t, chunk_rows, 0,
           "collection upload/append: rows per stream message (0: about "
           "4 MiB per message).");
+ABSL_FLAG(std::string, idempotency_key, "",
+          "collection upload/append: a key of at most 128 printable ASCII "
+          "characters; running the same command again with the same key "
+          "applies the upload at most once (the answer says replayed).");
 ABSL_FLAG(uint64_t, chunk_entries,
           engram::client::cli::GraphOptions().chunk_entries,
           "graph put: row offsets or edges per stream message.");
@@ -236,6 +240,7 @@ const std::vector<CommandSpec>& Commands() {
         {"file", "FILE.npy"},
         {"ids", "FILE.npy"},
         {"chunk_rows", "N"},
+        {"idempotency_key", "KEY"},
         {"queries", "FILE.npy"},
         {"random", "Q,D"},
         {"seed", "S"},
@@ -512,6 +517,7 @@ absl::StatusOr<Invocation> ParseArgs(const std::vector<std::string>& args) {
   collection.file = absl::GetFlag(FLAGS_file);
   collection.ids_file = absl::GetFlag(FLAGS_ids);
   collection.chunk_rows = absl::GetFlag(FLAGS_chunk_rows);
+  collection.idempotency_key = absl::GetFlag(FLAGS_idempotency_key);
 
   GraphOptions& graph = invocation.graph;
   graph.action = action;

@@ -67,11 +67,12 @@ struct SpreadOptions {
 struct CollectionOptions {
   std::string action;
   std::string name;
-  uint32_t dimension = 0;   // create
-  std::string metadata;     // "key=value,..." (create, upload)
-  std::string file;         // .npy rows (upload, append)
-  std::string ids_file;     // .npy ids, one per row (upload, append)
-  uint64_t chunk_rows = 0;  // rows per upload message; 0: about 4 MiB each
+  uint32_t dimension = 0;       // create
+  std::string metadata;         // "key=value,..." (create, upload)
+  std::string file;             // .npy rows (upload, append)
+  std::string ids_file;         // .npy ids, one per row (upload, append)
+  uint64_t chunk_rows = 0;      // rows per upload message; 0: about 4 MiB each
+  std::string idempotency_key;  // upload, append: applied at most once
 };
 
 // `engram-cli graph ACTION`: put (from an edge list), delete, list,

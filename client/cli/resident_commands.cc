@@ -50,6 +50,7 @@ absl::StatusOr<ResidentInput> BuildResidentInput(const Invocation& invocation) {
       input.upload.create = c.action == "upload";
       input.upload.metadata = metadata;
       input.upload.chunk_rows = c.chunk_rows;
+      input.upload.idempotency_key = c.idempotency_key;
     } else if (c.action == "search") {
       ENGRAM_ASSIGN_OR_RETURN(input.search,
                               BuildSearchRequest(c.name, invocation.cosine));

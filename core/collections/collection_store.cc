@@ -40,6 +40,13 @@ bool Collection::has_ids() const {
   return false;
 }
 
+bool Collection::Committed(absl::string_view key) const {
+  for (const CommittedKey& k : *committed_keys_) {
+    if (k.key == key) return true;
+  }
+  return false;
+}
+
 absl::Status ValidateCollectionSpec(const CollectionSpec& spec) {
   ENGRAM_RETURN_IF_ERROR(ValidateName("name", spec.name));
   if (spec.dimension == 0 || spec.dimension > kMaxDimension) {
@@ -356,12 +363,20 @@ absl::StatusOr<std::shared_ptr<const Collection>> CollectionStore::Publish(
   std::shared_ptr<Segment> segment = std::move(upload->staged_);
   segment->id_ = NewResidentId();
   CollectionJournal* journal = o.durable ? options_.journal : nullptr;
+  // A keyed upload already committed (a client's resend) publishes nothing.
+  if (std::shared_ptr<const Collection> done =
+          FindCommitted(o.name, o.idempotency_key)) {
+    upload->replayed_ = true;
+    return done;
+  }
   // The rows go to storage before any lock is taken: the one slow step.
   std::string handle;
   if (journal != nullptr) {
     ENGRAM_ASSIGN_OR_RETURN(handle, journal->WriteSegment(o.name, *segment));
   }
   absl::MutexLock commit(&commit_mu_);
+  // Set when a duplicate of this keyed upload committed while it ran.
+  std::shared_ptr<const Collection> replay;
   absl::Status status = [&]() -> absl::Status {
     absl::MutexLock lock(&mu_);
     auto it = collections_.find(o.name);
@@ -372,6 +387,8 @@ absl::StatusOr<std::shared_ptr<const Collection>> CollectionStore::Publish(
       next->uid_ = NewResidentId();
       next->version_ = std::max<uint64_t>(o.version, 1);
       next->source_ = o.source.empty() ? "upload" : o.source;
+      next->committed_keys_ =
+          std::make_shared<const std::vector<CommittedKey>>(o.restored_keys);
     } else {
       if (it == collections_.end() ||
           it->second.current->uid() != upload->target_uid_) {
@@ -381,6 +398,10 @@ absl::StatusOr<std::shared_ptr<const Collection>> CollectionStore::Publish(
                          "committed"));
       }
       const Collection& current = *it->second.current;
+      if (!o.idempotency_key.empty() && current.Committed(o.idempotency_key)) {
+        replay = it->second.current;
+        return absl::OkStatus();
+      }
       if (segment->rows() > kMaxCollectionRows - current.rows()) {
         return absl::ResourceExhaustedError(
             absl::StrCat("collection \"", o.name, "\" would pass the limit of ",
@@ -395,6 +416,17 @@ absl::StatusOr<std::shared_ptr<const Collection>> CollectionStore::Publish(
       next->segments_ = current.segments_;
       next->rows_ = current.rows_;
       next->bytes_ = current.bytes_;
+      next->committed_keys_ = current.committed_keys_;
+    }
+    if (!o.idempotency_key.empty()) {
+      auto keys =
+          std::make_shared<std::vector<CommittedKey>>(*next->committed_keys_);
+      keys->push_back({o.idempotency_key, next->version_});
+      if (keys->size() > kMaxCommittedKeys) {
+        keys->erase(keys->begin(),
+                    keys->begin() + (keys->size() - kMaxCommittedKeys));
+      }
+      next->committed_keys_ = std::move(keys);
     }
     segment->first_row_ = next->rows_;
     next->rows_ += segment->rows();
@@ -402,6 +434,11 @@ absl::StatusOr<std::shared_ptr<const Collection>> CollectionStore::Publish(
     next->segments_.push_back(std::move(segment));
     return absl::OkStatus();
   }();
+  if (replay != nullptr) {
+    if (journal != nullptr) journal->DiscardSegment(handle);
+    upload->replayed_ = true;
+    return replay;
+  }
   // commit_mu_ keeps every other commit and delete out until `next` is
   // published, so the version computed above is still the next one.
   if (status.ok() && journal != nullptr) {
@@ -470,6 +507,17 @@ absl::StatusOr<std::shared_ptr<const Collection>> CollectionStore::Get(
   if (it == collections_.end()) {
     return absl::NotFoundError(
         absl::StrCat("collection \"", name, "\" does not exist"));
+  }
+  return it->second.current;
+}
+
+std::shared_ptr<const Collection> CollectionStore::FindCommitted(
+    absl::string_view name, absl::string_view key) const {
+  if (key.empty()) return nullptr;
+  absl::MutexLock lock(&mu_);
+  auto it = collections_.find(name);
+  if (it == collections_.end() || !it->second.current->Committed(key)) {
+    return nullptr;
   }
   return it->second.current;
 }

@@ -82,6 +82,15 @@ namespace engram::collections {
 // Sorted, so Describe, List and snapshot files are deterministic.
 using Metadata = std::map<std::string, std::string>;
 
+// Keyed uploads a collection remembers (UploadOptions::idempotency_key).
+inline constexpr size_t kMaxCommittedKeys = 64;
+
+// An upload's idempotency key and the version its commit made.
+struct CommittedKey {
+  std::string key;
+  uint64_t version = 0;
+};
+
 // Largest accepted dimension; far above any embedding in use, low enough
 // that rows * dimension arithmetic cannot overflow.
 inline constexpr uint32_t kMaxDimension = 1u << 16;
@@ -162,6 +171,12 @@ class Collection {
   uint64_t IdOf(uint64_t row) const;
   // Whether any segment carries uploaded ids (else ids are row indices).
   bool has_ids() const;
+  // The keys of the last kMaxCommittedKeys keyed uploads, oldest first.
+  const std::vector<CommittedKey>& committed_keys() const {
+    return *committed_keys_;
+  }
+  // Whether an upload with `key` is among them.
+  bool Committed(absl::string_view key) const;
 
  private:
   friend class CollectionStore;
@@ -177,6 +192,9 @@ class Collection {
   uint64_t bytes_ = 0;
   std::string source_;
   std::vector<std::shared_ptr<const Segment>> segments_;
+  // Shared by versions until a keyed upload makes a new list.
+  std::shared_ptr<const std::vector<CommittedKey>> committed_keys_ =
+      std::make_shared<const std::vector<CommittedKey>>();
 };
 
 // What Describe and List report.
@@ -232,6 +250,13 @@ struct UploadOptions {
   // Whether the journal is told of the commit: false for data that is
   // already on disk (restored from the journal, or an operator's file).
   bool durable = true;
+  // Optional: when the collection has committed an upload with this key,
+  // Commit publishes nothing and returns the current version
+  // (CollectionUpload::replayed()). Callers check FindCommitted() before
+  // staging; Commit checks again for a duplicate that raced this one.
+  std::string idempotency_key = {};
+  // Create only, restoring: the keys the stored version remembers.
+  std::vector<CommittedKey> restored_keys = {};
 };
 
 // Makes changes durable before they become visible (see the file comment).
@@ -307,6 +332,9 @@ class CollectionUpload {
   uint32_t dimension() const { return dimension_; }
   uint64_t rows_expected() const { return options_.rows; }
   uint64_t rows_received() const { return rows_received_; }
+  // After Commit: the upload's key had been committed already, so nothing
+  // was published and Commit returned the current version.
+  bool replayed() const { return replayed_; }
 
  private:
   friend class CollectionStore;
@@ -318,6 +346,7 @@ class CollectionUpload {
   const uint32_t dimension_;
   const uint64_t target_uid_;  // append: the collection's uid; create: 0
   bool finished_ = false;
+  bool replayed_ = false;
   uint64_t rows_received_ = 0;
   std::unique_ptr<Segment> staged_;
 };
@@ -375,6 +404,11 @@ class CollectionStore {
       absl::string_view name) const ABSL_LOCKS_EXCLUDED(mu_);
 
   absl::StatusOr<CollectionInfo> Describe(absl::string_view name) const
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // The current version of `name` when it has committed an upload keyed
+  // `key`; null otherwise (also for an absent name or an empty key).
+  std::shared_ptr<const Collection> FindCommitted(absl::string_view name,
+                                                  absl::string_view key) const
       ABSL_LOCKS_EXCLUDED(mu_);
   // Every visible collection, by name.
   std::vector<CollectionInfo> List() const ABSL_LOCKS_EXCLUDED(mu_);

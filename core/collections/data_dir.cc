@@ -223,6 +223,12 @@ absl::Status DataDir::Commit(const Collection& next, const std::string& added) {
     *manifest.add_segments() = pending->second;
   }
   manifest.set_version(next.version());
+  manifest.clear_committed_keys();
+  for (const CommittedKey& key : next.committed_keys()) {
+    storage::CommittedKey* stored = manifest.add_committed_keys();
+    stored->set_key(key.key);
+    stored->set_version(key.version);
+  }
   ENGRAM_RETURN_IF_ERROR(WriteManifest(manifest));
   if (!added.empty()) pending_.erase(added);
   manifests_[next.name()] = std::move(manifest);
@@ -339,6 +345,9 @@ LoadOutcome DataDir::LoadCollection(const std::string& manifest_path,
     options.source = manifest->source();
     options.version = manifest->version();
     options.durable = false;
+    for (const auto& key : manifest->committed_keys()) {
+      options.restored_keys.push_back({key.key(), key.version()});
+    }
     absl::StatusOr<std::unique_ptr<CollectionUpload>> upload =
         store->BeginUpload(options);
     if (!upload.ok()) {

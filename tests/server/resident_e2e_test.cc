@@ -1003,6 +1003,52 @@ TEST_F(DurableDataTest, SigkillDuringAnAppendLeavesTheOldOrTheNewVersion) {
   std::printf("rounds committed %d, interrupted %d\n", committed, interrupted);
 }
 
+TEST_F(DurableDataTest, AResentKeyedUploadIsAppliedOnce) {
+  const client::FloatMatrix rows = Random(200, 16, 98);
+  client::UploadOptions upload;
+  upload.name = "keyed";
+  upload.idempotency_key = "create-1";
+  {
+    Server s = Start();
+    ASSERT_NE(s.client, nullptr);
+    auto created = s.client->UploadCollection(upload, rows);
+    ASSERT_TRUE(created.ok()) << created.status();
+    EXPECT_FALSE(created->replayed());
+    upload.create = false;
+    upload.idempotency_key = "append-1";
+    auto appended = s.client->UploadCollection(upload, rows);
+    ASSERT_TRUE(appended.ok()) << appended.status();
+    EXPECT_FALSE(appended->replayed());
+    EXPECT_EQ(appended->collection().count(), 400u);
+    auto resent = s.client->UploadCollection(upload, rows);
+    ASSERT_TRUE(resent.ok()) << resent.status();
+    EXPECT_TRUE(resent->replayed());
+    EXPECT_EQ(resent->collection().count(), 400u);
+    EXPECT_EQ(resent->collection().version(), 2u);
+    upload.idempotency_key = std::string(129, 'k');
+    auto too_long = s.client->UploadCollection(upload, rows);
+    EXPECT_EQ(too_long.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(std::string(too_long.status().message()),
+                HasSubstr("header.idempotency_key"));
+    Kill(s);
+  }
+  Server s = Start();
+  ASSERT_NE(s.client, nullptr);
+  // A resend after the restart, of the create as well: still applied once.
+  upload.idempotency_key = "append-1";
+  auto resent = s.client->UploadCollection(upload, rows);
+  ASSERT_TRUE(resent.ok()) << resent.status();
+  EXPECT_TRUE(resent->replayed());
+  upload.create = true;
+  upload.idempotency_key = "create-1";
+  auto recreated = s.client->UploadCollection(upload, rows);
+  ASSERT_TRUE(recreated.ok()) << recreated.status();
+  EXPECT_TRUE(recreated->replayed());
+  auto info = s.client->DescribeCollection("keyed");
+  ASSERT_TRUE(info.ok()) << info.status();
+  EXPECT_EQ(info->count(), 400u);
+}
+
 TEST_F(DurableDataTest, ACorruptSegmentIsDataLossAndTheRestIsServed) {
   {
     Server s = Start();

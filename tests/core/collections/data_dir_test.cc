@@ -325,6 +325,89 @@ TEST_F(DataDirTest, ADeclaredCollectionIsStoredWholeOnItsFirstChange) {
   EXPECT_EQ(decl->source(), file);
 }
 
+// Stages `values` as an append keyed `key` and commits it.
+absl::StatusOr<std::shared_ptr<const Collection>> KeyedAppend(
+    CollectionStore& store, const std::string& key,
+    const std::vector<float>& values, bool* replayed) {
+  UploadOptions o;
+  o.name = "docs";
+  o.rows = values.size() / 8;
+  o.idempotency_key = key;
+  auto upload = store.BeginUpload(o);
+  if (!upload.ok()) return upload.status();
+  absl::Status s = (*upload)->Append(
+      kernels::MatrixView{values.data(), values.size() / 8, 8});
+  if (!s.ok()) return s;
+  auto committed = (*upload)->Commit();
+  *replayed = (*upload)->replayed();
+  return committed;
+}
+
+TEST_F(DataDirTest, AKeyedUploadIsAppliedOnceEvenAcrossARestart) {
+  const std::vector<float> rows = engram::testing::RandomMatrix(3, 8, 10);
+  bool replayed = true;
+  {
+    Process p(path_);
+    p.Load();
+    ASSERT_TRUE(Upload(*p.collections, "docs", 8, rows).ok());
+    auto first = KeyedAppend(*p.collections, "batch-1", rows, &replayed);
+    ASSERT_TRUE(first.ok()) << first.status();
+    EXPECT_FALSE(replayed);
+    EXPECT_EQ((*first)->version(), 2u);
+    // The resend answers with the version the first commit made.
+    auto again = KeyedAppend(*p.collections, "batch-1", rows, &replayed);
+    ASSERT_TRUE(again.ok()) << again.status();
+    EXPECT_TRUE(replayed);
+    EXPECT_EQ((*again)->version(), 2u);
+    EXPECT_EQ((*again)->rows(), 6u);
+    EXPECT_EQ(p.collections->FindCommitted("docs", "batch-1"), *again);
+    EXPECT_EQ(p.collections->FindCommitted("docs", "other"), nullptr);
+  }
+  Process p(path_);
+  p.Load();
+  auto resent = KeyedAppend(*p.collections, "batch-1", rows, &replayed);
+  ASSERT_TRUE(resent.ok()) << resent.status();
+  EXPECT_TRUE(replayed);
+  EXPECT_EQ((*resent)->rows(), 6u);
+  ASSERT_TRUE(KeyedAppend(*p.collections, "batch-2", rows, &replayed).ok());
+  EXPECT_FALSE(replayed);
+  EXPECT_EQ((*p.collections->Get("docs"))->rows(), 9u);
+  // Only the last kMaxCommittedKeys keys are remembered.
+  for (size_t i = 0; i < kMaxCommittedKeys; ++i) {
+    ASSERT_TRUE(
+        KeyedAppend(*p.collections, absl::StrCat("k", i), rows, &replayed)
+            .ok());
+  }
+  EXPECT_EQ(p.collections->FindCommitted("docs", "batch-1"), nullptr);
+  EXPECT_NE(p.collections->FindCommitted("docs", "k0"), nullptr);
+}
+
+// A resend that was staged while the original still ran: both pass the
+// check at BeginUpload; the one committed second publishes nothing.
+TEST_F(DataDirTest, TwoStagedUploadsWithOneKeyCommitOnce) {
+  const std::vector<float> rows = engram::testing::RandomMatrix(3, 8, 11);
+  Process p(path_);
+  p.Load();
+  ASSERT_TRUE(Upload(*p.collections, "docs", 8, rows).ok());
+  UploadOptions o;
+  o.name = "docs";
+  o.rows = 3;
+  o.idempotency_key = "same";
+  auto first = *p.collections->BeginUpload(o);
+  auto second = *p.collections->BeginUpload(o);
+  for (auto* upload : {first.get(), second.get()}) {
+    ASSERT_TRUE(upload->Append(kernels::MatrixView{rows.data(), 3, 8}).ok());
+  }
+  ASSERT_TRUE(first->Commit().ok());
+  auto again = second->Commit();
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_TRUE(second->replayed());
+  EXPECT_EQ((*again)->rows(), 6u);
+  EXPECT_EQ((*again)->version(), 2u);
+  // No segment file was left by the upload that published nothing.
+  EXPECT_THAT(ListDir(path_ + "/segments"), SizeIs(2));
+}
+
 TEST_F(DataDirTest, ManifestFramingRejectsDamage) {
   storage::CollectionManifest m;
   m.set_name("docs");
