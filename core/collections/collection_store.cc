@@ -180,32 +180,26 @@ absl::StatusOr<std::unique_ptr<CollectionStore>> CollectionStore::Create(
 
 absl::StatusOr<std::shared_ptr<const Collection>>
 CollectionStore::CreateCollection(const CollectionSpec& spec) {
-  ENGRAM_RETURN_IF_ERROR(ValidateCollectionSpec(spec));
-  std::shared_ptr<Collection> c(new Collection());
-  c->name_ = spec.name;
-  c->dimension_ = spec.dimension;
-  c->metadata_ = spec.metadata;
-  c->uid_ = NewResidentId();
-  c->version_ = 1;
-  c->source_ = "upload";
-  return AddEmpty(std::move(c), /*durable=*/true);
+  return AddEmpty(spec, 1, "upload", /*durable=*/true);
 }
 
 absl::StatusOr<std::shared_ptr<const Collection>> CollectionStore::RestoreEmpty(
     const CollectionSpec& spec, uint64_t version, const std::string& source) {
+  return AddEmpty(spec, std::max<uint64_t>(version, 1),
+                  source.empty() ? "upload" : source, /*durable=*/false);
+}
+
+absl::StatusOr<std::shared_ptr<const Collection>> CollectionStore::AddEmpty(
+    const CollectionSpec& spec, uint64_t version, const std::string& source,
+    bool durable) {
   ENGRAM_RETURN_IF_ERROR(ValidateCollectionSpec(spec));
   std::shared_ptr<Collection> c(new Collection());
   c->name_ = spec.name;
   c->dimension_ = spec.dimension;
   c->metadata_ = spec.metadata;
   c->uid_ = NewResidentId();
-  c->version_ = std::max<uint64_t>(version, 1);
-  c->source_ = source.empty() ? "upload" : source;
-  return AddEmpty(std::move(c), /*durable=*/false);
-}
-
-absl::StatusOr<std::shared_ptr<const Collection>> CollectionStore::AddEmpty(
-    std::shared_ptr<Collection> c, bool durable) {
+  c->version_ = version;
+  c->source_ = source;
   absl::MutexLock commit(&commit_mu_);
   auto taken = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return collections_.count(c->name_) > 0 || creating_.count(c->name_) > 0 ||

@@ -429,11 +429,11 @@ class CollectionStore {
   // Publishes the upload's staged segment (CollectionUpload::Commit).
   absl::StatusOr<std::shared_ptr<const Collection>> Publish(
       CollectionUpload* upload) ABSL_LOCKS_EXCLUDED(commit_mu_, mu_);
-  // CreateCollection and RestoreEmpty: `c` becomes visible, told to the
-  // journal first when `durable`.
+  // CreateCollection and RestoreEmpty: an empty collection at `version`
+  // becomes visible, told to the journal first when `durable`.
   absl::StatusOr<std::shared_ptr<const Collection>> AddEmpty(
-      std::shared_ptr<Collection> c, bool durable)
-      ABSL_LOCKS_EXCLUDED(commit_mu_, mu_);
+      const CollectionSpec& spec, uint64_t version, const std::string& source,
+      bool durable) ABSL_LOCKS_EXCLUDED(commit_mu_, mu_);
   // The error a lost name answers, or OK.
   absl::Status LostLocked(absl::string_view name) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

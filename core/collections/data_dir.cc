@@ -62,6 +62,18 @@ std::vector<std::string> FilesIn(const std::string& dir) {
   return names;
 }
 
+// The outcome of loading one stored collection or graph, before the load.
+LoadOutcome StoredOutcome(ResidentKind kind, const std::string& name,
+                          const std::string& path) {
+  LoadOutcome outcome;
+  outcome.declaration.kind = kind;
+  outcome.declaration.name = name;
+  outcome.declaration.path = path;
+  outcome.format = FileFormat::kSnapshot;
+  outcome.verified_by = "crc32c";
+  return outcome;
+}
+
 template <typename T>
 void PutLe(char* p, T v) {
   std::memcpy(p, &v, sizeof(T));
@@ -262,12 +274,8 @@ LoadOutcome DataDir::LoadCollection(const std::string& manifest_path,
                                     CollectionStore* store, bool* unreadable) {
   const std::string file = fs::path(manifest_path).filename().string();
   const std::string name = file.substr(0, file.size() - kManifestSuffix.size());
-  LoadOutcome outcome;
-  outcome.declaration.kind = ResidentKind::kCollection;
-  outcome.declaration.name = name;
-  outcome.declaration.path = manifest_path;
-  outcome.format = FileFormat::kSnapshot;
-  outcome.verified_by = "crc32c";
+  LoadOutcome outcome =
+      StoredOutcome(ResidentKind::kCollection, name, manifest_path);
   const absl::Time start = absl::Now();
   auto fail = [&](absl::Status status) {
     outcome.status = status;
@@ -409,12 +417,7 @@ std::vector<LoadOutcome> DataDir::Load(CollectionStore* collections,
     if (!absl::EndsWith(file, kGraphSuffix)) continue;
     const std::string name = file.substr(0, file.size() - kGraphSuffix.size());
     const std::string path = absl::StrCat(graphs_dir, "/", file);
-    LoadOutcome outcome;
-    outcome.declaration.kind = ResidentKind::kGraph;
-    outcome.declaration.name = name;
-    outcome.declaration.path = path;
-    outcome.format = FileFormat::kSnapshot;
-    outcome.verified_by = "crc32c";
+    LoadOutcome outcome = StoredOutcome(ResidentKind::kGraph, name, path);
     const absl::Time start = absl::Now();
     absl::StatusOr<std::shared_ptr<const Graph>> graph =
         LoadGraphSnapshot(path, name, graphs);
