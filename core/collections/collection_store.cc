@@ -201,29 +201,25 @@ absl::StatusOr<std::shared_ptr<const Collection>> CollectionStore::AddEmpty(
   c->version_ = version;
   c->source_ = source;
   absl::MutexLock commit(&commit_mu_);
-  auto taken = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return collections_.count(c->name_) > 0 || creating_.count(c->name_) > 0 ||
-           lost_.count(c->name_) > 0;
-  };
   {
     absl::MutexLock lock(&mu_);
-    if (taken()) {
+    if (collections_.count(c->name_) > 0 || creating_.count(c->name_) > 0 ||
+        lost_.count(c->name_) > 0) {
       return absl::AlreadyExistsError(
           absl::StrCat("collection \"", c->name_, "\" already exists"));
     }
+    // Reserved while the journal runs, as a creating upload reserves it, so
+    // that no upload can create the name meanwhile.
+    creating_[c->name_] = 1;
   }
-  // The name cannot be taken meanwhile: creates of it that reserve the name
-  // (uploads) check creating_ and lost_, and other empty creates wait for
-  // commit_mu_.
+  absl::Status journaled = absl::OkStatus();
   if (durable && options_.journal != nullptr) {
-    ENGRAM_RETURN_IF_ERROR(options_.journal->Commit(*c, ""));
+    journaled = options_.journal->Commit(*c, "");
   }
   {
     absl::MutexLock lock(&mu_);
-    if (taken()) {
-      return absl::AlreadyExistsError(
-          absl::StrCat("collection \"", c->name_, "\" already exists"));
-    }
+    creating_.erase(c->name_);
+    if (!journaled.ok()) return journaled;
     collections_[c->name_].current = c;
     UpdateGaugesLocked();
   }

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/synchronization/notification.h"
 #include "core/collections/resident_metrics.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -36,6 +37,55 @@ std::vector<float> Rows(size_t rows, size_t dim, float base = 1) {
   std::vector<float> v(rows * dim);
   for (size_t i = 0; i < v.size(); ++i) v[i] = base + static_cast<float>(i);
   return v;
+}
+
+// A journal whose Commit waits until the test lets it go, and records what
+// it was told.
+class GatedJournal final : public CollectionJournal {
+ public:
+  absl::StatusOr<std::string> WriteSegment(absl::string_view,
+                                           const Segment&) override {
+    return std::string("segment");
+  }
+  void DiscardSegment(const std::string&) override {}
+  absl::Status Commit(const Collection& next, const std::string&) override {
+    entered.Notify();
+    release.WaitForNotification();
+    committed_version = next.version();
+    return absl::OkStatus();
+  }
+  absl::Status Delete(absl::string_view) override { return absl::OkStatus(); }
+
+  absl::Notification entered;
+  absl::Notification release;
+  std::atomic<uint64_t> committed_version{0};
+};
+
+// While an empty create is being journaled its name is taken: an upload
+// cannot create the same name and leave the journal with two collections
+// under one name.
+TEST(CollectionStoreJournalTest, ANameIsTakenWhileItsCreateIsJournaled) {
+  GatedJournal journal;
+  CollectionStore::Options options;
+  options.budget = MakeBudget();
+  options.journal = &journal;
+  auto store = *CollectionStore::Create(options);
+  std::thread create([&] {
+    EXPECT_TRUE(store->CreateCollection({"docs", 4, {}}).ok());
+  });
+  journal.entered.WaitForNotification();
+  UploadOptions upload;
+  upload.name = "docs";
+  upload.create = true;
+  upload.dimension = 8;
+  upload.rows = 1;
+  EXPECT_TRUE(absl::IsAlreadyExists(store->BeginUpload(upload).status()));
+  // Not visible until the journal has it.
+  EXPECT_TRUE(absl::IsNotFound(store->Get("docs").status()));
+  journal.release.Notify();
+  create.join();
+  EXPECT_EQ(journal.committed_version, 1u);
+  EXPECT_EQ((*store->Get("docs"))->dimension(), 4u);
 }
 
 TEST_F(CollectionStoreTest, CreateRequiresABudget) {
