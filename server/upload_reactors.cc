@@ -110,7 +110,7 @@ class CollectionHandlers::UploadReactor final
  private:
   absl::Status Process(const v1::UploadCollectionRequest& message) override {
     if (message.has_header()) {
-      if (upload_ != nullptr) {
+      if (upload_ != nullptr || replay_ != nullptr) {
         return absl::InvalidArgumentError(
             "header: only the first message of an upload may be a header");
       }

@@ -1034,6 +1034,24 @@ TEST_F(DurableDataTest, AResentKeyedUploadIsAppliedOnce) {
   }
   Server s = Start();
   ASSERT_NE(s.client, nullptr);
+  {
+    // A resend is still a well-formed stream: a second header is refused.
+    pb::UploadCollectionResponse response;
+    grpc::ClientContext context;
+    auto stub = pb::Similarity::NewStub(grpc::CreateChannel(
+        s.process->grpc_target(), grpc::InsecureChannelCredentials()));
+    auto writer = stub->UploadCollection(&context, &response);
+    pb::UploadCollectionRequest header;
+    header.mutable_header()->set_name("keyed");
+    header.mutable_header()->set_total_rows(rows.rows);
+    header.mutable_header()->set_idempotency_key("append-1");
+    ASSERT_TRUE(writer->Write(header));
+    writer->Write(header);
+    writer->WritesDone();
+    const grpc::Status status = writer->Finish();
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
+        << status.error_message();
+  }
   // A resend after the restart, of the create as well: still applied once.
   upload.idempotency_key = "append-1";
   auto resent = s.client->UploadCollection(upload, rows);
