@@ -437,8 +437,10 @@ TEST_F(SearchBatcherTest, CancelledWaitingCallersAreRemovedBeforeExecution) {
   SearchBatcher::Options o;
   o.max_batch_queries = 64;
   // Six calls and three cancels must all happen before the batch flushes,
-  // also on a sanitized build on a loaded machine.
-  o.max_queue_delay = Scaled(absl::Milliseconds(300));
+  // also on a sanitized build on a loaded machine (1 s is the most the
+  // batcher accepts).
+  o.max_queue_delay =
+      std::min(Scaled(absl::Milliseconds(300)), absl::Seconds(1));
   auto batcher = Make(o);
   std::vector<Outcome> outcomes(6);
   std::vector<SearchTicket> tickets;
@@ -488,7 +490,8 @@ TEST_F(SearchBatcherTest, TheDelayBoundFlushesAPartialBatch) {
   o.max_batch_queries = 64;
   // Long enough that three calls join the batch before it flushes even on
   // a sanitized build under load.
-  const absl::Duration delay = Scaled(absl::Milliseconds(400));
+  const absl::Duration delay =
+      std::min(Scaled(absl::Milliseconds(400)), absl::Seconds(1));
   o.max_queue_delay = delay;
   auto batcher = Make(o);
   std::vector<Outcome> outcomes(3);
