@@ -153,9 +153,7 @@ class CollectionHandlers::UploadReactor final
       rows_declared_ = options.rows;
       return absl::OkStatus();
     }
-    ENGRAM_ASSIGN_OR_RETURN(
-        upload_,
-        owner_->engine_->resident().collections().BeginUpload(options));
+    ENGRAM_ASSIGN_OR_RETURN(upload_, store.BeginUpload(options));
     return absl::OkStatus();
   }
 

@@ -15,6 +15,7 @@
 #include "base/status_macros.h"
 #include "core/collections/atomic_file.h"
 #include "core/collections/checksum.h"
+#include "core/collections/little_endian.h"
 #include "core/collections/names.h"
 #include "core/collections/snapshot.h"
 
@@ -74,17 +75,6 @@ LoadOutcome StoredOutcome(ResidentKind kind, const std::string& name,
   return outcome;
 }
 
-template <typename T>
-void PutLe(char* p, T v) {
-  std::memcpy(p, &v, sizeof(T));
-}
-template <typename T>
-T GetLe(const char* p) {
-  T v;
-  std::memcpy(&v, p, sizeof(T));
-  return v;
-}
-
 }  // namespace
 
 std::string EncodeManifest(const storage::CollectionManifest& manifest) {
@@ -92,8 +82,10 @@ std::string EncodeManifest(const storage::CollectionManifest& manifest) {
   manifest.SerializeToString(&message);
   std::string out(kManifestHeaderBytes, '\0');
   std::memcpy(out.data(), kManifestMagic.data(), 8);
-  PutLe<uint32_t>(out.data() + 8, static_cast<uint32_t>(message.size()));
-  PutLe<uint32_t>(out.data() + 12, Crc32c(message.data(), message.size()));
+  StoreLittleEndian<uint32_t>(out.data() + 8,
+                              static_cast<uint32_t>(message.size()));
+  StoreLittleEndian<uint32_t>(out.data() + 12,
+                              Crc32c(message.data(), message.size()));
   out += message;
   return out;
 }
@@ -105,8 +97,8 @@ absl::StatusOr<storage::CollectionManifest> DecodeManifest(
     return absl::DataLossError(
         absl::StrCat(path, ": not a manifest (too short or wrong magic)"));
   }
-  const uint32_t length = GetLe<uint32_t>(bytes.data() + 8);
-  const uint32_t stored = GetLe<uint32_t>(bytes.data() + 12);
+  const uint32_t length = LoadLittleEndian<uint32_t>(bytes.data() + 8);
+  const uint32_t stored = LoadLittleEndian<uint32_t>(bytes.data() + 12);
   if (length > kMaxManifestBytes ||
       bytes.size() != kManifestHeaderBytes + length) {
     return absl::DataLossError(

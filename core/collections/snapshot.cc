@@ -10,13 +10,11 @@
 #include "base/status_macros.h"
 #include "core/collections/atomic_file.h"
 #include "core/collections/checksum.h"
+#include "core/collections/little_endian.h"
 #include "core/collections/names.h"
 
 namespace engram::collections {
 namespace {
-
-static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
-              "snapshot files are little-endian and written with memcpy");
 
 // Elements per read or write step: large enough for full-speed I/O, small
 // enough that the staging buffer does not count.
@@ -34,31 +32,21 @@ struct Header {
   uint32_t metadata_bytes = 0;
 };
 
-template <typename T>
-void Put(char* p, T v) {
-  std::memcpy(p, &v, sizeof(T));
-}
-template <typename T>
-T Get(const char* p) {
-  T v;
-  std::memcpy(&v, p, sizeof(T));
-  return v;
-}
-
 std::string EncodeHeader(const Header& h) {
   std::string out(kSnapshotHeaderBytes, '\0');
   char* p = out.data();
   std::memcpy(p, h.magic.data(), 8);
-  Put<uint32_t>(p + 8, h.version);
-  Put<uint32_t>(p + 12, static_cast<uint32_t>(kSnapshotHeaderBytes));
-  Put<uint64_t>(p + 16, h.payload_bytes);
-  Put<uint32_t>(p + 24, h.payload_crc);
-  Put<uint32_t>(p + 28, h.flags);
-  Put<uint64_t>(p + 32, h.count_a);
-  Put<uint64_t>(p + 40, h.count_b);
-  Put<uint32_t>(p + 48, h.name_bytes);
-  Put<uint32_t>(p + 52, h.metadata_bytes);
-  Put<uint32_t>(p + 60, Crc32c(p, 60));
+  StoreLittleEndian<uint32_t>(p + 8, h.version);
+  StoreLittleEndian<uint32_t>(p + 12,
+                              static_cast<uint32_t>(kSnapshotHeaderBytes));
+  StoreLittleEndian<uint64_t>(p + 16, h.payload_bytes);
+  StoreLittleEndian<uint32_t>(p + 24, h.payload_crc);
+  StoreLittleEndian<uint32_t>(p + 28, h.flags);
+  StoreLittleEndian<uint64_t>(p + 32, h.count_a);
+  StoreLittleEndian<uint64_t>(p + 40, h.count_b);
+  StoreLittleEndian<uint32_t>(p + 48, h.name_bytes);
+  StoreLittleEndian<uint32_t>(p + 52, h.metadata_bytes);
+  StoreLittleEndian<uint32_t>(p + 60, Crc32c(p, 60));
   return out;
 }
 
@@ -81,7 +69,7 @@ absl::StatusOr<Header> ReadHeader(FileReader& file, absl::string_view magic,
         absl::StrCat(path, ": truncated: the file has ", file.size(),
                      " bytes, the header alone needs ", kSnapshotHeaderBytes));
   }
-  const uint32_t stored = Get<uint32_t>(buf + 60);
+  const uint32_t stored = LoadLittleEndian<uint32_t>(buf + 60);
   const uint32_t computed = Crc32c(buf, 60);
   if (stored != computed) {
     return absl::DataLossError(absl::StrFormat(
@@ -91,24 +79,24 @@ absl::StatusOr<Header> ReadHeader(FileReader& file, absl::string_view magic,
   }
   Header h;
   h.magic = std::string(magic);
-  h.version = Get<uint32_t>(buf + 8);
+  h.version = LoadLittleEndian<uint32_t>(buf + 8);
   if (h.version != kSnapshotVersion) {
     return absl::InvalidArgumentError(
         absl::StrCat(path, ": unsupported ", kind, " snapshot version ",
                      h.version, " (this build reads ", kSnapshotVersion, ")"));
   }
-  if (Get<uint32_t>(buf + 12) != kSnapshotHeaderBytes) {
-    return absl::DataLossError(
-        absl::StrCat(path, ": header size field is ", Get<uint32_t>(buf + 12),
-                     ", expected ", kSnapshotHeaderBytes));
+  if (LoadLittleEndian<uint32_t>(buf + 12) != kSnapshotHeaderBytes) {
+    return absl::DataLossError(absl::StrCat(
+        path, ": header size field is ", LoadLittleEndian<uint32_t>(buf + 12),
+        ", expected ", kSnapshotHeaderBytes));
   }
-  h.payload_bytes = Get<uint64_t>(buf + 16);
-  h.payload_crc = Get<uint32_t>(buf + 24);
-  h.flags = Get<uint32_t>(buf + 28);
-  h.count_a = Get<uint64_t>(buf + 32);
-  h.count_b = Get<uint64_t>(buf + 40);
-  h.name_bytes = Get<uint32_t>(buf + 48);
-  h.metadata_bytes = Get<uint32_t>(buf + 52);
+  h.payload_bytes = LoadLittleEndian<uint64_t>(buf + 16);
+  h.payload_crc = LoadLittleEndian<uint32_t>(buf + 24);
+  h.flags = LoadLittleEndian<uint32_t>(buf + 28);
+  h.count_a = LoadLittleEndian<uint64_t>(buf + 32);
+  h.count_b = LoadLittleEndian<uint64_t>(buf + 40);
+  h.name_bytes = LoadLittleEndian<uint32_t>(buf + 48);
+  h.metadata_bytes = LoadLittleEndian<uint32_t>(buf + 52);
   return h;
 }
 
@@ -185,10 +173,10 @@ std::string EncodeMetadata(const Metadata& metadata) {
   std::string out;
   for (const auto& [key, value] : metadata) {
     char len[4];
-    Put<uint32_t>(len, static_cast<uint32_t>(key.size()));
+    StoreLittleEndian<uint32_t>(len, static_cast<uint32_t>(key.size()));
     out.append(len, 4);
     out.append(key);
-    Put<uint32_t>(len, static_cast<uint32_t>(value.size()));
+    StoreLittleEndian<uint32_t>(len, static_cast<uint32_t>(value.size()));
     out.append(len, 4);
     out.append(value);
   }
@@ -206,7 +194,7 @@ absl::StatusOr<Metadata> DecodeMetadata(const std::string& path,
     std::string parts[2];
     for (std::string& part : parts) {
       if (bytes.size() < 4) return bad();
-      const uint32_t n = Get<uint32_t>(bytes.data());
+      const uint32_t n = LoadLittleEndian<uint32_t>(bytes.data());
       bytes.remove_prefix(4);
       if (bytes.size() < n) return bad();
       part = std::string(bytes.substr(0, n));

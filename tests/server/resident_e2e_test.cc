@@ -9,17 +9,18 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <random>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "client/npy.h"
@@ -845,11 +846,11 @@ class DurableDataTest : public ::testing::Test {
   // Segment files in the data directory.
   std::vector<std::string> Segments() const {
     std::vector<std::string> out;
-    auto listed =
-        testing::RunCommand(absl::StrCat("ls -A '", data_dir_, "/segments'"));
-    if (!listed.ok()) return out;
-    for (absl::string_view line : absl::StrSplit(listed->output, '\n')) {
-      if (!line.empty()) out.emplace_back(line);
+    std::error_code error;
+    for (std::filesystem::directory_iterator it(data_dir_ + "/segments", error),
+         end;
+         !error && it != end; it.increment(error)) {
+      out.push_back(it->path().filename().string());
     }
     return out;
   }
@@ -1065,6 +1066,62 @@ TEST_F(DurableDataTest, AResentKeyedUploadIsAppliedOnce) {
   auto info = s.client->DescribeCollection("keyed");
   ASSERT_TRUE(info.ok()) << info.status();
   EXPECT_EQ(info->count(), 400u);
+}
+
+// A name held in the data directory is what clients last wrote: a
+// declaration of the same name yields to it, the others still load.
+TEST_F(DurableDataTest, ADeclarationYieldsToTheStoredCollectionOfItsName) {
+  const std::string snapshot = TempPath("declared_docs.engc");
+  const std::string config = TempPath("declared.conf");
+  {
+    auto budget = collections::MemoryBudget::Create({});
+    ASSERT_TRUE(budget.ok());
+    collections::CollectionStore::Options options;
+    options.budget = *budget;
+    auto store = collections::CollectionStore::Create(options);
+    ASSERT_TRUE(store.ok());
+    const client::FloatMatrix declared = Random(50, 16, 99);
+    collections::UploadOptions upload;
+    upload.name = "docs";
+    upload.create = true;
+    upload.dimension = 16;
+    upload.rows = declared.rows;
+    auto staged = (*store)->BeginUpload(upload);
+    ASSERT_TRUE(staged.ok()) << staged.status();
+    ASSERT_TRUE((*staged)
+                    ->Append(kernels::MatrixView{declared.values.data(),
+                                                 declared.rows, 16})
+                    .ok());
+    auto written = (*staged)->Commit();
+    ASSERT_TRUE(written.ok()) << written.status();
+    ASSERT_TRUE(collections::WriteCollectionSnapshot(**written, snapshot).ok());
+    std::ofstream(config) << "[collection docs]\npath = " << snapshot
+                          << "\n[collection other]\npath = " << snapshot
+                          << "\n";
+  }
+  {
+    Server s = Start();
+    ASSERT_NE(s.client, nullptr);
+    client::UploadOptions upload;
+    upload.name = "docs";
+    ASSERT_TRUE(s.client->UploadCollection(upload, Random(120, 16, 100)).ok());
+  }
+  const std::string log = TempPath("declared.log");
+  Server s = StartServer(
+      {"--data_dir=" + data_dir_, "--resident_config=" + config}, log);
+  ASSERT_NE(s.client, nullptr);
+  auto docs = s.client->DescribeCollection("docs");
+  ASSERT_TRUE(docs.ok()) << docs.status();
+  EXPECT_EQ(docs->count(), 120u);
+  auto other = s.client->DescribeCollection("other");
+  ASSERT_TRUE(other.ok()) << other.status();
+  EXPECT_EQ(other->count(), 50u);
+  std::ifstream in(log);
+  const std::string text(std::istreambuf_iterator<char>(in), {});
+  EXPECT_THAT(text, HasSubstr("\"event\":\"resident_declaration_superseded\""));
+  for (const std::string& path : {snapshot, config, log}) {
+    std::remove(path.c_str());
+  }
 }
 
 TEST_F(DurableDataTest, ACorruptSegmentIsDataLossAndTheRestIsServed) {
