@@ -681,33 +681,33 @@ TEST(ResidentBatchingE2ETest, SearchFinishedPastItsDeadlineIsCountedAsSuch) {
 }
 
 // Start-up loading from a declarations file.
+// Writes a collection snapshot of `rows` through the core library.
+void WriteSnapshot(const std::string& path, const std::string& name,
+                   const client::FloatMatrix& rows) {
+  auto budget = collections::MemoryBudget::Create({});
+  ASSERT_TRUE(budget.ok());
+  collections::CollectionStore::Options options;
+  options.budget = *budget;
+  auto store = collections::CollectionStore::Create(options);
+  ASSERT_TRUE(store.ok());
+  collections::UploadOptions upload;
+  upload.name = name;
+  upload.create = true;
+  upload.dimension = static_cast<uint32_t>(rows.cols);
+  upload.rows = rows.rows;
+  auto staged = (*store)->BeginUpload(upload);
+  ASSERT_TRUE(staged.ok()) << staged.status();
+  ASSERT_TRUE((*staged)
+                  ->Append(kernels::MatrixView{rows.values.data(), rows.rows,
+                                               rows.cols})
+                  .ok());
+  auto collection = (*staged)->Commit();
+  ASSERT_TRUE(collection.ok());
+  ASSERT_TRUE(collections::WriteCollectionSnapshot(**collection, path).ok());
+}
+
 class ResidentStartupTest : public ::testing::Test {
  protected:
-  // Writes a collection snapshot of `rows` through the core library.
-  static void WriteSnapshot(const std::string& path, const std::string& name,
-                            const client::FloatMatrix& rows) {
-    auto budget = collections::MemoryBudget::Create({});
-    ASSERT_TRUE(budget.ok());
-    collections::CollectionStore::Options options;
-    options.budget = *budget;
-    auto store = collections::CollectionStore::Create(options);
-    ASSERT_TRUE(store.ok());
-    collections::UploadOptions upload;
-    upload.name = name;
-    upload.create = true;
-    upload.dimension = static_cast<uint32_t>(rows.cols);
-    upload.rows = rows.rows;
-    auto staged = (*store)->BeginUpload(upload);
-    ASSERT_TRUE(staged.ok()) << staged.status();
-    ASSERT_TRUE((*staged)
-                    ->Append(kernels::MatrixView{rows.values.data(), rows.rows,
-                                                 rows.cols})
-                    .ok());
-    auto collection = (*staged)->Commit();
-    ASSERT_TRUE(collection.ok());
-    ASSERT_TRUE(collections::WriteCollectionSnapshot(**collection, path).ok());
-  }
-
   static void WriteGraphSnapshot(const std::string& path,
                                  const testing::RandomCsrGraph& g) {
     auto budget = collections::MemoryBudget::Create({});
@@ -1073,32 +1073,9 @@ TEST_F(DurableDataTest, AResentKeyedUploadIsAppliedOnce) {
 TEST_F(DurableDataTest, ADeclarationYieldsToTheStoredCollectionOfItsName) {
   const std::string snapshot = TempPath("declared_docs.engc");
   const std::string config = TempPath("declared.conf");
-  {
-    auto budget = collections::MemoryBudget::Create({});
-    ASSERT_TRUE(budget.ok());
-    collections::CollectionStore::Options options;
-    options.budget = *budget;
-    auto store = collections::CollectionStore::Create(options);
-    ASSERT_TRUE(store.ok());
-    const client::FloatMatrix declared = Random(50, 16, 99);
-    collections::UploadOptions upload;
-    upload.name = "docs";
-    upload.create = true;
-    upload.dimension = 16;
-    upload.rows = declared.rows;
-    auto staged = (*store)->BeginUpload(upload);
-    ASSERT_TRUE(staged.ok()) << staged.status();
-    ASSERT_TRUE((*staged)
-                    ->Append(kernels::MatrixView{declared.values.data(),
-                                                 declared.rows, 16})
-                    .ok());
-    auto written = (*staged)->Commit();
-    ASSERT_TRUE(written.ok()) << written.status();
-    ASSERT_TRUE(collections::WriteCollectionSnapshot(**written, snapshot).ok());
-    std::ofstream(config) << "[collection docs]\npath = " << snapshot
-                          << "\n[collection other]\npath = " << snapshot
-                          << "\n";
-  }
+  WriteSnapshot(snapshot, "docs", Random(50, 16, 99));
+  std::ofstream(config) << "[collection docs]\npath = " << snapshot
+                        << "\n[collection other]\npath = " << snapshot << "\n";
   {
     Server s = Start();
     ASSERT_NE(s.client, nullptr);
