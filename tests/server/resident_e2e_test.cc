@@ -680,7 +680,6 @@ TEST(ResidentBatchingE2ETest, SearchFinishedPastItsDeadlineIsCountedAsSuch) {
             0);
 }
 
-// Start-up loading from a declarations file.
 // Writes a collection snapshot of `rows` through the core library.
 void WriteSnapshot(const std::string& path, const std::string& name,
                    const client::FloatMatrix& rows) {
@@ -706,6 +705,7 @@ void WriteSnapshot(const std::string& path, const std::string& name,
   ASSERT_TRUE(collections::WriteCollectionSnapshot(**collection, path).ok());
 }
 
+// Start-up loading from a declarations file.
 class ResidentStartupTest : public ::testing::Test {
  protected:
   static void WriteGraphSnapshot(const std::string& path,
