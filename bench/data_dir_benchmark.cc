@@ -181,7 +181,7 @@ void BM_Load(benchmark::State& state) {
     auto graphs = *GraphStore::Create(GraphOptions(budget));
     state.ResumeTiming();
     const std::vector<LoadOutcome> outcomes =
-        data_dir->Load(collections.get(), graphs.get());
+        *data_dir->Load(collections.get(), graphs.get());
     state.PauseTiming();
     if (outcomes.size() != 1 || !outcomes[0].status.ok()) {
       state.SkipWithError("load failed");

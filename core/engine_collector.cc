@@ -153,6 +153,23 @@ std::vector<prometheus::MetricFamily> EngineCollector::Collect() const {
   // A family without samples is left out rather than exposed empty.
   if (!speedup.metric.empty()) families.push_back(std::move(speedup));
 
+  if (sources_.catalog != nullptr) {
+    const collections::CatalogHealth health = sources_.catalog->Health();
+    prometheus::MetricFamily connected = GaugeFamily(
+        "engram_catalog_connected",
+        "1 while the shared catalog (etcd) answers, 0 while it does not "
+        "(reads serve what is loaded, writes answer UNAVAILABLE).");
+    AddSample(&connected, health.connected ? 1 : 0);
+    families.push_back(std::move(connected));
+    prometheus::MetricFamily since = GaugeFamily(
+        "engram_catalog_state_seconds",
+        "Seconds since engram_catalog_connected last changed (how long the "
+        "catalog has been unreachable, while it is 0).");
+    AddSample(&since, health.since == absl::InfinitePast()
+                          ? 0
+                          : absl::ToDoubleSeconds(absl::Now() - health.since));
+    families.push_back(std::move(since));
+  }
   for (prometheus::MetricFamily& f : ProcessFamilies()) {
     families.push_back(std::move(f));
   }

@@ -14,6 +14,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
+#include "core/collections/catalog.h"
 #include "core/dispatch/circuit_breaker.h"
 #include "core/dispatch/clock.h"
 #include "core/dispatch/memory_pressure.h"
@@ -44,6 +45,9 @@ class EngineCollector final : public prometheus::Collectable {
     const dispatch::MemoryPressureMonitor* memory =
         nullptr;                       // null without a GPU
     dispatch::Clock* clock = nullptr;  // nullptr: Clock::Real()
+    // The shared catalog (--catalog), or null: engram_catalog_connected
+    // and engram_catalog_state_seconds.
+    const collections::Catalog* catalog = nullptr;
   };
 
   // Registers the derived gauges in `registry`. `registry` and the sources

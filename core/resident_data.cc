@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "base/status_macros.h"
 #include "core/dispatch/jobs.h"
 #include "core/logging.h"
@@ -33,9 +34,20 @@ absl::StatusOr<std::unique_ptr<ResidentData>> ResidentData::Create(
   budget.metrics = data->metrics_;
   ENGRAM_ASSIGN_OR_RETURN(data->budget_,
                           collections::MemoryBudget::Create(budget));
+  if (options.catalog != nullptr && options.data_dir.empty()) {
+    return absl::InvalidArgumentError(
+        "catalog: a shared catalog needs a data directory (data_dir) that "
+        "every replica shares");
+  }
   if (!options.data_dir.empty()) {
-    ENGRAM_ASSIGN_OR_RETURN(data->data_dir_,
-                            collections::DataDir::Open(options.data_dir));
+    collections::DataDir::Options dir;
+    dir.path = options.data_dir;
+    dir.catalog = options.catalog;
+    ResidentData* self = data.get();
+    dir.on_catalog_change = [self](const collections::LoadOutcome& outcome) {
+      self->OnCatalogChange(outcome);
+    };
+    ENGRAM_ASSIGN_OR_RETURN(data->data_dir_, collections::DataDir::Open(dir));
   }
   collections::CollectionStore::Options store;
   store.budget = data->budget_;
@@ -84,6 +96,15 @@ absl::StatusOr<std::unique_ptr<ResidentData>> ResidentData::Create(
 }
 
 ResidentData::~ResidentData() {
+  // Changes from the catalog stop before the stores they apply to go.
+  if (data_dir_ != nullptr) data_dir_->StopFollowing();
+  std::thread waiter;
+  {
+    absl::MutexLock lock(&waiters_mu_);
+    waiters_stop_ = true;
+    waiter.swap(waiter_thread_);
+  }
+  if (waiter.joinable()) waiter.join();
   std::map<std::string, std::shared_ptr<collections::SearchBatcher>,
            std::less<>>
       batchers;
@@ -132,6 +153,11 @@ ResidentData::BatcherFor(absl::string_view name) {
 
 absl::Status ResidentData::DeleteCollection(absl::string_view name) {
   ENGRAM_RETURN_IF_ERROR(collections_->Delete(name));
+  RetireBatcher(name);
+  return absl::OkStatus();
+}
+
+void ResidentData::RetireBatcher(absl::string_view name) {
   {
     absl::MutexLock lock(&mu_);
     auto it = batchers_.find(name);
@@ -141,7 +167,88 @@ absl::Status ResidentData::DeleteCollection(absl::string_view name) {
     }
   }
   ReapRetired();
-  return absl::OkStatus();
+}
+
+void ResidentData::WhenAtLeast(const std::string& name, uint64_t min_version,
+                               absl::Duration wait, CollectionCallback done) {
+  auto now = collections_->GetAtLeast(name, min_version, absl::ZeroDuration());
+  if (min_version == 0 || now.ok() || wait <= absl::ZeroDuration() ||
+      !(absl::IsUnavailable(now.status()) || absl::IsNotFound(now.status()))) {
+    done(std::move(now));
+    return;
+  }
+  absl::MutexLock lock(&waiters_mu_);
+  if (waiters_stop_) {
+    done(absl::UnavailableError("the server is shutting down"));
+    return;
+  }
+  waiters_.push_back({name, min_version, absl::Now() + wait, std::move(done)});
+  waiters_changed_ = true;
+  if (!waiter_thread_.joinable()) {
+    waiter_thread_ = std::thread([this] { RunWaiters(); });
+  }
+}
+
+void ResidentData::WakeWaiters() {
+  absl::MutexLock lock(&waiters_mu_);
+  waiters_changed_ = true;
+}
+
+void ResidentData::RunWaiters() {
+  // A local commit does not wake this thread; the poll bounds how late a
+  // waiter notices one.
+  constexpr absl::Duration kPoll = absl::Milliseconds(20);
+  while (true) {
+    std::vector<VersionWaiter> waiting;
+    bool stop;
+    {
+      absl::MutexLock lock(&waiters_mu_);
+      auto woken = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(waiters_mu_) {
+        return waiters_stop_ || waiters_changed_;
+      };
+      waiters_mu_.AwaitWithTimeout(absl::Condition(&woken), kPoll);
+      waiters_changed_ = false;
+      stop = waiters_stop_;
+      waiting.swap(waiters_);
+    }
+    const absl::Time now = absl::Now();
+    std::vector<VersionWaiter> still;
+    for (VersionWaiter& w : waiting) {
+      auto current =
+          collections_->GetAtLeast(w.name, w.min_version, absl::ZeroDuration());
+      const bool waiting_on = absl::IsUnavailable(current.status()) ||
+                              absl::IsNotFound(current.status());
+      if (stop) {
+        w.done(absl::UnavailableError("the server is shutting down"));
+      } else if (!waiting_on || now >= w.deadline) {
+        w.done(std::move(current));
+      } else {
+        still.push_back(std::move(w));
+      }
+    }
+    // After a stop no wait is added (WhenAtLeast answers it), so every
+    // waiter has been answered above.
+    if (stop) return;
+    absl::MutexLock lock(&waiters_mu_);
+    for (VersionWaiter& w : still) waiters_.push_back(std::move(w));
+  }
+}
+
+void ResidentData::OnCatalogChange(const collections::LoadOutcome& outcome) {
+  WakeWaiters();
+  if (!outcome.evicted) {
+    Report(outcome, "catalog");
+    return;
+  }
+  if (outcome.declaration.kind == collections::ResidentKind::kCollection) {
+    RetireBatcher(outcome.declaration.name);
+  }
+  Log(outcome.status.ok() ? LogLevel::kInfo : LogLevel::kWarning,
+      "resident_evicted",
+      {{"kind", collections::ResidentKindName(outcome.declaration.kind)},
+       {"name", outcome.declaration.name},
+       {"origin", "catalog"},
+       {"code", absl::StatusCodeToString(outcome.status.code())}});
 }
 
 void ResidentData::ReapRetired() {
@@ -195,9 +302,29 @@ void ResidentData::Report(const collections::LoadOutcome& o,
 
 std::vector<collections::LoadOutcome> ResidentData::LoadDataDir() {
   if (data_dir_ == nullptr) return {};
-  std::vector<collections::LoadOutcome> outcomes =
-      data_dir_->Load(collections_.get(), graphs_.get());
+  absl::StatusOr<std::vector<collections::LoadOutcome>> loaded;
+  for (int attempt = 1;; ++attempt) {
+    loaded = data_dir_->Load(collections_.get(), graphs_.get());
+    if (loaded.ok()) break;
+    // Only the catalog fails a whole load: a replica that has never read
+    // it has nothing it could serve consistently, so it keeps trying.
+    Log(LogLevel::kWarning, "catalog_unavailable",
+        {{"catalog", data_dir_->catalog() == nullptr
+                         ? std::string()
+                         : data_dir_->catalog()->Describe()},
+         {"attempt", absl::StrCat(attempt)},
+         {"error", std::string(loaded.status().message())}});
+    absl::SleepFor(options_.catalog_retry);
+  }
+  std::vector<collections::LoadOutcome> outcomes = *std::move(loaded);
   for (const collections::LoadOutcome& o : outcomes) Report(o, "data_dir");
+  if (data_dir_->catalog() != nullptr) {
+    if (absl::Status follow = data_dir_->Follow(); !follow.ok()) {
+      Log(LogLevel::kError, "catalog_follow_failed",
+          {{"catalog", data_dir_->catalog()->Describe()},
+           {"error", std::string(follow.message())}});
+    }
+  }
   if (data_dir_->leftovers_removed() > 0) {
     Log(LogLevel::kInfo, "data_dir_leftovers_removed",
         {{"path", data_dir_->path()},

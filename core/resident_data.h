@@ -33,9 +33,11 @@
 #define ENGRAM_CORE_RESIDENT_DATA_H_
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -44,6 +46,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "core/collections/catalog.h"
 #include "core/collections/collection_store.h"
 #include "core/collections/data_dir.h"
 #include "core/collections/declarations.h"
@@ -65,6 +68,15 @@ struct ResidentOptions {
   // Where collections and graphs that clients write are kept durably
   // (--data_dir); empty: in memory only, gone at exit.
   std::string data_dir;
+  // Shared mode (--catalog; needs data_dir): the catalog every replica on
+  // the same data directory commits through (collections/catalog.h).
+  std::shared_ptr<collections::Catalog> catalog;
+  // Shared mode: how long to wait between attempts to list the catalog at
+  // start-up, while it cannot be reached.
+  absl::Duration catalog_retry = absl::Seconds(1);
+  // How long a read that names a min_version waits for this replica to
+  // load that version before it answers UNAVAILABLE (--min_version_wait).
+  absl::Duration min_version_wait = absl::Seconds(2);
   // Dynamic batching of SearchCollection (--batching, --batch_max_queries,
   // --batch_max_delay, --batch_max_pending, --batch_max_passes,
   // --batch_pass_linger); see search_batcher.h.
@@ -108,12 +120,30 @@ class ResidentData {
   absl::StatusOr<std::shared_ptr<collections::SearchBatcher>> BatcherFor(
       absl::string_view name) ABSL_LOCKS_EXCLUDED(mu_);
 
+  // What WhenAtLeast hands its callback.
+  using CollectionCallback = std::function<void(
+      absl::StatusOr<std::shared_ptr<const collections::Collection>>)>;
+
+  // Read-your-writes across replicas: calls `done` with collection `name`
+  // once this replica serves version `min_version` or later, or when `wait`
+  // passes first with UNAVAILABLE naming both versions (NOT_FOUND when the
+  // name is absent all along). At once, on this thread, when min_version is
+  // 0 or already reached; otherwise on the waiting thread, which polls the
+  // store and is woken by every change from the catalog. `done` must not
+  // block. Pending waits are answered UNAVAILABLE at destruction.
+  void WhenAtLeast(const std::string& name, uint64_t min_version,
+                   absl::Duration wait, CollectionCallback done)
+      ABSL_LOCKS_EXCLUDED(waiters_mu_);
+
   // CollectionStore::Delete, and retires the name's batcher.
   absl::Status DeleteCollection(absl::string_view name)
       ABSL_LOCKS_EXCLUDED(mu_);
 
   // Loads what the data directory holds (see the file comment); empty
   // without one. Every outcome is logged and counted like a declaration's.
+  // Shared mode: waits until the catalog can be listed (logging each failed
+  // attempt), then follows it: every later change another replica commits
+  // is applied here and logged (origin "catalog").
   std::vector<collections::LoadOutcome> LoadDataDir();
   // The data directory, or null.
   collections::DataDir* data_dir() { return data_dir_.get(); }
@@ -134,6 +164,12 @@ class ResidentData {
   void ReapRetired() ABSL_LOCKS_EXCLUDED(mu_);
   // Logs and counts one start-up load.
   void Report(const collections::LoadOutcome& outcome, const char* origin);
+  // Reports a change applied from the catalog; retires an evicted
+  // collection's batcher.
+  void OnCatalogChange(const collections::LoadOutcome& outcome)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // Forgets `name`'s batcher once no call uses it.
+  void RetireBatcher(absl::string_view name) ABSL_LOCKS_EXCLUDED(mu_);
 
   const ResidentOptions options_;
   const collections::BatchExecutor execute_;
@@ -149,6 +185,22 @@ class ResidentData {
   prometheus::Counter* load_failures_config_ = nullptr;
   prometheus::Counter* loaded_collection_ = nullptr;
   prometheus::Counter* loaded_graph_ = nullptr;
+
+  struct VersionWaiter {
+    std::string name;
+    uint64_t min_version = 0;
+    absl::Time deadline;
+    CollectionCallback done;
+  };
+  // The waiting thread of WhenAtLeast, started by its first wait.
+  void RunWaiters() ABSL_LOCKS_EXCLUDED(waiters_mu_);
+  void WakeWaiters() ABSL_LOCKS_EXCLUDED(waiters_mu_);
+
+  absl::Mutex waiters_mu_;
+  std::vector<VersionWaiter> waiters_ ABSL_GUARDED_BY(waiters_mu_);
+  bool waiters_changed_ ABSL_GUARDED_BY(waiters_mu_) = false;
+  bool waiters_stop_ ABSL_GUARDED_BY(waiters_mu_) = false;
+  std::thread waiter_thread_ ABSL_GUARDED_BY(waiters_mu_);
 
   absl::Mutex mu_;
   std::map<std::string, std::shared_ptr<collections::SearchBatcher>,

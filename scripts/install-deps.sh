@@ -11,6 +11,7 @@ packages=(
   libhwy-dev libopenblas-dev libssl-dev nlohmann-json3-dev
   clang-format curl
   prometheus
+  etcd-server golang-etcd-server-dev
 )
 
 missing=()

@@ -24,6 +24,11 @@ absl::Status CallScope::Admit(uint64_t cost) {
   return absl::OkStatus();
 }
 
+void CallScope::AddRetryPushback(absl::Duration after) {
+  context_->AddTrailingMetadata(kRetryPushbackKey,
+                                absl::StrCat(absl::ToInt64Milliseconds(after)));
+}
+
 void CallScope::MarkOverloaded() {
   server::MarkOverloaded(context_, *metrics_, admission_->RetryAfter());
 }

@@ -71,6 +71,11 @@ class CallScope {
   // queue): counted as overloaded, with admission's current retry hint.
   void MarkOverloaded();
 
+  // Adds the grpc-retry-pushback-ms trailer, so that a client's retry
+  // policy tries the call again after `after` (on another replica, with
+  // round_robin): for an UNAVAILABLE this replica may soon answer
+  // differently, such as a min_version it has not loaded yet.
+  void AddRetryPushback(absl::Duration after);
   // The call waits for a worker (the queued gauge), and a worker took it.
   void Queued();
   void Dequeued();

@@ -25,6 +25,13 @@
 //   workers. Either way a call the client stopped waiting for while it
 //   computed is answered with that stop, as BatchCosine and Spread are.
 //
+// - Read-your-writes across replicas: DescribeCollection and
+//   SearchCollection with a min_version this replica has not loaded yet
+//   wait for it (ResidentData::WhenAtLeast, up to --min_version_wait) and
+//   then answer UNAVAILABLE with a grpc-retry-pushback-ms trailer of
+//   kMinVersionRetryAfter, so the client's retry policy moves the call to a
+//   replica that has it.
+//
 // Every error names the field and the reason: NOT_FOUND for unknown names,
 // ALREADY_EXISTS for taken ones, INVALID_ARGUMENT for a bad message (a
 // dimension mismatch included), RESOURCE_EXHAUSTED for the memory budget,
@@ -38,6 +45,7 @@
 #include <memory>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "core/collections/graph_store.h"
 #include "core/engine.h"
 #include "engram/similarity/v1/similarity.grpc.pb.h"
@@ -47,6 +55,10 @@
 #include "server/rpc_metrics.h"
 
 namespace engram::server {
+
+// The retry hint of a read whose min_version this replica does not have:
+// short, since another replica most likely has it now.
+inline constexpr absl::Duration kMinVersionRetryAfter = absl::Milliseconds(50);
 
 class CollectionHandlers {
  public:

@@ -6,16 +6,22 @@
 // process exits 0.
 #include <signal.h>
 
+#include <atomic>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <fstream>
 #include <string>
+#include <thread>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "core/dispatch/testing/simulated_gpu_backend.h"
 #include "core/engine.h"
@@ -137,6 +143,16 @@ ABSL_FLAG(std::string, data_dir, "",
           "before its RPC answers OK, and everything comes back at start-up "
           "before health turns SERVING. Empty: in memory only (lost at "
           "exit). See docs/configuration.md.");
+ABSL_FLAG(std::string, catalog, "",
+          "Shared mode: etcd://HOST:PORT[,HOST:PORT...]/PREFIX. Every "
+          "replica given the same catalog and the same --data_dir (a shared "
+          "volume) serves the same collections and graphs: a write commits "
+          "through etcd and every replica loads it. Empty: this process "
+          "alone. See docs/deploy.md.");
+ABSL_FLAG(absl::Duration, min_version_wait, absl::Seconds(2),
+          "How long DescribeCollection and SearchCollection wait for the "
+          "min_version they name before answering UNAVAILABLE with a "
+          "grpc-retry-pushback-ms hint (another replica may have it).");
 ABSL_FLAG(uint64_t, resident_memory_bytes, uint64_t{8} << 30,
           "Host memory resident collections and graphs may hold together; "
           "an upload or load beyond it is refused (RESOURCE_EXHAUSTED) "
@@ -179,6 +195,34 @@ bool WriteReadyFile(const std::string& path, int grpc_port, int metrics_port) {
   }
   return std::rename(tmp.c_str(), path.c_str()) == 0;
 }
+
+}  // namespace
+
+namespace {
+
+// Stop and reload signals, from the signal thread to main (see main()).
+class SignalQueue {
+ public:
+  void Push(int number) ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    queue_.push_back(number);
+  }
+  int Pop() ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    mu_.Await(absl::Condition(
+        +[](std::deque<int>* q) { return !q->empty(); }, &queue_));
+    const int number = queue_.front();
+    queue_.pop_front();
+    return number;
+  }
+  void MarkStarted() { started_ = true; }
+  bool started() const { return started_; }
+
+ private:
+  absl::Mutex mu_;
+  std::deque<int> queue_ ABSL_GUARDED_BY(mu_);
+  std::atomic<bool> started_{false};
+};
 
 }  // namespace
 
@@ -233,6 +277,23 @@ int main(int argc, char** argv) {
   sigaddset(&stop_signals, SIGINT);
   sigaddset(&stop_signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  // One thread takes the signals from the start: until the server has
+  // started (which, in shared mode, waits for etcd for as long as it takes)
+  // a stop signal ends the process at once, since nothing is served or
+  // being written yet; afterwards the signals go to the loop at the end.
+  SignalQueue signals;
+  std::thread([&stop_signals, &signals] {
+    while (true) {
+      int number = 0;
+      if (sigwait(&stop_signals, &number) != 0) continue;
+      if (number != SIGHUP && !signals.started()) {
+        Log(LogLevel::kInfo, "signal_during_start_up",
+            {{"signal", strsignal(number)}});
+        std::_Exit(0);
+      }
+      signals.Push(number);
+    }
+  }).detach();
 
   engram::server::SimilarityServer::Options options;
   options.grpc_address = absl::GetFlag(FLAGS_grpc_address);
@@ -260,6 +321,9 @@ int main(int argc, char** argv) {
   options.max_connection_age = absl::GetFlag(FLAGS_max_connection_age);
   options.resident_config_path = absl::GetFlag(FLAGS_resident_config);
   options.engine.resident.data_dir = absl::GetFlag(FLAGS_data_dir);
+  options.catalog_url = absl::GetFlag(FLAGS_catalog);
+  options.engine.resident.min_version_wait =
+      absl::GetFlag(FLAGS_min_version_wait);
   options.engine.resident.memory_bytes =
       absl::GetFlag(FLAGS_resident_memory_bytes);
   options.engine.resident.batching = absl::GetFlag(FLAGS_batching);
@@ -319,9 +383,9 @@ int main(int argc, char** argv) {
     return 1;
   }
 
-  int signal_number = 0;
+  signals.MarkStarted();
   while (true) {
-    sigwait(&stop_signals, &signal_number);
+    const int signal_number = signals.Pop();
     Log(LogLevel::kInfo, "signal", {{"signal", strsignal(signal_number)}});
     if (signal_number != SIGHUP) break;
     auto restart_only = (*server)->engine().ReloadConfig();

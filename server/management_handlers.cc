@@ -81,17 +81,38 @@ grpc::ServerUnaryReactor* CollectionHandlers::DescribeCollection(
     grpc::CallbackServerContext* context,
     const v1::DescribeCollectionRequest* request,
     v1::CollectionInfo* response) {
-  CallScope scope(context, Method::kDescribeCollection, admission_, metrics_);
-  absl::Status status = core::ValidateRequiredName("name", request->name());
-  if (status.ok()) {
-    auto info = engine_->resident().collections().Describe(request->name());
-    status = info.status();
-    if (info.ok()) {
-      CollectionInfoToProto(*info, engine_->ResidencyOf(info->uid), response);
-    }
-  }
+  // Shared: a call that waits for min_version is answered from the waiting
+  // thread (ResidentData::WhenAtLeast).
+  auto scope = std::make_shared<CallScope>(context, Method::kDescribeCollection,
+                                           admission_, metrics_);
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  scope.Finish(reactor, status, nullptr);
+  if (absl::Status status = core::ValidateRequiredName("name", request->name());
+      !status.ok()) {
+    scope->Finish(reactor, status, nullptr);
+    return reactor;
+  }
+  core::ResidentData& resident = engine_->resident();
+  resident.WhenAtLeast(
+      request->name(), request->min_version(),
+      resident.options().min_version_wait,
+      [this, scope, reactor, request,
+       response](absl::StatusOr<std::shared_ptr<const collections::Collection>>
+                     current) {
+        absl::Status status = current.status();
+        if (status.ok()) {
+          auto info =
+              engine_->resident().collections().Describe(request->name());
+          status = info.status();
+          if (info.ok()) {
+            // The version waited for, or a later one.
+            CollectionInfoToProto(*info, engine_->ResidencyOf(info->uid),
+                                  response);
+          }
+        } else if (absl::IsUnavailable(status)) {
+          scope->AddRetryPushback(kMinVersionRetryAfter);
+        }
+        scope->Finish(reactor, status, nullptr);
+      });
   return reactor;
 }
 

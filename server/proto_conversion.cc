@@ -187,6 +187,7 @@ void CollectionInfoToProto(const collections::CollectionInfo& info,
   out->set_segments(info.segments);
   out->set_has_ids(info.has_ids);
   out->set_source(info.source);
+  out->set_error(info.error);
 }
 
 void GraphInfoToProto(const collections::GraphInfo& info, pb::GraphInfo* out) {

@@ -35,7 +35,28 @@ class CollectionHandlers::SearchReactor final
   // returned: gRPC calls OnDone only after that, so `this` lives until
   // Start() returns whatever the callbacks do meanwhile.
   void Start() {
-    const absl::Status resolved = Resolve();
+    if (absl::Status name =
+            core::ValidateRequiredName("collection", request_->collection());
+        !name.ok()) {
+      Answer(name);
+      return;
+    }
+    // Without a min_version, or once this replica has it, on this thread;
+    // otherwise on the waiting thread, which owns the call until then.
+    core::ResidentData& resident = owner_->engine_->resident();
+    resident.WhenAtLeast(
+        request_->collection(), request_->min_version(),
+        resident.options().min_version_wait,
+        [this](absl::StatusOr<std::shared_ptr<const collections::Collection>>
+                   current) { Continue(std::move(current)); });
+  }
+
+  void Continue(
+      absl::StatusOr<std::shared_ptr<const collections::Collection>> current) {
+    if (absl::IsUnavailable(current.status())) {
+      scope_.AddRetryPushback(kMinVersionRetryAfter);
+    }
+    const absl::Status resolved = Resolve(std::move(current));
     if (!resolved.ok()) {
       Answer(resolved);
       return;
@@ -105,10 +126,15 @@ class CollectionHandlers::SearchReactor final
  private:
   // The collection's current version and the request checked against it;
   // the queries become a view over the request.
-  absl::Status Resolve() {
-    ENGRAM_ASSIGN_OR_RETURN(collection_,
-                            core::ResolveCollection(owner_->engine_->resident(),
-                                                    request_->collection()));
+  absl::Status Resolve(
+      absl::StatusOr<std::shared_ptr<const collections::Collection>> current) {
+    if (absl::IsNotFound(current.status())) {
+      // The request's wording of a missing name (or the collection, when
+      // it arrived meanwhile).
+      current = core::ResolveCollection(owner_->engine_->resident(),
+                                        request_->collection());
+    }
+    ENGRAM_ASSIGN_OR_RETURN(collection_, std::move(current));
     if (request_->placement() != v1::PLACEMENT_AUTO &&
         request_->placement() != v1::PLACEMENT_CPU_ONLY &&
         request_->placement() != v1::PLACEMENT_GPU_ONLY) {

@@ -17,6 +17,7 @@
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server_builder.h"
 #include "prometheus/gauge.h"
+#include "server/catalog/etcd_catalog.h"
 #include "server/readiness.h"
 
 namespace engram::server {
@@ -105,9 +106,19 @@ absl::StatusOr<std::unique_ptr<SimilarityServer>> SimilarityServer::Create(
     ENGRAM_ASSIGN_OR_RETURN(server->tls_client_ca_,
                             ReadPem(tls.client_ca_file));
   }
+  core::Engine::Options engine = options.engine;
+  if (!options.catalog_url.empty()) {
+    ENGRAM_ASSIGN_OR_RETURN(catalog::CatalogUrl url,
+                            catalog::ParseCatalogUrl(options.catalog_url));
+    catalog::EtcdCatalog::Options etcd;
+    etcd.endpoints = url.endpoints;
+    etcd.prefix = url.prefix;
+    ENGRAM_ASSIGN_OR_RETURN(engine.resident.catalog,
+                            catalog::EtcdCatalog::Create(etcd));
+  }
   server->registry_ = std::make_shared<prometheus::Registry>();
-  ENGRAM_ASSIGN_OR_RETURN(
-      server->engine_, core::Engine::Create(options.engine, server->registry_));
+  ENGRAM_ASSIGN_OR_RETURN(server->engine_,
+                          core::Engine::Create(engine, server->registry_));
   server->rpc_metrics_ = std::make_unique<RpcMetrics>(*server->registry_);
   const core::Engine::BuildInfo build = core::Engine::Build();
   prometheus::BuildGauge()

@@ -77,6 +77,10 @@ class SimilarityServer {
     // flight get drain_deadline to finish), so long-lived clients
     // re-resolve and spread over replicas added since. Zero: never.
     absl::Duration max_connection_age = absl::ZeroDuration();
+    // Shared mode: etcd://HOST:PORT[,HOST:PORT...]/PREFIX, the catalog every
+    // replica on the same engine.resident.data_dir commits through
+    // (server/catalog/etcd_catalog.h). Empty: this process alone.
+    std::string catalog_url;
   };
 
   static absl::StatusOr<std::unique_ptr<SimilarityServer>> Create(

@@ -151,6 +151,19 @@ grpc::ServerUnaryReactor* SimilarityService::GetStats(
   // shows, from one snapshot.
   response->set_version(options_.version);
   response->set_uptime_seconds(absl::ToDoubleSeconds(absl::Now() - started_));
+  if (const collections::DataDir* dir = engine_->resident().data_dir();
+      dir != nullptr && dir->catalog() != nullptr) {
+    const collections::CatalogHealth health = dir->catalog()->Health();
+    auto* catalog = response->mutable_catalog();
+    catalog->set_address(dir->catalog()->Describe());
+    catalog->set_connected(health.connected);
+    catalog->set_state_seconds(
+        health.since == absl::InfinitePast()
+            ? absl::ToDoubleSeconds(absl::Now() - started_)
+            : absl::ToDoubleSeconds(absl::Now() - health.since));
+    catalog->set_revision(health.revision);
+    catalog->set_error(health.error);
+  }
   response->set_gpu_available(engine_->gpu_available());
   response->set_gpu_name(engine_->gpu_name());
   for (const RpcMetrics::MethodCount& m : metrics_->Snapshot()) {

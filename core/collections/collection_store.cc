@@ -407,6 +407,13 @@ absl::StatusOr<std::shared_ptr<const Collection>> CollectionStore::Publish(
       next->rows_ = current.rows_;
       next->bytes_ = current.bytes_;
       next->committed_keys_ = current.committed_keys_;
+      if (!o.durable) {
+        // A version another replica committed, loaded from the catalog: its
+        // number and keys are the catalog's.
+        if (o.version > current.version_) next->version_ = o.version;
+        next->committed_keys_ =
+            std::make_shared<const std::vector<CommittedKey>>(o.restored_keys);
+      }
     }
     if (!o.idempotency_key.empty()) {
       auto keys =
@@ -442,7 +449,9 @@ absl::StatusOr<std::shared_ptr<const Collection>> CollectionStore::Publish(
     absl::MutexLock lock(&mu_);
     // For a create, the name was reserved in creating_ so nothing can be
     // in collections_ under it.
-    collections_[o.name].current = next;
+    Entry& entry = collections_[o.name];
+    entry.current = next;
+    entry.behind = absl::OkStatus();
     UpdateGaugesLocked();
   }
   if (options_.observer != nullptr) options_.observer->OnCommitted(next);
@@ -463,6 +472,51 @@ void CollectionStore::Unstage(const CollectionUpload& upload) {
 }
 
 absl::Status CollectionStore::Delete(absl::string_view name) {
+  return Remove(name, /*journaled=*/true);
+}
+
+absl::Status CollectionStore::Evict(absl::string_view name) {
+  return Remove(name, /*journaled=*/false);
+}
+
+void CollectionStore::SetBehind(absl::string_view name,
+                                const absl::Status& why) {
+  absl::MutexLock lock(&mu_);
+  auto it = collections_.find(name);
+  if (it != collections_.end()) it->second.behind = why;
+}
+
+absl::StatusOr<std::shared_ptr<const Collection>> CollectionStore::GetAtLeast(
+    absl::string_view name, uint64_t min_version,
+    absl::Duration timeout) const {
+  absl::MutexLock lock(&mu_);
+  auto caught_up = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (!LostLocked(name).ok()) return true;
+    auto it = collections_.find(name);
+    return it != collections_.end() &&
+           it->second.current->version() >= min_version;
+  };
+  if (min_version > 0 && timeout > absl::ZeroDuration()) {
+    mu_.AwaitWithTimeout(absl::Condition(&caught_up), timeout);
+  }
+  ENGRAM_RETURN_IF_ERROR(LostLocked(name));
+  auto it = collections_.find(name);
+  if (it == collections_.end()) {
+    return absl::NotFoundError(
+        absl::StrCat("collection \"", name, "\" does not exist",
+                     min_version > 0 ? " on this replica" : ""));
+  }
+  const uint64_t version = it->second.current->version();
+  if (version < min_version) {
+    return absl::UnavailableError(
+        absl::StrCat("min_version: collection \"", name, "\" is at version ",
+                     version, " on this replica, min_version is ", min_version,
+                     "; another replica may have it"));
+  }
+  return it->second.current;
+}
+
+absl::Status CollectionStore::Remove(absl::string_view name, bool journaled) {
   absl::MutexLock commit(&commit_mu_);
   uint64_t uid = 0;
   {
@@ -474,7 +528,7 @@ absl::Status CollectionStore::Delete(absl::string_view name) {
     }
     if (it != collections_.end()) uid = it->second.current->uid();
   }
-  if (options_.journal != nullptr) {
+  if (journaled && options_.journal != nullptr) {
     ENGRAM_RETURN_IF_ERROR(options_.journal->Delete(name));
   }
   {
@@ -525,6 +579,10 @@ CollectionInfo CollectionStore::InfoOf(const Entry& entry) const {
   info.segments = c.segments().size();
   info.has_ids = c.has_ids();
   info.load_state = entry.appends_staged > 0 ? "appending" : "ready";
+  if (!entry.behind.ok()) {
+    info.load_state = "behind";
+    info.error = std::string(entry.behind.message());
+  }
   info.source = c.source();
   return info;
 }

@@ -71,6 +71,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "core/collections/memory_budget.h"
 #include "core/collections/resident_metrics.h"
@@ -210,8 +211,10 @@ struct CollectionInfo {
   bool has_ids = false;
   // Where copies live: "host" (the GPU cache will add to it).
   std::string residency = "host";
-  // "ready", "appending" while an append upload is staged against it, or
-  // "lost" when its stored copy could not be read (`error` says why).
+  // "ready", "appending" while an append upload is staged against it,
+  // "behind" when the shared catalog holds a newer version this replica
+  // could not load (it serves this one; `error` says why), or "lost" when
+  // its stored copy could not be read (`error` says why).
   std::string load_state = "ready";
   std::string error;
   std::string source;
@@ -244,8 +247,9 @@ struct UploadOptions {
   bool with_ids = false;
   // Recorded as Collection::source(); empty means "upload".
   std::string source;
-  // Create only: the version the collection starts at (0: 1). A restore
-  // from the data directory gives the stored one.
+  // The version the commit makes: 0 for the next one (1 for a create). A
+  // restore from the data directory or a change loaded from the shared
+  // catalog gives the stored one (appends only when not `durable`).
   uint64_t version = 0;
   // Whether the journal is told of the commit: false for data that is
   // already on disk (restored from the journal, or an operator's file).
@@ -255,7 +259,8 @@ struct UploadOptions {
   // (CollectionUpload::replayed()). Callers check FindCommitted() before
   // staging; Commit checks again for a duplicate that raced this one.
   std::string idempotency_key = {};
-  // Create only, restoring: the keys the stored version remembers.
+  // Restoring (a create, or an append that is not `durable`): the keys the
+  // stored version remembers, which replace the collection's.
   std::vector<CommittedKey> restored_keys = {};
 };
 
@@ -397,6 +402,24 @@ class CollectionStore {
   // version finish with it; staged appends to it fail at Commit.
   absl::Status Delete(absl::string_view name)
       ABSL_LOCKS_EXCLUDED(commit_mu_, mu_);
+  // Delete without telling the journal: the name was deleted elsewhere
+  // (another replica, through the shared catalog). Also forgets a lost name.
+  absl::Status Evict(absl::string_view name)
+      ABSL_LOCKS_EXCLUDED(commit_mu_, mu_);
+
+  // Records that the shared catalog holds a newer version of `name` than
+  // this replica could load (`why`): Describe and List say "behind" until
+  // the name's next commit. No-op for an absent name.
+  void SetBehind(absl::string_view name, const absl::Status& why)
+      ABSL_LOCKS_EXCLUDED(mu_);
+
+  // The current version of `name` once it is at least `min_version`,
+  // waiting up to `timeout` for it (a newer version arriving from the shared
+  // catalog); returns at once when min_version is 0. NOT_FOUND when the name
+  // stays absent and UNAVAILABLE when it stays behind, naming both versions.
+  absl::StatusOr<std::shared_ptr<const Collection>> GetAtLeast(
+      absl::string_view name, uint64_t min_version,
+      absl::Duration timeout) const ABSL_LOCKS_EXCLUDED(mu_);
 
   // The current version; NOT_FOUND when absent (a collection being created
   // by an upload is absent until its Commit).
@@ -422,6 +445,8 @@ class CollectionStore {
   struct Entry {
     std::shared_ptr<const Collection> current;
     int appends_staged = 0;
+    // Why a newer version from the catalog is not loaded (SetBehind).
+    absl::Status behind;
   };
 
   explicit CollectionStore(const Options& options) : options_(options) {}
@@ -434,6 +459,9 @@ class CollectionStore {
   absl::StatusOr<std::shared_ptr<const Collection>> AddEmpty(
       const CollectionSpec& spec, uint64_t version, const std::string& source,
       bool durable) ABSL_LOCKS_EXCLUDED(commit_mu_, mu_);
+  // Delete (journaled) and Evict (not).
+  absl::Status Remove(absl::string_view name, bool journaled)
+      ABSL_LOCKS_EXCLUDED(commit_mu_, mu_);
   // The error a lost name answers, or OK.
   absl::Status LostLocked(absl::string_view name) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -121,19 +121,35 @@ absl::StatusOr<storage::CollectionManifest> DecodeManifest(
   return manifest;
 }
 
+std::string CollectionCatalogKey(absl::string_view name) {
+  return absl::StrCat("collections/", name);
+}
+
+std::string GraphCatalogKey(absl::string_view name) {
+  return absl::StrCat("graphs/", name);
+}
+
 absl::StatusOr<std::unique_ptr<DataDir>> DataDir::Open(
     const std::string& path) {
-  if (path.empty()) {
+  Options options;
+  options.path = path;
+  return Open(options);
+}
+
+absl::StatusOr<std::unique_ptr<DataDir>> DataDir::Open(const Options& options) {
+  if (options.path.empty()) {
     return absl::InvalidArgumentError("data_dir must not be empty");
   }
-  std::string root = path;
+  std::string root = options.path;
   while (root.size() > 1 && root.back() == '/') root.pop_back();
   ENGRAM_RETURN_IF_ERROR(EnsureDirectory(root));
   for (const char* sub : {"collections", "segments", "graphs"}) {
     ENGRAM_RETURN_IF_ERROR(EnsureDirectory(absl::StrCat(root, "/", sub)));
   }
-  return std::unique_ptr<DataDir>(new DataDir(std::move(root)));
+  return std::unique_ptr<DataDir>(new DataDir(std::move(root), options));
 }
+
+DataDir::~DataDir() { StopFollowing(); }
 
 std::string DataDir::ManifestPath(absl::string_view name) const {
   return absl::StrCat(path_, "/collections/", name, kManifestSuffix);
@@ -182,6 +198,9 @@ void DataDir::DiscardSegment(const std::string& handle) {
   {
     absl::MutexLock lock(&mu_);
     pending_.erase(handle);
+    // The catalog may name it: a resync loads it, or start-up removes it
+    // once old enough.
+    if (uncertain_.erase(handle) > 0) return;
   }
   // Not durable on purpose: a file that survives a crash is named by no
   // manifest, and Load() removes it.
@@ -226,12 +245,17 @@ absl::Status DataDir::Commit(const Collection& next, const std::string& added) {
     }
     *manifest.add_segments() = pending->second;
   }
+  const uint64_t stored_version = manifest.version();
   manifest.set_version(next.version());
   manifest.clear_committed_keys();
   for (const CommittedKey& key : next.committed_keys()) {
     storage::CommittedKey* stored = manifest.add_committed_keys();
     stored->set_key(key.key);
     stored->set_version(key.version);
+  }
+  if (catalog_ != nullptr) {
+    return CommitToCatalog(std::move(manifest), added,
+                           it == manifests_.end() ? 0 : stored_version);
   }
   ENGRAM_RETURN_IF_ERROR(WriteManifest(manifest));
   if (!added.empty()) pending_.erase(added);
@@ -241,6 +265,7 @@ absl::Status DataDir::Commit(const Collection& next, const std::string& added) {
 
 absl::Status DataDir::Delete(absl::string_view name) {
   absl::MutexLock lock(&mu_);
+  if (catalog_ != nullptr) return DeleteFromCatalog(name);
   auto it = manifests_.find(name);
   // The manifest goes first: once it is gone the collection is, whatever
   // happens to its segments.
@@ -255,11 +280,82 @@ absl::Status DataDir::Delete(absl::string_view name) {
 }
 
 absl::Status DataDir::CommitGraph(const Graph& graph) {
+  if (catalog_ != nullptr) return CommitGraphToCatalog(graph);
   return WriteError(WriteGraphSnapshot(graph, GraphPath(graph.name())));
 }
 
 absl::Status DataDir::DeleteGraph(absl::string_view name) {
+  if (catalog_ != nullptr) return DeleteGraphFromCatalog(name);
   return WriteError(RemoveFileDurably(GraphPath(name)));
+}
+
+absl::Status DataDir::LoadSegments(const storage::CollectionManifest& manifest,
+                                   int skip, bool create,
+                                   CollectionStore* store,
+                                   const std::string& where) {
+  const std::string& name = manifest.name();
+  uint64_t rows = 0;
+  bool with_ids = false;
+  for (int i = skip; i < manifest.segments_size(); ++i) {
+    rows += manifest.segments(i).rows();
+    with_ids = with_ids || manifest.segments(i).has_ids();
+  }
+  auto located = [&](const absl::Status& status) {
+    return absl::Status(status.code(),
+                        absl::StrCat(where, ": ", status.message()));
+  };
+  if (rows == 0 && create) {
+    CollectionSpec spec;
+    spec.name = name;
+    spec.dimension = manifest.dimension();
+    spec.metadata =
+        Metadata(manifest.metadata().begin(), manifest.metadata().end());
+    absl::StatusOr<std::shared_ptr<const Collection>> restored =
+        store->RestoreEmpty(spec, manifest.version(), manifest.source());
+    return restored.ok() ? absl::OkStatus() : located(restored.status());
+  }
+  if (rows == 0) return absl::OkStatus();
+  uint64_t first_row = 0;
+  UploadOptions options;
+  options.name = name;
+  options.create = create;
+  options.dimension = manifest.dimension();
+  if (create) {
+    options.metadata =
+        Metadata(manifest.metadata().begin(), manifest.metadata().end());
+    options.source = manifest.source();
+  } else {
+    ENGRAM_ASSIGN_OR_RETURN(std::shared_ptr<const Collection> current,
+                            store->Get(name));
+    first_row = current->rows();
+  }
+  options.rows = rows;
+  options.with_ids = with_ids;
+  options.version = manifest.version();
+  options.durable = false;
+  for (const auto& key : manifest.committed_keys()) {
+    options.restored_keys.push_back({key.key(), key.version()});
+  }
+  absl::StatusOr<std::unique_ptr<CollectionUpload>> upload =
+      store->BeginUpload(options);
+  if (!upload.ok()) return located(upload.status());
+  for (int i = skip; i < manifest.segments_size(); ++i) {
+    const storage::SegmentRef& segment = manifest.segments(i);
+    SegmentExpectation expected;
+    expected.rows = segment.rows();
+    expected.has_ids = segment.has_ids();
+    expected.payload_crc = segment.payload_crc32c();
+    absl::Status appended =
+        AppendSegmentSnapshot(SegmentPath(segment.file()), expected, first_row,
+                              upload->get(), with_ids);
+    if (!appended.ok()) {
+      (*upload)->Abort();
+      // A missing or damaged segment is lost data, whatever errno said.
+      return absl::DataLossError(appended.message());
+    }
+    first_row += segment.rows();
+  }
+  return (*upload)->Commit().status();
 }
 
 LoadOutcome DataDir::LoadCollection(const std::string& manifest_path,
@@ -315,66 +411,13 @@ LoadOutcome DataDir::LoadCollection(const std::string& manifest_path,
     manifests_[name] = *manifest;
   }
 
-  CollectionSpec spec;
-  spec.name = name;
-  spec.dimension = manifest->dimension();
-  spec.metadata =
-      Metadata(manifest->metadata().begin(), manifest->metadata().end());
+  if (absl::Status loaded =
+          LoadSegments(*manifest, 0, /*create=*/true, store, manifest_path);
+      !loaded.ok()) {
+    return fail(loaded);
+  }
   uint64_t rows = 0;
-  bool with_ids = false;
-  for (const auto& segment : manifest->segments()) {
-    rows += segment.rows();
-    with_ids = with_ids || segment.has_ids();
-  }
-  if (rows == 0) {
-    absl::StatusOr<std::shared_ptr<const Collection>> restored =
-        store->RestoreEmpty(spec, manifest->version(), manifest->source());
-    if (!restored.ok()) {
-      return fail(absl::Status(
-          restored.status().code(),
-          absl::StrCat(manifest_path, ": ", restored.status().message())));
-    }
-  } else {
-    UploadOptions options;
-    options.name = name;
-    options.create = true;
-    options.dimension = manifest->dimension();
-    options.metadata = spec.metadata;
-    options.rows = rows;
-    options.with_ids = with_ids;
-    options.source = manifest->source();
-    options.version = manifest->version();
-    options.durable = false;
-    for (const auto& key : manifest->committed_keys()) {
-      options.restored_keys.push_back({key.key(), key.version()});
-    }
-    absl::StatusOr<std::unique_ptr<CollectionUpload>> upload =
-        store->BeginUpload(options);
-    if (!upload.ok()) {
-      return fail(absl::Status(
-          upload.status().code(),
-          absl::StrCat(manifest_path, ": ", upload.status().message())));
-    }
-    uint64_t first_row = 0;
-    for (const auto& segment : manifest->segments()) {
-      SegmentExpectation expected;
-      expected.rows = segment.rows();
-      expected.has_ids = segment.has_ids();
-      expected.payload_crc = segment.payload_crc32c();
-      absl::Status appended =
-          AppendSegmentSnapshot(SegmentPath(segment.file()), expected,
-                                first_row, upload->get(), with_ids);
-      if (!appended.ok()) {
-        (*upload)->Abort();
-        // A missing or damaged segment is lost data, whatever errno said.
-        return fail(absl::DataLossError(appended.message()));
-      }
-      first_row += segment.rows();
-    }
-    absl::StatusOr<std::shared_ptr<const Collection>> committed =
-        (*upload)->Commit();
-    if (!committed.ok()) return fail(committed.status());
-  }
+  for (const auto& segment : manifest->segments()) rows += segment.rows();
   outcome.rows = rows;
   if (absl::StatusOr<CollectionInfo> info = store->Describe(name); info.ok()) {
     outcome.bytes = info->bytes;
@@ -383,8 +426,11 @@ LoadOutcome DataDir::LoadCollection(const std::string& manifest_path,
   return outcome;
 }
 
-std::vector<LoadOutcome> DataDir::Load(CollectionStore* collections,
-                                       GraphStore* graphs) {
+absl::StatusOr<std::vector<LoadOutcome>> DataDir::Load(
+    CollectionStore* collections, GraphStore* graphs) {
+  collections_ = collections;
+  graphs_ = graphs;
+  if (catalog_ != nullptr) return LoadFromCatalog();
   std::vector<LoadOutcome> outcomes;
   bool unreadable = false;
   const std::string collections_dir = absl::StrCat(path_, "/collections");
@@ -426,11 +472,19 @@ std::vector<LoadOutcome> DataDir::Load(CollectionStore* collections,
     outcome.seconds = absl::ToDoubleSeconds(absl::Now() - start);
     outcomes.push_back(std::move(outcome));
   }
-  if (!unreadable) RemoveUnreferenced();
+  if (!unreadable) RemoveUnreferenced(absl::ZeroDuration());
   return outcomes;
 }
 
-void DataDir::RemoveUnreferenced() {
+void DataDir::RemoveUnreferenced(absl::Duration min_age) {
+  if (catalog_ != nullptr) {
+    for (const std::string& file :
+         FilesIn(absl::StrCat(path_, "/collections"))) {
+      // A directory written without a catalog: its manifests name segments
+      // the catalog does not know, and they are not this mode's to remove.
+      if (absl::EndsWith(file, kManifestSuffix)) return;
+    }
+  }
   std::set<std::string> referenced;
   {
     absl::MutexLock lock(&mu_);
@@ -440,13 +494,37 @@ void DataDir::RemoveUnreferenced() {
       }
     }
     for (const auto& [handle, ref] : pending_) referenced.insert(handle);
+    for (const auto& [name, entry] : graph_entries_) {
+      referenced.insert(entry.file());
+    }
   }
+  const auto now = fs::file_time_type::clock::now();
+  auto remove_if_old = [&](const std::string& path) {
+    std::error_code error;
+    if (min_age > absl::ZeroDuration()) {
+      const auto written = fs::last_write_time(path, error);
+      if (error || now - written < absl::ToChronoSeconds(min_age)) return;
+    }
+    if (fs::remove(path, error)) ++leftovers_removed_;
+  };
   for (const std::string& file : FilesIn(absl::StrCat(path_, "/segments"))) {
     if (!absl::EndsWith(file, kSegmentSuffix) || referenced.count(file) > 0) {
       continue;
     }
-    std::error_code ignored;
-    if (fs::remove(SegmentPath(file), ignored)) ++leftovers_removed_;
+    remove_if_old(SegmentPath(file));
+  }
+  if (catalog_ == nullptr) return;
+  // Shared mode: graphs and temporaries have unique names as segments do.
+  for (const char* sub : {"graphs", "segments", "collections"}) {
+    const std::string dir = absl::StrCat(path_, "/", sub);
+    for (const std::string& file : FilesIn(dir)) {
+      const bool graph = std::string(sub) == "graphs" &&
+                         absl::EndsWith(file, kGraphSuffix) &&
+                         referenced.count(file) == 0;
+      if (graph || IsAtomicWriteLeftover(file)) {
+        remove_if_old(absl::StrCat(dir, "/", file));
+      }
+    }
   }
 }
 

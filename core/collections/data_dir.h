@@ -39,15 +39,40 @@
 // with --resident_config) is first written here when a client changes it:
 // its earlier rows are written as a segment of their own with the change.
 //
+// Shared mode (a Catalog, catalog.h): several replicas serve one directory
+// (a ReadWriteMany volume), and the catalog, not the manifest files, is the
+// commit point. The manifests live in the catalog under
+// "collections/<name>" and graphs under "graphs/<name>" (a GraphManifest
+// naming graphs/<name>.<random>.graph, so a replaced graph never
+// overwrites a file another replica may be reading). A commit is one
+// conditional write on the revision this replica last saw of the name:
+// a replica that is behind gets ABORTED (or ALREADY_EXISTS for a create)
+// and nothing is committed, so two replicas never both make version v + 1.
+// When the catalog cannot be reached a write answers UNAVAILABLE, and its
+// segment file is kept, since the write may have reached the catalog.
+// Every replica follows the catalog (Follow()): a newer version of a
+// collection is loaded beside the one being served (only its new segments
+// when it extends the local version) and swapped in atomically; a delete
+// evicts; a resync (after a compaction or a reconnect) reconciles the whole
+// listing. A version that cannot be loaded (the memory budget, a damaged
+// file) leaves the old one served and marked "behind". Files no catalog
+// entry names are removed at start-up only when older than an hour, since
+// other replicas may be writing them.
+//
 // Thread-safety: the journal methods may be called from any thread (the
 // stores serialise commits per store); one mutex guards the in-memory copy
 // of the manifests and is held while a manifest is replaced. Load() must run
-// before the stores are used by anything else.
+// before the stores are used by anything else. Changes from the catalog are
+// applied on the catalog's watch thread, one at a time, through the stores'
+// public methods and with no lock of this class held while rows load.
 #ifndef ENGRAM_CORE_COLLECTIONS_DATA_DIR_H_
 #define ENGRAM_CORE_COLLECTIONS_DATA_DIR_H_
 
+#include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -56,6 +81,10 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "absl/types/optional.h"
+#include "absl/types/span.h"
+#include "core/collections/catalog.h"
 #include "core/collections/collection_store.h"
 #include "core/collections/declarations.h"
 #include "core/collections/graph_store.h"
@@ -67,18 +96,43 @@ inline constexpr absl::string_view kManifestMagic = "ENGRMMAN";
 
 class DataDir final : public CollectionJournal {
  public:
-  // Opens (creating when missing) the data directory at `path` and its
-  // folders. INVALID_ARGUMENT for an empty path; the errors of mkdir.
+  struct Options {
+    // The directory; created when missing (its parent must exist).
+    std::string path;
+    // Shared mode (see the file comment); null: this process alone.
+    std::shared_ptr<Catalog> catalog;
+    // Shared mode: told of every collection and graph loaded or evicted
+    // from the catalog after Load(), on the catalog's thread (for logs).
+    std::function<void(const LoadOutcome&)> on_catalog_change;
+  };
+
+  // Opens (creating when missing) the data directory and its folders.
+  // INVALID_ARGUMENT for an empty path; the errors of mkdir.
+  static absl::StatusOr<std::unique_ptr<DataDir>> Open(const Options& options);
   static absl::StatusOr<std::unique_ptr<DataDir>> Open(const std::string& path);
+
+  // Stops following the catalog.
+  ~DataDir() override;
 
   // Loads every stored collection and graph into the stores (see the file
   // comment) and removes what no manifest names. One outcome per stored
   // collection and graph (declaration.kind, name and path filled in);
-  // failures are held as lost in their store.
-  std::vector<LoadOutcome> Load(CollectionStore* collections,
-                                GraphStore* graphs) ABSL_LOCKS_EXCLUDED(mu_);
+  // failures are held as lost in their store. Shared mode: UNAVAILABLE when
+  // the catalog cannot be listed (nothing was loaded; call again).
+  absl::StatusOr<std::vector<LoadOutcome>> Load(CollectionStore* collections,
+                                                GraphStore* graphs)
+      ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Shared mode, after Load(): applies every later change in the catalog to
+  // the stores until StopFollowing() or destruction. FAILED_PRECONDITION
+  // without a catalog or before Load().
+  absl::Status Follow() ABSL_LOCKS_EXCLUDED(mu_);
+  // Idempotent; waits for a change being applied.
+  void StopFollowing();
 
   const std::string& path() const { return path_; }
+  // The shared catalog, or null.
+  Catalog* catalog() const { return catalog_.get(); }
   // Files Load() removed as leftovers of interrupted writes and deletes.
   uint64_t leftovers_removed() const { return leftovers_removed_; }
 
@@ -115,8 +169,23 @@ class DataDir final : public CollectionJournal {
     DataDir* const dir_;
   };
 
-  explicit DataDir(std::string path)
-      : path_(std::move(path)), graph_journal_(this) {}
+  // Applies the catalog's changes (Follow()).
+  class Follower final : public CatalogWatcher {
+   public:
+    explicit Follower(DataDir* dir) : dir_(dir) {}
+    void OnEvents(absl::Span<const CatalogEvent> events) override;
+    void OnResync(const CatalogSnapshot& snapshot) override;
+
+   private:
+    DataDir* const dir_;
+  };
+
+  DataDir(std::string path, const Options& options)
+      : path_(std::move(path)),
+        catalog_(options.catalog),
+        on_catalog_change_(options.on_catalog_change),
+        graph_journal_(this),
+        follower_(this) {}
   std::string ManifestPath(absl::string_view name) const;
   std::string SegmentPath(absl::string_view file) const;
   std::string GraphPath(absl::string_view name) const;
@@ -127,11 +196,55 @@ class DataDir final : public CollectionJournal {
   LoadOutcome LoadCollection(const std::string& manifest_path,
                              CollectionStore* store, bool* unreadable)
       ABSL_LOCKS_EXCLUDED(mu_);
-  void RemoveUnreferenced() ABSL_LOCKS_EXCLUDED(mu_);
+  // Loads the segments of `manifest` from index `skip` on into `store`: as
+  // a new collection (`create`), or appended to the current version, which
+  // must hold the segments before `skip`. `where` names the manifest in
+  // errors.
+  absl::Status LoadSegments(const storage::CollectionManifest& manifest,
+                            int skip, bool create, CollectionStore* store,
+                            const std::string& where);
+  // Removes what no manifest names: every such segment (embedded), or only
+  // files older than `min_age` (shared, where others may be writing).
+  void RemoveUnreferenced(absl::Duration min_age) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Shared mode (data_dir_catalog.cc).
+  absl::Status CommitToCatalog(storage::CollectionManifest manifest,
+                               const std::string& added, uint64_t version)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status DeleteFromCatalog(absl::string_view name)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status CommitGraphToCatalog(const Graph& graph)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  absl::Status DeleteGraphFromCatalog(absl::string_view name)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  absl::StatusOr<std::vector<LoadOutcome>> LoadFromCatalog()
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // One catalog entry put or deleted; returns what happened (for logs), or
+  // nothing when this replica already had it.
+  absl::optional<LoadOutcome> ApplyPut(const CatalogEntry& entry)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  absl::optional<LoadOutcome> ApplyDelete(const CatalogEntry& entry)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  LoadOutcome ApplyCollection(const std::string& name,
+                              const CatalogEntry& entry)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  LoadOutcome ApplyGraph(const std::string& name, const CatalogEntry& entry)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  void Resync(const CatalogSnapshot& snapshot) ABSL_LOCKS_EXCLUDED(mu_);
+  void Report(const absl::optional<LoadOutcome>& outcome);
 
   const std::string path_;
+  const std::shared_ptr<Catalog> catalog_;
+  const std::function<void(const LoadOutcome&)> on_catalog_change_;
   GraphSide graph_journal_;
+  Follower follower_;
   uint64_t leftovers_removed_ = 0;
+  // Set by Load(); the stores changes from the catalog are applied to.
+  CollectionStore* collections_ = nullptr;
+  GraphStore* graphs_ = nullptr;
+  // The catalog revision Load() listed; Follow() starts after it.
+  int64_t loaded_revision_ = -1;
+  bool following_ = false;
 
   absl::Mutex mu_;
   // The stored manifest of every collection the directory holds.
@@ -139,7 +252,21 @@ class DataDir final : public CollectionJournal {
       ABSL_GUARDED_BY(mu_);
   // Segments written and not yet committed or discarded, by handle.
   std::map<std::string, storage::SegmentRef> pending_ ABSL_GUARDED_BY(mu_);
+  // Shared mode: the catalog revision of each collection's manifest and of
+  // each graph's entry this replica holds.
+  std::map<std::string, int64_t, std::less<>> revisions_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, storage::GraphManifest, std::less<>> graph_entries_
+      ABSL_GUARDED_BY(mu_);
+  std::map<std::string, int64_t, std::less<>> graph_revisions_
+      ABSL_GUARDED_BY(mu_);
+  // Segments whose commit may have reached the catalog though it answered
+  // with an error: DiscardSegment keeps their files.
+  std::set<std::string> uncertain_ ABSL_GUARDED_BY(mu_);
 };
+
+// Shared mode's catalog keys.
+std::string CollectionCatalogKey(absl::string_view name);
+std::string GraphCatalogKey(absl::string_view name);
 
 // The manifest file format: encode and decode (DATA_LOSS naming `path` for
 // a bad magic, length or checksum, or a message that does not parse).

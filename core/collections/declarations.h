@@ -82,6 +82,9 @@ struct LoadOutcome {
   uint64_t rows = 0;   // collection rows, or graph nodes
   uint64_t bytes = 0;  // resident bytes
   double seconds = 0;
+  // Shared mode: the name was deleted on another replica and evicted here
+  // (nothing was loaded).
+  bool evicted = false;
 };
 
 // Loads every declaration in order into the stores and returns one outcome

@@ -206,6 +206,14 @@ void GraphStore::Unstage(const GraphUpload& upload) {
 }
 
 absl::Status GraphStore::Delete(absl::string_view name) {
+  return Remove(name, /*journaled=*/true);
+}
+
+absl::Status GraphStore::Evict(absl::string_view name) {
+  return Remove(name, /*journaled=*/false);
+}
+
+absl::Status GraphStore::Remove(absl::string_view name, bool journaled) {
   absl::MutexLock serial(&delete_mu_);
   {
     absl::MutexLock lock(&mu_);
@@ -214,7 +222,7 @@ absl::Status GraphStore::Delete(absl::string_view name) {
           absl::StrCat("graph \"", name, "\" does not exist"));
     }
   }
-  if (options_.journal != nullptr) {
+  if (journaled && options_.journal != nullptr) {
     ENGRAM_RETURN_IF_ERROR(options_.journal->Delete(name));
   }
   absl::MutexLock lock(&mu_);

@@ -205,6 +205,10 @@ class GraphStore {
 
   absl::Status Delete(absl::string_view name)
       ABSL_LOCKS_EXCLUDED(delete_mu_, mu_);
+  // Delete without telling the journal: the name was deleted or replaced
+  // elsewhere (another replica, through the shared catalog).
+  absl::Status Evict(absl::string_view name)
+      ABSL_LOCKS_EXCLUDED(delete_mu_, mu_);
   // Holds `name` as lost (see CollectionStore::MarkLost).
   absl::Status MarkLost(const std::string& name, const absl::Status& why)
       ABSL_LOCKS_EXCLUDED(mu_);
@@ -220,6 +224,8 @@ class GraphStore {
   absl::StatusOr<std::shared_ptr<const Graph>> Publish(GraphUpload* upload)
       ABSL_LOCKS_EXCLUDED(mu_);
   void Unstage(const GraphUpload& upload) ABSL_LOCKS_EXCLUDED(mu_);
+  absl::Status Remove(absl::string_view name, bool journaled)
+      ABSL_LOCKS_EXCLUDED(delete_mu_, mu_);
   void UpdateGaugesLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const Options options_;

@@ -52,7 +52,7 @@ struct Process {
     graphs = *GraphStore::Create(g);
   }
   std::vector<LoadOutcome> Load() {
-    return dir->Load(collections.get(), graphs.get());
+    return *dir->Load(collections.get(), graphs.get());
   }
 
   std::unique_ptr<DataDir> dir;

@@ -1,0 +1,447 @@
+// DataDir's shared mode: commits through the catalog, and the changes other
+// replicas commit applied to this replica's stores (data_dir.h).
+#include <filesystem>
+#include <random>
+#include <set>
+#include <system_error>
+#include <utility>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
+#include "base/status_macros.h"
+#include "core/collections/data_dir.h"
+#include "core/collections/snapshot.h"
+
+namespace engram::collections {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr absl::string_view kCollectionsPrefix = "collections/";
+constexpr absl::string_view kGraphsPrefix = "graphs/";
+// Files no catalog entry names are left this long to the replica that may
+// be writing them (see RemoveUnreferenced).
+constexpr absl::Duration kSharedLeftoverAge = absl::Hours(1);
+
+std::string UniqueToken() {
+  thread_local std::random_device device;
+  const uint64_t value = (uint64_t{device()} << 32) | device();
+  return absl::StrFormat("%016x", value);
+}
+
+LoadOutcome CatalogOutcome(ResidentKind kind, const std::string& name,
+                           const Catalog& catalog, absl::string_view key) {
+  LoadOutcome outcome;
+  outcome.declaration.kind = kind;
+  outcome.declaration.name = name;
+  outcome.declaration.path = absl::StrCat(catalog.Describe(), "/", key);
+  outcome.format = FileFormat::kSnapshot;
+  outcome.verified_by = "crc32c";
+  return outcome;
+}
+
+// The write's outcome as a client sees it. `key` names what was written;
+// `create` turns a lost race into ALREADY_EXISTS.
+absl::Status CommitError(const absl::Status& status, absl::string_view what,
+                         bool create) {
+  if (absl::IsAborted(status)) {
+    if (create) {
+      return absl::AlreadyExistsError(
+          absl::StrCat(what, " was created on another replica meanwhile"));
+    }
+    return absl::AbortedError(absl::StrCat(
+        what,
+        " was changed on another replica meanwhile; nothing was "
+        "committed (retry once this replica has the newer version)"));
+  }
+  if (absl::IsUnavailable(status) || absl::IsDeadlineExceeded(status)) {
+    return absl::UnavailableError(
+        absl::StrCat("the catalog did not confirm the change to ", what,
+                     " (it may or may not have been committed; resend with "
+                     "the same idempotency key): ",
+                     status.message()));
+  }
+  return status;
+}
+
+}  // namespace
+
+absl::Status DataDir::CommitToCatalog(storage::CollectionManifest manifest,
+                                      const std::string& added,
+                                      uint64_t stored_version) {
+  const std::string& name = manifest.name();
+  const std::string what = absl::StrCat("collection \"", name, "\"");
+  auto known = revisions_.find(name);
+  const int64_t expected = known == revisions_.end() ? 0 : known->second;
+  // Another replica's version may be loaded into the store but not yet
+  // recorded here (ApplyCollection records it last): the store then numbers
+  // this commit past the stored version, and it must not commit.
+  if (expected != 0 && manifest.version() != stored_version + 1) {
+    return CommitError(absl::AbortedError("version moved"), what, false);
+  }
+  absl::StatusOr<int64_t> revision = catalog_->PutIf(
+      CollectionCatalogKey(name), EncodeManifest(manifest), expected);
+  if (!revision.ok()) {
+    if (!added.empty() && !absl::IsAborted(revision.status())) {
+      uncertain_.insert(added);
+    }
+    return CommitError(revision.status(), what, expected == 0);
+  }
+  if (!added.empty()) pending_.erase(added);
+  revisions_[name] = *revision;
+  manifests_[name] = std::move(manifest);
+  return absl::OkStatus();
+}
+
+absl::Status DataDir::DeleteFromCatalog(absl::string_view name) {
+  auto known = revisions_.find(name);
+  if (known == revisions_.end()) {
+    // Not in the catalog: a collection of an operator's file.
+    return absl::OkStatus();
+  }
+  absl::StatusOr<int64_t> revision =
+      catalog_->DeleteIf(CollectionCatalogKey(name), known->second);
+  if (!revision.ok()) {
+    return CommitError(revision.status(),
+                       absl::StrCat("collection \"", name, "\""), false);
+  }
+  revisions_.erase(known);
+  if (auto it = manifests_.find(name); it != manifests_.end()) {
+    for (const auto& segment : it->second.segments()) {
+      std::error_code ignored;
+      fs::remove(SegmentPath(segment.file()), ignored);
+    }
+    manifests_.erase(it);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status DataDir::CommitGraphToCatalog(const Graph& graph) {
+  storage::GraphManifest entry;
+  entry.set_name(graph.name());
+  entry.set_file(absl::StrCat(graph.name(), ".", UniqueToken(), ".graph"));
+  entry.set_source(graph.source());
+  const std::string path = absl::StrCat(path_, "/graphs/", entry.file());
+  absl::Status written = WriteGraphSnapshot(graph, path);
+  if (!written.ok()) {
+    std::error_code ignored;
+    fs::remove(path, ignored);
+    return written.code() == absl::StatusCode::kResourceExhausted
+               ? written
+               : absl::UnavailableError(absl::StrCat(
+                     "data directory write failed: ", written.message()));
+  }
+  absl::MutexLock lock(&mu_);
+  auto known = graph_revisions_.find(graph.name());
+  const int64_t expected = known == graph_revisions_.end() ? 0 : known->second;
+  absl::StatusOr<int64_t> revision = catalog_->PutIf(
+      GraphCatalogKey(graph.name()), entry.SerializeAsString(), expected);
+  const std::string what = absl::StrCat("graph \"", graph.name(), "\"");
+  if (!revision.ok()) {
+    if (absl::IsAborted(revision.status())) {
+      std::error_code ignored;
+      fs::remove(path, ignored);
+    }
+    return CommitError(revision.status(), what, expected == 0);
+  }
+  graph_revisions_[graph.name()] = *revision;
+  graph_entries_[graph.name()] = std::move(entry);
+  return absl::OkStatus();
+}
+
+absl::Status DataDir::DeleteGraphFromCatalog(absl::string_view name) {
+  absl::MutexLock lock(&mu_);
+  auto known = graph_revisions_.find(name);
+  if (known == graph_revisions_.end()) return absl::OkStatus();
+  absl::StatusOr<int64_t> revision =
+      catalog_->DeleteIf(GraphCatalogKey(name), known->second);
+  if (!revision.ok()) {
+    return CommitError(revision.status(), absl::StrCat("graph \"", name, "\""),
+                       false);
+  }
+  graph_revisions_.erase(known);
+  if (auto it = graph_entries_.find(name); it != graph_entries_.end()) {
+    std::error_code ignored;
+    fs::remove(absl::StrCat(path_, "/graphs/", it->second.file()), ignored);
+    graph_entries_.erase(it);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<LoadOutcome>> DataDir::LoadFromCatalog() {
+  ENGRAM_ASSIGN_OR_RETURN(CatalogSnapshot snapshot, catalog_->List());
+  std::vector<LoadOutcome> outcomes;
+  for (const CatalogEntry& entry : snapshot.entries) {
+    if (absl::optional<LoadOutcome> outcome = ApplyPut(entry)) {
+      outcomes.push_back(*std::move(outcome));
+    }
+  }
+  loaded_revision_ = snapshot.revision;
+  RemoveUnreferenced(kSharedLeftoverAge);
+  return outcomes;
+}
+
+absl::Status DataDir::Follow() {
+  if (catalog_ == nullptr) {
+    return absl::FailedPreconditionError("the data directory has no catalog");
+  }
+  if (loaded_revision_ < 0) {
+    return absl::FailedPreconditionError(
+        "the data directory must be loaded before it follows the catalog");
+  }
+  ENGRAM_RETURN_IF_ERROR(catalog_->Watch(loaded_revision_, &follower_));
+  following_ = true;
+  return absl::OkStatus();
+}
+
+void DataDir::StopFollowing() {
+  if (catalog_ != nullptr && following_) catalog_->StopWatch();
+  following_ = false;
+}
+
+void DataDir::Report(const absl::optional<LoadOutcome>& outcome) {
+  if (outcome.has_value() && on_catalog_change_) on_catalog_change_(*outcome);
+}
+
+void DataDir::Follower::OnEvents(absl::Span<const CatalogEvent> events) {
+  for (const CatalogEvent& event : events) {
+    dir_->Report(event.type == CatalogEvent::Type::kPut
+                     ? dir_->ApplyPut(event.entry)
+                     : dir_->ApplyDelete(event.entry));
+  }
+}
+
+void DataDir::Follower::OnResync(const CatalogSnapshot& snapshot) {
+  dir_->Resync(snapshot);
+}
+
+absl::optional<LoadOutcome> DataDir::ApplyPut(const CatalogEntry& entry) {
+  if (absl::StartsWith(entry.key, kCollectionsPrefix)) {
+    const std::string name(entry.key.substr(kCollectionsPrefix.size()));
+    {
+      absl::MutexLock lock(&mu_);
+      auto known = revisions_.find(name);
+      if (known != revisions_.end() && known->second >= entry.mod_revision) {
+        return absl::nullopt;  // this replica's own commit, or older
+      }
+    }
+    return ApplyCollection(name, entry);
+  }
+  if (absl::StartsWith(entry.key, kGraphsPrefix)) {
+    const std::string name(entry.key.substr(kGraphsPrefix.size()));
+    {
+      absl::MutexLock lock(&mu_);
+      auto known = graph_revisions_.find(name);
+      if (known != graph_revisions_.end() &&
+          known->second >= entry.mod_revision) {
+        return absl::nullopt;
+      }
+    }
+    return ApplyGraph(name, entry);
+  }
+  return absl::nullopt;  // a key of a later build: not ours to judge
+}
+
+LoadOutcome DataDir::ApplyCollection(const std::string& name,
+                                     const CatalogEntry& entry) {
+  LoadOutcome outcome =
+      CatalogOutcome(ResidentKind::kCollection, name, *catalog_, entry.key);
+  const absl::Time start = absl::Now();
+  const std::string where = outcome.declaration.path;
+  absl::StatusOr<storage::CollectionManifest> manifest =
+      DecodeManifest(where, entry.value);
+  if (manifest.ok() && manifest->name() != name) {
+    manifest = absl::DataLossError(
+        absl::StrCat(where, ": holds collection \"", manifest->name(), "\""));
+  }
+  // Recorded before the stores change, so that from the moment a local
+  // call can see the new version this replica commits and deletes against
+  // its revision; a commit meanwhile numbers itself after the version the
+  // store still serves and is refused (CommitToCatalog).
+  storage::CollectionManifest local;
+  bool have_local = false;
+  int64_t local_revision = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    if (auto it = manifests_.find(name); it != manifests_.end()) {
+      local = it->second;
+      have_local = true;
+      local_revision = revisions_[name];
+    }
+    revisions_[name] = entry.mod_revision;
+    if (manifest.ok()) {
+      manifests_[name] = *manifest;
+    } else {
+      storage::CollectionManifest placeholder;
+      placeholder.set_name(name);
+      manifests_[name] = std::move(placeholder);
+    }
+  }
+  absl::StatusOr<std::shared_ptr<const Collection>> current =
+      collections_->Get(name);
+  if (!manifest.ok()) {
+    outcome.status = manifest.status();
+    if (current.ok()) {
+      collections_->SetBehind(name, outcome.status);
+    } else {
+      collections_->Evict(name).IgnoreError();
+      collections_->MarkLost(name, outcome.status).IgnoreError();
+    }
+    return outcome;
+  }
+
+  // The local version extends to the new one when the new one keeps every
+  // local segment, in order: only the new segments are read.
+  bool extends = current.ok() && have_local &&
+                 manifest->dimension() == (*current)->dimension() &&
+                 manifest->version() > (*current)->version() &&
+                 manifest->segments_size() >= local.segments_size();
+  for (int i = 0; extends && i < local.segments_size(); ++i) {
+    extends = local.segments(i).file() == manifest->segments(i).file();
+  }
+  absl::Status loaded;
+  if (extends) {
+    loaded = LoadSegments(*manifest, local.segments_size(), /*create=*/false,
+                          collections_, where);
+  } else {
+    // New here, re-created under the same name, or unreadable until now:
+    // the whole version is loaded in place of the served one.
+    if (current.ok() || !absl::IsNotFound(current.status())) {
+      collections_->Evict(name).IgnoreError();
+    }
+    loaded = LoadSegments(*manifest, 0, /*create=*/true, collections_, where);
+    if (!loaded.ok()) collections_->MarkLost(name, loaded).IgnoreError();
+  }
+  if (!loaded.ok()) {
+    outcome.status = loaded;
+    if (extends) {
+      // The old version stays served, marked behind; this replica's view
+      // goes back to it, so that a resync or the next version retries and
+      // its own writes are refused by the catalog until then.
+      collections_->SetBehind(name, loaded);
+      absl::MutexLock lock(&mu_);
+      revisions_[name] = local_revision;
+      manifests_[name] = std::move(local);
+    }
+    return outcome;
+  }
+  for (const auto& segment : manifest->segments())
+    outcome.rows += segment.rows();
+  if (absl::StatusOr<CollectionInfo> info = collections_->Describe(name);
+      info.ok()) {
+    outcome.bytes = info->bytes;
+  }
+  outcome.seconds = absl::ToDoubleSeconds(absl::Now() - start);
+  return outcome;
+}
+
+LoadOutcome DataDir::ApplyGraph(const std::string& name,
+                                const CatalogEntry& entry) {
+  LoadOutcome outcome =
+      CatalogOutcome(ResidentKind::kGraph, name, *catalog_, entry.key);
+  const absl::Time start = absl::Now();
+  storage::GraphManifest stored;
+  const bool parsed = stored.ParseFromString(entry.value);
+  {
+    // Recorded first, as for collections (ApplyCollection).
+    absl::MutexLock lock(&mu_);
+    graph_revisions_[name] = entry.mod_revision;
+    graph_entries_[name] = stored;
+  }
+  if (!parsed || stored.name() != name) {
+    outcome.status = absl::DataLossError(absl::StrCat(
+        outcome.declaration.path, ": not a graph entry of \"", name, "\""));
+  } else {
+    graphs_->Evict(name).IgnoreError();
+    const std::string path = absl::StrCat(path_, "/graphs/", stored.file());
+    outcome.declaration.path = path;
+    absl::StatusOr<std::shared_ptr<const Graph>> graph =
+        LoadGraphSnapshot(path, name, graphs_);
+    if (graph.ok()) {
+      outcome.rows = (*graph)->num_nodes();
+      outcome.bytes = (*graph)->bytes();
+    } else {
+      outcome.status =
+          graph.status().code() == absl::StatusCode::kResourceExhausted
+              ? graph.status()
+              : absl::DataLossError(graph.status().message());
+    }
+  }
+  if (!outcome.status.ok()) {
+    graphs_->Evict(name).IgnoreError();
+    graphs_->MarkLost(name, outcome.status).IgnoreError();
+  }
+  outcome.seconds = absl::ToDoubleSeconds(absl::Now() - start);
+  return outcome;
+}
+
+absl::optional<LoadOutcome> DataDir::ApplyDelete(const CatalogEntry& entry) {
+  ResidentKind kind;
+  std::string name;
+  {
+    absl::MutexLock lock(&mu_);
+    // A name this replica holds at a later revision was created again
+    // after this delete. One it does not hold any more was deleted here,
+    // or while a load of it was under way: evicting is then harmless, or
+    // removes what that load published after the delete.
+    if (absl::StartsWith(entry.key, kCollectionsPrefix)) {
+      kind = ResidentKind::kCollection;
+      name = entry.key.substr(kCollectionsPrefix.size());
+      auto it = revisions_.find(name);
+      if (it != revisions_.end() && it->second > entry.mod_revision) {
+        return absl::nullopt;
+      }
+      if (it != revisions_.end()) revisions_.erase(it);
+      manifests_.erase(name);
+    } else if (absl::StartsWith(entry.key, kGraphsPrefix)) {
+      kind = ResidentKind::kGraph;
+      name = entry.key.substr(kGraphsPrefix.size());
+      auto it = graph_revisions_.find(name);
+      if (it != graph_revisions_.end() && it->second > entry.mod_revision) {
+        return absl::nullopt;
+      }
+      if (it != graph_revisions_.end()) graph_revisions_.erase(it);
+      graph_entries_.erase(name);
+    } else {
+      return absl::nullopt;
+    }
+  }
+  LoadOutcome outcome = CatalogOutcome(kind, name, *catalog_, entry.key);
+  outcome.status = kind == ResidentKind::kCollection ? collections_->Evict(name)
+                                                     : graphs_->Evict(name);
+  if (absl::IsNotFound(outcome.status)) return absl::nullopt;  // our own
+  outcome.evicted = true;
+  return outcome;
+}
+
+void DataDir::Resync(const CatalogSnapshot& snapshot) {
+  std::set<std::string> present;
+  for (const CatalogEntry& entry : snapshot.entries) {
+    present.insert(entry.key);
+    Report(ApplyPut(entry));
+  }
+  std::vector<std::string> gone;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [name, revision] : revisions_) {
+      if (present.count(CollectionCatalogKey(name)) == 0) {
+        gone.push_back(CollectionCatalogKey(name));
+      }
+    }
+    for (const auto& [name, revision] : graph_revisions_) {
+      if (present.count(GraphCatalogKey(name)) == 0) {
+        gone.push_back(GraphCatalogKey(name));
+      }
+    }
+  }
+  for (const std::string& key : gone) {
+    CatalogEntry entry;
+    entry.key = key;
+    entry.mod_revision = snapshot.revision;
+    Report(ApplyDelete(entry));
+  }
+}
+
+}  // namespace engram::collections

@@ -1,0 +1,468 @@
+// End-to-end tests of shared mode: three engram-server processes on one
+// data directory and one real etcd (started by the test on loopback), as
+// the Kubernetes overlays run them. What a client wrote at one replica is
+// read at the others with min_version, concurrent writes at two replicas
+// add up, etcd going away stops writes but not reads, and a restart of
+// every replica brings everything back.
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "client/requests.h"
+#include "client/similarity_client.h"
+#include "engram/similarity/v1/similarity.grpc.pb.h"
+#include "gmock/gmock.h"
+#include "grpcpp/client_context.h"
+#include "gtest/gtest.h"
+#include "tests/server/etcd_process.h"
+#include "tests/server/server_process.h"
+#include "tests/testing/random_data.h"
+#include "tests/testing/time_scale.h"
+
+namespace engram {
+namespace {
+
+namespace pb = ::engram::similarity::v1;
+using ::testing::HasSubstr;
+
+constexpr uint32_t kDim = 16;
+
+struct Replica {
+  std::unique_ptr<testing::ServerProcess> process;
+  std::unique_ptr<client::SimilarityClient> client;
+};
+
+client::FloatMatrix Random(size_t rows, size_t cols, uint64_t seed) {
+  client::FloatMatrix m;
+  m.rows = rows;
+  m.cols = cols;
+  m.values = testing::RandomMatrix(rows, cols, seed);
+  return m;
+}
+
+// Row `r` of `m` as a one-query search of `name` for its best match.
+pb::SearchCollectionRequest FindRow(const std::string& name,
+                                    const client::FloatMatrix& m, size_t r,
+                                    uint64_t min_version) {
+  client::FloatMatrix row;
+  row.rows = 1;
+  row.cols = m.cols;
+  row.values.assign(m.values.begin() + r * m.cols,
+                    m.values.begin() + (r + 1) * m.cols);
+  pb::SearchCollectionRequest request;
+  request.set_collection(name);
+  *request.mutable_queries() = *client::MakeMatrix(row);
+  request.set_top_k(1);
+  request.set_min_version(min_version);
+  return request;
+}
+
+class SharedDataE2ETest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    data_dir_ = absl::StrCat(
+        ::testing::TempDir(), "/shared_e2e_", getpid(), "_",
+        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    ASSERT_EQ(std::system(absl::StrCat("rm -rf '", data_dir_, "'").c_str()), 0);
+    etcd_ = testing::EtcdProcess::Start();
+    ASSERT_NE(etcd_, nullptr);
+    for (int i = 0; i < 3; ++i) {
+      replicas_.push_back(StartReplica());
+      ASSERT_NE(replicas_.back().client, nullptr);
+    }
+  }
+  void TearDown() override {
+    replicas_.clear();
+    etcd_.reset();
+    std::system(absl::StrCat("rm -rf '", data_dir_, "'").c_str());
+  }
+
+  Replica StartReplica() {
+    Replica r;
+    auto process = testing::ServerProcess::Start(
+        ENGRAM_SERVER_BINARY,
+        {"--data_dir=" + data_dir_,
+         absl::StrCat("--catalog=etcd://", etcd_->endpoint(), "/engram-e2e"),
+         "--min_version_wait=" +
+             absl::FormatDuration(testing::Scaled(absl::Seconds(2))),
+         "--resident_memory_bytes=268435456", "--worker_threads=2",
+         "--log_level=warning"});
+    EXPECT_TRUE(process.ok()) << process.status();
+    if (!process.ok()) return r;
+    r.process = *std::move(process);
+    client::SimilarityClient::Options options;
+    options.target = r.process->grpc_target();
+    options.timeout = testing::Scaled(absl::Seconds(30));
+    auto created = client::SimilarityClient::Create(options);
+    EXPECT_TRUE(created.ok()) << created.status();
+    if (created.ok()) r.client = *std::move(created);
+    return r;
+  }
+
+  client::SimilarityClient& at(int i) { return *replicas_[i].client; }
+
+  // Uploads with a key, resending on ABORTED (another replica committed
+  // first) and UNAVAILABLE, as a client with a retry loop does.
+  absl::StatusOr<pb::UploadCollectionResponse> UploadRetrying(
+      int replica, client::UploadOptions options,
+      const client::FloatMatrix& rows, const std::vector<uint64_t>& ids) {
+    const absl::Time give_up = absl::Now() + testing::Scaled(absl::Seconds(60));
+    while (true) {
+      auto done = at(replica).UploadCollection(options, rows, ids);
+      if (done.ok() || absl::Now() > give_up) return done;
+      if (!absl::IsAborted(done.status()) &&
+          !absl::IsUnavailable(done.status())) {
+        return done;
+      }
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+  }
+
+  std::string data_dir_;
+  std::unique_ptr<testing::EtcdProcess> etcd_;
+  std::vector<Replica> replicas_;
+};
+
+TEST_F(SharedDataE2ETest, AnUploadAtOneReplicaIsSearchableAtEveryOther) {
+  const client::FloatMatrix rows = Random(300, kDim, 1);
+  std::vector<uint64_t> ids(rows.rows);
+  for (size_t i = 0; i < ids.size(); ++i) ids[i] = 1000 + 3 * i;
+  client::UploadOptions upload;
+  upload.name = "docs";
+  auto created = at(0).UploadCollection(upload, rows, ids);
+  ASSERT_TRUE(created.ok()) << created.status();
+  const uint64_t version = created->collection().version();
+
+  const client::FloatMatrix queries = Random(5, kDim, 2);
+  pb::SearchCollectionRequest search;
+  search.set_collection("docs");
+  *search.mutable_queries() = *client::MakeMatrix(queries);
+  search.set_top_k(10);
+  search.set_min_version(version);
+  std::vector<std::string> answers;
+  for (int i = 0; i < 3; ++i) {
+    auto found = at(i).SearchCollection(search);
+    ASSERT_TRUE(found.ok()) << "replica " << i << ": " << found.status();
+    EXPECT_EQ(found->collection_version(), version);
+    found->clear_report();
+    found->clear_batch_queries();
+    found->clear_batch_requests();
+    found->clear_queue_seconds();
+    answers.push_back(found->SerializeAsString());
+  }
+  EXPECT_EQ(answers[1], answers[0]);
+  EXPECT_EQ(answers[2], answers[0]);
+
+  // A version nobody has: UNAVAILABLE naming min_version, with a retry
+  // hint for the client's retry policy.
+  grpc::ClientContext context;
+  search.set_min_version(version + 5);
+  pb::SearchCollectionResponse response;
+  const grpc::Status behind =
+      at(1).stub().SearchCollection(&context, search, &response);
+  EXPECT_EQ(behind.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(behind.error_message(), HasSubstr("min_version"));
+  EXPECT_EQ(context.GetServerTrailingMetadata().count("grpc-retry-pushback-ms"),
+            1u);
+
+  pb::DescribeCollectionRequest describe;
+  describe.set_name("docs");
+  describe.set_min_version(version);
+  grpc::ClientContext describe_context;
+  pb::CollectionInfo info;
+  ASSERT_TRUE(
+      at(2).stub().DescribeCollection(&describe_context, describe, &info).ok());
+  EXPECT_EQ(info.count(), rows.rows);
+  EXPECT_EQ(info.version(), version);
+}
+
+TEST_F(SharedDataE2ETest, ConcurrentAppendsAtTwoReplicasAddUp) {
+  pb::CreateCollectionRequest create;
+  create.set_name("docs");
+  create.set_dimension(kDim);
+  ASSERT_TRUE(at(0).CreateCollection(create).ok());
+  constexpr int kAppends = 12;
+  constexpr size_t kRows = 20;
+  std::vector<client::FloatMatrix> batches;
+  for (int i = 0; i < 2 * kAppends; ++i)
+    batches.push_back(Random(kRows, kDim, 10 + i));
+  auto writer = [&](int replica, int first) {
+    for (int i = first; i < first + kAppends; ++i) {
+      client::UploadOptions append;
+      append.name = "docs";
+      append.create = false;
+      append.idempotency_key = absl::StrCat("batch-", i);
+      std::vector<uint64_t> ids(kRows);
+      for (size_t r = 0; r < kRows; ++r) ids[r] = i * 1000 + r;
+      auto done = UploadRetrying(replica, append, batches[i], ids);
+      EXPECT_TRUE(done.ok()) << done.status();
+    }
+  };
+  std::thread a(writer, 0, 0), b(writer, 1, kAppends);
+  a.join();
+  b.join();
+  const uint64_t final_version = 1 + 2 * kAppends;
+  for (int replica = 0; replica < 3; ++replica) {
+    // Every row findable at every replica, at its own id.
+    for (int i = 0; i < 2 * kAppends; ++i) {
+      for (size_t r = 0; r < kRows; r += 7) {
+        auto found = at(replica).SearchCollection(
+            FindRow("docs", batches[i], r, final_version));
+        ASSERT_TRUE(found.ok()) << found.status();
+        ASSERT_EQ(found->results(0).ids(0), i * 1000 + r);
+      }
+    }
+    auto info = at(replica).DescribeCollection("docs");
+    ASSERT_TRUE(info.ok());
+    EXPECT_EQ(info->count(), 2 * kAppends * kRows);
+    EXPECT_EQ(info->version(), final_version);
+  }
+}
+
+TEST_F(SharedDataE2ETest, ADeleteAtOneReplicaIsGoneEverywhere) {
+  client::UploadOptions upload;
+  upload.name = "docs";
+  auto created = at(0).UploadCollection(upload, Random(10, kDim, 1));
+  ASSERT_TRUE(created.ok());
+  pb::Graph graph;
+  graph.set_num_nodes(2);
+  graph.add_row_offsets(0);
+  graph.add_row_offsets(1);
+  graph.add_row_offsets(1);
+  graph.add_targets(1);
+  graph.add_weights(0.5f);
+  ASSERT_TRUE(at(0).PutGraph("links", graph).ok());
+  auto search =
+      FindRow("docs", Random(1, kDim, 5), 0, created->collection().version());
+  ASSERT_TRUE(at(2).SearchCollection(search).ok());
+  ASSERT_TRUE(at(2).DeleteCollection("docs").ok());
+  const absl::Time give_up = absl::Now() + testing::Scaled(absl::Seconds(10));
+  for (int i = 0; i < 3; ++i) {
+    while (at(i).DescribeCollection("docs").ok() ||
+           !at(i).DescribeGraph("links").ok()) {
+      ASSERT_LT(absl::Now(), give_up) << "replica " << i;
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+    EXPECT_EQ(at(i).DescribeCollection("docs").status().code(),
+              absl::StatusCode::kNotFound);
+  }
+  ASSERT_TRUE(at(1).DeleteGraph("links").ok());
+  for (int i = 0; i < 3; ++i) {
+    while (at(i).DescribeGraph("links").ok()) {
+      ASSERT_LT(absl::Now(), give_up) << "replica " << i;
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+  }
+}
+
+TEST_F(SharedDataE2ETest, WithoutEtcdReadsAnswerAndWritesAreUnavailable) {
+  client::UploadOptions upload;
+  upload.name = "docs";
+  const client::FloatMatrix rows = Random(50, kDim, 1);
+  auto created = at(0).UploadCollection(upload, rows);
+  ASSERT_TRUE(created.ok());
+  const uint64_t v1 = created->collection().version();
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(at(i).SearchCollection(FindRow("docs", rows, 3, v1)).ok());
+  }
+  const int port = etcd_->client_port();
+  etcd_->Kill();
+  upload.create = false;
+  upload.idempotency_key = "while-etcd-is-down";
+  auto refused = at(1).UploadCollection(upload, rows);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kUnavailable)
+      << refused.status();
+  for (int i = 0; i < 3; ++i) {
+    auto found = at(i).SearchCollection(FindRow("docs", rows, 3, v1));
+    ASSERT_TRUE(found.ok()) << found.status();
+    EXPECT_EQ(found->results(0).ids(0), 3u);
+    EXPECT_EQ(at(i).Health("").value_or(
+                  grpc::health::v1::HealthCheckResponse::UNKNOWN),
+              grpc::health::v1::HealthCheckResponse::SERVING);
+  }
+  const absl::Time give_up = absl::Now() + testing::Scaled(absl::Seconds(20));
+  while (true) {
+    auto stats = at(2).GetStats();
+    ASSERT_TRUE(stats.ok());
+    if (stats->has_catalog() && !stats->catalog().connected()) break;
+    ASSERT_LT(absl::Now(), give_up) << stats->catalog().DebugString();
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+
+  ASSERT_TRUE(etcd_->Restart(port));
+  auto appended = UploadRetrying(1, upload, rows, {});
+  ASSERT_TRUE(appended.ok()) << appended.status();
+  const uint64_t v2 = appended->collection().version();
+  EXPECT_GT(v2, v1);
+  for (int i = 0; i < 3; ++i) {
+    auto info = at(i).DescribeCollection("docs");
+    pb::DescribeCollectionRequest describe;
+    describe.set_name("docs");
+    describe.set_min_version(v2);
+    pb::CollectionInfo at_v2;
+    grpc::Status status;
+    do {
+      grpc::ClientContext context;
+      status = at(i).stub().DescribeCollection(&context, describe, &at_v2);
+    } while (status.error_code() == grpc::StatusCode::UNAVAILABLE &&
+             absl::Now() < give_up + testing::Scaled(absl::Seconds(20)));
+    ASSERT_TRUE(status.ok())
+        << "replica " << i << ": " << status.error_message();
+    EXPECT_EQ(at_v2.count(), 2 * rows.rows);
+  }
+  auto stats = at(2).GetStats();
+  ASSERT_TRUE(stats.ok());
+  EXPECT_TRUE(stats->catalog().connected());
+}
+
+TEST_F(SharedDataE2ETest, RestartingEveryReplicaBringsEverythingBack) {
+  client::UploadOptions upload;
+  upload.name = "docs";
+  const client::FloatMatrix rows = Random(64, kDim, 1);
+  ASSERT_TRUE(at(0).UploadCollection(upload, rows).ok());
+  upload.create = false;
+  auto appended = at(1).UploadCollection(upload, Random(16, kDim, 2));
+  // Replica 1 may not have loaded version 1 yet: it then answers ABORTED.
+  if (!appended.ok()) {
+    appended = UploadRetrying(1, upload, Random(16, kDim, 2), {});
+  }
+  ASSERT_TRUE(appended.ok()) << appended.status();
+  replicas_.clear();
+  for (int i = 0; i < 3; ++i) {
+    replicas_.push_back(StartReplica());
+    ASSERT_NE(replicas_.back().client, nullptr);
+  }
+  for (int i = 0; i < 3; ++i) {
+    auto info = at(i).DescribeCollection("docs");
+    ASSERT_TRUE(info.ok()) << info.status();
+    EXPECT_EQ(info->count(), 80u);
+    EXPECT_EQ(info->version(), 2u);
+  }
+}
+
+// Writers and searchers spread over the replicas for a bounded time: a
+// search that names the version a write answered with finds every row of
+// it, wherever it lands.
+TEST_F(SharedDataE2ETest, AMixedRunLosesNothingAndReadsItsWrites) {
+  pb::CreateCollectionRequest create;
+  create.set_name("docs");
+  create.set_dimension(kDim);
+  ASSERT_TRUE(at(0).CreateCollection(create).ok());
+  const absl::Duration run = absl::Seconds(30);
+  const absl::Time stop = absl::Now() + run;
+  std::atomic<int> not_found{0}, wrong{0}, failed{0}, writes{0}, reads{0};
+  absl::Mutex mu;
+  std::vector<std::pair<client::FloatMatrix, uint64_t>> written;  // first id
+  auto writer = [&](int w) {
+    for (int i = 0; absl::Now() < stop; ++i) {
+      const uint64_t first_id = (uint64_t{1} + w) * 1000000 + i * 100;
+      const client::FloatMatrix rows = Random(8, kDim, first_id);
+      std::vector<uint64_t> ids(rows.rows);
+      for (size_t r = 0; r < ids.size(); ++r) ids[r] = first_id + r;
+      client::UploadOptions append;
+      append.name = "docs";
+      append.create = false;
+      append.idempotency_key = absl::StrCat("w", w, "-", i);
+      auto done = UploadRetrying((w + i) % 3, append, rows, ids);
+      if (!done.ok()) {
+        ++failed;
+        continue;
+      }
+      ++writes;
+      const uint64_t version = done->collection().version();
+      // Read it back at another replica, at once.
+      const int reader = (w + i + 1) % 3;
+      for (size_t r = 0; r < rows.rows; r += 3) {
+        auto found =
+            at(reader).SearchCollection(FindRow("docs", rows, r, version));
+        if (absl::IsNotFound(found.status())) {
+          ++not_found;
+        } else if (!found.ok()) {
+          // UNAVAILABLE after --min_version_wait: the client retries.
+          found = at((reader + 1) % 3)
+                      .SearchCollection(FindRow("docs", rows, r, version));
+          if (!found.ok()) ++failed;
+        }
+        if (found.ok()) {
+          ++reads;
+          if (found->results(0).ids(0) != first_id + r) ++wrong;
+        }
+      }
+      absl::MutexLock lock(&mu);
+      written.emplace_back(rows, first_id);
+    }
+  };
+  std::vector<std::thread> writers;
+  for (int w = 0; w < 3; ++w) writers.emplace_back(writer, w);
+  for (auto& t : writers) t.join();
+  EXPECT_EQ(not_found.load(), 0);
+  EXPECT_EQ(wrong.load(), 0);
+  EXPECT_EQ(failed.load(), 0);
+  EXPECT_GT(writes.load(), 3);
+  // No row lost: every replica holds all of them, at the final version.
+  const uint64_t final_version = 1 + writes.load();
+  for (int i = 0; i < 3; ++i) {
+    pb::DescribeCollectionRequest describe;
+    describe.set_name("docs");
+    describe.set_min_version(final_version);
+    grpc::ClientContext context;
+    pb::CollectionInfo info;
+    ASSERT_TRUE(
+        at(i).stub().DescribeCollection(&context, describe, &info).ok());
+    EXPECT_EQ(info.count(), 8u * writes.load());
+  }
+  // Each batch's rows found at one of the replicas, in turn.
+  for (size_t j = 0; j < written.size(); ++j) {
+    const auto& [rows, first_id] = written[j];
+    auto found = at(static_cast<int>(j % 3))
+                     .SearchCollection(FindRow("docs", rows, 5, final_version));
+    ASSERT_TRUE(found.ok()) << found.status();
+    EXPECT_EQ(found->results(0).ids(0), first_id + 5);
+  }
+  RecordProperty("writes", writes.load());
+  RecordProperty("reads", reads.load());
+  std::printf("mixed run: %d writes, %d reads at another replica\n",
+              writes.load(), reads.load());
+}
+
+// A replica that cannot reach etcd at start-up waits for it (health not
+// SERVING), and a stop signal meanwhile ends it at once, as a rollout or a
+// scale-in would send it.
+TEST(SharedModeStartUpTest, AReplicaWaitingForEtcdStopsOnSigterm) {
+  auto dead = testing::PickFreePort();
+  ASSERT_TRUE(dead.ok());
+  const std::string data_dir =
+      absl::StrCat(::testing::TempDir(), "/shared_e2e_wait_", getpid());
+  testing::ServerProcess::Options options;
+  options.wait_until_ready = false;
+  auto process = testing::ServerProcess::Start(
+      ENGRAM_SERVER_BINARY,
+      {"--data_dir=" + data_dir,
+       absl::StrCat("--catalog=etcd://127.0.0.1:", *dead, "/engram-e2e"),
+       "--log_level=warning"},
+      options);
+  ASSERT_TRUE(process.ok()) << process.status();
+  // Still waiting for the catalog: no ready file.
+  EXPECT_FALSE(
+      (*process)->WaitUntilReady(testing::Scaled(absl::Seconds(2))).ok());
+  (*process)->Signal(SIGTERM);
+  auto code = (*process)->WaitForExit(testing::Scaled(absl::Seconds(10)));
+  ASSERT_TRUE(code.ok()) << code.status();
+  EXPECT_EQ(*code, 0);
+  std::system(absl::StrCat("rm -rf '", data_dir, "'").c_str());
+}
+
+}  // namespace
+}  // namespace engram
