@@ -18,10 +18,16 @@ PyYAML, jsonschema and kubernetes-validate). For each rendered overlay
   sleep + --drain_deadline, liveness tolerating the drain, --worker_threads
   equal to the CPU request, the security context, selectors, the HPA's metric
   and the prometheus-adapter rule, one scraped Service;
+- shared mode: --data_dir on a ReadWriteMany PersistentVolumeClaim of the
+  rendering, and --catalog naming every member of the etcd StatefulSet, whose
+  headless Service, member list, size (odd, >= 3) and PodDisruptionBudget
+  (keeps a quorum) agree with it; the etcd objects and the engram ones never
+  select each other's pods;
 - the Dockerfile's ports, user and HEALTHCHECK against the same values.
 
 With --server and --cli it then starts the real engram-server with the
-rendered ConfigMap as its --flagfile (addresses moved to 127.0.0.1:0), asks
+rendered ConfigMap as its --flagfile (addresses moved to 127.0.0.1:0, the
+data directory to a temporary folder, the catalog left out), asks
 each probe's health service through `engram-cli health`, reads the HPA's
 metric from /metrics, and checks that SIGTERM drains and exits 0.
 
@@ -49,9 +55,13 @@ HPA_METRIC = "engram_inflight_requests"
 # Kinds the base must render, by (apiVersion, kind).
 EXPECTED_KINDS = {
     ("v1", "ConfigMap"): 1,
-    ("v1", "Service"): 2,
+    # engram's ClusterIP and headless Services, etcd's headless one.
+    ("v1", "Service"): 3,
+    ("v1", "PersistentVolumeClaim"): 1,
     ("apps/v1", "Deployment"): 1,
-    ("policy/v1", "PodDisruptionBudget"): 1,
+    ("apps/v1", "StatefulSet"): 1,
+    # engram's and etcd's.
+    ("policy/v1", "PodDisruptionBudget"): 2,
     ("autoscaling/v2", "HorizontalPodAutoscaler"): 1,
     ("monitoring.coreos.com/v1", "ServiceMonitor"): 1,
 }
@@ -210,6 +220,11 @@ def selects(selector, labels):
                                   for k, v in selector.items())
 
 
+def match_labels(obj):
+    """The matchLabels of a Deployment, StatefulSet or PDB selector."""
+    return obj.get("spec", {}).get("selector", {}).get("matchLabels")
+
+
 def one(docs, kind, errors):
     found = [d for d in docs if d.get("kind") == kind]
     if len(found) != 1:
@@ -254,15 +269,49 @@ def check_overlay(overlay, docs, ctx):
     deployment = one(docs, "Deployment", errors)
     config_map = one(docs, "ConfigMap", errors)
     hpa = one(docs, "HorizontalPodAutoscaler", errors)
-    pdb = one(docs, "PodDisruptionBudget", errors)
     monitor = one(docs, "ServiceMonitor", errors)
+    etcd = one(docs, "StatefulSet", errors)
     services = [d for d in docs if d.get("kind") == "Service"]
-    if None in (deployment, config_map, hpa, pdb, monitor):
+    pdbs = [d for d in docs if d.get("kind") == "PodDisruptionBudget"]
+    claims = {d["metadata"]["name"]: d for d in docs
+              if d.get("kind") == "PersistentVolumeClaim"}
+    if None in (deployment, config_map, hpa, monitor, etcd):
         return errors
 
     pod = deployment["spec"]["template"]
     pod_spec = pod["spec"]
     pod_labels = pod["metadata"].get("labels", {})
+    etcd_labels = etcd["spec"]["template"]["metadata"].get("labels", {})
+    # engram's Services and PDB are the ones that select its pods; etcd's
+    # Service is the StatefulSet's serviceName, its PDB the one that selects
+    # the etcd pods. Anything else selects nothing of ours.
+    engram_services = [s for s in services
+                       if selects(s["spec"].get("selector"), pod_labels)]
+    etcd_service_name = etcd["spec"].get("serviceName")
+    etcd_services = [s for s in services
+                     if s["metadata"]["name"] == etcd_service_name
+                     and s not in engram_services]
+    for s in services:
+        if s not in engram_services and s not in etcd_services:
+            errors.append(f"Service {s['metadata']['name']} neither selects "
+                          f"the engram pods nor is the etcd StatefulSet's "
+                          f"serviceName")
+    pdb_of = {}
+    for p in pdbs:
+        who = [w for w, labels in (("engram", pod_labels),
+                                   ("etcd", etcd_labels))
+               if selects(match_labels(p), labels)]
+        if len(who) != 1:
+            errors.append(f"PodDisruptionBudget {p['metadata']['name']} must "
+                          f"select either the engram pods or the etcd pods "
+                          f"(it selects {' and '.join(who) or 'neither'})")
+        elif who[0] in pdb_of:
+            errors.append(f"two PodDisruptionBudgets select the {who[0]} pods")
+        else:
+            pdb_of[who[0]] = p
+    pdb = pdb_of.get("engram")
+    if pdb is None:
+        errors.append("no PodDisruptionBudget selects the engram pods")
     containers = pod_spec.get("containers", [])
     if len(containers) != 1:
         return errors + [f"expected one container, found {len(containers)}"]
@@ -334,19 +383,7 @@ def check_overlay(overlay, docs, ctx):
 
     # Security context.
     psc = pod_spec.get("securityContext", {})
-    csc = c.get("securityContext", {})
-    if psc.get("runAsNonRoot") is not True or not psc.get("runAsUser"):
-        errors.append("pod must set runAsNonRoot: true and a non-zero "
-                      "runAsUser")
-    if csc.get("readOnlyRootFilesystem") is not True:
-        errors.append("container root filesystem must be read-only")
-    if csc.get("allowPrivilegeEscalation") is not False:
-        errors.append("allowPrivilegeEscalation must be false")
-    if csc.get("privileged"):
-        errors.append("container must not be privileged")
-    caps = csc.get("capabilities", {})
-    if caps.get("drop") != ["ALL"] or caps.get("add"):
-        errors.append("capabilities must drop ALL and add none")
+    errors += check_security_context("", pod_spec, c)
 
     # Resources, and a worker pool sized by the CPU request.
     res = c.get("resources", {})
@@ -387,20 +424,21 @@ def check_overlay(overlay, docs, ctx):
         errors.append(f"{overlay} overlay must not ask for a GPU")
     if "replicas" in deployment["spec"]:
         errors.append("Deployment must leave replicas to the HPA")
-    image = c.get("image", "")
-    if ":" not in image.rsplit("/", 1)[-1] or image.endswith(":latest"):
-        errors.append(f"image {image!r} needs an explicit tag")
+    errors += check_image(c.get("image", ""))
 
-    # Services: both select the pods; the headless one for client-side
+    # Services: two select the pods, the headless one for client-side
     # balancing, and exactly one Service offers the scraped port.
-    headless = [s for s in services if s["spec"].get("clusterIP") == "None"]
-    cluster_ip = [s for s in services if s["spec"].get("clusterIP") != "None"]
+    headless = [s for s in engram_services
+                if s["spec"].get("clusterIP") == "None"]
+    cluster_ip = [s for s in engram_services
+                  if s["spec"].get("clusterIP") != "None"]
     if len(headless) != 1 or len(cluster_ip) != 1:
-        errors.append("expected one headless and one ClusterIP Service")
-    for s in services:
+        errors.append("expected one headless and one ClusterIP Service "
+                      "selecting the engram pods")
+    for s in engram_services:
         sname = s["metadata"]["name"]
-        if not selects(s["spec"].get("selector"), pod_labels):
-            errors.append(f"Service {sname} does not select the pods")
+        if selects(s["spec"].get("selector"), etcd_labels):
+            errors.append(f"Service {sname} selects the etcd pods too")
         grpc = [p for p in s["spec"].get("ports", [])
                 if p.get("name") == "grpc"]
         if len(grpc) != 1 or grpc[0].get("targetPort") not in ("grpc",
@@ -423,9 +461,9 @@ def check_overlay(overlay, docs, ctx):
             errors.append("the scraped port must target the metrics port")
 
     # PDB and HPA.
-    if not selects(pdb["spec"].get("selector", {}).get("matchLabels"),
-                   pod_labels):
-        errors.append("PodDisruptionBudget does not select the pods")
+    if pdb is not None and selects(match_labels(pdb), etcd_labels):
+        errors.append("the engram PodDisruptionBudget selects the etcd pods "
+                      "too")
     ref = hpa["spec"]["scaleTargetRef"]
     if (ref.get("kind"), ref.get("name")) != ("Deployment",
                                               deployment["metadata"]["name"]):
@@ -441,9 +479,250 @@ def check_overlay(overlay, docs, ctx):
     if HPA_METRIC not in served:
         errors.append(f"prometheus-adapter-values.yaml serves no {HPA_METRIC}")
 
+    # Shared mode: the data directory and the catalog.
+    errors += check_data_dir(flags, c, pod_spec, claims)
+    errors += check_etcd(flags, etcd, etcd_services, pdb_of.get("etcd"))
+    # The etcd objects carry labels of their own: nothing of engram's may
+    # select them (the Deployment would adopt, the Services route to, the
+    # ServiceMonitor scrape, the PDB count the etcd pods).
+    if selects(match_labels(deployment), etcd_labels):
+        errors.append("the Deployment's selector matches the etcd pods")
+    if selects(match_labels(etcd), pod_labels):
+        errors.append("the etcd StatefulSet's selector matches the engram "
+                      "pods")
+    for s in etcd_services:
+        if selects(selector, s["metadata"].get("labels", {})):
+            errors.append(f"the ServiceMonitor selects the etcd Service "
+                          f"{s['metadata']['name']}")
+
     errors += check_dockerfile(ctx.dockerfile, grpc_port, metrics_port,
                                psc.get("runAsUser"))
     return errors
+
+
+def check_security_context(who, pod_spec, c):
+    """Non-root, read-only root filesystem, no privilege, no capability.
+    `who` prefixes the errors ("" for the engram pod)."""
+    errors = []
+    psc = pod_spec.get("securityContext", {})
+    csc = c.get("securityContext", {})
+    if psc.get("runAsNonRoot") is not True or not psc.get("runAsUser"):
+        errors.append(f"{who}pod must set runAsNonRoot: true and a non-zero "
+                      f"runAsUser")
+    if csc.get("readOnlyRootFilesystem") is not True:
+        errors.append(f"{who}container root filesystem must be read-only")
+    if csc.get("allowPrivilegeEscalation") is not False:
+        errors.append(f"{who}allowPrivilegeEscalation must be false")
+    if csc.get("privileged"):
+        errors.append(f"{who}container must not be privileged")
+    caps = csc.get("capabilities", {})
+    if caps.get("drop") != ["ALL"] or caps.get("add"):
+        errors.append(f"{who}capabilities must drop ALL and add none")
+    return errors
+
+
+def check_image(image):
+    if ":" not in image.rsplit("/", 1)[-1] or image.endswith(":latest"):
+        return [f"image {image!r} needs an explicit tag"]
+    return []
+
+
+def mount_of(path, mounts):
+    """The volumeMount whose mountPath holds `path` (the deepest one)."""
+    best = None
+    for m in mounts:
+        mount_path = m.get("mountPath", "").rstrip("/")
+        if path == mount_path or path.startswith(mount_path + "/"):
+            if best is None or len(mount_path) > len(
+                    best["mountPath"].rstrip("/")):
+                best = m
+    return best
+
+
+def check_data_dir(flags, c, pod_spec, claims):
+    """--data_dir is on a ReadWriteMany claim every replica mounts, writable
+    by the pod's user; shared mode needs both it and --catalog."""
+    data_dir = flags.get("data_dir", "")
+    if not data_dir or not flags.get("catalog"):
+        # Without the catalog, replicas writing one folder would overwrite
+        # each other's manifests; without the folder, each pod keeps its
+        # writes to itself (and the server refuses a catalog alone).
+        return ["the flags must set both --data_dir and --catalog: the HPA "
+                "runs several replicas, and only shared mode gives them the "
+                "same collections"]
+    mount = mount_of(data_dir, c.get("volumeMounts", []))
+    if mount is None:
+        return [f"--data_dir={data_dir} is on no volume the container mounts"]
+    volumes = {v["name"]: v for v in pod_spec.get("volumes", [])}
+    source = volumes.get(mount.get("name"), {}).get("persistentVolumeClaim")
+    if source is None:
+        return [f"--data_dir={data_dir} is on volume {mount.get('name')!r}, "
+                f"which is no PersistentVolumeClaim: writes would not outlive "
+                f"the pod nor reach the other replicas"]
+    errors = []
+    claim = claims.get(source.get("claimName"))
+    if claim is None:
+        errors.append(f"--data_dir's claim {source.get('claimName')!r} is "
+                      f"not in the rendering")
+    elif "ReadWriteMany" not in claim["spec"].get("accessModes", []):
+        errors.append(f"PersistentVolumeClaim {claim['metadata']['name']} "
+                      f"must be ReadWriteMany: every replica mounts "
+                      f"--data_dir at once, on any node")
+    if mount.get("readOnly") or source.get("readOnly"):
+        errors.append(f"--data_dir={data_dir} is mounted read-only")
+    if not pod_spec.get("securityContext", {}).get("fsGroup"):
+        errors.append("the pod must set fsGroup, so that its non-root user "
+                      "can write the data volume")
+    return errors
+
+
+def container_port(container, name):
+    ports = [p.get("containerPort") for p in container.get("ports", [])
+             if p.get("name") == name]
+    return ports[0] if len(ports) == 1 else None
+
+
+def host_port(endpoint):
+    """("host", port) of "host:port" (a URL's scheme and path dropped)."""
+    m = re.fullmatch(r"(?:[a-z]+://)?([^/:]+):([0-9]+)/?", endpoint)
+    return (m.group(1), int(m.group(2))) if m else (endpoint, None)
+
+
+def check_etcd(flags, sts, services, pdb):
+    """--catalog against the etcd StatefulSet, its Service and its PDB."""
+    errors = []
+    name = sts["metadata"]["name"]
+    service_name = sts["spec"].get("serviceName")
+    replicas = sts["spec"].get("replicas", 1)
+    members = [f"{name}-{i}" for i in range(replicas)]
+    template = sts["spec"]["template"]
+    labels = template["metadata"].get("labels", {})
+    if replicas < 3 or replicas % 2 == 0:
+        errors.append(f"etcd StatefulSet replicas {replicas} must be odd and "
+                      f">= 3: a quorum of replicas//2 + 1 must outlive the "
+                      f"loss of a member")
+    if sts["spec"].get("podManagementPolicy") != "Parallel":
+        errors.append("etcd StatefulSet must start its members in Parallel: "
+                      "no member turns ready alone, so OrderedReady would "
+                      "wait on the first for ever")
+    containers = template["spec"].get("containers", [])
+    if len(containers) != 1:
+        return errors + [f"etcd pod: expected one container, found "
+                         f"{len(containers)}"]
+    c = containers[0]
+    client_port = container_port(c, "client")
+    peer_port = container_port(c, "peer")
+    if client_port is None or peer_port is None:
+        return errors + ["etcd container must name its ports client and peer"]
+
+    # The Service: headless (one DNS name per member), the StatefulSet's
+    # serviceName, published before the members are ready.
+    if len(services) != 1:
+        errors.append(f"no Service {service_name!r} (the etcd StatefulSet's "
+                      f"serviceName) in the rendering")
+    else:
+        s = services[0]
+        if s["spec"].get("clusterIP") != "None":
+            errors.append(f"etcd Service {service_name} must be headless "
+                          f"(clusterIP: None): members are reached by name")
+        if s["spec"].get("publishNotReadyAddresses") is not True:
+            errors.append(f"etcd Service {service_name} must publish "
+                          f"not-ready addresses: members find each other "
+                          f"before any is ready")
+        if not selects(s["spec"].get("selector"), labels):
+            errors.append(f"etcd Service {service_name} does not select the "
+                          f"etcd pods")
+        client = [p for p in s["spec"].get("ports", [])
+                  if p.get("name") == "client"]
+        if len(client) != 1 or client[0].get("port") != client_port:
+            errors.append(f"etcd Service {service_name} must offer port "
+                          f"'client' {client_port}")
+
+    # --catalog: every endpoint a member, every member an endpoint.
+    m = re.fullmatch(r"etcd://([^/]+)/(.+)", flags.get("catalog", ""))
+    if "catalog" not in flags:
+        pass  # check_data_dir says so
+    elif not m:
+        errors.append(f"--catalog={flags.get('catalog', '')} is not "
+                      f"etcd://HOST:PORT[,HOST:PORT...]/PREFIX")
+    else:
+        named = set()
+        for endpoint in m.group(1).split(","):
+            host, port = host_port(endpoint)
+            # <pod>.<service>, optionally followed by the namespace and
+            # the cluster domain.
+            member = host.split(".")[0]
+            if (member not in members or host.split(".")[1:2] != [service_name]
+                    or port != client_port):
+                errors.append(f"--catalog endpoint {endpoint} is not a member "
+                              f"of StatefulSet {name} "
+                              f"(<pod>.{service_name}:{client_port})")
+            named.add(member)
+        missing = [p for p in members if p not in named]
+        if missing:
+            errors.append(f"--catalog leaves out etcd members "
+                          f"{', '.join(missing)}: a replica would not turn "
+                          f"to them when the members it names fail")
+
+    # The members bootstrap from --initial-cluster: exactly the pods.
+    args = c.get("command", []) + c.get("args", [])
+    initial = [a.split("=", 1)[1] for a in args
+               if a.startswith("--initial-cluster=")]
+    peers = {}
+    for entry in (initial[0].split(",") if len(initial) == 1 else []):
+        member, _, url = entry.partition("=")
+        peers[member] = host_port(url)
+    if sorted(peers) != sorted(members) or any(
+            h.split(".")[:2] != [p, service_name] or port != peer_port
+            for p, (h, port) in peers.items()):
+        errors.append(f"etcd --initial-cluster must name each of {members} "
+                      f"at http://<pod>.{service_name}:{peer_port}")
+
+    # A disruption may take members only while a quorum stays.
+    if pdb is None:
+        errors.append("no PodDisruptionBudget selects the etcd pods")
+    else:
+        down = pdb_allows_down(pdb["spec"], replicas)
+        quorum = replicas // 2 + 1
+        if down is None or replicas - down < quorum:
+            errors.append(f"etcd PodDisruptionBudget lets "
+                          f"{'any number of' if down is None else down} of "
+                          f"{replicas} members go; the quorum is {quorum}")
+
+    # The pod itself: as strict as the server's where etcd allows it.
+    errors += check_security_context("etcd ", template["spec"], c)
+    errors += check_image(c.get("image", ""))
+    res = c.get("resources", {})
+    if not res.get("requests") or res.get("requests") != res.get("limits"):
+        errors.append("etcd resources: requests must equal limits "
+                      "(Guaranteed QoS)")
+    probe = c.get("readinessProbe", {}).get("httpGet", {})
+    if probe.get("path") != "/health" or probe.get("port") not in (
+            "client", client_port):
+        errors.append("etcd readinessProbe must GET /health on the client "
+                      "port")
+    data = [a.split("=", 1)[1] for a in args if a.startswith("--data-dir=")]
+    mount = mount_of(data[0], c.get("volumeMounts", [])) if data else None
+    templates = {t["metadata"]["name"]: t for t in
+                 sts["spec"].get("volumeClaimTemplates", [])}
+    if mount is None or mount.get("name") not in templates:
+        errors.append("etcd --data-dir must be on a volumeClaimTemplate: a "
+                      "member's data must outlive its pod")
+    return errors
+
+
+def pdb_allows_down(spec, replicas):
+    """How many of `replicas` pods a PDB spec lets go at once; None when it
+    sets no bound. Percentages round up, as Kubernetes rounds them."""
+    def scaled(value):
+        if isinstance(value, str) and value.endswith("%"):
+            return -(-replicas * int(value[:-1]) // 100)
+        return int(value)
+    if "maxUnavailable" in spec:
+        return scaled(spec["maxUnavailable"])
+    if "minAvailable" in spec:
+        return max(replicas - scaled(spec["minAvailable"]), 0)
+    return None
 
 
 def check_dockerfile(text, grpc_port, metrics_port, uid):
@@ -539,9 +818,14 @@ def check_live(docs, server, cli):
         with open(flagfile, "w", encoding="utf-8") as f:
             f.write(flags_text)
         # Later flags win over the flagfile's: loopback and free ports here.
+        # This machine has neither the shared volume nor the etcd cluster:
+        # the data directory moves to a temporary folder, and an empty
+        # --catalog runs the server on its own (embedded mode), where the
+        # rendered one would wait for etcd and never turn SERVING.
         proc = subprocess.Popen(
             [server, f"--flagfile={flagfile}", "--grpc_address=127.0.0.1:0",
-             "--metrics_address=127.0.0.1:0", f"--ready_file={ready}"],
+             "--metrics_address=127.0.0.1:0", f"--ready_file={ready}",
+             f"--data_dir={os.path.join(tmp, 'data')}", "--catalog="],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         try:
             deadline = time.monotonic() + 30
@@ -607,9 +891,20 @@ def mutations():
     def kind(docs, k):
         return next(x for x in docs if x["kind"] == k)
 
+    def named(docs, k, name):
+        return next(x for x in docs if x["kind"] == k
+                    and x["metadata"]["name"] == name)
+
     def headless(docs):
-        return next(x for x in docs if x["kind"] == "Service"
-                    and x["spec"].get("clusterIP") == "None")
+        return named(docs, "Service", "engram-headless")
+
+    def etcd_pods(docs, labels):
+        sts = kind(docs, "StatefulSet")["spec"]
+        sts["selector"]["matchLabels"] = dict(labels)
+        sts["template"]["metadata"]["labels"] = dict(labels)
+
+    catalog = ("engram-etcd-1.engram-etcd:2379,"
+               "engram-etcd-2.engram-etcd:2379/")
 
     return [
         ("readiness probe on another port",
@@ -661,10 +956,36 @@ def mutations():
         ("replicas fixed beside the HPA",
          lambda d: kind(d, "Deployment")["spec"].update(replicas=3)),
         ("PDB selecting nothing",
-         lambda d: kind(d, "PodDisruptionBudget")["spec"]["selector"].update(
-             matchLabels={"app": "other"})),
+         lambda d: named(d, "PodDisruptionBudget", "engram")["spec"][
+             "selector"].update(matchLabels={"app": "other"})),
         ("GPU pod without the GPU pool's toleration",
          lambda d: pod(d).pop("tolerations")),
+        ("data volume ReadWriteOnce",
+         lambda d: kind(d, "PersistentVolumeClaim")["spec"].update(
+             accessModes=["ReadWriteOnce"])),
+        ("--data_dir on a path no volume mounts",
+         lambda d: flags(d, "--data_dir=/var/lib/engram",
+                         "--data_dir=/srv/engram")),
+        ("--data_dir on the /tmp emptyDir",
+         lambda d: flags(d, "--data_dir=/var/lib/engram",
+                         "--data_dir=/tmp/engram")),
+        ("a catalog endpoint dropped",
+         lambda d: flags(d, catalog, "engram-etcd-1.engram-etcd:2379/")),
+        ("a catalog endpoint on the peer port",
+         lambda d: flags(d, catalog, catalog.replace(":2379/", ":2380/"))),
+        ("etcd StatefulSet of 2 members",
+         lambda d: kind(d, "StatefulSet")["spec"].update(replicas=2)),
+        ("etcd PDB letting two members go",
+         lambda d: named(d, "PodDisruptionBudget", "engram-etcd")[
+             "spec"].update(maxUnavailable=2)),
+        ("etcd Service with a cluster IP",
+         lambda d: named(d, "Service", "engram-etcd")["spec"].pop(
+             "clusterIP")),
+        ("etcd members started one by one",
+         lambda d: kind(d, "StatefulSet")["spec"].update(
+             podManagementPolicy="OrderedReady")),
+        ("etcd pods labelled as engram pods",
+         lambda d: etcd_pods(d, {"app.kubernetes.io/name": "engram"})),
     ]
 
 
