@@ -31,24 +31,6 @@ constexpr size_t kManifestHeaderBytes = 16;  // magic, length, CRC32C
 // A manifest lists segments and metadata only; anything larger is corrupt.
 constexpr uint32_t kMaxManifestBytes = 64 << 20;
 
-// What a client sees of a failed write: RESOURCE_EXHAUSTED for a full disk
-// (it may free up), UNAVAILABLE for anything else the disk refused.
-absl::Status WriteError(const absl::Status& status) {
-  if (status.ok() || status.code() == absl::StatusCode::kResourceExhausted) {
-    return status;
-  }
-  return absl::UnavailableError(
-      absl::StrCat("data directory write failed: ", status.message()));
-}
-
-std::string RandomToken() {
-  // Unique among files written by any process on this directory: 64 bits
-  // from the OS's entropy source, not a seed that restarts could repeat.
-  thread_local std::random_device device;
-  const uint64_t value = (uint64_t{device()} << 32) | device();
-  return absl::StrFormat("%016x", value);
-}
-
 // The names of the regular files in `dir`, sorted.
 std::vector<std::string> FilesIn(const std::string& dir) {
   std::vector<std::string> names;
@@ -121,6 +103,46 @@ absl::StatusOr<storage::CollectionManifest> DecodeManifest(
   return manifest;
 }
 
+absl::Status DataDir::WriteError(const absl::Status& status) {
+  if (status.ok() || status.code() == absl::StatusCode::kResourceExhausted) {
+    return status;
+  }
+  return absl::UnavailableError(
+      absl::StrCat("data directory write failed: ", status.message()));
+}
+
+std::string DataDir::UniqueFileName(absl::string_view name,
+                                    absl::string_view suffix) {
+  // 64 bits from the OS's entropy source, not a seed that restarts or other
+  // replicas could repeat.
+  thread_local std::random_device device;
+  const uint64_t value = (uint64_t{device()} << 32) | device();
+  return absl::StrFormat("%s.%016x%s", name, value, suffix);
+}
+
+void DataDir::RemoveSegmentFiles(
+    const storage::CollectionManifest& manifest) const {
+  for (const auto& segment : manifest.segments()) {
+    std::error_code ignored;
+    fs::remove(SegmentPath(segment.file()), ignored);
+  }
+}
+
+void DataDir::LoadGraphFile(const std::string& path, const std::string& name,
+                            GraphStore* store, LoadOutcome* outcome) {
+  absl::StatusOr<std::shared_ptr<const Graph>> graph =
+      LoadGraphSnapshot(path, name, store);
+  if (graph.ok()) {
+    outcome->rows = (*graph)->num_nodes();
+    outcome->bytes = (*graph)->bytes();
+  } else {
+    outcome->status =
+        graph.status().code() == absl::StatusCode::kResourceExhausted
+            ? graph.status()
+            : absl::DataLossError(graph.status().message());
+  }
+}
+
 std::string CollectionCatalogKey(absl::string_view name) {
   return absl::StrCat("collections/", name);
 }
@@ -166,7 +188,7 @@ std::string DataDir::GraphPath(absl::string_view name) const {
 absl::StatusOr<storage::SegmentRef> DataDir::StoreSegment(
     absl::string_view name, const Segment& segment) {
   storage::SegmentRef ref;
-  ref.set_file(absl::StrCat(name, ".", RandomToken(), kSegmentSuffix));
+  ref.set_file(UniqueFileName(name, kSegmentSuffix));
   absl::StatusOr<uint32_t> crc =
       WriteSegmentSnapshot(name, segment, SegmentPath(ref.file()));
   if (!crc.ok()) return WriteError(crc.status());
@@ -228,10 +250,7 @@ absl::Status DataDir::Commit(const Collection& next, const std::string& added) {
       absl::StatusOr<storage::SegmentRef> ref =
           StoreSegment(next.name(), *next.segments()[i]);
       if (!ref.ok()) {
-        for (const auto& written : manifest.segments()) {
-          std::error_code ignored;
-          fs::remove(SegmentPath(written.file()), ignored);
-        }
+        RemoveSegmentFiles(manifest);
         return ref.status();
       }
       *manifest.add_segments() = *std::move(ref);
@@ -271,10 +290,7 @@ absl::Status DataDir::Delete(absl::string_view name) {
   // happens to its segments.
   ENGRAM_RETURN_IF_ERROR(WriteError(RemoveFileDurably(ManifestPath(name))));
   if (it == manifests_.end()) return absl::OkStatus();
-  for (const auto& segment : it->second.segments()) {
-    std::error_code ignored;
-    fs::remove(SegmentPath(segment.file()), ignored);
-  }
+  RemoveSegmentFiles(it->second);
   manifests_.erase(it);
   return absl::OkStatus();
 }
@@ -457,16 +473,8 @@ absl::StatusOr<std::vector<LoadOutcome>> DataDir::Load(
     const std::string path = absl::StrCat(graphs_dir, "/", file);
     LoadOutcome outcome = StoredOutcome(ResidentKind::kGraph, name, path);
     const absl::Time start = absl::Now();
-    absl::StatusOr<std::shared_ptr<const Graph>> graph =
-        LoadGraphSnapshot(path, name, graphs);
-    if (graph.ok()) {
-      outcome.rows = (*graph)->num_nodes();
-      outcome.bytes = (*graph)->bytes();
-    } else {
-      outcome.status =
-          graph.status().code() == absl::StatusCode::kResourceExhausted
-              ? graph.status()
-              : absl::DataLossError(graph.status().message());
+    LoadGraphFile(path, name, graphs, &outcome);
+    if (!outcome.status.ok()) {
       graphs->MarkLost(name, outcome.status).IgnoreError();
     }
     outcome.seconds = absl::ToDoubleSeconds(absl::Now() - start);

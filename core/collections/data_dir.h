@@ -186,6 +186,21 @@ class DataDir final : public CollectionJournal {
         on_catalog_change_(options.on_catalog_change),
         graph_journal_(this),
         follower_(this) {}
+  // What a client sees of a failed write: RESOURCE_EXHAUSTED for a full
+  // disk (it may free up), UNAVAILABLE for anything else the disk refused.
+  static absl::Status WriteError(const absl::Status& status);
+  // `name`.<64 random bits><suffix>: unique among the files any process
+  // writes to the directory.
+  static std::string UniqueFileName(absl::string_view name,
+                                    absl::string_view suffix);
+  // Removes the segment files `manifest` names, not durably: a file that
+  // survives a crash is named by no manifest and removed at start-up.
+  void RemoveSegmentFiles(const storage::CollectionManifest& manifest) const;
+  // Loads the graph file at `path` into `store` as `name`: `outcome` gets
+  // its rows and bytes, or the error (RESOURCE_EXHAUSTED for the budget,
+  // DATA_LOSS for anything wrong with the file).
+  static void LoadGraphFile(const std::string& path, const std::string& name,
+                            GraphStore* store, LoadOutcome* outcome);
   std::string ManifestPath(absl::string_view name) const;
   std::string SegmentPath(absl::string_view file) const;
   std::string GraphPath(absl::string_view name) const;

@@ -1,14 +1,12 @@
 // DataDir's shared mode: commits through the catalog, and the changes other
 // replicas commit applied to this replica's stores (data_dir.h).
 #include <filesystem>
-#include <random>
 #include <set>
 #include <system_error>
 #include <utility>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "base/status_macros.h"
 #include "core/collections/data_dir.h"
@@ -24,12 +22,6 @@ constexpr absl::string_view kGraphsPrefix = "graphs/";
 // Files no catalog entry names are left this long to the replica that may
 // be writing them (see RemoveUnreferenced).
 constexpr absl::Duration kSharedLeftoverAge = absl::Hours(1);
-
-std::string UniqueToken() {
-  thread_local std::random_device device;
-  const uint64_t value = (uint64_t{device()} << 32) | device();
-  return absl::StrFormat("%016x", value);
-}
 
 LoadOutcome CatalogOutcome(ResidentKind kind, const std::string& name,
                            const Catalog& catalog, absl::string_view key) {
@@ -109,10 +101,7 @@ absl::Status DataDir::DeleteFromCatalog(absl::string_view name) {
   }
   revisions_.erase(known);
   if (auto it = manifests_.find(name); it != manifests_.end()) {
-    for (const auto& segment : it->second.segments()) {
-      std::error_code ignored;
-      fs::remove(SegmentPath(segment.file()), ignored);
-    }
+    RemoveSegmentFiles(it->second);
     manifests_.erase(it);
   }
   return absl::OkStatus();
@@ -121,17 +110,11 @@ absl::Status DataDir::DeleteFromCatalog(absl::string_view name) {
 absl::Status DataDir::CommitGraphToCatalog(const Graph& graph) {
   storage::GraphManifest entry;
   entry.set_name(graph.name());
-  entry.set_file(absl::StrCat(graph.name(), ".", UniqueToken(), ".graph"));
+  entry.set_file(UniqueFileName(graph.name(), ".graph"));
   entry.set_source(graph.source());
   const std::string path = absl::StrCat(path_, "/graphs/", entry.file());
-  absl::Status written = WriteGraphSnapshot(graph, path);
-  if (!written.ok()) {
-    std::error_code ignored;
-    fs::remove(path, ignored);
-    return written.code() == absl::StatusCode::kResourceExhausted
-               ? written
-               : absl::UnavailableError(absl::StrCat(
-                     "data directory write failed: ", written.message()));
+  if (absl::Status written = WriteGraphSnapshot(graph, path); !written.ok()) {
+    return WriteError(written);
   }
   absl::MutexLock lock(&mu_);
   auto known = graph_revisions_.find(graph.name());
@@ -357,17 +340,7 @@ LoadOutcome DataDir::ApplyGraph(const std::string& name,
     graphs_->Evict(name).IgnoreError();
     const std::string path = absl::StrCat(path_, "/graphs/", stored.file());
     outcome.declaration.path = path;
-    absl::StatusOr<std::shared_ptr<const Graph>> graph =
-        LoadGraphSnapshot(path, name, graphs_);
-    if (graph.ok()) {
-      outcome.rows = (*graph)->num_nodes();
-      outcome.bytes = (*graph)->bytes();
-    } else {
-      outcome.status =
-          graph.status().code() == absl::StatusCode::kResourceExhausted
-              ? graph.status()
-              : absl::DataLossError(graph.status().message());
-    }
+    LoadGraphFile(path, name, graphs_, &outcome);
   }
   if (!outcome.status.ok()) {
     graphs_->Evict(name).IgnoreError();

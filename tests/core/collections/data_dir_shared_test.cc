@@ -16,9 +16,9 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "core/collections/data_dir.h"
-#include "core/validation.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/core/collections/data_dir_stores.h"
 #include "tests/core/collections/test_util.h"
 #include "tests/testing/memory_catalog.h"
 #include "tests/testing/random_data.h"
@@ -27,8 +27,10 @@
 namespace engram::collections {
 namespace {
 
+using ::engram::collections::testing::IdsOf;
 using ::engram::collections::testing::ListDir;
 using ::engram::collections::testing::MakeBudget;
+using ::engram::collections::testing::RowsOf;
 using ::engram::collections::testing::TestDir;
 using ::engram::collections::testing::Upload;
 using ::engram::collections::testing::WriteAll;
@@ -41,63 +43,7 @@ using ::testing::SizeIs;
 constexpr uint32_t kDim = 8;
 
 // One replica: its own stores over the shared folder and catalog.
-struct Replica {
-  Replica(const std::string& path, std::shared_ptr<Catalog> catalog,
-          uint64_t budget_bytes = 1 << 30) {
-    DataDir::Options options;
-    options.path = path;
-    options.catalog = std::move(catalog);
-    dir = *DataDir::Open(options);
-    auto budget = MakeBudget(budget_bytes);
-    CollectionStore::Options c;
-    c.budget = budget;
-    c.journal = dir.get();
-    collections = *CollectionStore::Create(c);
-    GraphStore::Options g;
-    g.budget = budget;
-    g.journal = dir->graph_journal();
-    g.validate = [](const kernels::GraphView& graph) {
-      dispatch::SpreadJob job;
-      job.graph = graph;
-      return core::ValidateSpreadJob(job, core::RequestLimits());
-    };
-    graphs = *GraphStore::Create(g);
-  }
-  ~Replica() { dir->StopFollowing(); }
-  std::vector<LoadOutcome> Load() {
-    return *dir->Load(collections.get(), graphs.get());
-  }
-  void LoadAndFollow() {
-    Load();
-    ASSERT_TRUE(dir->Follow().ok());
-  }
-  // The collection once it is at `version`, waiting for the catalog.
-  std::shared_ptr<const Collection> At(const std::string& name,
-                                       uint64_t version) {
-    auto c = collections->GetAtLeast(name, version, Scaled(absl::Seconds(10)));
-    EXPECT_TRUE(c.ok()) << c.status();
-    return c.ok() ? *c : nullptr;
-  }
-
-  std::unique_ptr<DataDir> dir;
-  std::unique_ptr<CollectionStore> collections;
-  std::unique_ptr<GraphStore> graphs;
-};
-
-std::vector<float> RowsOf(const Collection& c) {
-  std::vector<float> out;
-  for (const auto& s : c.segments()) {
-    const kernels::MatrixView& v = s->vectors();
-    out.insert(out.end(), v.data, v.data + v.rows * v.cols);
-  }
-  return out;
-}
-
-std::vector<uint64_t> IdsOf(const Collection& c) {
-  std::vector<uint64_t> out;
-  for (uint64_t r = 0; r < c.rows(); ++r) out.push_back(c.IdOf(r));
-  return out;
-}
+using Replica = ::engram::collections::testing::DataDirStores;
 
 // Waits until `done` holds, polling; false after the (scaled) bound.
 template <typename Done>

@@ -11,18 +11,20 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "core/collections/snapshot.h"
-#include "core/validation.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/core/collections/data_dir_stores.h"
 #include "tests/core/collections/test_util.h"
 #include "tests/testing/random_data.h"
 
 namespace engram::collections {
 namespace {
 
+using ::engram::collections::testing::IdsOf;
 using ::engram::collections::testing::ListDir;
 using ::engram::collections::testing::MakeBudget;
 using ::engram::collections::testing::ReadAll;
+using ::engram::collections::testing::RowsOf;
 using ::engram::collections::testing::TestDir;
 using ::engram::collections::testing::Upload;
 using ::engram::collections::testing::WriteAll;
@@ -31,49 +33,8 @@ using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::SizeIs;
 
-// The stores of one process over a data directory, as ResidentData wires
-// them: the directory is both stores' journal.
-struct Process {
-  explicit Process(const std::string& path) {
-    dir = *DataDir::Open(path);
-    auto budget = MakeBudget();
-    CollectionStore::Options c;
-    c.budget = budget;
-    c.journal = dir.get();
-    collections = *CollectionStore::Create(c);
-    GraphStore::Options g;
-    g.budget = budget;
-    g.journal = dir->graph_journal();
-    g.validate = [](const kernels::GraphView& graph) {
-      dispatch::SpreadJob job;
-      job.graph = graph;
-      return core::ValidateSpreadJob(job, core::RequestLimits());
-    };
-    graphs = *GraphStore::Create(g);
-  }
-  std::vector<LoadOutcome> Load() {
-    return *dir->Load(collections.get(), graphs.get());
-  }
-
-  std::unique_ptr<DataDir> dir;
-  std::unique_ptr<CollectionStore> collections;
-  std::unique_ptr<GraphStore> graphs;
-};
-
-// Every row of a collection, in order, and its ids.
-std::vector<float> RowsOf(const Collection& c) {
-  std::vector<float> out;
-  for (const auto& s : c.segments()) {
-    const kernels::MatrixView& v = s->vectors();
-    out.insert(out.end(), v.data, v.data + v.rows * v.cols);
-  }
-  return out;
-}
-std::vector<uint64_t> IdsOf(const Collection& c) {
-  std::vector<uint64_t> out;
-  for (uint64_t r = 0; r < c.rows(); ++r) out.push_back(c.IdOf(r));
-  return out;
-}
+// One process over the data directory.
+using Process = ::engram::collections::testing::DataDirStores;
 
 // A small graph: 0 -> 1 (0.5), 0 -> 2 (0.25), 1 -> 2 (1.0).
 const std::vector<uint32_t> kOffsets = {0, 2, 3, 3};
