@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "bench/resident_bench_util.h"
 #include "benchmark/benchmark.h"
 #include "core/collections/atomic_file.h"
 #include "core/collections/collection_store.h"
@@ -38,57 +39,17 @@
 namespace engram::collections {
 namespace {
 
-constexpr uint32_t kDimension = 768;
-constexpr size_t kStepBytes = size_t{4} << 20;
+using bench::BigBudget;
+using bench::GraphOptions;
+using bench::kDimension;
+using bench::kStepBytes;
+using bench::Rows;
+using bench::UploadAndCommit;
 
 std::string BenchDir(int64_t rows) {
   const char* root = std::getenv("ENGRAM_BENCH_DIR");
   return absl::StrCat(root != nullptr ? root : "/tmp", "/engram_data_dir_",
                       rows);
-}
-
-std::shared_ptr<MemoryBudget> BigBudget() {
-  MemoryBudget::Options options;
-  options.limit_bytes = uint64_t{64} << 30;
-  return *MemoryBudget::Create(options);
-}
-
-GraphStore::Options GraphOptions(std::shared_ptr<MemoryBudget> budget) {
-  GraphStore::Options options;
-  options.budget = std::move(budget);
-  options.validate = [](const kernels::GraphView&) { return absl::OkStatus(); };
-  return options;
-}
-
-// Values that pass the stores' checks, cheap to make.
-std::vector<float> Rows(uint64_t rows) {
-  std::vector<float> values(rows * kDimension);
-  uint32_t state = 12345;
-  for (float& v : values) {
-    state = state * 1664525u + 1013904223u;
-    v = static_cast<float>(state >> 8) * (1.0f / 16777216.0f) - 0.5f;
-  }
-  return values;
-}
-
-// Stages `values` as one upload to `store` and commits it.
-absl::Status UploadAndCommit(CollectionStore& store, const std::string& name,
-                             const std::vector<float>& values) {
-  UploadOptions o;
-  o.name = name;
-  o.create = true;
-  o.dimension = kDimension;
-  o.rows = values.size() / kDimension;
-  auto upload = store.BeginUpload(o);
-  if (!upload.ok()) return upload.status();
-  const uint64_t step = kStepBytes / (kDimension * sizeof(float));
-  for (uint64_t r = 0; r < o.rows; r += step) {
-    const uint64_t n = std::min(step, o.rows - r);
-    absl::Status appended = (*upload)->Append(kernels::MatrixView{
-        values.data() + r * kDimension, static_cast<size_t>(n), kDimension});
-    if (!appended.ok()) return appended;
-  }
-  return (*upload)->Commit().status();
 }
 
 // A data directory holding one collection of `rows` rows, made once.
@@ -103,8 +64,9 @@ const std::string& Prepared(int64_t rows) {
   options.budget = BigBudget();
   options.journal = data_dir.get();
   auto store = *CollectionStore::Create(options);
-  absl::Status done =
-      UploadAndCommit(*store, "bench", Rows(static_cast<uint64_t>(rows)));
+  const absl::Status done =
+      UploadAndCommit(*store, "bench", Rows(static_cast<uint64_t>(rows)))
+          .status();
   if (!done.ok()) std::abort();
   return (*made)[rows] = dir;
 }
