@@ -240,10 +240,17 @@ absl::StatusOr<v1::ListCollectionsResponse> SimilarityClient::ListCollections(
 
 absl::StatusOr<v1::CollectionInfo> SimilarityClient::DescribeCollection(
     const std::string& name, const CallOptions& call) const {
+  return DescribeCollection(name, /*min_version=*/0, call);
+}
+
+absl::StatusOr<v1::CollectionInfo> SimilarityClient::DescribeCollection(
+    const std::string& name, uint64_t min_version,
+    const CallOptions& call) const {
   grpc::ClientContext context;
   ENGRAM_RETURN_IF_ERROR(PrepareContext(call, &context));
   v1::DescribeCollectionRequest request;
   request.set_name(name);
+  request.set_min_version(min_version);
   return Unary<v1::DescribeCollectionRequest, v1::CollectionInfo>(
       *stub_, &v1::Similarity::Stub::DescribeCollection, &context, request);
 }

@@ -136,6 +136,11 @@ class SimilarityClient {
   ListCollections(const CallOptions& call = {}) const;
   absl::StatusOr<engram::similarity::v1::CollectionInfo> DescribeCollection(
       const std::string& name, const CallOptions& call = {}) const;
+  // With `min_version` > 0: from a replica that has at least that version
+  // (UNAVAILABLE from one still behind it after the server's wait).
+  absl::StatusOr<engram::similarity::v1::CollectionInfo> DescribeCollection(
+      const std::string& name, uint64_t min_version,
+      const CallOptions& call = {}) const;
   absl::StatusOr<engram::similarity::v1::SearchCollectionResponse>
   SearchCollection(
       const engram::similarity::v1::SearchCollectionRequest& request,

@@ -103,6 +103,11 @@ ABSL_FLAG(std::string, idempotency_key, "",
           "collection upload/append: a key of at most 128 printable ASCII "
           "characters; running the same command again with the same key "
           "applies the upload at most once (the answer says replayed).");
+ABSL_FLAG(uint64_t, min_version, 0,
+          "collection search/describe: answer from a replica that has at "
+          "least this version of the collection (a write's answer says its "
+          "version); a replica behind waits for it, then answers "
+          "UNAVAILABLE. 0: any.");
 ABSL_FLAG(uint64_t, chunk_entries,
           engram::client::cli::GraphOptions().chunk_entries,
           "graph put: row offsets or edges per stream message.");
@@ -241,6 +246,7 @@ const std::vector<CommandSpec>& Commands() {
         {"ids", "FILE.npy"},
         {"chunk_rows", "N"},
         {"idempotency_key", "KEY"},
+        {"min_version", "V"},
         {"queries", "FILE.npy"},
         {"random", "Q,D"},
         {"seed", "S"},
@@ -518,6 +524,7 @@ absl::StatusOr<Invocation> ParseArgs(const std::vector<std::string>& args) {
   collection.ids_file = absl::GetFlag(FLAGS_ids);
   collection.chunk_rows = absl::GetFlag(FLAGS_chunk_rows);
   collection.idempotency_key = absl::GetFlag(FLAGS_idempotency_key);
+  collection.min_version = absl::GetFlag(FLAGS_min_version);
 
   GraphOptions& graph = invocation.graph;
   graph.action = action;

@@ -73,6 +73,7 @@ struct CollectionOptions {
   std::string ids_file;         // .npy ids, one per row (upload, append)
   uint64_t chunk_rows = 0;      // rows per upload message; 0: about 4 MiB each
   std::string idempotency_key;  // upload, append: applied at most once
+  uint64_t min_version = 0;     // search, describe: the oldest version read
 };
 
 // `engram-cli graph ACTION`: put (from an edge list), delete, list,

@@ -54,6 +54,7 @@ absl::StatusOr<ResidentInput> BuildResidentInput(const Invocation& invocation) {
     } else if (c.action == "search") {
       ENGRAM_ASSIGN_OR_RETURN(input.search,
                               BuildSearchRequest(c.name, invocation.cosine));
+      input.search.set_min_version(c.min_version);
     }
     return input;
   }
@@ -92,7 +93,8 @@ int RunResident(const Invocation& invocation, const ResidentInput& input,
     if (c.action == "list")
       return PrintResponse(client.ListCollections(call), out, err);
     if (c.action == "describe") {
-      return PrintResponse(client.DescribeCollection(c.name, call), out, err);
+      return PrintResponse(
+          client.DescribeCollection(c.name, c.min_version, call), out, err);
     }
     return PrintResponse(client.SearchCollection(input.search, call), out, err);
   }

@@ -26,7 +26,8 @@ class ResidentCliE2ETest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     auto process = testing::ServerProcess::Start(
-        ENGRAM_SERVER_BINARY, {"--worker_threads=2", "--log_level=warning"});
+        ENGRAM_SERVER_BINARY, {"--worker_threads=2", "--log_level=warning",
+                               "--min_version_wait=200ms"});
     ASSERT_TRUE(process.ok()) << process.status();
     server_ = process->release();
   }
@@ -88,6 +89,16 @@ TEST_F(ResidentCliE2ETest, CollectionCommandsEndToEnd) {
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_THAT(r.out, HasSubstr("\"count\":\"100\""));
   EXPECT_THAT(r.out, HasSubstr("\"model\":\"test\""));
+  // A version the server has answers; one it never reaches answers
+  // UNAVAILABLE (after --min_version_wait), naming min_version.
+  r = Cli({"collection", "describe", "--name=docs", "--min_version=2"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("\"version\":\"2\""));
+  r = Cli({"collection", "search", "--name=docs", "--random=1,8", "--top_k=1",
+           "--min_version=3"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr("UNAVAILABLE"));
+  EXPECT_THAT(r.err, HasSubstr("min_version"));
   r = Cli({"collection", "list"});
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_THAT(r.out, HasSubstr("\"docs\""));
