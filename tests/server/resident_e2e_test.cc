@@ -1142,5 +1142,61 @@ TEST_F(DurableDataTest, ACorruptSegmentIsDataLossAndTheRestIsServed) {
   EXPECT_EQ(Segments().size(), 1u);
 }
 
+// The data directory on a 2 MiB tmpfs: a write that does not fit answers
+// RESOURCE_EXHAUSTED naming the file, nothing of it is visible or left on
+// disk, and the previous version is served, also after a restart.
+TEST_F(DurableDataTest, AFullDiskRefusesTheWriteAndKeepsThePreviousVersion) {
+  ASSERT_EQ(std::system(absl::StrCat("mkdir -p '", data_dir_, "'").c_str()), 0);
+  if (std::system(absl::StrCat("mount -t tmpfs -o size=2m tmpfs '", data_dir_,
+                               "' 2>/dev/null")
+                      .c_str()) != 0) {
+    GTEST_SKIP() << "mounting a small tmpfs needs root (CI runs as root)";
+  }
+  struct Unmount {
+    std::string dir;
+    ~Unmount() { std::system(absl::StrCat("umount '", dir, "'").c_str()); }
+  } unmount{data_dir_};
+  const client::FloatMatrix small = Random(100, 32, 110);
+  {
+    Server s = Start();
+    ASSERT_NE(s.client, nullptr);
+    client::UploadOptions upload;
+    upload.name = "docs";
+    ASSERT_TRUE(s.client->UploadCollection(upload, small).ok());
+    // 20000 x 32 float32: 2.5 MiB, more than the disk holds.
+    upload.create = false;
+    const absl::Status full =
+        s.client->UploadCollection(upload, Random(20000, 32, 111)).status();
+    EXPECT_EQ(full.code(), absl::StatusCode::kResourceExhausted) << full;
+    EXPECT_THAT(std::string(full.message()), HasSubstr(data_dir_));
+    upload.name = "big";
+    upload.create = true;
+    EXPECT_EQ(s.client->UploadCollection(upload, Random(20000, 32, 112))
+                  .status()
+                  .code(),
+              absl::StatusCode::kResourceExhausted);
+    EXPECT_EQ(s.client->DescribeCollection("big").status().code(),
+              absl::StatusCode::kNotFound);
+    auto info = s.client->DescribeCollection("docs");
+    ASSERT_TRUE(info.ok()) << info.status();
+    EXPECT_EQ(info->version(), 1u);
+    EXPECT_EQ(info->count(), small.rows);
+    // Only the committed segment: the refused writes left nothing.
+    EXPECT_EQ(Segments().size(), 1u);
+    // Once there is room again, writes go on.
+    upload.name = "docs";
+    upload.create = false;
+    auto appended = s.client->UploadCollection(upload, Random(10, 32, 113));
+    ASSERT_TRUE(appended.ok()) << appended.status();
+    EXPECT_EQ(appended->collection().version(), 2u);
+  }
+  Server s = Start();
+  ASSERT_NE(s.client, nullptr);
+  auto info = s.client->DescribeCollection("docs");
+  ASSERT_TRUE(info.ok()) << info.status();
+  EXPECT_EQ(info->version(), 2u);
+  EXPECT_EQ(info->count(), small.rows + 10);
+}
+
 }  // namespace
 }  // namespace engram
