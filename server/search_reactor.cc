@@ -33,7 +33,9 @@ class CollectionHandlers::SearchReactor final
 
   // Runs on the gRPC thread that received the call, before the reactor is
   // returned: gRPC calls OnDone only after that, so `this` lives until
-  // Start() returns whatever the callbacks do meanwhile.
+  // Start() returns whatever the callbacks do meanwhile. Continue() may run
+  // on the waiting thread even before then (gRPC holds a Finish that comes
+  // before the reactor is returned until it is).
   void Start() {
     if (absl::Status name =
             core::ValidateRequiredName("collection", request_->collection());

@@ -34,8 +34,8 @@ LoadOutcome CatalogOutcome(ResidentKind kind, const std::string& name,
   return outcome;
 }
 
-// The write's outcome as a client sees it. `key` names what was written;
-// `create` turns a lost race into ALREADY_EXISTS.
+// A failed catalog write as a client sees it. `what` names what was
+// written; `create` turns a lost race into ALREADY_EXISTS.
 absl::Status CommitError(const absl::Status& status, absl::string_view what,
                          bool create) {
   if (absl::IsAborted(status)) {
