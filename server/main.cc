@@ -200,14 +200,29 @@ bool WriteReadyFile(const std::string& path, int grpc_port, int metrics_port) {
 
 namespace {
 
-// Stop and reload signals, from the signal thread to main (see main()).
-class SignalQueue {
+// Takes the stop and reload signals (blocked in every thread) on a thread
+// of its own from the start of main: until MarkStarted() a stop signal ends
+// the process at once (start-up may wait for etcd for as long as it takes,
+// and nothing is served or being written yet); afterwards Next() hands
+// every signal to main. Destruction ends the thread (it is woken with a
+// SIGHUP of its own) before the process exits, so no thread is still
+// starting or waiting while exit runs.
+class SignalThread {
  public:
-  void Push(int number) ABSL_LOCKS_EXCLUDED(mu_) {
-    absl::MutexLock lock(&mu_);
-    queue_.push_back(number);
+  explicit SignalThread(const sigset_t& signals) : signals_(signals) {
+    thread_ = std::thread([this] { Run(); });
   }
-  int Pop() ABSL_LOCKS_EXCLUDED(mu_) {
+  ~SignalThread() {
+    stopping_ = true;
+    pthread_kill(thread_.native_handle(), SIGHUP);
+    thread_.join();
+  }
+  SignalThread(const SignalThread&) = delete;
+  SignalThread& operator=(const SignalThread&) = delete;
+
+  void MarkStarted() { started_ = true; }
+  // The next signal, waiting for one.
+  int Next() ABSL_LOCKS_EXCLUDED(mu_) {
     absl::MutexLock lock(&mu_);
     mu_.Await(absl::Condition(
         +[](std::deque<int>* q) { return !q->empty(); }, &queue_));
@@ -215,13 +230,30 @@ class SignalQueue {
     queue_.pop_front();
     return number;
   }
-  void MarkStarted() { started_ = true; }
-  bool started() const { return started_; }
 
  private:
+  void Run() ABSL_LOCKS_EXCLUDED(mu_) {
+    while (true) {
+      int number = 0;
+      if (sigwait(&signals_, &number) != 0) continue;
+      if (stopping_) return;
+      if (number != SIGHUP && !started_) {
+        engram::core::Log(engram::core::LogLevel::kInfo,
+                          "signal_during_start_up",
+                          {{"signal", strsignal(number)}});
+        std::_Exit(0);
+      }
+      absl::MutexLock lock(&mu_);
+      queue_.push_back(number);
+    }
+  }
+
+  const sigset_t signals_;
+  std::atomic<bool> started_{false};
+  std::atomic<bool> stopping_{false};
   absl::Mutex mu_;
   std::deque<int> queue_ ABSL_GUARDED_BY(mu_);
-  std::atomic<bool> started_{false};
+  std::thread thread_;
 };
 
 }  // namespace
@@ -277,23 +309,7 @@ int main(int argc, char** argv) {
   sigaddset(&stop_signals, SIGINT);
   sigaddset(&stop_signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
-  // One thread takes the signals from the start: until the server has
-  // started (which, in shared mode, waits for etcd for as long as it takes)
-  // a stop signal ends the process at once, since nothing is served or
-  // being written yet; afterwards the signals go to the loop at the end.
-  SignalQueue signals;
-  std::thread([&stop_signals, &signals] {
-    while (true) {
-      int number = 0;
-      if (sigwait(&stop_signals, &number) != 0) continue;
-      if (number != SIGHUP && !signals.started()) {
-        Log(LogLevel::kInfo, "signal_during_start_up",
-            {{"signal", strsignal(number)}});
-        std::_Exit(0);
-      }
-      signals.Push(number);
-    }
-  }).detach();
+  SignalThread signals(stop_signals);
 
   engram::server::SimilarityServer::Options options;
   options.grpc_address = absl::GetFlag(FLAGS_grpc_address);
@@ -385,7 +401,7 @@ int main(int argc, char** argv) {
 
   signals.MarkStarted();
   while (true) {
-    const int signal_number = signals.Pop();
+    const int signal_number = signals.Next();
     Log(LogLevel::kInfo, "signal", {{"signal", strsignal(signal_number)}});
     if (signal_number != SIGHUP) break;
     auto restart_only = (*server)->engine().ReloadConfig();

@@ -130,6 +130,20 @@ class SharedDataE2ETest : public ::testing::Test {
     }
   }
 
+  // Waits until every replica serves `name` at `version` or later: a write
+  // to a replica that has not loaded the name yet would answer NOT_FOUND.
+  void WaitEverywhere(const std::string& name, uint64_t version) {
+    for (int i = 0; i < 3; ++i) {
+      absl::StatusOr<pb::CollectionInfo> info;
+      const absl::Time give_up =
+          absl::Now() + testing::Scaled(absl::Seconds(20));
+      do {
+        info = at(i).DescribeCollection(name, version);
+      } while (absl::IsUnavailable(info.status()) && absl::Now() < give_up);
+      ASSERT_TRUE(info.ok()) << "replica " << i << ": " << info.status();
+    }
+  }
+
   std::string data_dir_;
   std::unique_ptr<testing::EtcdProcess> etcd_;
   std::vector<Replica> replicas_;
@@ -193,6 +207,7 @@ TEST_F(SharedDataE2ETest, ConcurrentAppendsAtTwoReplicasAddUp) {
   create.set_name("docs");
   create.set_dimension(kDim);
   ASSERT_TRUE(at(0).CreateCollection(create).ok());
+  WaitEverywhere("docs", 1);
   constexpr int kAppends = 12;
   constexpr size_t kRows = 20;
   std::vector<client::FloatMatrix> batches;
@@ -332,12 +347,9 @@ TEST_F(SharedDataE2ETest, RestartingEveryReplicaBringsEverythingBack) {
   upload.name = "docs";
   const client::FloatMatrix rows = Random(64, kDim, 1);
   ASSERT_TRUE(at(0).UploadCollection(upload, rows).ok());
+  WaitEverywhere("docs", 1);
   upload.create = false;
-  auto appended = at(1).UploadCollection(upload, Random(16, kDim, 2));
-  // Replica 1 may not have loaded version 1 yet: it then answers ABORTED.
-  if (!appended.ok()) {
-    appended = UploadRetrying(1, upload, Random(16, kDim, 2), {});
-  }
+  auto appended = UploadRetrying(1, upload, Random(16, kDim, 2), {});
   ASSERT_TRUE(appended.ok()) << appended.status();
   replicas_.clear();
   for (int i = 0; i < 3; ++i) {
@@ -360,6 +372,7 @@ TEST_F(SharedDataE2ETest, AMixedRunLosesNothingAndReadsItsWrites) {
   create.set_name("docs");
   create.set_dimension(kDim);
   ASSERT_TRUE(at(0).CreateCollection(create).ok());
+  WaitEverywhere("docs", 1);
   const absl::Duration run = absl::Seconds(30);
   const absl::Time stop = absl::Now() + run;
   std::atomic<int> not_found{0}, wrong{0}, failed{0}, writes{0}, reads{0};
