@@ -46,11 +46,30 @@ class CollectionHandlers::SearchReactor final
     // Without a min_version, or once this replica has it, on this thread;
     // otherwise on the waiting thread, which owns the call until then.
     core::ResidentData& resident = owner_->engine_->resident();
+    {
+      absl::MutexLock lock(&mu_);
+      continuing_ = true;
+    }
     resident.WhenAtLeast(
         request_->collection(), request_->min_version(),
         resident.options().min_version_wait,
         [this](absl::StatusOr<std::shared_ptr<const collections::Collection>>
-                   current) { Continue(std::move(current)); });
+                   current) {
+          Continue(std::move(current));
+          EndContinue();
+        });
+  }
+
+  // Continue() on the waiting thread runs while the call may already be
+  // answered (the batcher's callback) and done: whichever of it and OnDone
+  // comes last deletes the reactor.
+  void EndContinue() {
+    {
+      absl::MutexLock lock(&mu_);
+      continuing_ = false;
+      if (!done_) return;
+    }
+    delete this;
   }
 
   void Continue(
@@ -122,6 +141,11 @@ class CollectionHandlers::SearchReactor final
 
   void OnDone() override {
     scope_.Release();
+    {
+      absl::MutexLock lock(&mu_);
+      done_ = true;
+      if (continuing_) return;  // EndContinue deletes it
+    }
     delete this;
   }
 
@@ -209,6 +233,9 @@ class CollectionHandlers::SearchReactor final
   absl::Mutex mu_;
   std::optional<collections::SearchTicket> search_ticket_ ABSL_GUARDED_BY(mu_);
   bool answered_ ABSL_GUARDED_BY(mu_) = false;
+  // Continue() still running, and OnDone() called (see EndContinue).
+  bool continuing_ ABSL_GUARDED_BY(mu_) = false;
+  bool done_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 grpc::ServerUnaryReactor* CollectionHandlers::SearchCollection(
