@@ -84,6 +84,20 @@ std::string FreshPrefix() {
   return absl::StrCat("bench-", absl::ToUnixNanos(absl::Now()));
 }
 
+// A fresh data directory and catalog prefix, and replicas A and B started
+// on them; false (the benchmark skipped with the reason) when one fails.
+bool StartPair(benchmark::State& state, const std::string& prefix, Replica* a,
+               Replica* b) {
+  std::system(absl::StrCat("rm -rf '", Folder(), "'").c_str());
+  for (Replica* r : {a, b}) {
+    if (absl::Status s = r->Start(prefix); !s.ok()) {
+      state.SkipWithError(std::string(s.message()).c_str());
+      return false;
+    }
+  }
+  return true;
+}
+
 double Percentile(std::vector<double> values, double p) {
   std::sort(values.begin(), values.end());
   const size_t i =
@@ -94,17 +108,8 @@ double Percentile(std::vector<double> values, double p) {
 void BM_SmallAppendLag(benchmark::State& state) {
   constexpr int kAppends = 100;
   for (auto _ : state) {
-    std::system(absl::StrCat("rm -rf '", Folder(), "'").c_str());
-    const std::string prefix = FreshPrefix();
     Replica a, b;
-    if (absl::Status s = a.Start(prefix); !s.ok()) {
-      state.SkipWithError(std::string(s.message()).c_str());
-      return;
-    }
-    if (absl::Status s = b.Start(prefix); !s.ok()) {
-      state.SkipWithError(std::string(s.message()).c_str());
-      return;
-    }
+    if (!StartPair(state, FreshPrefix(), &a, &b)) return;
     if (!a.collections->CreateCollection({"docs", kDimension, {}}).ok()) {
       state.SkipWithError("create failed");
       return;
@@ -141,19 +146,11 @@ void BM_LargeLag(benchmark::State& state) {
   const uint64_t rows = static_cast<uint64_t>(state.range(0));
   const std::vector<float> values = Rows(rows);
   for (auto _ : state) {
-    std::system(absl::StrCat("rm -rf '", Folder(), "'").c_str());
     const std::string prefix = FreshPrefix();
     double lag_s = 0;
     {
       Replica a, b;
-      if (absl::Status s = a.Start(prefix); !s.ok()) {
-        state.SkipWithError(std::string(s.message()).c_str());
-        return;
-      }
-      if (absl::Status s = b.Start(prefix); !s.ok()) {
-        state.SkipWithError(std::string(s.message()).c_str());
-        return;
-      }
+      if (!StartPair(state, prefix, &a, &b)) return;
       auto committed = UploadAndCommit(*a.collections, "big", values);
       const absl::Time acknowledged = absl::Now();
       if (!committed.ok()) {
