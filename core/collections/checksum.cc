@@ -42,19 +42,6 @@ const Crc32cTables& Tables() {
   return *tables;
 }
 
-#if defined(__x86_64__)
-
-// The crc32 instruction has a latency of three cycles but can start one
-// every cycle, so a single chain of them runs at a third of the possible
-// speed. The hardware path therefore computes three independent CRCs over
-// adjacent blocks and combines them: the CRC of the first block is advanced
-// over the length of the next (as if followed by that many zero bytes, a
-// linear map) and XORed with the CRC of the next, started from zero. Long
-// blocks keep the cost of combining small; short ones let inputs of a few
-// hundred bytes use three chains too.
-constexpr size_t kLongBlock = 8192;
-constexpr size_t kShortBlock = 256;
-
 // A linear map on CRC registers as a 32x32 matrix over GF(2): row n is the
 // image of bit n.
 using Gf2Matrix = std::array<uint32_t, 32>;
@@ -73,16 +60,53 @@ Gf2Matrix Square(const Gf2Matrix& m) {
   return square;
 }
 
+// The map that appends one zero bit to a CRC register: the low bit shifts
+// out and, if set, brings in the polynomial.
+Gf2Matrix OneZeroBit() {
+  Gf2Matrix op;
+  op[0] = kPolynomial;
+  for (int n = 1; n < 32; ++n) op[n] = uint32_t{1} << (n - 1);
+  return op;
+}
+
+// ops[k] appends 2^k zero bytes, so appending any count costs one Apply per
+// set bit of the count.
+struct ZeroBytePowers {
+  std::array<Gf2Matrix, 64> ops;
+  ZeroBytePowers() {
+    Gf2Matrix op = OneZeroBit();
+    for (int i = 0; i < 3; ++i) op = Square(op);  // 8 bits: one byte
+    for (int k = 0; k < 64; ++k) {
+      ops[k] = op;
+      op = Square(op);
+    }
+  }
+};
+
+const ZeroBytePowers& Powers() {
+  static const ZeroBytePowers* const powers = new ZeroBytePowers();
+  return *powers;
+}
+
+#if defined(__x86_64__)
+
+// The crc32 instruction has a latency of three cycles but can start one
+// every cycle, so a single chain of them runs at a third of the possible
+// speed. The hardware path therefore computes three independent CRCs over
+// adjacent blocks and combines them: the CRC of the first block is advanced
+// over the length of the next (as if followed by that many zero bytes, a
+// linear map) and XORed with the CRC of the next, started from zero. Long
+// blocks keep the cost of combining small; short ones let inputs of a few
+// hundred bytes use three chains too.
+constexpr size_t kLongBlock = 8192;
+constexpr size_t kShortBlock = 256;
+
 // The map that appends `bytes` zero bytes (a power of two) to a CRC register,
 // as four byte-indexed tables so that applying it costs four lookups.
 struct ZerosOperator {
   uint32_t t[4][256];
   explicit ZerosOperator(size_t bytes) {
-    Gf2Matrix op;
-    // One zero bit: the low bit shifts out and, if set, brings in the
-    // polynomial.
-    op[0] = kPolynomial;
-    for (int n = 1; n < 32; ++n) op[n] = uint32_t{1} << (n - 1);
+    Gf2Matrix op = OneZeroBit();
     for (size_t bits = 1; bits < 8 * bytes; bits *= 2) op = Square(op);
     for (uint32_t i = 0; i < 256; ++i) {
       for (int j = 0; j < 4; ++j) t[j][i] = Apply(op, i << (8 * j));
@@ -211,6 +235,17 @@ bool Crc32cUsesHardware() { return Crc32cImplementation() != Crc32cPortable; }
 
 uint32_t Crc32c(const void* data, size_t size, uint32_t crc) {
   return Crc32cImplementation()(data, size, crc);
+}
+
+uint32_t Crc32cCombine(uint32_t crc_a, uint32_t crc_b, uint64_t size_b) {
+  // Appending B to A appends size_b zero bytes to A's register and then
+  // XORs in B's CRC: the pre- and post-inversions cancel, as in zlib's
+  // crc32_combine.
+  const ZeroBytePowers& powers = Powers();
+  for (int k = 0; size_b != 0; ++k, size_b >>= 1) {
+    if (size_b & 1) crc_a = Apply(powers.ops[k], crc_a);
+  }
+  return crc_a ^ crc_b;
 }
 
 void Sha256::ContextDeleter::operator()(evp_md_ctx_st* ctx) const {

@@ -37,6 +37,11 @@ inline uint32_t Crc32c(absl::string_view bytes, uint32_t crc = 0) {
   return Crc32c(bytes.data(), bytes.size(), crc);
 }
 
+// The CRC32C of a + b from Crc32c(a), Crc32c(b) and b's size, in O(log
+// size_b): checksums of blocks computed apart (on several threads, or as the
+// blocks arrive out of file order) join into the checksum of the whole.
+uint32_t Crc32cCombine(uint32_t crc_a, uint32_t crc_b, uint64_t size_b);
+
 namespace internal {
 
 // The table-driven CRC32C that Crc32c falls back to without the crc32

@@ -156,6 +156,57 @@ TEST(Crc32cTest, ChainsAcrossRandomSplits) {
   EXPECT_EQ(crc, whole);
 }
 
+// Checksums of pieces computed apart join into the checksum of the whole,
+// at every kind of split: empty sides, odd sizes, more than 4 GiB declared.
+TEST(Crc32cTest, CombineJoinsPiecesComputedApart) {
+  const std::vector<uint8_t> data = RandomBytes((size_t{1} << 20) + 3, 9);
+  const uint32_t whole = Crc32c(data.data(), data.size());
+  std::mt19937 rng(10);
+  std::vector<size_t> splits = {0, 1, 7, 8, 9, data.size() - 1, data.size()};
+  for (int round = 0; round < 64; ++round) {
+    splits.push_back(rng() % (data.size() + 1));
+  }
+  for (size_t split : splits) {
+    const uint8_t* p = data.data();
+    EXPECT_EQ(
+        Crc32cCombine(Crc32c(p, split), Crc32c(p + split, data.size() - split),
+                      data.size() - split),
+        whole)
+        << split;
+  }
+  // Many pieces, as parallel workers produce them, joined left to right.
+  uint32_t crc = 0;
+  for (size_t at = 0; at < data.size();) {
+    const size_t piece = std::min<size_t>(rng() % 70000, data.size() - at);
+    crc = Crc32cCombine(crc, Crc32c(data.data() + at, piece), piece);
+    at += piece;
+  }
+  EXPECT_EQ(crc, whole);
+}
+
+TEST(Crc32cTest, CombineAcrossZerosOfAnySize) {
+  // Appending n zero bytes by brute force against the combine's operator.
+  const std::string head = "engram";
+  for (uint64_t zeros :
+       {uint64_t{1}, uint64_t{3}, uint64_t{4096}, uint64_t{100003}}) {
+    const std::string whole = head + std::string(zeros, '\0');
+    EXPECT_EQ(
+        Crc32cCombine(Crc32c(head), Crc32c(std::string(zeros, '\0')), zeros),
+        Crc32c(whole))
+        << zeros;
+  }
+  // A size beyond 32 bits uses the high powers: combining with an empty B
+  // of that size must differ from a zero shift, and combining twice by
+  // halves must equal once by the whole.
+  const uint32_t a = Crc32c(head);
+  const uint64_t big = (uint64_t{5} << 32) + 12345;
+  const uint32_t zero_crc_half = 0;  // shift only
+  EXPECT_EQ(Crc32cCombine(Crc32cCombine(a, zero_crc_half, big / 2),
+                          zero_crc_half, big - big / 2),
+            Crc32cCombine(a, zero_crc_half, big));
+  EXPECT_NE(Crc32cCombine(a, 0, big), a);
+}
+
 std::string Sha(const std::string& s) {
   Sha256 h;
   h.Update(s);
