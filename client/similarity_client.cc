@@ -333,10 +333,17 @@ absl::StatusOr<v1::ListGraphsResponse> SimilarityClient::ListGraphs(
 
 absl::StatusOr<v1::GraphInfo> SimilarityClient::DescribeGraph(
     const std::string& name, const CallOptions& call) const {
+  return DescribeGraph(name, /*min_version=*/0, call);
+}
+
+absl::StatusOr<v1::GraphInfo> SimilarityClient::DescribeGraph(
+    const std::string& name, uint64_t min_version,
+    const CallOptions& call) const {
   grpc::ClientContext context;
   ENGRAM_RETURN_IF_ERROR(PrepareContext(call, &context));
   v1::DescribeGraphRequest request;
   request.set_name(name);
+  request.set_min_version(min_version);
   return Unary<v1::DescribeGraphRequest, v1::GraphInfo>(
       *stub_, &v1::Similarity::Stub::DescribeGraph, &context, request);
 }

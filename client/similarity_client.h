@@ -158,6 +158,11 @@ class SimilarityClient {
       const CallOptions& call = {}) const;
   absl::StatusOr<engram::similarity::v1::GraphInfo> DescribeGraph(
       const std::string& name, const CallOptions& call = {}) const;
+  // With `min_version` > 0: from a replica that has at least that version
+  // of the graph (GraphInfo.version), as DescribeCollection.
+  absl::StatusOr<engram::similarity::v1::GraphInfo> DescribeGraph(
+      const std::string& name, uint64_t min_version,
+      const CallOptions& call = {}) const;
 
   // grpc.health.v1.Health/Check for `service` ("" is the whole server).
   // A server without the health service yields UNIMPLEMENTED and an unknown

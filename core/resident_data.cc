@@ -169,24 +169,68 @@ void ResidentData::RetireBatcher(absl::string_view name) {
   ReapRetired();
 }
 
-void ResidentData::WhenAtLeast(const std::string& name, uint64_t min_version,
-                               absl::Duration wait, CollectionCallback done) {
-  auto now = collections_->GetAtLeast(name, min_version, absl::ZeroDuration());
+namespace {
+
+// A read that may succeed once a change from the catalog arrives: the name
+// is absent here, or held at an older version.
+bool MayArrive(const absl::Status& status) {
+  return absl::IsUnavailable(status) || absl::IsNotFound(status);
+}
+
+}  // namespace
+
+template <typename T>
+void ResidentData::Await(std::function<absl::StatusOr<T>()> look,
+                         uint64_t min_version, absl::Duration wait,
+                         std::function<void(absl::StatusOr<T>)> done) {
+  absl::StatusOr<T> now = look();
   if (min_version == 0 || now.ok() || wait <= absl::ZeroDuration() ||
-      !(absl::IsUnavailable(now.status()) || absl::IsNotFound(now.status()))) {
+      !MayArrive(now.status())) {
     done(std::move(now));
     return;
   }
+  VersionWaiter waiter;
+  waiter.deadline = absl::Now() + wait;
+  waiter.poll = [look, done](bool last) {
+    absl::StatusOr<T> current = look();
+    if (!last && MayArrive(current.status())) return false;
+    done(std::move(current));
+    return true;
+  };
+  waiter.cancel = [done] {
+    done(absl::UnavailableError("the server is shutting down"));
+  };
   absl::MutexLock lock(&waiters_mu_);
   if (waiters_stop_) {
-    done(absl::UnavailableError("the server is shutting down"));
+    waiter.cancel();
     return;
   }
-  waiters_.push_back({name, min_version, absl::Now() + wait, std::move(done)});
+  waiters_.push_back(std::move(waiter));
   waiters_changed_ = true;
   if (!waiter_thread_.joinable()) {
     waiter_thread_ = std::thread([this] { RunWaiters(); });
   }
+}
+
+void ResidentData::WhenAtLeast(const std::string& name, uint64_t min_version,
+                               absl::Duration wait, CollectionCallback done) {
+  collections::CollectionStore* store = collections_.get();
+  Await<std::shared_ptr<const collections::Collection>>(
+      [store, name, min_version] {
+        return store->GetAtLeast(name, min_version, absl::ZeroDuration());
+      },
+      min_version, wait, std::move(done));
+}
+
+void ResidentData::WhenGraphAtLeast(const std::string& name,
+                                    uint64_t min_version, absl::Duration wait,
+                                    GraphCallback done) {
+  collections::GraphStore* store = graphs_.get();
+  Await<std::shared_ptr<const collections::Graph>>(
+      [store, name, min_version] {
+        return store->GetAtLeast(name, min_version);
+      },
+      min_version, wait, std::move(done));
 }
 
 void ResidentData::WakeWaiters() {
@@ -214,15 +258,9 @@ void ResidentData::RunWaiters() {
     const absl::Time now = absl::Now();
     std::vector<VersionWaiter> still;
     for (VersionWaiter& w : waiting) {
-      auto current =
-          collections_->GetAtLeast(w.name, w.min_version, absl::ZeroDuration());
-      const bool waiting_on = absl::IsUnavailable(current.status()) ||
-                              absl::IsNotFound(current.status());
       if (stop) {
-        w.done(absl::UnavailableError("the server is shutting down"));
-      } else if (!waiting_on || now >= w.deadline) {
-        w.done(std::move(current));
-      } else {
+        w.cancel();
+      } else if (!w.poll(/*last=*/now >= w.deadline)) {
         still.push_back(std::move(w));
       }
     }

@@ -135,6 +135,13 @@ class ResidentData {
                    absl::Duration wait, CollectionCallback done)
       ABSL_LOCKS_EXCLUDED(waiters_mu_);
 
+  using GraphCallback = std::function<void(
+      absl::StatusOr<std::shared_ptr<const collections::Graph>>)>;
+  // WhenAtLeast for graph `name` (GraphStore::GetAtLeast).
+  void WhenGraphAtLeast(const std::string& name, uint64_t min_version,
+                        absl::Duration wait, GraphCallback done)
+      ABSL_LOCKS_EXCLUDED(waiters_mu_);
+
   // CollectionStore::Delete, and retires the name's batcher.
   absl::Status DeleteCollection(absl::string_view name)
       ABSL_LOCKS_EXCLUDED(mu_);
@@ -186,13 +193,22 @@ class ResidentData {
   prometheus::Counter* loaded_collection_ = nullptr;
   prometheus::Counter* loaded_graph_ = nullptr;
 
+  // A read waiting for a version this replica does not hold yet.
   struct VersionWaiter {
-    std::string name;
-    uint64_t min_version = 0;
     absl::Time deadline;
-    CollectionCallback done;
+    // Reads the store again and answers the call when the version has
+    // arrived, the read failed for another reason, or `last` (the deadline
+    // passed); returns whether it answered.
+    std::function<bool(bool last)> poll;
+    // Answers the call UNAVAILABLE: the server is shutting down.
+    std::function<void()> cancel;
   };
-  // The waiting thread of WhenAtLeast, started by its first wait.
+  // What WhenAtLeast and WhenGraphAtLeast share: `look` reads the store.
+  template <typename T>
+  void Await(std::function<absl::StatusOr<T>()> look, uint64_t min_version,
+             absl::Duration wait, std::function<void(absl::StatusOr<T>)> done)
+      ABSL_LOCKS_EXCLUDED(waiters_mu_);
+  // The waiting thread of Await, started by its first wait.
   void RunWaiters() ABSL_LOCKS_EXCLUDED(waiters_mu_);
   void WakeWaiters() ABSL_LOCKS_EXCLUDED(waiters_mu_);
 

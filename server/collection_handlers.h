@@ -25,9 +25,10 @@
 //   workers. Either way a call the client stopped waiting for while it
 //   computed is answered with that stop, as BatchCosine and Spread are.
 //
-// - Read-your-writes across replicas: DescribeCollection and
-//   SearchCollection with a min_version this replica has not loaded yet
-//   wait for it (ResidentData::WhenAtLeast, up to --min_version_wait) and
+// - Read-your-writes across replicas: DescribeCollection, SearchCollection,
+//   DescribeGraph and Spread by graph_name with a min_version this replica
+//   has not loaded yet wait for it (ResidentData::WhenAtLeast and
+//   WhenGraphAtLeast, up to --min_version_wait) and
 //   then answer UNAVAILABLE with a grpc-retry-pushback-ms trailer of
 //   kMinVersionRetryAfter, so the client's retry policy moves the call to a
 //   replica that has it.
@@ -109,10 +110,13 @@ class CollectionHandlers {
       const ::engram::similarity::v1::DescribeGraphRequest* request,
       ::engram::similarity::v1::GraphInfo* response);
 
-  // The graph a SpreadRequest names in graph_name: NOT_FOUND naming it when
-  // there is none. The snapshot stays valid while the caller holds it.
-  absl::StatusOr<std::shared_ptr<const collections::Graph>> ResolveGraph(
-      const std::string& name) const;
+  // Calls `done` with the graph a SpreadRequest names in graph_name once
+  // this replica holds version `min_version` of it or a later one (0: any),
+  // as ResidentData::WhenGraphAtLeast: at once on this thread, or later on
+  // the waiting thread. NOT_FOUND naming graph_name when there is none. The
+  // snapshot stays valid while the caller holds it.
+  void ResolveGraph(const std::string& name, uint64_t min_version,
+                    core::ResidentData::GraphCallback done) const;
 
  private:
   template <typename Request, typename Response, typename Upload>

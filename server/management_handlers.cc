@@ -13,15 +13,21 @@ namespace engram::server {
 
 namespace v1 = ::engram::similarity::v1;
 
-absl::StatusOr<std::shared_ptr<const collections::Graph>>
-CollectionHandlers::ResolveGraph(const std::string& name) const {
-  absl::StatusOr<std::shared_ptr<const collections::Graph>> graph =
-      engine_->resident().graphs().Get(name);
-  if (!graph.ok() && graph.status().code() == absl::StatusCode::kNotFound) {
-    return absl::NotFoundError(
-        absl::StrCat("graph_name: no graph named '", name, "'"));
-  }
-  return graph;
+void CollectionHandlers::ResolveGraph(
+    const std::string& name, uint64_t min_version,
+    core::ResidentData::GraphCallback done) const {
+  core::ResidentData& resident = engine_->resident();
+  resident.WhenGraphAtLeast(
+      name, min_version, resident.options().min_version_wait,
+      [name, min_version, done = std::move(done)](
+          absl::StatusOr<std::shared_ptr<const collections::Graph>> graph) {
+        if (!graph.ok() && absl::IsNotFound(graph.status())) {
+          graph = absl::NotFoundError(
+              absl::StrCat("graph_name: no graph named '", name, "'",
+                           min_version > 0 ? " on this replica" : ""));
+        }
+        done(std::move(graph));
+      });
 }
 
 grpc::ServerUnaryReactor* CollectionHandlers::CreateCollection(
@@ -146,15 +152,33 @@ grpc::ServerUnaryReactor* CollectionHandlers::ListGraphs(
 grpc::ServerUnaryReactor* CollectionHandlers::DescribeGraph(
     grpc::CallbackServerContext* context,
     const v1::DescribeGraphRequest* request, v1::GraphInfo* response) {
-  CallScope scope(context, Method::kDescribeGraph, admission_, metrics_);
-  absl::Status status = core::ValidateRequiredName("name", request->name());
-  if (status.ok()) {
-    auto info = engine_->resident().graphs().Describe(request->name());
-    status = info.status();
-    if (info.ok()) GraphInfoToProto(*info, response);
-  }
+  // As DescribeCollection: a call that waits for min_version is answered
+  // from the waiting thread.
+  auto scope = std::make_shared<CallScope>(context, Method::kDescribeGraph,
+                                           admission_, metrics_);
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  scope.Finish(reactor, status, nullptr);
+  if (absl::Status status = core::ValidateRequiredName("name", request->name());
+      !status.ok()) {
+    scope->Finish(reactor, status, nullptr);
+    return reactor;
+  }
+  core::ResidentData& resident = engine_->resident();
+  resident.WhenGraphAtLeast(
+      request->name(), request->min_version(),
+      resident.options().min_version_wait,
+      [this, scope, reactor, request, response](
+          absl::StatusOr<std::shared_ptr<const collections::Graph>> current) {
+        absl::Status status = current.status();
+        if (status.ok()) {
+          auto info = engine_->resident().graphs().Describe(request->name());
+          status = info.status();
+          // The version waited for, or a later one.
+          if (info.ok()) GraphInfoToProto(*info, response);
+        } else if (absl::IsUnavailable(status)) {
+          scope->AddRetryPushback(kMinVersionRetryAfter);
+        }
+        scope->Finish(reactor, status, nullptr);
+      });
   return reactor;
 }
 

@@ -198,6 +198,7 @@ void GraphInfoToProto(const collections::GraphInfo& info, pb::GraphInfo* out) {
   out->set_residency(info.residency);
   out->set_load_state(info.load_state);
   out->set_source(info.source);
+  out->set_version(info.version);
 }
 
 void SearchResultToProto(const collections::SearchResult& result,

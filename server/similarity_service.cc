@@ -72,11 +72,19 @@ grpc::ServerUnaryReactor* SimilarityService::Compute(
     grpc::CallbackServerContext* context, Method method, uint64_t cost,
     google::protobuf::Message* response, Run run) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  auto scope =
-      std::make_unique<CallScope>(context, method, admission_.get(), metrics_);
+  Start(
+      std::make_shared<CallScope>(context, method, admission_.get(), metrics_),
+      reactor, cost, response, std::move(run));
+  return reactor;
+}
+
+template <typename Run>
+void SimilarityService::Start(std::shared_ptr<CallScope> scope,
+                              grpc::ServerUnaryReactor* reactor, uint64_t cost,
+                              google::protobuf::Message* response, Run run) {
   if (absl::Status refused = scope->Admit(cost); !refused.ok()) {
     scope->Finish(reactor, refused, response);
-    return reactor;
+    return;
   }
   scope->Queued();
   engine_->Submit(
@@ -88,7 +96,6 @@ grpc::ServerUnaryReactor* SimilarityService::Compute(
         if (status.ok()) status = scope->AfterWork(run(&scope->interrupt()));
         scope->Finish(reactor, status, response);
       });
-  return reactor;
 }
 
 grpc::ServerUnaryReactor* SimilarityService::BatchCosine(
@@ -106,38 +113,56 @@ grpc::ServerUnaryReactor* SimilarityService::Spread(
     grpc::CallbackServerContext* context,
     const ::engram::similarity::v1::SpreadRequest* request,
     ::engram::similarity::v1::SpreadResponse* response) {
-  // Exactly one of graph and graph_name. A named graph is resolved here and
-  // its snapshot held by the call until it is answered, so a concurrent
-  // DeleteGraph never pulls it from under the spread.
-  std::shared_ptr<const collections::Graph> graph;
-  absl::Status named = absl::OkStatus();
-  if (!request->graph_name().empty()) {
-    if (request->has_graph()) {
-      named = absl::InvalidArgumentError(
-          "graph, graph_name: give exactly one of them, not both");
-    } else {
-      absl::StatusOr<std::shared_ptr<const collections::Graph>> resolved =
-          collections_.ResolveGraph(request->graph_name());
-      named = resolved.status();
-      if (resolved.ok()) graph = *std::move(resolved);
-    }
-  } else if (!request->has_graph()) {
-    named = absl::InvalidArgumentError(
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  auto scope = std::make_shared<CallScope>(context, Method::kSpread,
+                                           admission_.get(), metrics_);
+  // Exactly one of graph and graph_name.
+  absl::Status shape = absl::OkStatus();
+  if (request->has_graph() && !request->graph_name().empty()) {
+    shape = absl::InvalidArgumentError(
+        "graph, graph_name: give exactly one of them, not both");
+  } else if (!request->has_graph() && request->graph_name().empty()) {
+    shape = absl::InvalidArgumentError(
         "graph, graph_name: give exactly one of them (neither is set)");
+  } else if (request->has_graph() && request->min_version() != 0) {
+    shape = absl::InvalidArgumentError(
+        "min_version: applies to graph_name; an inline graph has no version");
   }
-  if (!named.ok()) {
-    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-    CallScope(context, Method::kSpread, admission_.get(), metrics_)
-        .Finish(reactor, named, response);
+  if (!shape.ok()) {
+    scope->Finish(reactor, shape, response);
     return reactor;
   }
-  uint64_t cost = AdmissionCost(*request, engine_->limits());
-  if (graph != nullptr) cost += 24 * uint64_t{graph->num_nodes()};
-  return Compute(context, Method::kSpread, cost, response,
-                 [this, request, response,
-                  graph = std::move(graph)](const base::Interrupt* stop) {
-                   return RunSpread(*request, graph.get(), stop, response);
-                 });
+  if (request->has_graph()) {
+    Start(std::move(scope), reactor, AdmissionCost(*request, engine_->limits()),
+          response, [this, request, response](const base::Interrupt* stop) {
+            return RunSpread(*request, nullptr, stop, response);
+          });
+    return reactor;
+  }
+  // A named graph is resolved once this replica holds min_version of it
+  // (at once, or later on the waiting thread), and its snapshot is held by
+  // the call until it is answered, so a concurrent DeleteGraph never pulls
+  // it from under the spread.
+  collections_.ResolveGraph(
+      request->graph_name(), request->min_version(),
+      [this, scope, reactor, request, response](
+          absl::StatusOr<std::shared_ptr<const collections::Graph>> graph) {
+        if (!graph.ok()) {
+          if (absl::IsUnavailable(graph.status())) {
+            scope->AddRetryPushback(kMinVersionRetryAfter);
+          }
+          scope->Finish(reactor, graph.status(), response);
+          return;
+        }
+        const uint64_t cost = AdmissionCost(*request, engine_->limits()) +
+                              24 * uint64_t{(*graph)->num_nodes()};
+        Start(scope, reactor, cost, response,
+              [this, request, response,
+               graph = *std::move(graph)](const base::Interrupt* stop) {
+                return RunSpread(*request, graph.get(), stop, response);
+              });
+      });
+  return reactor;
 }
 
 grpc::ServerUnaryReactor* SimilarityService::GetStats(
@@ -241,7 +266,10 @@ absl::Status SimilarityService::RunSpread(
   std::vector<kernels::SpreadSeed> seeds;
   ENGRAM_ASSIGN_OR_RETURN(dispatch::SpreadJob job,
                           SpreadJobFromProto(request, &seeds));
-  if (graph != nullptr) job.graph = graph->view();
+  if (graph != nullptr) {
+    job.graph = graph->view();
+    response->set_graph_version(graph->version());
+  }
   job.interrupt = interrupt;
   dispatch::SpreadOutput out;
   if (absl::Status computed = engine_->Spread(job, &out); !computed.ok()) {

@@ -38,6 +38,8 @@
 
 namespace engram::server {
 
+class CallScope;
+
 class SimilarityService final
     : public ::engram::similarity::v1::Similarity::CallbackService {
  public:
@@ -162,6 +164,12 @@ class SimilarityService final
                                     Method method, uint64_t cost,
                                     google::protobuf::Message* response,
                                     Run run);
+  // Compute for a call whose scope is already open (a Spread that waited
+  // for its graph): admits and runs, or refuses, and answers on `reactor`.
+  template <typename Run>
+  void Start(std::shared_ptr<CallScope> scope,
+             grpc::ServerUnaryReactor* reactor, uint64_t cost,
+             google::protobuf::Message* response, Run run);
 
   absl::Status RunBatchCosine(
       const ::engram::similarity::v1::BatchCosineRequest& request,

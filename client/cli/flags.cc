@@ -104,10 +104,10 @@ ABSL_FLAG(std::string, idempotency_key, "",
           "characters; running the same command again with the same key "
           "applies the upload at most once (the answer says replayed).");
 ABSL_FLAG(uint64_t, min_version, 0,
-          "collection search/describe: answer from a replica that has at "
-          "least this version of the collection (a write's answer says its "
-          "version); a replica behind waits for it, then answers "
-          "UNAVAILABLE. 0: any.");
+          "collection search/describe, graph describe, spread --graph_name: "
+          "answer from a replica that has at least this version of the "
+          "collection or graph (a write's answer says its version); a "
+          "replica behind waits for it, then answers UNAVAILABLE. 0: any.");
 ABSL_FLAG(uint64_t, chunk_entries,
           engram::client::cli::GraphOptions().chunk_entries,
           "graph put: row offsets or edges per stream message.");
@@ -189,6 +189,7 @@ const std::vector<CommandSpec>& Commands() {
        "graph (Spread).",
        {{"graph", "FILE"},
         {"graph_name", "NAME"},
+        {"min_version", "V"},
         {"num_nodes", "N"},
         {"seeds", "NODE:ACT,..."},
         {"max_hops", "H"},
@@ -260,7 +261,8 @@ const std::vector<CommandSpec>& Commands() {
        {{"name", "NAME"},
         {"graph", "FILE"},
         {"num_nodes", "N"},
-        {"chunk_entries", "N"}}},
+        {"chunk_entries", "N"},
+        {"min_version", "V"}}},
   };
   return *commands;
 }
@@ -492,6 +494,7 @@ absl::StatusOr<Invocation> ParseArgs(const std::vector<std::string>& args) {
   SpreadOptions& spread = invocation.spread;
   spread.graph_path = absl::GetFlag(FLAGS_graph);
   spread.graph_name = absl::GetFlag(FLAGS_graph_name);
+  spread.min_version = absl::GetFlag(FLAGS_min_version);
   spread.num_nodes = absl::GetFlag(FLAGS_num_nodes);
   spread.seeds = absl::GetFlag(FLAGS_seeds);
   spread.max_hops = absl::GetFlag(FLAGS_max_hops);
@@ -532,6 +535,7 @@ absl::StatusOr<Invocation> ParseArgs(const std::vector<std::string>& args) {
   graph.graph_path = absl::GetFlag(FLAGS_graph);
   graph.num_nodes = absl::GetFlag(FLAGS_num_nodes);
   graph.chunk_entries = absl::GetFlag(FLAGS_chunk_entries);
+  graph.min_version = absl::GetFlag(FLAGS_min_version);
   return invocation;
 }
 

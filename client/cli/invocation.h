@@ -48,8 +48,9 @@ struct CosineOptions {
 };
 
 struct SpreadOptions {
-  std::string graph_path;  // edge list, see client/edge_list.h
-  std::string graph_name;  // a resident graph instead of graph_path
+  std::string graph_path;    // edge list, see client/edge_list.h
+  std::string graph_name;    // a resident graph instead of graph_path
+  uint64_t min_version = 0;  // of graph_name
   std::optional<uint32_t> num_nodes;
   std::string seeds;  // "node:activation,..."
   std::optional<uint32_t> max_hops;
@@ -84,6 +85,7 @@ struct GraphOptions {
   std::string graph_path;  // edge list (put)
   std::optional<uint32_t> num_nodes;
   uint64_t chunk_entries = uint64_t{1} << 20;
+  uint64_t min_version = 0;  // describe
 };
 
 struct HealthOptions {

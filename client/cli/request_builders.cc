@@ -240,6 +240,9 @@ absl::StatusOr<v1::SpreadRequest> BuildSpreadRequest(
   if (!options.graph_path.empty() && !options.graph_name.empty()) {
     return UsageError("give --graph or --graph_name, not both");
   }
+  if (options.min_version != 0 && options.graph_name.empty()) {
+    return UsageError("--min_version applies to --graph_name only");
+  }
   if (options.seeds.empty()) {
     return UsageError("--seeds is required (node:activation,...)");
   }
@@ -247,6 +250,7 @@ absl::StatusOr<v1::SpreadRequest> BuildSpreadRequest(
                           BuildSpreadRequestWithoutGraph(options));
   if (!options.graph_name.empty()) {
     request.set_graph_name(options.graph_name);
+    request.set_min_version(options.min_version);
     return request;
   }
 

@@ -108,7 +108,8 @@ int RunResident(const Invocation& invocation, const ResidentInput& input,
   }
   if (g.action == "list")
     return PrintResponse(client.ListGraphs(call), out, err);
-  return PrintResponse(client.DescribeGraph(g.name, call), out, err);
+  return PrintResponse(client.DescribeGraph(g.name, g.min_version, call), out,
+                       err);
 }
 
 }  // namespace engram::client::cli

@@ -129,9 +129,10 @@ void DataDir::RemoveSegmentFiles(
 }
 
 void DataDir::LoadGraphFile(const std::string& path, const std::string& name,
-                            GraphStore* store, LoadOutcome* outcome) {
+                            uint64_t version, GraphStore* store,
+                            LoadOutcome* outcome) {
   absl::StatusOr<std::shared_ptr<const Graph>> graph =
-      LoadGraphSnapshot(path, name, store);
+      LoadGraphSnapshot(path, name, store, version);
   if (graph.ok()) {
     outcome->rows = (*graph)->num_nodes();
     outcome->bytes = (*graph)->bytes();
@@ -295,9 +296,11 @@ absl::Status DataDir::Delete(absl::string_view name) {
   return absl::OkStatus();
 }
 
-absl::Status DataDir::CommitGraph(const Graph& graph) {
+absl::StatusOr<uint64_t> DataDir::CommitGraph(const Graph& graph) {
   if (catalog_ != nullptr) return CommitGraphToCatalog(graph);
-  return WriteError(WriteGraphSnapshot(graph, GraphPath(graph.name())));
+  ENGRAM_RETURN_IF_ERROR(
+      WriteError(WriteGraphSnapshot(graph, GraphPath(graph.name()))));
+  return graph.version();
 }
 
 absl::Status DataDir::DeleteGraph(absl::string_view name) {
@@ -473,7 +476,8 @@ absl::StatusOr<std::vector<LoadOutcome>> DataDir::Load(
     const std::string path = absl::StrCat(graphs_dir, "/", file);
     LoadOutcome outcome = StoredOutcome(ResidentKind::kGraph, name, path);
     const absl::Time start = absl::Now();
-    LoadGraphFile(path, name, graphs, &outcome);
+    // Its version is the one its file records.
+    LoadGraphFile(path, name, /*version=*/0, graphs, &outcome);
     if (!outcome.status.ok()) {
       graphs->MarkLost(name, outcome.status).IgnoreError();
     }

@@ -147,7 +147,9 @@ class DataDir final : public CollectionJournal {
   absl::Status Delete(absl::string_view name) override ABSL_LOCKS_EXCLUDED(mu_);
 
   // Graphs: a put graph is written whole; a delete removes its file.
-  absl::Status CommitGraph(const Graph& graph);
+  // Returns the version the graph is stored under: its own (kept in its
+  // file), or in shared mode the catalog revision of the put.
+  absl::StatusOr<uint64_t> CommitGraph(const Graph& graph);
   absl::Status DeleteGraph(absl::string_view name);
 
   // The GraphJournal to give the GraphStore: CommitGraph and DeleteGraph
@@ -158,7 +160,7 @@ class DataDir final : public CollectionJournal {
   class GraphSide final : public GraphJournal {
    public:
     explicit GraphSide(DataDir* dir) : dir_(dir) {}
-    absl::Status Commit(const Graph& graph) override {
+    absl::StatusOr<uint64_t> Commit(const Graph& graph) override {
       return dir_->CommitGraph(graph);
     }
     absl::Status Delete(absl::string_view name) override {
@@ -200,7 +202,8 @@ class DataDir final : public CollectionJournal {
   // its rows and bytes, or the error (RESOURCE_EXHAUSTED for the budget,
   // DATA_LOSS for anything wrong with the file).
   static void LoadGraphFile(const std::string& path, const std::string& name,
-                            GraphStore* store, LoadOutcome* outcome);
+                            uint64_t version, GraphStore* store,
+                            LoadOutcome* outcome);
   std::string ManifestPath(absl::string_view name) const;
   std::string SegmentPath(absl::string_view file) const;
   std::string GraphPath(absl::string_view name) const;
@@ -228,7 +231,7 @@ class DataDir final : public CollectionJournal {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status DeleteFromCatalog(absl::string_view name)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::Status CommitGraphToCatalog(const Graph& graph)
+  absl::StatusOr<uint64_t> CommitGraphToCatalog(const Graph& graph)
       ABSL_LOCKS_EXCLUDED(mu_);
   absl::Status DeleteGraphFromCatalog(absl::string_view name)
       ABSL_LOCKS_EXCLUDED(mu_);

@@ -107,7 +107,7 @@ absl::Status DataDir::DeleteFromCatalog(absl::string_view name) {
   return absl::OkStatus();
 }
 
-absl::Status DataDir::CommitGraphToCatalog(const Graph& graph) {
+absl::StatusOr<uint64_t> DataDir::CommitGraphToCatalog(const Graph& graph) {
   storage::GraphManifest entry;
   entry.set_name(graph.name());
   entry.set_file(UniqueFileName(graph.name(), ".graph"));
@@ -131,7 +131,9 @@ absl::Status DataDir::CommitGraphToCatalog(const Graph& graph) {
   }
   graph_revisions_[graph.name()] = *revision;
   graph_entries_[graph.name()] = std::move(entry);
-  return absl::OkStatus();
+  // The revision, not the store's counter: every replica that loads this
+  // put sees the same number (ApplyGraph).
+  return static_cast<uint64_t>(*revision);
 }
 
 absl::Status DataDir::DeleteGraphFromCatalog(absl::string_view name) {
@@ -340,7 +342,8 @@ LoadOutcome DataDir::ApplyGraph(const std::string& name,
     graphs_->Evict(name).IgnoreError();
     const std::string path = absl::StrCat(path_, "/graphs/", stored.file());
     outcome.declaration.path = path;
-    LoadGraphFile(path, name, graphs_, &outcome);
+    LoadGraphFile(path, name, static_cast<uint64_t>(entry.mod_revision),
+                  graphs_, &outcome);
   }
   if (!outcome.status.ok()) {
     graphs_->Evict(name).IgnoreError();

@@ -190,10 +190,19 @@ absl::StatusOr<std::shared_ptr<const Graph>> GraphStore::Publish(
   graph->uid_ = NewResidentId();
   graph->source_ =
       upload->options_.source.empty() ? "upload" : upload->options_.source;
+  {
+    // Handed out before the journal runs, so that concurrent puts of
+    // different names never share a version; a failed commit leaves a gap.
+    absl::MutexLock lock(&mu_);
+    graph->version_ = upload->options_.version != 0 ? upload->options_.version
+                                                    : last_version_ + 1;
+    last_version_ = std::max(last_version_, graph->version_);
+  }
   if (upload->options_.durable && options_.journal != nullptr) {
-    ENGRAM_RETURN_IF_ERROR(options_.journal->Commit(*graph));
+    ENGRAM_ASSIGN_OR_RETURN(graph->version_, options_.journal->Commit(*graph));
   }
   absl::MutexLock lock(&mu_);
+  last_version_ = std::max(last_version_, graph->version_);
   // The name was reserved in putting_, so nothing else holds it.
   graphs_[graph->name_] = graph;
   UpdateGaugesLocked();
@@ -255,6 +264,25 @@ absl::StatusOr<std::shared_ptr<const Graph>> GraphStore::Get(
   return it->second;
 }
 
+absl::StatusOr<std::shared_ptr<const Graph>> GraphStore::GetAtLeast(
+    absl::string_view name, uint64_t min_version) const {
+  if (min_version == 0) return Get(name);
+  absl::MutexLock lock(&mu_);
+  if (auto lost = lost_.find(name); lost != lost_.end()) return lost->second;
+  auto it = graphs_.find(name);
+  if (it == graphs_.end()) {
+    return absl::NotFoundError(
+        absl::StrCat("graph \"", name, "\" does not exist on this replica"));
+  }
+  if (it->second->version() < min_version) {
+    return absl::UnavailableError(
+        absl::StrCat("min_version: graph \"", name, "\" is at version ",
+                     it->second->version(), " on this replica, min_version is ",
+                     min_version, "; another replica may have it"));
+  }
+  return it->second;
+}
+
 namespace {
 GraphInfo InfoOf(const Graph& g) {
   GraphInfo info;
@@ -263,6 +291,7 @@ GraphInfo InfoOf(const Graph& g) {
   info.num_edges = g.num_edges();
   info.bytes = g.bytes();
   info.uid = g.uid();
+  info.version = g.version();
   info.source = g.source();
   return info;
 }

@@ -8,8 +8,11 @@
 // and makes it visible atomically. Abort, a failed Commit or destroying the
 // upload leaves nothing visible and gives the budget and the name back.
 // Graphs are immutable once visible (a graph is replaced by Delete + put);
-// readers hold std::shared_ptr<const Graph> snapshots, so Delete never pulls
-// a graph from under a running spread.
+// each put gets a version larger than every earlier put's (see
+// Graph::version), so that a reader can ask for a put it knows of
+// (GetAtLeast) and tell a replaced graph from its successor. Readers hold
+// std::shared_ptr<const Graph> snapshots, so Delete never pulls a graph from
+// under a running spread.
 //
 // Validation is the request path's own (core::ValidateSpreadJob over the
 // graph, with no seeds and default parameters), injected as a GraphValidator
@@ -75,6 +78,13 @@ class Graph {
   const std::string& name() const { return name_; }
   // Process-wide unique identity (NewResidentId()), for a device cache.
   uint64_t uid() const { return uid_; }
+  // Larger than the version of every graph put before it in this store,
+  // whatever its name, so a graph put again after a delete has a larger
+  // version than the one it replaces. Where it comes from: the journal's
+  // commit (shared mode: the catalog revision of the put, the same on every
+  // replica; the data directory alone: the store's counter, kept in the
+  // graph's file), or the store's counter when nothing is journaled.
+  uint64_t version() const { return version_; }
   uint32_t num_nodes() const { return view_.num_nodes; }
   uint64_t num_edges() const { return view_.num_edges(); }
   // Borrows the graph's arrays: valid while this Graph is alive.
@@ -90,6 +100,7 @@ class Graph {
 
   std::string name_;
   uint64_t uid_ = 0;
+  uint64_t version_ = 0;
   std::string source_;
   kernels::LargeBuffer<uint32_t> row_offsets_;
   kernels::LargeBuffer<uint32_t> targets_;
@@ -104,6 +115,7 @@ struct GraphInfo {
   uint64_t num_edges = 0;
   uint64_t bytes = 0;
   uint64_t uid = 0;
+  uint64_t version = 0;
   std::string residency = "host";
   // "ready", or "lost" when its stored copy could not be read (`error`).
   std::string load_state = "ready";
@@ -120,6 +132,10 @@ struct GraphPutOptions {
   // Whether the journal stores the graph: false for a graph loaded from a
   // file (the data directory's own, or an operator's).
   bool durable = true;
+  // The version to publish the graph under: the one it was committed with,
+  // for a graph loaded from the data directory or the catalog. 0: the next
+  // of the store's counter (or the journal's choice, when durable).
+  uint64_t version = 0;
 };
 
 // Stores graphs before they become visible (see the file comment). Commit
@@ -129,7 +145,10 @@ struct GraphPutOptions {
 class GraphJournal {
  public:
   virtual ~GraphJournal() = default;
-  virtual absl::Status Commit(const Graph& graph) = 0;
+  // Returns the version the graph was stored under: graph.version() (the
+  // store's counter), or one the journal chose that is larger than every
+  // version it returned before (the shared catalog's revision).
+  virtual absl::StatusOr<uint64_t> Commit(const Graph& graph) = 0;
   // OK when nothing is stored under `name`.
   virtual absl::Status Delete(absl::string_view name) = 0;
 };
@@ -214,6 +233,14 @@ class GraphStore {
       ABSL_LOCKS_EXCLUDED(mu_);
   absl::StatusOr<std::shared_ptr<const Graph>> Get(absl::string_view name) const
       ABSL_LOCKS_EXCLUDED(mu_);
+  // Get, once the graph's version is at least `min_version` (0: any):
+  // UNAVAILABLE naming both versions while this store holds an older one,
+  // NOT_FOUND while it holds none (a put another replica committed may not
+  // have arrived yet). Does not wait: ResidentData retries as changes
+  // arrive.
+  absl::StatusOr<std::shared_ptr<const Graph>> GetAtLeast(
+      absl::string_view name, uint64_t min_version) const
+      ABSL_LOCKS_EXCLUDED(mu_);
   absl::StatusOr<GraphInfo> Describe(absl::string_view name) const
       ABSL_LOCKS_EXCLUDED(mu_);
   std::vector<GraphInfo> List() const ABSL_LOCKS_EXCLUDED(mu_);
@@ -235,6 +262,8 @@ class GraphStore {
       ABSL_GUARDED_BY(mu_);
   std::map<std::string, absl::Status, std::less<>> lost_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, int, std::less<>> putting_ ABSL_GUARDED_BY(mu_);
+  // The largest version published or handed out so far.
+  uint64_t last_version_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace engram::collections

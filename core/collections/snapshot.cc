@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <limits>
 #include <utility>
 #include <vector>
 
@@ -30,6 +31,7 @@ struct Header {
   uint64_t count_b = 0;
   uint32_t name_bytes = 0;
   uint32_t metadata_bytes = 0;
+  uint32_t graph_version = 0;
 };
 
 std::string EncodeHeader(const Header& h) {
@@ -46,6 +48,7 @@ std::string EncodeHeader(const Header& h) {
   StoreLittleEndian<uint64_t>(p + 40, h.count_b);
   StoreLittleEndian<uint32_t>(p + 48, h.name_bytes);
   StoreLittleEndian<uint32_t>(p + 52, h.metadata_bytes);
+  StoreLittleEndian<uint32_t>(p + 56, h.graph_version);
   StoreLittleEndian<uint32_t>(p + 60, Crc32c(p, 60));
   return out;
 }
@@ -97,6 +100,7 @@ absl::StatusOr<Header> ReadHeader(FileReader& file, absl::string_view magic,
   h.count_b = LoadLittleEndian<uint64_t>(buf + 40);
   h.name_bytes = LoadLittleEndian<uint32_t>(buf + 48);
   h.metadata_bytes = LoadLittleEndian<uint32_t>(buf + 52);
+  h.graph_version = LoadLittleEndian<uint32_t>(buf + 56);
   return h;
 }
 
@@ -416,6 +420,11 @@ absl::Status WriteGraphSnapshot(const Graph& g, const std::string& path) {
   h.count_a = v.num_nodes;
   h.count_b = v.num_edges();
   h.name_bytes = static_cast<uint32_t>(g.name().size());
+  // A version too large for the field is not kept: the graph then gets the
+  // loading store's next, as a graph from an older file does.
+  h.graph_version = g.version() <= std::numeric_limits<uint32_t>::max()
+                        ? static_cast<uint32_t>(g.version())
+                        : 0;
   h.payload_bytes = h.name_bytes + (uint64_t{v.num_nodes} + 1) * 4 +
                     uint64_t{v.num_edges()} * 8;
   return WriteFileAtomically(path, [&](FileSink& sink) -> absl::Status {
@@ -441,7 +450,8 @@ absl::Status WriteGraphSnapshot(const Graph& g, const std::string& path) {
 }
 
 absl::StatusOr<std::shared_ptr<const Graph>> LoadGraphSnapshot(
-    const std::string& path, absl::string_view name, GraphStore* store) {
+    const std::string& path, absl::string_view name, GraphStore* store,
+    uint64_t version) {
   ENGRAM_ASSIGN_OR_RETURN(FileReader file, FileReader::Open(path));
   ENGRAM_ASSIGN_OR_RETURN(Header h,
                           ReadHeader(file, kGraphSnapshotMagic, "graph"));
@@ -464,6 +474,7 @@ absl::StatusOr<std::shared_ptr<const Graph>> LoadGraphSnapshot(
   options.num_edges = num_edges;
   options.source = path;
   options.durable = false;
+  options.version = version != 0 ? version : h.graph_version;
   absl::StatusOr<std::unique_ptr<GraphUpload>> upload =
       store->BeginPut(options);
   if (!upload.ok()) return WithPath(path, upload.status());

@@ -17,7 +17,8 @@
 //   40     8     collection: dimension; graph: num_edges
 //   48     4     name bytes
 //   52     4     metadata bytes (graph: 0)
-//   56     4     reserved, 0
+//   56     4     graph: its version (Graph::version; 0: none, as in files
+//                 written before graphs had versions); collection: 0
 //   60     4     CRC32C of bytes [0, 60)
 //
 //   payload: name; metadata as (u32 key length, key, u32 value length,
@@ -98,11 +99,13 @@ absl::StatusOr<std::shared_ptr<const Collection>> LoadCollectionSnapshot(
 
 absl::Status WriteGraphSnapshot(const Graph& graph, const std::string& path);
 
-// Loads a graph snapshot into `store` under `name` (empty: the stored name).
+// Loads a graph snapshot into `store` under `name` (empty: the stored name),
+// as `version` (0: the version the file records, else the store's next).
 // The graph passes the store's validator before it becomes visible. Loaded
 // collections and graphs are not journaled: their file is their copy.
 absl::StatusOr<std::shared_ptr<const Graph>> LoadGraphSnapshot(
-    const std::string& path, absl::string_view name, GraphStore* store);
+    const std::string& path, absl::string_view name, GraphStore* store,
+    uint64_t version = 0);
 
 }  // namespace engram::collections
 

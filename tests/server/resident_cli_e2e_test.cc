@@ -188,8 +188,26 @@ TEST_F(ResidentCliE2ETest, GraphCommandsAndSpreadByName) {
       {"graph", "put", "--name=kg", "--graph=" + edges, "--chunk_entries=2"});
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_THAT(r.out, HasSubstr("\"num_edges\":\"3\""));
-  r = Cli({"graph", "describe", "--name=kg"});
+  // The put's answer carries the graph's version (JSON prints uint64 as a
+  // string).
+  const size_t at = r.out.find("\"version\":\"");
+  ASSERT_NE(at, std::string::npos) << r.out;
+  const std::string version =
+      r.out.substr(at + 11, r.out.find('"', at + 11) - (at + 11));
+  r = Cli({"graph", "describe", "--name=kg", "--min_version=" + version});
   EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("\"version\":\"" + version + "\""));
+  r = Cli({"graph", "describe", "--name=kg",
+           "--min_version=" + std::to_string(std::stoull(version) + 1000)});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr("UNAVAILABLE"));
+  r = Cli(
+      {"spread", "--graph_name=kg", "--seeds=0:1", "--min_version=" + version});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("\"graph_version\":\"" + version + "\""));
+  r = Cli({"spread", "--graph=" + edges, "--seeds=0:1", "--min_version=1"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("--min_version"));
   r = Cli({"graph", "list"});
   EXPECT_THAT(r.out, HasSubstr("\"kg\""));
 

@@ -470,6 +470,21 @@ TEST_F(ResidentE2ETest, SpreadByGraphNameEqualsInlineSpread) {
   }
   EXPECT_EQ(a->hops(), b->hops());
   EXPECT_EQ(a->edges_traversed(), b->edges_traversed());
+  // The named spread says which version of the graph it ran on.
+  EXPECT_GT(put->version(), 0u);
+  EXPECT_EQ(b->graph_version(), put->version());
+  EXPECT_EQ(a->graph_version(), 0u);
+  pb::SpreadRequest at_version = named;
+  at_version.set_min_version(put->version());
+  auto c = client().Spread(at_version);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->graph_version(), put->version());
+  // min_version belongs to graph_name: an inline graph has no version.
+  pb::SpreadRequest inline_versioned = inline_request;
+  inline_versioned.set_min_version(1);
+  auto no_version = client().Spread(inline_versioned);
+  EXPECT_EQ(no_version.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(no_version.status().message(), HasSubstr("min_version"));
 
   // Exactly one of graph and graph_name.
   pb::SpreadRequest both = inline_request;
@@ -489,6 +504,8 @@ TEST_F(ResidentE2ETest, SpreadByGraphNameEqualsInlineSpread) {
   auto described = client().DescribeGraph("random");
   ASSERT_TRUE(described.ok()) << described.status();
   EXPECT_EQ(described->num_edges(), g.targets.size());
+  EXPECT_EQ(described->version(), put->version());
+  EXPECT_TRUE(client().DescribeGraph("random", put->version()).ok());
   auto graphs = client().ListGraphs();
   ASSERT_TRUE(graphs.ok());
   ASSERT_EQ(graphs->graphs_size(), 1);

@@ -282,6 +282,103 @@ TEST_F(SharedDataE2ETest, ADeleteAtOneReplicaIsGoneEverywhere) {
   }
 }
 
+// A CSR graph in the API's form.
+pb::Graph ToProto(const testing::RandomCsrGraph& g) {
+  pb::Graph graph;
+  graph.set_num_nodes(g.num_nodes);
+  graph.mutable_row_offsets()->Add(g.row_offsets.begin(), g.row_offsets.end());
+  graph.mutable_targets()->Add(g.targets.begin(), g.targets.end());
+  graph.mutable_weights()->Add(g.weights.begin(), g.weights.end());
+  return graph;
+}
+
+TEST_F(SharedDataE2ETest, AGraphPutAtOneReplicaSpreadsAtEveryOther) {
+  const testing::RandomCsrGraph g = testing::RandomGraph(500, 4, 3);
+  auto put = at(0).PutGraph("links", ToProto(g));
+  ASSERT_TRUE(put.ok()) << put.status();
+  const uint64_t version = put->version();
+  ASSERT_GT(version, 0u);
+
+  pb::SpreadRequest spread;
+  spread.set_graph_name("links");
+  spread.set_min_version(version);
+  auto* seed = spread.add_seeds();
+  seed->set_node(7);
+  seed->set_activation(1.0f);
+  spread.mutable_params()->set_max_hops(4);
+  pb::SpreadRequest inline_spread = spread;
+  inline_spread.clear_graph_name();
+  inline_spread.clear_min_version();
+  *inline_spread.mutable_graph() = ToProto(g);
+  auto expected = at(0).Spread(inline_spread);
+  ASSERT_TRUE(expected.ok()) << expected.status();
+  for (int i = 0; i < 3; ++i) {
+    // At once after the put: the replicas behind wait for the version.
+    auto spread_at = at(i).Spread(spread);
+    ASSERT_TRUE(spread_at.ok())
+        << "replica " << i << ": " << spread_at.status();
+    EXPECT_EQ(spread_at->graph_version(), version);
+    ASSERT_EQ(spread_at->activation_size(), expected->activation_size());
+    for (int n = 0; n < expected->activation_size(); ++n) {
+      ASSERT_EQ(spread_at->activation(n), expected->activation(n)) << n;
+    }
+    auto info = at(i).DescribeGraph("links", version);
+    ASSERT_TRUE(info.ok()) << info.status();
+    EXPECT_EQ(info->version(), version);
+  }
+
+  // A version nobody has: UNAVAILABLE naming min_version, with the retry
+  // hint, for Spread and DescribeGraph alike.
+  {
+    grpc::ClientContext context;
+    pb::SpreadRequest ahead = spread;
+    ahead.set_min_version(version + 1000);
+    pb::SpreadResponse response;
+    const grpc::Status behind = at(1).stub().Spread(&context, ahead, &response);
+    EXPECT_EQ(behind.error_code(), grpc::StatusCode::UNAVAILABLE);
+    EXPECT_THAT(behind.error_message(), HasSubstr("min_version"));
+    EXPECT_EQ(
+        context.GetServerTrailingMetadata().count("grpc-retry-pushback-ms"),
+        1u);
+  }
+  {
+    grpc::ClientContext context;
+    pb::DescribeGraphRequest ahead;
+    ahead.set_name("links");
+    ahead.set_min_version(version + 1000);
+    pb::GraphInfo response;
+    const grpc::Status behind =
+        at(2).stub().DescribeGraph(&context, ahead, &response);
+    EXPECT_EQ(behind.error_code(), grpc::StatusCode::UNAVAILABLE);
+    EXPECT_EQ(
+        context.GetServerTrailingMetadata().count("grpc-retry-pushback-ms"),
+        1u);
+  }
+
+  // Replaced elsewhere (delete, then a put of another graph): a larger
+  // version, and a spread that asks for it never runs on the old graph.
+  ASSERT_TRUE(at(1).DeleteGraph("links").ok());
+  // The put's replica must have seen the delete, or the name is still taken
+  // there.
+  const absl::Time give_up = absl::Now() + testing::Scaled(absl::Seconds(10));
+  while (at(2).DescribeGraph("links").ok()) {
+    ASSERT_LT(absl::Now(), give_up);
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  const testing::RandomCsrGraph replacement = testing::RandomGraph(80, 3, 4);
+  auto again = at(2).PutGraph("links", ToProto(replacement));
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_GT(again->version(), version);
+  spread.set_min_version(again->version());
+  for (int i = 0; i < 3; ++i) {
+    auto spread_at = at(i).Spread(spread);
+    ASSERT_TRUE(spread_at.ok())
+        << "replica " << i << ": " << spread_at.status();
+    EXPECT_EQ(spread_at->graph_version(), again->version());
+    EXPECT_EQ(spread_at->activation_size(), 80);
+  }
+}
+
 TEST_F(SharedDataE2ETest, WithoutEtcdReadsAnswerAndWritesAreUnavailable) {
   client::UploadOptions upload;
   upload.name = "docs";

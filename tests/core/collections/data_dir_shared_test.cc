@@ -213,19 +213,29 @@ TEST_F(DataDirSharedTest, GraphsAreSharedDeletedAndReplaced) {
   Replica a(path_, Client()), b(path_, Client());
   a.LoadAndFollow();
   b.LoadAndFollow();
-  ASSERT_TRUE(a.graphs->Put("links", Chain({0, 1, 1}, {1}, {0.5f})).ok());
+  auto first = a.graphs->Put("links", Chain({0, 1, 1}, {1}, {0.5f}));
+  ASSERT_TRUE(first.ok());
   ASSERT_TRUE(Eventually([&] { return b.graphs->Get("links").ok(); }));
+  // The version is the catalog's revision of the put, on both replicas.
+  const uint64_t v1 = (*first)->version();
+  EXPECT_EQ((*b.graphs->Get("links"))->version(), v1);
+  EXPECT_TRUE(b.graphs->GetAtLeast("links", v1).ok());
   EXPECT_TRUE(absl::IsAlreadyExists(
       b.graphs->Put("links", Chain({0, 1, 1}, {1}, {0.5f})).status()));
   ASSERT_TRUE(b.graphs->Delete("links").ok());
   ASSERT_TRUE(Eventually(
       [&] { return absl::IsNotFound(a.graphs->Get("links").status()); }));
+  auto second =
+      b.graphs->Put("links", Chain({0, 1, 2, 2}, {1, 2}, {0.25f, 1.0f}));
+  ASSERT_TRUE(second.ok());
+  const uint64_t v2 = (*second)->version();
+  EXPECT_GT(v2, v1);
   ASSERT_TRUE(
-      b.graphs->Put("links", Chain({0, 1, 2, 2}, {1, 2}, {0.25f, 1.0f})).ok());
-  ASSERT_TRUE(Eventually([&] {
-    auto g = a.graphs->Get("links");
-    return g.ok() && (*g)->num_nodes() == 3;
-  }));
+      Eventually([&] { return a.graphs->GetAtLeast("links", v2).ok(); }));
+  auto replaced = a.graphs->Get("links");
+  ASSERT_TRUE(replaced.ok());
+  EXPECT_EQ((*replaced)->num_nodes(), 3u);
+  EXPECT_EQ((*replaced)->version(), v2);
   EXPECT_THAT(ListDir(path_ + "/graphs"), SizeIs(1));
 }
 
@@ -287,12 +297,15 @@ TEST_F(DataDirSharedTest, AWatchThatFellBehindACompactionResyncs) {
 
 TEST_F(DataDirSharedTest, ANewReplicaLoadsEverythingFromTheCatalog) {
   const std::vector<float> rows = engram::testing::RandomMatrix(4, kDim, 1);
+  uint64_t graph_version = 0;
   {
     Replica a(path_, Client());
     a.LoadAndFollow();
     ASSERT_TRUE(Upload(*a.collections, "docs", kDim, rows).ok());
     ASSERT_TRUE(Upload(*a.collections, "docs", kDim, rows, {}, false).ok());
-    ASSERT_TRUE(a.graphs->Put("links", Chain({0, 1, 1}, {1}, {0.5f})).ok());
+    auto put = a.graphs->Put("links", Chain({0, 1, 1}, {1}, {0.5f}));
+    ASSERT_TRUE(put.ok());
+    graph_version = (*put)->version();
   }
   Replica fresh(path_, Client());
   const std::vector<LoadOutcome> outcomes = fresh.Load();
@@ -301,7 +314,8 @@ TEST_F(DataDirSharedTest, ANewReplicaLoadsEverythingFromTheCatalog) {
   const auto docs = *fresh.collections->Get("docs");
   EXPECT_EQ(docs->version(), 2u);
   EXPECT_EQ(docs->rows(), 8u);
-  EXPECT_TRUE(fresh.graphs->Get("links").ok());
+  ASSERT_TRUE(fresh.graphs->Get("links").ok());
+  EXPECT_EQ((*fresh.graphs->Get("links"))->version(), graph_version);
   // No manifest files: the catalog is the commit point.
   EXPECT_THAT(ListDir(path_ + "/collections"), IsEmpty());
 }

@@ -60,6 +60,7 @@ TEST_F(DataDirTest, EveryCommittedChangeComesBackAfterARestart) {
   const std::vector<float> second = engram::testing::RandomMatrix(3, 16, 2);
   std::vector<float> all = first;
   all.insert(all.end(), second.begin(), second.end());
+  uint64_t links_version = 0;
   {
     Process p(path_);
     ASSERT_THAT(p.Load(), IsEmpty());
@@ -72,7 +73,9 @@ TEST_F(DataDirTest, EveryCommittedChangeComesBackAfterARestart) {
     ASSERT_TRUE(p.collections->CreateCollection(spec).ok());
     ASSERT_TRUE(Upload(*p.collections, "gone", 16, first).ok());
     ASSERT_TRUE(p.collections->Delete("gone").ok());
-    ASSERT_TRUE(p.graphs->Put("links", SmallGraph()).ok());
+    auto links = p.graphs->Put("links", SmallGraph());
+    ASSERT_TRUE(links.ok());
+    links_version = (*links)->version();
     ASSERT_TRUE(p.graphs->Put("gone_graph", SmallGraph()).ok());
     ASSERT_TRUE(p.graphs->Delete("gone_graph").ok());
   }
@@ -102,6 +105,12 @@ TEST_F(DataDirTest, EveryCommittedChangeComesBackAfterARestart) {
   EXPECT_EQ(links->num_nodes(), 3u);
   EXPECT_THAT(links->view().targets, ElementsAre(1, 2, 2));
   EXPECT_THAT(links->view().weights, ElementsAre(0.5f, 0.25f, 1.0f));
+  // A graph keeps its version across the restart, and a later put gets a
+  // larger one than any before it.
+  EXPECT_EQ(links->version(), links_version);
+  auto later = p.graphs->Put("later", SmallGraph());
+  ASSERT_TRUE(later.ok());
+  EXPECT_GT((*later)->version(), links_version);
 
   // A change after the restore continues from the stored version.
   ASSERT_TRUE(Upload(*p.collections, "docs", 16, second, {}, false).ok());

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
 #include "core/collections/collection_store.h"
 #include "core/dispatch/jobs.h"
 #include "core/validation.h"
@@ -185,6 +186,97 @@ TEST_F(GraphStoreTest, DeleteNeverInvalidatesAHeldGraph) {
   EXPECT_GT(budget_->reserved_bytes(), 0u);
   held->reset();
   EXPECT_EQ(budget_->reserved_bytes(), 0u);
+}
+
+TEST_F(GraphStoreTest, EveryPutGetsALargerVersionThanAnyBefore) {
+  auto a = store_->Put("a", graph_.view());
+  auto b = store_->Put("b", graph_.view());
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_GT((*a)->version(), 0u);
+  EXPECT_GT((*b)->version(), (*a)->version());
+  ASSERT_TRUE(store_->Delete("a").ok());
+  auto again = store_->Put("a", graph_.view());
+  ASSERT_TRUE(again.ok());
+  // The successor of a deleted graph is told apart from it.
+  EXPECT_GT((*again)->version(), (*b)->version());
+  EXPECT_EQ(store_->Describe("a")->version, (*again)->version());
+  EXPECT_THAT(
+      store_->List(),
+      ElementsAre(::testing::Field(&GraphInfo::version, (*again)->version()),
+                  ::testing::Field(&GraphInfo::version, (*b)->version())));
+}
+
+TEST_F(GraphStoreTest, AGivenVersionIsKeptAndLaterPutsCountPastIt) {
+  GraphPutOptions options;
+  options.name = "loaded";
+  options.num_nodes = 50;
+  options.num_edges = graph_.targets.size();
+  options.version = 1000;
+  auto upload = store_->BeginPut(options);
+  ASSERT_TRUE(upload.ok());
+  ASSERT_TRUE((*upload)->AppendRowOffsets(graph_.row_offsets).ok());
+  ASSERT_TRUE((*upload)->AppendEdges(graph_.targets, graph_.weights).ok());
+  auto loaded = (*upload)->Commit();
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_EQ((*loaded)->version(), 1000u);
+  auto next = store_->Put("next", graph_.view());
+  ASSERT_TRUE(next.ok());
+  EXPECT_EQ((*next)->version(), 1001u);
+}
+
+TEST_F(GraphStoreTest, GetAtLeastNamesBothVersionsWhileBehind) {
+  auto put = store_->Put("kg", graph_.view());
+  ASSERT_TRUE(put.ok());
+  const uint64_t v = (*put)->version();
+  auto at = store_->GetAtLeast("kg", v);
+  ASSERT_TRUE(at.ok());
+  EXPECT_EQ(at->get(), put->get());
+  EXPECT_TRUE(store_->GetAtLeast("kg", 0).ok());
+  auto behind = store_->GetAtLeast("kg", v + 5);
+  EXPECT_EQ(behind.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(
+      behind.status().message(),
+      HasSubstr(absl::StrCat("at version ", v,
+                             " on this replica, min_version is ", v + 5)));
+  auto absent = store_->GetAtLeast("other", 1);
+  EXPECT_EQ(absent.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(absent.status().message(), HasSubstr("on this replica"));
+  ASSERT_TRUE(store_->MarkLost("gone", absl::DataLossError("bad file")).ok());
+  EXPECT_EQ(store_->GetAtLeast("gone", 1).status().code(),
+            absl::StatusCode::kDataLoss);
+}
+
+// A journal that stores nothing and numbers commits itself, as the shared
+// catalog does with its revisions.
+class NumberingJournal : public GraphJournal {
+ public:
+  absl::StatusOr<uint64_t> Commit(const Graph& graph) override {
+    seen_versions.push_back(graph.version());
+    return next_revision += 10;
+  }
+  absl::Status Delete(absl::string_view /*name*/) override {
+    return absl::OkStatus();
+  }
+  uint64_t next_revision = 500;
+  std::vector<uint64_t> seen_versions;
+};
+
+TEST_F(GraphStoreTest, TheJournalsVersionIsTheOnePublished) {
+  NumberingJournal journal;
+  GraphStore::Options options;
+  options.budget = budget_;
+  options.validate = RequestValidator();
+  options.journal = &journal;
+  auto store = *GraphStore::Create(options);
+  auto put = store->Put("kg", graph_.view());
+  ASSERT_TRUE(put.ok());
+  EXPECT_EQ((*put)->version(), 510u);
+  EXPECT_EQ(store->Describe("kg")->version, 510u);
+  // The store's own numbering continues past what the journal chose.
+  auto next = store->Put("other", graph_.view());
+  ASSERT_TRUE(next.ok());
+  EXPECT_EQ((*next)->version(), 520u);
+  EXPECT_THAT(journal.seen_versions, ElementsAre(1u, 511u));
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 #include "core/collections/snapshot.h"
 
+#include <cstring>
 #include <memory>
 #include <string>
 #include <vector>
@@ -7,6 +8,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "core/collections/atomic_file.h"
+#include "core/collections/checksum.h"
 #include "core/validation.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -252,6 +254,37 @@ TEST_F(SnapshotTest, GraphRoundTripAndCorruption) {
             absl::StatusCode::kDataLoss);
   EXPECT_EQ(LoadGraphSnapshot(path_, "bad", other.get()).status().code(),
             absl::StatusCode::kInvalidArgument);  // a collection file
+}
+
+TEST_F(SnapshotTest, AGraphFileKeepsItsVersion) {
+  auto graphs = MakeGraphStore(MakeBudget());
+  auto g = engram::testing::RandomGraph(20, 3, 4);
+  ASSERT_TRUE(graphs->Put("first", g.view()).ok());
+  auto put = graphs->Put("kg", g.view());
+  ASSERT_TRUE(put.ok());
+  ASSERT_EQ((*put)->version(), 2u);
+  const std::string path = dir_ + "/kg.engg";
+  ASSERT_TRUE(WriteGraphSnapshot(**put, path).ok());
+
+  auto other = MakeGraphStore(MakeBudget());
+  auto kept = LoadGraphSnapshot(path, "kept", other.get());
+  ASSERT_TRUE(kept.ok()) << kept.status();
+  EXPECT_EQ((*kept)->version(), 2u);
+  // A version given by the caller (the catalog's) wins over the file's.
+  auto given = LoadGraphSnapshot(path, "given", other.get(), 77);
+  ASSERT_TRUE(given.ok());
+  EXPECT_EQ((*given)->version(), 77u);
+
+  // A file from before graphs had versions holds 0 there: the graph gets
+  // the store's next version.
+  std::string bytes = ReadAll(path);
+  std::memset(&bytes[56], 0, 4);
+  const uint32_t header_crc = Crc32c(bytes.data(), 60);
+  std::memcpy(&bytes[60], &header_crc, 4);  // little-endian host
+  WriteAll(path, bytes);
+  auto unversioned = LoadGraphSnapshot(path, "old", other.get());
+  ASSERT_TRUE(unversioned.ok()) << unversioned.status();
+  EXPECT_EQ((*unversioned)->version(), 78u);
 }
 
 }  // namespace
