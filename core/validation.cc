@@ -39,9 +39,24 @@ absl::Status ValidateRequiredName(absl::string_view field,
 }
 
 absl::Status ValidateLimits(const RequestLimits& limits) {
-  if (limits.max_input_elements == 0 || limits.max_output_elements == 0 ||
-      limits.max_nodes == 0 || limits.max_edges == 0 || limits.max_seeds == 0) {
-    return absl::InvalidArgumentError("request limits must all be >= 1");
+  const struct {
+    const char* name;
+    uint64_t value;
+    uint64_t ceiling;
+  } checks[] = {
+      {"max_input_elements", limits.max_input_elements, kMaxInputElementsLimit},
+      {"max_output_elements", limits.max_output_elements,
+       kMaxOutputElementsLimit},
+      {"max_nodes", limits.max_nodes, kMaxNodesLimit},
+      {"max_edges", limits.max_edges, kMaxEdgesLimit},
+      {"max_seeds", limits.max_seeds, kMaxSeedsLimit},
+  };
+  for (const auto& check : checks) {
+    if (check.value == 0 || check.value > check.ceiling) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          check.name, " is ", check.value, "; it must be in [1, ",
+          check.ceiling, "] (what one request or response can carry)"));
+    }
   }
   return absl::OkStatus();
 }

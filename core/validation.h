@@ -38,7 +38,18 @@ struct RequestLimits {
 absl::Status ValidateRequiredName(absl::string_view field,
                                   absl::string_view name);
 
-// Rejects limits that are zero.
+// The largest value each limit may be set to: what one protobuf message
+// and the uint32 CSR indices can carry (a repeated field holds at most
+// 2^31 - 1 entries, a message at most 2 GiB), so that every size computed
+// from a request that passed the limits fits the types it is stored in.
+inline constexpr uint64_t kMaxInputElementsLimit = uint64_t{1} << 29;
+inline constexpr uint64_t kMaxOutputElementsLimit = uint64_t{1} << 28;
+inline constexpr uint64_t kMaxNodesLimit = uint64_t{1} << 30;
+inline constexpr uint64_t kMaxEdgesLimit = 0xffffffffu;
+inline constexpr uint64_t kMaxSeedsLimit = uint64_t{1} << 30;
+
+// Rejects limits that are zero or above their ceiling (INVALID_ARGUMENT
+// naming the limit and its allowed range).
 absl::Status ValidateLimits(const RequestLimits& limits);
 
 // Checks one Matrix message before a view is made of it: rows >= 1,

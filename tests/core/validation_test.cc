@@ -1,6 +1,7 @@
 #include "core/validation.h"
 
 #include <cmath>
+#include <limits>
 #include <vector>
 
 #include "gmock/gmock.h"
@@ -149,6 +150,38 @@ TEST_F(SpreadValidationTest, SizeLimitsAreResourceExhausted) {
   limits_ = RequestLimits{};
   limits_.max_seeds = 0;
   EXPECT_FALSE(ValidateLimits(limits_).ok());
+}
+
+TEST(LimitsValidationTest, EachLimitHasAFloorAndACeilingNamedInTheError) {
+  EXPECT_TRUE(ValidateLimits(RequestLimits{}).ok());
+  struct Case {
+    uint64_t RequestLimits::*field;
+    const char* name;
+    uint64_t ceiling;
+  };
+  const Case cases[] = {
+      {&RequestLimits::max_input_elements, "max_input_elements",
+       kMaxInputElementsLimit},
+      {&RequestLimits::max_output_elements, "max_output_elements",
+       kMaxOutputElementsLimit},
+      {&RequestLimits::max_nodes, "max_nodes", kMaxNodesLimit},
+      {&RequestLimits::max_edges, "max_edges", kMaxEdgesLimit},
+      {&RequestLimits::max_seeds, "max_seeds", kMaxSeedsLimit},
+  };
+  for (const Case& c : cases) {
+    RequestLimits limits;
+    limits.*c.field = c.ceiling;
+    EXPECT_TRUE(ValidateLimits(limits).ok()) << c.name;
+    for (uint64_t bad : {uint64_t{0}, c.ceiling + 1}) {
+      limits.*c.field = bad;
+      const absl::Status status = ValidateLimits(limits);
+      EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << c.name;
+      EXPECT_THAT(status.message(), HasSubstr(c.name));
+    }
+  }
+  // At the ceilings, every count the server stores in an int fits.
+  EXPECT_LE(kMaxOutputElementsLimit, uint64_t{std::numeric_limits<int>::max()});
+  EXPECT_LE(kMaxNodesLimit + 1, uint64_t{std::numeric_limits<int>::max()});
 }
 
 TEST(SpreadParamsValidationTest, RejectsEachOutOfRangeParameter) {
