@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <exception>
 #include <memory>
 #include <utility>
 
@@ -83,20 +84,35 @@ struct ParallelForState {
   explicit ParallelForState(size_t n) : n(n) {}
   const size_t n;
   std::atomic<size_t> next{0};
+  // Set by the first fn(i) that throws: the indices after it are counted
+  // but not run, and the caller rethrows `error`.
+  std::atomic<bool> failed{false};
   absl::Mutex mu;
   size_t done ABSL_GUARDED_BY(mu) = 0;
+  std::exception_ptr error ABSL_GUARDED_BY(mu);
 };
 
 void RunIndices(ParallelForState& state, absl::FunctionRef<void(size_t)> fn) {
   size_t finished = 0;
+  std::exception_ptr error;
   for (size_t i = state.next.fetch_add(1, std::memory_order_relaxed);
        i < state.n; i = state.next.fetch_add(1, std::memory_order_relaxed)) {
-    fn(i);
+    // An exception escaping a worker would end the process: it is carried
+    // to the caller instead, as if fn had run on the caller's thread.
+    if (!state.failed.load(std::memory_order_relaxed)) {
+      try {
+        fn(i);
+      } catch (...) {
+        if (!error) error = std::current_exception();
+        state.failed.store(true, std::memory_order_relaxed);
+      }
+    }
     ++finished;
   }
   if (finished > 0) {
     absl::MutexLock lock(&state.mu);
     state.done += finished;
+    if (error && !state.error) state.error = std::move(error);
   }
 }
 
@@ -119,11 +135,16 @@ void ThreadPool::ParallelFor(size_t n, absl::FunctionRef<void(size_t)> fn,
     Schedule([state, fn] { RunIndices(*state, fn); });
   }
   RunIndices(*state, fn);
-  absl::MutexLock lock(&state->mu);
-  auto all_done = [&state]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(state->mu) {
-    return state->done == state->n;
-  };
-  state->mu.Await(absl::Condition(&all_done));
+  std::exception_ptr error;
+  {
+    absl::MutexLock lock(&state->mu);
+    auto all_done = [&state]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(state->mu) {
+      return state->done == state->n;
+    };
+    state->mu.Await(absl::Condition(&all_done));
+    error = state->error;
+  }
+  if (error) std::rethrow_exception(error);
 }
 
 void RunKernelTasks(ThreadPool* pool, size_t n,

@@ -41,7 +41,9 @@ class ThreadPool {
 
   // Runs fn(i) for every i in [0, n), spread over the workers and the calling
   // thread, and returns when all calls have returned. At most `max_parallel`
-  // threads (0: all workers plus the caller) work on it at once.
+  // threads (0: all workers plus the caller) work on it at once. When an
+  // fn(i) throws, the calls not yet started are skipped and the first
+  // exception is rethrown here, on the calling thread.
   void ParallelFor(size_t n, absl::FunctionRef<void(size_t)> fn,
                    int max_parallel = 0);
 

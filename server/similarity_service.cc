@@ -1,10 +1,13 @@
 #include "server/similarity_service.h"
 
 #include <algorithm>
+#include <exception>
 #include <memory>
+#include <new>
 #include <utility>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "base/status_macros.h"
 #include "core/logging.h"
@@ -67,6 +70,26 @@ void SimilarityService::CountRejection(
   }
 }
 
+namespace {
+
+// The engine turns a backend's exceptions into a status (HybridExecutor);
+// this catches the rest of the call's own, such as allocating a large
+// response, which would otherwise end the process on a worker thread.
+template <typename Run>
+absl::Status RunCatching(Run& run, const base::Interrupt* interrupt) {
+  try {
+    return run(interrupt);
+  } catch (const std::bad_alloc&) {
+    return absl::ResourceExhaustedError(
+        "out of host memory while computing this request");
+  } catch (const std::exception& e) {
+    return absl::InternalError(
+        absl::StrCat("the request failed on the server: ", e.what()));
+  }
+}
+
+}  // namespace
+
 template <typename Run>
 grpc::ServerUnaryReactor* SimilarityService::Compute(
     grpc::CallbackServerContext* context, Method method, uint64_t cost,
@@ -93,7 +116,9 @@ void SimilarityService::Start(std::shared_ptr<CallScope> scope,
         // Every line this request's work writes, the engine's included.
         const core::ScopedLogContext log_context = scope->LogContext();
         absl::Status status = scope->BeforeWork();
-        if (status.ok()) status = scope->AfterWork(run(&scope->interrupt()));
+        if (status.ok()) {
+          status = scope->AfterWork(RunCatching(run, &scope->interrupt()));
+        }
         scope->Finish(reactor, status, response);
       });
 }
@@ -233,7 +258,10 @@ absl::Status SimilarityService::RunBatchCosine(
   if (job.top_k == 0) {
     // Reserved, not resized: the kernel writes every score, so zero-filling
     // Q*N floats first would be a wasted pass over the largest buffer.
-    const int count = static_cast<int>(job.queries.rows * job.targets.rows);
+    // Q*N passed ValidateCosineJob against max_output_elements, which
+    // ValidateLimits keeps within kMaxOutputElementsLimit: it fits an int.
+    const int count =
+        static_cast<int>(uint64_t{job.queries.rows} * job.targets.rows);
     response->mutable_scores()->Reserve(count);
     out.scores = absl::MakeSpan(
         response->mutable_scores()->AddNAlreadyReserved(count), count);

@@ -1,7 +1,9 @@
 #include "core/dispatch/hybrid_executor.h"
 
 #include <algorithm>
+#include <exception>
 #include <limits>
+#include <new>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -38,6 +40,27 @@ struct HybridExecutor::Run {
 };
 
 namespace {
+
+// Backends allocate host memory as they compute, and nothing above the
+// executor catches: an allocation failure (or any other exception) in a
+// backend must fail the one call, not the server. A failed allocation is
+// RESOURCE_EXHAUSTED, like running out of device memory: the GPU path
+// retries smaller, the CPU fails the request.
+template <typename Call>
+absl::Status CallBackend(const ComputeBackend& backend, Call call) {
+  try {
+    return call();
+  } catch (const std::bad_alloc&) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat(backend.name(), ": out of host memory"));
+  } catch (const std::exception& e) {
+    return absl::InternalError(
+        absl::StrCat(backend.name(), " failed: ", e.what()));
+  } catch (...) {
+    return absl::InternalError(
+        absl::StrCat(backend.name(), " failed with an unknown exception"));
+  }
+}
 
 int Slot(BackendKind kind) { return kind == BackendKind::kGpu ? 1 : 0; }
 
@@ -147,6 +170,21 @@ DispatchSnapshot HybridExecutor::TakeSnapshot(Operation op, Placement placement,
   s.work = work;
   s.gpu_present = gpu_ != nullptr;
   s.gpu_unavailable_reason = gpu_unavailable_reason_;
+  s.min_gpu_work = op == Operation::kCosine ? config.min_gpu_work_cosine
+                                            : config.min_gpu_work_spread;
+  s.footprint = footprint;
+  s.min_chunk_items = min_chunk_items;
+  s.gpu_advantage = config.gpu_advantage;
+  s.probe_enabled = config.probe_enabled;
+  // The standard rules keep an AUTO request below min_gpu_work on the CPU
+  // whatever the GPU's state, so such a request (the most frequent kind)
+  // takes no breaker permit, no memory reading (which may ask the driver)
+  // and no model read. A custom policy sees everything.
+  if (owned_policy_ != nullptr && placement == Placement::kAuto &&
+      work < s.min_gpu_work) {
+    s.breaker_admission = CircuitBreaker::Admission::kAllowed;  // not asked
+    return s;
+  }
   if (gpu_ != nullptr && placement != Placement::kCpuOnly) {
     BreakerSnapshot at_admission;
     *permit = breaker_->Admit(&at_admission);
@@ -156,12 +194,6 @@ DispatchSnapshot HybridExecutor::TakeSnapshot(Operation op, Placement placement,
     s.memory = memory_->Assess();
   }
   s.perf = model_->Snapshot(op, work);
-  s.footprint = footprint;
-  s.min_chunk_items = min_chunk_items;
-  s.min_gpu_work = op == Operation::kCosine ? config.min_gpu_work_cosine
-                                            : config.min_gpu_work_spread;
-  s.gpu_advantage = config.gpu_advantage;
-  s.probe_enabled = config.probe_enabled;
   return s;
 }
 
@@ -286,7 +318,8 @@ absl::Status HybridExecutor::CosineCall(ComputeBackend& backend,
     part_out.scores = out->scores.subspan(begin * n, (end - begin) * n);
 
   const absl::Time start = clock_->Now();
-  absl::Status status = backend.Cosine(part, &part_out);
+  absl::Status status =
+      CallBackend(backend, [&] { return backend.Cosine(part, &part_out); });
   const double seconds = absl::ToDoubleSeconds(clock_->Now() - start);
   run.compute_seconds += seconds;
   if (status.ok() && job.top_k > 0 && part_out.top.size() != end - begin) {
@@ -445,7 +478,8 @@ absl::Status HybridExecutor::SpreadCall(ComputeBackend& backend,
                                         Run& run) {
   const BackendKind kind = backend.Capabilities().kind;
   const absl::Time start = clock_->Now();
-  absl::Status status = backend.Spread(job, out);
+  absl::Status status =
+      CallBackend(backend, [&] { return backend.Spread(job, out); });
   const double seconds = absl::ToDoubleSeconds(clock_->Now() - start);
   run.compute_seconds += seconds;
   if (status.ok() && out->result.activation.size() != job.graph.num_nodes) {

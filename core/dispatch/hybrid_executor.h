@@ -4,7 +4,9 @@
 //
 //  1. one DispatchSnapshot: the breaker's admission, the memory assessment,
 //     the performance model's bucket and the thresholds of the config in
-//     force, each read once;
+//     force, each read once (with the standard policy, an AUTO request below
+//     min_gpu_work reads only the thresholds: it stays on the CPU whatever
+//     the rest says);
 //  2. the policy's decision and the rule that made it (a due exploration
 //     probe is claimed, so only one request per interval probes);
 //  3. the run. Cosine splits the QUERIES into chunks sized to the GPU's

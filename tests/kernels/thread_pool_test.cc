@@ -7,6 +7,8 @@
 #include <cstdlib>
 #include <functional>
 #include <memory>
+#include <new>
+#include <stdexcept>
 #include <thread>
 #include <vector>
 
@@ -49,6 +51,33 @@ TEST(ThreadPoolTest, ParallelForCoversEveryIndexExactlyOnce) {
             << "index " << i << " of " << n << ", " << threads << " threads";
       }
     }
+  }
+}
+
+// A throwing call on a worker would end the process; the caller gets the
+// exception instead (how many other calls ran first depends on timing), and
+// the pool keeps working.
+TEST(ThreadPoolTest, AnExceptionInAnyCallReachesTheCallerAndThePoolLives) {
+  for (int threads : {1, 2, 4}) {
+    ThreadPool pool(threads);
+    std::atomic<int> ran{0};
+    RunWithDeadline(Scaled(absl::Seconds(30)), [&] {
+      EXPECT_THROW(pool.ParallelFor(1000,
+                                    [&](size_t i) {
+                                      ran.fetch_add(1);
+                                      if (i % 97 == 13) throw std::bad_alloc();
+                                    }),
+                   std::bad_alloc);
+    });
+    EXPECT_GE(ran.load(), 1) << threads << " threads";
+    EXPECT_THROW(RunKernelTasks(&pool, 8,
+                                [](size_t i) {
+                                  if (i == 7) throw std::runtime_error("x");
+                                }),
+                 std::runtime_error);
+    std::vector<std::atomic<int>> hits(100);
+    pool.ParallelFor(100, [&](size_t i) { hits[i].fetch_add(1); });
+    for (size_t i = 0; i < hits.size(); ++i) EXPECT_EQ(hits[i].load(), 1) << i;
   }
 }
 

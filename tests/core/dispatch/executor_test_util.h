@@ -47,6 +47,7 @@ class RecordingBackend final : public ComputeBackend {
       cost = cost_;
     }
     if (clock != nullptr) clock->SleepFor(cost);
+    MaybeThrow();
     absl::Status status = inner_->Cosine(job, out);
     if (status.ok() && drop_one_list_.load() && !out->top.empty()) {
       out->top.pop_back();
@@ -59,13 +60,19 @@ class RecordingBackend final : public ComputeBackend {
   }
   absl::Status Spread(const SpreadJob& job, SpreadOutput* out) override {
     spread_calls_.fetch_add(1);
+    MaybeThrow();
     return inner_->Spread(job, out);
   }
   absl::StatusOr<DeviceMemoryInfo> QueryMemory() override {
+    memory_queries_.fetch_add(1);
     return inner_->QueryMemory();
   }
+  int memory_queries() const { return memory_queries_.load(); }
 
   void set_drop_one_list(bool drop) { drop_one_list_.store(drop); }
+  // The next `calls` cosine or spreading calls throw std::bad_alloc, as a
+  // backend whose host allocation fails does.
+  void ThrowBadAllocOnNextCalls(int calls) { bad_allocs_.store(calls); }
   // Each cosine call then spends `cost` on `clock`, so that a backend
   // computing on the CPU takes measurable time under a ManualClock.
   void set_cost(Clock* clock, absl::Duration cost) {
@@ -85,8 +92,15 @@ class RecordingBackend final : public ComputeBackend {
   int spread_calls() const { return spread_calls_.load(); }
 
  private:
+  void MaybeThrow() {
+    if (bad_allocs_.fetch_sub(1) > 0) throw std::bad_alloc();
+    bad_allocs_.store(0);
+  }
+
   ComputeBackend* const inner_;
   std::atomic<bool> drop_one_list_{false};
+  std::atomic<int> bad_allocs_{0};
+  std::atomic<int> memory_queries_{0};
   mutable absl::Mutex mu_;
   Clock* clock_ ABSL_GUARDED_BY(mu_) = nullptr;
   absl::Duration cost_ ABSL_GUARDED_BY(mu_);

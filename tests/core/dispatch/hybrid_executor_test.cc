@@ -154,6 +154,31 @@ TEST_F(HybridExecutorTest, SmallWorkGoesToTheCpu) {
   EXPECT_TRUE(ScoresMatch(scores, c.Reference()));
 }
 
+TEST_F(HybridExecutorTest, SmallWorkPaysForNoBreakerMemoryOrModelStep) {
+  Make();  // memory read on every request that assesses it
+  CosineCase small(2, 10, 8, 1);
+  CosineOutput out;
+  std::vector<float> scores;
+  ASSERT_TRUE(Dense(small, &out, &scores).ok());
+  EXPECT_EQ(out.report.decided_by, "work_below_min");
+  EXPECT_EQ(gpu_->memory_queries(), 0);
+  // With the breaker open, a small request is still decided by its size:
+  // it never asked the breaker.
+  for (int i = 0; i < 3; ++i) {
+    CircuitBreaker::Permit permit = executor_->breaker().Admit();
+    executor_->breaker().Record(permit, absl::InternalError("device lost"));
+  }
+  ASSERT_EQ(executor_->breaker().Snapshot().state, BreakerState::kOpen);
+  ASSERT_TRUE(Dense(small, &out, &scores).ok());
+  EXPECT_EQ(out.report.decided_by, "work_below_min");
+  EXPECT_TRUE(ScoresMatch(scores, small.Reference()));
+  // A request the GPU could take does assess memory.
+  CosineCase large(8, 512, 16, 2);
+  ASSERT_TRUE(Dense(large, &out, &scores).ok());
+  EXPECT_EQ(out.report.decided_by, "breaker_open");
+  EXPECT_GE(gpu_->memory_queries(), 1);
+}
+
 TEST_F(HybridExecutorTest, LargeWorkGoesToTheGpuByDefault) {
   Make();
   CosineCase c(32, 64, 16, 2);
@@ -793,6 +818,46 @@ TEST_F(HybridExecutorTest, SpreadingOomFallsBackWithoutRetrying) {
   s.job.placement = Placement::kGpuOnly;
   EXPECT_EQ(executor_->Spread(s.job, &out).code(),
             absl::StatusCode::kResourceExhausted);
+}
+
+TEST_F(HybridExecutorTest, AFailedHostAllocationFailsOnlyItsRequest) {
+  Make();
+  CosineCase c(4, 64, 16, 21);
+  CosineOutput out;
+  std::vector<float> scores;
+  cpu_->ThrowBadAllocOnNextCalls(1);
+  const absl::Status failed = Dense(c, &out, &scores, Placement::kCpuOnly);
+  EXPECT_EQ(failed.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(failed.message(), HasSubstr("out of host memory"));
+  // The next request is served.
+  CosineOutput next;
+  ASSERT_TRUE(Dense(c, &next, &scores, Placement::kCpuOnly).ok());
+  EXPECT_TRUE(ScoresMatch(scores, c.Reference()));
+}
+
+TEST_F(HybridExecutorTest, AFailedHostAllocationInACpuFallbackFailsTheRequest) {
+  HybridConfig config = TestConfig();
+  config.max_chunk_queries = 16;
+  Make(config);
+  CosineCase c(48, 64, 16, 22);
+  gpu_inner_->FailNextCalls(1, absl::InternalError("launch failed"),
+                            /*after=*/1);
+  cpu_->ThrowBadAllocOnNextCalls(1);
+  CosineOutput out;
+  std::vector<float> scores;
+  const absl::Status failed = Dense(c, &out, &scores);
+  EXPECT_EQ(failed.code(), absl::StatusCode::kResourceExhausted);
+  // Spreading too; and the executor answers the next calls.
+  SpreadCase s(200, 3, 23, /*top_k=*/0);
+  s.job.placement = Placement::kCpuOnly;
+  SpreadOutput spread_out;
+  cpu_->ThrowBadAllocOnNextCalls(1);
+  EXPECT_EQ(executor_->Spread(s.job, &spread_out).code(),
+            absl::StatusCode::kResourceExhausted);
+  CosineOutput next;
+  ASSERT_TRUE(Dense(c, &next, &scores).ok());
+  EXPECT_TRUE(ScoresMatch(scores, c.Reference()));
+  ASSERT_TRUE(executor_->Spread(s.job, &spread_out).ok());
 }
 
 TEST_F(HybridExecutorTest, SmallSpreadingGoesToTheCpu) {
