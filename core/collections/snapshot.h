@@ -44,6 +44,7 @@
 #ifndef ENGRAM_CORE_COLLECTIONS_SNAPSHOT_H_
 #define ENGRAM_CORE_COLLECTIONS_SNAPSHOT_H_
 
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -95,6 +96,25 @@ absl::Status AppendSegmentSnapshot(const std::string& path,
 // file comment, plus the store's (ALREADY_EXISTS, RESOURCE_EXHAUSTED, ...).
 absl::StatusOr<std::shared_ptr<const Collection>> LoadCollectionSnapshot(
     const std::string& path, absl::string_view name, CollectionStore* store);
+
+// How a collection load splits the ids and vectors of a file: pieces of
+// about `piece_bytes` (whole rows), each read into its place in the upload
+// and checksummed and checked while it is in cache, on `threads` threads,
+// the caller's included (0: one per 32 MiB of payload, at most one per CPU
+// and 8, so a small file is read on the calling thread alone).
+struct SnapshotLoadSplit {
+  uint64_t piece_bytes = uint64_t{512} << 10;
+  unsigned threads = 0;
+};
+
+namespace internal {
+
+// Replaces the split every later load in this process uses and returns the
+// previous one: tests reach several pieces and threads with small files.
+SnapshotLoadSplit SetSnapshotLoadSplitForTesting(
+    const SnapshotLoadSplit& split);
+
+}  // namespace internal
 
 absl::Status WriteGraphSnapshot(const Graph& graph, const std::string& path);
 
