@@ -228,9 +228,4 @@ void FileReader::AdviseSequential() const {
   ::posix_fadvise(fd_, 0, 0, POSIX_FADV_SEQUENTIAL);
 }
 
-void FileReader::Prefetch(uint64_t offset, uint64_t size) const {
-  ::posix_fadvise(fd_, static_cast<off_t>(offset), static_cast<off_t>(size),
-                  POSIX_FADV_WILLNEED);
-}
-
 }  // namespace engram::collections

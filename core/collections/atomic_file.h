@@ -57,8 +57,8 @@ absl::Status EnsureDirectory(const std::string& dir);
 bool IsAtomicWriteLeftover(absl::string_view name);
 
 // A file opened for sequential reading with its size known up front.
-// Move-only; closes on destruction. Not thread-safe, except that ReadAt,
-// AdviseSequential and Prefetch may be called from several threads at once
+// Move-only; closes on destruction. Not thread-safe, except that ReadAt and
+// AdviseSequential may be called from several threads at once
 // (they neither use nor move position()), as long as no Read, move or
 // destruction runs meanwhile.
 class FileReader {
@@ -82,11 +82,9 @@ class FileReader {
   // Reads exactly `size` bytes from byte `offset` (pread), leaving
   // position() alone; errors as Read.
   absl::Status ReadAt(uint64_t offset, void* data, size_t size) const;
-  // Advice only, errors ignored: the whole file will be read once in
-  // order (a larger read-ahead), and bytes [offset, offset + size) will be
-  // read soon (their reads from the device start now).
+  // Advice only, errors ignored: the whole file will be read once, in
+  // order, so the kernel reads further ahead.
   void AdviseSequential() const;
-  void Prefetch(uint64_t offset, uint64_t size) const;
 
  private:
   FileReader(std::string path, int fd, uint64_t size)

@@ -323,13 +323,6 @@ SnapshotLoadSplit CurrentSplit() {
   return Split();
 }
 
-// The loader asks the kernel to start reading windows of this size this
-// many windows ahead of the pieces being taken: reads of the device then
-// overlap the checksums and checks, which the kernel's own read-ahead for
-// one file read at several places at once does not promise.
-constexpr uint64_t kPrefetchWindowBytes = uint64_t{16} << 20;
-constexpr uint64_t kPrefetchWindows = 2;
-
 // A run of payload bytes at `offset` in the file, read to `data`; a piece of
 // vectors also names its rows within the staged block.
 struct Piece {
@@ -366,11 +359,11 @@ class PieceLoader {
 
   // Loads every piece on `threads` threads, the caller's included.
   void Run(unsigned threads) {
+    // The pieces are taken in file order, so the kernel's read-ahead still
+    // sees one sequential reader. Asking for more (POSIX_FADV_WILLNEED
+    // windows ahead of the pieces) made cold loads slower: the kernel then
+    // reads in the caller's time.
     file_.AdviseSequential();
-    if (!pieces_.empty()) {
-      file_.Prefetch(pieces_.front().offset,
-                     (kPrefetchWindows + 1) * kPrefetchWindowBytes);
-    }
     std::vector<std::thread> workers;
     workers.reserve(threads - 1);
     for (unsigned t = 1; t < threads; ++t) {
@@ -405,20 +398,10 @@ class PieceLoader {
 
  private:
   void Work() {
-    const uint64_t start = pieces_.empty() ? 0 : pieces_.front().offset;
     for (;;) {
       const size_t i = next_.fetch_add(1, std::memory_order_relaxed);
       if (i >= pieces_.size()) return;
       const Piece& piece = pieces_[i];
-      // The first piece of each window asks for the window kPrefetchWindows
-      // further on, so reads from the device stay ahead of the pieces taken.
-      const uint64_t window = (piece.offset - start) / kPrefetchWindowBytes;
-      if (i > 0 &&
-          (pieces_[i - 1].offset - start) / kPrefetchWindowBytes != window) {
-        file_.Prefetch(
-            start + (window + kPrefetchWindows) * kPrefetchWindowBytes,
-            kPrefetchWindowBytes);
-      }
       absl::Status read = file_.ReadAt(piece.offset, piece.data, piece.size);
       if (!read.ok()) {
         absl::MutexLock lock(&mu_);

@@ -103,7 +103,7 @@ absl::StatusOr<std::shared_ptr<const Collection>> LoadCollectionSnapshot(
 // the caller's included (0: one per 32 MiB of payload, at most one per CPU
 // and 8, so a small file is read on the calling thread alone).
 struct SnapshotLoadSplit {
-  uint64_t piece_bytes = uint64_t{512} << 10;
+  uint64_t piece_bytes = uint64_t{256} << 10;
   unsigned threads = 0;
 };
 
