@@ -455,9 +455,9 @@ unsigned LoadThreads(const SnapshotLoadSplit& split, uint64_t bytes) {
 // piece was read and checked and the payload checksum matches; a checksum
 // mismatch is reported in preference to a refused row, which corrupt bytes
 // may have caused.
-absl::Status StreamRows(FileReader& file, const Header& h, uint32_t crc,
-                        uint64_t first_row, CollectionUpload* upload,
-                        bool upload_takes_ids) {
+absl::Status LoadRows(FileReader& file, const Header& h, uint32_t crc,
+                      uint64_t first_row, CollectionUpload* upload,
+                      bool upload_takes_ids) {
   const std::string& path = file.path();
   const bool with_ids = (h.flags & 1) != 0;
   const uint64_t rows = h.count_a;
@@ -559,7 +559,7 @@ absl::Status AppendSegmentSnapshot(const std::string& path,
   }
   uint32_t crc = 0;
   ENGRAM_RETURN_IF_ERROR(ReadNameAndMetadata(file, h, &crc).status());
-  return StreamRows(file, h, crc, first_row, upload, upload_takes_ids);
+  return LoadRows(file, h, crc, first_row, upload, upload_takes_ids);
 }
 
 absl::StatusOr<std::shared_ptr<const Collection>> LoadCollectionSnapshot(
@@ -587,8 +587,8 @@ absl::StatusOr<std::shared_ptr<const Collection>> LoadCollectionSnapshot(
   absl::StatusOr<std::unique_ptr<CollectionUpload>> upload =
       store->BeginUpload(options);
   if (!upload.ok()) return WithPath(path, upload.status());
-  ENGRAM_RETURN_IF_ERROR(StreamRows(file, h, crc, /*first_row=*/0,
-                                    upload->get(), options.with_ids));
+  ENGRAM_RETURN_IF_ERROR(
+      LoadRows(file, h, crc, /*first_row=*/0, upload->get(), options.with_ids));
   absl::StatusOr<std::shared_ptr<const Collection>> committed =
       (*upload)->Commit();
   if (!committed.ok()) return WithPath(path, committed.status());
