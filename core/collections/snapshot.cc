@@ -309,9 +309,10 @@ constexpr uint64_t kLoadBytesPerThread = uint64_t{32} << 20;
 // load leaves the machine usable.
 constexpr unsigned kMaxLoadThreads = 8;
 
-// SnapshotLoadSplit's pieces are small enough to be checksummed and checked
-// from the core's cache right after they were read, and large enough that
-// a read costs little per byte. The split changes only in tests.
+// The split loads use: SnapshotLoadSplit's defaults, whose pieces are small
+// enough to be checksummed and checked from the core's cache right after
+// they were read and large enough that a read costs little per byte, unless
+// a test or benchmark set another.
 ABSL_CONST_INIT absl::Mutex split_mu(absl::kConstInit);
 SnapshotLoadSplit& Split() ABSL_EXCLUSIVE_LOCKS_REQUIRED(split_mu) {
   static SnapshotLoadSplit split;
