@@ -144,6 +144,11 @@ absl::StatusOr<std::unique_ptr<StagedRows>> CollectionUpload::StageRows(
     return absl::FailedPreconditionError(absl::StrCat(
         "upload to collection \"", options_.name, "\" is already finished"));
   }
+  if (options_.durable && store_->options_.journal != nullptr) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("the upload to collection \"", options_.name,
+                     "\" is journaled: its rows go through Append"));
+  }
   if (rows == 0 || rows > options_.rows - rows_received_) {
     return absl::InvalidArgumentError(absl::StrCat(
         "cannot stage ", rows, " rows: ", options_.rows - rows_received_,

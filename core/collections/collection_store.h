@@ -379,9 +379,11 @@ class CollectionUpload {
 
   // For loaders that read rows straight into place (see StagedRows): the
   // storage of the next `rows` rows. INVALID_ARGUMENT for 0 rows or more
-  // than remain; FAILED_PRECONDITION after Commit or Abort. Staging reserves
-  // nothing: the block must be received (or dropped) before the upload is
-  // used otherwise, and it must not outlive the upload.
+  // than remain; FAILED_PRECONDITION after Commit or Abort, and for an upload
+  // the journal stores (durable, with a journal): the rows it loads are
+  // already stored, and a journaled upload's rows go through Append. Staging
+  // reserves nothing: the block must be received (or dropped) before the
+  // upload is used otherwise, and it must not outlive the upload.
   absl::StatusOr<std::unique_ptr<StagedRows>> StageRows(uint64_t rows);
 
   // Counts the rows of `block` as received. FAILED_PRECONDITION, receiving

@@ -468,6 +468,38 @@ TEST_F(CollectionStoreTest, ARefusedStagedBlockLeavesNothingReceived) {
             absl::StatusCode::kFailedPrecondition);
 }
 
+TEST(CollectionUploadTest, AJournaledUploadTakesNoStagedRows) {
+  // Records nothing: only whether the upload is journaled matters here.
+  class NullJournal final : public CollectionJournal {
+   public:
+    absl::StatusOr<std::string> WriteSegment(absl::string_view,
+                                             const Segment&) override {
+      return std::string("segment");
+    }
+    void DiscardSegment(const std::string&) override {}
+    absl::Status Commit(const Collection&, const std::string&) override {
+      return absl::OkStatus();
+    }
+    absl::Status Delete(absl::string_view) override { return absl::OkStatus(); }
+  } journal;
+  CollectionStore::Options options;
+  options.budget = MakeBudget();
+  options.journal = &journal;
+  auto store = *CollectionStore::Create(options);
+  UploadOptions o;
+  o.name = "docs";
+  o.create = true;
+  o.dimension = 2;
+  o.rows = 1;
+  auto journaled = *store->BeginUpload(o);
+  EXPECT_EQ(journaled->StageRows(1).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  o.name = "loaded";
+  o.durable = false;  // as a load from a file that is its own copy
+  auto loaded = *store->BeginUpload(o);
+  EXPECT_TRUE(loaded->StageRows(1).ok());
+}
+
 TEST_F(CollectionStoreTest, StagedRowsAreCheckedOnSeveralThreadsAtOnce) {
   UploadOptions o;
   o.name = "docs";
