@@ -1,8 +1,14 @@
 // The data directory's costs (core/collections/data_dir.h), each against its
 // baseline in the same run:
-//   BM_SequentialRead  the segment file read front to back in the loader's
-//                      4 MiB steps, nothing else: the disk's (or the page
-//                      cache's) rate, the ceiling of a start-up load;
+//   BM_SequentialRead  the segment file read front to back in 4 MiB steps
+//                      into one reused buffer, nothing else: the disk's (or
+//                      the page cache's) rate, the ceiling of a start-up
+//                      load;
+//   BM_ReadIntoFreshBuffer
+//                      the same reads into a freshly allocated buffer of the
+//                      file's size (a LargeBuffer, as a segment is), freed
+//                      outside the timing: the floor of any loader that ends
+//                      with its own copy in memory, page faults included;
 //   BM_Load            DataDir::Load of the same collection into fresh
 //                      stores: read, checksum, check every value, norms;
 //   BM_Commit          an upload staged from memory and committed, without
@@ -15,6 +21,9 @@
 // (768 MiB; 2^20 is 3 GiB, 2^19 1.5 GiB); commits take half as many rows.
 // The files live under $ENGRAM_BENCH_DIR (default /tmp), which should be on
 // the disk being measured.
+// $ENGRAM_BENCH_LOAD_THREADS and $ENGRAM_BENCH_LOAD_PIECE_KIB, when set,
+// replace the loader's own choice of threads and piece size
+// (SnapshotLoadSplit), to see how the load scales.
 #include <dirent.h>
 #include <fcntl.h>
 #include <unistd.h>
@@ -35,6 +44,8 @@
 #include "core/collections/data_dir.h"
 #include "core/collections/graph_store.h"
 #include "core/collections/memory_budget.h"
+#include "core/collections/snapshot.h"
+#include "kernels/large_buffer.h"
 
 namespace engram::collections {
 namespace {
@@ -128,6 +139,39 @@ void BM_SequentialRead(benchmark::State& state) {
       static_cast<int64_t>(state.iterations() * FileBytes(dir)));
 }
 
+void BM_ReadIntoFreshBuffer(benchmark::State& state) {
+  const std::string& dir = Prepared(state.range(0));
+  const bool cold = state.range(1) != 0;
+  for (auto _ : state) {
+    if (cold) {
+      state.PauseTiming();
+      DropFromPageCache(dir);
+      state.ResumeTiming();
+    }
+    for (const std::string& path : SegmentFiles(dir)) {
+      auto file = FileReader::Open(path);
+      if (!file.ok()) {
+        state.SkipWithError(std::string(file.status().message()).c_str());
+        return;
+      }
+      kernels::LargeBuffer<char> buffer(file->size());
+      while (file->position() < file->size()) {
+        const size_t n = static_cast<size_t>(
+            std::min<uint64_t>(kStepBytes, file->size() - file->position()));
+        if (!file->Read(buffer.data() + file->position(), n).ok()) {
+          std::abort();
+        }
+      }
+      benchmark::DoNotOptimize(buffer.data());
+      state.PauseTiming();
+      buffer = kernels::LargeBuffer<char>();  // freed outside the timing
+      state.ResumeTiming();
+    }
+  }
+  state.SetBytesProcessed(
+      static_cast<int64_t>(state.iterations() * FileBytes(dir)));
+}
+
 void BM_Load(benchmark::State& state) {
   const std::string& dir = Prepared(state.range(0));
   const bool cold = state.range(1) != 0;
@@ -189,11 +233,18 @@ void BM_Commit(benchmark::State& state) {
 int main(int argc, char** argv) {
   using engram::collections::BM_Commit;
   using engram::collections::BM_Load;
+  using engram::collections::BM_ReadIntoFreshBuffer;
   using engram::collections::BM_SequentialRead;
   const char* env = std::getenv("ENGRAM_BENCH_ROWS");
   const int64_t rows = env != nullptr ? std::atoll(env) : int64_t{1} << 18;
   for (int64_t cold : {0, 1}) {
     benchmark::RegisterBenchmark("BM_SequentialRead", BM_SequentialRead)
+        ->ArgNames({"rows", "cold"})
+        ->Args({rows, cold})
+        ->Unit(benchmark::kMillisecond)
+        ->UseRealTime();
+    benchmark::RegisterBenchmark("BM_ReadIntoFreshBuffer",
+                                 BM_ReadIntoFreshBuffer)
         ->ArgNames({"rows", "cold"})
         ->Args({rows, cold})
         ->Unit(benchmark::kMillisecond)
@@ -211,6 +262,14 @@ int main(int argc, char** argv) {
         ->Unit(benchmark::kMillisecond)
         ->UseRealTime();
   }
+  engram::collections::SnapshotLoadSplit split;
+  if (const char* threads = std::getenv("ENGRAM_BENCH_LOAD_THREADS")) {
+    split.threads = static_cast<unsigned>(std::atoi(threads));
+  }
+  if (const char* kib = std::getenv("ENGRAM_BENCH_LOAD_PIECE_KIB")) {
+    split.piece_bytes = static_cast<uint64_t>(std::atoll(kib)) << 10;
+  }
+  engram::collections::internal::SetSnapshotLoadSplitForTesting(split);
   benchmark::Initialize(&argc, argv);
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();

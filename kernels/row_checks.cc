@@ -5,13 +5,46 @@
 
 #include "absl/strings/str_cat.h"
 
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "kernels/row_checks-inl.h"
+#include "hwy/foreach_target.h"  // IWYU pragma: keep
+#include "hwy/highway.h"
+// The static target's pass; foreach_target.h compiled the others.
+#include "kernels/row_checks-inl.h"
+
+#if HWY_ONCE
 namespace engram::kernels {
 
-bool RowSquaredNormIsFinite(const float* row, size_t cols, double* norm_sq) {
-  double sum = 0.0;
-  for (size_t c = 0; c < cols; ++c) {
-    sum += static_cast<double>(row[c]) * row[c];
+HWY_EXPORT(RowSquaredNorm);
+
+namespace internal {
+
+double FinishRowSquaredNorm(const float* row, size_t begin, size_t cols,
+                            double* lanes) {
+  for (size_t i = begin; i < cols; ++i) {
+    lanes[i % kRowNormLanes] += static_cast<double>(row[i]) * row[i];
   }
+  for (size_t width = kRowNormLanes / 2; width > 0; width /= 2) {
+    for (size_t j = 0; j < width; ++j) lanes[j] += lanes[j + width];
+  }
+  return lanes[0];
+}
+
+double RowSquaredNormPortable(const float* row, size_t cols) {
+  double lanes[kRowNormLanes] = {};
+  size_t i = 0;
+  for (; i + kRowNormLanes <= cols; i += kRowNormLanes) {
+    for (size_t j = 0; j < kRowNormLanes; ++j) {
+      lanes[j] += static_cast<double>(row[i + j]) * row[i + j];
+    }
+  }
+  return FinishRowSquaredNorm(row, i, cols, lanes);
+}
+
+}  // namespace internal
+
+bool RowSquaredNormIsFinite(const float* row, size_t cols, double* norm_sq) {
+  const double sum = HWY_DYNAMIC_DISPATCH(RowSquaredNorm)(row, cols);
   *norm_sq = sum;
   return sum <= std::numeric_limits<float>::max();  // false for NaN, too
 }
@@ -49,3 +82,4 @@ absl::Status CheckFiniteRows(absl::string_view matrix, const MatrixView& rows) {
 }
 
 }  // namespace engram::kernels
+#endif  // HWY_ONCE

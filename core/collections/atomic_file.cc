@@ -203,4 +203,29 @@ absl::Status FileReader::Read(void* data, size_t size) {
   return absl::OkStatus();
 }
 
+absl::Status FileReader::ReadAt(uint64_t offset, void* data,
+                                size_t size) const {
+  char* p = static_cast<char*>(data);
+  while (size > 0) {
+    const ssize_t n = ::pread(fd_, p, size, static_cast<off_t>(offset));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return IoError(errno, "cannot read", path_);
+    }
+    if (n == 0) {
+      return absl::DataLossError(absl::StrCat(path_, ": the file ends at byte ",
+                                              offset, ", before the ", size,
+                                              " more bytes expected"));
+    }
+    p += n;
+    size -= static_cast<size_t>(n);
+    offset += static_cast<uint64_t>(n);
+  }
+  return absl::OkStatus();
+}
+
+void FileReader::AdviseSequential() const {
+  ::posix_fadvise(fd_, 0, 0, POSIX_FADV_SEQUENTIAL);
+}
+
 }  // namespace engram::collections

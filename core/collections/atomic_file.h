@@ -57,7 +57,10 @@ absl::Status EnsureDirectory(const std::string& dir);
 bool IsAtomicWriteLeftover(absl::string_view name);
 
 // A file opened for sequential reading with its size known up front.
-// Move-only; closes on destruction. Not thread-safe.
+// Move-only; closes on destruction. Not thread-safe, except that ReadAt and
+// AdviseSequential may be called from several threads at once
+// (they neither use nor move position()), as long as no Read, move or
+// destruction runs meanwhile.
 class FileReader {
  public:
   // NOT_FOUND when the file does not exist; other open errors mapped from
@@ -76,6 +79,12 @@ class FileReader {
   // Reads exactly `size` bytes; DATA_LOSS naming the path when the file
   // ends first (it shrank after Open).
   absl::Status Read(void* data, size_t size);
+  // Reads exactly `size` bytes from byte `offset` (pread), leaving
+  // position() alone; errors as Read.
+  absl::Status ReadAt(uint64_t offset, void* data, size_t size) const;
+  // Advice only, errors ignored: the whole file will be read once, in
+  // order, so the kernel reads further ahead.
+  void AdviseSequential() const;
 
  private:
   FileReader(std::string path, int fd, uint64_t size)

@@ -138,6 +138,67 @@ absl::Status CollectionUpload::Append(const kernels::MatrixView& chunk,
   return absl::OkStatus();
 }
 
+absl::StatusOr<std::unique_ptr<StagedRows>> CollectionUpload::StageRows(
+    uint64_t rows) {
+  if (finished_) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "upload to collection \"", options_.name, "\" is already finished"));
+  }
+  if (options_.durable && store_->options_.journal != nullptr) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("the upload to collection \"", options_.name,
+                     "\" is journaled: its rows go through Append"));
+  }
+  if (rows == 0 || rows > options_.rows - rows_received_) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "cannot stage ", rows, " rows: ", options_.rows - rows_received_,
+        " of the declared ", options_.rows, " remain"));
+  }
+  Segment& s = *staged_;
+  return std::unique_ptr<StagedRows>(new StagedRows(
+      this, rows_received_, rows, dimension_,
+      s.data_.data() + rows_received_ * dimension_,
+      s.norms_.data() + rows_received_,
+      options_.with_ids ? s.ids_.data() + rows_received_ : nullptr));
+}
+
+absl::Status CollectionUpload::Receive(const StagedRows& block) {
+  if (finished_) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "upload to collection \"", options_.name, "\" is already finished"));
+  }
+  if (block.upload_ != this || block.first_row_ != rows_received_) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("staged rows from ", block.first_row_,
+                     " are not the next rows of the upload to collection \"",
+                     options_.name, "\""));
+  }
+  // Relaxed: the threads that checked were joined before this call.
+  if (block.checked_.load(std::memory_order_relaxed) != block.rows_) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "staged rows from ", block.first_row_, " were not all checked"));
+  }
+  rows_received_ += block.rows_;
+  return absl::OkStatus();
+}
+
+absl::Status StagedRows::Check(uint64_t begin, uint64_t end) {
+  if (begin > end || end > rows_) {
+    return absl::InvalidArgumentError(absl::StrCat("rows [", begin, ", ", end,
+                                                   ") are not within the ",
+                                                   rows_, " staged rows"));
+  }
+  for (uint64_t r = begin; r < end; ++r) {
+    double sum;
+    ENGRAM_RETURN_IF_ERROR(
+        kernels::CheckFiniteRow("vectors", vectors_ + r * dimension_,
+                                dimension_, first_row_ + r, &sum));
+    norms_[r] = static_cast<float>(std::sqrt(sum));
+  }
+  checked_.fetch_add(end - begin, std::memory_order_relaxed);
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::shared_ptr<const Collection>> CollectionUpload::Commit() {
   if (finished_) {
     return absl::FailedPreconditionError(absl::StrCat(

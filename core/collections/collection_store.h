@@ -60,6 +60,7 @@
 #ifndef ENGRAM_CORE_COLLECTIONS_COLLECTION_STORE_H_
 #define ENGRAM_CORE_COLLECTIONS_COLLECTION_STORE_H_
 
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -302,6 +303,61 @@ class CollectionObserver {
 };
 
 class CollectionStore;
+class CollectionUpload;
+
+// Rows a loader writes straight into an upload's own storage, sparing the
+// copy Append makes (CollectionUpload::StageRows): the caller fills
+// vectors() and ids(), has every row checked by Check, and hands the block
+// to CollectionUpload::Receive, which only then counts the rows as received.
+// Until then the rows are not part of the upload, so a block that is never
+// received (bad data, a failed read) leaves the upload as it was.
+//
+// Thread-safety: vectors(), ids() and Check may be used from several threads
+// at once for disjoint rows (Check counts the rows it passed in an atomic,
+// relaxed: Receive reads the count after the caller joined those threads).
+// Receive and destruction need the caller's own synchronisation with them.
+class StagedRows {
+ public:
+  StagedRows(const StagedRows&) = delete;
+  StagedRows& operator=(const StagedRows&) = delete;
+
+  // The block's first row, numbered within the upload.
+  uint64_t first_row() const { return first_row_; }
+  uint64_t rows() const { return rows_; }
+  uint32_t dimension() const { return dimension_; }
+  // rows() x dimension() floats, row-major, uninitialised until written.
+  float* vectors() { return vectors_; }
+  // One id per row when the upload is with_ids, else null.
+  uint64_t* ids() { return ids_; }
+
+  // Checks rows [begin, end) of the block (local numbers) as Append checks
+  // a chunk, in place, and computes their norms. INVALID_ARGUMENT names the
+  // first bad row of the range by its number within the upload. Each row
+  // must be checked once; a refused range may be checked again after it
+  // was rewritten.
+  absl::Status Check(uint64_t begin, uint64_t end);
+
+ private:
+  friend class CollectionUpload;
+  StagedRows(const CollectionUpload* upload, uint64_t first_row, uint64_t rows,
+             uint32_t dimension, float* vectors, float* norms, uint64_t* ids)
+      : upload_(upload),
+        first_row_(first_row),
+        rows_(rows),
+        dimension_(dimension),
+        vectors_(vectors),
+        norms_(norms),
+        ids_(ids) {}
+
+  const CollectionUpload* const upload_;
+  const uint64_t first_row_;
+  const uint64_t rows_;
+  const uint32_t dimension_;
+  float* const vectors_;
+  float* const norms_;
+  uint64_t* const ids_;
+  std::atomic<uint64_t> checked_{0};
+};
 
 // A staged upload (see the file comment). Not thread-safe: one stream feeds
 // it. Destroying it without Commit aborts it.
@@ -320,6 +376,20 @@ class CollectionUpload {
   // Abort or go on. FAILED_PRECONDITION after Commit or Abort.
   absl::Status Append(const kernels::MatrixView& chunk,
                       absl::Span<const uint64_t> ids = {});
+
+  // For loaders that read rows straight into place (see StagedRows): the
+  // storage of the next `rows` rows. INVALID_ARGUMENT for 0 rows or more
+  // than remain; FAILED_PRECONDITION after Commit or Abort, and for an upload
+  // the journal stores (durable, with a journal): the rows it loads are
+  // already stored, and a journaled upload's rows go through Append. Staging
+  // reserves nothing: the block must be received (or dropped) before the
+  // upload is used otherwise, and it must not outlive the upload.
+  absl::StatusOr<std::unique_ptr<StagedRows>> StageRows(uint64_t rows);
+
+  // Counts the rows of `block` as received. FAILED_PRECONDITION, receiving
+  // nothing, unless every row of it passed StagedRows::Check and it is
+  // this upload's next block (no Append or other block came between).
+  absl::Status Receive(const StagedRows& block);
 
   // Makes the rows visible as one new version and returns it. The upload is
   // finished whatever the outcome; on error nothing becomes visible and the

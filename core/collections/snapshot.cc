@@ -1,13 +1,21 @@
 #include "core/collections/snapshot.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <limits>
+#include <memory>
+#include <system_error>
+#include <thread>
 #include <utility>
 #include <vector>
 
+#include "absl/base/attributes.h"
+#include "absl/base/const_init.h"
+#include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/synchronization/mutex.h"
 #include "base/status_macros.h"
 #include "core/collections/atomic_file.h"
 #include "core/collections/checksum.h"
@@ -297,46 +305,225 @@ absl::Status CheckCollectionHeader(const FileReader& file, const Header& h) {
       file, h, h.count_a * (row_bytes + (with_ids ? sizeof(uint64_t) : 0)));
 }
 
-// Streams the rows that follow the name and metadata into `upload`,
-// checksumming them; `crc` holds the checksum of what was read before.
-// Ids: the file's when it has them; else, when the upload takes ids, the
-// rows' numbers counted from `first_row`.
-absl::Status StreamRows(FileReader& file, const Header& h, uint32_t crc,
-                        uint64_t first_row, CollectionUpload* upload,
-                        bool upload_takes_ids) {
+// Each loading thread gets at least this much of the payload, so that small
+// files are read on the calling thread alone and pay no thread start.
+constexpr uint64_t kLoadBytesPerThread = uint64_t{32} << 20;
+// At most this many threads (the caller's included) load one file: enough
+// to keep up with a page-cache or NVMe read rate, few enough that a start-up
+// load leaves the machine usable.
+constexpr unsigned kMaxLoadThreads = 8;
+
+// The split loads use: SnapshotLoadSplit's defaults, whose pieces are small
+// enough to be checksummed and checked from the core's cache right after
+// they were read and large enough that a read costs little per byte, unless
+// a test or benchmark set another.
+ABSL_CONST_INIT absl::Mutex split_mu(absl::kConstInit);
+SnapshotLoadSplit& Split() ABSL_EXCLUSIVE_LOCKS_REQUIRED(split_mu) {
+  static SnapshotLoadSplit split;
+  return split;
+}
+
+SnapshotLoadSplit CurrentSplit() {
+  absl::MutexLock lock(&split_mu);
+  return Split();
+}
+
+// A run of payload bytes at `offset` in the file, read to `data`; a piece of
+// vectors also names its rows within the staged block.
+struct Piece {
+  uint64_t offset = 0;
+  char* data = nullptr;
+  size_t size = 0;
+  bool vectors = false;
+  uint64_t first_row = 0;
+  uint64_t end_row = 0;
+};
+
+// Splits [offset, offset + size) read to `data` into pieces of at most
+// `piece_bytes` bytes (at least one unit), each a whole number of `unit`s.
+void AddPieces(uint64_t offset, char* data, uint64_t size, uint64_t unit,
+               uint64_t piece_bytes, bool vectors, std::vector<Piece>* pieces) {
+  const uint64_t units_per_piece = std::max<uint64_t>(1, piece_bytes / unit);
+  const uint64_t units = size / unit;
+  for (uint64_t u = 0; u < units; u += units_per_piece) {
+    const uint64_t n = std::min(units_per_piece, units - u);
+    pieces->push_back(Piece{offset + u * unit, data + u * unit,
+                            static_cast<size_t>(n * unit), vectors, u, u + n});
+  }
+}
+
+// Reads, checksums and checks the pieces of one file on a few threads.
+// Thread-safety: Run's workers share `next_` (relaxed: it only hands out
+// indices) and record errors under `mu_`; each piece's CRC is written by the
+// one worker that took the piece and read after the workers were joined.
+class PieceLoader {
+ public:
+  PieceLoader(const FileReader& file, const std::vector<Piece>& pieces,
+              StagedRows* block)
+      : file_(file), pieces_(pieces), block_(block), crcs_(pieces.size()) {}
+
+  // Loads every piece on `threads` threads, the caller's included.
+  void Run(unsigned threads) {
+    // The pieces are taken in file order, so the kernel's read-ahead still
+    // sees one sequential reader. Asking for more (POSIX_FADV_WILLNEED
+    // windows ahead of the pieces) made cold loads slower: the kernel then
+    // reads in the caller's time.
+    file_.AdviseSequential();
+    std::vector<std::thread> workers;
+    workers.reserve(threads - 1);
+    for (unsigned t = 1; t < threads; ++t) {
+      try {
+        workers.emplace_back([this] { Work(); });
+      } catch (const std::system_error&) {
+        break;  // fewer threads load it all the same
+      }
+    }
+    Work();
+    for (std::thread& worker : workers) worker.join();
+  }
+
+  // The first read error (by piece), or OK. Call after Run.
+  absl::Status read_error() {
+    absl::MutexLock lock(&mu_);
+    return read_error_;
+  }
+  // The first refused row's error (by row), or OK. Call after Run.
+  absl::Status check_error() {
+    absl::MutexLock lock(&mu_);
+    return check_error_;
+  }
+  // The checksum of the pieces in file order, extending `crc`. Call after
+  // Run, when every piece was read.
+  uint32_t Crc(uint32_t crc) const {
+    for (size_t i = 0; i < pieces_.size(); ++i) {
+      crc = Crc32cCombine(crc, crcs_[i], pieces_[i].size);
+    }
+    return crc;
+  }
+
+ private:
+  void Work() {
+    for (;;) {
+      const size_t i = next_.fetch_add(1, std::memory_order_relaxed);
+      if (i >= pieces_.size()) return;
+      const Piece& piece = pieces_[i];
+      absl::Status read = file_.ReadAt(piece.offset, piece.data, piece.size);
+      if (!read.ok()) {
+        absl::MutexLock lock(&mu_);
+        if (read_error_.ok() || i < read_error_piece_) {
+          read_error_ = std::move(read);
+          read_error_piece_ = i;
+        }
+        // Nothing after a failed read is worth reading.
+        next_.store(pieces_.size(), std::memory_order_relaxed);
+        return;
+      }
+      crcs_[i] = Crc32c(piece.data, piece.size);
+      if (piece.vectors && block_ != nullptr) {
+        absl::Status checked = block_->Check(piece.first_row, piece.end_row);
+        if (!checked.ok()) {
+          absl::MutexLock lock(&mu_);
+          if (check_error_.ok() || i < check_error_piece_) {
+            check_error_ = std::move(checked);
+            check_error_piece_ = i;
+          }
+        }
+      }
+    }
+  }
+
+  const FileReader& file_;
+  const std::vector<Piece>& pieces_;
+  StagedRows* const block_;
+  std::vector<uint32_t> crcs_;
+  std::atomic<size_t> next_{0};
+  absl::Mutex mu_;
+  absl::Status read_error_ ABSL_GUARDED_BY(mu_);
+  size_t read_error_piece_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::Status check_error_ ABSL_GUARDED_BY(mu_);
+  size_t check_error_piece_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+unsigned LoadThreads(const SnapshotLoadSplit& split, uint64_t bytes) {
+  if (split.threads > 0) return split.threads;
+  const uint64_t by_size = std::max<uint64_t>(1, bytes / kLoadBytesPerThread);
+  const unsigned hardware = std::max(1u, std::thread::hardware_concurrency());
+  return static_cast<unsigned>(
+      std::min<uint64_t>({by_size, hardware, kMaxLoadThreads}));
+}
+
+// Loads the ids and vectors that follow the name and metadata into
+// `upload`, read straight into its storage (StagedRows) by a few threads
+// for a large file; `crc` holds the checksum of what was read before. Ids:
+// the file's when it has them; else, when the upload takes ids, the rows'
+// numbers counted from `first_row`. The rows are received only when every
+// piece was read and checked and the payload checksum matches; a checksum
+// mismatch is reported in preference to a refused row, which corrupt bytes
+// may have caused.
+absl::Status LoadRows(FileReader& file, const Header& h, uint32_t crc,
+                      uint64_t first_row, CollectionUpload* upload,
+                      bool upload_takes_ids) {
   const std::string& path = file.path();
   const bool with_ids = (h.flags & 1) != 0;
   const uint64_t rows = h.count_a;
-  const uint32_t dimension = static_cast<uint32_t>(h.count_b);
-  const uint64_t row_bytes = uint64_t{dimension} * sizeof(float);
-  std::vector<uint64_t> ids;
+  const uint64_t row_bytes = h.count_b * sizeof(float);
+  absl::StatusOr<std::unique_ptr<StagedRows>> block = upload->StageRows(rows);
+  if (!block.ok()) {
+    ENGRAM_RETURN_IF_ERROR(DrainAndCheck(file, h, crc));
+    return WithPath(path, block.status());
+  }
+  StagedRows& staged = **block;
+  // What Append would have refused about the ids, reported (as Append's
+  // error was) once the checksum is known to match.
+  absl::Status ids_refused;
+  const bool ids_offered = with_ids || upload_takes_ids;
+  if (ids_offered && staged.ids() == nullptr) {
+    ids_refused = absl::InvalidArgumentError(
+        "ids given, but the upload was started without ids");
+  } else if (!ids_offered && staged.ids() != nullptr) {
+    ids_refused = absl::InvalidArgumentError(
+        absl::StrCat("ids has 0 entries, expected one per row (", rows, ")"));
+  }
+  std::vector<uint64_t> unused_ids;
+  const SnapshotLoadSplit split = CurrentSplit();
+  uint64_t offset = file.position();
+  std::vector<Piece> pieces;
   if (with_ids) {
-    ids.resize(rows);
-    ENGRAM_RETURN_IF_ERROR(
-        ReadPayload(file, ids.data(), rows * sizeof(uint64_t), &crc));
-  } else if (upload_takes_ids) {
-    ids.resize(rows);
-    for (uint64_t r = 0; r < rows; ++r) ids[r] = first_row + r;
-  }
-  const uint64_t step_rows = std::max<uint64_t>(1, kStepBytes / row_bytes);
-  std::vector<float> buf(step_rows * dimension);
-  for (uint64_t r = 0; r < rows; r += step_rows) {
-    const uint64_t n = std::min(step_rows, rows - r);
-    ENGRAM_RETURN_IF_ERROR(ReadPayload(file, buf.data(), n * row_bytes, &crc));
-    absl::Status appended = upload->Append(
-        kernels::MatrixView{buf.data(), static_cast<size_t>(n), dimension},
-        ids.empty() ? absl::Span<const uint64_t>()
-                    : absl::MakeConstSpan(ids.data() + r, n));
-    if (!appended.ok()) {
-      ENGRAM_RETURN_IF_ERROR(DrainAndCheck(file, h, crc));
-      return WithPath(path, appended);
+    uint64_t* ids = staged.ids();
+    if (ids == nullptr) {
+      unused_ids.resize(rows);
+      ids = unused_ids.data();
     }
+    AddPieces(offset, reinterpret_cast<char*>(ids), rows * sizeof(uint64_t),
+              sizeof(uint64_t), split.piece_bytes, /*vectors=*/false, &pieces);
+    offset += rows * sizeof(uint64_t);
+  } else if (staged.ids() != nullptr && upload_takes_ids) {
+    for (uint64_t r = 0; r < rows; ++r) staged.ids()[r] = first_row + r;
   }
+  AddPieces(offset, reinterpret_cast<char*>(staged.vectors()), rows * row_bytes,
+            row_bytes, split.piece_bytes, /*vectors=*/true, &pieces);
+
+  PieceLoader loader(file, pieces, ids_refused.ok() ? &staged : nullptr);
+  loader.Run(LoadThreads(split, h.payload_bytes));
+  ENGRAM_RETURN_IF_ERROR(loader.read_error());
+  crc = loader.Crc(crc);
   if (crc != h.payload_crc) return ChecksumMismatch(path, h.payload_crc, crc);
-  return absl::OkStatus();
+  ENGRAM_RETURN_IF_ERROR(WithPath(path, ids_refused));
+  ENGRAM_RETURN_IF_ERROR(WithPath(path, loader.check_error()));
+  return WithPath(path, upload->Receive(staged));
 }
 
 }  // namespace
+
+namespace internal {
+
+SnapshotLoadSplit SetSnapshotLoadSplitForTesting(
+    const SnapshotLoadSplit& split) {
+  absl::MutexLock lock(&split_mu);
+  return std::exchange(Split(), split);
+}
+
+}  // namespace internal
 
 absl::Status WriteCollectionSnapshot(const Collection& c,
                                      const std::string& path) {
@@ -377,7 +564,7 @@ absl::Status AppendSegmentSnapshot(const std::string& path,
   }
   uint32_t crc = 0;
   ENGRAM_RETURN_IF_ERROR(ReadNameAndMetadata(file, h, &crc).status());
-  return StreamRows(file, h, crc, first_row, upload, upload_takes_ids);
+  return LoadRows(file, h, crc, first_row, upload, upload_takes_ids);
 }
 
 absl::StatusOr<std::shared_ptr<const Collection>> LoadCollectionSnapshot(
@@ -405,8 +592,8 @@ absl::StatusOr<std::shared_ptr<const Collection>> LoadCollectionSnapshot(
   absl::StatusOr<std::unique_ptr<CollectionUpload>> upload =
       store->BeginUpload(options);
   if (!upload.ok()) return WithPath(path, upload.status());
-  ENGRAM_RETURN_IF_ERROR(StreamRows(file, h, crc, /*first_row=*/0,
-                                    upload->get(), options.with_ids));
+  ENGRAM_RETURN_IF_ERROR(
+      LoadRows(file, h, crc, /*first_row=*/0, upload->get(), options.with_ids));
   absl::StatusOr<std::shared_ptr<const Collection>> committed =
       (*upload)->Commit();
   if (!committed.ok()) return WithPath(path, committed.status());

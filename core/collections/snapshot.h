@@ -33,18 +33,24 @@
 // (INVALID_ARGUMENT: not a snapshot of that kind), the header's length and
 // checksum (DATA_LOSS), the version (INVALID_ARGUMENT), the sizes against
 // each other and the file's length (DATA_LOSS: truncated or extended), then
-// reserves the budget and streams the payload into a staged upload while
-// checksumming it; the upload is committed only when the payload checksum
-// matches (else DATA_LOSS) and the data passes the stores' own validation.
-// Every message starts with the file's path. A file that fails any check
-// leaves nothing visible.
+// reserves the budget and reads the ids and vectors straight into a staged
+// upload (StagedRows), in pieces that are checksummed and checked as they
+// arrive, on a few threads for a large file (SnapshotLoadSplit). The rows
+// count as received only when the payload checksum matches (else DATA_LOSS,
+// reported in preference to a value the checks refused, since corrupt bytes
+// may have made it) and every row passed the stores' own validation (else
+// the first bad row's error); the upload is then committed. Every message
+// starts with the file's path. A file that fails any check leaves nothing
+// visible.
 //
-// Thread-safety: the functions are reentrant. Writing reads an immutable
+// Thread-safety: the functions are reentrant; a load's threads are its
+// own, started and joined within the call. Writing reads an immutable
 // snapshot, so a collection may be written while it is searched and
 // appended to (the file holds the version passed in).
 #ifndef ENGRAM_CORE_COLLECTIONS_SNAPSHOT_H_
 #define ENGRAM_CORE_COLLECTIONS_SNAPSHOT_H_
 
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -96,6 +102,27 @@ absl::Status AppendSegmentSnapshot(const std::string& path,
 // file comment, plus the store's (ALREADY_EXISTS, RESOURCE_EXHAUSTED, ...).
 absl::StatusOr<std::shared_ptr<const Collection>> LoadCollectionSnapshot(
     const std::string& path, absl::string_view name, CollectionStore* store);
+
+// How a collection load splits the ids and vectors of a file: pieces of
+// about `piece_bytes` (whole rows), each read into its place in the upload
+// and checksummed and checked while it is in cache, on `threads` threads,
+// the caller's included (0: one per 32 MiB of payload, at most one per CPU
+// and 8, so a small file is read on the calling thread alone).
+struct SnapshotLoadSplit {
+  uint64_t piece_bytes = uint64_t{256} << 10;
+  unsigned threads = 0;
+};
+
+namespace internal {
+
+// Replaces the split every later load in this process uses and returns the
+// previous one: tests reach several pieces and threads with small files,
+// benchmarks measure other splits. Thread-safe (loads read it once, at
+// their start).
+SnapshotLoadSplit SetSnapshotLoadSplitForTesting(
+    const SnapshotLoadSplit& split);
+
+}  // namespace internal
 
 absl::Status WriteGraphSnapshot(const Graph& graph, const std::string& path);
 

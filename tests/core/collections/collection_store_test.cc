@@ -386,6 +386,143 @@ TEST_F(CollectionStoreTest, NormsArePrecomputedAndRowsAligned) {
   }
 }
 
+TEST_F(CollectionStoreTest, StagedRowsAreReceivedOnlyOnceAllAreChecked) {
+  UploadOptions o;
+  o.name = "docs";
+  o.create = true;
+  o.dimension = 3;
+  o.rows = 5;
+  o.with_ids = true;
+  auto upload = *store_->BeginUpload(o);
+  const std::vector<float> first = Rows(2, 3);
+  ASSERT_TRUE(
+      upload->Append(kernels::MatrixView{first.data(), 2, 3}, {10, 11}).ok());
+  auto staged = upload->StageRows(3);
+  ASSERT_TRUE(staged.ok()) << staged.status();
+  StagedRows& block = **staged;
+  EXPECT_EQ(block.first_row(), 2u);
+  EXPECT_EQ(block.rows(), 3u);
+  ASSERT_NE(block.ids(), nullptr);
+  const std::vector<float> rest = Rows(3, 3, 5);
+  std::copy(rest.begin(), rest.end(), block.vectors());
+  for (uint64_t r = 0; r < 3; ++r) block.ids()[r] = 12 + r;
+  ASSERT_TRUE(block.Check(0, 2).ok());
+  EXPECT_EQ(upload->Receive(block).code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(upload->rows_received(), 2u);
+  ASSERT_TRUE(block.Check(2, 3).ok());
+  ASSERT_TRUE(upload->Receive(block).ok());
+  EXPECT_EQ(upload->rows_received(), 5u);
+  auto committed = upload->Commit();
+  ASSERT_TRUE(committed.ok()) << committed.status();
+  // The same rows, ids and norms as one Append of all five.
+  std::vector<float> all = first;
+  all.insert(all.end(), rest.begin(), rest.end());
+  auto appended = Upload(*store_, "copy", 3, all, {10, 11, 12, 13, 14});
+  ASSERT_TRUE(appended.ok());
+  const Segment& s = *(*committed)->segments()[0];
+  const Segment& expected = *(*appended)->segments()[0];
+  EXPECT_EQ(std::vector<float>(s.vectors().data, s.vectors().data + 15), all);
+  EXPECT_THAT(s.ids(), ::testing::ElementsAreArray(expected.ids()));
+  EXPECT_THAT(s.norms(), ::testing::ElementsAreArray(expected.norms()));
+}
+
+TEST_F(CollectionStoreTest, ARefusedStagedBlockLeavesNothingReceived) {
+  UploadOptions o;
+  o.name = "docs";
+  o.create = true;
+  o.dimension = 2;
+  o.rows = 3;
+  auto upload = *store_->BeginUpload(o);
+  EXPECT_EQ(upload->StageRows(0).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(upload->StageRows(4).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  auto staged = *upload->StageRows(3);
+  EXPECT_EQ(staged->ids(), nullptr);
+  const std::vector<float> bad = {1, 2, 3, std::nanf(""), 5, 6};
+  std::copy(bad.begin(), bad.end(), staged->vectors());
+  const absl::Status checked = staged->Check(0, 3);
+  EXPECT_EQ(checked.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(checked.message(),
+              HasSubstr("vectors row 1 contains a non-finite value at column "
+                        "1"));
+  EXPECT_EQ(upload->Receive(*staged).code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(upload->rows_received(), 0u);
+  EXPECT_EQ(staged->Check(2, 4).code(), absl::StatusCode::kInvalidArgument);
+  // The upload goes on as if the block had never been staged.
+  const std::vector<float> good = Rows(3, 2);
+  ASSERT_TRUE(upload->Append(kernels::MatrixView{good.data(), 1, 2}).ok());
+  // A block staged before that Append is no longer the next one.
+  EXPECT_TRUE(staged->Check(0, 1).ok());
+  EXPECT_EQ(upload->Receive(*staged).code(),
+            absl::StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(upload->Append(kernels::MatrixView{good.data() + 2, 2, 2}).ok());
+  auto committed = upload->Commit();
+  ASSERT_TRUE(committed.ok()) << committed.status();
+  EXPECT_EQ((*committed)->rows(), 3u);
+  const float* v = (*committed)->segments()[0]->vectors().data;
+  EXPECT_EQ(std::vector<float>(v, v + 6), good);
+  EXPECT_EQ(upload->StageRows(1).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+TEST(CollectionUploadTest, AJournaledUploadTakesNoStagedRows) {
+  // Records nothing: only whether the upload is journaled matters here.
+  class NullJournal final : public CollectionJournal {
+   public:
+    absl::StatusOr<std::string> WriteSegment(absl::string_view,
+                                             const Segment&) override {
+      return std::string("segment");
+    }
+    void DiscardSegment(const std::string&) override {}
+    absl::Status Commit(const Collection&, const std::string&) override {
+      return absl::OkStatus();
+    }
+    absl::Status Delete(absl::string_view) override { return absl::OkStatus(); }
+  } journal;
+  CollectionStore::Options options;
+  options.budget = MakeBudget();
+  options.journal = &journal;
+  auto store = *CollectionStore::Create(options);
+  UploadOptions o;
+  o.name = "docs";
+  o.create = true;
+  o.dimension = 2;
+  o.rows = 1;
+  auto journaled = *store->BeginUpload(o);
+  EXPECT_EQ(journaled->StageRows(1).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  o.name = "loaded";
+  o.durable = false;  // as a load from a file that is its own copy
+  auto loaded = *store->BeginUpload(o);
+  EXPECT_TRUE(loaded->StageRows(1).ok());
+}
+
+TEST_F(CollectionStoreTest, StagedRowsAreCheckedOnSeveralThreadsAtOnce) {
+  UploadOptions o;
+  o.name = "docs";
+  o.create = true;
+  o.dimension = 8;
+  o.rows = 4000;
+  auto upload = *store_->BeginUpload(o);
+  auto staged = *upload->StageRows(4000);
+  std::vector<std::thread> threads;
+  std::atomic<int> failures{0};
+  for (uint64_t t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      const std::vector<float> rows = Rows(1000, 8, static_cast<float>(t + 1));
+      std::copy(rows.begin(), rows.end(), staged->vectors() + t * 8000);
+      if (!staged->Check(t * 1000, (t + 1) * 1000).ok()) ++failures;
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  EXPECT_EQ(failures.load(), 0);
+  ASSERT_TRUE(upload->Receive(*staged).ok());
+  EXPECT_TRUE(upload->Commit().ok());
+}
+
 TEST_F(CollectionStoreTest, ListIsSortedByName) {
   ASSERT_TRUE(store_->CreateCollection({"b", 2, {}}).ok());
   ASSERT_TRUE(store_->CreateCollection({"a", 2, {}}).ok());

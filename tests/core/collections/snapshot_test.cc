@@ -1,6 +1,8 @@
 #include "core/collections/snapshot.h"
 
+#include <cmath>
 #include <cstring>
+#include <limits>
 #include <memory>
 #include <string>
 #include <vector>
@@ -9,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/collections/atomic_file.h"
 #include "core/collections/checksum.h"
+#include "core/collections/little_endian.h"
 #include "core/validation.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -285,6 +288,208 @@ TEST_F(SnapshotTest, AGraphFileKeepsItsVersion) {
   auto unversioned = LoadGraphSnapshot(path, "old", other.get());
   ASSERT_TRUE(unversioned.ok()) << unversioned.status();
   EXPECT_EQ((*unversioned)->version(), 78u);
+}
+
+// Loads split into many pieces on several threads: 1000 rows x 24 in
+// pieces of 10 rows (and 120 ids), on 4 threads.
+class SnapshotSplitLoadTest : public SnapshotTest {
+ protected:
+  static constexpr uint64_t kRows = 1000;
+  static constexpr uint32_t kDim = 24;
+
+  void SetUp() override {
+    SnapshotTest::SetUp();
+    previous_ = internal::SetSnapshotLoadSplitForTesting(
+        SnapshotLoadSplit{10 * kDim * sizeof(float), 4});
+    rows_ = engram::testing::RandomMatrix(kRows, kDim, 21);
+    for (uint64_t i = 0; i < kRows; ++i) row_ids_.push_back(5000 + 7 * i);
+    auto with_ids = Upload(*source_, "with_ids", kDim, rows_, row_ids_);
+    auto no_ids = Upload(*source_, "no_ids", kDim, rows_);
+    ASSERT_TRUE(with_ids.ok() && no_ids.ok());
+    with_ids_ = *with_ids;
+    no_ids_ = *no_ids;
+    ASSERT_TRUE(WriteCollectionSnapshot(*with_ids_, WithIdsPath()).ok());
+    ASSERT_TRUE(WriteCollectionSnapshot(*no_ids_, NoIdsPath()).ok());
+  }
+
+  void TearDown() override {
+    internal::SetSnapshotLoadSplitForTesting(previous_);
+  }
+
+  std::string WithIdsPath() const { return dir_ + "/with_ids.engc"; }
+  std::string NoIdsPath() const { return dir_ + "/no_ids.engc"; }
+  // Where row `row`'s vector starts in with_ids.engc: header, name, ids.
+  static size_t VectorOffset(uint64_t row) {
+    return kSnapshotHeaderBytes + 8 + kRows * 8 + row * kDim * sizeof(float);
+  }
+
+  // Recomputes both checksums of a snapshot file, so that edited values
+  // reach the stores' checks.
+  static void Reseal(std::string* bytes) {
+    char* p = bytes->data();
+    StoreLittleEndian<uint32_t>(
+        p + 24,
+        Crc32c(p + kSnapshotHeaderBytes, bytes->size() - kSnapshotHeaderBytes));
+    StoreLittleEndian<uint32_t>(p + 60, Crc32c(p, 60));
+  }
+
+  static void SetValue(std::string* bytes, uint64_t row, uint32_t col,
+                       float value) {
+    std::memcpy(bytes->data() + VectorOffset(row) + col * sizeof(float), &value,
+                sizeof(float));
+  }
+
+  // Expects `loaded` to hold exactly the rows, ids and norms of `source`.
+  static void ExpectSameRows(const Collection& loaded,
+                             const Collection& source) {
+    ASSERT_EQ(loaded.rows(), kRows);
+    ASSERT_EQ(loaded.segments().size(), 1u);
+    const Segment& got = *loaded.segments()[0];
+    const Segment& want = *source.segments()[0];
+    EXPECT_EQ(std::memcmp(got.vectors().data, want.vectors().data,
+                          kRows * kDim * sizeof(float)),
+              0);
+    EXPECT_EQ(loaded.has_ids(), source.has_ids());
+    EXPECT_THAT(got.ids(), ::testing::ElementsAreArray(want.ids()));
+    EXPECT_THAT(got.norms(), ::testing::ElementsAreArray(want.norms()));
+  }
+
+  SnapshotLoadSplit previous_;
+  std::vector<float> rows_;
+  std::vector<uint64_t> row_ids_;
+  std::shared_ptr<const Collection> with_ids_;
+  std::shared_ptr<const Collection> no_ids_;
+};
+
+TEST_F(SnapshotSplitLoadTest, ManyPiecesOnSeveralThreadsYieldTheUploadedRows) {
+  for (const auto& [path, source] : {std::make_pair(WithIdsPath(), with_ids_),
+                                     std::make_pair(NoIdsPath(), no_ids_)}) {
+    SCOPED_TRACE(path);
+    auto budget = MakeBudget();
+    auto store = MakeStore(budget);
+    auto loaded = LoadCollectionSnapshot(path, "", store.get());
+    ASSERT_TRUE(loaded.ok()) << loaded.status();
+    ExpectSameRows(**loaded, *source);
+    EXPECT_EQ((*loaded)->bytes(), source->bytes());
+    EXPECT_EQ(budget->reserved_bytes(), source->bytes());
+  }
+}
+
+TEST_F(SnapshotSplitLoadTest, AFileSmallerThanOnePieceLoads) {
+  for (const SnapshotLoadSplit& split :
+       {SnapshotLoadSplit{uint64_t{1} << 20, 4}, SnapshotLoadSplit{}}) {
+    internal::SetSnapshotLoadSplitForTesting(split);
+    for (const auto& [path, source] : {std::make_pair(WithIdsPath(), with_ids_),
+                                       std::make_pair(NoIdsPath(), no_ids_)}) {
+      SCOPED_TRACE(path);
+      auto store = MakeStore(MakeBudget());
+      auto loaded = LoadCollectionSnapshot(path, "", store.get());
+      ASSERT_TRUE(loaded.ok()) << loaded.status();
+      ExpectSameRows(**loaded, *source);
+    }
+  }
+}
+
+TEST_F(SnapshotSplitLoadTest, ACorruptByteInAnyPieceIsDataLoss) {
+  const std::string bytes = ReadAll(WithIdsPath());
+  const size_t first_id = kSnapshotHeaderBytes + 8;
+  for (size_t at : {first_id, first_id + kRows * 8 / 2, VectorOffset(0),
+                    VectorOffset(kRows / 2) + 5, bytes.size() - 1}) {
+    SCOPED_TRACE(at);
+    std::string corrupt = bytes;
+    corrupt[at] ^= 0x01;
+    WriteAll(WithIdsPath(), corrupt);
+    ExpectRefused(WithIdsPath(), absl::StatusCode::kDataLoss,
+                  "payload checksum mismatch");
+  }
+}
+
+TEST_F(SnapshotSplitLoadTest, ACorruptionThatMakesANaNIsStillDataLoss) {
+  std::string bytes = ReadAll(WithIdsPath());
+  SetValue(&bytes, 537, 5, std::numeric_limits<float>::quiet_NaN());
+  WriteAll(WithIdsPath(), bytes);
+  ExpectRefused(WithIdsPath(), absl::StatusCode::kDataLoss,
+                "payload checksum mismatch");
+}
+
+TEST_F(SnapshotSplitLoadTest, ANonFiniteValueInAMiddlePieceNamesItsRow) {
+  std::string bytes = ReadAll(WithIdsPath());
+  SetValue(&bytes, 537, 5, std::numeric_limits<float>::quiet_NaN());
+  // A later bad row, likely checked first by another thread, is not the one
+  // reported.
+  SetValue(&bytes, 901, 0, std::numeric_limits<float>::infinity());
+  Reseal(&bytes);
+  WriteAll(WithIdsPath(), bytes);
+  for (int run = 0; run < 5; ++run) {
+    ExpectRefused(WithIdsPath(), absl::StatusCode::kInvalidArgument,
+                  "vectors row 537 contains a non-finite value at column 5");
+  }
+}
+
+TEST_F(SnapshotSplitLoadTest, SegmentFilesRestoreIntoOneUpload) {
+  // As the data directory restores a collection: one upload, one file per
+  // segment; a segment without ids gets its row numbers.
+  const std::string first = dir_ + "/first.engc";
+  const std::string second = dir_ + "/second.engc";
+  auto first_crc =
+      WriteSegmentSnapshot("docs", *with_ids_->segments()[0], first);
+  auto second_crc =
+      WriteSegmentSnapshot("docs", *no_ids_->segments()[0], second);
+  ASSERT_TRUE(first_crc.ok() && second_crc.ok());
+  auto store = MakeStore(MakeBudget());
+  UploadOptions o;
+  o.name = "docs";
+  o.create = true;
+  o.dimension = kDim;
+  o.rows = 2 * kRows;
+  o.with_ids = true;
+  o.durable = false;
+  auto upload = *store->BeginUpload(o);
+  ASSERT_TRUE(AppendSegmentSnapshot(first, {kRows, true, *first_crc}, 0,
+                                    upload.get(), true)
+                  .ok());
+  // A manifest that disagrees with the file receives nothing.
+  EXPECT_EQ(AppendSegmentSnapshot(second, {kRows, true, *second_crc}, kRows,
+                                  upload.get(), true)
+                .code(),
+            absl::StatusCode::kDataLoss);
+  EXPECT_EQ(upload->rows_received(), kRows);
+  ASSERT_TRUE(AppendSegmentSnapshot(second, {kRows, false, *second_crc}, kRows,
+                                    upload.get(), true)
+                  .ok());
+  auto committed = upload->Commit();
+  ASSERT_TRUE(committed.ok()) << committed.status();
+  const Collection& c = **committed;
+  ASSERT_EQ(c.rows(), 2 * kRows);
+  const float* v = c.segments()[0]->vectors().data;
+  EXPECT_EQ(std::vector<float>(v, v + kRows * kDim), rows_);
+  EXPECT_EQ(std::vector<float>(v + kRows * kDim, v + 2 * kRows * kDim), rows_);
+  for (uint64_t r = 0; r < kRows; ++r) {
+    EXPECT_EQ(c.IdOf(r), row_ids_[r]);
+    EXPECT_EQ(c.IdOf(kRows + r), kRows + r);
+    EXPECT_EQ(c.segments()[0]->norms()[r], c.segments()[0]->norms()[kRows + r]);
+  }
+}
+
+TEST_F(SnapshotSplitLoadTest, ACorruptSegmentFileLeavesTheUploadAsItWas) {
+  const std::string path = dir_ + "/segment.engc";
+  auto crc = WriteSegmentSnapshot("docs", *no_ids_->segments()[0], path);
+  ASSERT_TRUE(crc.ok());
+  std::string bytes = ReadAll(path);
+  bytes[bytes.size() / 2] ^= 0x10;
+  WriteAll(path, bytes);
+  auto store = MakeStore(MakeBudget());
+  UploadOptions o;
+  o.name = "docs";
+  o.create = true;
+  o.dimension = kDim;
+  o.rows = kRows;
+  auto upload = *store->BeginUpload(o);
+  const absl::Status status =
+      AppendSegmentSnapshot(path, {kRows, false, *crc}, 0, upload.get(), false);
+  EXPECT_EQ(status.code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(status.message(), HasSubstr(path));
+  EXPECT_EQ(upload->rows_received(), 0u);
 }
 
 }  // namespace
