@@ -45,10 +45,12 @@
 // Durability seam: a CollectionJournal (the data directory, data_dir.h) is
 // told of every create, committed upload and delete before it becomes
 // visible, and a failure there leaves the previous version visible. A
-// collection restored from the journal, or loaded from an operator's file,
-// is not journaled again (UploadOptions::durable). A collection whose stored
-// copy cannot be read is held as lost (MarkLost): its calls answer that
-// error until it is deleted.
+// durable upload's rows reach the journal while they arrive, through the
+// SegmentWriter it hands out at BeginUpload, so that the commit does not
+// write them all at once. A collection restored from the journal, or loaded
+// from an operator's file, is not journaled again (UploadOptions::durable). A
+// collection whose stored copy cannot be read is held as lost (MarkLost): its
+// calls answer that error until it is deleted.
 //
 // Thread-safety: CollectionStore's methods may be called concurrently (one
 // mutex over the name table, never held while rows are copied, allocated or
