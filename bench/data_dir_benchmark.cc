@@ -13,7 +13,8 @@
 //                      stores: read, checksum, check every value, norms;
 //   BM_Commit          an upload staged from memory and committed, without
 //                      a journal (durable:0) and through the data directory
-//                      (durable:1: segment written, fsynced, manifest
+//                      (durable:1: rows written to the segment file as they
+//                      are staged, then the file fsynced and the manifest
 //                      replaced): the difference is what durability adds.
 // cold:1 drops the files from the page cache before each iteration
 // (posix_fadvise DONTNEED), so reads come from the device. Arg rows: a

@@ -11,6 +11,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 
 namespace engram::collections {
 namespace {
@@ -38,83 +39,138 @@ absl::Status SyncDirectory(const std::string& dir) {
   return status;
 }
 
-class FdSink final : public FileSink {
+// Appends at a running position; WriteAt rewrites earlier bytes.
+class StagedFileSink final : public FileSink {
  public:
-  FdSink(int fd, const std::string& path) : fd_(fd), path_(path) {}
+  explicit StagedFileSink(StagedFile& file) : file_(file) {}
 
   absl::Status Write(const void* data, size_t size) override {
-    const char* p = static_cast<const char*>(data);
-    while (size > 0) {
-      const ssize_t n = ::write(fd_, p, size);
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        return IoError(errno, "cannot write", path_);
-      }
-      p += n;
-      size -= static_cast<size_t>(n);
-    }
-    return absl::OkStatus();
+    absl::Status status = file_.WriteAt(position_, data, size);
+    if (status.ok()) position_ += size;
+    return status;
   }
 
   absl::Status WriteAt(uint64_t offset, const void* data,
                        size_t size) override {
-    const char* p = static_cast<const char*>(data);
-    while (size > 0) {
-      const ssize_t n = ::pwrite(fd_, p, size, static_cast<off_t>(offset));
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        return IoError(errno, "cannot write", path_);
-      }
-      p += n;
-      offset += static_cast<uint64_t>(n);
-      size -= static_cast<size_t>(n);
-    }
-    return absl::OkStatus();
+    return file_.WriteAt(offset, data, size);
   }
 
  private:
-  const int fd_;
-  const std::string& path_;
+  StagedFile& file_;
+  uint64_t position_ = 0;
 };
 
 }  // namespace
 
-absl::Status WriteFileAtomically(
-    const std::string& path,
-    const std::function<absl::Status(FileSink&)>& write) {
+absl::StatusOr<StagedFile> StagedFile::Create(const std::string& path) {
   static std::atomic<uint64_t> counter{0};
   const auto [dir, base] = SplitPath(path);
   if (base.empty()) {
     return absl::InvalidArgumentError(
         absl::StrCat("cannot write ", path, ": not a file name"));
   }
-  const std::string temp =
+  std::string temp =
       absl::StrCat(dir, "/.", base, ".tmp-", ::getpid(), "-",
                    counter.fetch_add(1, std::memory_order_relaxed));
   const int fd =
       ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   if (fd < 0) return IoError(errno, "cannot create", temp);
+  return StagedFile(path, std::move(temp), fd);
+}
 
+StagedFile::StagedFile(StagedFile&& other) noexcept
+    : path_(std::move(other.path_)),
+      temp_(std::move(other.temp_)),
+      fd_(std::exchange(other.fd_, -1)) {}
+
+StagedFile& StagedFile::operator=(StagedFile&& other) noexcept {
+  if (this != &other) {
+    Discard();
+    path_ = std::move(other.path_);
+    temp_ = std::move(other.temp_);
+    fd_ = std::exchange(other.fd_, -1);
+  }
+  return *this;
+}
+
+StagedFile::~StagedFile() { Discard(); }
+
+void StagedFile::Discard() {
+  if (fd_ < 0) return;
+  ::close(fd_);
+  fd_ = -1;
+  ::unlink(temp_.c_str());
+}
+
+absl::Status StagedFile::Reserve(uint64_t bytes) {
+#if defined(__linux__)
+  if (bytes == 0) return absl::OkStatus();
+  while (::fallocate(fd_, FALLOC_FL_KEEP_SIZE, 0, static_cast<off_t>(bytes)) !=
+         0) {
+    if (errno == EINTR) continue;
+    if (errno == EOPNOTSUPP || errno == ENOSYS) return absl::OkStatus();
+    return IoError(errno, "cannot reserve disk space for", temp_);
+  }
+#else
+  (void)bytes;
+#endif
+  return absl::OkStatus();
+}
+
+absl::Status StagedFile::WriteAt(uint64_t offset, const void* data,
+                                 size_t size) {
+  const char* p = static_cast<const char*>(data);
+  while (size > 0) {
+    const ssize_t n = ::pwrite(fd_, p, size, static_cast<off_t>(offset));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return IoError(errno, "cannot write", temp_);
+    }
+    p += n;
+    offset += static_cast<uint64_t>(n);
+    size -= static_cast<size_t>(n);
+  }
+  return absl::OkStatus();
+}
+
+void StagedFile::StartWriteback(uint64_t offset, uint64_t size) {
+#if defined(__linux__)
+  // Errors are not lost: a failed writeback fails the fsync in Publish.
+  ::sync_file_range(fd_, static_cast<off_t>(offset), static_cast<off_t>(size),
+                    SYNC_FILE_RANGE_WRITE);
+#else
+  (void)offset;
+  (void)size;
+#endif
+}
+
+absl::Status StagedFile::Publish() {
   absl::Status status;
-  {
-    FdSink sink(fd, temp);
-    status = write(sink);
-  }
-  if (status.ok() && ::fsync(fd) != 0) {
-    status = IoError(errno, "cannot fsync", temp);
-  }
+  if (::fsync(fd_) != 0) status = IoError(errno, "cannot fsync", temp_);
+  const int fd = std::exchange(fd_, -1);
   if (::close(fd) != 0 && status.ok()) {
-    status = IoError(errno, "cannot close", temp);
+    status = IoError(errno, "cannot close", temp_);
   }
-  if (status.ok() && ::rename(temp.c_str(), path.c_str()) != 0) {
-    status = IoError(errno, absl::StrCat("cannot rename ", temp, " to"), path);
+  if (status.ok() && ::rename(temp_.c_str(), path_.c_str()) != 0) {
+    status =
+        IoError(errno, absl::StrCat("cannot rename ", temp_, " to"), path_);
   }
   if (!status.ok()) {
-    ::unlink(temp.c_str());
+    ::unlink(temp_.c_str());
     return status;
   }
   // The rename is durable only once the directory entry is.
-  return SyncDirectory(dir);
+  return SyncDirectory(SplitPath(path_).first);
+}
+
+absl::Status WriteFileAtomically(
+    const std::string& path,
+    const std::function<absl::Status(FileSink&)>& write) {
+  absl::StatusOr<StagedFile> file = StagedFile::Create(path);
+  if (!file.ok()) return file.status();
+  StagedFileSink sink(*file);
+  ENGRAM_RETURN_IF_ERROR(write(sink));
+  return file->Publish();
 }
 
 absl::Status RemoveFileDurably(const std::string& path) {

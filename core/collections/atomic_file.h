@@ -4,7 +4,8 @@
 // (".<name>.tmp-<pid>-<n>"), fsyncs the file, renames it over the target and
 // fsyncs the directory, so after a crash the target holds either the old
 // contents or the complete new ones, never a prefix. On any error the
-// temporary file is removed and the target is untouched.
+// temporary file is removed and the target is untouched. StagedFile does the
+// same for a file written piece by piece over time.
 //
 // Thread-safety: the functions are reentrant; concurrent writers to the same
 // target each produce a complete file and the last rename wins.
@@ -43,6 +44,52 @@ class FileSink {
 absl::Status WriteFileAtomically(
     const std::string& path,
     const std::function<absl::Status(FileSink&)>& write);
+
+// A file written at any offsets over any length of time, under the
+// temporary name WriteFileAtomically uses, and published at its target by
+// Publish() with the same steps (fsync, rename, fsync of the directory):
+// nothing is at the target until then. An unpublished file's temporary is
+// removed when the object goes; one a crash leaves behind is recognised by
+// IsAtomicWriteLeftover. Move-only; one thread at a time.
+class StagedFile {
+ public:
+  // Creates the temporary for target `path` (the errors of open, naming the
+  // temporary).
+  static absl::StatusOr<StagedFile> Create(const std::string& path);
+
+  StagedFile(StagedFile&& other) noexcept;
+  StagedFile& operator=(StagedFile&& other) noexcept;
+  StagedFile(const StagedFile&) = delete;
+  StagedFile& operator=(const StagedFile&) = delete;
+  ~StagedFile();
+
+  const std::string& path() const { return path_; }
+  const std::string& temp_path() const { return temp_; }
+
+  // Sets aside `bytes` of disk space for the file without changing its size,
+  // so that a disk too full for the whole file refuses it now rather than
+  // part-way (RESOURCE_EXHAUSTED for ENOSPC). OK where the file system has
+  // no way to do so: the writes then meet the full disk.
+  absl::Status Reserve(uint64_t bytes);
+  absl::Status WriteAt(uint64_t offset, const void* data, size_t size);
+  // Starts writing [offset, offset + size) back to the device without
+  // waiting for it (Linux; elsewhere nothing), so that Publish's fsync finds
+  // little left to write. Best effort: Publish reports any write error.
+  void StartWriteback(uint64_t offset, uint64_t size);
+  // Makes the file durable at path(). On error the temporary is removed and
+  // the target is untouched; either way the object is finished.
+  absl::Status Publish();
+
+ private:
+  StagedFile(std::string path, std::string temp, int fd)
+      : path_(std::move(path)), temp_(std::move(temp)), fd_(fd) {}
+  // Closes and removes the temporary (not published).
+  void Discard();
+
+  std::string path_;
+  std::string temp_;
+  int fd_ = -1;
+};
 
 // Removes `path` and fsyncs its directory, so the removal survives a crash.
 // OK when the file does not exist.

@@ -134,6 +134,12 @@ absl::Status CollectionUpload::Append(const kernels::MatrixView& chunk,
     std::memcpy(s.ids_.data() + rows_received_, ids.data(),
                 ids.size() * sizeof(uint64_t));
   }
+  if (writer_ != nullptr) {
+    ENGRAM_RETURN_IF_ERROR(writer_->Write(
+        rows_received_, dst,
+        options_.with_ids ? s.ids_.data() + rows_received_ : nullptr,
+        chunk.rows));
+  }
   rows_received_ += chunk.rows;
   return absl::OkStatus();
 }
@@ -220,6 +226,7 @@ absl::StatusOr<std::shared_ptr<const Collection>> CollectionUpload::Commit() {
 void CollectionUpload::Abort() {
   if (finished_) return;
   finished_ = true;
+  writer_.reset();  // stops reading staged_ and removes what it stored
   staged_.reset();  // frees the rows and gives back their reservation
   store_->Unstage(*this);
 }
@@ -380,6 +387,14 @@ absl::StatusOr<std::unique_ptr<CollectionUpload>> CollectionStore::BeginUpload(
   segment->reservation_ = std::move(reservation);
   segment->vectors_ = kernels::MatrixView{
       segment->data_.data(), static_cast<size_t>(options.rows), dimension};
+  // A durable upload's rows go to storage as they arrive, so that its
+  // commit has only the rest to write.
+  std::unique_ptr<SegmentWriter> writer;
+  if (options.durable && options_.journal != nullptr) {
+    ENGRAM_ASSIGN_OR_RETURN(
+        writer, options_.journal->BeginSegment(options.name, dimension,
+                                               options.rows, options.with_ids));
+  }
 
   // Claim the name (create) or count the staged append, re-checking what
   // may have changed while the lock was released.
@@ -404,6 +419,7 @@ absl::StatusOr<std::unique_ptr<CollectionUpload>> CollectionStore::BeginUpload(
   std::unique_ptr<CollectionUpload> upload(
       new CollectionUpload(this, options, dimension, target_uid));
   upload->staged_ = std::move(segment);
+  upload->writer_ = std::move(writer);
   return upload;
 }
 
@@ -412,6 +428,9 @@ absl::StatusOr<std::shared_ptr<const Collection>> CollectionStore::Publish(
   const UploadOptions& o = upload->options_;
   std::shared_ptr<Collection> next(new Collection());
   std::shared_ptr<Segment> segment = std::move(upload->staged_);
+  // Declared after `segment`, so that on every return it stops reading the
+  // rows before they can be freed.
+  std::unique_ptr<SegmentWriter> writer = std::move(upload->writer_);
   segment->id_ = NewResidentId();
   CollectionJournal* journal = o.durable ? options_.journal : nullptr;
   // A keyed upload already committed (a client's resend) publishes nothing.
@@ -422,7 +441,9 @@ absl::StatusOr<std::shared_ptr<const Collection>> CollectionStore::Publish(
   }
   // The rows go to storage before any lock is taken: the one slow step.
   std::string handle;
-  if (journal != nullptr) {
+  if (writer != nullptr) {
+    ENGRAM_ASSIGN_OR_RETURN(handle, writer->Finish());
+  } else if (journal != nullptr) {
     ENGRAM_ASSIGN_OR_RETURN(handle, journal->WriteSegment(o.name, *segment));
   }
   absl::MutexLock commit(&commit_mu_);

@@ -45,10 +45,12 @@
 // Durability seam: a CollectionJournal (the data directory, data_dir.h) is
 // told of every create, committed upload and delete before it becomes
 // visible, and a failure there leaves the previous version visible. A
-// collection restored from the journal, or loaded from an operator's file,
-// is not journaled again (UploadOptions::durable). A collection whose stored
-// copy cannot be read is held as lost (MarkLost): its calls answer that
-// error until it is deleted.
+// durable upload's rows reach the journal while they arrive, through the
+// SegmentWriter it hands out at BeginUpload, so that the commit does not
+// write them all at once. A collection restored from the journal, or loaded
+// from an operator's file, is not journaled again (UploadOptions::durable). A
+// collection whose stored copy cannot be read is held as lost (MarkLost): its
+// calls answer that error until it is deleted.
 //
 // Thread-safety: CollectionStore's methods may be called concurrently (one
 // mutex over the name table, never held while rows are copied, allocated or
@@ -265,14 +267,48 @@ struct UploadOptions {
   std::vector<CommittedKey> restored_keys = {};
 };
 
+// The rows of one durable upload, stored while they arrive, so that its
+// commit has little left to write (CollectionJournal::BeginSegment). Used by
+// the upload's thread, one call at a time; an implementation may work on its
+// own threads meanwhile.
+class SegmentWriter {
+ public:
+  // Removes what was stored, unless Finish succeeded: an upload that is not
+  // committed leaves no file.
+  virtual ~SegmentWriter() = default;
+  // Stores rows [first_row, first_row + rows) of the upload, which come in
+  // order: `vectors` (rows x the dimension) and, when the upload has ids,
+  // `ids` (else null). Both point into the staged segment and are read
+  // until Finish returns or the writer is destroyed, so they must not change
+  // meanwhile. The storing may finish later: an error is returned by this
+  // call or a later one, or by Finish; after one, every call fails.
+  virtual absl::Status Write(uint64_t first_row, const float* vectors,
+                             const uint64_t* ids, uint64_t rows) = 0;
+  // Once every declared row was written: completes the stored copy and
+  // returns the handle that CollectionJournal::Commit or DiscardSegment
+  // takes, as WriteSegment does.
+  virtual absl::StatusOr<std::string> Finish() = 0;
+};
+
 // Makes changes durable before they become visible (see the file comment).
-// WriteSegment runs outside the store's locks (it may take long); Commit and
-// Delete run under the store's commit mutex, so for one store they never
-// overlap and come in the order the changes become visible.
-// Implementations must be thread-safe and must not call back into the store.
+// BeginSegment, WriteSegment and the SegmentWriter run outside the store's
+// locks (they may take long); Commit and Delete run under the store's commit
+// mutex, so for one store they never overlap and come in the order the
+// changes become visible. Implementations must be thread-safe and must not
+// call back into the store.
 class CollectionJournal {
  public:
   virtual ~CollectionJournal() = default;
+  // Starts storing the rows of a durable upload to collection `name` (rows
+  // x dimension, with ids or not) as they arrive; the upload then commits
+  // the writer's handle instead of calling WriteSegment. Null: this journal
+  // stores a segment whole at commit (WriteSegment). Errors refuse the
+  // upload.
+  virtual absl::StatusOr<std::unique_ptr<SegmentWriter>> BeginSegment(
+      absl::string_view name, uint32_t dimension, uint64_t rows,
+      bool with_ids) {
+    return nullptr;
+  }
   // Stores the rows of `segment`, a staged upload to collection `name`, and
   // returns the handle Commit or DiscardSegment takes.
   virtual absl::StatusOr<std::string> WriteSegment(absl::string_view name,
@@ -372,8 +408,10 @@ class CollectionUpload {
   // the norms as it goes. INVALID_ARGUMENT names the field and the row
   // (numbered within the upload): a wrong width, a wrong id count, more rows
   // than declared, a non-finite value, or a squared norm that overflows
-  // float32. A refused chunk leaves the upload as it was, so the caller may
-  // Abort or go on. FAILED_PRECONDITION after Commit or Abort.
+  // float32. A durable upload's rows go on to the journal's SegmentWriter,
+  // whose errors (a full or failing disk) come back here or at Commit. A
+  // refused chunk leaves the upload as it was, so the caller may Abort or go
+  // on. FAILED_PRECONDITION after Commit or Abort.
   absl::Status Append(const kernels::MatrixView& chunk,
                       absl::Span<const uint64_t> ids = {});
 
@@ -396,7 +434,7 @@ class CollectionUpload {
   // budget is given back. FAILED_PRECONDITION when fewer rows than declared
   // arrived; NOT_FOUND when the collection appended to was deleted meanwhile;
   // RESOURCE_EXHAUSTED when concurrent appends took the collection past
-  // kMaxCollectionRows.
+  // kMaxCollectionRows; the journal's errors for a durable upload.
   absl::StatusOr<std::shared_ptr<const Collection>> Commit();
 
   // Discards the staged rows and gives the budget and (for a creating
@@ -424,6 +462,9 @@ class CollectionUpload {
   bool replayed_ = false;
   uint64_t rows_received_ = 0;
   std::unique_ptr<Segment> staged_;
+  // A durable upload's rows on their way to the journal, read from staged_:
+  // always reset before staged_ is.
+  std::unique_ptr<SegmentWriter> writer_;
 };
 
 class CollectionStore {
@@ -463,8 +504,9 @@ class CollectionStore {
 
   // Starts a staged upload (UploadOptions says which checks apply). Errors:
   // INVALID_ARGUMENT, NOT_FOUND, ALREADY_EXISTS, RESOURCE_EXHAUSTED (the
-  // budget, or rows past kMaxCollectionRows); nothing is reserved, allocated
-  // or made visible on error.
+  // budget, or rows past kMaxCollectionRows), and the journal's when it
+  // cannot start storing a durable upload (BeginSegment); nothing is
+  // reserved, allocated or made visible on error.
   absl::StatusOr<std::unique_ptr<CollectionUpload>> BeginUpload(
       const UploadOptions& options) ABSL_LOCKS_EXCLUDED(mu_);
 

@@ -17,6 +17,7 @@
 #include "core/collections/checksum.h"
 #include "core/collections/little_endian.h"
 #include "core/collections/names.h"
+#include "core/collections/segment_file_writer.h"
 #include "core/collections/snapshot.h"
 
 namespace engram::collections {
@@ -207,13 +208,69 @@ absl::Status DataDir::WriteManifest(
                           [&](FileSink& sink) { return sink.Write(bytes); }));
 }
 
-absl::StatusOr<std::string> DataDir::WriteSegment(absl::string_view name,
-                                                  const Segment& segment) {
-  ENGRAM_ASSIGN_OR_RETURN(storage::SegmentRef ref, StoreSegment(name, segment));
+std::string DataDir::AddPending(storage::SegmentRef ref) {
   std::string handle = ref.file();
   absl::MutexLock lock(&mu_);
   pending_[handle] = std::move(ref);
   return handle;
+}
+
+absl::StatusOr<std::string> DataDir::WriteSegment(absl::string_view name,
+                                                  const Segment& segment) {
+  ENGRAM_ASSIGN_OR_RETURN(storage::SegmentRef ref, StoreSegment(name, segment));
+  return AddPending(std::move(ref));
+}
+
+// The segment file of one upload, written as its rows arrive; once finished
+// it is a pending segment like one WriteSegment wrote.
+class DataDir::StreamedSegment final : public SegmentWriter {
+ public:
+  StreamedSegment(DataDir* dir, std::string file, uint64_t rows, bool with_ids,
+                  std::unique_ptr<SegmentFileWriter> writer)
+      : dir_(dir),
+        file_(std::move(file)),
+        rows_(rows),
+        with_ids_(with_ids),
+        writer_(std::move(writer)) {}
+
+  absl::Status Write(uint64_t first_row, const float* vectors,
+                     const uint64_t* ids, uint64_t rows) override {
+    return WriteError(writer_->Write(first_row, vectors, ids, rows));
+  }
+
+  absl::StatusOr<std::string> Finish() override {
+    absl::StatusOr<uint32_t> crc = writer_->Finish();
+    if (!crc.ok()) return WriteError(crc.status());
+    storage::SegmentRef ref;
+    ref.set_file(file_);
+    ref.set_rows(rows_);
+    ref.set_payload_crc32c(*crc);
+    ref.set_has_ids(with_ids_);
+    return dir_->AddPending(std::move(ref));
+  }
+
+ private:
+  DataDir* const dir_;
+  const std::string file_;
+  const uint64_t rows_;
+  const bool with_ids_;
+  const std::unique_ptr<SegmentFileWriter> writer_;
+};
+
+absl::StatusOr<std::unique_ptr<SegmentWriter>> DataDir::BeginSegment(
+    absl::string_view name, uint32_t dimension, uint64_t rows, bool with_ids) {
+  SegmentFileWriter::Options options;
+  options.name = std::string(name);
+  options.rows = rows;
+  options.dimension = dimension;
+  options.with_ids = with_ids;
+  std::string file = UniqueFileName(name, kSegmentSuffix);
+  options.path = SegmentPath(file);
+  absl::StatusOr<std::unique_ptr<SegmentFileWriter>> writer =
+      SegmentFileWriter::Create(options);
+  if (!writer.ok()) return WriteError(writer.status());
+  return std::unique_ptr<SegmentWriter>(new StreamedSegment(
+      this, std::move(file), rows, with_ids, *std::move(writer)));
 }
 
 void DataDir::DiscardSegment(const std::string& handle) {

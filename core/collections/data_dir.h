@@ -13,7 +13,9 @@
 //   graphs/<name>.graph           a graph, in the graph snapshot format
 //
 // Nothing is rewritten in place. An upload's rows go to a new segment file
-// (written to a temporary name, fsynced, renamed, the folder fsynced); the
+// while they arrive (segment_file_writer.h: written in place under a
+// temporary name, with its writeback started as it goes), and at commit the
+// file gets its header, is fsynced and renamed, and the folder fsynced; the
 // commit point is the atomic replacement of the collection's manifest by
 // one that lists the new segment and the new version. A delete removes the
 // manifest (durably) before its segments. So a crash at any instant leaves
@@ -33,7 +35,10 @@
 // Errors of the disk during a write: RESOURCE_EXHAUSTED for a full disk or
 // quota, UNAVAILABLE for any other failure (read-only, permissions, I/O),
 // both naming the file; nothing becomes visible and the previous version is
-// still served.
+// still served. An upload sets its file's disk space aside when it begins,
+// so a disk too full for it refuses it then, before its rows are sent; a
+// failure while its rows stream is answered to the chunk after it, or at
+// the commit.
 //
 // A collection the store holds from elsewhere (an operator's file declared
 // with --resident_config) is first written here when a client changes it:
@@ -57,7 +62,9 @@
 // listing. A version that cannot be loaded (the memory budget, a damaged
 // file) leaves the old one served and marked "behind". Files no catalog
 // entry names are removed at start-up only when older than an hour, since
-// other replicas may be writing them.
+// other replicas may be writing them (an upload whose stream stalls longer
+// than that may lose its temporary file so; its commit then fails and
+// nothing is committed).
 //
 // Thread-safety: the journal methods may be called from any thread (the
 // stores serialise commits per store); one mutex guards the in-memory copy
@@ -136,7 +143,11 @@ class DataDir final : public CollectionJournal {
   // Files Load() removed as leftovers of interrupted writes and deletes.
   uint64_t leftovers_removed() const { return leftovers_removed_; }
 
-  // CollectionJournal.
+  // CollectionJournal. BeginSegment's writer stores a durable upload's rows
+  // as they arrive; WriteSegment stores a segment whole.
+  absl::StatusOr<std::unique_ptr<SegmentWriter>> BeginSegment(
+      absl::string_view name, uint32_t dimension, uint64_t rows,
+      bool with_ids) override ABSL_LOCKS_EXCLUDED(mu_);
   absl::StatusOr<std::string> WriteSegment(absl::string_view name,
                                            const Segment& segment) override
       ABSL_LOCKS_EXCLUDED(mu_);
@@ -170,6 +181,9 @@ class DataDir final : public CollectionJournal {
    private:
     DataDir* const dir_;
   };
+
+  // BeginSegment's writer (data_dir.cc).
+  class StreamedSegment;
 
   // Applies the catalog's changes (Follow()).
   class Follower final : public CatalogWatcher {
@@ -207,6 +221,9 @@ class DataDir final : public CollectionJournal {
   std::string ManifestPath(absl::string_view name) const;
   std::string SegmentPath(absl::string_view file) const;
   std::string GraphPath(absl::string_view name) const;
+  // Records a written segment until it is committed or discarded, and
+  // returns its handle.
+  std::string AddPending(storage::SegmentRef ref) ABSL_LOCKS_EXCLUDED(mu_);
   // Writes `segment` under a new unique name and describes it.
   absl::StatusOr<storage::SegmentRef> StoreSegment(absl::string_view name,
                                                    const Segment& segment);

@@ -534,6 +534,36 @@ absl::Status WriteCollectionSnapshot(const Collection& c,
                    path, &crc);
 }
 
+SegmentFileLayout LayOutSegmentFile(absl::string_view name, uint64_t rows,
+                                    uint32_t dimension, bool with_ids) {
+  SegmentFileLayout layout;
+  layout.payload_prefix = std::string(name);
+  layout.prefix_offset = kSnapshotHeaderBytes;
+  layout.ids_offset = layout.prefix_offset + name.size();
+  layout.vectors_offset =
+      layout.ids_offset + (with_ids ? rows * sizeof(uint64_t) : 0);
+  layout.file_bytes =
+      layout.vectors_offset + rows * uint64_t{dimension} * sizeof(float);
+  return layout;
+}
+
+std::string EncodeSegmentFileHeader(absl::string_view name, uint64_t rows,
+                                    uint32_t dimension, bool with_ids,
+                                    uint32_t payload_crc) {
+  // WriteRows's header for one segment and no metadata.
+  Header h;
+  h.magic = std::string(kCollectionSnapshotMagic);
+  h.flags = with_ids ? 1 : 0;
+  h.count_a = rows;
+  h.count_b = dimension;
+  h.name_bytes = static_cast<uint32_t>(name.size());
+  h.payload_bytes =
+      LayOutSegmentFile(name, rows, dimension, with_ids).file_bytes -
+      kSnapshotHeaderBytes;
+  h.payload_crc = payload_crc;
+  return EncodeHeader(h);
+}
+
 absl::StatusOr<uint32_t> WriteSegmentSnapshot(absl::string_view name,
                                               const Segment& segment,
                                               const std::string& path) {

@@ -80,6 +80,24 @@ absl::StatusOr<uint32_t> WriteSegmentSnapshot(absl::string_view name,
                                               const Segment& segment,
                                               const std::string& path);
 
+// Where the parts of a segment file (WriteSegmentSnapshot's format) lie, so
+// that an upload's rows can be written in place as they arrive
+// (segment_file_writer.h). The payload is `payload_prefix` (the name: a
+// segment file has no metadata), then the ids, then the vectors.
+struct SegmentFileLayout {
+  std::string payload_prefix;
+  uint64_t prefix_offset = 0;   // the header's size
+  uint64_t ids_offset = 0;      // rows x u64 when the segment has ids
+  uint64_t vectors_offset = 0;  // rows x dimension float32, row-major
+  uint64_t file_bytes = 0;
+};
+SegmentFileLayout LayOutSegmentFile(absl::string_view name, uint64_t rows,
+                                    uint32_t dimension, bool with_ids);
+// The header of that file, once the payload's CRC32C is known.
+std::string EncodeSegmentFileHeader(absl::string_view name, uint64_t rows,
+                                    uint32_t dimension, bool with_ids,
+                                    uint32_t payload_crc);
+
 // What a data directory's manifest records of a segment file.
 struct SegmentExpectation {
   uint64_t rows = 0;

@@ -15,7 +15,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
+#include "core/collections/atomic_file.h"
+#include "core/collections/checksum.h"
 #include "core/collections/data_dir.h"
+#include "core/collections/little_endian.h"
+#include "core/collections/snapshot.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/core/collections/data_dir_stores.h"
@@ -30,6 +34,7 @@ namespace {
 using ::engram::collections::testing::IdsOf;
 using ::engram::collections::testing::ListDir;
 using ::engram::collections::testing::MakeBudget;
+using ::engram::collections::testing::ReadAll;
 using ::engram::collections::testing::RowsOf;
 using ::engram::collections::testing::TestDir;
 using ::engram::collections::testing::Upload;
@@ -395,6 +400,117 @@ TEST_F(DataDirSharedTest, OnlyOldFilesNoEntryNamesAreRemovedAtStartUp) {
   EXPECT_THAT(left, ::testing::Contains(HasSubstr("young")));
   EXPECT_THAT(left, ::testing::Contains(HasSubstr("kept")));
   EXPECT_EQ(b.dir->leftovers_removed(), 1u);
+}
+
+// Another replica starting while an upload streams its rows keeps the
+// upload's file, which is young, and removes an old one a crash left.
+TEST_F(DataDirSharedTest, AnUploadUnderWayKeepsItsFileWhenAReplicaStarts) {
+  Replica a(path_, Client());
+  WriteAll(path_ + "/segments/.docs.0000000000000003.seg.tmp-1-1", "x");
+  Age(path_ + "/segments", absl::Hours(2));
+  a.LoadAndFollow();
+  EXPECT_EQ(a.dir->leftovers_removed(), 1u);
+  ASSERT_TRUE(a.collections->CreateCollection({"docs", kDim, {}}).ok());
+  const std::vector<float> rows = engram::testing::RandomMatrix(6, kDim, 4);
+  UploadOptions o;
+  o.name = "docs";
+  o.rows = 6;
+  auto upload = *a.collections->BeginUpload(o);
+  ASSERT_TRUE(upload->Append(kernels::MatrixView{rows.data(), 3, kDim}).ok());
+  ASSERT_THAT(ListDir(path_ + "/segments"), SizeIs(1));
+
+  Replica b(path_, Client());
+  b.LoadAndFollow();
+  EXPECT_EQ(b.dir->leftovers_removed(), 0u);
+  ASSERT_TRUE(
+      upload->Append(kernels::MatrixView{rows.data() + 3 * kDim, 3, kDim})
+          .ok());
+  auto committed = upload->Commit();
+  ASSERT_TRUE(committed.ok()) << committed.status();
+  const auto at_b = b.At("docs", 2);
+  ASSERT_NE(at_b, nullptr);
+  EXPECT_EQ(RowsOf(*at_b), rows);
+}
+
+// Wraps a catalog and checks, at every commit, that each segment file the
+// manifest names is complete under its own name, checksum and all.
+class CheckingCatalog final : public Catalog {
+ public:
+  CheckingCatalog(std::shared_ptr<Catalog> inner, std::string segments)
+      : inner_(std::move(inner)), segments_(std::move(segments)) {}
+
+  absl::StatusOr<CatalogSnapshot> List() override { return inner_->List(); }
+  absl::StatusOr<int64_t> PutIf(absl::string_view key, absl::string_view value,
+                                int64_t expected_revision) override {
+    if (absl::StartsWith(key, "collections/")) Check(value);
+    return inner_->PutIf(key, value, expected_revision);
+  }
+  absl::StatusOr<int64_t> DeleteIf(absl::string_view key,
+                                   int64_t expected_revision) override {
+    return inner_->DeleteIf(key, expected_revision);
+  }
+  absl::Status Watch(int64_t after_revision, CatalogWatcher* watcher) override {
+    return inner_->Watch(after_revision, watcher);
+  }
+  void StopWatch() override { inner_->StopWatch(); }
+  CatalogHealth Health() const override { return inner_->Health(); }
+  std::string Describe() const override { return inner_->Describe(); }
+
+  std::atomic<int> checked{0};
+
+ private:
+  void Check(absl::string_view value) {
+    auto manifest = DecodeManifest("put", value);
+    ASSERT_TRUE(manifest.ok()) << manifest.status();
+    for (const storage::SegmentRef& ref : manifest->segments()) {
+      const std::string bytes = ReadAll(segments_ + "/" + ref.file());
+      ASSERT_GT(bytes.size(), kSnapshotHeaderBytes) << ref.file();
+      const uint32_t crc = Crc32c(bytes.data() + kSnapshotHeaderBytes,
+                                  bytes.size() - kSnapshotHeaderBytes);
+      EXPECT_EQ(LoadLittleEndian<uint32_t>(bytes.data() + 24), crc);
+      EXPECT_EQ(ref.payload_crc32c(), crc) << ref.file();
+      ++checked;
+    }
+  }
+
+  const std::shared_ptr<Catalog> inner_;
+  const std::string segments_;
+};
+
+TEST_F(DataDirSharedTest, ASegmentIsCompleteBeforeTheCatalogNamesIt) {
+  auto checking =
+      std::make_shared<CheckingCatalog>(Client(), path_ + "/segments");
+  Replica a(path_, checking);
+  a.LoadAndFollow();
+  ASSERT_TRUE(Upload(*a.collections, "docs", kDim,
+                     engram::testing::RandomMatrix(300, kDim, 5))
+                  .ok());
+  ASSERT_TRUE(Upload(*a.collections, "docs", kDim,
+                     engram::testing::RandomMatrix(200, kDim, 6), {}, false)
+                  .ok());
+  // The create's segment, then both at the append.
+  EXPECT_EQ(checking->checked.load(), 3);
+}
+
+// A streamed append that loses the catalog's compare-and-swap to another
+// replica removes its file, as one written at commit did.
+TEST_F(DataDirSharedTest, AnUploadThatLosesTheRaceLeavesNoFile) {
+  Replica a(path_, Client()), b(path_, Client());
+  a.LoadAndFollow();
+  ASSERT_TRUE(Upload(*a.collections, "docs", kDim,
+                     engram::testing::RandomMatrix(2, kDim, 1))
+                  .ok());
+  b.Load();  // B has version 1 and does not follow
+  ASSERT_TRUE(Upload(*a.collections, "docs", kDim,
+                     engram::testing::RandomMatrix(2, kDim, 2), {}, false)
+                  .ok());
+  const std::vector<std::string> before = ListDir(path_ + "/segments");
+  ASSERT_THAT(before, SizeIs(2));
+  const auto stale =
+      Upload(*b.collections, "docs", kDim,
+             engram::testing::RandomMatrix(2, kDim, 3), {}, false);
+  ASSERT_TRUE(absl::IsAborted(stale.status())) << stale.status();
+  EXPECT_EQ(ListDir(path_ + "/segments"), before);
 }
 
 TEST_F(DataDirSharedTest, AFolderWrittenWithoutACatalogKeepsItsSegments) {

@@ -1,8 +1,15 @@
 #include "core/collections/data_dir.h"
 
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -10,6 +17,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "core/collections/atomic_file.h"
 #include "core/collections/snapshot.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -376,6 +384,261 @@ TEST_F(DataDirTest, TwoStagedUploadsWithOneKeyCommitOnce) {
   EXPECT_EQ((*again)->version(), 2u);
   // No segment file was left by the upload that published nothing.
   EXPECT_THAT(ListDir(path_ + "/segments"), SizeIs(2));
+}
+
+// Stages `values` (rows x dim) in chunks of `chunk_rows` rows, with `ids`
+// when given, as the chunks of a stream arrive: the rows go to the segment
+// file as they come.
+absl::StatusOr<std::unique_ptr<CollectionUpload>> Stage(
+    CollectionStore& store, const std::string& name, uint32_t dim,
+    const std::vector<float>& values, const std::vector<uint64_t>& ids,
+    bool create, uint64_t chunk_rows) {
+  UploadOptions o;
+  o.name = name;
+  o.create = create;
+  o.dimension = create ? dim : 0;
+  o.rows = values.size() / dim;
+  o.with_ids = !ids.empty();
+  auto upload = store.BeginUpload(o);
+  if (!upload.ok()) return upload.status();
+  for (uint64_t r = 0; r < o.rows; r += chunk_rows) {
+    const uint64_t n = std::min(chunk_rows, o.rows - r);
+    absl::Status s =
+        (*upload)->Append(kernels::MatrixView{values.data() + r * dim,
+                                              static_cast<size_t>(n), dim},
+                          ids.empty() ? absl::Span<const uint64_t>()
+                                      : absl::MakeConstSpan(ids.data() + r, n));
+    if (!s.ok()) return s;
+  }
+  return upload;
+}
+
+absl::StatusOr<std::shared_ptr<const Collection>> StreamedUpload(
+    CollectionStore& store, const std::string& name, uint32_t dim,
+    const std::vector<float>& values, const std::vector<uint64_t>& ids,
+    bool create, uint64_t chunk_rows) {
+  auto upload = Stage(store, name, dim, values, ids, create, chunk_rows);
+  if (!upload.ok()) return upload.status();
+  return (*upload)->Commit();
+}
+
+std::vector<float> NormsOf(const Collection& c) {
+  std::vector<float> out;
+  for (const auto& s : c.segments()) {
+    out.insert(out.end(), s->norms().begin(), s->norms().end());
+  }
+  return out;
+}
+
+// Creates with ids and without, and appends with ids and without, each
+// streamed in chunks: after a restart every row, id and norm is as it was.
+TEST_F(DataDirTest, StreamedUploadsReloadIdenticallyAfterReopening) {
+  constexpr uint32_t kDim = 20;
+  const std::vector<float> first = engram::testing::RandomMatrix(37, kDim, 21);
+  const std::vector<float> second = engram::testing::RandomMatrix(23, kDim, 22);
+  std::vector<uint64_t> first_ids, second_ids;
+  for (uint64_t i = 0; i < 37; ++i) first_ids.push_back(5000 + 7 * i);
+  for (uint64_t i = 0; i < 23; ++i) second_ids.push_back(9000 + i);
+  // What each collection held before the restart: version, rows, ids,
+  // norms (copies: a version must not outlive its process's budget).
+  struct Held {
+    uint64_t version = 0;
+    std::vector<float> rows;
+    std::vector<uint64_t> ids;
+    std::vector<float> norms;
+  };
+  auto held = [](const Collection& c) {
+    return Held{c.version(), RowsOf(c), IdsOf(c), NormsOf(c)};
+  };
+  std::map<std::string, Held> before;
+  {
+    Process p(path_);
+    p.Load();
+    ASSERT_TRUE(
+        StreamedUpload(*p.collections, "ids", kDim, first, first_ids, true, 5)
+            .ok());
+    auto ids = StreamedUpload(*p.collections, "ids", kDim, second, second_ids,
+                              false, 4);
+    ASSERT_TRUE(ids.ok()) << ids.status();
+    ASSERT_TRUE(
+        StreamedUpload(*p.collections, "plain", kDim, first, {}, true, 6).ok());
+    auto plain =
+        StreamedUpload(*p.collections, "plain", kDim, second, {}, false, 1);
+    ASSERT_TRUE(plain.ok()) << plain.status();
+    // Appended rows without ids keep their row numbers as ids.
+    auto mixed =
+        StreamedUpload(*p.collections, "ids", kDim, second, {}, false, 23);
+    ASSERT_TRUE(mixed.ok()) << mixed.status();
+    before["ids"] = held(**mixed);
+    before["plain"] = held(**plain);
+    EXPECT_THAT(ListDir(path_ + "/segments"), SizeIs(5));
+  }
+  Process p(path_);
+  for (const LoadOutcome& o : p.Load()) EXPECT_TRUE(o.status.ok()) << o.status;
+  EXPECT_EQ(p.dir->leftovers_removed(), 0u);
+  for (const auto& [name, was] : before) {
+    SCOPED_TRACE(name);
+    auto now = p.collections->Get(name);
+    ASSERT_TRUE(now.ok()) << now.status();
+    EXPECT_EQ((*now)->version(), was.version);
+    EXPECT_EQ(RowsOf(**now), was.rows);
+    EXPECT_EQ(IdsOf(**now), was.ids);
+    EXPECT_EQ(NormsOf(**now), was.norms);
+  }
+  EXPECT_EQ(IdsOf(**p.collections->Get("ids"))[37 + 23], 60u);
+}
+
+// A client that cancels, a chunk the store refuses, a stream that ends
+// early, and a commit the store refuses: none leaves a file behind, and
+// the committed version stays as it was.
+TEST_F(DataDirTest, AnUploadThatIsNotCommittedLeavesNoFile) {
+  const std::vector<float> rows = engram::testing::RandomMatrix(40, 8, 23);
+  Process p(path_);
+  p.Load();
+  ASSERT_TRUE(Upload(*p.collections, "docs", 8, rows).ok());
+  const std::vector<std::string> committed = ListDir(path_ + "/segments");
+  ASSERT_THAT(committed, SizeIs(1));
+  const std::vector<float> part(rows.begin(), rows.begin() + 10 * 8);
+  UploadOptions append;
+  append.name = "docs";
+  append.rows = 40;
+
+  {  // Aborted after some chunks (the client cancelled).
+    auto upload = *p.collections->BeginUpload(append);
+    ASSERT_TRUE(upload->Append(kernels::MatrixView{part.data(), 10, 8}).ok());
+    upload->Abort();
+    EXPECT_EQ(ListDir(path_ + "/segments"), committed);
+  }
+  {  // Destroyed without a commit.
+    auto upload = *p.collections->BeginUpload(append);
+    ASSERT_TRUE(upload->Append(kernels::MatrixView{part.data(), 10, 8}).ok());
+  }
+  EXPECT_EQ(ListDir(path_ + "/segments"), committed);
+  {  // A bad chunk, then the caller gives up.
+    auto upload = *p.collections->BeginUpload(append);
+    ASSERT_TRUE(upload->Append(kernels::MatrixView{part.data(), 10, 8}).ok());
+    std::vector<float> bad = part;
+    bad[17] = std::nanf("");
+    EXPECT_TRUE(absl::IsInvalidArgument(
+        upload->Append(kernels::MatrixView{bad.data(), 10, 8})));
+    upload->Abort();
+    EXPECT_EQ(ListDir(path_ + "/segments"), committed);
+  }
+  {  // The stream ended early: Commit refuses.
+    auto upload = *p.collections->BeginUpload(append);
+    ASSERT_TRUE(upload->Append(kernels::MatrixView{part.data(), 10, 8}).ok());
+    EXPECT_TRUE(absl::IsFailedPrecondition(upload->Commit().status()));
+    EXPECT_EQ(ListDir(path_ + "/segments"), committed);
+  }
+  {  // A creating upload cancelled.
+    auto staged = Stage(*p.collections, "new", 8, part, {}, true, 3);
+    ASSERT_TRUE(staged.ok()) << staged.status();
+    (*staged)->Abort();
+    EXPECT_EQ(ListDir(path_ + "/segments"), committed);
+  }
+  EXPECT_EQ((*p.collections->Get("docs"))->version(), 1u);
+
+  // A complete upload the store refuses at commit: the collection it
+  // appends to was deleted meanwhile.
+  auto staged = Stage(*p.collections, "docs", 8, rows, {}, false, 7);
+  ASSERT_TRUE(staged.ok()) << staged.status();
+  ASSERT_TRUE(p.collections->Delete("docs").ok());
+  EXPECT_TRUE(absl::IsNotFound((*staged)->Commit().status()));
+  EXPECT_THAT(ListDir(path_ + "/segments"), IsEmpty());
+}
+
+// SIGKILL while an upload streams: the file it leaves is no manifest's, the
+// old version loads, and start-up removes the file.
+TEST_F(DataDirTest, AnUploadKilledMidwayLeavesALeftoverThatStartUpRemoves) {
+  const std::vector<float> rows = engram::testing::RandomMatrix(64, 16, 24);
+  {
+    Process p(path_);
+    p.Load();
+    ASSERT_TRUE(Upload(*p.collections, "docs", 16, rows).ok());
+  }
+  // No thread of this process runs now, so the child may use anything.
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    Process p(path_);
+    p.Load();
+    auto staged =
+        Stage(*p.collections, "docs", 16,
+              engram::testing::RandomMatrix(640, 16, 25), {}, false, 64);
+    if (!staged.ok()) ::_exit(1);
+    // Half of the rows arrived; the writer may be writing some of them.
+    ::raise(SIGKILL);
+    ::_exit(2);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << status;
+  const std::vector<std::string> left = ListDir(path_ + "/segments");
+  ASSERT_THAT(left, SizeIs(2));
+  EXPECT_TRUE(IsAtomicWriteLeftover(left[0])) << left[0];
+
+  Process p(path_);
+  p.Load();
+  auto docs = *p.collections->Get("docs");
+  EXPECT_EQ(docs->version(), 1u);
+  EXPECT_EQ(RowsOf(*docs), rows);
+  EXPECT_EQ(p.dir->leftovers_removed(), 1u);
+  EXPECT_THAT(ListDir(path_ + "/segments"), ElementsAre(left[1]));
+}
+
+// The file-size limit (RLIMIT_FSIZE) stands in for a disk that fails while
+// the rows stream: the error comes back with its reason, nothing becomes
+// visible, no file is left, and the old version is served, also after a
+// restart.
+TEST_F(DataDirTest, AWriteThatFailsMidUploadKeepsThePreviousVersion) {
+  constexpr uint32_t kDim = 256;  // 1 KiB a row
+  const std::vector<float> small = engram::testing::RandomMatrix(8, kDim, 26);
+  const std::vector<float> large =
+      engram::testing::RandomMatrix(2048, kDim, 27);
+  Process p(path_);
+  p.Load();
+  ASSERT_TRUE(Upload(*p.collections, "docs", kDim, small).ok());
+
+  struct LimitFileSize {
+    LimitFileSize() {
+      ::getrlimit(RLIMIT_FSIZE, &old_limit);
+      old_handler = ::signal(SIGXFSZ, SIG_IGN);
+      rlimit limit = old_limit;
+      limit.rlim_cur = 512 << 10;
+      ::setrlimit(RLIMIT_FSIZE, &limit);
+    }
+    ~LimitFileSize() {
+      ::setrlimit(RLIMIT_FSIZE, &old_limit);
+      ::signal(SIGXFSZ, old_handler);
+    }
+    rlimit old_limit;
+    sighandler_t old_handler;
+  };
+  absl::Status failed;
+  {
+    LimitFileSize limit;
+    UploadOptions o;
+    o.name = "docs";
+    o.rows = 2048;
+    auto upload = p.collections->BeginUpload(o);
+    ASSERT_TRUE(upload.ok()) << upload.status();
+    for (uint64_t r = 0; r < o.rows && failed.ok(); r += 64) {
+      failed = (*upload)->Append(
+          kernels::MatrixView{large.data() + r * kDim, 64, kDim});
+    }
+    if (failed.ok()) failed = (*upload)->Commit().status();
+  }
+  EXPECT_EQ(failed.code(), absl::StatusCode::kUnavailable) << failed;
+  EXPECT_THAT(failed.message(), HasSubstr(path_ + "/segments/"));
+  EXPECT_THAT(failed.message(), HasSubstr("too large"));
+  EXPECT_EQ((*p.collections->Get("docs"))->version(), 1u);
+  EXPECT_THAT(ListDir(path_ + "/segments"), SizeIs(1));
+
+  Process again(path_);
+  again.Load();
+  auto docs = *again.collections->Get("docs");
+  EXPECT_EQ(docs->version(), 1u);
+  EXPECT_EQ(RowsOf(*docs), small);
 }
 
 TEST_F(DataDirTest, ManifestFramingRejectsDamage) {
