@@ -338,7 +338,6 @@ absl::Status HybridExecutor::CosineCall(ComputeBackend& backend,
   run.items[slot] += static_cast<uint64_t>(end - begin) * n;
   ++run.chunks;
   (void)model_->RecordTiming(Operation::kCosine, kind, part.work(), seconds);
-  (void)model_->RecordOutcome(Operation::kCosine, kind, true);
   if (observer_ != nullptr) observer_->OnChunk(Operation::kCosine, kind);
   return absl::OkStatus();
 }
@@ -386,6 +385,15 @@ void HybridExecutor::Finish(Run& run, ExecutionReport* report) {
       breaker_->Record(run.permit, absl::OkStatus());
     } else {
       breaker_->Release(run.permit);
+    }
+  }
+  // One outcome per request and backend, as a failure is counted once per
+  // request (OnGpuFailure): counting each chunk's success would weigh a
+  // split request's successes against a single failure.
+  for (BackendKind kind : {BackendKind::kCpu, BackendKind::kGpu}) {
+    const bool failed = kind == BackendKind::kGpu && run.gpu_failed;
+    if (run.ran[Slot(kind)] && !failed) {
+      (void)model_->RecordOutcome(run.op, kind, true);
     }
   }
   report->backend = run.ran[0] && run.ran[1] ? BackendKind::kMixed
@@ -494,7 +502,6 @@ absl::Status HybridExecutor::SpreadCall(ComputeBackend& backend,
   run.items[slot] += out->result.edges_traversed;
   ++run.chunks;
   (void)model_->RecordTiming(Operation::kSpread, kind, job.work(), seconds);
-  (void)model_->RecordOutcome(Operation::kSpread, kind, true);
   if (observer_ != nullptr) observer_->OnChunk(Operation::kSpread, kind);
   return absl::OkStatus();
 }

@@ -463,6 +463,29 @@ TEST_F(HybridExecutorTest, DeviceErrorFeedsTheBreakerAndFinishesOnTheCpu) {
   EXPECT_EQ(observer_.count("fallback:gpu_error"), 1);
 }
 
+TEST_F(HybridExecutorTest, TheSuccessRateCountsRequestsNotChunks) {
+  HybridConfig config = TestConfig();
+  config.max_chunk_queries = 16;
+  Make(config);
+  CosineCase c(64, 64, 16, 31);  // four GPU chunks per request
+  CosineOutput out;
+  std::vector<float> scores;
+  for (int i = 0; i < 9; ++i) {
+    ASSERT_TRUE(Dense(c, &out, &scores).ok());
+    ASSERT_EQ(out.report.chunks, 4u);
+  }
+  gpu_inner_->FailNextCalls(1, absl::InternalError("launch failed"),
+                            /*after=*/1);
+  ASSERT_TRUE(Dense(c, &out, &scores).ok());
+  EXPECT_EQ(out.report.fallback_reason, "gpu_error");
+  const PerfSnapshot perf =
+      executor_->performance_model().Snapshot(Operation::kCosine, c.job.work());
+  // Nine good requests and one failed: not 37 chunk successes against it.
+  EXPECT_EQ(perf.gpu.outcomes, 10u);
+  EXPECT_DOUBLE_EQ(perf.gpu.success_rate, 0.9);
+  EXPECT_EQ(perf.cpu.outcomes, 1u);  // the fallback's request
+}
+
 TEST_F(HybridExecutorTest, WrongSizeGpuResultIsAnErrorNotSilent) {
   Make();
   CosineCase c(20, 30, 8, 15, /*top_k=*/2);
