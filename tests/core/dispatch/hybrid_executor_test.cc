@@ -486,6 +486,63 @@ TEST_F(HybridExecutorTest, TheSuccessRateCountsRequestsNotChunks) {
   EXPECT_EQ(perf.cpu.outcomes, 1u);  // the fallback's request
 }
 
+// A custom policy that always picks the GPU, whatever the snapshot says.
+class AlwaysGpuPolicy final : public DispatchPolicy {
+ public:
+  DispatchDecision Decide(const DispatchSnapshot& snapshot) const override {
+    seen_work.push_back(snapshot.work);
+    seen_memory_reading.push_back(snapshot.memory.has_reading);
+    DispatchDecision d;
+    d.backend = BackendKind::kGpu;
+    d.rule = "always_gpu";
+    return d;
+  }
+  mutable std::vector<uint64_t> seen_work;
+  mutable std::vector<bool> seen_memory_reading;
+};
+
+TEST_F(HybridExecutorTest, ACustomPolicyDecidesButNeverPassesAnOpenBreaker) {
+  AlwaysGpuPolicy policy;
+  store_ = *ConfigStore::Create(TestConfig());
+  HybridExecutor::Options options;
+  options.cpu = cpu_.get();
+  options.gpu = gpu_.get();
+  options.config = store_.get();
+  options.policy = &policy;
+  options.clock = &clock_;
+  auto executor = *HybridExecutor::Create(options);
+  // Below min_gpu_work too: a custom policy sees the whole snapshot and its
+  // choice stands.
+  CosineCase small(2, 10, 8, 41);
+  CosineOutput out;
+  std::vector<float> scores(small.q * small.n);
+  out.scores = absl::MakeSpan(scores);
+  ASSERT_TRUE(executor->Cosine(small.job, &out).ok());
+  EXPECT_EQ(out.report.backend, BackendKind::kGpu);
+  EXPECT_EQ(out.report.decided_by, "always_gpu");
+  ASSERT_EQ(policy.seen_work.size(), 1u);
+  EXPECT_EQ(policy.seen_work[0], small.job.work());
+  EXPECT_TRUE(policy.seen_memory_reading[0]);
+  EXPECT_TRUE(ScoresMatch(scores, small.Reference()));
+
+  // With the breaker open the GPU never runs: AUTO goes to the CPU,
+  // GPU_ONLY is refused.
+  for (int i = 0; i < 3; ++i) {
+    CircuitBreaker::Permit permit = executor->breaker().Admit();
+    executor->breaker().Record(permit, absl::InternalError("device lost"));
+  }
+  ASSERT_EQ(executor->breaker().Snapshot().state, BreakerState::kOpen);
+  const size_t gpu_calls = gpu_->cosine_rows().size();
+  ASSERT_TRUE(executor->Cosine(small.job, &out).ok());
+  EXPECT_EQ(out.report.backend, BackendKind::kCpu);
+  EXPECT_EQ(out.report.decided_by, "breaker_open");
+  EXPECT_TRUE(ScoresMatch(scores, small.Reference()));
+  small.job.placement = Placement::kGpuOnly;
+  EXPECT_EQ(executor->Cosine(small.job, &out).code(),
+            absl::StatusCode::kUnavailable);
+  EXPECT_EQ(gpu_->cosine_rows().size(), gpu_calls);
+}
+
 TEST_F(HybridExecutorTest, WrongSizeGpuResultIsAnErrorNotSilent) {
   Make();
   CosineCase c(20, 30, 8, 15, /*top_k=*/2);
