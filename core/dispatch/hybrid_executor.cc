@@ -539,9 +539,71 @@ absl::Status HybridExecutor::Spread(const SpreadJob& job, SpreadOutput* out) {
   return absl::OkStatus();
 }
 
+namespace {
+
+// The GPU as the calibration sweep sees it: every call asks the breaker
+// first and reports its outcome, as a request's would, so that a device
+// failing during the sweep opens the breaker (and a sticky error forces it
+// open) instead of going unnoticed, and an open breaker keeps the sweep off
+// the device. Exceptions become a status as on the request path.
+class BreakerGuardedBackend final : public ComputeBackend {
+ public:
+  BreakerGuardedBackend(ComputeBackend* inner, CircuitBreaker* breaker)
+      : inner_(inner), breaker_(breaker) {}
+
+  absl::string_view name() const override { return inner_->name(); }
+  BackendCapabilities Capabilities() const override {
+    return inner_->Capabilities();
+  }
+  absl::Status Cosine(const CosineJob& job, CosineOutput* out) override {
+    return Guarded([&] { return inner_->Cosine(job, out); });
+  }
+  absl::Status Spread(const SpreadJob& job, SpreadOutput* out) override {
+    return Guarded([&] { return inner_->Spread(job, out); });
+  }
+  absl::StatusOr<DeviceMemoryInfo> QueryMemory() override {
+    return inner_->QueryMemory();
+  }
+
+ private:
+  template <typename Call>
+  absl::Status Guarded(Call call) {
+    CircuitBreaker::Permit permit = breaker_->Admit();
+    if (!permit.allowed()) {
+      return absl::UnavailableError(
+          "the GPU circuit breaker is open: calibration skips the GPU");
+    }
+    const absl::Status status = CallBackend(*inner_, call);
+    switch (ClassifyBackendError(status)) {
+      case BackendErrorClass::kNone:
+        breaker_->Record(permit, absl::OkStatus());
+        break;
+      case BackendErrorClass::kSticky:
+      case BackendErrorClass::kDevice:
+        breaker_->Record(permit, status);
+        break;
+      case BackendErrorClass::kClient:
+      case BackendErrorClass::kOutOfMemory:
+        // Says nothing about the device's health.
+        breaker_->Release(permit);
+        break;
+    }
+    return status;
+  }
+
+  ComputeBackend* const inner_;
+  CircuitBreaker* const breaker_;
+};
+
+}  // namespace
+
 absl::StatusOr<CrossoverTable> HybridExecutor::Calibrate(
     const CalibrationOptions& options) {
-  return RunCalibration(*cpu_, gpu_, options, clock_, model_.get());
+  if (gpu_ == nullptr) {
+    return RunCalibration(*cpu_, nullptr, options, clock_, model_.get());
+  }
+  BreakerGuardedBackend gpu(gpu_, breaker_.get());
+  return RunCalibration(*cpu_, &gpu, options, clock_, model_.get());
 }
 
 }  // namespace engram::dispatch

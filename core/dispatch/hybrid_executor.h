@@ -105,8 +105,9 @@ class HybridExecutor {
   absl::Status Spread(const SpreadJob& job, SpreadOutput* out);
 
   // Runs the calibration sweep (calibration.h) on this executor's backends
-  // and seeds its performance model with the timings. Blocks for the sweep;
-  // may run while requests are served.
+  // and seeds its performance model with the timings. Every GPU call of the
+  // sweep goes through the circuit breaker, as a request's does. Blocks for
+  // the sweep; may run while requests are served.
   absl::StatusOr<CrossoverTable> Calibrate(const CalibrationOptions& options);
 
   bool has_gpu() const { return gpu_ != nullptr; }

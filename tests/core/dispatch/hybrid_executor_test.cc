@@ -1091,6 +1091,34 @@ TEST_F(HybridExecutorTest, CalibrateSeedsThePerformanceModel) {
   EXPECT_EQ(s.cpu.samples, 3u);
   EXPECT_EQ(s.gpu.samples, 3u);
   EXPECT_TRUE(s.cpu.usable && s.gpu.usable);
+  // A healthy sweep's GPU calls were admitted and recorded as successes.
+  EXPECT_EQ(executor_->breaker().Snapshot().state, BreakerState::kClosed);
+}
+
+TEST_F(HybridExecutorTest, ADeviceFailingDuringCalibrationOpensTheBreaker) {
+  Make();  // the breaker opens after 3 consecutive failures
+  gpu_inner_->FailNextCalls(1000, absl::InternalError("ECC error"));
+  CalibrationOptions options;
+  options.cosine_dim = 8;
+  options.cosine_targets = 64;
+  options.cosine_queries = {1, 16, 64};
+  options.spread_nodes = {100};
+  options.repetitions = 3;
+  absl::StatusOr<CrossoverTable> table = executor_->Calibrate(options);
+  ASSERT_TRUE(table.ok()) << table.status();
+  EXPECT_GT(table->gpu_errors, 0u);
+  const BreakerSnapshot breaker = executor_->breaker().Snapshot();
+  EXPECT_EQ(breaker.state, BreakerState::kOpen);
+  EXPECT_EQ(breaker.last_error, "ECC error");
+  // Once open, the sweep stopped calling the device: the three failures
+  // that opened it, and no more.
+  EXPECT_EQ(gpu_inner_->stats().calls, 3u);
+  // Requests see the open breaker.
+  CosineCase c(64, 64, 16, 51);
+  CosineOutput out;
+  std::vector<float> scores;
+  ASSERT_TRUE(Dense(c, &out, &scores).ok());
+  EXPECT_EQ(out.report.decided_by, "breaker_open");
 }
 
 }  // namespace
