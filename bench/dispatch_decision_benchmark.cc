@@ -1,14 +1,21 @@
 // The cost of the dispatch decision itself: evaluating the standard rule
-// table on a prepared snapshot, for the snapshots that stop at each rule, and
+// table on a prepared snapshot, for the snapshots that stop at each rule,
 // taking a performance-model snapshot (the part of building a
-// DispatchSnapshot that copies timings under the model's lock).
+// DispatchSnapshot that copies timings under the model's lock), and a tiny
+// request's whole way through the executor with and without the shortcut
+// that keeps it off the breaker, memory and model steps.
 #include <cstdint>
 #include <memory>
 #include <vector>
 
+#include "absl/status/status.h"
+#include "absl/types/span.h"
 #include "benchmark/benchmark.h"
 #include "core/dispatch/dispatch_policy.h"
+#include "core/dispatch/hybrid_config.h"
+#include "core/dispatch/hybrid_executor.h"
 #include "core/dispatch/performance_model.h"
+#include "core/dispatch/testing/simulated_gpu_backend.h"
 #include "kernels/cpu/cosine.h"
 
 namespace engram::dispatch {
@@ -97,6 +104,69 @@ void BM_PerformanceModelSnapshot(benchmark::State& state) {
   }
 }
 BENCHMARK(BM_PerformanceModelSnapshot)->Arg(16)->Arg(64)->Arg(256);
+
+// A CPU backend that computes nothing, so that a request through the
+// executor measures the dispatch path alone.
+class NoopBackend final : public ComputeBackend {
+ public:
+  absl::string_view name() const override { return "noop"; }
+  BackendCapabilities Capabilities() const override {
+    BackendCapabilities c;
+    c.kind = BackendKind::kCpu;
+    return c;
+  }
+  absl::Status Cosine(const CosineJob&, CosineOutput*) override {
+    return absl::OkStatus();
+  }
+  absl::Status Spread(const SpreadJob&, SpreadOutput*) override {
+    return absl::OkStatus();
+  }
+  absl::StatusOr<DeviceMemoryInfo> QueryMemory() override {
+    return absl::UnimplementedError("no device");
+  }
+};
+
+// One tiny AUTO request (1 x 64 x 768, below min_gpu_work) through
+// HybridExecutor::Cosine with a GPU present, the CPU computing nothing: the
+// whole dispatch path, from the config read to the report. Arg 0: the
+// standard policy, which stops at the config for such a request; arg 1: the
+// same rules passed as a custom policy, so that the request also takes a
+// breaker permit, a memory assessment and a model snapshot (what every
+// request paid before the shortcut).
+void BM_ExecutorDispatchOfATinyRequest(benchmark::State& state) {
+  NoopBackend cpu;
+  testing::SimulatedGpuBackend::Options gpu_options;
+  auto gpu = testing::SimulatedGpuBackend::Create(gpu_options);
+  auto config = ConfigStore::Create(HybridConfig());
+  auto rules = RuleTablePolicy::Create({});
+  if (!gpu.ok() || !config.ok() || !rules.ok()) {
+    state.SkipWithError("set-up failed");
+    return;
+  }
+  HybridExecutor::Options options;
+  options.cpu = &cpu;
+  options.gpu = gpu->get();
+  options.config = config->get();
+  if (state.range(0) == 1) options.policy = rules->get();
+  auto executor = HybridExecutor::Create(options);
+  if (!executor.ok()) {
+    state.SkipWithError("executor creation failed");
+    return;
+  }
+  const size_t n = 64, d = 768;
+  std::vector<float> queries(d, 0.5f), targets(n * d, 0.25f), scores(n);
+  CosineJob job;
+  job.queries = kernels::MatrixView{queries.data(), 1, d};
+  job.targets = kernels::MatrixView{targets.data(), n, d};
+  CosineOutput out;
+  out.scores = absl::MakeSpan(scores);
+  for (auto _ : state) {
+    absl::Status status = (*executor)->Cosine(job, &out);
+    benchmark::DoNotOptimize(status);
+  }
+  state.SetLabel(out.report.decided_by);
+}
+BENCHMARK(BM_ExecutorDispatchOfATinyRequest)->Arg(0)->Arg(1);
 
 }  // namespace
 }  // namespace engram::dispatch
