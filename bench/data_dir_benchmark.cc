@@ -112,10 +112,13 @@ uint64_t FileBytes(const std::string& dir) {
   return bytes;
 }
 
-void BM_SequentialRead(benchmark::State& state) {
+// Reads every segment file front to back in kStepBytes steps: into one
+// reused buffer, or (`fresh`) into a new buffer of the file's size, freed
+// outside the timing.
+void ReadSegmentFiles(benchmark::State& state, bool fresh) {
   const std::string& dir = Prepared(state.range(0));
   const bool cold = state.range(1) != 0;
-  std::vector<char> buffer(kStepBytes);
+  std::vector<char> step(kStepBytes);
   for (auto _ : state) {
     if (cold) {
       state.PauseTiming();
@@ -128,49 +131,32 @@ void BM_SequentialRead(benchmark::State& state) {
         state.SkipWithError(std::string(file.status().message()).c_str());
         return;
       }
+      kernels::LargeBuffer<char> whole;
+      if (fresh) whole = kernels::LargeBuffer<char>(file->size());
       while (file->position() < file->size()) {
         const size_t n = static_cast<size_t>(
-            std::min<uint64_t>(buffer.size(), file->size() - file->position()));
-        if (!file->Read(buffer.data(), n).ok()) std::abort();
+            std::min<uint64_t>(kStepBytes, file->size() - file->position()));
+        char* to = fresh ? whole.data() + file->position() : step.data();
+        if (!file->Read(to, n).ok()) std::abort();
       }
-      benchmark::DoNotOptimize(buffer.data());
+      benchmark::DoNotOptimize(fresh ? whole.data() : step.data());
+      if (fresh) {
+        state.PauseTiming();
+        whole = kernels::LargeBuffer<char>();
+        state.ResumeTiming();
+      }
     }
   }
   state.SetBytesProcessed(
       static_cast<int64_t>(state.iterations() * FileBytes(dir)));
 }
 
+void BM_SequentialRead(benchmark::State& state) {
+  ReadSegmentFiles(state, /*fresh=*/false);
+}
+
 void BM_ReadIntoFreshBuffer(benchmark::State& state) {
-  const std::string& dir = Prepared(state.range(0));
-  const bool cold = state.range(1) != 0;
-  for (auto _ : state) {
-    if (cold) {
-      state.PauseTiming();
-      DropFromPageCache(dir);
-      state.ResumeTiming();
-    }
-    for (const std::string& path : SegmentFiles(dir)) {
-      auto file = FileReader::Open(path);
-      if (!file.ok()) {
-        state.SkipWithError(std::string(file.status().message()).c_str());
-        return;
-      }
-      kernels::LargeBuffer<char> buffer(file->size());
-      while (file->position() < file->size()) {
-        const size_t n = static_cast<size_t>(
-            std::min<uint64_t>(kStepBytes, file->size() - file->position()));
-        if (!file->Read(buffer.data() + file->position(), n).ok()) {
-          std::abort();
-        }
-      }
-      benchmark::DoNotOptimize(buffer.data());
-      state.PauseTiming();
-      buffer = kernels::LargeBuffer<char>();  // freed outside the timing
-      state.ResumeTiming();
-    }
-  }
-  state.SetBytesProcessed(
-      static_cast<int64_t>(state.iterations() * FileBytes(dir)));
+  ReadSegmentFiles(state, /*fresh=*/true);
 }
 
 void BM_Load(benchmark::State& state) {

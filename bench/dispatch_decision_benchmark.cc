@@ -121,8 +121,9 @@ class NoopBackend final : public ComputeBackend {
   absl::Status Spread(const SpreadJob&, SpreadOutput*) override {
     return absl::OkStatus();
   }
+  // As CpuBackend answers: the executor never asks a CPU backend.
   absl::StatusOr<DeviceMemoryInfo> QueryMemory() override {
-    return absl::UnimplementedError("no device");
+    return absl::UnimplementedError("the CPU backend has no device memory");
   }
 };
 

@@ -33,6 +33,7 @@ using ::engram::collections::testing::ListDir;
 using ::engram::collections::testing::MakeBudget;
 using ::engram::collections::testing::ReadAll;
 using ::engram::collections::testing::RowsOf;
+using ::engram::collections::testing::Stage;
 using ::engram::collections::testing::TestDir;
 using ::engram::collections::testing::Upload;
 using ::engram::collections::testing::WriteAll;
@@ -384,33 +385,6 @@ TEST_F(DataDirTest, TwoStagedUploadsWithOneKeyCommitOnce) {
   EXPECT_EQ((*again)->version(), 2u);
   // No segment file was left by the upload that published nothing.
   EXPECT_THAT(ListDir(path_ + "/segments"), SizeIs(2));
-}
-
-// Stages `values` (rows x dim) in chunks of `chunk_rows` rows, with `ids`
-// when given, as the chunks of a stream arrive: the rows go to the segment
-// file as they come.
-absl::StatusOr<std::unique_ptr<CollectionUpload>> Stage(
-    CollectionStore& store, const std::string& name, uint32_t dim,
-    const std::vector<float>& values, const std::vector<uint64_t>& ids,
-    bool create, uint64_t chunk_rows) {
-  UploadOptions o;
-  o.name = name;
-  o.create = create;
-  o.dimension = create ? dim : 0;
-  o.rows = values.size() / dim;
-  o.with_ids = !ids.empty();
-  auto upload = store.BeginUpload(o);
-  if (!upload.ok()) return upload.status();
-  for (uint64_t r = 0; r < o.rows; r += chunk_rows) {
-    const uint64_t n = std::min(chunk_rows, o.rows - r);
-    absl::Status s =
-        (*upload)->Append(kernels::MatrixView{values.data() + r * dim,
-                                              static_cast<size_t>(n), dim},
-                          ids.empty() ? absl::Span<const uint64_t>()
-                                      : absl::MakeConstSpan(ids.data() + r, n));
-    if (!s.ok()) return s;
-  }
-  return upload;
 }
 
 absl::StatusOr<std::shared_ptr<const Collection>> StreamedUpload(

@@ -16,7 +16,10 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "absl/types/span.h"
 #include "core/collections/collection_store.h"
 #include "core/collections/memory_budget.h"
 #include "gtest/gtest.h"
@@ -36,7 +39,36 @@ inline std::unique_ptr<CollectionStore> MakeStore(
   return *CollectionStore::Create(options);
 }
 
-// Creates collection `name` holding `values` (rows x dim) in one upload.
+// Stages `values` (rows x dim) in chunks of `chunk_rows` rows, with `ids`
+// when given, as the chunks of a stream arrive (a durable upload's rows go
+// to its segment file as they come), and returns the uncommitted upload.
+inline absl::StatusOr<std::unique_ptr<CollectionUpload>> Stage(
+    CollectionStore& store, const std::string& name, uint32_t dim,
+    const std::vector<float>& values, const std::vector<uint64_t>& ids,
+    bool create, uint64_t chunk_rows) {
+  UploadOptions o;
+  o.name = name;
+  o.create = create;
+  o.dimension = create ? dim : 0;
+  o.rows = values.size() / dim;
+  o.with_ids = !ids.empty();
+  auto upload = store.BeginUpload(o);
+  if (!upload.ok()) return upload.status();
+  for (uint64_t r = 0; r < o.rows; r += chunk_rows) {
+    const uint64_t n = std::min(chunk_rows, o.rows - r);
+    absl::Status s =
+        (*upload)->Append(kernels::MatrixView{values.data() + r * dim,
+                                              static_cast<size_t>(n), dim},
+                          ids.empty() ? absl::Span<const uint64_t>()
+                                      : absl::MakeConstSpan(ids.data() + r, n));
+    if (!s.ok()) return s;
+  }
+  return upload;
+}
+
+// Creates collection `name` holding `values` (rows x dim) in one upload (or
+// appends them, with create false). Unlike Stage it hands `ids` to Append
+// whole, so that a test may pass a wrong number of them.
 inline absl::StatusOr<std::shared_ptr<const Collection>> Upload(
     CollectionStore& store, const std::string& name, uint32_t dim,
     const std::vector<float>& values, const std::vector<uint64_t>& ids = {},

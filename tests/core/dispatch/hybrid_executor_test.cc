@@ -154,6 +154,14 @@ TEST_F(HybridExecutorTest, SmallWorkGoesToTheCpu) {
   EXPECT_TRUE(ScoresMatch(scores, c.Reference()));
 }
 
+// Three device failures: TestConfig's breaker opens.
+void OpenBreaker(CircuitBreaker& breaker) {
+  for (int i = 0; i < 3; ++i) {
+    CircuitBreaker::Permit permit = breaker.Admit();
+    breaker.Record(permit, absl::InternalError("device lost"));
+  }
+}
+
 TEST_F(HybridExecutorTest, SmallWorkPaysForNoBreakerMemoryOrModelStep) {
   Make();  // memory read on every request that assesses it
   CosineCase small(2, 10, 8, 1);
@@ -164,10 +172,7 @@ TEST_F(HybridExecutorTest, SmallWorkPaysForNoBreakerMemoryOrModelStep) {
   EXPECT_EQ(gpu_->memory_queries(), 0);
   // With the breaker open, a small request is still decided by its size:
   // it never asked the breaker.
-  for (int i = 0; i < 3; ++i) {
-    CircuitBreaker::Permit permit = executor_->breaker().Admit();
-    executor_->breaker().Record(permit, absl::InternalError("device lost"));
-  }
+  OpenBreaker(executor_->breaker());
   ASSERT_EQ(executor_->breaker().Snapshot().state, BreakerState::kOpen);
   ASSERT_TRUE(Dense(small, &out, &scores).ok());
   EXPECT_EQ(out.report.decided_by, "work_below_min");
@@ -527,10 +532,7 @@ TEST_F(HybridExecutorTest, ACustomPolicyDecidesButNeverPassesAnOpenBreaker) {
 
   // With the breaker open the GPU never runs: AUTO goes to the CPU,
   // GPU_ONLY is refused.
-  for (int i = 0; i < 3; ++i) {
-    CircuitBreaker::Permit permit = executor->breaker().Admit();
-    executor->breaker().Record(permit, absl::InternalError("device lost"));
-  }
+  OpenBreaker(executor->breaker());
   ASSERT_EQ(executor->breaker().Snapshot().state, BreakerState::kOpen);
   const size_t gpu_calls = gpu_->cosine_rows().size();
   ASSERT_TRUE(executor->Cosine(small.job, &out).ok());
