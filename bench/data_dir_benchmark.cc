@@ -10,7 +10,9 @@
 //                      outside the timing: the floor of any loader that ends
 //                      with its own copy in memory, page faults included;
 //   BM_Load            DataDir::Load of the same collection into fresh
-//                      stores: read, checksum, check every value, norms;
+//                      stores: checksum, check every value, norms, with
+//                      the segment file mapped and its rows used in place
+//                      (map:1, the default) or read into memory (map:0);
 //   BM_Commit          an upload staged from memory and committed, without
 //                      a journal (durable:0) and through the data directory
 //                      (durable:1: rows written to the segment file as they
@@ -162,11 +164,14 @@ void BM_ReadIntoFreshBuffer(benchmark::State& state) {
 void BM_Load(benchmark::State& state) {
   const std::string& dir = Prepared(state.range(0));
   const bool cold = state.range(1) != 0;
+  DataDir::Options dir_options;
+  dir_options.path = dir;
+  dir_options.map_segments = state.range(2) != 0;
   for (auto _ : state) {
     state.PauseTiming();
     if (cold) DropFromPageCache(dir);
     auto budget = BigBudget();
-    auto data_dir = *DataDir::Open(dir);
+    auto data_dir = *DataDir::Open(dir_options);
     CollectionStore::Options options;
     options.budget = budget;
     options.journal = data_dir.get();
@@ -236,11 +241,13 @@ int main(int argc, char** argv) {
         ->Args({rows, cold})
         ->Unit(benchmark::kMillisecond)
         ->UseRealTime();
-    benchmark::RegisterBenchmark("BM_Load", BM_Load)
-        ->ArgNames({"rows", "cold"})
-        ->Args({rows, cold})
-        ->Unit(benchmark::kMillisecond)
-        ->UseRealTime();
+    for (int64_t map : {1, 0}) {
+      benchmark::RegisterBenchmark("BM_Load", BM_Load)
+          ->ArgNames({"rows", "cold", "map"})
+          ->Args({rows, cold, map})
+          ->Unit(benchmark::kMillisecond)
+          ->UseRealTime();
+    }
   }
   for (int64_t durable : {0, 1}) {
     benchmark::RegisterBenchmark("BM_Commit", BM_Commit)

@@ -43,6 +43,7 @@ absl::StatusOr<std::unique_ptr<ResidentData>> ResidentData::Create(
     collections::DataDir::Options dir;
     dir.path = options.data_dir;
     dir.catalog = options.catalog;
+    dir.map_segments = options.map_segments;
     ResidentData* self = data.get();
     dir.on_catalog_change = [self](const collections::LoadOutcome& outcome) {
       self->OnCatalogChange(outcome);

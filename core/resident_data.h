@@ -68,6 +68,9 @@ struct ResidentOptions {
   // Where collections and graphs that clients write are kept durably
   // (--data_dir); empty: in memory only, gone at exit.
   std::string data_dir;
+  // Whether the data directory's segment files are mapped rather than read
+  // where they allow it (--map_segments; DataDir::Options::map_segments).
+  bool map_segments = true;
   // Shared mode (--catalog; needs data_dir): the catalog every replica on
   // the same data directory commits through (collections/catalog.h).
   std::shared_ptr<collections::Catalog> catalog;

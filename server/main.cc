@@ -143,6 +143,12 @@ ABSL_FLAG(std::string, data_dir, "",
           "before its RPC answers OK, and everything comes back at start-up "
           "before health turns SERVING. Empty: in memory only (lost at "
           "exit). See docs/configuration.md.");
+ABSL_FLAG(bool, map_segments, true,
+          "Map the data directory's segment files instead of reading them "
+          "into memory, where the file allows it (written by this version, on "
+          "a local file system): start-up loads check the rows in place and "
+          "the page cache's pages become the collections'. The rows still "
+          "count against --resident_memory_bytes. See docs/configuration.md.");
 ABSL_FLAG(std::string, catalog, "",
           "Shared mode: etcd://HOST:PORT[,HOST:PORT...]/PREFIX. Every "
           "replica given the same catalog and the same --data_dir (a shared "
@@ -337,6 +343,7 @@ int main(int argc, char** argv) {
   options.max_connection_age = absl::GetFlag(FLAGS_max_connection_age);
   options.resident_config_path = absl::GetFlag(FLAGS_resident_config);
   options.engine.resident.data_dir = absl::GetFlag(FLAGS_data_dir);
+  options.engine.resident.map_segments = absl::GetFlag(FLAGS_map_segments);
   options.catalog_url = absl::GetFlag(FLAGS_catalog);
   options.engine.resident.min_version_wait =
       absl::GetFlag(FLAGS_min_version_wait);

@@ -1,7 +1,9 @@
 #include "core/collections/atomic_file.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -282,6 +284,41 @@ absl::Status FileReader::ReadAt(uint64_t offset, void* data,
 
 void FileReader::AdviseSequential() const {
   ::posix_fadvise(fd_, 0, 0, POSIX_FADV_SEQUENTIAL);
+}
+
+bool FileReader::OnLocalFileSystem() const {
+  struct statfs fs;
+  if (::fstatfs(fd_, &fs) != 0) return false;
+  // An allow-list, so that a network file system this list does not know
+  // is never mapped. The magic numbers are linux/magic.h's.
+  switch (static_cast<uint64_t>(fs.f_type)) {
+    case 0xEF53:      // ext2, ext3, ext4
+    case 0x58465342:  // XFS
+    case 0x9123683E:  // Btrfs
+    case 0x01021994:  // tmpfs
+    case 0x794C7630:  // overlayfs (a container's root)
+    case 0x2FC12FC1:  // ZFS
+    case 0xF2F52010:  // F2FS
+      return true;
+    default:
+      return false;
+  }
+}
+
+absl::StatusOr<std::shared_ptr<const FileMapping>> FileReader::Map() const {
+  if (size_ == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot map ", path_, ": the file is empty"));
+  }
+  void* data = ::mmap(nullptr, static_cast<size_t>(size_), PROT_READ,
+                      MAP_SHARED, fd_, 0);
+  if (data == MAP_FAILED) return IoError(errno, "cannot map", path_);
+  return std::shared_ptr<const FileMapping>(
+      new FileMapping(static_cast<const char*>(data), size_));
+}
+
+FileMapping::~FileMapping() {
+  ::munmap(const_cast<char*>(data_), static_cast<size_t>(size_));
 }
 
 }  // namespace engram::collections

@@ -15,6 +15,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <utility>
 
@@ -103,6 +104,26 @@ absl::Status EnsureDirectory(const std::string& dir);
 // the process died mid-write (".<target>.tmp-<pid>-<n>").
 bool IsAtomicWriteLeftover(absl::string_view name);
 
+// A read-only mapping of a whole file (FileReader::Map), unmapped when the
+// last handle goes. Thread-safety: immutable.
+class FileMapping {
+ public:
+  FileMapping(const FileMapping&) = delete;
+  FileMapping& operator=(const FileMapping&) = delete;
+  ~FileMapping();
+
+  // The file's bytes; page-aligned.
+  const char* data() const { return data_; }
+  uint64_t size() const { return size_; }
+
+ private:
+  friend class FileReader;
+  FileMapping(const char* data, uint64_t size) : data_(data), size_(size) {}
+
+  const char* const data_;
+  const uint64_t size_;
+};
+
 // A file opened for sequential reading with its size known up front.
 // Move-only; closes on destruction. Not thread-safe, except that ReadAt and
 // AdviseSequential may be called from several threads at once
@@ -132,6 +153,19 @@ class FileReader {
   // Advice only, errors ignored: the whole file will be read once, in
   // order, so the kernel reads further ahead.
   void AdviseSequential() const;
+  // Whether the file lies on a file system of this machine's own disks or
+  // memory (ext4, XFS, Btrfs, tmpfs, overlayfs, ZFS, F2FS), as opposed to
+  // a network or FUSE file system. Only such a file may be mapped for
+  // long: there, a mapped file that another process deletes stays readable
+  // through the mapping, while on NFS another client's delete turns the
+  // next page fault into SIGBUS.
+  bool OnLocalFileSystem() const;
+  // Maps the whole file read-only (shared: the pages are the page cache's,
+  // nothing is copied). The mapping lives as long as the returned handle,
+  // independently of this reader. The file must not shrink while mapped (a
+  // read past its new end is SIGBUS): map only files nothing rewrites.
+  // Errors from mmap, naming the path; INVALID_ARGUMENT for an empty file.
+  absl::StatusOr<std::shared_ptr<const FileMapping>> Map() const;
 
  private:
   FileReader(std::string path, int fd, uint64_t size)

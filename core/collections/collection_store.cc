@@ -92,6 +92,11 @@ absl::Status CollectionUpload::Append(const kernels::MatrixView& chunk,
     return absl::FailedPreconditionError(absl::StrCat(
         "upload to collection \"", options_.name, "\" is already finished"));
   }
+  if (options_.blocks) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("the upload to collection \"", options_.name,
+                     "\" takes its rows as blocks, not through Append"));
+  }
   if (chunk.rows == 0) return absl::OkStatus();
   if (chunk.cols != dimension_) {
     return absl::InvalidArgumentError(
@@ -144,8 +149,7 @@ absl::Status CollectionUpload::Append(const kernels::MatrixView& chunk,
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::unique_ptr<StagedRows>> CollectionUpload::StageRows(
-    uint64_t rows) {
+absl::Status CollectionUpload::CheckStageable(uint64_t rows) const {
   if (finished_) {
     return absl::FailedPreconditionError(absl::StrCat(
         "upload to collection \"", options_.name, "\" is already finished"));
@@ -160,12 +164,89 @@ absl::StatusOr<std::unique_ptr<StagedRows>> CollectionUpload::StageRows(
         "cannot stage ", rows, " rows: ", options_.rows - rows_received_,
         " of the declared ", options_.rows, " remain"));
   }
-  Segment& s = *staged_;
+  return absl::OkStatus();
+}
+
+void CollectionUpload::DropUnreceivedBlock() {
+  uint64_t staged = 0;
+  for (const auto& block : blocks_) staged += block->rows();
+  if (staged > rows_received_) blocks_.pop_back();
+}
+
+absl::StatusOr<std::unique_ptr<StagedRows>> CollectionUpload::StageRows(
+    uint64_t rows) {
+  ENGRAM_RETURN_IF_ERROR(CheckStageable(rows));
+  if (!options_.blocks) {
+    Segment& s = *staged_;
+    float* vectors = s.data_.data() + rows_received_ * dimension_;
+    return std::unique_ptr<StagedRows>(new StagedRows(
+        this, rows_received_, rows, dimension_, vectors, vectors,
+        s.norms_.data() + rows_received_,
+        options_.with_ids ? s.ids_.data() + rows_received_ : nullptr));
+  }
+  DropUnreceivedBlock();
+  // The budget was reserved for the whole upload at BeginUpload.
+  auto block = std::unique_ptr<Segment>(new Segment());
+  try {
+    block->data_ = kernels::LargeBuffer<float>(rows * dimension_);
+    block->norms_ = kernels::LargeBuffer<float>(rows);
+    if (options_.with_ids) block->ids_ = kernels::LargeBuffer<uint64_t>(rows);
+  } catch (const std::bad_alloc&) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("cannot allocate ", rows, " rows x ", dimension_,
+                     " for collection \"", options_.name, "\""));
+  }
+  block->vectors_ = kernels::MatrixView{block->data_.data(),
+                                        static_cast<size_t>(rows), dimension_};
+  block->ids_view_ =
+      absl::MakeConstSpan(block->ids_.data(), block->ids_.size());
+  Segment& b = *block;
+  blocks_.push_back(std::move(block));
   return std::unique_ptr<StagedRows>(new StagedRows(
-      this, rows_received_, rows, dimension_,
-      s.data_.data() + rows_received_ * dimension_,
-      s.norms_.data() + rows_received_,
-      options_.with_ids ? s.ids_.data() + rows_received_ : nullptr));
+      this, rows_received_, rows, dimension_, b.data_.data(), b.data_.data(),
+      b.norms_.data(), options_.with_ids ? b.ids_.data() : nullptr));
+}
+
+absl::StatusOr<std::unique_ptr<StagedRows>> CollectionUpload::AdoptRows(
+    uint64_t rows, const float* vectors, const uint64_t* ids,
+    std::shared_ptr<const void> backing) {
+  ENGRAM_RETURN_IF_ERROR(CheckStageable(rows));
+  if (!options_.blocks) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("the upload to collection \"", options_.name,
+                     "\" was not started to take blocks"));
+  }
+  if (vectors == nullptr || backing == nullptr ||
+      reinterpret_cast<uintptr_t>(vectors) % 64 != 0) {
+    return absl::InvalidArgumentError(
+        "adopted vectors must be present, kept alive and 64-byte aligned");
+  }
+  if (ids != nullptr && !options_.with_ids) {
+    return absl::InvalidArgumentError(
+        "ids given, but the upload was started without ids");
+  }
+  if (ids != nullptr &&
+      reinterpret_cast<uintptr_t>(ids) % alignof(uint64_t) != 0) {
+    return absl::InvalidArgumentError("adopted ids must be 8-byte aligned");
+  }
+  DropUnreceivedBlock();
+  auto block = std::unique_ptr<Segment>(new Segment());
+  try {
+    block->norms_ = kernels::LargeBuffer<float>(rows);
+  } catch (const std::bad_alloc&) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("cannot allocate the norms of ", rows,
+                     " rows for collection \"", options_.name, "\""));
+  }
+  block->backing_ = std::move(backing);
+  block->vectors_ =
+      kernels::MatrixView{vectors, static_cast<size_t>(rows), dimension_};
+  if (ids != nullptr) block->ids_view_ = absl::MakeConstSpan(ids, rows);
+  Segment& b = *block;
+  blocks_.push_back(std::move(block));
+  return std::unique_ptr<StagedRows>(
+      new StagedRows(this, rows_received_, rows, dimension_, nullptr, vectors,
+                     b.norms_.data(), nullptr));
 }
 
 absl::Status CollectionUpload::Receive(const StagedRows& block) {
@@ -178,6 +259,13 @@ absl::Status CollectionUpload::Receive(const StagedRows& block) {
         absl::StrCat("staged rows from ", block.first_row_,
                      " are not the next rows of the upload to collection \"",
                      options_.name, "\""));
+  }
+  // A block staged before the last one was dropped with its storage.
+  if (options_.blocks &&
+      (blocks_.empty() || block.norms_ != blocks_.back()->norms_.data())) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("staged rows from ", block.first_row_,
+                     " were replaced by a later block"));
   }
   // Relaxed: the threads that checked were joined before this call.
   if (block.checked_.load(std::memory_order_relaxed) != block.rows_) {
@@ -197,7 +285,7 @@ absl::Status StagedRows::Check(uint64_t begin, uint64_t end) {
   for (uint64_t r = begin; r < end; ++r) {
     double sum;
     ENGRAM_RETURN_IF_ERROR(
-        kernels::CheckFiniteRow("vectors", vectors_ + r * dimension_,
+        kernels::CheckFiniteRow("vectors", checked_rows_ + r * dimension_,
                                 dimension_, first_row_ + r, &sum));
     norms_[r] = static_cast<float>(std::sqrt(sum));
   }
@@ -228,6 +316,8 @@ void CollectionUpload::Abort() {
   finished_ = true;
   writer_.reset();  // stops reading staged_ and removes what it stored
   staged_.reset();  // frees the rows and gives back their reservation
+  blocks_.clear();
+  reservation_.Release();
   store_->Unstage(*this);
 }
 
@@ -372,21 +462,30 @@ absl::StatusOr<std::unique_ptr<CollectionUpload>> CollectionStore::BeginUpload(
       options_.budget->Reserve(
           bytes, absl::StrCat("upload of ", options.rows, " rows x ", dimension,
                               " to collection \"", options.name, "\"")));
-  auto segment = std::unique_ptr<Segment>(new Segment());
-  try {
-    segment->data_ = kernels::LargeBuffer<float>(options.rows * dimension);
-    segment->norms_ = kernels::LargeBuffer<float>(options.rows);
-    if (options.with_ids) {
-      segment->ids_ = kernels::LargeBuffer<uint64_t>(options.rows);
-    }
-  } catch (const std::bad_alloc&) {
-    return absl::ResourceExhaustedError(absl::StrCat("cannot allocate ", bytes,
-                                                     " bytes for collection \"",
-                                                     options.name, "\""));
+  if (options.blocks && options.durable && options_.journal != nullptr) {
+    return absl::InvalidArgumentError(
+        "an upload the journal stores cannot take its rows as blocks");
   }
-  segment->reservation_ = std::move(reservation);
-  segment->vectors_ = kernels::MatrixView{
-      segment->data_.data(), static_cast<size_t>(options.rows), dimension};
+  std::unique_ptr<Segment> segment;
+  if (!options.blocks) {
+    segment = std::unique_ptr<Segment>(new Segment());
+    try {
+      segment->data_ = kernels::LargeBuffer<float>(options.rows * dimension);
+      segment->norms_ = kernels::LargeBuffer<float>(options.rows);
+      if (options.with_ids) {
+        segment->ids_ = kernels::LargeBuffer<uint64_t>(options.rows);
+      }
+    } catch (const std::bad_alloc&) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("cannot allocate ", bytes, " bytes for collection \"",
+                       options.name, "\""));
+    }
+    segment->reservation_ = std::move(reservation);
+    segment->vectors_ = kernels::MatrixView{
+        segment->data_.data(), static_cast<size_t>(options.rows), dimension};
+    segment->ids_view_ =
+        absl::MakeConstSpan(segment->ids_.data(), segment->ids_.size());
+  }
   // A durable upload's rows go to storage as they arrive, so that its
   // commit has only the rest to write.
   std::unique_ptr<SegmentWriter> writer;
@@ -420,6 +519,7 @@ absl::StatusOr<std::unique_ptr<CollectionUpload>> CollectionStore::BeginUpload(
       new CollectionUpload(this, options, dimension, target_uid));
   upload->staged_ = std::move(segment);
   upload->writer_ = std::move(writer);
+  if (options.blocks) upload->reservation_ = std::move(reservation);
   return upload;
 }
 
@@ -427,11 +527,28 @@ absl::StatusOr<std::shared_ptr<const Collection>> CollectionStore::Publish(
     CollectionUpload* upload) {
   const UploadOptions& o = upload->options_;
   std::shared_ptr<Collection> next(new Collection());
-  std::shared_ptr<Segment> segment = std::move(upload->staged_);
-  // Declared after `segment`, so that on every return it stops reading the
+  // The new rows: the staged segment, or a `blocks` upload's blocks, each
+  // paid for by its share of the upload's reservation.
+  std::vector<std::shared_ptr<Segment>> added;
+  uint64_t added_rows = 0;
+  if (upload->staged_ != nullptr) {
+    added.push_back(std::move(upload->staged_));
+  } else {
+    const uint64_t row_bytes = BytesPerRow(upload->dimension_, o.with_ids);
+    for (std::unique_ptr<Segment>& block : upload->blocks_) {
+      block->reservation_ =
+          upload->reservation_.Split(block->rows() * row_bytes);
+      added.push_back(std::move(block));
+    }
+    upload->blocks_.clear();
+  }
+  for (const auto& segment : added) {
+    segment->id_ = NewResidentId();
+    added_rows += segment->rows();
+  }
+  // Declared after `added`, so that on every return it stops reading the
   // rows before they can be freed.
   std::unique_ptr<SegmentWriter> writer = std::move(upload->writer_);
-  segment->id_ = NewResidentId();
   CollectionJournal* journal = o.durable ? options_.journal : nullptr;
   // A keyed upload already committed (a client's resend) publishes nothing.
   if (std::shared_ptr<const Collection> done =
@@ -444,7 +561,9 @@ absl::StatusOr<std::shared_ptr<const Collection>> CollectionStore::Publish(
   if (writer != nullptr) {
     ENGRAM_ASSIGN_OR_RETURN(handle, writer->Finish());
   } else if (journal != nullptr) {
-    ENGRAM_ASSIGN_OR_RETURN(handle, journal->WriteSegment(o.name, *segment));
+    // Only a staged upload is journaled (BeginUpload refuses blocks).
+    ENGRAM_ASSIGN_OR_RETURN(handle,
+                            journal->WriteSegment(o.name, *added.front()));
   }
   absl::MutexLock commit(&commit_mu_);
   // Set when a duplicate of this keyed upload committed while it ran.
@@ -474,7 +593,7 @@ absl::StatusOr<std::shared_ptr<const Collection>> CollectionStore::Publish(
         replay = it->second.current;
         return absl::OkStatus();
       }
-      if (segment->rows() > kMaxCollectionRows - current.rows()) {
+      if (added_rows > kMaxCollectionRows - current.rows()) {
         return absl::ResourceExhaustedError(
             absl::StrCat("collection \"", o.name, "\" would pass the limit of ",
                          kMaxCollectionRows, " rows; nothing was committed"));
@@ -507,10 +626,12 @@ absl::StatusOr<std::shared_ptr<const Collection>> CollectionStore::Publish(
       }
       next->committed_keys_ = std::move(keys);
     }
-    segment->first_row_ = next->rows_;
-    next->rows_ += segment->rows();
-    next->bytes_ += segment->bytes();
-    next->segments_.push_back(std::move(segment));
+    for (std::shared_ptr<Segment>& segment : added) {
+      segment->first_row_ = next->rows_;
+      next->rows_ += segment->rows();
+      next->bytes_ += segment->bytes();
+      next->segments_.push_back(std::move(segment));
+    }
     return absl::OkStatus();
   }();
   if (replay != nullptr) {

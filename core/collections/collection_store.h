@@ -124,16 +124,17 @@ class Segment {
     return absl::MakeConstSpan(norms_.data(), norms_.size());
   }
   // The stored ids, or empty when the upload gave none.
-  absl::Span<const uint64_t> ids() const {
-    return absl::MakeConstSpan(ids_.data(), ids_.size());
-  }
+  absl::Span<const uint64_t> ids() const { return ids_view_; }
   // The stored id of local row `i`: the uploaded id, or its row index in the
   // collection when the upload gave none.
   uint64_t IdOf(uint64_t i) const {
-    return ids_.size() == 0 ? first_row_ + i : ids_[i];
+    return ids_view_.empty() ? first_row_ + i : ids_view_[i];
   }
   // Host bytes held: vectors, norms and ids.
   uint64_t bytes() const { return reservation_.bytes(); }
+  // Whether the rows lie in memory the segment does not own but keeps
+  // alive, such as a mapped segment file (CollectionUpload::AdoptRows).
+  bool adopted() const { return backing_ != nullptr; }
 
  private:
   friend class CollectionStore;
@@ -142,10 +143,14 @@ class Segment {
 
   uint64_t id_ = 0;
   uint64_t first_row_ = 0;
+  // Owned rows and ids; empty when adopted.
   kernels::LargeBuffer<float> data_;
   kernels::LargeBuffer<float> norms_;
   kernels::LargeBuffer<uint64_t> ids_;
+  // Keeps adopted rows valid; null for owned ones.
+  std::shared_ptr<const void> backing_;
   kernels::MatrixView vectors_;
+  absl::Span<const uint64_t> ids_view_;
   Reservation reservation_;
 };
 
@@ -257,6 +262,13 @@ struct UploadOptions {
   // Whether the journal is told of the commit: false for data that is
   // already on disk (restored from the journal, or an operator's file).
   bool durable = true;
+  // The rows come as blocks, each kept as a segment of its own (a restore
+  // of several segment files): StageRows allocates each block when it is
+  // staged, and AdoptRows takes rows that already lie in memory the caller
+  // provides (a mapped file) without copying them. BeginUpload reserves the
+  // budget for every row but allocates nothing; Append is refused. Not for
+  // an upload the journal stores (durable, with a journal).
+  bool blocks = false;
   // Optional: when the collection has committed an upload with this key,
   // Commit publishes nothing and returns the current version
   // (CollectionUpload::replayed()). Callers check FindCommitted() before
@@ -361,9 +373,11 @@ class StagedRows {
   uint64_t first_row() const { return first_row_; }
   uint64_t rows() const { return rows_; }
   uint32_t dimension() const { return dimension_; }
-  // rows() x dimension() floats, row-major, uninitialised until written.
+  // rows() x dimension() floats, row-major, uninitialised until written;
+  // null for adopted rows (CollectionUpload::AdoptRows), already in place.
   float* vectors() { return vectors_; }
-  // One id per row when the upload is with_ids, else null.
+  // One id per row when the upload is with_ids, else null; null for
+  // adopted rows.
   uint64_t* ids() { return ids_; }
 
   // Checks rows [begin, end) of the block (local numbers) as Append checks
@@ -375,13 +389,17 @@ class StagedRows {
 
  private:
   friend class CollectionUpload;
+  // `checked` is what Check reads: `vectors` when the caller fills them,
+  // the adopted rows otherwise (`vectors` null).
   StagedRows(const CollectionUpload* upload, uint64_t first_row, uint64_t rows,
-             uint32_t dimension, float* vectors, float* norms, uint64_t* ids)
+             uint32_t dimension, float* vectors, const float* checked,
+             float* norms, uint64_t* ids)
       : upload_(upload),
         first_row_(first_row),
         rows_(rows),
         dimension_(dimension),
         vectors_(vectors),
+        checked_rows_(checked),
         norms_(norms),
         ids_(ids) {}
 
@@ -390,6 +408,7 @@ class StagedRows {
   const uint64_t rows_;
   const uint32_t dimension_;
   float* const vectors_;
+  const float* const checked_rows_;
   float* const norms_;
   uint64_t* const ids_;
   std::atomic<uint64_t> checked_{0};
@@ -423,6 +442,20 @@ class CollectionUpload {
   // reserves nothing: the block must be received (or dropped) before the
   // upload is used otherwise, and it must not outlive the upload.
   absl::StatusOr<std::unique_ptr<StagedRows>> StageRows(uint64_t rows);
+
+  // For a `blocks` upload whose next `rows` rows already lie in memory
+  // that `backing` keeps valid and unchanged for as long as it lives (a
+  // mapped segment file): `vectors` (rows x the dimension, row-major,
+  // 64-byte aligned, as the kernels read segments) and, when not null,
+  // `ids` (one per row, 8-byte aligned). They become a segment of their own
+  // without a copy; with null `ids` in an upload with ids, the rows' ids are
+  // their numbers in the collection. The returned block computes the norms
+  // in Check and is received as a staged one. INVALID_ARGUMENT for
+  // misaligned rows or ids the upload does not take; otherwise errors as
+  // StageRows.
+  absl::StatusOr<std::unique_ptr<StagedRows>> AdoptRows(
+      uint64_t rows, const float* vectors, const uint64_t* ids,
+      std::shared_ptr<const void> backing);
 
   // Counts the rows of `block` as received. FAILED_PRECONDITION, receiving
   // nothing, unless every row of it passed StagedRows::Check and it is
@@ -465,6 +498,16 @@ class CollectionUpload {
   // A durable upload's rows on their way to the journal, read from staged_:
   // always reset before staged_ is.
   std::unique_ptr<SegmentWriter> writer_;
+  // A `blocks` upload (no staged_): the budget for every row, split among
+  // the blocks' segments at Commit, and the blocks staged so far in row
+  // order, the last one not yet received when their rows pass
+  // rows_received_.
+  Reservation reservation_;
+  std::vector<std::unique_ptr<Segment>> blocks_;
+  // Checks shared by StageRows and AdoptRows.
+  absl::Status CheckStageable(uint64_t rows) const;
+  // A `blocks` upload: drops a staged block that was never received.
+  void DropUnreceivedBlock();
 };
 
 class CollectionStore {

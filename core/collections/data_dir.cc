@@ -409,6 +409,7 @@ absl::Status DataDir::LoadSegments(const storage::CollectionManifest& manifest,
   options.with_ids = with_ids;
   options.version = manifest.version();
   options.durable = false;
+  options.blocks = map_segments_;
   for (const auto& key : manifest.committed_keys()) {
     options.restored_keys.push_back({key.key(), key.version()});
   }
@@ -423,7 +424,7 @@ absl::Status DataDir::LoadSegments(const storage::CollectionManifest& manifest,
     expected.payload_crc = segment.payload_crc32c();
     absl::Status appended =
         AppendSegmentSnapshot(SegmentPath(segment.file()), expected, first_row,
-                              upload->get(), with_ids);
+                              upload->get(), with_ids, map_segments_);
     if (!appended.ok()) {
       (*upload)->Abort();
       // A missing or damaged segment is lost data, whatever errno said.

@@ -111,6 +111,12 @@ class DataDir final : public CollectionJournal {
     // Shared mode: told of every collection and graph loaded or evicted
     // from the catalog after Load(), on the catalog's thread (for logs).
     std::function<void(const LoadOutcome&)> on_catalog_change;
+    // Segment files are mapped rather than read into memory where they
+    // allow it (AppendSegmentSnapshot's `map`): a load then checks the rows
+    // in place, the page cache's pages become the collection's, and each
+    // stored segment stays a segment of its own. The rows still count
+    // against the memory budget. false: every segment is read into memory.
+    bool map_segments = true;
   };
 
   // Opens (creating when missing) the data directory and its folders.
@@ -200,6 +206,7 @@ class DataDir final : public CollectionJournal {
       : path_(std::move(path)),
         catalog_(options.catalog),
         on_catalog_change_(options.on_catalog_change),
+        map_segments_(options.map_segments),
         graph_journal_(this),
         follower_(this) {}
   // What a client sees of a failed write: RESOURCE_EXHAUSTED for a full
@@ -271,6 +278,7 @@ class DataDir final : public CollectionJournal {
   const std::string path_;
   const std::shared_ptr<Catalog> catalog_;
   const std::function<void(const LoadOutcome&)> on_catalog_change_;
+  const bool map_segments_;
   GraphSide graph_journal_;
   Follower follower_;
   uint64_t leftovers_removed_ = 0;

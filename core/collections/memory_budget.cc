@@ -1,5 +1,6 @@
 #include "core/collections/memory_budget.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -25,6 +26,12 @@ void Reservation::Release() {
   if (budget_ != nullptr && bytes_ > 0) budget_->Give(bytes_);
   budget_ = nullptr;
   bytes_ = 0;
+}
+
+Reservation Reservation::Split(uint64_t bytes) {
+  const uint64_t taken = std::min(bytes, bytes_);
+  bytes_ -= taken;
+  return Reservation(budget_, taken);
 }
 
 absl::StatusOr<std::shared_ptr<MemoryBudget>> MemoryBudget::Create(

@@ -45,6 +45,10 @@ class Reservation {
   uint64_t bytes() const { return bytes_; }
   // Gives the bytes back now.
   void Release();
+  // Moves min(bytes, this->bytes()) of the held bytes into a reservation of
+  // their own, so that one reservation can pay for several pieces of
+  // storage freed at different times.
+  Reservation Split(uint64_t bytes);
 
  private:
   friend class MemoryBudget;

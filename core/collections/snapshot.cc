@@ -212,7 +212,9 @@ absl::StatusOr<Metadata> DecodeMetadata(const std::string& path,
       part = std::string(bytes.substr(0, n));
       bytes.remove_prefix(n);
     }
-    metadata[parts[0]] = parts[1];
+    // The empty key is a segment file's alignment padding (no collection's
+    // metadata may have it).
+    if (!parts[0].empty()) metadata[parts[0]] = parts[1];
   }
   return metadata;
 }
@@ -233,16 +235,28 @@ absl::StatusOr<std::pair<std::string, std::string>> ReadNameAndMetadata(
   return std::make_pair(std::move(name), std::move(metadata));
 }
 
+// A segment file's metadata: one entry with the empty key, which no
+// collection's metadata may have, whose value is as many zeros as put the
+// vectors at a 64-byte file offset (and so the ids, 8 bytes per row before
+// them, at an 8-byte one). Mapped, the file's rows are then aligned as the
+// kernels read segments, in place. Readers skip the entry.
+std::string AlignmentEntry(uint64_t name_bytes, uint64_t ids_bytes) {
+  const uint64_t before = kSnapshotHeaderBytes + name_bytes + 8 + ids_bytes;
+  const uint64_t zeros = (64 - before % 64) % 64;
+  std::string entry(8 + zeros, '\0');
+  StoreLittleEndian<uint32_t>(entry.data() + 4, static_cast<uint32_t>(zeros));
+  return entry;
+}
+
 // Writes `segments` (in row order) as one collection snapshot; *payload_crc
 // receives the payload's checksum. Ids are written when `with_ids`, each
 // segment's IdOf (so a segment without ids writes its row numbers).
-absl::Status WriteRows(absl::string_view name, const Metadata& metadata_map,
+absl::Status WriteRows(absl::string_view name, absl::string_view metadata,
                        uint32_t dimension, bool with_ids,
                        const std::vector<const Segment*>& segments,
                        const std::string& path, uint32_t* payload_crc) {
   uint64_t rows = 0;
   for (const Segment* segment : segments) rows += segment->rows();
-  const std::string metadata = EncodeMetadata(metadata_map);
   Header h;
   h.magic = std::string(kCollectionSnapshotMagic);
   h.flags = with_ids ? 1 : 0;
@@ -328,7 +342,8 @@ SnapshotLoadSplit CurrentSplit() {
   return Split();
 }
 
-// A run of payload bytes at `offset` in the file, read to `data`; a piece of
+// A run of payload bytes at `offset` in the file, read to `data`, or
+// already there in a mapping of the file when `data` is null; a piece of
 // vectors also names its rows within the staged block.
 struct Piece {
   uint64_t offset = 0;
@@ -339,28 +354,36 @@ struct Piece {
   uint64_t end_row = 0;
 };
 
-// Splits [offset, offset + size) read to `data` into pieces of at most
-// `piece_bytes` bytes (at least one unit), each a whole number of `unit`s.
+// Splits [offset, offset + size) read to `data` (null: mapped) into pieces
+// of at most `piece_bytes` bytes (at least one unit), each a whole number of
+// `unit`s.
 void AddPieces(uint64_t offset, char* data, uint64_t size, uint64_t unit,
                uint64_t piece_bytes, bool vectors, std::vector<Piece>* pieces) {
   const uint64_t units_per_piece = std::max<uint64_t>(1, piece_bytes / unit);
   const uint64_t units = size / unit;
   for (uint64_t u = 0; u < units; u += units_per_piece) {
     const uint64_t n = std::min(units_per_piece, units - u);
-    pieces->push_back(Piece{offset + u * unit, data + u * unit,
+    pieces->push_back(Piece{offset + u * unit,
+                            data != nullptr ? data + u * unit : nullptr,
                             static_cast<size_t>(n * unit), vectors, u, u + n});
   }
 }
 
-// Reads, checksums and checks the pieces of one file on a few threads.
+// Reads, checksums and checks the pieces of one file on a few threads; the
+// pieces of a mapped file (`mapping`) are checksummed and checked in place,
+// and their first touch is what reads them.
 // Thread-safety: Run's workers share `next_` (relaxed: it only hands out
 // indices) and record errors under `mu_`; each piece's CRC is written by the
 // one worker that took the piece and read after the workers were joined.
 class PieceLoader {
  public:
-  PieceLoader(const FileReader& file, const std::vector<Piece>& pieces,
-              StagedRows* block)
-      : file_(file), pieces_(pieces), block_(block), crcs_(pieces.size()) {}
+  PieceLoader(const FileReader& file, const FileMapping* mapping,
+              const std::vector<Piece>& pieces, StagedRows* block)
+      : file_(file),
+        mapping_(mapping),
+        pieces_(pieces),
+        block_(block),
+        crcs_(pieces.size()) {}
 
   // Loads every piece on `threads` threads, the caller's included.
   void Run(unsigned threads) {
@@ -368,7 +391,7 @@ class PieceLoader {
     // sees one sequential reader. Asking for more (POSIX_FADV_WILLNEED
     // windows ahead of the pieces) made cold loads slower: the kernel then
     // reads in the caller's time.
-    file_.AdviseSequential();
+    if (mapping_ == nullptr) file_.AdviseSequential();
     std::vector<std::thread> workers;
     workers.reserve(threads - 1);
     for (unsigned t = 1; t < threads; ++t) {
@@ -407,6 +430,11 @@ class PieceLoader {
       const size_t i = next_.fetch_add(1, std::memory_order_relaxed);
       if (i >= pieces_.size()) return;
       const Piece& piece = pieces_[i];
+      if (mapping_ != nullptr) {
+        crcs_[i] = Crc32c(mapping_->data() + piece.offset, piece.size);
+        Check(i, piece);
+        continue;
+      }
       absl::Status read = file_.ReadAt(piece.offset, piece.data, piece.size);
       if (!read.ok()) {
         absl::MutexLock lock(&mu_);
@@ -419,20 +447,25 @@ class PieceLoader {
         return;
       }
       crcs_[i] = Crc32c(piece.data, piece.size);
-      if (piece.vectors && block_ != nullptr) {
-        absl::Status checked = block_->Check(piece.first_row, piece.end_row);
-        if (!checked.ok()) {
-          absl::MutexLock lock(&mu_);
-          if (check_error_.ok() || i < check_error_piece_) {
-            check_error_ = std::move(checked);
-            check_error_piece_ = i;
-          }
-        }
+      Check(i, piece);
+    }
+  }
+
+  // Checks the rows of piece `i` (vectors only) in the staged block.
+  void Check(size_t i, const Piece& piece) {
+    if (!piece.vectors || block_ == nullptr) return;
+    absl::Status checked = block_->Check(piece.first_row, piece.end_row);
+    if (!checked.ok()) {
+      absl::MutexLock lock(&mu_);
+      if (check_error_.ok() || i < check_error_piece_) {
+        check_error_ = std::move(checked);
+        check_error_piece_ = i;
       }
     }
   }
 
   const FileReader& file_;
+  const FileMapping* const mapping_;
   const std::vector<Piece>& pieces_;
   StagedRows* const block_;
   std::vector<uint32_t> crcs_;
@@ -462,12 +495,32 @@ unsigned LoadThreads(const SnapshotLoadSplit& split, uint64_t bytes) {
 // may have caused.
 absl::Status LoadRows(FileReader& file, const Header& h, uint32_t crc,
                       uint64_t first_row, CollectionUpload* upload,
-                      bool upload_takes_ids) {
+                      bool upload_takes_ids, bool map) {
   const std::string& path = file.path();
   const bool with_ids = (h.flags & 1) != 0;
   const uint64_t rows = h.count_a;
   const uint64_t row_bytes = h.count_b * sizeof(float);
-  absl::StatusOr<std::unique_ptr<StagedRows>> block = upload->StageRows(rows);
+  const uint64_t ids_offset = file.position();
+  const uint64_t vectors_offset =
+      ids_offset + (with_ids ? rows * sizeof(uint64_t) : 0);
+  // Mapped only when the rows lie as a segment holds them and nothing else
+  // could refuse them; any obstacle means a read, never an error.
+  std::shared_ptr<const FileMapping> mapping;
+  if (map && vectors_offset % 64 == 0 && (upload_takes_ids || !with_ids) &&
+      file.OnLocalFileSystem()) {
+    absl::StatusOr<std::shared_ptr<const FileMapping>> mapped = file.Map();
+    if (mapped.ok()) mapping = *std::move(mapped);
+  }
+  absl::StatusOr<std::unique_ptr<StagedRows>> block =
+      mapping == nullptr
+          ? upload->StageRows(rows)
+          : upload->AdoptRows(rows,
+                              reinterpret_cast<const float*>(mapping->data() +
+                                                             vectors_offset),
+                              with_ids ? reinterpret_cast<const uint64_t*>(
+                                             mapping->data() + ids_offset)
+                                       : nullptr,
+                              mapping);
   if (!block.ok()) {
     ENGRAM_RETURN_IF_ERROR(DrainAndCheck(file, h, crc));
     return WithPath(path, block.status());
@@ -477,7 +530,9 @@ absl::Status LoadRows(FileReader& file, const Header& h, uint32_t crc,
   // error was) once the checksum is known to match.
   absl::Status ids_refused;
   const bool ids_offered = with_ids || upload_takes_ids;
-  if (ids_offered && staged.ids() == nullptr) {
+  if (mapping != nullptr) {
+    // AdoptRows took the ids as they are.
+  } else if (ids_offered && staged.ids() == nullptr) {
     ids_refused = absl::InvalidArgumentError(
         "ids given, but the upload was started without ids");
   } else if (!ids_offered && staged.ids() != nullptr) {
@@ -486,24 +541,25 @@ absl::Status LoadRows(FileReader& file, const Header& h, uint32_t crc,
   }
   std::vector<uint64_t> unused_ids;
   const SnapshotLoadSplit split = CurrentSplit();
-  uint64_t offset = file.position();
   std::vector<Piece> pieces;
   if (with_ids) {
     uint64_t* ids = staged.ids();
-    if (ids == nullptr) {
+    if (ids == nullptr && mapping == nullptr) {
       unused_ids.resize(rows);
       ids = unused_ids.data();
     }
-    AddPieces(offset, reinterpret_cast<char*>(ids), rows * sizeof(uint64_t),
-              sizeof(uint64_t), split.piece_bytes, /*vectors=*/false, &pieces);
-    offset += rows * sizeof(uint64_t);
+    AddPieces(ids_offset, reinterpret_cast<char*>(ids), rows * sizeof(uint64_t),
+              sizeof(uint64_t), split.piece_bytes,
+              /*vectors=*/false, &pieces);
   } else if (staged.ids() != nullptr && upload_takes_ids) {
     for (uint64_t r = 0; r < rows; ++r) staged.ids()[r] = first_row + r;
   }
-  AddPieces(offset, reinterpret_cast<char*>(staged.vectors()), rows * row_bytes,
-            row_bytes, split.piece_bytes, /*vectors=*/true, &pieces);
+  AddPieces(vectors_offset, reinterpret_cast<char*>(staged.vectors()),
+            rows * row_bytes, row_bytes, split.piece_bytes, /*vectors=*/true,
+            &pieces);
 
-  PieceLoader loader(file, pieces, ids_refused.ok() ? &staged : nullptr);
+  PieceLoader loader(file, mapping.get(), pieces,
+                     ids_refused.ok() ? &staged : nullptr);
   loader.Run(LoadThreads(split, h.payload_bytes));
   ENGRAM_RETURN_IF_ERROR(loader.read_error());
   crc = loader.Crc(crc);
@@ -530,18 +586,21 @@ absl::Status WriteCollectionSnapshot(const Collection& c,
   std::vector<const Segment*> segments;
   for (const auto& segment : c.segments()) segments.push_back(segment.get());
   uint32_t crc = 0;
-  return WriteRows(c.name(), c.metadata(), c.dimension(), c.has_ids(), segments,
-                   path, &crc);
+  return WriteRows(c.name(), EncodeMetadata(c.metadata()), c.dimension(),
+                   c.has_ids(), segments, path, &crc);
 }
 
 SegmentFileLayout LayOutSegmentFile(absl::string_view name, uint64_t rows,
                                     uint32_t dimension, bool with_ids) {
+  const uint64_t ids_bytes = with_ids ? rows * sizeof(uint64_t) : 0;
   SegmentFileLayout layout;
-  layout.payload_prefix = std::string(name);
+  layout.metadata_bytes =
+      static_cast<uint32_t>(AlignmentEntry(name.size(), ids_bytes).size());
+  layout.payload_prefix =
+      absl::StrCat(name, AlignmentEntry(name.size(), ids_bytes));
   layout.prefix_offset = kSnapshotHeaderBytes;
-  layout.ids_offset = layout.prefix_offset + name.size();
-  layout.vectors_offset =
-      layout.ids_offset + (with_ids ? rows * sizeof(uint64_t) : 0);
+  layout.ids_offset = layout.prefix_offset + layout.payload_prefix.size();
+  layout.vectors_offset = layout.ids_offset + ids_bytes;
   layout.file_bytes =
       layout.vectors_offset + rows * uint64_t{dimension} * sizeof(float);
   return layout;
@@ -550,16 +609,17 @@ SegmentFileLayout LayOutSegmentFile(absl::string_view name, uint64_t rows,
 std::string EncodeSegmentFileHeader(absl::string_view name, uint64_t rows,
                                     uint32_t dimension, bool with_ids,
                                     uint32_t payload_crc) {
-  // WriteRows's header for one segment and no metadata.
+  // WriteRows's header for one segment and its alignment entry.
+  const SegmentFileLayout layout =
+      LayOutSegmentFile(name, rows, dimension, with_ids);
   Header h;
   h.magic = std::string(kCollectionSnapshotMagic);
   h.flags = with_ids ? 1 : 0;
   h.count_a = rows;
   h.count_b = dimension;
   h.name_bytes = static_cast<uint32_t>(name.size());
-  h.payload_bytes =
-      LayOutSegmentFile(name, rows, dimension, with_ids).file_bytes -
-      kSnapshotHeaderBytes;
+  h.metadata_bytes = layout.metadata_bytes;
+  h.payload_bytes = layout.file_bytes - kSnapshotHeaderBytes;
   h.payload_crc = payload_crc;
   return EncodeHeader(h);
 }
@@ -567,17 +627,19 @@ std::string EncodeSegmentFileHeader(absl::string_view name, uint64_t rows,
 absl::StatusOr<uint32_t> WriteSegmentSnapshot(absl::string_view name,
                                               const Segment& segment,
                                               const std::string& path) {
+  const bool with_ids = !segment.ids().empty();
+  const uint64_t ids_bytes = with_ids ? segment.rows() * sizeof(uint64_t) : 0;
   uint32_t crc = 0;
-  ENGRAM_RETURN_IF_ERROR(WriteRows(name, Metadata(), segment.dimension(),
-                                   !segment.ids().empty(), {&segment}, path,
-                                   &crc));
+  ENGRAM_RETURN_IF_ERROR(WriteRows(name, AlignmentEntry(name.size(), ids_bytes),
+                                   segment.dimension(), with_ids, {&segment},
+                                   path, &crc));
   return crc;
 }
 
 absl::Status AppendSegmentSnapshot(const std::string& path,
                                    const SegmentExpectation& expected,
                                    uint64_t first_row, CollectionUpload* upload,
-                                   bool upload_takes_ids) {
+                                   bool upload_takes_ids, bool map) {
   ENGRAM_ASSIGN_OR_RETURN(FileReader file, FileReader::Open(path));
   ENGRAM_ASSIGN_OR_RETURN(
       Header h, ReadHeader(file, kCollectionSnapshotMagic, "collection"));
@@ -594,7 +656,7 @@ absl::Status AppendSegmentSnapshot(const std::string& path,
   }
   uint32_t crc = 0;
   ENGRAM_RETURN_IF_ERROR(ReadNameAndMetadata(file, h, &crc).status());
-  return LoadRows(file, h, crc, first_row, upload, upload_takes_ids);
+  return LoadRows(file, h, crc, first_row, upload, upload_takes_ids, map);
 }
 
 absl::StatusOr<std::shared_ptr<const Collection>> LoadCollectionSnapshot(
@@ -622,8 +684,9 @@ absl::StatusOr<std::shared_ptr<const Collection>> LoadCollectionSnapshot(
   absl::StatusOr<std::unique_ptr<CollectionUpload>> upload =
       store->BeginUpload(options);
   if (!upload.ok()) return WithPath(path, upload.status());
-  ENGRAM_RETURN_IF_ERROR(
-      LoadRows(file, h, crc, /*first_row=*/0, upload->get(), options.with_ids));
+  ENGRAM_RETURN_IF_ERROR(LoadRows(file, h, crc, /*first_row=*/0, upload->get(),
+                                  options.with_ids,
+                                  /*map=*/false));
   absl::StatusOr<std::shared_ptr<const Collection>> committed =
       (*upload)->Commit();
   if (!committed.ok()) return WithPath(path, committed.status());

@@ -22,7 +22,10 @@
 //   60     4     CRC32C of bytes [0, 60)
 //
 //   payload: name; metadata as (u32 key length, key, u32 value length,
-//   value) per entry, by key; then
+//   value) per entry, by key (a segment file's: one entry with the empty
+//   key, whose value is the zeros that put its vectors at a 64-byte file
+//   offset, so that the file can be mapped and its rows used in place;
+//   readers skip it); then
 //     collection: ids (rows x u64, when flagged), vectors (rows x dimension
 //                 float32, row-major);
 //     graph:      row_offsets ((num_nodes + 1) x u32), then the edges as
@@ -34,8 +37,10 @@
 // checksum (DATA_LOSS), the version (INVALID_ARGUMENT), the sizes against
 // each other and the file's length (DATA_LOSS: truncated or extended), then
 // reserves the budget and reads the ids and vectors straight into a staged
-// upload (StagedRows), in pieces that are checksummed and checked as they
-// arrive, on a few threads for a large file (SnapshotLoadSplit). The rows
+// upload (StagedRows), or maps the file and leaves them where they are
+// (AppendSegmentSnapshot's `map`), in pieces that are checksummed and
+// checked as they arrive, on a few threads for a large file
+// (SnapshotLoadSplit). The rows
 // count as received only when the payload checksum matches (else DATA_LOSS,
 // reported in preference to a value the checks refused, since corrupt bytes
 // may have made it) and every row passed the stores' own validation (else
@@ -82,10 +87,12 @@ absl::StatusOr<uint32_t> WriteSegmentSnapshot(absl::string_view name,
 
 // Where the parts of a segment file (WriteSegmentSnapshot's format) lie, so
 // that an upload's rows can be written in place as they arrive
-// (segment_file_writer.h). The payload is `payload_prefix` (the name: a
-// segment file has no metadata), then the ids, then the vectors.
+// (segment_file_writer.h). The payload is `payload_prefix`, then the ids,
+// then the vectors, which start at a 64-byte file offset.
 struct SegmentFileLayout {
+  // The name, then the metadata: the alignment entry alone.
   std::string payload_prefix;
+  uint32_t metadata_bytes = 0;
   uint64_t prefix_offset = 0;   // the header's size
   uint64_t ids_offset = 0;      // rows x u64 when the segment has ids
   uint64_t vectors_offset = 0;  // rows x dimension float32, row-major
@@ -110,10 +117,17 @@ struct SegmentExpectation {
 // `expected` and the upload's dimension (DATA_LOSS naming the file when they
 // differ). When the upload takes ids and the file has none, the rows get
 // their numbers counted from `first_row`, the ids they had in the collection.
+// With `map` (the upload must take blocks, UploadOptions::blocks), the rows
+// stay where they are in a read-only mapping of the file, checked in place
+// (CollectionUpload::AdoptRows), when the file allows it: its vectors at a
+// 64-byte offset (every segment file this build writes) and the file on a
+// local file system (FileReader::OnLocalFileSystem). Otherwise, and always
+// without `map`, they are read into memory of the upload's own. Map only
+// files that are never rewritten in place, as a data directory's are.
 absl::Status AppendSegmentSnapshot(const std::string& path,
                                    const SegmentExpectation& expected,
                                    uint64_t first_row, CollectionUpload* upload,
-                                   bool upload_takes_ids);
+                                   bool upload_takes_ids, bool map = false);
 
 // Loads a collection snapshot into `store` as a new collection named `name`
 // (empty: the name stored in the file), with source `path`. Errors as in the

@@ -3,6 +3,8 @@
 #include <atomic>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 #include <limits>
 #include <memory>
 #include <string>
@@ -498,6 +500,167 @@ TEST(CollectionUploadTest, AJournaledUploadTakesNoStagedRows) {
   o.durable = false;  // as a load from a file that is its own copy
   auto loaded = *store->BeginUpload(o);
   EXPECT_TRUE(loaded->StageRows(1).ok());
+  // Nor does it take blocks: their rows would never reach the journal.
+  o.name = "blocks";
+  o.durable = true;
+  o.blocks = true;
+  EXPECT_EQ(store->BeginUpload(o).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+// A `blocks` upload: each block is a segment of its own, staged (its own
+// memory) or adopted (rows that stay where the caller keeps them).
+class BlocksUploadTest : public CollectionStoreTest {
+ protected:
+  static constexpr uint32_t kDim = 16;  // one 64-byte line per row
+
+  std::unique_ptr<CollectionUpload> Begin(uint64_t rows, bool with_ids) {
+    UploadOptions o;
+    o.name = "docs";
+    o.create = true;
+    o.dimension = kDim;
+    o.rows = rows;
+    o.with_ids = with_ids;
+    o.durable = false;
+    o.blocks = true;
+    return *store_->BeginUpload(o);
+  }
+
+  // 64-byte aligned rows, kept alive by the returned handle.
+  static std::shared_ptr<float> AlignedRows(const std::vector<float>& rows) {
+    void* p = nullptr;
+    EXPECT_EQ(posix_memalign(&p, 64, rows.size() * sizeof(float)), 0);
+    std::memcpy(p, rows.data(), rows.size() * sizeof(float));
+    return std::shared_ptr<float>(static_cast<float*>(p), std::free);
+  }
+
+  static absl::Status CheckAndReceive(CollectionUpload& upload,
+                                      StagedRows& block) {
+    if (absl::Status s = block.Check(0, block.rows()); !s.ok()) return s;
+    return upload.Receive(block);
+  }
+};
+
+TEST_F(BlocksUploadTest, AdoptedAndStagedBlocksBecomeSegmentsInRowOrder) {
+  const std::vector<float> first = Rows(3, kDim, 1);
+  const std::vector<float> second = Rows(2, kDim, 100);
+  const std::vector<uint64_t> ids = {7, 8, 9};
+  auto kept = AlignedRows(first);
+  auto upload = Begin(5, /*with_ids=*/true);
+  // Reserved at the start, allocated as the blocks come.
+  const uint64_t reserved = budget_->reserved_bytes();
+  EXPECT_EQ(reserved, 5 * (kDim * 4 + 4 + 8));
+  auto adopted = upload->AdoptRows(3, kept.get(), ids.data(), kept);
+  ASSERT_TRUE(adopted.ok()) << adopted.status();
+  EXPECT_EQ((*adopted)->vectors(), nullptr);
+  ASSERT_TRUE(CheckAndReceive(*upload, **adopted).ok());
+  auto staged = upload->StageRows(2);
+  ASSERT_TRUE(staged.ok()) << staged.status();
+  std::memcpy((*staged)->vectors(), second.data(), second.size() * 4);
+  (*staged)->ids()[0] = 20;
+  (*staged)->ids()[1] = 21;
+  ASSERT_TRUE(CheckAndReceive(*upload, **staged).ok());
+  auto committed = upload->Commit();
+  ASSERT_TRUE(committed.ok()) << committed.status();
+  const Collection& c = **committed;
+  ASSERT_EQ(c.segments().size(), 2u);
+  EXPECT_TRUE(c.segments()[0]->adopted());
+  EXPECT_FALSE(c.segments()[1]->adopted());
+  EXPECT_EQ(c.segments()[0]->vectors().data, kept.get());  // no copy
+  EXPECT_EQ(c.segments()[1]->first_row(), 3u);
+  EXPECT_EQ(c.segments()[1]->vectors().row(1)[0], 100.0f + kDim);
+  EXPECT_THAT(
+      std::vector<uint64_t>({c.IdOf(0), c.IdOf(2), c.IdOf(3), c.IdOf(4)}),
+      ElementsAre(7, 9, 20, 21));
+  double sum = 0;
+  for (uint32_t i = 0; i < kDim; ++i) sum += double{first[i]} * first[i];
+  EXPECT_FLOAT_EQ(c.segments()[0]->norms()[0], std::sqrt(sum));
+  // The reservation is split among the segments, all of it.
+  EXPECT_EQ(c.segments()[0]->bytes() + c.segments()[1]->bytes(), reserved);
+  EXPECT_EQ(c.bytes(), reserved);
+  EXPECT_EQ(budget_->reserved_bytes(), reserved);
+  // The adopted rows stay alive with the segment, not with the caller.
+  std::weak_ptr<float> watch = kept;
+  kept.reset();
+  EXPECT_FALSE(watch.expired());
+  ASSERT_TRUE(store_->Delete("docs").ok());
+  committed->reset();
+  EXPECT_TRUE(watch.expired());
+  EXPECT_EQ(budget_->reserved_bytes(), 0u);
+}
+
+TEST_F(BlocksUploadTest, AdoptedRowsWithoutIdsGetTheirRowNumbers) {
+  auto kept = AlignedRows(Rows(2, kDim));
+  auto upload = Begin(2, /*with_ids=*/true);
+  auto block = *upload->AdoptRows(2, kept.get(), nullptr, kept);
+  ASSERT_TRUE(CheckAndReceive(*upload, *block).ok());
+  auto c = *upload->Commit();
+  EXPECT_EQ(c->IdOf(0), 0u);
+  EXPECT_EQ(c->IdOf(1), 1u);
+}
+
+TEST_F(BlocksUploadTest, WhatCannotBeAdoptedIsRefusedByName) {
+  auto kept = AlignedRows(Rows(4, kDim));
+  const std::vector<uint64_t> ids = {1, 2, 3, 4};
+  auto upload = Begin(4, /*with_ids=*/false);
+  // Misaligned rows, ids the upload does not take, no owner, too many rows.
+  auto misaligned = upload->AdoptRows(1, kept.get() + 1, nullptr, kept);
+  EXPECT_EQ(misaligned.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(misaligned.status().message(), HasSubstr("64-byte aligned"));
+  auto with_ids = upload->AdoptRows(4, kept.get(), ids.data(), kept);
+  EXPECT_EQ(with_ids.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(with_ids.status().message(), HasSubstr("ids given"));
+  EXPECT_EQ(upload->AdoptRows(4, kept.get(), nullptr, nullptr).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(upload->AdoptRows(5, kept.get(), nullptr, kept).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  // A blocks upload takes no Append, and a plain one adopts nothing.
+  const std::vector<float> row = Rows(1, kDim);
+  EXPECT_EQ(upload->Append(kernels::MatrixView{row.data(), 1, kDim}).code(),
+            absl::StatusCode::kFailedPrecondition);
+  UploadOptions plain;
+  plain.name = "plain";
+  plain.create = true;
+  plain.dimension = kDim;
+  plain.rows = 1;
+  auto other = *store_->BeginUpload(plain);
+  EXPECT_EQ(other->AdoptRows(1, kept.get(), nullptr, kept).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(upload->rows_received(), 0u);
+}
+
+TEST_F(BlocksUploadTest, ABlockStagedAgainReplacesTheOneNeverReceived) {
+  auto kept = AlignedRows(Rows(2, kDim));
+  auto upload = Begin(2, /*with_ids=*/false);
+  auto dropped = *upload->AdoptRows(2, kept.get(), nullptr, kept);
+  ASSERT_TRUE(dropped->Check(0, 2).ok());
+  auto again = *upload->StageRows(2);
+  // The first block's storage went with it: it can no longer be received.
+  EXPECT_EQ(upload->Receive(*dropped).code(),
+            absl::StatusCode::kFailedPrecondition);
+  const std::vector<float> rows = Rows(2, kDim, 50);
+  std::memcpy(again->vectors(), rows.data(), rows.size() * 4);
+  ASSERT_TRUE(CheckAndReceive(*upload, *again).ok());
+  auto c = *upload->Commit();
+  ASSERT_EQ(c->segments().size(), 1u);
+  EXPECT_FALSE(c->segments()[0]->adopted());
+  EXPECT_EQ(c->segments()[0]->vectors().row(0)[0], 50.0f);
+}
+
+TEST_F(BlocksUploadTest, AnAbortedBlocksUploadGivesEverythingBack) {
+  auto kept = AlignedRows(Rows(2, kDim));
+  std::weak_ptr<float> watch = kept;
+  {
+    auto upload = Begin(4, /*with_ids=*/false);
+    auto block = *upload->AdoptRows(2, kept.get(), nullptr, kept);
+    ASSERT_TRUE(CheckAndReceive(*upload, *block).ok());
+    kept.reset();
+    EXPECT_GT(budget_->reserved_bytes(), 0u);
+    EXPECT_FALSE(upload->Commit().ok());  // two of four rows: nothing
+  }
+  EXPECT_TRUE(watch.expired());
+  EXPECT_EQ(budget_->reserved_bytes(), 0u);
+  EXPECT_THAT(store_->List(), IsEmpty());
 }
 
 TEST_F(CollectionStoreTest, StagedRowsAreCheckedOnSeveralThreadsAtOnce) {

@@ -21,10 +21,12 @@ namespace engram::collections::testing {
 struct DataDirStores {
   explicit DataDirStores(const std::string& path,
                          std::shared_ptr<Catalog> catalog = nullptr,
-                         uint64_t budget_bytes = 1 << 30) {
+                         uint64_t budget_bytes = 1 << 30,
+                         bool map_segments = true) {
     DataDir::Options options;
     options.path = path;
     options.catalog = std::move(catalog);
+    options.map_segments = map_segments;
     dir = *DataDir::Open(options);
     auto budget = MakeBudget(budget_bytes);
     CollectionStore::Options c;

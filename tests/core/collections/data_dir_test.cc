@@ -58,6 +58,14 @@ kernels::GraphView SmallGraph() {
   return g;
 }
 
+std::vector<float> NormsOf(const Collection& c) {
+  std::vector<float> out;
+  for (const auto& s : c.segments()) {
+    out.insert(out.end(), s->norms().begin(), s->norms().end());
+  }
+  return out;
+}
+
 class DataDirTest : public ::testing::Test {
  protected:
   void SetUp() override { path_ = TestDir(); }
@@ -99,8 +107,10 @@ TEST_F(DataDirTest, EveryCommittedChangeComesBackAfterARestart) {
   EXPECT_EQ(docs->dimension(), 16u);
   EXPECT_EQ(RowsOf(*docs), all);
   EXPECT_THAT(IdsOf(*docs), ElementsAre(10, 11, 12, 13, 14, 5, 6, 7));
-  // Restored into one segment: one kernel pass per search.
-  EXPECT_THAT(docs->segments(), SizeIs(1));
+  // Each stored segment is mapped and stays a segment of its own.
+  ASSERT_THAT(docs->segments(), SizeIs(2));
+  EXPECT_TRUE(docs->segments()[0]->adopted());
+  EXPECT_TRUE(docs->segments()[1]->adopted());
 
   auto empty = *p.collections->Get("empty");
   EXPECT_EQ(empty->version(), 1u);
@@ -129,6 +139,39 @@ TEST_F(DataDirTest, EveryCommittedChangeComesBackAfterARestart) {
   auto reloaded = *again.collections->Get("docs");
   EXPECT_EQ(reloaded->version(), 3u);
   EXPECT_EQ(reloaded->rows(), 11u);
+}
+
+TEST_F(DataDirTest, MappedAndReadRestoresServeTheSameRows) {
+  const std::vector<float> first = engram::testing::RandomMatrix(5, 16, 1);
+  const std::vector<float> second = engram::testing::RandomMatrix(3, 16, 2);
+  {
+    Process p(path_);
+    p.Load();
+    ASSERT_TRUE(
+        Upload(*p.collections, "docs", 16, first, {10, 11, 12, 13, 14}).ok());
+    ASSERT_TRUE(Upload(*p.collections, "docs", 16, second, {}, false).ok());
+  }
+  Process mapped(path_);
+  Process read(path_, nullptr, 1 << 30, /*map_segments=*/false);
+  for (Process* p : {&mapped, &read}) {
+    for (const LoadOutcome& o : p->Load()) EXPECT_TRUE(o.status.ok());
+  }
+  auto m = *mapped.collections->Get("docs");
+  auto r = *read.collections->Get("docs");
+  EXPECT_EQ(RowsOf(*m), RowsOf(*r));
+  EXPECT_EQ(IdsOf(*m), IdsOf(*r));
+  EXPECT_EQ(NormsOf(*m), NormsOf(*r));
+  EXPECT_EQ(m->version(), r->version());
+  EXPECT_EQ(m->bytes(), r->bytes());
+  // Read, a restore is one segment in memory of its own.
+  ASSERT_THAT(r->segments(), SizeIs(1));
+  EXPECT_FALSE(r->segments()[0]->adopted());
+  ASSERT_THAT(m->segments(), SizeIs(2));
+  // Deleted, the mapped collection's files go at once; a search holding
+  // the version still reads its rows from the mappings.
+  ASSERT_TRUE(mapped.collections->Delete("docs").ok());
+  EXPECT_THAT(ListDir(path_ + "/segments"), IsEmpty());
+  EXPECT_EQ(RowsOf(*m), RowsOf(*r));
 }
 
 TEST_F(DataDirTest, ACorruptSegmentTakesOnlyItsOwnCollectionOutOfService) {
@@ -394,14 +437,6 @@ absl::StatusOr<std::shared_ptr<const Collection>> StreamedUpload(
   auto upload = Stage(store, name, dim, values, ids, create, chunk_rows);
   if (!upload.ok()) return upload.status();
   return (*upload)->Commit();
-}
-
-std::vector<float> NormsOf(const Collection& c) {
-  std::vector<float> out;
-  for (const auto& s : c.segments()) {
-    out.insert(out.end(), s->norms().begin(), s->norms().end());
-  }
-  return out;
 }
 
 // Creates with ids and without, and appends with ids and without, each

@@ -111,9 +111,19 @@ TEST_P(SegmentFileWriterTest, TheHeaderHoldsTheCrc32cOfThePayload) {
   ASSERT_EQ(bytes.size(),
             LayOutSegmentFile("docs", kRows, kDim, with_ids_).file_bytes);
   // Computed the plain way: one pass over the payload as it lies in the
-  // file, which is the name, the ids (when any), then the vectors.
+  // file, which is the name, the metadata (one entry: the empty key, then
+  // the zeros that put the vectors at a 64-byte offset), the ids (when
+  // any), then the vectors.
   const std::string payload = bytes.substr(kSnapshotHeaderBytes);
+  const size_t ids_bytes = ids_.size() * sizeof(uint64_t);
+  const size_t zeros =
+      (64 - (kSnapshotHeaderBytes + 4 + 8 + ids_bytes) % 64) % 64;
   std::string expected = "docs";
+  expected.append(4, '\0');  // key length 0
+  const uint32_t value_length = static_cast<uint32_t>(zeros);
+  expected.append(reinterpret_cast<const char*>(&value_length), 4);
+  expected.append(zeros, '\0');
+  EXPECT_EQ((kSnapshotHeaderBytes + expected.size() + ids_bytes) % 64, 0u);
   expected.append(reinterpret_cast<const char*>(ids_.data()),
                   ids_.size() * sizeof(uint64_t));
   expected.append(reinterpret_cast<const char*>(values_.data()),

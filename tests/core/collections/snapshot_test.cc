@@ -1,10 +1,12 @@
 #include "core/collections/snapshot.h"
 
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <limits>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -490,6 +492,177 @@ TEST_F(SnapshotSplitLoadTest, ACorruptSegmentFileLeavesTheUploadAsItWas) {
   EXPECT_EQ(status.code(), absl::StatusCode::kDataLoss);
   EXPECT_THAT(status.message(), HasSubstr(path));
   EXPECT_EQ(upload->rows_received(), 0u);
+}
+
+// A data directory's segment files put their vectors at a 64-byte file
+// offset (and their ids at an 8-byte one), whatever the name and row count,
+// so that they can be mapped and searched in place.
+TEST_F(SnapshotSplitLoadTest, SegmentFilesAlignTheirRowsForMapping) {
+  for (size_t name_bytes : {1, 2, 7, 8, 55, 56, 57, 64, 100}) {
+    for (uint64_t rows : {1, 3, 8, 1000}) {
+      for (bool with_ids : {false, true}) {
+        const std::string name(name_bytes, 'n');
+        const SegmentFileLayout layout =
+            LayOutSegmentFile(name, rows, kDim, with_ids);
+        SCOPED_TRACE(absl::StrCat(name_bytes, " ", rows, " ", with_ids));
+        EXPECT_EQ(layout.vectors_offset % 64, 0u);
+        EXPECT_EQ(layout.ids_offset % 8, 0u);
+        EXPECT_EQ(layout.vectors_offset - layout.ids_offset,
+                  with_ids ? rows * 8 : 0);
+        EXPECT_LT(layout.metadata_bytes, 8u + 64u);
+      }
+    }
+  }
+  // The whole-segment writer lays the file out as the streaming one does.
+  const std::string path = dir_ + "/segment.engc";
+  for (const auto& source : {with_ids_, no_ids_}) {
+    const Segment& segment = *source->segments()[0];
+    const bool with_ids = !segment.ids().empty();
+    ASSERT_TRUE(WriteSegmentSnapshot("docs", segment, path).ok());
+    const std::string bytes = ReadAll(path);
+    const SegmentFileLayout layout =
+        LayOutSegmentFile("docs", kRows, kDim, with_ids);
+    ASSERT_EQ(bytes.size(), layout.file_bytes);
+    EXPECT_EQ(std::memcmp(bytes.data() + layout.vectors_offset,
+                          segment.vectors().data, kRows * kDim * 4),
+              0);
+    if (with_ids) {
+      EXPECT_EQ(std::memcmp(bytes.data() + layout.ids_offset,
+                            segment.ids().data(), kRows * 8),
+                0);
+    }
+    // Loaded as a snapshot, the alignment entry is no metadata.
+    auto store = MakeStore(MakeBudget());
+    auto loaded = LoadCollectionSnapshot(path, "", store.get());
+    ASSERT_TRUE(loaded.ok()) << loaded.status();
+    EXPECT_THAT((*loaded)->metadata(), IsEmpty());
+    ExpectSameRows(**loaded, *source);
+  }
+}
+
+// A `blocks` upload as the data directory makes for a restore.
+std::unique_ptr<CollectionUpload> BlocksUpload(CollectionStore& store,
+                                               uint64_t rows) {
+  UploadOptions o;
+  o.name = "docs";
+  o.create = true;
+  o.dimension = 24;
+  o.rows = rows;
+  o.with_ids = true;
+  o.durable = false;
+  o.blocks = true;
+  return *store.BeginUpload(o);
+}
+
+TEST_F(SnapshotSplitLoadTest, MappedSegmentFilesKeepTheirRowsInPlace) {
+  const std::string first = dir_ + "/first.engc";
+  const std::string second = dir_ + "/second.engc";
+  auto first_crc =
+      WriteSegmentSnapshot("docs", *with_ids_->segments()[0], first);
+  auto second_crc =
+      WriteSegmentSnapshot("docs", *no_ids_->segments()[0], second);
+  ASSERT_TRUE(first_crc.ok() && second_crc.ok());
+  auto budget = MakeBudget();
+  auto store = MakeStore(budget);
+  auto upload = BlocksUpload(*store, 2 * kRows);
+  ASSERT_TRUE(AppendSegmentSnapshot(first, {kRows, true, *first_crc}, 0,
+                                    upload.get(), true, /*map=*/true)
+                  .ok());
+  ASSERT_TRUE(AppendSegmentSnapshot(second, {kRows, false, *second_crc}, kRows,
+                                    upload.get(), true, /*map=*/true)
+                  .ok());
+  auto committed = upload->Commit();
+  ASSERT_TRUE(committed.ok()) << committed.status();
+  const Collection& c = **committed;
+  ASSERT_EQ(c.rows(), 2 * kRows);
+  ASSERT_THAT(c.segments(), ::testing::SizeIs(2));
+  for (const auto& segment : c.segments()) {
+    EXPECT_TRUE(segment->adopted());
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(segment->vectors().data) % 64, 0u);
+  }
+  // The files can go (a delete removes them): the mappings keep the rows.
+  ASSERT_EQ(std::remove(first.c_str()), 0);
+  ASSERT_EQ(std::remove(second.c_str()), 0);
+  for (int s = 0; s < 2; ++s) {
+    const Segment& got = *c.segments()[s];
+    const Segment& want = *(s == 0 ? with_ids_ : no_ids_)->segments()[0];
+    EXPECT_EQ(std::memcmp(got.vectors().data, want.vectors().data,
+                          kRows * kDim * sizeof(float)),
+              0);
+    EXPECT_THAT(got.norms(), ::testing::ElementsAreArray(want.norms()));
+  }
+  for (uint64_t r = 0; r < kRows; ++r) {
+    EXPECT_EQ(c.IdOf(r), row_ids_[r]);
+    EXPECT_EQ(c.IdOf(kRows + r), kRows + r);
+  }
+  EXPECT_TRUE(c.has_ids());
+  // The mapped rows count against the budget as read ones do.
+  EXPECT_EQ(c.bytes(), with_ids_->bytes() + no_ids_->bytes() + kRows * 8);
+  EXPECT_EQ(budget->reserved_bytes(), c.bytes());
+  ASSERT_TRUE(store->Delete("docs").ok());
+  committed->reset();
+  EXPECT_EQ(budget->reserved_bytes(), 0u);
+}
+
+TEST_F(SnapshotSplitLoadTest, AMappedFileThatFailsItsChecksLeavesNothing) {
+  const std::string path = dir_ + "/segment.engc";
+  auto crc = WriteSegmentSnapshot("docs", *with_ids_->segments()[0], path);
+  ASSERT_TRUE(crc.ok());
+  const std::string bytes = ReadAll(path);
+  const SegmentFileLayout layout = LayOutSegmentFile("docs", kRows, kDim, true);
+  // A flipped bit in the ids or the vectors, and a NaN with the checksums
+  // made to match: DATA_LOSS, then the bad row named.
+  std::string bad_id = bytes, bad_vector = bytes, nan = bytes;
+  bad_id[layout.ids_offset + 17] ^= 0x04;
+  bad_vector[layout.vectors_offset + 4 * (537 * kDim + 5)] ^= 0x10;
+  const float value = std::numeric_limits<float>::quiet_NaN();
+  std::memcpy(&nan[layout.vectors_offset + 4 * (537 * kDim + 5)], &value, 4);
+  Reseal(&nan);
+  const uint32_t nan_crc = LoadLittleEndian<uint32_t>(nan.data() + 24);
+  for (const auto& [contents, code, what, expected_crc] :
+       {std::make_tuple(bad_id, absl::StatusCode::kDataLoss,
+                        std::string("payload checksum mismatch"), *crc),
+        std::make_tuple(bad_vector, absl::StatusCode::kDataLoss,
+                        std::string("payload checksum mismatch"), *crc),
+        std::make_tuple(nan, absl::StatusCode::kInvalidArgument,
+                        std::string("vectors row 537 contains a non-finite"),
+                        nan_crc)}) {
+    SCOPED_TRACE(what);
+    WriteAll(path, contents);
+    auto budget = MakeBudget();
+    auto store = MakeStore(budget);
+    auto upload = BlocksUpload(*store, kRows);
+    const absl::Status status = AppendSegmentSnapshot(
+        path, {kRows, true, expected_crc}, 0, upload.get(), true, /*map=*/true);
+    EXPECT_EQ(status.code(), code) << status;
+    EXPECT_THAT(status.message(), HasSubstr(path));
+    EXPECT_THAT(status.message(), HasSubstr(what));
+    EXPECT_EQ(upload->rows_received(), 0u);
+    EXPECT_FALSE(upload->Commit().ok());
+    EXPECT_THAT(store->List(), IsEmpty());
+    EXPECT_EQ(budget->reserved_bytes(), 0u);
+  }
+}
+
+TEST_F(SnapshotSplitLoadTest, AFileWhoseRowsAreNotAlignedIsReadInstead) {
+  // A whole-collection snapshot has no alignment entry: its vectors start
+  // 8 bytes past a 64-byte offset here. Asked to map it, the loader reads
+  // it into memory of the upload's own, with the same rows.
+  auto store = MakeStore(MakeBudget());
+  auto upload = BlocksUpload(*store, kRows);
+  auto file = FileReader::Open(WithIdsPath());
+  ASSERT_TRUE(file.ok());
+  const uint32_t crc =
+      LoadLittleEndian<uint32_t>(ReadAll(WithIdsPath()).data() + 24);
+  ASSERT_NE(VectorOffset(0) % 64, 0u);
+  ASSERT_TRUE(AppendSegmentSnapshot(WithIdsPath(), {kRows, true, crc}, 0,
+                                    upload.get(), true, /*map=*/true)
+                  .ok());
+  auto committed = upload->Commit();
+  ASSERT_TRUE(committed.ok()) << committed.status();
+  ASSERT_THAT((*committed)->segments(), ::testing::SizeIs(1));
+  EXPECT_FALSE((*committed)->segments()[0]->adopted());
+  ExpectSameRows(**committed, *with_ids_);
 }
 
 }  // namespace
