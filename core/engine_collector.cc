@@ -153,6 +153,33 @@ std::vector<prometheus::MetricFamily> EngineCollector::Collect() const {
   // A family without samples is left out rather than exposed empty.
   if (!speedup.metric.empty()) families.push_back(std::move(speedup));
 
+  prometheus::MetricFamily cost = GaugeFamily(
+      "engram_dispatch_cost_model",
+      "The dispatch engine's fitted cost model of one backend for one "
+      "operation: one call costs fixed_seconds + bytes x seconds_per_byte + "
+      "work x seconds_per_unit (parameter), fitted to the calls in the "
+      "performance model's window; also its samples, relative_error and "
+      "usable (1 when it predicts). Only backends with samples.");
+  for (const dispatch::PerfSnapshot& p : state.outcomes) {
+    for (const auto& [backend, fit] : {std::make_pair("cpu", &p.cpu_fit),
+                                       std::make_pair("gpu", &p.gpu_fit)}) {
+      if (fit->samples == 0) continue;
+      for (const auto& [parameter, value] :
+           {std::make_pair("fixed_seconds", fit->fixed_seconds),
+            std::make_pair("seconds_per_byte", fit->seconds_per_byte),
+            std::make_pair("seconds_per_unit", fit->seconds_per_unit),
+            std::make_pair("relative_error", fit->relative_error),
+            std::make_pair("samples", static_cast<double>(fit->samples)),
+            std::make_pair("usable", fit->usable ? 1.0 : 0.0)}) {
+        AddSample(&cost, value,
+                  {{"operation", dispatch::OperationName(p.op)},
+                   {"backend", backend},
+                   {"parameter", parameter}});
+      }
+    }
+  }
+  if (!cost.metric.empty()) families.push_back(std::move(cost));
+
   if (sources_.catalog != nullptr) {
     const collections::CatalogHealth health = sources_.catalog->Health();
     prometheus::MetricFamily connected = GaugeFamily(

@@ -422,6 +422,15 @@ EngineStats EngineMetrics::Stats(const EngineStateSnapshot& state) const {
     stats.speedups.push_back(std::move(s));
   }
 
+  for (const dispatch::PerfSnapshot& p : state.outcomes) {
+    for (const auto& [kind, fit] :
+         {std::make_pair(dispatch::BackendKind::kCpu, &p.cpu_fit),
+          std::make_pair(dispatch::BackendKind::kGpu, &p.gpu_fit)}) {
+      if (fit->samples == 0) continue;
+      stats.cost_models.push_back(EngineStats::CostModel{p.op, kind, *fit});
+    }
+  }
+
   stats.breaker = state.breaker;
   stats.memory = state.memory;
   {

@@ -80,13 +80,22 @@ struct EngineStats {
     uint32_t gpu_samples = 0;
   };
 
+  // The dispatch engine's fitted cost model of one backend for one
+  // operation (dispatch/cost_model.h).
+  struct CostModel {
+    dispatch::Operation operation = dispatch::Operation::kCosine;
+    dispatch::BackendKind backend = dispatch::BackendKind::kCpu;
+    dispatch::CostFit fit;
+  };
+
   // The window the windowed figures cover: a minute, or the time since
   // start-up when that is shorter.
   double window_seconds = 0;
   std::vector<Backend> backends;  // pairs that computed at least once
   std::vector<OperationStats> operations;
-  std::vector<Fallback> fallbacks;  // reasons seen at least once
-  std::vector<Speedup> speedups;    // buckets measured on both backends
+  std::vector<Fallback> fallbacks;     // reasons seen at least once
+  std::vector<Speedup> speedups;       // buckets measured on both backends
+  std::vector<CostModel> cost_models;  // fits with at least one sample
   dispatch::BreakerSnapshot breaker;
   std::optional<dispatch::MemoryAssessment> memory;
   std::string last_gpu_error;  // empty when the GPU never failed

@@ -278,6 +278,19 @@ void EngineStatsToProto(const core::EngineStats& stats,
     p->set_cpu_samples(s.cpu_samples);
     p->set_gpu_samples(s.gpu_samples);
   }
+  for (const core::EngineStats::CostModel& m : stats.cost_models) {
+    pb::CostModelStats* p = out->add_cost_models();
+    p->set_operation(dispatch::OperationName(m.operation));
+    p->set_backend(dispatch::BackendName(m.backend));
+    p->set_samples(m.fit.samples);
+    p->set_usable(m.fit.usable);
+    p->set_fixed_seconds(m.fit.fixed_seconds);
+    p->set_seconds_per_byte(m.fit.seconds_per_byte);
+    p->set_seconds_per_unit(m.fit.seconds_per_unit);
+    p->set_relative_error(m.fit.relative_error);
+    p->set_min_work(m.fit.min_work);
+    p->set_max_work(m.fit.max_work);
+  }
   pb::BreakerStats* breaker = out->mutable_breaker();
   breaker->set_state(dispatch::BreakerStateName(stats.breaker.state));
   breaker->set_retry_after_seconds(

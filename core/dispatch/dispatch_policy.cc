@@ -103,10 +103,6 @@ std::optional<DispatchDecision> WorkBelowMinRule(const DispatchSnapshot& s) {
   return std::nullopt;
 }
 
-bool ProbeDue(const DispatchSnapshot& s) {
-  return s.probe_enabled && s.perf.probe_due;
-}
-
 std::optional<DispatchDecision> PredictedSlowerRule(const DispatchSnapshot& s) {
   if (IsAuto(s) && GpuPredictedSlower(s) && !ProbeDue(s)) {
     return Run(BackendKind::kCpu);
@@ -135,14 +131,28 @@ std::optional<DispatchDecision> MemoryPressureRule(const DispatchSnapshot& s) {
 }
 
 std::optional<DispatchDecision> ProbeRule(const DispatchSnapshot& s) {
+  // Exploration only makes sense once the preferred backend's time is known
+  // (ProbeDue asks for a prediction).
   if (!IsAuto(s) || !ProbeDue(s)) return std::nullopt;
-  const bool prefer_cpu = GpuPredictedSlower(s);
-  const BackendEstimate& preferred = prefer_cpu ? s.perf.cpu : s.perf.gpu;
-  // Exploration only makes sense once the preferred backend is known.
-  if (!preferred.usable) return std::nullopt;
-  DispatchDecision d = Run(prefer_cpu ? BackendKind::kGpu : BackendKind::kCpu);
+  DispatchDecision d =
+      Run(GpuPredictedSlower(s) ? BackendKind::kGpu : BackendKind::kCpu);
   d.probe = true;
   return d;
+}
+
+// The per-call work of `calls` calls sharing `work`.
+uint64_t CallWork(uint64_t work, uint64_t calls) {
+  return work / std::max<uint64_t>(calls, 1);
+}
+
+// A fit that predicts this size well, from observations not yet stale.
+bool Certain(const CostFit& fit, uint64_t call_work,
+             const DispatchSnapshot& s) {
+  // Within a factor of 4 of the sizes observed, the three-parameter line
+  // interpolates; a fit within 25% of its own observations is a good one.
+  return fit.usable && fit.Covers(call_work, 4.0) &&
+         fit.relative_error <= 0.25 &&
+         s.now - fit.newest <= s.probe_stale_after;
 }
 
 std::optional<DispatchDecision> DefaultRule(const DispatchSnapshot& s) {
@@ -151,12 +161,49 @@ std::optional<DispatchDecision> DefaultRule(const DispatchSnapshot& s) {
 
 }  // namespace
 
+std::optional<PredictedSeconds> PredictRequest(const DispatchSnapshot& s) {
+  PredictedSeconds p;
+  if (s.perf.cpu_fit.usable && s.perf.gpu_fit.usable) {
+    // The CPU moves no bytes: its data is in host memory.
+    p.cpu = s.perf.cpu_fit.Predict(s.cpu_calls, s.work, 0);
+    p.gpu = s.perf.gpu_fit.Predict(s.gpu_calls, s.work, s.gpu_bytes);
+    p.fitted = true;
+    return p;
+  }
+  if (s.perf.cpu.usable && s.perf.gpu.usable) {
+    p.cpu = s.perf.cpu.Predict(s.work);
+    p.gpu = s.perf.gpu.Predict(s.work);
+    return p;
+  }
+  return std::nullopt;
+}
+
 bool GpuPredictedSlower(const DispatchSnapshot& s) {
-  if (!s.perf.cpu.usable || !s.perf.gpu.usable) return false;
-  const double cpu = s.perf.cpu.Predict(s.work);
-  const double gpu =
-      s.perf.gpu.Predict(s.work) + (1.0 - s.perf.gpu.success_rate) * cpu;
-  return gpu * s.gpu_advantage > cpu;
+  const std::optional<PredictedSeconds> p = PredictRequest(s);
+  if (!p.has_value()) return false;
+  const double gpu = p->gpu + (1.0 - s.perf.gpu.success_rate) * p->cpu;
+  return gpu * s.gpu_advantage > p->cpu;
+}
+
+bool ProbeDue(const DispatchSnapshot& s) {
+  if (!s.probe_enabled || !s.perf.probe_due || !s.probe_share_left) {
+    return false;
+  }
+  const bool probe_gpu = GpuPredictedSlower(s);
+  const std::optional<PredictedSeconds> p = PredictRequest(s);
+  if (!p.has_value()) {
+    // Nothing to compare: explore the other backend once the preferred one
+    // (the GPU, as nothing says it is slower) has been measured.
+    return s.perf.gpu_fit.usable || s.perf.gpu.usable;
+  }
+  const CostFit& other = probe_gpu ? s.perf.gpu_fit : s.perf.cpu_fit;
+  const uint64_t calls = probe_gpu ? s.gpu_calls : s.cpu_calls;
+  if (Certain(other, CallWork(s.work, calls), s)) return false;
+  // What the probe would cost, when it can be told: never many times the
+  // better choice.
+  const double probe = probe_gpu ? p->gpu : p->cpu;
+  const double best = probe_gpu ? p->cpu : p->gpu;
+  return probe <= s.probe_max_cost_ratio * best;
 }
 
 std::vector<DispatchRule> StandardDispatchRules() {

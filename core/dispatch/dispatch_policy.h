@@ -10,14 +10,24 @@
 //   gpu_unavailable   no GPU backend (GPU_ONLY: UNAVAILABLE)
 //   breaker_open      the breaker rejected the call (GPU_ONLY: UNAVAILABLE)
 //   work_below_min    work < min_gpu_work for the operation
-//   predicted_slower  both backends measured in this bucket and the GPU's
-//                     expected time (failures costing a CPU rerun), times
-//                     gpu_advantage, exceeds the CPU's; yields to a due probe
+//   predicted_slower  the GPU's expected time for the request (failures
+//                     costing a CPU rerun), times gpu_advantage, exceeds the
+//                     CPU's, both predicted by the fitted cost models
+//                     (cost_model.h) when both are usable, else by this
+//                     bucket's estimates when both backends were measured
+//                     in it; yields to a due probe
 //   memory_pressure   no fresh reading, high pressure, or even the smallest
 //                     chunk does not fit (GPU_ONLY: RESOURCE_EXHAUSTED when it
 //                     cannot fit)
-//   probe             a probe is due and the preferred backend is measured:
-//                     run the other one
+//   probe             a probe is due and the preferred backend's time is
+//                     predicted: run the other one. Due means all of: the
+//                     bucket's probe interval has passed; probes so far are
+//                     under probe_max_share of AUTO decisions; the other
+//                     backend's prediction is uncertain (no usable fit, a
+//                     size outside what it observed, a poor fit) or stale
+//                     (its newest observation older than probe_stale_after);
+//                     and the probe is not predicted to cost more than
+//                     probe_max_cost_ratio times the preferred backend
 //   default           GPU
 // work is Q*N*d for cosine and edges x hops for spreading (jobs.h).
 //
@@ -72,6 +82,13 @@ struct DispatchSnapshot {
   absl::Duration breaker_retry_after = absl::ZeroDuration();
 
   PerfSnapshot perf;
+  // The request's shape as the cost models predict it: the backend calls it
+  // would make on each side (chunks) and the bytes the GPU's calls would
+  // move in all.
+  uint64_t cpu_calls = 1;
+  uint64_t gpu_calls = 1;
+  uint64_t gpu_bytes = 0;
+  absl::Time now = absl::InfinitePast();  // when the snapshot was taken
   MemoryAssessment memory;
   JobFootprint footprint;
   uint64_t min_chunk_items = 1;  // the smallest chunk the GPU is given
@@ -80,6 +97,10 @@ struct DispatchSnapshot {
   uint64_t min_gpu_work = 0;
   double gpu_advantage = 1.0;
   bool probe_enabled = true;
+  // Exploration's bounds (see the probe rule above).
+  bool probe_share_left = true;
+  double probe_max_cost_ratio = 4.0;
+  absl::Duration probe_stale_after = absl::Minutes(1);
 };
 
 struct DispatchDecision {
@@ -108,10 +129,24 @@ struct DispatchRule {
 // The standard table described at the top of this file.
 std::vector<DispatchRule> StandardDispatchRules();
 
+// The request's predicted seconds on each backend (without failures).
+struct PredictedSeconds {
+  double cpu = 0.0;
+  double gpu = 0.0;
+  bool fitted = false;  // from the cost models, else the bucket's estimates
+};
+// From the fitted cost models when both are usable, else from the bucket's
+// estimates when both are; nullopt when neither pair predicts.
+std::optional<PredictedSeconds> PredictRequest(const DispatchSnapshot& s);
+
 // True when the GPU is expected to be slower than the CPU for the
-// snapshot's work (both backends measured in the bucket), counting each
-// expected GPU failure as a CPU rerun and scaling by gpu_advantage.
+// snapshot's request (PredictRequest), counting each expected GPU failure as
+// a CPU rerun and scaling by gpu_advantage.
 bool GpuPredictedSlower(const DispatchSnapshot& snapshot);
+
+// Whether a probe of the backend the request would not use is due (see the
+// probe rule above).
+bool ProbeDue(const DispatchSnapshot& snapshot);
 
 // Evaluates an ordered table of rules.
 class RuleTablePolicy final : public DispatchPolicy {

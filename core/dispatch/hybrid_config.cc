@@ -131,6 +131,8 @@ const std::vector<Field>& Fields() {
       Int("min_gpu_work_spread", &C::min_gpu_work_spread, 0, kMaxWork),
       Real("gpu_advantage", &C::gpu_advantage, 0.1, false, 100),
       Bool("probe_enabled", &C::probe_enabled),
+      Real("probe_max_share", &C::probe_max_share, 0, false, 1),
+      Real("probe_max_cost_ratio", &C::probe_max_cost_ratio, 1, false, 1e6),
       Bool("cpu_fallback", &C::cpu_fallback),
       Int("max_chunk_queries", &C::max_chunk_queries, 1, uint64_t{1} << 24),
       Int("min_chunk_queries", &C::min_chunk_queries, 1, uint64_t{1} << 24),

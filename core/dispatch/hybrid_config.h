@@ -78,8 +78,16 @@ struct HybridConfig {
   // The GPU is chosen only while its expected time times this factor stays
   // within the CPU's. [0.1, 100]
   double gpu_advantage = 1.0;
-  // Explore the backend not chosen now and then (performance_model.h).
+  // Explore the backend not chosen now and then (performance_model.h,
+  // dispatch_policy.h).
   bool probe_enabled = true;
+  // The most probes may be of the AUTO requests the model decides, over the
+  // long run (a credit of this much per such request, a probe spending 1,
+  // at most 2 banked). [0, 1]
+  double probe_max_share = 0.05;
+  // No probe is predicted to cost more than this many times the backend
+  // the request would otherwise use. [1, 1e6]
+  double probe_max_cost_ratio = 4.0;
   // When false a GPU failure fails the request instead of finishing on the
   // CPU.
   bool cpu_fallback = true;

@@ -4,6 +4,7 @@
 #include <exception>
 #include <limits>
 #include <new>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -20,6 +21,9 @@ struct HybridExecutor::Run {
   uint64_t work = 0;
   std::shared_ptr<const HybridConfig> config;
   Placement placement = Placement::kAuto;
+  // The CPU calls the request would make (a stoppable job runs in pieces of
+  // about cpu_chunk_work), for the cost model's prediction.
+  uint64_t cpu_calls = 1;
   DispatchSnapshot snapshot;
   DispatchDecision decision;
   CircuitBreaker::Permit permit;
@@ -176,6 +180,8 @@ DispatchSnapshot HybridExecutor::TakeSnapshot(Operation op, Placement placement,
   s.min_chunk_items = min_chunk_items;
   s.gpu_advantage = config.gpu_advantage;
   s.probe_enabled = config.probe_enabled;
+  s.probe_max_cost_ratio = config.probe_max_cost_ratio;
+  s.probe_stale_after = model_->options().probe_max_interval;
   // The standard rules keep an AUTO request below min_gpu_work on the CPU
   // whatever the GPU's state, so such a request (the most frequent kind)
   // takes no breaker permit, no memory reading (which may ask the driver)
@@ -194,13 +200,55 @@ DispatchSnapshot HybridExecutor::TakeSnapshot(Operation op, Placement placement,
     s.memory = memory_->Assess();
   }
   s.perf = model_->Snapshot(op, work);
+  s.now = clock_->Now();
+  // The GPU's calls as the chunk plan would make them: as many rows as fit
+  // the memory budget each, every call moving the fixed part again.
+  s.gpu_calls = 1;
+  if (footprint.splittable && s.memory.has_reading && footprint.items > 0) {
+    const uint64_t fit = std::min<uint64_t>(
+        ItemsThatFit(footprint, s.memory.budget_bytes),
+        op == Operation::kCosine ? config.max_chunk_queries : footprint.items);
+    if (fit > 0) s.gpu_calls = (footprint.items + fit - 1) / fit;
+  }
+  s.gpu_bytes = footprint.fixed_bytes * s.gpu_calls +
+                footprint.per_item_bytes * footprint.items;
+  if (placement == Placement::kAuto && config.probe_enabled) {
+    s.probe_share_left = EarnProbeCredit(config.probe_max_share);
+  }
   return s;
+}
+
+bool HybridExecutor::EarnProbeCredit(double share) {
+  const int64_t earned = static_cast<int64_t>(share * kProbeCreditUnit);
+  int64_t credit = probe_credit_.load(std::memory_order_relaxed);
+  int64_t next;
+  do {
+    next = std::min(credit + earned, kMaxProbeCredit);
+  } while (!probe_credit_.compare_exchange_weak(credit, next,
+                                                std::memory_order_relaxed));
+  return next >= kProbeCreditUnit;
+}
+
+bool HybridExecutor::SpendProbeCredit() {
+  int64_t credit = probe_credit_.load(std::memory_order_relaxed);
+  do {
+    if (credit < kProbeCreditUnit) return false;
+  } while (!probe_credit_.compare_exchange_weak(
+      credit, credit - kProbeCreditUnit, std::memory_order_relaxed));
+  return true;
 }
 
 DispatchDecision HybridExecutor::Decide(DispatchSnapshot& snapshot, Run& run) {
   DispatchDecision decision = policy_->Decide(snapshot);
+  if (decision.probe && !SpendProbeCredit()) {
+    // Other requests spent the probes' share first.
+    snapshot.probe_share_left = false;
+    decision = policy_->Decide(snapshot);
+  }
   if (decision.probe && !model_->TryClaimProbe(run.op, run.work)) {
-    // Another request claimed this interval's probe first.
+    // Another request claimed this interval's probe first; the credit goes
+    // back.
+    probe_credit_.fetch_add(kProbeCreditUnit, std::memory_order_relaxed);
     snapshot.perf.probe_due = false;
     decision = policy_->Decide(snapshot);
   }
@@ -218,6 +266,7 @@ absl::Status HybridExecutor::Begin(Run& run, Placement placement,
   const absl::Time start = clock_->Now();
   run.snapshot = TakeSnapshot(run.op, placement, run.work, footprint,
                               min_chunk_items, *run.config, &run.permit);
+  run.snapshot.cpu_calls = run.cpu_calls;
   run.decision = Decide(run.snapshot, run);
   if (observer_ != nullptr) {
     observer_->OnDecision(run.op, run.decision.backend, run.decision.rule,
@@ -337,7 +386,13 @@ absl::Status HybridExecutor::CosineCall(ComputeBackend& backend,
   run.seconds[slot] += seconds;
   run.items[slot] += static_cast<uint64_t>(end - begin) * n;
   ++run.chunks;
-  (void)model_->RecordTiming(Operation::kCosine, kind, part.work(), seconds);
+  // The device's calls move their share of the footprint; the CPU's move
+  // nothing.
+  const uint64_t bytes = kind == BackendKind::kGpu
+                             ? run.snapshot.footprint.BytesFor(end - begin)
+                             : 0;
+  (void)model_->RecordTiming(Operation::kCosine, kind, part.work(), seconds,
+                             bytes);
   if (observer_ != nullptr) observer_->OnChunk(Operation::kCosine, kind);
   return absl::OkStatus();
 }
@@ -415,10 +470,10 @@ void HybridExecutor::Finish(Run& run, ExecutionReport* report) {
   // may be about to change: look again soon.
   if (run.decision.probe && run.fallback_reason.empty()) {
     const int probed = Slot(run.decision.backend);
-    const BackendEstimate& preferred =
-        probed == 1 ? run.snapshot.perf.cpu : run.snapshot.perf.gpu;
-    if (run.ran[probed] && preferred.usable &&
-        run.seconds[probed] < preferred.Predict(run.work)) {
+    const std::optional<PredictedSeconds> predicted =
+        PredictRequest(run.snapshot);
+    if (run.ran[probed] && predicted.has_value() &&
+        run.seconds[probed] < (probed == 1 ? predicted->cpu : predicted->gpu)) {
       model_->ResetProbeInterval(run.op, run.work);
     }
   }
@@ -442,6 +497,13 @@ absl::Status HybridExecutor::Cosine(const CosineJob& job, CosineOutput* out) {
   const bool resident = gpu_ != nullptr && job.resident_targets != 0 &&
                         gpu_->HoldsResident(job.resident_targets);
   const JobFootprint footprint = CosineFootprint(job, resident);
+  if (job.interrupt != nullptr && q > 0) {
+    const uint64_t row_work =
+        std::max<uint64_t>(1, static_cast<uint64_t>(n) * job.queries.cols);
+    const uint64_t rows_per_call =
+        std::max<uint64_t>(1, run.config->cpu_chunk_work / row_work);
+    run.cpu_calls = (q + rows_per_call - 1) / rows_per_call;
+  }
   ENGRAM_RETURN_IF_ERROR(Begin(run, job.placement, footprint,
                                run.config->min_chunk_queries, &out->report));
   if (job.top_k > 0) {
@@ -501,7 +563,10 @@ absl::Status HybridExecutor::SpreadCall(ComputeBackend& backend,
   run.seconds[slot] += seconds;
   run.items[slot] += out->result.edges_traversed;
   ++run.chunks;
-  (void)model_->RecordTiming(Operation::kSpread, kind, job.work(), seconds);
+  const uint64_t bytes =
+      kind == BackendKind::kGpu ? run.snapshot.footprint.TotalBytes() : 0;
+  (void)model_->RecordTiming(Operation::kSpread, kind, job.work(), seconds,
+                             bytes);
   if (observer_ != nullptr) observer_->OnChunk(Operation::kSpread, kind);
   return absl::OkStatus();
 }

@@ -131,6 +131,10 @@ class HybridExecutor {
                                 uint64_t min_chunk_items,
                                 const HybridConfig& config,
                                 CircuitBreaker::Permit* permit);
+  // Adds `share` of a probe to the credit; whether a whole one is there.
+  bool EarnProbeCredit(double share);
+  // Takes one probe's credit; false when there is not enough.
+  bool SpendProbeCredit();
   // Decides, claiming the probe when the decision is one.
   DispatchDecision Decide(DispatchSnapshot& snapshot, Run& run);
   // Starts a request whose run.op, run.work and run.config are set:
@@ -171,6 +175,13 @@ class HybridExecutor {
   std::atomic<uint64_t> ooms_{0};
   std::atomic<uint64_t> oom_retries_{0};
   std::atomic<uint64_t> probes_{0};
+  // Exploration's share: each AUTO request the model decides earns
+  // probe_max_share of a unit, a probe spends one, at most two are banked,
+  // and one is there from the start so that a new process can explore at
+  // once (relaxed: only the arithmetic must be atomic).
+  static constexpr int64_t kProbeCreditUnit = 1'000'000;
+  static constexpr int64_t kMaxProbeCredit = 2 * kProbeCreditUnit;
+  std::atomic<int64_t> probe_credit_{kProbeCreditUnit};
 };
 
 }  // namespace engram::dispatch

@@ -71,6 +71,7 @@ PerformanceModel::PerformanceModel(const Options& options)
   outcomes_.resize(size_t{kNumOps} * kNumBackends * options_.success_window);
   outcome_rings_.resize(size_t{kNumOps} * kNumBackends);
   probes_.resize(size_t{kNumOps} * kNumBuckets);
+  fits_.resize(size_t{kNumOps} * kNumBackends);
   for (Probe& p : probes_) p.interval = options_.probe_initial_interval;
 }
 
@@ -104,7 +105,8 @@ size_t PerformanceModel::ProbeIndex(Operation op, int bucket) {
 }
 
 absl::Status PerformanceModel::RecordTiming(Operation op, BackendKind backend,
-                                            uint64_t work, double seconds) {
+                                            uint64_t work, double seconds,
+                                            uint64_t bytes) {
   const int slot = BackendSlot(backend);
   if (slot < 0) {
     return absl::InvalidArgumentError(
@@ -118,10 +120,45 @@ absl::Status PerformanceModel::RecordTiming(Operation op, BackendKind backend,
   const size_t r = RingIndex(op, BucketOf(work), slot);
   Ring& ring = rings_[r];
   samples_[r * options_.window_samples + ring.next] =
-      Sample{clock_->Now(), seconds, work};
+      Sample{clock_->Now(), seconds, work, bytes};
   ring.next = (ring.next + 1) % options_.window_samples;
   ring.size = std::min<size_t>(ring.size + 1, options_.window_samples);
+  ++fits_[OutcomeIndex(op, slot)].recorded;
   return absl::OkStatus();
+}
+
+const CostFit& PerformanceModel::FitLocked(Operation op, int backend,
+                                           absl::Time now) const {
+  FitCache& cache = fits_[OutcomeIndex(op, backend)];
+  const uint64_t fresh = cache.recorded - cache.recorded_at_fit;
+  const bool due =
+      (fresh > 0 && (fresh * 8 >= std::max<uint64_t>(cache.fit.samples, 8) ||
+                     now - cache.fitted_at >= absl::Seconds(1))) ||
+      (cache.fit.samples > 0 &&
+       now - cache.fitted_at >= options_.max_sample_age / 4);
+  if (!due) return cache.fit;
+  std::vector<CostObservation> observations;
+  const absl::Time oldest = now - options_.max_sample_age;
+  for (int bucket = 0; bucket < kNumBuckets; ++bucket) {
+    const size_t r = RingIndex(op, bucket, backend);
+    const Sample* samples = &samples_[r * options_.window_samples];
+    for (size_t i = 0; i < rings_[r].size; ++i) {
+      const Sample& s = samples[i];
+      if (s.at < oldest) continue;
+      observations.push_back(CostObservation{s.work, s.bytes, s.seconds, s.at});
+    }
+  }
+  cache.fit = FitCost(observations, options_.min_samples);
+  cache.recorded_at_fit = cache.recorded;
+  cache.fitted_at = now;
+  return cache.fit;
+}
+
+CostFit PerformanceModel::Fit(Operation op, BackendKind backend) const {
+  const int slot = BackendSlot(backend);
+  if (slot < 0) return CostFit();
+  absl::MutexLock lock(&mu_);
+  return FitLocked(op, slot, clock_->Now());
 }
 
 absl::Status PerformanceModel::RecordOutcome(Operation op, BackendKind backend,
@@ -210,6 +247,8 @@ PerfSnapshot PerformanceModel::Snapshot(Operation op, uint64_t work) const {
     EstimateLocked(op, snapshot.bucket, 1, now, &snapshot.gpu, &gpu_latencies);
     snapshot.probe_due =
         now >= probes_[ProbeIndex(op, snapshot.bucket)].next_due;
+    snapshot.cpu_fit = FitLocked(op, 0, now);
+    snapshot.gpu_fit = FitLocked(op, 1, now);
   }
   FillPercentiles(&cpu_latencies, &snapshot.cpu);
   FillPercentiles(&gpu_latencies, &snapshot.gpu);

@@ -9,6 +9,12 @@
 // polluting the CPU's estimate. A bucket predicts only from its own samples:
 // there is no extrapolation across sizes.
 //
+// The same observations, across buckets, are also fitted per operation and
+// backend to a cost model (cost_model.h) that predicts sizes no bucket
+// holds. A fit is recomputed when the observations changed enough: an
+// eighth more of them, or a second after the last fit, or when samples may
+// have expired.
+//
 // Success rates are windowed too (the last `success_window` outcomes no older
 // than `success_max_age`), never lifetime, so an old bad spell is forgotten.
 //
@@ -33,6 +39,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "core/dispatch/clock.h"
+#include "core/dispatch/cost_model.h"
 #include "core/dispatch/jobs.h"
 #include "core/dispatch/option_check.h"
 
@@ -63,6 +70,9 @@ struct PerfSnapshot {
   int bucket = 0;
   BackendEstimate cpu;
   BackendEstimate gpu;
+  // The operation's fitted cost models, across all buckets.
+  CostFit cpu_fit;
+  CostFit gpu_fit;
   bool probe_due = false;
 };
 
@@ -101,12 +111,14 @@ class PerformanceModel {
   // floor(log2(work)), with work 0 in bucket 0.
   static int BucketOf(uint64_t work);
 
-  // Records that `work` units of `op` took `seconds` on `backend`.
+  // Records that one call of `work` units of `op`, moving `bytes` to and
+  // from the device (0 on the CPU), took `seconds` on `backend`.
   // INVALID_ARGUMENT unless backend is kCpu or kGpu (a MIXED run is recorded
   // chunk by chunk under the backend that ran each chunk) and seconds is
   // finite and >= 0.
   absl::Status RecordTiming(Operation op, BackendKind backend, uint64_t work,
-                            double seconds) ABSL_LOCKS_EXCLUDED(mu_);
+                            double seconds, uint64_t bytes = 0)
+      ABSL_LOCKS_EXCLUDED(mu_);
 
   // Records one call's success or failure on `backend` (kCpu or kGpu, else
   // INVALID_ARGUMENT).
@@ -120,6 +132,10 @@ class PerformanceModel {
 
   // Every bucket of every operation that holds at least one timing.
   std::vector<PerfSnapshot> SnapshotAll() const ABSL_LOCKS_EXCLUDED(mu_);
+
+  // The fitted cost model of `op` on `backend` (kCpu or kGpu; otherwise an
+  // empty fit), refitted first when it is due.
+  CostFit Fit(Operation op, BackendKind backend) const ABSL_LOCKS_EXCLUDED(mu_);
 
   // Claims the due probe of `work`'s bucket: true for exactly one caller per
   // interval, which then grows. False when no probe is due.
@@ -136,6 +152,14 @@ class PerformanceModel {
     absl::Time at;
     double seconds = 0.0;
     uint64_t work = 0;
+    uint64_t bytes = 0;
+  };
+  // An operation's and backend's fit, with what it was fitted from.
+  struct FitCache {
+    CostFit fit;
+    uint64_t recorded = 0;  // timings recorded since creation, ever
+    uint64_t recorded_at_fit = 0;
+    absl::Time fitted_at = absl::InfinitePast();
   };
   struct Ring {
     size_t next = 0;
@@ -164,6 +188,9 @@ class PerformanceModel {
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
   static void FillPercentiles(std::vector<double>* latencies,
                               BackendEstimate* estimate);
+  // The fit of `op` on backend slot `backend`, refitted when due.
+  const CostFit& FitLocked(Operation op, int backend, absl::Time now) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const Options options_;
   Clock* const clock_;
@@ -176,6 +203,8 @@ class PerformanceModel {
   std::vector<Outcome> outcomes_ ABSL_GUARDED_BY(mu_);
   std::vector<Ring> outcome_rings_ ABSL_GUARDED_BY(mu_);
   std::vector<Probe> probes_ ABSL_GUARDED_BY(mu_);  // [op][bucket]
+  // [op][backend]; refitted by readers, hence mutable.
+  mutable std::vector<FitCache> fits_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace engram::dispatch

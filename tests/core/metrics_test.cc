@@ -379,6 +379,40 @@ TEST_F(EngineCollectorTest, SpeedupIsExposedOnlyForBucketsMeasuredOnBoth) {
   EXPECT_NEAR(stats.speedups[0].speedup, 4.0, 1e-9);
 }
 
+TEST_F(EngineCollectorTest, TheFittedCostModelsAreExposedWithTheirParameters) {
+  // GPU calls of 2^10..2^20 units: 20 us each plus 1 ns per unit; the CPU
+  // was never measured.
+  for (int b = 10; b <= 20; ++b) {
+    ASSERT_TRUE(model_
+                    ->RecordTiming(dispatch::Operation::kCosine,
+                                   dispatch::BackendKind::kGpu, uint64_t{1} << b,
+                                   2e-5 + 1e-9 * (uint64_t{1} << b))
+                    .ok());
+  }
+  const auto families = collector_->Collect();
+  auto parameter = [&](const std::string& name) {
+    return Sample(families, "engram_dispatch_cost_model",
+                  {{"operation", "cosine"},
+                   {"backend", "gpu"},
+                   {"parameter", name}});
+  };
+  EXPECT_NEAR(parameter("fixed_seconds"), 2e-5, 1e-8);
+  EXPECT_NEAR(parameter("seconds_per_unit"), 1e-9, 1e-12);
+  EXPECT_EQ(parameter("seconds_per_byte"), 0);
+  EXPECT_EQ(parameter("samples"), 11);
+  EXPECT_EQ(parameter("usable"), 1);
+  EXPECT_TRUE(std::isnan(Sample(families, "engram_dispatch_cost_model",
+                                {{"backend", "cpu"}})));
+  prometheus::Registry registry;
+  EngineMetrics metrics(registry);
+  const EngineStats stats = metrics.Stats(collector_->Refresh());
+  ASSERT_EQ(stats.cost_models.size(), 1u);
+  EXPECT_EQ(stats.cost_models[0].operation, dispatch::Operation::kCosine);
+  EXPECT_EQ(stats.cost_models[0].backend, dispatch::BackendKind::kGpu);
+  EXPECT_NEAR(stats.cost_models[0].fit.fixed_seconds, 2e-5, 1e-8);
+  EXPECT_EQ(stats.cost_models[0].fit.max_work, uint64_t{1} << 20);
+}
+
 TEST_F(EngineCollectorTest, CollectIncludesTheRegistryAndProcessFamilies) {
   prometheus::BuildCounter()
       .Name("engram_test_total")

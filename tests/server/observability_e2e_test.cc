@@ -544,6 +544,7 @@ TEST(ObservabilityTest, EveryExposedFamilyIsDocumented) {
   ASSERT_FALSE(doc.empty()) << "docs/metrics.md not found";
   const auto families = testing::DeclaredFamilies(body);
   EXPECT_TRUE(families.count("engram_gpu_speedup_estimate"));
+  EXPECT_TRUE(families.count("engram_dispatch_cost_model"));
   for (const auto& [name, type] : families) {
     // prometheus-cpp's exposer adds exposer_* about itself.
     if (absl::StartsWith(name, "exposer_")) continue;

@@ -733,6 +733,7 @@ TEST_F(HybridExecutorTest, PredictedSlowerKeepsWorkOnTheCpu) {
 TEST_F(HybridExecutorTest, ProbesTheOtherBackendAtABoundedRate) {
   HybridConfig config = TestConfig();
   config.probe_enabled = true;
+  config.probe_max_share = 1.0;  // the intervals bound the probes here
   config.model.probe_initial_interval = absl::Seconds(10);
   config.model.probe_max_interval = absl::Seconds(40);
   Make(config);
