@@ -109,9 +109,10 @@ EngineCollector::EngineCollector(std::shared_ptr<prometheus::Registry> registry,
             "planned or running on the GPU.");
   ledger_capacity_ =
       gauge("engram_gpu_memory_ledger_capacity_bytes",
-            "What the ledger may hand out in all: free x "
-            "memory_safety_margin of the last reading, plus the reserved bytes "
-            "that reading already counted as used.");
+            "What the device memory ledger may hand out in all: (free + the "
+            "reserved bytes the last reading counted as used) x "
+            "memory_safety_margin, at most that of the last reading taken "
+            "with nothing reserved on the device.");
   auto counter = [&r](const char* name, const char* help) {
     return &prometheus::BuildCounter().Name(name).Help(help).Register(r).Add(
         {});

@@ -88,9 +88,13 @@ absl::StatusOr<std::unique_ptr<DeviceMemoryLedger>> DeviceMemoryLedger::Create(
 absl::StatusOr<DeviceMemoryInfo> DeviceMemoryLedger::Observe(
     const MemoryPressureMonitor::Probe& probe) {
   uint64_t epoch_at_start = 0;
+  bool on_device_at_start = false;
   {
     absl::MutexLock lock(&mu_);
     epoch_at_start = epoch_;
+    for (const auto& [id, entry] : entries_) {
+      if (entry.on_device_bytes != 0) on_device_at_start = true;
+    }
   }
   absl::StatusOr<DeviceMemoryInfo> info = probe();
   if (!info.ok() || info->total_bytes == 0 ||
@@ -106,9 +110,17 @@ absl::StatusOr<DeviceMemoryInfo> DeviceMemoryLedger::Observe(
       on_device = SatAdd(on_device, entry.on_device_bytes);
     }
   }
-  const uint64_t budget = static_cast<uint64_t>(
-      static_cast<double>(info->free_bytes) * options_.safety_margin);
-  capacity_ = SatAdd(budget, on_device);
+  const uint64_t estimate = static_cast<uint64_t>(
+      static_cast<double>(SatAdd(info->free_bytes, on_device)) *
+      options_.safety_margin);
+  // Nothing on the device at the start and no launch since: nothing of ours
+  // was on the device during the probe, so the reading is exact.
+  if (!on_device_at_start && epoch_ == epoch_at_start) {
+    has_quiet_reading_ = true;
+    quiet_capacity_ = estimate;
+  }
+  capacity_ =
+      has_quiet_reading_ ? std::min(estimate, quiet_capacity_) : estimate;
   has_reading_ = true;
   return info;
 }
@@ -189,6 +201,7 @@ DeviceMemoryLedger::Stats DeviceMemoryLedger::stats() const {
   s.reservations = entries_.size();
   s.capacity_bytes = capacity_;
   s.has_reading = has_reading_;
+  s.quiet_capacity_bytes = quiet_capacity_;
   return s;
 }
 

@@ -11,21 +11,30 @@
 // was taken, and those calls' reservations are still in the ledger.
 // Subtracting both would count those bytes twice, so the ledger records, with
 // each reading, the bytes of reservations that were on the device for the
-// whole of the probe (marked by OnDevice around each GPU call) and adds them
-// back:
+// whole of the probe (marked by Launch() around each GPU call) and adds them
+// back to the free bytes:
 //
-//   capacity  = free * safety_margin + on_device_during_the_reading
+//   estimate  = (free + on_device_during_the_reading) * safety_margin
+//   capacity  = min(estimate, the estimate of the last quiet reading)
 //   available = capacity - reserved   (0 when reserved >= capacity)
 //
 // A reservation made, or launched, after the reading is not in `free`, and
 // is subtracted once; one that was on the device then is in `free` and in
 // `reserved`, and the two cancel; one released since then frees its bytes.
-// The rule trusts that a call's device allocations happen inside the
-// OnDevice span; the device allocates a little after the call starts and
-// frees a little before it returns, and a reading taken in such a gap
-// over-states capacity by that call's bytes. The safety margin and the
-// executor's OOM halving cover that gap. Memory taken by anything outside
-// the ledger (resident copies, other processes) shows in `free` as used.
+//
+// The add-back trusts that a call's device memory is allocated for the whole
+// Launch() span, which is not quite so: the device allocates a little after
+// the call starts and frees a little before it returns (a failed call never
+// allocates), and a reading taken in such a gap over-states the estimate by
+// that call's bytes. With many requests in that gap at once (a busy host
+// preempts them there) the error grows without bound, so the estimate is
+// capped by the last quiet reading's: one taken with nothing of the ledger's
+// on the device from the probe's start to its end, which is exact. The cap
+// only lowers the capacity: memory other tenants take shows in the next
+// estimate at once, memory they give back only at the next quiet reading.
+// Before the first quiet reading the estimate stands alone. Memory taken by
+// anything outside the ledger (resident copies, other processes) shows in
+// `free` as used.
 //
 // Reserve(min, want) grants the most of `want` that is available, but never
 // less than `min`: a cosine request then plans smaller chunks rather than
@@ -68,7 +77,8 @@ class DeviceMemoryLedger {
     // before it goes to the CPU (or fails, when it may not). Long enough
     // for a chunk or two to finish, short next to a request's latency.
     absl::Duration max_wait = absl::Milliseconds(10);
-    // (0, 1]: of the free bytes of a reading; the executor sets it from the
+    // (0, 1]: of the free bytes of a reading (and of the reserved bytes it
+    // counted as used); the executor sets it from the
     // memory monitor's, so the ledger and the monitor's budget agree.
     double safety_margin = 0.8;
   };
@@ -77,10 +87,11 @@ class DeviceMemoryLedger {
   struct Stats {
     uint64_t reserved_bytes = 0;  // held by reservations now
     uint64_t reservations = 0;    // in force now
-    // free * safety_margin + the on-device bytes of the last reading; 0
-    // before the first reading.
+    // The rule above at the last reading; 0 before the first reading.
     uint64_t capacity_bytes = 0;
     bool has_reading = false;
+    // The estimate of the last quiet reading; 0 before the first.
+    uint64_t quiet_capacity_bytes = 0;
     uint64_t peak_reserved_bytes = 0;
     uint64_t granted = 0;   // reservations made
     uint64_t shrunk = 0;    // ... of which got less than they wanted
@@ -195,6 +206,8 @@ class DeviceMemoryLedger {
   uint64_t reserved_ ABSL_GUARDED_BY(mu_) = 0;
   bool has_reading_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t capacity_ ABSL_GUARDED_BY(mu_) = 0;
+  bool has_quiet_reading_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t quiet_capacity_ ABSL_GUARDED_BY(mu_) = 0;
   Stats counts_ ABSL_GUARDED_BY(mu_);  // its counters only
 };
 

@@ -176,13 +176,20 @@ class ExecutorMemoryLedgerTest : public ::testing::Test {
     HybridExecutor::Counters counters;
   };
 
-  // 32 threads, one large cosine request each, released together.
-  LoadResult RunConcurrentLoad(bool ledger) {
+  // 32 threads, one large cosine request each, released together. With
+  // `refresh` set, readings are refreshed that often (zero: by every
+  // request) while the load runs, instead of once before it.
+  LoadResult RunConcurrentLoad(
+      bool ledger, absl::Duration refresh = absl::InfiniteDuration()) {
     constexpr int kRequests = 32;
     // 256 queries x 1024 targets x 32 dims: about 1.2 MB of device memory
     // each, against 3.2 MB of budget: three fit at once, not 32.
     MakeGpu(uint64_t{4} << 20, absl::Microseconds(20), 1e-10);
-    HybridExecutor& executor = Make(Config(ledger));
+    HybridConfig config = Config(ledger);
+    if (refresh != absl::InfiniteDuration()) {
+      config.memory.refresh_interval = refresh;
+    }
+    HybridExecutor& executor = Make(config);
     std::vector<std::unique_ptr<CosineCase>> cases;
     std::vector<std::vector<float>> want;
     for (int i = 0; i < kRequests; ++i) {
@@ -251,7 +258,24 @@ TEST_F(ExecutorMemoryLedgerTest,
       static_cast<unsigned long long>(s.capacity_bytes));
 }
 
-// The same load without the ledger: the test above can fail.
+// Readings taken while the load runs count the running requests' memory as
+// used: the ledger adds those bytes back rather than subtracting them twice,
+// and the last quiet reading caps what calls between launch and allocation
+// would make it over-state.
+TEST_F(ExecutorMemoryLedgerTest,
+       ConcurrentLargeRequestsRunWithoutOomWhenReadingsAreTakenUnderLoad) {
+  const LoadResult r = RunConcurrentLoad(/*ledger=*/true, absl::ZeroDuration());
+  EXPECT_EQ(r.device_ooms, 0u);
+  EXPECT_EQ(r.wrong, 0);
+  EXPECT_EQ(gpu_->over_budget(), 0);
+  const DeviceMemoryLedger::Stats s = executor_->memory_ledger()->stats();
+  EXPECT_LE(s.peak_reserved_bytes, s.quiet_capacity_bytes);
+  EXPECT_EQ(s.reserved_bytes, 0u);
+  std::printf("readings under load, with the ledger: %llu device OOMs\n",
+              static_cast<unsigned long long>(r.device_ooms));
+}
+
+// The same load without the ledger: the tests above can fail.
 TEST_F(ExecutorMemoryLedgerTest,
        ConcurrentLargeRequestsRunOutOfMemoryWithoutTheLedger) {
   const LoadResult r = RunConcurrentLoad(/*ledger=*/false);

@@ -143,7 +143,8 @@ TEST(DeviceMemoryLedgerTest, ReleaseShrinkAndDestructionGiveBytesBack) {
 
 TEST(DeviceMemoryLedgerTest, BytesOnTheDeviceDuringAReadingAreNotCountedTwice) {
   auto ledger = MakeLedger(absl::ZeroDuration(), 0.5);
-  ASSERT_TRUE(ledger->Observe(FixedProbe(1000)).ok());  // capacity 500
+  ASSERT_TRUE(ledger->Observe(FixedProbe(1000)).ok());  // quiet: 500
+  EXPECT_EQ(ledger->stats().quiet_capacity_bytes, 500u);
   auto running = ledger->Reserve(200, 200);
   ASSERT_TRUE(running.ok());
   {
@@ -151,17 +152,63 @@ TEST(DeviceMemoryLedgerTest, BytesOnTheDeviceDuringAReadingAreNotCountedTwice) {
     // The device now shows the 200 bytes as used.
     ASSERT_TRUE(ledger->Observe(FixedProbe(800)).ok());
   }
-  // 800 * 0.5 + the 200 the reading already counted: the running request
-  // is subtracted once, not twice.
-  EXPECT_EQ(ledger->stats().capacity_bytes, 600u);
-  auto next = ledger->Reserve(400, 400);
+  // (800 + the 200 the reading already counted) * 0.5: the running request
+  // is subtracted once, by the ledger, not a second time through `free`.
+  EXPECT_EQ(ledger->stats().capacity_bytes, 500u);
+  auto next = ledger->Reserve(300, 300);
   EXPECT_TRUE(next.ok()) << next.status();
+  EXPECT_EQ(next->bytes(), 300u);
+}
 
-  // Reserved but not launched at the reading: the reading cannot reflect
-  // it, so nothing is added back.
-  next->Release();
+TEST(DeviceMemoryLedgerTest, AReservationNotYetLaunchedIsNotAddedBack) {
+  auto ledger = MakeLedger(absl::ZeroDuration(), 0.5);
+  auto reserved = ledger->Reserve(200, 200);
+  ASSERT_TRUE(reserved.ok());
+  // The reading cannot show it: nothing is added back, and it is subtracted.
   ASSERT_TRUE(ledger->Observe(FixedProbe(1000)).ok());
   EXPECT_EQ(ledger->stats().capacity_bytes, 500u);
+  EXPECT_FALSE(ledger->Reserve(301, 301).ok());
+}
+
+TEST(DeviceMemoryLedgerTest, OtherTenantsMemoryLowersTheCapacityAtOnce) {
+  auto ledger = MakeLedger(absl::ZeroDuration(), 0.5);
+  ASSERT_TRUE(ledger->Observe(FixedProbe(1000)).ok());
+  auto running = ledger->Reserve(200, 200);
+  ASSERT_TRUE(running.ok());
+  const auto on_device = running->Launch(200);
+  // Another process took 400 bytes besides our 200.
+  ASSERT_TRUE(ledger->Observe(FixedProbe(400)).ok());
+  EXPECT_EQ(ledger->stats().capacity_bytes, 300u);  // (400 + 200) * 0.5
+}
+
+// Calls marked on the device that have not allocated yet (or never will:
+// they fail) make a reading over-state what is free; the last quiet reading
+// caps the damage.
+TEST(DeviceMemoryLedgerTest, ReadingsInTheLaunchGapAreCappedByTheQuietReading) {
+  auto ledger = MakeLedger(absl::ZeroDuration(), 0.5);
+  ASSERT_TRUE(ledger->Observe(FixedProbe(1000)).ok());  // quiet: 500
+  std::vector<DeviceMemoryLedger::Reservation> held;
+  std::vector<DeviceMemoryLedger::Reservation::OnDevice> launched;
+  for (int i = 0; i < 5; ++i) {
+    auto r = ledger->Reserve(100, 100);
+    ASSERT_TRUE(r.ok());
+    held.push_back(*std::move(r));
+  }
+  for (const auto& r : held) launched.push_back(r.Launch(100));
+  // The device has not allocated any of it yet.
+  ASSERT_TRUE(ledger->Observe(FixedProbe(1000)).ok());
+  EXPECT_EQ(ledger->stats().capacity_bytes, 500u);  // not (1000 + 500) / 2
+  EXPECT_FALSE(ledger->Reserve(1, 1).ok());
+  launched.clear();
+  held.clear();
+  // Before any quiet reading the estimate stands alone.
+  auto fresh = MakeLedger(absl::ZeroDuration(), 0.5);
+  auto r = fresh->Reserve(100, 100);
+  ASSERT_TRUE(r.ok());
+  const auto on_device = r->Launch(100);
+  ASSERT_TRUE(fresh->Observe(FixedProbe(1000)).ok());
+  EXPECT_EQ(fresh->stats().capacity_bytes, 550u);
+  EXPECT_EQ(fresh->stats().quiet_capacity_bytes, 0u);
 }
 
 TEST(DeviceMemoryLedgerTest, ALaunchDuringTheReadingIsNotAddedBack) {
