@@ -212,6 +212,17 @@ DispatchSnapshot HybridExecutor::TakeSnapshot(Operation op, Placement placement,
     s.breaker_state = at_admission.state;
     s.breaker_retry_after = at_admission.retry_after;
     s.memory = memory_->Assess();
+    if (ledger_ != nullptr) {
+      // A reading taken while other requests ran counts their bytes as
+      // used, and the ledger subtracts their reservations again when this
+      // one reserves: plan against what one request could have with nothing
+      // reserved, and let the ledger grant what is left now.
+      const DeviceMemoryLedger::Stats ledger = ledger_->stats();
+      if (ledger.has_reading) {
+        s.memory.budget_bytes =
+            std::max(s.memory.budget_bytes, ledger.capacity_bytes);
+      }
+    }
   }
   s.perf = model_->Snapshot(op, work);
   return s;

@@ -27,7 +27,11 @@
 //     ledger's wait it runs on the CPU (gpu_memory_busy), or fails with
 //     RESOURCE_EXHAUSTED naming the bytes when it may not fall back. The
 //     reservation shrinks with each OOM halving and is released when the
-//     request's GPU part ends, on every path;
+//     request's GPU part ends, on every path. With the ledger, the
+//     snapshot's memory budget is the ledger's capacity (the reading's
+//     free bytes plus the reserved bytes it counted as used, times the
+//     margin), so a request is not planned smaller, or sent to the CPU, for
+//     bytes that other requests hold and the ledger subtracts anyway;
 //  4. every backend call's time goes into the performance model under the
 //     backend that made it, the GPU outcome into the breaker, and the
 //     ExecutionReport is filled: backend (MIXED when both ran), decided_by,
