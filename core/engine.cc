@@ -106,6 +106,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(
   sources.breaker = &e.executor_->breaker();
   sources.model = &e.executor_->performance_model();
   sources.memory = e.executor_->memory_monitor();
+  sources.ledger = e.executor_->memory_ledger();
   sources.catalog = options.resident.catalog.get();
   e.collector_ = std::make_shared<EngineCollector>(e.registry_, sources);
 

@@ -103,6 +103,27 @@ EngineCollector::EngineCollector(std::shared_ptr<prometheus::Registry> registry,
                                 .Help("GPU memory queries that failed.")
                                 .Register(r)
                                 .Add({});
+  ledger_reserved_ =
+      gauge("engram_gpu_memory_reserved_bytes",
+            "GPU memory reserved in the device memory ledger by requests "
+            "planned or running on the GPU.");
+  ledger_capacity_ =
+      gauge("engram_gpu_memory_ledger_capacity_bytes",
+            "What the device memory ledger may hand out in all: (free + the "
+            "reserved bytes the last reading counted as used) x "
+            "memory_safety_margin, at most that of the last reading taken "
+            "with nothing reserved on the device.");
+  auto counter = [&r](const char* name, const char* help) {
+    return &prometheus::BuildCounter().Name(name).Help(help).Register(r).Add(
+        {});
+  };
+  ledger_waits_ = counter("engram_gpu_memory_ledger_waits_total",
+                          "Requests that waited for room in the device "
+                          "memory ledger.");
+  ledger_refusals_ = counter(
+      "engram_gpu_memory_ledger_refusals_total",
+      "Requests the device memory ledger had no room for within its wait: "
+      "they ran on the CPU (memory_busy) or failed with RESOURCE_EXHAUSTED.");
   Refresh();
 }
 
@@ -112,6 +133,7 @@ EngineStateSnapshot EngineCollector::Refresh() const {
   s.at = clock_->Now();
   s.breaker = sources_.breaker->Snapshot();
   if (sources_.memory != nullptr) s.memory = sources_.memory->Cached();
+  if (sources_.ledger != nullptr) s.memory_ledger = sources_.ledger->stats();
   s.perf = sources_.model->SnapshotAll();
   s.outcomes[0] = sources_.model->Snapshot(dispatch::Operation::kCosine, 0);
   s.outcomes[1] = sources_.model->Snapshot(dispatch::Operation::kSpread, 0);
@@ -131,6 +153,19 @@ EngineStateSnapshot EngineCollector::Refresh() const {
     const double failures = static_cast<double>(m.probe_failures);
     const double seen = memory_query_failures_->Value();
     if (failures > seen) memory_query_failures_->Increment(failures - seen);
+  }
+  if (s.memory_ledger.has_value()) {
+    const dispatch::DeviceMemoryLedger::Stats& l = *s.memory_ledger;
+    ledger_reserved_->Set(static_cast<double>(l.reserved_bytes));
+    ledger_capacity_->Set(static_cast<double>(l.capacity_bytes));
+    auto advance = [](prometheus::Counter* counter, uint64_t count) {
+      const double seen = counter->Value();
+      if (static_cast<double>(count) > seen) {
+        counter->Increment(static_cast<double>(count) - seen);
+      }
+    };
+    advance(ledger_waits_, l.waits);
+    advance(ledger_refusals_, l.refusals);
   }
   return s;
 }

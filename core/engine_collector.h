@@ -17,6 +17,7 @@
 #include "core/collections/catalog.h"
 #include "core/dispatch/circuit_breaker.h"
 #include "core/dispatch/clock.h"
+#include "core/dispatch/memory_ledger.h"
 #include "core/dispatch/memory_pressure.h"
 #include "core/dispatch/performance_model.h"
 #include "core/engine_stats.h"
@@ -48,6 +49,8 @@ class EngineCollector final : public prometheus::Collectable {
     // The shared catalog (--catalog), or null: engram_catalog_connected
     // and engram_catalog_state_seconds.
     const collections::Catalog* catalog = nullptr;
+    // Null without a GPU or with the ledger disabled.
+    const dispatch::DeviceMemoryLedger* ledger = nullptr;
   };
 
   // Registers the derived gauges in `registry`. `registry` and the sources
@@ -77,6 +80,11 @@ class EngineCollector final : public prometheus::Collectable {
   // A counter set from the monitor's own count: advanced by the difference
   // under mu_.
   prometheus::Counter* memory_query_failures_ = nullptr;
+  prometheus::Gauge* ledger_reserved_ = nullptr;
+  prometheus::Gauge* ledger_capacity_ = nullptr;
+  // Set from the ledger's own counts, as memory_query_failures_.
+  prometheus::Counter* ledger_waits_ = nullptr;
+  prometheus::Counter* ledger_refusals_ = nullptr;
 };
 
 }  // namespace engram::core

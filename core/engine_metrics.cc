@@ -42,7 +42,7 @@ constexpr int kReasonDeviceError = 1;
 constexpr int kReasonBreakerOpen = 2;
 constexpr int kReasonUnavailable = 3;
 constexpr int kReasonMemoryPressure = 4;
-constexpr int kReasonOther = 5;
+constexpr int kReasonOther = 6;
 
 // The last GPU error seen on this thread. The executor reports a failed call
 // (OnBackendError) and then, on the same thread, its consequence (OnOom,
@@ -107,8 +107,9 @@ EngineMetrics::EngineMetrics(prometheus::Registry& registry,
           .Help(
               "Requests whose work meant for the GPU ran on the CPU, by "
               "reason: oom and device_error part-way; breaker_open, "
-              "unavailable (breaker forced open) and memory_pressure before "
-              "the GPU was tried.")
+              "unavailable (breaker forced open), memory_pressure and "
+              "memory_busy (no room in the device memory ledger) before the "
+              "GPU was tried.")
           .Register(registry);
   auto& ooms = prometheus::BuildCounter()
                    .Name("engram_gpu_oom_total")
@@ -433,6 +434,7 @@ EngineStats EngineMetrics::Stats(const EngineStateSnapshot& state) const {
 
   stats.breaker = state.breaker;
   stats.memory = state.memory;
+  stats.memory_ledger = state.memory_ledger;
   {
     absl::MutexLock lock(&last_error_mu_);
     stats.last_gpu_error = last_gpu_error_;

@@ -17,6 +17,7 @@
 #include "absl/time/time.h"
 #include "core/dispatch/circuit_breaker.h"
 #include "core/dispatch/jobs.h"
+#include "core/dispatch/memory_ledger.h"
 #include "core/dispatch/memory_pressure.h"
 #include "core/dispatch/performance_model.h"
 
@@ -29,7 +30,9 @@ struct EngineStateSnapshot {
   absl::Time at;
   dispatch::BreakerSnapshot breaker;
   std::optional<dispatch::MemoryAssessment> memory;  // none without a GPU
-  std::vector<dispatch::PerfSnapshot> perf;          // every measured bucket
+  // None without a GPU or with the ledger disabled.
+  std::optional<dispatch::DeviceMemoryLedger::Stats> memory_ledger;
+  std::vector<dispatch::PerfSnapshot> perf;  // every measured bucket
   // Per operation (cosine, spread): the model's windowed outcomes, which
   // do not depend on the bucket.
   std::array<dispatch::PerfSnapshot, 2> outcomes;
@@ -98,6 +101,8 @@ struct EngineStats {
   std::vector<CostModel> cost_models;  // fits with at least one sample
   dispatch::BreakerSnapshot breaker;
   std::optional<dispatch::MemoryAssessment> memory;
+  // Reserved bytes, capacity, waits and refusals of the device memory ledger.
+  std::optional<dispatch::DeviceMemoryLedger::Stats> memory_ledger;
   std::string last_gpu_error;  // empty when the GPU never failed
   double last_gpu_error_age_seconds = 0;
 };

@@ -11,12 +11,15 @@ const std::array<absl::string_view, kNumFallbackReasons> kFallbackReasons = {
     kFallbackReasonBreakerOpen,
     kFallbackReasonUnavailable,
     kFallbackReasonMemoryPressure,
+    kFallbackReasonMemoryBusy,
     kFallbackReasonOther};
 
 absl::string_view FallbackMetricReason(absl::string_view executor_reason) {
   if (executor_reason == dispatch::kFallbackGpuOom) return kFallbackReasonOom;
   if (executor_reason == dispatch::kFallbackGpuError)
     return kFallbackReasonDeviceError;
+  if (executor_reason == dispatch::kFallbackGpuMemoryBusy)
+    return kFallbackReasonMemoryBusy;
   return kFallbackReasonOther;
 }
 

@@ -30,11 +30,14 @@ inline constexpr absl::string_view kFallbackReasonBreakerOpen = "breaker_open";
 inline constexpr absl::string_view kFallbackReasonUnavailable = "unavailable";
 inline constexpr absl::string_view kFallbackReasonMemoryPressure =
     "memory_pressure";
+// The GPU was chosen, but the device memory ledger had no room for the
+// request within its wait.
+inline constexpr absl::string_view kFallbackReasonMemoryBusy = "memory_busy";
 // A fallback reason the executor may add later; counted, not lost.
 inline constexpr absl::string_view kFallbackReasonOther = "other";
-inline constexpr int kNumFallbackReasons = 6;
+inline constexpr int kNumFallbackReasons = 7;
 // In label order: oom, device_error, breaker_open, unavailable,
-// memory_pressure, other.
+// memory_pressure, memory_busy, other.
 extern const std::array<absl::string_view, kNumFallbackReasons>
     kFallbackReasons;
 

@@ -316,6 +316,14 @@ void EngineStatsToProto(const core::EngineStats& stats,
     p->set_high_pressure(m.high_pressure);
     p->set_query_failures(m.probe_failures);
     p->set_last_query_error(m.last_probe_error);
+    if (stats.memory_ledger.has_value()) {
+      const dispatch::DeviceMemoryLedger::Stats& l = *stats.memory_ledger;
+      p->set_ledger_enabled(true);
+      p->set_ledger_reserved_bytes(l.reserved_bytes);
+      p->set_ledger_capacity_bytes(l.capacity_bytes);
+      p->set_ledger_waits(l.waits);
+      p->set_ledger_refusals(l.refusals);
+    }
   }
   out->set_last_gpu_error(stats.last_gpu_error);
   out->set_last_gpu_error_age_seconds(stats.last_gpu_error_age_seconds);

@@ -24,6 +24,10 @@ inline constexpr absl::string_view kFallbackGpuOom = "gpu_oom";
 // Any other GPU failure (including a sticky one or a malformed result): the
 // rest ran on the CPU.
 inline constexpr absl::string_view kFallbackGpuError = "gpu_error";
+// The GPU was chosen but the device memory ledger (memory_ledger.h) had no
+// room for the request within its wait: it ran on the CPU before the GPU was
+// tried.
+inline constexpr absl::string_view kFallbackGpuMemoryBusy = "gpu_memory_busy";
 
 class ExecutorObserver {
  public:

@@ -25,7 +25,7 @@ constexpr absl::string_view kWhat = "hybrid config";
 
 // Where a key's value lives: HybridConfig itself or one of the components'
 // Options it embeds. Get() reaches that part of a config, const or not.
-enum class Part { kDispatch, kBreaker, kModel, kMemory };
+enum class Part { kDispatch, kBreaker, kModel, kMemory, kLedger };
 template <typename P>
 struct PartOf;
 template <>
@@ -61,6 +61,15 @@ struct PartOf<MemoryPressureMonitor::Options> {
   }
 };
 
+template <>
+struct PartOf<DeviceMemoryLedger::Options> {
+  static constexpr Part kPart = Part::kLedger;
+  template <typename Config>
+  static auto& Get(Config& c) {
+    return c.ledger;
+  }
+};
+
 template <typename Config, typename P, typename T>
 auto& At(Config& c, T P::*member) {
   return PartOf<P>::Get(c).*member;
@@ -69,13 +78,15 @@ auto& At(Config& c, T P::*member) {
 using BreakerOptions = CircuitBreaker::Options;
 using ModelOptions = PerformanceModel::Options;
 using MemoryOptions = MemoryPressureMonitor::Options;
+using LedgerOptions = DeviceMemoryLedger::Options;
 using Member =
     std::variant<uint64_t HybridConfig::*, uint32_t HybridConfig::*,
                  double HybridConfig::*, bool HybridConfig::*,
                  uint32_t BreakerOptions::*, double BreakerOptions::*,
                  absl::Duration BreakerOptions::*, uint32_t ModelOptions::*,
                  double ModelOptions::*, absl::Duration ModelOptions::*,
-                 double MemoryOptions::*, absl::Duration MemoryOptions::*>;
+                 double MemoryOptions::*, absl::Duration MemoryOptions::*,
+                 bool LedgerOptions::*, absl::Duration LedgerOptions::*>;
 
 // One key: the field it sets and, for a dispatch field, its range (the
 // components' ranges are theirs to check). The dispatch fields are the hot
@@ -125,6 +136,7 @@ const std::vector<Field>& Fields() {
   using B = BreakerOptions;
   using M = ModelOptions;
   using Y = MemoryOptions;
+  using L = LedgerOptions;
   constexpr uint64_t kMaxWork = uint64_t{1} << 62;
   static const std::vector<Field>* const fields = new std::vector<Field>{
       Int("min_gpu_work_cosine", &C::min_gpu_work_cosine, 0, kMaxWork),
@@ -169,6 +181,8 @@ const std::vector<Field>& Fields() {
       Option("memory_refresh_seconds", &Y::refresh_interval,
              "refresh_interval"),
       Option("memory_stale_seconds", &Y::stale_after, "stale_after"),
+      Option("memory_ledger", &L::enabled, "enabled"),
+      Option("memory_ledger_wait_seconds", &L::max_wait, "max_wait"),
   };
   return *fields;
 }
@@ -290,7 +304,9 @@ absl::Status Validate(const HybridConfig& c) {
       CircuitBreaker::Validate(c.breaker, key_of(Part::kBreaker)));
   ENGRAM_RETURN_IF_ERROR(
       PerformanceModel::Validate(c.model, key_of(Part::kModel)));
-  return MemoryPressureMonitor::Validate(c.memory, key_of(Part::kMemory));
+  ENGRAM_RETURN_IF_ERROR(
+      MemoryPressureMonitor::Validate(c.memory, key_of(Part::kMemory)));
+  return DeviceMemoryLedger::Validate(c.ledger, key_of(Part::kLedger));
 }
 
 // Whether `message` names `key` as a whole word.

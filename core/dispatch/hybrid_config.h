@@ -39,11 +39,17 @@
 //   memory_high_pressure            memory.high_pressure_fraction
 //   memory_refresh_seconds          memory.refresh_interval
 //   memory_stale_seconds            memory.stale_after
+//   memory_ledger                   ledger.enabled
+//   memory_ledger_wait_seconds      ledger.max_wait
+//
+// ledger.safety_margin has no key: the executor sets it from
+// memory.safety_margin, so the ledger and the monitor share one margin.
 //
 // Hot reload: the executor reads the config once per request, so the
 // dispatch fields (hot) take effect on the next request after
 // ConfigStore::Update(); the components' Options (restart) size the breaker,
-// the performance model and the memory monitor, which are built once, and
+// the performance model, the memory monitor and the memory ledger, which are
+// built once, and
 // take effect at the next start (RestartOnlyChanges() lists the keys a reload
 // changed).
 #ifndef ENGRAM_CORE_DISPATCH_HYBRID_CONFIG_H_
@@ -60,6 +66,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "core/dispatch/circuit_breaker.h"
+#include "core/dispatch/memory_ledger.h"
 #include "core/dispatch/memory_pressure.h"
 #include "core/dispatch/performance_model.h"
 
@@ -106,6 +113,7 @@ struct HybridConfig {
   CircuitBreaker::Options breaker;
   PerformanceModel::Options model;
   MemoryPressureMonitor::Options memory;
+  DeviceMemoryLedger::Options ledger;
 };
 
 // OK, or INVALID_ARGUMENT naming, by its key, the first field outside its

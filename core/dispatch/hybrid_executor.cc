@@ -41,6 +41,9 @@ struct HybridExecutor::Run {
   bool ran[2] = {false, false};
   double seconds[2] = {0.0, 0.0};
   uint64_t items[2] = {0, 0};
+
+  // The GPU part's device bytes; released by FallBack or when the Run goes.
+  DeviceMemoryLedger::Reservation reservation;
 };
 
 namespace {
@@ -115,12 +118,25 @@ absl::StatusOr<std::unique_ptr<HybridExecutor>> HybridExecutor::Create(
   ENGRAM_ASSIGN_OR_RETURN(
       std::unique_ptr<PerformanceModel> model,
       PerformanceModel::Create(WithClock(config->model, clock)));
+  std::unique_ptr<DeviceMemoryLedger> ledger;
   std::unique_ptr<MemoryPressureMonitor> memory;
   if (options.gpu != nullptr) {
     ComputeBackend* gpu = options.gpu;
-    ENGRAM_ASSIGN_OR_RETURN(memory, MemoryPressureMonitor::Create(
-                                        WithClock(config->memory, clock),
-                                        [gpu] { return gpu->QueryMemory(); }));
+    MemoryPressureMonitor::Probe probe = [gpu] { return gpu->QueryMemory(); };
+    if (config->ledger.enabled) {
+      DeviceMemoryLedger::Options ledger_options = config->ledger;
+      ledger_options.safety_margin = config->memory.safety_margin;
+      ENGRAM_ASSIGN_OR_RETURN(ledger,
+                              DeviceMemoryLedger::Create(ledger_options));
+      // The ledger sees every reading the monitor takes, so both budget
+      // from the same one.
+      probe = [l = ledger.get(), query = std::move(probe)] {
+        return l->Observe(query);
+      };
+    }
+    ENGRAM_ASSIGN_OR_RETURN(
+        memory, MemoryPressureMonitor::Create(WithClock(config->memory, clock),
+                                              std::move(probe)));
   }
   if (options.observer != nullptr) {
     ExecutorObserver* observer = options.observer;
@@ -130,7 +146,7 @@ absl::StatusOr<std::unique_ptr<HybridExecutor>> HybridExecutor::Create(
   }
   return std::unique_ptr<HybridExecutor>(new HybridExecutor(
       options, policy, std::move(owned_policy), std::move(breaker),
-      std::move(model), std::move(memory)));
+      std::move(model), std::move(ledger), std::move(memory)));
 }
 
 HybridExecutor::HybridExecutor(const Options& options,
@@ -138,6 +154,7 @@ HybridExecutor::HybridExecutor(const Options& options,
                                std::unique_ptr<DispatchPolicy> owned_policy,
                                std::unique_ptr<CircuitBreaker> breaker,
                                std::unique_ptr<PerformanceModel> model,
+                               std::unique_ptr<DeviceMemoryLedger> ledger,
                                std::unique_ptr<MemoryPressureMonitor> memory)
     : cpu_(options.cpu),
       gpu_(options.gpu),
@@ -149,6 +166,7 @@ HybridExecutor::HybridExecutor(const Options& options,
       policy_(policy),
       breaker_(std::move(breaker)),
       model_(std::move(model)),
+      ledger_(std::move(ledger)),
       memory_(std::move(memory)) {}
 
 HybridExecutor::Counters HybridExecutor::counters() const {
@@ -156,6 +174,8 @@ HybridExecutor::Counters HybridExecutor::counters() const {
   c.requests = requests_.load(std::memory_order_relaxed);
   c.fallbacks_gpu_oom = fallbacks_gpu_oom_.load(std::memory_order_relaxed);
   c.fallbacks_gpu_error = fallbacks_gpu_error_.load(std::memory_order_relaxed);
+  c.fallbacks_gpu_memory_busy =
+      fallbacks_gpu_memory_busy_.load(std::memory_order_relaxed);
   c.ooms = ooms_.load(std::memory_order_relaxed);
   c.oom_retries = oom_retries_.load(std::memory_order_relaxed);
   c.probes = probes_.load(std::memory_order_relaxed);
@@ -198,6 +218,17 @@ DispatchSnapshot HybridExecutor::TakeSnapshot(Operation op, Placement placement,
     s.breaker_state = at_admission.state;
     s.breaker_retry_after = at_admission.retry_after;
     s.memory = memory_->Assess();
+    if (ledger_ != nullptr) {
+      // A reading taken while other requests ran counts their bytes as
+      // used, and the ledger subtracts their reservations again when this
+      // one reserves: plan against what one request could have with nothing
+      // reserved, and let the ledger grant what is left now.
+      const DeviceMemoryLedger::Stats ledger = ledger_->stats();
+      if (ledger.has_reading) {
+        s.memory.budget_bytes =
+            std::max(s.memory.budget_bytes, ledger.capacity_bytes);
+      }
+    }
   }
   s.perf = model_->Snapshot(op, work);
   s.now = clock_->Now();
@@ -306,15 +337,43 @@ absl::Status HybridExecutor::FallBack(absl::string_view reason,
           absl::StrCat("GPU out of memory at the smallest chunk (", why,
                        "): ", error.message()));
     }
+    if (reason == kFallbackGpuMemoryBusy) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat(error.message(), " (", why, ")"));
+    }
     return absl::UnavailableError(
         absl::StrCat("GPU failed (", why, "): ", error.message()));
   }
   run.gpu_active = false;
+  // The CPU does the rest: the device bytes are someone else's to use.
+  run.reservation.Release();
   if (run.fallback_reason.empty()) {
     run.fallback_reason = std::string(reason);
-    (reason == kFallbackGpuOom ? fallbacks_gpu_oom_ : fallbacks_gpu_error_)
+    (reason == kFallbackGpuOom          ? fallbacks_gpu_oom_
+     : reason == kFallbackGpuMemoryBusy ? fallbacks_gpu_memory_busy_
+                                        : fallbacks_gpu_error_)
         .fetch_add(1, std::memory_order_relaxed);
     if (observer_ != nullptr) observer_->OnFallback(run.op, reason);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status HybridExecutor::ReserveDevice(const JobFootprint& footprint,
+                                           uint64_t min_items,
+                                           uint64_t want_items, Run& run) {
+  if (ledger_ == nullptr || !run.gpu_active) return absl::OkStatus();
+  min_items = std::min(min_items, want_items);
+  const uint64_t want_bytes = footprint.BytesFor(want_items);
+  absl::StatusOr<DeviceMemoryLedger::Reservation> reservation =
+      ledger_->Reserve(footprint.BytesFor(min_items), want_bytes);
+  if (!reservation.ok()) {
+    return FallBack(kFallbackGpuMemoryBusy, reservation.status(), run);
+  }
+  run.reservation = *std::move(reservation);
+  if (footprint.splittable && run.reservation.bytes() < want_bytes) {
+    run.gpu_rows =
+        std::clamp<uint64_t>(ItemsThatFit(footprint, run.reservation.bytes()),
+                             min_items, want_items);
   }
   return absl::OkStatus();
 }
@@ -339,6 +398,7 @@ absl::Status HybridExecutor::OnGpuFailure(const absl::Status& error,
           run.oom_retries < run.config->max_oom_retries && rows / 2 >= floor) {
         ++run.oom_retries;
         run.gpu_rows = rows / 2;
+        run.reservation.ShrinkTo(run.snapshot.footprint.BytesFor(run.gpu_rows));
         oom_retries_.fetch_add(1, std::memory_order_relaxed);
         if (observer_ != nullptr) observer_->OnOomRetry(run.op);
         return absl::OkStatus();
@@ -405,7 +465,12 @@ absl::Status HybridExecutor::CosineRange(const CosineJob& job,
     ENGRAM_RETURN_IF_ERROR(base::CheckInterrupt(job.interrupt));
     if (run.gpu_active) {
       const size_t rows = std::min<size_t>(run.gpu_rows, end - pos);
-      absl::Status status = CosineCall(*gpu_, job, out, pos, pos + rows, run);
+      absl::Status status;
+      {
+        const DeviceMemoryLedger::Reservation::OnDevice on_device =
+            run.reservation.Launch(run.snapshot.footprint.BytesFor(rows));
+        status = CosineCall(*gpu_, job, out, pos, pos + rows, run);
+      }
       if (status.ok()) {
         pos += rows;
       } else {
@@ -524,7 +589,13 @@ absl::Status HybridExecutor::Cosine(const CosineJob& job, CosineOutput* out) {
     }
     rows = std::max<uint64_t>(rows, run.config->min_chunk_queries);
     run.gpu_rows = std::max<uint64_t>(1, std::min<uint64_t>(rows, q));
-    chunk_rows = run.gpu_rows;
+    const absl::Status reserved = ReserveDevice(
+        footprint, run.config->min_chunk_queries, run.gpu_rows, run);
+    if (!reserved.ok()) {
+      Finish(run, &out->report);
+      return reserved;
+    }
+    if (run.gpu_active) chunk_rows = run.gpu_rows;
   }
   ChunkFailure failure;
   const absl::Status status = RunChunks(
@@ -577,12 +648,21 @@ absl::Status HybridExecutor::Spread(const SpreadJob& job, SpreadOutput* out) {
   run.work = job.work();
   run.config = config_->Get();  // once: the whole request uses this config
   out->top.clear();
-  ENGRAM_RETURN_IF_ERROR(
-      Begin(run, job.placement, SpreadFootprint(job), 1, &out->report));
-  absl::Status status = base::CheckInterrupt(job.interrupt);
+  const JobFootprint footprint = SpreadFootprint(job);
+  ENGRAM_RETURN_IF_ERROR(Begin(run, job.placement, footprint, 1, &out->report));
+  absl::Status status = ReserveDevice(footprint, 1, 1, run);
+  if (!status.ok()) {
+    Finish(run, &out->report);
+    return status;
+  }
+  status = base::CheckInterrupt(job.interrupt);
   bool done = false;
   if (status.ok() && run.gpu_active) {
-    status = SpreadCall(*gpu_, job, out, run);
+    {
+      const DeviceMemoryLedger::Reservation::OnDevice on_device =
+          run.reservation.Launch(footprint.TotalBytes());
+      status = SpreadCall(*gpu_, job, out, run);
+    }
     if (status.ok()) {
       done = true;
     } else if (IsStop(status, job.interrupt)) {

@@ -19,6 +19,19 @@
 //     other GPU error feeds the breaker and the rest runs on the CPU
 //     (gpu_error). Finished chunks are never recomputed. Spreading runs as one
 //     unit with the same placement, breaker and fallback rules;
+//  3a. before its first GPU launch the request reserves the device bytes of
+//     its chunk in the device memory ledger (memory_ledger.h), so concurrent
+//     requests share the budget instead of each planning against all of it.
+//     A cosine request takes a smaller chunk (down to min_chunk_queries)
+//     when that is what is left; when not even that is left within the
+//     ledger's wait it runs on the CPU (gpu_memory_busy), or fails with
+//     RESOURCE_EXHAUSTED naming the bytes when it may not fall back. The
+//     reservation shrinks with each OOM halving and is released when the
+//     request's GPU part ends, on every path. With the ledger, the
+//     snapshot's memory budget is the ledger's capacity (the reading's
+//     free bytes plus the reserved bytes it counted as used, times the
+//     margin), so a request is not planned smaller, or sent to the CPU, for
+//     bytes that other requests hold and the ledger subtracts anyway;
 //  4. every backend call's time goes into the performance model under the
 //     backend that made it, the GPU outcome into the breaker, and the
 //     ExecutionReport is filled: backend (MIXED when both ran), decided_by,
@@ -52,6 +65,7 @@
 #include "core/dispatch/executor_observer.h"
 #include "core/dispatch/hybrid_config.h"
 #include "core/dispatch/jobs.h"
+#include "core/dispatch/memory_ledger.h"
 #include "core/dispatch/memory_pressure.h"
 #include "core/dispatch/performance_model.h"
 
@@ -80,6 +94,7 @@ class HybridExecutor {
     uint64_t requests = 0;
     uint64_t fallbacks_gpu_oom = 0;
     uint64_t fallbacks_gpu_error = 0;
+    uint64_t fallbacks_gpu_memory_busy = 0;
     uint64_t ooms = 0;
     uint64_t oom_retries = 0;
     uint64_t probes = 0;
@@ -115,6 +130,8 @@ class HybridExecutor {
   PerformanceModel& performance_model() { return *model_; }
   // nullptr when there is no GPU.
   MemoryPressureMonitor* memory_monitor() { return memory_.get(); }
+  // nullptr when there is no GPU or the config disables the ledger.
+  const DeviceMemoryLedger* memory_ledger() const { return ledger_.get(); }
   Counters counters() const;
 
  private:
@@ -124,6 +141,7 @@ class HybridExecutor {
                  std::unique_ptr<DispatchPolicy> owned_policy,
                  std::unique_ptr<CircuitBreaker> breaker,
                  std::unique_ptr<PerformanceModel> model,
+                 std::unique_ptr<DeviceMemoryLedger> ledger,
                  std::unique_ptr<MemoryPressureMonitor> memory);
 
   DispatchSnapshot TakeSnapshot(Operation op, Placement placement,
@@ -154,6 +172,12 @@ class HybridExecutor {
   absl::Status OnGpuFailure(const absl::Status& error, uint64_t rows, Run& run);
   absl::Status FallBack(absl::string_view reason, const absl::Status& error,
                         Run& run);
+  // Reserves the GPU part's device bytes, between those of `min_items` and
+  // of `want_items` items of `footprint`, lowering run.gpu_rows to what was
+  // granted for a splittable job. OK to go on (on the CPU when the ledger
+  // refused and fallback is allowed), or the refusal.
+  absl::Status ReserveDevice(const JobFootprint& footprint, uint64_t min_items,
+                             uint64_t want_items, Run& run);
   void Finish(Run& run, ExecutionReport* report);
 
   ComputeBackend* const cpu_;
@@ -166,12 +190,15 @@ class HybridExecutor {
   const DispatchPolicy* const policy_;
   const std::unique_ptr<CircuitBreaker> breaker_;
   const std::unique_ptr<PerformanceModel> model_;
+  // Before memory_: the monitor's probe goes through the ledger.
+  const std::unique_ptr<DeviceMemoryLedger> ledger_;     // null: none
   const std::unique_ptr<MemoryPressureMonitor> memory_;  // null without GPU
 
   // Statistics only: relaxed, nothing is ordered by them.
   std::atomic<uint64_t> requests_{0};
   std::atomic<uint64_t> fallbacks_gpu_oom_{0};
   std::atomic<uint64_t> fallbacks_gpu_error_{0};
+  std::atomic<uint64_t> fallbacks_gpu_memory_busy_{0};
   std::atomic<uint64_t> ooms_{0};
   std::atomic<uint64_t> oom_retries_{0};
   std::atomic<uint64_t> probes_{0};

@@ -10,6 +10,7 @@
 #include "core/dispatch/backend_errors.h"
 #include "core/dispatch/circuit_breaker.h"
 #include "core/dispatch/clock.h"
+#include "core/dispatch/memory_ledger.h"
 #include "core/dispatch/memory_pressure.h"
 #include "core/dispatch/performance_model.h"
 #include "core/engine_collector.h"
@@ -99,6 +100,10 @@ TEST(EngineMetricsTest, ExecutorFallbackReasonsMapToMetricReasons) {
   metrics.OnFallback(dispatch::Operation::kCosine, dispatch::kFallbackGpuOom);
   metrics.OnFallback(dispatch::Operation::kSpread, dispatch::kFallbackGpuError);
   metrics.OnFallback(dispatch::Operation::kSpread, "something_new");
+  metrics.OnFallback(dispatch::Operation::kCosine,
+                     dispatch::kFallbackGpuMemoryBusy);
+  EXPECT_EQ(metrics.FallbackCount(dispatch::Operation::kCosine, "memory_busy"),
+            1u);
   EXPECT_EQ(metrics.FallbackCount(dispatch::Operation::kCosine, "oom"), 2u);
   EXPECT_EQ(metrics.FallbackCount(dispatch::Operation::kCosine, "device_error"),
             0u);
@@ -346,6 +351,40 @@ TEST_F(EngineCollectorTest, MemoryGaugesFollowTheMonitorsReading) {
   EXPECT_EQ(
       Sample(collector_->Collect(), "engram_gpu_memory_query_failures_total"),
       2);
+}
+
+TEST_F(EngineCollectorTest, LedgerGaugesAndCountersFollowTheLedger) {
+  dispatch::DeviceMemoryLedger::Options options;
+  options.max_wait = absl::ZeroDuration();
+  options.safety_margin = 0.5;
+  std::unique_ptr<dispatch::DeviceMemoryLedger> ledger =
+      *dispatch::DeviceMemoryLedger::Create(options);
+  EngineCollector::Sources sources{breaker_.get(), model_.get(), memory_.get(),
+                                   &clock_};
+  sources.ledger = ledger.get();
+  auto registry = std::make_shared<prometheus::Registry>();
+  EngineCollector collector(registry, sources);
+  ASSERT_TRUE(ledger
+                  ->Observe([]() -> absl::StatusOr<dispatch::DeviceMemoryInfo> {
+                    return dispatch::DeviceMemoryInfo{600, 1000};
+                  })
+                  .ok());
+  auto held = ledger->Reserve(200, 200);
+  ASSERT_TRUE(held.ok());
+  EXPECT_FALSE(ledger->Reserve(200, 200).ok());  // 100 left: refused
+  auto families = collector.Collect();
+  EXPECT_EQ(Sample(families, "engram_gpu_memory_reserved_bytes"), 200);
+  EXPECT_EQ(Sample(families, "engram_gpu_memory_ledger_capacity_bytes"), 300);
+  EXPECT_EQ(Sample(families, "engram_gpu_memory_ledger_refusals_total"), 1);
+  EXPECT_EQ(Sample(families, "engram_gpu_memory_ledger_waits_total"), 0);
+  const EngineStateSnapshot state = collector.Refresh();
+  ASSERT_TRUE(state.memory_ledger.has_value());
+  EXPECT_EQ(state.memory_ledger->reserved_bytes, 200u);
+  held->Release();
+  families = collector.Collect();
+  EXPECT_EQ(Sample(families, "engram_gpu_memory_reserved_bytes"), 0);
+  // Scraping again does not count the refusal twice.
+  EXPECT_EQ(Sample(families, "engram_gpu_memory_ledger_refusals_total"), 1);
 }
 
 TEST_F(EngineCollectorTest, SpeedupIsExposedOnlyForBucketsMeasuredOnBoth) {

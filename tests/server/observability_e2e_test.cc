@@ -348,6 +348,10 @@ TEST(ObservabilityTest, CountersMatchAWorkloadWithDeviceErrors) {
   EXPECT_THAT(stats->last_gpu_error(), HasSubstr("simulated"));
   EXPECT_EQ(stats->gpu_memory().total_bytes(),
             Value(body, "engram_gpu_memory_total_bytes"));
+  // Nothing runs now: the ledger holds nothing, and its gauge agrees.
+  EXPECT_TRUE(stats->gpu_memory().ledger_enabled());
+  EXPECT_EQ(stats->gpu_memory().ledger_reserved_bytes(), 0u);
+  EXPECT_EQ(Value(body, "engram_gpu_memory_reserved_bytes"), 0);
   EXPECT_TRUE(stats->readiness().serving());
   EXPECT_FALSE(stats->readiness().cpu_only());
 
