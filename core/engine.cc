@@ -204,6 +204,8 @@ absl::StatusOr<std::vector<std::string>> Engine::ReloadConfig() {
   ENGRAM_ASSIGN_OR_RETURN(dispatch::HybridConfig next,
                           dispatch::LoadHybridConfigFile(
                               options_.hybrid_config_path, device_name_));
+  // A calibration measured on this machine keeps its thresholds.
+  executor_->AdjustConfig(&next);
   ENGRAM_RETURN_IF_ERROR(config_->Update(next));
   return dispatch::RestartOnlyChanges(*before, next);
 }

@@ -290,6 +290,7 @@ void EngineStatsToProto(const core::EngineStats& stats,
     p->set_relative_error(m.fit.relative_error);
     p->set_min_work(m.fit.min_work);
     p->set_max_work(m.fit.max_work);
+    p->set_prior(m.fit.prior);
   }
   pb::BreakerStats* breaker = out->mutable_breaker();
   breaker->set_state(dispatch::BreakerStateName(stats.breaker.state));

@@ -5,12 +5,15 @@
 #include <exception>
 #include <fstream>
 #include <limits>
+#include <optional>
 #include <sstream>
 #include <utility>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "base/status_macros.h"
+#include "core/collections/atomic_file.h"
 #include "core/logging.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
@@ -22,6 +25,20 @@
 
 namespace engram::server {
 namespace {
+
+// DATA_DIR/calibration.<device>, the device's name with anything but
+// letters, digits, '-' and '.' as '_' ("cpu" without a GPU).
+std::string CalibrationPath(const std::string& data_dir,
+                            const std::string& device) {
+  std::string name = device.empty() ? "cpu" : device;
+  for (char& c : name) {
+    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '-' &&
+        c != '.') {
+      c = '_';
+    }
+  }
+  return absl::StrCat(data_dir, "/calibration.", name);
+}
 
 // How long no call may arrive before the gRPC server is stopped; long enough
 // for a message in transit on a busy link to land and be refused.
@@ -255,6 +272,14 @@ absl::Status SimilarityServer::Start() {
                {"seconds",
                 absl::StrCat(absl::ToDoubleSeconds(absl::Now() - start))}});
   }
+  // A calibration is kept in the data directory, one file per GPU model,
+  // so that a restart (or another replica on the same hardware) starts from
+  // it rather than from guesses.
+  const std::string calibration_path =
+      resident.data_dir() == nullptr
+          ? std::string()
+          : CalibrationPath(resident.data_dir()->path(),
+                            engine_->executor().gpu_device());
   if (options_.calibrate_on_start) {
     // Readiness waits for the sweep: until the model is seeded, AUTO
     // decisions would rest on no measurement at all.
@@ -270,7 +295,10 @@ absl::Status SimilarityServer::Start() {
                 {{"seconds",
                   absl::StrCat(absl::ToDoubleSeconds(absl::Now() - start))},
                  {"table", dispatch::FormatCrossoverTable(*table)}});
+      StoreCalibration(calibration_path);
     }
+  } else {
+    LoadCalibration(calibration_path);
   }
   readiness_->SetPhase(Readiness::Phase::kServing);
   const Readiness::State ready = readiness_->state();
@@ -312,6 +340,45 @@ absl::Status SimilarityServer::Drain() {
                  : absl::DeadlineExceededError(
                        "calls still running at the drain deadline were "
                        "cancelled");
+}
+
+void SimilarityServer::StoreCalibration(const std::string& path) {
+  const std::optional<dispatch::StoredCalibration> calibration =
+      engine_->executor().calibration();
+  if (path.empty() || !calibration.has_value()) return;
+  const std::string text = dispatch::FormatStoredCalibration(*calibration);
+  const absl::Status written = collections::WriteFileAtomically(
+      path, [&](collections::FileSink& sink) { return sink.Write(text); });
+  if (written.ok()) {
+    core::Log(core::LogLevel::kInfo, "calibration_stored", {{"path", path}});
+  } else {
+    core::Log(core::LogLevel::kWarning, "calibration_not_stored",
+              {{"path", path}, {"error", std::string(written.message())}});
+  }
+}
+
+void SimilarityServer::LoadCalibration(const std::string& path) {
+  if (path.empty()) return;
+  std::ifstream in(path);
+  if (!in) return;  // none stored yet
+  std::ostringstream text;
+  text << in.rdbuf();
+  absl::StatusOr<dispatch::StoredCalibration> stored =
+      dispatch::ParseStoredCalibration(text.str());
+  absl::Status used = stored.status();
+  if (used.ok()) used = engine_->executor().UseCalibration(*stored);
+  if (used.ok()) {
+    const std::shared_ptr<const dispatch::HybridConfig> config =
+        engine_->config();
+    core::Log(
+        core::LogLevel::kInfo, "calibration_loaded",
+        {{"path", path},
+         {"min_gpu_work_cosine", absl::StrCat(config->min_gpu_work_cosine)},
+         {"min_gpu_work_spread", absl::StrCat(config->min_gpu_work_spread)}});
+  } else {
+    core::Log(core::LogLevel::kWarning, "calibration_ignored",
+              {{"path", path}, {"error", std::string(used.message())}});
+  }
 }
 
 }  // namespace engram::server

@@ -107,6 +107,11 @@ class SimilarityServer {
   std::shared_ptr<grpc::ServerCredentials> Credentials() const;
   // "plaintext", "tls" or "mutual_tls", for the start-up log.
   const char* TransportSecurity() const;
+  // Writes the executor's calibration to `path` (nothing when empty);
+  // loads one from it and puts it in force when the file is there. Both
+  // log what they did and never fail the start-up.
+  void StoreCalibration(const std::string& path);
+  void LoadCalibration(const std::string& path);
 
   const Options options_;
   std::shared_ptr<prometheus::Registry> registry_;

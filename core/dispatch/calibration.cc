@@ -6,8 +6,11 @@
 #include <random>
 #include <utility>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "kernels/types.h"
 
@@ -302,6 +305,126 @@ std::string FormatCrossoverProfile(const CrossoverTable& table) {
   line(Operation::kCosine, "min_gpu_work_cosine", table.cosine_min_gpu_work);
   line(Operation::kSpread, "min_gpu_work_spread", table.spread_min_gpu_work);
   return out;
+}
+
+std::optional<uint64_t> SmallestGpuWin(const CrossoverTable& table,
+                                       Operation op) {
+  std::optional<uint64_t> smallest;
+  for (const CrossoverRow& r : table.rows) {
+    if (r.op != op || std::isnan(r.gpu_seconds) ||
+        !(r.gpu_seconds < r.cpu_seconds)) {
+      continue;
+    }
+    if (!smallest.has_value() || r.work < *smallest) smallest = r.work;
+  }
+  return smallest;
+}
+
+namespace {
+
+constexpr const char* kOpKeys[2] = {"cosine", "spread"};
+constexpr const char* kBackendKeys[2] = {"cpu", "gpu"};
+
+}  // namespace
+
+std::string FormatStoredCalibration(const StoredCalibration& c) {
+  std::string out =
+      "# The dispatch engine's calibration: the cost models fitted to its\n"
+      "# sweep and the smallest work at which the GPU won, per operation.\n"
+      "# Written by the server; loaded at start-up on the same GPU.\n"
+      "format = 1\n";
+  absl::StrAppend(&out, "gpu_device = ", c.gpu_device, "\n");
+  if (c.cosine_min_gpu_work.has_value()) {
+    absl::StrAppend(&out, "cosine_min_gpu_work = ", *c.cosine_min_gpu_work,
+                    "\n");
+  }
+  if (c.spread_min_gpu_work.has_value()) {
+    absl::StrAppend(&out, "spread_min_gpu_work = ", *c.spread_min_gpu_work,
+                    "\n");
+  }
+  for (int o = 0; o < 2; ++o) {
+    for (int b = 0; b < 2; ++b) {
+      const CostFit& f = c.fits[o][b];
+      if (!f.usable) continue;
+      absl::StrAppend(
+          &out, kOpKeys[o], ".", kBackendKeys[b], " = ",
+          absl::StrFormat("%.17g %.17g %.17g %d %d %d %.17g\n", f.fixed_seconds,
+                          f.seconds_per_byte, f.seconds_per_unit, f.samples,
+                          f.min_work, f.max_work, f.relative_error));
+    }
+  }
+  return out;
+}
+
+absl::StatusOr<StoredCalibration> ParseStoredCalibration(
+    absl::string_view text) {
+  StoredCalibration c;
+  bool format_seen = false;
+  int line_number = 0;
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
+    ++line_number;
+    line = absl::StripAsciiWhitespace(line);
+    if (line.empty() || line[0] == '#') continue;
+    auto bad = [&](absl::string_view why) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("calibration line ", line_number, ": ", why));
+    };
+    const size_t eq = line.find('=');
+    if (eq == absl::string_view::npos) return bad("expected key = value");
+    const absl::string_view key =
+        absl::StripAsciiWhitespace(line.substr(0, eq));
+    const absl::string_view value =
+        absl::StripAsciiWhitespace(line.substr(eq + 1));
+    uint64_t number = 0;
+    if (key == "format") {
+      if (value != "1") return bad("unsupported format (this build reads 1)");
+      format_seen = true;
+    } else if (key == "gpu_device") {
+      c.gpu_device = std::string(value);
+    } else if (key == "cosine_min_gpu_work" || key == "spread_min_gpu_work") {
+      if (!absl::SimpleAtoi(value, &number)) return bad("not a work count");
+      (key == "cosine_min_gpu_work" ? c.cosine_min_gpu_work
+                                    : c.spread_min_gpu_work) = number;
+    } else {
+      int op = -1, backend = -1;
+      for (int o = 0; o < 2; ++o) {
+        for (int b = 0; b < 2; ++b) {
+          if (key == absl::StrCat(kOpKeys[o], ".", kBackendKeys[b])) {
+            op = o;
+            backend = b;
+          }
+        }
+      }
+      if (op < 0) return bad(absl::StrCat("unknown key \"", key, "\""));
+      const std::vector<absl::string_view> parts =
+          absl::StrSplit(value, ' ', absl::SkipEmpty());
+      CostFit f;
+      uint64_t samples = 0;
+      if (parts.size() != 7 || !absl::SimpleAtod(parts[0], &f.fixed_seconds) ||
+          !absl::SimpleAtod(parts[1], &f.seconds_per_byte) ||
+          !absl::SimpleAtod(parts[2], &f.seconds_per_unit) ||
+          !absl::SimpleAtoi(parts[3], &samples) ||
+          !absl::SimpleAtoi(parts[4], &f.min_work) ||
+          !absl::SimpleAtoi(parts[5], &f.max_work) ||
+          !absl::SimpleAtod(parts[6], &f.relative_error) ||
+          !(f.fixed_seconds >= 0) || !(f.seconds_per_byte >= 0) ||
+          !(f.seconds_per_unit >= 0) || !std::isfinite(f.fixed_seconds) ||
+          !std::isfinite(f.seconds_per_byte) ||
+          !std::isfinite(f.seconds_per_unit) ||
+          samples > std::numeric_limits<uint32_t>::max()) {
+        return bad(
+            "expected seven numbers: fixed, per byte and per unit seconds "
+            "(finite, >= 0), samples, min and max work, relative error");
+      }
+      f.samples = static_cast<uint32_t>(samples);
+      f.usable = true;
+      c.fits[op][backend] = f;
+    }
+  }
+  if (!format_seen) {
+    return absl::InvalidArgumentError("calibration: no \"format = 1\" line");
+  }
+  return c;
 }
 
 }  // namespace engram::dispatch

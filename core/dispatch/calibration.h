@@ -24,14 +24,17 @@
 #ifndef ENGRAM_CORE_DISPATCH_CALIBRATION_H_
 #define ENGRAM_CORE_DISPATCH_CALIBRATION_H_
 
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "core/dispatch/clock.h"
 #include "core/dispatch/compute_backend.h"
+#include "core/dispatch/cost_model.h"
 #include "core/dispatch/jobs.h"
 #include "core/dispatch/performance_model.h"
 
@@ -89,6 +92,36 @@ absl::StatusOr<CrossoverTable> RunCalibration(ComputeBackend& cpu,
                                               const CalibrationOptions& options,
                                               Clock* clock,
                                               PerformanceModel* seed_model);
+
+// What a calibration measured, kept so that a restart starts from it
+// rather than from guesses (HybridExecutor::Calibrate and UseCalibration;
+// the server stores it in its data directory).
+struct StoredCalibration {
+  // The GPU it was measured on (its device name); empty without a GPU. A
+  // calibration is only used on the device it was measured on.
+  std::string gpu_device;
+  // [operation][backend]: cosine, spread x cpu, gpu. The cost models fitted
+  // to the sweep's calls.
+  std::array<std::array<CostFit, 2>, 2> fits;
+  // Per operation, the smallest work at which the GPU beat the CPU in the
+  // sweep (any shape); none when it never did or was not measured.
+  std::optional<uint64_t> cosine_min_gpu_work;
+  std::optional<uint64_t> spread_min_gpu_work;
+};
+
+// The smallest measured work at which the GPU was faster, or none.
+std::optional<uint64_t> SmallestGpuWin(const CrossoverTable& table,
+                                       Operation op);
+
+// A text file of `key = value` lines (format 1), the fits at full precision:
+//   format = 1
+//   gpu_device = NVIDIA H100 80GB HBM3
+//   cosine_min_gpu_work = 16777216
+//   cosine.gpu = FIXED PER_BYTE PER_UNIT SAMPLES MIN_WORK MAX_WORK ERROR
+std::string FormatStoredCalibration(const StoredCalibration& calibration);
+// INVALID_ARGUMENT naming the line for anything it does not read.
+absl::StatusOr<StoredCalibration> ParseStoredCalibration(
+    absl::string_view text);
 
 // A fixed-width table: operation, shape, work, CPU and GPU milliseconds,
 // speedup, then the crossover per operation.

@@ -50,6 +50,9 @@ struct CostFit {
   uint64_t min_work = 0;  // the smallest and largest call observed
   uint64_t max_work = 0;
   absl::Time newest = absl::InfinitePast();  // the latest observation
+  // A stored calibration's fit, standing in while the window's own calls
+  // make no usable one (PerformanceModel::SetPrior).
+  bool prior = false;
 
   // Seconds for `calls` calls doing `work` and moving `bytes` in all.
   double Predict(uint64_t calls, uint64_t work, uint64_t bytes) const {

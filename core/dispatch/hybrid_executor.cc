@@ -744,11 +744,68 @@ class BreakerGuardedBackend final : public ComputeBackend {
 
 absl::StatusOr<CrossoverTable> HybridExecutor::Calibrate(
     const CalibrationOptions& options) {
+  absl::StatusOr<CrossoverTable> table;
   if (gpu_ == nullptr) {
-    return RunCalibration(*cpu_, nullptr, options, clock_, model_.get());
+    table = RunCalibration(*cpu_, nullptr, options, clock_, model_.get());
+  } else {
+    BreakerGuardedBackend gpu(gpu_, breaker_.get());
+    table = RunCalibration(*cpu_, &gpu, options, clock_, model_.get());
   }
-  BreakerGuardedBackend gpu(gpu_, breaker_.get());
-  return RunCalibration(*cpu_, &gpu, options, clock_, model_.get());
+  if (!table.ok()) return table;
+  StoredCalibration measured;
+  measured.gpu_device = table->gpu_device;
+  for (Operation op : {Operation::kCosine, Operation::kSpread}) {
+    for (BackendKind kind : {BackendKind::kCpu, BackendKind::kGpu}) {
+      CostFit fit = model_->Fit(op, kind);
+      // What the sweep measured, not a prior standing in for it.
+      if (fit.prior) fit = CostFit();
+      measured.fits[op == Operation::kCosine ? 0 : 1][Slot(kind)] = fit;
+    }
+  }
+  measured.cosine_min_gpu_work = SmallestGpuWin(*table, Operation::kCosine);
+  measured.spread_min_gpu_work = SmallestGpuWin(*table, Operation::kSpread);
+  ENGRAM_RETURN_IF_ERROR(UseCalibration(measured));
+  return table;
+}
+
+absl::Status HybridExecutor::UseCalibration(
+    const StoredCalibration& calibration) {
+  const std::string device = gpu_device();
+  if (calibration.gpu_device != device) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the calibration was measured on GPU \"", calibration.gpu_device,
+        "\", this executor has \"", device, "\""));
+  }
+  for (Operation op : {Operation::kCosine, Operation::kSpread}) {
+    for (BackendKind kind : {BackendKind::kCpu, BackendKind::kGpu}) {
+      model_->SetPrior(
+          op, kind,
+          calibration.fits[op == Operation::kCosine ? 0 : 1][Slot(kind)]);
+    }
+  }
+  {
+    absl::MutexLock lock(&calibration_mu_);
+    calibration_ = calibration;
+  }
+  HybridConfig next = *config_->Get();
+  AdjustConfig(&next);
+  return config_->Update(next);
+}
+
+std::optional<StoredCalibration> HybridExecutor::calibration() const {
+  absl::MutexLock lock(&calibration_mu_);
+  return calibration_;
+}
+
+void HybridExecutor::AdjustConfig(HybridConfig* config) const {
+  absl::MutexLock lock(&calibration_mu_);
+  if (!calibration_.has_value()) return;
+  if (calibration_->cosine_min_gpu_work.has_value()) {
+    config->min_gpu_work_cosine = *calibration_->cosine_min_gpu_work;
+  }
+  if (calibration_->spread_min_gpu_work.has_value()) {
+    config->min_gpu_work_spread = *calibration_->spread_min_gpu_work;
+  }
 }
 
 }  // namespace engram::dispatch

@@ -53,10 +53,12 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "core/dispatch/calibration.h"
 #include "core/dispatch/circuit_breaker.h"
 #include "core/dispatch/clock.h"
@@ -120,12 +122,29 @@ class HybridExecutor {
   absl::Status Spread(const SpreadJob& job, SpreadOutput* out);
 
   // Runs the calibration sweep (calibration.h) on this executor's backends
-  // and seeds its performance model with the timings. Every GPU call of the
-  // sweep goes through the circuit breaker, as a request's does. Blocks for
-  // the sweep; may run while requests are served.
+  // and seeds its performance model with the timings, then makes what it
+  // measured the calibration in force (UseCalibration). Every GPU call of
+  // the sweep goes through the circuit breaker, as a request's does. Blocks
+  // for the sweep; may run while requests are served.
   absl::StatusOr<CrossoverTable> Calibrate(const CalibrationOptions& options);
 
+  // Makes `calibration` the one in force: its cost models become the
+  // performance model's priors (used until the window's own fits are
+  // usable) and its smallest GPU wins become min_gpu_work_cosine / _spread
+  // in the config store, now and at every later config (AdjustConfig).
+  // FAILED_PRECONDITION when it was measured on another GPU (or with one,
+  // and there is none now); nothing changes then.
+  absl::Status UseCalibration(const StoredCalibration& calibration);
+  // The calibration in force, if any.
+  std::optional<StoredCalibration> calibration() const;
+  // Applies the calibration in force to `config` (a reloaded file).
+  void AdjustConfig(HybridConfig* config) const;
+
   bool has_gpu() const { return gpu_ != nullptr; }
+  // The GPU backend's device name (BackendCapabilities); empty without one.
+  std::string gpu_device() const {
+    return gpu_ == nullptr ? std::string() : gpu_->Capabilities().device_name;
+  }
   CircuitBreaker& breaker() { return *breaker_; }
   PerformanceModel& performance_model() { return *model_; }
   // nullptr when there is no GPU.
@@ -209,6 +228,10 @@ class HybridExecutor {
   static constexpr int64_t kProbeCreditUnit = 1'000'000;
   static constexpr int64_t kMaxProbeCredit = 2 * kProbeCreditUnit;
   std::atomic<int64_t> probe_credit_{kProbeCreditUnit};
+
+  mutable absl::Mutex calibration_mu_;
+  std::optional<StoredCalibration> calibration_
+      ABSL_GUARDED_BY(calibration_mu_);
 };
 
 }  // namespace engram::dispatch

@@ -136,7 +136,12 @@ const CostFit& PerformanceModel::FitLocked(Operation op, int backend,
                      now - cache.fitted_at >= absl::Seconds(1))) ||
       (cache.fit.samples > 0 &&
        now - cache.fitted_at >= options_.max_sample_age / 4);
-  if (!due) return cache.fit;
+  if (due) Refit(op, backend, now, &cache);
+  return !cache.fit.usable && cache.prior.usable ? cache.prior : cache.fit;
+}
+
+void PerformanceModel::Refit(Operation op, int backend, absl::Time now,
+                             FitCache* cache) const {
   std::vector<CostObservation> observations;
   const absl::Time oldest = now - options_.max_sample_age;
   for (int bucket = 0; bucket < kNumBuckets; ++bucket) {
@@ -148,10 +153,19 @@ const CostFit& PerformanceModel::FitLocked(Operation op, int backend,
       observations.push_back(CostObservation{s.work, s.bytes, s.seconds, s.at});
     }
   }
-  cache.fit = FitCost(observations, options_.min_samples);
-  cache.recorded_at_fit = cache.recorded;
-  cache.fitted_at = now;
-  return cache.fit;
+  cache->fit = FitCost(observations, options_.min_samples);
+  cache->recorded_at_fit = cache->recorded;
+  cache->fitted_at = now;
+}
+
+void PerformanceModel::SetPrior(Operation op, BackendKind backend,
+                                const CostFit& fit) {
+  const int slot = BackendSlot(backend);
+  if (slot < 0) return;
+  absl::MutexLock lock(&mu_);
+  CostFit& prior = fits_[OutcomeIndex(op, slot)].prior;
+  prior = fit.usable ? fit : CostFit();
+  prior.prior = prior.usable;
 }
 
 CostFit PerformanceModel::Fit(Operation op, BackendKind backend) const {

@@ -133,8 +133,17 @@ class PerformanceModel {
   // Every bucket of every operation that holds at least one timing.
   std::vector<PerfSnapshot> SnapshotAll() const ABSL_LOCKS_EXCLUDED(mu_);
 
+  // A fit of `op` on `backend` (kCpu or kGpu, else ignored) to predict with
+  // while the window's own calls make no usable one: a stored calibration,
+  // so that a restart does not start from guesses. It never expires; the
+  // window's fit replaces it whenever that one is usable. An unusable
+  // `fit` clears it.
+  void SetPrior(Operation op, BackendKind backend, const CostFit& fit)
+      ABSL_LOCKS_EXCLUDED(mu_);
+
   // The fitted cost model of `op` on `backend` (kCpu or kGpu; otherwise an
-  // empty fit), refitted first when it is due.
+  // empty fit), refitted first when it is due; the prior (SetPrior) while
+  // the window's own fit is not usable.
   CostFit Fit(Operation op, BackendKind backend) const ABSL_LOCKS_EXCLUDED(mu_);
 
   // Claims the due probe of `work`'s bucket: true for exactly one caller per
@@ -157,6 +166,7 @@ class PerformanceModel {
   // An operation's and backend's fit, with what it was fitted from.
   struct FitCache {
     CostFit fit;
+    CostFit prior;          // SetPrior's; unusable when there is none
     uint64_t recorded = 0;  // timings recorded since creation, ever
     uint64_t recorded_at_fit = 0;
     absl::Time fitted_at = absl::InfinitePast();
@@ -188,8 +198,11 @@ class PerformanceModel {
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
   static void FillPercentiles(std::vector<double>* latencies,
                               BackendEstimate* estimate);
-  // The fit of `op` on backend slot `backend`, refitted when due.
+  // The fit of `op` on backend slot `backend`, refitted when due, or the
+  // prior.
   const CostFit& FitLocked(Operation op, int backend, absl::Time now) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Refit(Operation op, int backend, absl::Time now, FitCache* cache) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const Options options_;

@@ -4,8 +4,10 @@
 // GPU-only requests fail with the documented codes, and SIGHUP swaps the
 // hybrid configuration.
 #include <signal.h>
+#include <unistd.h>
 
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -204,6 +206,54 @@ TEST(SimulatedGpuE2ETest, SighupReloadsTheHybridConfig) {
     if (!reloaded) absl::SleepFor(absl::Milliseconds(20));
   }
   EXPECT_TRUE(reloaded);
+}
+
+TEST(SimulatedGpuE2ETest, AutoMovesEverySizeToTheCpuWhenTheDeviceIsSlower) {
+  // A simulated device ten times slower than this CPU per unit, the model
+  // left to decide every size, and a calibration sweep as the warm-up.
+  const std::string path =
+      WriteConfig("model_decides", "min_gpu_work_cosine = 0\n");
+  Server s = StartServer({"--hybrid_config=" + path, "--calibrate",
+                          "--simulated_gpu_seconds_per_unit=3e-9"});
+  ASSERT_NE(s.client, nullptr);
+  int on_cpu = 0;
+  constexpr int kRequests = 30;
+  for (int i = 0; i < kRequests; ++i) {
+    const size_t q = std::vector<size_t>{2, 16, 64}[i % 3];
+    std::vector<float> queries, targets;
+    pb::BatchCosineRequest request =
+        RandomCosine(q, 4096, 256, pb::PLACEMENT_AUTO, &queries, &targets);
+    request.set_top_k(10);
+    auto response = s.client->BatchCosine(request);
+    ASSERT_TRUE(response.ok()) << response.status();
+    if (response->report().backend() == pb::BACKEND_CPU) ++on_cpu;
+  }
+  EXPECT_GE(on_cpu, kRequests * 9 / 10);
+}
+
+TEST(SimulatedGpuE2ETest, ACalibrationIsStoredAndLoadedAtTheNextStart) {
+  const std::string dir =
+      absl::StrCat(::testing::TempDir(), "/calibration_data_", getpid());
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  {
+    Server s = StartServer({"--calibrate", "--data_dir=" + dir});
+    ASSERT_NE(s.client, nullptr);
+  }
+  const std::string path = dir + "/calibration.Simulated_GPU";
+  ASSERT_TRUE(std::filesystem::exists(path));
+  // Restarted without --calibrate: the stored models stand in for the
+  // calls not yet observed.
+  Server s = StartServer({"--data_dir=" + dir});
+  ASSERT_NE(s.client, nullptr);
+  auto stats = s.client->GetStats();
+  ASSERT_TRUE(stats.ok()) << stats.status();
+  int priors = 0;
+  for (const pb::CostModelStats& m : stats->cost_models()) {
+    if (m.operation() == "cosine" && m.prior() && m.usable()) ++priors;
+  }
+  EXPECT_EQ(priors, 2);  // the CPU's and the GPU's
+  std::filesystem::remove_all(dir);
 }
 
 TEST(SimulatedGpuE2ETest, CalibrationRunsBeforeTheServerTurnsServing) {

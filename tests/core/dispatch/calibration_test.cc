@@ -6,6 +6,7 @@
 #include <set>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
@@ -265,6 +266,74 @@ TEST_F(CalibrationTest, RejectsOptionsOutOfRange) {
   EXPECT_EQ(
       RunCalibration(*cpu_, nullptr, bad, &clock_, nullptr).status().code(),
       absl::StatusCode::kInvalidArgument);
+}
+
+TEST(StoredCalibrationTest, RoundTripsExactly) {
+  StoredCalibration c;
+  c.gpu_device = "NVIDIA H100 80GB HBM3";
+  c.cosine_min_gpu_work = uint64_t{1} << 26;
+  CostFit gpu;
+  gpu.usable = true;
+  gpu.fixed_seconds = 3.0000000000000001e-5;
+  gpu.seconds_per_byte = 1.0 / 3e10;
+  gpu.seconds_per_unit = 1e-12 / 7;
+  gpu.samples = 24;
+  gpu.min_work = 65536;
+  gpu.max_work = uint64_t{1} << 33;
+  gpu.relative_error = 0.0123;
+  c.fits[0][1] = gpu;
+  CostFit cpu = gpu;
+  cpu.seconds_per_byte = 0;
+  c.fits[1][0] = cpu;
+  auto parsed = ParseStoredCalibration(FormatStoredCalibration(c));
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->gpu_device, c.gpu_device);
+  EXPECT_EQ(parsed->cosine_min_gpu_work, c.cosine_min_gpu_work);
+  EXPECT_FALSE(parsed->spread_min_gpu_work.has_value());
+  const CostFit& got = parsed->fits[0][1];
+  EXPECT_TRUE(got.usable);
+  EXPECT_EQ(got.fixed_seconds, gpu.fixed_seconds);  // bit for bit
+  EXPECT_EQ(got.seconds_per_byte, gpu.seconds_per_byte);
+  EXPECT_EQ(got.seconds_per_unit, gpu.seconds_per_unit);
+  EXPECT_EQ(got.samples, 24u);
+  EXPECT_EQ(got.max_work, gpu.max_work);
+  EXPECT_TRUE(parsed->fits[1][0].usable);
+  EXPECT_FALSE(parsed->fits[0][0].usable);  // not stored: none
+  EXPECT_FALSE(parsed->fits[1][1].usable);
+}
+
+TEST(StoredCalibrationTest, WhatCannotBeReadIsRefusedNamingTheLine) {
+  for (const auto& [text, what] :
+       std::vector<std::pair<std::string, std::string>>{
+           {"gpu_device = x\n", "no \"format = 1\" line"},
+           {"format = 2\n", "line 1: unsupported format"},
+           {"format = 1\ncosine.gpu = 1 2 3\n", "line 2: expected seven"},
+           {"format = 1\n# note\ncosine.gpu = -1 0 0 3 1 2 0\n",
+            "line 3: expected seven"},
+           {"format = 1\ncosine.tpu = 1 0 0 3 1 2 0\n", "unknown key"},
+           {"format = 1\ncosine_min_gpu_work = lots\n", "not a work count"},
+           {"format = 1\nno equals sign\n", "line 2: expected key = value"}}) {
+    auto parsed = ParseStoredCalibration(text);
+    EXPECT_EQ(parsed.status().code(), absl::StatusCode::kInvalidArgument)
+        << text;
+    EXPECT_THAT(parsed.status().message(), HasSubstr(what)) << text;
+  }
+}
+
+TEST_F(CalibrationTest, TheSmallestGpuWinIsTheSmallestWorkItWonAt) {
+  auto table = RunCalibration(*cpu_, gpu_.get(), options_, &clock_, nullptr);
+  ASSERT_TRUE(table.ok()) << table.status();
+  // The crossover needs every larger size won; the smallest win is any
+  // size won, here the same, and spreading never won.
+  EXPECT_EQ(SmallestGpuWin(*table, Operation::kCosine),
+            table->cosine_min_gpu_work);
+  EXPECT_FALSE(SmallestGpuWin(*table, Operation::kSpread).has_value());
+  CrossoverTable made;
+  made.rows = {{Operation::kCosine, 100, "", 1.0, 2.0},
+               {Operation::kCosine, 200, "", 2.0, 1.0},
+               {Operation::kCosine, 400, "", 4.0, 5.0},
+               {Operation::kCosine, 800, "", 8.0, std::nan("")}};
+  EXPECT_EQ(SmallestGpuWin(made, Operation::kCosine), 200u);
 }
 
 }  // namespace

@@ -1098,6 +1098,60 @@ TEST_F(HybridExecutorTest, CalibrateSeedsThePerformanceModel) {
   EXPECT_EQ(executor_->breaker().Snapshot().state, BreakerState::kClosed);
 }
 
+TEST_F(HybridExecutorTest, ACalibrationIsKeptAndPutInForceElsewhere) {
+  // Every CPU call costs 1 ms on the test's clock, more than any of the
+  // simulated GPU's calls here: the GPU wins at every swept size.
+  Make();
+  cpu_->set_cost(&clock_, absl::Milliseconds(1));
+  CalibrationOptions options;
+  options.cosine_dim = 64;
+  options.cosine_targets = 1024;
+  options.cosine_queries = {1, 64, 512};
+  options.spread_nodes = {100, 1000};
+  options.repetitions = 3;
+  absl::StatusOr<CrossoverTable> table = executor_->Calibrate(options);
+  ASSERT_TRUE(table.ok()) << table.status();
+  const std::optional<StoredCalibration> kept = executor_->calibration();
+  ASSERT_TRUE(kept.has_value());
+  EXPECT_EQ(kept->gpu_device, "Simulated GPU");
+  EXPECT_TRUE(kept->fits[0][0].usable);  // cosine on the CPU
+  EXPECT_TRUE(kept->fits[0][1].usable);  // and on the GPU
+  ASSERT_TRUE(kept->cosine_min_gpu_work.has_value());
+  EXPECT_EQ(*kept->cosine_min_gpu_work, uint64_t{1} * 1024 * 64);
+  // The measured threshold is now the config's.
+  EXPECT_EQ(store_->Get()->min_gpu_work_cosine, *kept->cosine_min_gpu_work);
+
+  // Another executor (a restart) with the stored calibration: its model
+  // predicts from the priors before any call, and its config has the
+  // thresholds, also after a reload of the file's values.
+  const StoredCalibration stored =
+      *ParseStoredCalibration(FormatStoredCalibration(*kept));
+  Make();
+  EXPECT_FALSE(executor_->performance_model()
+                   .Fit(Operation::kCosine, BackendKind::kGpu)
+                   .usable);
+  ASSERT_TRUE(executor_->UseCalibration(stored).ok());
+  const CostFit prior =
+      executor_->performance_model().Fit(Operation::kCosine, BackendKind::kGpu);
+  EXPECT_TRUE(prior.usable);
+  EXPECT_TRUE(prior.prior);
+  EXPECT_EQ(prior.seconds_per_unit, kept->fits[0][1].seconds_per_unit);
+  EXPECT_EQ(store_->Get()->min_gpu_work_cosine, *kept->cosine_min_gpu_work);
+  HybridConfig reloaded = TestConfig();
+  executor_->AdjustConfig(&reloaded);
+  EXPECT_EQ(reloaded.min_gpu_work_cosine, *kept->cosine_min_gpu_work);
+
+  // Measured on another device: refused, nothing changes.
+  Make();
+  StoredCalibration other = stored;
+  other.gpu_device = "Some Other GPU";
+  EXPECT_EQ(executor_->UseCalibration(other).code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_FALSE(executor_->calibration().has_value());
+  EXPECT_EQ(store_->Get()->min_gpu_work_cosine,
+            TestConfig().min_gpu_work_cosine);
+}
+
 TEST_F(HybridExecutorTest, ADeviceFailingDuringCalibrationOpensTheBreaker) {
   Make();  // the breaker opens after 3 consecutive failures
   gpu_inner_->FailNextCalls(1000, absl::InternalError("ECC error"));
