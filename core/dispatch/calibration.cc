@@ -12,6 +12,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
+#include "core/dispatch/chunking.h"
 #include "kernels/types.h"
 
 namespace engram::dispatch {
@@ -65,7 +66,7 @@ double Median(std::vector<double> v) {
 template <typename Call>
 double MedianSeconds(const CalibrationOptions& options, Clock* clock,
                      Operation op, BackendKind kind, uint64_t work,
-                     PerformanceModel* model, Call&& call,
+                     uint64_t bytes, PerformanceModel* model, Call&& call,
                      absl::Status* first_error, uint32_t* errors) {
   auto failed = [&](absl::Status status) {
     ++*errors;
@@ -90,7 +91,7 @@ double MedianSeconds(const CalibrationOptions& options, Clock* clock,
   const double median = Median(times);
   if (model != nullptr) {
     for (size_t i = 0; i < times.size(); ++i) {
-      (void)model->RecordTiming(op, kind, work, median);
+      (void)model->RecordTiming(op, kind, work, median, bytes);
     }
   }
   return median;
@@ -140,6 +141,12 @@ absl::StatusOr<CrossoverTable> RunCalibration(ComputeBackend& cpu,
   for (uint32_t v : options.spread_nodes) {
     if (v < 1) return bad("spread_nodes must all be >= 1");
   }
+  if (options.cosine_top_k.empty()) return bad("cosine_top_k is empty");
+  for (uint32_t k : options.cosine_top_k) {
+    if (k > options.cosine_targets) {
+      return bad("cosine_top_k must all be <= cosine_targets");
+    }
+  }
   if (options.spread_degree < 1) return bad("spread_degree must be >= 1");
   if (options.spread_hops < 1 || options.spread_hops > 64) {
     return bad("spread_hops must be in [1, 64]");
@@ -163,38 +170,69 @@ absl::StatusOr<CrossoverTable> RunCalibration(ComputeBackend& cpu,
   const uint32_t n = options.cosine_targets;
   const uint32_t d = options.cosine_dim;
   const std::vector<float> targets = RandomVectors(size_t{n} * d, rng);
+  // A resident copy of the targets, when the GPU keeps one: the shape
+  // where the device reads its own memory and moves only the queries.
+  constexpr uint64_t kResidentKey = 0xCA11B2A7E;
+  const bool resident =
+      gpu != nullptr && options.cosine_resident &&
+      gpu->Capabilities().supports_residency &&
+      gpu->UploadResident(kResidentKey,
+                          kernels::MatrixView{targets.data(), n, d})
+          .ok();
+  std::vector<uint32_t> top_ks = options.cosine_top_k;
+  std::sort(top_ks.begin(), top_ks.end());
   for (uint32_t q : queries) {
     const std::vector<float> query_data = RandomVectors(size_t{q} * d, rng);
     std::vector<float> scores(size_t{q} * n);
-    CosineJob job;
-    job.queries = kernels::MatrixView{query_data.data(), q, d};
-    job.targets = kernels::MatrixView{targets.data(), n, d};
-    CrossoverRow row;
-    row.op = Operation::kCosine;
-    row.work = job.work();
-    row.shape = absl::StrCat("Q=", q, " N=", n, " d=", d);
-    auto run_on = [&](ComputeBackend& backend) {
-      return [&] {
-        CosineOutput out;
-        out.scores = absl::MakeSpan(scores);
-        return backend.Cosine(job, &out);
-      };
-    };
-    absl::Status cpu_error;
-    uint32_t cpu_errors = 0;
-    row.cpu_seconds = MedianSeconds(options, clock, Operation::kCosine,
-                                    BackendKind::kCpu, row.work, seed_model,
-                                    run_on(cpu), &cpu_error, &cpu_errors);
-    if (!cpu_error.ok()) return cpu_error;
-    row.gpu_seconds = kNaN;
-    if (gpu != nullptr) {
-      absl::Status gpu_error;
-      row.gpu_seconds = MedianSeconds(
-          options, clock, Operation::kCosine, BackendKind::kGpu, row.work,
-          seed_model, run_on(*gpu), &gpu_error, &table.gpu_errors);
+    for (uint32_t top_k : top_ks) {
+      for (bool on_device : {false, true}) {
+        if (on_device && !resident) continue;
+        CosineJob job;
+        job.queries = kernels::MatrixView{query_data.data(), q, d};
+        job.targets = kernels::MatrixView{targets.data(), n, d};
+        job.top_k = top_k;
+        job.resident_targets = on_device ? kResidentKey : 0;
+        CrossoverRow row;
+        row.op = Operation::kCosine;
+        row.work = job.work();
+        row.shape = absl::StrCat("Q=", q, " N=", n, " d=", d,
+                                 top_k > 0 ? absl::StrCat(" top-", top_k) : "",
+                                 on_device ? " resident" : "");
+        auto run_on = [&](ComputeBackend& backend) {
+          return [&] {
+            CosineOutput out;
+            if (job.top_k == 0) out.scores = absl::MakeSpan(scores);
+            return backend.Cosine(job, &out);
+          };
+        };
+        // The CPU reads the same host rows either way: a resident row's CPU
+        // time is the inline row's, measured once.
+        if (on_device) {
+          row.cpu_seconds = table.rows.back().cpu_seconds;
+        } else {
+          absl::Status cpu_error;
+          uint32_t cpu_errors = 0;
+          row.cpu_seconds = MedianSeconds(
+              options, clock, Operation::kCosine, BackendKind::kCpu, row.work,
+              0, seed_model, run_on(cpu), &cpu_error, &cpu_errors);
+          if (!cpu_error.ok()) {
+            if (resident) (void)gpu->EvictResident(kResidentKey);
+            return cpu_error;
+          }
+        }
+        row.gpu_seconds = kNaN;
+        if (gpu != nullptr) {
+          absl::Status gpu_error;
+          row.gpu_seconds = MedianSeconds(
+              options, clock, Operation::kCosine, BackendKind::kGpu, row.work,
+              CosineFootprint(job, on_device).TotalBytes(), seed_model,
+              run_on(*gpu), &gpu_error, &table.gpu_errors);
+        }
+        table.rows.push_back(std::move(row));
+      }
     }
-    table.rows.push_back(std::move(row));
   }
+  if (resident) (void)gpu->EvictResident(kResidentKey);
 
   std::vector<uint32_t> nodes = options.spread_nodes;
   std::sort(nodes.begin(), nodes.end());
@@ -223,19 +261,26 @@ absl::StatusOr<CrossoverTable> RunCalibration(ComputeBackend& cpu,
     absl::Status cpu_error;
     uint32_t cpu_errors = 0;
     row.cpu_seconds = MedianSeconds(options, clock, Operation::kSpread,
-                                    BackendKind::kCpu, row.work, seed_model,
+                                    BackendKind::kCpu, row.work, 0, seed_model,
                                     run_on(cpu), &cpu_error, &cpu_errors);
     if (!cpu_error.ok()) return cpu_error;
     row.gpu_seconds = kNaN;
     if (gpu != nullptr) {
       absl::Status gpu_error;
-      row.gpu_seconds = MedianSeconds(
-          options, clock, Operation::kSpread, BackendKind::kGpu, row.work,
-          seed_model, run_on(*gpu), &gpu_error, &table.gpu_errors);
+      row.gpu_seconds =
+          MedianSeconds(options, clock, Operation::kSpread, BackendKind::kGpu,
+                        row.work, SpreadFootprint(job).TotalBytes(), seed_model,
+                        run_on(*gpu), &gpu_error, &table.gpu_errors);
     }
     table.rows.push_back(std::move(row));
   }
 
+  // By operation, then work (Crossover reads them in that order).
+  std::stable_sort(table.rows.begin(), table.rows.end(),
+                   [](const CrossoverRow& a, const CrossoverRow& b) {
+                     return std::make_pair(a.op, a.work) <
+                            std::make_pair(b.op, b.work);
+                   });
   table.cosine_min_gpu_work = Crossover(table.rows, Operation::kCosine);
   table.spread_min_gpu_work = Crossover(table.rows, Operation::kSpread);
   return table;

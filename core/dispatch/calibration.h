@@ -1,6 +1,11 @@
 // Start-up calibration: a short sweep of cosine and spreading sizes on the
 // CPU and the GPU backend that measures where the GPU starts to win, so that
-// min_gpu_work_* come from measurements rather than guesses.
+// min_gpu_work_* and the dispatch cost models (cost_model.h) come from
+// measurements rather than guesses. The cosine sweep covers the shapes where
+// a device loses and where it wins: few and many queries, all scores and
+// top-k, and targets copied in for each call or resident on the device
+// (when the GPU keeps resident copies). Each timed call is recorded in the
+// model with the bytes it moves, so the GPU's transfer rate is fitted too.
 //
 // RunCalibration() runs each size `warmup_calls` times untimed, then
 // `repetitions` times timed, on each backend with seeded random data, takes
@@ -41,9 +46,14 @@
 namespace engram::dispatch {
 
 struct CalibrationOptions {
-  uint32_t cosine_dim = 128;                                   // >= 1
-  uint32_t cosine_targets = 4096;                              // >= 1
-  std::vector<uint32_t> cosine_queries = {1, 8, 64, 512};      // each >= 1
+  uint32_t cosine_dim = 128;                               // >= 1
+  uint32_t cosine_targets = 4096;                          // >= 1
+  std::vector<uint32_t> cosine_queries = {1, 8, 64, 512};  // each >= 1
+  // Each query count is measured for every top_k here (0: all scores) ...
+  std::vector<uint32_t> cosine_top_k = {0, 10};  // each <= cosine_targets
+  // ... and, when the GPU keeps resident copies, with the targets resident
+  // on it too (the GPU side only: the CPU reads the same host rows).
+  bool cosine_resident = true;
   std::vector<uint32_t> spread_nodes = {1000, 10000, 100000};  // each >= 1
   uint32_t spread_degree = 8;  // out-edges per node, >= 1
   uint32_t spread_hops = 3;    // [1, 64]

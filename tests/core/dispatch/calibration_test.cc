@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <set>
 #include <string>
@@ -103,6 +104,10 @@ class CalibrationTest : public ::testing::Test {
     options_.spread_degree = 4;
     options_.spread_hops = 4;
     options_.repetitions = 3;
+    // Dense, inline shapes only: the tests below count on them (the shapes
+    // the full sweep adds have a test of their own).
+    options_.cosine_top_k = {0};
+    options_.cosine_resident = false;
   }
 
   ManualClock clock_;
@@ -266,6 +271,48 @@ TEST_F(CalibrationTest, RejectsOptionsOutOfRange) {
   EXPECT_EQ(
       RunCalibration(*cpu_, nullptr, bad, &clock_, nullptr).status().code(),
       absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(CalibrationTest, TheSweepCoversTopKAndResidentShapes) {
+  // A device that charges for copying the targets in: resident targets
+  // spare it, and the GPU's fitted model learns the byte rate.
+  dispatch::testing::SimulatedGpuBackend::Options copying;
+  copying.name = "copying";
+  copying.device_name = "Copying Device";
+  copying.clock = &clock_;
+  copying.launch_overhead = absl::Microseconds(100);
+  copying.seconds_per_unit = 1e-11;
+  copying.seconds_per_target_byte = 1e-9;
+  auto gpu = *dispatch::testing::SimulatedGpuBackend::Create(copying);
+  ASSERT_TRUE(gpu->Capabilities().supports_residency);
+  options_.cosine_queries = {1, 64};
+  options_.cosine_top_k = {0, 10};
+  options_.cosine_resident = true;
+  auto model = *PerformanceModel::Create({});
+  auto table = RunCalibration(*cpu_, gpu.get(), options_, &clock_, model.get());
+  ASSERT_TRUE(table.ok()) << table.status();
+  std::map<std::string, const CrossoverRow*> by_shape;
+  for (const CrossoverRow& r : table->rows) by_shape[r.shape] = &r;
+  // 2 query counts x 2 top_k x inline and resident, then the spreading.
+  EXPECT_EQ(table->rows.size(), 8u + options_.spread_nodes.size());
+  const CrossoverRow* in = by_shape["Q=64 N=256 d=16 top-10"];
+  const CrossoverRow* resident = by_shape["Q=64 N=256 d=16 top-10 resident"];
+  ASSERT_NE(in, nullptr);
+  ASSERT_NE(resident, nullptr);
+  EXPECT_EQ(resident->cpu_seconds, in->cpu_seconds);
+  EXPECT_LT(resident->gpu_seconds, in->gpu_seconds);
+  // Rows stay by operation, then work.
+  for (size_t i = 1; i < table->rows.size(); ++i) {
+    EXPECT_LE(std::make_pair(table->rows[i - 1].op, table->rows[i - 1].work),
+              std::make_pair(table->rows[i].op, table->rows[i].work));
+  }
+  // The resident rows read the copy, which is gone after the sweep.
+  EXPECT_GT(gpu->stats().resident_hits, 0u);
+  EXPECT_EQ(gpu->stats().resident_uploads, 1u);
+  EXPECT_EQ(gpu->stats().resident_evictions, 1u);
+  const CostFit fit = model->Fit(Operation::kCosine, BackendKind::kGpu);
+  ASSERT_TRUE(fit.usable);
+  EXPECT_GT(fit.seconds_per_byte, 0.0);
 }
 
 TEST(StoredCalibrationTest, RoundTripsExactly) {

@@ -1084,6 +1084,8 @@ TEST_F(HybridExecutorTest, CalibrateSeedsThePerformanceModel) {
   options.cosine_dim = 8;
   options.cosine_targets = 64;
   options.cosine_queries = {1, 16};
+  options.cosine_top_k = {0};
+  options.cosine_resident = false;
   options.spread_nodes = {100};
   options.repetitions = 3;
   absl::StatusOr<CrossoverTable> table = executor_->Calibrate(options);
