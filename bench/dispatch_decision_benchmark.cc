@@ -3,7 +3,9 @@
 // taking a performance-model snapshot (the part of building a
 // DispatchSnapshot that copies timings under the model's lock), and a tiny
 // request's whole way through the executor with and without the shortcut
-// that keeps it off the breaker, memory and model steps.
+// that keeps it off the breaker, memory and model steps, and a larger
+// request's, which takes every step and is decided by the fitted cost
+// models.
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -168,6 +170,58 @@ void BM_ExecutorDispatchOfATinyRequest(benchmark::State& state) {
   state.SetLabel(out.report.decided_by);
 }
 BENCHMARK(BM_ExecutorDispatchOfATinyRequest)->Arg(0)->Arg(1);
+
+// One AUTO request above min_gpu_work (16 x 4096 x 256) through the
+// executor, the CPU computing nothing: the decision's every step, the
+// breaker's admission, the memory assessment with the device-memory ledger
+// and a model snapshot with both backends' fitted cost models, which
+// predict the GPU slower here (predicted_slower). Each request records its
+// CPU call, so the fits are refitted as often as traffic makes them.
+void BM_ExecutorDispatchOfAModelDecidedRequest(benchmark::State& state) {
+  NoopBackend cpu;
+  testing::SimulatedGpuBackend::Options gpu_options;
+  auto gpu = testing::SimulatedGpuBackend::Create(gpu_options);
+  HybridConfig config_values;
+  config_values.probe_enabled = false;  // every request decided alike
+  auto config = ConfigStore::Create(config_values);
+  if (!gpu.ok() || !config.ok()) {
+    state.SkipWithError("set-up failed");
+    return;
+  }
+  HybridExecutor::Options options;
+  options.cpu = &cpu;
+  options.gpu = gpu->get();
+  options.config = config->get();
+  auto executor = HybridExecutor::Create(options);
+  if (!executor.ok()) {
+    state.SkipWithError("executor creation failed");
+    return;
+  }
+  // Both backends measured over sizes 2^20..2^30, the GPU ten times slower.
+  PerformanceModel& model = (*executor)->performance_model();
+  for (int b = 20; b <= 30; ++b) {
+    for (int i = 0; i < 8; ++i) {
+      const uint64_t w = uint64_t{1} << b;
+      (void)model.RecordTiming(Operation::kCosine, BackendKind::kCpu, w,
+                               1e-10 * static_cast<double>(w));
+      (void)model.RecordTiming(Operation::kCosine, BackendKind::kGpu, w,
+                               1e-9 * static_cast<double>(w), w / 16);
+    }
+  }
+  const size_t q = 16, n = 4096, d = 256;
+  std::vector<float> queries(q * d, 0.5f), targets(n * d, 0.25f);
+  CosineJob job;
+  job.queries = kernels::MatrixView{queries.data(), q, d};
+  job.targets = kernels::MatrixView{targets.data(), n, d};
+  job.top_k = 10;
+  CosineOutput out;
+  for (auto _ : state) {
+    absl::Status status = (*executor)->Cosine(job, &out);
+    benchmark::DoNotOptimize(status);
+  }
+  state.SetLabel(out.report.decided_by);
+}
+BENCHMARK(BM_ExecutorDispatchOfAModelDecidedRequest);
 
 }  // namespace
 }  // namespace engram::dispatch

@@ -4,6 +4,7 @@
 #include <array>
 #include <cmath>
 #include <limits>
+#include <vector>
 
 namespace engram::dispatch {
 namespace {
@@ -79,8 +80,11 @@ CostFit FitCost(absl::Span<const CostObservation> observations,
     }
     return x;
   };
+  std::vector<std::array<double, kParams>> rows;
+  rows.reserve(observations.size());
   for (const CostObservation& o : observations) {
     const std::array<double, kParams> x = row(o);
+    rows.push_back(x);
     for (int i = 0; i < kParams; ++i) {
       atb[i] += x[i];
       for (int j = 0; j < kParams; ++j) ata[i][j] += x[i] * x[j];
@@ -96,8 +100,7 @@ CostFit FitCost(absl::Span<const CostObservation> observations,
     if (!Solve(ata, atb, subset, &theta)) continue;
     if (theta[0] < 0.0 || theta[1] < 0.0 || theta[2] < 0.0) continue;
     double sse = 0.0;
-    for (const CostObservation& o : observations) {
-      const std::array<double, kParams> x = row(o);
+    for (const std::array<double, kParams>& x : rows) {
       const double r = x[0] * theta[0] + x[1] * theta[1] + x[2] * theta[2] - 1;
       sse += r * r;
     }

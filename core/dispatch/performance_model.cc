@@ -130,12 +130,18 @@ absl::Status PerformanceModel::RecordTiming(Operation op, BackendKind backend,
 const CostFit& PerformanceModel::FitLocked(Operation op, int backend,
                                            absl::Time now) const {
   FitCache& cache = fits_[OutcomeIndex(op, backend)];
+  // Refitting costs O(samples) under the lock: a fit is refitted once an
+  // eighth more calls arrived (a second after the last fit, any new call),
+  // and, once it has min_samples, at most every 10 ms, so that a stream of
+  // small requests does not pay for a refit every few calls.
   const uint64_t fresh = cache.recorded - cache.recorded_at_fit;
+  const absl::Duration age = now - cache.fitted_at;
+  const bool enough =
+      fresh > 0 && (fresh * 8 >= cache.fit.samples || age >= absl::Seconds(1));
   const bool due =
-      (fresh > 0 && (fresh * 8 >= std::max<uint64_t>(cache.fit.samples, 8) ||
-                     now - cache.fitted_at >= absl::Seconds(1))) ||
-      (cache.fit.samples > 0 &&
-       now - cache.fitted_at >= options_.max_sample_age / 4);
+      (enough && (cache.fit.samples < options_.min_samples ||
+                  age >= absl::Milliseconds(10))) ||
+      (cache.fit.samples > 0 && age >= options_.max_sample_age / 4);
   if (due) Refit(op, backend, now, &cache);
   return !cache.fit.usable && cache.prior.usable ? cache.prior : cache.fit;
 }

@@ -11,9 +11,9 @@
 //
 // The same observations, across buckets, are also fitted per operation and
 // backend to a cost model (cost_model.h) that predicts sizes no bucket
-// holds. A fit is recomputed when the observations changed enough: an
-// eighth more of them, or a second after the last fit, or when samples may
-// have expired.
+// holds. A fit is recomputed when the observations changed enough (an
+// eighth more of them, or any after a second), one with min_samples at
+// most every 10 ms, and when samples may have expired.
 //
 // Success rates are windowed too (the last `success_window` outcomes no older
 // than `success_max_age`), never lifetime, so an old bad spell is forgotten.
