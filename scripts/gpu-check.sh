@@ -3,9 +3,9 @@
 # compute-sanitizer; none of the Debian libraries, no network), from the
 # repository root, with the bundle scripts/gpu-bundle.sh built (default
 # .gpu-bundle). Each step has a time limit (seconds, in brackets; a step
-# past it gets SIGTERM, then SIGKILL 5 s later), the limits add up to 390 s,
-# and the whole check stops starting steps once GPU_CHECK_BUDGET_S (420 s,
-# 7 minutes) is spent, so it fits one device call of 10 minutes with the
+# past it gets SIGTERM, then SIGKILL 5 s later), the limits add up to 430 s,
+# and the whole check stops starting steps once GPU_CHECK_BUDGET_S (450 s,
+# 7.5 minutes) is spent, so it fits one device call of 10 minutes with the
 # machine's start-up:
 #   device       [10] nvidia-smi: the GPU, its driver and memory
 #   load         [15] every bundled binary starts (libraries resolve; cuBLAS
@@ -23,6 +23,10 @@
 #   e2e          [30] engram-server on the GPU: a BatchCosine and a Spread
 #                     through engram-cli --placement=gpu whose reports say
 #                     BACKEND_GPU
+#   dispatch     [40] engram-server --calibrate, then AUTO requests: inline
+#                     single queries stay on the CPU, many queries and a
+#                     resident collection's search go to the GPU (the
+#                     benchmarks' crossover); the calibration file is kept
 # and ends with a summary, one line a step: PASS, FAIL, TIMEOUT or SKIP, the
 # seconds it took against its limit and a note; then RESULT: PASS, FAIL (a
 # step failed or timed out) or INCOMPLETE (none failed, but the budget ran out
@@ -34,7 +38,7 @@
 # Usage: scripts/gpu-check.sh [BUNDLE_DIR]
 # Environment: GPU_CHECK_STEPS (the steps to run, space-separated, default
 # all; e.g. "device load gpu-tests parity e2e" takes about a minute),
-# GPU_CHECK_BUDGET_S (default 420), GPU_CHECK_MEMCHECK_FILTER (gtest filter
+# GPU_CHECK_BUDGET_S (default 450), GPU_CHECK_MEMCHECK_FILTER (gtest filter
 # for the memcheck run).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -48,7 +52,7 @@ summary=$out/gpu-check-summary.txt
 : >"$log"
 : >"$summary"
 start_all=$SECONDS
-budget=${GPU_CHECK_BUDGET_S:-420}
+budget=${GPU_CHECK_BUDGET_S:-450}
 failures=0
 incomplete=0
 
@@ -60,7 +64,7 @@ say() { echo "$*" | tee -a "$log"; }
 # function may write a one-line note to $note; it returns 0 (pass), 77 (skip)
 # or anything else (fail).
 note=$out/.note
-steps=" ${GPU_CHECK_STEPS:-device load gpu-tests memcheck parity calibrate bench-cosine bench-spread e2e} "
+steps=" ${GPU_CHECK_STEPS:-device load gpu-tests memcheck parity calibrate bench-cosine bench-spread e2e dispatch} "
 line() {
   # line NAME VERDICT TOOK LIMIT NOTE
   printf '%-12s %-8s %4ss/%-4s %s\n' "$1" "$2" "$3" "$4s" "$5" >>"$summary"
@@ -275,10 +279,71 @@ e2e() {
   return $rc
 }
 
-export -f device load gtest gpu_tests memcheck parity calibrate bench e2e \
-  wait_ready ready_port
+# make_npy FILE ROWS COLS: a .npy of float32 ROWS x COLS, every value the
+# float whose four bytes are 0x3f (0.747), with no tool but the shell.
+make_npy() {
+  local file=$1 rows=$2 cols=$3 header len pad
+  header="{'descr': '<f4', 'fortran_order': False, 'shape': ($rows, $cols), }"
+  # Magic, version and length (10 bytes), the header and its newline: a
+  # multiple of 64.
+  pad=$(((64 - (10 + ${#header} + 1) % 64) % 64))
+  header+=$(printf '%*s' "$pad" '')
+  len=$((${#header} + 1))
+  {
+    printf '\x93NUMPY\x01\x00'
+    printf "\\x$(printf %02x $((len & 255)))\\x$(printf %02x $((len >> 8)))"
+    printf '%s\n' "$header"
+    head -c $((rows * cols * 4)) /dev/zero | tr '\0' '\077'
+  } >"$file"
+}
 
-# The limits add up to 390 s; the header says why each is what it is.
+dispatch() {
+  # AUTO as a user gets it on this device, after the server's own
+  # calibration: how many of five requests of each kind ran on the GPU.
+  local work ready port pid rc=0 server inline_one=0 inline_many=0 resident=0 i
+  work=$(mktemp -d)
+  ready=$work/ready.json
+  "$bin/engram-server" --grpc_address=127.0.0.1:0 \
+    --metrics_address=127.0.0.1:0 --ready_file="$ready" --worker_threads=4 \
+    --calibrate --data_dir="$work/data" >"$out/engram-server-dispatch.log" 2>&1 &
+  pid=$!
+  if ! wait_ready "$ready" "$pid"; then
+    echo "the server did not start:"
+    tail -n 20 "$out/engram-server-dispatch.log"
+    kill "$pid" 2>/dev/null
+    return 1
+  fi
+  port=$(ready_port "$ready" grpc_port)
+  server=--server=127.0.0.1:$port
+  cp "$work"/data/calibration.* "$out/" 2>/dev/null
+  make_npy "$work/rows.npy" 20000 256
+  "$bin/engram-cli" collection upload "$server" --name=dispatch \
+    --file="$work/rows.npy" || rc=1
+  on_gpu() { "$@" | grep -c '"backend":"BACKEND_GPU"'; }
+  for i in 1 2 3 4 5; do
+    inline_one=$((inline_one + $(on_gpu "$bin/engram-cli" cosine "$server" \
+      --random=1,20000,256 --seed=$i --top_k=5)))
+    inline_many=$((inline_many + $(on_gpu "$bin/engram-cli" cosine "$server" \
+      --random=256,20000,256 --seed=$i --top_k=5)))
+    resident=$((resident + $(on_gpu "$bin/engram-cli" collection search \
+      "$server" --name=dispatch --random=16,256 --seed=$i --top_k=5)))
+  done
+  echo "on the GPU: inline Q=1 $inline_one/5, inline Q=256 $inline_many/5," \
+    "resident Q=16 $resident/5" | tee "$note"
+  "$bin/engram-cli" stats "$server" | grep -o '"cost_models":\[[^]]*\]' |
+    head -c 3000
+  echo
+  kill -TERM "$pid"
+  wait "$pid" || true
+  rm -rf "$work"
+  ((inline_one <= 1 && inline_many >= 4 && resident >= 4)) || rc=1
+  return $rc
+}
+
+export -f device load gtest gpu_tests memcheck parity calibrate bench e2e \
+  make_npy dispatch wait_ready ready_port
+
+# The limits add up to 430 s; the header says why each is what it is.
 step device 10 device
 step load 15 load
 step gpu-tests 60 gpu_tests
@@ -288,6 +353,7 @@ step calibrate 25 calibrate
 step bench-cosine 80 bench gpu_cosine_benchmark
 step bench-spread 40 bench gpu_spread_benchmark
 step e2e 30 e2e
+step dispatch 40 dispatch
 rm -f "$note"
 
 {
