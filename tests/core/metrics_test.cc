@@ -424,24 +424,24 @@ TEST_F(EngineCollectorTest, TheFittedCostModelsAreExposedWithTheirParameters) {
   for (int b = 10; b <= 20; ++b) {
     ASSERT_TRUE(model_
                     ->RecordTiming(dispatch::Operation::kCosine,
-                                   dispatch::BackendKind::kGpu, uint64_t{1} << b,
+                                   dispatch::BackendKind::kGpu,
+                                   uint64_t{1} << b,
                                    2e-5 + 1e-9 * (uint64_t{1} << b))
                     .ok());
   }
   const auto families = collector_->Collect();
   auto parameter = [&](const std::string& name) {
-    return Sample(families, "engram_dispatch_cost_model",
-                  {{"operation", "cosine"},
-                   {"backend", "gpu"},
-                   {"parameter", name}});
+    return Sample(
+        families, "engram_dispatch_cost_model",
+        {{"operation", "cosine"}, {"backend", "gpu"}, {"parameter", name}});
   };
   EXPECT_NEAR(parameter("fixed_seconds"), 2e-5, 1e-8);
   EXPECT_NEAR(parameter("seconds_per_unit"), 1e-9, 1e-12);
   EXPECT_EQ(parameter("seconds_per_byte"), 0);
   EXPECT_EQ(parameter("samples"), 11);
   EXPECT_EQ(parameter("usable"), 1);
-  EXPECT_TRUE(std::isnan(Sample(families, "engram_dispatch_cost_model",
-                                {{"backend", "cpu"}})));
+  EXPECT_TRUE(std::isnan(
+      Sample(families, "engram_dispatch_cost_model", {{"backend", "cpu"}})));
   prometheus::Registry registry;
   EngineMetrics metrics(registry);
   const EngineStats stats = metrics.Stats(collector_->Refresh());
