@@ -180,7 +180,7 @@ absl::StatusOr<std::unique_ptr<StagedRows>> CollectionUpload::StageRows(
     Segment& s = *staged_;
     float* vectors = s.data_.data() + rows_received_ * dimension_;
     return std::unique_ptr<StagedRows>(new StagedRows(
-        this, rows_received_, rows, dimension_, vectors, vectors,
+        this, ++stagings_, rows_received_, rows, dimension_, vectors, vectors,
         s.norms_.data() + rows_received_,
         options_.with_ids ? s.ids_.data() + rows_received_ : nullptr));
   }
@@ -202,9 +202,10 @@ absl::StatusOr<std::unique_ptr<StagedRows>> CollectionUpload::StageRows(
       absl::MakeConstSpan(block->ids_.data(), block->ids_.size());
   Segment& b = *block;
   blocks_.push_back(std::move(block));
-  return std::unique_ptr<StagedRows>(new StagedRows(
-      this, rows_received_, rows, dimension_, b.data_.data(), b.data_.data(),
-      b.norms_.data(), options_.with_ids ? b.ids_.data() : nullptr));
+  return std::unique_ptr<StagedRows>(
+      new StagedRows(this, ++stagings_, rows_received_, rows, dimension_,
+                     b.data_.data(), b.data_.data(), b.norms_.data(),
+                     options_.with_ids ? b.ids_.data() : nullptr));
 }
 
 absl::StatusOr<std::unique_ptr<StagedRows>> CollectionUpload::AdoptRows(
@@ -245,8 +246,8 @@ absl::StatusOr<std::unique_ptr<StagedRows>> CollectionUpload::AdoptRows(
   Segment& b = *block;
   blocks_.push_back(std::move(block));
   return std::unique_ptr<StagedRows>(
-      new StagedRows(this, rows_received_, rows, dimension_, nullptr, vectors,
-                     b.norms_.data(), nullptr));
+      new StagedRows(this, ++stagings_, rows_received_, rows, dimension_,
+                     nullptr, vectors, b.norms_.data(), nullptr));
 }
 
 absl::Status CollectionUpload::Receive(const StagedRows& block) {
@@ -261,8 +262,7 @@ absl::Status CollectionUpload::Receive(const StagedRows& block) {
                      options_.name, "\""));
   }
   // A block staged before the last one was dropped with its storage.
-  if (options_.blocks &&
-      (blocks_.empty() || block.norms_ != blocks_.back()->norms_.data())) {
+  if (options_.blocks && block.serial_ != stagings_) {
     return absl::FailedPreconditionError(
         absl::StrCat("staged rows from ", block.first_row_,
                      " were replaced by a later block"));

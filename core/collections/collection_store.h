@@ -391,10 +391,11 @@ class StagedRows {
   friend class CollectionUpload;
   // `checked` is what Check reads: `vectors` when the caller fills them,
   // the adopted rows otherwise (`vectors` null).
-  StagedRows(const CollectionUpload* upload, uint64_t first_row, uint64_t rows,
-             uint32_t dimension, float* vectors, const float* checked,
-             float* norms, uint64_t* ids)
+  StagedRows(const CollectionUpload* upload, uint64_t serial,
+             uint64_t first_row, uint64_t rows, uint32_t dimension,
+             float* vectors, const float* checked, float* norms, uint64_t* ids)
       : upload_(upload),
+        serial_(serial),
         first_row_(first_row),
         rows_(rows),
         dimension_(dimension),
@@ -404,6 +405,8 @@ class StagedRows {
         ids_(ids) {}
 
   const CollectionUpload* const upload_;
+  // Which of the upload's stagings this is (CollectionUpload::staged_).
+  const uint64_t serial_;
   const uint64_t first_row_;
   const uint64_t rows_;
   const uint32_t dimension_;
@@ -504,6 +507,10 @@ class CollectionUpload {
   // rows_received_.
   Reservation reservation_;
   std::vector<std::unique_ptr<Segment>> blocks_;
+  // Counts StageRows and AdoptRows calls: a `blocks` upload receives only
+  // the latest staging, whose storage is the last block (an earlier one's
+  // was dropped with it, and its address may have been reused since).
+  uint64_t stagings_ = 0;
   // Checks shared by StageRows and AdoptRows.
   absl::Status CheckStageable(uint64_t rows) const;
   // A `blocks` upload: drops a staged block that was never received.
