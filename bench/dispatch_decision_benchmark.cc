@@ -129,6 +129,31 @@ class NoopBackend final : public ComputeBackend {
   }
 };
 
+// An executor over a CPU that computes nothing and a simulated GPU, so that
+// a request through it measures the dispatch path alone; `executor` is null
+// when the set-up failed.
+struct DispatchOnly {
+  DispatchOnly(const HybridConfig& values, const DispatchPolicy* policy) {
+    auto made_gpu = testing::SimulatedGpuBackend::Create({});
+    auto made_config = ConfigStore::Create(values);
+    if (!made_gpu.ok() || !made_config.ok()) return;
+    gpu = *std::move(made_gpu);
+    config = *std::move(made_config);
+    HybridExecutor::Options options;
+    options.cpu = &cpu;
+    options.gpu = gpu.get();
+    options.config = config.get();
+    options.policy = policy;
+    auto made = HybridExecutor::Create(options);
+    if (made.ok()) executor = *std::move(made);
+  }
+
+  NoopBackend cpu;
+  std::unique_ptr<testing::SimulatedGpuBackend> gpu;
+  std::unique_ptr<ConfigStore> config;
+  std::unique_ptr<HybridExecutor> executor;
+};
+
 // One tiny AUTO request (1 x 64 x 768, below min_gpu_work) through
 // HybridExecutor::Cosine with a GPU present, the CPU computing nothing: the
 // whole dispatch path, from the config read to the report. Arg 0: the
@@ -137,23 +162,16 @@ class NoopBackend final : public ComputeBackend {
 // breaker permit, a memory assessment and a model snapshot (what every
 // request paid before the shortcut).
 void BM_ExecutorDispatchOfATinyRequest(benchmark::State& state) {
-  NoopBackend cpu;
-  testing::SimulatedGpuBackend::Options gpu_options;
-  auto gpu = testing::SimulatedGpuBackend::Create(gpu_options);
-  auto config = ConfigStore::Create(HybridConfig());
   auto rules = RuleTablePolicy::Create({});
-  if (!gpu.ok() || !config.ok() || !rules.ok()) {
-    state.SkipWithError("set-up failed");
+  if (!rules.ok()) {
+    state.SkipWithError("policy creation failed");
     return;
   }
-  HybridExecutor::Options options;
-  options.cpu = &cpu;
-  options.gpu = gpu->get();
-  options.config = config->get();
-  if (state.range(0) == 1) options.policy = rules->get();
-  auto executor = HybridExecutor::Create(options);
-  if (!executor.ok()) {
-    state.SkipWithError("executor creation failed");
+  DispatchOnly dispatch(HybridConfig(),
+                        state.range(0) == 1 ? rules->get() : nullptr);
+  HybridExecutor* executor = dispatch.executor.get();
+  if (executor == nullptr) {
+    state.SkipWithError("set-up failed");
     return;
   }
   const size_t n = 64, d = 768;
@@ -164,7 +182,7 @@ void BM_ExecutorDispatchOfATinyRequest(benchmark::State& state) {
   CosineOutput out;
   out.scores = absl::MakeSpan(scores);
   for (auto _ : state) {
-    absl::Status status = (*executor)->Cosine(job, &out);
+    absl::Status status = executor->Cosine(job, &out);
     benchmark::DoNotOptimize(status);
   }
   state.SetLabel(out.report.decided_by);
@@ -178,27 +196,16 @@ BENCHMARK(BM_ExecutorDispatchOfATinyRequest)->Arg(0)->Arg(1);
 // predict the GPU slower here (predicted_slower). Each request records its
 // CPU call, so the fits are refitted as often as traffic makes them.
 void BM_ExecutorDispatchOfAModelDecidedRequest(benchmark::State& state) {
-  NoopBackend cpu;
-  testing::SimulatedGpuBackend::Options gpu_options;
-  auto gpu = testing::SimulatedGpuBackend::Create(gpu_options);
-  HybridConfig config_values;
-  config_values.probe_enabled = false;  // every request decided alike
-  auto config = ConfigStore::Create(config_values);
-  if (!gpu.ok() || !config.ok()) {
+  HybridConfig config;
+  config.probe_enabled = false;  // every request decided alike
+  DispatchOnly dispatch(config, nullptr);
+  HybridExecutor* executor = dispatch.executor.get();
+  if (executor == nullptr) {
     state.SkipWithError("set-up failed");
     return;
   }
-  HybridExecutor::Options options;
-  options.cpu = &cpu;
-  options.gpu = gpu->get();
-  options.config = config->get();
-  auto executor = HybridExecutor::Create(options);
-  if (!executor.ok()) {
-    state.SkipWithError("executor creation failed");
-    return;
-  }
   // Both backends measured over sizes 2^20..2^30, the GPU ten times slower.
-  PerformanceModel& model = (*executor)->performance_model();
+  PerformanceModel& model = executor->performance_model();
   for (int b = 20; b <= 30; ++b) {
     for (int i = 0; i < 8; ++i) {
       const uint64_t w = uint64_t{1} << b;
@@ -216,7 +223,7 @@ void BM_ExecutorDispatchOfAModelDecidedRequest(benchmark::State& state) {
   job.top_k = 10;
   CosineOutput out;
   for (auto _ : state) {
-    absl::Status status = (*executor)->Cosine(job, &out);
+    absl::Status status = executor->Cosine(job, &out);
     benchmark::DoNotOptimize(status);
   }
   state.SetLabel(out.report.decided_by);

@@ -233,21 +233,29 @@ bench() {
   return $rc
 }
 
-e2e() {
-  local work ready port pid rc=0
-  work=$(mktemp -d)
-  ready=$work/ready.json
+# start_server LOG [FLAGS...]: engram-server on loopback with FLAGS, its
+# log in LOG, its ready file in the caller's $work; sets the caller's pid
+# and port once it serves, or says why not and returns 1.
+start_server() {
+  local log=$1 ready=$work/ready.json
+  shift
   "$bin/engram-server" --grpc_address=127.0.0.1:0 \
     --metrics_address=127.0.0.1:0 --ready_file="$ready" --worker_threads=4 \
-    >"$out/engram-server.log" 2>&1 &
+    "$@" >"$log" 2>&1 &
   pid=$!
   if ! wait_ready "$ready" "$pid"; then
     echo "the server did not start:"
-    tail -n 20 "$out/engram-server.log"
+    tail -n 20 "$log"
     kill "$pid" 2>/dev/null
     return 1
   fi
   port=$(ready_port "$ready" grpc_port)
+}
+
+e2e() {
+  local work port pid rc=0
+  work=$(mktemp -d)
+  start_server "$out/engram-server.log" || return 1
   grep -m1 '"event":"serving"' "$out/engram-server.log"
   local server=--server=127.0.0.1:$port cosine spread
   # 50000 x 768 targets: under the default 64M-element and 256 MiB limits.
@@ -300,20 +308,10 @@ make_npy() {
 dispatch() {
   # AUTO as a user gets it on this device, after the server's own
   # calibration: how many of five requests of each kind ran on the GPU.
-  local work ready port pid rc=0 server inline_one=0 inline_many=0 resident=0 i
+  local work port pid rc=0 server inline_one=0 inline_many=0 resident=0 i
   work=$(mktemp -d)
-  ready=$work/ready.json
-  "$bin/engram-server" --grpc_address=127.0.0.1:0 \
-    --metrics_address=127.0.0.1:0 --ready_file="$ready" --worker_threads=4 \
-    --calibrate --data_dir="$work/data" >"$out/engram-server-dispatch.log" 2>&1 &
-  pid=$!
-  if ! wait_ready "$ready" "$pid"; then
-    echo "the server did not start:"
-    tail -n 20 "$out/engram-server-dispatch.log"
-    kill "$pid" 2>/dev/null
-    return 1
-  fi
-  port=$(ready_port "$ready" grpc_port)
+  start_server "$out/engram-server-dispatch.log" --calibrate \
+    --data_dir="$work/data" || return 1
   server=--server=127.0.0.1:$port
   cp "$work"/data/calibration.* "$out/" 2>/dev/null
   make_npy "$work/rows.npy" 20000 256
@@ -340,8 +338,8 @@ dispatch() {
   return $rc
 }
 
-export -f device load gtest gpu_tests memcheck parity calibrate bench e2e \
-  make_npy dispatch wait_ready ready_port
+export -f device load gtest gpu_tests memcheck parity calibrate bench \
+  start_server e2e make_npy dispatch wait_ready ready_port
 
 # The limits add up to 430 s; the header says why each is what it is.
 step device 10 device

@@ -5,13 +5,15 @@
 #include <limits>
 #include <random>
 #include <utility>
+#include <vector>
 
-#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
+#include "base/key_value_text.h"
+#include "base/status_macros.h"
 #include "core/dispatch/chunking.h"
 #include "kernels/types.h"
 
@@ -378,7 +380,10 @@ std::string FormatStoredCalibration(const StoredCalibration& c) {
       "# sweep and the smallest work at which the GPU won, per operation.\n"
       "# Written by the server; loaded at start-up on the same GPU.\n"
       "format = 1\n";
-  absl::StrAppend(&out, "gpu_device = ", c.gpu_device, "\n");
+  // No line: measured without a GPU (the format has no empty values).
+  if (!c.gpu_device.empty()) {
+    absl::StrAppend(&out, "gpu_device = ", c.gpu_device, "\n");
+  }
   if (c.cosine_min_gpu_work.has_value()) {
     absl::StrAppend(&out, "cosine_min_gpu_work = ", *c.cosine_min_gpu_work,
                     "\n");
@@ -403,29 +408,24 @@ std::string FormatStoredCalibration(const StoredCalibration& c) {
 
 absl::StatusOr<StoredCalibration> ParseStoredCalibration(
     absl::string_view text) {
+  constexpr absl::string_view kWhat = "calibration";
+  ENGRAM_ASSIGN_OR_RETURN(std::vector<base::KeyValueLine> lines,
+                          base::LexKeyValueText(text, kWhat));
   StoredCalibration c;
   bool format_seen = false;
-  int line_number = 0;
-  for (absl::string_view line : absl::StrSplit(text, '\n')) {
-    ++line_number;
-    line = absl::StripAsciiWhitespace(line);
-    if (line.empty() || line[0] == '#') continue;
+  for (const base::KeyValueLine& line : lines) {
     auto bad = [&](absl::string_view why) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("calibration line ", line_number, ": ", why));
+      return base::KeyValueLineError(kWhat, line.number, why);
     };
-    const size_t eq = line.find('=');
-    if (eq == absl::string_view::npos) return bad("expected key = value");
-    const absl::string_view key =
-        absl::StripAsciiWhitespace(line.substr(0, eq));
-    const absl::string_view value =
-        absl::StripAsciiWhitespace(line.substr(eq + 1));
+    if (line.is_section) return bad("a calibration has no sections");
+    const std::string& key = line.key;
+    const std::string& value = line.value;
     uint64_t number = 0;
     if (key == "format") {
       if (value != "1") return bad("unsupported format (this build reads 1)");
       format_seen = true;
     } else if (key == "gpu_device") {
-      c.gpu_device = std::string(value);
+      c.gpu_device = value;
     } else if (key == "cosine_min_gpu_work" || key == "spread_min_gpu_work") {
       if (!absl::SimpleAtoi(value, &number)) return bad("not a work count");
       (key == "cosine_min_gpu_work" ? c.cosine_min_gpu_work

@@ -123,7 +123,9 @@ struct StoredCalibration {
 std::optional<uint64_t> SmallestGpuWin(const CrossoverTable& table,
                                        Operation op);
 
-// A text file of `key = value` lines (format 1), the fits at full precision:
+// A text file of `key = value` lines (format 1, read by the project's lexer,
+// base/key_value_text.h), the fits at full precision; no gpu_device line
+// means no GPU:
 //   format = 1
 //   gpu_device = NVIDIA H100 80GB HBM3
 //   cosine_min_gpu_work = 16777216
