@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
 #include "client/status_conversion.h"
+#include "grpc/grpc.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
 #include "grpcpp/support/channel_arguments.h"
@@ -63,6 +64,11 @@ absl::StatusOr<std::unique_ptr<SimilarityClient>> SimilarityClient::Create(
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(options.max_message_bytes);
   args.SetMaxSendMessageSize(options.max_message_bytes);
+  // A retry policy retries only calls whose request fits gRPC's retry
+  // buffer (256 KiB per call by default): every request this client may
+  // send must, or a large call cut off by a draining replica is lost. The
+  // buffer holds the bytes already being sent; it copies nothing.
+  args.SetInt(GRPC_ARG_PER_RPC_RETRY_BUFFER_SIZE, options.max_message_bytes);
   if (!options.service_config_json.empty()) {
     args.SetServiceConfigJSON(options.service_config_json);
   }

@@ -68,7 +68,8 @@ class SimilarityClient {
     // absl::InfiniteDuration() sends no deadline.
     absl::Duration timeout = absl::Seconds(30);
     // Largest message sent or received, in bytes; must be positive. Large
-    // cosine batches need more than gRPC's 4 MiB default.
+    // cosine batches need more than gRPC's 4 MiB default. A retry policy
+    // (service_config_json) may retry calls up to this size.
     int max_message_bytes = 256 << 20;
     // "pick_first" or "round_robin"; empty keeps gRPC's default
     // (pick_first). round_robin spreads calls over every address a DNS

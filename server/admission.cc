@@ -34,13 +34,8 @@ absl::StatusOr<std::unique_ptr<Admission>> Admission::Create(
 Admission::Ticket Admission::Admit(uint64_t cost) {
   const absl::Time now = absl::Now();
   absl::MutexLock lock(&mu_);
-  last_arrival_ = now;
   Ticket ticket;
   ticket.cost = cost;
-  if (draining_) {
-    ticket.verdict = Verdict::kDraining;
-    return ticket;
-  }
   const bool fits =
       requests_ == 0 ||
       (requests_ < options_.max_requests &&
@@ -78,6 +73,20 @@ absl::Duration Admission::RetryAfter() const {
   return RetryAfterLocked();
 }
 
+bool Admission::Arrive(Call* call) {
+  const absl::Time now = absl::Now();
+  absl::MutexLock lock(&mu_);
+  last_arrival_ = now;
+  if (draining_) return false;
+  arrived_.insert(call);
+  return true;
+}
+
+void Admission::Leave(Call* call) {
+  absl::MutexLock lock(&mu_);
+  arrived_.erase(call);
+}
+
 void Admission::StartDraining() {
   absl::MutexLock lock(&mu_);
   draining_ = true;
@@ -86,9 +95,15 @@ void Admission::StartDraining() {
 bool Admission::WaitForDrain(absl::Time deadline) {
   absl::MutexLock lock(&mu_);
   auto drained = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return requests_ == 0;
+    return arrived_.empty();
   };
   return mu_.AwaitWithDeadline(absl::Condition(&drained), deadline);
+}
+
+void Admission::StopCalls() {
+  absl::MutexLock lock(&mu_);
+  stopping_.store(true, std::memory_order_release);
+  for (Call* call : arrived_) call->StopForDrain();
 }
 
 void Admission::WaitForQuiet(absl::Duration quiet, absl::Time deadline) {
@@ -102,6 +117,16 @@ void Admission::WaitForQuiet(absl::Duration quiet, absl::Time deadline) {
     if (now >= quiet_at || now >= deadline) return;
     absl::SleepFor(std::min(quiet_at, deadline) - now);
   }
+}
+
+bool Admission::draining() const {
+  absl::MutexLock lock(&mu_);
+  return draining_;
+}
+
+int Admission::arrived_calls() const {
+  absl::MutexLock lock(&mu_);
+  return static_cast<int>(arrived_.size());
 }
 
 int Admission::inflight_requests() const {

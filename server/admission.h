@@ -14,17 +14,24 @@
 // (an exponentially weighted mean), clamped to [min_retry_after,
 // max_retry_after]: about when the next place frees up.
 //
-// Draining: once StartDraining() is called every call is refused; callers
-// wait for the admitted ones to finish with WaitForDrain().
+// Draining: every call is counted from the moment its headers arrive
+// (Arrive) until it is done (Leave), before it is admitted and whatever its
+// kind, so that a drain sees a call whose request is still arriving. Once
+// StartDraining() is called, Arrive refuses new calls; the server waits for
+// the counted ones with WaitForDrain() and, at its stop time, StopCalls()
+// ends the rest: interrupts then answer UNAVAILABLE (stopping()) and each
+// call's StopForDrain() answers one that is waiting for its client.
 //
 // Thread-safety: every method may be called concurrently.
 #ifndef ENGRAM_SERVER_ADMISSION_H_
 #define ENGRAM_SERVER_ADMISSION_H_
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
@@ -47,9 +54,9 @@ class Admission {
   static absl::StatusOr<std::unique_ptr<Admission>> Create(
       const Options& options);
 
-  enum class Verdict { kAdmitted, kDraining, kOverloaded };
+  enum class Verdict { kAdmitted, kOverloaded };
   struct Ticket {
-    Verdict verdict = Verdict::kDraining;
+    Verdict verdict = Verdict::kOverloaded;
     uint64_t cost = 0;
     absl::Time admitted_at;
     absl::Duration retry_after;  // set when overloaded
@@ -60,14 +67,44 @@ class Admission {
   Ticket Admit(uint64_t cost) ABSL_LOCKS_EXCLUDED(mu_);
   void Release(const Ticket& ticket) ABSL_LOCKS_EXCLUDED(mu_);
 
-  // From now on every call is refused (kDraining).
+  // A call in flight, as the drain sees it: implemented by every reactor.
+  class Call {
+   public:
+    // The drain's stop time came and the call is not answered. Runs under
+    // the admission's lock (so the call cannot be destroyed meanwhile): it
+    // must not call back into Admission, and must not block. A call waiting
+    // for its client (its request, the next message of a stream) answers
+    // UNAVAILABLE now; one whose work runs leaves it to the work, which
+    // sees stopping() at its next chunk or hop.
+    virtual void StopForDrain() = 0;
+
+   protected:
+    ~Call() = default;
+  };
+
+  // Counts `call` in from the moment its headers arrive. False once
+  // draining: the call is not counted and must be refused (UNAVAILABLE).
+  bool Arrive(Call* call) ABSL_LOCKS_EXCLUDED(mu_);
+  // The call is done (gRPC's OnDone): no longer counted. Waits while
+  // StopCalls() runs, so a call outlives its StopForDrain().
+  void Leave(Call* call) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // From now on Arrive refuses every call; the calls counted already are
+  // admitted as before.
   void StartDraining() ABSL_LOCKS_EXCLUDED(mu_);
-  // Blocks until no admitted call is left or `deadline` passes; true when
+  // Blocks until no counted call is left or `deadline` passes; true when
   // none is left.
   bool WaitForDrain(absl::Time deadline) ABSL_LOCKS_EXCLUDED(mu_);
-  // Blocks until no call has arrived for `quiet`, or `deadline` passes.
+  // The drain's stop time: stopping() turns true and every counted call's
+  // StopForDrain() runs.
+  void StopCalls() ABSL_LOCKS_EXCLUDED(mu_);
+  bool stopping() const { return stopping_.load(std::memory_order_acquire); }
+  // Blocks until no call has arrived (counted or refused) for `quiet`, or
+  // `deadline` passes.
   void WaitForQuiet(absl::Duration quiet, absl::Time deadline)
       ABSL_LOCKS_EXCLUDED(mu_);
+  bool draining() const ABSL_LOCKS_EXCLUDED(mu_);
+  int arrived_calls() const ABSL_LOCKS_EXCLUDED(mu_);
 
   // The retry hint an overloaded call gets now (the clamped mean hold
   // time), for refusals decided elsewhere, such as a full search queue.
@@ -84,9 +121,11 @@ class Admission {
   const Options options_;
   mutable absl::Mutex mu_;
   bool draining_ ABSL_GUARDED_BY(mu_) = false;
+  std::atomic<bool> stopping_{false};
+  absl::flat_hash_set<Call*> arrived_ ABSL_GUARDED_BY(mu_);
+  absl::Time last_arrival_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   int requests_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t bytes_ ABSL_GUARDED_BY(mu_) = 0;
-  absl::Time last_arrival_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   // Mean seconds an admitted call held its place; 0 until one finished.
   double mean_hold_seconds_ ABSL_GUARDED_BY(mu_) = 0.0;
 };

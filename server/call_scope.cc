@@ -10,7 +10,7 @@ CallScope::CallScope(grpc::CallbackServerContext* context, Method method,
       admission_(admission),
       metrics_(metrics),
       call_(StartRpcCall(context, method)),
-      interrupt_(context) {}
+      interrupt_(context, admission) {}
 
 CallScope::~CallScope() { Release(); }
 
@@ -22,6 +22,11 @@ absl::Status CallScope::Admit(uint64_t cost) {
   admitted_ = true;
   metrics_->CallStarted();
   return absl::OkStatus();
+}
+
+absl::Status CallScope::Enter(uint64_t cost) {
+  if (absl::Status refused = Admit(cost); !refused.ok()) return refused;
+  return BeforeWork();
 }
 
 void CallScope::AddRetryPushback(absl::Duration after) {
@@ -39,7 +44,7 @@ void CallScope::Dequeued() { metrics_->Dequeued(); }
 
 absl::Status CallScope::BeforeWork() const {
   const absl::Status stop = interrupt_.Check();
-  if (stop.ok()) return stop;
+  if (stop.ok() || absl::IsUnavailable(stop)) return stop;
   metrics_->RecordRejection(RejectReason::kAbandoned);
   return absl::Status(stop.code(),
                       absl::StrCat(stop.message(), " before its work started"));
@@ -58,6 +63,9 @@ absl::Status CallScope::AfterWork(absl::Status status) const {
 grpc::Status CallScope::End(const absl::Status& status,
                             google::protobuf::Message* response) {
   if (!status.ok() && response != nullptr) response->Clear();
+  if (absl::IsUnavailable(status) && admission_->stopping()) {
+    AddDrainRetryPushback(context_);
+  }
   if (admitted_) metrics_->CallEnded();
   return EndRpcCall(*metrics_, call_, status);
 }
@@ -68,10 +76,9 @@ void CallScope::Release() {
   admission_->Release(ticket_);
 }
 
-void CallScope::Finish(grpc::ServerUnaryReactor* reactor,
-                       const absl::Status& status,
+void CallScope::Finish(UnaryCall* call, const absl::Status& status,
                        google::protobuf::Message* response) {
-  reactor->Finish(End(status, response));
+  call->Answer(End(status, response));
   Release();
 }
 

@@ -17,9 +17,10 @@
 //   if (status.ok()) status = scope.AfterWork(Run(&scope.interrupt()));
 //   answer with scope.End(status, response), then Release()
 //
-// Calls answered from the stores' maps (collection management, GetStats)
-// are not admitted: they hold no memory proportional to a request, and
-// answering them while draining or overloaded lets operators look.
+// Every call is admitted, the ones answered from the stores' maps
+// (collection management, GetStats) included, at the cost of their request:
+// a flood of them is bounded like any other, and their deadline and
+// cancellation are checked before they run.
 //
 // Thread-safety: not thread-safe. A call's scope is used by one thread at
 // a time: the gRPC thread that received it, then the worker or callback
@@ -42,6 +43,7 @@
 #include "server/call_interrupt.h"
 #include "server/rpc_call.h"
 #include "server/rpc_metrics.h"
+#include "server/unary_call.h"
 
 namespace engram::server {
 
@@ -67,6 +69,10 @@ class CallScope {
   absl::Status Admit(uint64_t cost);
   bool admitted() const { return admitted_; }
 
+  // Admit(cost), then BeforeWork(): for a call answered on the thread that
+  // received it.
+  absl::Status Enter(uint64_t cost);
+
   // A refusal decided after admission by a queue of its own (a full search
   // queue): counted as overloaded, with admission's current retry hint.
   void MarkOverloaded();
@@ -80,8 +86,8 @@ class CallScope {
   void Queued();
   void Dequeued();
 
-  // The call's cancellation and deadline, for the work to stop between its
-  // chunks and hops.
+  // The call's cancellation and deadline, and the drain's stop, for the
+  // work to stop between its chunks and hops.
   const base::Interrupt& interrupt() const { return interrupt_; }
 
   // Every log line written while it lives carries the call's ids.
@@ -90,7 +96,8 @@ class CallScope {
   }
 
   // Before the work: OK, or the client's stop as "... before its work
-  // started", counted as an abandoned call (rejected{reason="abandoned"}).
+  // started", counted as an abandoned call (rejected{reason="abandoned"}),
+  // or the drain's stop.
   absl::Status BeforeWork() const;
 
   // After the work that returned `status`: a CANCELLED or DEADLINE_EXCEEDED
@@ -101,10 +108,11 @@ class CallScope {
   absl::Status AfterWork(absl::Status status) const;
 
   // The end of the call, once: clears `response` (may be null) on error,
-  // drops the in-flight gauge of an admitted call (before the answer
-  // leaves, so a client that scrapes after its answer never sees its own
-  // call), records the method, code and latency, logs the call (debug) and
-  // returns the status to answer with.
+  // adds the retry hint to an UNAVAILABLE the drain's stop caused, drops
+  // the in-flight gauge of an admitted call (before the answer leaves, so a
+  // client that scrapes after its answer never sees its own call), records
+  // the method, code and latency, logs the call (debug) and returns the
+  // status to answer with.
   grpc::Status End(const absl::Status& status,
                    google::protobuf::Message* response);
 
@@ -112,9 +120,9 @@ class CallScope {
   // for it). Idempotent; a no-op for a call not admitted.
   void Release();
 
-  // For a call answered through `reactor` (a DefaultReactor): End, Finish,
-  // then Release. Nothing of the call may be touched afterwards.
-  void Finish(grpc::ServerUnaryReactor* reactor, const absl::Status& status,
+  // For a unary call (unary_call.h): End, Answer, then Release. Nothing of
+  // the call may be touched afterwards.
+  void Finish(UnaryCall* call, const absl::Status& status,
               google::protobuf::Message* response);
 
  private:

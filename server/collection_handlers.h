@@ -8,10 +8,15 @@
 // in three files: management_handlers.cc (the unary map operations),
 // upload_reactors.cc (the streaming uploads) and search_reactor.cc.
 //
+// - The unary calls come as UnaryCalls (unary_call.h), counted from their
+//   headers on.
 // - Management calls (create, delete, list, describe) are map operations on
-//   the stores: answered on the gRPC thread and not admitted, like GetStats.
-// - Uploads are grpc::ServerReadReactors, admitted by count (their bytes
-//   are the resident budget's): the header message reserves the
+//   the stores: admitted at the cost of their request and answered on the
+//   gRPC thread, like GetStats.
+// - Uploads are grpc::ServerReadReactors, counted from their headers on and
+//   admitted by count (their bytes are the resident budget's): a drain waits
+//   for a stream in progress and at its stop time aborts it whole
+//   (UNAVAILABLE). The header message reserves the
 //   memory budget (RESOURCE_EXHAUSTED before anything is allocated), each
 //   chunk is copied into the staged upload on the engine's workers, and the
 //   rows become visible only when the client closes its side of a complete
@@ -54,6 +59,7 @@
 #include "grpcpp/support/server_callback.h"
 #include "server/admission.h"
 #include "server/rpc_metrics.h"
+#include "server/unary_call.h"
 
 namespace engram::server {
 
@@ -69,44 +75,42 @@ class CollectionHandlers {
                      Admission* admission)
       : engine_(engine), metrics_(metrics), admission_(admission) {}
 
-  grpc::ServerUnaryReactor* CreateCollection(
-      grpc::CallbackServerContext* context,
+  void CreateCollection(
+      UnaryCall* call,
       const ::engram::similarity::v1::CreateCollectionRequest* request,
       ::engram::similarity::v1::CollectionInfo* response);
   grpc::ServerReadReactor<::engram::similarity::v1::UploadCollectionRequest>*
   UploadCollection(
       grpc::CallbackServerContext* context,
       ::engram::similarity::v1::UploadCollectionResponse* response);
-  grpc::ServerUnaryReactor* DeleteCollection(
-      grpc::CallbackServerContext* context,
+  void DeleteCollection(
+      UnaryCall* call,
       const ::engram::similarity::v1::DeleteCollectionRequest* request,
       ::engram::similarity::v1::DeleteCollectionResponse* response);
-  grpc::ServerUnaryReactor* ListCollections(
-      grpc::CallbackServerContext* context,
+  void ListCollections(
+      UnaryCall* call,
       const ::engram::similarity::v1::ListCollectionsRequest* request,
       ::engram::similarity::v1::ListCollectionsResponse* response);
-  grpc::ServerUnaryReactor* DescribeCollection(
-      grpc::CallbackServerContext* context,
+  void DescribeCollection(
+      UnaryCall* call,
       const ::engram::similarity::v1::DescribeCollectionRequest* request,
       ::engram::similarity::v1::CollectionInfo* response);
-  grpc::ServerUnaryReactor* SearchCollection(
-      grpc::CallbackServerContext* context,
+  void SearchCollection(
+      UnaryCall* call,
       const ::engram::similarity::v1::SearchCollectionRequest* request,
       ::engram::similarity::v1::SearchCollectionResponse* response);
 
   grpc::ServerReadReactor<::engram::similarity::v1::PutGraphRequest>* PutGraph(
       grpc::CallbackServerContext* context,
       ::engram::similarity::v1::GraphInfo* response);
-  grpc::ServerUnaryReactor* DeleteGraph(
-      grpc::CallbackServerContext* context,
-      const ::engram::similarity::v1::DeleteGraphRequest* request,
-      ::engram::similarity::v1::DeleteGraphResponse* response);
-  grpc::ServerUnaryReactor* ListGraphs(
-      grpc::CallbackServerContext* context,
-      const ::engram::similarity::v1::ListGraphsRequest* request,
-      ::engram::similarity::v1::ListGraphsResponse* response);
-  grpc::ServerUnaryReactor* DescribeGraph(
-      grpc::CallbackServerContext* context,
+  void DeleteGraph(UnaryCall* call,
+                   const ::engram::similarity::v1::DeleteGraphRequest* request,
+                   ::engram::similarity::v1::DeleteGraphResponse* response);
+  void ListGraphs(UnaryCall* call,
+                  const ::engram::similarity::v1::ListGraphsRequest* request,
+                  ::engram::similarity::v1::ListGraphsResponse* response);
+  void DescribeGraph(
+      UnaryCall* call,
       const ::engram::similarity::v1::DescribeGraphRequest* request,
       ::engram::similarity::v1::GraphInfo* response);
 

@@ -1,5 +1,6 @@
 // The unary collection and graph RPCs: map operations on the stores,
-// answered on the gRPC thread (collection_handlers.h).
+// admitted at the cost of their request and answered on the gRPC thread
+// (collection_handlers.h).
 #include <memory>
 #include <string>
 
@@ -30,11 +31,13 @@ void CollectionHandlers::ResolveGraph(
       });
 }
 
-grpc::ServerUnaryReactor* CollectionHandlers::CreateCollection(
-    grpc::CallbackServerContext* context,
-    const v1::CreateCollectionRequest* request, v1::CollectionInfo* response) {
-  CallScope scope(context, Method::kCreateCollection, admission_, metrics_);
-  absl::Status status = core::ValidateRequiredName("name", request->name());
+void CollectionHandlers::CreateCollection(
+    UnaryCall* call, const v1::CreateCollectionRequest* request,
+    v1::CollectionInfo* response) {
+  CallScope scope(call->context(), Method::kCreateCollection, admission_,
+                  metrics_);
+  absl::Status status = scope.Enter(request->ByteSizeLong());
+  if (status.ok()) status = core::ValidateRequiredName("name", request->name());
   if (status.ok()) {
     collections::CollectionSpec spec;
     spec.name = request->name();
@@ -49,137 +52,135 @@ grpc::ServerUnaryReactor* CollectionHandlers::CreateCollection(
       }
     }
   }
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  scope.Finish(reactor, status, nullptr);
-  return reactor;
+  scope.Finish(call, status, nullptr);
 }
 
-grpc::ServerUnaryReactor* CollectionHandlers::DeleteCollection(
-    grpc::CallbackServerContext* context,
-    const v1::DeleteCollectionRequest* request,
+void CollectionHandlers::DeleteCollection(
+    UnaryCall* call, const v1::DeleteCollectionRequest* request,
     v1::DeleteCollectionResponse* /*response*/) {
-  CallScope scope(context, Method::kDeleteCollection, admission_, metrics_);
-  absl::Status status = core::ValidateRequiredName("name", request->name());
+  CallScope scope(call->context(), Method::kDeleteCollection, admission_,
+                  metrics_);
+  absl::Status status = scope.Enter(request->ByteSizeLong());
+  if (status.ok()) status = core::ValidateRequiredName("name", request->name());
   if (status.ok()) {
     status = engine_->resident().DeleteCollection(request->name());
   }
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  scope.Finish(reactor, status, nullptr);
-  return reactor;
+  scope.Finish(call, status, nullptr);
 }
 
-grpc::ServerUnaryReactor* CollectionHandlers::ListCollections(
-    grpc::CallbackServerContext* context,
-    const v1::ListCollectionsRequest* /*request*/,
+void CollectionHandlers::ListCollections(
+    UnaryCall* call, const v1::ListCollectionsRequest* request,
     v1::ListCollectionsResponse* response) {
-  CallScope scope(context, Method::kListCollections, admission_, metrics_);
+  CallScope scope(call->context(), Method::kListCollections, admission_,
+                  metrics_);
+  if (absl::Status status = scope.Enter(request->ByteSizeLong());
+      !status.ok()) {
+    scope.Finish(call, status, nullptr);
+    return;
+  }
   for (const collections::CollectionInfo& info :
        engine_->resident().collections().List()) {
     CollectionInfoToProto(info, engine_->ResidencyOf(info.uid),
                           response->add_collections());
   }
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  scope.Finish(reactor, absl::OkStatus(), nullptr);
-  return reactor;
+  scope.Finish(call, absl::OkStatus(), nullptr);
 }
 
-grpc::ServerUnaryReactor* CollectionHandlers::DescribeCollection(
-    grpc::CallbackServerContext* context,
-    const v1::DescribeCollectionRequest* request,
+void CollectionHandlers::DescribeCollection(
+    UnaryCall* call, const v1::DescribeCollectionRequest* request,
     v1::CollectionInfo* response) {
   // Shared: a call that waits for min_version is answered from the waiting
   // thread (ResidentData::WhenAtLeast).
-  auto scope = std::make_shared<CallScope>(context, Method::kDescribeCollection,
-                                           admission_, metrics_);
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  if (absl::Status status = core::ValidateRequiredName("name", request->name());
-      !status.ok()) {
-    scope->Finish(reactor, status, nullptr);
-    return reactor;
+  auto scope = std::make_shared<CallScope>(
+      call->context(), Method::kDescribeCollection, admission_, metrics_);
+  absl::Status status = scope->Enter(request->ByteSizeLong());
+  if (status.ok()) status = core::ValidateRequiredName("name", request->name());
+  if (!status.ok()) {
+    scope->Finish(call, status, nullptr);
+    return;
   }
   core::ResidentData& resident = engine_->resident();
   resident.WhenAtLeast(
       request->name(), request->min_version(),
       resident.options().min_version_wait,
-      [this, scope, reactor, request,
+      [this, scope, call, request,
        response](absl::StatusOr<std::shared_ptr<const collections::Collection>>
                      current) {
-        absl::Status status = current.status();
-        if (status.ok()) {
+        absl::Status answer = current.status();
+        if (answer.ok()) {
           auto info =
               engine_->resident().collections().Describe(request->name());
-          status = info.status();
+          answer = info.status();
           if (info.ok()) {
             // The version waited for, or a later one.
             CollectionInfoToProto(*info, engine_->ResidencyOf(info->uid),
                                   response);
           }
-        } else if (absl::IsUnavailable(status)) {
+        } else if (absl::IsUnavailable(answer)) {
           scope->AddRetryPushback(kMinVersionRetryAfter);
         }
-        scope->Finish(reactor, status, nullptr);
+        scope->Finish(call, answer, nullptr);
       });
-  return reactor;
 }
 
-grpc::ServerUnaryReactor* CollectionHandlers::DeleteGraph(
-    grpc::CallbackServerContext* context, const v1::DeleteGraphRequest* request,
-    v1::DeleteGraphResponse* /*response*/) {
-  CallScope scope(context, Method::kDeleteGraph, admission_, metrics_);
-  absl::Status status = core::ValidateRequiredName("name", request->name());
+void CollectionHandlers::DeleteGraph(UnaryCall* call,
+                                     const v1::DeleteGraphRequest* request,
+                                     v1::DeleteGraphResponse* /*response*/) {
+  CallScope scope(call->context(), Method::kDeleteGraph, admission_, metrics_);
+  absl::Status status = scope.Enter(request->ByteSizeLong());
+  if (status.ok()) status = core::ValidateRequiredName("name", request->name());
   if (status.ok()) {
     status = engine_->resident().graphs().Delete(request->name());
   }
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  scope.Finish(reactor, status, nullptr);
-  return reactor;
+  scope.Finish(call, status, nullptr);
 }
 
-grpc::ServerUnaryReactor* CollectionHandlers::ListGraphs(
-    grpc::CallbackServerContext* context,
-    const v1::ListGraphsRequest* /*request*/,
-    v1::ListGraphsResponse* response) {
-  CallScope scope(context, Method::kListGraphs, admission_, metrics_);
+void CollectionHandlers::ListGraphs(UnaryCall* call,
+                                    const v1::ListGraphsRequest* request,
+                                    v1::ListGraphsResponse* response) {
+  CallScope scope(call->context(), Method::kListGraphs, admission_, metrics_);
+  if (absl::Status status = scope.Enter(request->ByteSizeLong());
+      !status.ok()) {
+    scope.Finish(call, status, nullptr);
+    return;
+  }
   for (const collections::GraphInfo& info :
        engine_->resident().graphs().List()) {
     GraphInfoToProto(info, response->add_graphs());
   }
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  scope.Finish(reactor, absl::OkStatus(), nullptr);
-  return reactor;
+  scope.Finish(call, absl::OkStatus(), nullptr);
 }
 
-grpc::ServerUnaryReactor* CollectionHandlers::DescribeGraph(
-    grpc::CallbackServerContext* context,
-    const v1::DescribeGraphRequest* request, v1::GraphInfo* response) {
+void CollectionHandlers::DescribeGraph(UnaryCall* call,
+                                       const v1::DescribeGraphRequest* request,
+                                       v1::GraphInfo* response) {
   // As DescribeCollection: a call that waits for min_version is answered
   // from the waiting thread.
-  auto scope = std::make_shared<CallScope>(context, Method::kDescribeGraph,
-                                           admission_, metrics_);
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  if (absl::Status status = core::ValidateRequiredName("name", request->name());
-      !status.ok()) {
-    scope->Finish(reactor, status, nullptr);
-    return reactor;
+  auto scope = std::make_shared<CallScope>(
+      call->context(), Method::kDescribeGraph, admission_, metrics_);
+  absl::Status status = scope->Enter(request->ByteSizeLong());
+  if (status.ok()) status = core::ValidateRequiredName("name", request->name());
+  if (!status.ok()) {
+    scope->Finish(call, status, nullptr);
+    return;
   }
   core::ResidentData& resident = engine_->resident();
   resident.WhenGraphAtLeast(
       request->name(), request->min_version(),
       resident.options().min_version_wait,
-      [this, scope, reactor, request, response](
+      [this, scope, call, request, response](
           absl::StatusOr<std::shared_ptr<const collections::Graph>> current) {
-        absl::Status status = current.status();
-        if (status.ok()) {
+        absl::Status answer = current.status();
+        if (answer.ok()) {
           auto info = engine_->resident().graphs().Describe(request->name());
-          status = info.status();
+          answer = info.status();
           // The version waited for, or a later one.
           if (info.ok()) GraphInfoToProto(*info, response);
-        } else if (absl::IsUnavailable(status)) {
+        } else if (absl::IsUnavailable(answer)) {
           scope->AddRetryPushback(kMinVersionRetryAfter);
         }
-        scope->Finish(reactor, status, nullptr);
+        scope->Finish(call, answer, nullptr);
       });
-  return reactor;
 }
 
 }  // namespace engram::server

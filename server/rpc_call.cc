@@ -46,10 +46,6 @@ absl::Status AdmissionRefusal(const Admission& admission,
                               const Admission::Ticket& ticket,
                               grpc::CallbackServerContext* context,
                               RpcMetrics& metrics) {
-  if (ticket.verdict == Admission::Verdict::kDraining) {
-    metrics.RecordRejection(RejectReason::kDraining);
-    return absl::UnavailableError("server is shutting down");
-  }
   MarkOverloaded(context, metrics, ticket.retry_after);
   return absl::ResourceExhaustedError(absl::StrCat(
       "server overloaded: ", admission.inflight_requests(), " calls (at most ",
@@ -58,6 +54,26 @@ absl::Status AdmissionRefusal(const Admission& admission,
       admission.options().max_bytes,
       ") are in flight; retry after the "
       "time in the grpc-retry-pushback-ms trailer, or on another replica"));
+}
+
+absl::Status DrainRefusal(grpc::CallbackServerContext* context,
+                          RpcMetrics& metrics) {
+  AddDrainRetryPushback(context);
+  metrics.RecordRejection(RejectReason::kDraining);
+  return absl::UnavailableError(
+      "server is shutting down; retry on another replica");
+}
+
+absl::Status DrainStop() {
+  return absl::UnavailableError(
+      "server is shutting down: the call was still running at the drain "
+      "deadline and was stopped; retry it on another replica");
+}
+
+void AddDrainRetryPushback(grpc::CallbackServerContext* context) {
+  context->AddTrailingMetadata(
+      kRetryPushbackKey,
+      absl::StrCat(absl::ToInt64Milliseconds(kDrainRetryAfter)));
 }
 
 }  // namespace engram::server

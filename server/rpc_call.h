@@ -20,6 +20,11 @@ namespace engram::server {
 // before trying again.
 inline constexpr char kRetryPushbackKey[] = "grpc-retry-pushback-ms";
 
+// The retry hint of a call a draining server refused or stopped: short,
+// since the retry goes to another replica (GOAWAY has told the client's
+// channel to leave this one).
+inline constexpr absl::Duration kDrainRetryAfter = absl::Milliseconds(50);
+
 struct RpcCall {
   Method method = Method::kBatchCosine;
   absl::Time start;
@@ -43,13 +48,24 @@ grpc::Status EndRpcCall(RpcMetrics& metrics, const RpcCall& call,
 void MarkOverloaded(grpc::CallbackServerContext* context, RpcMetrics& metrics,
                     absl::Duration retry_after);
 
-// Why `ticket` (not admitted) was refused: UNAVAILABLE while draining, or
-// RESOURCE_EXHAUSTED with the grpc-retry-pushback-ms trailer added to
-// `context`. Records the rejection in `metrics`.
+// Why `ticket` (not admitted) was refused: RESOURCE_EXHAUSTED with the
+// grpc-retry-pushback-ms trailer added to `context`. Records the rejection
+// in `metrics`.
 absl::Status AdmissionRefusal(const Admission& admission,
                               const Admission::Ticket& ticket,
                               grpc::CallbackServerContext* context,
                               RpcMetrics& metrics);
+
+// The answer to a call that arrived while the server drains: UNAVAILABLE
+// with the grpc-retry-pushback-ms trailer of kDrainRetryAfter added to
+// `context`, recorded as rejected{reason="draining"}.
+absl::Status DrainRefusal(grpc::CallbackServerContext* context,
+                          RpcMetrics& metrics);
+
+// The answer to a call the drain stopped at its stop time (UNAVAILABLE),
+// and its retry hint, which the code that ends the call adds.
+absl::Status DrainStop();
+void AddDrainRetryPushback(grpc::CallbackServerContext* context);
 
 }  // namespace engram::server
 

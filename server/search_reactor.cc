@@ -2,7 +2,8 @@
 // collection and checks the request (core/resident_search.h), is admitted
 // with the search's byte cost, and hands the queries to the collection's
 // SearchBatcher, or for top_k == 0 runs core::ScoreEveryRow on the
-// workers. Its OnCancel cancels a call still waiting for its pass.
+// workers. A cancellation of the call cancels it while it still waits for
+// its pass.
 #include <optional>
 #include <utility>
 
@@ -19,24 +20,24 @@ namespace engram::server {
 
 namespace v1 = ::engram::similarity::v1;
 
-class CollectionHandlers::SearchReactor final
-    : public grpc::ServerUnaryReactor {
+class CollectionHandlers::SearchReactor final {
  public:
-  SearchReactor(CollectionHandlers* owner, grpc::CallbackServerContext* context,
+  SearchReactor(CollectionHandlers* owner, UnaryCall* call,
                 const v1::SearchCollectionRequest* request,
                 v1::SearchCollectionResponse* response)
       : owner_(owner),
+        call_(call),
         request_(request),
         response_(response),
-        scope_(context, Method::kSearchCollection, owner->admission_,
+        scope_(call->context(), Method::kSearchCollection, owner->admission_,
                owner->metrics_) {}
 
-  // Runs on the gRPC thread that received the call, before the reactor is
-  // returned: gRPC calls OnDone only after that, so `this` lives until
-  // Start() returns whatever the callbacks do meanwhile. Continue() may run
-  // on the waiting thread even before then (gRPC holds a Finish that comes
-  // before the reactor is returned until it is).
+  // Runs on the gRPC thread that received the call. The call's on_done
+  // (OnDone) runs only after Start() returned and the call was answered,
+  // so `this` lives until then whatever the callbacks do meanwhile.
   void Start() {
+    call_->SetOnCancel([this] { OnCancel(); });
+    call_->SetOnDone([this] { OnDone(); });
     if (absl::Status name =
             core::ValidateRequiredName("collection", request_->collection());
         !name.ok()) {
@@ -128,7 +129,7 @@ class CollectionHandlers::SearchReactor final
     search_ticket_ = *ticket;
   }
 
-  void OnCancel() override {
+  void OnCancel() {
     std::optional<collections::SearchTicket> ticket;
     {
       absl::MutexLock lock(&mu_);
@@ -139,7 +140,7 @@ class CollectionHandlers::SearchReactor final
     if (ticket.has_value()) batcher_->Cancel(*ticket);
   }
 
-  void OnDone() override {
+  void OnDone() {
     scope_.Release();
     {
       absl::MutexLock lock(&mu_);
@@ -212,17 +213,18 @@ class CollectionHandlers::SearchReactor final
   }
 
   // Answers the call, once. Nothing of `this` may be touched after
-  // Finish(): OnDone may run and delete it at once.
+  // Answer(): OnDone may run and delete it at once.
   void Answer(const absl::Status& status) {
     {
       absl::MutexLock lock(&mu_);
       if (answered_) return;
       answered_ = true;
     }
-    Finish(scope_.End(status, response_));
+    call_->Answer(scope_.End(status, response_));
   }
 
   CollectionHandlers* const owner_;
+  UnaryCall* const call_;
   const v1::SearchCollectionRequest* const request_;
   v1::SearchCollectionResponse* const response_;
   CallScope scope_;
@@ -238,13 +240,10 @@ class CollectionHandlers::SearchReactor final
   bool done_ ABSL_GUARDED_BY(mu_) = false;
 };
 
-grpc::ServerUnaryReactor* CollectionHandlers::SearchCollection(
-    grpc::CallbackServerContext* context,
-    const v1::SearchCollectionRequest* request,
+void CollectionHandlers::SearchCollection(
+    UnaryCall* call, const v1::SearchCollectionRequest* request,
     v1::SearchCollectionResponse* response) {
-  auto* reactor = new SearchReactor(this, context, request, response);
-  reactor->Start();
-  return reactor;
+  (new SearchReactor(this, call, request, response))->Start();
 }
 
 }  // namespace engram::server

@@ -7,6 +7,7 @@
 #include <limits>
 #include <optional>
 #include <sstream>
+#include <thread>
 #include <utility>
 
 #include "absl/strings/ascii.h"
@@ -40,9 +41,26 @@ std::string CalibrationPath(const std::string& data_dir,
   return absl::StrCat(data_dir, "/calibration.", name);
 }
 
-// How long no call may arrive before the gRPC server is stopped; long enough
-// for a message in transit on a busy link to land and be refused.
-constexpr absl::Duration kQuietPeriod = absl::Milliseconds(250);
+// A drain refuses new calls itself (UNAVAILABLE, with a retry hint) before
+// gRPC's shutdown sends GOAWAY: gRPC cancels (CANCELLED, which clients do
+// not retry) every call whose headers it reads after its shutdown began,
+// and on a busy server those include calls a client sent a while before.
+// So the GOAWAY waits until calls have stopped arriving for kArrivalQuiet
+// (clients that watch health, the service config's healthCheckConfig, stop
+// picking a NOT_SERVING replica within a round trip), at least
+// kMinGoawayDelay and at most kMaxGoawayDelay (a tenth of the drain
+// deadline when that is shorter): a client that keeps calling this replica
+// alone gets GOAWAY, and reconnects elsewhere, by then.
+constexpr absl::Duration kArrivalQuiet = absl::Milliseconds(50);
+constexpr absl::Duration kMinGoawayDelay = absl::Milliseconds(100);
+constexpr absl::Duration kMaxGoawayDelay = absl::Seconds(1);
+
+// How long before the drain deadline the calls still in flight are stopped
+// (a quarter of the deadline when that is shorter): time for a computing
+// call to reach its next chunk or hop, and for a read that waits for
+// min_version (--min_version_wait, 2 s by default) to end, so that every
+// call is answered by the deadline rather than cancelled at it.
+constexpr absl::Duration kDrainStopMargin = absl::Seconds(2);
 
 // How long start-up waits for the GPU copies of declared collections.
 constexpr absl::Duration kResidencyUploadWait = absl::Minutes(2);
@@ -321,25 +339,43 @@ absl::Status SimilarityServer::Drain() {
   if (drained_ || grpc_server_ == nullptr) return absl::OkStatus();
   drained_ = true;
   const absl::Time deadline = absl::Now() + options_.drain_deadline;
+  const absl::Time stop_at =
+      deadline - std::min(kDrainStopMargin, options_.drain_deadline / 4);
   readiness_->SetPhase(Readiness::Phase::kDraining);
+  // Calls whose headers arrived before this run on; later ones are refused
+  // with UNAVAILABLE and a retry hint.
   service_->StartDraining();
   core::Log(core::LogLevel::kInfo, "draining",
             {{"deadline_seconds",
               absl::StrCat(absl::ToDoubleSeconds(options_.drain_deadline))}});
-  const bool drained = service_->WaitForDrain(deadline);
-  service_->WaitForQuiet(kQuietPeriod, deadline);
-  // Whatever is still running past the deadline is cancelled here.
+  bool stopped = false;
+  std::thread stopper([this, stop_at, &stopped] {
+    if (!service_->WaitForDrain(stop_at)) {
+      stopped = true;
+      service_->StopCalls();
+    }
+  });
+  // GOAWAY to every connection and the listener closed: clients move their
+  // new calls to other replicas while the calls in flight here finish.
+  // Shutdown returns once they are all done; at the deadline it would
+  // cancel what is left, which the stop above answered before.
+  const absl::Time draining_since = absl::Now();
+  const absl::Duration most =
+      std::min(kMaxGoawayDelay, options_.drain_deadline / 10);
+  absl::SleepFor(std::min(kMinGoawayDelay, most));
+  service_->WaitForQuiet(kArrivalQuiet, draining_since + most);
   grpc_server_->Shutdown(
       absl::ToChronoTime(std::max(deadline, absl::Now() + absl::Seconds(1))));
   grpc_server_->Wait();
+  stopper.join();
   readiness_->Detach();
   exposer_.reset();
-  core::Log(drained ? core::LogLevel::kInfo : core::LogLevel::kWarning,
-            "stopped", {{"drained", drained ? "true" : "false"}});
-  return drained ? absl::OkStatus()
-                 : absl::DeadlineExceededError(
-                       "calls still running at the drain deadline were "
-                       "cancelled");
+  core::Log(stopped ? core::LogLevel::kWarning : core::LogLevel::kInfo,
+            "stopped", {{"drained", stopped ? "false" : "true"}});
+  return stopped ? absl::DeadlineExceededError(
+                       "calls still running near the drain deadline were "
+                       "ended with UNAVAILABLE")
+                 : absl::OkStatus();
 }
 
 void SimilarityServer::StoreCalibration(const std::string& path) {

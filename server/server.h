@@ -5,10 +5,12 @@
 // Lifecycle: Create() validates options (and reads the TLS files); Start()
 // binds and serves (health turns SERVING once everything is up: the
 // declared resident data loaded, calibration done); Drain() turns
-// health NOT_SERVING, refuses new calls, lets accepted ones finish within the
-// drain deadline and stops the server. The destructor drains if Drain() was
-// not called. Readiness (server/readiness.h) keeps the health answers
-// truthful in between, e.g. when a required GPU is lost.
+// health NOT_SERVING, refuses new calls, sends GOAWAY to every connection
+// and closes the listener, lets every call whose headers had arrived finish
+// within the drain deadline (ending the ones still running near it with
+// UNAVAILABLE and a retry hint) and stops the server. The destructor drains if
+// Drain() was not called. Readiness (server/readiness.h) keeps the health
+// answers truthful in between, e.g. when a required GPU is lost.
 //
 // /metrics serves the engine's EngineCollector: the one registry (engine
 // and per-RPC families) with the state-derived gauges refreshed per scrape.
@@ -91,9 +93,9 @@ class SimilarityServer {
   // when a port cannot be bound.
   absl::Status Start();
 
-  // Graceful stop (see the file comment). Returns OK when every accepted
-  // call finished before the deadline, DEADLINE_EXCEEDED when some had to
-  // be cancelled. Idempotent.
+  // Graceful stop (see the file comment). Returns OK when every call
+  // finished on its own, DEADLINE_EXCEEDED when some had to be stopped near
+  // the deadline. Idempotent.
   absl::Status Drain();
 
   core::Engine& engine() { return *engine_; }

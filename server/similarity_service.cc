@@ -37,10 +37,79 @@ SimilarityService::SimilarityService(const Options& options,
       admission_(std::move(admission)),
       started_(absl::Now()),
       collections_(engine, metrics, admission_.get()) {
-  if (options_.request_arena) {
-    SetMessageAllocatorFor_BatchCosine(&cosine_allocator_);
-    SetMessageAllocatorFor_Spread(&spread_allocator_);
-  }
+  namespace v1 = ::engram::similarity::v1;
+  ServeUnary<v1::BatchCosineRequest, v1::BatchCosineResponse>(
+      Method::kBatchCosine,
+      [this](UnaryCall* call, const auto* request, auto* response) {
+        BatchCosine(call, request, response);
+      });
+  ServeUnary<v1::SpreadRequest, v1::SpreadResponse>(
+      Method::kSpread,
+      [this](UnaryCall* call, const auto* request, auto* response) {
+        Spread(call, request, response);
+      });
+  ServeUnary<v1::GetStatsRequest, v1::GetStatsResponse>(
+      Method::kGetStats,
+      [this](UnaryCall* call, const auto* request, auto* response) {
+        GetStats(call, request, response);
+      });
+  CollectionHandlers* c = &collections_;
+  ServeUnary<v1::CreateCollectionRequest, v1::CollectionInfo>(
+      Method::kCreateCollection,
+      [c](UnaryCall* call, const auto* request, auto* response) {
+        c->CreateCollection(call, request, response);
+      });
+  ServeUnary<v1::DeleteCollectionRequest, v1::DeleteCollectionResponse>(
+      Method::kDeleteCollection,
+      [c](UnaryCall* call, const auto* request, auto* response) {
+        c->DeleteCollection(call, request, response);
+      });
+  ServeUnary<v1::ListCollectionsRequest, v1::ListCollectionsResponse>(
+      Method::kListCollections,
+      [c](UnaryCall* call, const auto* request, auto* response) {
+        c->ListCollections(call, request, response);
+      });
+  ServeUnary<v1::DescribeCollectionRequest, v1::CollectionInfo>(
+      Method::kDescribeCollection,
+      [c](UnaryCall* call, const auto* request, auto* response) {
+        c->DescribeCollection(call, request, response);
+      });
+  ServeUnary<v1::SearchCollectionRequest, v1::SearchCollectionResponse>(
+      Method::kSearchCollection,
+      [c](UnaryCall* call, const auto* request, auto* response) {
+        c->SearchCollection(call, request, response);
+      });
+  ServeUnary<v1::DeleteGraphRequest, v1::DeleteGraphResponse>(
+      Method::kDeleteGraph,
+      [c](UnaryCall* call, const auto* request, auto* response) {
+        c->DeleteGraph(call, request, response);
+      });
+  ServeUnary<v1::ListGraphsRequest, v1::ListGraphsResponse>(
+      Method::kListGraphs,
+      [c](UnaryCall* call, const auto* request, auto* response) {
+        c->ListGraphs(call, request, response);
+      });
+  ServeUnary<v1::DescribeGraphRequest, v1::GraphInfo>(
+      Method::kDescribeGraph,
+      [c](UnaryCall* call, const auto* request, auto* response) {
+        c->DescribeGraph(call, request, response);
+      });
+}
+
+template <typename Request, typename Response>
+void SimilarityService::ServeUnary(
+    Method method, typename UnaryReactor<Request, Response>::Handler handler) {
+  // The service's methods are numbered in the proto's order, as Method is
+  // (rpc_metrics.h). Registered as bidi streaming, a call reaches the
+  // reactor at its headers, not once its request has arrived.
+  MarkMethodStreamed(static_cast<int>(method),
+                     new grpc::internal::CallbackBidiHandler<Request, Response>(
+                         [this, method, handler = std::move(handler)](
+                             grpc::CallbackServerContext* context) {
+                           return UnaryReactor<Request, Response>::Start(
+                               context, method, &handler, admission_.get(),
+                               metrics_, options_.request_arena);
+                         }));
 }
 
 void SimilarityService::StartDraining() { admission_->StartDraining(); }
@@ -53,6 +122,8 @@ void SimilarityService::WaitForQuiet(absl::Duration quiet,
                                      absl::Time deadline) {
   admission_->WaitForQuiet(quiet, deadline);
 }
+
+void SimilarityService::StopCalls() { admission_->StopCalls(); }
 
 void SimilarityService::CountRejection(
     const absl::Status& status, const dispatch::ExecutionReport& report) {
@@ -91,27 +162,24 @@ absl::Status RunCatching(Run& run, const base::Interrupt* interrupt) {
 }  // namespace
 
 template <typename Run>
-grpc::ServerUnaryReactor* SimilarityService::Compute(
-    grpc::CallbackServerContext* context, Method method, uint64_t cost,
-    google::protobuf::Message* response, Run run) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  Start(
-      std::make_shared<CallScope>(context, method, admission_.get(), metrics_),
-      reactor, cost, response, std::move(run));
-  return reactor;
+void SimilarityService::Compute(UnaryCall* call, Method method, uint64_t cost,
+                                google::protobuf::Message* response, Run run) {
+  Start(std::make_shared<CallScope>(call->context(), method, admission_.get(),
+                                    metrics_),
+        call, cost, response, std::move(run));
 }
 
 template <typename Run>
-void SimilarityService::Start(std::shared_ptr<CallScope> scope,
-                              grpc::ServerUnaryReactor* reactor, uint64_t cost,
+void SimilarityService::Start(std::shared_ptr<CallScope> scope, UnaryCall* call,
+                              uint64_t cost,
                               google::protobuf::Message* response, Run run) {
   if (absl::Status refused = scope->Admit(cost); !refused.ok()) {
-    scope->Finish(reactor, refused, response);
+    scope->Finish(call, refused, response);
     return;
   }
   scope->Queued();
   engine_->Submit(
-      [response, reactor, scope = std::move(scope), run = std::move(run)] {
+      [response, call, scope = std::move(scope), run = std::move(run)] {
         scope->Dequeued();
         // Every line this request's work writes, the engine's included.
         const core::ScopedLogContext log_context = scope->LogContext();
@@ -119,27 +187,25 @@ void SimilarityService::Start(std::shared_ptr<CallScope> scope,
         if (status.ok()) {
           status = scope->AfterWork(RunCatching(run, &scope->interrupt()));
         }
-        scope->Finish(reactor, status, response);
+        scope->Finish(call, status, response);
       });
 }
 
-grpc::ServerUnaryReactor* SimilarityService::BatchCosine(
-    grpc::CallbackServerContext* context,
+void SimilarityService::BatchCosine(
+    UnaryCall* call,
     const ::engram::similarity::v1::BatchCosineRequest* request,
     ::engram::similarity::v1::BatchCosineResponse* response) {
-  return Compute(context, Method::kBatchCosine,
-                 AdmissionCost(*request, engine_->limits()), response,
-                 [this, request, response](const base::Interrupt* stop) {
-                   return RunBatchCosine(*request, stop, response);
-                 });
+  Compute(call, Method::kBatchCosine,
+          AdmissionCost(*request, engine_->limits()), response,
+          [this, request, response](const base::Interrupt* stop) {
+            return RunBatchCosine(*request, stop, response);
+          });
 }
 
-grpc::ServerUnaryReactor* SimilarityService::Spread(
-    grpc::CallbackServerContext* context,
-    const ::engram::similarity::v1::SpreadRequest* request,
+void SimilarityService::Spread(
+    UnaryCall* call, const ::engram::similarity::v1::SpreadRequest* request,
     ::engram::similarity::v1::SpreadResponse* response) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  auto scope = std::make_shared<CallScope>(context, Method::kSpread,
+  auto scope = std::make_shared<CallScope>(call->context(), Method::kSpread,
                                            admission_.get(), metrics_);
   // Exactly one of graph and graph_name.
   absl::Status shape = absl::OkStatus();
@@ -154,15 +220,15 @@ grpc::ServerUnaryReactor* SimilarityService::Spread(
         "min_version: applies to graph_name; an inline graph has no version");
   }
   if (!shape.ok()) {
-    scope->Finish(reactor, shape, response);
-    return reactor;
+    scope->Finish(call, shape, response);
+    return;
   }
   if (request->has_graph()) {
-    Start(std::move(scope), reactor, AdmissionCost(*request, engine_->limits()),
+    Start(std::move(scope), call, AdmissionCost(*request, engine_->limits()),
           response, [this, request, response](const base::Interrupt* stop) {
             return RunSpread(*request, nullptr, stop, response);
           });
-    return reactor;
+    return;
   }
   // A named graph is resolved once this replica holds min_version of it
   // (at once, or later on the waiting thread), and its snapshot is held by
@@ -170,32 +236,35 @@ grpc::ServerUnaryReactor* SimilarityService::Spread(
   // it from under the spread.
   collections_.ResolveGraph(
       request->graph_name(), request->min_version(),
-      [this, scope, reactor, request, response](
+      [this, scope, call, request, response](
           absl::StatusOr<std::shared_ptr<const collections::Graph>> graph) {
         if (!graph.ok()) {
           if (absl::IsUnavailable(graph.status())) {
             scope->AddRetryPushback(kMinVersionRetryAfter);
           }
-          scope->Finish(reactor, graph.status(), response);
+          scope->Finish(call, graph.status(), response);
           return;
         }
         const uint64_t cost = AdmissionCost(*request, engine_->limits()) +
                               24 * uint64_t{(*graph)->num_nodes()};
-        Start(scope, reactor, cost, response,
+        Start(scope, call, cost, response,
               [this, request, response,
                graph = *std::move(graph)](const base::Interrupt* stop) {
                 return RunSpread(*request, graph.get(), stop, response);
               });
       });
-  return reactor;
 }
 
-grpc::ServerUnaryReactor* SimilarityService::GetStats(
-    grpc::CallbackServerContext* context,
-    const ::engram::similarity::v1::GetStatsRequest* /*request*/,
+void SimilarityService::GetStats(
+    UnaryCall* call, const ::engram::similarity::v1::GetStatsRequest* request,
     ::engram::similarity::v1::GetStatsResponse* response) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  CallScope scope(context, Method::kGetStats, admission_.get(), metrics_);
+  CallScope scope(call->context(), Method::kGetStats, admission_.get(),
+                  metrics_);
+  if (absl::Status status = scope.Enter(request->ByteSizeLong());
+      !status.ok()) {
+    scope.Finish(call, status, response);
+    return;
+  }
   // Snapshots of counters and component state: cheap enough to answer on
   // the gRPC thread. The engine's part refreshes the same gauges /metrics
   // shows, from one snapshot.
@@ -223,7 +292,9 @@ grpc::ServerUnaryReactor* SimilarityService::GetStats(
     out->set_count(m.count);
   }
   EngineStatsToProto(engine_->Stats(), response);
-  response->set_inflight_requests(metrics_->inflight());
+  // The other calls: this one is admitted, and counted, too.
+  const uint64_t inflight = metrics_->inflight();
+  response->set_inflight_requests(inflight > 0 ? inflight - 1 : 0);
   response->set_queued_work_items(metrics_->queued());
   for (const RpcMetrics::RejectionCount& r : metrics_->Rejections()) {
     auto* out = response->add_rejections();
@@ -237,8 +308,7 @@ grpc::ServerUnaryReactor* SimilarityService::GetStats(
   readiness->set_reason(ready.reason);
   readiness->set_gpu_required(ready.gpu_required);
   readiness->set_cpu_only(ready.cpu_only);
-  scope.Finish(reactor, absl::OkStatus(), response);
-  return reactor;
+  scope.Finish(call, absl::OkStatus(), response);
 }
 
 absl::Status SimilarityService::RunBatchCosine(

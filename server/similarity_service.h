@@ -6,7 +6,10 @@
 // x-request-id, or a new one, echoed in the trailing metadata) that every log
 // line of the call carries, engine lines included.
 //
-// Admission (admission.h) bounds the calls and bytes in flight: beyond it a
+// Every call is counted from the moment its headers arrive (unary calls are
+// served as UnaryCalls, unary_call.h, for that), so that a drain waits for
+// a call whose request is still in transit instead of letting gRPC cancel
+// it. Admission (admission.h) bounds the calls and bytes in flight: beyond it a
 // call is refused at once with RESOURCE_EXHAUSTED and the trailing metadata
 // entry grpc-retry-pushback-ms (gRPC's own retry hint, which a client retry
 // policy that lists RESOURCE_EXHAUSTED honours). A call's deadline and
@@ -30,11 +33,11 @@
 #include "engram/similarity/v1/similarity.grpc.pb.h"
 #include "google/protobuf/message.h"
 #include "server/admission.h"
-#include "server/arena_allocator.h"
 #include "server/collection_handlers.h"
 #include "server/readiness.h"
 #include "server/request_context.h"
 #include "server/rpc_metrics.h"
+#include "server/unary_call.h"
 
 namespace engram::server {
 
@@ -45,8 +48,8 @@ class SimilarityService final
  public:
   struct Options {
     Admission::Options admission;
-    // Requests and responses on a per-call protobuf arena
-    // (arena_allocator.h); off only to measure what it saves.
+    // Unary requests and responses on a per-call protobuf arena
+    // (unary_call.h); off only to measure what it saves.
     bool request_arena = true;
     std::string version;
   };
@@ -57,98 +60,53 @@ class SimilarityService final
       const Options& options, core::Engine* engine, RpcMetrics* metrics,
       const Readiness* readiness);
 
-  grpc::ServerUnaryReactor* BatchCosine(
-      grpc::CallbackServerContext* context,
-      const ::engram::similarity::v1::BatchCosineRequest* request,
-      ::engram::similarity::v1::BatchCosineResponse* response) override;
-  grpc::ServerUnaryReactor* Spread(
-      grpc::CallbackServerContext* context,
-      const ::engram::similarity::v1::SpreadRequest* request,
-      ::engram::similarity::v1::SpreadResponse* response) override;
-  grpc::ServerUnaryReactor* GetStats(
-      grpc::CallbackServerContext* context,
-      const ::engram::similarity::v1::GetStatsRequest* request,
-      ::engram::similarity::v1::GetStatsResponse* response) override;
-
-  // Resident collections and graphs: forwarded to CollectionHandlers
-  // (collection_handlers.h).
-  grpc::ServerUnaryReactor* CreateCollection(
-      grpc::CallbackServerContext* context,
-      const ::engram::similarity::v1::CreateCollectionRequest* request,
-      ::engram::similarity::v1::CollectionInfo* response) override {
-    return collections_.CreateCollection(context, request, response);
-  }
+  // The two client-streaming uploads (the unary methods are registered in
+  // the constructor, as UnaryCalls): forwarded to CollectionHandlers.
   grpc::ServerReadReactor<::engram::similarity::v1::UploadCollectionRequest>*
   UploadCollection(
       grpc::CallbackServerContext* context,
       ::engram::similarity::v1::UploadCollectionResponse* response) override {
     return collections_.UploadCollection(context, response);
   }
-  grpc::ServerUnaryReactor* DeleteCollection(
-      grpc::CallbackServerContext* context,
-      const ::engram::similarity::v1::DeleteCollectionRequest* request,
-      ::engram::similarity::v1::DeleteCollectionResponse* response) override {
-    return collections_.DeleteCollection(context, request, response);
-  }
-  grpc::ServerUnaryReactor* ListCollections(
-      grpc::CallbackServerContext* context,
-      const ::engram::similarity::v1::ListCollectionsRequest* request,
-      ::engram::similarity::v1::ListCollectionsResponse* response) override {
-    return collections_.ListCollections(context, request, response);
-  }
-  grpc::ServerUnaryReactor* DescribeCollection(
-      grpc::CallbackServerContext* context,
-      const ::engram::similarity::v1::DescribeCollectionRequest* request,
-      ::engram::similarity::v1::CollectionInfo* response) override {
-    return collections_.DescribeCollection(context, request, response);
-  }
-  grpc::ServerUnaryReactor* SearchCollection(
-      grpc::CallbackServerContext* context,
-      const ::engram::similarity::v1::SearchCollectionRequest* request,
-      ::engram::similarity::v1::SearchCollectionResponse* response) override {
-    return collections_.SearchCollection(context, request, response);
-  }
   grpc::ServerReadReactor<::engram::similarity::v1::PutGraphRequest>* PutGraph(
       grpc::CallbackServerContext* context,
       ::engram::similarity::v1::GraphInfo* response) override {
     return collections_.PutGraph(context, response);
   }
-  grpc::ServerUnaryReactor* DeleteGraph(
-      grpc::CallbackServerContext* context,
-      const ::engram::similarity::v1::DeleteGraphRequest* request,
-      ::engram::similarity::v1::DeleteGraphResponse* response) override {
-    return collections_.DeleteGraph(context, request, response);
-  }
-  grpc::ServerUnaryReactor* ListGraphs(
-      grpc::CallbackServerContext* context,
-      const ::engram::similarity::v1::ListGraphsRequest* request,
-      ::engram::similarity::v1::ListGraphsResponse* response) override {
-    return collections_.ListGraphs(context, request, response);
-  }
-  grpc::ServerUnaryReactor* DescribeGraph(
-      grpc::CallbackServerContext* context,
-      const ::engram::similarity::v1::DescribeGraphRequest* request,
-      ::engram::similarity::v1::GraphInfo* response) override {
-    return collections_.DescribeGraph(context, request, response);
-  }
-
-  // From now on new calls are refused with UNAVAILABLE; calls already
-  // accepted run to completion.
+  // From now on new calls are refused with UNAVAILABLE and the
+  // grpc-retry-pushback-ms trailer; calls whose headers arrived before run
+  // to completion.
   void StartDraining();
-  // Blocks until no accepted call is in flight or `deadline` passes; returns
-  // true when drained.
+  // Blocks until no call is in flight or `deadline` passes; true when
+  // drained.
   bool WaitForDrain(absl::Time deadline);
   // Blocks until no call has arrived for `quiet`, or `deadline` passes.
-  // Stopping the gRPC server kills calls whose messages are still in transit
-  // (the client sees CANCELLED); waiting for quiet lets them arrive and be
-  // refused with UNAVAILABLE instead, which clients retry elsewhere.
   void WaitForQuiet(absl::Duration quiet, absl::Time deadline);
+  // The drain's stop time: every call still in flight is ended with
+  // UNAVAILABLE (and the retry hint), at once when it waits for its client,
+  // at its next chunk or hop when it computes (Admission::StopCalls).
+  void StopCalls();
 
  private:
   SimilarityService(const Options& options, core::Engine* engine,
                     RpcMetrics* metrics, const Readiness* readiness,
                     std::unique_ptr<Admission> admission);
 
+  // Registers `handler` for the unary method `method` as a UnaryCall
+  // (unary_call.h).
+  template <typename Request, typename Response>
+  void ServeUnary(Method method,
+                  typename UnaryReactor<Request, Response>::Handler handler);
+
+  void BatchCosine(UnaryCall* call,
+                   const ::engram::similarity::v1::BatchCosineRequest* request,
+                   ::engram::similarity::v1::BatchCosineResponse* response);
+  void Spread(UnaryCall* call,
+              const ::engram::similarity::v1::SpreadRequest* request,
+              ::engram::similarity::v1::SpreadResponse* response);
+  void GetStats(UnaryCall* call,
+                const ::engram::similarity::v1::GetStatsRequest* request,
+                ::engram::similarity::v1::GetStatsResponse* response);
   // Counts a failed compute call as a rejection when it was one: over a
   // limit (`report` empty: refused before dispatch), or a GPU-only request
   // the GPU could not take.
@@ -160,15 +118,12 @@ class SimilarityService final
   // workers with the call's log context, answer, and release the
   // admission.
   template <typename Run>
-  grpc::ServerUnaryReactor* Compute(grpc::CallbackServerContext* context,
-                                    Method method, uint64_t cost,
-                                    google::protobuf::Message* response,
-                                    Run run);
+  void Compute(UnaryCall* call, Method method, uint64_t cost,
+               google::protobuf::Message* response, Run run);
   // Compute for a call whose scope is already open (a Spread that waited
-  // for its graph): admits and runs, or refuses, and answers on `reactor`.
+  // for its graph): admits and runs, or refuses, and answers `call`.
   template <typename Run>
-  void Start(std::shared_ptr<CallScope> scope,
-             grpc::ServerUnaryReactor* reactor, uint64_t cost,
+  void Start(std::shared_ptr<CallScope> scope, UnaryCall* call, uint64_t cost,
              google::protobuf::Message* response, Run run);
 
   absl::Status RunBatchCosine(
@@ -189,12 +144,6 @@ class SimilarityService final
   const std::unique_ptr<Admission> admission_;
   const absl::Time started_;
   CollectionHandlers collections_;
-  ArenaMessageAllocator<::engram::similarity::v1::BatchCosineRequest,
-                        ::engram::similarity::v1::BatchCosineResponse>
-      cosine_allocator_;
-  ArenaMessageAllocator<::engram::similarity::v1::SpreadRequest,
-                        ::engram::similarity::v1::SpreadResponse>
-      spread_allocator_;
 };
 
 }  // namespace engram::server

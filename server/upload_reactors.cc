@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
 #include "base/status_macros.h"
 #include "core/resident_upload.h"
 #include "core/validation.h"
@@ -20,25 +21,45 @@ namespace v1 = ::engram::similarity::v1;
 // What both streaming uploads share: admission, the read loop with each
 // message processed on the engine's workers (copying a chunk and computing
 // its norms is the heavy part, kept off gRPC's threads), commit when the
-// client closes its side, abort on any error or cancellation, and the call's
-// bookkeeping. The derived reactor handles one message (Process) and the
-// end of the stream (Commit) on its staged `upload_`. Start() must be called
-// once the derived object is fully built: gRPC may call back at once.
+// client closes its side, abort on any error or cancellation, the drain's
+// stop, and the call's bookkeeping. The derived reactor handles one message
+// (Process) and the end of the stream (Commit) on its staged `upload_`.
+// Start() must be called once the derived object is fully built: gRPC may
+// call back at once.
+//
+// A drain counts the stream from its headers on (Admission::Arrive) and
+// waits for it. At the drain's stop time (StopForDrain) a stream waiting for
+// its next message ends at once with UNAVAILABLE and nothing stored; one
+// whose message is being processed ends so after it; a commit under way
+// completes.
 template <typename Request, typename Response, typename Upload>
 class CollectionHandlers::StreamReactor
-    : public grpc::ServerReadReactor<Request> {
+    : public grpc::ServerReadReactor<Request>,
+      public Admission::Call {
  public:
   void Start() {
+    counted_ = owner_->admission_->Arrive(this);
+    if (!counted_) {
+      Done(DrainRefusal(context_, *owner_->metrics_));
+      return;
+    }
     // An upload's memory is reserved from the resident budget by its
     // header, not from admission: it is admitted by count alone.
     if (absl::Status refused = scope_.Admit(0); !refused.ok()) {
       Done(refused);
       return;
     }
+    absl::MutexLock lock(&mu_);
+    state_ = State::kReading;
     this->StartRead(&message_);
   }
 
   void OnReadDone(bool ok) override {
+    {
+      absl::MutexLock lock(&mu_);
+      if (state_ == State::kFinished) return;  // the drain stopped it
+      state_ = State::kBusy;
+    }
     if (!ok) {
       // The client closed its side (a complete stream commits) or the call
       // is gone (cancelled, deadline, broken connection: abort).
@@ -52,15 +73,31 @@ class CollectionHandlers::StreamReactor
     owner_->engine_->Submit([this] {
       absl::Status status = Process(message_);
       if (status.ok()) {
-        message_.Clear();
-        this->StartRead(&message_);
-      } else {
-        Done(status);
+        absl::MutexLock lock(&mu_);
+        if (!stop_requested_) {
+          state_ = State::kReading;
+          message_.Clear();
+          this->StartRead(&message_);
+          return;
+        }
+        status = DrainStop();
       }
+      Done(status);
     });
   }
 
+  void StopForDrain() override {
+    absl::MutexLock lock(&mu_);
+    if (state_ == State::kBusy) {
+      stop_requested_ = true;
+    } else if (state_ == State::kReading) {
+      state_ = State::kFinished;
+      Done(DrainStop());
+    }
+  }
+
   void OnDone() override {
+    if (counted_) owner_->admission_->Leave(this);
     // Aborts a staged upload that was not committed.
     if (upload_ != nullptr) upload_->Abort();
     scope_.Release();
@@ -86,6 +123,12 @@ class CollectionHandlers::StreamReactor
   std::unique_ptr<Upload> upload_;
 
  private:
+  // kReading: a read is outstanding; kBusy: a message or the commit is
+  // being handled; kFinished: answered.
+  enum class State { kStarting, kReading, kBusy, kFinished };
+
+  // Answers the call; once: each caller holds the stream alone (kStarting
+  // or kBusy) or has just claimed it (kReading to kFinished).
   void Done(const absl::Status& status) {
     if (!status.ok() && upload_ != nullptr) upload_->Abort();
     this->Finish(scope_.End(status, response_));
@@ -94,7 +137,11 @@ class CollectionHandlers::StreamReactor
   grpc::CallbackServerContext* const context_;
   CallScope scope_;
   const absl::string_view what_;
+  bool counted_ = false;
   Request message_;
+  absl::Mutex mu_;
+  State state_ ABSL_GUARDED_BY(mu_) = State::kStarting;
+  bool stop_requested_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 class CollectionHandlers::UploadReactor final

@@ -787,8 +787,14 @@ def check_service_config(config, service_name):
                               f"it twice")
                 continue
             retried.add(method)
-            if "UNAVAILABLE" not in policy.get("retryableStatusCodes", []):
+            codes = policy.get("retryableStatusCodes", [])
+            if "UNAVAILABLE" not in codes:
                 errors.append(f"{method} must be retried on UNAVAILABLE")
+            # gRPC's server cancels a call that lands in the instant its
+            # shutdown begins; only a server ever sends that CANCELLED (a
+            # client's own cancellation is never retried).
+            if "CANCELLED" not in codes:
+                errors.append(f"{method} must be retried on CANCELLED")
             if not 2 <= policy.get("maxAttempts", 0) <= 5:
                 errors.append("retryPolicy.maxAttempts must be 2..5 (gRPC "
                               "caps it at 5)")

@@ -76,18 +76,57 @@ TEST(AdmissionTest, RetryHintFollowsHowLongCallsHoldTheirPlace) {
   admission->Release(held);
 }
 
-TEST(AdmissionTest, DrainingRefusesAndWaitsForAdmittedCalls) {
+// A call in flight as the drain sees it: records whether it was stopped.
+class FakeCall final : public Admission::Call {
+ public:
+  void StopForDrain() override { ++stops; }
+  int stops = 0;
+};
+
+TEST(AdmissionTest, DrainingRefusesNewArrivalsAndWaitsForArrivedCalls) {
   auto admission = Make(8, 1 << 30);
-  const Admission::Ticket t = admission->Admit(1);
+  FakeCall early;
+  FakeCall late;
+  ASSERT_TRUE(admission->Arrive(&early));
   admission->StartDraining();
-  EXPECT_EQ(admission->Admit(1).verdict, Admission::Verdict::kDraining);
+  EXPECT_TRUE(admission->draining());
+  EXPECT_FALSE(admission->Arrive(&late));
+  EXPECT_EQ(admission->arrived_calls(), 1);
+  // A call that arrived before the drain is still admitted: its request may
+  // have been in transit when the drain began.
+  const Admission::Ticket t = admission->Admit(1);
+  EXPECT_EQ(t.verdict, Admission::Verdict::kAdmitted);
+  admission->Release(t);
   EXPECT_FALSE(admission->WaitForDrain(absl::Now() + absl::Milliseconds(20)));
-  std::thread release([&] {
+  std::thread leave([&] {
     absl::SleepFor(absl::Milliseconds(20));
-    admission->Release(t);
+    admission->Leave(&early);
   });
   EXPECT_TRUE(admission->WaitForDrain(absl::Now() + Scaled(absl::Seconds(10))));
-  release.join();
+  leave.join();
+  EXPECT_EQ(early.stops, 0);
+  EXPECT_FALSE(admission->stopping());
+}
+
+TEST(AdmissionTest, StopCallsStopsEveryCallStillInFlight) {
+  auto admission = Make(8, 1 << 30);
+  FakeCall done;
+  FakeCall running;
+  FakeCall waiting;
+  ASSERT_TRUE(admission->Arrive(&done));
+  ASSERT_TRUE(admission->Arrive(&running));
+  ASSERT_TRUE(admission->Arrive(&waiting));
+  admission->StartDraining();
+  admission->Leave(&done);
+  EXPECT_FALSE(admission->stopping());
+  admission->StopCalls();
+  EXPECT_TRUE(admission->stopping());
+  EXPECT_EQ(done.stops, 0);
+  EXPECT_EQ(running.stops, 1);
+  EXPECT_EQ(waiting.stops, 1);
+  admission->Leave(&running);
+  admission->Leave(&waiting);
+  EXPECT_TRUE(admission->WaitForDrain(absl::Now()));
 }
 
 TEST(AdmissionTest, OptionsAreValidated) {

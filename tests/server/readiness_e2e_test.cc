@@ -1,6 +1,7 @@
 // Readiness end to end (ctest label `observability`): the standard health
-// service answers NOT_SERVING until start-up (calibration included) is done
-// and from the start of a drain, and a sticky device error makes it fail
+// service answers NOT_SERVING until start-up (calibration included) is done,
+// engram_ready drops at the start of a drain (whose gRPC port closes at
+// once), and a sticky device error makes it fail
 // only when the GPU is required (--require_gpu); otherwise the server keeps
 // serving on the CPU and says so in GetStats, /metrics and its log.
 #include <arpa/inet.h>
@@ -282,7 +283,7 @@ TEST(ReadinessTest, RequireGpuWithoutAUsableGpuIsNotServing) {
   EXPECT_TRUE(s.client->BatchCosine(Cosine(1, 3, 2)).ok());
 }
 
-TEST(ReadinessTest, DrainTurnsNotServingAndStatsSayWhy) {
+TEST(ReadinessTest, DrainTurnsNotReadyAndRefusesNewCalls) {
   // Each call sleeps half a second on the simulated GPU, on the one worker.
   Server s = StartServer(
       {"--worker_threads=1", "--drain_deadline=20s", "--simulated_gpu",
@@ -308,31 +309,24 @@ TEST(ReadinessTest, DrainTurnsNotServingAndStatsSayWhy) {
     absl::SleepFor(absl::Milliseconds(5));
   }
   s.process->Signal(SIGTERM);
-  bool saw_draining = false;
-  while (done < 3 && !saw_draining) {
-    auto stats = s.client->GetStats();
-    if (stats.ok() && stats->readiness().phase() == "draining") {
-      saw_draining = true;
-      EXPECT_FALSE(stats->readiness().serving());
-      EXPECT_EQ(Ready(s), 0);
-      auto health = s.client->Health("");
-      ASSERT_TRUE(health.ok()) << health.status();
-      EXPECT_EQ(*health, Health::NOT_SERVING);
+  // The drain closes the gRPC port and sends GOAWAY at once, so from here
+  // only the metrics endpoint can be asked; it says not ready while the
+  // three calls finish, and a new call is refused.
+  bool saw_not_ready = false;
+  while (done < 3 && !saw_not_ready) {
+    if (Ready(s) == 0) {
+      saw_not_ready = true;
       auto refused = s.client->BatchCosine(Cosine(1, 1, 1));
-      EXPECT_EQ(refused.status().code(), absl::StatusCode::kUnavailable);
-      auto body = testing::HttpGet(s.process->metrics_port(), "/metrics");
-      ASSERT_TRUE(body.ok()) << body.status();
-      EXPECT_EQ(testing::SampleValue(*body, "engram_rejected_requests_total",
-                                     {{"reason", "draining"}}),
-                1);
+      EXPECT_EQ(refused.status().code(), absl::StatusCode::kUnavailable)
+          << refused.status();
+      auto health = s.client->Health("");
+      EXPECT_TRUE(!health.ok() || *health == Health::NOT_SERVING);
     }
     absl::SleepFor(absl::Milliseconds(5));
   }
   for (std::thread& t : busy) t.join();
   EXPECT_EQ(done.load(), 3);
-  EXPECT_TRUE(saw_draining);
-  // An idle connection holds the server's final shutdown for seconds.
-  s.client.reset();
+  EXPECT_TRUE(saw_not_ready);
   auto exit_code = s.process->WaitForExit(testing::Scaled(absl::Seconds(15)));
   ASSERT_TRUE(exit_code.ok()) << exit_code.status();
   EXPECT_EQ(*exit_code, 0);
