@@ -20,7 +20,8 @@ CC=clang CXX=clang++ cmake -S . -B "$build_dir" -G Ninja \
   -DCMAKE_BUILD_TYPE=RelWithDebInfo -DENGRAM_CUDA=OFF \
   -DENGRAM_SANITIZE=address -DENGRAM_FUZZ=ON -DENGRAM_BUILD_BENCHMARKS=OFF \
   > /dev/null
-targets=(batch_cosine spread graph_validator)
+targets=(batch_cosine spread graph_validator upload_collection put_graph
+         search_collection)
 cmake --build "$build_dir" -j "${JOBS:-2}" \
   --target "${targets[@]/%/_fuzzer}"
 

@@ -6,7 +6,8 @@
 // the stores and core (core/resident_search.h, core/resident_upload.h),
 // and keep each call's bookkeeping in a CallScope (call_scope.h). They live
 // in three files: management_handlers.cc (the unary map operations),
-// upload_reactors.cc (the streaming uploads) and search_reactor.cc.
+// upload_reactors.cc (the streaming uploads, whose messages are handled by
+// upload_streams.h) and search_reactor.cc.
 //
 // - The unary calls come as UnaryCalls (unary_call.h), counted from their
 //   headers on.

@@ -1,18 +1,17 @@
 // The client-streaming uploads: UploadCollection and PutGraph
-// (collection_handlers.h). The reactors read the messages and translate
-// them; the rules and the copying are core's (core/resident_upload.h).
+// (collection_handlers.h). The reactors read the messages and hand each to
+// the call's upload stream (upload_streams.h), which decides what each
+// message may be; the data's rules and copying are core's
+// (core/resident_upload.h).
 #include <memory>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
-#include "base/status_macros.h"
-#include "core/resident_upload.h"
-#include "core/validation.h"
 #include "server/call_scope.h"
 #include "server/collection_handlers.h"
-#include "server/proto_conversion.h"
+#include "server/upload_streams.h"
 
 namespace engram::server {
 
@@ -147,88 +146,20 @@ class CollectionHandlers::StreamReactor
 class CollectionHandlers::UploadReactor final
     : public StreamReactor<v1::UploadCollectionRequest,
                            v1::UploadCollectionResponse,
-                           collections::CollectionUpload> {
+                           CollectionUploadStream> {
  public:
   UploadReactor(CollectionHandlers* owner, grpc::CallbackServerContext* context,
                 v1::UploadCollectionResponse* response)
       : StreamReactor(owner, context, response, Method::kUploadCollection,
-                      "upload") {}
+                      "upload") {
+    upload_ = std::make_unique<CollectionUploadStream>(owner->engine_);
+  }
 
  private:
   absl::Status Process(const v1::UploadCollectionRequest& message) override {
-    if (message.has_header()) {
-      if (upload_ != nullptr || replay_ != nullptr) {
-        return absl::InvalidArgumentError(
-            "header: only the first message of an upload may be a header");
-      }
-      return Begin(message.header());
-    }
-    if (upload_ == nullptr && replay_ == nullptr) {
-      return absl::InvalidArgumentError(
-          "header: the first message of an upload must be a header (name, "
-          "create, dimension, total_rows)");
-    }
-    if (!message.has_chunk()) {
-      return absl::InvalidArgumentError(
-          "message: every message after the header must be a chunk");
-    }
-    // A resent upload that was committed: its rows are read and dropped.
-    if (replay_ != nullptr) return absl::OkStatus();
-    const v1::UploadChunk& chunk = message.chunk();
-    return core::AppendVectors(
-        *upload_,
-        absl::MakeConstSpan(chunk.vectors().data(), chunk.vectors_size()),
-        absl::MakeConstSpan(chunk.ids().data(), chunk.ids_size()));
+    return upload_->Process(message);
   }
-
-  absl::Status Begin(const v1::UploadHeader& header) {
-    collections::UploadOptions options;
-    options.name = header.name();
-    options.create = header.create();
-    options.dimension = header.dimension();
-    options.metadata = MetadataFromProto(header.metadata());
-    options.rows = header.total_rows();
-    options.with_ids = header.with_ids();
-    options.idempotency_key = header.idempotency_key();
-    ENGRAM_RETURN_IF_ERROR(core::ValidateUploadHeader(options));
-    collections::CollectionStore& store =
-        owner_->engine_->resident().collections();
-    // Checked before the budget is reserved: a resend of a committed upload
-    // must succeed even when its rows would no longer fit.
-    replay_ = store.FindCommitted(options.name, options.idempotency_key);
-    if (replay_ != nullptr) {
-      rows_declared_ = options.rows;
-      return absl::OkStatus();
-    }
-    ENGRAM_ASSIGN_OR_RETURN(upload_, store.BeginUpload(options));
-    return absl::OkStatus();
-  }
-
-  absl::Status Commit() override {
-    std::shared_ptr<const collections::Collection> c = replay_;
-    if (c != nullptr) {
-      response_->set_rows_uploaded(rows_declared_);
-      response_->set_replayed(true);
-    } else {
-      if (upload_ == nullptr) {
-        return absl::InvalidArgumentError(
-            "header: the stream ended without an upload header");
-      }
-      ENGRAM_ASSIGN_OR_RETURN(c, core::CommitUpload(*upload_));
-      response_->set_rows_uploaded(upload_->rows_received());
-      response_->set_replayed(upload_->replayed());
-    }
-    auto info = owner_->engine_->resident().collections().Describe(c->name());
-    if (info.ok()) {
-      CollectionInfoToProto(*info, owner_->engine_->ResidencyOf(info->uid),
-                            response_->mutable_collection());
-    }
-    return absl::OkStatus();
-  }
-
-  // Set when the header's key was committed already (Begin).
-  std::shared_ptr<const collections::Collection> replay_;
-  uint64_t rows_declared_ = 0;
+  absl::Status Commit() override { return upload_->Commit(response_); }
 };
 
 grpc::ServerReadReactor<v1::UploadCollectionRequest>*
@@ -241,59 +172,19 @@ CollectionHandlers::UploadCollection(grpc::CallbackServerContext* context,
 
 class CollectionHandlers::PutGraphReactor final
     : public StreamReactor<v1::PutGraphRequest, v1::GraphInfo,
-                           collections::GraphUpload> {
+                           GraphUploadStream> {
  public:
   PutGraphReactor(CollectionHandlers* owner,
                   grpc::CallbackServerContext* context, v1::GraphInfo* response)
-      : StreamReactor(owner, context, response, Method::kPutGraph, "graph") {}
+      : StreamReactor(owner, context, response, Method::kPutGraph, "graph") {
+    upload_ = std::make_unique<GraphUploadStream>(owner->engine_);
+  }
 
  private:
   absl::Status Process(const v1::PutGraphRequest& message) override {
-    if (message.has_header()) {
-      if (upload_ != nullptr) {
-        return absl::InvalidArgumentError(
-            "header: only the first message of a graph put may be a header");
-      }
-      const v1::PutGraphHeader& header = message.header();
-      ENGRAM_RETURN_IF_ERROR(
-          core::ValidateRequiredName("header.name", header.name()));
-      collections::GraphPutOptions options;
-      options.name = header.name();
-      options.num_nodes = header.num_nodes();
-      options.num_edges = header.num_edges();
-      ENGRAM_ASSIGN_OR_RETURN(
-          upload_, owner_->engine_->resident().graphs().BeginPut(options));
-      return absl::OkStatus();
-    }
-    if (upload_ == nullptr) {
-      return absl::InvalidArgumentError(
-          "header: the first message of a graph put must be a header (name, "
-          "num_nodes, num_edges)");
-    }
-    if (!message.has_chunk()) {
-      return absl::InvalidArgumentError(
-          "message: every message after the header must be a chunk");
-    }
-    const v1::PutGraphChunk& chunk = message.chunk();
-    return core::AppendGraphChunk(
-        *upload_,
-        absl::MakeConstSpan(chunk.row_offsets().data(),
-                            chunk.row_offsets_size()),
-        absl::MakeConstSpan(chunk.targets().data(), chunk.targets_size()),
-        absl::MakeConstSpan(chunk.weights().data(), chunk.weights_size()));
+    return upload_->Process(message);
   }
-
-  absl::Status Commit() override {
-    if (upload_ == nullptr) {
-      return absl::InvalidArgumentError(
-          "header: the stream ended without a graph header");
-    }
-    ENGRAM_ASSIGN_OR_RETURN(std::shared_ptr<const collections::Graph> graph,
-                            upload_->Commit());
-    auto info = owner_->engine_->resident().graphs().Describe(graph->name());
-    if (info.ok()) GraphInfoToProto(*info, response_);
-    return absl::OkStatus();
-  }
+  absl::Status Commit() override { return upload_->Commit(response_); }
 };
 
 grpc::ServerReadReactor<v1::PutGraphRequest>* CollectionHandlers::PutGraph(

@@ -180,6 +180,10 @@ absl::StatusOr<SearchTicket> SearchBatcher::Search(SearchRequest request,
   if (request.min_score.has_value() && !std::isfinite(*request.min_score)) {
     return absl::InvalidArgumentError("min_score must be finite");
   }
+  // Both the pass and this call's cut compare on flushing threads.
+  if (request.min_score.has_value()) {
+    request.min_score = kernels::cpu::FlushSafeMinScore(*request.min_score);
+  }
   // Rejects what the kernel would reject for the whole pass, so that one
   // caller's bad query can never fail the other callers batched with it.
   ENGRAM_RETURN_IF_ERROR(kernels::CheckFiniteRows("queries", q));

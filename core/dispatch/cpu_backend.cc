@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "kernels/cpu/cosine.h"
 #include "kernels/cpu/spread.h"
+#include "kernels/cpu/topk.h"
 
 namespace engram::dispatch {
 
@@ -33,8 +34,8 @@ absl::Status CpuBackend::Cosine(const CosineJob& job, CosineOutput* out) {
     return kernels::cpu::CosineDense(job.queries, job.targets,
                                      out->scores.data(), n, 0, options_.pool);
   }
-  const float min_score =
-      job.min_score.value_or(-std::numeric_limits<float>::infinity());
+  const float min_score = kernels::cpu::FlushSafeMinScore(
+      job.min_score.value_or(-std::numeric_limits<float>::infinity()));
   return kernels::cpu::CosineTopK(job.queries, job.targets, job.top_k,
                                   min_score, 0, options_.pool, &out->top);
 }

@@ -4,6 +4,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
+#include <limits>
 #include <vector>
 
 #include "absl/types/span.h"
@@ -36,6 +38,20 @@ TopKList MergeTopK(absl::Span<const TopKList> lists, size_t k);
 // The best min(k, values.size()) entries of `values` with value >= min_value
 // as (index, value), best first.
 TopKList TopKOfDense(absl::Span<const float> values, size_t k, float min_value);
+
+// The min_score to compare scores with. Scores are computed, and compared,
+// with denormals flushed to zero (thread_pool.h), so a positive denormal
+// min_score would read as 0 and let scores of 0 through. The smallest
+// normal float passes exactly the scores the given value passes, since no
+// score is denormal. Read from the bits: on a flushing thread a comparison
+// would see 0.
+inline float FlushSafeMinScore(float min_score) {
+  uint32_t bits;
+  std::memcpy(&bits, &min_score, sizeof(bits));
+  // Sign and exponent 0, mantissa not: a positive denormal.
+  const bool positive_denormal = (bits >> 23) == 0 && bits != 0;
+  return positive_denormal ? std::numeric_limits<float>::min() : min_score;
+}
 
 }  // namespace engram::kernels::cpu
 

@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <memory>
 
+#include "absl/time/time.h"
 #include "core/engine.h"
 
 namespace engram::fuzz {
@@ -28,6 +29,12 @@ inline core::Engine& FuzzEngine() {
     core::Engine::Options options;
     options.worker_threads = 1;
     options.limits = TinyLimits();
+    // Resident data fits in 1 MiB: a header that declares more is refused
+    // before anything is allocated, so no input allocates much.
+    options.resident.memory_bytes = 1 << 20;
+    // A search for a version this process will never have answers at once
+    // rather than after the server's default wait.
+    options.resident.min_version_wait = absl::Milliseconds(1);
     auto created =
         core::Engine::Create(options, std::make_shared<prometheus::Registry>());
     if (!created.ok()) {

@@ -411,5 +411,19 @@ TEST_F(CosineTopKTest, EachKernelsTopKEqualsSortingItsFullScores) {
   }
 }
 
+// On the flushing workers a positive denormal min_score reads as 0 and would
+// let scores of 0 through; only those are raised, to the smallest normal.
+TEST(FlushSafeMinScoreTest, RaisesOnlyPositiveDenormals) {
+  const float denormal = std::numeric_limits<float>::denorm_min();
+  const float inf = std::numeric_limits<float>::infinity();
+  EXPECT_EQ(FlushSafeMinScore(denormal), std::numeric_limits<float>::min());
+  EXPECT_EQ(FlushSafeMinScore(std::numeric_limits<float>::min() / 2),
+            std::numeric_limits<float>::min());
+  EXPECT_EQ(FlushSafeMinScore(-denormal), -denormal);
+  EXPECT_EQ(FlushSafeMinScore(0.0f), 0.0f);
+  EXPECT_EQ(FlushSafeMinScore(0.5f), 0.5f);
+  EXPECT_EQ(FlushSafeMinScore(-inf), -inf);
+}
+
 }  // namespace
 }  // namespace engram::kernels::cpu
