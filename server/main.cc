@@ -2,8 +2,9 @@
 //
 // Serves gRPC (default 0.0.0.0:50051) and Prometheus metrics (default
 // 0.0.0.0:9464). SIGTERM or SIGINT drains: health turns NOT_SERVING, new
-// calls are refused, accepted calls finish within --drain_deadline, then the
-// process exits 0.
+// calls are refused, GOAWAY follows, every call whose headers had arrived
+// finishes (or ends UNAVAILABLE near --drain_deadline), then the process
+// exits 0 (docs/reliability.md, "The drain guarantee").
 #include <signal.h>
 
 #include <atomic>
@@ -48,7 +49,8 @@ ABSL_FLAG(uint64_t, max_edges, uint64_t{64} << 20,
 ABSL_FLAG(uint64_t, max_seeds, uint64_t{1} << 20,
           "Most seeds in one Spread request.");
 ABSL_FLAG(absl::Duration, drain_deadline, absl::Seconds(20),
-          "On SIGTERM, how long accepted calls may take to finish.");
+          "On SIGTERM, how long the calls in flight may take to finish; "
+          "those still running 2 s before it end UNAVAILABLE.");
 ABSL_FLAG(std::string, log_level, "info", "debug, info, warning or error.");
 ABSL_FLAG(double, log_rate_limit_burst, 20,
           "Warnings a repeated event (GPU fallback, OOM, breaker transition) "

@@ -41,17 +41,17 @@ SimilarityService::SimilarityService(const Options& options,
   ServeUnary<v1::BatchCosineRequest, v1::BatchCosineResponse>(
       Method::kBatchCosine,
       [this](UnaryCall* call, const auto* request, auto* response) {
-        BatchCosine(call, request, response);
+        HandleBatchCosine(call, request, response);
       });
   ServeUnary<v1::SpreadRequest, v1::SpreadResponse>(
       Method::kSpread,
       [this](UnaryCall* call, const auto* request, auto* response) {
-        Spread(call, request, response);
+        HandleSpread(call, request, response);
       });
   ServeUnary<v1::GetStatsRequest, v1::GetStatsResponse>(
       Method::kGetStats,
       [this](UnaryCall* call, const auto* request, auto* response) {
-        GetStats(call, request, response);
+        HandleGetStats(call, request, response);
       });
   CollectionHandlers* c = &collections_;
   ServeUnary<v1::CreateCollectionRequest, v1::CollectionInfo>(
@@ -191,7 +191,7 @@ void SimilarityService::Start(std::shared_ptr<CallScope> scope, UnaryCall* call,
       });
 }
 
-void SimilarityService::BatchCosine(
+void SimilarityService::HandleBatchCosine(
     UnaryCall* call,
     const ::engram::similarity::v1::BatchCosineRequest* request,
     ::engram::similarity::v1::BatchCosineResponse* response) {
@@ -202,7 +202,7 @@ void SimilarityService::BatchCosine(
           });
 }
 
-void SimilarityService::Spread(
+void SimilarityService::HandleSpread(
     UnaryCall* call, const ::engram::similarity::v1::SpreadRequest* request,
     ::engram::similarity::v1::SpreadResponse* response) {
   auto scope = std::make_shared<CallScope>(call->context(), Method::kSpread,
@@ -255,7 +255,7 @@ void SimilarityService::Spread(
       });
 }
 
-void SimilarityService::GetStats(
+void SimilarityService::HandleGetStats(
     UnaryCall* call, const ::engram::similarity::v1::GetStatsRequest* request,
     ::engram::similarity::v1::GetStatsResponse* response) {
   CallScope scope(call->context(), Method::kGetStats, admission_.get(),

@@ -98,15 +98,16 @@ class SimilarityService final
   void ServeUnary(Method method,
                   typename UnaryReactor<Request, Response>::Handler handler);
 
-  void BatchCosine(UnaryCall* call,
-                   const ::engram::similarity::v1::BatchCosineRequest* request,
-                   ::engram::similarity::v1::BatchCosineResponse* response);
-  void Spread(UnaryCall* call,
-              const ::engram::similarity::v1::SpreadRequest* request,
-              ::engram::similarity::v1::SpreadResponse* response);
-  void GetStats(UnaryCall* call,
-                const ::engram::similarity::v1::GetStatsRequest* request,
-                ::engram::similarity::v1::GetStatsResponse* response);
+  void HandleBatchCosine(
+      UnaryCall* call,
+      const ::engram::similarity::v1::BatchCosineRequest* request,
+      ::engram::similarity::v1::BatchCosineResponse* response);
+  void HandleSpread(UnaryCall* call,
+                    const ::engram::similarity::v1::SpreadRequest* request,
+                    ::engram::similarity::v1::SpreadResponse* response);
+  void HandleGetStats(UnaryCall* call,
+                      const ::engram::similarity::v1::GetStatsRequest* request,
+                      ::engram::similarity::v1::GetStatsResponse* response);
   // Counts a failed compute call as a rejection when it was one: over a
   // limit (`report` empty: refused before dispatch), or a GPU-only request
   // the GPU could not take.
