@@ -76,14 +76,16 @@ absl::Duration Admission::RetryAfter() const {
 bool Admission::Arrive(Call* call) {
   const absl::Time now = absl::Now();
   absl::MutexLock lock(&mu_);
-  last_arrival_ = now;
+  last_activity_ = now;
   if (draining_) return false;
   arrived_.insert(call);
   return true;
 }
 
 void Admission::Leave(Call* call) {
+  const absl::Time now = absl::Now();
   absl::MutexLock lock(&mu_);
+  last_activity_ = now;
   arrived_.erase(call);
 }
 
@@ -111,7 +113,7 @@ void Admission::WaitForQuiet(absl::Duration quiet, absl::Time deadline) {
     absl::Time quiet_at;
     {
       absl::MutexLock lock(&mu_);
-      quiet_at = last_arrival_ + quiet;
+      quiet_at = last_activity_ + quiet;
     }
     const absl::Time now = absl::Now();
     if (now >= quiet_at || now >= deadline) return;

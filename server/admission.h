@@ -99,8 +99,8 @@ class Admission {
   // StopForDrain() runs.
   void StopCalls() ABSL_LOCKS_EXCLUDED(mu_);
   bool stopping() const { return stopping_.load(std::memory_order_acquire); }
-  // Blocks until no call has arrived (counted or refused) for `quiet`, or
-  // `deadline` passes.
+  // Blocks until no call has arrived (counted or refused) or ended for
+  // `quiet`, or `deadline` passes.
   void WaitForQuiet(absl::Duration quiet, absl::Time deadline)
       ABSL_LOCKS_EXCLUDED(mu_);
   bool draining() const ABSL_LOCKS_EXCLUDED(mu_);
@@ -123,7 +123,8 @@ class Admission {
   bool draining_ ABSL_GUARDED_BY(mu_) = false;
   std::atomic<bool> stopping_{false};
   absl::flat_hash_set<Call*> arrived_ ABSL_GUARDED_BY(mu_);
-  absl::Time last_arrival_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  // The last Arrive or Leave.
+  absl::Time last_activity_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   int requests_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t bytes_ ABSL_GUARDED_BY(mu_) = 0;
   // Mean seconds an admitted call held its place; 0 until one finished.

@@ -44,14 +44,15 @@ std::string CalibrationPath(const std::string& data_dir,
 // A drain refuses new calls itself (UNAVAILABLE, with a retry hint) before
 // gRPC's shutdown sends GOAWAY: gRPC cancels (CANCELLED, which clients do
 // not retry) every call whose headers it reads after its shutdown began,
-// and on a busy server those include calls a client sent a while before.
-// So the GOAWAY waits until calls have stopped arriving for kArrivalQuiet
-// (clients that watch health, the service config's healthCheckConfig, stop
-// picking a NOT_SERVING replica within a round trip), at least
-// kMinGoawayDelay and at most kMaxGoawayDelay (a tenth of the drain
-// deadline when that is shorter): a client that keeps calling this replica
-// alone gets GOAWAY, and reconnects elsewhere, by then.
-constexpr absl::Duration kArrivalQuiet = absl::Milliseconds(50);
+// before the client has seen the GOAWAY. Those are calls clients still
+// pick this replica for, and the next call of a client whose call was just
+// answered. So the GOAWAY waits until calls have stopped arriving and
+// ending for kQuiet (clients that watch health, the service config's
+// healthCheckConfig, stop picking a NOT_SERVING replica within a round
+// trip), at least kMinGoawayDelay and at most kMaxGoawayDelay (a tenth of
+// the drain deadline when that is shorter): a client that keeps calling
+// this replica alone gets GOAWAY, and reconnects elsewhere, by then.
+constexpr absl::Duration kQuiet = absl::Milliseconds(100);
 constexpr absl::Duration kMinGoawayDelay = absl::Milliseconds(100);
 constexpr absl::Duration kMaxGoawayDelay = absl::Seconds(1);
 
@@ -363,7 +364,7 @@ absl::Status SimilarityServer::Drain() {
   const absl::Duration most =
       std::min(kMaxGoawayDelay, options_.drain_deadline / 10);
   absl::SleepFor(std::min(kMinGoawayDelay, most));
-  service_->WaitForQuiet(kArrivalQuiet, draining_since + most);
+  service_->WaitForQuiet(kQuiet, draining_since + most);
   grpc_server_->Shutdown(
       absl::ToChronoTime(std::max(deadline, absl::Now() + absl::Seconds(1))));
   grpc_server_->Wait();

@@ -37,79 +37,45 @@ SimilarityService::SimilarityService(const Options& options,
       admission_(std::move(admission)),
       started_(absl::Now()),
       collections_(engine, metrics, admission_.get()) {
-  namespace v1 = ::engram::similarity::v1;
-  ServeUnary<v1::BatchCosineRequest, v1::BatchCosineResponse>(
-      Method::kBatchCosine,
-      [this](UnaryCall* call, const auto* request, auto* response) {
-        HandleBatchCosine(call, request, response);
-      });
-  ServeUnary<v1::SpreadRequest, v1::SpreadResponse>(
-      Method::kSpread,
-      [this](UnaryCall* call, const auto* request, auto* response) {
-        HandleSpread(call, request, response);
-      });
-  ServeUnary<v1::GetStatsRequest, v1::GetStatsResponse>(
-      Method::kGetStats,
-      [this](UnaryCall* call, const auto* request, auto* response) {
-        HandleGetStats(call, request, response);
-      });
+  ServeUnary(Method::kBatchCosine, this, &SimilarityService::HandleBatchCosine);
+  ServeUnary(Method::kSpread, this, &SimilarityService::HandleSpread);
+  ServeUnary(Method::kGetStats, this, &SimilarityService::HandleGetStats);
   CollectionHandlers* c = &collections_;
-  ServeUnary<v1::CreateCollectionRequest, v1::CollectionInfo>(
-      Method::kCreateCollection,
-      [c](UnaryCall* call, const auto* request, auto* response) {
-        c->CreateCollection(call, request, response);
-      });
-  ServeUnary<v1::DeleteCollectionRequest, v1::DeleteCollectionResponse>(
-      Method::kDeleteCollection,
-      [c](UnaryCall* call, const auto* request, auto* response) {
-        c->DeleteCollection(call, request, response);
-      });
-  ServeUnary<v1::ListCollectionsRequest, v1::ListCollectionsResponse>(
-      Method::kListCollections,
-      [c](UnaryCall* call, const auto* request, auto* response) {
-        c->ListCollections(call, request, response);
-      });
-  ServeUnary<v1::DescribeCollectionRequest, v1::CollectionInfo>(
-      Method::kDescribeCollection,
-      [c](UnaryCall* call, const auto* request, auto* response) {
-        c->DescribeCollection(call, request, response);
-      });
-  ServeUnary<v1::SearchCollectionRequest, v1::SearchCollectionResponse>(
-      Method::kSearchCollection,
-      [c](UnaryCall* call, const auto* request, auto* response) {
-        c->SearchCollection(call, request, response);
-      });
-  ServeUnary<v1::DeleteGraphRequest, v1::DeleteGraphResponse>(
-      Method::kDeleteGraph,
-      [c](UnaryCall* call, const auto* request, auto* response) {
-        c->DeleteGraph(call, request, response);
-      });
-  ServeUnary<v1::ListGraphsRequest, v1::ListGraphsResponse>(
-      Method::kListGraphs,
-      [c](UnaryCall* call, const auto* request, auto* response) {
-        c->ListGraphs(call, request, response);
-      });
-  ServeUnary<v1::DescribeGraphRequest, v1::GraphInfo>(
-      Method::kDescribeGraph,
-      [c](UnaryCall* call, const auto* request, auto* response) {
-        c->DescribeGraph(call, request, response);
-      });
+  ServeUnary(Method::kCreateCollection, c,
+             &CollectionHandlers::CreateCollection);
+  ServeUnary(Method::kDeleteCollection, c,
+             &CollectionHandlers::DeleteCollection);
+  ServeUnary(Method::kListCollections, c, &CollectionHandlers::ListCollections);
+  ServeUnary(Method::kDescribeCollection, c,
+             &CollectionHandlers::DescribeCollection);
+  ServeUnary(Method::kSearchCollection, c,
+             &CollectionHandlers::SearchCollection);
+  ServeUnary(Method::kDeleteGraph, c, &CollectionHandlers::DeleteGraph);
+  ServeUnary(Method::kListGraphs, c, &CollectionHandlers::ListGraphs);
+  ServeUnary(Method::kDescribeGraph, c, &CollectionHandlers::DescribeGraph);
 }
 
-template <typename Request, typename Response>
-void SimilarityService::ServeUnary(
-    Method method, typename UnaryReactor<Request, Response>::Handler handler) {
+template <typename Owner, typename Request, typename Response>
+void SimilarityService::ServeUnary(Method method, Owner* owner,
+                                   void (Owner::*handle)(UnaryCall*,
+                                                         const Request*,
+                                                         Response*)) {
   // The service's methods are numbered in the proto's order, as Method is
   // (rpc_metrics.h). Registered as bidi streaming, a call reaches the
   // reactor at its headers, not once its request has arrived.
-  MarkMethodStreamed(static_cast<int>(method),
-                     new grpc::internal::CallbackBidiHandler<Request, Response>(
-                         [this, method, handler = std::move(handler)](
-                             grpc::CallbackServerContext* context) {
-                           return UnaryReactor<Request, Response>::Start(
-                               context, method, &handler, admission_.get(),
-                               metrics_, options_.request_arena);
-                         }));
+  MarkMethodStreamed(
+      static_cast<int>(method),
+      new grpc::internal::CallbackBidiHandler<Request, Response>(
+          [this, method,
+           handler = typename UnaryReactor<Request, Response>::Handler(
+               [owner, handle](UnaryCall* call, const Request* request,
+                               Response* response) {
+                 (owner->*handle)(call, request, response);
+               })](grpc::CallbackServerContext* context) {
+            return UnaryReactor<Request, Response>::Start(
+                context, method, &handler, admission_.get(), metrics_,
+                options_.request_arena);
+          }));
 }
 
 void SimilarityService::StartDraining() { admission_->StartDraining(); }

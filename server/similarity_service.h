@@ -80,7 +80,8 @@ class SimilarityService final
   // Blocks until no call is in flight or `deadline` passes; true when
   // drained.
   bool WaitForDrain(absl::Time deadline);
-  // Blocks until no call has arrived for `quiet`, or `deadline` passes.
+  // Blocks until no call has arrived or ended for `quiet`, or `deadline`
+  // passes.
   void WaitForQuiet(absl::Duration quiet, absl::Time deadline);
   // The drain's stop time: every call still in flight is ended with
   // UNAVAILABLE (and the retry hint), at once when it waits for its client,
@@ -92,11 +93,11 @@ class SimilarityService final
                     RpcMetrics* metrics, const Readiness* readiness,
                     std::unique_ptr<Admission> admission);
 
-  // Registers `handler` for the unary method `method` as a UnaryCall
-  // (unary_call.h).
-  template <typename Request, typename Response>
-  void ServeUnary(Method method,
-                  typename UnaryReactor<Request, Response>::Handler handler);
+  // Serves the unary method `method` as UnaryCalls (unary_call.h), each
+  // handed to `(owner->*handle)`.
+  template <typename Owner, typename Request, typename Response>
+  void ServeUnary(Method method, Owner* owner,
+                  void (Owner::*handle)(UnaryCall*, const Request*, Response*));
 
   void HandleBatchCosine(
       UnaryCall* call,

@@ -296,6 +296,7 @@ class ExecutorLedgerWaitTest : public ExecutorMemoryLedgerTest {
     MakeGpu(uint64_t{1} << 20, absl::ZeroDuration(), 0);
     HybridConfig config = Config(true);
     config.min_chunk_queries = 64;
+    config.ledger.max_wait = LedgerWait();
     Make(config);
     // The holder takes 128 queries' worth (about 0.68 MB of the 0.84 MB
     // budget), leaving less than the waiter's 0.41 MB.
@@ -320,6 +321,7 @@ class ExecutorLedgerWaitTest : public ExecutorMemoryLedgerTest {
   uint64_t WaiterBytes() const {
     return CosineFootprint(waiter_->job).TotalBytes();
   }
+  virtual absl::Duration LedgerWait() const { return absl::Milliseconds(20); }
 
   absl::Notification gate_;
   std::unique_ptr<CosineCase> holder_;
@@ -364,7 +366,15 @@ TEST_F(ExecutorLedgerWaitTest, AGpuOnlyRequestThatDoesNotFitNamesTheBytes) {
   EXPECT_EQ(gpu_->entered(), 1);
 }
 
-TEST_F(ExecutorLedgerWaitTest, ARequestGoesOnTheGpuOnceTheHolderReleases) {
+// A wait long enough for the holder to finish its call after the gate
+// opens in any build (a sanitized one computes it many times slower): the
+// longest the ledger allows.
+class ExecutorLedgerReleaseTest : public ExecutorLedgerWaitTest {
+ protected:
+  absl::Duration LedgerWait() const override { return absl::Seconds(1); }
+};
+
+TEST_F(ExecutorLedgerReleaseTest, ARequestGoesOnTheGpuOnceTheHolderReleases) {
   std::thread opener([this] {
     absl::SleepFor(absl::Milliseconds(5));
     gate_.Notify();
@@ -373,7 +383,7 @@ TEST_F(ExecutorLedgerWaitTest, ARequestGoesOnTheGpuOnceTheHolderReleases) {
   CosineOutput out;
   out.scores = absl::MakeSpan(scores);
   waiter_->job.placement = Placement::kGpuOnly;
-  // The wait (20 ms) outlasts the holder's call (5 ms).
+  // The wait outlasts the holder's call (the gate opens after 5 ms).
   const absl::Status status = executor_->Cosine(waiter_->job, &out);
   opener.join();
   ASSERT_TRUE(status.ok()) << status;
