@@ -89,11 +89,7 @@ class UnaryReactor final : public UnaryCall,
     if (send) Send(status);
     // Only now: gRPC's OnDone, which may come at once on another thread,
     // must not delete the call while this thread is still in it.
-    {
-      absl::MutexLock lock(&mu_);
-      handler_holds_ = false;
-    }
-    MaybeDelete();
+    LetGo(/*from_grpc=*/false);
   }
 
   void SetOnCancel(std::function<void()> on_cancel) override {
@@ -149,11 +145,7 @@ class UnaryReactor final : public UnaryCall,
 
   void OnDone() override {
     if (counted_) admission_->Leave(this);
-    {
-      absl::MutexLock lock(&mu_);
-      grpc_done_ = true;
-    }
-    MaybeDelete();
+    LetGo(/*from_grpc=*/true);
   }
 
   void StopForDrain() override {
@@ -211,14 +203,21 @@ class UnaryReactor final : public UnaryCall,
     }
   }
 
-  // Deletes the call once gRPC is done with it and no handler holds it
-  // (a call the drain answered may still be in its handler's work).
-  void MaybeDelete() {
+  // Gives up this side's hold on the call: gRPC's (OnDone) or the
+  // handler's (Answer). Whichever comes second deletes the call, in the
+  // same critical section that saw the other gone; the first touches
+  // nothing of the call afterwards. (A call the drain answered may still be
+  // in its handler's work when gRPC is done with it.)
+  void LetGo(bool from_grpc) {
     std::function<void()> on_done;
     {
       absl::MutexLock lock(&mu_);
-      if (!grpc_done_ || handler_holds_ || deleting_) return;
-      deleting_ = true;
+      if (from_grpc) {
+        grpc_done_ = true;
+      } else {
+        handler_holds_ = false;
+      }
+      if (!grpc_done_ || handler_holds_) return;
       on_done = std::move(on_done_);
     }
     if (on_done) on_done();
@@ -252,7 +251,6 @@ class UnaryReactor final : public UnaryCall,
   State state_ ABSL_GUARDED_BY(mu_) = State::kReading;
   bool handler_holds_ ABSL_GUARDED_BY(mu_) = false;
   bool grpc_done_ ABSL_GUARDED_BY(mu_) = false;
-  bool deleting_ ABSL_GUARDED_BY(mu_) = false;
   std::function<void()> on_cancel_ ABSL_GUARDED_BY(mu_);
   std::function<void()> on_done_ ABSL_GUARDED_BY(mu_);
 };
