@@ -1,10 +1,13 @@
 // echo_server: the floor for the service's request path (bench/echo/
 // echo.proto). Same gRPC library, server options and callback API as
-// engram-server, and the same request messages, parsed by gRPC the same
-// way, with the same allocator settings (server/malloc_tuning.h, at
-// engram-server's default); the reply is a count computed inline on the
-// gRPC thread. What the real server takes beyond this is its own overhead
-// plus the work.
+// engram-server, and the same request messages, with the same allocator
+// settings (server/malloc_tuning.h, at engram-server's default); the reply
+// is a count computed inline on the gRPC thread. It serves plain unary
+// methods, which gRPC parses before the handler runs; engram-server serves
+// its unary methods as bidi streams read by a reactor
+// (server/unary_call.h), so that a drain sees a call from its headers on.
+// What the real server takes beyond this is its own overhead, that reactor
+// included, plus the work.
 //
 //   echo_server --address=127.0.0.1:50061
 //
