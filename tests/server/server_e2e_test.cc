@@ -7,11 +7,14 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 #include "client/requests.h"
 #include "client/similarity_client.h"
 #include "gmock/gmock.h"
 #include "grpc/reflection/v1alpha/reflection.grpc.pb.h"
 #include "grpcpp/create_channel.h"
+#include "grpcpp/generic/generic_stub.h"
+#include "grpcpp/support/byte_buffer.h"
 #include "gtest/gtest.h"
 #include "tests/server/server_process.h"
 #include "tests/testing/random_data.h"
@@ -324,6 +327,36 @@ pb::SpreadRequest ValidSpreadRequest() {
   s->set_node(0);
   s->set_activation(1.0f);
   return r;
+}
+
+// The unary methods read their request themselves (server/unary_call.h):
+// bytes that are not the method's message get INVALID_ARGUMENT naming the
+// request, and the server goes on serving.
+TEST_F(ServerE2ETest, ARequestThatDoesNotParseIsInvalidArgument) {
+  grpc::GenericStub stub(grpc::CreateChannel(
+      server_->grpc_target(), grpc::InsecureChannelCredentials()));
+  // Field 1 (queries, a message) declared 100 bytes long, with 3 present.
+  const char garbage[] = {0x0a, 0x64, 0x01, 0x02, 0x03};
+  grpc::Slice slice(garbage, sizeof(garbage));
+  const grpc::ByteBuffer request(&slice, 1);
+  grpc::ByteBuffer response;
+  grpc::ClientContext context;
+  context.set_deadline(testing::ScaledDeadline(absl::Seconds(10)));
+  grpc::Status status;
+  absl::Notification done;
+  stub.UnaryCall(&context, "/engram.similarity.v1.Similarity/BatchCosine",
+                 grpc::StubOptions(), &request, &response, [&](grpc::Status s) {
+                   status = std::move(s);
+                   done.Notify();
+                 });
+  done.WaitForNotification();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
+      << status.error_message();
+  EXPECT_THAT(status.error_message(),
+              ::testing::HasSubstr("request: the call carried no "
+                                   "engram.similarity.v1.BatchCosineRequest"));
+  auto stats = client_->GetStats();
+  EXPECT_TRUE(stats.ok()) << stats.status();
 }
 
 TEST_F(ServerE2ETest, EverySpreadValidationRuleGetsInvalidArgument) {
