@@ -28,6 +28,29 @@ struct MatrixView {
   }
 };
 
+// Which rows of a target matrix take part in a search: row r does when bit
+// (offset + r) of `words` is set (bit b is bit b % 64 of words[b / 64]).
+// Bits past the rows the mask covers are never read. A mask with null
+// `words` admits every row; `rows` is then unused. Kernels given a mask
+// score and return only admitted rows, indices still numbered among all
+// rows, and skip runs of excluded rows without reading them.
+struct RowMask {
+  const uint64_t* words = nullptr;
+  size_t offset = 0;  // bit of row 0, so a mask can be sliced like a matrix
+  size_t rows = 0;
+
+  bool all() const { return words == nullptr; }
+  bool test(size_t r) const {
+    const size_t b = offset + r;
+    return words == nullptr || ((words[b >> 6] >> (b & 63)) & 1) != 0;
+  }
+  // Rows [begin, end) as a mask of their own.
+  RowMask Rows(size_t begin, size_t end) const {
+    return words == nullptr ? RowMask{}
+                            : RowMask{words, offset + begin, end - begin};
+  }
+};
+
 // One entry of a top-k list: an index (target row or graph node) and its score.
 struct ScoredIndex {
   uint32_t index = 0;
