@@ -2,10 +2,29 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
+#include "core/collections/row_labels.h"
 #include "core/validation.h"
 #include "kernels/types.h"
 
 namespace engram::core {
+
+absl::Status ValidateIdempotencyKey(absl::string_view field,
+                                    absl::string_view key) {
+  if (key.size() > 128) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        field, " is ", key.size(), " characters, at most 128 allowed"));
+  }
+  for (size_t i = 0; i < key.size(); ++i) {
+    if (key[i] < 0x21 || key[i] > 0x7e) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field,
+                       " has a character other than printable ASCII at "
+                       "position ",
+                       i));
+    }
+  }
+  return absl::OkStatus();
+}
 
 absl::Status ValidateUploadHeader(const collections::UploadOptions& options) {
   ENGRAM_RETURN_IF_ERROR(ValidateRequiredName("header.name", options.name));
@@ -13,22 +32,8 @@ absl::Status ValidateUploadHeader(const collections::UploadOptions& options) {
     return absl::InvalidArgumentError(
         "header.total_rows must be >= 1 (the rows the upload brings)");
   }
-  if (!options.idempotency_key.empty()) {
-    const std::string& key = options.idempotency_key;
-    if (key.size() > 128) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("header.idempotency_key is ", key.size(),
-                       " characters, at most 128 allowed"));
-    }
-    for (size_t i = 0; i < key.size(); ++i) {
-      if (key[i] < 0x21 || key[i] > 0x7e) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "header.idempotency_key has a character other than printable "
-            "ASCII at position ",
-            i));
-      }
-    }
-  }
+  ENGRAM_RETURN_IF_ERROR(ValidateIdempotencyKey("header.idempotency_key",
+                                                options.idempotency_key));
   if (!options.create && !options.metadata.empty()) {
     return absl::InvalidArgumentError(
         "header.metadata is only accepted when the upload creates the "
@@ -39,7 +44,8 @@ absl::Status ValidateUploadHeader(const collections::UploadOptions& options) {
 
 absl::Status AppendVectors(collections::CollectionUpload& upload,
                            absl::Span<const float> vectors,
-                           absl::Span<const uint64_t> ids) {
+                           absl::Span<const uint64_t> ids,
+                           absl::Span<const collections::RowLabels> labels) {
   const uint32_t d = upload.dimension();
   if (vectors.empty() || vectors.size() % d != 0) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -50,7 +56,7 @@ absl::Status AppendVectors(collections::CollectionUpload& upload,
   rows.data = vectors.data();
   rows.cols = d;
   rows.rows = vectors.size() / d;
-  return upload.Append(rows, ids);
+  return upload.Append(rows, ids, labels);
 }
 
 absl::StatusOr<std::shared_ptr<const collections::Collection>> CommitUpload(
@@ -82,6 +88,52 @@ absl::Status AppendGraphChunk(collections::GraphUpload& upload,
     ENGRAM_RETURN_IF_ERROR(upload.AppendEdges(targets, weights));
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<UpsertOutcome> UpsertRows(collections::CollectionStore& store,
+                                         const UpsertRequest& request) {
+  ENGRAM_RETURN_IF_ERROR(ValidateRequiredName("collection", request.name));
+  ENGRAM_RETURN_IF_ERROR(ValidateMatrixShape(
+      "vectors", request.rows, request.cols, request.vectors.size()));
+  if (request.ids.size() != request.rows) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "ids has ", request.ids.size(),
+        " entries, expected one per row of vectors (", request.rows, ")"));
+  }
+  if (!request.labels.empty() && request.labels.size() != request.rows) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("labels has ", request.labels.size(),
+                     " entries, expected none or one per row of vectors (",
+                     request.rows, ")"));
+  }
+  ENGRAM_RETURN_IF_ERROR(
+      ValidateIdempotencyKey("idempotency_key", request.idempotency_key));
+  UpsertOutcome outcome;
+  if (std::shared_ptr<const collections::Collection> done =
+          store.FindCommitted(request.name, request.idempotency_key)) {
+    outcome.collection = std::move(done);
+    outcome.replayed = true;
+    return outcome;
+  }
+  collections::UploadOptions options;
+  options.name = request.name;
+  // 0: Append names vectors.cols when the width is wrong.
+  options.dimension = 0;
+  options.rows = request.rows;
+  options.with_ids = true;
+  options.replace_ids = true;
+  options.expected_version = request.expected_version;
+  options.idempotency_key = request.idempotency_key;
+  ENGRAM_ASSIGN_OR_RETURN(std::unique_ptr<collections::CollectionUpload> upload,
+                          store.BeginUpload(options));
+  const kernels::MatrixView rows{request.vectors.data(), request.rows,
+                                 request.cols};
+  ENGRAM_RETURN_IF_ERROR(upload->Append(rows, request.ids, request.labels));
+  ENGRAM_ASSIGN_OR_RETURN(outcome.collection, upload->Commit());
+  outcome.replayed = upload->replayed();
+  outcome.replaced = upload->replaced();
+  outcome.inserted = outcome.replayed ? 0 : request.rows - outcome.replaced;
+  return outcome;
 }
 
 }  // namespace engram::core

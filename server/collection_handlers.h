@@ -5,9 +5,10 @@
 // forwards these methods here. The handlers translate the messages, call
 // the stores and core (core/resident_search.h, core/resident_upload.h),
 // and keep each call's bookkeeping in a CallScope (call_scope.h). They live
-// in three files: management_handlers.cc (the unary map operations),
-// upload_reactors.cc (the streaming uploads, whose messages are handled by
-// upload_streams.h) and search_reactor.cc.
+// in four files: management_handlers.cc (the unary map operations),
+// row_handlers.cc (rows changed by id), upload_reactors.cc (the streaming
+// uploads, whose messages are handled by upload_streams.h) and
+// search_reactor.cc.
 //
 // - The unary calls come as UnaryCalls (unary_call.h), counted from their
 //   headers on.
@@ -100,6 +101,13 @@ class CollectionHandlers {
       UnaryCall* call,
       const ::engram::similarity::v1::SearchCollectionRequest* request,
       ::engram::similarity::v1::SearchCollectionResponse* response);
+
+  void UpsertRows(UnaryCall* call,
+                  const ::engram::similarity::v1::UpsertRowsRequest* request,
+                  ::engram::similarity::v1::UpsertRowsResponse* response);
+  void DeleteRows(UnaryCall* call,
+                  const ::engram::similarity::v1::DeleteRowsRequest* request,
+                  ::engram::similarity::v1::DeleteRowsResponse* response);
 
   grpc::ServerReadReactor<::engram::similarity::v1::PutGraphRequest>* PutGraph(
       grpc::CallbackServerContext* context,

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <limits>
 
+#include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
 #include "core/resident_search.h"
 #include "core/validation.h"
@@ -188,6 +189,131 @@ void CollectionInfoToProto(const collections::CollectionInfo& info,
   out->set_has_ids(info.has_ids);
   out->set_source(info.source);
   out->set_error(info.error);
+  out->set_tombstones(info.tombstones);
+}
+
+namespace {
+
+collections::TagValue TagValueFromProto(bool is_integer, int64_t integer,
+                                        const std::string& text) {
+  return is_integer ? collections::TagValue::Integer(integer)
+                    : collections::TagValue::Text(text);
+}
+
+absl::StatusOr<collections::Predicate> PredicateFromProto(
+    const pb::Predicate& in, const std::string& field, size_t depth) {
+  // Deeper than the filter's limit is refused here, before recursing on.
+  if (depth > collections::kMaxPredicateDepth) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": the predicate is nested deeper than ",
+                     collections::kMaxPredicateDepth, " levels"));
+  }
+  collections::Predicate out;
+  switch (in.kind_case()) {
+    case pb::Predicate::kTag:
+      out.kind = collections::Predicate::Kind::kTag;
+      out.key = in.tag().key();
+      for (const pb::TagValue& v : in.tag().values()) {
+        if (v.value_case() == pb::TagValue::VALUE_NOT_SET) {
+          return absl::InvalidArgumentError(
+              absl::StrCat(field,
+                           ".tag.values: a value has neither text nor "
+                           "integer set"));
+        }
+        out.values.push_back(TagValueFromProto(
+            v.value_case() == pb::TagValue::kInteger, v.integer(), v.text()));
+      }
+      return out;
+    case pb::Predicate::kRange:
+      out.kind = collections::Predicate::Kind::kRange;
+      out.name = in.range().name();
+      if (in.range().has_min()) out.min = in.range().min();
+      if (in.range().has_max()) out.max = in.range().max();
+      out.min_exclusive = in.range().min_exclusive();
+      out.max_exclusive = in.range().max_exclusive();
+      return out;
+    case pb::Predicate::kAll:
+    case pb::Predicate::kAny: {
+      const bool all = in.kind_case() == pb::Predicate::kAll;
+      out.kind = all ? collections::Predicate::Kind::kAll
+                     : collections::Predicate::Kind::kAny;
+      const pb::PredicateList& list = all ? in.all() : in.any();
+      for (int i = 0; i < list.predicates_size(); ++i) {
+        ENGRAM_ASSIGN_OR_RETURN(
+            collections::Predicate child,
+            PredicateFromProto(list.predicates(i),
+                               absl::StrCat(field, all ? ".all" : ".any",
+                                            ".predicates[", i, "]"),
+                               depth + 1));
+        out.children.push_back(std::move(child));
+      }
+      return out;
+    }
+    case pb::Predicate::kNot: {
+      out.kind = collections::Predicate::Kind::kNot;
+      ENGRAM_ASSIGN_OR_RETURN(
+          collections::Predicate child,
+          PredicateFromProto(in.not_(), field + ".not", depth + 1));
+      out.children.push_back(std::move(child));
+      return out;
+    }
+    case pb::Predicate::KIND_NOT_SET:
+      break;
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat(field, ": no condition set (tag, range, all, any or not)"));
+}
+
+}  // namespace
+
+absl::StatusOr<collections::RowLabels> RowLabelsFromProto(
+    const pb::RowLabels& in, const std::string& field) {
+  collections::RowLabels out;
+  for (int i = 0; i < in.tags_size(); ++i) {
+    const pb::Tag& t = in.tags(i);
+    if (t.value_case() == pb::Tag::VALUE_NOT_SET) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          field, ".tags[", i, "]: neither text nor integer is set"));
+    }
+    collections::Tag tag;
+    tag.key = t.key();
+    tag.value = TagValueFromProto(t.value_case() == pb::Tag::kInteger,
+                                  t.integer(), t.text());
+    out.tags.push_back(std::move(tag));
+  }
+  out.attributes.insert(in.attributes().begin(), in.attributes().end());
+  return out;
+}
+
+absl::StatusOr<std::vector<collections::RowLabels>> RowLabelsFromProto(
+    const google::protobuf::RepeatedPtrField<pb::RowLabels>& in,
+    uint64_t first_row) {
+  std::vector<collections::RowLabels> out;
+  out.reserve(in.size());
+  for (int i = 0; i < in.size(); ++i) {
+    ENGRAM_ASSIGN_OR_RETURN(
+        collections::RowLabels labels,
+        RowLabelsFromProto(in.Get(i),
+                           absl::StrCat("labels[", first_row + i, "]")));
+    out.push_back(std::move(labels));
+  }
+  return out;
+}
+
+absl::StatusOr<std::optional<collections::RowFilter>> RowFilterFromProto(
+    const pb::SearchCollectionRequest& request) {
+  if (!request.has_filter()) return std::nullopt;
+  const pb::RowFilter& in = request.filter();
+  collections::RowFilter out;
+  out.allow_ids.assign(in.allow_ids().begin(), in.allow_ids().end());
+  out.deny_ids.assign(in.deny_ids().begin(), in.deny_ids().end());
+  if (in.has_where()) {
+    ENGRAM_ASSIGN_OR_RETURN(out.where,
+                            PredicateFromProto(in.where(), "filter.where", 1));
+  }
+  ENGRAM_RETURN_IF_ERROR(collections::ValidateRowFilter(out));
+  if (out.empty()) return std::nullopt;
+  return out;
 }
 
 void GraphInfoToProto(const collections::GraphInfo& info, pb::GraphInfo* out) {

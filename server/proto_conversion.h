@@ -5,12 +5,15 @@
 #define ENGRAM_SERVER_PROTO_CONVERSION_H_
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "core/collections/collection_store.h"
 #include "core/collections/graph_store.h"
+#include "core/collections/row_filter.h"
+#include "core/collections/row_labels.h"
 #include "core/collections/search_batcher.h"
 #include "core/dispatch/jobs.h"
 #include "core/engine_stats.h"
@@ -54,6 +57,20 @@ collections::Metadata MetadataFromProto(
 void CollectionInfoToProto(const collections::CollectionInfo& info,
                            const std::string& residency,
                            pb::CollectionInfo* out);
+// A row's labels; INVALID_ARGUMENT naming `field` for a tag without a
+// value (the limits are the store's: ValidateRowLabels).
+absl::StatusOr<collections::RowLabels> RowLabelsFromProto(
+    const pb::RowLabels& in, const std::string& field);
+// The labels of a chunk or call, named labels[first_row + i] in errors.
+absl::StatusOr<std::vector<collections::RowLabels>> RowLabelsFromProto(
+    const google::protobuf::RepeatedPtrField<pb::RowLabels>& in,
+    uint64_t first_row);
+// A search's filter, validated (collections::ValidateRowFilter, and a
+// predicate with no condition set); nullopt when the request has none or
+// an empty one.
+absl::StatusOr<std::optional<collections::RowFilter>> RowFilterFromProto(
+    const pb::SearchCollectionRequest& request);
+
 void GraphInfoToProto(const collections::GraphInfo& info, pb::GraphInfo* out);
 // A batched search's lists and pass statistics; the caller adds what the
 // batcher does not know (the collection version).

@@ -33,6 +33,12 @@ const char* MethodName(Method method) {
       return "ListGraphs";
     case Method::kDescribeGraph:
       return "DescribeGraph";
+    case Method::kUpdateGraph:
+      return "UpdateGraph";
+    case Method::kUpsertRows:
+      return "UpsertRows";
+    case Method::kDeleteRows:
+      return "DeleteRows";
   }
   return "unknown";
 }

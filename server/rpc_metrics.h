@@ -37,8 +37,11 @@ enum class Method {
   kDeleteGraph = 10,
   kListGraphs = 11,
   kDescribeGraph = 12,
+  kUpdateGraph = 13,
+  kUpsertRows = 14,
+  kDeleteRows = 15,
 };
-inline constexpr int kNumMethods = 13;
+inline constexpr int kNumMethods = 16;
 const char* MethodName(Method method);  // "BatchCosine", ...
 
 // Why a call was refused without computing (engram_rejected_requests_total).

@@ -53,6 +53,8 @@ SimilarityService::SimilarityService(const Options& options,
   ServeUnary(Method::kDeleteGraph, c, &CollectionHandlers::DeleteGraph);
   ServeUnary(Method::kListGraphs, c, &CollectionHandlers::ListGraphs);
   ServeUnary(Method::kDescribeGraph, c, &CollectionHandlers::DescribeGraph);
+  ServeUnary(Method::kUpsertRows, c, &CollectionHandlers::UpsertRows);
+  ServeUnary(Method::kDeleteRows, c, &CollectionHandlers::DeleteRows);
 }
 
 template <typename Owner, typename Request, typename Response>

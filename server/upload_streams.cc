@@ -2,6 +2,7 @@
 
 #include <memory>
 #include <utility>
+#include <vector>
 
 #include "absl/types/span.h"
 #include "base/status_macros.h"
@@ -34,10 +35,15 @@ absl::Status CollectionUploadStream::Process(
   // A resent upload that was committed: its rows are read and dropped.
   if (replay_ != nullptr) return absl::OkStatus();
   const v1::UploadChunk& chunk = message.chunk();
+  std::vector<collections::RowLabels> labels;
+  if (chunk.labels_size() > 0) {
+    ENGRAM_ASSIGN_OR_RETURN(
+        labels, RowLabelsFromProto(chunk.labels(), upload_->rows_received()));
+  }
   return core::AppendVectors(
       *upload_,
       absl::MakeConstSpan(chunk.vectors().data(), chunk.vectors_size()),
-      absl::MakeConstSpan(chunk.ids().data(), chunk.ids_size()));
+      absl::MakeConstSpan(chunk.ids().data(), chunk.ids_size()), labels);
 }
 
 absl::Status CollectionUploadStream::Begin(const v1::UploadHeader& header) {

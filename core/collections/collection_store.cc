@@ -7,9 +7,11 @@
 #include <new>
 #include <utility>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
 #include "core/collections/names.h"
+#include "core/collections/row_index.h"
 #include "kernels/row_checks.h"
 
 namespace engram::collections {
@@ -38,6 +40,23 @@ bool Collection::has_ids() const {
     if (!s->ids().empty()) return true;
   }
   return false;
+}
+
+bool Collection::ids_everywhere() const {
+  for (const auto& s : segments_) {
+    if (s->rows() > 0 && s->ids().empty()) return false;
+  }
+  return true;
+}
+
+std::shared_ptr<const RowIndex> Collection::Index() const {
+  absl::MutexLock lock(&index_mu_);
+  if (index_ == nullptr) index_ = RowIndex::Build(*this);
+  return index_;
+}
+
+std::vector<uint64_t> Collection::RowsOf(uint64_t id) const {
+  return Index()->Find(id);
 }
 
 bool Collection::Committed(absl::string_view key) const {
@@ -86,8 +105,31 @@ CollectionUpload::CollectionUpload(CollectionStore* store,
 
 CollectionUpload::~CollectionUpload() { Abort(); }
 
+absl::Status CollectionUpload::AddLabels(uint64_t first_row,
+                                         absl::Span<const RowLabels> labels) {
+  if (finished_) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "upload to collection \"", options_.name, "\" is already finished"));
+  }
+  if (first_row > options_.rows || labels.size() > options_.rows - first_row) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "labels for rows [", first_row, ", ", first_row + labels.size(),
+        ") pass the ", options_.rows, " rows of the upload"));
+  }
+  for (size_t i = 0; i < labels.size(); ++i) {
+    ENGRAM_RETURN_IF_ERROR(ValidateRowLabels(
+        absl::StrCat("labels[", first_row + i, "]"), labels[i]));
+  }
+  if (labels_.size() < first_row + labels.size()) {
+    labels_.resize(first_row + labels.size());
+  }
+  std::copy(labels.begin(), labels.end(), labels_.begin() + first_row);
+  return absl::OkStatus();
+}
+
 absl::Status CollectionUpload::Append(const kernels::MatrixView& chunk,
-                                      absl::Span<const uint64_t> ids) {
+                                      absl::Span<const uint64_t> ids,
+                                      absl::Span<const RowLabels> labels) {
   if (finished_) {
     return absl::FailedPreconditionError(absl::StrCat(
         "upload to collection \"", options_.name, "\" is already finished"));
@@ -122,6 +164,26 @@ absl::Status CollectionUpload::Append(const kernels::MatrixView& chunk,
                      options_.rows - rows_received_, " of the declared ",
                      options_.rows, " remain"));
   }
+  if (!labels.empty() && labels.size() != chunk.rows) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "labels has ", labels.size(),
+        " entries, expected none or one per row (", chunk.rows, ")"));
+  }
+  for (size_t i = 0; i < labels.size(); ++i) {
+    ENGRAM_RETURN_IF_ERROR(ValidateRowLabels(
+        absl::StrCat("labels[", rows_received_ + i, "]"), labels[i]));
+  }
+  if (options_.replace_ids) {
+    absl::flat_hash_set<uint64_t> seen;
+    for (size_t i = 0; i < ids.size(); ++i) {
+      auto it = upsert_ids_.find(ids[i]);
+      if (it != upsert_ids_.end() || !seen.insert(ids[i]).second) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("ids[", rows_received_ + i, "] repeats id ", ids[i],
+                         "; ids must be unique within the call"));
+      }
+    }
+  }
   // Copy and check in one pass; rows_received_ moves only when the whole
   // chunk is good, so a refused chunk leaves nothing behind.
   Segment& s = *staged_;
@@ -144,6 +206,15 @@ absl::Status CollectionUpload::Append(const kernels::MatrixView& chunk,
         rows_received_, dst,
         options_.with_ids ? s.ids_.data() + rows_received_ : nullptr,
         chunk.rows));
+  }
+  if (!labels.empty()) {
+    labels_.resize(rows_received_);
+    labels_.insert(labels_.end(), labels.begin(), labels.end());
+  }
+  if (options_.replace_ids) {
+    for (size_t i = 0; i < ids.size(); ++i) {
+      upsert_ids_[ids[i]] = rows_received_ + i;
+    }
   }
   rows_received_ += chunk.rows;
   return absl::OkStatus();
@@ -328,12 +399,29 @@ absl::StatusOr<std::unique_ptr<CollectionStore>> CollectionStore::Create(
   if (options.budget == nullptr) {
     return absl::InvalidArgumentError("collection store: a budget is required");
   }
+  if (!(options.compact_dead_share > 0 && options.compact_dead_share <= 1)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("collection store: compact_dead_share is ",
+                     options.compact_dead_share, ", must be in (0, 1]"));
+  }
   std::unique_ptr<CollectionStore> store(new CollectionStore(options));
   {
     absl::MutexLock lock(&store->mu_);
     store->UpdateGaugesLocked();
   }
+  if (options.compact_in_background) {
+    CollectionStore* s = store.get();
+    store->compactor_ = std::thread([s] { s->CompactLoop(); });
+  }
   return store;
+}
+
+CollectionStore::~CollectionStore() {
+  {
+    absl::MutexLock lock(&compact_mu_);
+    stopping_ = true;
+  }
+  if (compactor_.joinable()) compactor_.join();
 }
 
 absl::StatusOr<std::shared_ptr<const Collection>>
@@ -414,6 +502,13 @@ absl::StatusOr<std::unique_ptr<CollectionUpload>> CollectionStore::BeginUpload(
     return absl::InvalidArgumentError(
         "metadata can only be given when the upload creates the collection");
   }
+  if (options.replace_ids && !options.with_ids) {
+    return absl::InvalidArgumentError("rows changed by id need ids");
+  }
+  if (options.replace && (!options.create || options.durable)) {
+    return absl::InvalidArgumentError(
+        "only a restoring create may replace a collection");
+  }
   if (options.rows > kMaxCollectionRows) {
     return absl::ResourceExhaustedError(
         absl::StrCat("rows is ", options.rows, ", over the limit of ",
@@ -425,8 +520,9 @@ absl::StatusOr<std::unique_ptr<CollectionUpload>> CollectionStore::BeginUpload(
     absl::MutexLock lock(&mu_);
     auto it = collections_.find(options.name);
     if (options.create) {
-      if (it != collections_.end() || creating_.count(options.name) > 0 ||
-          lost_.count(options.name) > 0) {
+      if ((it != collections_.end() && !options.replace) ||
+          creating_.count(options.name) > 0 ||
+          (lost_.count(options.name) > 0 && !options.replace)) {
         return absl::AlreadyExistsError(
             absl::StrCat("collection \"", options.name, "\" already exists"));
       }
@@ -447,6 +543,19 @@ absl::StatusOr<std::unique_ptr<CollectionUpload>> CollectionStore::BeginUpload(
             absl::StrCat("collection \"", options.name, "\" holds ",
                          current.rows(), " rows; ", options.rows,
                          " more would pass the limit of ", kMaxCollectionRows));
+      }
+      if (options.replace_ids && !current.ids_everywhere()) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "collection \"", options.name,
+            "\" has rows uploaded without ids; rows can only be changed by "
+            "id in a collection whose every row has one"));
+      }
+      if (options.expected_version != 0 &&
+          options.expected_version != current.version()) {
+        return absl::AbortedError(
+            absl::StrCat("expected_version is ", options.expected_version,
+                         " but collection \"", options.name,
+                         "\" is at version ", current.version()));
       }
       dimension = current.dimension();
       target_uid = current.uid();
@@ -501,8 +610,9 @@ absl::StatusOr<std::unique_ptr<CollectionUpload>> CollectionStore::BeginUpload(
     absl::MutexLock lock(&mu_);
     auto it = collections_.find(options.name);
     if (options.create) {
-      if (it != collections_.end() || creating_.count(options.name) > 0 ||
-          lost_.count(options.name) > 0) {
+      if ((it != collections_.end() && !options.replace) ||
+          creating_.count(options.name) > 0 ||
+          (lost_.count(options.name) > 0 && !options.replace)) {
         return absl::AlreadyExistsError(
             absl::StrCat("collection \"", options.name, "\" already exists"));
       }
@@ -556,6 +666,26 @@ absl::StatusOr<std::shared_ptr<const Collection>> CollectionStore::Publish(
     upload->replayed_ = true;
     return done;
   }
+  if (!upload->labels_.empty()) {
+    upload->labels_.resize(o.rows);
+    uint64_t first = 0;
+    for (const auto& segment : added) {
+      ENGRAM_ASSIGN_OR_RETURN(
+          std::shared_ptr<const SegmentLabels> labels,
+          SegmentLabels::Build(absl::MakeConstSpan(upload->labels_)
+                                   .subspan(first, segment->rows()),
+                               first));
+      ENGRAM_ASSIGN_OR_RETURN(
+          segment->labels_reservation_,
+          options_.budget->Reserve(
+              labels->bytes(),
+              absl::StrCat("labels of ", segment->rows(),
+                           " rows of collection \"", o.name, "\"")));
+      segment->labels_ = std::move(labels);
+      first += segment->rows();
+    }
+    std::vector<RowLabels>().swap(upload->labels_);
+  }
   // The rows go to storage before any lock is taken: the one slow step.
   std::string handle;
   if (writer != nullptr) {
@@ -566,12 +696,16 @@ absl::StatusOr<std::shared_ptr<const Collection>> CollectionStore::Publish(
                             journal->WriteSegment(o.name, *added.front()));
   }
   absl::MutexLock commit(&commit_mu_);
+  // The version the commit follows: null for a create (or a replacing
+  // create of an absent name).
+  std::shared_ptr<const Collection> current;
   // Set when a duplicate of this keyed upload committed while it ran.
   std::shared_ptr<const Collection> replay;
   absl::Status status = [&]() -> absl::Status {
     absl::MutexLock lock(&mu_);
     auto it = collections_.find(o.name);
     if (o.create) {
+      if (o.replace && it != collections_.end()) current = it->second.current;
       next->name_ = o.name;
       next->dimension_ = upload->dimension_;
       next->metadata_ = o.metadata;
@@ -580,6 +714,8 @@ absl::StatusOr<std::shared_ptr<const Collection>> CollectionStore::Publish(
       next->source_ = o.source.empty() ? "upload" : o.source;
       next->committed_keys_ =
           std::make_shared<const std::vector<CommittedKey>>(o.restored_keys);
+      next->rewritten_ = current != nullptr;
+      current = nullptr;
     } else {
       if (it == collections_.end() ||
           it->second.current->uid() != upload->target_uid_) {
@@ -588,30 +724,38 @@ absl::StatusOr<std::shared_ptr<const Collection>> CollectionStore::Publish(
                          "\" was deleted while the upload ran; nothing was "
                          "committed"));
       }
-      const Collection& current = *it->second.current;
-      if (!o.idempotency_key.empty() && current.Committed(o.idempotency_key)) {
-        replay = it->second.current;
+      current = it->second.current;
+      if (!o.idempotency_key.empty() && current->Committed(o.idempotency_key)) {
+        replay = current;
         return absl::OkStatus();
       }
-      if (added_rows > kMaxCollectionRows - current.rows()) {
+      if (o.expected_version != 0 && current->version() != o.expected_version) {
+        return absl::AbortedError(
+            absl::StrCat("expected_version is ", o.expected_version,
+                         " but collection \"", o.name, "\" is at version ",
+                         current->version(), "; nothing was committed"));
+      }
+      if (added_rows > kMaxCollectionRows - current->rows()) {
         return absl::ResourceExhaustedError(
             absl::StrCat("collection \"", o.name, "\" would pass the limit of ",
                          kMaxCollectionRows, " rows; nothing was committed"));
       }
-      next->name_ = current.name_;
-      next->dimension_ = current.dimension_;
-      next->metadata_ = current.metadata_;
-      next->uid_ = current.uid_;
-      next->version_ = current.version_ + 1;
-      next->source_ = current.source_;
-      next->segments_ = current.segments_;
-      next->rows_ = current.rows_;
-      next->bytes_ = current.bytes_;
-      next->committed_keys_ = current.committed_keys_;
+      next->name_ = current->name_;
+      next->dimension_ = current->dimension_;
+      next->metadata_ = current->metadata_;
+      next->uid_ = current->uid_;
+      next->version_ = current->version_ + 1;
+      next->source_ = current->source_;
+      next->segments_ = current->segments_;
+      next->rows_ = current->rows_;
+      next->bytes_ = current->bytes_;
+      next->committed_keys_ = current->committed_keys_;
+      next->dead_ = current->dead_;
+      next->dead_count_ = current->dead_count_;
       if (!o.durable) {
         // A version another replica committed, loaded from the catalog: its
         // number and keys are the catalog's.
-        if (o.version > current.version_) next->version_ = o.version;
+        if (o.version > current->version_) next->version_ = o.version;
         next->committed_keys_ =
             std::make_shared<const std::vector<CommittedKey>>(o.restored_keys);
       }
@@ -639,26 +783,420 @@ absl::StatusOr<std::shared_ptr<const Collection>> CollectionStore::Publish(
     upload->replayed_ = true;
     return replay;
   }
-  // commit_mu_ keeps every other commit and delete out until `next` is
-  // published, so the version computed above is still the next one.
-  if (status.ok() && journal != nullptr) {
-    status = journal->Commit(*next, handle);
+  // Rows killed by this commit, outside mu_ (finding them may build the
+  // index); commit_mu_ keeps `current` the current version meanwhile.
+  RowIndex::Changes changes;
+  std::vector<uint64_t> killed;
+  if (status.ok() && o.replace_ids && current != nullptr) {
+    if (!current->ids_everywhere()) {
+      status = absl::FailedPreconditionError(absl::StrCat(
+          "collection \"", o.name,
+          "\" has rows uploaded without ids; nothing was committed"));
+    } else {
+      const Segment& rows = *next->segments_.back();
+      for (uint64_t i = 0; i < rows.rows(); ++i) {
+        const uint64_t id = rows.IdOf(i);
+        const std::vector<uint64_t> held = current->RowsOf(id);
+        killed.insert(killed.end(), held.begin(), held.end());
+        upload->replaced_ += held.empty() ? 0 : 1;
+        changes[id] = RowIndex::Rows{rows.first_row() + i};
+      }
+    }
+  }
+  if (status.ok()) {
+    if (!o.durable) {
+      // A stored version: its dead rows are the stored ones.
+      status = SetDead(next.get(), o.restored_dead);
+    } else {
+      status = KillRows(next.get(), std::move(killed));
+    }
+  }
+  if (status.ok() && o.replace_ids && current != nullptr) {
+    next->index_ = current->Index()->With(changes);
   }
   if (!status.ok()) {
     if (journal != nullptr) journal->DiscardSegment(handle);
     return status;
   }
+  std::shared_ptr<const Collection> replaced;
+  if (o.replace) {
+    absl::MutexLock lock(&mu_);
+    auto it = collections_.find(o.name);
+    if (it != collections_.end()) replaced = it->second.current;
+  }
+  ENGRAM_RETURN_IF_ERROR(PublishLocked(next, handle, journal != nullptr));
+  if (replaced != nullptr && options_.observer != nullptr) {
+    options_.observer->OnDeleted(replaced->uid(), replaced->name());
+  }
+  return std::shared_ptr<const Collection>(std::move(next));
+}
+
+absl::Status CollectionStore::SetDead(Collection* next,
+                                      const std::vector<uint64_t>& dead) {
+  next->dead_ = nullptr;
+  next->dead_count_ = 0;
+  next->killed_.clear();
+  if (dead.empty()) return absl::OkStatus();
+  auto words = std::make_shared<std::vector<uint64_t>>((next->rows_ + 63) / 64);
+  uint64_t count = 0;
+  for (uint64_t row : dead) {
+    if (row >= next->rows_) {
+      return absl::DataLossError(
+          absl::StrCat("collection \"", next->name_, "\": a stored dead row (",
+                       row, ") is past its ", next->rows_, " rows"));
+    }
+    uint64_t& word = (*words)[row >> 6];
+    const uint64_t bit = uint64_t{1} << (row & 63);
+    count += (word & bit) == 0;
+    word |= bit;
+  }
+  next->dead_ = std::move(words);
+  next->dead_count_ = count;
+  return absl::OkStatus();
+}
+
+absl::Status CollectionStore::KillRows(Collection* next,
+                                       std::vector<uint64_t> rows) {
+  std::sort(rows.begin(), rows.end());
+  rows.erase(std::unique(rows.begin(), rows.end()), rows.end());
+  const size_t words = (next->rows_ + 63) / 64;
+  if (rows.empty()) {
+    // Appended rows are live: the bitmap only has to cover them.
+    if (next->dead_ != nullptr && next->dead_->size() < words) {
+      auto grown = std::make_shared<std::vector<uint64_t>>(*next->dead_);
+      grown->resize(words);
+      next->dead_ = std::move(grown);
+    }
+    next->killed_.clear();
+    return absl::OkStatus();
+  }
+  auto grown = next->dead_ == nullptr
+                   ? std::make_shared<std::vector<uint64_t>>(words)
+                   : std::make_shared<std::vector<uint64_t>>(*next->dead_);
+  grown->resize(words);
+  for (uint64_t row : rows) {
+    if (row >= next->rows_) {
+      return absl::InternalError(
+          absl::StrCat("killing row ", row, " of ", next->rows_));
+    }
+    uint64_t& word = (*grown)[row >> 6];
+    const uint64_t bit = uint64_t{1} << (row & 63);
+    if ((word & bit) != 0) {
+      return absl::InternalError(absl::StrCat(
+          "row ", row, " of collection \"", next->name_, "\" is dead already"));
+    }
+    word |= bit;
+  }
+  next->dead_count_ += rows.size();
+  next->dead_ = std::move(grown);
+  next->killed_ = std::move(rows);
+  return absl::OkStatus();
+}
+
+absl::Status CollectionStore::PublishLocked(std::shared_ptr<Collection> next,
+                                            const std::string& handle,
+                                            bool journaled) {
+  // commit_mu_ keeps every other commit and delete out until `next` is
+  // published, so the version it was given is still the next one.
+  if (journaled) {
+    if (absl::Status status = options_.journal->Commit(*next, handle);
+        !status.ok()) {
+      options_.journal->DiscardSegment(handle);
+      return status;
+    }
+  }
   {
     absl::MutexLock lock(&mu_);
     // For a create, the name was reserved in creating_ so nothing can be
-    // in collections_ under it.
-    Entry& entry = collections_[o.name];
+    // in collections_ under it, unless the create replaces it.
+    lost_.erase(next->name_);
+    Entry& entry = collections_[next->name_];
     entry.current = next;
     entry.behind = absl::OkStatus();
     UpdateGaugesLocked();
   }
   if (options_.observer != nullptr) options_.observer->OnCommitted(next);
+  MaybeCompact(*next);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<DeleteRowsResult> CollectionStore::DeleteRows(
+    absl::string_view name, absl::Span<const uint64_t> ids,
+    absl::string_view idempotency_key, uint64_t expected_version) {
+  if (ids.empty() || ids.size() > kMaxDeleteIds) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "ids has ", ids.size(), " entries, must be 1 to ", kMaxDeleteIds));
+  }
+  DeleteRowsResult result;
+  absl::MutexLock commit(&commit_mu_);
+  std::shared_ptr<const Collection> current;
+  {
+    absl::MutexLock lock(&mu_);
+    ENGRAM_RETURN_IF_ERROR(LostLocked(name));
+    auto it = collections_.find(name);
+    if (it == collections_.end()) {
+      return absl::NotFoundError(
+          absl::StrCat("collection \"", name, "\" does not exist"));
+    }
+    current = it->second.current;
+  }
+  if (!idempotency_key.empty() && current->Committed(idempotency_key)) {
+    result.collection = current;
+    result.replayed = true;
+    return result;
+  }
+  if (expected_version != 0 && expected_version != current->version()) {
+    return absl::AbortedError(absl::StrCat(
+        "expected_version is ", expected_version, " but collection \"", name,
+        "\" is at version ", current->version()));
+  }
+  if (!current->ids_everywhere()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "collection \"", name,
+        "\" has rows uploaded without ids; rows can only be deleted by id in "
+        "a collection whose every row has one"));
+  }
+  RowIndex::Changes changes;
+  std::vector<uint64_t> killed;
+  absl::flat_hash_set<uint64_t> seen;
+  std::shared_ptr<const RowIndex> index = current->Index();
+  for (uint64_t id : ids) {
+    if (!seen.insert(id).second) continue;
+    RowIndex::Rows rows = index->Find(id);
+    if (rows.empty()) {
+      result.not_found.push_back(id);
+      continue;
+    }
+    killed.insert(killed.end(), rows.begin(), rows.end());
+    changes[id] = RowIndex::Rows();
+  }
+  if (killed.empty()) {
+    result.collection = current;
+    return result;
+  }
+  std::shared_ptr<Collection> next = Successor(*current);
+  if (!idempotency_key.empty()) {
+    AddCommittedKey(next.get(), std::string(idempotency_key));
+  }
+  ENGRAM_RETURN_IF_ERROR(KillRows(next.get(), std::move(killed)));
+  next->index_ = index->With(changes);
+  result.deleted = next->killed_.size();
+  ENGRAM_RETURN_IF_ERROR(PublishLocked(next, "", options_.journal != nullptr));
+  result.collection = std::move(next);
+  return result;
+}
+
+absl::StatusOr<std::shared_ptr<const Collection>>
+CollectionStore::RestoreDeletions(absl::string_view name, uint64_t version,
+                                  const std::vector<uint64_t>& dead,
+                                  const std::vector<CommittedKey>& keys) {
+  absl::MutexLock commit(&commit_mu_);
+  std::shared_ptr<const Collection> current;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = collections_.find(name);
+    if (it == collections_.end()) {
+      return absl::NotFoundError(
+          absl::StrCat("collection \"", name, "\" does not exist"));
+    }
+    current = it->second.current;
+  }
+  if (version <= current->version()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "collection \"", name, "\" is at version ", current->version(),
+        ", not older than the stored version ", version));
+  }
+  std::shared_ptr<Collection> next = Successor(*current);
+  next->version_ = version;
+  next->committed_keys_ =
+      std::make_shared<const std::vector<CommittedKey>>(keys);
+  ENGRAM_RETURN_IF_ERROR(SetDead(next.get(), dead));
+  ENGRAM_RETURN_IF_ERROR(PublishLocked(next, "", /*journaled=*/false));
   return std::shared_ptr<const Collection>(std::move(next));
+}
+
+std::shared_ptr<Collection> CollectionStore::Successor(
+    const Collection& current) {
+  std::shared_ptr<Collection> next(new Collection());
+  next->name_ = current.name_;
+  next->dimension_ = current.dimension_;
+  next->metadata_ = current.metadata_;
+  next->uid_ = current.uid_;
+  next->version_ = current.version_ + 1;
+  next->source_ = current.source_;
+  next->segments_ = current.segments_;
+  next->rows_ = current.rows_;
+  next->bytes_ = current.bytes_;
+  next->committed_keys_ = current.committed_keys_;
+  next->dead_ = current.dead_;
+  next->dead_count_ = current.dead_count_;
+  return next;
+}
+
+void CollectionStore::AddCommittedKey(Collection* next, std::string key) {
+  auto keys =
+      std::make_shared<std::vector<CommittedKey>>(*next->committed_keys_);
+  keys->push_back({std::move(key), next->version_});
+  if (keys->size() > kMaxCommittedKeys) {
+    keys->erase(keys->begin(),
+                keys->begin() + (keys->size() - kMaxCommittedKeys));
+  }
+  next->committed_keys_ = std::move(keys);
+}
+
+absl::StatusOr<std::shared_ptr<const Collection>> CollectionStore::Compact(
+    absl::string_view name) {
+  ENGRAM_ASSIGN_OR_RETURN(std::shared_ptr<const Collection> current, Get(name));
+  if (current->dead_rows() == 0) return current;
+  // The copy is made without any lock: searches and commits go on.
+  const uint32_t dimension = current->dimension();
+  const uint64_t live = current->live_rows();
+  const bool with_ids = current->has_ids();
+  bool with_labels = false;
+  for (const auto& segment : current->segments()) {
+    with_labels = with_labels || segment->labels() != nullptr;
+  }
+  std::shared_ptr<Segment> segment(new Segment());
+  if (live > 0) {
+    ENGRAM_ASSIGN_OR_RETURN(
+        segment->reservation_,
+        options_.budget->Reserve(
+            live * BytesPerRow(dimension, with_ids),
+            absl::StrCat("compaction of collection \"", name, "\" (", live,
+                         " live rows)")));
+    try {
+      segment->data_ = kernels::LargeBuffer<float>(live * dimension);
+      segment->norms_ = kernels::LargeBuffer<float>(live);
+      if (with_ids) segment->ids_ = kernels::LargeBuffer<uint64_t>(live);
+    } catch (const std::bad_alloc&) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "cannot allocate the compaction of collection \"", name, "\""));
+    }
+  }
+  std::vector<RowLabels> labels;
+  if (with_labels) labels.resize(live);
+  uint64_t out = 0;
+  for (const auto& source : current->segments()) {
+    for (uint64_t i = 0; i < source->rows(); ++i) {
+      if (!current->IsLive(source->first_row() + i)) continue;
+      std::memcpy(segment->data_.data() + out * dimension,
+                  source->vectors().row(i), dimension * sizeof(float));
+      segment->norms_.data()[out] = source->norms()[i];
+      if (with_ids) segment->ids_.data()[out] = source->IdOf(i);
+      if (with_labels && source->labels() != nullptr) {
+        labels[out] = source->labels()->LabelsOf(i);
+      }
+      ++out;
+    }
+  }
+  segment->vectors_ = kernels::MatrixView{segment->data_.data(),
+                                          static_cast<size_t>(live), dimension};
+  segment->ids_view_ =
+      absl::MakeConstSpan(segment->ids_.data(), segment->ids_.size());
+  if (with_labels) {
+    ENGRAM_ASSIGN_OR_RETURN(segment->labels_, SegmentLabels::Build(labels));
+    ENGRAM_ASSIGN_OR_RETURN(
+        segment->labels_reservation_,
+        options_.budget->Reserve(
+            segment->labels_->bytes(),
+            absl::StrCat("labels of the compaction of collection \"", name,
+                         "\"")));
+  }
+  segment->id_ = NewResidentId();
+  std::string handle;
+  if (options_.journal != nullptr && live > 0) {
+    ENGRAM_ASSIGN_OR_RETURN(handle,
+                            options_.journal->WriteSegment(name, *segment));
+  }
+  absl::MutexLock commit(&commit_mu_);
+  std::shared_ptr<const Collection> now;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = collections_.find(name);
+    if (it != collections_.end()) now = it->second.current;
+  }
+  if (now != current) {
+    if (options_.journal != nullptr) options_.journal->DiscardSegment(handle);
+    return absl::AbortedError(absl::StrCat(
+        "collection \"", name, "\" changed while it was compacted"));
+  }
+  std::shared_ptr<Collection> next = Successor(*current);
+  next->segments_.clear();
+  next->rows_ = live;
+  next->bytes_ = segment->bytes();
+  next->dead_ = nullptr;
+  next->dead_count_ = 0;
+  next->rewritten_ = true;
+  if (live > 0) next->segments_.push_back(std::move(segment));
+  ENGRAM_RETURN_IF_ERROR(
+      PublishLocked(next, handle, options_.journal != nullptr));
+  return std::shared_ptr<const Collection>(std::move(next));
+}
+
+void CollectionStore::MaybeCompact(const Collection& c) {
+  if (!options_.compact_in_background || c.dead_rows() == 0) return;
+  if (c.dead_rows() < options_.compact_min_dead_rows && c.live_rows() > 0) {
+    return;
+  }
+  if (static_cast<double>(c.dead_rows()) <
+      options_.compact_dead_share * static_cast<double>(c.rows())) {
+    return;
+  }
+  absl::MutexLock lock(&compact_mu_);
+  if (std::find(compact_queue_.begin(), compact_queue_.end(), c.name()) ==
+      compact_queue_.end()) {
+    compact_queue_.push_back(c.name());
+  }
+}
+
+void CollectionStore::CompactLoop() {
+  while (true) {
+    std::string name;
+    {
+      absl::MutexLock lock(&compact_mu_);
+      compact_mu_.Await(absl::Condition(
+          +[](CollectionStore* s)
+               ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->compact_mu_) {
+                 return s->stopping_ || !s->compact_queue_.empty();
+               },
+          this));
+      if (stopping_) return;
+      name = compact_queue_.front();
+      compact_queue_.erase(compact_queue_.begin());
+      compacting_ = true;
+    }
+    absl::StatusOr<std::shared_ptr<const Collection>> done = Compact(name);
+    absl::MutexLock lock(&compact_mu_);
+    compacting_ = false;
+    // A collection deleted meanwhile needs nothing; one changed meanwhile
+    // is queued again by the commit that changed it, if it still needs it.
+    if (done.ok()) {
+      ++compactions_;
+    } else if (!absl::IsNotFound(done.status()) &&
+               !absl::IsAborted(done.status())) {
+      compact_error_ = done.status();
+    }
+  }
+}
+
+uint64_t CollectionStore::compactions() const {
+  absl::MutexLock lock(&compact_mu_);
+  return compactions_;
+}
+
+absl::Status CollectionStore::last_compaction_error() const {
+  absl::MutexLock lock(&compact_mu_);
+  return compact_error_;
+}
+
+void CollectionStore::WaitForCompactions() const {
+  absl::MutexLock lock(&compact_mu_);
+  compact_mu_.Await(absl::Condition(
+      +[](const CollectionStore* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(
+           s->compact_mu_) {
+        return s->stopping_ || (s->compact_queue_.empty() && !s->compacting_);
+      },
+      this));
 }
 
 void CollectionStore::Unstage(const CollectionUpload& upload) {
@@ -769,24 +1307,29 @@ std::shared_ptr<const Collection> CollectionStore::FindCommitted(
   return it->second.current;
 }
 
-CollectionInfo CollectionStore::InfoOf(const Entry& entry) const {
-  const Collection& c = *entry.current;
+CollectionInfo DescribeVersion(const Collection& c) {
   CollectionInfo info;
   info.name = c.name();
   info.dimension = c.dimension();
-  info.rows = c.rows();
+  info.rows = c.live_rows();
+  info.tombstones = c.dead_rows();
   info.bytes = c.bytes();
   info.metadata = c.metadata();
   info.uid = c.uid();
   info.version = c.version();
   info.segments = c.segments().size();
   info.has_ids = c.has_ids();
+  info.source = c.source();
+  return info;
+}
+
+CollectionInfo CollectionStore::InfoOf(const Entry& entry) const {
+  CollectionInfo info = DescribeVersion(*entry.current);
   info.load_state = entry.appends_staged > 0 ? "appending" : "ready";
   if (!entry.behind.ok()) {
     info.load_state = "behind";
     info.error = std::string(entry.behind.message());
   }
-  info.source = c.source();
   return info;
 }
 

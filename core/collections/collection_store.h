@@ -67,9 +67,11 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -78,6 +80,7 @@
 #include "absl/types/span.h"
 #include "core/collections/memory_budget.h"
 #include "core/collections/resident_metrics.h"
+#include "core/collections/row_labels.h"
 #include "kernels/large_buffer.h"
 #include "kernels/types.h"
 
@@ -130,17 +133,23 @@ class Segment {
   uint64_t IdOf(uint64_t i) const {
     return ids_view_.empty() ? first_row_ + i : ids_view_[i];
   }
-  // Host bytes held: vectors, norms and ids.
-  uint64_t bytes() const { return reservation_.bytes(); }
+  // Host bytes held: vectors, norms, ids and labels.
+  uint64_t bytes() const {
+    return reservation_.bytes() + labels_reservation_.bytes();
+  }
   // Whether the rows lie in memory the segment does not own but keeps
   // alive, such as a mapped segment file (CollectionUpload::AdoptRows).
   bool adopted() const { return backing_ != nullptr; }
+  // The rows' labels, or null when none was given.
+  const SegmentLabels* labels() const { return labels_.get(); }
 
  private:
   friend class CollectionStore;
   friend class CollectionUpload;
   Segment() = default;
 
+  std::shared_ptr<const SegmentLabels> labels_;
+  Reservation labels_reservation_;
   uint64_t id_ = 0;
   uint64_t first_row_ = 0;
   // Owned rows and ids; empty when adopted.
@@ -153,6 +162,8 @@ class Segment {
   absl::Span<const uint64_t> ids_view_;
   Reservation reservation_;
 };
+
+class RowIndex;
 
 // One immutable version of a collection.
 class Collection {
@@ -187,10 +198,45 @@ class Collection {
   // Whether an upload with `key` is among them.
   bool Committed(absl::string_view key) const;
 
+  // Rows replaced or deleted (tombstones): never searched, kept until a
+  // compaction copies the live rows into a new version. Bit r of
+  // dead_words() is set when row r is dead; empty when no row is.
+  absl::Span<const uint64_t> dead_words() const {
+    return dead_ == nullptr ? absl::Span<const uint64_t>()
+                            : absl::MakeConstSpan(*dead_);
+  }
+  uint64_t dead_rows() const { return dead_count_; }
+  uint64_t live_rows() const { return rows_ - dead_count_; }
+  bool IsLive(uint64_t row) const {
+    return dead_ == nullptr || (((*dead_)[row >> 6] >> (row & 63)) & 1) == 0;
+  }
+  // The rows this version killed that the previous one served (ascending):
+  // what the journal stores of a replace or a delete.
+  const std::vector<uint64_t>& killed() const { return killed_; }
+  // This version does not extend the previous one: its segments replace
+  // them (a compaction). The journal then stores it whole.
+  bool rewritten() const { return rewritten_; }
+  // Every live row holding `id` (ascending). Built on first use, then
+  // carried over incrementally by later versions. Thread-safe.
+  std::vector<uint64_t> RowsOf(uint64_t id) const;
+  // Whether every row carries an uploaded id, as UpsertRows and DeleteRows
+  // need (an empty collection does).
+  bool ids_everywhere() const;
+
  private:
   friend class CollectionStore;
   friend class CollectionUpload;
+  friend class RowIndex;
   Collection() = default;
+  // The index RowsOf reads, built when missing.
+  std::shared_ptr<const RowIndex> Index() const;
+
+  std::shared_ptr<const std::vector<uint64_t>> dead_;
+  uint64_t dead_count_ = 0;
+  std::vector<uint64_t> killed_;
+  bool rewritten_ = false;
+  mutable absl::Mutex index_mu_;
+  mutable std::shared_ptr<const RowIndex> index_ ABSL_GUARDED_BY(index_mu_);
 
   std::string name_;
   uint32_t dimension_ = 0;
@@ -210,7 +256,8 @@ class Collection {
 struct CollectionInfo {
   std::string name;
   uint32_t dimension = 0;
-  uint64_t rows = 0;
+  uint64_t rows = 0;  // live rows
+  uint64_t tombstones = 0;
   uint64_t bytes = 0;
   Metadata metadata;
   uint64_t uid = 0;
@@ -227,6 +274,10 @@ struct CollectionInfo {
   std::string error;
   std::string source;
 };
+
+// What Describe reports of one version, as if it were the current one and
+// "ready" (a call's answer about the version it committed).
+CollectionInfo DescribeVersion(const Collection& collection);
 
 // What to create: an empty collection, or the one an upload creates.
 struct CollectionSpec {
@@ -277,6 +328,22 @@ struct UploadOptions {
   // Restoring (a create, or an append that is not `durable`): the keys the
   // stored version remembers, which replace the collection's.
   std::vector<CommittedKey> restored_keys = {};
+  // UpsertRows: the live rows holding an id the upload brings are killed
+  // by its commit (they become tombstones), so that each id ends with the
+  // uploaded row alone. Requires with_ids and a collection whose rows all
+  // carry ids (FAILED_PRECONDITION otherwise); ids must be unique within
+  // the upload (INVALID_ARGUMENT at Append).
+  bool replace_ids = false;
+  // > 0: Commit applies only to that version of the collection (ABORTED
+  // otherwise, nothing committed).
+  uint64_t expected_version = 0;
+  // Restoring a stored version (not `durable`): its dead rows (ascending),
+  // which replace the collection's.
+  std::vector<uint64_t> restored_dead = {};
+  // A create that may find the name taken: its commit replaces the
+  // collection then (a stored version that does not extend the one served,
+  // loaded beside it and swapped in). Not `durable` only.
+  bool replace = false;
 };
 
 // The rows of one durable upload, stored while they arrive, so that its
@@ -434,8 +501,11 @@ class CollectionUpload {
   // whose errors (a full or failing disk) come back here or at Commit. A
   // refused chunk leaves the upload as it was, so the caller may Abort or go
   // on. FAILED_PRECONDITION after Commit or Abort.
+  // `labels`: none, or one per row of the chunk (INVALID_ARGUMENT naming
+  // "labels[i]" for a bad one); rows without are unlabelled.
   absl::Status Append(const kernels::MatrixView& chunk,
-                      absl::Span<const uint64_t> ids = {});
+                      absl::Span<const uint64_t> ids = {},
+                      absl::Span<const RowLabels> labels = {});
 
   // For loaders that read rows straight into place (see StagedRows): the
   // storage of the next `rows` rows. INVALID_ARGUMENT for 0 rows or more
@@ -459,6 +529,12 @@ class CollectionUpload {
   absl::StatusOr<std::unique_ptr<StagedRows>> AdoptRows(
       uint64_t rows, const float* vectors, const uint64_t* ids,
       std::shared_ptr<const void> backing);
+
+  // Labels for upload rows [first_row, first_row + labels.size()), in any
+  // order before Commit (a restore reads them apart from the rows).
+  // INVALID_ARGUMENT for rows past the declared ones or a bad label.
+  absl::Status AddLabels(uint64_t first_row,
+                         absl::Span<const RowLabels> labels);
 
   // Counts the rows of `block` as received. FAILED_PRECONDITION, receiving
   // nothing, unless every row of it passed StagedRows::Check and it is
@@ -484,6 +560,9 @@ class CollectionUpload {
   // After Commit: the upload's key had been committed already, so nothing
   // was published and Commit returned the current version.
   bool replayed() const { return replayed_; }
+  // After the Commit of a replace_ids upload: how many of its ids the
+  // collection held (their rows were replaced).
+  uint64_t replaced() const { return replaced_; }
 
  private:
   friend class CollectionStore;
@@ -496,7 +575,13 @@ class CollectionUpload {
   const uint64_t target_uid_;  // append: the collection's uid; create: 0
   bool finished_ = false;
   bool replayed_ = false;
+  uint64_t replaced_ = 0;
   uint64_t rows_received_ = 0;
+  // One per received row once any chunk brought labels (earlier rows get
+  // empty ones).
+  std::vector<RowLabels> labels_;
+  // replace_ids: the ids received so far, to refuse a repeated one.
+  absl::flat_hash_map<uint64_t, uint64_t> upsert_ids_;
   std::unique_ptr<Segment> staged_;
   // A durable upload's rows on their way to the journal, read from staged_:
   // always reset before staged_ is.
@@ -517,11 +602,35 @@ class CollectionUpload {
   void DropUnreceivedBlock();
 };
 
+// What DeleteRows did.
+struct DeleteRowsResult {
+  // As committed, or the current version when nothing was deleted (or the
+  // call was replayed).
+  std::shared_ptr<const Collection> collection;
+  uint64_t deleted = 0;
+  // The ids the collection did not hold, in the order given, once each.
+  std::vector<uint64_t> not_found;
+  bool replayed = false;
+};
+
+// Bounds of one DeleteRows call.
+inline constexpr size_t kMaxDeleteIds = size_t{1} << 20;
+
 class CollectionStore {
  public:
   struct Options {
     // Shared with the GraphStore; required.
     std::shared_ptr<MemoryBudget> budget;
+    // A collection whose dead rows (tombstones) reach this share of its
+    // rows, and at least compact_min_dead_rows, is compacted in the
+    // background after the commit that got it there: its live rows are
+    // copied into one new segment, committed as a new version with the
+    // same contents. (0, 1]; 1 compacts only collections with no live row
+    // left.
+    double compact_dead_share = 0.2;
+    uint64_t compact_min_dead_rows = 1024;
+    // false: no background compaction (Compact() still works).
+    bool compact_in_background = true;
     // Borrowed; may be null.
     ResidentMetrics* metrics = nullptr;
     // Borrowed; may be null. See CollectionObserver.
@@ -530,9 +639,13 @@ class CollectionStore {
     CollectionJournal* journal = nullptr;
   };
 
-  // INVALID_ARGUMENT without a budget.
+  // INVALID_ARGUMENT without a budget or for a compaction option out of
+  // range. Starts the compaction thread when compact_in_background.
   static absl::StatusOr<std::unique_ptr<CollectionStore>> Create(
       const Options& options);
+
+  // Stops the compaction thread (a compaction under way finishes first).
+  ~CollectionStore();
 
   // Makes an empty collection. INVALID_ARGUMENT for a bad name, dimension or
   // metadata; ALREADY_EXISTS when the name is taken or being created.
@@ -559,6 +672,45 @@ class CollectionStore {
   // reserved, allocated or made visible on error.
   absl::StatusOr<std::unique_ptr<CollectionUpload>> BeginUpload(
       const UploadOptions& options) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Kills the live rows holding each of `ids`, as one new version (told to
+  // the journal first). Ids the collection does not hold are reported, not
+  // an error; when none is held nothing is committed. INVALID_ARGUMENT for
+  // no ids or more than kMaxDeleteIds; NOT_FOUND, the lost error;
+  // FAILED_PRECONDITION when the collection has rows without ids; ABORTED
+  // when expected_version > 0 and differs from the current version. A
+  // committed `idempotency_key` replays (nothing applied).
+  absl::StatusOr<DeleteRowsResult> DeleteRows(absl::string_view name,
+                                              absl::Span<const uint64_t> ids,
+                                              absl::string_view idempotency_key,
+                                              uint64_t expected_version)
+      ABSL_LOCKS_EXCLUDED(commit_mu_, mu_);
+
+  // Restores a stored version that only killed rows (a DeleteRows another
+  // replica committed): `dead` (ascending) becomes the collection's dead
+  // rows at `version`, with `keys`. NOT_FOUND when absent; FAILED_PRECONDITION
+  // when a dead row is past the collection's rows or the version is not newer.
+  absl::StatusOr<std::shared_ptr<const Collection>> RestoreDeletions(
+      absl::string_view name, uint64_t version,
+      const std::vector<uint64_t>& dead, const std::vector<CommittedKey>& keys)
+      ABSL_LOCKS_EXCLUDED(commit_mu_, mu_);
+
+  // Copies the live rows of `name` into one new segment and commits them
+  // as the next version (Collection::rewritten()): row numbers change, ids,
+  // labels and scores do not. Searches keep the version they hold. Returns
+  // the current version unchanged when it has no dead row; ABORTED when a
+  // commit landed while the copy was made (nothing committed; the next
+  // trigger retries); RESOURCE_EXHAUSTED when the budget cannot hold the
+  // copy beside the current version; NOT_FOUND.
+  absl::StatusOr<std::shared_ptr<const Collection>> Compact(
+      absl::string_view name) ABSL_LOCKS_EXCLUDED(commit_mu_, mu_);
+
+  // Compactions the background thread completed, and its last failure
+  // (OK when none), for tests and stats.
+  uint64_t compactions() const ABSL_LOCKS_EXCLUDED(compact_mu_);
+  absl::Status last_compaction_error() const ABSL_LOCKS_EXCLUDED(compact_mu_);
+  // Blocks until the background thread has nothing queued or running.
+  void WaitForCompactions() const ABSL_LOCKS_EXCLUDED(compact_mu_);
 
   // Removes the name at once (NOT_FOUND when absent). Searches holding a
   // version finish with it; staged appends to it fail at Commit.
@@ -630,6 +782,27 @@ class CollectionStore {
   // Forgets a finished upload's claim on its name or collection.
   void Unstage(const CollectionUpload& upload) ABSL_LOCKS_EXCLUDED(mu_);
   void UpdateGaugesLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A copy of `current` as the start of its next version (version + 1).
+  static std::shared_ptr<Collection> Successor(const Collection& current);
+  // Records an idempotency key as committed by `next`.
+  static void AddCommittedKey(Collection* next, std::string key);
+  // Makes `dead` (row numbers) the dead rows of `next`, replacing its
+  // own; DATA_LOSS for a row past its rows (a damaged stored version).
+  static absl::Status SetDead(Collection* next,
+                              const std::vector<uint64_t>& dead);
+  // Adds `rows` (live rows of `next`'s predecessor) to the dead rows of
+  // `next` and records them as the rows it killed; grows the bitmap over
+  // rows appended.
+  static absl::Status KillRows(Collection* next, std::vector<uint64_t> rows);
+  // Publishes `next` (built under commit_mu_ from `current`): journal,
+  // name table, observer. The journal's error leaves `current` served.
+  absl::Status PublishLocked(std::shared_ptr<Collection> next,
+                             const std::string& handle, bool journaled)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(commit_mu_) ABSL_LOCKS_EXCLUDED(mu_);
+  // Queues `name` for background compaction when `c` passes the options'
+  // thresholds.
+  void MaybeCompact(const Collection& c) ABSL_LOCKS_EXCLUDED(compact_mu_);
+  void CompactLoop() ABSL_LOCKS_EXCLUDED(compact_mu_);
 
   const Options options_;
   // Serialises commits and deletes (see the file comment). Taken before mu_.
@@ -640,6 +813,15 @@ class CollectionStore {
   std::map<std::string, absl::Status, std::less<>> lost_ ABSL_GUARDED_BY(mu_);
   // Names reserved by creating uploads, invisible until Commit.
   std::map<std::string, int, std::less<>> creating_ ABSL_GUARDED_BY(mu_);
+
+  // Background compaction: names queued, one compacted at a time.
+  mutable absl::Mutex compact_mu_;
+  std::vector<std::string> compact_queue_ ABSL_GUARDED_BY(compact_mu_);
+  bool compacting_ ABSL_GUARDED_BY(compact_mu_) = false;
+  bool stopping_ ABSL_GUARDED_BY(compact_mu_) = false;
+  uint64_t compactions_ ABSL_GUARDED_BY(compact_mu_) = 0;
+  absl::Status compact_error_ ABSL_GUARDED_BY(compact_mu_);
+  std::thread compactor_;
 };
 
 // Checks a spec as CreateCollection does (name, dimension, metadata sizes).

@@ -19,6 +19,7 @@
 #include "core/collections/names.h"
 #include "core/collections/segment_file_writer.h"
 #include "core/collections/snapshot.h"
+#include "core/collections/stored_rows.h"
 
 namespace engram::collections {
 namespace {
@@ -28,6 +29,11 @@ namespace fs = std::filesystem;
 constexpr absl::string_view kManifestSuffix = ".manifest";
 constexpr absl::string_view kSegmentSuffix = ".seg";
 constexpr absl::string_view kGraphSuffix = ".graph";
+constexpr absl::string_view kLabelsSuffix = ".labels";
+constexpr absl::string_view kDeadSuffix = ".dead";
+// Dead rows a manifest lists before they are folded into a dead-rows file:
+// a few kilobytes, so that a manifest stays small in the catalog.
+constexpr int kMaxListedDeadRows = 1024;
 constexpr size_t kManifestHeaderBytes = 16;  // magic, length, CRC32C
 // A manifest lists segments and metadata only; anything larger is corrupt.
 constexpr uint32_t kMaxManifestBytes = 64 << 20;
@@ -123,9 +129,15 @@ std::string DataDir::UniqueFileName(absl::string_view name,
 
 void DataDir::RemoveSegmentFiles(
     const storage::CollectionManifest& manifest) const {
+  std::error_code ignored;
   for (const auto& segment : manifest.segments()) {
-    std::error_code ignored;
     fs::remove(SegmentPath(segment.file()), ignored);
+    if (!segment.labels_file().empty()) {
+      fs::remove(SegmentPath(segment.labels_file()), ignored);
+    }
+  }
+  if (!manifest.dead_file().empty()) {
+    fs::remove(SegmentPath(manifest.dead_file()), ignored);
   }
 }
 
@@ -292,24 +304,51 @@ absl::Status DataDir::Commit(const Collection& next, const std::string& added) {
   absl::MutexLock lock(&mu_);
   storage::CollectionManifest manifest;
   auto it = manifests_.find(next.name());
-  const size_t earlier = next.segments().size() - (added.empty() ? 0 : 1);
-  if (it != manifests_.end()) {
+  const bool fresh = it == manifests_.end();
+  // Files this commit wrote (removed when it fails) and files the new
+  // manifest no longer names (removed once it is committed).
+  std::vector<std::string> written;
+  storage::CollectionManifest superseded;
+  auto fail = [&](absl::Status status) {
+    for (const std::string& file : written) {
+      std::error_code ignored;
+      fs::remove(SegmentPath(file), ignored);
+    }
+    return status;
+  };
+  auto store_labels = [&](const Segment& segment,
+                          storage::SegmentRef* ref) -> absl::Status {
+    if (segment.labels() == nullptr) return absl::OkStatus();
+    ref->set_labels_file(UniqueFileName(next.name(), kLabelsSuffix));
+    absl::StatusOr<uint32_t> crc =
+        WriteLabelsFile(*segment.labels(), SegmentPath(ref->labels_file()));
+    if (!crc.ok()) return WriteError(crc.status());
+    written.push_back(ref->labels_file());
+    ref->set_labels_crc32c(*crc);
+    return absl::OkStatus();
+  };
+  if (!fresh && !next.rewritten()) {
     manifest = it->second;
   } else {
-    // New here: a create, or a collection loaded from an operator's file
-    // that a client changes now, whose earlier rows must be stored too.
+    // New here (a create, or a collection loaded from an operator's file
+    // that a client changes now, whose earlier rows must be stored too),
+    // or rewritten whole by a compaction.
+    if (!fresh) superseded = it->second;
     manifest.set_name(next.name());
     manifest.set_dimension(next.dimension());
     manifest.set_source(next.source());
     for (const auto& [key, value] : next.metadata()) {
       (*manifest.mutable_metadata())[key] = value;
     }
+    const size_t earlier =
+        next.rewritten() ? 0 : next.segments().size() - (added.empty() ? 0 : 1);
     for (size_t i = 0; i < earlier; ++i) {
       absl::StatusOr<storage::SegmentRef> ref =
           StoreSegment(next.name(), *next.segments()[i]);
-      if (!ref.ok()) {
-        RemoveSegmentFiles(manifest);
-        return ref.status();
+      if (!ref.ok()) return fail(ref.status());
+      written.push_back(ref->file());
+      if (absl::Status s = store_labels(*next.segments()[i], &*ref); !s.ok()) {
+        return fail(s);
       }
       *manifest.add_segments() = *std::move(ref);
     }
@@ -317,12 +356,40 @@ absl::Status DataDir::Commit(const Collection& next, const std::string& added) {
   if (!added.empty()) {
     auto pending = pending_.find(added);
     if (pending == pending_.end()) {
-      return absl::InternalError(
-          absl::StrCat("segment ", added, " was not written by this journal"));
+      return fail(absl::InternalError(
+          absl::StrCat("segment ", added, " was not written by this journal")));
     }
-    *manifest.add_segments() = pending->second;
+    storage::SegmentRef ref = pending->second;
+    if (absl::Status s = store_labels(*next.segments().back(), &ref); !s.ok()) {
+      return fail(s);
+    }
+    *manifest.add_segments() = std::move(ref);
   }
-  const uint64_t stored_version = manifest.version();
+  // Dead rows: appended to the manifest's list, folded into a new file once
+  // the list is long; written whole for a manifest made from scratch.
+  if (fresh || next.rewritten()) {
+    manifest.clear_dead_file();
+    manifest.clear_dead_crc32c();
+    manifest.clear_dead_rows();
+  }
+  if (!fresh && !next.rewritten()) {
+    for (uint64_t row : next.killed()) manifest.add_dead_rows(row);
+  }
+  const bool fold = manifest.dead_rows_size() > kMaxListedDeadRows ||
+                    ((fresh || next.rewritten()) && next.dead_rows() > 0);
+  if (fold) {
+    if (!manifest.dead_file().empty()) {
+      superseded.set_dead_file(manifest.dead_file());
+    }
+    manifest.set_dead_file(UniqueFileName(next.name(), kDeadSuffix));
+    absl::StatusOr<uint32_t> crc = WriteDeadRowsFile(
+        next.dead_words(), next.rows(), SegmentPath(manifest.dead_file()));
+    if (!crc.ok()) return fail(WriteError(crc.status()));
+    written.push_back(manifest.dead_file());
+    manifest.set_dead_crc32c(*crc);
+    manifest.clear_dead_rows();
+  }
+  const uint64_t stored_version = fresh ? 0 : it->second.version();
   manifest.set_version(next.version());
   manifest.clear_committed_keys();
   for (const CommittedKey& key : next.committed_keys()) {
@@ -331,12 +398,25 @@ absl::Status DataDir::Commit(const Collection& next, const std::string& added) {
     stored->set_version(key.version);
   }
   if (catalog_ != nullptr) {
-    return CommitToCatalog(std::move(manifest), added,
-                           it == manifests_.end() ? 0 : stored_version);
+    absl::Status committed =
+        CommitToCatalog(std::move(manifest), added, stored_version);
+    if (!committed.ok()) {
+      // An unanswered write may have reached the catalog, which would then
+      // name these files: start-up removes them once old enough if not.
+      if (absl::IsAborted(committed) || absl::IsAlreadyExists(committed)) {
+        return fail(committed);
+      }
+      return committed;
+    }
+    // Other replicas may still be reading the superseded files (mapped, on
+    // a shared volume): they are left to the start-up sweep of files no
+    // entry names (RemoveUnreferenced), as an interrupted write's are.
+    return absl::OkStatus();
   }
-  ENGRAM_RETURN_IF_ERROR(WriteManifest(manifest));
+  if (absl::Status s = WriteManifest(manifest); !s.ok()) return fail(s);
   if (!added.empty()) pending_.erase(added);
   manifests_[next.name()] = std::move(manifest);
+  RemoveSegmentFiles(superseded);
   return absl::OkStatus();
 }
 
@@ -368,11 +448,14 @@ absl::Status DataDir::DeleteGraph(absl::string_view name) {
 absl::Status DataDir::LoadSegments(const storage::CollectionManifest& manifest,
                                    int skip, bool create,
                                    CollectionStore* store,
-                                   const std::string& where) {
+                                   const std::string& where, bool replace) {
   const std::string& name = manifest.name();
   uint64_t rows = 0;
+  uint64_t all_rows = 0;
   bool with_ids = false;
-  for (int i = skip; i < manifest.segments_size(); ++i) {
+  for (int i = 0; i < manifest.segments_size(); ++i) {
+    all_rows += manifest.segments(i).rows();
+    if (i < skip) continue;
     rows += manifest.segments(i).rows();
     with_ids = with_ids || manifest.segments(i).has_ids();
   }
@@ -380,7 +463,34 @@ absl::Status DataDir::LoadSegments(const storage::CollectionManifest& manifest,
     return absl::Status(status.code(),
                         absl::StrCat(where, ": ", status.message()));
   };
+  // The version's dead rows: its file's and those it lists.
+  std::vector<uint64_t> dead;
+  if (!manifest.dead_file().empty()) {
+    ENGRAM_ASSIGN_OR_RETURN(dead,
+                            ReadDeadRowsFile(SegmentPath(manifest.dead_file()),
+                                             manifest.dead_crc32c(), all_rows));
+  }
+  for (uint64_t row : manifest.dead_rows()) {
+    if (row >= all_rows) {
+      return absl::DataLossError(absl::StrCat(
+          where, ": dead row ", row, " is past the ", all_rows, " rows"));
+    }
+    dead.push_back(row);
+  }
+  std::sort(dead.begin(), dead.end());
+  dead.erase(std::unique(dead.begin(), dead.end()), dead.end());
+  std::vector<CommittedKey> keys;
+  for (const auto& key : manifest.committed_keys()) {
+    keys.push_back({key.key(), key.version()});
+  }
   if (rows == 0 && create) {
+    if (!dead.empty()) {
+      return absl::DataLossError(
+          absl::StrCat(where,
+                       ": dead rows listed for a collection without "
+                       "rows"));
+    }
+    if (replace) store->Evict(name).IgnoreError();
     CollectionSpec spec;
     spec.name = name;
     spec.dimension = manifest.dimension();
@@ -390,11 +500,17 @@ absl::Status DataDir::LoadSegments(const storage::CollectionManifest& manifest,
         store->RestoreEmpty(spec, manifest.version(), manifest.source());
     return restored.ok() ? absl::OkStatus() : located(restored.status());
   }
-  if (rows == 0) return absl::OkStatus();
+  if (rows == 0) {
+    // A version that only deleted rows.
+    absl::StatusOr<std::shared_ptr<const Collection>> restored =
+        store->RestoreDeletions(name, manifest.version(), dead, keys);
+    return restored.ok() ? absl::OkStatus() : located(restored.status());
+  }
   uint64_t first_row = 0;
   UploadOptions options;
   options.name = name;
   options.create = create;
+  options.replace = replace;
   options.dimension = manifest.dimension();
   if (create) {
     options.metadata =
@@ -410,12 +526,12 @@ absl::Status DataDir::LoadSegments(const storage::CollectionManifest& manifest,
   options.version = manifest.version();
   options.durable = false;
   options.blocks = map_segments_;
-  for (const auto& key : manifest.committed_keys()) {
-    options.restored_keys.push_back({key.key(), key.version()});
-  }
+  options.restored_keys = std::move(keys);
+  options.restored_dead = std::move(dead);
   absl::StatusOr<std::unique_ptr<CollectionUpload>> upload =
       store->BeginUpload(options);
   if (!upload.ok()) return located(upload.status());
+  uint64_t upload_row = 0;
   for (int i = skip; i < manifest.segments_size(); ++i) {
     const storage::SegmentRef& segment = manifest.segments(i);
     SegmentExpectation expected;
@@ -425,12 +541,20 @@ absl::Status DataDir::LoadSegments(const storage::CollectionManifest& manifest,
     absl::Status appended =
         AppendSegmentSnapshot(SegmentPath(segment.file()), expected, first_row,
                               upload->get(), with_ids, map_segments_);
+    if (appended.ok() && !segment.labels_file().empty()) {
+      absl::StatusOr<std::vector<RowLabels>> labels =
+          ReadLabelsFile(SegmentPath(segment.labels_file()),
+                         segment.labels_crc32c(), segment.rows());
+      appended = labels.ok() ? (*upload)->AddLabels(upload_row, *labels)
+                             : labels.status();
+    }
     if (!appended.ok()) {
       (*upload)->Abort();
       // A missing or damaged segment is lost data, whatever errno said.
       return absl::DataLossError(appended.message());
     }
     first_row += segment.rows();
+    upload_row += segment.rows();
   }
   return (*upload)->Commit().status();
 }
@@ -561,7 +685,9 @@ void DataDir::RemoveUnreferenced(absl::Duration min_age) {
     for (const auto& [name, manifest] : manifests_) {
       for (const auto& segment : manifest.segments()) {
         referenced.insert(segment.file());
+        referenced.insert(segment.labels_file());
       }
+      referenced.insert(manifest.dead_file());
     }
     for (const auto& [handle, ref] : pending_) referenced.insert(handle);
     for (const auto& [name, entry] : graph_entries_) {
@@ -578,9 +704,10 @@ void DataDir::RemoveUnreferenced(absl::Duration min_age) {
     if (fs::remove(path, error)) ++leftovers_removed_;
   };
   for (const std::string& file : FilesIn(absl::StrCat(path_, "/segments"))) {
-    if (!absl::EndsWith(file, kSegmentSuffix) || referenced.count(file) > 0) {
-      continue;
-    }
+    const bool ours = absl::EndsWith(file, kSegmentSuffix) ||
+                      absl::EndsWith(file, kLabelsSuffix) ||
+                      absl::EndsWith(file, kDeadSuffix);
+    if (!ours || referenced.count(file) > 0) continue;
     remove_if_old(SegmentPath(file));
   }
   if (catalog_ == nullptr) return;

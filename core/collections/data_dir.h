@@ -242,9 +242,13 @@ class DataDir final : public CollectionJournal {
   // a new collection (`create`), or appended to the current version, which
   // must hold the segments before `skip`. `where` names the manifest in
   // errors.
+  // With `replace`, a create loads beside the collection served under the
+  // name and takes its place at the commit (a version that does not extend
+  // the served one). The version's dead rows and its segments' labels are
+  // read as well.
   absl::Status LoadSegments(const storage::CollectionManifest& manifest,
                             int skip, bool create, CollectionStore* store,
-                            const std::string& where);
+                            const std::string& where, bool replace = false);
   // Removes what no manifest names: every such segment (embedded), or only
   // files older than `min_age` (shared, where others may be writing).
   void RemoveUnreferenced(absl::Duration min_age) ABSL_LOCKS_EXCLUDED(mu_);

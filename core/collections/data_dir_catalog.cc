@@ -291,17 +291,21 @@ LoadOutcome DataDir::ApplyCollection(const std::string& name,
     loaded = LoadSegments(*manifest, local.segments_size(), /*create=*/false,
                           collections_, where);
   } else {
-    // New here, re-created under the same name, or unreadable until now:
-    // the whole version is loaded in place of the served one.
-    if (current.ok() || !absl::IsNotFound(current.status())) {
-      collections_->Evict(name).IgnoreError();
+    // New here, re-created under the same name, rewritten by a compaction,
+    // or unreadable until now: the whole version is loaded beside the one
+    // served, which it replaces only once it is complete.
+    if (!current.ok() && !absl::IsNotFound(current.status())) {
+      collections_->Evict(name).IgnoreError();  // forgets a lost name
     }
-    loaded = LoadSegments(*manifest, 0, /*create=*/true, collections_, where);
-    if (!loaded.ok()) collections_->MarkLost(name, loaded).IgnoreError();
+    loaded = LoadSegments(*manifest, 0, /*create=*/true, collections_, where,
+                          /*replace=*/current.ok());
+    if (!loaded.ok() && !current.ok()) {
+      collections_->MarkLost(name, loaded).IgnoreError();
+    }
   }
   if (!loaded.ok()) {
     outcome.status = loaded;
-    if (extends) {
+    if (current.ok()) {
       // The old version stays served, marked behind; this replica's view
       // goes back to it, so that a resync or the next version retries and
       // its own writes are refused by the catalog until then.
