@@ -67,4 +67,41 @@ void AppendAdmittedRows(const RowMask& mask, size_t begin, size_t end,
   });
 }
 
+uint32_t PackedRowMask::Row(size_t c) const {
+  // The last word whose admitted rows begin at or before c.
+  const size_t w =
+      static_cast<size_t>(std::upper_bound(first.begin(), first.end(), c) -
+                          first.begin()) -
+      1;
+  uint64_t bits = words[w];
+  for (size_t skip = c - first[w]; skip > 0; --skip) bits &= bits - 1;
+  return static_cast<uint32_t>(w * 64 + absl::countr_zero(bits));
+}
+
+PackedRowMask PackRowMask(const RowMask& mask, size_t rows) {
+  PackedRowMask packed;
+  const size_t num_words = (rows + 63) / 64;
+  packed.words.resize(num_words);
+  packed.first.resize(num_words);
+  const size_t shift = mask.offset & 63;
+  for (size_t w = 0; w < num_words; ++w) {
+    const size_t base = w * 64;  // the word's first row
+    const size_t here = std::min<size_t>(64, rows - base);
+    uint64_t bits = ~uint64_t{0};
+    if (!mask.all()) {
+      const size_t a = (mask.offset + base) >> 6;
+      bits = mask.words[a] >> shift;
+      // The word's rows from 64 - shift on are in the mask's next word;
+      // it is read only when the mask covers them.
+      if (shift != 0 && 64 - shift < here)
+        bits |= mask.words[a + 1] << (64 - shift);
+    }
+    if (here < 64) bits &= ~(~uint64_t{0} << here);
+    packed.words[w] = bits;
+    packed.first[w] = static_cast<uint32_t>(packed.admitted);
+    packed.admitted += absl::popcount(bits);
+  }
+  return packed;
+}
+
 }  // namespace engram::kernels

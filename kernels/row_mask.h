@@ -51,6 +51,23 @@ size_t SkipAdmitted(const RowMask& mask, size_t begin, size_t end,
 void AppendAdmittedRows(const RowMask& mask, size_t begin, size_t end,
                         std::vector<uint32_t>* rows);
 
+// A mask's bits for rows [0, rows) rebased to bit 0 (row r is bit r % 64
+// of words[r / 64], bits past the rows clear), with first[w] the admitted
+// rows in the words before word w: the form a device reads, where the
+// admitted rows of each word can be placed independently.
+struct PackedRowMask {
+  std::vector<uint64_t> words;
+  std::vector<uint32_t> first;
+  size_t admitted = 0;
+
+  // The row of the c-th admitted row (c < admitted), in O(log words).
+  uint32_t Row(size_t c) const;
+};
+
+// PackedRowMask of `mask` over `rows` rows (rows < 2^32); every row's bit
+// set for a mask that admits every row.
+PackedRowMask PackRowMask(const RowMask& mask, size_t rows);
+
 // Calls fn(row) for each admitted row of [begin, end) in increasing order,
 // until fn returns false. Returns the row after the last one fn was called
 // with when fn stopped the walk, else `end`: a caller gathering rows in

@@ -90,6 +90,38 @@ TEST_F(RowMaskTest, SlicesKeepTheirRowsBits) {
             CountAdmitted(owned.mask(), 100, 333));
 }
 
+TEST_F(RowMaskTest, PackedMasksStartAtBitZeroAndFindEachAdmittedRow) {
+  uint64_t seed = 20;
+  for (size_t rows : {size_t{1}, size_t{64}, size_t{65}, size_t{1000}}) {
+    for (size_t offset : {size_t{0}, size_t{5}, size_t{64}, size_t{127}}) {
+      for (double density : {0.0, 0.2, 1.0}) {
+        SCOPED_TRACE(::testing::Message() << rows << " rows, offset " << offset
+                                          << ", density " << density);
+        const testing::OwnedRowMask owned =
+            testing::RandomRowMask(rows, density, offset, ++seed);
+        const PackedRowMask packed = PackRowMask(owned.mask(), rows);
+        ASSERT_EQ(packed.words.size(), (rows + 63) / 64);
+        ASSERT_EQ(packed.admitted, owned.count());
+        size_t c = 0;
+        for (size_t r = 0; r < packed.words.size() * 64; ++r) {
+          const bool bit = (packed.words[r / 64] >> (r % 64)) & 1;
+          ASSERT_EQ(bit, r < rows && owned.admitted[r]) << "row " << r;
+          if (r % 64 == 0) {
+            ASSERT_EQ(packed.first[r / 64], c);
+          }
+          if (bit) {
+            ASSERT_EQ(packed.Row(c), r) << "admitted row " << c;
+            ++c;
+          }
+        }
+      }
+    }
+  }
+  const PackedRowMask all = PackRowMask(RowMask{}, 70);
+  EXPECT_EQ(all.admitted, 70u);
+  EXPECT_EQ(all.Row(69), 69u);
+}
+
 TEST_F(RowMaskTest, AMaskMustCoverTheTargetRows) {
   const testing::OwnedRowMask owned =
       testing::RowMaskOf(std::vector<bool>(10, true), 0);
