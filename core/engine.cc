@@ -232,11 +232,12 @@ absl::Status Engine::CosineWithin(const RequestLimits& limits,
                                   const dispatch::CosineJob& job,
                                   dispatch::CosineOutput* out) {
   ENGRAM_RETURN_IF_ERROR(ValidateCosineJob(job, limits));
-  if (job.top_k == 0 &&
-      out->scores.size() != job.queries.rows * job.targets.rows) {
-    return absl::InternalError(absl::StrCat(
-        "score buffer holds ", out->scores.size(),
-        " floats, expected Q*N = ", job.queries.rows * job.targets.rows));
+  // A mask's excluded rows have no scores: Q*M, M = N without a mask.
+  const uint64_t scored = job.scored_targets();
+  if (job.top_k == 0 && out->scores.size() != job.queries.rows * scored) {
+    return absl::InternalError(
+        absl::StrCat("score buffer holds ", out->scores.size(),
+                     " floats, expected Q*M = ", job.queries.rows * scored));
   }
   // Chunks split the queries; checking them here numbers a bad row in the
   // whole request. The pass is Q*d against the Q*N*d of the work.

@@ -62,7 +62,8 @@ class Engine {
   ~Engine();
 
   // Computes `job` into *out. When job.top_k == 0, out->scores must already
-  // hold Q*N floats (the caller sizes it after ValidateCosineJob). Errors:
+  // hold Q*M floats, M the job's scored_targets() (N without a mask; the
+  // caller sizes it after ValidateCosineJob). Errors:
   // INVALID_ARGUMENT / RESOURCE_EXHAUSTED for bad or oversized input;
   // for PLACEMENT_GPU_ONLY, UNAVAILABLE (no GPU, breaker open, GPU failed) or
   // RESOURCE_EXHAUSTED (does not fit the GPU).

@@ -4,6 +4,7 @@
 #include <limits>
 
 #include "absl/strings/str_cat.h"
+#include "kernels/row_mask.h"
 
 namespace engram::core {
 namespace {
@@ -96,8 +97,14 @@ absl::Status ValidateCosineJob(const dispatch::CosineJob& job,
         "queries and targets hold ", inputs, " values, over the limit of ",
         limits.max_input_elements, " per request"));
   }
+  if (!kernels::CheckRowMask(job.mask, n).ok()) {
+    return Invalid("mask", absl::StrCat("covers ", job.mask.rows,
+                                        " rows; the targets have ", n));
+  }
+  // Only admitted rows are scored and returned.
+  const uint64_t scored = job.scored_targets();
   const uint64_t per_query =
-      job.top_k == 0 ? n : std::min<uint64_t>(job.top_k, n);
+      job.top_k == 0 ? scored : std::min<uint64_t>(job.top_k, scored);
   if (q * per_query > limits.max_output_elements) {
     return absl::ResourceExhaustedError(absl::StrCat(
         "the response would hold ", q * per_query,

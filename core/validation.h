@@ -25,7 +25,8 @@ namespace engram::core {
 struct RequestLimits {
   // Query plus target values of one BatchCosine request.
   uint64_t max_input_elements = uint64_t{64} << 20;
-  // Scores one BatchCosine response may carry: Q*N, or Q*min(k, N).
+  // Scores one BatchCosine response may carry: Q*N, or Q*min(k, N) (N the
+  // admitted rows of a masked job).
   uint64_t max_output_elements = uint64_t{64} << 20;
   uint64_t max_nodes = uint64_t{16} << 20;
   uint64_t max_edges = uint64_t{64} << 20;
@@ -58,7 +59,8 @@ absl::Status ValidateMatrixShape(absl::string_view field, uint64_t rows,
                                  uint64_t cols, uint64_t num_values);
 
 // Checks a cosine job whose matrices passed ValidateMatrixShape: equal
-// dimensions, size limits, min_score.
+// dimensions, a row mask that covers the targets, size limits (the output
+// counting admitted rows only), min_score.
 absl::Status ValidateCosineJob(const dispatch::CosineJob& job,
                                const RequestLimits& limits);
 

@@ -41,6 +41,17 @@ inline absl::Status CheckCosineIndexRange(size_t num_targets,
   return absl::OkStatus();
 }
 
+// A dense call writes `rows` scores per query, all the target rows or, with
+// a row mask (`masked`), the rows it admits; out_stride must leave room for
+// them.
+inline absl::Status CheckCosineOutStride(size_t out_stride, size_t rows,
+                                         bool masked) {
+  if (out_stride >= rows) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat("out_stride ", out_stride, " is less than the ", rows,
+                   masked ? " admitted target rows" : " target rows"));
+}
+
 }  // namespace engram::kernels
 
 #endif  // ENGRAM_KERNELS_COSINE_SHAPE_H_

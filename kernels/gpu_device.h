@@ -200,6 +200,25 @@ class GpuContext {
                           std::vector<TopKList>* out,
                           uint64_t resident_key = 0);
 
+  // The masked forms, as kernels/cpu/cosine.h defines them: only the rows
+  // `mask` admits are read and scored; dense scores are compacted (the j-th
+  // admitted row's at column j, out_stride >= the admitted rows), top-k
+  // lists hold admitted rows with their indices among all targets, and a
+  // non-finite value in an excluded row is no error. Copied targets: the
+  // host gathers the admitted rows into the staging tiles, so only they
+  // cross PCIe. Resident targets: the mask goes to the device (its words,
+  // rows / 8 bytes, and a count per word), which expands it to the admitted
+  // row indices and gathers those rows a tile at a time for the scoring
+  // kernels. Either way excluded rows never reach the top-k selection.
+  // Scores agree with the CPU's masked scores within 1e-5, as unmasked.
+  absl::Status CosineDense(const MatrixView& queries, const MatrixView& targets,
+                           const RowMask& mask, float* out, size_t out_stride,
+                           uint32_t index_offset, uint64_t resident_key = 0);
+  absl::Status CosineTopK(const MatrixView& queries, const MatrixView& targets,
+                          const RowMask& mask, uint32_t k, float min_score,
+                          uint32_t index_offset, std::vector<TopKList>* out,
+                          uint64_t resident_key = 0);
+
   // Copies `rows` (N x d, 1 <= N, d < 2^31) to the device under `key`
   // (!= 0) and computes each row's norm there. Blocks until done; `rows`
   // need only live for the call. INVALID_ARGUMENT for a zero key, empty or

@@ -44,8 +44,22 @@ JobFootprint CosineFootprint(uint64_t queries, uint64_t targets, uint64_t dim,
 }
 
 JobFootprint CosineFootprint(const CosineJob& job, bool targets_resident) {
-  return CosineFootprint(job.queries.rows, job.targets.rows, job.queries.cols,
-                         job.top_k, targets_resident);
+  if (job.mask.all()) {
+    return CosineFootprint(job.queries.rows, job.targets.rows, job.queries.cols,
+                           job.top_k, targets_resident);
+  }
+  const uint64_t admitted = job.scored_targets();
+  JobFootprint f = CosineFootprint(job.queries.rows, admitted, job.queries.cols,
+                                   job.top_k, targets_resident);
+  f.fixed_bytes =
+      SatAdd(f.fixed_bytes, RowMaskFootprintBytes(job.targets.rows, admitted));
+  return f;
+}
+
+uint64_t RowMaskFootprintBytes(uint64_t targets, uint64_t admitted) {
+  const uint64_t words = targets / 64 + 1;
+  return SatAdd(SatMul(words, sizeof(uint64_t) + sizeof(uint32_t)),
+                SatMul(admitted, sizeof(uint32_t)));
 }
 
 uint64_t ResidentFootprintBytes(uint64_t rows, uint64_t dim) {

@@ -45,11 +45,19 @@ struct JobFootprint {
 // top_k == 0, else the N-score workspace plus k (index, score) pairs. Fixed:
 // the targets (N x d floats) and their norms, unless `targets_resident`: a
 // device copy made ahead of use (CosineJob::resident_targets) is already in
-// the device's used memory, so a job reading it needs no room for it.
+// the device's used memory, so a job reading it needs no room for it. With
+// a row mask, N is the M admitted rows (only they are copied in and
+// scored), and the mask on the device is fixed bytes too
+// (RowMaskFootprintBytes).
 JobFootprint CosineFootprint(const CosineJob& job,
                              bool targets_resident = false);
 JobFootprint CosineFootprint(uint64_t queries, uint64_t targets, uint64_t dim,
                              uint32_t top_k, bool targets_resident = false);
+
+// Device bytes of the row mask of a job over N targets admitting M: its
+// words and a count per word (n / 64 of each), and the M admitted row
+// indices they expand to.
+uint64_t RowMaskFootprintBytes(uint64_t targets, uint64_t admitted);
 
 // Device bytes of a resident copy of N x d targets
 // (ComputeBackend::UploadResident): the rows, one float64 inverse norm per

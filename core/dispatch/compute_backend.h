@@ -62,9 +62,11 @@ class ComputeBackend {
   virtual absl::string_view name() const = 0;
   virtual BackendCapabilities Capabilities() const = 0;
 
-  // Computes `job`. top_k == 0: fills out->scores, which holds exactly
-  // Q*N floats; top_k > 0: replaces out->top with Q lists, best first.
-  // Leaves out->report alone. The job's views must stay valid for the call.
+  // Computes `job`, honouring its row mask (jobs.h CosineJob::mask).
+  // top_k == 0: fills out->scores, which holds exactly Q*M floats (M the
+  // admitted rows, N without a mask); top_k > 0: replaces out->top with Q
+  // lists, best first. Leaves out->report alone. The job's views must stay
+  // valid for the call.
   virtual absl::Status Cosine(const CosineJob& job, CosineOutput* out) = 0;
 
   // Computes the activation of every node into out->result. Leaves out->top

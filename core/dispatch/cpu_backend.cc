@@ -24,19 +24,19 @@ BackendCapabilities CpuBackend::Capabilities() const {
 }
 
 absl::Status CpuBackend::Cosine(const CosineJob& job, CosineOutput* out) {
-  const size_t n = job.targets.rows;
   if (job.top_k == 0) {
-    if (out->scores.size() != job.queries.rows * n) {
+    const size_t m = job.scored_targets();
+    if (out->scores.size() != job.queries.rows * m) {
       return absl::InternalError(
           absl::StrCat("score buffer holds ", out->scores.size(),
-                       " floats, expected ", job.queries.rows * n));
+                       " floats, expected ", job.queries.rows * m));
     }
-    return kernels::cpu::CosineDense(job.queries, job.targets,
-                                     out->scores.data(), n, 0, options_.pool);
+    return kernels::cpu::CosineDense(job.queries, job.targets, job.mask,
+                                     out->scores.data(), m, 0, options_.pool);
   }
   const float min_score = kernels::cpu::FlushSafeMinScore(
       job.min_score.value_or(-std::numeric_limits<float>::infinity()));
-  return kernels::cpu::CosineTopK(job.queries, job.targets, job.top_k,
+  return kernels::cpu::CosineTopK(job.queries, job.targets, job.mask, job.top_k,
                                   min_score, 0, options_.pool, &out->top);
 }
 

@@ -31,8 +31,10 @@ class CpuBackend final : public ComputeBackend {
 
   absl::string_view name() const override { return kName; }
   BackendCapabilities Capabilities() const override;
-  // INTERNAL when out->scores does not hold Q*N floats (a caller bug);
-  // INVALID_ARGUMENT for non-finite input, from the kernels.
+  // INTERNAL when out->scores does not hold Q*M floats (a caller bug; M the
+  // job's scored_targets()); INVALID_ARGUMENT for non-finite input in an
+  // admitted row or a mask that does not cover the targets, from the
+  // kernels.
   absl::Status Cosine(const CosineJob& job, CosineOutput* out) override;
   absl::Status Spread(const SpreadJob& job, SpreadOutput* out) override;
   // UNIMPLEMENTED: the CPU has no device memory to watch.

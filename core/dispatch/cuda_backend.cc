@@ -50,20 +50,20 @@ BackendCapabilities CudaBackend::Capabilities() const {
 }
 
 absl::Status CudaBackend::Cosine(const CosineJob& job, CosineOutput* out) {
-  const size_t n = job.targets.rows;
   if (job.top_k == 0) {
-    if (out->scores.size() != job.queries.rows * n) {
+    const size_t m = job.scored_targets();
+    if (out->scores.size() != job.queries.rows * m) {
       return absl::InternalError(
           absl::StrCat("score buffer holds ", out->scores.size(),
-                       " floats, expected ", job.queries.rows * n));
+                       " floats, expected ", job.queries.rows * m));
     }
     return ToBackendError(context_->CosineDense(job.queries, job.targets,
-                                                out->scores.data(), n, 0,
-                                                job.resident_targets));
+                                                job.mask, out->scores.data(), m,
+                                                0, job.resident_targets));
   }
   const float min_score =
       job.min_score.value_or(-std::numeric_limits<float>::infinity());
-  return ToBackendError(context_->CosineTopK(job.queries, job.targets,
+  return ToBackendError(context_->CosineTopK(job.queries, job.targets, job.mask,
                                              job.top_k, min_score, 0, &out->top,
                                              job.resident_targets));
 }

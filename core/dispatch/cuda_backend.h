@@ -63,8 +63,10 @@ class CudaBackend final : public ComputeBackend {
 
   absl::string_view name() const override { return kName; }
   BackendCapabilities Capabilities() const override;
-  // INTERNAL when out->scores does not hold Q*N floats (a caller bug);
-  // INVALID_ARGUMENT for non-finite input; device errors as ToBackendError.
+  // INTERNAL when out->scores does not hold Q*M floats (a caller bug; M the
+  // job's scored_targets()); INVALID_ARGUMENT for non-finite input in an
+  // admitted row or a mask that does not cover the targets; device errors
+  // as ToBackendError. A job's mask goes to the device with it.
   absl::Status Cosine(const CosineJob& job, CosineOutput* out) override;
   // Fills out->result (every node's activation); job.top_k is the
   // executor's to apply.

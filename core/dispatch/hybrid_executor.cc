@@ -12,6 +12,7 @@
 #include "core/dispatch/backend_errors.h"
 #include "core/dispatch/chunking.h"
 #include "kernels/cpu/topk.h"
+#include "kernels/row_mask.h"
 
 namespace engram::dispatch {
 
@@ -27,6 +28,10 @@ struct HybridExecutor::Run {
   DispatchSnapshot snapshot;
   DispatchDecision decision;
   CircuitBreaker::Permit permit;
+
+  // Cosine: the target rows the job's mask admits (CosineJob::
+  // scored_targets), counted once: every chunk scores the same ones.
+  uint64_t scored_targets = 0;
 
   bool gpu_active = false;  // chunks still go to the GPU
   bool fallback_allowed = true;
@@ -419,12 +424,14 @@ absl::Status HybridExecutor::CosineCall(ComputeBackend& backend,
                                         const CosineJob& job, CosineOutput* out,
                                         size_t begin, size_t end, Run& run) {
   const BackendKind kind = backend.Capabilities().kind;
-  const size_t n = job.targets.rows;
+  // Chunks split the queries: each scores the same M admitted rows, its
+  // dense scores the rows of its queries in the Q x M output.
+  const size_t m = run.scored_targets;
   CosineJob part = job;
   part.queries = job.queries.Rows(begin, end);
   CosineOutput part_out;
   if (job.top_k == 0)
-    part_out.scores = out->scores.subspan(begin * n, (end - begin) * n);
+    part_out.scores = out->scores.subspan(begin * m, (end - begin) * m);
 
   const absl::Time start = clock_->Now();
   absl::Status status =
@@ -444,15 +451,17 @@ absl::Status HybridExecutor::CosineCall(ComputeBackend& backend,
   const int slot = Slot(kind);
   run.ran[slot] = true;
   run.seconds[slot] += seconds;
-  run.items[slot] += static_cast<uint64_t>(end - begin) * n;
+  run.items[slot] += static_cast<uint64_t>(end - begin) * m;
   ++run.chunks;
   // The device's calls move their share of the footprint; the CPU's move
   // nothing.
   const uint64_t bytes = kind == BackendKind::kGpu
                              ? run.snapshot.footprint.BytesFor(end - begin)
                              : 0;
-  (void)model_->RecordTiming(Operation::kCosine, kind, part.work(), seconds,
-                             bytes);
+  (void)model_->RecordTiming(
+      Operation::kCosine, kind,
+      static_cast<uint64_t>(end - begin) * m * job.queries.cols, seconds,
+      bytes);
   if (observer_ != nullptr) observer_->OnChunk(Operation::kCosine, kind);
   return absl::OkStatus();
 }
@@ -485,8 +494,8 @@ absl::Status HybridExecutor::CosineRange(const CosineJob& job,
       // cpu_chunk_work each so that a stop is seen within one of them.
       size_t rows = end - pos;
       if (job.interrupt != nullptr) {
-        const uint64_t row_work = std::max<uint64_t>(
-            1, static_cast<uint64_t>(job.targets.rows) * job.queries.cols);
+        const uint64_t row_work =
+            std::max<uint64_t>(1, run.scored_targets * job.queries.cols);
         rows = std::min<size_t>(
             rows, std::max<uint64_t>(1, run.config->cpu_chunk_work / row_work));
       }
@@ -546,15 +555,17 @@ void HybridExecutor::Finish(Run& run, ExecutionReport* report) {
 
 absl::Status HybridExecutor::Cosine(const CosineJob& job, CosineOutput* out) {
   const size_t q = job.queries.rows;
-  const size_t n = job.targets.rows;
-  if (job.top_k == 0 && out->scores.size() != q * n) {
+  ENGRAM_RETURN_IF_ERROR(kernels::CheckRowMask(job.mask, job.targets.rows));
+  const size_t m = job.scored_targets();
+  if (job.top_k == 0 && out->scores.size() != q * m) {
     return absl::InternalError(absl::StrCat("score buffer holds ",
                                             out->scores.size(),
-                                            " floats, expected Q*N = ", q * n));
+                                            " floats, expected Q*M = ", q * m));
   }
   Run run;
   run.op = Operation::kCosine;
-  run.work = job.work();
+  run.scored_targets = m;
+  run.work = static_cast<uint64_t>(q) * m * job.queries.cols;
   run.config = config_->Get();  // once: the whole request uses this config
   // Targets the GPU already holds need no room on it. Checked once: if they
   // are evicted before the call, the backend copies them in as usual and an
@@ -564,7 +575,7 @@ absl::Status HybridExecutor::Cosine(const CosineJob& job, CosineOutput* out) {
   const JobFootprint footprint = CosineFootprint(job, resident);
   if (job.interrupt != nullptr && q > 0) {
     const uint64_t row_work =
-        std::max<uint64_t>(1, static_cast<uint64_t>(n) * job.queries.cols);
+        std::max<uint64_t>(1, static_cast<uint64_t>(m) * job.queries.cols);
     const uint64_t rows_per_call =
         std::max<uint64_t>(1, run.config->cpu_chunk_work / row_work);
     run.cpu_calls = (q + rows_per_call - 1) / rows_per_call;

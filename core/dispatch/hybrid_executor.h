@@ -11,9 +11,11 @@
 //     probe is claimed, so only one request per interval probes);
 //  3. the run. Cosine splits the QUERIES into chunks sized to the GPU's
 //     memory budget (leaving the targets out when the GPU holds them
-//     resident: CosineJob::resident_targets); each chunk writes its rows of
-//     out->scores (top_k == 0) or its queries' lists (top_k > 0), so finished
-//     chunks stay as they are. On GPU OOM the chunk is retried on the GPU at
+//     resident: CosineJob::resident_targets); each chunk carries the job's
+//     row mask whole and writes its rows of out->scores (top_k == 0; Q x M,
+//     M the admitted rows) or its queries' lists (top_k > 0), so finished
+//     chunks stay as they are. Work, timings and the footprint count the
+//     admitted rows only. On GPU OOM the chunk is retried on the GPU at
 //     half size, down to min_chunk_queries and at most max_oom_retries times
 //     per request, then the rest of the request runs on the CPU (gpu_oom). Any
 //     other GPU error feeds the breaker and the rest runs on the CPU
@@ -111,8 +113,10 @@ class HybridExecutor {
   HybridExecutor& operator=(const HybridExecutor&) = delete;
 
   // Computes a validated cosine job into *out and fills out->report. When
-  // job.top_k == 0, out->scores must hold exactly Q*N floats (INTERNAL
-  // otherwise); when job.top_k > 0, out->top is replaced by Q lists. On
+  // job.top_k == 0, out->scores must hold exactly Q*M floats, M the job's
+  // scored_targets() (INTERNAL otherwise); when job.top_k > 0, out->top is
+  // replaced by Q lists. INVALID_ARGUMENT for a mask that does not cover
+  // the targets. On
   // error the output is partial and must not be used; the error names the
   // failed chunk (FailedChunkIndex) when the job was split.
   absl::Status Cosine(const CosineJob& job, CosineOutput* out);

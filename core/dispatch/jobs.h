@@ -14,6 +14,7 @@
 
 #include "absl/types/span.h"
 #include "base/interrupt.h"
+#include "kernels/row_mask.h"
 #include "kernels/types.h"
 
 namespace engram::dispatch {
@@ -38,7 +39,7 @@ struct ExecutionReport {
 struct CosineJob {
   kernels::MatrixView queries;  // Q x d
   kernels::MatrixView targets;  // N x d
-  uint32_t top_k = 0;           // 0: all Q*N scores
+  uint32_t top_k = 0;           // 0: all Q*M scores (see mask)
   std::optional<float> min_score;
   Placement placement = Placement::kAuto;
   // Optional; borrowed. Checked before every chunk: once it says stop, no
@@ -52,16 +53,36 @@ struct CosineJob {
   // without one (or the CPU) uses `targets`, which must always be the same
   // rows (the host copy stays authoritative).
   uint64_t resident_targets = 0;
+  // Which target rows take part (a filter, deleted rows): row r does when
+  // the mask admits it (kernels/types.h RowMask); by default every row
+  // does. A mask must cover exactly targets.rows rows. Only the M admitted
+  // rows are scored, as kernels/cpu/cosine.h describes for the CPU and
+  // kernels/gpu_device.h for the GPU: top-k lists hold admitted rows only,
+  // indices still numbered among all N targets; dense scores are compacted,
+  // the j-th admitted row's at column j of each query's M. Excluded rows are
+  // never read (a non-finite value there is no error). The executor splits
+  // jobs by query, so each chunk carries the whole mask; a caller that
+  // splits the targets slices the mask with them (RowMask::Rows).
+  kernels::RowMask mask;
 
-  // Q*N*d: the unit the dispatch policy and the metrics count work in.
+  // M: the target rows the mask admits (N without a mask), counted a mask
+  // word at a time.
+  uint64_t scored_targets() const {
+    return kernels::CountAdmitted(mask, 0, targets.rows);
+  }
+
+  // Q*M*d: the unit the dispatch policy and the metrics count work in; only
+  // admitted rows are computed.
   uint64_t work() const {
-    return static_cast<uint64_t>(queries.rows) * targets.rows * queries.cols;
+    return static_cast<uint64_t>(queries.rows) * scored_targets() *
+           queries.cols;
   }
 };
 
 struct CosineOutput {
-  // When top_k == 0: Q*N floats supplied by the caller (for example the
-  // response's own repeated field), filled row-major by query.
+  // When top_k == 0: Q*M floats supplied by the caller (for example the
+  // response's own repeated field), filled row-major by query; M is the
+  // job's scored_targets(), N without a mask.
   absl::Span<float> scores;
   // When top_k > 0: one list per query, best first.
   std::vector<kernels::TopKList> top;

@@ -12,12 +12,12 @@
 #include <numeric>
 #include <vector>
 
-#include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
 #include "kernels/cosine_shape.h"
 #include "kernels/cpu/cosine_prep.h"
 #include "kernels/cpu/cosine_special_rows.h"
 #include "kernels/cpu/topk.h"
+#include "kernels/row_mask.h"
 
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "kernels/cpu/cosine-inl.h"
@@ -42,9 +42,11 @@ using cosine_internal::ShiftQueries;
 using cosine_internal::TinyNormSq;
 
 HWY_EXPORT(DotsAndNorms);
+HWY_EXPORT(DotsAndNormsOfRows);
 HWY_EXPORT(RowNormsSq);
 HWY_EXPORT(PanelGeometry);
 HWY_EXPORT(PanelScores);
+HWY_EXPORT(PanelScoresListed);
 HWY_EXPORT(RowLanes);
 HWY_EXPORT(FinishRowScores);
 HWY_EXPORT(SelectedTargetName);
@@ -77,6 +79,31 @@ PanelShape SelectedPanelShape() {
   return shape;
 }
 
+// Row kernel, after the dot products of a block: turns the dots of `count`
+// rows into scores in place and rescores the tiny rows; row i of the block
+// is row row_of(i) of `targets`. Returns the first row (in `targets`) of the
+// block whose squared norm is not finite, or kNoBadRow; the block's rows
+// from that one on are left unscored.
+template <class RowOf>
+size_t FinishBlock(const CpuQueries& pq, const MatrixView& targets,
+                   const RowOf& row_of, size_t count, float* scores,
+                   size_t stride, const float* norms) {
+  const size_t d = targets.cols;
+  uint8_t special[kBlockRows];
+  if (HWY_DYNAMIC_DISPATCH(FinishRowScores)(scores, stride, pq.rows,
+                                            pq.inv_norm_f.data(), norms, count,
+                                            TinyNormSq(d), special) == 0) {
+    return kNoBadRow;
+  }
+  for (size_t i = 0; i < count; ++i) {
+    if (!special[i]) continue;
+    const size_t r = row_of(i);
+    if (!(norms[i] <= std::numeric_limits<float>::max())) return r;
+    RescoreTinyRow(pq, targets.row(r), d, 0, pq.rows, scores + i, stride);
+  }
+  return kNoBadRow;
+}
+
 // Row kernel: scores target rows [begin, end) into scores[j * stride + (r -
 // begin)]. `norms` has room for end - begin floats. Returns the first row
 // (absolute within `targets`) whose squared norm is not finite, or
@@ -88,26 +115,144 @@ size_t ScoreBlock(const CpuQueries& pq, const ShiftedQueries& shifted,
   auto& dots_and_norms = HWY_DYNAMIC_DISPATCH(DotsAndNorms);
   dots_and_norms(pq.values.data(), pq.rows, pq.stride, shifted,
                  targets.row(begin), end - begin, d, scores, stride, norms);
-  uint8_t special[kBlockRows];
-  if (HWY_DYNAMIC_DISPATCH(FinishRowScores)(
-          scores, stride, pq.rows, pq.inv_norm_f.data(), norms, end - begin,
-          TinyNormSq(d), special) == 0) {
+  return FinishBlock(
+      pq, targets, [begin](size_t i) { return begin + i; }, end - begin, scores,
+      stride, norms);
+}
+
+// ScoreBlock over gathered rows: row i of the block is rows[i] of `targets`
+// (increasing, count <= kBlockRows), scored into scores[j * stride + i];
+// rows[count, count + ahead) follow and are only prefetched. Each row's
+// scores are the ones ScoreBlock gives it, bit for bit.
+size_t ScoreRows(const CpuQueries& pq, const ShiftedQueries& shifted,
+                 const MatrixView& targets, const uint32_t* rows, size_t count,
+                 size_t ahead, float* scores, size_t stride, float* norms) {
+  HWY_DYNAMIC_DISPATCH(DotsAndNormsOfRows)
+  (pq.values.data(), pq.rows, pq.stride, shifted, targets.data, rows, count,
+   ahead, targets.cols, scores, stride, norms);
+  return FinishBlock(
+      pq, targets, [rows](size_t i) { return size_t{rows[i]}; }, count, scores,
+      stride, norms);
+}
+
+// The panel kernel's work on one tile of target rows, with the buffers it
+// reuses from tile to tile; one per task.
+class PanelTiles {
+ public:
+  PanelTiles(const CpuQueries& pq, const PanelQueries& panel, size_t d)
+      : pq_(pq), panel_(panel), d_(d) {
+    tile_rows_ = std::max<size_t>(1, kPanelTileBytes / (d * sizeof(float)));
+    // A whole number of kernel calls per tile for both block widths.
+    const size_t step = std::lcm(panel.shape.nr_narrow, panel.shape.nr_wide);
+    tile_rows_ = std::max(step, tile_rows_ / step * step);
+    norms_.resize(tile_rows_);
+    // inv_t is read max_nr at a time, so it is padded with zeros past the
+    // tile.
+    inv_t_ = hwy::AllocateAligned<float>(tile_rows_ + panel.max_nr);
+    tiny_row_.resize(tile_rows_);
+    scores_ = hwy::AllocateAligned<float>(panel.max_nr * panel.max_width);
+  }
+
+  size_t tile_rows() const { return tile_rows_; }
+
+  // The cache lines to ask for while a tile is scored: `lines` of them,
+  // from `next` on or, with `listed`, at listed[0, lines).
+  struct Prefetch {
+    uintptr_t next = 0;
+    const float* const* listed = nullptr;
+    size_t lines = 0;
+  };
+
+  // Scores the `rows` (<= tile_rows()) rows of d floats at `t`: a norm pass,
+  // then every query block against them, nr rows at a time. Each group of
+  // scores goes to consume(first_query, num_queries, first, num, scores,
+  // width) with scores[j * width + i] for query first_query + i and row
+  // first + j of the tile. The lines of `prefetch` are shared out over the
+  // kernel calls. Returns the first row of the tile whose squared norm is
+  // not finite (nothing is consumed then), or kNoBadRow.
+  template <class Consume>
+  size_t Score(const float* t, size_t rows, const Prefetch& prefetch,
+               const Consume& consume) {
+    constexpr size_t kLineBytes = 64;
+    const size_t d = d_;
+    const size_t next_lines = prefetch.lines;
+    size_t calls = 0;
+    for (const PanelQueries::Block& block : panel_.blocks) {
+      calls += (rows + block.nr - 1) / block.nr;
+    }
+    const size_t lines_per_call = (next_lines + calls - 1) / calls;
+    size_t prefetched = 0;
+    HWY_DYNAMIC_DISPATCH(RowNormsSq)(t, rows, d, norms_.data());
+    const float tiny = TinyNormSq(d);
+    bool any_tiny = false;
+    for (size_t r = 0; r < rows; ++r) {
+      const float norm_sq = norms_[r];
+      if (!(norm_sq <= std::numeric_limits<float>::max())) return r;
+      tiny_row_[r] = norm_sq < tiny;
+      any_tiny |= norm_sq < tiny;
+      // A tiny row's scores are replaced by a float64 rescore below.
+      inv_t_[r] = tiny_row_[r]
+                      ? 0.0f
+                      : static_cast<float>(
+                            1.0 / std::sqrt(static_cast<double>(norm_sq)));
+    }
+    std::fill(inv_t_.get() + rows, inv_t_.get() + rows + panel_.max_nr, 0.0f);
+
+    auto& panel_scores = HWY_DYNAMIC_DISPATCH(PanelScores);
+    auto& panel_scores_listed = HWY_DYNAMIC_DISPATCH(PanelScoresListed);
+    for (const PanelQueries::Block& block : panel_.blocks) {
+      for (size_t r = 0; r < rows; r += block.nr) {
+        const size_t n = std::min(block.nr, rows - r);
+        const float* tr = t + r * d;
+        if (n < block.nr) {
+          padded_.assign(block.nr * d, 0.0f);
+          std::copy(tr, tr + n * d, padded_.begin());
+          tr = padded_.data();
+        }
+        const size_t lines = std::min(lines_per_call, next_lines - prefetched);
+        if (prefetch.listed != nullptr) {
+          panel_scores_listed(block.wide, block.pack, d, tr, d, block.inv_q,
+                              inv_t_.get() + r, prefetch.listed + prefetched,
+                              lines, scores_.get());
+        } else {
+          panel_scores(block.wide, block.pack, d, tr, d, block.inv_q,
+                       inv_t_.get() + r,
+                       reinterpret_cast<const float*>(prefetch.next +
+                                                      prefetched * kLineBytes),
+                       lines, scores_.get());
+        }
+        prefetched += lines;
+        if (any_tiny) {
+          for (size_t j = 0; j < n; ++j) {
+            if (!tiny_row_[r + j]) continue;
+            RescoreTinyRow(pq_, t + (r + j) * d, d, block.first, block.count,
+                           scores_.get() + j * block.width, 1);
+          }
+        }
+        consume(block.first, block.count, r, n,
+                static_cast<const float*>(scores_.get()), block.width);
+      }
+    }
     return kNoBadRow;
   }
-  for (size_t r = begin; r < end; ++r) {
-    const size_t local = r - begin;
-    if (!special[local]) continue;
-    if (!(norms[local] <= std::numeric_limits<float>::max())) return r;
-    RescoreTinyRow(pq, targets.row(r), d, 0, pq.rows, scores + local, stride);
-  }
-  return kNoBadRow;
-}
+
+ private:
+  const CpuQueries& pq_;
+  const PanelQueries& panel_;
+  const size_t d_;
+  size_t tile_rows_ = 0;
+  std::vector<float> norms_;
+  hwy::AlignedFreeUniquePtr<float[]> inv_t_;
+  std::vector<uint8_t> tiny_row_;
+  hwy::AlignedFreeUniquePtr<float[]> scores_;
+  std::vector<float> padded_;  // the last rows of a tile, zero-filled to nr
+};
 
 // Panel kernel over target rows [begin, end): tile by tile, a norm pass
 // (the tile's only read from memory, already in cache but for the first
 // tile: the kernel calls of the tile before prefetched it) and then every
-// query block against the tile, nr rows at a time. Each group of scores goes to
-// consume(first_query, num_queries, first_row, num_rows, scores, width)
+// query block against the tile, nr rows at a time. Each group of scores goes
+// to consume(first_query, num_queries, first_row, num_rows, scores, width)
 // with scores[j * width + i] for query first_query + i and row first_row +
 // j. Returns the first bad row (see ScoreBlock), or kNoBadRow; `skip(row)`
 // true abandons the run before a tile starting at `row`.
@@ -116,26 +261,13 @@ size_t PanelRun(const CpuQueries& pq, const PanelQueries& panel,
                 const MatrixView& targets, size_t begin, size_t end,
                 const Skip& skip, const Consume& consume) {
   const size_t d = targets.cols;
-  size_t tile_rows = std::max<size_t>(1, kPanelTileBytes / (d * sizeof(float)));
-  // A whole number of kernel calls per tile for both block widths.
-  const size_t step = std::lcm(panel.shape.nr_narrow, panel.shape.nr_wide);
-  tile_rows = std::max(step, tile_rows / step * step);
-  const size_t max_nr = panel.max_nr;
-  std::vector<float> norms(tile_rows);
-  // inv_t is read max_nr at a time, so it is padded with zeros past the tile.
-  auto inv_t = hwy::AllocateAligned<float>(tile_rows + max_nr);
-  std::vector<uint8_t> tiny_row(tile_rows);
-  auto scores = hwy::AllocateAligned<float>(max_nr * panel.max_width);
-  std::vector<float> padded;  // the last rows of a run, zero-filled to nr
-  const float tiny = TinyNormSq(d);
-  auto& row_norms_sq = HWY_DYNAMIC_DISPATCH(RowNormsSq);
-  auto& panel_scores = HWY_DYNAMIC_DISPATCH(PanelScores);
+  PanelTiles tiles(pq, panel, d);
+  const size_t tile_rows = tiles.tile_rows();
   constexpr size_t kLineBytes = 64;
 
   for (size_t tile = begin; tile < end; tile += tile_rows) {
     if (skip(tile)) return kNoBadRow;
     const size_t tile_end = std::min(end, tile + tile_rows);
-    const size_t rows = tile_end - tile;
     // The next tile's cache lines, shared out over this tile's kernel calls.
     // Each call asks for at most d lines, one per k; a tile that has a next
     // one is full and takes at least tile_rows / nr calls, so with nr <= 16
@@ -148,55 +280,106 @@ size_t PanelRun(const CpuQueries& pq, const PanelQueries& panel,
             ? 0
             : (next_begin + next_rows * d * sizeof(float) - 1) / kLineBytes -
                   next / kLineBytes + 1;
-    size_t calls = 0;
-    for (const PanelQueries::Block& block : panel.blocks) {
-      calls += (rows + block.nr - 1) / block.nr;
-    }
-    const size_t lines_per_call = (next_lines + calls - 1) / calls;
-    size_t prefetched = 0;
-    row_norms_sq(targets.row(tile), rows, d, norms.data());
-    bool any_tiny = false;
-    for (size_t r = 0; r < rows; ++r) {
-      const float norm_sq = norms[r];
-      if (!(norm_sq <= std::numeric_limits<float>::max())) return tile + r;
-      tiny_row[r] = norm_sq < tiny;
-      any_tiny |= norm_sq < tiny;
-      // A tiny row's scores are replaced by a float64 rescore below.
-      inv_t[r] = tiny_row[r]
-                     ? 0.0f
-                     : static_cast<float>(
-                           1.0 / std::sqrt(static_cast<double>(norm_sq)));
-    }
-    std::fill(inv_t.get() + rows, inv_t.get() + rows + max_nr, 0.0f);
-
-    for (const PanelQueries::Block& block : panel.blocks) {
-      for (size_t r = 0; r < rows; r += block.nr) {
-        const size_t n = std::min(block.nr, rows - r);
-        const float* t = targets.row(tile + r);
-        if (n < block.nr) {
-          padded.assign(block.nr * d, 0.0f);
-          std::copy(t, t + n * d, padded.begin());
-          t = padded.data();
-        }
-        const size_t lines = std::min(lines_per_call, next_lines - prefetched);
-        panel_scores(
-            block.wide, block.pack, d, t, d, block.inv_q, inv_t.get() + r,
-            reinterpret_cast<const float*>(next + prefetched * kLineBytes),
-            lines, scores.get());
-        prefetched += lines;
-        if (any_tiny) {
-          for (size_t j = 0; j < n; ++j) {
-            if (!tiny_row[r + j]) continue;
-            RescoreTinyRow(pq, targets.row(tile + r + j), d, block.first,
-                           block.count, scores.get() + j * block.width, 1);
-          }
-        }
-        consume(block.first, block.count, tile + r, n,
-                static_cast<const float*>(scores.get()), block.width);
-      }
-    }
+    const size_t bad = tiles.Score(
+        targets.row(tile), tile_end - tile, {next, nullptr, next_lines},
+        [&](size_t first_query, size_t num_queries, size_t first,
+            size_t num_rows, const float* scores, size_t width) {
+          consume(first_query, num_queries, tile + first, num_rows, scores,
+                  width);
+        });
+    if (bad != kNoBadRow) return tile + bad;
   }
   return kNoBadRow;
+}
+
+// The admitted rows of [begin, end) in batches of at most `batch`, in
+// order: fn(rows, count, ahead) gets a batch in rows[0, count) and the
+// admitted rows after it, as far as they are known, in rows[count, count +
+// ahead) (at most `lookahead` of them). `buffer` holds batch + lookahead
+// entries. Stops early when fn returns false.
+template <class Fn>
+void ForEachAdmittedBatch(const RowMask& mask, size_t begin, size_t end,
+                          size_t batch, size_t lookahead, uint32_t* buffer,
+                          const Fn& fn) {
+  const size_t capacity = batch + lookahead;
+  size_t filled = 0;
+  size_t pos = begin;
+  const auto fill = [&] {
+    pos = WalkAdmitted(mask, pos, end, [&](size_t r) {
+      buffer[filled++] = static_cast<uint32_t>(r);
+      return filled < capacity;
+    });
+  };
+  fill();
+  while (filled > 0) {
+    const size_t count = std::min(batch, filled);
+    if (!fn(static_cast<const uint32_t*>(buffer), count, filled - count)) {
+      return;
+    }
+    std::copy(buffer + count, buffer + filled, buffer);
+    filled -= count;
+    fill();
+  }
+}
+
+// PanelRun over the admitted rows of [begin, end): a tile's worth of them
+// at a time is copied into a buffer of the task's and scored there, so the
+// kernel runs on whole tiles however sparse the mask. While a tile is
+// scored the kernel calls ask for the next tile's rows, line by line, as
+// PanelRun's ask for its next tile, so the copy finds them in cache. Scores
+// do not depend on where a row is read from, so they are PanelRun's bit for
+// bit. Each group of scores goes to consume(first_query, num_queries, rows,
+// first, num_rows, scores, width): the group's rows are rows[0, num_rows)
+// of `targets` and the task's admitted rows first to first + num_rows - 1.
+// Returns the first bad row, or kNoBadRow; `skip(row)` true abandons the
+// run before a tile whose first row is `row`.
+template <class Skip, class Consume>
+size_t MaskedPanelRun(const CpuQueries& pq, const PanelQueries& panel,
+                      const MatrixView& targets, const RowMask& mask,
+                      size_t begin, size_t end, const Skip& skip,
+                      const Consume& consume) {
+  constexpr uintptr_t kLineBytes = 64;
+  const size_t d = targets.cols;
+  const size_t row_bytes = d * sizeof(float);
+  PanelTiles tiles(pq, panel, d);
+  const size_t tile_rows = tiles.tile_rows();
+  std::vector<uint32_t> rows(2 * tile_rows);
+  auto gathered = hwy::AllocateAligned<float>(tile_rows * d);
+  std::vector<const float*> lines;
+  lines.reserve(tile_rows * (row_bytes / kLineBytes + 2));
+  size_t done = 0;  // admitted rows scored before this tile
+  size_t bad_row = kNoBadRow;
+  ForEachAdmittedBatch(
+      mask, begin, end, tile_rows, tile_rows, rows.data(),
+      [&](const uint32_t* batch, size_t count, size_t ahead) {
+        if (skip(batch[0])) return false;
+        for (size_t i = 0; i < count; ++i) {
+          const float* row = targets.row(batch[i]);
+          std::copy(row, row + d, gathered.get() + i * d);
+        }
+        lines.clear();
+        for (size_t i = count; i < count + ahead; ++i) {
+          const auto first = reinterpret_cast<uintptr_t>(targets.row(batch[i]));
+          for (uintptr_t line = first / kLineBytes * kLineBytes;
+               line < first + row_bytes; line += kLineBytes) {
+            lines.push_back(reinterpret_cast<const float*>(line));
+          }
+        }
+        const size_t bad = tiles.Score(
+            gathered.get(), count, {0, lines.data(), lines.size()},
+            [&](size_t first_query, size_t num_queries, size_t first,
+                size_t num_rows, const float* scores, size_t width) {
+              consume(first_query, num_queries, batch + first, done + first,
+                      num_rows, scores, width);
+            });
+        if (bad != kNoBadRow) {
+          bad_row = batch[bad];
+          return false;
+        }
+        done += count;
+        return true;
+      });
+  return bad_row;
 }
 
 CosineKernel Resolve(CosineKernel kernel, size_t num_queries) {
@@ -268,27 +451,214 @@ void OfferRows(const float* scores, size_t stride, size_t num_rows,
   }
 }
 
+// OfferRows for gathered rows: the score at scores[i * stride] is row
+// rows[i]'s, the rows increasing.
+void OfferGatheredRows(const float* scores, size_t stride, const uint32_t* rows,
+                       size_t num_rows, uint32_t index_offset, float min_score,
+                       TopKSelector* selector) {
+  float floor = selector->worst_kept_score();
+  for (size_t i = 0; i < num_rows; ++i) {
+    const float s = scores[i * stride];
+    if (s < min_score || s <= floor) continue;
+    selector->Push(index_offset + rows[i], s);
+    floor = selector->worst_kept_score();
+  }
+}
+
+// How a masked call splits the target rows into tasks of about equal
+// numbers of admitted rows, however they are spread: task i covers rows
+// [bounds[i], bounds[i + 1]), in which the admitted rows numbered
+// [i * per_task, min(admitted, (i + 1) * per_task)) among all lie.
+struct MaskedSplit {
+  size_t num_tasks = 0;
+  size_t per_task = 0;
+  std::vector<size_t> bounds;
+};
+
+MaskedSplit SplitAdmitted(const RowMask& mask, size_t n, size_t admitted,
+                          size_t d, size_t num_queries, ThreadPool* pool) {
+  const TaskSplit split = SplitTargets(admitted, d, num_queries, pool);
+  MaskedSplit out;
+  out.num_tasks = split.num_tasks;
+  out.per_task = split.rows_per_task;
+  out.bounds.reserve(split.num_tasks + 1);
+  out.bounds.push_back(0);
+  for (size_t i = 1; i < split.num_tasks; ++i) {
+    out.bounds.push_back(
+        SkipAdmitted(mask, out.bounds.back(), n, out.per_task));
+  }
+  out.bounds.push_back(n);
+  return out;
+}
+
+// CosineDense over the admitted rows, admitted < targets.rows: every task
+// gathers its share of them, a block (row kernel) or a tile (panel kernel)
+// at a time, and scores the batch where the unmasked call would.
+void MaskedDense(const CpuQueries& pq, const MatrixView& targets,
+                 const RowMask& mask, size_t admitted, float* out,
+                 size_t out_stride, ThreadPool* pool, CosineKernel kernel,
+                 FirstBadRow* bad) {
+  const size_t d = targets.cols;
+  const MaskedSplit split =
+      SplitAdmitted(mask, targets.rows, admitted, d, pq.rows, pool);
+  const auto skip = [&](size_t row) { return bad->Before(row); };
+  if (kernel == CosineKernel::kPanel) {
+    PanelQueries panel;
+    PackPanelQueries(pq, d, SelectedPanelShape(), &panel);
+    RunKernelTasks(pool, split.num_tasks, [&](size_t task) {
+      float* base = out + task * split.per_task;
+      const size_t bad_row = MaskedPanelRun(
+          pq, panel, targets, mask, split.bounds[task], split.bounds[task + 1],
+          skip,
+          [&](size_t first_query, size_t num_queries, const uint32_t*,
+              size_t first, size_t num_rows, const float* scores,
+              size_t width) {
+            for (size_t i = 0; i < num_queries; ++i) {
+              float* dst = base + (first_query + i) * out_stride + first;
+              for (size_t j = 0; j < num_rows; ++j) {
+                dst[j] = scores[j * width + i];
+              }
+            }
+          });
+      if (bad_row != kNoBadRow) bad->Report(bad_row);
+    });
+    return;
+  }
+  hwy::AlignedFreeUniquePtr<float[]> storage;
+  const ShiftedQueries shifted =
+      ShiftQueries(pq, targets, HWY_DYNAMIC_DISPATCH(RowLanes)(), &storage);
+  const size_t lookahead = cosine_internal::GatheredRowsAhead(d);
+  RunKernelTasks(pool, split.num_tasks, [&](size_t task) {
+    std::vector<float> norms(kBlockRows);
+    std::vector<uint32_t> rows(kBlockRows + lookahead);
+    float* dst = out + task * split.per_task;
+    ForEachAdmittedBatch(
+        mask, split.bounds[task], split.bounds[task + 1], kBlockRows, lookahead,
+        rows.data(), [&](const uint32_t* batch, size_t count, size_t ahead) {
+          if (skip(batch[0])) return false;
+          const size_t bad_row =
+              ScoreRows(pq, shifted, targets, batch, count, ahead, dst,
+                        out_stride, norms.data());
+          if (bad_row != kNoBadRow) {
+            bad->Report(bad_row);
+            return false;
+          }
+          dst += count;
+          return true;
+        });
+  });
+}
+
+// The top-k of each task's admitted rows (see MaskedDense) into
+// per_task[task][query]; tasks that meet a bad row report it and leave
+// their lists empty.
+void MaskedTopK(const CpuQueries& pq, const MatrixView& targets,
+                const RowMask& mask, size_t admitted, size_t keep,
+                float min_score, uint32_t index_offset, ThreadPool* pool,
+                CosineKernel kernel, FirstBadRow* bad,
+                std::vector<std::vector<TopKList>>* per_task) {
+  const size_t d = targets.cols;
+  const size_t num_q = pq.rows;
+  const MaskedSplit split =
+      SplitAdmitted(mask, targets.rows, admitted, d, num_q, pool);
+  per_task->assign(split.num_tasks, {});
+  const auto skip = [&](size_t row) { return bad->Before(row); };
+  const auto take_lists = [&](size_t task,
+                              std::vector<TopKSelector>& selectors) {
+    std::vector<TopKList>& lists = (*per_task)[task];
+    lists.reserve(num_q);
+    for (TopKSelector& selector : selectors) lists.push_back(selector.Take());
+  };
+  if (kernel == CosineKernel::kPanel) {
+    PanelQueries panel;
+    PackPanelQueries(pq, d, SelectedPanelShape(), &panel);
+    RunKernelTasks(pool, split.num_tasks, [&](size_t task) {
+      std::vector<TopKSelector> selectors(num_q, TopKSelector(keep));
+      const size_t bad_row = MaskedPanelRun(
+          pq, panel, targets, mask, split.bounds[task], split.bounds[task + 1],
+          skip,
+          [&](size_t first_query, size_t num_queries, const uint32_t* rows,
+              size_t, size_t num_rows, const float* scores, size_t width) {
+            for (size_t i = 0; i < num_queries; ++i) {
+              OfferGatheredRows(scores + i, width, rows, num_rows, index_offset,
+                                min_score, &selectors[first_query + i]);
+            }
+          });
+      if (bad_row != kNoBadRow) {
+        bad->Report(bad_row);
+        return;
+      }
+      take_lists(task, selectors);
+    });
+    return;
+  }
+  hwy::AlignedFreeUniquePtr<float[]> storage;
+  const ShiftedQueries shifted =
+      ShiftQueries(pq, targets, HWY_DYNAMIC_DISPATCH(RowLanes)(), &storage);
+  const size_t lookahead = cosine_internal::GatheredRowsAhead(d);
+  RunKernelTasks(pool, split.num_tasks, [&](size_t task) {
+    std::vector<float> scores(num_q * kBlockRows);
+    std::vector<float> norms(kBlockRows);
+    std::vector<uint32_t> rows(kBlockRows + lookahead);
+    std::vector<TopKSelector> selectors(num_q, TopKSelector(keep));
+    bool failed = false;
+    ForEachAdmittedBatch(
+        mask, split.bounds[task], split.bounds[task + 1], kBlockRows, lookahead,
+        rows.data(), [&](const uint32_t* batch, size_t count, size_t ahead) {
+          if (skip(batch[0])) {
+            failed = true;
+            return false;
+          }
+          const size_t bad_row =
+              ScoreRows(pq, shifted, targets, batch, count, ahead,
+                        scores.data(), kBlockRows, norms.data());
+          if (bad_row != kNoBadRow) {
+            bad->Report(bad_row);
+            failed = true;
+            return false;
+          }
+          for (size_t j = 0; j < num_q; ++j) {
+            OfferGatheredRows(scores.data() + j * kBlockRows, 1, batch, count,
+                              index_offset, min_score, &selectors[j]);
+          }
+          return true;
+        });
+    if (!failed) take_lists(task, selectors);
+  });
+}
+
 }  // namespace
 
 absl::Status CosineDense(const MatrixView& queries, const MatrixView& targets,
                          float* out, size_t out_stride, uint32_t index_offset,
                          ThreadPool* pool, CosineKernel kernel) {
+  return CosineDense(queries, targets, RowMask{}, out, out_stride, index_offset,
+                     pool, kernel);
+}
+
+absl::Status CosineDense(const MatrixView& queries, const MatrixView& targets,
+                         const RowMask& mask, float* out, size_t out_stride,
+                         uint32_t index_offset, ThreadPool* pool,
+                         CosineKernel kernel) {
   ENGRAM_RETURN_IF_ERROR(CheckCosineShapes(queries, targets));
   ENGRAM_RETURN_IF_ERROR(CheckCosineIndexRange(targets.rows, index_offset));
-  if (out_stride < targets.rows) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("out_stride ", out_stride, " is less than the ",
-                     targets.rows, " target rows"));
-  }
+  ENGRAM_RETURN_IF_ERROR(CheckRowMask(mask, targets.rows));
+  const size_t admitted = CountAdmitted(mask, 0, targets.rows);
+  ENGRAM_RETURN_IF_ERROR(
+      CheckCosineOutStride(out_stride, admitted, !mask.all()));
   CpuQueries pq;
   ENGRAM_RETURN_IF_ERROR(PrepareCpuQueries(queries, &pq));
-  if (queries.rows == 0 || targets.rows == 0) return absl::OkStatus();
+  if (queries.rows == 0 || admitted == 0) return absl::OkStatus();
   if (out == nullptr) return absl::InvalidArgumentError("out is null");
 
   const size_t d = targets.cols;
-  const TaskSplit split = SplitTargets(targets.rows, d, queries.rows, pool);
+  kernel = Resolve(kernel, queries.rows);
   FirstBadRow bad;
-  if (Resolve(kernel, queries.rows) == CosineKernel::kPanel) {
+  if (admitted < targets.rows) {
+    MaskedDense(pq, targets, mask, admitted, out, out_stride, pool, kernel,
+                &bad);
+  } else if (kernel == CosineKernel::kPanel) {
+    const TaskSplit split = SplitTargets(targets.rows, d, queries.rows, pool);
     PanelQueries panel;
     PackPanelQueries(pq, d, SelectedPanelShape(), &panel);
     RunKernelTasks(pool, split.num_tasks, [&](size_t task) {
@@ -309,6 +679,7 @@ absl::Status CosineDense(const MatrixView& queries, const MatrixView& targets,
       if (bad_row != kNoBadRow) bad.Report(bad_row);
     });
   } else {
+    const TaskSplit split = SplitTargets(targets.rows, d, queries.rows, pool);
     hwy::AlignedFreeUniquePtr<float[]> storage;
     const ShiftedQueries shifted =
         ShiftQueries(pq, targets, HWY_DYNAMIC_DISPATCH(RowLanes)(), &storage);
@@ -338,30 +709,45 @@ absl::Status CosineTopK(const MatrixView& queries, const MatrixView& targets,
                         uint32_t k, float min_score, uint32_t index_offset,
                         ThreadPool* pool, std::vector<TopKList>* out,
                         CosineKernel kernel) {
+  return CosineTopK(queries, targets, RowMask{}, k, min_score, index_offset,
+                    pool, out, kernel);
+}
+
+absl::Status CosineTopK(const MatrixView& queries, const MatrixView& targets,
+                        const RowMask& mask, uint32_t k, float min_score,
+                        uint32_t index_offset, ThreadPool* pool,
+                        std::vector<TopKList>* out, CosineKernel kernel) {
   ENGRAM_RETURN_IF_ERROR(CheckCosineShapes(queries, targets));
   ENGRAM_RETURN_IF_ERROR(CheckCosineIndexRange(targets.rows, index_offset));
+  ENGRAM_RETURN_IF_ERROR(CheckRowMask(mask, targets.rows));
   if (k == 0) return absl::InvalidArgumentError("k must be at least 1");
   if (out == nullptr) return absl::InvalidArgumentError("out is null");
   CpuQueries pq;
   ENGRAM_RETURN_IF_ERROR(PrepareCpuQueries(queries, &pq));
   const size_t num_q = queries.rows;
-  if (num_q == 0 || targets.rows == 0) {
+  const size_t admitted = num_q == 0 ? 0 : CountAdmitted(mask, 0, targets.rows);
+  if (admitted == 0) {
     out->assign(num_q, TopKList());
     return absl::OkStatus();
   }
 
   const size_t d = targets.cols;
-  const size_t keep = std::min<size_t>(k, targets.rows);
-  const TaskSplit split = SplitTargets(targets.rows, d, num_q, pool);
+  const size_t keep = std::min<size_t>(k, admitted);
+  kernel = Resolve(kernel, num_q);
   // per_task[task][query]: that task's best `keep` for the query.
-  std::vector<std::vector<TopKList>> per_task(split.num_tasks);
+  std::vector<std::vector<TopKList>> per_task;
   FirstBadRow bad;
   auto take_lists = [&](size_t task, std::vector<TopKSelector>& selectors) {
     std::vector<TopKList>& lists = per_task[task];
     lists.reserve(num_q);
     for (TopKSelector& selector : selectors) lists.push_back(selector.Take());
   };
-  if (Resolve(kernel, num_q) == CosineKernel::kPanel) {
+  if (admitted < targets.rows) {
+    MaskedTopK(pq, targets, mask, admitted, keep, min_score, index_offset, pool,
+               kernel, &bad, &per_task);
+  } else if (kernel == CosineKernel::kPanel) {
+    const TaskSplit split = SplitTargets(targets.rows, d, num_q, pool);
+    per_task.resize(split.num_tasks);
     PanelQueries panel;
     PackPanelQueries(pq, d, SelectedPanelShape(), &panel);
     RunKernelTasks(pool, split.num_tasks, [&](size_t task) {
@@ -385,6 +771,8 @@ absl::Status CosineTopK(const MatrixView& queries, const MatrixView& targets,
       take_lists(task, selectors);
     });
   } else {
+    const TaskSplit split = SplitTargets(targets.rows, d, num_q, pool);
+    per_task.resize(split.num_tasks);
     hwy::AlignedFreeUniquePtr<float[]> storage;
     const ShiftedQueries shifted =
         ShiftQueries(pq, targets, HWY_DYNAMIC_DISPATCH(RowLanes)(), &storage);
@@ -418,14 +806,15 @@ absl::Status CosineTopK(const MatrixView& queries, const MatrixView& targets,
 
   // Merging is tasks x keep entries per query: with many queries and tasks
   // it is worth spreading over the pool too, a group of queries per task.
+  const size_t num_tasks = per_task.size();
   out->assign(num_q, TopKList());
   const size_t per_merge = std::max<size_t>(
-      1, kMinTaskFloats / std::max<size_t>(1, split.num_tasks * keep));
+      1, kMinTaskFloats / std::max<size_t>(1, num_tasks * keep));
   RunKernelTasks(pool, (num_q + per_merge - 1) / per_merge, [&](size_t group) {
-    std::vector<TopKList> candidates(split.num_tasks);
+    std::vector<TopKList> candidates(num_tasks);
     const size_t end = std::min(num_q, (group + 1) * per_merge);
     for (size_t j = group * per_merge; j < end; ++j) {
-      for (size_t task = 0; task < split.num_tasks; ++task) {
+      for (size_t task = 0; task < num_tasks; ++task) {
         candidates[task] = std::move(per_task[task][j]);
       }
       (*out)[j] = MergeTopK(candidates, keep);

@@ -23,6 +23,18 @@
 // reported, whatever the pool, and queries are checked before targets. On
 // error the contents of the outputs are unspecified.
 //
+// Row masks (kernels/types.h RowMask, kernels/row_mask.h) restrict a call to
+// the target rows they admit, as filtered searches and deleted rows need:
+// only admitted rows are read and scored, a mask's runs of excluded rows are
+// skipped a 64-row word at a time without reading them, and the work splits
+// over the pool by admitted rows, so a call costs about what the unmasked
+// call over the admitted rows alone would. An admitted row scores exactly
+// what the unmasked call with the same kernel gives it, bit for bit, so a
+// masked result is the unmasked one with the excluded rows dropped. An
+// excluded row is never checked: a non-finite value there is no error. A
+// mask must admit every row (null words) or cover exactly targets.rows rows;
+// INVALID_ARGUMENT otherwise.
+//
 // Vectors whose squares underflow float32 (elements below about 1e-19) are
 // rescaled (queries) or scored in float64 (targets), so a tiny but non-zero
 // vector scores like any other; only an all-zero row scores 0.
@@ -58,12 +70,31 @@ absl::Status CosineDense(const MatrixView& queries, const MatrixView& targets,
                          ThreadPool* pool,
                          CosineKernel kernel = CosineKernel::kAuto);
 
+// CosineDense over the rows `mask` admits, compacted: the j-th admitted row
+// (in row order) scores into out[q * out_stride + j]. Requires out_stride >=
+// the number of admitted rows; nothing past them is written, and nothing at
+// all when the mask admits no row.
+absl::Status CosineDense(const MatrixView& queries, const MatrixView& targets,
+                         const RowMask& mask, float* out, size_t out_stride,
+                         uint32_t index_offset, ThreadPool* pool,
+                         CosineKernel kernel = CosineKernel::kAuto);
+
 // For each query, the best min(k, targets.rows) targets with score >=
 // min_score, best first (BetterThan), indices offset by `index_offset`.
 // Replaces the contents of *out with queries.rows lists. Requires k >= 1.
 absl::Status CosineTopK(const MatrixView& queries, const MatrixView& targets,
                         uint32_t k, float min_score, uint32_t index_offset,
                         ThreadPool* pool, std::vector<TopKList>* out,
+                        CosineKernel kernel = CosineKernel::kAuto);
+
+// CosineTopK among the rows `mask` admits: each list holds the best min(k,
+// admitted rows) of them with score >= min_score, indices still those of
+// the rows among all targets (plus index_offset). A mask that admits no row
+// gives queries.rows empty lists.
+absl::Status CosineTopK(const MatrixView& queries, const MatrixView& targets,
+                        const RowMask& mask, uint32_t k, float min_score,
+                        uint32_t index_offset, ThreadPool* pool,
+                        std::vector<TopKList>* out,
                         CosineKernel kernel = CosineKernel::kAuto);
 
 // Scalar double-precision reference of CosineDense, for tests and for

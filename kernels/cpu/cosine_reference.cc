@@ -8,7 +8,6 @@
 #include <vector>
 
 #include "absl/status/status.h"
-#include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
 #include "kernels/cosine_shape.h"
 #include "kernels/cpu/cosine.h"
@@ -25,11 +24,8 @@ absl::Status CosineDenseReference(const MatrixView& queries,
                                   size_t out_stride, uint32_t index_offset) {
   ENGRAM_RETURN_IF_ERROR(CheckCosineShapes(queries, targets));
   ENGRAM_RETURN_IF_ERROR(CheckCosineIndexRange(targets.rows, index_offset));
-  if (out_stride < targets.rows) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("out_stride ", out_stride, " is less than the ",
-                     targets.rows, " target rows"));
-  }
+  ENGRAM_RETURN_IF_ERROR(
+      CheckCosineOutStride(out_stride, targets.rows, /*masked=*/false));
   const size_t d = queries.cols;
   std::vector<double> query_norm(queries.rows);
   for (size_t j = 0; j < queries.rows; ++j) {

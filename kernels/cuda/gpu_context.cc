@@ -33,6 +33,7 @@
 #include "kernels/cuda/spread_pipeline.h"
 #include "kernels/gpu_device.h"
 #include "kernels/query_preparation.h"
+#include "kernels/row_mask.h"
 #include "kernels/spread_shape.h"
 #include "kernels/types.h"
 
@@ -270,30 +271,8 @@ absl::Status GpuContext::CosineDense(const MatrixView& queries,
                                      const MatrixView& targets, float* out,
                                      size_t out_stride, uint32_t index_offset,
                                      uint64_t resident_key) {
-  ENGRAM_RETURN_IF_ERROR(CheckShapes(queries, targets));
-  ENGRAM_RETURN_IF_ERROR(CheckCosineIndexRange(targets.rows, index_offset));
-  if (out_stride < targets.rows) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("out_stride ", out_stride, " is less than the ",
-                     targets.rows, " target rows"));
-  }
-  PreparedQueries pq;
-  ENGRAM_RETURN_IF_ERROR(PrepareQueries(queries, /*pad_floats=*/1, &pq));
-  if (queries.rows == 0 || targets.rows == 0) return absl::OkStatus();
-  if (out == nullptr) return absl::InvalidArgumentError("out is null");
-  // Held until the lane's work is done: an eviction meanwhile frees it after.
-  const std::shared_ptr<const ResidentMatrix> resident =
-      impl_->resident.Find(resident_key, targets);
-  return impl_->WithLane([&](Lane& lane) {
-    if (resident != nullptr) {
-      impl_->resident.NoteHit();
-      return cuda::CosineResidentOnLane(impl_->lane_context(), lane, pq,
-                                        *resident, out, out_stride, 0, 0.0f,
-                                        index_offset, nullptr);
-    }
-    return cuda::CosineOnLane(impl_->lane_context(), lane, pq, targets, out,
-                              out_stride, 0, 0.0f, index_offset, nullptr);
-  });
+  return CosineDense(queries, targets, RowMask{}, out, out_stride, index_offset,
+                     resident_key);
 }
 
 absl::Status GpuContext::CosineTopK(const MatrixView& queries,
@@ -301,8 +280,57 @@ absl::Status GpuContext::CosineTopK(const MatrixView& queries,
                                     float min_score, uint32_t index_offset,
                                     std::vector<TopKList>* out,
                                     uint64_t resident_key) {
+  return CosineTopK(queries, targets, RowMask{}, k, min_score, index_offset,
+                    out, resident_key);
+}
+
+absl::Status GpuContext::CosineDense(const MatrixView& queries,
+                                     const MatrixView& targets,
+                                     const RowMask& mask, float* out,
+                                     size_t out_stride, uint32_t index_offset,
+                                     uint64_t resident_key) {
   ENGRAM_RETURN_IF_ERROR(CheckShapes(queries, targets));
   ENGRAM_RETURN_IF_ERROR(CheckCosineIndexRange(targets.rows, index_offset));
+  ENGRAM_RETURN_IF_ERROR(CheckRowMask(mask, targets.rows));
+  const size_t admitted = CountAdmitted(mask, 0, targets.rows);
+  ENGRAM_RETURN_IF_ERROR(
+      CheckCosineOutStride(out_stride, admitted, !mask.all()));
+  PreparedQueries pq;
+  ENGRAM_RETURN_IF_ERROR(PrepareQueries(queries, /*pad_floats=*/1, &pq));
+  if (queries.rows == 0 || admitted == 0) return absl::OkStatus();
+  if (out == nullptr) return absl::InvalidArgumentError("out is null");
+  // A mask that admits every row is no mask: the unmasked path, which
+  // reads the targets whole.
+  const RowMask used = admitted < targets.rows ? mask : RowMask{};
+  // Held until the lane's work is done: an eviction meanwhile frees it after.
+  const std::shared_ptr<const ResidentMatrix> resident =
+      impl_->resident.Find(resident_key, targets);
+  std::vector<uint32_t> rows;
+  if (resident == nullptr && !used.all()) {
+    AppendAdmittedRows(used, 0, targets.rows, &rows);
+  }
+  return impl_->WithLane([&](Lane& lane) {
+    if (resident != nullptr) {
+      impl_->resident.NoteHit();
+      return cuda::CosineResidentOnLane(impl_->lane_context(), lane, pq,
+                                        *resident, used, out, out_stride, 0,
+                                        0.0f, index_offset, nullptr);
+    }
+    return cuda::CosineOnLane(impl_->lane_context(), lane, pq, targets,
+                              used.all() ? nullptr : &rows, out, out_stride, 0,
+                              0.0f, index_offset, nullptr);
+  });
+}
+
+absl::Status GpuContext::CosineTopK(const MatrixView& queries,
+                                    const MatrixView& targets,
+                                    const RowMask& mask, uint32_t k,
+                                    float min_score, uint32_t index_offset,
+                                    std::vector<TopKList>* out,
+                                    uint64_t resident_key) {
+  ENGRAM_RETURN_IF_ERROR(CheckShapes(queries, targets));
+  ENGRAM_RETURN_IF_ERROR(CheckCosineIndexRange(targets.rows, index_offset));
+  ENGRAM_RETURN_IF_ERROR(CheckRowMask(mask, targets.rows));
   if (k == 0) return absl::InvalidArgumentError("k must be at least 1");
   if (out == nullptr) return absl::InvalidArgumentError("out is null");
   if (std::isnan(min_score)) {
@@ -310,21 +338,29 @@ absl::Status GpuContext::CosineTopK(const MatrixView& queries,
   }
   PreparedQueries pq;
   ENGRAM_RETURN_IF_ERROR(PrepareQueries(queries, /*pad_floats=*/1, &pq));
-  if (queries.rows == 0 || targets.rows == 0) {
+  const size_t admitted =
+      queries.rows == 0 ? 0 : CountAdmitted(mask, 0, targets.rows);
+  if (admitted == 0) {
     out->assign(queries.rows, TopKList());
     return absl::OkStatus();
   }
+  const RowMask used = admitted < targets.rows ? mask : RowMask{};
   const std::shared_ptr<const ResidentMatrix> resident =
       impl_->resident.Find(resident_key, targets);
+  std::vector<uint32_t> rows;
+  if (resident == nullptr && !used.all()) {
+    AppendAdmittedRows(used, 0, targets.rows, &rows);
+  }
   return impl_->WithLane([&](Lane& lane) {
     if (resident != nullptr) {
       impl_->resident.NoteHit();
       return cuda::CosineResidentOnLane(impl_->lane_context(), lane, pq,
-                                        *resident, nullptr, 0, k, min_score,
-                                        index_offset, out);
+                                        *resident, used, nullptr, 0, k,
+                                        min_score, index_offset, out);
     }
-    return cuda::CosineOnLane(impl_->lane_context(), lane, pq, targets, nullptr,
-                              0, k, min_score, index_offset, out);
+    return cuda::CosineOnLane(impl_->lane_context(), lane, pq, targets,
+                              used.all() ? nullptr : &rows, nullptr, 0, k,
+                              min_score, index_offset, out);
   });
 }
 

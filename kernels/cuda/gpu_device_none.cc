@@ -57,6 +57,25 @@ absl::Status GpuContext::CosineTopK(const MatrixView& /*queries*/,
   return absl::UnavailableError(kNotBuilt);
 }
 
+absl::Status GpuContext::CosineDense(const MatrixView& /*queries*/,
+                                     const MatrixView& /*targets*/,
+                                     const RowMask& /*mask*/, float* /*out*/,
+                                     size_t /*out_stride*/,
+                                     uint32_t /*index_offset*/,
+                                     uint64_t /*resident_key*/) {
+  return absl::UnavailableError(kNotBuilt);
+}
+
+absl::Status GpuContext::CosineTopK(const MatrixView& /*queries*/,
+                                    const MatrixView& /*targets*/,
+                                    const RowMask& /*mask*/, uint32_t /*k*/,
+                                    float /*min_score*/,
+                                    uint32_t /*index_offset*/,
+                                    std::vector<TopKList>* /*out*/,
+                                    uint64_t /*resident_key*/) {
+  return absl::UnavailableError(kNotBuilt);
+}
+
 absl::Status GpuContext::UploadResident(uint64_t /*key*/,
                                         const MatrixView& /*rows*/) {
   return absl::UnavailableError(kNotBuilt);

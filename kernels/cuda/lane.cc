@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <cstdint>
 #include <cstring>
 #include <memory>
 
@@ -16,6 +17,7 @@
 #include "kernels/cuda/device_memory.h"
 #include "kernels/cuda/lane_pool.h"
 #include "kernels/thread_pool.h"
+#include "kernels/types.h"
 
 namespace engram::kernels::cuda {
 namespace {
@@ -69,6 +71,31 @@ void CopyHost(const LaneContext& ctx, void* dst, const void* src,
     std::memcpy(static_cast<char*>(dst) + begin,
                 static_cast<const char*>(src) + begin,
                 std::min(piece, bytes - begin));
+  });
+}
+
+void GatherRowsHost(const LaneContext& ctx, float* dst,
+                    const MatrixView& source, const uint32_t* rows,
+                    size_t count) {
+  const size_t d = source.cols;
+  const auto gather = [&](size_t begin, size_t end) {
+    for (size_t i = begin; i < end; ++i) {
+      std::memcpy(dst + i * d, source.row(rows[i]), d * sizeof(float));
+    }
+  };
+  ThreadPool* pool = ctx.options->copy_pool;
+  const size_t bytes = count * d * sizeof(float);
+  if (pool == nullptr || bytes < kParallelCopyBytes) {
+    gather(0, count);
+    return;
+  }
+  const size_t pieces =
+      std::min<size_t>((bytes + kCopyPieceBytes - 1) / kCopyPieceBytes,
+                       static_cast<size_t>(pool->num_threads()) + 1);
+  const size_t per_piece = (count + pieces - 1) / pieces;
+  pool->ParallelFor(pieces, [&](size_t i) {
+    const size_t begin = i * per_piece;
+    if (begin < count) gather(begin, std::min(count, begin + per_piece));
   });
 }
 

@@ -11,6 +11,7 @@
 #include <cuda_runtime_api.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 
 #include "absl/status/status.h"
@@ -19,6 +20,7 @@
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/device_memory.h"
 #include "kernels/gpu_device.h"
+#include "kernels/types.h"
 
 namespace engram::kernels::cuda {
 
@@ -79,6 +81,12 @@ absl::Status EnsureStaging(Lane& lane, size_t bytes);
 
 // Host-to-host copy, split over the copy pool when large.
 void CopyHost(const LaneContext& ctx, void* dst, const void* src, size_t bytes);
+
+// Host-to-host gather: rows rows[0, count) of `source` (d floats each),
+// one after another at `dst`, split over the copy pool when large.
+void GatherRowsHost(const LaneContext& ctx, float* dst,
+                    const MatrixView& source, const uint32_t* rows,
+                    size_t count);
 
 // Copies host memory to `device` through the staging buffers on the copy
 // stream, the host filling one buffer while the other is in flight;

@@ -1,6 +1,7 @@
 #include "core/validation.h"
 
 #include <cmath>
+#include <cstdint>
 #include <limits>
 #include <vector>
 
@@ -67,6 +68,20 @@ TEST_F(CosineValidationTest, DenseOutputOverLimitSuggestsTopK) {
   EXPECT_THAT(ValidateCosineJob(job, limits_).message(), HasSubstr("top_k"));
   job.top_k = 2;  // 2 * 2 = 4 scores fit
   EXPECT_TRUE(ValidateCosineJob(job, limits_).ok());
+}
+
+TEST_F(CosineValidationTest, AMaskMustCoverTheTargetsAndOnlyItsRowsCount) {
+  limits_.max_output_elements = 5;
+  dispatch::CosineJob job = Job(2, 4, 1);
+  EXPECT_EQ(ValidateCosineJob(job, limits_).code(),
+            absl::StatusCode::kResourceExhausted);  // 2 * 4 scores
+  const std::vector<uint64_t> words = {0b0101};
+  job.mask = kernels::RowMask{words.data(), 0, 4};
+  EXPECT_TRUE(ValidateCosineJob(job, limits_).ok());  // 2 * 2 scores
+  job.mask.rows = 3;
+  const absl::Status s = ValidateCosineJob(job, limits_);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.message(), HasSubstr("mask covers 3 rows; the targets have 4"));
 }
 
 TEST_F(CosineValidationTest, MinScoreNeedsTopKAndMustBeFinite) {

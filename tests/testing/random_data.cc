@@ -14,6 +14,34 @@ std::vector<float> RandomMatrix(size_t rows, size_t cols, uint64_t seed) {
   return values;
 }
 
+size_t OwnedRowMask::count() const {
+  size_t n = 0;
+  for (bool a : admitted) n += a ? 1 : 0;
+  return n;
+}
+
+OwnedRowMask RowMaskOf(const std::vector<bool>& admitted, size_t offset) {
+  OwnedRowMask owned;
+  owned.admitted = admitted;
+  owned.offset = offset;
+  // One word more than the rows need: bits past them are set too.
+  owned.words.assign((offset + admitted.size()) / 64 + 1, ~uint64_t{0});
+  for (size_t r = 0; r < admitted.size(); ++r) {
+    const size_t b = offset + r;
+    if (!admitted[r]) owned.words[b / 64] &= ~(uint64_t{1} << (b % 64));
+  }
+  return owned;
+}
+
+OwnedRowMask RandomRowMask(size_t rows, double density, size_t offset,
+                           uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::bernoulli_distribution admit(density);
+  std::vector<bool> admitted(rows);
+  for (size_t r = 0; r < rows; ++r) admitted[r] = admit(rng);
+  return RowMaskOf(admitted, offset);
+}
+
 RandomCsrGraph RandomGraph(uint32_t num_nodes, uint32_t avg_degree,
                            uint64_t seed) {
   std::mt19937_64 rng(seed);

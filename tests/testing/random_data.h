@@ -16,6 +16,29 @@ namespace engram::testing {
 // std::mt19937_64 through base/random_values.h, as the client's --random data.
 std::vector<float> RandomMatrix(size_t rows, size_t cols, uint64_t seed);
 
+// A row mask (kernels::RowMask) that owns its words. Row r is admitted when
+// admitted[r]; its bit is bit offset + r. Every bit outside the rows (before
+// the offset, past the last row) is set, so a reader that strays there
+// counts rows that are not there. mask() borrows the words, so the owner
+// must outlive it.
+struct OwnedRowMask {
+  std::vector<bool> admitted;
+  size_t offset = 0;
+  std::vector<uint64_t> words;
+
+  kernels::RowMask mask() const {
+    return kernels::RowMask{words.data(), offset, admitted.size()};
+  }
+  size_t count() const;  // admitted rows
+};
+
+// The mask of the given rows, their bits from `offset` on.
+OwnedRowMask RowMaskOf(const std::vector<bool>& admitted, size_t offset);
+
+// Each of `rows` rows admitted with probability `density`, independently.
+OwnedRowMask RandomRowMask(size_t rows, double density, size_t offset,
+                           uint64_t seed);
+
 // A directed graph in CSR form that owns its arrays; view() borrows them, so
 // the graph must outlive the view.
 struct RandomCsrGraph {

@@ -39,6 +39,15 @@ double ThresholdAt(const kernels::SpreadParams& params, uint32_t hop) {
 
 }  // namespace
 
+std::vector<float> KeptRows(const float* m, size_t rows, size_t d,
+                            const std::vector<bool>& keep) {
+  std::vector<float> kept;
+  for (size_t r = 0; r < rows; ++r) {
+    if (keep[r]) kept.insert(kept.end(), m + r * d, m + (r + 1) * d);
+  }
+  return kept;
+}
+
 std::vector<double> ReferenceCosine(const float* q, size_t num_queries,
                                     const float* t, size_t num_targets,
                                     size_t d) {

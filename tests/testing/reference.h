@@ -22,6 +22,11 @@ std::vector<double> ReferenceCosine(const float* q, size_t num_queries,
                                     const float* t, size_t num_targets,
                                     size_t d);
 
+// The rows of the rows x d matrix `m` for which keep[r], in order: what a
+// masked kernel call must agree with once the excluded rows are dropped.
+std::vector<float> KeptRows(const float* m, size_t rows, size_t d,
+                            const std::vector<bool>& keep);
+
 // For each of the Q queries, the best min(k, N) (index, score) pairs among
 // scores[q * N + i] with float(score) >= min_score, by a full sort: higher
 // score first, ties by lower index. Scores are rounded to float first, as the

@@ -162,6 +162,28 @@ TEST_F(ChunkingTest, ResidentFootprintCountsRowsNormsAndTheRescoreList) {
             std::numeric_limits<uint64_t>::max());
 }
 
+TEST_F(ChunkingTest, AMaskedCosineFootprintCountsTheAdmittedRowsAndTheMask) {
+  CosineJob job;
+  std::vector<float> q(10 * 8), t(100 * 8);
+  job.queries = kernels::MatrixView{q.data(), 10, 8};
+  job.targets = kernels::MatrixView{t.data(), 100, 8};
+  // Rows 0, 3, 6, ...: 34 of 100.
+  std::vector<uint64_t> words(2, 0);
+  for (size_t r = 0; r < 100; r += 3) words[r / 64] |= uint64_t{1} << (r % 64);
+  job.mask = kernels::RowMask{words.data(), 0, 100};
+  ASSERT_EQ(job.scored_targets(), 34u);
+  EXPECT_EQ(job.work(), 10u * 34 * 8);
+  const JobFootprint admitted = CosineFootprint(10, 34, 8, /*top_k=*/0);
+  const JobFootprint masked = CosineFootprint(job);
+  EXPECT_EQ(masked.per_item_bytes, admitted.per_item_bytes);
+  EXPECT_EQ(masked.fixed_bytes,
+            admitted.fixed_bytes + RowMaskFootprintBytes(100, 34));
+  // Two words and their counts, and 34 row indices.
+  EXPECT_EQ(RowMaskFootprintBytes(100, 34), 2u * (8 + 4) + 34 * 4);
+  EXPECT_EQ(CosineFootprint(job, /*targets_resident=*/true).fixed_bytes,
+            RowMaskFootprintBytes(100, 34));
+}
+
 TEST_F(ChunkingTest, SpreadFootprintIsOneUnit) {
   std::vector<uint32_t> offsets = {0, 2, 3, 3};
   std::vector<uint32_t> targets = {1, 2, 2};
