@@ -124,12 +124,13 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(
     ENGRAM_RETURN_IF_ERROR(collections::SearchSegments(
         pass,
         [&](const kernels::MatrixView& queries,
-            const collections::Segment& segment, uint32_t top_k,
-            std::optional<float> min_score,
+            const collections::Segment& segment, const kernels::RowMask& mask,
+            uint32_t top_k, std::optional<float> min_score,
             std::vector<kernels::TopKList>* lists) {
           dispatch::CosineJob job;
           job.queries = queries;
           job.targets = segment.vectors();
+          job.mask = mask;
           job.top_k = top_k;
           job.min_score = min_score;
           job.placement = pass.placement;

@@ -55,6 +55,7 @@ absl::StatusOr<std::unique_ptr<ResidentData>> ResidentData::Create(
   store.metrics = data->metrics_;
   store.observer = device_cache;
   store.journal = data->data_dir_.get();
+  store.compact_dead_share = options.compact_dead_share;
   ENGRAM_ASSIGN_OR_RETURN(data->collections_,
                           collections::CollectionStore::Create(store));
   collections::GraphStore::Options graphs;

@@ -80,6 +80,10 @@ struct ResidentOptions {
   // How long a read that names a min_version waits for this replica to
   // load that version before it answers UNAVAILABLE (--min_version_wait).
   absl::Duration min_version_wait = absl::Seconds(2);
+  // The share of a collection's rows its tombstones may reach before it is
+  // compacted in the background (--compact_dead_share;
+  // CollectionStore::Options::compact_dead_share).
+  double compact_dead_share = 0.2;
   // Dynamic batching of SearchCollection (--batching, --batch_max_queries,
   // --batch_max_delay, --batch_max_pending, --batch_max_passes,
   // --batch_pass_linger); see search_batcher.h.

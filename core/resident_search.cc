@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
+#include "kernels/row_mask.h"
 
 namespace engram::core {
 
@@ -29,7 +30,7 @@ uint64_t SearchOutputs(uint64_t queries, uint32_t top_k,
 }
 
 absl::Status ValidateSearch(const collections::Collection& collection,
-                            const SearchShape& shape,
+                            uint64_t searched, const SearchShape& shape,
                             const RequestLimits& limits) {
   ENGRAM_RETURN_IF_ERROR(ValidateMatrixShape(
       "queries", shape.query_rows, shape.query_cols, shape.query_values));
@@ -43,11 +44,11 @@ absl::Status ValidateSearch(const collections::Collection& collection,
         "min_score is only accepted with top_k > 0");
   }
   const uint64_t outputs =
-      SearchOutputs(shape.query_rows, shape.top_k, collection.rows());
+      SearchOutputs(shape.query_rows, shape.top_k, searched);
   if (outputs > limits.max_output_elements) {
     return absl::ResourceExhaustedError(absl::StrCat(
         "top_k: the response would carry ", outputs,
-        " scores (Q = ", shape.query_rows, ", count = ", collection.rows(),
+        " scores (Q = ", shape.query_rows, ", rows searched = ", searched,
         "), more than the limit of ", limits.max_output_elements,
         shape.top_k == 0 ? "; top_k = 0 is for small collections, "
                            "ask for top_k > 0"
@@ -56,15 +57,15 @@ absl::Status ValidateSearch(const collections::Collection& collection,
   return absl::OkStatus();
 }
 
-absl::Status ScoreEveryRow(Engine& engine,
-                           const collections::Collection& collection,
-                           const kernels::MatrixView& queries,
-                           dispatch::Placement placement,
-                           const base::Interrupt* interrupt,
-                           absl::Span<float> scores,
-                           dispatch::ExecutionReport* report) {
+absl::Status ScoreEveryRow(
+    Engine& engine, const collections::Collection& collection,
+    const collections::RowSelection* rows, const kernels::MatrixView& queries,
+    dispatch::Placement placement, const base::Interrupt* interrupt,
+    absl::Span<float> scores, dispatch::ExecutionReport* report) {
   const uint64_t q = queries.rows;
-  const uint64_t n = collection.rows();
+  const kernels::RowMask mask =
+      rows == nullptr ? kernels::RowMask{} : rows->mask();
+  const uint64_t n = rows == nullptr ? collection.rows() : rows->passed;
   if (scores.size() != q * n) {
     return absl::InternalError(absl::StrCat("ScoreEveryRow: ", scores.size(),
                                             " scores given for ", q * n));
@@ -74,11 +75,17 @@ absl::Status ScoreEveryRow(Engine& engine,
   const bool direct = collection.segments().size() == 1;
   double seconds = 0;
   std::vector<float> scratch;
+  // The selected rows of the segments before this one: its column.
+  uint64_t column = 0;
   for (const auto& segment : collection.segments()) {
-    if (segment->rows() == 0) continue;
+    const kernels::RowMask slice =
+        mask.Rows(segment->first_row(), segment->first_row() + segment->rows());
+    const uint64_t m = kernels::CountAdmitted(slice, 0, segment->rows());
+    if (m == 0) continue;
     dispatch::CosineJob job;
     job.queries = queries;
     job.targets = segment->vectors();
+    job.mask = slice;
     job.resident_targets = segment->id();
     job.placement = placement;
     job.interrupt = interrupt;
@@ -86,17 +93,17 @@ absl::Status ScoreEveryRow(Engine& engine,
     if (direct) {
       out.scores = scores;
     } else {
-      scratch.resize(q * segment->rows());
+      scratch.resize(q * m);
       out.scores = absl::MakeSpan(scratch);
     }
     ENGRAM_RETURN_IF_ERROR(engine.CosineResident(job, &out));
     if (!direct) {
       for (uint64_t i = 0; i < q; ++i) {
-        std::copy(scratch.begin() + i * segment->rows(),
-                  scratch.begin() + (i + 1) * segment->rows(),
-                  scores.begin() + i * n + segment->first_row());
+        std::copy(scratch.begin() + i * m, scratch.begin() + (i + 1) * m,
+                  scores.begin() + i * n + column);
       }
     }
+    column += m;
     seconds += out.report.compute_seconds;
     *report = out.report;
   }

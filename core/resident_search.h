@@ -20,6 +20,7 @@
 #include "absl/types/span.h"
 #include "base/interrupt.h"
 #include "core/collections/collection_store.h"
+#include "core/collections/row_selection.h"
 #include "core/dispatch/jobs.h"
 #include "core/engine.h"
 #include "core/resident_data.h"
@@ -48,26 +49,26 @@ struct SearchShape {
   bool has_min_score = false;
 };
 
-// Checks a search of `collection`: the queries' shape and dimension,
+// Checks a search of `collection` over `searched` of its rows (those its
+// filter and tombstones leave): the queries' shape and dimension,
 // min_score only with top_k > 0 (INVALID_ARGUMENT), and the response's size
 // against limits.max_output_elements (RESOURCE_EXHAUSTED).
 absl::Status ValidateSearch(const collections::Collection& collection,
-                            const SearchShape& shape,
+                            uint64_t searched, const SearchShape& shape,
                             const RequestLimits& limits);
 
 // top_k == 0: writes every score of `queries` (validated by ValidateSearch)
-// against `collection` into `scores` (Q * rows, row-major by query, in the
-// collection's row order), one Engine::CosineResident per segment,
-// stopping between chunks when `interrupt` (may be null) says so. `report`
-// gets the last segment's report with the compute time of all of them.
-// Errors are the engine's; on error `scores` is partly written.
-absl::Status ScoreEveryRow(Engine& engine,
-                           const collections::Collection& collection,
-                           const kernels::MatrixView& queries,
-                           dispatch::Placement placement,
-                           const base::Interrupt* interrupt,
-                           absl::Span<float> scores,
-                           dispatch::ExecutionReport* report);
+// against the rows of `collection` that `rows` selects (null: every row)
+// into `scores` (Q * the rows selected, row-major by query, in row order),
+// one Engine::CosineResident per segment with a row selected, stopping
+// between chunks when `interrupt` (may be null) says so. `report` gets the
+// last segment's report with the compute time of all of them. Errors are
+// the engine's; on error `scores` is partly written.
+absl::Status ScoreEveryRow(
+    Engine& engine, const collections::Collection& collection,
+    const collections::RowSelection* rows, const kernels::MatrixView& queries,
+    dispatch::Placement placement, const base::Interrupt* interrupt,
+    absl::Span<float> scores, dispatch::ExecutionReport* report);
 
 }  // namespace engram::core
 

@@ -161,6 +161,11 @@ ABSL_FLAG(absl::Duration, min_version_wait, absl::Seconds(2),
           "How long DescribeCollection and SearchCollection wait for the "
           "min_version they name before answering UNAVAILABLE with a "
           "grpc-retry-pushback-ms hint (another replica may have it).");
+ABSL_FLAG(double, compact_dead_share, 0.2,
+          "A collection whose replaced and deleted rows (tombstones) reach "
+          "this share of its rows, and at least 1024 rows, is compacted in "
+          "the background: its live rows are copied into one segment and "
+          "committed as the next version. (0, 1].");
 ABSL_FLAG(uint64_t, resident_memory_bytes, uint64_t{8} << 30,
           "Host memory resident collections and graphs may hold together; "
           "an upload or load beyond it is refused (RESOURCE_EXHAUSTED) "
@@ -349,6 +354,8 @@ int main(int argc, char** argv) {
   options.catalog_url = absl::GetFlag(FLAGS_catalog);
   options.engine.resident.min_version_wait =
       absl::GetFlag(FLAGS_min_version_wait);
+  options.engine.resident.compact_dead_share =
+      absl::GetFlag(FLAGS_compact_dead_share);
   options.engine.resident.memory_bytes =
       absl::GetFlag(FLAGS_resident_memory_bytes);
   options.engine.resident.batching = absl::GetFlag(FLAGS_batching);

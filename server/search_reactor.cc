@@ -10,6 +10,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "base/status_macros.h"
+#include "core/collections/row_filter.h"
 #include "core/collections/search_batcher.h"
 #include "core/resident_search.h"
 #include "server/call_scope.h"
@@ -112,6 +113,7 @@ class CollectionHandlers::SearchReactor final {
     search.top_k = request_->top_k();
     if (request_->has_min_score()) search.min_score = request_->min_score();
     search.placement = PlacementFromProto(request_->placement());
+    search.rows = rows_;
     absl::StatusOr<collections::SearchTicket> ticket = batcher_->Search(
         std::move(search),
         [this](absl::StatusOr<collections::SearchResult> result) {
@@ -174,8 +176,15 @@ class CollectionHandlers::SearchReactor final {
     shape.query_values = static_cast<uint64_t>(q.values_size());
     shape.top_k = request_->top_k();
     shape.has_min_score = request_->has_min_score();
-    ENGRAM_RETURN_IF_ERROR(
-        core::ValidateSearch(*collection_, shape, owner_->engine_->limits()));
+    ENGRAM_ASSIGN_OR_RETURN(std::optional<collections::RowFilter> filter,
+                            RowFilterFromProto(*request_));
+    rows_ = collections::SelectRows(*collection_,
+                                    filter.has_value() ? &*filter : nullptr);
+    const uint64_t searched =
+        rows_ == nullptr ? collection_->rows() : rows_->passed;
+    ENGRAM_RETURN_IF_ERROR(core::ValidateSearch(*collection_, searched, shape,
+                                                owner_->engine_->limits()));
+    response_->set_rows_searched(searched);
     queries_.data = q.values().data();
     queries_.rows = q.rows();
     queries_.cols = q.cols();
@@ -185,18 +194,20 @@ class CollectionHandlers::SearchReactor final {
   // top_k == 0: every score straight into the response, then every row's
   // id.
   absl::Status AllScores() {
-    const uint64_t n = collection_->rows();
+    const uint64_t n = rows_ == nullptr ? collection_->rows() : rows_->passed;
     const int count = static_cast<int>(queries_.rows * n);
     response_->mutable_scores()->Reserve(count);
     float* scores = response_->mutable_scores()->AddNAlreadyReserved(count);
     dispatch::ExecutionReport report;
     ENGRAM_RETURN_IF_ERROR(core::ScoreEveryRow(
-        *owner_->engine_, *collection_, queries_,
+        *owner_->engine_, *collection_, rows_.get(), queries_,
         PlacementFromProto(request_->placement()), &scope_.interrupt(),
         absl::MakeSpan(scores, count), &report));
     response_->mutable_ids()->Reserve(static_cast<int>(n));
-    for (uint64_t row = 0; row < n; ++row) {
-      response_->add_ids(collection_->IdOf(row));
+    const kernels::RowMask mask =
+        rows_ == nullptr ? kernels::RowMask{} : rows_->mask();
+    for (uint64_t row = 0; row < collection_->rows(); ++row) {
+      if (mask.test(row)) response_->add_ids(collection_->IdOf(row));
     }
     ReportToProto(report, response_->mutable_report());
     response_->set_batch_queries(static_cast<uint32_t>(queries_.rows));
@@ -229,6 +240,8 @@ class CollectionHandlers::SearchReactor final {
   v1::SearchCollectionResponse* const response_;
   CallScope scope_;
   std::shared_ptr<const collections::Collection> collection_;
+  // The rows the search may return; null: every row.
+  std::shared_ptr<const collections::RowSelection> rows_;
   kernels::MatrixView queries_;
   std::shared_ptr<collections::SearchBatcher> batcher_;
 

@@ -50,9 +50,28 @@ bool Collection::ids_everywhere() const {
 }
 
 std::shared_ptr<const RowIndex> Collection::Index() const {
-  absl::MutexLock lock(&index_mu_);
+  absl::MutexLock lock(&cache_mu_);
   if (index_ == nullptr) index_ = RowIndex::Build(*this);
   return index_;
+}
+
+std::shared_ptr<const RowSelection> Collection::LiveRows() const {
+  if (dead_count_ == 0) return nullptr;
+  absl::MutexLock lock(&cache_mu_);
+  if (live_ == nullptr) {
+    auto live = std::make_shared<RowSelection>();
+    live->rows = rows_;
+    live->passed = rows_ - dead_count_;
+    live->words.resize((rows_ + 63) / 64);
+    for (size_t i = 0; i < live->words.size(); ++i) {
+      live->words[i] = i < dead_->size() ? ~(*dead_)[i] : ~uint64_t{0};
+    }
+    if (rows_ % 64 != 0) {
+      live->words.back() &= (uint64_t{1} << (rows_ % 64)) - 1;
+    }
+    live_ = std::move(live);
+  }
+  return live_;
 }
 
 std::vector<uint64_t> Collection::RowsOf(uint64_t id) const {
@@ -812,7 +831,9 @@ absl::StatusOr<std::shared_ptr<const Collection>> CollectionStore::Publish(
     }
   }
   if (status.ok() && o.replace_ids && current != nullptr) {
-    next->index_ = current->Index()->With(changes);
+    std::shared_ptr<const RowIndex> index = current->Index()->With(changes);
+    absl::MutexLock cache(&next->cache_mu_);
+    next->index_ = std::move(index);
   }
   if (!status.ok()) {
     if (journal != nullptr) journal->DiscardSegment(handle);
@@ -979,7 +1000,11 @@ absl::StatusOr<DeleteRowsResult> CollectionStore::DeleteRows(
     AddCommittedKey(next.get(), std::string(idempotency_key));
   }
   ENGRAM_RETURN_IF_ERROR(KillRows(next.get(), std::move(killed)));
-  next->index_ = index->With(changes);
+  {
+    std::shared_ptr<const RowIndex> carried = index->With(changes);
+    absl::MutexLock cache(&next->cache_mu_);
+    next->index_ = std::move(carried);
+  }
   result.deleted = next->killed_.size();
   ENGRAM_RETURN_IF_ERROR(PublishLocked(next, "", options_.journal != nullptr));
   result.collection = std::move(next);

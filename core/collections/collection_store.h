@@ -81,6 +81,7 @@
 #include "core/collections/memory_budget.h"
 #include "core/collections/resident_metrics.h"
 #include "core/collections/row_labels.h"
+#include "core/collections/row_selection.h"
 #include "kernels/large_buffer.h"
 #include "kernels/types.h"
 
@@ -219,6 +220,10 @@ class Collection {
   // Every live row holding `id` (ascending). Built on first use, then
   // carried over incrementally by later versions. Thread-safe.
   std::vector<uint64_t> RowsOf(uint64_t id) const;
+  // The live rows as a selection searches apply (row_selection.h), made on
+  // first use and shared by every search of this version; null when every
+  // row is live. Thread-safe.
+  std::shared_ptr<const RowSelection> LiveRows() const;
   // Whether every row carries an uploaded id, as UpsertRows and DeleteRows
   // need (an empty collection does).
   bool ids_everywhere() const;
@@ -235,8 +240,10 @@ class Collection {
   uint64_t dead_count_ = 0;
   std::vector<uint64_t> killed_;
   bool rewritten_ = false;
-  mutable absl::Mutex index_mu_;
-  mutable std::shared_ptr<const RowIndex> index_ ABSL_GUARDED_BY(index_mu_);
+  // What RowsOf and LiveRows build on first use.
+  mutable absl::Mutex cache_mu_;
+  mutable std::shared_ptr<const RowIndex> index_ ABSL_GUARDED_BY(cache_mu_);
+  mutable std::shared_ptr<const RowSelection> live_ ABSL_GUARDED_BY(cache_mu_);
 
   std::string name_;
   uint32_t dimension_ = 0;

@@ -107,6 +107,13 @@ void ClearTail(Words& w, uint64_t rows) {
   }
 }
 
+uint64_t CountSet(const Words& w) {
+  uint64_t count = 0;
+  for (uint64_t word : w)
+    count += static_cast<uint64_t>(__builtin_popcountll(word));
+  return count;
+}
+
 bool InRange(const Predicate& p, double v) {
   if (std::isnan(v)) return false;
   if (p.min.has_value() && (p.min_exclusive ? !(v > *p.min) : !(v >= *p.min))) {
@@ -208,40 +215,35 @@ absl::Status ValidateRowFilter(const RowFilter& filter) {
   return absl::OkStatus();
 }
 
-std::optional<RowSelection> SelectRows(const Collection& collection,
-                                       const RowFilter* filter) {
-  const bool filtered = filter != nullptr && !filter->empty();
-  if (!filtered && collection.dead_rows() == 0) return std::nullopt;
+std::shared_ptr<const RowSelection> SelectRows(const Collection& collection,
+                                               const RowFilter* filter) {
+  if (filter == nullptr || filter->empty()) return collection.LiveRows();
   const uint64_t rows = collection.rows();
   const size_t n = (rows + 63) / 64;
-  RowSelection selection;
-  selection.rows = rows;
-  if (filtered && filter->where.has_value()) {
-    selection.words = Evaluate(collection, *filter->where);
+  auto selection = std::make_shared<RowSelection>();
+  selection->rows = rows;
+  if (filter->where.has_value()) {
+    selection->words = Evaluate(collection, *filter->where);
   } else {
-    selection.words.assign(n, ~uint64_t{0});
-    ClearTail(selection.words, rows);
+    selection->words.assign(n, ~uint64_t{0});
+    ClearTail(selection->words, rows);
   }
-  Words& w = selection.words;
+  Words& w = selection->words;
   const absl::Span<const uint64_t> dead = collection.dead_words();
   for (size_t i = 0; i < dead.size() && i < n; ++i) w[i] &= ~dead[i];
-  if (filtered && !filter->allow_ids.empty()) {
+  if (!filter->allow_ids.empty()) {
     Words allowed(n, 0);
     for (uint64_t id : filter->allow_ids) {
       for (uint64_t row : collection.RowsOf(id)) SetBit(allowed, row);
     }
     for (size_t i = 0; i < n; ++i) w[i] &= allowed[i];
   }
-  if (filtered) {
-    for (uint64_t id : filter->deny_ids) {
-      for (uint64_t row : collection.RowsOf(id)) {
-        w[row >> 6] &= ~(uint64_t{1} << (row & 63));
-      }
+  for (uint64_t id : filter->deny_ids) {
+    for (uint64_t row : collection.RowsOf(id)) {
+      w[row >> 6] &= ~(uint64_t{1} << (row & 63));
     }
   }
-  uint64_t passed = 0;
-  for (uint64_t word : w) passed += __builtin_popcountll(word);
-  selection.passed = passed;
+  selection->passed = CountSet(w);
   return selection;
 }
 

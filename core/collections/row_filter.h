@@ -16,6 +16,7 @@
 #define ENGRAM_CORE_COLLECTIONS_ROW_FILTER_H_
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -23,6 +24,7 @@
 #include "absl/status/status.h"
 #include "core/collections/collection_store.h"
 #include "core/collections/row_labels.h"
+#include "core/collections/row_selection.h"
 #include "kernels/types.h"
 
 namespace engram::collections {
@@ -69,24 +71,13 @@ struct RowFilter {
 // NaN bound or with min > max, a `not` without exactly one predicate.
 absl::Status ValidateRowFilter(const RowFilter& filter);
 
-// The rows of a version a search may return.
-struct RowSelection {
-  // Bit r set when row r passes; covers the version's rows.
-  std::vector<uint64_t> words;
-  uint64_t rows = 0;    // the version's rows
-  uint64_t passed = 0;  // rows whose bit is set
-
-  kernels::RowMask mask() const {
-    return kernels::RowMask{words.data(), 0, static_cast<size_t>(rows)};
-  }
-};
-
 // The live rows of `collection` that pass `filter` (null: every live row).
-// Returns nullopt when every row passes (no filter and no dead row), so
-// that the unmasked kernels run. `filter` must have passed
-// ValidateRowFilter.
-std::optional<RowSelection> SelectRows(const Collection& collection,
-                                       const RowFilter* filter);
+// Null when every row passes (no filter and no dead row), so that the
+// unmasked kernels run; without a filter, the version's own cached
+// selection (Collection::LiveRows), which calls on one version share.
+// `filter` must have passed ValidateRowFilter.
+std::shared_ptr<const RowSelection> SelectRows(const Collection& collection,
+                                               const RowFilter* filter);
 
 }  // namespace engram::collections
 

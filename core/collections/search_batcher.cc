@@ -13,6 +13,7 @@
 #include "kernels/cpu/cosine.h"
 #include "kernels/cpu/topk.h"
 #include "kernels/row_checks.h"
+#include "kernels/row_mask.h"
 
 namespace engram::collections {
 
@@ -20,14 +21,26 @@ absl::Status SearchSegments(const BatchPass& pass, const SegmentSearch& search,
                             std::vector<kernels::TopKList>* out) {
   const auto& segments = pass.collection->segments();
   out->assign(pass.queries.rows, kernels::TopKList());
+  auto slice = [&](const Segment& segment) {
+    return pass.mask.Rows(segment.first_row(),
+                          segment.first_row() + segment.rows());
+  };
   if (segments.size() == 1) {
-    return search(pass.queries, *segments[0], pass.top_k, pass.min_score, out);
+    const kernels::RowMask mask = slice(*segments[0]);
+    if (kernels::CountAdmitted(mask, 0, segments[0]->rows()) == 0) {
+      return absl::OkStatus();
+    }
+    return search(pass.queries, *segments[0], mask, pass.top_k, pass.min_score,
+                  out);
   }
   std::vector<std::vector<kernels::TopKList>> per_segment;
   for (const auto& segment : segments) {
+    const kernels::RowMask mask = slice(*segment);
+    // A segment the mask excludes whole is not searched at all.
+    if (kernels::CountAdmitted(mask, 0, segment->rows()) == 0) continue;
     std::vector<kernels::TopKList> lists;
-    ENGRAM_RETURN_IF_ERROR(
-        search(pass.queries, *segment, pass.top_k, pass.min_score, &lists));
+    ENGRAM_RETURN_IF_ERROR(search(pass.queries, *segment, mask, pass.top_k,
+                                  pass.min_score, &lists));
     if (lists.size() != pass.queries.rows) {
       return absl::InternalError(absl::StrCat("segment search returned ",
                                               lists.size(), " lists for ",
@@ -39,6 +52,7 @@ absl::Status SearchSegments(const BatchPass& pass, const SegmentSearch& search,
     }
     per_segment.push_back(std::move(lists));
   }
+  if (per_segment.empty()) return absl::OkStatus();
   std::vector<kernels::TopKList> lists(per_segment.size());
   for (size_t q = 0; q < pass.queries.rows; ++q) {
     for (size_t s = 0; s < per_segment.size(); ++s) {
@@ -55,10 +69,11 @@ BatchExecutor MakeKernelExecutor(kernels::ThreadPool* pool) {
     ENGRAM_RETURN_IF_ERROR(SearchSegments(
         pass,
         [pool](const kernels::MatrixView& queries, const Segment& segment,
-               uint32_t k, std::optional<float> min_score,
+               const kernels::RowMask& mask, uint32_t k,
+               std::optional<float> min_score,
                std::vector<kernels::TopKList>* lists) {
           return kernels::cpu::CosineTopK(
-              queries, segment.vectors(), k,
+              queries, segment.vectors(), mask, k,
               min_score.value_or(-std::numeric_limits<float>::infinity()), 0,
               pool, lists);
         },
@@ -208,7 +223,8 @@ absl::StatusOr<SearchTicket> SearchBatcher::Search(SearchRequest request,
     ++pending_;
     ticket = next_ticket_++;
     call->ticket = ticket;
-    const Key key{collection, call->request.placement};
+    const Key key{collection, call->request.placement,
+                  call->request.rows.get()};
     const uint64_t rows = q.rows;
     if (!batching()) {
       alone.push_back(std::move(call));
@@ -377,6 +393,9 @@ void SearchBatcher::RunBatch(Batch batch, bool slot) {
   pass.collection = &collection;
   pass.top_k = top_k;
   pass.placement = batch.front()->request.placement;
+  if (batch.front()->request.rows != nullptr) {
+    pass.mask = batch.front()->request.rows->mask();
+  }
   if (all_have_min) pass.min_score = min_score;
   if (batch.size() == 1) {
     pass.queries = batch.front()->request.queries;

@@ -69,6 +69,7 @@
 #include "absl/time/time.h"
 #include "core/collections/collection_store.h"
 #include "core/collections/resident_metrics.h"
+#include "core/collections/row_selection.h"
 #include "core/dispatch/jobs.h"
 #include "kernels/thread_pool.h"
 #include "kernels/types.h"
@@ -86,6 +87,11 @@ struct SearchRequest {
   uint32_t top_k = 10;  // >= 1
   std::optional<float> min_score;
   dispatch::Placement placement = dispatch::Placement::kAuto;
+  // The rows the call may return (its filter and the version's live rows,
+  // row_filter.h SelectRows); null: every row. Calls share a pass only
+  // with calls holding the same selection (the version's live rows, for
+  // calls without a filter).
+  std::shared_ptr<const RowSelection> rows;
 };
 
 struct SearchHit {
@@ -111,14 +117,16 @@ struct SearchResult {
 using SearchCallback = absl::AnyInvocable<void(absl::StatusOr<SearchResult>)>;
 
 // What one pass computes: for every row of `queries`, the best `top_k` rows
-// of `collection` with score >= min_score (when set), best first, indices
-// numbered in the whole collection version.
+// of `collection` that `mask` admits with score >= min_score (when set),
+// best first, indices numbered in the whole collection version.
 struct BatchPass {
   const Collection* collection = nullptr;
   kernels::MatrixView queries;
   uint32_t top_k = 0;
   std::optional<float> min_score;
   dispatch::Placement placement = dispatch::Placement::kAuto;
+  // Over the whole version's rows; all rows when its words are null.
+  kernels::RowMask mask;
 };
 
 struct BatchPassOutput {
@@ -132,16 +140,19 @@ using BatchExecutor =
 // Runs a task on some worker thread (core::Engine::Submit).
 using TaskRunner = std::function<void(absl::AnyInvocable<void()>)>;
 
-// Top-k of `queries` against one segment's vectors, indices local to the
-// segment. The segment, not just its rows, so that a device holding a copy
-// of it under segment.id() can read that.
+// Top-k of `queries` against the rows of one segment that `mask` admits
+// (the pass's mask sliced to the segment), indices local to the segment.
+// The segment, not just its rows, so that a device holding a copy of it
+// under segment.id() can read that.
 using SegmentSearch = std::function<absl::Status(
-    const kernels::MatrixView& queries, const Segment& segment, uint32_t top_k,
+    const kernels::MatrixView& queries, const Segment& segment,
+    const kernels::RowMask& mask, uint32_t top_k,
     std::optional<float> min_score, std::vector<kernels::TopKList>* out)>;
 
-// Runs `search` once per segment of pass.collection and merges the lists
-// into collection-wide row indices (one call, no merge, for the common
-// single-segment collection). An empty collection gives empty lists.
+// Runs `search` once per segment of pass.collection that the mask admits a
+// row of and merges the lists into collection-wide row indices (one call,
+// no merge, for the common single-segment collection). An empty collection
+// or a mask admitting nothing gives empty lists.
 absl::Status SearchSegments(const BatchPass& pass, const SegmentSearch& search,
                             std::vector<kernels::TopKList>* out);
 
@@ -245,16 +256,18 @@ class SearchBatcher {
     SearchCallback done;
     absl::Time admitted;
   };
-  // Calls that share a pass: same collection version and placement.
+  // Calls that share a pass: same collection version, placement and rows.
   struct Key {
     const Collection* collection;
     dispatch::Placement placement;
+    const RowSelection* rows;
     template <typename H>
     friend H AbslHashValue(H h, const Key& k) {
-      return H::combine(std::move(h), k.collection, k.placement);
+      return H::combine(std::move(h), k.collection, k.placement, k.rows);
     }
     friend bool operator==(const Key& a, const Key& b) {
-      return a.collection == b.collection && a.placement == b.placement;
+      return a.collection == b.collection && a.placement == b.placement &&
+             a.rows == b.rows;
     }
   };
   struct Queue {

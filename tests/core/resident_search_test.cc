@@ -73,34 +73,42 @@ TEST_F(ResidentSearchTest, ValidateSearchChecksShapeMinScoreAndSize) {
   shape.query_cols = kDim;
   shape.query_values = 2 * kDim;
   shape.top_k = 5;
-  EXPECT_TRUE(ValidateSearch(**collection, shape, limits).ok());
+  EXPECT_TRUE(
+      ValidateSearch(**collection, (*collection)->rows(), shape, limits).ok());
 
   SearchShape short_values = shape;
   short_values.query_values = kDim;
-  EXPECT_THAT(ValidateSearch(**collection, short_values, limits).message(),
-              HasSubstr("queries.values"));
+  EXPECT_THAT(
+      ValidateSearch(**collection, (*collection)->rows(), short_values, limits)
+          .message(),
+      HasSubstr("queries.values"));
 
   SearchShape wrong_dim = shape;
   wrong_dim.query_cols = kDim / 2;
   wrong_dim.query_values = kDim;
-  const absl::Status dim = ValidateSearch(**collection, wrong_dim, limits);
+  const absl::Status dim =
+      ValidateSearch(**collection, (*collection)->rows(), wrong_dim, limits);
   EXPECT_EQ(dim.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(dim.message(), HasSubstr("has dimension 16"));
 
   SearchShape all_with_min = shape;
   all_with_min.top_k = 0;
   all_with_min.has_min_score = true;
-  EXPECT_THAT(ValidateSearch(**collection, all_with_min, limits).message(),
-              HasSubstr("min_score is only accepted with top_k > 0"));
+  EXPECT_THAT(
+      ValidateSearch(**collection, (*collection)->rows(), all_with_min, limits)
+          .message(),
+      HasSubstr("min_score is only accepted with top_k > 0"));
 
   RequestLimits small;
   small.max_output_elements = 99;
   SearchShape all = shape;
   all.top_k = 0;
-  const absl::Status big = ValidateSearch(**collection, all, small);
+  const absl::Status big =
+      ValidateSearch(**collection, (*collection)->rows(), all, small);
   EXPECT_EQ(big.code(), absl::StatusCode::kResourceExhausted);
   EXPECT_THAT(big.message(), HasSubstr("ask for top_k > 0"));
-  EXPECT_TRUE(ValidateSearch(**collection, shape, small).ok());
+  EXPECT_TRUE(
+      ValidateSearch(**collection, (*collection)->rows(), shape, small).ok());
 }
 
 TEST_F(ResidentSearchTest, ScoreEveryRowMatchesReferenceAcrossSegments) {
@@ -119,7 +127,7 @@ TEST_F(ResidentSearchTest, ScoreEveryRowMatchesReferenceAcrossSegments) {
   const std::vector<float> queries = testing::RandomMatrix(3, kDim, 4);
   std::vector<float> scores(3 * 70);
   dispatch::ExecutionReport report;
-  ASSERT_TRUE(ScoreEveryRow(*engine_, **collection,
+  ASSERT_TRUE(ScoreEveryRow(*engine_, **collection, nullptr,
                             kernels::MatrixView{queries.data(), 3, kDim},
                             dispatch::Placement::kCpuOnly, nullptr,
                             absl::MakeSpan(scores), &report)
@@ -140,7 +148,7 @@ TEST_F(ResidentSearchTest, ScoreEveryRowStopsWhenInterrupted) {
   std::vector<float> scores(10);
   dispatch::ExecutionReport report;
   const StopAlways stop;
-  EXPECT_EQ(ScoreEveryRow(*engine_, **collection,
+  EXPECT_EQ(ScoreEveryRow(*engine_, **collection, nullptr,
                           kernels::MatrixView{queries.data(), 1, kDim},
                           dispatch::Placement::kAuto, &stop,
                           absl::MakeSpan(scores), &report)
@@ -155,7 +163,7 @@ TEST_F(ResidentSearchTest, ScoreEveryRowRefusesABufferOfTheWrongSize) {
   const std::vector<float> queries = testing::RandomMatrix(1, kDim, 8);
   std::vector<float> scores(9);
   dispatch::ExecutionReport report;
-  EXPECT_FALSE(ScoreEveryRow(*engine_, **collection,
+  EXPECT_FALSE(ScoreEveryRow(*engine_, **collection, nullptr,
                              kernels::MatrixView{queries.data(), 1, kDim},
                              dispatch::Placement::kAuto, nullptr,
                              absl::MakeSpan(scores), &report)

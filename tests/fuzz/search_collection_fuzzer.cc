@@ -126,7 +126,8 @@ absl::Status Resolve(engram::core::Engine& engine,
   shape.query_values = static_cast<uint64_t>(request.queries().values_size());
   shape.top_k = request.top_k();
   shape.has_min_score = request.has_min_score();
-  return engram::core::ValidateSearch(**collection, shape, engine.limits());
+  return engram::core::ValidateSearch(**collection, (*collection)->rows(),
+                                      shape, engine.limits());
 }
 
 // top_k == 0: every score, as SearchReactor::AllScores.
@@ -137,7 +138,7 @@ void AllScores(engram::core::Engine& engine,
   std::vector<float> scores(queries.rows * collection.rows());
   engram::dispatch::ExecutionReport report;
   const absl::Status status = engram::core::ScoreEveryRow(
-      engine, collection, queries,
+      engine, collection, nullptr, queries,
       engram::server::PlacementFromProto(request.placement()), nullptr,
       absl::MakeSpan(scores), &report);
   if (!status.ok()) {

@@ -202,8 +202,8 @@ std::set<uint64_t> Expected(const Model& model, const RowFilter& filter) {
 
 std::set<uint64_t> Selected(const Collection& c, const RowFilter& filter) {
   std::set<uint64_t> out;
-  const std::optional<RowSelection> s = SelectRows(c, &filter);
-  if (!s.has_value()) {
+  const std::shared_ptr<const RowSelection> s = SelectRows(c, &filter);
+  if (s == nullptr) {
     for (uint64_t r = 0; r < c.rows(); ++r) out.insert(c.IdOf(r));
     return out;
   }

@@ -815,9 +815,10 @@ TEST_F(SearchBatcherTest, SearchSegmentsMatchesASingleSegmentCollection) {
   auto single = Upload(*store_, "single", kDim, all);
   ASSERT_TRUE(single.ok());
   auto search = [](const kernels::MatrixView& q, const Segment& segment,
-                   uint32_t k, std::optional<float> min,
+                   const kernels::RowMask& mask, uint32_t k,
+                   std::optional<float> min,
                    std::vector<kernels::TopKList>* out) {
-    return kernels::cpu::CosineTopK(q, segment.vectors(), k,
+    return kernels::cpu::CosineTopK(q, segment.vectors(), mask, k,
                                     min.value_or(-2.0f), 0, nullptr, out,
                                     kernels::cpu::CosineKernel::kRowDot);
   };
@@ -831,6 +832,29 @@ TEST_F(SearchBatcherTest, SearchSegmentsMatchesASingleSegmentCollection) {
   ASSERT_TRUE(SearchSegments(a, search, &la).ok());
   ASSERT_TRUE(SearchSegments(b, search, &lb).ok());
   EXPECT_EQ(la, lb);
+
+  // A mask over the whole collection is sliced at the segments' starts,
+  // which are not on word boundaries: the same lists either way, holding
+  // admitted rows only.
+  const uint64_t rows = collection_->rows();
+  std::vector<uint64_t> words((rows + 63) / 64);
+  for (uint64_t r = 0; r < rows; ++r) {
+    if (r % 3 == 1 || r % 7 == 0) words[r / 64] |= uint64_t{1} << (r % 64);
+  }
+  a.mask = kernels::RowMask{words.data(), 0, static_cast<size_t>(rows)};
+  b.mask = a.mask;
+  ASSERT_TRUE(SearchSegments(a, search, &la).ok());
+  ASSERT_TRUE(SearchSegments(b, search, &lb).ok());
+  EXPECT_EQ(la, lb);
+  for (const auto& list : la) {
+    ASSERT_FALSE(list.empty());
+    for (const auto& hit : list) EXPECT_TRUE(a.mask.test(hit.index));
+  }
+  // A mask admitting nothing: empty lists, no segment searched.
+  std::vector<uint64_t> none(words.size(), 0);
+  a.mask = kernels::RowMask{none.data(), 0, static_cast<size_t>(rows)};
+  ASSERT_TRUE(SearchSegments(a, search, &la).ok());
+  for (const auto& list : la) EXPECT_TRUE(list.empty());
 }
 
 }  // namespace
