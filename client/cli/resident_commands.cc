@@ -84,7 +84,8 @@ int RunResident(const Invocation& invocation, const ResidentInput& input,
     }
     if (c.action == "upload" || c.action == "append") {
       return PrintResponse(
-          client.UploadCollection(input.upload, input.rows, input.ids, call),
+          client.UploadCollection(input.upload, input.rows, input.ids,
+                                  /*labels=*/{}, call),
           out, err);
     }
     if (c.action == "delete") {
