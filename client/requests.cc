@@ -4,10 +4,12 @@
 #include <cstdint>
 #include <limits>
 #include <optional>
+#include <string>
 #include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 
 namespace engram::client {
 namespace {
@@ -109,6 +111,36 @@ v1::SpreadRequest MakeSpreadRequest(v1::Graph graph,
   *request.mutable_params() = std::move(params);
   request.set_top_k(top_k);
   request.set_placement(placement);
+  return request;
+}
+
+absl::StatusOr<v1::UpsertRowsRequest> MakeUpsertRowsRequest(
+    const std::string& collection, const FloatMatrix& vectors,
+    absl::Span<const uint64_t> ids, absl::Span<const v1::RowLabels> labels) {
+  if (ids.size() != vectors.rows) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("ids has ", ids.size(), " entries, expected one per row (",
+                     vectors.rows, ")"));
+  }
+  if (!labels.empty() && labels.size() != vectors.rows) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "labels has ", labels.size(),
+        " entries, expected none or one per row (", vectors.rows, ")"));
+  }
+  v1::UpsertRowsRequest request;
+  request.set_collection(collection);
+  ENGRAM_ASSIGN_OR_RETURN(*request.mutable_vectors(), MakeMatrix(vectors));
+  request.mutable_ids()->Assign(ids.begin(), ids.end());
+  request.mutable_labels()->Reserve(static_cast<int>(labels.size()));
+  for (const v1::RowLabels& row : labels) *request.add_labels() = row;
+  return request;
+}
+
+v1::DeleteRowsRequest MakeDeleteRowsRequest(const std::string& collection,
+                                            absl::Span<const uint64_t> ids) {
+  v1::DeleteRowsRequest request;
+  request.set_collection(collection);
+  request.mutable_ids()->Assign(ids.begin(), ids.end());
   return request;
 }
 

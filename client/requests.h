@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <string>
 
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
@@ -52,6 +53,21 @@ engram::similarity::v1::SpreadRequest MakeSpreadRequest(
     engram::similarity::v1::SpreadParams params, uint32_t top_k,
     engram::similarity::v1::Placement placement =
         engram::similarity::v1::PLACEMENT_AUTO);
+
+// An UpsertRows request for `collection`: `vectors` (rows x dimension) with
+// one id per row and, when `labels` is not empty, one RowLabels per row.
+// The idempotency key and expected version are left for the caller to set.
+// Returns INVALID_ARGUMENT, naming `ids` or `labels`, for a count that is not
+// one per row, and as MakeMatrix for the vectors.
+absl::StatusOr<engram::similarity::v1::UpsertRowsRequest> MakeUpsertRowsRequest(
+    const std::string& collection, const FloatMatrix& vectors,
+    absl::Span<const uint64_t> ids,
+    absl::Span<const engram::similarity::v1::RowLabels> labels = {});
+
+// A DeleteRows request for `collection` and `ids`, in order; the
+// idempotency key and expected version are left for the caller to set.
+engram::similarity::v1::DeleteRowsRequest MakeDeleteRowsRequest(
+    const std::string& collection, absl::Span<const uint64_t> ids);
 
 }  // namespace engram::client
 

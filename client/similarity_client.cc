@@ -1,6 +1,8 @@
 #include "client/similarity_client.h"
 
 #include <algorithm>
+#include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <utility>
@@ -9,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
 #include "client/status_conversion.h"
+#include "google/protobuf/io/coded_stream.h"
 #include "grpc/grpc.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
@@ -168,9 +171,29 @@ absl::StatusOr<v1::CollectionInfo> SimilarityClient::CreateCollection(
       *stub_, &v1::Similarity::Stub::CreateCollection, &context, request);
 }
 
+namespace {
+
+// The bytes row `row` adds to a chunk message: its values and id as packed
+// repeated fields hold them (an id counted at 8 bytes, the size of a large
+// varint) and its labels as one length-delimited entry. Enough to keep a
+// chunk near its target size; the exact size is the encoder's business.
+uint64_t RowBytes(std::size_t cols, bool with_ids,
+                  absl::Span<const v1::RowLabels> labels, std::size_t row) {
+  uint64_t bytes = cols * sizeof(float) + (with_ids ? sizeof(uint64_t) : 0);
+  if (!labels.empty()) {
+    const std::size_t size = labels[row].ByteSizeLong();
+    bytes +=
+        1 + google::protobuf::io::CodedOutputStream::VarintSize64(size) + size;
+  }
+  return bytes;
+}
+
+}  // namespace
+
 absl::StatusOr<v1::UploadCollectionResponse> SimilarityClient::UploadCollection(
     const UploadOptions& options, const FloatMatrix& vectors,
-    absl::Span<const uint64_t> ids, const CallOptions& call) const {
+    absl::Span<const uint64_t> ids, absl::Span<const v1::RowLabels> labels,
+    const CallOptions& call) const {
   if (vectors.rows == 0 || vectors.cols == 0 ||
       vectors.values.size() != vectors.rows * vectors.cols) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -182,11 +205,10 @@ absl::StatusOr<v1::UploadCollectionResponse> SimilarityClient::UploadCollection(
         absl::StrCat("ids has ", ids.size(), " entries, expected one per row (",
                      vectors.rows, ")"));
   }
-  uint64_t chunk_rows = options.chunk_rows;
-  if (chunk_rows == 0) {
-    const uint64_t row_bytes =
-        vectors.cols * sizeof(float) + (ids.empty() ? 0 : sizeof(uint64_t));
-    chunk_rows = std::max<uint64_t>(1, options.chunk_bytes / row_bytes);
+  if (!labels.empty() && labels.size() != vectors.rows) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "labels has ", labels.size(),
+        " entries, expected none or one per row (", vectors.rows, ")"));
   }
   grpc::ClientContext context;
   ENGRAM_RETURN_IF_ERROR(PrepareContext(call, &context));
@@ -204,18 +226,36 @@ absl::StatusOr<v1::UploadCollectionResponse> SimilarityClient::UploadCollection(
   header->mutable_metadata()->insert(options.metadata.begin(),
                                      options.metadata.end());
   bool writing = writer->Write(message);
-  for (uint64_t first = 0; writing && first < vectors.rows;
-       first += chunk_rows) {
-    const uint64_t rows = std::min<uint64_t>(chunk_rows, vectors.rows - first);
+  uint64_t first = 0;
+  while (writing && first < vectors.rows) {
+    // Rows go in while the chunk has room for them; the first always does.
+    uint64_t end = first + 1;
+    if (options.chunk_rows > 0) {
+      end = std::min<uint64_t>(vectors.rows, first + options.chunk_rows);
+    } else {
+      uint64_t bytes = RowBytes(vectors.cols, !ids.empty(), labels, first);
+      while (end < vectors.rows) {
+        const uint64_t next = RowBytes(vectors.cols, !ids.empty(), labels, end);
+        if (bytes + next > options.chunk_bytes) break;
+        bytes += next;
+        ++end;
+      }
+    }
     message.Clear();
     v1::UploadChunk* chunk = message.mutable_chunk();
     const float* begin = vectors.values.data() + first * vectors.cols;
-    chunk->mutable_vectors()->Add(begin, begin + rows * vectors.cols);
+    chunk->mutable_vectors()->Add(begin, begin + (end - first) * vectors.cols);
     if (!ids.empty()) {
-      chunk->mutable_ids()->Add(ids.begin() + first,
-                                ids.begin() + first + rows);
+      chunk->mutable_ids()->Add(ids.begin() + first, ids.begin() + end);
+    }
+    if (!labels.empty()) {
+      chunk->mutable_labels()->Reserve(static_cast<int>(end - first));
+      for (uint64_t row = first; row < end; ++row) {
+        *chunk->add_labels() = labels[row];
+      }
     }
     writing = writer->Write(message);
+    first = end;
   }
   // A failed Write means the server answered early (an error); Finish
   // returns that answer either way.
@@ -267,6 +307,22 @@ absl::StatusOr<v1::SearchCollectionResponse> SimilarityClient::SearchCollection(
   ENGRAM_RETURN_IF_ERROR(PrepareContext(call, &context));
   return Unary<v1::SearchCollectionRequest, v1::SearchCollectionResponse>(
       *stub_, &v1::Similarity::Stub::SearchCollection, &context, request);
+}
+
+absl::StatusOr<v1::UpsertRowsResponse> SimilarityClient::UpsertRows(
+    const v1::UpsertRowsRequest& request, const CallOptions& call) const {
+  grpc::ClientContext context;
+  ENGRAM_RETURN_IF_ERROR(PrepareContext(call, &context));
+  return Unary<v1::UpsertRowsRequest, v1::UpsertRowsResponse>(
+      *stub_, &v1::Similarity::Stub::UpsertRows, &context, request);
+}
+
+absl::StatusOr<v1::DeleteRowsResponse> SimilarityClient::DeleteRows(
+    const v1::DeleteRowsRequest& request, const CallOptions& call) const {
+  grpc::ClientContext context;
+  ENGRAM_RETURN_IF_ERROR(PrepareContext(call, &context));
+  return Unary<v1::DeleteRowsRequest, v1::DeleteRowsResponse>(
+      *stub_, &v1::Similarity::Stub::DeleteRows, &context, request);
 }
 
 absl::StatusOr<v1::GraphInfo> SimilarityClient::PutGraph(

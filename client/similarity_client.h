@@ -51,8 +51,9 @@ struct UploadOptions {
   std::map<std::string, std::string> metadata;  // create only
   // Rows per chunk message; 0: as many as fit in chunk_bytes.
   uint64_t chunk_rows = 0;
-  // Target size of one chunk message, when chunk_rows is 0. Must stay under
-  // the server's --max_message_bytes.
+  // Target size of one chunk message, when chunk_rows is 0: its rows' values,
+  // ids and labels (a chunk holds at least one row, so one row larger than
+  // this is sent alone). Must stay under the server's --max_message_bytes.
   uint64_t chunk_bytes = uint64_t{4} << 20;
   // Optional (UploadHeader.idempotency_key): resending an upload with the
   // same key after an error applies it at most once.
@@ -124,13 +125,17 @@ class SimilarityClient {
       const CallOptions& call = {}) const;
   // Streams `vectors` (rows x dimension) in chunks: a header (total rows,
   // dimension, whether ids are sent), then the rows. `ids` is empty or
-  // holds one id per row. INVALID_ARGUMENT, without calling, for an empty
-  // matrix, a wrong id count or a bad chunk size. The rows become visible
-  // only if the whole stream arrives; a failed call leaves nothing.
+  // holds one id per row; `labels` is empty or holds one RowLabels per row,
+  // and each chunk then carries those of its rows. INVALID_ARGUMENT, without
+  // calling, for an empty matrix or a wrong id or label count. The rows
+  // become visible only if the whole stream arrives; a failed call leaves
+  // nothing.
   absl::StatusOr<engram::similarity::v1::UploadCollectionResponse>
-  UploadCollection(const UploadOptions& options, const FloatMatrix& vectors,
-                   absl::Span<const uint64_t> ids = {},
-                   const CallOptions& call = {}) const;
+  UploadCollection(
+      const UploadOptions& options, const FloatMatrix& vectors,
+      absl::Span<const uint64_t> ids = {},
+      absl::Span<const engram::similarity::v1::RowLabels> labels = {},
+      const CallOptions& call = {}) const;
   absl::Status DeleteCollection(const std::string& name,
                                 const CallOptions& call = {}) const;
   absl::StatusOr<engram::similarity::v1::ListCollectionsResponse>
@@ -142,9 +147,24 @@ class SimilarityClient {
   absl::StatusOr<engram::similarity::v1::CollectionInfo> DescribeCollection(
       const std::string& name, uint64_t min_version,
       const CallOptions& call = {}) const;
+  // `request.filter` restricts the rows scored (see RowFilter); the
+  // response's rows_searched says how many were.
   absl::StatusOr<engram::similarity::v1::SearchCollectionResponse>
   SearchCollection(
       const engram::similarity::v1::SearchCollectionRequest& request,
+      const CallOptions& call = {}) const;
+  // Rows changed by id, each call one version (MakeUpsertRowsRequest and
+  // MakeDeleteRowsRequest in client/requests.h build the requests). These
+  // are writes: deploy/grpc-service-config.json does not retry them, and
+  // neither does this client. A caller that got no answer may send the same
+  // request again only with an idempotency_key set (the server then applies
+  // it at most once and answers `replayed`); with expected_version set, a
+  // collection another writer changed meanwhile answers ABORTED.
+  absl::StatusOr<engram::similarity::v1::UpsertRowsResponse> UpsertRows(
+      const engram::similarity::v1::UpsertRowsRequest& request,
+      const CallOptions& call = {}) const;
+  absl::StatusOr<engram::similarity::v1::DeleteRowsResponse> DeleteRows(
+      const engram::similarity::v1::DeleteRowsRequest& request,
       const CallOptions& call = {}) const;
 
   // Resident graphs. PutGraph streams `graph` (CSR, as in SpreadRequest)

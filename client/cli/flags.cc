@@ -90,19 +90,41 @@ ABSL_FLAG(std::string, metadata, "",
           "collection create/upload: key=value,... stored with the "
           "collection.");
 ABSL_FLAG(std::string, file, "",
-          "collection upload/append: the rows, a .npy file of float32, "
-          "N x D.");
+          "collection upload/append/upsert: the rows, a .npy file of "
+          "float32, N x D.");
 ABSL_FLAG(std::string, ids, "",
-          "collection upload/append: the rows' ids, a .npy file of one "
-          "integer per row ('<u8', '<i8', '<u4' or '<i4'; default: rows are "
-          "numbered from 0 in the collection).");
+          "collection upload/append/upsert: the rows' ids, a .npy file of one "
+          "integer per row ('<u8', '<i8', '<u4' or '<i4'; required by upsert; "
+          "upload/append default: rows are numbered from 0 in the "
+          "collection). collection delete-rows: a .npy file of ids to "
+          "delete.");
+ABSL_FLAG(std::string, id_list, "",
+          "collection delete-rows: ids to delete, ID,ID,... (with --ids, "
+          "both are deleted).");
+ABSL_FLAG(std::string, labels, "",
+          "collection upload/append/upsert: the rows' labels, a file of JSON "
+          "lines, one RowLabels in protobuf JSON per row in row order (a "
+          "blank line: no labels), e.g. "
+          "{\"tags\":[{\"key\":\"kind\",\"text\":\"episode\"},"
+          "{\"key\":\"user\",\"integer\":\"42\"}],"
+          "\"attributes\":{\"t\":1.5}}");
 ABSL_FLAG(uint64_t, chunk_rows, 0,
           "collection upload/append: rows per stream message (0: about "
           "4 MiB per message).");
 ABSL_FLAG(std::string, idempotency_key, "",
-          "collection upload/append: a key of at most 128 printable ASCII "
-          "characters; running the same command again with the same key "
-          "applies the upload at most once (the answer says replayed).");
+          "collection upload/append/upsert/delete-rows: a key of at most 128 "
+          "printable ASCII characters; running the same command again with "
+          "the same key applies it at most once (the answer says replayed).");
+ABSL_FLAG(uint64_t, expected_version, 0,
+          "collection upsert/delete-rows: apply only to this version of the "
+          "collection (a describe or write answer says it), else ABORTED and "
+          "nothing changes. 0: whatever version it is.");
+ABSL_FLAG(std::string, filter, "",
+          "collection search: only rows passing this RowFilter in protobuf "
+          "JSON, or @FILE to read it from a file, e.g. "
+          "{\"deny_ids\":[\"7\"],\"where\":{\"tag\":{\"key\":\"kind\","
+          "\"values\":[{\"text\":\"episode\"}]}}}; the answer's "
+          "rows_searched says how many rows were scored.");
 ABSL_FLAG(uint64_t, min_version, 0,
           "collection search/describe, graph describe, spread --graph_name: "
           "answer from a replica that has at least this version of the "
@@ -239,21 +261,26 @@ const std::vector<CommandSpec>& Commands() {
       {Subcommand::kCollection,
        "collection",
        "Resident collections: collection create|upload|append|delete|list|"
-       "describe|search (uploads stream a .npy file in chunks).",
+       "describe|search|upsert|delete-rows (uploads stream a .npy file in "
+       "chunks; upsert and delete-rows change rows by id).",
        {{"name", "NAME"},
         {"dimension", "D"},
         {"metadata", "KEY=VALUE,..."},
         {"file", "FILE.npy"},
         {"ids", "FILE.npy"},
+        {"id_list", "ID,ID,..."},
+        {"labels", "FILE.jsonl"},
         {"chunk_rows", "N"},
         {"idempotency_key", "KEY"},
+        {"expected_version", "V"},
         {"min_version", "V"},
         {"queries", "FILE.npy"},
         {"random", "Q,D"},
         {"seed", "S"},
         {"top_k", "K"},
         {"min_score", "S"},
-        {"placement", "auto|cpu|gpu"}}},
+        {"placement", "auto|cpu|gpu"},
+        {"filter", "JSON|@FILE"}}},
       {Subcommand::kGraph,
        "graph",
        "Resident graphs: graph put|delete|list|describe (put streams an "
@@ -286,7 +313,8 @@ constexpr absl::string_view kSubcommandList =
 
 const std::vector<absl::string_view>& ActionsOf(Subcommand subcommand) {
   static const auto* collection = new std::vector<absl::string_view>{
-      "create", "upload", "append", "delete", "list", "describe", "search"};
+      "create",   "upload", "append", "delete",     "list",
+      "describe", "search", "upsert", "delete-rows"};
   static const auto* graph =
       new std::vector<absl::string_view>{"put", "delete", "list", "describe"};
   return subcommand == Subcommand::kGraph ? *graph : *collection;
@@ -525,9 +553,13 @@ absl::StatusOr<Invocation> ParseArgs(const std::vector<std::string>& args) {
   collection.metadata = absl::GetFlag(FLAGS_metadata);
   collection.file = absl::GetFlag(FLAGS_file);
   collection.ids_file = absl::GetFlag(FLAGS_ids);
+  collection.id_list = absl::GetFlag(FLAGS_id_list);
+  collection.labels_file = absl::GetFlag(FLAGS_labels);
   collection.chunk_rows = absl::GetFlag(FLAGS_chunk_rows);
   collection.idempotency_key = absl::GetFlag(FLAGS_idempotency_key);
+  collection.expected_version = absl::GetFlag(FLAGS_expected_version);
   collection.min_version = absl::GetFlag(FLAGS_min_version);
+  collection.filter = absl::GetFlag(FLAGS_filter);
 
   GraphOptions& graph = invocation.graph;
   graph.action = action;
@@ -575,6 +607,17 @@ std::string UsageText(std::optional<Subcommand> subcommand) {
     absl::StrAppend(&out,
                     "Give --queries and --targets, or --random (with "
                     "--seed).\n");
+  }
+  if (*subcommand == Subcommand::kCollection) {
+    absl::StrAppend(
+        &out,
+        "upload, append and upsert take --file (rows) and --ids (one id per "
+        "row;\nrequired by upsert, which replaces the rows whose ids the "
+        "collection holds\nand appends the others), and --labels: JSON lines, "
+        "one RowLabels per row\n(tags: key with text or integer; attributes: "
+        "name to number). delete-rows\ntakes --id_list and/or --ids. search "
+        "--filter takes a RowFilter: allow_ids,\ndeny_ids and where, a "
+        "Predicate (tag, range, all, any, not).\n");
   }
   if (*subcommand == Subcommand::kBench) {
     absl::StrAppend(

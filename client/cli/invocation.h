@@ -63,18 +63,29 @@ struct SpreadOptions {
 };
 
 // `engram-cli collection ACTION`: create, upload (creates), append, delete,
-// list, describe, search. Search takes the cosine flags for its queries
-// (--queries FILE.npy, or --random=Q,D), --top_k, --min_score, --placement.
+// list, describe, search, upsert (rows by id), delete-rows. Search takes the
+// cosine flags for its queries (--queries FILE.npy, or --random=Q,D),
+// --top_k, --min_score, --placement.
 struct CollectionOptions {
   std::string action;
   std::string name;
-  uint32_t dimension = 0;       // create
-  std::string metadata;         // "key=value,..." (create, upload)
-  std::string file;             // .npy rows (upload, append)
-  std::string ids_file;         // .npy ids, one per row (upload, append)
-  uint64_t chunk_rows = 0;      // rows per upload message; 0: about 4 MiB each
-  std::string idempotency_key;  // upload, append: applied at most once
-  uint64_t min_version = 0;     // search, describe: the oldest version read
+  uint32_t dimension = 0;  // create
+  std::string metadata;    // "key=value,..." (create, upload)
+  std::string file;        // .npy rows (upload, append, upsert)
+  // .npy ids, one per row (upload, append, upsert), or the ids to delete
+  // (delete-rows).
+  std::string ids_file;
+  std::string id_list;  // "id,id,..." (delete-rows)
+  // JSON lines, one RowLabels per row (upload, append, upsert).
+  std::string labels_file;
+  uint64_t chunk_rows = 0;  // rows per upload message; 0: about 4 MiB each
+  // upload, append, upsert, delete-rows: applied at most once.
+  std::string idempotency_key;
+  uint64_t expected_version = 0;  // upsert, delete-rows: 0 for any version
+  uint64_t min_version = 0;       // search, describe: the oldest version read
+  // search: a RowFilter in protobuf JSON, or "@FILE" holding one; empty:
+  // none.
+  std::string filter;
 };
 
 // `engram-cli graph ACTION`: put (from an edge list), delete, list,

@@ -17,10 +17,13 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
+#include "absl/strings/strip.h"
 #include "base/status_macros.h"
 #include "client/cli/output.h"
 #include "client/edge_list.h"
+#include "client/file_io.h"
 #include "client/npy.h"
+#include "client/proto_json.h"
 #include "client/random_data.h"
 #include "client/requests.h"
 
@@ -316,6 +319,47 @@ absl::StatusOr<v1::SearchCollectionRequest> BuildSearchRequest(
   if (options.min_score.has_value()) request.set_min_score(*options.min_score);
   request.set_placement(placement);
   return request;
+}
+
+absl::StatusOr<std::vector<uint64_t>> ParseIdList(absl::string_view text) {
+  if (absl::StripAsciiWhitespace(text).empty()) {
+    return UsageError("no ids given: expected id,id,...");
+  }
+  std::vector<uint64_t> ids;
+  for (absl::string_view item : absl::StrSplit(text, ',')) {
+    item = absl::StripAsciiWhitespace(item);
+    uint64_t id = 0;
+    // SimpleAtoi into an unsigned type rejects a minus sign but not a plus.
+    if (item.empty() || !absl::ascii_isdigit(item[0]) ||
+        !absl::SimpleAtoi(item, &id)) {
+      return UsageError(
+          absl::StrCat("id '", item, "' is not a non-negative 64-bit integer"));
+    }
+    ids.push_back(id);
+  }
+  return ids;
+}
+
+absl::StatusOr<v1::RowFilter> ParseRowFilter(absl::string_view text) {
+  std::string json(text);
+  std::string source = "--filter";
+  if (absl::ConsumePrefix(&text, "@")) {
+    if (text.empty()) return UsageError("--filter @: no file named after @");
+    source = absl::StrCat("--filter ", text);
+    absl::StatusOr<std::string> contents = ReadFileToString(std::string(text));
+    if (!contents.ok()) {
+      return absl::Status(
+          contents.status().code(),
+          absl::StrCat("--filter: ", contents.status().message()));
+    }
+    json = *std::move(contents);
+  }
+  v1::RowFilter filter;
+  const absl::Status parsed = ParseProtoJson(json, &filter);
+  if (!parsed.ok()) {
+    return UsageError(absl::StrCat(source, ": ", parsed.message()));
+  }
+  return filter;
 }
 
 }  // namespace engram::client::cli

@@ -1,8 +1,9 @@
 // Turning engram-cli's parsed options and input files into requests: the
 // parsers of the flag values that end up in a request (placement, decay,
-// seeds, thresholds, metadata) and the builders of the BatchCosine, Spread
-// and SearchCollection requests. They read files but never touch the
-// network, so every error here is bad usage or input (kExitUsage).
+// seeds, thresholds, metadata, id lists, row filters) and the builders of
+// the BatchCosine, Spread and SearchCollection requests. They read files but
+// never touch the network, so every error here is bad usage or input
+// (kExitUsage).
 #ifndef ENGRAM_CLIENT_CLI_REQUEST_BUILDERS_H_
 #define ENGRAM_CLIENT_CLI_REQUEST_BUILDERS_H_
 
@@ -71,6 +72,17 @@ BuildSearchRequest(const std::string& collection, const CosineOptions& options);
 
 // "key=value,key=value" (empty: none).
 absl::StatusOr<std::map<std::string, std::string>> ParseMetadata(
+    absl::string_view text);
+
+// "id,id,...": at least one id, each a non-negative 64-bit integer, in the
+// order given. INVALID_ARGUMENT naming the first bad item.
+absl::StatusOr<std::vector<uint64_t>> ParseIdList(absl::string_view text);
+
+// The RowFilter of `--filter`: protobuf JSON, or "@PATH" for a file holding
+// it. INVALID_ARGUMENT naming --filter (and the file) with the parser's
+// reason, which names the field; file errors as ReadFileToString reports
+// them, prefixed with --filter.
+absl::StatusOr<engram::similarity::v1::RowFilter> ParseRowFilter(
     absl::string_view text);
 
 }  // namespace engram::client::cli

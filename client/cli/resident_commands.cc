@@ -1,18 +1,85 @@
 #include "client/cli/resident_commands.h"
 
+#include <algorithm>
+#include <cstdint>
 #include <ostream>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/string_view.h"
 #include "base/status_macros.h"
 #include "client/cli/output.h"
 #include "client/cli/request_builders.h"
 #include "client/npy.h"
+#include "client/requests.h"
+#include "client/row_labels_file.h"
 
 namespace engram::client::cli {
+namespace {
+
+namespace v1 = ::engram::similarity::v1;
+
+// The collection flags that only some actions use: given to another action
+// they are refused rather than ignored, since a search without the filter
+// asked for, or a write without its version check, would still succeed.
+absl::Status CheckActionFlags(const CollectionOptions& c) {
+  struct Rule {
+    absl::string_view flag;
+    bool given;
+    std::vector<absl::string_view> actions;
+  };
+  const Rule rules[] = {
+      {"labels", !c.labels_file.empty(), {"upload", "append", "upsert"}},
+      {"id_list", !c.id_list.empty(), {"delete-rows"}},
+      {"expected_version", c.expected_version != 0, {"upsert", "delete-rows"}},
+      {"filter", !c.filter.empty(), {"search"}},
+  };
+  for (const Rule& rule : rules) {
+    if (rule.given && std::find(rule.actions.begin(), rule.actions.end(),
+                                c.action) == rule.actions.end()) {
+      return UsageError(absl::StrCat("--", rule.flag, " applies to collection ",
+                                     absl::StrJoin(rule.actions, ", "),
+                                     ", not ", c.action));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// Reads --file, --ids and --labels of upload, append and upsert into
+// `input`, checking that the ids and labels are one per row.
+absl::Status ReadRows(const CollectionOptions& c, ResidentInput* input) {
+  if (c.file.empty()) {
+    return UsageError(
+        absl::StrCat("collection ", c.action, " needs --file (a .npy file)"));
+  }
+  ENGRAM_ASSIGN_OR_RETURN(input->rows, ReadNpyFile(c.file));
+  if (!c.ids_file.empty()) {
+    ENGRAM_ASSIGN_OR_RETURN(input->ids, ReadNpyIdsFile(c.ids_file));
+    if (input->ids.size() != input->rows.rows) {
+      return UsageError(absl::StrCat("--ids holds ", input->ids.size(),
+                                     " ids for the ", input->rows.rows,
+                                     " rows of --file; give one id per row"));
+    }
+  }
+  if (!c.labels_file.empty()) {
+    ENGRAM_ASSIGN_OR_RETURN(input->labels, ReadRowLabelsFile(c.labels_file));
+    if (input->labels.size() != input->rows.rows) {
+      return UsageError(absl::StrCat(
+          "--labels ", c.labels_file, " holds ", input->labels.size(),
+          " lines for the ", input->rows.rows,
+          " rows of --file; give one line per row (a blank line: no "
+          "labels)"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
 
 absl::StatusOr<ResidentInput> BuildResidentInput(const Invocation& invocation) {
   ResidentInput input;
@@ -21,6 +88,7 @@ absl::StatusOr<ResidentInput> BuildResidentInput(const Invocation& invocation) {
     if (c.action != "list" && c.name.empty()) {
       return UsageError(absl::StrCat("collection ", c.action, " needs --name"));
     }
+    ENGRAM_RETURN_IF_ERROR(CheckActionFlags(c));
     ENGRAM_ASSIGN_OR_RETURN(const auto metadata, ParseMetadata(c.metadata));
     if (c.action == "create") {
       if (c.dimension == 0) {
@@ -30,22 +98,10 @@ absl::StatusOr<ResidentInput> BuildResidentInput(const Invocation& invocation) {
       input.create.set_dimension(c.dimension);
       input.create.mutable_metadata()->insert(metadata.begin(), metadata.end());
     } else if (c.action == "upload" || c.action == "append") {
-      if (c.file.empty()) {
-        return UsageError(absl::StrCat("collection ", c.action,
-                                       " needs --file (a .npy file)"));
-      }
       if (c.action == "append" && !metadata.empty()) {
         return UsageError("--metadata is set when the collection is created");
       }
-      ENGRAM_ASSIGN_OR_RETURN(input.rows, ReadNpyFile(c.file));
-      if (!c.ids_file.empty()) {
-        ENGRAM_ASSIGN_OR_RETURN(input.ids, ReadNpyIdsFile(c.ids_file));
-        if (input.ids.size() != input.rows.rows) {
-          return UsageError(absl::StrCat(
-              "--ids holds ", input.ids.size(), " ids for the ",
-              input.rows.rows, " rows of --file; give one id per row"));
-        }
-      }
+      ENGRAM_RETURN_IF_ERROR(ReadRows(c, &input));
       input.upload.name = c.name;
       input.upload.create = c.action == "upload";
       input.upload.metadata = metadata;
@@ -55,6 +111,49 @@ absl::StatusOr<ResidentInput> BuildResidentInput(const Invocation& invocation) {
       ENGRAM_ASSIGN_OR_RETURN(input.search,
                               BuildSearchRequest(c.name, invocation.cosine));
       input.search.set_min_version(c.min_version);
+      if (!c.filter.empty()) {
+        ENGRAM_ASSIGN_OR_RETURN(*input.search.mutable_filter(),
+                                ParseRowFilter(c.filter));
+      }
+    } else if (c.action == "upsert") {
+      if (c.ids_file.empty()) {
+        return UsageError(
+            "collection upsert needs --ids (a .npy file of one id per row): "
+            "the ids say which rows are replaced and which added");
+      }
+      ENGRAM_RETURN_IF_ERROR(ReadRows(c, &input));
+      absl::StatusOr<v1::UpsertRowsRequest> upsert =
+          MakeUpsertRowsRequest(c.name, input.rows, input.ids, input.labels);
+      if (!upsert.ok()) {
+        return UsageError(
+            absl::StrCat("--file ", c.file, ": ", upsert.status().message()));
+      }
+      input.upsert = *std::move(upsert);
+      input.upsert.set_idempotency_key(c.idempotency_key);
+      input.upsert.set_expected_version(c.expected_version);
+    } else if (c.action == "delete-rows") {
+      std::vector<uint64_t> ids;
+      if (!c.id_list.empty()) {
+        absl::StatusOr<std::vector<uint64_t>> listed = ParseIdList(c.id_list);
+        if (!listed.ok()) {
+          return UsageError(
+              absl::StrCat("--id_list: ", listed.status().message()));
+        }
+        ids = *std::move(listed);
+      }
+      if (!c.ids_file.empty()) {
+        ENGRAM_ASSIGN_OR_RETURN(const std::vector<uint64_t> read,
+                                ReadNpyIdsFile(c.ids_file));
+        ids.insert(ids.end(), read.begin(), read.end());
+      }
+      if (ids.empty()) {
+        return UsageError(
+            "collection delete-rows needs --id_list=ID,... or --ids (a .npy "
+            "file of ids)");
+      }
+      input.delete_rows = MakeDeleteRowsRequest(c.name, ids);
+      input.delete_rows.set_idempotency_key(c.idempotency_key);
+      input.delete_rows.set_expected_version(c.expected_version);
     }
     return input;
   }
@@ -82,9 +181,17 @@ int RunResident(const Invocation& invocation, const ResidentInput& input,
       return PrintResponse(client.CreateCollection(input.create, call), out,
                            err);
     }
+    if (c.action == "upsert") {
+      return PrintResponse(client.UpsertRows(input.upsert, call), out, err);
+    }
+    if (c.action == "delete-rows") {
+      return PrintResponse(client.DeleteRows(input.delete_rows, call), out,
+                           err);
+    }
     if (c.action == "upload" || c.action == "append") {
       return PrintResponse(
-          client.UploadCollection(input.upload, input.rows, input.ids, call),
+          client.UploadCollection(input.upload, input.rows, input.ids,
+                                  input.labels, call),
           out, err);
     }
     if (c.action == "delete") {

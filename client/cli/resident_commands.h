@@ -22,14 +22,19 @@ struct ResidentInput {
   engram::similarity::v1::CreateCollectionRequest create;
   UploadOptions upload;
   FloatMatrix rows;
-  std::vector<uint64_t> ids;  // empty: none sent
+  std::vector<uint64_t> ids;                              // empty: none sent
+  std::vector<engram::similarity::v1::RowLabels> labels;  // empty: none sent
   engram::similarity::v1::SearchCollectionRequest search;
+  engram::similarity::v1::UpsertRowsRequest upsert;
+  engram::similarity::v1::DeleteRowsRequest delete_rows;
   engram::similarity::v1::Graph graph;
 };
 
-// The input of a `collection` or `graph` invocation: reads the .npy or edge
-// list files the action needs. INVALID_ARGUMENT for missing or inconsistent
-// flags, file errors as the readers report them.
+// The input of a `collection` or `graph` invocation: reads the .npy, labels
+// or edge list files the action needs. INVALID_ARGUMENT for missing or
+// inconsistent flags (among them a flag the action does not use, where
+// ignoring it would change what the user meant, and a file whose row count
+// differs from --file's, naming it), file errors as the readers report them.
 absl::StatusOr<ResidentInput> BuildResidentInput(const Invocation& invocation);
 
 // Runs the action of a `collection` or `graph` invocation through `client`,

@@ -4,6 +4,7 @@
 #include <memory>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "grpcpp/security/server_credentials.h"
@@ -88,6 +89,54 @@ grpc::Status FakeSimilarityService::GetStats(grpc::ServerContext* context,
   return Begin("GetStats", context);
 }
 
+grpc::Status FakeSimilarityService::UploadCollection(
+    grpc::ServerContext* context,
+    grpc::ServerReader<v1::UploadCollectionRequest>* reader,
+    v1::UploadCollectionResponse* response) {
+  std::vector<v1::UploadCollectionRequest> messages;
+  v1::UploadCollectionRequest message;
+  while (reader->Read(&message)) messages.push_back(message);
+  {
+    absl::MutexLock lock(&mu_);
+    last_upload_ = std::move(messages);
+    *response = upload_response_;
+  }
+  return Begin("UploadCollection", context);
+}
+
+grpc::Status FakeSimilarityService::SearchCollection(
+    grpc::ServerContext* context, const v1::SearchCollectionRequest* request,
+    v1::SearchCollectionResponse* response) {
+  {
+    absl::MutexLock lock(&mu_);
+    last_search_ = *request;
+    *response = search_response_;
+  }
+  return Begin("SearchCollection", context);
+}
+
+grpc::Status FakeSimilarityService::UpsertRows(
+    grpc::ServerContext* context, const v1::UpsertRowsRequest* request,
+    v1::UpsertRowsResponse* response) {
+  {
+    absl::MutexLock lock(&mu_);
+    last_upsert_ = *request;
+    *response = upsert_response_;
+  }
+  return Begin("UpsertRows", context);
+}
+
+grpc::Status FakeSimilarityService::DeleteRows(
+    grpc::ServerContext* context, const v1::DeleteRowsRequest* request,
+    v1::DeleteRowsResponse* response) {
+  {
+    absl::MutexLock lock(&mu_);
+    last_delete_rows_ = *request;
+    *response = delete_rows_response_;
+  }
+  return Begin("DeleteRows", context);
+}
+
 void FakeSimilarityService::SetStatus(const grpc::Status& status) {
   absl::MutexLock lock(&mu_);
   status_ = status;
@@ -114,6 +163,29 @@ void FakeSimilarityService::SetStatsResponse(v1::GetStatsResponse response) {
   stats_response_ = std::move(response);
 }
 
+void FakeSimilarityService::SetUploadResponse(
+    v1::UploadCollectionResponse response) {
+  absl::MutexLock lock(&mu_);
+  upload_response_ = std::move(response);
+}
+
+void FakeSimilarityService::SetSearchResponse(
+    v1::SearchCollectionResponse response) {
+  absl::MutexLock lock(&mu_);
+  search_response_ = std::move(response);
+}
+
+void FakeSimilarityService::SetUpsertResponse(v1::UpsertRowsResponse response) {
+  absl::MutexLock lock(&mu_);
+  upsert_response_ = std::move(response);
+}
+
+void FakeSimilarityService::SetDeleteRowsResponse(
+    v1::DeleteRowsResponse response) {
+  absl::MutexLock lock(&mu_);
+  delete_rows_response_ = std::move(response);
+}
+
 int FakeSimilarityService::calls() const {
   absl::MutexLock lock(&mu_);
   return calls_;
@@ -132,6 +204,27 @@ v1::BatchCosineRequest FakeSimilarityService::last_cosine_request() const {
 v1::SpreadRequest FakeSimilarityService::last_spread_request() const {
   absl::MutexLock lock(&mu_);
   return last_spread_;
+}
+
+std::vector<v1::UploadCollectionRequest>
+FakeSimilarityService::last_upload_messages() const {
+  absl::MutexLock lock(&mu_);
+  return last_upload_;
+}
+
+v1::SearchCollectionRequest FakeSimilarityService::last_search_request() const {
+  absl::MutexLock lock(&mu_);
+  return last_search_;
+}
+
+v1::UpsertRowsRequest FakeSimilarityService::last_upsert_request() const {
+  absl::MutexLock lock(&mu_);
+  return last_upsert_;
+}
+
+v1::DeleteRowsRequest FakeSimilarityService::last_delete_rows_request() const {
+  absl::MutexLock lock(&mu_);
+  return last_delete_rows_;
 }
 
 grpc::Status FakeHealthService::Check(grpc::ServerContext* context,

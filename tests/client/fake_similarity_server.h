@@ -1,7 +1,8 @@
 // An in-process gRPC server for client tests: a scriptable Similarity service
 // and health service on a loopback port, recording what the client sent
-// (requests, x-request-id, deadline) so tests can check the client's wire
-// behaviour without the real engine.
+// (requests, upload streams, x-request-id, deadline) so tests can check the
+// client's wire behaviour without the real engine. Methods it does not
+// override answer UNIMPLEMENTED.
 #ifndef ENGRAM_TESTS_CLIENT_FAKE_SIMILARITY_SERVER_H_
 #define ENGRAM_TESTS_CLIENT_FAKE_SIMILARITY_SERVER_H_
 
@@ -10,6 +11,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
@@ -47,6 +49,24 @@ class FakeSimilarityService final
       grpc::ServerContext* context,
       const engram::similarity::v1::GetStatsRequest* request,
       engram::similarity::v1::GetStatsResponse* response) override;
+  // Reads the whole stream, then answers.
+  grpc::Status UploadCollection(
+      grpc::ServerContext* context,
+      grpc::ServerReader<engram::similarity::v1::UploadCollectionRequest>*
+          reader,
+      engram::similarity::v1::UploadCollectionResponse* response) override;
+  grpc::Status SearchCollection(
+      grpc::ServerContext* context,
+      const engram::similarity::v1::SearchCollectionRequest* request,
+      engram::similarity::v1::SearchCollectionResponse* response) override;
+  grpc::Status UpsertRows(
+      grpc::ServerContext* context,
+      const engram::similarity::v1::UpsertRowsRequest* request,
+      engram::similarity::v1::UpsertRowsResponse* response) override;
+  grpc::Status DeleteRows(
+      grpc::ServerContext* context,
+      const engram::similarity::v1::DeleteRowsRequest* request,
+      engram::similarity::v1::DeleteRowsResponse* response) override;
 
   // Every call returns `status` from now on (OK by default).
   void SetStatus(const grpc::Status& status);
@@ -56,11 +76,24 @@ class FakeSimilarityService final
   void SetCosineResponse(engram::similarity::v1::BatchCosineResponse response);
   void SetSpreadResponse(engram::similarity::v1::SpreadResponse response);
   void SetStatsResponse(engram::similarity::v1::GetStatsResponse response);
+  void SetUploadResponse(
+      engram::similarity::v1::UploadCollectionResponse response);
+  void SetSearchResponse(
+      engram::similarity::v1::SearchCollectionResponse response);
+  void SetUpsertResponse(engram::similarity::v1::UpsertRowsResponse response);
+  void SetDeleteRowsResponse(
+      engram::similarity::v1::DeleteRowsResponse response);
 
   int calls() const;
   RecordedCall last_call() const;
   engram::similarity::v1::BatchCosineRequest last_cosine_request() const;
   engram::similarity::v1::SpreadRequest last_spread_request() const;
+  // Every message of the last upload stream, the header first.
+  std::vector<engram::similarity::v1::UploadCollectionRequest>
+  last_upload_messages() const;
+  engram::similarity::v1::SearchCollectionRequest last_search_request() const;
+  engram::similarity::v1::UpsertRowsRequest last_upsert_request() const;
+  engram::similarity::v1::DeleteRowsRequest last_delete_rows_request() const;
 
  private:
   // Records the call and returns the status it should end with.
@@ -77,6 +110,21 @@ class FakeSimilarityService final
       ABSL_GUARDED_BY(mu_);
   engram::similarity::v1::SpreadResponse spread_response_ ABSL_GUARDED_BY(mu_);
   engram::similarity::v1::GetStatsResponse stats_response_ ABSL_GUARDED_BY(mu_);
+  std::vector<engram::similarity::v1::UploadCollectionRequest> last_upload_
+      ABSL_GUARDED_BY(mu_);
+  engram::similarity::v1::UploadCollectionResponse upload_response_
+      ABSL_GUARDED_BY(mu_);
+  engram::similarity::v1::SearchCollectionRequest last_search_
+      ABSL_GUARDED_BY(mu_);
+  engram::similarity::v1::SearchCollectionResponse search_response_
+      ABSL_GUARDED_BY(mu_);
+  engram::similarity::v1::UpsertRowsRequest last_upsert_ ABSL_GUARDED_BY(mu_);
+  engram::similarity::v1::UpsertRowsResponse upsert_response_
+      ABSL_GUARDED_BY(mu_);
+  engram::similarity::v1::DeleteRowsRequest last_delete_rows_
+      ABSL_GUARDED_BY(mu_);
+  engram::similarity::v1::DeleteRowsResponse delete_rows_response_
+      ABSL_GUARDED_BY(mu_);
 };
 
 // grpc.health.v1.Health/Check answering from a table; a service not in the

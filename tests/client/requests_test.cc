@@ -1,7 +1,9 @@
 // The typed request builders: matrix layout, optional fields set only when
-// given, and the CSR layout MakeGraph derives from an edge list.
+// given, the CSR layout MakeGraph derives from an edge list, and the row
+// writes' ids and labels.
 #include "client/requests.h"
 
+#include <cstdint>
 #include <optional>
 #include <vector>
 
@@ -121,6 +123,62 @@ TEST_F(RequestsTest, SpreadRequestCopiesSeedsAndLeavesUnsetParamsUnset) {
   EXPECT_EQ(request.top_k(), 5u);
   EXPECT_EQ(request.placement(), v1::PLACEMENT_CPU_ONLY);
   EXPECT_EQ(request.graph().SerializeAsString(), graph.SerializeAsString());
+}
+
+TEST_F(RequestsTest, MakeUpsertRowsRequestCarriesRowsIdsAndLabels) {
+  FloatMatrix vectors;
+  vectors.rows = 2;
+  vectors.cols = 3;
+  vectors.values = {1, 2, 3, 4, 5, 6};
+  const std::vector<uint64_t> ids = {40, 7};
+  std::vector<v1::RowLabels> labels(2);
+  v1::Tag* tag = labels[1].add_tags();
+  tag->set_key("kind");
+  tag->set_text("episode");
+  (*labels[1].mutable_attributes())["t"] = 1.5;
+
+  auto request = MakeUpsertRowsRequest("docs", vectors, ids, labels);
+  ASSERT_TRUE(request.ok()) << request.status();
+  EXPECT_EQ(request->collection(), "docs");
+  EXPECT_EQ(request->vectors().rows(), 2u);
+  EXPECT_EQ(request->vectors().cols(), 3u);
+  EXPECT_THAT(request->vectors().values(), ElementsAre(1, 2, 3, 4, 5, 6));
+  EXPECT_THAT(request->ids(), ElementsAre(40u, 7u));
+  ASSERT_EQ(request->labels_size(), 2);
+  EXPECT_EQ(request->labels(0).ByteSizeLong(), 0u);
+  EXPECT_EQ(request->labels(1).SerializeAsString(),
+            labels[1].SerializeAsString());
+  EXPECT_EQ(request->idempotency_key(), "");
+  EXPECT_EQ(request->expected_version(), 0u);
+
+  auto unlabelled = MakeUpsertRowsRequest("docs", vectors, ids);
+  ASSERT_TRUE(unlabelled.ok()) << unlabelled.status();
+  EXPECT_EQ(unlabelled->labels_size(), 0);
+}
+
+TEST_F(RequestsTest, MakeUpsertRowsRequestNeedsOneIdAndNoneOrOneLabelPerRow) {
+  FloatMatrix vectors;
+  vectors.rows = 2;
+  vectors.cols = 1;
+  vectors.values = {1, 2};
+  auto no_ids = MakeUpsertRowsRequest("docs", vectors, {});
+  EXPECT_EQ(no_ids.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(no_ids.status().message(), HasSubstr("ids has 0 entries"));
+  const std::vector<uint64_t> ids = {1, 2};
+  const std::vector<v1::RowLabels> one_label(1);
+  auto few_labels = MakeUpsertRowsRequest("docs", vectors, ids, one_label);
+  EXPECT_EQ(few_labels.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(few_labels.status().message(),
+              HasSubstr("labels has 1 entries, expected none or one per row"));
+}
+
+TEST_F(RequestsTest, MakeDeleteRowsRequestKeepsTheIdsInOrder) {
+  const std::vector<uint64_t> ids = {9, 3, 9};
+  const v1::DeleteRowsRequest request = MakeDeleteRowsRequest("docs", ids);
+  EXPECT_EQ(request.collection(), "docs");
+  EXPECT_THAT(request.ids(), ElementsAre(9u, 3u, 9u));
+  EXPECT_EQ(request.idempotency_key(), "");
+  EXPECT_EQ(request.expected_version(), 0u);
 }
 
 }  // namespace

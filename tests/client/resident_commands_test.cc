@@ -1,18 +1,30 @@
 // engram-cli's resident-data commands: parsing of `collection` and
-// `graph` actions, the search request, metadata, `spread --graph_name` and
-// `bench --rpc=SearchCollection`. Runs against the real server are in
-// tests/server/resident_cli_e2e_test.cc.
+// `graph` actions, the search request, metadata, `spread --graph_name`,
+// `bench --rpc=SearchCollection`, and the row commands (upsert, delete-rows,
+// labels, search filters) from flags and files to requests and printed
+// answers, against an in-process fake server. Runs against the real server
+// are in tests/server/resident_cli_e2e_test.cc.
+#include <cstdint>
+#include <fstream>
+#include <memory>
+#include <sstream>
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "client/cli/commands.h"
+#include "client/npy.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/client/fake_similarity_server.h"
 
 namespace engram::client::cli {
 namespace {
 
+namespace v1 = ::engram::similarity::v1;
+using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+using ::testing::StartsWith;
 
 TEST(ResidentCommandsTest, CollectionNeedsAKnownAction) {
   auto missing = ParseArgs({"collection"});
@@ -108,8 +120,406 @@ TEST(ResidentCommandsTest, HelpListsTheNewCommands) {
   const std::string overview = UsageText(std::nullopt);
   EXPECT_THAT(overview, HasSubstr("collection"));
   EXPECT_THAT(overview, HasSubstr("graph"));
-  EXPECT_THAT(UsageText(Subcommand::kCollection),
-              HasSubstr("create|upload|append|delete|list|describe|search"));
+  const std::string collection = UsageText(Subcommand::kCollection);
+  EXPECT_THAT(collection,
+              HasSubstr("create|upload|append|delete|list|describe|search|"
+                        "upsert|delete-rows"));
+  for (const char* flag :
+       {"--labels=FILE.jsonl", "--id_list=ID,ID,...", "--expected_version=V",
+        "--filter=JSON|@FILE", "--idempotency_key=KEY"}) {
+    EXPECT_THAT(collection, HasSubstr(flag));
+  }
+}
+
+TEST(ResidentCommandsTest, ParsesRowCommandFlags) {
+  auto upsert = ParseArgs({"collection", "upsert", "--name=docs",
+                           "--file=v.npy", "--ids=i.npy", "--labels=l.jsonl",
+                           "--idempotency_key=k1", "--expected_version=4"});
+  ASSERT_TRUE(upsert.ok()) << upsert.status();
+  EXPECT_EQ(upsert->collection.action, "upsert");
+  EXPECT_EQ(upsert->collection.file, "v.npy");
+  EXPECT_EQ(upsert->collection.ids_file, "i.npy");
+  EXPECT_EQ(upsert->collection.labels_file, "l.jsonl");
+  EXPECT_EQ(upsert->collection.idempotency_key, "k1");
+  EXPECT_EQ(upsert->collection.expected_version, 4u);
+  auto deleted =
+      ParseArgs({"collection", "delete-rows", "--name=docs", "--id_list=1,2"});
+  ASSERT_TRUE(deleted.ok()) << deleted.status();
+  EXPECT_EQ(deleted->collection.action, "delete-rows");
+  EXPECT_EQ(deleted->collection.id_list, "1,2");
+  auto search = ParseArgs({"collection", "search", "--name=docs",
+                           "--random=1,4", "--filter=@f.json"});
+  ASSERT_TRUE(search.ok()) << search.status();
+  EXPECT_EQ(search->collection.filter, "@f.json");
+  EXPECT_FALSE(
+      ParseArgs({"collection", "upsert", "--expected_version=-1"}).ok());
+}
+
+TEST(ResidentCommandsTest, ParsesIdLists) {
+  auto ids = ParseIdList(" 3,18446744073709551615 , 0");
+  ASSERT_TRUE(ids.ok()) << ids.status();
+  EXPECT_THAT(*ids, ElementsAre(3u, 18446744073709551615u, 0u));
+  for (const auto& [text, message] :
+       std::vector<std::pair<const char*, const char*>>{
+           {"", "no ids given"},
+           {"1,,2", "id ''"},
+           {"-1", "id '-1'"},
+           {"+1", "id '+1'"},
+           {"18446744073709551616", "id '18446744073709551616'"},
+           {"1.5", "id '1.5'"}}) {
+    auto refused = ParseIdList(text);
+    EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument)
+        << text;
+    EXPECT_THAT(refused.status().message(), HasSubstr(message)) << text;
+  }
+}
+
+TEST(ResidentCommandsTest, ParsesFiltersInlineOrFromAFile) {
+  auto inline_filter = ParseRowFilter(
+      R"({"deny_ids":["7"],"where":{"tag":{"key":"kind","values":[{"text":"episode"}]}}})");
+  ASSERT_TRUE(inline_filter.ok()) << inline_filter.status();
+  EXPECT_THAT(inline_filter->deny_ids(), ElementsAre(7u));
+  EXPECT_EQ(inline_filter->where().tag().key(), "kind");
+
+  const std::string path = ::testing::TempDir() + "/cli_filter.json";
+  std::ofstream(path) << "{\n  \"where\": {\"range\": {\"name\": \"t\", "
+                         "\"max\": 2.5}}\n}\n";
+  auto from_file = ParseRowFilter("@" + path);
+  ASSERT_TRUE(from_file.ok()) << from_file.status();
+  EXPECT_EQ(from_file->where().range().max(), 2.5);
+
+  auto bad = ParseRowFilter(R"({"where":{"tag":{"kye":"kind"}}})");
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(bad.status().message(),
+              HasSubstr("--filter: not a RowFilter in JSON: (where.tag) kye"));
+  const std::string bad_path = ::testing::TempDir() + "/cli_filter_bad.json";
+  std::ofstream(bad_path) << "{\"allow_ids\": [\"x\"]}";
+  auto bad_file = ParseRowFilter("@" + bad_path);
+  EXPECT_EQ(bad_file.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(bad_file.status().message(),
+              HasSubstr("--filter " + bad_path + ": not a RowFilter"));
+  EXPECT_THAT(bad_file.status().message(), HasSubstr("allow_ids"));
+  auto missing = ParseRowFilter("@/nonexistent/filter.json");
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(missing.status().message(),
+              HasSubstr("--filter: cannot open '/nonexistent/filter.json'"));
+  EXPECT_THAT(ParseRowFilter("@").status().message(), HasSubstr("no file"));
+}
+
+// Whole `collection` runs against the fake server, with input files.
+class ResidentRunTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    server_ = testing::FakeSimilarityServer::Start();
+    ASSERT_NE(server_, nullptr);
+  }
+
+  // Runs engram-cli with `args` and the fake's address; returns the exit
+  // code and fills out_ and err_.
+  int RunCli(std::vector<std::string> args) {
+    args.insert(args.begin(), "engram-cli");
+    args.push_back(absl::StrCat("--server=", server_->target()));
+    std::vector<char*> argv;
+    for (std::string& arg : args) argv.push_back(arg.data());
+    out_.str("");
+    err_.str("");
+    return Main(static_cast<int>(argv.size()), argv.data(), out_, err_);
+  }
+
+  static std::string Temp(const std::string& name,
+                          const std::string& contents) {
+    const std::string path = ::testing::TempDir() + "/" + name;
+    std::ofstream(path, std::ios::binary) << contents;
+    return path;
+  }
+
+  // A .npy file of `rows` x `cols` float32 values 0, 1, 2, ...
+  static std::string RowsFile(const std::string& name, int rows, int cols) {
+    FloatMatrix matrix;
+    matrix.rows = rows;
+    matrix.cols = cols;
+    for (int i = 0; i < rows * cols; ++i) matrix.values.push_back(i);
+    const std::string path = ::testing::TempDir() + "/" + name;
+    EXPECT_TRUE(WriteNpyFile(path, matrix).ok());
+    return path;
+  }
+
+  // A .npy file of '<u8' ids, laid out as numpy writes it.
+  static std::string IdsFile(const std::string& name,
+                             const std::vector<uint64_t>& ids) {
+    std::string header =
+        absl::StrCat("{'descr': '<u8', 'fortran_order': False, 'shape': (",
+                     ids.size(), ",), }");
+    while ((10 + header.size() + 1) % 64 != 0) header += ' ';
+    header += '\n';
+    std::string bytes("\x93NUMPY\x01\x00", 8);
+    bytes += static_cast<char>(header.size() & 0xff);
+    bytes += static_cast<char>(header.size() >> 8);
+    bytes += header;
+    for (uint64_t id : ids) {
+      for (int b = 0; b < 8; ++b) bytes += static_cast<char>(id >> (8 * b));
+    }
+    return Temp(name, bytes);
+  }
+
+  // Runs `args`, expecting a usage error containing `message` and no call.
+  void ExpectRefused(const std::vector<std::string>& args,
+                     const std::string& message) {
+    EXPECT_EQ(RunCli(args), kExitUsage) << ::testing::PrintToString(args);
+    EXPECT_THAT(err_.str(), HasSubstr(message))
+        << ::testing::PrintToString(args);
+    EXPECT_EQ(out_.str(), "");
+    EXPECT_EQ(server_->similarity().calls(), 0);
+  }
+
+  std::unique_ptr<testing::FakeSimilarityServer> server_;
+  std::ostringstream out_;
+  std::ostringstream err_;
+};
+
+TEST_F(ResidentRunTest, UpsertSendsRowsIdsLabelsAndPrintsTheCounts) {
+  v1::UpsertRowsResponse canned;
+  canned.mutable_collection()->set_name("docs");
+  canned.mutable_collection()->set_version(5);
+  canned.mutable_collection()->set_count(12);
+  canned.mutable_collection()->set_tombstones(1);
+  canned.set_inserted(2);
+  canned.set_replaced(1);
+  server_->similarity().SetUpsertResponse(canned);
+  const std::string rows = RowsFile("upsert_rows.npy", 3, 2);
+  const std::string ids = IdsFile("upsert_ids.npy", {10, 11, 12});
+  const std::string labels =
+      Temp("upsert_labels.jsonl",
+           "{\"tags\":[{\"key\":\"kind\",\"text\":\"episode\"}]}\n"
+           "\n"
+           "{\"tags\":[{\"key\":\"user\",\"integer\":\"42\"}],"
+           "\"attributes\":{\"t\":1.5}}\n");
+
+  ASSERT_EQ(RunCli({"collection", "upsert", "--name=docs", "--file=" + rows,
+                    "--ids=" + ids, "--labels=" + labels,
+                    "--idempotency_key=batch-1", "--expected_version=4"}),
+            kExitOk)
+      << err_.str();
+
+  const v1::UpsertRowsRequest sent =
+      server_->similarity().last_upsert_request();
+  EXPECT_EQ(sent.collection(), "docs");
+  EXPECT_EQ(sent.vectors().rows(), 3u);
+  EXPECT_EQ(sent.vectors().cols(), 2u);
+  EXPECT_THAT(sent.vectors().values(), ElementsAre(0, 1, 2, 3, 4, 5));
+  EXPECT_THAT(sent.ids(), ElementsAre(10u, 11u, 12u));
+  ASSERT_EQ(sent.labels_size(), 3);
+  EXPECT_EQ(sent.labels(0).tags(0).text(), "episode");
+  EXPECT_EQ(sent.labels(1).ByteSizeLong(), 0u);
+  EXPECT_EQ(sent.labels(2).tags(0).integer(), 42);
+  EXPECT_EQ(sent.labels(2).attributes().at("t"), 1.5);
+  EXPECT_EQ(sent.idempotency_key(), "batch-1");
+  EXPECT_EQ(sent.expected_version(), 4u);
+  const std::string out = out_.str();
+  EXPECT_THAT(out, StartsWith("{\"collection\":{\"name\":\"docs\""));
+  EXPECT_THAT(out, HasSubstr("\"version\":\"5\""));
+  EXPECT_THAT(out, HasSubstr("\"tombstones\":\"1\""));
+  EXPECT_THAT(out, HasSubstr("\"inserted\":\"2\",\"replaced\":\"1\""));
+  EXPECT_THAT(out, HasSubstr("\"replayed\":false"));
+  EXPECT_EQ(err_.str(), "");
+}
+
+TEST_F(ResidentRunTest, UpsertWithoutLabelsSendsNone) {
+  const std::string rows = RowsFile("upsert_plain.npy", 2, 2);
+  const std::string ids = IdsFile("upsert_plain_ids.npy", {1, 2});
+  ASSERT_EQ(RunCli({"collection", "upsert", "--name=docs", "--file=" + rows,
+                    "--ids=" + ids}),
+            kExitOk)
+      << err_.str();
+  const v1::UpsertRowsRequest sent =
+      server_->similarity().last_upsert_request();
+  EXPECT_EQ(sent.labels_size(), 0);
+  EXPECT_EQ(sent.idempotency_key(), "");
+  EXPECT_EQ(sent.expected_version(), 0u);
+}
+
+TEST_F(ResidentRunTest, DeleteRowsSendsListedAndFiledIdsAndPrintsNotFound) {
+  v1::DeleteRowsResponse canned;
+  canned.mutable_collection()->set_version(6);
+  canned.set_deleted(2);
+  canned.set_not_found(2);
+  canned.add_not_found_ids(8);
+  canned.add_not_found_ids(9);
+  server_->similarity().SetDeleteRowsResponse(canned);
+  const std::string ids = IdsFile("delete_ids.npy", {8, 9});
+
+  ASSERT_EQ(RunCli({"collection", "delete-rows", "--name=docs",
+                    "--id_list=3, 4", "--ids=" + ids, "--idempotency_key=del-1",
+                    "--expected_version=5"}),
+            kExitOk)
+      << err_.str();
+
+  const v1::DeleteRowsRequest sent =
+      server_->similarity().last_delete_rows_request();
+  EXPECT_EQ(sent.collection(), "docs");
+  EXPECT_THAT(sent.ids(), ElementsAre(3u, 4u, 8u, 9u));
+  EXPECT_EQ(sent.idempotency_key(), "del-1");
+  EXPECT_EQ(sent.expected_version(), 5u);
+  EXPECT_THAT(out_.str(), HasSubstr("\"deleted\":\"2\",\"not_found\":\"2\","
+                                    "\"not_found_ids\":[\"8\",\"9\"]"));
+
+  ASSERT_EQ(
+      RunCli({"collection", "delete-rows", "--name=docs", "--id_list=77"}),
+      kExitOk)
+      << err_.str();
+  EXPECT_THAT(server_->similarity().last_delete_rows_request().ids(),
+              ElementsAre(77u));
+}
+
+TEST_F(ResidentRunTest, UploadSendsEachChunkTheLabelsOfItsRows) {
+  v1::UploadCollectionResponse canned;
+  canned.set_rows_uploaded(3);
+  server_->similarity().SetUploadResponse(canned);
+  const std::string rows = RowsFile("upload_rows.npy", 3, 2);
+  const std::string labels =
+      Temp("upload_labels.jsonl",
+           "{\"tags\":[{\"key\":\"row\",\"integer\":\"0\"}]}\n"
+           "{\"tags\":[{\"key\":\"row\",\"integer\":\"1\"}]}\n"
+           "{\"tags\":[{\"key\":\"row\",\"integer\":\"2\"}]}\n");
+
+  ASSERT_EQ(RunCli({"collection", "upload", "--name=docs", "--file=" + rows,
+                    "--labels=" + labels, "--chunk_rows=2"}),
+            kExitOk)
+      << err_.str();
+
+  const auto messages = server_->similarity().last_upload_messages();
+  ASSERT_EQ(messages.size(), 3u);
+  EXPECT_EQ(messages[0].header().total_rows(), 3u);
+  const v1::UploadChunk& first = messages[1].chunk();
+  ASSERT_EQ(first.labels_size(), 2);
+  EXPECT_EQ(first.labels(0).tags(0).integer(), 0);
+  EXPECT_EQ(first.labels(1).tags(0).integer(), 1);
+  const v1::UploadChunk& second = messages[2].chunk();
+  EXPECT_EQ(second.vectors_size(), 2);
+  ASSERT_EQ(second.labels_size(), 1);
+  EXPECT_EQ(second.labels(0).tags(0).integer(), 2);
+  EXPECT_THAT(out_.str(), HasSubstr("\"rows_uploaded\":\"3\""));
+}
+
+TEST_F(ResidentRunTest, SearchSendsTheFilterAndPrintsRowsSearched) {
+  v1::SearchCollectionResponse canned;
+  canned.set_rows_searched(17);
+  canned.set_collection_version(3);
+  server_->similarity().SetSearchResponse(canned);
+  const std::string filter = Temp(
+      "search_filter.json",
+      "{\"allow_ids\":[1,2,3],\"where\":{\"any\":{\"predicates\":["
+      "{\"tag\":{\"key\":\"kind\"}},"
+      "{\"range\":{\"name\":\"t\",\"min\":0.5,\"min_exclusive\":true}}]}}}");
+
+  ASSERT_EQ(RunCli({"collection", "search", "--name=docs", "--random=2,4",
+                    "--top_k=3", "--filter=@" + filter}),
+            kExitOk)
+      << err_.str();
+
+  const v1::SearchCollectionRequest sent =
+      server_->similarity().last_search_request();
+  EXPECT_EQ(sent.collection(), "docs");
+  EXPECT_EQ(sent.queries().rows(), 2u);
+  EXPECT_EQ(sent.top_k(), 3u);
+  EXPECT_THAT(sent.filter().allow_ids(), ElementsAre(1u, 2u, 3u));
+  const v1::PredicateList& any = sent.filter().where().any();
+  ASSERT_EQ(any.predicates_size(), 2);
+  EXPECT_EQ(any.predicates(0).tag().key(), "kind");
+  EXPECT_EQ(any.predicates(0).tag().values_size(), 0);
+  EXPECT_EQ(any.predicates(1).range().min(), 0.5);
+  EXPECT_TRUE(any.predicates(1).range().min_exclusive());
+  EXPECT_THAT(out_.str(), HasSubstr("\"rows_searched\":\"17\""));
+
+  ASSERT_EQ(RunCli({"collection", "search", "--name=docs", "--random=1,4",
+                    "--filter={\"deny_ids\":[5]}"}),
+            kExitOk)
+      << err_.str();
+  EXPECT_THAT(server_->similarity().last_search_request().filter().deny_ids(),
+              ElementsAre(5u));
+  ASSERT_EQ(RunCli({"collection", "search", "--name=docs", "--random=1,4"}),
+            kExitOk)
+      << err_.str();
+  EXPECT_FALSE(server_->similarity().last_search_request().has_filter());
+}
+
+TEST_F(ResidentRunTest, RefusesBadLabelsNamingTheFileAndLine) {
+  const std::string rows = RowsFile("bad_labels_rows.npy", 2, 2);
+  const std::string ids = IdsFile("bad_labels_ids.npy", {1, 2});
+  const std::string bad =
+      Temp("bad_labels.jsonl",
+           "{}\n{\"tags\":[{\"key\":\"user\",\"integer\":\"forty-two\"}]}\n");
+  ExpectRefused({"collection", "upload", "--name=docs", "--file=" + rows,
+                 "--labels=" + bad},
+                bad + ": line 2: not a RowLabels in JSON: (tags[0].integer)");
+  ExpectRefused({"collection", "upsert", "--name=docs", "--file=" + rows,
+                 "--ids=" + ids, "--labels=" + bad},
+                bad + ": line 2: ");
+  ExpectRefused({"collection", "append", "--name=docs", "--file=" + rows,
+                 "--labels=/nonexistent/labels.jsonl"},
+                "cannot open '/nonexistent/labels.jsonl'");
+}
+
+TEST_F(ResidentRunTest, RefusesALabelCountOtherThanOnePerRow) {
+  const std::string rows = RowsFile("count_rows.npy", 3, 2);
+  const std::string ids = IdsFile("count_ids.npy", {1, 2, 3});
+  const std::string two = Temp("two_labels.jsonl", "{}\n{}\n");
+  ExpectRefused({"collection", "upload", "--name=docs", "--file=" + rows,
+                 "--labels=" + two},
+                "--labels " + two + " holds 2 lines for the 3 rows of --file");
+  const std::string four = Temp("four_labels.jsonl", "{}\n\n\n\n");
+  ExpectRefused({"collection", "upsert", "--name=docs", "--file=" + rows,
+                 "--ids=" + ids, "--labels=" + four},
+                "--labels " + four + " holds 4 lines for the 3 rows");
+  const std::string few_ids = IdsFile("count_few_ids.npy", {1, 2});
+  ExpectRefused({"collection", "upsert", "--name=docs", "--file=" + rows,
+                 "--ids=" + few_ids},
+                "--ids holds 2 ids for the 3 rows of --file");
+}
+
+TEST_F(ResidentRunTest, RefusesBadFiltersNamingTheField) {
+  ExpectRefused(
+      {"collection", "search", "--name=docs", "--random=1,4",
+       "--filter={\"where\":{\"range\":{\"name\":\"t\",\"min\":\"low\"}}}"},
+      "--filter: not a RowFilter in JSON: (where.range.min)");
+  ExpectRefused({"collection", "search", "--name=docs", "--random=1,4",
+                 "--filter={\"deny\":[1]}"},
+                "--filter: not a RowFilter in JSON: deny: Cannot find field");
+  ExpectRefused({"collection", "search", "--name=docs", "--random=1,4",
+                 "--filter={\"deny_ids\":[1]"},
+                "--filter: not a RowFilter in JSON: ");
+  ExpectRefused({"collection", "search", "--name=docs", "--random=1,4",
+                 "--filter=@/nonexistent/f.json"},
+                "error: NOT_FOUND: --filter: cannot open");
+}
+
+TEST_F(ResidentRunTest, RefusesMissingOrMisplacedRowFlags) {
+  const std::string rows = RowsFile("flag_rows.npy", 1, 2);
+  const std::string ids = IdsFile("flag_ids.npy", {1});
+  ExpectRefused({"collection", "upsert", "--name=docs", "--file=" + rows},
+                "collection upsert needs --ids");
+  ExpectRefused({"collection", "upsert", "--name=docs", "--ids=" + ids},
+                "collection upsert needs --file");
+  ExpectRefused({"collection", "upsert", "--file=" + rows, "--ids=" + ids},
+                "collection upsert needs --name");
+  ExpectRefused({"collection", "delete-rows", "--name=docs"},
+                "collection delete-rows needs --id_list=ID,... or --ids");
+  ExpectRefused({"collection", "delete-rows", "--name=docs", "--id_list=1,x"},
+                "--id_list: id 'x' is not a non-negative 64-bit integer");
+  ExpectRefused(
+      {"collection", "upload", "--name=docs", "--file=" + rows, "--filter={}"},
+      "--filter applies to collection search, not upload");
+  ExpectRefused({"collection", "search", "--name=docs", "--random=1,2",
+                 "--labels=l.jsonl"},
+                "--labels applies to collection upload, append, upsert, not "
+                "search");
+  ExpectRefused({"collection", "append", "--name=docs", "--file=" + rows,
+                 "--expected_version=3"},
+                "--expected_version applies to collection upsert, "
+                "delete-rows, not append");
+  ExpectRefused({"collection", "upsert", "--name=docs", "--file=" + rows,
+                 "--ids=" + ids, "--id_list=1"},
+                "--id_list applies to collection delete-rows, not upsert");
 }
 
 }  // namespace

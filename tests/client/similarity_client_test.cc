@@ -1,7 +1,10 @@
 // SimilarityClient against an in-process fake server: options validation,
-// responses, status propagation, deadlines, x-request-id and health checks.
+// responses, status propagation, deadlines, x-request-id, health checks,
+// upload chunking with labels and the row writes.
 #include "client/similarity_client.h"
 
+#include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <thread>
@@ -10,6 +13,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "client/requests.h"
 #include "gmock/gmock.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
@@ -21,6 +25,7 @@ namespace {
 
 namespace v1 = ::engram::similarity::v1;
 namespace health = ::grpc::health::v1;
+using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
 class SimilarityClientTest : public ::testing::Test {
@@ -258,6 +263,227 @@ TEST_F(SimilarityClientTest, HealthOfUnknownServiceIsNotFound) {
   auto status = client->Health("no.such.Service");
   EXPECT_EQ(status.status().code(), absl::StatusCode::kNotFound);
   EXPECT_THAT(status.status().message(), HasSubstr("no.such.Service"));
+}
+
+// Rows whose labels name their ids, so that a test can see that each row's
+// labels travel with it: row r has id 100 + r and the tag row=<id>.
+struct LabelledRows {
+  FloatMatrix vectors;
+  std::vector<uint64_t> ids;
+  std::vector<v1::RowLabels> labels;
+};
+
+LabelledRows MakeLabelledRows(int rows, int cols) {
+  LabelledRows out;
+  out.vectors.rows = rows;
+  out.vectors.cols = cols;
+  for (int i = 0; i < rows * cols; ++i) out.vectors.values.push_back(i);
+  for (int r = 0; r < rows; ++r) {
+    out.ids.push_back(100 + r);
+    v1::Tag* tag = out.labels.emplace_back().add_tags();
+    tag->set_key("row");
+    tag->set_integer(100 + r);
+  }
+  return out;
+}
+
+// The rows of each chunk of an upload stream, after checking that every
+// chunk's ids, values and labels are its rows' own.
+std::vector<int> ChunkRows(
+    const std::vector<v1::UploadCollectionRequest>& messages, int cols,
+    bool with_labels) {
+  std::vector<int> rows;
+  uint64_t next_id = 100;
+  for (std::size_t i = 1; i < messages.size(); ++i) {
+    const v1::UploadChunk& chunk = messages[i].chunk();
+    const int n = chunk.ids_size();
+    rows.push_back(n);
+    EXPECT_EQ(chunk.vectors_size(), n * cols) << "chunk " << i;
+    EXPECT_EQ(chunk.labels_size(), with_labels ? n : 0) << "chunk " << i;
+    for (int j = 0; j < n; ++j, ++next_id) {
+      EXPECT_EQ(chunk.ids(j), next_id) << "chunk " << i;
+      EXPECT_EQ(chunk.vectors(j * cols),
+                static_cast<float>((next_id - 100) * cols));
+      if (with_labels) {
+        if (chunk.labels_size() <= j || chunk.labels(j).tags_size() == 0) {
+          ADD_FAILURE() << "chunk " << i << " row " << j << " has no labels";
+          continue;
+        }
+        EXPECT_EQ(chunk.labels(j).tags(0).integer(),
+                  static_cast<int64_t>(next_id))
+            << "chunk " << i << " row " << j;
+      }
+    }
+  }
+  return rows;
+}
+
+TEST_F(SimilarityClientTest, UploadSendsEachChunkTheLabelsOfItsRows) {
+  v1::UploadCollectionResponse canned;
+  canned.set_rows_uploaded(5);
+  server_->similarity().SetUploadResponse(canned);
+  auto client = Connect();
+  const LabelledRows rows = MakeLabelledRows(5, 2);
+  UploadOptions options;
+  options.name = "docs";
+  options.chunk_rows = 2;
+
+  auto response =
+      client->UploadCollection(options, rows.vectors, rows.ids, rows.labels);
+
+  ASSERT_TRUE(response.ok()) << response.status();
+  EXPECT_EQ(response->rows_uploaded(), 5u);
+  const auto messages = server_->similarity().last_upload_messages();
+  ASSERT_FALSE(messages.empty());
+  EXPECT_EQ(messages[0].header().total_rows(), 5u);
+  EXPECT_TRUE(messages[0].header().with_ids());
+  EXPECT_THAT(ChunkRows(messages, 2, /*with_labels=*/true),
+              ElementsAre(2, 2, 1));
+}
+
+TEST_F(SimilarityClientTest, UploadCountsLabelBytesWhenCuttingChunks) {
+  auto client = Connect();
+  LabelledRows rows = MakeLabelledRows(5, 2);
+  UploadOptions options;
+  options.name = "docs";
+  // A row is 8 bytes of values and 8 of id: 4 rows fit 64 bytes.
+  options.chunk_bytes = 64;
+  ASSERT_TRUE(client->UploadCollection(options, rows.vectors, rows.ids).ok());
+  EXPECT_THAT(ChunkRows(server_->similarity().last_upload_messages(), 2,
+                        /*with_labels=*/false),
+              ElementsAre(4, 1));
+
+  // Each row's labels add 11 bytes (a 9-byte RowLabels and its framing):
+  // 27 bytes a row, 2 rows in 64.
+  ASSERT_TRUE(
+      client->UploadCollection(options, rows.vectors, rows.ids, rows.labels)
+          .ok());
+  EXPECT_THAT(ChunkRows(server_->similarity().last_upload_messages(), 2,
+                        /*with_labels=*/true),
+              ElementsAre(2, 2, 1));
+
+  // A row whose labels alone exceed the target goes in a chunk of its own.
+  rows.labels[1].add_tags()->set_text(std::string(200, 'x'));
+  ASSERT_TRUE(
+      client->UploadCollection(options, rows.vectors, rows.ids, rows.labels)
+          .ok());
+  EXPECT_THAT(ChunkRows(server_->similarity().last_upload_messages(), 2,
+                        /*with_labels=*/true),
+              ElementsAre(1, 1, 2, 1));
+}
+
+TEST_F(SimilarityClientTest, UploadRefusesALabelCountOtherThanOnePerRow) {
+  auto client = Connect();
+  const LabelledRows rows = MakeLabelledRows(3, 2);
+  UploadOptions options;
+  options.name = "docs";
+  const std::vector<v1::RowLabels> two(rows.labels.begin(),
+                                       rows.labels.begin() + 2);
+  auto response = client->UploadCollection(options, rows.vectors, {}, two);
+  EXPECT_EQ(response.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(response.status().message(),
+              HasSubstr("labels has 2 entries, expected none or one per row"));
+  EXPECT_EQ(server_->similarity().calls(), 0);
+}
+
+TEST_F(SimilarityClientTest, SearchCollectionSendsTheFilter) {
+  v1::SearchCollectionResponse canned;
+  canned.set_rows_searched(12);
+  canned.add_results()->add_ids(7);
+  server_->similarity().SetSearchResponse(canned);
+  auto client = Connect();
+  v1::SearchCollectionRequest request;
+  request.set_collection("docs");
+  request.set_top_k(3);
+  *request.mutable_queries() = SmallCosineRequest().queries();
+  request.mutable_filter()->add_deny_ids(4);
+  v1::TagMatch* tag = request.mutable_filter()->mutable_where()->mutable_tag();
+  tag->set_key("kind");
+  tag->add_values()->set_text("episode");
+
+  auto response = client->SearchCollection(request);
+
+  ASSERT_TRUE(response.ok()) << response.status();
+  EXPECT_EQ(response->SerializeAsString(), canned.SerializeAsString());
+  EXPECT_EQ(server_->similarity().last_search_request().SerializeAsString(),
+            request.SerializeAsString());
+}
+
+TEST_F(SimilarityClientTest, UpsertRowsSendsTheRequestAndReturnsTheAnswer) {
+  v1::UpsertRowsResponse canned;
+  canned.mutable_collection()->set_name("docs");
+  canned.mutable_collection()->set_version(8);
+  canned.set_inserted(1);
+  canned.set_replaced(1);
+  server_->similarity().SetUpsertResponse(canned);
+  auto client = Connect();
+  const LabelledRows rows = MakeLabelledRows(2, 3);
+  auto request =
+      MakeUpsertRowsRequest("docs", rows.vectors, rows.ids, rows.labels);
+  ASSERT_TRUE(request.ok()) << request.status();
+  request->set_idempotency_key("batch-7");
+  request->set_expected_version(7);
+  CallOptions call;
+  call.request_id = "upsert-1";
+
+  auto response = client->UpsertRows(*request, call);
+
+  ASSERT_TRUE(response.ok()) << response.status();
+  EXPECT_EQ(response->SerializeAsString(), canned.SerializeAsString());
+  EXPECT_EQ(server_->similarity().last_upsert_request().SerializeAsString(),
+            request->SerializeAsString());
+  EXPECT_EQ(server_->similarity().last_call().method, "UpsertRows");
+  EXPECT_EQ(server_->similarity().last_call().request_id, "upsert-1");
+}
+
+TEST_F(SimilarityClientTest, DeleteRowsSendsTheRequestAndReturnsTheAnswer) {
+  v1::DeleteRowsResponse canned;
+  canned.mutable_collection()->set_version(9);
+  canned.set_deleted(2);
+  canned.set_not_found(1);
+  canned.add_not_found_ids(5);
+  server_->similarity().SetDeleteRowsResponse(canned);
+  auto client = Connect();
+  v1::DeleteRowsRequest request =
+      MakeDeleteRowsRequest("docs", std::vector<uint64_t>{3, 4, 5});
+  request.set_idempotency_key("del-1");
+  request.set_expected_version(8);
+
+  auto response = client->DeleteRows(request);
+
+  ASSERT_TRUE(response.ok()) << response.status();
+  EXPECT_EQ(response->SerializeAsString(), canned.SerializeAsString());
+  EXPECT_EQ(
+      server_->similarity().last_delete_rows_request().SerializeAsString(),
+      request.SerializeAsString());
+  EXPECT_EQ(server_->similarity().last_call().method, "DeleteRows");
+}
+
+TEST_F(SimilarityClientTest, RowWritesAreSentOnceAndKeepTheServersError) {
+  auto client = Connect();
+  server_->similarity().SetStatus(
+      grpc::Status(grpc::StatusCode::ABORTED, "docs is at version 9, not 8"));
+  v1::DeleteRowsRequest request =
+      MakeDeleteRowsRequest("docs", std::vector<uint64_t>{3});
+  request.set_expected_version(8);
+  auto deleted = client->DeleteRows(request);
+  EXPECT_EQ(deleted.status().code(), absl::StatusCode::kAborted);
+  EXPECT_EQ(deleted.status().message(), "docs is at version 9, not 8");
+  EXPECT_EQ(server_->similarity().calls(), 1);
+
+  server_->similarity().SetStatus(
+      grpc::Status(grpc::StatusCode::UNAVAILABLE, "draining"));
+  auto upserted = client->UpsertRows(v1::UpsertRowsRequest());
+  EXPECT_EQ(upserted.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(server_->similarity().calls(), 2);
+
+  CallOptions bad;
+  bad.request_id = "bad\nid";
+  EXPECT_EQ(client->UpsertRows(v1::UpsertRowsRequest(), bad).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(client->DeleteRows(request, bad).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(server_->similarity().calls(), 2);
 }
 
 TEST_F(SimilarityClientTest, ConcurrentCallsShareOneClient) {
