@@ -3,6 +3,7 @@
 // exist: in one store, through the data directory across restarts, and on
 // a second replica following the shared catalog.
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <map>
 #include <memory>
@@ -10,17 +11,21 @@
 #include <random>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
+#include "absl/time/clock.h"
 #include "core/collections/collection_store.h"
 #include "core/collections/data_dir.h"
 #include "core/collections/row_filter.h"
 #include "core/collections/row_index.h"
 #include "core/collections/row_labels.h"
+#include "core/collections/search_batcher.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "kernels/cpu/cosine.h"
 #include "tests/core/collections/data_dir_stores.h"
 #include "tests/core/collections/test_util.h"
 #include "tests/testing/memory_catalog.h"
@@ -529,6 +534,97 @@ TEST(RowMutationsTest, LabelsAreValidatedNamingTheRow) {
   }
   s = upload->Append(kernels::MatrixView{values.data(), 2, kDim}, {}, labels);
   EXPECT_THAT(s.message(), HasSubstr("labels[1].tags has 17 tags"));
+}
+
+// The best kTop live rows of `c` for `queries`, by id, computed by the
+// unmasked kernel over a copy of exactly those rows (in row order, so that
+// ties break alike): what a masked search of `c` must answer, bit for bit.
+constexpr uint32_t kTop = 5;
+std::vector<std::vector<std::pair<uint64_t, float>>> ExpectedTop(
+    const Collection& c, const std::vector<float>& queries,
+    const RowSelection* rows) {
+  std::vector<float> live;
+  std::vector<uint64_t> ids;
+  for (uint64_t r = 0; r < c.rows(); ++r) {
+    if (rows != nullptr && !rows->mask().test(r)) continue;
+    const Segment* segment = nullptr;
+    for (const auto& s : c.segments()) {
+      if (r >= s->first_row() && r < s->first_row() + s->rows()) {
+        segment = s.get();
+      }
+    }
+    const float* v = segment->vectors().row(r - segment->first_row());
+    live.insert(live.end(), v, v + kDim);
+    ids.push_back(c.IdOf(r));
+  }
+  std::vector<kernels::TopKList> lists;
+  const size_t q = queries.size() / kDim;
+  EXPECT_TRUE(kernels::cpu::CosineTopK(
+                  kernels::MatrixView{queries.data(), q, kDim},
+                  kernels::MatrixView{live.data(), ids.size(), kDim}, kTop,
+                  -2.0f, 0, nullptr, &lists)
+                  .ok());
+  std::vector<std::vector<std::pair<uint64_t, float>>> out(q);
+  for (size_t i = 0; i < q; ++i) {
+    for (const auto& hit : lists[i]) {
+      out[i].emplace_back(ids[hit.index], hit.score);
+    }
+  }
+  return out;
+}
+
+TEST(RowMutationsTest, ConcurrentSearchesEachSeeExactlyOneVersion) {
+  CollectionStore::Options options;
+  options.budget = MakeBudget();
+  options.compact_dead_share = 0.2;
+  options.compact_min_dead_rows = 1;
+  auto store = *CollectionStore::Create(options);
+  ASSERT_TRUE(store->CreateCollection({"docs", kDim, {}}).ok());
+  Model model;
+  Mutator writer(store.get(), &model, 31);
+  writer.Upsert(10);
+  std::atomic<bool> stop{false};
+  std::atomic<int> searches{0};
+  std::vector<std::thread> readers;
+  for (int t = 0; t < 3; ++t) {
+    readers.emplace_back([&, t] {
+      std::mt19937_64 rng(100 + t);
+      const BatchExecutor execute = MakeKernelExecutor(nullptr);
+      while (!stop.load(std::memory_order_relaxed)) {
+        const std::shared_ptr<const Collection> c = *store->Get("docs");
+        std::vector<float> queries(2 * kDim);
+        for (float& v : queries) v = static_cast<float>(rng() % 200) - 100.0f;
+        RowFilter filter;
+        if (t == 1) filter.where = RandomPredicate(rng, 2);
+        std::shared_ptr<const RowSelection> rows = SelectRows(*c, &filter);
+        BatchPass pass;
+        pass.collection = c.get();
+        pass.queries = kernels::MatrixView{queries.data(), 2, kDim};
+        pass.top_k = kTop;
+        if (rows != nullptr) pass.mask = rows->mask();
+        BatchPassOutput out;
+        ASSERT_TRUE(execute(pass, &out).ok());
+        const auto expected = ExpectedTop(*c, queries, rows.get());
+        ASSERT_EQ(out.top.size(), expected.size());
+        for (size_t i = 0; i < expected.size(); ++i) {
+          ASSERT_EQ(out.top[i].size(), expected[i].size());
+          for (size_t j = 0; j < expected[i].size(); ++j) {
+            EXPECT_EQ(c->IdOf(out.top[i][j].index), expected[i][j].first);
+            EXPECT_EQ(out.top[i][j].score, expected[i][j].second);
+          }
+        }
+        searches.fetch_add(1, std::memory_order_relaxed);
+      }
+    });
+  }
+  writer.Random(400);
+  // Let the readers overlap the last changes and a compaction.
+  while (searches.load() < 30) absl::SleepFor(absl::Milliseconds(1));
+  stop = true;
+  for (std::thread& t : readers) t.join();
+  store->WaitForCompactions();
+  EXPECT_GT(store->compactions(), 0u);
+  ExpectMatches(**store->Get("docs"), model);
 }
 
 TEST(RowIndexTest, TheDeltaFoldsIntoTheBaseAndKeepsEveryId) {
