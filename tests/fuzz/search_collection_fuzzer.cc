@@ -6,7 +6,8 @@
 // once at set-up: "rows" (a few rows with uploaded ids, in two segments),
 // "one" (a single row, no ids) and "empty" (none). A request must be answered
 // with well-formed results (scores in [-1, 1], lists best first within top_k
-// and min_score, ids those of the rows) or refused as the client's fault
+// and min_score, ids those of the rows, only rows its filter selects) or
+// refused as the client's fault
 // (INVALID_ARGUMENT, RESOURCE_EXHAUSTED, NOT_FOUND; UNAVAILABLE for a
 // version this process never has or for GPU-only without a GPU).
 #include <algorithm>
@@ -105,10 +106,12 @@ bool Refused(const absl::Status& status, const v1::SearchCollectionRequest& r,
 bool InRange(float score) { return score >= -1.0f && score <= 1.0f; }
 
 // The checks of SearchReactor::Resolve, on the version WhenAtLeast gave.
+using SelectionPtr = std::shared_ptr<const collections::RowSelection>;
+
 absl::Status Resolve(engram::core::Engine& engine,
                      const v1::SearchCollectionRequest& request,
                      absl::StatusOr<CollectionPtr> current,
-                     CollectionPtr* collection) {
+                     CollectionPtr* collection, SelectionPtr* rows) {
   if (absl::IsNotFound(current.status())) {
     current = engram::core::ResolveCollection(engine.resident(),
                                               request.collection());
@@ -126,19 +129,29 @@ absl::Status Resolve(engram::core::Engine& engine,
   shape.query_values = static_cast<uint64_t>(request.queries().values_size());
   shape.top_k = request.top_k();
   shape.has_min_score = request.has_min_score();
-  return engram::core::ValidateSearch(**collection, (*collection)->rows(),
-                                      shape, engine.limits());
+  absl::StatusOr<std::optional<collections::RowFilter>> filter =
+      engram::server::RowFilterFromProto(request);
+  if (!filter.ok()) return filter.status();
+  *rows = collections::SelectRows(**collection,
+                                  filter->has_value() ? &**filter : nullptr);
+  const uint64_t searched =
+      *rows == nullptr ? (*collection)->rows() : (*rows)->passed;
+  Require(searched <= (*collection)->rows(), "a selection is of the rows");
+  return engram::core::ValidateSearch(**collection, searched, shape,
+                                      engine.limits());
 }
 
 // top_k == 0: every score, as SearchReactor::AllScores.
 void AllScores(engram::core::Engine& engine,
                const v1::SearchCollectionRequest& request,
                const collections::Collection& collection,
+               const collections::RowSelection* rows,
                const engram::kernels::MatrixView& queries) {
-  std::vector<float> scores(queries.rows * collection.rows());
+  std::vector<float> scores(
+      queries.rows * (rows == nullptr ? collection.rows() : rows->passed));
   engram::dispatch::ExecutionReport report;
   const absl::Status status = engram::core::ScoreEveryRow(
-      engine, collection, nullptr, queries,
+      engine, collection, rows, queries,
       engram::server::PlacementFromProto(request.placement()), nullptr,
       absl::MakeSpan(scores), &report);
   if (!status.ok()) {
@@ -155,7 +168,7 @@ void AllScores(engram::core::Engine& engine,
 // top_k > 0: through the collection's batcher, as the reactor does.
 void TopK(engram::core::Engine& engine,
           const v1::SearchCollectionRequest& request,
-          const CollectionPtr& collection,
+          const CollectionPtr& collection, const SelectionPtr& rows,
           const engram::kernels::MatrixView& queries) {
   auto batcher = engine.resident().BatcherFor(collection->name());
   Require(batcher.ok(), "a visible collection has a batcher");
@@ -165,6 +178,7 @@ void TopK(engram::core::Engine& engine,
   search.top_k = request.top_k();
   if (request.has_min_score()) search.min_score = request.min_score();
   search.placement = engram::server::PlacementFromProto(request.placement());
+  search.rows = rows;
   absl::Notification done;
   std::optional<absl::StatusOr<collections::SearchResult>> result;
   absl::StatusOr<collections::SearchTicket> ticket = (*batcher)->Search(
@@ -200,6 +214,8 @@ void TopK(engram::core::Engine& engine,
       Require(InRange(hit.score), "every score in [-1, 1]");
       Require(hit.row < collection->rows(), "a hit is a row");
       Require(hit.id == collection->IdOf(hit.row), "a hit has the row's id");
+      Require(rows == nullptr || rows->mask().test(hit.row),
+              "a hit is a row the filter selects");
       if (request.has_min_score()) {
         Require(hit.score >= request.min_score(), "no hit below min_score");
       }
@@ -232,8 +248,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                                 });
   resolved.WaitForNotification();
   CollectionPtr collection;
+  SelectionPtr rows;
   const absl::Status status =
-      Resolve(engine, request, std::move(current), &collection);
+      Resolve(engine, request, std::move(current), &collection, &rows);
   if (!status.ok()) {
     Require(Refused(status, request, collection), "a client's error");
     return 0;
@@ -246,9 +263,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   queries.rows = request.queries().rows();
   queries.cols = request.queries().cols();
   if (request.top_k() == 0) {
-    AllScores(engine, request, *collection, queries);
+    AllScores(engine, request, *collection, rows.get(), queries);
   } else {
-    TopK(engine, request, collection, queries);
+    TopK(engine, request, collection, rows, queries);
   }
   return 0;
 }
