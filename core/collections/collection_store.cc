@@ -1197,9 +1197,11 @@ void CollectionStore::CompactLoop() {
     // is queued again by the commit that changed it, if it still needs it.
     if (done.ok()) {
       ++compactions_;
+      if (options_.metrics != nullptr) options_.metrics->OnCompaction(true);
     } else if (!absl::IsNotFound(done.status()) &&
                !absl::IsAborted(done.status())) {
       compact_error_ = done.status();
+      if (options_.metrics != nullptr) options_.metrics->OnCompaction(false);
     }
   }
 }
@@ -1392,10 +1394,13 @@ std::vector<CollectionInfo> CollectionStore::List() const {
 void CollectionStore::UpdateGaugesLocked() {
   if (options_.metrics == nullptr) return;
   uint64_t bytes = 0;
+  uint64_t tombstones = 0;
   for (const auto& [name, entry] : collections_) {
     bytes += entry.current->bytes();
+    tombstones += entry.current->dead_rows();
   }
   options_.metrics->SetCollections(collections_.size(), bytes);
+  options_.metrics->SetTombstones(tombstones);
 }
 
 }  // namespace engram::collections

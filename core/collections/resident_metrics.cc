@@ -36,6 +36,17 @@ ResidentMetrics::ResidentMetrics(prometheus::Registry& registry) {
       Gauge(registry, "engram_resident_collection_bytes",
             "Host bytes of the current versions of the resident collections "
             "(vectors, norms, ids).");
+  tombstones_ =
+      Gauge(registry, "engram_resident_collection_tombstones",
+            "Rows replaced or deleted in the current versions of the resident "
+            "collections, masked out of searches until compacted away.");
+  auto& compactions =
+      prometheus::BuildCounter()
+          .Name("engram_resident_compactions_total")
+          .Help("Background compactions of resident collections, by outcome.")
+          .Register(registry);
+  compactions_done_ = &compactions.Add({{"outcome", "done"}});
+  compactions_failed_ = &compactions.Add({{"outcome", "failed"}});
   graphs_ = Gauge(registry, "engram_resident_graphs",
                   "Resident graphs visible to spreading requests.");
   graph_bytes_ = Gauge(registry, "engram_resident_graph_bytes",
@@ -92,6 +103,14 @@ ResidentMetrics::ResidentMetrics(prometheus::Registry& registry) {
 void ResidentMetrics::SetCollections(uint64_t count, uint64_t bytes) {
   collections_->Set(static_cast<double>(count));
   collection_bytes_->Set(static_cast<double>(bytes));
+}
+
+void ResidentMetrics::SetTombstones(uint64_t rows) {
+  tombstones_->Set(static_cast<double>(rows));
+}
+
+void ResidentMetrics::OnCompaction(bool done) {
+  (done ? compactions_done_ : compactions_failed_)->Increment();
 }
 
 void ResidentMetrics::SetGraphs(uint64_t count, uint64_t bytes) {

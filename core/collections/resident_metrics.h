@@ -32,6 +32,12 @@ class ResidentMetrics {
   // engram_resident_collections / engram_resident_collection_bytes: the
   // visible collections and the host bytes of their current versions.
   void SetCollections(uint64_t count, uint64_t bytes);
+  // engram_resident_collection_tombstones: rows replaced or deleted in the
+  // current versions, not yet compacted away.
+  void SetTombstones(uint64_t rows);
+  // engram_resident_compactions_total{outcome="done"|"failed"}: background
+  // compactions (a commit landing first is neither: it is retried).
+  void OnCompaction(bool done);
   // engram_resident_graphs / engram_resident_graph_bytes.
   void SetGraphs(uint64_t count, uint64_t bytes);
   // engram_resident_memory_budget_bytes{state="limit"|"reserved"}. Reserved
@@ -56,6 +62,9 @@ class ResidentMetrics {
  private:
   prometheus::Gauge* collections_ = nullptr;
   prometheus::Gauge* collection_bytes_ = nullptr;
+  prometheus::Gauge* tombstones_ = nullptr;
+  prometheus::Counter* compactions_done_ = nullptr;
+  prometheus::Counter* compactions_failed_ = nullptr;
   prometheus::Gauge* graphs_ = nullptr;
   prometheus::Gauge* graph_bytes_ = nullptr;
   prometheus::Gauge* budget_limit_ = nullptr;

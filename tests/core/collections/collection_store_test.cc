@@ -758,8 +758,14 @@ TEST_F(CollectionStoreTest, GaugesFollowTheVisibleCollections) {
   EXPECT_EQ(value("engram_resident_collection_bytes"), 200);
   EXPECT_EQ(value("engram_resident_memory_budget_bytes", "reserved"), 200);
   EXPECT_EQ(value("engram_resident_memory_budget_bytes", "limit"), 1 << 20);
+  EXPECT_EQ(value("engram_resident_collection_tombstones"), 0);
+  ASSERT_TRUE(Upload(*store, "keyed", 4, Rows(4, 4), {1, 2, 3, 4}).ok());
+  ASSERT_TRUE(store->DeleteRows("keyed", {2, 3}, "", 0).ok());
+  EXPECT_EQ(value("engram_resident_collection_tombstones"), 2);
+  ASSERT_TRUE(store->Delete("keyed").ok());
   ASSERT_TRUE(store->Delete("docs").ok());
   EXPECT_EQ(value("engram_resident_collections"), 0);
+  EXPECT_EQ(value("engram_resident_collection_tombstones"), 0);
   EXPECT_EQ(value("engram_resident_memory_budget_bytes", "reserved"), 0);
 }
 
