@@ -465,9 +465,10 @@ struct RunOfLines {
 // PanelTile's prefetches: the lines at listed[0, count), one every
 // 2^spacing_log2 values of k, so that scattered rows (each a stream of its
 // own, which the hardware prefetcher does not help with) are asked for
-// evenly over the call rather than all at its start. Into L1: on the
-// 2-core Xeon VM measured, the L2 hint left most of a 1%-dense tile's lines
-// to be fetched by the copy that follows (about 7 us a row against 1.5).
+// evenly over the call rather than all at its start. Into L1, not L2 as
+// RunOfLines: the lines are copied into the task's tile buffer right after
+// the call, and on the Xeon VM of docs/performance.md ("Masked search") the
+// L2 hint left most of a sparse tile to be fetched by that copy.
 struct ListOfLines {
   const float* const* listed;
   size_t count;
