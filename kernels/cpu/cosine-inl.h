@@ -100,8 +100,9 @@ HWY_INLINE void DotRow(const float* HWY_RESTRICT q, size_t q_stride,
 // aligned address `shift` floats before the row, `vectors` vectors cover it,
 // the last holding `last_lanes` of its lanes; `q` rows are the shifted
 // queries. Alongside vector v it prefetches ahead + v * Lanes: a contiguous
-// run of rows passes t + kRowPrefetchFloats, gathered rows the row the
-// gathered loop reads next.
+// run of rows passes t + kRowPrefetchFloats; gathered rows pass t itself,
+// since what follows them in memory is not read next (DotsAndNormsOfRows
+// asks for the rows it reads next on its own).
 template <size_t kQ, bool kNorm>
 HWY_INLINE void DotRowAligned(const float* HWY_RESTRICT q, size_t q_stride,
                               const float* HWY_RESTRICT t, size_t vectors,
