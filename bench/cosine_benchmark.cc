@@ -11,6 +11,11 @@
 //   (k = 0) or top-10, all threads, the service's kernel choice.
 // - BM_KernelCrossover: the row and the panel kernel forced, by Q, which
 //   sets kPanelMinQueries in kernels/cpu/cosine.cc.
+// - BM_MaskedCosine: top-10 over 1Mi x 768 targets restricted by a row mask
+//   admitting a fraction of the rows at random positions (filters,
+//   deleted rows), timed against the unmasked pass over the same targets
+//   in the same iterations: the counters give both times per row and their
+//   ratio (docs/performance.md, "Masked search").
 // - BM_OpenBlasCosine: the alternative formulation, OpenBLAS SGEMM of the
 //   raw vectors plus norms and scaling, to show whether linking a BLAS
 //   would pay; the context line names the core OpenBLAS selected.
@@ -20,10 +25,12 @@
 #include <cblas.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <random>
 #include <string>
 #include <thread>
 #include <tuple>
@@ -35,6 +42,8 @@
 #include "bench/read_bandwidth.h"
 #include "benchmark/benchmark.h"
 #include "kernels/cpu/cosine.h"
+#include "kernels/large_buffer.h"
+#include "kernels/row_mask.h"
 #include "kernels/thread_pool.h"
 
 namespace engram::bench {
@@ -201,6 +210,97 @@ BENCHMARK(BM_KernelCrossover)
                     static_cast<int>(CosineKernel::kPanel)},
                    {1, 0}})
     ->UseRealTime();
+
+// 3 GiB of targets for the masked passes: the resident collection of the
+// service's goals (docs/performance.md, resident collections).
+constexpr size_t kMaskedTargets = size_t{1} << 20;
+constexpr size_t kMaskedDim = 768;
+constexpr uint64_t kMaskSeed = 3;
+
+// The masked passes' targets, held as the collection store holds a
+// resident segment (kernels/large_buffer.h: transparent huge pages): with
+// 4 KiB pages a sparse mask's rows would each sit on a page of their own,
+// a TLB miss per row that the service's segments do not pay.
+const kernels::LargeBuffer<float>& MaskedTargets() {
+  static const auto* buffer = [] {
+    auto* b = new kernels::LargeBuffer<float>(kMaskedTargets * kMaskedDim);
+    const std::vector<float> data =
+        BenchMatrix(kMaskedTargets, kMaskedDim, kTargetSeed);
+    std::copy(data.begin(), data.end(), b->data());
+    return b;
+  }();
+  return *buffer;
+}
+
+// A mask over kMaskedTargets rows admitting each with probability
+// permille / 1000, independently; cached per density.
+const std::vector<uint64_t>& MaskWords(int permille) {
+  static auto* cache = new std::map<int, std::vector<uint64_t>>;
+  auto& words = (*cache)[permille];
+  if (words.empty()) {
+    words.assign(kMaskedTargets / 64, 0);
+    std::mt19937_64 rng(kMaskSeed + permille);
+    std::bernoulli_distribution admit(permille / 1000.0);
+    for (size_t r = 0; r < kMaskedTargets; ++r) {
+      if (admit(rng)) words[r / 64] |= uint64_t{1} << (r % 64);
+    }
+  }
+  return words;
+}
+
+// Args: Q, admitted rows per mille, threads. Each iteration runs the masked
+// pass (the iteration's time) and then the unmasked pass over all rows, so
+// both see the same machine state; counters: ns per admitted row, ns per
+// row unmasked, and their ratio.
+void BM_MaskedCosine(benchmark::State& state) {
+  const size_t q = state.range(0);
+  const int permille = static_cast<int>(state.range(1));
+  ThreadPool* pool = Pool(static_cast<int>(state.range(2)));
+  const size_t d = kMaskedDim;
+  const MatrixView queries{Queries(d).data(), q, d};
+  const MatrixView targets{MaskedTargets().data(), kMaskedTargets, d};
+  const std::vector<uint64_t>& words = MaskWords(permille);
+  const kernels::RowMask mask{words.data(), 0, kMaskedTargets};
+  const size_t admitted = kernels::CountAdmitted(mask, 0, kMaskedTargets);
+  constexpr uint32_t kTopK = 10;
+  std::vector<kernels::TopKList> top;
+  double masked_seconds = 0.0, unmasked_seconds = 0.0;
+  using Clock = std::chrono::steady_clock;
+  const auto pass = [&](const kernels::RowMask& m) {
+    const auto start = Clock::now();
+    const absl::Status status = kernels::cpu::CosineTopK(
+        queries, targets, m, kTopK, -2.0f, 0, pool, &top);
+    if (!status.ok()) state.SkipWithError(status.ToString().c_str());
+    benchmark::DoNotOptimize(top.data());
+    return std::chrono::duration<double>(Clock::now() - start).count();
+  };
+  for (auto _ : state) {
+    const double masked = pass(mask);
+    state.SetIterationTime(masked);
+    masked_seconds += masked;
+    unmasked_seconds += pass(kernels::RowMask{});
+  }
+  const double iterations = static_cast<double>(state.iterations());
+  const double per_admitted =
+      masked_seconds * 1e9 / (iterations * static_cast<double>(admitted));
+  const double per_row = unmasked_seconds * 1e9 /
+                         (iterations * static_cast<double>(kMaskedTargets));
+  state.counters["admitted"] = static_cast<double>(admitted);
+  state.counters["ns_per_admitted_row"] = per_admitted;
+  state.counters["ns_per_row_unmasked"] = per_row;
+  state.counters["ratio"] = per_admitted / per_row;
+  state.counters["masked_over_unmasked"] = masked_seconds / unmasked_seconds;
+  state.SetLabel(
+      kernels::cpu::CosineKernelName(kernels::cpu::CosineKernelFor(q)));
+}
+// Three iterations: a Q = 64 unmasked pass alone takes about a second on one
+// core; --benchmark_repetitions gives the spread.
+BENCHMARK(BM_MaskedCosine)
+    ->ArgNames({"Q", "permille", "threads"})
+    ->ArgsProduct({{1, 64}, {10, 100, 500}, {1, 0}})
+    ->Iterations(3)
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
 
 // Args: Q, N, d, threads. Scores as OpenBLAS would give them: one SGEMM of
 // the raw vectors, then division by both norms (computed with cblas_snrm2

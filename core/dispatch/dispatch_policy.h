@@ -29,7 +29,8 @@
 //                     and the probe is not predicted to cost more than
 //                     probe_max_cost_ratio times the preferred backend
 //   default           GPU
-// work is Q*N*d for cosine and edges x hops for spreading (jobs.h).
+// work is Q*N*d for cosine (N the target rows a row mask admits) and
+// edges x hops for spreading (jobs.h).
 //
 // Thread-safety: policies are immutable after creation; Decide() may be
 // called concurrently.

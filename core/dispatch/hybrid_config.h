@@ -77,8 +77,8 @@ namespace engram::dispatch {
 // profile.
 struct HybridConfig {
   // --- Dispatch (hot) ---
-  // Work below which a request stays on the CPU: Q*N*d for cosine.
-  // [0, 2^62]
+  // Work below which a request stays on the CPU: Q*N*d for cosine (N the
+  // admitted target rows of a masked job). [0, 2^62]
   uint64_t min_gpu_work_cosine = uint64_t{1} << 24;
   // Edges x hops for spreading. [0, 2^62]
   uint64_t min_gpu_work_spread = uint64_t{1} << 20;
@@ -103,8 +103,9 @@ struct HybridConfig {
   uint32_t max_chunk_queries = 4096;  // [1, 2^24]: GPU cosine chunk cap
   uint32_t min_chunk_queries = 8;     // [1, max_chunk_queries]: halving floor
   uint32_t max_oom_retries = 4;       // [0, 32] halvings per request
-  // Q*N*d per CPU cosine call when the request can be cancelled: a stop is
-  // seen within one such call (about 10-50 ms of one core). [1, 2^62]
+  // Q*N*d (N admitted) per CPU cosine call when the request can be
+  // cancelled: a stop is seen within one such call (about 10-50 ms of one
+  // core). [1, 2^62]
   uint64_t cpu_chunk_work = uint64_t{1} << 27;
 
   // --- The components' Options (restart) ---

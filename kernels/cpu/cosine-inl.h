@@ -100,8 +100,9 @@ HWY_INLINE void DotRow(const float* HWY_RESTRICT q, size_t q_stride,
 // aligned address `shift` floats before the row, `vectors` vectors cover it,
 // the last holding `last_lanes` of its lanes; `q` rows are the shifted
 // queries. Alongside vector v it prefetches ahead + v * Lanes: a contiguous
-// run of rows passes t + kRowPrefetchFloats, gathered rows the row the
-// gathered loop reads next.
+// run of rows passes t + kRowPrefetchFloats; gathered rows pass t itself,
+// since what follows them in memory is not read next (DotsAndNormsOfRows
+// asks for the rows it reads next on its own).
 template <size_t kQ, bool kNorm>
 HWY_INLINE void DotRowAligned(const float* HWY_RESTRICT q, size_t q_stride,
                               const float* HWY_RESTRICT t, size_t vectors,
@@ -465,9 +466,10 @@ struct RunOfLines {
 // PanelTile's prefetches: the lines at listed[0, count), one every
 // 2^spacing_log2 values of k, so that scattered rows (each a stream of its
 // own, which the hardware prefetcher does not help with) are asked for
-// evenly over the call rather than all at its start. Into L1: on the
-// 2-core Xeon VM measured, the L2 hint left most of a 1%-dense tile's lines
-// to be fetched by the copy that follows (about 7 us a row against 1.5).
+// evenly over the call rather than all at its start. Into L1, not L2 as
+// RunOfLines: the lines are copied into the task's tile buffer right after
+// the call, and on the Xeon VM of docs/performance.md ("Masked search") the
+// L2 hint left most of a sparse tile to be fetched by that copy.
 struct ListOfLines {
   const float* const* listed;
   size_t count;

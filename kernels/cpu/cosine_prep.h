@@ -31,10 +31,8 @@ constexpr size_t kRowPrefetchFloats = 1024;
 // the row kernel asks only for the first lines of each row, and of its part
 // past a 4 KiB page boundary, this many rows ahead: the hardware prefetcher
 // streams the rest of a row once its first lines are read, and asking for
-// whole rows holds the core's few line fill buffers the stream needs (on a
-// 2-core Xeon VM, 10% of 1Mi x 768 rows: whole rows 4 ahead cost about a
-// quarter more per row than the first lines alone). At least four rows and
-// 16 KiB ahead.
+// whole rows would hold the core's few line fill buffers that the stream
+// needs. At least four rows and 16 KiB ahead.
 constexpr size_t kGatherAheadBytes = size_t{16} << 10;
 inline size_t GatheredRowsAhead(size_t d) {
   const size_t row_bytes = d * sizeof(float);

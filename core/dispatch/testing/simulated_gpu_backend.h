@@ -54,7 +54,8 @@ class SimulatedGpuBackend final : public ComputeBackend {
     kernels::ThreadPool* pool = nullptr;        // borrowed; for the CPU kernels
     Clock* clock = nullptr;  // borrowed; nullptr means Clock::Real()
     absl::Duration launch_overhead = absl::Microseconds(20);  // >= 0
-    // Per unit of work (Q*N*d for cosine, edges x hops for spreading).
+    // Per unit of work (CosineJob::work(), Q*N*d over the admitted rows, for
+    // cosine; edges x hops for spreading).
     double seconds_per_unit = 1e-12;  // [0, 1]
     // [0, 1]: the host-to-device copy, per byte: what a cosine job pays for
     // targets it does not hold resident (N x d floats), and an upload for
