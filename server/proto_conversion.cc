@@ -199,6 +199,7 @@ void GraphInfoToProto(const collections::GraphInfo& info, pb::GraphInfo* out) {
   out->set_load_state(info.load_state);
   out->set_source(info.source);
   out->set_version(info.version);
+  out->set_pending_changes(info.pending_changes);
 }
 
 void SearchResultToProto(const collections::SearchResult& result,

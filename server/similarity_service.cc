@@ -331,7 +331,8 @@ absl::Status SimilarityService::RunSpread(
   ENGRAM_ASSIGN_OR_RETURN(dispatch::SpreadJob job,
                           SpreadJobFromProto(request, &seeds));
   if (graph != nullptr) {
-    job.graph = graph->view();
+    job.graph = graph->base();
+    job.overlay = graph->overlay();
     response->set_graph_version(graph->version());
   }
   job.interrupt = interrupt;

@@ -14,6 +14,7 @@
 
 #include "absl/types/span.h"
 #include "base/interrupt.h"
+#include "kernels/graph_overlay.h"
 #include "kernels/types.h"
 
 namespace engram::dispatch {
@@ -70,6 +71,10 @@ struct CosineOutput {
 
 struct SpreadJob {
   kernels::GraphView graph;
+  // Optional; borrowed: the changes made to `graph` since it was built (a
+  // resident graph updated edge by edge, kernels/graph_overlay.h); the job
+  // spreads over `graph` changed by them. null: `graph` is the whole graph.
+  const kernels::GraphOverlay* overlay = nullptr;
   absl::Span<const kernels::SpreadSeed> seeds;
   kernels::SpreadParams params;
   uint32_t top_k = 0;  // 0: dense activation of every node
@@ -78,10 +83,17 @@ struct SpreadJob {
   // every hop.
   const base::Interrupt* interrupt = nullptr;
 
+  // The graph spread over, changes included.
+  uint32_t num_nodes() const {
+    return overlay != nullptr ? overlay->num_nodes : graph.num_nodes;
+  }
+  uint64_t num_edges() const {
+    return overlay != nullptr ? overlay->num_edges : graph.num_edges();
+  }
+
   // edges x hops: the unit the dispatch policy counts work in.
   uint64_t work() const {
-    return static_cast<uint64_t>(graph.num_edges()) *
-           (params.max_hops == 0 ? 1 : params.max_hops);
+    return num_edges() * (params.max_hops == 0 ? 1 : params.max_hops);
   }
 };
 
