@@ -64,10 +64,14 @@ size_t RunEnd(const std::vector<Entry>& entries,
   return end;
 }
 
-// Node u's list in `base` changed by `changes` (null: by nothing).
+// Node u's list in `base` changed by `changes` (null: by nothing); none for
+// a node the edit being applied adds.
 kernels::NodeEdges ListOf(const kernels::GraphView& base,
                           const GraphChanges* changes, uint32_t u) {
-  if (changes != nullptr) return kernels::EdgesOf(base, changes->overlay(), u);
+  if (changes != nullptr) {
+    if (u >= changes->num_nodes()) return {};
+    return kernels::EdgesOf(base, changes->overlay(), u);
+  }
   if (u >= base.num_nodes) return {};
   return {base.targets.data(), base.weights.data(), base.row_offsets[u],
           base.row_offsets[u + 1]};

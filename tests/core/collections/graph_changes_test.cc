@@ -133,6 +133,29 @@ TEST_F(GraphChangesTest, AnEditCopiesOnlyThePagesItTouches) {
             (std::pair<uint32_t, float>{1, 1.0f}));
 }
 
+// Nodes added past the last page of the page table, with edges of their
+// own, by an edit to a graph that already has changes.
+TEST_F(GraphChangesTest, NodesAddedOnANewPageGetTheirEdges) {
+  GraphEdit first;
+  first.add_edges = {{0, 1, 1.0f}};
+  GraphEditCounts counts;
+  auto one = Apply(nullptr, first, &counts);
+  ASSERT_TRUE(one.ok());
+  ASSERT_EQ((*one)->overlay().pages.size(), 1u);  // 64 nodes a page
+  GraphEdit second;
+  second.add_nodes = 200;
+  second.add_edges = {{150, 2, 0.5f}, {202, 150, 0.25f}};
+  second.remove_edges = {{201, 0}};
+  auto two = Apply(one->get(), second, &counts);
+  ASSERT_TRUE(two.ok()) << two.status();
+  EXPECT_EQ((*two)->overlay().pages.size(), 4u);
+  using P = std::pair<uint32_t, float>;
+  EXPECT_THAT(ListOf(small_.view(), **two, 150), ElementsAre(P{2, 0.5f}));
+  EXPECT_THAT(ListOf(small_.view(), **two, 202), ElementsAre(P{150, 0.25f}));
+  EXPECT_THAT(ListOf(small_.view(), **two, 201), ElementsAre());
+  EXPECT_EQ(counts.not_found, 1u);
+}
+
 TEST_F(GraphChangesTest, PagesAreReservedFromTheBudget) {
   auto tight = MakeBudget(64);
   GraphEdit edit;
