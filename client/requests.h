@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <string>
 
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
@@ -52,6 +53,12 @@ engram::similarity::v1::SpreadRequest MakeSpreadRequest(
     engram::similarity::v1::SpreadParams params, uint32_t top_k,
     engram::similarity::v1::Placement placement =
         engram::similarity::v1::PLACEMENT_AUTO);
+
+// An UpdateGraph request for graph `name`. `idempotency_key` (may be empty)
+// and `expected_version` (0: none) are sent as given.
+engram::similarity::v1::UpdateGraphRequest MakeUpdateGraphRequest(
+    const std::string& name, const GraphUpdate& update,
+    const std::string& idempotency_key = "", uint64_t expected_version = 0);
 
 }  // namespace engram::client
 

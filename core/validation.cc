@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <limits>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
@@ -251,6 +252,24 @@ absl::Status ValidateSpreadJob(const dispatch::SpreadJob& job,
     if (!FiniteNonNegative(job.seeds[i].activation)) {
       return Invalid(absl::StrCat("seeds[", i, "].activation"),
                      "must be finite and >= 0");
+    }
+  }
+  for (const auto& [field, nodes] :
+       {std::pair<const char*, absl::Span<const uint32_t>>{"seed_nodes",
+                                                           job.seed_nodes},
+        {"result_nodes", job.result_nodes}}) {
+    if (nodes.size() > kMaxNodeFilterEntries) {
+      return Invalid(absl::StrCat(field, ".nodes"),
+                     absl::StrCat("has ", nodes.size(), " entries, at most ",
+                                  kMaxNodeFilterEntries));
+    }
+    for (size_t i = 0; i < nodes.size(); ++i) {
+      if (nodes[i] >= job.num_nodes()) {
+        return Invalid(
+            absl::StrCat(field, ".nodes[", i, "]"),
+            absl::StrCat("is ", nodes[i], ", not below graph.num_nodes (",
+                         job.num_nodes(), ")"));
+      }
     }
   }
   return ValidateSpreadParams(job.params);

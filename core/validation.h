@@ -48,6 +48,10 @@ inline constexpr uint64_t kMaxNodesLimit = uint64_t{1} << 30;
 inline constexpr uint64_t kMaxEdgesLimit = 0xffffffffu;
 inline constexpr uint64_t kMaxSeedsLimit = uint64_t{1} << 30;
 
+// The most ids a spread's node allow-list (seed_nodes, result_nodes) may
+// hold.
+inline constexpr size_t kMaxNodeFilterEntries = size_t{1} << 20;
+
 // Rejects limits that are zero or above their ceiling (INVALID_ARGUMENT
 // naming the limit and its allowed range).
 absl::Status ValidateLimits(const RequestLimits& limits);
@@ -63,7 +67,8 @@ absl::Status ValidateCosineJob(const dispatch::CosineJob& job,
                                const RequestLimits& limits);
 
 // Checks the whole spreading job: graph structure (offsets, targets,
-// weights), seeds, parameter ranges and size limits. O(nodes + edges). With
+// weights), seeds, node allow-lists (at most kMaxNodeFilterEntries ids,
+// each a node), parameter ranges and size limits. O(nodes + edges). With
 // an overlay (a resident graph's changes, which its store validated as
 // they were made), the sizes and seeds are those of the changed graph and
 // the structure checked is the base's.

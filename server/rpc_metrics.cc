@@ -25,6 +25,10 @@ const char* MethodName(Method method) {
       return "DescribeCollection";
     case Method::kSearchCollection:
       return "SearchCollection";
+    case Method::kUpsertRows:
+      return "UpsertRows";
+    case Method::kDeleteRows:
+      return "DeleteRows";
     case Method::kPutGraph:
       return "PutGraph";
     case Method::kDeleteGraph:
@@ -33,6 +37,8 @@ const char* MethodName(Method method) {
       return "ListGraphs";
     case Method::kDescribeGraph:
       return "DescribeGraph";
+    case Method::kUpdateGraph:
+      return "UpdateGraph";
   }
   return "unknown";
 }

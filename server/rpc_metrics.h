@@ -33,12 +33,15 @@ enum class Method {
   kListCollections = 6,
   kDescribeCollection = 7,
   kSearchCollection = 8,
-  kPutGraph = 9,
-  kDeleteGraph = 10,
-  kListGraphs = 11,
-  kDescribeGraph = 12,
+  kUpsertRows = 9,
+  kDeleteRows = 10,
+  kPutGraph = 11,
+  kDeleteGraph = 12,
+  kListGraphs = 13,
+  kDescribeGraph = 14,
+  kUpdateGraph = 15,
 };
-inline constexpr int kNumMethods = 13;
+inline constexpr int kNumMethods = 16;
 const char* MethodName(Method method);  // "BatchCosine", ...
 
 // Why a call was refused without computing (engram_rejected_requests_total).

@@ -53,6 +53,7 @@ SimilarityService::SimilarityService(const Options& options,
   ServeUnary(Method::kDeleteGraph, c, &CollectionHandlers::DeleteGraph);
   ServeUnary(Method::kListGraphs, c, &CollectionHandlers::ListGraphs);
   ServeUnary(Method::kDescribeGraph, c, &CollectionHandlers::DescribeGraph);
+  ServeUnary(Method::kUpdateGraph, c, &CollectionHandlers::UpdateGraph);
 }
 
 template <typename Owner, typename Request, typename Response>
@@ -358,6 +359,7 @@ absl::Status SimilarityService::RunSpread(
   }
   response->set_hops(out.result.hops);
   response->set_edges_traversed(out.result.edges_traversed);
+  response->set_seeds_ignored(out.seeds_ignored);
   ReportToProto(out.report, response->mutable_report());
   return absl::OkStatus();
 }

@@ -328,8 +328,7 @@ absl::StatusOr<std::shared_ptr<const Graph>> GraphStore::GetAtLeast(
   return it->second;
 }
 
-namespace {
-GraphInfo InfoOf(const Graph& g) {
+GraphInfo DescribeVersion(const Graph& g) {
   GraphInfo info;
   info.name = g.name();
   info.num_nodes = g.num_nodes();
@@ -341,18 +340,18 @@ GraphInfo InfoOf(const Graph& g) {
   info.source = g.source();
   return info;
 }
-}  // namespace
 
 absl::StatusOr<GraphInfo> GraphStore::Describe(absl::string_view name) const {
   ENGRAM_ASSIGN_OR_RETURN(std::shared_ptr<const Graph> graph, Get(name));
-  return InfoOf(*graph);
+  return DescribeVersion(*graph);
 }
 
 std::vector<GraphInfo> GraphStore::List() const {
   absl::MutexLock lock(&mu_);
   std::vector<GraphInfo> out;
   out.reserve(graphs_.size());
-  for (const auto& [name, graph] : graphs_) out.push_back(InfoOf(*graph));
+  for (const auto& [name, graph] : graphs_)
+    out.push_back(DescribeVersion(*graph));
   for (const auto& [name, why] : lost_) {
     GraphInfo info;
     info.name = name;

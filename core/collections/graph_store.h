@@ -194,6 +194,9 @@ struct GraphInfo {
   std::string error;
 };
 
+// What Describe and List report of one graph version.
+GraphInfo DescribeVersion(const Graph& graph);
+
 struct GraphPutOptions {
   std::string name;
   uint32_t num_nodes = 0;  // >= 1

@@ -82,6 +82,11 @@ struct SpreadJob {
   // Optional; borrowed. Checked before the call and, on the CPU, before
   // every hop.
   const base::Interrupt* interrupt = nullptr;
+  // Optional node allow-lists (SpreadRequest.seed_nodes, result_nodes);
+  // empty admits every node. Applied by core::Engine::Spread around the
+  // executor (core/spread_filters.h): backends never see them.
+  absl::Span<const uint32_t> seed_nodes;
+  absl::Span<const uint32_t> result_nodes;
 
   // The graph spread over, changes included.
   uint32_t num_nodes() const {
@@ -101,6 +106,7 @@ struct SpreadOutput {
   kernels::SpreadResult result;  // activation holds every node
   kernels::TopKList top;         // when top_k > 0, best first
   ExecutionReport report;
+  uint32_t seeds_ignored = 0;  // seeds outside SpreadJob::seed_nodes
 };
 
 }  // namespace engram::dispatch
