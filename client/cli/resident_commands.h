@@ -25,6 +25,7 @@ struct ResidentInput {
   std::vector<uint64_t> ids;  // empty: none sent
   engram::similarity::v1::SearchCollectionRequest search;
   engram::similarity::v1::Graph graph;
+  engram::similarity::v1::UpdateGraphRequest update;
 };
 
 // The input of a `collection` or `graph` invocation: reads the .npy or edge
