@@ -51,10 +51,23 @@ absl::StatusOr<uint32_t> ParseNodeId(absl::string_view field,
   return static_cast<uint32_t>(id);
 }
 
-}  // namespace
+absl::StatusOr<float> ParseWeight(absl::string_view field, std::size_t line) {
+  float weight = 0.0f;
+  if (!absl::SimpleAtof(field, &weight)) {
+    return LineError(line,
+                     absl::StrCat("weight '", field, "' is not a number"));
+  }
+  // SimpleAtof accepts "nan" and "inf", and overflows to infinity.
+  if (!std::isfinite(weight)) {
+    return LineError(line, absl::StrCat("weight '", field, "' is not finite"));
+  }
+  return weight;
+}
 
-absl::StatusOr<std::vector<Edge>> ParseEdgeList(absl::string_view text) {
-  std::vector<Edge> edges;
+// The fields of each non-blank line of `text`, comments dropped, with the
+// line's number.
+template <typename PerLine>
+absl::Status ForEachLine(absl::string_view text, PerLine per_line) {
   std::size_t line_number = 0;
   for (absl::string_view line : absl::StrSplit(text, '\n')) {
     ++line_number;
@@ -62,35 +75,104 @@ absl::StatusOr<std::vector<Edge>> ParseEdgeList(absl::string_view text) {
     std::vector<absl::string_view> fields =
         absl::StrSplit(line, absl::ByAnyChar(" \t\r\v\f"), absl::SkipEmpty());
     if (fields.empty()) continue;
-    if (fields.size() < 3) {
-      static constexpr const char* kNames[] = {"source", "target", "weight"};
-      return LineError(
-          line_number,
-          absl::StrCat("missing field: expected 'source target weight', no ",
-                       kNames[fields.size()]));
-    }
-    if (fields.size() > 3) {
-      return LineError(line_number,
-                       absl::StrCat("expected 3 fields 'source target "
-                                    "weight', got ",
-                                    fields.size()));
-    }
-    Edge edge;
-    ENGRAM_ASSIGN_OR_RETURN(edge.source,
-                            ParseNodeId(fields[0], "source", line_number));
-    ENGRAM_ASSIGN_OR_RETURN(edge.target,
-                            ParseNodeId(fields[1], "target", line_number));
-    if (!absl::SimpleAtof(fields[2], &edge.weight)) {
-      return LineError(line_number, absl::StrCat("weight '", fields[2],
-                                                 "' is not a number"));
-    }
-    // SimpleAtof accepts "nan" and "inf", and overflows to infinity.
-    if (!std::isfinite(edge.weight)) {
-      return LineError(line_number,
-                       absl::StrCat("weight '", fields[2], "' is not finite"));
-    }
-    edges.push_back(edge);
+    ENGRAM_RETURN_IF_ERROR(per_line(fields, line_number));
   }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<GraphUpdate> ParseGraphUpdate(absl::string_view text) {
+  GraphUpdate update;
+  ENGRAM_RETURN_IF_ERROR(ForEachLine(
+      text,
+      [&](const std::vector<absl::string_view>& fields,
+          std::size_t line) -> absl::Status {
+        const absl::string_view verb = fields[0];
+        const std::size_t expected = verb == "add_nodes" ? 2
+                                     : verb == "remove"  ? 3
+                                                         : 4;
+        if (verb != "add_nodes" && verb != "remove" && verb != "set" &&
+            verb != "add") {
+          return LineError(line,
+                           absl::StrCat("unknown change '", verb,
+                                        "': expected add_nodes, remove, set "
+                                        "or add"));
+        }
+        if (fields.size() != expected) {
+          return LineError(line,
+                           absl::StrCat("'", verb, "' takes ", expected - 1,
+                                        " fields, got ", fields.size() - 1));
+        }
+        if (verb == "add_nodes") {
+          uint32_t count = 0;
+          if (!absl::SimpleAtoi(fields[1], &count) ||
+              !absl::ascii_isdigit(static_cast<unsigned char>(fields[1][0])) ||
+              uint64_t{update.add_nodes} + count >
+                  std::numeric_limits<uint32_t>::max()) {
+            return LineError(line, absl::StrCat("add_nodes count '", fields[1],
+                                                "' is not a 32-bit "
+                                                "non-negative integer"));
+          }
+          update.add_nodes += count;
+          return absl::OkStatus();
+        }
+        ENGRAM_ASSIGN_OR_RETURN(const uint32_t source,
+                                ParseNodeId(fields[1], "source", line));
+        ENGRAM_ASSIGN_OR_RETURN(const uint32_t target,
+                                ParseNodeId(fields[2], "target", line));
+        if (verb == "remove") {
+          update.remove_edges.push_back({source, target});
+          return absl::OkStatus();
+        }
+        ENGRAM_ASSIGN_OR_RETURN(const float weight,
+                                ParseWeight(fields[3], line));
+        (verb == "set" ? update.set_weights : update.add_edges)
+            .push_back({source, target, weight});
+        return absl::OkStatus();
+      }));
+  return update;
+}
+
+absl::StatusOr<GraphUpdate> ReadGraphUpdateFile(const std::string& path) {
+  ENGRAM_ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
+  absl::StatusOr<GraphUpdate> update = ParseGraphUpdate(text);
+  if (!update.ok()) {
+    return absl::Status(update.status().code(),
+                        absl::StrCat(path, ": ", update.status().message()));
+  }
+  return update;
+}
+
+absl::StatusOr<std::vector<Edge>> ParseEdgeList(absl::string_view text) {
+  std::vector<Edge> edges;
+  ENGRAM_RETURN_IF_ERROR(ForEachLine(
+      text,
+      [&](const std::vector<absl::string_view>& fields,
+          std::size_t line) -> absl::Status {
+        if (fields.size() < 3) {
+          static constexpr const char* kNames[] = {"source", "target",
+                                                   "weight"};
+          return LineError(
+              line,
+              absl::StrCat("missing field: expected 'source target weight', "
+                           "no ",
+                           kNames[fields.size()]));
+        }
+        if (fields.size() > 3) {
+          return LineError(line, absl::StrCat("expected 3 fields 'source "
+                                              "target weight', got ",
+                                              fields.size()));
+        }
+        Edge edge;
+        ENGRAM_ASSIGN_OR_RETURN(edge.source,
+                                ParseNodeId(fields[0], "source", line));
+        ENGRAM_ASSIGN_OR_RETURN(edge.target,
+                                ParseNodeId(fields[1], "target", line));
+        ENGRAM_ASSIGN_OR_RETURN(edge.weight, ParseWeight(fields[2], line));
+        edges.push_back(edge);
+        return absl::OkStatus();
+      }));
   return edges;
 }
 

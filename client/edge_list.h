@@ -30,6 +30,21 @@ absl::StatusOr<std::vector<Edge>> ParseEdgeList(absl::string_view text);
 // ("graph.tsv: line 3: ..."). A missing file gives NOT_FOUND.
 absl::StatusOr<std::vector<Edge>> ReadEdgeListFile(const std::string& path);
 
+// The changes of a graph update file (`engram-cli graph update --edits`),
+// with the edge list's lexical rules: one change per line,
+//   add_nodes COUNT
+//   remove SOURCE TARGET
+//   set SOURCE TARGET WEIGHT
+//   add SOURCE TARGET WEIGHT
+// in any order (the server applies them in its own: nodes, removes, weights,
+// adds); add_nodes lines add up. INVALID_ARGUMENT for the first bad line,
+// as "line N: <reason>".
+absl::StatusOr<GraphUpdate> ParseGraphUpdate(absl::string_view text);
+
+// ParseGraphUpdate of the file at `path`; errors are prefixed with the
+// path. A missing file gives NOT_FOUND.
+absl::StatusOr<GraphUpdate> ReadGraphUpdateFile(const std::string& path);
+
 // The smallest node count that covers every id in `edges`: max id + 1, or 0
 // without edges.
 uint32_t NumNodesFor(absl::Span<const Edge> edges);

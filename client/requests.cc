@@ -144,4 +144,33 @@ v1::DeleteRowsRequest MakeDeleteRowsRequest(const std::string& collection,
   return request;
 }
 
+v1::UpdateGraphRequest MakeUpdateGraphRequest(
+    const std::string& name, const GraphUpdate& update,
+    const std::string& idempotency_key, uint64_t expected_version) {
+  v1::UpdateGraphRequest request;
+  request.set_name(name);
+  request.set_add_nodes(update.add_nodes);
+  request.mutable_remove_edges()->Reserve(
+      static_cast<int>(update.remove_edges.size()));
+  for (const EdgeRef& e : update.remove_edges) {
+    v1::EdgeRef* out = request.add_remove_edges();
+    out->set_source(e.source);
+    out->set_target(e.target);
+  }
+  for (const auto& [edges, out] :
+       {std::pair{&update.set_weights, request.mutable_set_weights()},
+        std::pair{&update.add_edges, request.mutable_add_edges()}}) {
+    out->Reserve(static_cast<int>(edges->size()));
+    for (const Edge& e : *edges) {
+      v1::WeightedEdge* edge = out->Add();
+      edge->set_source(e.source);
+      edge->set_target(e.target);
+      edge->set_weight(e.weight);
+    }
+  }
+  request.set_idempotency_key(idempotency_key);
+  request.set_expected_version(expected_version);
+  return request;
+}
+
 }  // namespace engram::client

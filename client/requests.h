@@ -69,6 +69,12 @@ absl::StatusOr<engram::similarity::v1::UpsertRowsRequest> MakeUpsertRowsRequest(
 engram::similarity::v1::DeleteRowsRequest MakeDeleteRowsRequest(
     const std::string& collection, absl::Span<const uint64_t> ids);
 
+// An UpdateGraph request for graph `name`. `idempotency_key` (may be empty)
+// and `expected_version` (0: none) are sent as given.
+engram::similarity::v1::UpdateGraphRequest MakeUpdateGraphRequest(
+    const std::string& name, const GraphUpdate& update,
+    const std::string& idempotency_key = "", uint64_t expected_version = 0);
+
 }  // namespace engram::client
 
 #endif  // ENGRAM_CLIENT_REQUESTS_H_

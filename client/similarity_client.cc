@@ -410,6 +410,14 @@ absl::StatusOr<v1::GraphInfo> SimilarityClient::DescribeGraph(
       *stub_, &v1::Similarity::Stub::DescribeGraph, &context, request);
 }
 
+absl::StatusOr<v1::UpdateGraphResponse> SimilarityClient::UpdateGraph(
+    const v1::UpdateGraphRequest& request, const CallOptions& call) const {
+  grpc::ClientContext context;
+  ENGRAM_RETURN_IF_ERROR(PrepareContext(call, &context));
+  return Unary<v1::UpdateGraphRequest, v1::UpdateGraphResponse>(
+      *stub_, &v1::Similarity::Stub::UpdateGraph, &context, request);
+}
+
 absl::StatusOr<health::HealthCheckResponse::ServingStatus>
 SimilarityClient::Health(const std::string& service,
                          const CallOptions& call) const {

@@ -184,6 +184,12 @@ class SimilarityClient {
   absl::StatusOr<engram::similarity::v1::GraphInfo> DescribeGraph(
       const std::string& name, uint64_t min_version,
       const CallOptions& call = {}) const;
+  // One update as one new version (docs/api.md, "Changing a graph");
+  // client::MakeUpdateGraphRequest builds the request. With an
+  // idempotency_key a resend after an error is applied at most once.
+  absl::StatusOr<engram::similarity::v1::UpdateGraphResponse> UpdateGraph(
+      const engram::similarity::v1::UpdateGraphRequest& request,
+      const CallOptions& call = {}) const;
 
   // grpc.health.v1.Health/Check for `service` ("" is the whole server).
   // A server without the health service yields UNIMPLEMENTED and an unknown

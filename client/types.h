@@ -1,7 +1,7 @@
 // Plain value types the client helpers exchange: a dense float matrix as read
-// from .npy files or generated at random, a weighted directed edge, and a
-// spreading-activation seed. They carry no proto dependency so that file
-// readers can be used without building requests.
+// from .npy files or generated at random, a weighted directed edge, a
+// graph's update, and a spreading-activation seed. They carry no proto
+// dependency so that file readers can be used without building requests.
 #ifndef ENGRAM_CLIENT_TYPES_H_
 #define ENGRAM_CLIENT_TYPES_H_
 
@@ -23,6 +23,22 @@ struct Edge {
   uint32_t source = 0;
   uint32_t target = 0;
   float weight = 0.0f;
+};
+
+// An edge named by its endpoints (the edges source -> target, for a
+// removal).
+struct EdgeRef {
+  uint32_t source = 0;
+  uint32_t target = 0;
+};
+
+// The changes of one UpdateGraph, applied in this order: nodes added, edges
+// removed, edges re-weighted, edges added (docs/api.md, "Changing a graph").
+struct GraphUpdate {
+  uint32_t add_nodes = 0;
+  std::vector<EdgeRef> remove_edges;
+  std::vector<Edge> set_weights;
+  std::vector<Edge> add_edges;
 };
 
 // A node where spreading activation starts, with its initial activation.

@@ -9,6 +9,7 @@
 #include "base/status_macros.h"
 #include "core/dispatch/cpu_backend.h"
 #include "core/dispatch/cuda_backend.h"
+#include "core/spread_filters.h"
 #include "kernels/cpu/cosine.h"
 #include "kernels/gpu_device.h"
 #include "kernels/row_checks.h"
@@ -249,7 +250,27 @@ absl::Status Engine::CosineWithin(const RequestLimits& limits,
 absl::Status Engine::Spread(const dispatch::SpreadJob& job,
                             dispatch::SpreadOutput* out) {
   ENGRAM_RETURN_IF_ERROR(ValidateSpreadJob(job, options_.limits));
-  return executor_->Spread(job, out);
+  out->seeds_ignored = 0;
+  if (job.seed_nodes.empty() && job.result_nodes.empty()) {
+    return executor_->Spread(job, out);
+  }
+  // The filters apply around the dispatch, the same whatever runs it.
+  dispatch::SpreadJob inner = job;
+  inner.seed_nodes = {};
+  inner.result_nodes = {};
+  uint32_t ignored = 0;
+  std::vector<kernels::SpreadSeed> admitted;
+  if (!job.seed_nodes.empty()) {
+    admitted = AdmittedSeeds(job.seeds, NodeSet(job.seed_nodes), &ignored);
+    inner.seeds = admitted;
+  }
+  const NodeSet results(job.result_nodes);
+  // The top list is chosen among the admitted nodes only.
+  if (!results.admits_all()) inner.top_k = 0;
+  ENGRAM_RETURN_IF_ERROR(executor_->Spread(inner, out));
+  out->seeds_ignored = ignored;
+  RestrictResult(results, job.top_k, out);
+  return absl::OkStatus();
 }
 
 }  // namespace engram::core

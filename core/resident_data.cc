@@ -69,6 +69,10 @@ absl::StatusOr<std::unique_ptr<ResidentData>> ResidentData::Create(
     job.graph = g;
     return ValidateSpreadJob(job, limits);
   };
+  // An updated graph stays within the limits a put meets.
+  graphs.validate_size = [limits](uint64_t num_nodes, uint64_t num_edges) {
+    return ValidateGraphSize(num_nodes, num_edges, limits);
+  };
   ENGRAM_ASSIGN_OR_RETURN(data->graphs_,
                           collections::GraphStore::Create(graphs));
 
@@ -276,6 +280,9 @@ void ResidentData::RunWaiters() {
 
 void ResidentData::OnCatalogChange(const collections::LoadOutcome& outcome) {
   WakeWaiters();
+  // A graph's updates arrive one by one, as often as clients make them: not
+  // loads to log and count.
+  if (outcome.updated && outcome.status.ok()) return;
   if (!outcome.evicted) {
     Report(outcome, "catalog");
     return;

@@ -8,24 +8,6 @@
 
 namespace engram::core {
 
-absl::Status ValidateIdempotencyKey(absl::string_view field,
-                                    absl::string_view key) {
-  if (key.size() > 128) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        field, " is ", key.size(), " characters, at most 128 allowed"));
-  }
-  for (size_t i = 0; i < key.size(); ++i) {
-    if (key[i] < 0x21 || key[i] > 0x7e) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(field,
-                       " has a character other than printable ASCII at "
-                       "position ",
-                       i));
-    }
-  }
-  return absl::OkStatus();
-}
-
 absl::Status ValidateUploadHeader(const collections::UploadOptions& options) {
   ENGRAM_RETURN_IF_ERROR(ValidateRequiredName("header.name", options.name));
   if (options.rows == 0) {

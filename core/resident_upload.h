@@ -23,11 +23,6 @@
 
 namespace engram::core {
 
-// An idempotency key: empty, or 1 to 128 printable ASCII characters
-// (INVALID_ARGUMENT naming `field`).
-absl::Status ValidateIdempotencyKey(absl::string_view field,
-                                    absl::string_view key);
-
 // An upload header's rules beyond the store's: a name, at least one row,
 // metadata only when the upload creates the collection, an idempotency key
 // of at most 128 printable ASCII characters. INVALID_ARGUMENT naming the

@@ -2,8 +2,11 @@
 
 #include <cmath>
 #include <limits>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
+#include "kernels/graph_overlay.h"
 #include "kernels/row_mask.h"
 
 namespace engram::core {
@@ -157,20 +160,45 @@ absl::Status ValidateSpreadParams(const kernels::SpreadParams& params) {
   return absl::OkStatus();
 }
 
+absl::Status ValidateGraphSize(uint64_t num_nodes, uint64_t num_edges,
+                               const RequestLimits& limits) {
+  if (num_nodes > limits.max_nodes) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("graph.num_nodes is ", num_nodes, ", over the limit of ",
+                     limits.max_nodes));
+  }
+  if (num_edges > limits.max_edges) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("graph has ", num_edges, " edges, over the limit of ",
+                     limits.max_edges));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateIdempotencyKey(absl::string_view field,
+                                    absl::string_view key) {
+  if (key.size() > 128) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        field, " is ", key.size(), " characters, at most 128 allowed"));
+  }
+  for (size_t i = 0; i < key.size(); ++i) {
+    if (key[i] < 0x21 || key[i] > 0x7e) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field,
+                       " has a character other than printable ASCII at "
+                       "position ",
+                       i));
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ValidateSpreadJob(const dispatch::SpreadJob& job,
                                const RequestLimits& limits) {
   const kernels::GraphView& g = job.graph;
-  if (g.num_nodes == 0) return Invalid("graph.num_nodes", "must be >= 1");
-  if (g.num_nodes > limits.max_nodes) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("graph.num_nodes is ", g.num_nodes, ", over the limit of ",
-                     limits.max_nodes));
-  }
-  if (g.num_edges() > limits.max_edges) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("graph has ", g.num_edges(), " edges, over the limit of ",
-                     limits.max_edges));
-  }
+  if (job.num_nodes() == 0) return Invalid("graph.num_nodes", "must be >= 1");
+  ENGRAM_RETURN_IF_ERROR(
+      ValidateGraphSize(job.num_nodes(), job.num_edges(), limits));
   if (job.seeds.size() > limits.max_seeds) {
     return absl::ResourceExhaustedError(
         absl::StrCat("seeds has ", job.seeds.size(),
@@ -218,16 +246,37 @@ absl::Status ValidateSpreadJob(const dispatch::SpreadJob& job,
                      "must be finite and >= 0");
     }
   }
+  if (job.overlay != nullptr) {
+    ENGRAM_RETURN_IF_ERROR(kernels::CheckOverlayShape(g, *job.overlay));
+  }
   for (size_t i = 0; i < job.seeds.size(); ++i) {
-    if (job.seeds[i].node >= g.num_nodes) {
+    if (job.seeds[i].node >= job.num_nodes()) {
       return Invalid(
           absl::StrCat("seeds[", i, "].node"),
           absl::StrCat("is ", job.seeds[i].node,
-                       ", not below graph.num_nodes (", g.num_nodes, ")"));
+                       ", not below graph.num_nodes (", job.num_nodes(), ")"));
     }
     if (!FiniteNonNegative(job.seeds[i].activation)) {
       return Invalid(absl::StrCat("seeds[", i, "].activation"),
                      "must be finite and >= 0");
+    }
+  }
+  for (const auto& [field, nodes] :
+       {std::pair<const char*, absl::Span<const uint32_t>>{"seed_nodes",
+                                                           job.seed_nodes},
+        {"result_nodes", job.result_nodes}}) {
+    if (nodes.size() > kMaxNodeFilterEntries) {
+      return Invalid(absl::StrCat(field, ".nodes"),
+                     absl::StrCat("has ", nodes.size(), " entries, at most ",
+                                  kMaxNodeFilterEntries));
+    }
+    for (size_t i = 0; i < nodes.size(); ++i) {
+      if (nodes[i] >= job.num_nodes()) {
+        return Invalid(
+            absl::StrCat(field, ".nodes[", i, "]"),
+            absl::StrCat("is ", nodes[i], ", not below graph.num_nodes (",
+                         job.num_nodes(), ")"));
+      }
     }
   }
   return ValidateSpreadParams(job.params);

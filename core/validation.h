@@ -49,6 +49,10 @@ inline constexpr uint64_t kMaxNodesLimit = uint64_t{1} << 30;
 inline constexpr uint64_t kMaxEdgesLimit = 0xffffffffu;
 inline constexpr uint64_t kMaxSeedsLimit = uint64_t{1} << 30;
 
+// The most ids a spread's node allow-list (seed_nodes, result_nodes) may
+// hold.
+inline constexpr size_t kMaxNodeFilterEntries = size_t{1} << 20;
+
 // Rejects limits that are zero or above their ceiling (INVALID_ARGUMENT
 // naming the limit and its allowed range).
 absl::Status ValidateLimits(const RequestLimits& limits);
@@ -65,9 +69,24 @@ absl::Status ValidateCosineJob(const dispatch::CosineJob& job,
                                const RequestLimits& limits);
 
 // Checks the whole spreading job: graph structure (offsets, targets,
-// weights), seeds, parameter ranges and size limits. O(nodes + edges).
+// weights), seeds, node allow-lists (at most kMaxNodeFilterEntries ids,
+// each a node), parameter ranges and size limits. O(nodes + edges). With
+// an overlay (a resident graph's changes, which its store validated as
+// they were made), the sizes and seeds are those of the changed graph and
+// the structure checked is the base's.
 absl::Status ValidateSpreadJob(const dispatch::SpreadJob& job,
                                const RequestLimits& limits);
+
+// The max_nodes and max_edges limits of a graph of that size
+// (RESOURCE_EXHAUSTED naming graph.num_nodes or the edge count): what a
+// put's graph and an updated one must stay within.
+absl::Status ValidateGraphSize(uint64_t num_nodes, uint64_t num_edges,
+                               const RequestLimits& limits);
+
+// An optional idempotency key (empty passes): at most 128 characters, each
+// printable ASCII (INVALID_ARGUMENT naming `field`).
+absl::Status ValidateIdempotencyKey(absl::string_view field,
+                                    absl::string_view key);
 
 // Parameter ranges alone (also used for configured defaults).
 absl::Status ValidateSpreadParams(const kernels::SpreadParams& params);

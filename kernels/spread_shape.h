@@ -15,6 +15,19 @@
 
 namespace engram::kernels {
 
+// Every seed names a node below `num_nodes`.
+inline absl::Status CheckSeedNodes(absl::Span<const SpreadSeed> seeds,
+                                   uint32_t num_nodes) {
+  for (size_t i = 0; i < seeds.size(); ++i) {
+    if (seeds[i].node >= num_nodes) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("seeds[", i, "].node ", seeds[i].node,
+                       " is out of range for ", num_nodes, " nodes"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 inline absl::Status CheckSpreadShape(const GraphView& graph,
                                      absl::Span<const SpreadSeed> seeds) {
   if (graph.row_offsets.size() != static_cast<size_t>(graph.num_nodes) + 1) {
@@ -33,14 +46,7 @@ inline absl::Status CheckSpreadShape(const GraphView& graph,
     return absl::InvalidArgumentError(
         "graph.row_offsets must start at 0 and end at the number of edges");
   }
-  for (size_t i = 0; i < seeds.size(); ++i) {
-    if (seeds[i].node >= graph.num_nodes) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("seeds[", i, "].node ", seeds[i].node,
-                       " is out of range for ", graph.num_nodes, " nodes"));
-    }
-  }
-  return absl::OkStatus();
+  return CheckSeedNodes(seeds, graph.num_nodes);
 }
 
 }  // namespace engram::kernels

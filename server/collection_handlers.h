@@ -1,14 +1,15 @@
 // The resident-data RPCs of engram.similarity.v1.Similarity:
 // collections (create, client-streaming upload, delete, list, describe,
-// search) and graphs (client-streaming put, delete, list, describe).
+// search) and graphs (client-streaming put, delete, list, describe,
+// update).
 // SimilarityService, the one CallbackService the generated code allows,
 // forwards these methods here. The handlers translate the messages, call
 // the stores and core (core/resident_search.h, core/resident_upload.h),
 // and keep each call's bookkeeping in a CallScope (call_scope.h). They live
-// in four files: management_handlers.cc (the unary map operations),
+// in five files: management_handlers.cc (the unary map operations),
 // row_handlers.cc (rows changed by id), upload_reactors.cc (the streaming
-// uploads, whose messages are handled by upload_streams.h) and
-// search_reactor.cc.
+// uploads, whose messages are handled by upload_streams.h),
+// search_reactor.cc and graph_update_handler.cc.
 //
 // - The unary calls come as UnaryCalls (unary_call.h), counted from their
 //   headers on.
@@ -32,6 +33,10 @@
 //   workers. Either way a call the client stopped waiting for while it
 //   computed is answered with that stop, as BatchCosine and Spread are.
 //
+// - UpdateGraph is admitted at the cost of its request and applied on the
+//   engine's workers (core::UpdateResidentGraph): its lists are copied,
+//   checked and applied, and the store journals it (an fsync, or a catalog
+//   write in shared mode) before it answers.
 // - Read-your-writes across replicas: DescribeCollection, SearchCollection,
 //   DescribeGraph and Spread by graph_name with a min_version this replica
 //   has not loaded yet wait for it (ResidentData::WhenAtLeast and
@@ -122,6 +127,9 @@ class CollectionHandlers {
       UnaryCall* call,
       const ::engram::similarity::v1::DescribeGraphRequest* request,
       ::engram::similarity::v1::GraphInfo* response);
+  void UpdateGraph(UnaryCall* call,
+                   const ::engram::similarity::v1::UpdateGraphRequest* request,
+                   ::engram::similarity::v1::UpdateGraphResponse* response);
 
   // Calls `done` with the graph a SpreadRequest names in graph_name once
   // this replica holds version `min_version` of it or a later one (0: any),

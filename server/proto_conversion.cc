@@ -109,6 +109,10 @@ absl::StatusOr<dispatch::SpreadJob> SpreadJobFromProto(
   if (p.has_max_activation()) params.max_activation = p.max_activation();
   job.top_k = request.top_k();
   job.placement = PlacementFromProto(request.placement());
+  job.seed_nodes = absl::MakeConstSpan(request.seed_nodes().nodes().data(),
+                                       request.seed_nodes().nodes_size());
+  job.result_nodes = absl::MakeConstSpan(request.result_nodes().nodes().data(),
+                                         request.result_nodes().nodes_size());
   return job;
 }
 
@@ -325,6 +329,44 @@ void GraphInfoToProto(const collections::GraphInfo& info, pb::GraphInfo* out) {
   out->set_load_state(info.load_state);
   out->set_source(info.source);
   out->set_version(info.version);
+  out->set_pending_changes(info.pending_changes);
+}
+
+collections::GraphEdit GraphEditFromProto(
+    const pb::UpdateGraphRequest& request) {
+  collections::GraphEdit edit;
+  edit.add_nodes = request.add_nodes();
+  edit.remove_edges.reserve(request.remove_edges_size());
+  for (const pb::EdgeRef& e : request.remove_edges()) {
+    edit.remove_edges.push_back({e.source(), e.target()});
+  }
+  edit.set_weights.reserve(request.set_weights_size());
+  for (const pb::WeightedEdge& e : request.set_weights()) {
+    edit.set_weights.push_back({e.source(), e.target(), e.weight()});
+  }
+  edit.add_edges.reserve(request.add_edges_size());
+  for (const pb::WeightedEdge& e : request.add_edges()) {
+    edit.add_edges.push_back({e.source(), e.target(), e.weight()});
+  }
+  return edit;
+}
+
+void GraphUpdateToProto(const collections::GraphUpdateResult& result,
+                        pb::UpdateGraphResponse* out) {
+  GraphInfoToProto(collections::DescribeVersion(*result.graph),
+                   out->mutable_graph());
+  out->set_edges_removed(result.counts.edges_removed);
+  out->set_edges_reweighted(result.counts.edges_reweighted);
+  out->set_edges_added(result.counts.edges_added);
+  out->set_not_found(result.counts.not_found);
+  out->mutable_not_found_edges()->Reserve(
+      static_cast<int>(result.counts.not_found_edges.size()));
+  for (const collections::GraphEdgeRef& e : result.counts.not_found_edges) {
+    pb::EdgeRef* ref = out->add_not_found_edges();
+    ref->set_source(e.source);
+    ref->set_target(e.target);
+  }
+  out->set_replayed(result.replayed);
 }
 
 void SearchResultToProto(const collections::SearchResult& result,

@@ -72,6 +72,14 @@ absl::StatusOr<std::optional<collections::RowFilter>> RowFilterFromProto(
     const pb::SearchCollectionRequest& request);
 
 void GraphInfoToProto(const collections::GraphInfo& info, pb::GraphInfo* out);
+
+// The lists of an UpdateGraph request, copied (the store checks them).
+collections::GraphEdit GraphEditFromProto(
+    const pb::UpdateGraphRequest& request);
+// What an update committed: the graph version, the counts, the first
+// not-found pairs and whether it was a replay.
+void GraphUpdateToProto(const collections::GraphUpdateResult& result,
+                        pb::UpdateGraphResponse* out);
 // A batched search's lists and pass statistics; the caller adds what the
 // batcher does not know (the collection version).
 void SearchResultToProto(const collections::SearchResult& result,

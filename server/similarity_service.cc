@@ -53,6 +53,7 @@ SimilarityService::SimilarityService(const Options& options,
   ServeUnary(Method::kDeleteGraph, c, &CollectionHandlers::DeleteGraph);
   ServeUnary(Method::kListGraphs, c, &CollectionHandlers::ListGraphs);
   ServeUnary(Method::kDescribeGraph, c, &CollectionHandlers::DescribeGraph);
+  ServeUnary(Method::kUpdateGraph, c, &CollectionHandlers::UpdateGraph);
   ServeUnary(Method::kUpsertRows, c, &CollectionHandlers::UpsertRows);
   ServeUnary(Method::kDeleteRows, c, &CollectionHandlers::DeleteRows);
 }
@@ -333,7 +334,8 @@ absl::Status SimilarityService::RunSpread(
   ENGRAM_ASSIGN_OR_RETURN(dispatch::SpreadJob job,
                           SpreadJobFromProto(request, &seeds));
   if (graph != nullptr) {
-    job.graph = graph->view();
+    job.graph = graph->base();
+    job.overlay = graph->overlay();
     response->set_graph_version(graph->version());
   }
   job.interrupt = interrupt;
@@ -359,6 +361,7 @@ absl::Status SimilarityService::RunSpread(
   }
   response->set_hops(out.result.hops);
   response->set_edges_traversed(out.result.edges_traversed);
+  response->set_seeds_ignored(out.seeds_ignored);
   ReportToProto(out.report, response->mutable_report());
   return absl::OkStatus();
 }

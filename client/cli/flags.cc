@@ -112,19 +112,44 @@ ABSL_FLAG(uint64_t, chunk_rows, 0,
           "collection upload/append: rows per stream message (0: about "
           "4 MiB per message).");
 ABSL_FLAG(std::string, idempotency_key, "",
-          "collection upload/append/upsert/delete-rows: a key of at most 128 "
-          "printable ASCII characters; running the same command again with "
-          "the same key applies it at most once (the answer says replayed).");
+          "collection upload/append/upsert/delete-rows, graph update: a key "
+          "of at most 128 printable ASCII characters; running the same "
+          "command again with the same key applies the change at most once "
+          "(the answer says replayed).");
 ABSL_FLAG(uint64_t, expected_version, 0,
-          "collection upsert/delete-rows: apply only to this version of the "
-          "collection (a describe or write answer says it), else ABORTED and "
-          "nothing changes. 0: whatever version it is.");
+          "collection upsert/delete-rows, graph update: apply only to this "
+          "version of the collection or graph (a describe or write answer "
+          "says it), else ABORTED and nothing changes. 0: whatever version "
+          "it is.");
 ABSL_FLAG(std::string, filter, "",
           "collection search: only rows passing this RowFilter in protobuf "
           "JSON, or @FILE to read it from a file, e.g. "
           "{\"deny_ids\":[\"7\"],\"where\":{\"tag\":{\"key\":\"kind\","
           "\"values\":[{\"text\":\"episode\"}]}}}; the answer's "
           "rows_searched says how many rows were scored.");
+ABSL_FLAG(std::string, edits, "",
+          "graph update: a file of changes, one a line: 'add_nodes COUNT', "
+          "'remove SOURCE TARGET', 'set SOURCE TARGET WEIGHT', 'add SOURCE "
+          "TARGET WEIGHT'; '#' comments. Sent with the flags' changes.");
+ABSL_FLAG(uint32_t, add_nodes, 0,
+          "graph update: nodes to add, numbered from the graph's num_nodes "
+          "on.");
+ABSL_FLAG(std::string, remove_edges, "",
+          "graph update: source:target,... every edge source -> target is "
+          "removed.");
+ABSL_FLAG(std::string, set_weights, "",
+          "graph update: source:target:weight,... every edge source -> "
+          "target gets the weight.");
+ABSL_FLAG(std::string, add_edges, "",
+          "graph update: source:target:weight,... appended after the "
+          "source's other edges.");
+ABSL_FLAG(std::string, seed_nodes, "",
+          "Spread: node1,node2,... seeds on other nodes are ignored (the "
+          "answer counts them). Empty: every node.");
+ABSL_FLAG(std::string, result_nodes, "",
+          "Spread: node1,node2,... only these nodes are results (top_k "
+          "chooses among them; the others' activation is 0). Empty: every "
+          "node.");
 ABSL_FLAG(uint64_t, min_version, 0,
           "collection search/describe, graph describe, spread --graph_name: "
           "answer from a replica that has at least this version of the "
@@ -220,7 +245,9 @@ const std::vector<CommandSpec>& Commands() {
         {"hop_thresholds", "T1,T2,..."},
         {"max_activation", "A"},
         {"top_k", "K"},
-        {"placement", "auto|cpu|gpu"}}},
+        {"placement", "auto|cpu|gpu"},
+        {"seed_nodes", "N1,N2,..."},
+        {"result_nodes", "N1,N2,..."}}},
       {Subcommand::kStats,
        "stats",
        "The server's request, latency and backend statistics (GetStats).",
@@ -283,13 +310,21 @@ const std::vector<CommandSpec>& Commands() {
         {"filter", "JSON|@FILE"}}},
       {Subcommand::kGraph,
        "graph",
-       "Resident graphs: graph put|delete|list|describe (put streams an "
-       "edge list as CSR in chunks).",
+       "Resident graphs: graph put|delete|list|describe|update (put streams "
+       "an edge list as CSR in chunks; update adds nodes and removes, "
+       "re-weights and adds edges as one new version).",
        {{"name", "NAME"},
         {"graph", "FILE"},
         {"num_nodes", "N"},
         {"chunk_entries", "N"},
-        {"min_version", "V"}}},
+        {"min_version", "V"},
+        {"edits", "FILE"},
+        {"add_nodes", "N"},
+        {"remove_edges", "S:T,..."},
+        {"set_weights", "S:T:W,..."},
+        {"add_edges", "S:T:W,..."},
+        {"idempotency_key", "KEY"},
+        {"expected_version", "V"}}},
   };
   return *commands;
 }
@@ -315,8 +350,8 @@ const std::vector<absl::string_view>& ActionsOf(Subcommand subcommand) {
   static const auto* collection = new std::vector<absl::string_view>{
       "create",   "upload", "append", "delete",     "list",
       "describe", "search", "upsert", "delete-rows"};
-  static const auto* graph =
-      new std::vector<absl::string_view>{"put", "delete", "list", "describe"};
+  static const auto* graph = new std::vector<absl::string_view>{
+      "put", "delete", "list", "describe", "update"};
   return subcommand == Subcommand::kGraph ? *graph : *collection;
 }
 
@@ -532,6 +567,8 @@ absl::StatusOr<Invocation> ParseArgs(const std::vector<std::string>& args) {
   spread.max_activation = absl::GetFlag(FLAGS_max_activation);
   spread.top_k = absl::GetFlag(FLAGS_top_k);
   spread.placement = absl::GetFlag(FLAGS_placement);
+  spread.seed_nodes = absl::GetFlag(FLAGS_seed_nodes);
+  spread.result_nodes = absl::GetFlag(FLAGS_result_nodes);
 
   invocation.health.service = absl::GetFlag(FLAGS_service);
 
@@ -568,6 +605,13 @@ absl::StatusOr<Invocation> ParseArgs(const std::vector<std::string>& args) {
   graph.num_nodes = absl::GetFlag(FLAGS_num_nodes);
   graph.chunk_entries = absl::GetFlag(FLAGS_chunk_entries);
   graph.min_version = absl::GetFlag(FLAGS_min_version);
+  graph.edits_path = absl::GetFlag(FLAGS_edits);
+  graph.add_nodes = absl::GetFlag(FLAGS_add_nodes);
+  graph.remove_edges = absl::GetFlag(FLAGS_remove_edges);
+  graph.set_weights = absl::GetFlag(FLAGS_set_weights);
+  graph.add_edges = absl::GetFlag(FLAGS_add_edges);
+  graph.idempotency_key = absl::GetFlag(FLAGS_idempotency_key);
+  graph.expected_version = absl::GetFlag(FLAGS_expected_version);
   return invocation;
 }
 

@@ -60,6 +60,9 @@ struct SpreadOptions {
   std::optional<float> max_activation;
   uint32_t top_k = 0;
   std::string placement = "auto";
+  // Node allow-lists "n1,n2,..."; empty sends none (every node admitted).
+  std::string seed_nodes;
+  std::string result_nodes;
 };
 
 // `engram-cli collection ACTION`: create, upload (creates), append, delete,
@@ -89,7 +92,7 @@ struct CollectionOptions {
 };
 
 // `engram-cli graph ACTION`: put (from an edge list), delete, list,
-// describe.
+// describe, update.
 struct GraphOptions {
   std::string action;
   std::string name;
@@ -97,6 +100,15 @@ struct GraphOptions {
   std::optional<uint32_t> num_nodes;
   uint64_t chunk_entries = uint64_t{1} << 20;
   uint64_t min_version = 0;  // describe
+  // update: the changes, from a file (client/edge_list.h's update format)
+  // and from the flags, together.
+  std::string edits_path;
+  uint32_t add_nodes = 0;
+  std::string remove_edges;  // "source:target,..."
+  std::string set_weights;   // "source:target:weight,..."
+  std::string add_edges;     // "source:target:weight,..."
+  std::string idempotency_key;
+  uint64_t expected_version = 0;
 };
 
 struct HealthOptions {

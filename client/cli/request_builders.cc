@@ -3,10 +3,12 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <map>
 #include <optional>
 #include <random>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -123,6 +125,122 @@ absl::StatusOr<std::vector<SpreadSeed>> ParseSeeds(absl::string_view text) {
   return seeds;
 }
 
+namespace {
+
+// A non-negative 32-bit integer, or INVALID_ARGUMENT naming `what`.
+absl::StatusOr<uint32_t> ParseNode(absl::string_view text,
+                                   absl::string_view what) {
+  text = absl::StripAsciiWhitespace(text);
+  uint32_t node = 0;
+  // SimpleAtoi into an unsigned type rejects a minus sign.
+  if (text.empty() || !absl::ascii_isdigit(text[0]) ||
+      !absl::SimpleAtoi(text, &node)) {
+    return UsageError(absl::StrCat(what, " '", text,
+                                   "' is not a 32-bit non-negative integer"));
+  }
+  return node;
+}
+
+// The ':'-separated fields of each item of a comma-separated list, `fields`
+// of them each; at least one item.
+absl::StatusOr<std::vector<std::vector<absl::string_view>>> SplitItems(
+    absl::string_view text, absl::string_view flag, size_t fields,
+    absl::string_view form) {
+  if (absl::StripAsciiWhitespace(text).empty()) {
+    return UsageError(absl::StrCat("--", flag, " is empty: expected ", form));
+  }
+  std::vector<std::vector<absl::string_view>> items;
+  for (absl::string_view item : absl::StrSplit(text, ',')) {
+    item = absl::StripAsciiWhitespace(item);
+    std::vector<absl::string_view> parts = absl::StrSplit(item, ':');
+    if (parts.size() != fields) {
+      return UsageError(
+          absl::StrCat("--", flag, ": '", item, "': expected ", form));
+    }
+    items.push_back(std::move(parts));
+  }
+  return items;
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<uint32_t>> ParseNodeList(absl::string_view text) {
+  if (absl::StripAsciiWhitespace(text).empty()) {
+    return UsageError("empty list: expected comma-separated node ids");
+  }
+  std::vector<uint32_t> nodes;
+  for (absl::string_view item : absl::StrSplit(text, ',')) {
+    ENGRAM_ASSIGN_OR_RETURN(const uint32_t node, ParseNode(item, "node"));
+    nodes.push_back(node);
+  }
+  return nodes;
+}
+
+absl::StatusOr<std::vector<EdgeRef>> ParseEdgeRefs(absl::string_view text,
+                                                   absl::string_view flag) {
+  ENGRAM_ASSIGN_OR_RETURN(const auto items,
+                          SplitItems(text, flag, 2, "source:target,..."));
+  std::vector<EdgeRef> edges;
+  for (const auto& parts : items) {
+    EdgeRef e;
+    ENGRAM_ASSIGN_OR_RETURN(e.source, ParseNode(parts[0], "source"));
+    ENGRAM_ASSIGN_OR_RETURN(e.target, ParseNode(parts[1], "target"));
+    edges.push_back(e);
+  }
+  return edges;
+}
+
+absl::StatusOr<std::vector<Edge>> ParseWeightedEdges(absl::string_view text,
+                                                     absl::string_view flag) {
+  ENGRAM_ASSIGN_OR_RETURN(
+      const auto items, SplitItems(text, flag, 3, "source:target:weight,..."));
+  std::vector<Edge> edges;
+  for (const auto& parts : items) {
+    Edge e;
+    ENGRAM_ASSIGN_OR_RETURN(e.source, ParseNode(parts[0], "source"));
+    ENGRAM_ASSIGN_OR_RETURN(e.target, ParseNode(parts[1], "target"));
+    ENGRAM_ASSIGN_OR_RETURN(
+        e.weight, ParseFiniteFloat(absl::StripAsciiWhitespace(parts[2]),
+                                   absl::StrCat("--", flag, ": weight")));
+    edges.push_back(e);
+  }
+  return edges;
+}
+
+absl::StatusOr<v1::UpdateGraphRequest> BuildUpdateGraphRequest(
+    const GraphOptions& options) {
+  GraphUpdate update;
+  if (!options.edits_path.empty()) {
+    ENGRAM_ASSIGN_OR_RETURN(update, ReadGraphUpdateFile(options.edits_path));
+  }
+  if (uint64_t{update.add_nodes} + options.add_nodes >
+      std::numeric_limits<uint32_t>::max()) {
+    return UsageError("--add_nodes and --edits add more than 2^32 - 1 nodes");
+  }
+  update.add_nodes += options.add_nodes;
+  if (!options.remove_edges.empty()) {
+    ENGRAM_ASSIGN_OR_RETURN(
+        const auto edges, ParseEdgeRefs(options.remove_edges, "remove_edges"));
+    update.remove_edges.insert(update.remove_edges.end(), edges.begin(),
+                               edges.end());
+  }
+  for (const auto& [text, flag, out] :
+       {std::tuple{&options.set_weights, "set_weights", &update.set_weights},
+        std::tuple{&options.add_edges, "add_edges", &update.add_edges}}) {
+    if (text->empty()) continue;
+    ENGRAM_ASSIGN_OR_RETURN(const auto edges, ParseWeightedEdges(*text, flag));
+    out->insert(out->end(), edges.begin(), edges.end());
+  }
+  if (update.add_nodes == 0 && update.remove_edges.empty() &&
+      update.set_weights.empty() && update.add_edges.empty()) {
+    return UsageError(
+        "graph update needs a change: --edits, --add_nodes, --remove_edges, "
+        "--set_weights or --add_edges");
+  }
+  return MakeUpdateGraphRequest(options.name, update, options.idempotency_key,
+                                options.expected_version);
+}
+
 absl::StatusOr<std::vector<float>> ParseFloatList(absl::string_view text) {
   if (absl::StripAsciiWhitespace(text).empty()) {
     return UsageError("empty list: expected comma-separated numbers");
@@ -218,6 +336,20 @@ absl::StatusOr<v1::SpreadRequest> BuildSpreadRequestWithoutGraph(
   v1::SpreadRequest request = MakeSpreadRequest(
       v1::Graph(), seeds, std::move(params), options.top_k, placement);
   request.clear_graph();
+  // Only a filter given is sent: an absent one admits every node.
+  for (const auto& [text, flag, filter] :
+       {std::tuple{&options.seed_nodes, "seed_nodes",
+                   &v1::SpreadRequest::mutable_seed_nodes},
+        std::tuple{&options.result_nodes, "result_nodes",
+                   &v1::SpreadRequest::mutable_result_nodes}}) {
+    if (text->empty()) continue;
+    absl::StatusOr<std::vector<uint32_t>> nodes = ParseNodeList(*text);
+    if (!nodes.ok()) {
+      return UsageError(
+          absl::StrCat("--", flag, ": ", nodes.status().message()));
+    }
+    (request.*filter)()->mutable_nodes()->Assign(nodes->begin(), nodes->end());
+  }
   return request;
 }
 

@@ -38,6 +38,24 @@ absl::StatusOr<std::vector<SpreadSeed>> ParseSeeds(absl::string_view text);
 // "f1,f2,...": finite floats, at least one.
 absl::StatusOr<std::vector<float>> ParseFloatList(absl::string_view text);
 
+// "n1,n2,...": node ids, non-negative 32-bit integers, at least one.
+absl::StatusOr<std::vector<uint32_t>> ParseNodeList(absl::string_view text);
+
+// "source:target,...", and "source:target:weight,..." (weights finite); at
+// least one entry. `flag` names the list in errors.
+absl::StatusOr<std::vector<EdgeRef>> ParseEdgeRefs(absl::string_view text,
+                                                   absl::string_view flag);
+absl::StatusOr<std::vector<Edge>> ParseWeightedEdges(absl::string_view text,
+                                                     absl::string_view flag);
+
+// The UpdateGraph request `graph update` sends: the changes of --edits
+// (read first) and of --add_nodes, --remove_edges, --set_weights and
+// --add_edges, with --idempotency_key and --expected_version.
+// INVALID_ARGUMENT when no change is given or a list is malformed; file
+// errors as ReadGraphUpdateFile reports them.
+absl::StatusOr<engram::similarity::v1::UpdateGraphRequest>
+BuildUpdateGraphRequest(const GraphOptions& options);
+
 // The request `options` describe: reads the .npy files or generates the
 // random data. INVALID_ARGUMENT for inconsistent flags or bad input; file
 // errors as ReadNpyFile reports them.
@@ -46,8 +64,8 @@ absl::StatusOr<engram::similarity::v1::BatchCosineRequest> BuildCosineRequest(
 
 // The Spread request `options` describe but for the graph, which the caller
 // adds (a file, a resident graph's name, a generated graph): the seeds, the
-// placement and only the parameters that were given. INVALID_ARGUMENT for
-// the first bad one, in that order.
+// placement, only the parameters that were given, and the node allow-lists
+// when given. INVALID_ARGUMENT for the first bad one, in that order.
 absl::StatusOr<engram::similarity::v1::SpreadRequest>
 BuildSpreadRequestWithoutGraph(const SpreadOptions& options);
 

@@ -168,6 +168,8 @@ absl::StatusOr<ResidentInput> BuildResidentInput(const Invocation& invocation) {
     if (g.chunk_entries == 0) return UsageError("--chunk_entries must be >= 1");
     ENGRAM_ASSIGN_OR_RETURN(input.graph,
                             ReadGraphFile(g.graph_path, g.num_nodes));
+  } else if (g.action == "update") {
+    ENGRAM_ASSIGN_OR_RETURN(input.update, BuildUpdateGraphRequest(g));
   }
   return input;
 }
@@ -215,6 +217,9 @@ int RunResident(const Invocation& invocation, const ResidentInput& input,
   }
   if (g.action == "list")
     return PrintResponse(client.ListGraphs(call), out, err);
+  if (g.action == "update") {
+    return PrintResponse(client.UpdateGraph(input.update, call), out, err);
+  }
   return PrintResponse(client.DescribeGraph(g.name, g.min_version, call), out,
                        err);
 }

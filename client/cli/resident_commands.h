@@ -28,6 +28,7 @@ struct ResidentInput {
   engram::similarity::v1::UpsertRowsRequest upsert;
   engram::similarity::v1::DeleteRowsRequest delete_rows;
   engram::similarity::v1::Graph graph;
+  engram::similarity::v1::UpdateGraphRequest update;
 };
 
 // The input of a `collection` or `graph` invocation: reads the .npy, labels

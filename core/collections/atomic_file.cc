@@ -183,6 +183,13 @@ absl::Status RemoveFileDurably(const std::string& path) {
   return SyncDirectory(SplitPath(path).first);
 }
 
+absl::Status RenameFileDurably(const std::string& from, const std::string& to) {
+  if (::rename(from.c_str(), to.c_str()) != 0) {
+    return IoError(errno, absl::StrCat("cannot rename ", from, " to"), to);
+  }
+  return SyncDirectory(SplitPath(to).first);
+}
+
 absl::Status EnsureDirectory(const std::string& dir) {
   if (::mkdir(dir.c_str(), 0755) != 0) {
     if (errno != EEXIST) return IoError(errno, "cannot create directory", dir);

@@ -96,6 +96,10 @@ class StagedFile {
 // OK when the file does not exist.
 absl::Status RemoveFileDurably(const std::string& path);
 
+// Renames `from` over `to` (both in one directory, whose fsync makes the
+// rename survive a crash).
+absl::Status RenameFileDurably(const std::string& from, const std::string& to);
+
 // Creates directory `dir` when it is missing (its parent must exist) and
 // fsyncs the parent, so the new entry survives a crash.
 absl::Status EnsureDirectory(const std::string& dir);

@@ -34,6 +34,8 @@ constexpr absl::string_view kDeadSuffix = ".dead";
 // Dead rows a manifest lists before they are folded into a dead-rows file:
 // a few kilobytes, so that a manifest stays small in the catalog.
 constexpr int kMaxListedDeadRows = 1024;
+constexpr absl::string_view kGraphLogSuffix = ".edits";
+constexpr absl::string_view kGraphMergeSuffix = ".merging";
 constexpr size_t kManifestHeaderBytes = 16;  // magic, length, CRC32C
 // A manifest lists segments and metadata only; anything larger is corrupt.
 constexpr uint32_t kMaxManifestBytes = 64 << 20;
@@ -143,9 +145,10 @@ void DataDir::RemoveSegmentFiles(
 
 void DataDir::LoadGraphFile(const std::string& path, const std::string& name,
                             uint64_t version, GraphStore* store,
-                            LoadOutcome* outcome) {
+                            LoadOutcome* outcome,
+                            std::vector<CommittedKey> restored_keys) {
   absl::StatusOr<std::shared_ptr<const Graph>> graph =
-      LoadGraphSnapshot(path, name, store, version);
+      LoadGraphSnapshot(path, name, store, version, std::move(restored_keys));
   if (graph.ok()) {
     outcome->rows = (*graph)->num_nodes();
     outcome->bytes = (*graph)->bytes();
@@ -197,6 +200,10 @@ std::string DataDir::SegmentPath(absl::string_view file) const {
 
 std::string DataDir::GraphPath(absl::string_view name) const {
   return absl::StrCat(path_, "/graphs/", name, kGraphSuffix);
+}
+
+std::string DataDir::GraphLogPath(absl::string_view name) const {
+  return absl::StrCat(path_, "/graphs/", name, kGraphLogSuffix);
 }
 
 absl::StatusOr<storage::SegmentRef> DataDir::StoreSegment(
@@ -435,14 +442,237 @@ absl::Status DataDir::Delete(absl::string_view name) {
 
 absl::StatusOr<uint64_t> DataDir::CommitGraph(const Graph& graph) {
   if (catalog_ != nullptr) return CommitGraphToCatalog(graph);
+  // The name was free, so nothing else writes its files now. A log left by
+  // a delete that stopped half-way must not follow the new graph.
+  {
+    absl::MutexLock lock(&graph_mu_);
+    stored_graphs_.erase(graph.name());
+  }
+  ENGRAM_RETURN_IF_ERROR(
+      WriteError(RemoveFileDurably(GraphLogPath(graph.name()))));
   ENGRAM_RETURN_IF_ERROR(
       WriteError(WriteGraphSnapshot(graph, GraphPath(graph.name()))));
+  absl::MutexLock lock(&graph_mu_);
+  stored_graphs_[graph.name()].file_version = graph.version();
   return graph.version();
 }
 
 absl::Status DataDir::DeleteGraph(absl::string_view name) {
   if (catalog_ != nullptr) return DeleteGraphFromCatalog(name);
-  return WriteError(RemoveFileDurably(GraphPath(name)));
+  // The graph file goes first: once it is gone the graph is, whatever
+  // happens to its log (Load removes a log without a graph).
+  ENGRAM_RETURN_IF_ERROR(WriteError(RemoveFileDurably(GraphPath(name))));
+  {
+    absl::MutexLock lock(&graph_mu_);
+    if (auto it = stored_graphs_.find(name); it != stored_graphs_.end()) {
+      stored_graphs_.erase(it);
+    }
+  }
+  std::error_code ignored;
+  fs::remove(GraphLogPath(name), ignored);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<uint64_t> DataDir::CommitGraphEdit(const Graph& previous,
+                                                  const Graph& next,
+                                                  const GraphEdit& edit,
+                                                  absl::string_view key) {
+  if (catalog_ != nullptr) {
+    return CommitGraphEditToCatalog(previous, edit, key);
+  }
+  const std::string& name = next.name();
+  // The store makes one update at a time, so holding this through the
+  // fsync delays nothing else.
+  absl::MutexLock lock(&graph_mu_);
+  StoredGraph& stored = stored_graphs_[name];
+  if (stored.log == nullptr) {
+    // The first update since the graph file was written: the log starts at
+    // the file's version. A graph the directory does not hold at
+    // `previous`'s version is written whole first.
+    if (stored.file_version == 0 || stored.file_version != previous.version()) {
+      ENGRAM_RETURN_IF_ERROR(
+          WriteError(WriteGraphSnapshot(previous, GraphPath(name))));
+      stored.file_version = previous.version();
+    }
+    storage::GraphEditLogHeader header;
+    header.set_name(name);
+    header.set_base_version(previous.version());
+    for (const CommittedKey& k : previous.committed_keys()) {
+      storage::CommittedKey* stored_key = header.add_committed_keys();
+      stored_key->set_key(k.key);
+      stored_key->set_version(k.version);
+    }
+    const std::string log_path = GraphLogPath(name);
+    ENGRAM_RETURN_IF_ERROR(WriteError(WriteGraphEditLog(log_path, header, {})));
+    absl::StatusOr<std::unique_ptr<GraphEditLogWriter>> writer =
+        GraphEditLogWriter::Open(log_path);
+    if (!writer.ok()) return WriteError(writer.status());
+    stored.log = *std::move(writer);
+  }
+  ENGRAM_RETURN_IF_ERROR(WriteError(
+      stored.log->Append(EncodeGraphEdit(edit, next.version(), key))));
+  return next.version();
+}
+
+absl::StatusOr<std::string> DataDir::WriteGraphMerge(const Graph& merged) {
+  const std::string file =
+      catalog_ != nullptr ? UniqueFileName(merged.name(), kGraphSuffix)
+                          : UniqueFileName(merged.name(), kGraphMergeSuffix);
+  ENGRAM_RETURN_IF_ERROR(WriteError(
+      WriteGraphSnapshot(merged, absl::StrCat(path_, "/graphs/", file))));
+  return file;
+}
+
+void DataDir::DiscardGraphMerge(const std::string& handle) {
+  std::error_code ignored;
+  fs::remove(absl::StrCat(path_, "/graphs/", handle), ignored);
+}
+
+absl::Status DataDir::CommitGraphMerge(const Graph& merged,
+                                       const Graph& current,
+                                       const std::string& handle) {
+  if (catalog_ != nullptr) {
+    absl::Status committed = CommitGraphMergeToCatalog(merged, current, handle);
+    if (!committed.ok()) DiscardGraphMerge(handle);
+    return committed;
+  }
+  const std::string& name = merged.name();
+  absl::MutexLock lock(&graph_mu_);
+  auto it = stored_graphs_.find(name);
+  if (it == stored_graphs_.end()) {
+    // Not this directory's graph (an operator's file no update changed).
+    DiscardGraphMerge(handle);
+    return absl::OkStatus();
+  }
+  StoredGraph& stored = it->second;
+  const std::string log_path = GraphLogPath(name);
+  // The updates the merged file does not hold, before the file replaces
+  // the old one (the log is read from its start, so any order works; a
+  // crash between the two steps leaves a log whose older updates loading
+  // skips).
+  std::vector<storage::GraphEdit> kept;
+  if (stored.log != nullptr) {
+    absl::StatusOr<GraphEditLogContents> log = ReadGraphEditLog(log_path);
+    if (!log.ok()) {
+      DiscardGraphMerge(handle);
+      return WriteError(log.status());
+    }
+    for (storage::GraphEdit& edit : log->edits) {
+      if (edit.version() > merged.version()) kept.push_back(std::move(edit));
+    }
+  }
+  if (absl::Status renamed = RenameFileDurably(
+          absl::StrCat(path_, "/graphs/", handle), GraphPath(name));
+      !renamed.ok()) {
+    DiscardGraphMerge(handle);
+    return WriteError(renamed);
+  }
+  stored.file_version = merged.version();
+  stored.log.reset();
+  storage::GraphEditLogHeader header;
+  header.set_name(name);
+  header.set_base_version(merged.version());
+  for (const CommittedKey& k : merged.committed_keys()) {
+    storage::CommittedKey* stored_key = header.add_committed_keys();
+    stored_key->set_key(k.key);
+    stored_key->set_version(k.version);
+  }
+  ENGRAM_RETURN_IF_ERROR(WriteError(WriteGraphEditLog(log_path, header, kept)));
+  absl::StatusOr<std::unique_ptr<GraphEditLogWriter>> writer =
+      GraphEditLogWriter::Open(log_path);
+  if (!writer.ok()) return WriteError(writer.status());
+  stored.log = *std::move(writer);
+  return absl::OkStatus();
+}
+
+LoadOutcome DataDir::LoadStoredGraph(const std::string& name,
+                                     GraphStore* store) {
+  const std::string path = GraphPath(name);
+  const std::string log_path = GraphLogPath(name);
+  LoadOutcome outcome = StoredOutcome(ResidentKind::kGraph, name, path);
+  const absl::Time start = absl::Now();
+  auto fail = [&](const absl::Status& status) {
+    outcome.status = status.code() == absl::StatusCode::kResourceExhausted
+                         ? status
+                         : absl::DataLossError(status.message());
+    store->Evict(name).IgnoreError();
+    store->MarkLost(name, outcome.status).IgnoreError();
+    outcome.seconds = absl::ToDoubleSeconds(absl::Now() - start);
+    return outcome;
+  };
+  absl::StatusOr<uint64_t> file_version = ReadGraphSnapshotVersion(path);
+  if (!file_version.ok()) return fail(file_version.status());
+  absl::StatusOr<GraphEditLogContents> log = ReadGraphEditLog(log_path);
+  if (!log.ok() && !absl::IsNotFound(log.status())) return fail(log.status());
+  std::vector<CommittedKey> keys;
+  uint64_t version = *file_version;
+  if (log.ok()) {
+    if (log->header.name() != name) {
+      return fail(absl::DataLossError(
+          absl::StrCat(log_path, ": holds the updates of graph \"",
+                       log->header.name(), "\"")));
+    }
+    // A version past the file's field: the log's base is the file's.
+    if (version == 0) version = log->header.base_version();
+    for (const auto& k : log->header.committed_keys()) {
+      keys.push_back({k.key(), k.version()});
+    }
+    // The keys of updates the file already holds (a merge that stopped
+    // before it rewrote the log).
+    for (const storage::GraphEdit& edit : log->edits) {
+      if (edit.version() <= version && !edit.idempotency_key().empty()) {
+        keys.push_back({edit.idempotency_key(), edit.version()});
+      }
+    }
+    if (keys.size() > kMaxCommittedKeys) {
+      keys.erase(keys.begin(), keys.end() - kMaxCommittedKeys);
+    }
+  }
+  LoadGraphFile(path, name, version, store, &outcome, std::move(keys));
+  if (!outcome.status.ok()) return fail(outcome.status);
+  std::unique_ptr<GraphEditLogWriter> writer;
+  if (log.ok()) {
+    uint64_t last = version;
+    for (const storage::GraphEdit& stored : log->edits) {
+      if (stored.version() <= version) continue;
+      if (stored.version() <= last) {
+        return fail(absl::DataLossError(
+            absl::StrCat(log_path, ": an update of version ", stored.version(),
+                         " follows version ", last)));
+      }
+      absl::StatusOr<GraphEdit> edit = DecodeGraphEdit(stored, log_path);
+      if (!edit.ok()) return fail(edit.status());
+      GraphUpdateOptions options;
+      options.version = stored.version();
+      options.idempotency_key = stored.idempotency_key();
+      absl::StatusOr<GraphUpdateResult> applied =
+          store->Update(name, *edit, options);
+      if (!applied.ok()) {
+        return fail(absl::Status(
+            applied.status().code(),
+            absl::StrCat(log_path, ": the update of version ", stored.version(),
+                         ": ", applied.status().message())));
+      }
+      last = stored.version();
+    }
+    if (log->torn) ++leftovers_removed_;
+    absl::StatusOr<std::unique_ptr<GraphEditLogWriter>> opened =
+        GraphEditLogWriter::Open(log_path, log->valid_bytes);
+    if (!opened.ok()) return fail(opened.status());
+    writer = *std::move(opened);
+  }
+  if (absl::StatusOr<GraphInfo> info = store->Describe(name); info.ok()) {
+    outcome.rows = info->num_nodes;
+    outcome.bytes = info->bytes;
+  }
+  {
+    absl::MutexLock lock(&graph_mu_);
+    StoredGraph& stored = stored_graphs_[name];
+    stored.file_version = version;
+    stored.log = std::move(writer);
+  }
+  outcome.seconds = absl::ToDoubleSeconds(absl::Now() - start);
+  return outcome;
 }
 
 absl::Status DataDir::LoadSegments(const storage::CollectionManifest& manifest,
@@ -652,19 +882,28 @@ absl::StatusOr<std::vector<LoadOutcome>> DataDir::Load(
     outcomes.push_back(LoadCollection(absl::StrCat(collections_dir, "/", file),
                                       collections, &unreadable));
   }
+  std::set<std::string> graph_files;
   for (const std::string& file : FilesIn(graphs_dir)) {
-    if (!absl::EndsWith(file, kGraphSuffix)) continue;
-    const std::string name = file.substr(0, file.size() - kGraphSuffix.size());
-    const std::string path = absl::StrCat(graphs_dir, "/", file);
-    LoadOutcome outcome = StoredOutcome(ResidentKind::kGraph, name, path);
-    const absl::Time start = absl::Now();
-    // Its version is the one its file records.
-    LoadGraphFile(path, name, /*version=*/0, graphs, &outcome);
-    if (!outcome.status.ok()) {
-      graphs->MarkLost(name, outcome.status).IgnoreError();
+    if (absl::EndsWith(file, kGraphSuffix)) graph_files.insert(file);
+  }
+  for (const std::string& file : FilesIn(graphs_dir)) {
+    // A merge's file that was never renamed into place, and the log of a
+    // graph whose delete stopped after removing its file.
+    const bool orphan_log =
+        absl::EndsWith(file, kGraphLogSuffix) &&
+        graph_files.count(
+            absl::StrCat(file.substr(0, file.size() - kGraphLogSuffix.size()),
+                         kGraphSuffix)) == 0;
+    if (absl::EndsWith(file, kGraphMergeSuffix) || orphan_log) {
+      std::error_code ignored;
+      if (fs::remove(absl::StrCat(graphs_dir, "/", file), ignored)) {
+        ++leftovers_removed_;
+      }
     }
-    outcome.seconds = absl::ToDoubleSeconds(absl::Now() - start);
-    outcomes.push_back(std::move(outcome));
+  }
+  for (const std::string& file : graph_files) {
+    outcomes.push_back(LoadStoredGraph(
+        file.substr(0, file.size() - kGraphSuffix.size()), graphs));
   }
   if (!unreadable) RemoveUnreferenced(absl::ZeroDuration());
   return outcomes;
@@ -692,6 +931,10 @@ void DataDir::RemoveUnreferenced(absl::Duration min_age) {
     for (const auto& [handle, ref] : pending_) referenced.insert(handle);
     for (const auto& [name, entry] : graph_entries_) {
       referenced.insert(entry.file());
+      for (const auto& edit : entry.edits()) referenced.insert(edit.file());
+    }
+    for (const auto& [time, file] : retired_graph_files_) {
+      referenced.insert(file);
     }
   }
   const auto now = fs::file_time_type::clock::now();
@@ -716,7 +959,8 @@ void DataDir::RemoveUnreferenced(absl::Duration min_age) {
     const std::string dir = absl::StrCat(path_, "/", sub);
     for (const std::string& file : FilesIn(dir)) {
       const bool graph = std::string(sub) == "graphs" &&
-                         absl::EndsWith(file, kGraphSuffix) &&
+                         (absl::EndsWith(file, kGraphSuffix) ||
+                          absl::EndsWith(file, ".edit")) &&
                          referenced.count(file) == 0;
       if (graph || IsAtomicWriteLeftover(file)) {
         remove_if_old(absl::StrCat(dir, "/", file));

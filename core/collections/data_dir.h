@@ -11,6 +11,8 @@
 //   segments/<name>.<random>.seg  the rows of one committed upload, in the
 //                                 collection snapshot format (snapshot.h)
 //   graphs/<name>.graph           a graph, in the graph snapshot format
+//   graphs/<name>.edits           the updates made to it since that file
+//                                 was written (graph_edit_log.h)
 //
 // Nothing is rewritten in place. An upload's rows go to a new segment file
 // while they arrive (segment_file_writer.h: written in place under a
@@ -44,6 +46,21 @@
 // with --resident_config) is first written here when a client changes it:
 // its earlier rows are written as a segment of their own with the change.
 //
+// Graphs: a put writes the graph file. An update is appended to the
+// graph's edit log and fsynced (the log is created beside the file by the
+// first update; a graph the directory does not hold at the updated
+// version, such as one of an operator's file, is written whole first). A
+// merge writes the merged graph aside, then renames it over the graph file
+// and rewrites the log with only the updates it does not hold: a crash in
+// between leaves a log whose older updates the file already holds, which
+// loading skips by version. Loading applies the log's updates to the file,
+// so the graph comes back exactly, at its version, with its keys. A torn
+// last record (a crash during an append, never acknowledged) is cut off; a
+// log whose graph file is gone (a delete that stopped half-way) and a
+// merge's file that was never renamed are removed. One limit: the graph
+// file keeps versions below 2^32 only; past that the log's base version is
+// trusted, which a crash inside a merge's two steps can make wrong.
+//
 // Shared mode (a Catalog, catalog.h): several replicas serve one directory
 // (a ReadWriteMany volume), and the catalog, not the manifest files, is the
 // commit point. The manifests live in the catalog under
@@ -55,6 +72,16 @@
 // and nothing is committed, so two replicas never both make version v + 1.
 // When the catalog cannot be reached a write answers UNAVAILABLE, and its
 // segment file is kept, since the write may have reached the catalog.
+// A graph's entry (GraphManifest) names its file and, in order, the files
+// of the updates made since (graphs/<name>.<random>.edit, one update
+// each); an update is one conditional write that adds its file, so every
+// replica sees every update, in order, and one that is behind gets
+// ABORTED. A merge writes a new graph file and an entry naming it with
+// only the updates it does not hold; the files it replaces are removed a
+// while later (kRetiredGraphFileAge), since a replica may still be reading
+// them. A follower whose graph descends from the same put applies only the
+// updates it lacks (reading their files) without reloading the graph; a
+// merge's entry, whose content it already has, only replaces its record.
 // Every replica follows the catalog (Follow()): a newer version of a
 // collection is loaded beside the one being served (only its new segments
 // when it extends the local version) and swapped in atomically; a delete
@@ -94,6 +121,7 @@
 #include "core/collections/catalog.h"
 #include "core/collections/collection_store.h"
 #include "core/collections/declarations.h"
+#include "core/collections/graph_edit_log.h"
 #include "core/collections/graph_store.h"
 #include "core/collections/manifest.pb.h"
 
@@ -166,11 +194,25 @@ class DataDir final : public CollectionJournal {
   // Graphs: a put graph is written whole; a delete removes its file.
   // Returns the version the graph is stored under: its own (kept in its
   // file), or in shared mode the catalog revision of the put.
-  absl::StatusOr<uint64_t> CommitGraph(const Graph& graph);
-  absl::Status DeleteGraph(absl::string_view name);
+  absl::StatusOr<uint64_t> CommitGraph(const Graph& graph)
+      ABSL_LOCKS_EXCLUDED(mu_, graph_mu_);
+  absl::Status DeleteGraph(absl::string_view name)
+      ABSL_LOCKS_EXCLUDED(mu_, graph_mu_);
+  // GraphJournal's updates and merges (see the file comment).
+  absl::StatusOr<uint64_t> CommitGraphEdit(const Graph& previous,
+                                           const Graph& next,
+                                           const GraphEdit& edit,
+                                           absl::string_view key)
+      ABSL_LOCKS_EXCLUDED(mu_, graph_mu_);
+  absl::StatusOr<std::string> WriteGraphMerge(const Graph& merged)
+      ABSL_LOCKS_EXCLUDED(mu_, graph_mu_);
+  absl::Status CommitGraphMerge(const Graph& merged, const Graph& current,
+                                const std::string& handle)
+      ABSL_LOCKS_EXCLUDED(mu_, graph_mu_);
+  void DiscardGraphMerge(const std::string& handle);
 
-  // The GraphJournal to give the GraphStore: CommitGraph and DeleteGraph
-  // (an adapter, since both journals name their methods Commit and Delete).
+  // The GraphJournal to give the GraphStore: the graph methods above (an
+  // adapter, since both journals name their methods Commit and Delete).
   GraphJournal* graph_journal() { return &graph_journal_; }
 
  private:
@@ -182,6 +224,22 @@ class DataDir final : public CollectionJournal {
     }
     absl::Status Delete(absl::string_view name) override {
       return dir_->DeleteGraph(name);
+    }
+    absl::StatusOr<uint64_t> CommitEdit(const Graph& previous,
+                                        const Graph& next,
+                                        const GraphEdit& edit,
+                                        absl::string_view key) override {
+      return dir_->CommitGraphEdit(previous, next, edit, key);
+    }
+    absl::StatusOr<std::string> WriteMerge(const Graph& merged) override {
+      return dir_->WriteGraphMerge(merged);
+    }
+    absl::Status CommitMerge(const Graph& merged, const Graph& current,
+                             const std::string& handle) override {
+      return dir_->CommitGraphMerge(merged, current, handle);
+    }
+    void DiscardMerge(const std::string& handle) override {
+      dir_->DiscardGraphMerge(handle);
     }
 
    private:
@@ -224,10 +282,16 @@ class DataDir final : public CollectionJournal {
   // DATA_LOSS for anything wrong with the file).
   static void LoadGraphFile(const std::string& path, const std::string& name,
                             uint64_t version, GraphStore* store,
-                            LoadOutcome* outcome);
+                            LoadOutcome* outcome,
+                            std::vector<CommittedKey> restored_keys = {});
+  // Loads graph `name` of the directory alone: its file, then its edit
+  // log's updates; opens the log for appending.
+  LoadOutcome LoadStoredGraph(const std::string& name, GraphStore* store)
+      ABSL_LOCKS_EXCLUDED(graph_mu_);
   std::string ManifestPath(absl::string_view name) const;
   std::string SegmentPath(absl::string_view file) const;
   std::string GraphPath(absl::string_view name) const;
+  std::string GraphLogPath(absl::string_view name) const;
   // Records a written segment until it is committed or discarded, and
   // returns its handle.
   std::string AddPending(storage::SegmentRef ref) ABSL_LOCKS_EXCLUDED(mu_);
@@ -263,6 +327,25 @@ class DataDir final : public CollectionJournal {
       ABSL_LOCKS_EXCLUDED(mu_);
   absl::Status DeleteGraphFromCatalog(absl::string_view name)
       ABSL_LOCKS_EXCLUDED(mu_);
+  absl::StatusOr<uint64_t> CommitGraphEditToCatalog(const Graph& previous,
+                                                    const GraphEdit& edit,
+                                                    absl::string_view key)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  absl::Status CommitGraphMergeToCatalog(const Graph& merged,
+                                         const Graph& current,
+                                         const std::string& file)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // Removes the files retired by merges once they are old enough that no
+  // replica still reads them.
+  void RemoveRetiredGraphFiles() ABSL_LOCKS_EXCLUDED(mu_);
+  // Brings graph `name` to the catalog's `manifest` (resolved): applies
+  // the updates it lacks when its graph descends from the same put (and
+  // `local`, the entry this replica held before, tells which), else
+  // loads the graph anew.
+  void ApplyGraphManifest(const std::string& name,
+                          const storage::GraphManifest& manifest,
+                          const absl::optional<storage::GraphManifest>& local,
+                          LoadOutcome* outcome);
   absl::StatusOr<std::vector<LoadOutcome>> LoadFromCatalog()
       ABSL_LOCKS_EXCLUDED(mu_);
   // One catalog entry put or deleted; returns what happened (for logs), or
@@ -302,14 +385,35 @@ class DataDir final : public CollectionJournal {
   // Shared mode: the catalog revision of each collection's manifest and of
   // each graph's entry this replica holds.
   std::map<std::string, int64_t, std::less<>> revisions_ ABSL_GUARDED_BY(mu_);
+  // Resolved (GraphManifest's zeros filled in with the entry's revision).
   std::map<std::string, storage::GraphManifest, std::less<>> graph_entries_
+      ABSL_GUARDED_BY(mu_);
+  // Shared mode: files merges replaced, and when.
+  std::vector<std::pair<absl::Time, std::string>> retired_graph_files_
       ABSL_GUARDED_BY(mu_);
   std::map<std::string, int64_t, std::less<>> graph_revisions_
       ABSL_GUARDED_BY(mu_);
   // Segments whose commit may have reached the catalog though it answered
   // with an error: DiscardSegment keeps their files.
   std::set<std::string> uncertain_ ABSL_GUARDED_BY(mu_);
+
+  // The directory alone: what each graph's files hold. Taken after mu_
+  // where both are held.
+  struct StoredGraph {
+    // The version the graph file holds.
+    uint64_t file_version = 0;
+    // The open edit log; null until the first update since the file.
+    std::unique_ptr<GraphEditLogWriter> log;
+  };
+  absl::Mutex graph_mu_ ABSL_ACQUIRED_AFTER(mu_);
+  std::map<std::string, StoredGraph, std::less<>> stored_graphs_
+      ABSL_GUARDED_BY(graph_mu_);
 };
+
+// Resolves a graph entry read at `mod_revision`: every version it leaves 0
+// (see GraphManifest) becomes that revision.
+storage::GraphManifest ResolveGraphManifest(storage::GraphManifest manifest,
+                                            int64_t mod_revision);
 
 // Shared mode's catalog keys.
 std::string CollectionCatalogKey(absl::string_view name);

@@ -1,5 +1,6 @@
 // DataDir's shared mode: commits through the catalog, and the changes other
 // replicas commit applied to this replica's stores (data_dir.h).
+#include <algorithm>
 #include <filesystem>
 #include <set>
 #include <system_error>
@@ -10,6 +11,7 @@
 #include "absl/time/clock.h"
 #include "base/status_macros.h"
 #include "core/collections/data_dir.h"
+#include "core/collections/graph_edit_log.h"
 #include "core/collections/snapshot.h"
 
 namespace engram::collections {
@@ -22,6 +24,10 @@ constexpr absl::string_view kGraphsPrefix = "graphs/";
 // Files no catalog entry names are left this long to the replica that may
 // be writing them (see RemoveUnreferenced).
 constexpr absl::Duration kSharedLeftoverAge = absl::Hours(1);
+// Files a graph's merge replaced are removed this long after it, so that a
+// replica applying the entries before the merge can still read them.
+constexpr absl::Duration kRetiredGraphFileAge = absl::Minutes(10);
+constexpr absl::string_view kGraphEditSuffix = ".edit";
 
 LoadOutcome CatalogOutcome(ResidentKind kind, const std::string& name,
                            const Catalog& catalog, absl::string_view key) {
@@ -130,10 +136,154 @@ absl::StatusOr<uint64_t> DataDir::CommitGraphToCatalog(const Graph& graph) {
     return CommitError(revision.status(), what, expected == 0);
   }
   graph_revisions_[graph.name()] = *revision;
-  graph_entries_[graph.name()] = std::move(entry);
+  graph_entries_[graph.name()] =
+      ResolveGraphManifest(std::move(entry), *revision);
   // The revision, not the store's counter: every replica that loads this
   // put sees the same number (ApplyGraph).
   return static_cast<uint64_t>(*revision);
+}
+
+storage::GraphManifest ResolveGraphManifest(storage::GraphManifest manifest,
+                                            int64_t mod_revision) {
+  const uint64_t revision = static_cast<uint64_t>(mod_revision);
+  if (manifest.version() == 0) manifest.set_version(revision);
+  if (manifest.file_version() == 0) manifest.set_file_version(revision);
+  if (manifest.put_version() == 0) manifest.set_put_version(revision);
+  for (auto& edit : *manifest.mutable_edits()) {
+    if (edit.version() == 0) edit.set_version(revision);
+  }
+  for (auto& key : *manifest.mutable_committed_keys()) {
+    if (key.version() == 0) key.set_version(revision);
+  }
+  return manifest;
+}
+
+absl::StatusOr<uint64_t> DataDir::CommitGraphEditToCatalog(
+    const Graph& previous, const GraphEdit& edit, absl::string_view key) {
+  RemoveRetiredGraphFiles();
+  const std::string& name = previous.name();
+  const std::string what = absl::StrCat("graph \"", name, "\"");
+  {
+    absl::MutexLock lock(&mu_);
+    if (graph_revisions_.count(name) == 0) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          what, " was loaded from ", previous.source(),
+          " on this replica and is not shared through the catalog; put it to "
+          "update it"));
+    }
+  }
+  // The update's own file first, as an upload's segment: the entry that
+  // names it is the commit.
+  const std::string file = UniqueFileName(name, kGraphEditSuffix);
+  const std::string path = absl::StrCat(path_, "/graphs/", file);
+  storage::GraphEditLogHeader header;
+  header.set_name(name);
+  const storage::GraphEdit stored = EncodeGraphEdit(edit, 0, key);
+  ENGRAM_RETURN_IF_ERROR(
+      WriteError(WriteGraphEditLog(path, header, {&stored, 1})));
+  absl::MutexLock lock(&mu_);
+  auto known = graph_revisions_.find(name);
+  auto entry = graph_entries_.find(name);
+  auto drop = [&] {
+    std::error_code ignored;
+    fs::remove(path, ignored);
+  };
+  if (known == graph_revisions_.end() || entry == graph_entries_.end()) {
+    drop();
+    return absl::NotFoundError(absl::StrCat(what, " was deleted meanwhile"));
+  }
+  // Another replica's update may be recorded here but not yet applied to
+  // the store (ApplyGraph records it first): then `previous` is behind.
+  if (entry->second.version() != previous.version()) {
+    drop();
+    return CommitError(absl::AbortedError("version moved"), what, false);
+  }
+  storage::GraphManifest next = entry->second;
+  storage::GraphEditRef* ref = next.add_edits();
+  ref->set_file(file);
+  ref->set_version(0);
+  next.set_version(0);
+  if (!key.empty()) {
+    storage::CommittedKey* added = next.add_committed_keys();
+    added->set_key(std::string(key));
+    added->set_version(0);
+    const int excess =
+        next.committed_keys_size() - static_cast<int>(kMaxCommittedKeys);
+    if (excess > 0) {
+      next.mutable_committed_keys()->DeleteSubrange(0, excess);
+    }
+  }
+  absl::StatusOr<int64_t> revision = catalog_->PutIf(
+      GraphCatalogKey(name), next.SerializeAsString(), known->second);
+  if (!revision.ok()) {
+    // Kept when the write may have reached the catalog: the entry then
+    // names it.
+    if (absl::IsAborted(revision.status())) drop();
+    return CommitError(revision.status(), what, false);
+  }
+  known->second = *revision;
+  entry->second = ResolveGraphManifest(std::move(next), *revision);
+  return static_cast<uint64_t>(*revision);
+}
+
+absl::Status DataDir::CommitGraphMergeToCatalog(const Graph& merged,
+                                                const Graph& current,
+                                                const std::string& file) {
+  RemoveRetiredGraphFiles();
+  const std::string& name = merged.name();
+  const std::string what = absl::StrCat("graph \"", name, "\"");
+  absl::MutexLock lock(&mu_);
+  auto known = graph_revisions_.find(name);
+  auto entry = graph_entries_.find(name);
+  if (known == graph_revisions_.end() || entry == graph_entries_.end()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(what, " is not in the catalog"));
+  }
+  if (entry->second.version() != current.version()) {
+    return CommitError(absl::AbortedError("version moved"), what, false);
+  }
+  const storage::GraphManifest& old = entry->second;
+  storage::GraphManifest next = old;
+  next.set_file(file);
+  next.set_file_version(merged.version());
+  next.clear_edits();
+  std::vector<std::string> retired = {old.file()};
+  for (const storage::GraphEditRef& edit : old.edits()) {
+    if (edit.version() > merged.version()) {
+      *next.add_edits() = edit;
+    } else {
+      retired.push_back(edit.file());
+    }
+  }
+  absl::StatusOr<int64_t> revision = catalog_->PutIf(
+      GraphCatalogKey(name), next.SerializeAsString(), known->second);
+  if (!revision.ok()) return CommitError(revision.status(), what, false);
+  known->second = *revision;
+  entry->second = std::move(next);
+  const absl::Time now = absl::Now();
+  for (std::string& retired_file : retired) {
+    retired_graph_files_.push_back({now, std::move(retired_file)});
+  }
+  return absl::OkStatus();
+}
+
+void DataDir::RemoveRetiredGraphFiles() {
+  std::vector<std::string> due;
+  {
+    absl::MutexLock lock(&mu_);
+    const absl::Time cutoff = absl::Now() - kRetiredGraphFileAge;
+    auto old_end = std::find_if(
+        retired_graph_files_.begin(), retired_graph_files_.end(),
+        [&](const auto& retired) { return retired.first > cutoff; });
+    for (auto it = retired_graph_files_.begin(); it != old_end; ++it) {
+      due.push_back(std::move(it->second));
+    }
+    retired_graph_files_.erase(retired_graph_files_.begin(), old_end);
+  }
+  for (const std::string& file : due) {
+    std::error_code ignored;
+    fs::remove(absl::StrCat(path_, "/graphs/", file), ignored);
+  }
 }
 
 absl::Status DataDir::DeleteGraphFromCatalog(absl::string_view name) {
@@ -150,6 +300,9 @@ absl::Status DataDir::DeleteGraphFromCatalog(absl::string_view name) {
   if (auto it = graph_entries_.find(name); it != graph_entries_.end()) {
     std::error_code ignored;
     fs::remove(absl::StrCat(path_, "/graphs/", it->second.file()), ignored);
+    for (const storage::GraphEditRef& edit : it->second.edits()) {
+      fs::remove(absl::StrCat(path_, "/graphs/", edit.file()), ignored);
+    }
     graph_entries_.erase(it);
   }
   return absl::OkStatus();
@@ -332,22 +485,39 @@ LoadOutcome DataDir::ApplyGraph(const std::string& name,
       CatalogOutcome(ResidentKind::kGraph, name, *catalog_, entry.key);
   const absl::Time start = absl::Now();
   storage::GraphManifest stored;
-  const bool parsed = stored.ParseFromString(entry.value);
+  const bool parsed =
+      stored.ParseFromString(entry.value) && stored.name() == name;
+  const storage::GraphManifest manifest =
+      ResolveGraphManifest(std::move(stored), entry.mod_revision);
+  absl::optional<storage::GraphManifest> local;
+  int64_t local_revision = 0;
   {
     // Recorded first, as for collections (ApplyCollection).
     absl::MutexLock lock(&mu_);
+    if (auto it = graph_entries_.find(name); it != graph_entries_.end()) {
+      local = it->second;
+      local_revision = graph_revisions_[name];
+    }
     graph_revisions_[name] = entry.mod_revision;
-    graph_entries_[name] = stored;
+    graph_entries_[name] = manifest;
   }
-  if (!parsed || stored.name() != name) {
+  if (!parsed) {
     outcome.status = absl::DataLossError(absl::StrCat(
         outcome.declaration.path, ": not a graph entry of \"", name, "\""));
   } else {
-    graphs_->Evict(name).IgnoreError();
-    const std::string path = absl::StrCat(path_, "/graphs/", stored.file());
-    outcome.declaration.path = path;
-    LoadGraphFile(path, name, static_cast<uint64_t>(entry.mod_revision),
-                  graphs_, &outcome);
+    ApplyGraphManifest(name, manifest, local, &outcome);
+    if (absl::IsNotFound(outcome.status) && local.has_value()) {
+      // A file of this entry is gone: a later entry (a merge that retired
+      // it, or a delete) supersedes it. This replica keeps the version it
+      // serves and its record of it until that entry arrives.
+      absl::MutexLock lock(&mu_);
+      if (graph_revisions_[name] == entry.mod_revision) {
+        graph_revisions_[name] = local_revision;
+        graph_entries_[name] = *local;
+      }
+      outcome.seconds = absl::ToDoubleSeconds(absl::Now() - start);
+      return outcome;
+    }
   }
   if (!outcome.status.ok()) {
     graphs_->Evict(name).IgnoreError();
@@ -355,6 +525,101 @@ LoadOutcome DataDir::ApplyGraph(const std::string& name,
   }
   outcome.seconds = absl::ToDoubleSeconds(absl::Now() - start);
   return outcome;
+}
+
+void DataDir::ApplyGraphManifest(
+    const std::string& name, const storage::GraphManifest& manifest,
+    const absl::optional<storage::GraphManifest>& local, LoadOutcome* outcome) {
+  const std::string graphs_dir = absl::StrCat(path_, "/graphs/");
+  // Reads and applies the entry's updates past `after`, in order.
+  auto apply_edits = [&](uint64_t after) -> absl::Status {
+    std::vector<std::pair<GraphEdit, const storage::GraphEditRef*>> edits;
+    std::vector<std::string> keys;
+    for (const storage::GraphEditRef& ref : manifest.edits()) {
+      if (ref.version() <= after) continue;
+      const std::string path = graphs_dir + ref.file();
+      ENGRAM_ASSIGN_OR_RETURN(GraphEditLogContents file,
+                              ReadGraphEditLog(path));
+      if (file.edits.size() != 1 || file.header.name() != name) {
+        return absl::DataLossError(
+            absl::StrCat(path, ": not one update of graph \"", name, "\""));
+      }
+      ENGRAM_ASSIGN_OR_RETURN(GraphEdit edit,
+                              DecodeGraphEdit(file.edits[0], path));
+      edits.push_back({std::move(edit), &ref});
+      keys.push_back(file.edits[0].idempotency_key());
+    }
+    // Every file was read before the first is applied, so that a missing
+    // one (NOT_FOUND) leaves the served version as it was.
+    for (size_t i = 0; i < edits.size(); ++i) {
+      GraphUpdateOptions options;
+      options.version = edits[i].second->version();
+      options.idempotency_key = keys[i];
+      absl::StatusOr<GraphUpdateResult> applied =
+          graphs_->Update(name, edits[i].first, options);
+      if (!applied.ok()) {
+        return absl::Status(applied.status().code(),
+                            absl::StrCat(graphs_dir, edits[i].second->file(),
+                                         ": ", applied.status().message()));
+      }
+    }
+    return absl::OkStatus();
+  };
+  auto describe = [&] {
+    if (absl::StatusOr<GraphInfo> info = graphs_->Describe(name); info.ok()) {
+      outcome->rows = info->num_nodes;
+      outcome->bytes = info->bytes;
+    }
+  };
+
+  absl::StatusOr<std::shared_ptr<const Graph>> current = graphs_->Get(name);
+  if (current.ok() && local.has_value() &&
+      local->put_version() == manifest.put_version() &&
+      (*current)->version() >= manifest.file_version()) {
+    // The same graph, behind or level: only its missing updates, if any.
+    outcome->declaration.path = graphs_dir + manifest.file();
+    const absl::Status applied = apply_edits((*current)->version());
+    if (applied.ok()) {
+      outcome->updated = true;
+      describe();
+      return;
+    }
+    if (!absl::IsNotFound(applied)) {
+      outcome->status = applied;
+      return;
+    }
+    // An update's file is gone: the whole graph, if its files are there.
+  }
+  const std::string path = graphs_dir + manifest.file();
+  outcome->declaration.path = path;
+  std::error_code error;
+  bool files_there = fs::exists(path, error);
+  for (const storage::GraphEditRef& ref : manifest.edits()) {
+    files_there = files_there && fs::exists(graphs_dir + ref.file(), error);
+  }
+  if (!files_there) {
+    outcome->status = absl::NotFoundError(
+        absl::StrCat(path, " or one of its updates' files is gone"));
+    return;
+  }
+  graphs_->Evict(name).IgnoreError();
+  std::vector<CommittedKey> keys;
+  for (const storage::CommittedKey& key : manifest.committed_keys()) {
+    if (key.version() <= manifest.file_version()) {
+      keys.push_back({key.key(), key.version()});
+    }
+  }
+  LoadGraphFile(path, name, manifest.file_version(), graphs_, outcome,
+                std::move(keys));
+  if (!outcome->status.ok()) return;
+  const absl::Status applied = apply_edits(manifest.file_version());
+  if (!applied.ok()) {
+    outcome->status = absl::IsNotFound(applied)
+                          ? absl::DataLossError(applied.message())
+                          : applied;
+    return;
+  }
+  describe();
 }
 
 absl::optional<LoadOutcome> DataDir::ApplyDelete(const CatalogEntry& entry) {

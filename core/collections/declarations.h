@@ -85,6 +85,9 @@ struct LoadOutcome {
   // Shared mode: the name was deleted on another replica and evicted here
   // (nothing was loaded).
   bool evicted = false;
+  // Shared mode: updates another replica made to a graph this replica
+  // holds were applied to it (nothing was loaded anew).
+  bool updated = false;
 };
 
 // Loads every declaration in order into the stores and returns one outcome

@@ -21,6 +21,7 @@
 #include "core/collections/checksum.h"
 #include "core/collections/little_endian.h"
 #include "core/collections/names.h"
+#include "kernels/graph_overlay.h"
 
 namespace engram::collections {
 namespace {
@@ -694,34 +695,72 @@ absl::StatusOr<std::shared_ptr<const Collection>> LoadCollectionSnapshot(
 }
 
 absl::Status WriteGraphSnapshot(const Graph& g, const std::string& path) {
-  const kernels::GraphView& v = g.view();
+  const kernels::GraphView& base = g.base();
+  const kernels::GraphOverlay* overlay = g.overlay();
+  const uint32_t num_nodes = g.num_nodes();
+  const uint64_t num_edges = g.num_edges();
+  // Node u's edges, through the graph's changes when it has any: the file
+  // holds the graph a put of the same edges would have made.
+  auto edges_of = [&](uint32_t u) -> kernels::NodeEdges {
+    if (overlay != nullptr) return kernels::EdgesOf(base, *overlay, u);
+    return {base.targets.data(), base.weights.data(), base.row_offsets[u],
+            base.row_offsets[u + 1]};
+  };
   Header h;
   h.magic = std::string(kGraphSnapshotMagic);
-  h.count_a = v.num_nodes;
-  h.count_b = v.num_edges();
+  h.count_a = num_nodes;
+  h.count_b = num_edges;
   h.name_bytes = static_cast<uint32_t>(g.name().size());
   // A version too large for the field is not kept: the graph then gets the
   // loading store's next, as a graph from an older file does.
   h.graph_version = g.version() <= std::numeric_limits<uint32_t>::max()
                         ? static_cast<uint32_t>(g.version())
                         : 0;
-  h.payload_bytes = h.name_bytes + (uint64_t{v.num_nodes} + 1) * 4 +
-                    uint64_t{v.num_edges()} * 8;
+  h.payload_bytes =
+      h.name_bytes + (uint64_t{num_nodes} + 1) * 4 + num_edges * 8;
   return WriteFileAtomically(path, [&](FileSink& sink) -> absl::Status {
     ENGRAM_RETURN_IF_ERROR(sink.Write(std::string(kSnapshotHeaderBytes, '\0')));
     uint32_t crc = 0;
     ENGRAM_RETURN_IF_ERROR(Emit(sink, g.name().data(), g.name().size(), &crc));
-    ENGRAM_RETURN_IF_ERROR(Emit(sink, v.row_offsets.data(),
-                                v.row_offsets.size() * sizeof(uint32_t), &crc));
+    if (overlay == nullptr) {
+      ENGRAM_RETURN_IF_ERROR(Emit(sink, base.row_offsets.data(),
+                                  base.row_offsets.size() * sizeof(uint32_t),
+                                  &crc));
+    } else {
+      std::vector<uint32_t> offsets;
+      const size_t step = kStepBytes / 4;
+      offsets.reserve(step);
+      uint32_t at = 0;
+      for (uint64_t u = 0; u <= num_nodes; ++u) {
+        offsets.push_back(at);
+        if (u < num_nodes) {
+          const kernels::NodeEdges e = edges_of(static_cast<uint32_t>(u));
+          at += e.end - e.begin;
+        }
+        if (offsets.size() == step || u == num_nodes) {
+          ENGRAM_RETURN_IF_ERROR(Emit(sink, offsets.data(),
+                                      offsets.size() * sizeof(uint32_t), &crc));
+          offsets.clear();
+        }
+      }
+    }
     std::vector<char> pairs;
     const size_t step = kStepBytes / 8;
-    for (size_t e = 0; e < v.num_edges(); e += step) {
-      const size_t n = std::min(step, v.num_edges() - e);
-      pairs.resize(n * 8);
-      for (size_t i = 0; i < n; ++i) {
-        std::memcpy(&pairs[8 * i], &v.targets[e + i], 4);
-        std::memcpy(&pairs[8 * i + 4], &v.weights[e + i], 4);
+    pairs.reserve(step * 8);
+    for (uint32_t u = 0; u < num_nodes; ++u) {
+      const kernels::NodeEdges e = edges_of(u);
+      for (uint32_t i = e.begin; i < e.end; ++i) {
+        const size_t at = pairs.size();
+        pairs.resize(at + 8);
+        std::memcpy(&pairs[at], &e.targets[i], 4);
+        std::memcpy(&pairs[at + 4], &e.weights[i], 4);
+        if (pairs.size() == step * 8) {
+          ENGRAM_RETURN_IF_ERROR(Emit(sink, pairs.data(), pairs.size(), &crc));
+          pairs.clear();
+        }
       }
+    }
+    if (!pairs.empty()) {
       ENGRAM_RETURN_IF_ERROR(Emit(sink, pairs.data(), pairs.size(), &crc));
     }
     h.payload_crc = crc;
@@ -729,9 +768,16 @@ absl::Status WriteGraphSnapshot(const Graph& g, const std::string& path) {
   });
 }
 
+absl::StatusOr<uint64_t> ReadGraphSnapshotVersion(const std::string& path) {
+  ENGRAM_ASSIGN_OR_RETURN(FileReader file, FileReader::Open(path));
+  ENGRAM_ASSIGN_OR_RETURN(Header h,
+                          ReadHeader(file, kGraphSnapshotMagic, "graph"));
+  return h.graph_version;
+}
+
 absl::StatusOr<std::shared_ptr<const Graph>> LoadGraphSnapshot(
     const std::string& path, absl::string_view name, GraphStore* store,
-    uint64_t version) {
+    uint64_t version, std::vector<CommittedKey> restored_keys) {
   ENGRAM_ASSIGN_OR_RETURN(FileReader file, FileReader::Open(path));
   ENGRAM_ASSIGN_OR_RETURN(Header h,
                           ReadHeader(file, kGraphSnapshotMagic, "graph"));
@@ -755,6 +801,7 @@ absl::StatusOr<std::shared_ptr<const Graph>> LoadGraphSnapshot(
   options.source = path;
   options.durable = false;
   options.version = version != 0 ? version : h.graph_version;
+  options.restored_keys = std::move(restored_keys);
   absl::StatusOr<std::unique_ptr<GraphUpload>> upload =
       store->BeginPut(options);
   if (!upload.ok()) return WithPath(path, upload.status());

@@ -156,15 +156,22 @@ SnapshotLoadSplit SetSnapshotLoadSplitForTesting(
 
 }  // namespace internal
 
+// Writes the whole graph, its changes included (Graph::overlay), as the
+// compact CSR a put of the same edges would have made.
 absl::Status WriteGraphSnapshot(const Graph& graph, const std::string& path);
 
+// The version a graph snapshot records (0: none), read from its header
+// alone; the header checks' errors.
+absl::StatusOr<uint64_t> ReadGraphSnapshotVersion(const std::string& path);
+
 // Loads a graph snapshot into `store` under `name` (empty: the stored name),
-// as `version` (0: the version the file records, else the store's next).
-// The graph passes the store's validator before it becomes visible. Loaded
+// as `version` (0: the version the file records, else the store's next),
+// with `restored_keys` as its committed keys (an edit log's). The graph
+// passes the store's validator before it becomes visible. Loaded
 // collections and graphs are not journaled: their file is their copy.
 absl::StatusOr<std::shared_ptr<const Graph>> LoadGraphSnapshot(
     const std::string& path, absl::string_view name, GraphStore* store,
-    uint64_t version = 0);
+    uint64_t version = 0, std::vector<CommittedKey> restored_keys = {});
 
 }  // namespace engram::collections
 

@@ -69,8 +69,8 @@ uint64_t ResidentFootprintBytes(uint64_t rows, uint64_t dim) {
 }
 
 JobFootprint SpreadFootprint(const SpreadJob& job) {
-  const uint64_t nodes = job.graph.num_nodes;
-  const uint64_t edges = job.graph.num_edges();
+  const uint64_t nodes = job.num_nodes();
+  const uint64_t edges = job.num_edges();
   uint64_t bytes = SatMul(nodes + 1, sizeof(uint32_t));  // offsets
   bytes =
       SatAdd(bytes, SatMul(edges, sizeof(uint32_t) + sizeof(float)));  // edges

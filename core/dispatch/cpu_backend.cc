@@ -41,6 +41,13 @@ absl::Status CpuBackend::Cosine(const CosineJob& job, CosineOutput* out) {
 }
 
 absl::Status CpuBackend::Spread(const SpreadJob& job, SpreadOutput* out) {
+  if (job.overlay != nullptr) {
+    // Read through the changes: the same bits as the compact graph.
+    return kernels::cpu::Spread(job.graph, *job.overlay, job.seeds, job.params,
+                                options_.pool, &out->result,
+                                kernels::cpu::SpreadMode::kAuto,
+                                /*stats=*/nullptr, job.interrupt);
+  }
   return kernels::cpu::Spread(job.graph, job.seeds, job.params, options_.pool,
                               &out->result, kernels::cpu::SpreadMode::kAuto,
                               /*stats=*/nullptr, job.interrupt);

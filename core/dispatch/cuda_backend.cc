@@ -5,7 +5,9 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 #include "core/dispatch/backend_errors.h"
+#include "kernels/graph_overlay.h"
 
 namespace engram::dispatch {
 
@@ -69,6 +71,17 @@ absl::Status CudaBackend::Cosine(const CosineJob& job, CosineOutput* out) {
 }
 
 absl::Status CudaBackend::Spread(const SpreadJob& job, SpreadOutput* out) {
+  if (job.overlay != nullptr) {
+    // The device reads a compact CSR: the changed graph is flattened on the
+    // host first, which costs about what copying it in does. Its edges are
+    // in the order the CPU reads them, so the results are the same.
+    kernels::CsrGraph flat;
+    ENGRAM_RETURN_IF_ERROR(
+        kernels::MaterializeOverlaidGraph(job.graph, *job.overlay, &flat));
+    return ToBackendError(context_->Spread(flat.view(), job.seeds, job.params,
+                                           0, &out->result, nullptr,
+                                           job.interrupt));
+  }
   return ToBackendError(context_->Spread(job.graph, job.seeds, job.params, 0,
                                          &out->result, nullptr, job.interrupt));
 }

@@ -634,10 +634,10 @@ absl::Status HybridExecutor::SpreadCall(ComputeBackend& backend,
       CallBackend(backend, [&] { return backend.Spread(job, out); });
   const double seconds = absl::ToDoubleSeconds(clock_->Now() - start);
   run.compute_seconds += seconds;
-  if (status.ok() && out->result.activation.size() != job.graph.num_nodes) {
+  if (status.ok() && out->result.activation.size() != job.num_nodes()) {
     status = absl::InternalError(absl::StrCat(
         backend.name(), " returned ", out->result.activation.size(),
-        " activations for ", job.graph.num_nodes, " nodes"));
+        " activations for ", job.num_nodes(), " nodes"));
   }
   if (!status.ok()) return status;
   const int slot = Slot(kind);

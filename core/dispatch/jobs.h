@@ -14,6 +14,7 @@
 
 #include "absl/types/span.h"
 #include "base/interrupt.h"
+#include "kernels/graph_overlay.h"
 #include "kernels/row_mask.h"
 #include "kernels/types.h"
 
@@ -91,6 +92,10 @@ struct CosineOutput {
 
 struct SpreadJob {
   kernels::GraphView graph;
+  // Optional; borrowed: the changes made to `graph` since it was built (a
+  // resident graph updated edge by edge, kernels/graph_overlay.h); the job
+  // spreads over `graph` changed by them. null: `graph` is the whole graph.
+  const kernels::GraphOverlay* overlay = nullptr;
   absl::Span<const kernels::SpreadSeed> seeds;
   kernels::SpreadParams params;
   uint32_t top_k = 0;  // 0: dense activation of every node
@@ -98,11 +103,23 @@ struct SpreadJob {
   // Optional; borrowed. Checked before the call and, on the CPU, before
   // every hop.
   const base::Interrupt* interrupt = nullptr;
+  // Optional node allow-lists (SpreadRequest.seed_nodes, result_nodes);
+  // empty admits every node. Applied by core::Engine::Spread around the
+  // executor (core/spread_filters.h): backends never see them.
+  absl::Span<const uint32_t> seed_nodes;
+  absl::Span<const uint32_t> result_nodes;
+
+  // The graph spread over, changes included.
+  uint32_t num_nodes() const {
+    return overlay != nullptr ? overlay->num_nodes : graph.num_nodes;
+  }
+  uint64_t num_edges() const {
+    return overlay != nullptr ? overlay->num_edges : graph.num_edges();
+  }
 
   // edges x hops: the unit the dispatch policy counts work in.
   uint64_t work() const {
-    return static_cast<uint64_t>(graph.num_edges()) *
-           (params.max_hops == 0 ? 1 : params.max_hops);
+    return num_edges() * (params.max_hops == 0 ? 1 : params.max_hops);
   }
 };
 
@@ -110,6 +127,7 @@ struct SpreadOutput {
   kernels::SpreadResult result;  // activation holds every node
   kernels::TopKList top;         // when top_k > 0, best first
   ExecutionReport report;
+  uint32_t seeds_ignored = 0;  // seeds outside SpreadJob::seed_nodes
 };
 
 }  // namespace engram::dispatch

@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
+#include "kernels/graph_overlay.h"
 #include "kernels/large_buffer.h"
 #include "kernels/spread_shape.h"
 
@@ -50,6 +51,37 @@ uint32_t PartBegin(size_t part, size_t parts, uint32_t n) {
   return static_cast<uint32_t>(uint64_t{n} * part / parts);
 }
 
+// How the hop kinds read a graph: a compact CSR directly, or a base CSR
+// through an overlay (kernels/graph_overlay.h). Both give each node's list
+// as a span of edges, so every kind is written once and the CSR reader
+// compiles to the same loads as indexing the arrays.
+class CsrReader {
+ public:
+  explicit CsrReader(const GraphView& graph) : graph_(graph) {}
+  uint32_t num_nodes() const { return graph_.num_nodes; }
+  size_t num_edges() const { return graph_.num_edges(); }
+  NodeEdges Edges(uint32_t u) const {
+    return {graph_.targets.data(), graph_.weights.data(), graph_.row_offsets[u],
+            graph_.row_offsets[u + 1]};
+  }
+
+ private:
+  const GraphView& graph_;
+};
+
+class OverlayReader {
+ public:
+  OverlayReader(const GraphView& base, const GraphOverlay& overlay)
+      : base_(base), overlay_(overlay) {}
+  uint32_t num_nodes() const { return overlay_.num_nodes; }
+  size_t num_edges() const { return static_cast<size_t>(overlay_.num_edges); }
+  NodeEdges Edges(uint32_t u) const { return EdgesOf(base_, overlay_, u); }
+
+ private:
+  const GraphView& base_;
+  const GraphOverlay& overlay_;
+};
+
 // The graph's in-edges: node v's are entries [offsets[v], offsets[v + 1]) of
 // sources and weights, in increasing out-edge index, i.e. by source node and
 // then by the edge's place in the source's list. Summing a node's input in
@@ -82,11 +114,13 @@ struct StagedEdge {
 // usable, for a graph with a decreasing offset or a target out of range:
 // such a graph is only ever pushed, so its errors are the push's (which
 // report only what the frontier reaches).
-bool BuildInEdges(const GraphView& graph, ThreadPool* pool, InEdges* in) {
-  const uint32_t n = graph.num_nodes;
+template <typename Reader>
+bool BuildInEdges(const Reader& graph, ThreadPool* pool, InEdges* in) {
+  const uint32_t n = graph.num_nodes();
   const size_t m = graph.num_edges();
   for (uint32_t u = 0; u < n; ++u) {
-    if (graph.row_offsets[u] > graph.row_offsets[u + 1]) return false;
+    const NodeEdges edges = graph.Edges(u);
+    if (edges.begin > edges.end) return false;
   }
   const size_t buckets =
       (static_cast<size_t>(n) + kBuildBucketNodes - 1) / kBuildBucketNodes;
@@ -97,15 +131,17 @@ bool BuildInEdges(const GraphView& graph, ThreadPool* pool, InEdges* in) {
   std::atomic<bool> targets_ok{true};
   RunKernelTasks(pool, chunks, [&](size_t c) {
     size_t* count = counts.data() + c * buckets;
-    const uint32_t end = graph.row_offsets[PartBegin(c + 1, chunks, n)];
-    for (uint32_t e = graph.row_offsets[PartBegin(c, chunks, n)]; e < end;
-         ++e) {
-      const uint32_t v = graph.targets[e];
-      if (v >= n) {
-        targets_ok.store(false, std::memory_order_relaxed);
-        return;
+    const uint32_t last = PartBegin(c + 1, chunks, n);
+    for (uint32_t u = PartBegin(c, chunks, n); u < last; ++u) {
+      const NodeEdges edges = graph.Edges(u);
+      for (uint32_t e = edges.begin; e < edges.end; ++e) {
+        const uint32_t v = edges.targets[e];
+        if (v >= n) {
+          targets_ok.store(false, std::memory_order_relaxed);
+          return;
+        }
+        ++count[v / kBuildBucketNodes];
       }
-      ++count[v / kBuildBucketNodes];
     }
   });
   if (!targets_ok.load(std::memory_order_relaxed)) return false;
@@ -126,10 +162,10 @@ bool BuildInEdges(const GraphView& graph, ThreadPool* pool, InEdges* in) {
     size_t* cursor = counts.data() + c * buckets;
     const uint32_t last = PartBegin(c + 1, chunks, n);
     for (uint32_t u = PartBegin(c, chunks, n); u < last; ++u) {
-      const uint32_t end = graph.row_offsets[u + 1];
-      for (uint32_t e = graph.row_offsets[u]; e < end; ++e) {
-        const uint32_t v = graph.targets[e];
-        staged[cursor[v / kBuildBucketNodes]++] = {v, u, graph.weights[e]};
+      const NodeEdges edges = graph.Edges(u);
+      for (uint32_t e = edges.begin; e < edges.end; ++e) {
+        const uint32_t v = edges.targets[e];
+        staged[cursor[v / kBuildBucketNodes]++] = {v, u, edges.weights[e]};
       }
     }
   });
@@ -179,16 +215,17 @@ inline bool Apply(uint32_t v, double in, double cap, double theta, double* act,
 }
 
 // The state of one call: activations, the frontier (ascending node order)
-// and the scratch of both hop kinds.
+// and the scratch of both hop kinds. `Reader` is CsrReader or OverlayReader.
+template <typename Reader>
 class Spreader {
  public:
-  Spreader(const GraphView& graph, const SpreadParams& params, ThreadPool* pool,
+  Spreader(const Reader& graph, const SpreadParams& params, ThreadPool* pool,
            SpreadMode mode)
       : graph_(graph),
         params_(params),
         pool_(pool),
         mode_(mode),
-        act_(graph.num_nodes, 0.0) {}
+        act_(graph.num_nodes(), 0.0) {}
 
   void Seed(absl::Span<const SpreadSeed> seeds) {
     const double cap = params_.max_activation;
@@ -254,10 +291,9 @@ class Spreader {
     if (mode_ == SpreadMode::kPush) return HopKind::kSparsePush;
     uint64_t sum = 0;
     for (const FrontierEntry& f : frontier_) {
-      const uint32_t begin = graph_.row_offsets[f.node];
-      const uint32_t end = graph_.row_offsets[f.node + 1];
-      if (begin > end) return HopKind::kSparsePush;
-      sum += end - begin;
+      const NodeEdges edges = graph_.Edges(f.node);
+      if (edges.begin > edges.end) return HopKind::kSparsePush;
+      sum += edges.end - edges.begin;
     }
     frontier_edges_ = sum;
     HopKind kind = HopKind::kPull;
@@ -267,7 +303,7 @@ class Spreader {
       const double threads = Threads(pool_);
       const double f = static_cast<double>(sum);
       const double m = static_cast<double>(graph_.num_edges());
-      const double n = graph_.num_nodes;
+      const double n = graph_.num_nodes();
       const double sparse = f * kSparsePushCostPerEdge;
       const double dense = f * kDenseScanCostPerEdge +
                            (f * kDenseScatterCostPerEdge + n) / threads;
@@ -297,7 +333,7 @@ class Spreader {
   // The parts a dense pass splits the nodes into.
   size_t DenseParts() const {
     return std::clamp<size_t>(
-        graph_.num_nodes / kMinPullNodesPerTask, 1,
+        graph_.num_nodes() / kMinPullNodesPerTask, 1,
         kPullTasksPerThread * static_cast<size_t>(Threads(pool_)));
   }
 
@@ -316,7 +352,7 @@ class Spreader {
   // its range in node order instead of sorting touched nodes. The scan is
   // repeated per part, so there is one part per thread.
   absl::Status DensePushHop(double decay, double theta, bool* changed) {
-    const uint32_t n = graph_.num_nodes;
+    const uint32_t n = graph_.num_nodes();
     if (input_.empty()) {
       input_.assign(n, 0.0);
       is_touched_.assign(n, 0);
@@ -331,9 +367,9 @@ class Spreader {
       const uint32_t span = PartBegin(part + 1, parts, n) - lo;
       double* input = input_.data();
       for (const FrontierEntry& f : frontier_) {
-        const uint32_t end = graph_.row_offsets[f.node + 1];
-        for (uint32_t e = graph_.row_offsets[f.node]; e < end; ++e) {
-          const uint32_t v = graph_.targets[e];
+        const NodeEdges edges = graph_.Edges(f.node);
+        for (uint32_t e = edges.begin; e < edges.end; ++e) {
+          const uint32_t v = edges.targets[e];
           if (v - lo >= span) {
             if (v >= n) {
               bad_edge.store(true, std::memory_order_relaxed);
@@ -341,7 +377,7 @@ class Spreader {
             }
             continue;
           }
-          input[v] += f.delta * static_cast<double>(graph_.weights[e]) * decay;
+          input[v] += f.delta * static_cast<double>(edges.weights[e]) * decay;
         }
       }
       // Filled locally: the parts' vectors sit side by side, and growing
@@ -382,22 +418,21 @@ class Spreader {
   // graph's size.
   absl::Status SparsePushHop(double decay, double theta,
                              uint64_t* edges_traversed, bool* changed) {
-    const uint32_t n = graph_.num_nodes;
+    const uint32_t n = graph_.num_nodes();
     if (input_.empty()) {
       input_.assign(n, 0.0);
       is_touched_.assign(n, 0);
     }
     touched_.clear();
     for (const FrontierEntry& f : frontier_) {
-      const uint32_t begin = graph_.row_offsets[f.node];
-      const uint32_t end = graph_.row_offsets[f.node + 1];
-      if (begin > end) {
+      const NodeEdges edges = graph_.Edges(f.node);
+      if (edges.begin > edges.end) {
         return absl::InvalidArgumentError(
             absl::StrCat("graph.row_offsets decreases at node ", f.node));
       }
-      *edges_traversed += end - begin;
-      for (uint32_t e = begin; e < end; ++e) {
-        const uint32_t v = graph_.targets[e];
+      *edges_traversed += edges.end - edges.begin;
+      for (uint32_t e = edges.begin; e < edges.end; ++e) {
+        const uint32_t v = edges.targets[e];
         if (v >= n) {
           return absl::InvalidArgumentError(
               absl::StrCat("graph.targets[", e, "] = ", v,
@@ -407,7 +442,7 @@ class Spreader {
           is_touched_[v] = 1;
           touched_.push_back(v);
         }
-        input_[v] += f.delta * static_cast<double>(graph_.weights[e]) * decay;
+        input_[v] += f.delta * static_cast<double>(edges.weights[e]) * decay;
       }
     }
     std::sort(touched_.begin(), touched_.end());
@@ -427,7 +462,7 @@ class Spreader {
   // parallel; each range's next frontier is in node order, and the ranges
   // are concatenated in order.
   bool PullHop(double decay, double theta) {
-    const uint32_t n = graph_.num_nodes;
+    const uint32_t n = graph_.num_nodes();
     if (delta_.empty()) delta_.assign(n, 0.0);
     for (const FrontierEntry& f : frontier_) delta_[f.node] = f.delta;
     const size_t parts = DenseParts();
@@ -461,7 +496,7 @@ class Spreader {
                        [](uint8_t c) { return c != 0; });
   }
 
-  const GraphView& graph_;
+  const Reader& graph_;
   const SpreadParams& params_;
   ThreadPool* const pool_;
   const SpreadMode mode_;
@@ -482,6 +517,22 @@ class Spreader {
   SpreadStats stats_;
 };
 
+template <typename Reader>
+absl::Status RunSpreader(const Reader& graph,
+                         absl::Span<const SpreadSeed> seeds,
+                         const SpreadParams& params, ThreadPool* pool,
+                         SpreadResult* out, SpreadMode mode, SpreadStats* stats,
+                         const base::Interrupt* interrupt) {
+  // The serial parts run on the calling thread: the same floating-point
+  // mode as the pool's workers keeps the result independent of the thread.
+  ScopedDenormalsDisabled flush;
+  Spreader<Reader> spreader(graph, params, pool, mode);
+  spreader.Seed(seeds);
+  ENGRAM_RETURN_IF_ERROR(spreader.Run(interrupt, out));
+  if (stats != nullptr) *stats = spreader.stats();
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::Status Spread(const GraphView& graph, absl::Span<const SpreadSeed> seeds,
@@ -490,14 +541,20 @@ absl::Status Spread(const GraphView& graph, absl::Span<const SpreadSeed> seeds,
                     const base::Interrupt* interrupt) {
   if (out == nullptr) return absl::InvalidArgumentError("out is null");
   ENGRAM_RETURN_IF_ERROR(CheckSpreadShape(graph, seeds));
-  // The serial parts run on the calling thread: the same floating-point
-  // mode as the pool's workers keeps the result independent of the thread.
-  ScopedDenormalsDisabled flush;
-  Spreader spreader(graph, params, pool, mode);
-  spreader.Seed(seeds);
-  ENGRAM_RETURN_IF_ERROR(spreader.Run(interrupt, out));
-  if (stats != nullptr) *stats = spreader.stats();
-  return absl::OkStatus();
+  return RunSpreader(CsrReader(graph), seeds, params, pool, out, mode, stats,
+                     interrupt);
+}
+
+absl::Status Spread(const GraphView& base, const GraphOverlay& overlay,
+                    absl::Span<const SpreadSeed> seeds,
+                    const SpreadParams& params, ThreadPool* pool,
+                    SpreadResult* out, SpreadMode mode, SpreadStats* stats,
+                    const base::Interrupt* interrupt) {
+  if (out == nullptr) return absl::InvalidArgumentError("out is null");
+  ENGRAM_RETURN_IF_ERROR(CheckOverlayShape(base, overlay));
+  ENGRAM_RETURN_IF_ERROR(CheckSeedNodes(seeds, overlay.num_nodes));
+  return RunSpreader(OverlayReader(base, overlay), seeds, params, pool, out,
+                     mode, stats, interrupt);
 }
 
 }  // namespace engram::kernels::cpu

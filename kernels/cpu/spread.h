@@ -31,6 +31,7 @@
 #include "absl/status/status.h"
 #include "absl/types/span.h"
 #include "base/interrupt.h"
+#include "kernels/graph_overlay.h"
 #include "kernels/thread_pool.h"
 #include "kernels/types.h"
 
@@ -55,6 +56,19 @@ struct SpreadStats {
 // alone). `interrupt` (optional) is checked before every hop; when it says
 // stop, the call returns its status and *out is unspecified.
 absl::Status Spread(const GraphView& graph, absl::Span<const SpreadSeed> seeds,
+                    const SpreadParams& params, ThreadPool* pool,
+                    SpreadResult* out, SpreadMode mode = SpreadMode::kAuto,
+                    SpreadStats* stats = nullptr,
+                    const base::Interrupt* interrupt = nullptr);
+
+// Spread over `base` changed by `overlay` (kernels/graph_overlay.h), reading
+// each node's list through the overlay: the result is bit-identical to
+// Spread over the same graph as one compact CSR (CopyOverlaidGraph), on
+// every mode and pool. Pull hops build the in-edge lists per call, as for a
+// CSR. The overlay's lists are trusted; its shape and the seeds are
+// checked (INVALID_ARGUMENT).
+absl::Status Spread(const GraphView& base, const GraphOverlay& overlay,
+                    absl::Span<const SpreadSeed> seeds,
                     const SpreadParams& params, ThreadPool* pool,
                     SpreadResult* out, SpreadMode mode = SpreadMode::kAuto,
                     SpreadStats* stats = nullptr,

@@ -12,6 +12,7 @@
 namespace engram::client {
 namespace {
 
+using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
 MATCHER_P3(IsEdge, source, target, weight, "") {
@@ -141,6 +142,41 @@ TEST_F(EdgeListTest, MissingFileIsNotFound) {
   auto edges = ReadEdgeListFile(::testing::TempDir() + "/no_such_graph.tsv");
   EXPECT_EQ(edges.status().code(), absl::StatusCode::kNotFound);
   EXPECT_THAT(edges.status().message(), HasSubstr("no_such_graph.tsv"));
+}
+
+TEST_F(EdgeListTest, ParsesAGraphUpdateInAnyOrder) {
+  auto update = ParseGraphUpdate(
+      "# changes\nadd 4 0 0.5\nremove 1 2\nadd_nodes 2\nset 0 1 0.25  # w\n"
+      "add_nodes 3\r\nadd 0 4 1\n");
+  ASSERT_TRUE(update.ok()) << update.status();
+  EXPECT_EQ(update->add_nodes, 5u);
+  ASSERT_EQ(update->remove_edges.size(), 1u);
+  EXPECT_EQ(update->remove_edges[0].source, 1u);
+  EXPECT_EQ(update->remove_edges[0].target, 2u);
+  EXPECT_THAT(update->set_weights, ElementsAre(IsEdge(0, 1, 0.25f)));
+  EXPECT_THAT(update->add_edges,
+              ElementsAre(IsEdge(4, 0, 0.5f), IsEdge(0, 4, 1.0f)));
+}
+
+TEST_F(EdgeListTest, AGraphUpdateErrorNamesTheLine) {
+  for (const auto& [text, message] :
+       std::vector<std::pair<std::string, std::string>>{
+           {"add 0 1 0.5\ndrop 1 2\n", "line 2: unknown change 'drop'"},
+           {"remove 1 2 0.5\n", "line 1: 'remove' takes 2 fields, got 3"},
+           {"set 0 1\n", "line 1: 'set' takes 3 fields, got 2"},
+           {"add -1 2 0.5\n", "line 1: source id -1 is negative"},
+           {"set 0 1 inf\n", "line 1: weight 'inf' is not finite"},
+           {"add_nodes x\n", "line 1: add_nodes count 'x'"},
+           {"add_nodes 4294967295\nadd_nodes 1\n", "line 2: add_nodes"}}) {
+    auto update = ParseGraphUpdate(text);
+    EXPECT_EQ(update.status().code(), absl::StatusCode::kInvalidArgument)
+        << text;
+    EXPECT_THAT(update.status().message(), HasSubstr(message)) << text;
+  }
+  const std::string path = ::testing::TempDir() + "/graph_update_bad.txt";
+  std::ofstream(path) << "add 0 1 0.5\nadd 0 1\n";
+  EXPECT_THAT(ReadGraphUpdateFile(path).status().message(),
+              HasSubstr(path + ": line 2:"));
 }
 
 }  // namespace

@@ -181,5 +181,27 @@ TEST_F(RequestsTest, MakeDeleteRowsRequestKeepsTheIdsInOrder) {
   EXPECT_EQ(request.expected_version(), 0u);
 }
 
+TEST_F(RequestsTest, UpdateGraphRequestCarriesEveryList) {
+  GraphUpdate update;
+  update.add_nodes = 2;
+  update.remove_edges = {{1, 2}};
+  update.set_weights = {{0, 1, 0.5f}};
+  update.add_edges = {{3, 4, 0.25f}, {4, 3, 1.0f}};
+  const v1::UpdateGraphRequest request =
+      MakeUpdateGraphRequest("kg", update, "key", 7);
+  EXPECT_EQ(request.name(), "kg");
+  EXPECT_EQ(request.add_nodes(), 2u);
+  ASSERT_EQ(request.remove_edges_size(), 1);
+  EXPECT_EQ(request.remove_edges(0).source(), 1u);
+  EXPECT_EQ(request.remove_edges(0).target(), 2u);
+  ASSERT_EQ(request.set_weights_size(), 1);
+  EXPECT_EQ(request.set_weights(0).weight(), 0.5f);
+  ASSERT_EQ(request.add_edges_size(), 2);
+  EXPECT_EQ(request.add_edges(1).source(), 4u);
+  EXPECT_EQ(request.add_edges(1).target(), 3u);
+  EXPECT_EQ(request.idempotency_key(), "key");
+  EXPECT_EQ(request.expected_version(), 7u);
+}
+
 }  // namespace
 }  // namespace engram::client

@@ -1,9 +1,10 @@
 // engram-cli's resident-data commands: parsing of `collection` and
-// `graph` actions, the search request, metadata, `spread --graph_name`,
-// `bench --rpc=SearchCollection`, and the row commands (upsert, delete-rows,
-// labels, search filters) from flags and files to requests and printed
-// answers, against an in-process fake server. Runs against the real server
-// are in tests/server/resident_cli_e2e_test.cc.
+// `graph` actions (update included), the search request, metadata,
+// `spread --graph_name` and its node filters, `bench --rpc=SearchCollection`,
+// and the row commands (upsert, delete-rows, labels, search filters) from
+// flags and files to requests and printed answers, against an in-process
+// fake server. Runs against the real server are in
+// tests/server/resident_cli_e2e_test.cc.
 #include <cstdint>
 #include <fstream>
 #include <memory>
@@ -13,6 +14,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "client/cli/commands.h"
+#include "client/cli/request_builders.h"
 #include "client/npy.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -520,6 +522,67 @@ TEST_F(ResidentRunTest, RefusesMissingOrMisplacedRowFlags) {
   ExpectRefused({"collection", "upsert", "--name=docs", "--file=" + rows,
                  "--ids=" + ids, "--id_list=1"},
                 "--id_list applies to collection delete-rows, not upsert");
+}
+
+TEST(ResidentCommandsTest, GraphUpdateTakesChangesFromFlagsAndAFile) {
+  const std::string path = ::testing::TempDir() + "/cli_graph_update.txt";
+  std::ofstream(path) << "add_nodes 1\nremove 5 6\nadd 7 8 0.5\n";
+  auto parsed = ParseArgs({"graph", "update", "--name=g", "--edits=" + path,
+                           "--add_nodes=2", "--remove_edges=1:2,3:4",
+                           "--set_weights=0:1:0.25", "--add_edges=2:0:1",
+                           "--idempotency_key=k", "--expected_version=9"});
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->graph.action, "update");
+  auto request = BuildUpdateGraphRequest(parsed->graph);
+  ASSERT_TRUE(request.ok()) << request.status();
+  EXPECT_EQ(request->name(), "g");
+  EXPECT_EQ(request->add_nodes(), 3u);
+  ASSERT_EQ(request->remove_edges_size(), 3);  // the file's first
+  EXPECT_EQ(request->remove_edges(0).source(), 5u);
+  EXPECT_EQ(request->remove_edges(2).target(), 4u);
+  ASSERT_EQ(request->set_weights_size(), 1);
+  EXPECT_EQ(request->set_weights(0).weight(), 0.25f);
+  ASSERT_EQ(request->add_edges_size(), 2);
+  EXPECT_EQ(request->add_edges(1).source(), 2u);
+  EXPECT_EQ(request->idempotency_key(), "k");
+  EXPECT_EQ(request->expected_version(), 9u);
+}
+
+TEST(ResidentCommandsTest, GraphUpdateRefusesEmptyAndMalformedChanges) {
+  GraphOptions options;
+  options.name = "g";
+  EXPECT_THAT(BuildUpdateGraphRequest(options).status().message(),
+              HasSubstr("needs a change"));
+  options.remove_edges = "1:2:3";
+  EXPECT_THAT(BuildUpdateGraphRequest(options).status().message(),
+              HasSubstr("--remove_edges: '1:2:3': expected source:target"));
+  options.remove_edges.clear();
+  options.add_edges = "1:x:0.5";
+  EXPECT_THAT(BuildUpdateGraphRequest(options).status().message(),
+              HasSubstr("target 'x'"));
+  options.add_edges = "1:2:nan";
+  EXPECT_FALSE(BuildUpdateGraphRequest(options).ok());
+  options.add_edges.clear();
+  options.edits_path = ::testing::TempDir() + "/no_such_update.txt";
+  EXPECT_EQ(BuildUpdateGraphRequest(options).status().code(),
+            absl::StatusCode::kNotFound);
+}
+
+TEST(ResidentCommandsTest, SpreadSendsTheNodeFilters) {
+  auto parsed = ParseArgs({"spread", "--graph_name=kg", "--seeds=0:1,2:1",
+                           "--seed_nodes=0,5", "--result_nodes=1,2,3"});
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  auto request = BuildSpreadRequest(parsed->spread);
+  ASSERT_TRUE(request.ok()) << request.status();
+  EXPECT_THAT(request->seed_nodes().nodes(), ::testing::ElementsAre(0, 5));
+  EXPECT_THAT(request->result_nodes().nodes(), ::testing::ElementsAre(1, 2, 3));
+  parsed->spread.result_nodes = "1,-2";
+  EXPECT_THAT(BuildSpreadRequest(parsed->spread).status().message(),
+              HasSubstr("--result_nodes"));
+  parsed->spread.result_nodes.clear();
+  request = BuildSpreadRequest(parsed->spread);
+  ASSERT_TRUE(request.ok());
+  EXPECT_FALSE(request->has_result_nodes());
 }
 
 }  // namespace

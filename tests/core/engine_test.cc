@@ -1,5 +1,6 @@
 #include "core/engine.h"
 
+#include <algorithm>
 #include <cmath>
 #include <memory>
 #include <vector>
@@ -182,6 +183,93 @@ TEST_F(EngineTest, SpreadTopKSkipsNodesNeverReached) {
   EXPECT_EQ(out.top[0].index, 0u);
   EXPECT_EQ(out.top[1].index, 1u);
   EXPECT_EQ(out.result.activation.size(), 4u);
+}
+
+// Seeds outside seed_nodes are dropped and counted; results outside
+// result_nodes are dropped: the same answer as spreading from the admitted
+// seeds and masking the result by hand, on the CPU and on a GPU backend.
+TEST_F(EngineTest, NodeFiltersApplyAroundTheSpreadOnEveryBackend) {
+  const auto graph = engram::testing::RandomGraph(400, 5, 21);
+  std::vector<kernels::SpreadSeed> seeds;
+  for (uint32_t v = 0; v < 40; v += 3) seeds.push_back({v, 0.6f});
+  std::vector<uint32_t> seed_nodes;
+  for (uint32_t v = 0; v < 40; v += 2) seed_nodes.push_back(v);
+  std::vector<uint32_t> result_nodes;
+  for (uint32_t v = 399; v > 0; v -= 7) result_nodes.push_back(v);
+  result_nodes.push_back(result_nodes.front());  // duplicates are harmless
+
+  // By hand: the admitted seeds, then the mask.
+  std::vector<kernels::SpreadSeed> admitted;
+  uint32_t ignored = 0;
+  for (const auto& s : seeds) {
+    if (s.node % 2 == 0) {
+      admitted.push_back(s);
+    } else {
+      ++ignored;
+    }
+  }
+  dispatch::SpreadJob plain;
+  plain.graph = graph.view();
+  plain.seeds = admitted;
+  plain.params.threshold = 0.001f;
+  dispatch::SpreadOutput unfiltered;
+  ASSERT_TRUE(engine_->Spread(plain, &unfiltered).ok());
+  std::vector<float> expected(400, 0.0f);
+  std::vector<kernels::ScoredIndex> reached;
+  for (uint32_t v = 399; v > 0; v -= 7) {
+    expected[v] = unfiltered.result.activation[v];
+    if (expected[v] > 0) reached.push_back({v, expected[v]});
+  }
+  std::sort(reached.begin(), reached.end(), kernels::BetterThan);
+  ASSERT_GE(reached.size(), 6u);
+
+  Engine::Options options;
+  options.worker_threads = 2;
+  options.gpu_backend = dispatch::testing::SimulatedGpuFactory(
+      dispatch::testing::SimulatedGpuBackend::Options());
+  auto with_gpu =
+      Engine::Create(options, std::make_shared<prometheus::Registry>());
+  ASSERT_TRUE(with_gpu.ok());
+  for (const auto placement :
+       {dispatch::Placement::kCpuOnly, dispatch::Placement::kGpuOnly}) {
+    dispatch::SpreadJob job = plain;
+    job.seeds = seeds;
+    job.seed_nodes = seed_nodes;
+    job.result_nodes = result_nodes;
+    job.placement = placement;
+    dispatch::SpreadOutput dense;
+    ASSERT_TRUE((*with_gpu)->Spread(job, &dense).ok());
+    EXPECT_EQ(dense.seeds_ignored, ignored);
+    EXPECT_EQ(dense.result.activation, expected);
+    EXPECT_EQ(dense.report.backend, placement == dispatch::Placement::kCpuOnly
+                                        ? dispatch::BackendKind::kCpu
+                                        : dispatch::BackendKind::kGpu);
+    job.top_k = 5;
+    dispatch::SpreadOutput top;
+    ASSERT_TRUE((*with_gpu)->Spread(job, &top).ok());
+    EXPECT_EQ(top.top, std::vector<kernels::ScoredIndex>(reached.begin(),
+                                                         reached.begin() + 5));
+  }
+}
+
+TEST_F(EngineTest, NodeFiltersAreValidated) {
+  const auto graph = engram::testing::RandomGraph(50, 3, 22);
+  const std::vector<kernels::SpreadSeed> seeds = {{0, 1.0f}};
+  const std::vector<uint32_t> bad = {3, 50};
+  dispatch::SpreadJob job;
+  job.graph = graph.view();
+  job.seeds = seeds;
+  job.result_nodes = bad;
+  dispatch::SpreadOutput out;
+  absl::Status status = engine_->Spread(job, &out);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(status.message(), HasSubstr("result_nodes.nodes[1] is 50"));
+  const std::vector<uint32_t> many(kMaxNodeFilterEntries + 1, 0);
+  job.result_nodes = {};
+  job.seed_nodes = many;
+  status = engine_->Spread(job, &out);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(status.message(), HasSubstr("seed_nodes.nodes has 1048577"));
 }
 
 TEST_F(EngineTest, SubmitRunsTasksOnWorkers) {

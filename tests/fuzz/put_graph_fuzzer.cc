@@ -82,7 +82,7 @@ void CheckArrays(const collections::Graph& graph,
     weights.insert(weights.end(), chunk.weights().begin(),
                    chunk.weights().end());
   }
-  const auto& view = graph.view();
+  const auto& view = graph.base();
   Require(std::vector<uint32_t>(view.row_offsets.begin(),
                                 view.row_offsets.end()) == offsets,
           "the stored row offsets are the uploaded ones");

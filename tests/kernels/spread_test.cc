@@ -10,6 +10,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "kernels/cpu/topk.h"
+#include "kernels/graph_overlay.h"
 #include "kernels/thread_pool.h"
 #include "tests/testing/random_data.h"
 #include "tests/testing/reference.h"
@@ -493,6 +494,166 @@ TEST_F(SpreadTest, ForcedDenseHopsOnAMalformedGraphBehaveAsThePush) {
                     .ok());
     EXPECT_EQ(stats.pull_hops, 0u);  // never indexed
     EXPECT_GT(r.activation[1], 0.0f);
+  }
+}
+
+// A graph changed after its CSR was built, held as kernels/graph_overlay.h
+// describes it, with its arrays, and the same graph as a CSR built from
+// scratch: the lists of `changed` nodes replaced, `added` nodes past the
+// base, some with lists of their own.
+struct OverlaidGraph {
+  testing::RandomCsrGraph base;
+  Graph scratch;
+  uint32_t page_shift = 3;
+  std::vector<std::vector<uint32_t>> lists;  // per page: list index by node
+  std::vector<std::vector<uint32_t>> offsets;
+  std::vector<std::vector<uint32_t>> targets;
+  std::vector<std::vector<float>> weights;
+  std::vector<GraphOverlay::Page> pages;
+  std::vector<const GraphOverlay::Page*> page_table;
+  GraphOverlay overlay;
+};
+
+std::unique_ptr<OverlaidGraph> RandomOverlaidGraph(uint32_t base_nodes,
+                                                   uint32_t added,
+                                                   uint32_t avg_degree,
+                                                   uint64_t seed) {
+  auto g = std::make_unique<OverlaidGraph>();
+  g->base = testing::RandomGraph(base_nodes, avg_degree, seed);
+  const uint32_t n = base_nodes + added;
+  std::mt19937_64 rng(seed + 1);
+  std::uniform_int_distribution<uint32_t> node(0, n - 1);
+  std::uniform_int_distribution<uint32_t> degree(0, 2 * avg_degree);
+  std::uniform_real_distribution<float> weight(0.05f, 1.0f);
+  std::bernoulli_distribution replace(0.2);
+  // Every node's list in the changed graph, and whether it is replaced.
+  std::vector<std::vector<std::pair<uint32_t, float>>> final_lists(n);
+  std::vector<bool> replaced(n, false);
+  for (uint32_t u = 0; u < n; ++u) {
+    if (u < base_nodes && !replace(rng)) {
+      for (uint32_t e = g->base.row_offsets[u]; e < g->base.row_offsets[u + 1];
+           ++e) {
+        final_lists[u].push_back({g->base.targets[e], g->base.weights[e]});
+      }
+      continue;
+    }
+    // Past the base, half the added nodes have no list at all.
+    if (u >= base_nodes && u % 2 == 0) continue;
+    replaced[u] = true;
+    const uint32_t d = degree(rng);
+    for (uint32_t e = 0; e < d; ++e) {
+      final_lists[u].push_back({node(rng), weight(rng)});
+    }
+  }
+  g->scratch.row_offsets.push_back(0);
+  for (const auto& list : final_lists) {
+    for (const auto& [v, w] : list) {
+      g->scratch.targets.push_back(v);
+      g->scratch.weights.push_back(w);
+    }
+    g->scratch.row_offsets.push_back(
+        static_cast<uint32_t>(g->scratch.targets.size()));
+  }
+  const uint32_t page_nodes = 1u << g->page_shift;
+  const uint32_t page_count = (n + page_nodes - 1) / page_nodes;
+  g->lists.resize(page_count);
+  g->offsets.resize(page_count);
+  g->targets.resize(page_count);
+  g->weights.resize(page_count);
+  g->pages.resize(page_count);
+  for (uint32_t p = 0; p < page_count; ++p) {
+    g->lists[p].assign(page_nodes, GraphOverlay::kBaseList);
+    g->offsets[p].push_back(0);
+    for (uint32_t k = 0; k < page_nodes; ++k) {
+      const uint32_t u = p * page_nodes + k;
+      if (u >= n || !replaced[u]) continue;
+      g->lists[p][k] = static_cast<uint32_t>(g->offsets[p].size() - 1);
+      for (const auto& [v, w] : final_lists[u]) {
+        g->targets[p].push_back(v);
+        g->weights[p].push_back(w);
+      }
+      g->offsets[p].push_back(static_cast<uint32_t>(g->targets[p].size()));
+    }
+    g->pages[p] = {g->lists[p].data(), g->offsets[p].data(),
+                   g->targets[p].data(), g->weights[p].data()};
+    // A page no node of which changed is left out, as the store does.
+    g->page_table.push_back(g->offsets[p].size() > 1 ? &g->pages[p] : nullptr);
+  }
+  g->overlay.num_nodes = n;
+  g->overlay.num_edges = g->scratch.targets.size();
+  g->overlay.page_shift = g->page_shift;
+  g->overlay.pages = g->page_table;
+  return g;
+}
+
+TEST(GraphOverlayTest, CopyGivesTheGraphBuiltFromScratch) {
+  const auto g = RandomOverlaidGraph(300, 40, 5, 900);
+  ASSERT_TRUE(CheckOverlayShape(g->base.view(), g->overlay).ok());
+  CsrGraph flat;
+  ASSERT_TRUE(MaterializeOverlaidGraph(g->base.view(), g->overlay, &flat).ok());
+  const GraphView v = flat.view();
+  EXPECT_EQ(v.num_nodes, 340u);
+  EXPECT_EQ(std::vector<uint32_t>(v.row_offsets.begin(), v.row_offsets.end()),
+            g->scratch.row_offsets);
+  EXPECT_EQ(std::vector<uint32_t>(v.targets.begin(), v.targets.end()),
+            g->scratch.targets);
+  EXPECT_EQ(std::vector<float>(v.weights.begin(), v.weights.end()),
+            g->scratch.weights);
+}
+
+TEST(GraphOverlayTest, AMalformedOverlayIsInvalidArgument) {
+  const auto g = RandomOverlaidGraph(100, 10, 3, 901);
+  GraphOverlay fewer_nodes = g->overlay;
+  fewer_nodes.num_nodes = 50;
+  EXPECT_EQ(CheckOverlayShape(g->base.view(), fewer_nodes).code(),
+            absl::StatusCode::kInvalidArgument);
+  GraphOverlay short_table = g->overlay;
+  short_table.pages = short_table.pages.subspan(1);
+  EXPECT_THAT(CheckOverlayShape(g->base.view(), short_table).message(),
+              HasSubstr("pages"));
+  SpreadResult r;
+  EXPECT_EQ(Spread(g->base.view(), g->overlay, {{110, 1.0f}}, SpreadParams(),
+                   nullptr, &r)
+                .code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+// Reading through an overlay sums every node's terms in the order the CSR
+// built from scratch holds them, so every hop kind on every pool gives the
+// bits of the scratch graph's sparse push.
+TEST_F(SpreadTest, AnOverlaidGraphSpreadsAsTheGraphBuiltFromScratch) {
+  const auto pools = Pools();
+  uint64_t seed = 700;
+  for (const RandomCase& c : RandomCases()) {
+    SCOPED_TRACE(c.name);
+    const auto g = RandomOverlaidGraph(c.num_nodes, c.num_nodes / 10,
+                                       c.avg_degree, ++seed);
+    const auto seeds = RandomSeeds(c.num_nodes + c.num_nodes / 10, 6, ++seed);
+    SpreadResult expected;
+    ASSERT_TRUE(Spread(g->scratch.view(), seeds, c.params, nullptr, &expected,
+                       SpreadMode::kPush)
+                    .ok());
+    for (const auto& pool : pools) {
+      for (SpreadMode mode : {SpreadMode::kPush, SpreadMode::kDensePush,
+                              SpreadMode::kPull, SpreadMode::kAuto}) {
+        SCOPED_TRACE(::testing::Message() << PoolName(pool.get()) << " mode "
+                                          << static_cast<int>(mode));
+        SpreadResult r;
+        SpreadStats stats;
+        ASSERT_TRUE(Spread(g->base.view(), g->overlay, seeds, c.params,
+                           pool.get(), &r, mode, &stats)
+                        .ok());
+        EXPECT_TRUE(r.activation == expected.activation);
+        EXPECT_EQ(r.hops, expected.hops);
+        EXPECT_EQ(r.edges_traversed, expected.edges_traversed);
+        if (mode == SpreadMode::kPull) {
+          EXPECT_GE(stats.pull_hops, 1u);
+        }
+        if (mode == SpreadMode::kDensePush) {
+          EXPECT_GE(stats.dense_push_hops, 1u);
+        }
+      }
+    }
   }
 }
 

@@ -230,6 +230,71 @@ TEST_F(ResidentCliE2ETest, GraphCommandsAndSpreadByName) {
   std::remove(edges.c_str());
 }
 
+TEST_F(ResidentCliE2ETest, GraphUpdateAndSpreadNodeFilters) {
+  const std::string edges = Temp("update_edges.tsv");
+  {
+    std::ofstream out(edges);
+    out << "0\t1\t0.9\n1\t2\t0.8\n2\t0\t0.5\n";
+  }
+  ASSERT_EQ(Cli({"graph", "put", "--name=ug", "--graph=" + edges}).code, 0);
+  Result r = Cli({"graph", "update", "--name=ug", "--add_nodes=1",
+                  "--add_edges=3:0:0.5,1:3:0.75", "--remove_edges=2:0,2:1",
+                  "--set_weights=0:1:0.25", "--idempotency_key=cli-1"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("\"num_nodes\":4"));
+  EXPECT_THAT(r.out, HasSubstr("\"edges_added\":\"2\""));
+  EXPECT_THAT(r.out, HasSubstr("\"edges_removed\":\"1\""));
+  EXPECT_THAT(r.out, HasSubstr("\"edges_reweighted\":\"1\""));
+  EXPECT_THAT(r.out, HasSubstr("\"not_found\":\"1\""));
+  EXPECT_THAT(r.out, HasSubstr("\"replayed\":false"));
+  // The same command again is answered, not applied.
+  r = Cli({"graph", "update", "--name=ug", "--add_nodes=1",
+           "--add_edges=3:0:0.5,1:3:0.75", "--remove_edges=2:0,2:1",
+           "--set_weights=0:1:0.25", "--idempotency_key=cli-1"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("\"replayed\":true"));
+  EXPECT_THAT(r.out, HasSubstr("\"num_nodes\":4"));
+
+  const std::string changes = Temp("changes.txt");
+  {
+    std::ofstream out(changes);
+    out << "# one more\nadd 2 3 1\n";
+  }
+  r = Cli({"graph", "update", "--name=ug", "--edits=" + changes,
+           "--expected_version=1"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr("ABORTED"));
+  r = Cli({"graph", "update", "--name=ug", "--edits=" + changes});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(Cli({"graph", "update", "--name=ug"}).code, 2);
+
+  // The updated graph spreads as the same edges sent inline.
+  const std::string updated = Temp("updated_edges.tsv");
+  {
+    std::ofstream out(updated);
+    out << "0\t1\t0.25\n1\t2\t0.8\n1\t3\t0.75\n2\t3\t1\n3\t0\t0.5\n";
+  }
+  const Result named = Cli({"spread", "--graph_name=ug", "--seeds=0:1,2:1",
+                            "--seed_nodes=0", "--result_nodes=1,3"});
+  const Result inline_spread =
+      Cli({"spread", "--graph=" + updated, "--seeds=0:1,2:1", "--seed_nodes=0",
+           "--result_nodes=1,3"});
+  EXPECT_EQ(named.code, 0) << named.err;
+  EXPECT_EQ(inline_spread.code, 0) << inline_spread.err;
+  EXPECT_THAT(named.out, HasSubstr("\"seeds_ignored\":1"));
+  const auto activations = [](const std::string& out) {
+    return out.substr(0, out.find("\"report\""));
+  };
+  EXPECT_EQ(activations(named.out), activations(inline_spread.out));
+  EXPECT_THAT(named.out, HasSubstr("\"activation\":[0,"));
+  r = Cli({"spread", "--graph_name=ug", "--seeds=0:1", "--result_nodes=9"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr("result_nodes.nodes[0]"));
+  std::remove(edges.c_str());
+  std::remove(changes.c_str());
+  std::remove(updated.c_str());
+}
+
 TEST_F(ResidentCliE2ETest, BenchSearchesAResidentCollection) {
   EXPECT_EQ(Cli({"collection", "create", "--name=bench", "--dimension=4"}).code,
             0);

@@ -22,7 +22,8 @@ struct DataDirStores {
   explicit DataDirStores(const std::string& path,
                          std::shared_ptr<Catalog> catalog = nullptr,
                          uint64_t budget_bytes = 1 << 30,
-                         bool map_segments = true) {
+                         bool map_segments = true,
+                         bool background_merge = true) {
     DataDir::Options options;
     options.path = path;
     options.catalog = std::move(catalog);
@@ -41,6 +42,7 @@ struct DataDirStores {
       job.graph = graph;
       return core::ValidateSpreadJob(job, core::RequestLimits());
     };
+    g.background_merge = background_merge;
     graphs = *GraphStore::Create(g);
   }
   // Changes from the catalog stop before the stores go.

@@ -122,8 +122,8 @@ TEST_F(DataDirTest, EveryCommittedChangeComesBackAfterARestart) {
   EXPECT_TRUE(absl::IsNotFound(p.graphs->Get("gone_graph").status()));
   auto links = *p.graphs->Get("links");
   EXPECT_EQ(links->num_nodes(), 3u);
-  EXPECT_THAT(links->view().targets, ElementsAre(1, 2, 2));
-  EXPECT_THAT(links->view().weights, ElementsAre(0.5f, 0.25f, 1.0f));
+  EXPECT_THAT(links->base().targets, ElementsAre(1, 2, 2));
+  EXPECT_THAT(links->base().weights, ElementsAre(0.5f, 0.25f, 1.0f));
   // A graph keeps its version across the restart, and a later put gets a
   // larger one than any before it.
   EXPECT_EQ(links->version(), links_version);

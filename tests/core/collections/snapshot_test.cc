@@ -239,7 +239,7 @@ TEST_F(SnapshotTest, GraphRoundTripAndCorruption) {
   auto other = MakeGraphStore(MakeBudget());
   auto loaded = LoadGraphSnapshot(path, "copy", other.get());
   ASSERT_TRUE(loaded.ok()) << loaded.status();
-  const kernels::GraphView& v = (*loaded)->view();
+  const kernels::GraphView& v = (*loaded)->base();
   EXPECT_EQ(v.num_nodes, 300u);
   EXPECT_EQ(std::vector<uint32_t>(v.row_offsets.begin(), v.row_offsets.end()),
             g.row_offsets);
