@@ -396,9 +396,12 @@ void PanelGeometry(cosine_internal::PanelShape* shape) {
 // Writes out[j * width + i] = clamp(dot * inv_q[i] * inv_t[j], -1, 1), width
 // = kQV * Lanes; a zero inv_q or inv_t gives 0.
 //
-// Also asks for cache line k of `lines` (lines.Prefetch(k)) at each k for
-// which lines.Wanted(k): the caller's next tile arrives in cache while this
-// one is multiplied, instead of the norm pass waiting for it afterwards.
+// Also asks for the cache line lines.At(k), into the cache level of
+// Lines::kLocality, at each k for which lines.Wanted(k): the caller's next
+// tile arrives in cache while this one is multiplied, instead of the norm
+// pass waiting for it afterwards. (The prefetch is issued here, not in a
+// member of Lines: GCC finds such a member free of side effects and drops
+// the call.)
 template <size_t kQV, size_t kNR, class Lines>
 HWY_INLINE void PanelTile(const float* HWY_RESTRICT qpack, size_t d,
                           const float* HWY_RESTRICT t, size_t t_stride,
@@ -421,7 +424,7 @@ HWY_INLINE void PanelTile(const float* HWY_RESTRICT qpack, size_t d,
     for (size_t j = 0; j < kNR; ++j) acc[v][j] = hn::Zero(df);
   }
   for (size_t k = 0; k < d; ++k) {
-    if (lines.Wanted(k)) lines.Prefetch(k);
+    if (lines.Wanted(k)) __builtin_prefetch(lines.At(k), 0, Lines::kLocality);
     const float* qk = qpack + k * width;
     V q[kQV];
     HWY_UNROLL(16)
@@ -455,22 +458,21 @@ HWY_INLINE void PanelTile(const float* HWY_RESTRICT qpack, size_t d,
 // k (a contiguous next tile).
 // Into L2: the tile is read from there by the norm pass.
 struct RunOfLines {
+  static constexpr int kLocality = 2;
   const float* first;
   size_t count;
   bool Wanted(size_t k) const { return k < count; }
-  void Prefetch(size_t k) const {
-    __builtin_prefetch(first + k * (64 / sizeof(float)), 0, 2);
-  }
+  const float* At(size_t k) const { return first + k * (64 / sizeof(float)); }
 };
 
 // PanelTile's prefetches: the lines at listed[0, count), one every
 // 2^spacing_log2 values of k, so that scattered rows (each a stream of its
 // own, which the hardware prefetcher does not help with) are asked for
 // evenly over the call rather than all at its start. Into L1, not L2 as
-// RunOfLines: the lines are copied into the task's tile buffer right after
-// the call, and on the Xeon VM of docs/performance.md ("Masked search") the
-// L2 hint left most of a sparse tile to be fetched by that copy.
+// RunOfLines: the copy into the task's tile buffer reads them right after
+// the call.
 struct ListOfLines {
+  static constexpr int kLocality = 3;
   const float* const* listed;
   size_t count;
   size_t spacing_log2;
@@ -478,9 +480,7 @@ struct ListOfLines {
     return (k & ((size_t{1} << spacing_log2) - 1)) == 0 &&
            (k >> spacing_log2) < count;
   }
-  void Prefetch(size_t k) const {
-    __builtin_prefetch(listed[k >> spacing_log2], 0, 3);
-  }
+  const float* At(size_t k) const { return listed[k >> spacing_log2]; }
 };
 
 void PanelScores(bool wide, const float* HWY_RESTRICT qpack, size_t d,
