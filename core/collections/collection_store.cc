@@ -849,6 +849,9 @@ absl::StatusOr<std::shared_ptr<const Collection>> CollectionStore::Publish(
   if (replaced != nullptr && options_.observer != nullptr) {
     options_.observer->OnDeleted(replaced->uid(), replaced->name());
   }
+  // Only the process that made a change compacts after it: replicas that
+  // load it would otherwise all race to commit the same compaction.
+  if (o.durable) MaybeCompact(*next);
   return std::shared_ptr<const Collection>(std::move(next));
 }
 
@@ -937,7 +940,6 @@ absl::Status CollectionStore::PublishLocked(std::shared_ptr<Collection> next,
     UpdateGaugesLocked();
   }
   if (options_.observer != nullptr) options_.observer->OnCommitted(next);
-  MaybeCompact(*next);
   return absl::OkStatus();
 }
 
@@ -1007,6 +1009,7 @@ absl::StatusOr<DeleteRowsResult> CollectionStore::DeleteRows(
   }
   result.deleted = next->killed_.size();
   ENGRAM_RETURN_IF_ERROR(PublishLocked(next, "", options_.journal != nullptr));
+  MaybeCompact(*next);
   result.collection = std::move(next);
   return result;
 }

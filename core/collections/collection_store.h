@@ -807,7 +807,9 @@ class CollectionStore {
                              const std::string& handle, bool journaled)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(commit_mu_) ABSL_LOCKS_EXCLUDED(mu_);
   // Queues `name` for background compaction when `c` passes the options'
-  // thresholds.
+  // thresholds. Called after this process's own changes only (UpsertRows,
+  // DeleteRows, uploads), never for versions restored or loaded from the
+  // catalog.
   void MaybeCompact(const Collection& c) ABSL_LOCKS_EXCLUDED(compact_mu_);
   void CompactLoop() ABSL_LOCKS_EXCLUDED(compact_mu_);
 
