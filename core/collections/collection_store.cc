@@ -952,17 +952,8 @@ absl::StatusOr<DeleteRowsResult> CollectionStore::DeleteRows(
   }
   DeleteRowsResult result;
   absl::MutexLock commit(&commit_mu_);
-  std::shared_ptr<const Collection> current;
-  {
-    absl::MutexLock lock(&mu_);
-    ENGRAM_RETURN_IF_ERROR(LostLocked(name));
-    auto it = collections_.find(name);
-    if (it == collections_.end()) {
-      return absl::NotFoundError(
-          absl::StrCat("collection \"", name, "\" does not exist"));
-    }
-    current = it->second.current;
-  }
+  // commit_mu_ keeps it the current version until this call publishes.
+  ENGRAM_ASSIGN_OR_RETURN(std::shared_ptr<const Collection> current, Get(name));
   if (!idempotency_key.empty() && current->Committed(idempotency_key)) {
     result.collection = current;
     result.replayed = true;
