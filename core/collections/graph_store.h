@@ -331,12 +331,16 @@ class GraphStore {
     // changes replace hold more than this share of its edges (nodes added
     // and lists replaced count as one edge each). In (0, 1].
     double merge_share = 0.05;
+    // ... or once this many updates were made since it was built (>= 1):
+    // what the journal keeps of them until a merge (the edit log, the
+    // catalog entry's list of update files in shared mode) stays bounded.
+    uint64_t merge_max_updates = 4096;
     // false: no merge thread; graphs merge only when Merge() is called.
     bool background_merge = true;
   };
 
   // INVALID_ARGUMENT without a budget or a validator, or for merge_share
-  // out of range.
+  // or merge_max_updates out of range.
   static absl::StatusOr<std::unique_ptr<GraphStore>> Create(
       const Options& options);
 
@@ -410,7 +414,8 @@ class GraphStore {
   absl::Status Remove(absl::string_view name, bool journaled)
       ABSL_LOCKS_EXCLUDED(write_mu_, mu_);
   void UpdateGaugesLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Whether `graph`'s changes have passed merge_share.
+  // Whether `graph`'s changes have passed merge_share or
+  // merge_max_updates.
   bool WantsMerge(const Graph& graph) const;
   // Queues `name` for the merge thread.
   void RequestMerge(const std::string& name) ABSL_LOCKS_EXCLUDED(merge_mu_);
@@ -421,9 +426,11 @@ class GraphStore {
   struct MergeState {
     uint64_t uid = 0;
     uint64_t version = 0;
-    // Sources whose lists updates rewrote after `version`.
+    // Sources whose lists updates rewrote after `version`, and what those
+    // updates changed.
     std::vector<uint32_t> touched;
     uint64_t pending_changes = 0;
+    uint64_t edits = 0;
   };
 
   const Options options_;
