@@ -21,6 +21,7 @@
 // edges changed since (the overlay of kernels/graph_overlay.h, which the
 // kernels read directly). An update copies only the overlay's pages it
 // touches. Once the replaced lists pass Options::merge_share of the graph,
+// or Options::merge_max_updates updates were made since the CSR was built,
 // a background merge rebuilds the CSR off every lock and publishes the
 // same version, physically compact; edits made while it ran are carried
 // over onto the new CSR. Spreads and updates are never blocked by it.
