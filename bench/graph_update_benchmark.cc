@@ -26,9 +26,14 @@
 // remove of it), with no merge (the overlay grows over the run as it would
 // between merges); BM_Merge times the rebuild of a graph's CSR after
 // `updates` single-edge updates, what the merge thread does off the spreads'
-// path.
+// path. BM_DurableSingleEdgeUpdate is BM_SingleEdgeUpdate with a data
+// directory: what the fsync of the edit log adds.
+#include <unistd.h>
+
 #include <atomic>
 #include <cstdint>
+#include <cstdlib>
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <random>
@@ -36,10 +41,12 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "bench/bench_data.h"
 #include "benchmark/benchmark.h"
+#include "core/collections/data_dir.h"
 #include "core/collections/graph_store.h"
 #include "core/collections/memory_budget.h"
 #include "kernels/cpu/spread.h"
@@ -237,6 +244,62 @@ BENCHMARK(BM_SingleEdgeUpdate)
     ->ArgNames({"scale"})
     ->Arg(20)
     ->Iterations(4096)
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
+
+// BM_SingleEdgeUpdate with a data directory (under $TMPDIR, or /tmp): each
+// update appended to the graph's edit log and fsynced before it returns.
+// Args: scale.
+void BM_DurableSingleEdgeUpdate(benchmark::State& state) {
+  const CsrGraph& graph =
+      Graph(static_cast<int>(state.range(0)), RmatWeights::kUniform);
+  const char* tmp = std::getenv("TMPDIR");
+  const std::string path =
+      absl::StrCat(tmp != nullptr ? tmp : "/tmp", "/graph_update_bench_",
+                   static_cast<int64_t>(::getpid()));
+  std::filesystem::remove_all(path);
+  auto dir = collections::DataDir::Open(path);
+  if (!dir.ok()) {
+    state.SkipWithError(dir.status().ToString().c_str());
+    return;
+  }
+  collections::MemoryBudget::Options budget;
+  budget.limit_bytes = uint64_t{16} << 30;
+  collections::GraphStore::Options options;
+  options.budget = *collections::MemoryBudget::Create(budget);
+  options.validate = [](const kernels::GraphView&) { return absl::OkStatus(); };
+  options.background_merge = false;
+  options.journal = (*dir)->graph_journal();
+  auto store = *collections::GraphStore::Create(options);
+  if (!store->Put("g", graph.view()).ok()) {
+    state.SkipWithError("the graph does not fit the store");
+    return;
+  }
+  std::mt19937_64 rng(7);
+  std::uniform_int_distribution<uint32_t> node(0, graph.num_nodes - 1);
+  uint64_t i = 0;
+  for (auto _ : state) {
+    const uint32_t u = node(rng);
+    collections::GraphEdit edit;
+    if (i++ % 2 == 0) {
+      edit.add_edges = {{u, u, 0.5f}};
+    } else {
+      edit.remove_edges = {{u, u}};
+    }
+    if (!store->Update("g", edit, {}).ok()) {
+      state.SkipWithError("update failed");
+    }
+  }
+  state.counters["updates/s"] = benchmark::Counter(
+      static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
+  store.reset();
+  dir->reset();
+  std::filesystem::remove_all(path);
+}
+BENCHMARK(BM_DurableSingleEdgeUpdate)
+    ->ArgNames({"scale"})
+    ->Arg(20)
+    ->Iterations(2000)
     ->UseRealTime()
     ->Unit(benchmark::kMicrosecond);
 
