@@ -73,6 +73,8 @@ absl::StatusOr<std::unique_ptr<ResidentData>> ResidentData::Create(
   graphs.validate_size = [limits](uint64_t num_nodes, uint64_t num_edges) {
     return ValidateGraphSize(num_nodes, num_edges, limits);
   };
+  graphs.merge_share = options.graph_merge_share;
+  graphs.merge_max_updates = options.graph_merge_max_updates;
   ENGRAM_ASSIGN_OR_RETURN(data->graphs_,
                           collections::GraphStore::Create(graphs));
 

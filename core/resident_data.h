@@ -93,6 +93,10 @@ struct ResidentOptions {
   uint32_t batch_max_pending = 1024;
   uint32_t batch_max_passes = 1;
   absl::Duration batch_pass_linger = absl::Milliseconds(2);
+  // When a resident graph's CSR is rebuilt from its updates
+  // (--graph_merge_share, --graph_merge_max_updates; GraphStore::Options).
+  double graph_merge_share = 0.05;
+  uint64_t graph_merge_max_updates = 4096;
 };
 
 class ResidentData {

@@ -1,5 +1,6 @@
 #include "kernels/graph_overlay.h"
 
+#include <algorithm>
 #include <cstring>
 #include <new>
 
@@ -35,17 +36,39 @@ absl::Status CheckOverlayShape(const GraphView& base,
 void CopyOverlaidGraph(const GraphView& base, const GraphOverlay& overlay,
                        uint32_t* row_offsets, uint32_t* targets,
                        float* weights) {
+  const uint32_t page_nodes = uint32_t{1} << overlay.page_shift;
   uint32_t at = 0;
-  for (uint32_t u = 0; u < overlay.num_nodes; ++u) {
-    row_offsets[u] = at;
-    const NodeEdges edges = EdgesOf(base, overlay, u);
-    const uint32_t degree = edges.end - edges.begin;
-    if (degree == 0) continue;
-    std::memcpy(targets + at, edges.targets + edges.begin,
-                degree * sizeof(uint32_t));
-    std::memcpy(weights + at, edges.weights + edges.begin,
-                degree * sizeof(float));
-    at += degree;
+  for (size_t p = 0; p < overlay.pages.size(); ++p) {
+    const uint32_t first = static_cast<uint32_t>(p << overlay.page_shift);
+    const uint32_t last = static_cast<uint32_t>(
+        std::min<uint64_t>(overlay.num_nodes, uint64_t{first} + page_nodes));
+    if (overlay.pages[p] == nullptr && last <= base.num_nodes) {
+      // A page no change touched: its nodes' lists are one run of the
+      // base's arrays, copied whole.
+      const uint32_t begin = base.row_offsets[first];
+      const uint32_t end = base.row_offsets[last];
+      const uint32_t shift = at - begin;
+      for (uint32_t u = first; u < last; ++u) {
+        row_offsets[u] = base.row_offsets[u] + shift;
+      }
+      std::memcpy(targets + at, base.targets.data() + begin,
+                  static_cast<size_t>(end - begin) * sizeof(uint32_t));
+      std::memcpy(weights + at, base.weights.data() + begin,
+                  static_cast<size_t>(end - begin) * sizeof(float));
+      at += end - begin;
+      continue;
+    }
+    for (uint32_t u = first; u < last; ++u) {
+      row_offsets[u] = at;
+      const NodeEdges edges = EdgesOf(base, overlay, u);
+      const uint32_t degree = edges.end - edges.begin;
+      if (degree == 0) continue;
+      std::memcpy(targets + at, edges.targets + edges.begin,
+                  degree * sizeof(uint32_t));
+      std::memcpy(weights + at, edges.weights + edges.begin,
+                  degree * sizeof(float));
+      at += degree;
+    }
   }
   row_offsets[overlay.num_nodes] = at;
 }

@@ -185,6 +185,14 @@ ABSL_FLAG(absl::Duration, batch_pass_linger, absl::Milliseconds(2),
           "When a batched pass ends, batches still forming wait up to this "
           "(and at most 1/64 of that pass's time) for the callers it "
           "answered to send their next calls, [0, 1s]; 0 turns it off.");
+ABSL_FLAG(double, graph_merge_share, 0.05,
+          "A resident graph's compact layout is rebuilt in the background "
+          "once the edge lists UpdateGraph rewrote hold more than this "
+          "share of it, (0, 1]; results are the same either way.");
+ABSL_FLAG(uint64_t, graph_merge_max_updates, 4096,
+          "... or once this many UpdateGraph calls changed it since the "
+          "last rebuild (>= 1), which bounds its edit log and, in shared "
+          "mode, its catalog entry.");
 ABSL_FLAG(uint32_t, batch_max_pending, 1024,
           "SearchCollection calls waiting or in a pass, per collection; "
           "beyond it calls are refused at once with RESOURCE_EXHAUSTED.");
@@ -369,6 +377,10 @@ int main(int argc, char** argv) {
       absl::GetFlag(FLAGS_batch_max_passes);
   options.engine.resident.batch_pass_linger =
       absl::GetFlag(FLAGS_batch_pass_linger);
+  options.engine.resident.graph_merge_share =
+      absl::GetFlag(FLAGS_graph_merge_share);
+  options.engine.resident.graph_merge_max_updates =
+      absl::GetFlag(FLAGS_graph_merge_max_updates);
   // Set when the engine makes the simulated device (owned by the engine).
   engram::dispatch::testing::SimulatedGpuBackend* simulated_gpu = nullptr;
   if (absl::GetFlag(FLAGS_simulated_gpu)) {

@@ -515,6 +515,11 @@ absl::StatusOr<uint64_t> DataDir::CommitGraphEdit(const Graph& previous,
 }
 
 absl::StatusOr<std::string> DataDir::WriteGraphMerge(const Graph& merged) {
+  // Another replica's merge to share: this one keeps its merge in memory,
+  // and writes nothing.
+  if (catalog_ != nullptr) {
+    ENGRAM_RETURN_IF_ERROR(SharesGraphMerge(merged.name()));
+  }
   const std::string file =
       catalog_ != nullptr ? UniqueFileName(merged.name(), kGraphSuffix)
                           : UniqueFileName(merged.name(), kGraphMergeSuffix);

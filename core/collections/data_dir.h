@@ -79,18 +79,21 @@
 // ABORTED. A merge writes a new graph file and an entry naming it with
 // only the updates it does not hold; the files it replaces are removed a
 // while later (kRetiredGraphFileAge), since a replica may still be reading
-// them. A follower whose graph descends from the same put applies only the
-// updates it lacks (reading their files) without reloading the graph; a
-// merge's entry, whose content it already has, only replaces its record.
-// Every replica follows the catalog (Follow()): a newer version of a
-// collection is loaded beside the one being served (only its new segments
-// when it extends the local version) and swapped in atomically; a delete
-// evicts; a resync (after a compaction or a reconnect) reconciles the whole
-// listing. A version that cannot be loaded (the memory budget, a damaged
-// file) leaves the old one served and marked "behind". Files no catalog
-// entry names are removed at start-up only when older than an hour, since
-// other replicas may be writing them (an upload whose stream stalls longer
-// than that may lose its temporary file so; its commit then fails and
+// them. Every replica merges in its own memory, but only the one that made
+// the entry's last write shares its merge (or any, once the entry lists
+// kSharedMergeAnyReplicaEdits updates), so that followers' merges do not
+// move the entry under the writer's next update. A follower whose graph
+// descends from the same put applies only the updates it lacks (reading their
+// files) without reloading the graph; a merge's entry, whose content it already
+// has, only replaces its record. Every replica follows the catalog (Follow()):
+// a newer version of a collection is loaded beside the one being served (only
+// its new segments when it extends the local version) and swapped in
+// atomically; a delete evicts; a resync (after a compaction or a reconnect)
+// reconciles the whole listing. A version that cannot be loaded (the memory
+// budget, a damaged file) leaves the old one served and marked "behind". Files
+// no catalog entry names are removed at start-up only when older than an hour,
+// since other replicas may be writing them (an upload whose stream stalls
+// longer than that may lose its temporary file so; its commit then fails and
 // nothing is committed).
 //
 // Thread-safety: the journal methods may be called from any thread (the
@@ -335,6 +338,12 @@ class DataDir final : public CollectionJournal {
                                          const Graph& current,
                                          const std::string& file)
       ABSL_LOCKS_EXCLUDED(mu_);
+  // OK when this replica is the one to share a merge of graph `name`
+  // (see the file comment); FAILED_PRECONDITION otherwise.
+  absl::Status SharesGraphMerge(absl::string_view name)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  absl::Status SharesGraphMergeLocked(absl::string_view name) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Removes the files retired by merges once they are old enough that no
   // replica still reads them.
   void RemoveRetiredGraphFiles() ABSL_LOCKS_EXCLUDED(mu_);
@@ -390,6 +399,10 @@ class DataDir final : public CollectionJournal {
       ABSL_GUARDED_BY(mu_);
   // Shared mode: files merges replaced, and when.
   std::vector<std::pair<absl::Time, std::string>> retired_graph_files_
+      ABSL_GUARDED_BY(mu_);
+  // Shared mode: the revision of this replica's own last write of each
+  // graph's entry (a put, an update or a merge).
+  std::map<std::string, int64_t, std::less<>> own_graph_writes_
       ABSL_GUARDED_BY(mu_);
   std::map<std::string, int64_t, std::less<>> graph_revisions_
       ABSL_GUARDED_BY(mu_);

@@ -28,6 +28,9 @@ constexpr absl::Duration kSharedLeftoverAge = absl::Hours(1);
 // replica applying the entries before the merge can still read them.
 constexpr absl::Duration kRetiredGraphFileAge = absl::Minutes(10);
 constexpr absl::string_view kGraphEditSuffix = ".edit";
+// An entry listing this many updates is merged by whichever replica merges
+// first, not only by its last writer (see data_dir.h).
+constexpr int kSharedMergeAnyReplicaEdits = 8192;
 
 LoadOutcome CatalogOutcome(ResidentKind kind, const std::string& name,
                            const Catalog& catalog, absl::string_view key) {
@@ -136,6 +139,7 @@ absl::StatusOr<uint64_t> DataDir::CommitGraphToCatalog(const Graph& graph) {
     return CommitError(revision.status(), what, expected == 0);
   }
   graph_revisions_[graph.name()] = *revision;
+  own_graph_writes_[graph.name()] = *revision;
   graph_entries_[graph.name()] =
       ResolveGraphManifest(std::move(entry), *revision);
   // The revision, not the store's counter: every replica that loads this
@@ -222,6 +226,7 @@ absl::StatusOr<uint64_t> DataDir::CommitGraphEditToCatalog(
     return CommitError(revision.status(), what, false);
   }
   known->second = *revision;
+  own_graph_writes_[name] = *revision;
   entry->second = ResolveGraphManifest(std::move(next), *revision);
   return static_cast<uint64_t>(*revision);
 }
@@ -242,6 +247,7 @@ absl::Status DataDir::CommitGraphMergeToCatalog(const Graph& merged,
   if (entry->second.version() != current.version()) {
     return CommitError(absl::AbortedError("version moved"), what, false);
   }
+  ENGRAM_RETURN_IF_ERROR(SharesGraphMergeLocked(name));
   const storage::GraphManifest& old = entry->second;
   storage::GraphManifest next = old;
   next.set_file(file);
@@ -259,12 +265,36 @@ absl::Status DataDir::CommitGraphMergeToCatalog(const Graph& merged,
       GraphCatalogKey(name), next.SerializeAsString(), known->second);
   if (!revision.ok()) return CommitError(revision.status(), what, false);
   known->second = *revision;
+  own_graph_writes_[name] = *revision;
   entry->second = std::move(next);
   const absl::Time now = absl::Now();
   for (std::string& retired_file : retired) {
     retired_graph_files_.push_back({now, std::move(retired_file)});
   }
   return absl::OkStatus();
+}
+
+absl::Status DataDir::SharesGraphMergeLocked(absl::string_view name) const {
+  auto known = graph_revisions_.find(name);
+  auto entry = graph_entries_.find(name);
+  auto own = own_graph_writes_.find(name);
+  if (known == graph_revisions_.end() || entry == graph_entries_.end()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("graph \"", name, "\" is not in the catalog"));
+  }
+  if ((own == own_graph_writes_.end() || own->second != known->second) &&
+      entry->second.edits_size() < kSharedMergeAnyReplicaEdits) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("graph \"", name,
+                     "\": the replica that wrote its entry last shares its "
+                     "merge"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status DataDir::SharesGraphMerge(absl::string_view name) {
+  absl::MutexLock lock(&mu_);
+  return SharesGraphMergeLocked(name);
 }
 
 void DataDir::RemoveRetiredGraphFiles() {
@@ -297,6 +327,7 @@ absl::Status DataDir::DeleteGraphFromCatalog(absl::string_view name) {
                        false);
   }
   graph_revisions_.erase(known);
+  own_graph_writes_.erase(std::string(name));
   if (auto it = graph_entries_.find(name); it != graph_entries_.end()) {
     std::error_code ignored;
     fs::remove(absl::StrCat(path_, "/graphs/", it->second.file()), ignored);

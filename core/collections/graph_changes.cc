@@ -18,7 +18,24 @@ struct GraphChanges::Page {
   std::vector<float> weights;
   kernels::GraphOverlay::Page view;
   Reservation reservation;
+
+  uint64_t lists() const { return offsets.size() - 1; }
+  uint64_t Bytes() const {
+    return list.size() * sizeof(uint32_t) + offsets.size() * sizeof(uint32_t) +
+           targets.size() * (sizeof(uint32_t) + sizeof(float));
+  }
 };
+
+// The owners of kPagesPerGroup consecutive pages (null: none).
+struct GraphChanges::PageGroup {
+  std::shared_ptr<const Page> pages[kPagesPerGroup];
+};
+
+const GraphChanges::Page* GraphChanges::PageAt(size_t p) const {
+  if (p / kPagesPerGroup >= groups_.size()) return nullptr;
+  const PageGroup* group = groups_[p / kPagesPerGroup].get();
+  return group == nullptr ? nullptr : group->pages[p % kPagesPerGroup].get();
+}
 
 namespace {
 
@@ -278,19 +295,19 @@ absl::StatusOr<std::shared_ptr<const GraphChanges>> GraphChanges::Apply(
 
   const uint32_t page_shift = current != nullptr ? current->overlay_.page_shift
                                                  : PageShiftFor(base.num_nodes);
-  std::vector<std::shared_ptr<const Page>> pages;
-  if (current != nullptr) pages = current->pages_;
   const uint64_t pending =
       (current != nullptr ? current->pending_changes_ : 0) +
       counts->edges_removed + counts->edges_reweighted + counts->edges_added;
-  return Build(page_shift, num_nodes, num_edges, pending, std::move(pages),
-               lists, budget, what);
+  const uint64_t edits = (current != nullptr ? current->edits_ : 0) + 1;
+  return Build(page_shift, num_nodes, num_edges, pending, edits, current, lists,
+               budget, what);
 }
 
 absl::StatusOr<std::shared_ptr<const GraphChanges>> GraphChanges::Rebase(
     const kernels::GraphView& new_base, const kernels::GraphView& base,
     const GraphChanges& current, absl::Span<const uint32_t> nodes,
-    uint64_t pending_changes, MemoryBudget& budget, absl::string_view what) {
+    uint64_t pending_changes, uint64_t edits, MemoryBudget& budget,
+    absl::string_view what) {
   std::vector<NewList> lists;
   lists.reserve(nodes.size());
   for (const uint32_t u : nodes) {
@@ -303,18 +320,30 @@ absl::StatusOr<std::shared_ptr<const GraphChanges>> GraphChanges::Rebase(
     lists.push_back(std::move(list));
   }
   return Build(PageShiftFor(new_base.num_nodes), current.num_nodes(),
-               current.num_edges(), pending_changes, {}, lists, budget, what);
+               current.num_edges(), pending_changes, edits, nullptr, lists,
+               budget, what);
 }
 
 absl::StatusOr<std::shared_ptr<const GraphChanges>> GraphChanges::Build(
     uint32_t page_shift, uint32_t num_nodes, uint64_t num_edges,
-    uint64_t pending_changes, std::vector<std::shared_ptr<const Page>> pages,
+    uint64_t pending_changes, uint64_t edits, const GraphChanges* from,
     absl::Span<const NewList> lists, MemoryBudget& budget,
     absl::string_view what) {
   const uint32_t page_nodes = uint32_t{1} << page_shift;
   const size_t page_count =
       static_cast<size_t>((uint64_t{num_nodes} + page_nodes - 1) >> page_shift);
-  pages.resize(page_count);
+  const size_t group_count = (page_count + kPagesPerGroup - 1) / kPagesPerGroup;
+
+  std::shared_ptr<GraphChanges> changes(new GraphChanges());
+  if (from != nullptr) {
+    changes->groups_ = from->groups_;
+    changes->page_views_ = from->page_views_;
+    changes->replaced_nodes_ = from->replaced_nodes_;
+    changes->replaced_edges_ = from->replaced_edges_;
+    changes->bytes_ = from->bytes_ - from->reservation_.bytes();
+  }
+  changes->groups_.resize(group_count);
+  changes->page_views_.resize(page_count, nullptr);
 
   // The pages this change writes: each gets the lists of its old page that
   // `lists` leaves alone, and those of `lists`, in node order.
@@ -338,7 +367,7 @@ absl::StatusOr<std::shared_ptr<const GraphChanges>> GraphChanges::Build(
     auto page = std::make_shared<Page>();
     page->list.assign(page_nodes, kernels::GraphOverlay::kBaseList);
     page->offsets.push_back(0);
-    const Page* old = pages[w.page].get();
+    const Page* old = from != nullptr ? from->PageAt(w.page) : nullptr;
     const uint32_t first_node = static_cast<uint32_t>(w.page << page_shift);
     size_t next = w.first;
     for (uint32_t k = 0; k < page_nodes; ++k) {
@@ -365,48 +394,67 @@ absl::StatusOr<std::shared_ptr<const GraphChanges>> GraphChanges::Build(
       page->weights.insert(page->weights.end(), weights + begin, weights + end);
       page->offsets.push_back(static_cast<uint32_t>(page->targets.size()));
     }
-    new_bytes += page->list.size() * sizeof(uint32_t) +
-                 page->offsets.size() * sizeof(uint32_t) +
-                 page->targets.size() * (sizeof(uint32_t) + sizeof(float));
+    if (old != nullptr) {
+      changes->replaced_nodes_ -= old->lists();
+      changes->replaced_edges_ -= old->targets.size();
+      changes->bytes_ -= old->reservation.bytes();
+    }
+    new_bytes += page->Bytes();
     written.push_back(std::move(page));
   }
+  // The groups the rewritten pages are in, copied.
+  std::vector<size_t> touched_groups;
+  for (const Rewrite& w : rewrites) {
+    const size_t g = w.page / kPagesPerGroup;
+    if (touched_groups.empty() || touched_groups.back() != g) {
+      touched_groups.push_back(g);
+    }
+  }
   const uint64_t table_bytes =
-      page_count * (sizeof(std::shared_ptr<const Page>) +
-                    sizeof(const kernels::GraphOverlay::Page*));
+      page_count * sizeof(const kernels::GraphOverlay::Page*) +
+      group_count * sizeof(std::shared_ptr<const PageGroup>) +
+      touched_groups.size() * sizeof(PageGroup);
   ENGRAM_ASSIGN_OR_RETURN(
       Reservation reservation,
       budget.Reserve(new_bytes + table_bytes,
                      absl::StrCat(what, " (changed edge lists)")));
 
-  std::shared_ptr<GraphChanges> changes(new GraphChanges());
+  std::vector<std::shared_ptr<PageGroup>> groups;
+  groups.reserve(touched_groups.size());
+  for (const size_t g : touched_groups) {
+    const PageGroup* old = changes->groups_[g].get();
+    groups.push_back(old != nullptr ? std::make_shared<PageGroup>(*old)
+                                    : std::make_shared<PageGroup>());
+  }
+  size_t group = 0;
   for (size_t i = 0; i < rewrites.size(); ++i) {
+    while (touched_groups[group] != rewrites[i].page / kPagesPerGroup) {
+      ++group;
+    }
     Page& page = *written[i];
-    page.reservation = reservation.Split(
-        page.list.size() * sizeof(uint32_t) +
-        page.offsets.size() * sizeof(uint32_t) +
-        page.targets.size() * (sizeof(uint32_t) + sizeof(float)));
+    page.reservation = reservation.Split(page.Bytes());
     page.view.list = page.list.data();
     page.view.offsets = page.offsets.data();
     page.view.targets = page.targets.data();
     page.view.weights = page.weights.data();
-    pages[rewrites[i].page] = std::move(written[i]);
+    changes->replaced_nodes_ += page.lists();
+    changes->replaced_edges_ += page.targets.size();
+    changes->bytes_ += page.reservation.bytes();
+    changes->page_views_[rewrites[i].page] = &page.view;
+    groups[group]->pages[rewrites[i].page % kPagesPerGroup] =
+        std::move(written[i]);
+  }
+  for (size_t i = 0; i < touched_groups.size(); ++i) {
+    changes->groups_[touched_groups[i]] = std::move(groups[i]);
   }
   changes->reservation_ = std::move(reservation);
-  changes->pages_ = std::move(pages);
-  changes->page_views_.reserve(page_count);
-  for (const auto& page : changes->pages_) {
-    changes->page_views_.push_back(page == nullptr ? nullptr : &page->view);
-    if (page == nullptr) continue;
-    changes->replaced_nodes_ += page->offsets.size() - 1;
-    changes->replaced_edges_ += page->targets.size();
-    changes->bytes_ += page->reservation.bytes();
-  }
   changes->bytes_ += changes->reservation_.bytes();
   changes->overlay_.num_nodes = num_nodes;
   changes->overlay_.num_edges = num_edges;
   changes->overlay_.page_shift = page_shift;
   changes->overlay_.pages = absl::MakeConstSpan(changes->page_views_);
   changes->pending_changes_ = pending_changes;
+  changes->edits_ = edits;
   return std::shared_ptr<const GraphChanges>(std::move(changes));
 }
 

@@ -16,8 +16,11 @@
 // the nodes it changes (each holding those nodes' whole new lists) and
 // shares every other page with the version it came from, so an edit costs
 // time in proportion to the pages it touches and the lists it rewrites, and
-// readers of older versions keep theirs. Pages pay for their memory with
-// reservations from the stores' MemoryBudget.
+// readers of older versions keep theirs. The pages are owned in groups of
+// kPagesPerGroup, shared the same way, so that an edit takes a reference to
+// each group rather than to each page; the flat table of page views the
+// kernels read is copied whole, plain pointers. Pages pay for their memory
+// with reservations from the stores' MemoryBudget.
 //
 // Thread-safety: GraphChanges is immutable once built; the functions are
 // reentrant.
@@ -121,11 +124,12 @@ class GraphChanges {
   // must hold every node's list as that graph does except for `nodes`
   // (sorted, unique): their lists are copied into the new changes. For a
   // merge whose rebuilt CSR missed the edits made while it ran.
-  // `pending_changes` is what the result reports.
+  // `pending_changes` and `edits` are what the result reports.
   static absl::StatusOr<std::shared_ptr<const GraphChanges>> Rebase(
       const kernels::GraphView& new_base, const kernels::GraphView& base,
       const GraphChanges& current, absl::Span<const uint32_t> nodes,
-      uint64_t pending_changes, MemoryBudget& budget, absl::string_view what);
+      uint64_t pending_changes, uint64_t edits, MemoryBudget& budget,
+      absl::string_view what);
 
   // The view the kernels read (kernels/graph_overlay.h); valid while this
   // object is alive.
@@ -134,6 +138,9 @@ class GraphChanges {
   uint64_t num_edges() const { return overlay_.num_edges; }
   // Edges removed, re-weighted and added since the base was built.
   uint64_t pending_changes() const { return pending_changes_; }
+  // Edits applied since the base was built (Apply: one more than
+  // `current`'s; Rebase: as given).
+  uint64_t edits() const { return edits_; }
   // Nodes whose lists replace the base's, and the edges those lists hold.
   uint64_t replaced_nodes() const { return replaced_nodes_; }
   uint64_t replaced_edges() const { return replaced_edges_; }
@@ -142,6 +149,8 @@ class GraphChanges {
 
  private:
   struct Page;
+  struct PageGroup;
+  static constexpr size_t kPagesPerGroup = 32;
   // One node's new list while a change is built.
   struct NewList {
     uint32_t node = 0;
@@ -150,22 +159,26 @@ class GraphChanges {
   };
 
   GraphChanges() = default;
-  // The changes with `lists` (sorted by node) written over `pages` (the
-  // page table to start from, resized to cover `num_nodes`).
+  // The changes with `lists` (sorted by node) written over the pages of
+  // `from` (null: none), the page table grown to cover `num_nodes`.
   static absl::StatusOr<std::shared_ptr<const GraphChanges>> Build(
       uint32_t page_shift, uint32_t num_nodes, uint64_t num_edges,
-      uint64_t pending_changes, std::vector<std::shared_ptr<const Page>> pages,
+      uint64_t pending_changes, uint64_t edits, const GraphChanges* from,
       absl::Span<const NewList> lists, MemoryBudget& budget,
       absl::string_view what);
+  // Page p, or null.
+  const Page* PageAt(size_t p) const;
 
-  std::vector<std::shared_ptr<const Page>> pages_;
+  std::vector<std::shared_ptr<const PageGroup>> groups_;
   std::vector<const kernels::GraphOverlay::Page*> page_views_;
   kernels::GraphOverlay overlay_;
   uint64_t pending_changes_ = 0;
+  uint64_t edits_ = 0;
   uint64_t replaced_nodes_ = 0;
   uint64_t replaced_edges_ = 0;
   uint64_t bytes_ = 0;
-  // Pays for the page table; each page holds its own.
+  // Pays for the page table and the groups this version made; each page
+  // holds its own.
   Reservation reservation_;
 };
 

@@ -127,6 +127,10 @@ absl::StatusOr<std::unique_ptr<GraphStore>> GraphStore::Create(
         absl::StrCat("graph store: merge_share is ", options.merge_share,
                      ", must be in (0, 1]"));
   }
+  if (options.merge_max_updates == 0) {
+    return absl::InvalidArgumentError(
+        "graph store: merge_max_updates must be >= 1");
+  }
   std::unique_ptr<GraphStore> store(new GraphStore(options));
   {
     absl::MutexLock lock(&store->mu_);
@@ -467,6 +471,7 @@ absl::StatusOr<GraphUpdateResult> GraphStore::Update(
       }
       state.pending_changes +=
           counts.edges_removed + counts.edges_reweighted + counts.edges_added;
+      ++state.edits;
     } else {
       merge = options_.background_merge && WantsMerge(*next);
     }
@@ -485,7 +490,8 @@ bool GraphStore::WantsMerge(const Graph& graph) const {
       static_cast<double>(changes->replaced_nodes()) +
       static_cast<double>(changes->num_nodes() - base.num_nodes);
   const double size = static_cast<double>(base.num_edges()) + base.num_nodes;
-  return held > options_.merge_share * size;
+  return held > options_.merge_share * size ||
+         changes->edits() >= options_.merge_max_updates;
 }
 
 absl::StatusOr<bool> GraphStore::Merge(absl::string_view name) {
@@ -581,7 +587,8 @@ absl::StatusOr<bool> GraphStore::Merge(absl::string_view name) {
     absl::StatusOr<std::shared_ptr<const GraphChanges>> rebased =
         GraphChanges::Rebase(csr->view, (*current)->base(),
                              *(*current)->changes(), changed.touched,
-                             changed.pending_changes, *options_.budget, what);
+                             changed.pending_changes, changed.edits,
+                             *options_.budget, what);
     if (!rebased.ok()) {
       if (written) options_.journal->DiscardMerge(handle);
       return rebased.status();

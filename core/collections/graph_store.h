@@ -21,6 +21,7 @@
 // edges changed since (the overlay of kernels/graph_overlay.h, which the
 // kernels read directly). An update copies only the overlay's pages it
 // touches. Once the replaced lists pass Options::merge_share of the graph,
+// or Options::merge_max_updates updates were made since the CSR was built,
 // a background merge rebuilds the CSR off every lock and publishes the
 // same version, physically compact; edits made while it ran are carried
 // over onto the new CSR. Spreads and updates are never blocked by it.
@@ -331,12 +332,16 @@ class GraphStore {
     // changes replace hold more than this share of its edges (nodes added
     // and lists replaced count as one edge each). In (0, 1].
     double merge_share = 0.05;
+    // ... or once this many updates were made since it was built (>= 1):
+    // what the journal keeps of them until a merge (the edit log, the
+    // catalog entry's list of update files in shared mode) stays bounded.
+    uint64_t merge_max_updates = 4096;
     // false: no merge thread; graphs merge only when Merge() is called.
     bool background_merge = true;
   };
 
   // INVALID_ARGUMENT without a budget or a validator, or for merge_share
-  // out of range.
+  // or merge_max_updates out of range.
   static absl::StatusOr<std::unique_ptr<GraphStore>> Create(
       const Options& options);
 
@@ -410,7 +415,8 @@ class GraphStore {
   absl::Status Remove(absl::string_view name, bool journaled)
       ABSL_LOCKS_EXCLUDED(write_mu_, mu_);
   void UpdateGaugesLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Whether `graph`'s changes have passed merge_share.
+  // Whether `graph`'s changes have passed merge_share or
+  // merge_max_updates.
   bool WantsMerge(const Graph& graph) const;
   // Queues `name` for the merge thread.
   void RequestMerge(const std::string& name) ABSL_LOCKS_EXCLUDED(merge_mu_);
@@ -421,9 +427,11 @@ class GraphStore {
   struct MergeState {
     uint64_t uid = 0;
     uint64_t version = 0;
-    // Sources whose lists updates rewrote after `version`.
+    // Sources whose lists updates rewrote after `version`, and what those
+    // updates changed.
     std::vector<uint32_t> touched;
     uint64_t pending_changes = 0;
+    uint64_t edits = 0;
   };
 
   const Options options_;

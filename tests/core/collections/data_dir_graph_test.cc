@@ -435,6 +435,30 @@ TEST_F(DataDirSharedGraphTest, AMergeIsSharedAndKeepsTheVersion) {
   EXPECT_TRUE(c.graphs->Update("links", GraphEdit(), resent)->replayed);
 }
 
+// Followers merge in their own memory only: the entry stays the writer's,
+// so its next update is not refused for a merge it did not make.
+TEST_F(DataDirSharedGraphTest, OnlyTheLastWriterSharesItsMerge) {
+  Process a(path_, Client()), b(path_, Client());
+  a.LoadAndFollow();
+  b.LoadAndFollow();
+  ASSERT_TRUE(a.graphs->Put("links", graph_.view()).ok());
+  Update(*a.graphs, "links", 4);
+  const uint64_t version = (*a.graphs->Get("links"))->version();
+  ASSERT_TRUE(
+      Eventually([&] { return b.graphs->GetAtLeast("links", version).ok(); }));
+  const int64_t before = catalog_->revision();
+  ASSERT_TRUE(*b.graphs->Merge("links"));
+  EXPECT_EQ((*b.graphs->Get("links"))->overlay(), nullptr);
+  EXPECT_EQ(catalog_->revision(), before);
+  // Nor did it write a graph file: the put's and the four updates'.
+  EXPECT_EQ(ListDir(path_ + "/graphs").size(), 5u);
+  Update(*a.graphs, "links", 1);
+  const uint64_t latest = (*a.graphs->Get("links"))->version();
+  ASSERT_TRUE(
+      Eventually([&] { return b.graphs->GetAtLeast("links", latest).ok(); }));
+  ExpectSameGraph(FlattenGraph(**b.graphs->Get("links")), reference_->ToCsr());
+}
+
 TEST_F(DataDirSharedGraphTest, ADeleteRemovesTheUpdatesFiles) {
   Process a(path_, Client());
   a.LoadAndFollow();

@@ -656,6 +656,31 @@ TEST_F(GraphStoreTest, TheMergeThreadMergesOnceTheChangesPassTheShare) {
               HasSubstr("merge_share"));
 }
 
+TEST_F(GraphStoreTest, TheMergeThreadMergesAfterMaxUpdates) {
+  GraphStore::Options options;
+  options.budget = budget_;
+  options.validate = RequestValidator();
+  options.merge_share = 1.0;
+  options.merge_max_updates = 5;
+  auto store = *GraphStore::Create(options);
+  ASSERT_TRUE(store->Put("kg", graph_.view()).ok());
+  for (uint32_t i = 0; i < 4; ++i) {
+    ASSERT_TRUE(store->Update("kg", AddEdge(i, 1), {}).ok());
+  }
+  EXPECT_EQ((*store->Get("kg"))->overlay()->num_nodes, 50u);
+  ASSERT_TRUE(store->Update("kg", AddEdge(9, 1), {}).ok());
+  const absl::Time deadline =
+      absl::Now() + engram::testing::Scaled(absl::Seconds(20));
+  while (store->merges_completed() == 0 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  EXPECT_EQ(store->merges_completed(), 1u);
+  EXPECT_EQ((*store->Get("kg"))->overlay(), nullptr);
+  options.merge_max_updates = 0;
+  EXPECT_EQ(GraphStore::Create(options).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 std::vector<std::unique_ptr<kernels::ThreadPool>> Pools() {
   std::vector<std::unique_ptr<kernels::ThreadPool>> pools;
   pools.push_back(nullptr);
