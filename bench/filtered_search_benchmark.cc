@@ -10,6 +10,9 @@
 //   BM_Tombstoned                 10% of the rows deleted (masked out)
 //   BM_Compacted                  the same live rows compacted
 //
+// Args: Q, then P for BM_Filtered, then threads (1: the calling thread
+// alone, 0: every hardware thread).
+//
 // Counters: ns_per_row is the time per row scored (the rows the filter or
 // the tombstones leave), the figure the unfiltered pass is compared with.
 // ENGRAM_BENCH_ROWS sets the collection's rows (default 1 Mi, 768 wide:
@@ -105,10 +108,13 @@ Fixture& Data() {
 }
 
 void Search(benchmark::State& state, const Collection& collection,
-            const RowFilter* filter, bool evaluate_each_time) {
+            const RowFilter* filter, bool evaluate_each_time,
+            size_t threads_arg = 1) {
   Fixture& f = Data();
   const uint32_t q = static_cast<uint32_t>(state.range(0));
-  BatchExecutor execute = MakeKernelExecutor(f.pool.get());
+  const bool one_thread = state.range(threads_arg) == 1;
+  BatchExecutor execute =
+      MakeKernelExecutor(one_thread ? nullptr : f.pool.get());
   std::shared_ptr<const RowSelection> rows = SelectRows(collection, filter);
   const uint64_t scored = rows == nullptr ? collection.rows() : rows->passed;
   for (auto _ : state) {
@@ -142,7 +148,7 @@ void BM_Filtered(benchmark::State& state) {
   for (int b = 0; b < percent; ++b)
     where.values.push_back(TagValue::Integer(b));
   filter.where = where;
-  Search(state, *Data().labelled, &filter, true);
+  Search(state, *Data().labelled, &filter, true, 2);
 }
 
 void BM_Tombstoned(benchmark::State& state) {
@@ -153,23 +159,21 @@ void BM_Compacted(benchmark::State& state) {
   Search(state, *Data().compacted, nullptr, false);
 }
 
+// Q = 1 takes the row kernel, Q = 16 and 64 the panel kernel.
 BENCHMARK(BM_Unfiltered)
-    ->Arg(1)
-    ->Arg(16)
+    ->ArgsProduct({{1, 16, 64}, {1, 0}})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 BENCHMARK(BM_Filtered)
-    ->ArgsProduct({{1, 16}, {1, 10, 50}})
+    ->ArgsProduct({{1, 16, 64}, {1, 10, 50}, {1, 0}})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 BENCHMARK(BM_Tombstoned)
-    ->Arg(1)
-    ->Arg(16)
+    ->ArgsProduct({{1, 16, 64}, {1, 0}})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 BENCHMARK(BM_Compacted)
-    ->Arg(1)
-    ->Arg(16)
+    ->ArgsProduct({{1, 16, 64}, {1, 0}})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 

@@ -377,6 +377,9 @@ constexpr size_t kPanelNrNarrow = 12;
 constexpr size_t kPanelNrWide = 12;  // 24 accumulators + 2 query vectors
 #endif
 
+static_assert(kPanelNrNarrow <= cosine_internal::PanelShape::kMaxRows &&
+              kPanelNrWide <= cosine_internal::PanelShape::kMaxRows);
+
 void PanelGeometry(cosine_internal::PanelShape* shape) {
   const hn::ScalableTag<float> df;
   shape->lanes = kPanelNrWide == 0 ? 0 : hn::Lanes(df);
@@ -385,11 +388,11 @@ void PanelGeometry(cosine_internal::PanelShape* shape) {
 }
 
 #if !HWY_HAVE_SCALABLE
-// Scores of kQV * Lanes packed queries against kNR target rows, as in a
-// matrix product: for each k, the queries' k-th elements (one contiguous
-// vector in `qpack`, laid out [k][query]) are multiplied by target element
-// t[j][k] broadcast, so no horizontal sums are needed and each broadcast
-// feeds kQV multiply-adds. Every (query, target) pair has its own
+// Scores of kQV * Lanes packed queries against kNR target rows (row j at
+// t_rows[j]), as in a matrix product: for each k, the queries' k-th elements
+// (one contiguous vector in `qpack`, laid out [k][query]) are multiplied by
+// target element t[j][k] broadcast, so no horizontal sums are needed and each
+// broadcast feeds kQV multiply-adds. Every (query, target) pair has its own
 // accumulator lane, summed in k order, so the score of a pair does not
 // depend on which other rows share the tile.
 //
@@ -404,7 +407,7 @@ void PanelGeometry(cosine_internal::PanelShape* shape) {
 // the call.)
 template <size_t kQV, size_t kNR, class Lines>
 HWY_INLINE void PanelTile(const float* HWY_RESTRICT qpack, size_t d,
-                          const float* HWY_RESTRICT t, size_t t_stride,
+                          const float* const* HWY_RESTRICT t_rows,
                           const float* HWY_RESTRICT inv_q,
                           const float* HWY_RESTRICT inv_t, const Lines& lines,
                           float* HWY_RESTRICT out) {
@@ -416,7 +419,12 @@ HWY_INLINE void PanelTile(const float* HWY_RESTRICT qpack, size_t d,
   // loop over them: GCC at -O2 otherwise keeps acc[][] on the stack and
   // loads and stores it around each multiply-add, which halves the speed.
   // (GCC 12 takes no template parameter in the pragma; 16 covers kQV, kNR.)
-  static_assert(kQV <= 16 && kNR <= 16);
+  static_assert(kQV <= 16 && kNR <= cosine_internal::PanelShape::kMaxRows);
+  // One register per row, whether the rows are contiguous or gathered:
+  // the compiler addresses a strided tile this way too.
+  const float* t[kNR];
+  HWY_UNROLL(16)
+  for (size_t j = 0; j < kNR; ++j) t[j] = t_rows[j];
   V acc[kQV][kNR];
   HWY_UNROLL(16)
   for (size_t v = 0; v < kQV; ++v) {
@@ -431,7 +439,7 @@ HWY_INLINE void PanelTile(const float* HWY_RESTRICT qpack, size_t d,
     for (size_t v = 0; v < kQV; ++v) q[v] = hn::Load(df, qk + v * n);
     HWY_UNROLL(16)
     for (size_t j = 0; j < kNR; ++j) {
-      const V tj = hn::Set(df, t[j * t_stride + k]);
+      const V tj = hn::Set(df, t[j][k]);
       HWY_UNROLL(16)
       for (size_t v = 0; v < kQV; ++v)
         acc[v][j] = hn::MulAdd(q[v], tj, acc[v][j]);
@@ -468,11 +476,10 @@ struct RunOfLines {
 // PanelTile's prefetches: the lines at listed[0, count), one every
 // 2^spacing_log2 values of k, so that scattered rows (each a stream of its
 // own, which the hardware prefetcher does not help with) are asked for
-// evenly over the call rather than all at its start. Into L1, not L2 as
-// RunOfLines: the copy into the task's tile buffer reads them right after
-// the call.
+// evenly over the call rather than all at its start. Into L2, as
+// RunOfLines: the norm pass reads them from there.
 struct ListOfLines {
-  static constexpr int kLocality = 3;
+  static constexpr int kLocality = 2;
   const float* const* listed;
   size_t count;
   size_t spacing_log2;
@@ -483,6 +490,7 @@ struct ListOfLines {
   const float* At(size_t k) const { return listed[k >> spacing_log2]; }
 };
 
+// PanelTile for the target's nr rows at t, t_stride apart.
 void PanelScores(bool wide, const float* HWY_RESTRICT qpack, size_t d,
                  const float* HWY_RESTRICT t, size_t t_stride,
                  const float* HWY_RESTRICT inv_q,
@@ -493,38 +501,52 @@ void PanelScores(bool wide, const float* HWY_RESTRICT qpack, size_t d,
   (void)inv_t, (void)prefetch, (void)prefetch_lines, (void)out;
 #else
   const RunOfLines lines{prefetch, prefetch_lines};
+  const float* rows[cosine_internal::PanelShape::kMaxRows];
+  for (size_t j = 0; j < cosine_internal::PanelShape::kMaxRows; ++j) {
+    rows[j] = t + j * t_stride;
+  }
   if (wide) {
-    PanelTile<2, kPanelNrWide>(qpack, d, t, t_stride, inv_q, inv_t, lines, out);
+    PanelTile<2, kPanelNrWide>(qpack, d, rows, inv_q, inv_t, lines, out);
   } else {
-    PanelTile<1, kPanelNrNarrow>(qpack, d, t, t_stride, inv_q, inv_t, lines,
-                                 out);
+    PanelTile<1, kPanelNrNarrow>(qpack, d, rows, inv_q, inv_t, lines, out);
   }
 #endif
 }
 
-// PanelScores asking for the cache lines at prefetch[0, prefetch_lines),
-// spread over the call (ListOfLines), instead of a contiguous run: the
-// scattered rows of a masked call's next tile.
-void PanelScoresListed(bool wide, const float* HWY_RESTRICT qpack, size_t d,
-                       const float* HWY_RESTRICT t, size_t t_stride,
+// PanelTile for the target's nr rows at rows[0, nr), wherever they lie,
+// asking for the cache lines at listed[0, listed_lines), spread over the
+// call (ListOfLines): the scattered rows of a masked call's next tile. With
+// `listed` null it asks for the run of `run_lines` lines from `run` on, as
+// PanelScores does.
+void PanelScoresOfRows(bool wide, const float* HWY_RESTRICT qpack, size_t d,
+                       const float* const* HWY_RESTRICT rows,
                        const float* HWY_RESTRICT inv_q,
                        const float* HWY_RESTRICT inv_t,
-                       const float* const* prefetch, size_t prefetch_lines,
+                       const float* const* listed, size_t listed_lines,
+                       const float* run, size_t run_lines,
                        float* HWY_RESTRICT out) {
 #if HWY_HAVE_SCALABLE
-  (void)wide, (void)qpack, (void)d, (void)t, (void)t_stride, (void)inv_q;
-  (void)inv_t, (void)prefetch, (void)prefetch_lines, (void)out;
+  (void)wide, (void)qpack, (void)d, (void)rows, (void)inv_q, (void)inv_t;
+  (void)listed, (void)listed_lines, (void)run, (void)run_lines, (void)out;
 #else
+  if (listed == nullptr) {
+    const RunOfLines lines{run, run_lines};
+    if (wide) {
+      PanelTile<2, kPanelNrWide>(qpack, d, rows, inv_q, inv_t, lines, out);
+    } else {
+      PanelTile<1, kPanelNrNarrow>(qpack, d, rows, inv_q, inv_t, lines, out);
+    }
+    return;
+  }
   size_t spacing_log2 = 0;
-  while (prefetch_lines != 0 && (prefetch_lines << (spacing_log2 + 1)) <= d) {
+  while (listed_lines != 0 && (listed_lines << (spacing_log2 + 1)) <= d) {
     ++spacing_log2;
   }
-  const ListOfLines lines{prefetch, prefetch_lines, spacing_log2};
+  const ListOfLines lines{listed, listed_lines, spacing_log2};
   if (wide) {
-    PanelTile<2, kPanelNrWide>(qpack, d, t, t_stride, inv_q, inv_t, lines, out);
+    PanelTile<2, kPanelNrWide>(qpack, d, rows, inv_q, inv_t, lines, out);
   } else {
-    PanelTile<1, kPanelNrNarrow>(qpack, d, t, t_stride, inv_q, inv_t, lines,
-                                 out);
+    PanelTile<1, kPanelNrNarrow>(qpack, d, rows, inv_q, inv_t, lines, out);
   }
 #endif
 }

@@ -46,7 +46,7 @@ HWY_EXPORT(DotsAndNormsOfRows);
 HWY_EXPORT(RowNormsSq);
 HWY_EXPORT(PanelGeometry);
 HWY_EXPORT(PanelScores);
-HWY_EXPORT(PanelScoresListed);
+HWY_EXPORT(PanelScoresOfRows);
 HWY_EXPORT(RowLanes);
 HWY_EXPORT(FinishRowScores);
 HWY_EXPORT(SelectedTargetName);
@@ -66,6 +66,14 @@ constexpr size_t kPanelTileBytes = size_t{128} << 10;
 // before the panel kernel kept its accumulators in registers, which made
 // it about twice as fast; 8 allows for the Xeon until it is measured again.
 constexpr size_t kPanelMinQueries = 8;
+
+// A masked panel call scores a window of rows where it lies, excluded rows
+// and all, when at least this share of its rows is admitted. A window
+// scored in place costs 1 / share of the contiguous pass per admitted row;
+// gathered rows cost 1.2x (64 queries) to 1.7x (16 queries) on the machines
+// measured (docs/performance.md), each row's first lines waiting on memory
+// that the contiguous pass streams.
+constexpr double kInPlaceShare = 0.8;
 // The least work (target floats times query groups of four) worth handing
 // to a task of its own.
 constexpr size_t kMinTaskFloats = size_t{1} << 16;
@@ -173,6 +181,25 @@ class PanelTiles {
   template <class Consume>
   size_t Score(const float* t, size_t rows, const Prefetch& prefetch,
                const Consume& consume) {
+    return Run(
+        t, [&](size_t r) { return t + r * d_; }, rows, prefetch, consume);
+  }
+
+  // Score for rows that lie anywhere: row r of the tile at rows[r].
+  template <class Consume>
+  size_t ScoreRows(const float* const* rows, size_t count,
+                   const Prefetch& prefetch, const Consume& consume) {
+    return Run(
+        nullptr, [&](size_t r) { return rows[r]; }, count, prefetch, consume);
+  }
+
+ private:
+  // Score over the rows row_at(r), r < rows; `t` is where they lie when
+  // they are contiguous, else null. Each row's scores are the same bits
+  // either way: the kernels see the same values in the same order.
+  template <class RowAt, class Consume>
+  size_t Run(const float* t, const RowAt& row_at, size_t rows,
+             const Prefetch& prefetch, const Consume& consume) {
     constexpr size_t kLineBytes = 64;
     const size_t d = d_;
     const size_t next_lines = prefetch.lines;
@@ -182,7 +209,13 @@ class PanelTiles {
     }
     const size_t lines_per_call = (next_lines + calls - 1) / calls;
     size_t prefetched = 0;
-    HWY_DYNAMIC_DISPATCH(RowNormsSq)(t, rows, d, norms_.data());
+    auto& row_norms_sq = HWY_DYNAMIC_DISPATCH(RowNormsSq);
+    if (t != nullptr) {
+      row_norms_sq(t, rows, d, norms_.data());
+    } else {
+      for (size_t r = 0; r < rows; ++r)
+        row_norms_sq(row_at(r), 1, d, &norms_[r]);
+    }
     const float tiny = TinyNormSq(d);
     bool any_tiny = false;
     for (size_t r = 0; r < rows; ++r) {
@@ -199,33 +232,35 @@ class PanelTiles {
     std::fill(inv_t_.get() + rows, inv_t_.get() + rows + panel_.max_nr, 0.0f);
 
     auto& panel_scores = HWY_DYNAMIC_DISPATCH(PanelScores);
-    auto& panel_scores_listed = HWY_DYNAMIC_DISPATCH(PanelScoresListed);
+    auto& panel_scores_of_rows = HWY_DYNAMIC_DISPATCH(PanelScoresOfRows);
     for (const PanelQueries::Block& block : panel_.blocks) {
       for (size_t r = 0; r < rows; r += block.nr) {
         const size_t n = std::min(block.nr, rows - r);
-        const float* tr = t + r * d;
-        if (n < block.nr) {
-          padded_.assign(block.nr * d, 0.0f);
-          std::copy(tr, tr + n * d, padded_.begin());
-          tr = padded_.data();
-        }
         const size_t lines = std::min(lines_per_call, next_lines - prefetched);
-        if (prefetch.listed != nullptr) {
-          panel_scores_listed(block.wide, block.pack, d, tr, d, block.inv_q,
-                              inv_t_.get() + r, prefetch.listed + prefetched,
-                              lines, scores_.get());
+        const float* run = reinterpret_cast<const float*>(
+            prefetch.next + prefetched * kLineBytes);
+        if (t != nullptr && prefetch.listed == nullptr && n == block.nr) {
+          panel_scores(block.wide, block.pack, d, t + r * d, d, block.inv_q,
+                       inv_t_.get() + r, run, lines, scores_.get());
         } else {
-          panel_scores(block.wide, block.pack, d, tr, d, block.inv_q,
-                       inv_t_.get() + r,
-                       reinterpret_cast<const float*>(prefetch.next +
-                                                      prefetched * kLineBytes),
-                       lines, scores_.get());
+          // Past the tile's end the group repeats its first row, a finite
+          // one (the norm pass has checked it): inv_t is zero there and
+          // those scores are dropped.
+          const float* group[cosine_internal::PanelShape::kMaxRows];
+          for (size_t j = 0; j < block.nr; ++j) {
+            group[j] = row_at(r + (j < n ? j : 0));
+          }
+          panel_scores_of_rows(
+              block.wide, block.pack, d, group, block.inv_q, inv_t_.get() + r,
+              prefetch.listed == nullptr ? nullptr
+                                         : prefetch.listed + prefetched,
+              lines, run, lines, scores_.get());
         }
         prefetched += lines;
         if (any_tiny) {
           for (size_t j = 0; j < n; ++j) {
             if (!tiny_row_[r + j]) continue;
-            RescoreTinyRow(pq_, t + (r + j) * d, d, block.first, block.count,
+            RescoreTinyRow(pq_, row_at(r + j), d, block.first, block.count,
                            scores_.get() + j * block.width, 1);
           }
         }
@@ -236,7 +271,6 @@ class PanelTiles {
     return kNoBadRow;
   }
 
- private:
   const CpuQueries& pq_;
   const PanelQueries& panel_;
   const size_t d_;
@@ -245,7 +279,6 @@ class PanelTiles {
   hwy::AlignedFreeUniquePtr<float[]> inv_t_;
   std::vector<uint8_t> tiny_row_;
   hwy::AlignedFreeUniquePtr<float[]> scores_;
-  std::vector<float> padded_;  // the last rows of a tile, zero-filled to nr
 };
 
 // Panel kernel over target rows [begin, end): tile by tile, a norm pass
@@ -322,17 +355,22 @@ void ForEachAdmittedBatch(const RowMask& mask, size_t begin, size_t end,
   }
 }
 
-// PanelRun over the admitted rows of [begin, end): a tile's worth of them
-// at a time is copied into a buffer of the task's and scored there, so the
-// kernel runs on whole tiles however sparse the mask. While a tile is
-// scored the kernel calls ask for the next tile's rows, line by line, as
-// PanelRun's ask for its next tile, so the copy finds them in cache. Scores
-// do not depend on where a row is read from, so they are PanelRun's bit for
-// bit. Each group of scores goes to consume(first_query, num_queries, rows,
+// PanelRun over the admitted rows of [begin, end), a window of tile_rows()
+// rows at a time. A window that admits at least kInPlaceShare of its rows
+// is scored where it lies, as PanelRun scores a tile, and the scores of
+// its excluded rows are dropped: reading a few rows too many costs less
+// than gathering the rest. The admitted rows of sparser windows are
+// gathered a tile's worth at a time and scored where they lie (the kernel
+// reads a group's rows through their addresses, so the tile is whole
+// however sparse the mask); while one such tile is scored, the kernel
+// calls ask for the rows of the next, line by line. Scores do not depend on
+// where a row is read from, so either way they are PanelRun's bit for bit.
+// Each group of scores goes to consume(first_query, num_queries, rows,
 // first, num_rows, scores, width): the group's rows are rows[0, num_rows)
-// of `targets` and the task's admitted rows first to first + num_rows - 1.
-// Returns the first bad row, or kNoBadRow; `skip(row)` true abandons the
-// run before a tile whose first row is `row`.
+// of `targets`, increasing, and the task's admitted rows first to first +
+// num_rows - 1. Groups arrive in row order for each query. Returns the
+// first bad admitted row, or kNoBadRow; `skip(row)` true abandons the run
+// before a tile whose first row is `row`.
 template <class Skip, class Consume>
 size_t MaskedPanelRun(const CpuQueries& pq, const PanelQueries& panel,
                       const MatrixView& targets, const RowMask& mask,
@@ -343,42 +381,134 @@ size_t MaskedPanelRun(const CpuQueries& pq, const PanelQueries& panel,
   const size_t row_bytes = d * sizeof(float);
   PanelTiles tiles(pq, panel, d);
   const size_t tile_rows = tiles.tile_rows();
-  std::vector<uint32_t> rows(2 * tile_rows);
-  auto gathered = hwy::AllocateAligned<float>(tile_rows * d);
+  std::vector<const float*> gathered(tile_rows);
+  // Gathered rows wait a tile: `pending` (a full tile, or empty) is scored
+  // once `next` has filled up behind it, so that next's lines can be asked
+  // for meanwhile.
+  std::vector<uint32_t> pending, next;
+  pending.reserve(tile_rows);
+  next.reserve(tile_rows);
+  std::vector<uint32_t> window;  // the admitted rows of a window
+  window.reserve(tile_rows);
   std::vector<const float*> lines;
   lines.reserve(tile_rows * (row_bytes / kLineBytes + 2));
+  // A group's admitted rows and their scores, for a window scored in place.
+  std::vector<uint32_t> kept(panel.max_nr);
+  auto kept_scores =
+      hwy::AllocateAligned<float>(panel.max_nr * panel.max_width);
   size_t done = 0;  // admitted rows scored before this tile
   size_t bad_row = kNoBadRow;
-  ForEachAdmittedBatch(
-      mask, begin, end, tile_rows, tile_rows, rows.data(),
-      [&](const uint32_t* batch, size_t count, size_t ahead) {
-        if (skip(batch[0])) return false;
-        for (size_t i = 0; i < count; ++i) {
-          const float* row = targets.row(batch[i]);
-          std::copy(row, row + d, gathered.get() + i * d);
-        }
-        lines.clear();
-        for (size_t i = count; i < count + ahead; ++i) {
-          const auto first = reinterpret_cast<uintptr_t>(targets.row(batch[i]));
-          for (uintptr_t line = first / kLineBytes * kLineBytes;
-               line < first + row_bytes; line += kLineBytes) {
-            lines.push_back(reinterpret_cast<const float*>(line));
+
+  const auto list_lines = [&](const std::vector<uint32_t>& rows) {
+    lines.clear();
+    for (const uint32_t r : rows) {
+      const auto first = reinterpret_cast<uintptr_t>(targets.row(r));
+      for (uintptr_t line = first / kLineBytes * kLineBytes;
+           line < first + row_bytes; line += kLineBytes) {
+        lines.push_back(reinterpret_cast<const float*>(line));
+      }
+    }
+  };
+  // Scores rows[0, count) where they lie, asking for `prefetch` meanwhile.
+  const auto score_gathered = [&](const uint32_t* rows, size_t count,
+                                  const PanelTiles::Prefetch& prefetch) {
+    for (size_t i = 0; i < count; ++i) gathered[i] = targets.row(rows[i]);
+    const size_t bad = tiles.ScoreRows(
+        gathered.data(), count, prefetch,
+        [&](size_t first_query, size_t num_queries, size_t first,
+            size_t num_rows, const float* scores, size_t width) {
+          consume(first_query, num_queries, rows + first, done + first,
+                  num_rows, scores, width);
+        });
+    if (bad != kNoBadRow) {
+      bad_row = rows[bad];
+      return false;
+    }
+    done += count;
+    return true;
+  };
+  // Scores `rows`, then empties it.
+  const auto score_batch = [&](std::vector<uint32_t>& rows,
+                               const PanelTiles::Prefetch& prefetch) {
+    if (rows.empty()) return true;
+    if (skip(rows[0])) return false;
+    const bool ok = score_gathered(rows.data(), rows.size(), prefetch);
+    rows.clear();
+    return ok;
+  };
+  // Scores every gathered row, asking for `then` while the last batch is.
+  const auto flush = [&](const PanelTiles::Prefetch& then) {
+    if (next.empty()) return score_batch(pending, then);
+    list_lines(next);
+    return score_batch(pending, {0, lines.data(), lines.size()}) &&
+           score_batch(next, then);
+  };
+  // Scores window [w, w + n), whose admitted rows are `window`, in place.
+  const auto score_in_place = [&](size_t w, size_t n,
+                                  const PanelTiles::Prefetch& prefetch) {
+    const size_t bad = tiles.Score(
+        targets.row(w), n, prefetch,
+        [&](size_t first_query, size_t num_queries, size_t first,
+            size_t num_rows, const float* scores, size_t width) {
+          const auto from = std::lower_bound(window.begin(), window.end(),
+                                             static_cast<uint32_t>(w + first));
+          size_t m = 0;
+          for (auto it = from; it != window.end() && *it < w + first + num_rows;
+               ++it) {
+            kept[m] = *it;
+            std::copy(scores + (*it - w - first) * width,
+                      scores + (*it - w - first + 1) * width,
+                      kept_scores.get() + m * width);
+            ++m;
           }
-        }
-        const size_t bad = tiles.Score(
-            gathered.get(), count, {0, lines.data(), lines.size()},
-            [&](size_t first_query, size_t num_queries, size_t first,
-                size_t num_rows, const float* scores, size_t width) {
-              consume(first_query, num_queries, batch + first, done + first,
-                      num_rows, scores, width);
-            });
-        if (bad != kNoBadRow) {
-          bad_row = batch[bad];
-          return false;
-        }
-        done += count;
-        return true;
-      });
+          if (m == 0) return;
+          consume(first_query, num_queries, kept.data(),
+                  done + static_cast<size_t>(from - window.begin()), m,
+                  kept_scores.get(), width);
+        });
+    if (bad == kNoBadRow) {
+      done += window.size();
+      return true;
+    }
+    // The norm pass stops at the window's first bad row, admitted or not,
+    // and nothing has been consumed: an excluded bad row must not fail the
+    // call, so the window's admitted rows are gathered instead.
+    if (std::binary_search(window.begin(), window.end(),
+                           static_cast<uint32_t>(w + bad))) {
+      bad_row = w + bad;
+      return false;
+    }
+    return score_gathered(window.data(), window.size(), {});
+  };
+
+  bool stopped = false;  // by a bad row, or by skip()
+  for (size_t w = begin; w < end && !stopped; w += tile_rows) {
+    const size_t n = std::min(tile_rows, end - w);
+    window.clear();
+    AppendAdmittedRows(mask, w, w + n, &window);
+    if (window.empty()) continue;
+    if (window.size() >= kInPlaceShare * n) {
+      // The window's lines are asked for while the rows before it are
+      // scored, and those of the window after it while it is.
+      const uintptr_t here = reinterpret_cast<uintptr_t>(targets.row(w));
+      const size_t after = std::min(tile_rows, end - (w + n));
+      stopped =
+          !flush({here, nullptr, n * row_bytes / kLineBytes}) || skip(w) ||
+          !score_in_place(
+              w, n,
+              {here + n * row_bytes, nullptr, after * row_bytes / kLineBytes});
+      continue;
+    }
+    for (size_t i = 0; i < window.size() && !stopped; ++i) {
+      next.push_back(window[i]);
+      if (next.size() == tile_rows) {
+        list_lines(next);
+        stopped = !score_batch(pending, {0, lines.data(), lines.size()});
+        std::swap(pending, next);
+      }
+    }
+  }
+  if (!stopped) flush({});
   return bad_row;
 }
 

@@ -44,6 +44,9 @@ inline size_t GatheredRowsAhead(size_t d) {
 // nr_narrow or nr_wide target rows at a time. lanes == 0: no panel kernel on
 // this target.
 struct PanelShape {
+  // The most target rows a panel call takes: callers hold a group's row
+  // addresses in arrays of this size.
+  static constexpr size_t kMaxRows = 16;
   size_t lanes = 0;
   size_t nr_narrow = 0;
   size_t nr_wide = 0;

@@ -242,11 +242,20 @@ TEST_F(CosineMaskedTest, AMaskThatAdmitsNoRowGivesEmptyResults) {
   }
 }
 
-TEST_F(CosineMaskedTest, NonFiniteValuesInExcludedRowsAreNotRead) {
+// Sparse masks gather the admitted rows; dense ones (the panel kernel
+// scores most of their windows in place, excluded rows included) must not
+// let an excluded row's values show either.
+class CosineMaskedDensityTest : public ::testing::TestWithParam<double> {};
+
+INSTANTIATE_TEST_SUITE_P(SparseAndDense, CosineMaskedDensityTest,
+                         ::testing::Values(0.5, 0.95));
+
+TEST_P(CosineMaskedDensityTest, NonFiniteValuesInExcludedRowsAreNotRead) {
   const size_t nq = 17, n = 3000, d = 24;
   const auto q = testing::RandomMatrix(nq, d, 60);
   const auto clean = testing::RandomMatrix(n, d, 61);
-  const testing::OwnedRowMask owned = testing::RandomRowMask(n, 0.5, 3, 62);
+  const testing::OwnedRowMask owned =
+      testing::RandomRowMask(n, GetParam(), 3, 62);
   std::vector<float> dirty(clean);
   for (size_t r = 0; r < n; ++r) {
     if (owned.admitted[r]) continue;
