@@ -121,7 +121,7 @@ def test_unavailable_without_a_server():
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    with Client(f"127.0.0.1:{port}", timeout=2) as client:
+    with Client(f"127.0.0.1:{port}", timeout=1) as client:
         with pytest.raises(es.Unavailable):
             client.get_stats()
 
