@@ -28,8 +28,8 @@ skip() {
 }
 
 make_venv() {
-  local stamp=$venv/installed
-  local want="${requirements[*]} $(sha256sum clients/python/pyproject.toml | cut -c1-16)"
+  local stamp=$venv/installed want
+  want="${requirements[*]} $(sha256sum clients/python/pyproject.toml | cut -c1-16)"
   if [[ -f $stamp && $(cat "$stamp") == "$want" ]]; then
     return 0
   fi
