@@ -65,14 +65,19 @@ def test_requests_and_responses_over_4_mib(client):
     np.testing.assert_allclose(result.scores, cosine64(small[:64], small), atol=TOLERANCE)
 
 
-def test_request_over_the_server_message_limit(tmp_path):
+def test_server_limits_are_resource_exhausted():
     from conftest import Server
 
-    server = Server(["--max_message_bytes=1048576"])
+    server = Server(["--max_message_bytes=1048576", "--max_output_elements=1000"])
     try:
         with Client(server.target) as client:
             with pytest.raises(es.ResourceExhausted):
                 client.batch_cosine(np.ones((1, 512), np.float32), np.ones((1024, 512), np.float32))
+            with pytest.raises(es.ResourceExhausted, match="top_k"):
+                client.batch_cosine(np.ones((2, 4), np.float32), np.ones((600, 4), np.float32))
+            client.upload_collection("rows", np.ones((600, 4), np.float32))
+            with pytest.raises(es.ResourceExhausted, match="top_k"):
+                client.search_collection("rows", np.ones((2, 4), np.float32), top_k=0)
             # Just under the limit goes through.
             result = client.batch_cosine(np.ones((1, 512), np.float32), np.ones((400, 512), np.float32), top_k=1)
             assert len(result.top) == 1

@@ -62,6 +62,23 @@ def test_upload_search_and_replay(client, name):
     assert everything.ids.tolist() == ids.tolist()
 
 
+def test_cancelled_upload_commits_nothing(client, name):
+    vectors = np.ones((4096, 64), np.float32)
+    cancellation = es.Cancellation()
+
+    def progress(sent, total):
+        if sent >= 1024:
+            cancellation.cancel()
+
+    with pytest.raises(es.Cancelled):
+        client.upload_collection(name, vectors, chunk_rows=256, progress=progress,
+                                 cancellation=cancellation)
+    with pytest.raises(es.NotFound):
+        client.describe_collection(name)
+    with pytest.raises(es.InvalidArgument, match="idempotency_key"):
+        client.upload_collection(name, vectors[:2], idempotency_key="\x01")
+
+
 def test_append_from_a_memory_mapped_npy(client, name, tmp_path):
     rng = np.random.default_rng(21)
     first = rng.standard_normal((100, 16), dtype=np.float32)
