@@ -169,3 +169,22 @@ def test_get_stats_counts_calls(client):
     assert stats.version and stats.serving and stats.phase == "serving"
     assert stats.requests[("BatchCosine", "OK")] >= 1
     assert stats.raw.uptime_seconds == stats.uptime_seconds
+
+
+def test_service_config_and_metadata(server):
+    config = {
+        "loadBalancingConfig": [{"round_robin": {}}],
+        "methodConfig": [{
+            "name": [{"service": "engram.similarity.v1.Similarity"}],
+            "retryPolicy": {
+                "maxAttempts": 3, "initialBackoff": "0.01s", "maxBackoff": "0.1s",
+                "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"],
+            },
+        }],
+    }
+    with Client(f"ipv4:{server.target}", service_config=config) as client:
+        result = client.batch_cosine(
+            np.ones((1, 3), np.float32), np.eye(3, dtype=np.float32),
+            metadata=[("x-request-id", "python-client-test")], timeout=5,
+        )
+        assert result.scores.shape == (1, 3)
