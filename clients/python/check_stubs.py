@@ -39,8 +39,11 @@ def main() -> int:
     options = parser.parse_args()
     version = importlib.metadata.version("grpcio-tools")
     if version != GRPCIO_TOOLS:
-        print(f"check_stubs: grpcio-tools {version} installed, the stubs are made "
-              f"with {GRPCIO_TOOLS}", file=sys.stderr)
+        print(
+            f"check_stubs: grpcio-tools {version} installed, the stubs are made "
+            f"with {GRPCIO_TOOLS}",
+            file=sys.stderr,
+        )
         return 1
     with tempfile.TemporaryDirectory() as tmp:
         generate(Path(tmp))
@@ -55,12 +58,21 @@ def main() -> int:
             current = path.read_text() if path.exists() else ""
             if fresh != current:
                 stale.append(name)
-                sys.stdout.writelines(difflib.unified_diff(
-                    current.splitlines(True), fresh.splitlines(True),
-                    f"committed/{name}", f"regenerated/{name}", n=1))
+                sys.stdout.writelines(
+                    difflib.unified_diff(
+                        current.splitlines(True),
+                        fresh.splitlines(True),
+                        f"committed/{name}",
+                        f"regenerated/{name}",
+                        n=1,
+                    )
+                )
     if stale:
-        print(f"\ncheck_stubs: {', '.join(stale)} differ from {PROTO}; run "
-              f"clients/python/check_stubs.py --write and commit the result", file=sys.stderr)
+        print(
+            f"\ncheck_stubs: {', '.join(stale)} differ from {PROTO}; run "
+            f"clients/python/check_stubs.py --write and commit the result",
+            file=sys.stderr,
+        )
         return 1
     print("check_stubs: " + ("written" if options.write else "the stubs match the proto"))
     return 0

@@ -46,9 +46,15 @@ def start_server(binary: Path) -> tuple[subprocess.Popen, str]:
     directory = tempfile.mkdtemp(prefix="engram-bench-")
     ready = Path(directory) / "ready"
     process = subprocess.Popen(
-        [str(binary), "--grpc_address=127.0.0.1:0", "--metrics_address=127.0.0.1:0",
-         f"--ready_file={ready}", "--log_level=warning"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            str(binary),
+            "--grpc_address=127.0.0.1:0",
+            "--metrics_address=127.0.0.1:0",
+            f"--ready_file={ready}",
+            "--log_level=warning",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -63,12 +69,21 @@ def start_server(binary: Path) -> tuple[subprocess.Popen, str]:
     sys.exit(f"{binary} did not get ready in 30 s")
 
 
-def cpp_round(binary: Path, target: str, shape: str, top_k: int, seconds: float) -> dict[str, float]:
-    env = dict(os.environ, ENGRAM_BENCH_TARGET=target, ENGRAM_BENCH_SHAPE=shape,
-               ENGRAM_BENCH_TOP_K=str(top_k))
+def cpp_round(
+    binary: Path, target: str, shape: str, top_k: int, seconds: float
+) -> dict[str, float]:
+    env = dict(
+        os.environ,
+        ENGRAM_BENCH_TARGET=target,
+        ENGRAM_BENCH_SHAPE=shape,
+        ENGRAM_BENCH_TOP_K=str(top_k),
+    )
     out = subprocess.run(
         [str(binary), f"--benchmark_min_time={seconds}", "--benchmark_format=json"],
-        env=env, check=True, capture_output=True, text=True,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
     result = {}
     for entry in json.loads(out)["benchmarks"]:
@@ -77,7 +92,8 @@ def cpp_round(binary: Path, target: str, shape: str, top_k: int, seconds: float)
         scale = {"ms": 1e-3, "us": 1e-6, "ns": 1e-9, "s": 1.0}[entry["time_unit"]]
         name = entry["name"].split("/")[0]
         result[{"BM_BuildAndSend": "cpp_build_and_send", "BM_Send": "cpp_send"}[name]] = (
-            entry["real_time"] * scale)
+            entry["real_time"] * scale
+        )
     return result
 
 
@@ -107,8 +123,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--target", help="a running server; default: start one")
     parser.add_argument("--server", type=Path, default=REPO / "build/server/engram-server")
-    parser.add_argument("--cpp-benchmark", type=Path,
-                        default=REPO / "build/bench/client_request_benchmark")
+    parser.add_argument(
+        "--cpp-benchmark", type=Path, default=REPO / "build/bench/client_request_benchmark"
+    )
     parser.add_argument("--shape", default="1,1365,768", help="Q,N,D")
     parser.add_argument("--top-k", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=5)
@@ -129,10 +146,12 @@ def main() -> int:
     try:
         with Client(target, timeout=30) as client:
             for _ in range(options.rounds):
-                for result in (cpp_round(options.cpp_benchmark, target, options.shape,
-                                         options.top_k, options.seconds),
-                               py_round(client, queries, targets, options.top_k,
-                                        options.seconds)):
+                for result in (
+                    cpp_round(
+                        options.cpp_benchmark, target, options.shape, options.top_k, options.seconds
+                    ),
+                    py_round(client, queries, targets, options.top_k, options.seconds),
+                ):
                     for key, value in result.items():
                         samples.setdefault(key, []).append(value)
     finally:
@@ -144,10 +163,14 @@ def main() -> int:
     import google.protobuf
 
     median = {key: statistics.median(values) for key, values in samples.items()}
-    print(f"BatchCosine Q={q} N={n} d={d} top_k={options.top_k}: {q * d + n * d} values, "
-          f"{options.rounds} rounds of {options.seconds} s, one call at a time")
-    print(f"python {sys.version.split()[0]}, grpcio {grpc.__version__}, "
-          f"protobuf {google.protobuf.__version__}, numpy {np.__version__}")
+    print(
+        f"BatchCosine Q={q} N={n} d={d} top_k={options.top_k}: {q * d + n * d} values, "
+        f"{options.rounds} rounds of {options.seconds} s, one call at a time"
+    )
+    print(
+        f"python {sys.version.split()[0]}, grpcio {grpc.__version__}, "
+        f"protobuf {google.protobuf.__version__}, numpy {np.__version__}"
+    )
     for key in ("cpp_build_and_send", "cpp_send", "py_client", "py_prebuilt"):
         spread = ", ".join(f"{v * 1e3:.3f}" for v in samples[key])
         print(f"  {key:<20} median {median[key] * 1e3:7.3f} ms  (rounds: {spread})")

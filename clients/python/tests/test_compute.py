@@ -79,7 +79,9 @@ def test_server_limits_are_resource_exhausted():
             with pytest.raises(es.ResourceExhausted, match="top_k"):
                 client.search_collection("rows", np.ones((2, 4), np.float32), top_k=0)
             # Just under the limit goes through.
-            result = client.batch_cosine(np.ones((1, 512), np.float32), np.ones((400, 512), np.float32), top_k=1)
+            result = client.batch_cosine(
+                np.ones((1, 512), np.float32), np.ones((400, 512), np.float32), top_k=1
+            )
             assert len(result.top) == 1
     finally:
         server.stop()
@@ -174,17 +176,24 @@ def test_get_stats_counts_calls(client):
 def test_service_config_and_metadata(server):
     config = {
         "loadBalancingConfig": [{"round_robin": {}}],
-        "methodConfig": [{
-            "name": [{"service": "engram.similarity.v1.Similarity"}],
-            "retryPolicy": {
-                "maxAttempts": 3, "initialBackoff": "0.01s", "maxBackoff": "0.1s",
-                "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"],
-            },
-        }],
+        "methodConfig": [
+            {
+                "name": [{"service": "engram.similarity.v1.Similarity"}],
+                "retryPolicy": {
+                    "maxAttempts": 3,
+                    "initialBackoff": "0.01s",
+                    "maxBackoff": "0.1s",
+                    "backoffMultiplier": 2,
+                    "retryableStatusCodes": ["UNAVAILABLE"],
+                },
+            }
+        ],
     }
     with Client(f"ipv4:{server.target}", service_config=config) as client:
         result = client.batch_cosine(
-            np.ones((1, 3), np.float32), np.eye(3, dtype=np.float32),
-            metadata=[("x-request-id", "python-client-test")], timeout=5,
+            np.ones((1, 3), np.float32),
+            np.eye(3, dtype=np.float32),
+            metadata=[("x-request-id", "python-client-test")],
+            timeout=5,
         )
         assert result.scores.shape == (1, 3)

@@ -37,8 +37,13 @@ def test_upload_search_and_replay(client, name):
     ids = np.arange(1000, dtype=np.uint64) * 10
     progress = []
     uploaded = client.upload_collection(
-        name, vectors, ids=ids, chunk_bytes=16 << 10, idempotency_key="first",
-        metadata={"k": "v"}, progress=lambda sent, total: progress.append((sent, total)),
+        name,
+        vectors,
+        ids=ids,
+        chunk_bytes=16 << 10,
+        idempotency_key="first",
+        metadata={"k": "v"},
+        progress=lambda sent, total: progress.append((sent, total)),
     )
     assert uploaded.rows_uploaded == 1000 and not uploaded.replayed
     assert uploaded.collection.count == 1000 and uploaded.collection.has_ids
@@ -71,8 +76,9 @@ def test_cancelled_upload_commits_nothing(client, name):
             cancellation.cancel()
 
     with pytest.raises(es.Cancelled):
-        client.upload_collection(name, vectors, chunk_rows=256, progress=progress,
-                                 cancellation=cancellation)
+        client.upload_collection(
+            name, vectors, chunk_rows=256, progress=progress, cancellation=cancellation
+        )
     with pytest.raises(es.NotFound):
         client.describe_collection(name)
     with pytest.raises(es.InvalidArgument, match="idempotency_key"):
@@ -118,7 +124,9 @@ def test_filters_and_labels(client, name):
     assert ids(where=filters.tag("kind", "episode")) == [1, 2, 4]
     assert ids(where=filters.tag("user", 2)) == [2]
     assert ids(where=filters.attribute("ts", min=20, max=40, max_exclusive=True)) == [2, 3]
-    assert ids(where=filters.all_of(filters.tag("kind", "fact"), filters.attribute("ts", min=35))) == [4]
+    assert ids(
+        where=filters.all_of(filters.tag("kind", "fact"), filters.attribute("ts", min=35))
+    ) == [4]
     assert ids(where=filters.any_of(filters.tag("kind", "note"), filters.tag("user"))) == [1, 2, 5]
     assert ids(where=filters.not_(filters.tag("kind"))) == [6]
     assert ids(allow_ids=[1, 2, 3], deny_ids=[2]) == [1, 3]
@@ -149,8 +157,12 @@ def test_upsert_and_delete_rows_with_versions(client, name):
     vectors = rng.standard_normal((10, 8), dtype=np.float32)
     version = client.upload_collection(name, vectors, ids=np.arange(10)).collection.version
     upserted = client.upsert_rows(
-        name, vectors[:2] * -1, [0, 100], labels=[{"tags": {"a": "b"}}, {}],
-        idempotency_key="u1", expected_version=version,
+        name,
+        vectors[:2] * -1,
+        [0, 100],
+        labels=[{"tags": {"a": "b"}}, {}],
+        idempotency_key="u1",
+        expected_version=version,
     )
     assert (upserted.inserted, upserted.replaced, upserted.replayed) == (1, 1, False)
     assert upserted.collection.version == version + 1 and upserted.collection.count == 11
@@ -181,12 +193,19 @@ def test_graph_lifecycle(client, name, tmp_path):
     sources = np.concatenate([np.arange(nodes), np.arange(nodes)])
     order = np.argsort(sources, kind="stable")
     targets = targets[order].astype(np.uint32)
-    offsets = np.concatenate([[0], np.cumsum(np.bincount(sources, minlength=nodes))]).astype(np.uint32)
+    offsets = np.concatenate([[0], np.cumsum(np.bincount(sources, minlength=nodes))]).astype(
+        np.uint32
+    )
     weights = np.full(targets.size, 0.5, np.float32)
     np.save(tmp_path / "weights.npy", weights)
     progress = []
     info = client.put_graph(
-        name, nodes, offsets, targets, tmp_path / "weights.npy", chunk_entries=16,
+        name,
+        nodes,
+        offsets,
+        targets,
+        tmp_path / "weights.npy",
+        chunk_entries=16,
         progress=lambda sent, total: progress.append(sent),
     )
     assert (info.num_nodes, info.num_edges) == (nodes, 100) and info.version >= 1
@@ -200,8 +219,13 @@ def test_graph_lifecycle(client, name, tmp_path):
     assert spread.graph_version == info.version and spread.top_nodes[0] == 0
 
     updated = client.update_graph(
-        name, add_nodes=1, add_edges=[(0, nodes, 1.0)], set_weights=[(0, 1, 0.9)],
-        remove_edges=[(1, 2), (3, 40)], expected_version=info.version, idempotency_key="g1",
+        name,
+        add_nodes=1,
+        add_edges=[(0, nodes, 1.0)],
+        set_weights=[(0, 1, 0.9)],
+        remove_edges=[(1, 2), (3, 40)],
+        expected_version=info.version,
+        idempotency_key="g1",
     )
     assert updated.graph.num_nodes == nodes + 1 and updated.graph.version > info.version
     assert (updated.edges_added, updated.edges_reweighted, updated.edges_removed) == (1, 1, 1)

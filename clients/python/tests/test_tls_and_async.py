@@ -26,24 +26,68 @@ def certificates(tmp_path_factory) -> Path:
         pytest.fail("openssl is needed to make the test certificates")
     d = tmp_path_factory.mktemp("certs")
     ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"]
-    openssl(d, "req", "-x509", "-nodes", *ec, "-keyout", "ca.key", "-out", "ca.pem",
-            "-days", "1", "-subj", "/CN=engram-test-ca")
+    openssl(
+        d,
+        "req",
+        "-x509",
+        "-nodes",
+        *ec,
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=engram-test-ca",
+    )
     (d / "server.ext").write_text(
-        "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n")
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n"
+    )
     (d / "client.ext").write_text("extendedKeyUsage=clientAuth\n")
     for name, subject in (("server", "/CN=localhost"), ("client", "/CN=engram-test-client")):
-        openssl(d, "req", "-nodes", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr",
-                "-subj", subject)
-        openssl(d, "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-                "-CAcreateserial", "-out", f"{name}.pem", "-days", "1",
-                "-extfile", f"{name}.ext")
+        openssl(
+            d,
+            "req",
+            "-nodes",
+            *ec,
+            "-keyout",
+            f"{name}.key",
+            "-out",
+            f"{name}.csr",
+            "-subj",
+            subject,
+        )
+        openssl(
+            d,
+            "x509",
+            "-req",
+            "-in",
+            f"{name}.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            f"{name}.pem",
+            "-days",
+            "1",
+            "-extfile",
+            f"{name}.ext",
+        )
     return d
 
 
 def test_tls_server_certificate(certificates):
     tls = TlsConfig(root_certificates=str(certificates / "ca.pem"), server_name="localhost")
-    server = Server([f"--tls_cert_file={certificates / 'server.pem'}",
-                     f"--tls_key_file={certificates / 'server.key'}"], tls=tls)
+    server = Server(
+        [
+            f"--tls_cert_file={certificates / 'server.pem'}",
+            f"--tls_key_file={certificates / 'server.key'}",
+        ],
+        tls=tls,
+    )
     try:
         with Client(server.target, tls=tls) as client:
             assert client.health() == "SERVING"
@@ -63,8 +107,14 @@ def test_mutual_tls(certificates):
         certificate_chain=(c / "client.pem").read_bytes(),
         private_key=(c / "client.key").read_bytes(),
     )
-    server = Server([f"--tls_cert_file={c / 'server.pem'}", f"--tls_key_file={c / 'server.key'}",
-                     f"--tls_client_ca_file={c / 'ca.pem'}"], tls=server_tls)
+    server = Server(
+        [
+            f"--tls_cert_file={c / 'server.pem'}",
+            f"--tls_key_file={c / 'server.key'}",
+            f"--tls_client_ca_file={c / 'ca.pem'}",
+        ],
+        tls=server_tls,
+    )
     try:
         with Client(server.target, tls=server_tls) as client:
             assert client.get_stats().serving
@@ -85,10 +135,16 @@ def test_async_client(server, name):
         async with AsyncClient(server.target) as client:
             assert await client.health() == "SERVING"
             # Several calls in flight on one channel.
-            results = await asyncio.gather(*(client.batch_cosine(queries, targets) for _ in range(4)))
+            results = await asyncio.gather(
+                *(client.batch_cosine(queries, targets) for _ in range(4))
+            )
             for result in results:
-                np.testing.assert_allclose(result.scores, cosine64(queries, targets), atol=TOLERANCE)
-            uploaded = await client.upload_collection(name, targets, ids=np.arange(40), chunk_rows=7)
+                np.testing.assert_allclose(
+                    result.scores, cosine64(queries, targets), atol=TOLERANCE
+                )
+            uploaded = await client.upload_collection(
+                name, targets, ids=np.arange(40), chunk_rows=7
+            )
             assert uploaded.collection.count == 40
             hits = (await client.search_collection(name, targets[5], top_k=1)).hits[0]
             assert hits.ids.tolist() == [5]

@@ -44,8 +44,12 @@ def test_matrix_input_is_converted_only_when_needed():
 def test_upsert_and_search_requests_match_protobuf():
     vectors = np.ones((2, 3), dtype=np.float32)
     data = requests.upsert_rows(
-        "c", vectors, [5, 6], labels=[{"tags": {"k": "v"}}, {"attributes": {"t": 1.0}}],
-        idempotency_key="key", expected_version=4,
+        "c",
+        vectors,
+        [5, 6],
+        labels=[{"tags": {"k": "v"}}, {"attributes": {"t": 1.0}}],
+        idempotency_key="key",
+        expected_version=4,
     )
     message = pb.UpsertRowsRequest.FromString(data)
     assert message.collection == "c" and list(message.ids) == [5, 6]
@@ -62,7 +66,11 @@ def test_upload_chunks_carry_every_row_once():
     vectors = np.arange(10 * 4, dtype=np.float32).reshape(10, 4)
     seen = []
     total, messages = requests.upload_collection(
-        "c", vectors, create=True, ids=np.arange(10), chunk_rows=3,
+        "c",
+        vectors,
+        create=True,
+        ids=np.arange(10),
+        chunk_rows=3,
         progress=lambda sent, total: seen.append((sent, total)),
     )
     parsed = [pb.UploadCollectionRequest.FromString(m) for m in messages]
@@ -75,8 +83,10 @@ def test_upload_chunks_carry_every_row_once():
 
 def test_put_graph_chunks_match_the_arrays():
     offsets, targets, weights = [0, 2, 3, 3], [1, 2, 0], [0.5, 0.25, 1.0]
-    parsed = [pb.PutGraphRequest.FromString(m) for m in requests.put_graph(
-        "g", 3, offsets, targets, weights, chunk_entries=2)]
+    parsed = [
+        pb.PutGraphRequest.FromString(m)
+        for m in requests.put_graph("g", 3, offsets, targets, weights, chunk_entries=2)
+    ]
     assert parsed[0].header.num_edges == 3
     chunks = [p.chunk for p in parsed[1:]]
     assert [o for c in chunks for o in c.row_offsets] == offsets

@@ -104,7 +104,9 @@ def parse_health(data: bytes) -> str:
 class Methods:
     """One method per RPC; subclasses provide _unary and _stream."""
 
-    def _unary(self, method: str, request: bytes, decode: Callable[[bytes], Any], call: dict) -> Any:
+    def _unary(
+        self, method: str, request: bytes, decode: Callable[[bytes], Any], call: dict
+    ) -> Any:
         raise NotImplementedError
 
     def _stream(
@@ -182,7 +184,12 @@ class Methods:
     # --- Resident collections ---
 
     def create_collection(
-        self, name: str, dimension: int, *, metadata: Optional[Mapping[str, str]] = None, **call: Any
+        self,
+        name: str,
+        dimension: int,
+        *,
+        metadata: Optional[Mapping[str, str]] = None,
+        **call: Any,
     ) -> Any:
         request = pb.CreateCollectionRequest(
             name=name, dimension=dimension, metadata=dict(metadata or {})

@@ -78,7 +78,9 @@ class AsyncClient(Methods):
             self._callables[key] = found
         return found
 
-    async def _run(self, path: str, request: Any, stream: bool, decode: Callable, call: dict) -> Any:
+    async def _run(
+        self, path: str, request: Any, stream: bool, decode: Callable, call: dict
+    ) -> Any:
         unknown = set(call) - CALL_KEYWORDS
         if unknown:
             raise TypeError(f"unexpected keyword arguments {sorted(unknown)}")

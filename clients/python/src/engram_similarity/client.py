@@ -106,7 +106,9 @@ class Client(Methods):
 
     def health(self, service: str = "", *, timeout: Optional[float] = None) -> str:
         """The standard health service's answer: SERVING, NOT_SERVING, ..."""
-        return self._unary(HEALTH_CHECK, health_request(service), parse_health, {"timeout": timeout})
+        return self._unary(
+            HEALTH_CHECK, health_request(service), parse_health, {"timeout": timeout}
+        )
 
     def _callable(self, path: str, stream: bool) -> Any:
         key = ("s" if stream else "u") + path

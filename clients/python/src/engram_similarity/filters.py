@@ -68,9 +68,7 @@ def attribute(
     max_exclusive: bool = False,
 ) -> pb.Predicate:
     """The row has attribute `name` within the bounds given."""
-    bounds = pb.AttributeRange(
-        name=name, min_exclusive=min_exclusive, max_exclusive=max_exclusive
-    )
+    bounds = pb.AttributeRange(name=name, min_exclusive=min_exclusive, max_exclusive=max_exclusive)
     if min is not None:
         bounds.min = min
     if max is not None:

@@ -207,7 +207,8 @@ def _edges(edges: object, name: str, weighted: bool) -> list:
     """Edges from an (n, 2|3) array or a sequence of tuples."""
     if weighted:
         return [
-            pb.WeightedEdge(source=int(s), target=int(t), weight=float(w)) for s, t, w in edges  # type: ignore[union-attr]
+            pb.WeightedEdge(source=int(s), target=int(t), weight=float(w))
+            for s, t, w in edges  # type: ignore[union-attr]
         ]
     return [pb.EdgeRef(source=int(s), target=int(t)) for s, t in edges]  # type: ignore[union-attr]
 
@@ -317,9 +318,7 @@ def put_graph(
     edge_targets = np.asarray(load_array(targets)).ravel()
     edge_weights = np.asarray(load_array(weights)).ravel()
     if edge_targets.shape != edge_weights.shape:
-        raise ValueError(
-            f"targets has {edge_targets.size} entries and weights {edge_weights.size}"
-        )
+        raise ValueError(f"targets has {edge_targets.size} entries and weights {edge_weights.size}")
     edges = edge_targets.size
     total = offsets.size + edges
 

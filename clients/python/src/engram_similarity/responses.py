@@ -91,7 +91,9 @@ def spread(data: bytes) -> SpreadResult:
 def search_collection(data: bytes, num_queries: int) -> SearchResult:
     message, arrays = _split(data, pb.SearchCollectionResponse, {2: FLOAT32})
     scores = arrays[2]
-    hits = [Hits(ids=_u64(h.ids), scores=_f32(h.scores), rows=_u32(h.rows)) for h in message.results]
+    hits = [
+        Hits(ids=_u64(h.ids), scores=_f32(h.scores), rows=_u32(h.rows)) for h in message.results
+    ]
     return SearchResult(
         hits=hits,
         scores=scores.reshape(num_queries, -1) if not hits else None,

@@ -34,7 +34,8 @@ WIRE_LEN = 2
 WIRE_I32 = 5
 
 # Matrix element dtype -> the Matrix field holding the values (packed).
-MATRIX_VALUE_FIELDS: dict[np.dtype, int] = {np.dtype("<f4"): 3}
+FLOAT32 = np.dtype("<f4")
+MATRIX_VALUE_FIELDS: dict[np.dtype, int] = {FLOAT32: 3}
 MATRIX_ROWS_FIELD = 1
 MATRIX_COLS_FIELD = 2
 
@@ -80,7 +81,7 @@ def parts_size(parts: Iterable[Buffer]) -> int:
     return sum(memoryview(p).nbytes for p in parts)
 
 
-def as_matrix(array: object, name: str, dtype: np.dtype = np.dtype("<f4")) -> np.ndarray:
+def as_matrix(array: object, name: str, dtype: np.dtype = FLOAT32) -> np.ndarray:
     """`array` as a C-contiguous 2-D array of `dtype`; a 1-D array is one row.
 
     Copies only when the input is not already in that layout (another dtype,
