@@ -133,6 +133,13 @@ def test_unavailable_without_a_server():
             client.get_stats()
 
 
+def test_timeout_none_is_no_deadline(server):
+    with Client(server.target, timeout=0.000001) as client:
+        with pytest.raises(es.DeadlineExceeded):
+            client.get_stats()
+        assert client.get_stats(timeout=None).serving
+
+
 def test_unknown_call_keyword_is_a_type_error(client):
     with pytest.raises(TypeError, match="deadline"):
         client.get_stats(deadline=1)

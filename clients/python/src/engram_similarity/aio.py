@@ -66,7 +66,10 @@ class AsyncClient(Methods):
 
     async def health(self, service: str = "", *, timeout: Optional[float] = None) -> str:
         return await self._unary(
-            HEALTH_CHECK, health_request(service), parse_health, {"timeout": timeout}
+            HEALTH_CHECK,
+            health_request(service),
+            parse_health,
+            {} if timeout is None else {"timeout": timeout},
         )
 
     def _callable(self, path: str, stream: bool) -> Any:
@@ -84,9 +87,8 @@ class AsyncClient(Methods):
         unknown = set(call) - CALL_KEYWORDS
         if unknown:
             raise TypeError(f"unexpected keyword arguments {sorted(unknown)}")
-        timeout = call.get("timeout")
-        if timeout is None:
-            timeout = self._timeout
+        # An explicit timeout=None means no deadline for this call.
+        timeout = call["timeout"] if "timeout" in call else self._timeout
         method = self._callable(path if path.startswith("/") else SERVICE + path, stream)
         try:
             data = await method(request, timeout=timeout, metadata=call.get("metadata"))

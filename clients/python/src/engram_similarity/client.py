@@ -3,7 +3,8 @@
 Requests travel as bytes the client serialised itself (`requests`), through
 multi-callables whose request serializer is the identity; responses come
 back as bytes for `responses` to decode. Every method takes the per-call
-keywords `timeout` (seconds; the client's default otherwise), `metadata`
+keywords `timeout` (seconds; None for no deadline; the client's default
+when not given), `metadata`
 and `cancellation` (a Cancellation another thread may trigger).
 """
 
@@ -107,7 +108,10 @@ class Client(Methods):
     def health(self, service: str = "", *, timeout: Optional[float] = None) -> str:
         """The standard health service's answer: SERVING, NOT_SERVING, ..."""
         return self._unary(
-            HEALTH_CHECK, health_request(service), parse_health, {"timeout": timeout}
+            HEALTH_CHECK,
+            health_request(service),
+            parse_health,
+            {} if timeout is None else {"timeout": timeout},
         )
 
     def _callable(self, path: str, stream: bool) -> Any:
@@ -121,9 +125,8 @@ class Client(Methods):
 
     def _run(self, path: str, request: Any, stream: bool, decode: Callable, call: dict) -> Any:
         check_call_keywords(call)
-        timeout = call.get("timeout")
-        if timeout is None:
-            timeout = self._timeout
+        # An explicit timeout=None means no deadline for this call.
+        timeout = call["timeout"] if "timeout" in call else self._timeout
         metadata = call.get("metadata")
         cancellation: Optional[Cancellation] = call.get("cancellation")
         method = self._callable(path if path.startswith("/") else SERVICE + path, stream)
