@@ -19,6 +19,18 @@ import numpy as np
 from engram_similarity import requests, responses, wire
 from engram_similarity._proto import similarity_pb2 as pb
 from engram_similarity.filters import LabelsLike, row_filter
+from engram_similarity.types import (
+    CollectionInfo,
+    CosineResult,
+    DeleteRowsResult,
+    GraphInfo,
+    SearchResult,
+    SpreadResult,
+    Stats,
+    UpdateGraphResult,
+    UploadResult,
+    UpsertResult,
+)
 
 SERVICE = "/engram.similarity.v1.Similarity/"
 HEALTH_CHECK = "/grpc.health.v1.Health/Check"
@@ -102,7 +114,12 @@ def parse_health(data: bytes) -> str:
 
 
 class Methods:
-    """One method per RPC; subclasses provide _unary and _stream."""
+    """One method per RPC; subclasses provide _unary and _stream.
+
+    The return annotations are Client's; AsyncClient's methods return
+    awaitables of the same, as aio.pyi (made from this class by
+    check_stubs.py) declares for type checkers.
+    """
 
     def _unary(
         self, method: str, request: bytes, decode: Callable[[bytes], Any], call: dict
@@ -125,7 +142,7 @@ class Methods:
         min_score: Optional[float] = None,
         placement: Union[str, int] = "auto",
         **call: Any,
-    ) -> Any:
+    ) -> CosineResult:
         """Cosine of each query row against each target row (float32 arrays,
         Q x d and N x d; a 1-D array is one row). CosineResult: `scores`
         (Q x N) when top_k == 0, else `top` per query."""
@@ -154,7 +171,7 @@ class Methods:
         seed_nodes: Optional[Any] = None,
         result_nodes: Optional[Any] = None,
         **call: Any,
-    ) -> Any:
+    ) -> SpreadResult:
         """Spreading activation from `seeds` ({node: activation}) over the
         resident graph `graph_name`, or an inline `graph` given as
         (num_nodes, row_offsets, targets, weights). `decay` is e.g.
@@ -176,7 +193,7 @@ class Methods:
         )
         return self._unary("Spread", request, responses.spread, call)
 
-    def get_stats(self, **call: Any) -> Any:
+    def get_stats(self, **call: Any) -> Stats:
         """Stats: version, uptime, readiness and per-method counts; `raw` the
         whole GetStatsResponse."""
         return self._unary("GetStats", b"", responses.stats, call)
@@ -190,7 +207,7 @@ class Methods:
         *,
         metadata: Optional[Mapping[str, str]] = None,
         **call: Any,
-    ) -> Any:
+    ) -> CollectionInfo:
         request = pb.CreateCollectionRequest(
             name=name, dimension=dimension, metadata=dict(metadata or {})
         ).SerializeToString()
@@ -210,7 +227,7 @@ class Methods:
         chunk_bytes: int = requests.DEFAULT_CHUNK_BYTES,
         progress: Optional[requests.Progress] = None,
         **call: Any,
-    ) -> Any:
+    ) -> UploadResult:
         """Streams rows (an array, or a .npy path memory-mapped) in chunks.
         create=True makes the collection, False appends to it. `progress`
         is called with (rows sent, total rows) after each chunk."""
@@ -228,14 +245,16 @@ class Methods:
         )
         return self._stream("UploadCollection", messages, responses.upload, call)
 
-    def delete_collection(self, name: str, **call: Any) -> Any:
+    def delete_collection(self, name: str, **call: Any) -> None:
         request = pb.DeleteCollectionRequest(name=name).SerializeToString()
         return self._unary("DeleteCollection", request, responses.empty, call)
 
-    def list_collections(self, **call: Any) -> Any:
+    def list_collections(self, **call: Any) -> list[CollectionInfo]:
         return self._unary("ListCollections", b"", responses.collection_list, call)
 
-    def describe_collection(self, name: str, *, min_version: int = 0, **call: Any) -> Any:
+    def describe_collection(
+        self, name: str, *, min_version: int = 0, **call: Any
+    ) -> CollectionInfo:
         request = pb.DescribeCollectionRequest(name=name, min_version=min_version)
         return self._unary(
             "DescribeCollection", request.SerializeToString(), responses.collection_info, call
@@ -254,7 +273,7 @@ class Methods:
         deny_ids: Optional[Any] = None,
         where: Optional[pb.Predicate] = None,
         **call: Any,
-    ) -> Any:
+    ) -> SearchResult:
         """Queries against a resident collection; `allow_ids`, `deny_ids` and
         `where` (see engram_similarity.filters) restrict the rows scored."""
         request = requests.search_collection(
@@ -284,7 +303,7 @@ class Methods:
         idempotency_key: str = "",
         expected_version: int = 0,
         **call: Any,
-    ) -> Any:
+    ) -> UpsertResult:
         request = requests.upsert_rows(
             collection,
             vectors,
@@ -303,7 +322,7 @@ class Methods:
         idempotency_key: str = "",
         expected_version: int = 0,
         **call: Any,
-    ) -> Any:
+    ) -> DeleteRowsResult:
         request = requests.delete_rows(
             collection, ids, idempotency_key=idempotency_key, expected_version=expected_version
         )
@@ -322,7 +341,7 @@ class Methods:
         chunk_entries: int = requests.DEFAULT_CHUNK_ENTRIES,
         progress: Optional[requests.Progress] = None,
         **call: Any,
-    ) -> Any:
+    ) -> GraphInfo:
         """Streams a CSR graph (arrays or .npy paths). GraphInfo."""
         messages = requests.put_graph(
             name,
@@ -335,14 +354,14 @@ class Methods:
         )
         return self._stream("PutGraph", messages, responses.graph_info, call)
 
-    def delete_graph(self, name: str, **call: Any) -> Any:
+    def delete_graph(self, name: str, **call: Any) -> None:
         request = pb.DeleteGraphRequest(name=name).SerializeToString()
         return self._unary("DeleteGraph", request, responses.empty, call)
 
-    def list_graphs(self, **call: Any) -> Any:
+    def list_graphs(self, **call: Any) -> list[GraphInfo]:
         return self._unary("ListGraphs", b"", responses.graph_list, call)
 
-    def describe_graph(self, name: str, *, min_version: int = 0, **call: Any) -> Any:
+    def describe_graph(self, name: str, *, min_version: int = 0, **call: Any) -> GraphInfo:
         request = pb.DescribeGraphRequest(name=name, min_version=min_version)
         return self._unary("DescribeGraph", request.SerializeToString(), responses.graph_info, call)
 
@@ -357,7 +376,7 @@ class Methods:
         idempotency_key: str = "",
         expected_version: int = 0,
         **call: Any,
-    ) -> Any:
+    ) -> UpdateGraphResult:
         """Edges as (source, target) for remove_edges and (source, target,
         weight) for the others. UpdateGraphResult."""
         request = requests.update_graph(

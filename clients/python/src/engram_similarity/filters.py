@@ -39,8 +39,8 @@ def labels(
                 entry.integer = value
             else:
                 raise TypeError(f"tag {key!r}: values are str or int")
-    for name, value in (attributes or {}).items():
-        message.attributes[name] = float(value)
+    for name, number in (attributes or {}).items():
+        message.attributes[name] = float(number)
     return message
 
 

@@ -10,8 +10,8 @@ unary call, an iterator of bytes for a client stream.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Optional, Union
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Optional, Union, cast
 
 import numpy as np
 
@@ -37,11 +37,12 @@ DEFAULT_CHUNK_BYTES = 4 << 20  # as the C++ client: well under any message limit
 DEFAULT_CHUNK_ENTRIES = 1 << 20
 
 
-def placement(value: Union[str, int]) -> int:
+def placement(value: Union[str, int]) -> pb.Placement:
+    """A Placement from its name ("auto", "cpu", "gpu", ...) or number."""
     if isinstance(value, int):
-        return value
+        return cast(pb.Placement, value)
     try:
-        return PLACEMENTS[value.lower()]
+        return cast(pb.Placement, PLACEMENTS[value.lower()])
     except KeyError:
         raise ValueError(f"placement must be one of {sorted(PLACEMENTS)}, got {value!r}") from None
 
@@ -203,32 +204,29 @@ def delete_rows(
     ).SerializeToString()
 
 
-def _edges(edges: object, name: str, weighted: bool) -> list:
+def _edges(edges: Iterable[Any], weighted: bool) -> list[Any]:
     """Edges from an (n, 2|3) array or a sequence of tuples."""
     if weighted:
-        return [
-            pb.WeightedEdge(source=int(s), target=int(t), weight=float(w))
-            for s, t, w in edges  # type: ignore[union-attr]
-        ]
-    return [pb.EdgeRef(source=int(s), target=int(t)) for s, t in edges]  # type: ignore[union-attr]
+        return [pb.WeightedEdge(source=int(s), target=int(t), weight=float(w)) for s, t, w in edges]
+    return [pb.EdgeRef(source=int(s), target=int(t)) for s, t in edges]
 
 
 def update_graph(
     name: str,
     *,
     add_nodes: int = 0,
-    remove_edges: object = (),
-    set_weights: object = (),
-    add_edges: object = (),
+    remove_edges: Iterable[Any] = (),
+    set_weights: Iterable[Any] = (),
+    add_edges: Iterable[Any] = (),
     idempotency_key: str = "",
     expected_version: int = 0,
 ) -> bytes:
     return pb.UpdateGraphRequest(
         name=name,
         add_nodes=add_nodes,
-        remove_edges=_edges(remove_edges, "remove_edges", False),
-        set_weights=_edges(set_weights, "set_weights", True),
-        add_edges=_edges(add_edges, "add_edges", True),
+        remove_edges=_edges(remove_edges, False),
+        set_weights=_edges(set_weights, True),
+        add_edges=_edges(add_edges, True),
         idempotency_key=idempotency_key,
         expected_version=expected_version,
     ).SerializeToString()
@@ -239,7 +237,7 @@ def upload_collection(
     vectors: ArraySource,
     *,
     create: bool,
-    ids: Optional[object] = None,
+    ids: Optional[Any] = None,
     labels: Optional[Sequence[LabelsLike]] = None,
     metadata: Optional[Mapping[str, str]] = None,
     idempotency_key: str = "",

@@ -73,7 +73,7 @@ def packed_parts(field: int, array: np.ndarray) -> list[Buffer]:
     """
     if array.size == 0:
         return []
-    data = memoryview(array).cast("B")
+    data = array.data.cast("B")
     return [len_prefix(field, data.nbytes), data]
 
 
