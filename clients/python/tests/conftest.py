@@ -105,5 +105,5 @@ _names = iter(range(1_000_000))
 
 @pytest.fixture()
 def name(request: pytest.FixtureRequest) -> str:
-    """A collection or graph name unique within the session."""
+    """A collection or graph name unique within the test run."""
     return f"{request.node.name[:40].strip('_')}-{next(_names)}".replace("[", "-").replace("]", "")
