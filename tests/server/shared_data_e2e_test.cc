@@ -3,7 +3,9 @@
 // the Kubernetes overlays run them. What a client wrote at one replica is
 // read at the others with min_version, concurrent writes at two replicas
 // add up, etcd going away stops writes but not reads, and a restart of
-// every replica brings everything back.
+// every replica brings everything back. Row changes and graph edits made
+// at one replica are searched and spread at the others as the writer
+// answers them.
 #include <signal.h>
 #include <unistd.h>
 
@@ -12,6 +14,7 @@
 #include <cstdio>
 #include <map>
 #include <memory>
+#include <random>
 #include <set>
 #include <string>
 #include <thread>
@@ -28,6 +31,7 @@
 #include "gtest/gtest.h"
 #include "tests/server/etcd_process.h"
 #include "tests/server/server_process.h"
+#include "tests/testing/graph_edits.h"
 #include "tests/testing/random_data.h"
 #include "tests/testing/time_scale.h"
 
@@ -376,6 +380,194 @@ TEST_F(SharedDataE2ETest, AGraphPutAtOneReplicaSpreadsAtEveryOther) {
         << "replica " << i << ": " << spread_at.status();
     EXPECT_EQ(spread_at->graph_version(), again->version());
     EXPECT_EQ(spread_at->activation_size(), 80);
+  }
+}
+
+// Labels tagging row `id` with its parity ("half" = 0 or 1).
+pb::RowLabels ParityLabel(uint64_t id) {
+  pb::RowLabels labels;
+  pb::Tag* tag = labels.add_tags();
+  tag->set_key("half");
+  tag->set_integer(static_cast<int64_t>(id % 2));
+  return labels;
+}
+
+TEST_F(SharedDataE2ETest, RowChangesAtOneReplicaAreSearchedAtEveryOther) {
+  // 200 rows with ids 0..199 at replica 0; replica 1 replaces ids 0..49
+  // and adds 200..219; replica 2 deletes ids 100..149 and two it never
+  // held. Each change waits for the one before it (expected_version), as
+  // a client writing one memory at a time does.
+  const client::FloatMatrix base = Random(200, kDim, 31);
+  std::vector<uint64_t> ids(200);
+  std::vector<pb::RowLabels> labels;
+  for (uint64_t i = 0; i < 200; ++i) {
+    ids[i] = i;
+    labels.push_back(ParityLabel(i));
+  }
+  client::UploadOptions upload;
+  upload.name = "memories";
+  auto created = at(0).UploadCollection(upload, base, ids, labels);
+  ASSERT_TRUE(created.ok()) << created.status();
+  WaitEverywhere("memories", created->collection().version());
+
+  const client::FloatMatrix changed = Random(70, kDim, 32);
+  std::vector<uint64_t> changed_ids;
+  std::vector<pb::RowLabels> changed_labels;
+  for (uint64_t i = 0; i < 50; ++i) changed_ids.push_back(i);
+  for (uint64_t i = 200; i < 220; ++i) changed_ids.push_back(i);
+  for (const uint64_t id : changed_ids)
+    changed_labels.push_back(ParityLabel(id));
+  auto upsert = client::MakeUpsertRowsRequest("memories", changed, changed_ids,
+                                              changed_labels);
+  ASSERT_TRUE(upsert.ok()) << upsert.status();
+  upsert->set_expected_version(created->collection().version());
+  auto upserted = at(1).UpsertRows(*upsert);
+  ASSERT_TRUE(upserted.ok()) << upserted.status();
+  EXPECT_EQ(upserted->replaced(), 50u);
+  EXPECT_EQ(upserted->inserted(), 20u);
+
+  std::vector<uint64_t> doomed = {5000, 5001};
+  for (uint64_t i = 100; i < 150; ++i) doomed.push_back(i);
+  pb::DeleteRowsRequest remove =
+      client::MakeDeleteRowsRequest("memories", doomed);
+  remove.set_expected_version(upserted->collection().version());
+  // Replica 2 may not have loaded the upsert yet: it answers ABORTED until
+  // it has, and the client resends.
+  absl::StatusOr<pb::DeleteRowsResponse> removed;
+  const absl::Time give_up = absl::Now() + testing::Scaled(absl::Seconds(20));
+  do {
+    removed = at(2).DeleteRows(remove);
+  } while ((absl::IsAborted(removed.status()) ||
+            absl::IsUnavailable(removed.status())) &&
+           absl::Now() < give_up);
+  ASSERT_TRUE(removed.ok()) << removed.status();
+  EXPECT_EQ(removed->deleted(), 50u);
+  EXPECT_EQ(removed->not_found(), 2u);
+  const uint64_t version = removed->collection().version();
+
+  // What each id should find: its own vector, the latest one written.
+  std::map<uint64_t, std::vector<float>> live;
+  for (uint64_t i = 0; i < 200; ++i) {
+    live[i].assign(base.values.begin() + i * kDim,
+                   base.values.begin() + (i + 1) * kDim);
+  }
+  for (size_t r = 0; r < changed_ids.size(); ++r) {
+    live[changed_ids[r]].assign(changed.values.begin() + r * kDim,
+                                changed.values.begin() + (r + 1) * kDim);
+  }
+  for (uint64_t i = 100; i < 150; ++i) live.erase(i);
+
+  std::vector<std::string> answers;
+  for (int replica = 0; replica < 3; ++replica) {
+    auto info = at(replica).DescribeCollection("memories", version);
+    ASSERT_TRUE(info.ok()) << "replica " << replica << ": " << info.status();
+    EXPECT_EQ(info->version(), version);
+    EXPECT_EQ(info->count(), live.size());
+    // Every live row finds itself; every query is searched as of `version`.
+    for (const auto& [id, values] : live) {
+      if (id % 9 != 0) continue;
+      client::FloatMatrix row{1, kDim, values};
+      auto found =
+          at(replica).SearchCollection(FindRow("memories", row, 0, version));
+      ASSERT_TRUE(found.ok()) << found.status();
+      EXPECT_EQ(found->collection_version(), version);
+      ASSERT_EQ(found->results(0).ids(0), id) << "replica " << replica;
+    }
+    // A filter on the labels: only odd ids, never a deleted one, and the
+    // same answer at every replica.
+    pb::SearchCollectionRequest filtered;
+    filtered.set_collection("memories");
+    *filtered.mutable_queries() = *client::MakeMatrix(Random(3, kDim, 33));
+    filtered.set_top_k(300);
+    filtered.set_min_version(version);
+    pb::TagMatch* match =
+        filtered.mutable_filter()->mutable_where()->mutable_tag();
+    match->set_key("half");
+    match->add_values()->set_integer(1);
+    auto found = at(replica).SearchCollection(filtered);
+    ASSERT_TRUE(found.ok()) << found.status();
+    size_t odd_live = 0;
+    for (const auto& [id, values] : live) odd_live += id % 2;
+    for (const pb::CollectionHits& hits : found->results()) {
+      ASSERT_EQ(static_cast<size_t>(hits.ids_size()), odd_live);
+      for (const uint64_t id : hits.ids()) {
+        EXPECT_EQ(id % 2, 1u);
+        EXPECT_TRUE(live.count(id)) << id;
+      }
+    }
+    found->clear_report();
+    found->clear_batch_queries();
+    found->clear_batch_requests();
+    found->clear_queue_seconds();
+    answers.push_back(found->SerializeAsString());
+  }
+  EXPECT_EQ(answers[1], answers[0]);
+  EXPECT_EQ(answers[2], answers[0]);
+}
+
+TEST_F(SharedDataE2ETest, GraphEditsAtOneReplicaSpreadAtEveryOther) {
+  const testing::RandomCsrGraph g = testing::RandomGraph(600, 4, 41);
+  auto put = at(0).PutGraph("links", ToProto(g));
+  ASSERT_TRUE(put.ok()) << put.status();
+  uint64_t version = put->version();
+  testing::EdgeListGraph reference(g.view());
+  std::mt19937_64 rng(42);
+  // Edits of every kind, each at the next replica, each waiting for the
+  // one before (a replica that has not loaded it answers ABORTED).
+  for (int i = 0; i < 10; ++i) {
+    const collections::GraphEdit edit = testing::RandomGraphEdit(
+        reference, static_cast<testing::GraphEditKind>(i % 5), 12, rng);
+    reference.Apply(edit);
+    client::GraphUpdate update;
+    update.add_nodes = edit.add_nodes;
+    for (const auto& e : edit.remove_edges) {
+      update.remove_edges.push_back({e.source, e.target});
+    }
+    for (const auto& e : edit.set_weights) {
+      update.set_weights.push_back({e.source, e.target, e.weight});
+    }
+    for (const auto& e : edit.add_edges) {
+      update.add_edges.push_back({e.source, e.target, e.weight});
+    }
+    const pb::UpdateGraphRequest request = client::MakeUpdateGraphRequest(
+        "links", update, absl::StrCat("edit-", i), version);
+    absl::StatusOr<pb::UpdateGraphResponse> updated;
+    const absl::Time give_up = absl::Now() + testing::Scaled(absl::Seconds(20));
+    do {
+      updated = at(i % 3).UpdateGraph(request);
+    } while ((absl::IsAborted(updated.status()) ||
+              absl::IsUnavailable(updated.status())) &&
+             absl::Now() < give_up);
+    ASSERT_TRUE(updated.ok()) << "edit " << i << ": " << updated.status();
+    EXPECT_GT(updated->graph().version(), version);
+    version = updated->graph().version();
+    EXPECT_EQ(updated->graph().num_edges(), reference.num_edges());
+  }
+
+  pb::SpreadRequest inline_spread;
+  for (uint32_t v = 3; v < reference.num_nodes(); v += 97) {
+    pb::Seed* seed = inline_spread.add_seeds();
+    seed->set_node(v);
+    seed->set_activation(1.0f);
+  }
+  inline_spread.mutable_params()->set_max_hops(5);
+  *inline_spread.mutable_graph() = ToProto(reference.ToCsr());
+  auto expected = at(0).Spread(inline_spread);
+  ASSERT_TRUE(expected.ok()) << expected.status();
+  pb::SpreadRequest named = inline_spread;
+  named.clear_graph();
+  named.set_graph_name("links");
+  named.set_min_version(version);
+  for (int i = 0; i < 3; ++i) {
+    auto spread_at = at(i).Spread(named);
+    ASSERT_TRUE(spread_at.ok())
+        << "replica " << i << ": " << spread_at.status();
+    EXPECT_EQ(spread_at->graph_version(), version);
+    ASSERT_EQ(spread_at->activation_size(), expected->activation_size());
+    for (int n = 0; n < expected->activation_size(); ++n) {
+      ASSERT_EQ(spread_at->activation(n), expected->activation(n))
+          << "replica " << i << " node " << n;
+    }
   }
 }
 
