@@ -14,7 +14,12 @@
 //                             out per call (wall time), Q = 1 (one search)
 //                             and Q = 32 (a batched pass);
 //   cpu_resident/top10        the same jobs on CpuBackend, the baseline the
-//                             batched GPU throughput is reported against.
+//                             batched GPU throughput is reported against;
+//   gpu_resident_masked/top10 the gpu_resident search with a row mask
+//                             admitting 1%, 10%, 50% or 90% of the rows at
+//                             random (a filter, or tombstones), Q = 1 and
+//                             32: ns_per_admitted_row against the unmasked
+//                             gpu_resident row's time per row.
 // Counters: GBps is the memory traffic the kernels need at the least
 // (targets read once, scores written once and, for top10, read by the 9
 // select passes), GBps_of_peak that over the device's peak bandwidth (the
@@ -259,6 +264,63 @@ void Resident(benchmark::State& state, bool warm_up,
       static_cast<double>(q), benchmark::Counter::kIsIterationInvariantRate);
 }
 
+// A mask over kMaxTargets rows admitting each with probability
+// percent / 100, from a fixed seed; kept for the life of the program.
+kernels::RowMask RandomMask(int percent) {
+  auto* words = new std::vector<uint64_t>((kMaxTargets + 63) / 64);
+  uint64_t state = 0x9e3779b97f4a7c15ull * static_cast<uint64_t>(percent + 1);
+  for (size_t r = 0; r < kMaxTargets; ++r) {
+    state = state * 6364136223846793005ull + 1442695040888963407ull;
+    if ((state >> 33) % 100 < static_cast<uint64_t>(percent)) {
+      (*words)[r / 64] |= uint64_t{1} << (r % 64);
+    }
+  }
+  return kernels::RowMask{words->data(), 0, kMaxTargets};
+}
+
+// The gpu_resident search restricted to the rows `mask` admits.
+void ResidentMasked(benchmark::State& state, bool warm_up, size_t q,
+                    const kernels::RowMask& mask) {
+  dispatch::CosineJob job = Job(q, kMaxTargets, kTopK);
+  job.resident_targets = kResidentKey;
+  job.mask = mask;
+  const size_t admitted = job.scored_targets();
+  dispatch::CosineOutput out;
+  if (!WarmUp(state, warm_up,
+              [&] { return g_inputs->gpu->Cosine(job, &out); })) {
+    return;
+  }
+  for (auto _ : state) {
+    if (!Check(state, g_inputs->gpu->Cosine(job, &out))) return;
+    benchmark::DoNotOptimize(out.top.data());
+  }
+  state.counters["admitted_rows"] = static_cast<double>(admitted);
+  state.counters["ns_per_admitted_row"] =
+      benchmark::Counter(static_cast<double>(admitted) * 1e-9,
+                         benchmark::Counter::kIsIterationInvariantRate |
+                             benchmark::Counter::kInvert);
+}
+
+void RegisterResidentMasked() {
+  for (int percent : {1, 10, 50, 90}) {
+    const kernels::RowMask mask = RandomMask(percent);
+    for (size_t q : {size_t{1}, size_t{32}}) {
+      auto warmed = std::make_shared<bool>(false);
+      benchmark::RegisterBenchmark(
+          absl::StrCat("gpu_resident_masked/top10/Q:", q, "/N:", kMaxTargets,
+                       "/admitted:", percent, "%")
+              .c_str(),
+          [=](benchmark::State& state) {
+            const bool first = !*warmed;
+            *warmed = true;
+            ResidentMasked(state, first, q, mask);
+          })
+          ->UseRealTime()
+          ->Unit(benchmark::kMicrosecond);
+    }
+  }
+}
+
 // gpu_resident and cpu_resident rows for Q = 1 and 32.
 void RegisterResident(bool on_gpu) {
   for (size_t q : {size_t{1}, size_t{32}}) {
@@ -313,6 +375,7 @@ void RegisterAll(const GpuReference& reference) {
     }
   }
   RegisterResident(/*on_gpu=*/true);
+  RegisterResidentMasked();
   RegisterResident(/*on_gpu=*/false);
 }
 
