@@ -41,7 +41,6 @@ TransferProgress At(uint64_t bytes, uint64_t items,
 // A clock the test moves by hand.
 class FakeClock {
  public:
-  absl::Time Now() const { return now_; }
   void Advance(absl::Duration d) { now_ += d; }
   std::function<absl::Time()> AsFunction() {
     return [this] { return now_; };
