@@ -225,19 +225,37 @@ absl::StatusOr<v1::UploadCollectionResponse> SimilarityClient::UploadCollection(
   header->set_idempotency_key(options.idempotency_key);
   header->mutable_metadata()->insert(options.metadata.begin(),
                                      options.metadata.end());
+  // The payload bytes of rows [first, end), as RowBytes counts them.
+  auto bytes_of = [&](uint64_t first, uint64_t end) {
+    if (labels.empty()) {
+      return (end - first) * RowBytes(vectors.cols, !ids.empty(), labels, 0);
+    }
+    uint64_t bytes = 0;
+    for (uint64_t row = first; row < end; ++row) {
+      bytes += RowBytes(vectors.cols, !ids.empty(), labels, row);
+    }
+    return bytes;
+  };
+  TransferProgress progress;
+  if (options.progress) {
+    progress.total_bytes = bytes_of(0, vectors.rows);
+    progress.total_items = vectors.rows;
+  }
   bool writing = writer->Write(message);
   uint64_t first = 0;
   while (writing && first < vectors.rows) {
     // Rows go in while the chunk has room for them; the first always does.
     uint64_t end = first + 1;
+    uint64_t chunk_bytes = 0;
     if (options.chunk_rows > 0) {
       end = std::min<uint64_t>(vectors.rows, first + options.chunk_rows);
+      if (options.progress) chunk_bytes = bytes_of(first, end);
     } else {
-      uint64_t bytes = RowBytes(vectors.cols, !ids.empty(), labels, first);
+      chunk_bytes = RowBytes(vectors.cols, !ids.empty(), labels, first);
       while (end < vectors.rows) {
         const uint64_t next = RowBytes(vectors.cols, !ids.empty(), labels, end);
-        if (bytes + next > options.chunk_bytes) break;
-        bytes += next;
+        if (chunk_bytes + next > options.chunk_bytes) break;
+        chunk_bytes += next;
         ++end;
       }
     }
@@ -255,6 +273,11 @@ absl::StatusOr<v1::UploadCollectionResponse> SimilarityClient::UploadCollection(
       }
     }
     writing = writer->Write(message);
+    if (writing && options.progress) {
+      progress.bytes_sent += chunk_bytes;
+      progress.items_sent = end;
+      options.progress(progress);
+    }
     first = end;
   }
   // A failed Write means the server answered early (an error); Finish
@@ -328,6 +351,16 @@ absl::StatusOr<v1::DeleteRowsResponse> SimilarityClient::DeleteRows(
 absl::StatusOr<v1::GraphInfo> SimilarityClient::PutGraph(
     const std::string& name, const v1::Graph& graph, uint64_t chunk_entries,
     const CallOptions& call) const {
+  PutGraphOptions options;
+  options.name = name;
+  options.chunk_entries = chunk_entries;
+  return PutGraph(options, graph, call);
+}
+
+absl::StatusOr<v1::GraphInfo> SimilarityClient::PutGraph(
+    const PutGraphOptions& options, const v1::Graph& graph,
+    const CallOptions& call) const {
+  const uint64_t chunk_entries = options.chunk_entries;
   if (chunk_entries == 0) {
     return absl::InvalidArgumentError("chunk_entries must be >= 1");
   }
@@ -344,11 +377,24 @@ absl::StatusOr<v1::GraphInfo> SimilarityClient::PutGraph(
       stub_->PutGraph(&context, &response);
   v1::PutGraphRequest message;
   v1::PutGraphHeader* header = message.mutable_header();
-  header->set_name(name);
+  header->set_name(options.name);
   header->set_num_nodes(graph.num_nodes());
   header->set_num_edges(static_cast<uint64_t>(graph.targets_size()));
-  bool writing = writer->Write(message);
   const uint64_t offsets = graph.row_offsets_size();
+  const uint64_t edges = graph.targets_size();
+  // Payload bytes as TransferProgress counts them.
+  constexpr uint64_t kOffsetBytes = sizeof(uint32_t);
+  constexpr uint64_t kEdgeBytes = sizeof(uint32_t) + sizeof(float);
+  TransferProgress progress;
+  progress.total_bytes = offsets * kOffsetBytes + edges * kEdgeBytes;
+  progress.total_items = edges;
+  auto report = [&](uint64_t bytes, uint64_t new_edges) {
+    if (!options.progress) return;
+    progress.bytes_sent += bytes;
+    progress.items_sent += new_edges;
+    options.progress(progress);
+  };
+  bool writing = writer->Write(message);
   for (uint64_t first = 0; writing && first < offsets; first += chunk_entries) {
     const uint64_t n = std::min(chunk_entries, offsets - first);
     message.Clear();
@@ -356,8 +402,8 @@ absl::StatusOr<v1::GraphInfo> SimilarityClient::PutGraph(
         graph.row_offsets().begin() + first,
         graph.row_offsets().begin() + first + n);
     writing = writer->Write(message);
+    if (writing) report(n * kOffsetBytes, 0);
   }
-  const uint64_t edges = graph.targets_size();
   for (uint64_t first = 0; writing && first < edges; first += chunk_entries) {
     const uint64_t n = std::min(chunk_entries, edges - first);
     message.Clear();
@@ -367,6 +413,7 @@ absl::StatusOr<v1::GraphInfo> SimilarityClient::PutGraph(
     chunk->mutable_weights()->Add(graph.weights().begin() + first,
                                   graph.weights().begin() + first + n);
     writing = writer->Write(message);
+    if (writing) report(n * kEdgeBytes, n);
   }
   if (writing) writer->WritesDone();
   ENGRAM_RETURN_IF_ERROR(FromGrpcStatus(writer->Finish()));

@@ -10,6 +10,7 @@
 #define ENGRAM_CLIENT_SIMILARITY_CLIENT_H_
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -42,6 +43,29 @@ struct CallOptions {
   std::optional<absl::Duration> timeout;
 };
 
+// How far a streamed write (UploadCollection, PutGraph) has got, as its
+// progress callback sees it. Bytes count the payload the chunks carry, not
+// the messages' framing or the header: for an upload each row's values, its
+// id and its labels (as UploadOptions.chunk_bytes counts them); for a graph
+// 4 bytes per row offset and 8 per edge (target and weight). So bytes_sent
+// ends at total_bytes and items_sent at total_items when the stream is
+// complete.
+struct TransferProgress {
+  uint64_t bytes_sent = 0;
+  // Rows (UploadCollection) or edges (PutGraph) sent so far; a graph's row
+  // offsets go first, so its count stays 0 while they are sent.
+  uint64_t items_sent = 0;
+  // The whole stream's; unset when unknown (this client always sets them).
+  std::optional<uint64_t> total_bytes;
+  std::optional<uint64_t> total_items;
+};
+
+// Called after each chunk of a streamed write is written, with counts that
+// never decrease; not called for chunks the server did not take (a failed
+// write ends the stream). It runs on the calling thread between writes, so
+// a slow callback slows the stream; it must not throw.
+using ProgressCallback = std::function<void(const TransferProgress&)>;
+
 // How UploadCollection streams a matrix.
 struct UploadOptions {
   std::string name;
@@ -58,6 +82,17 @@ struct UploadOptions {
   // Optional (UploadHeader.idempotency_key): resending an upload with the
   // same key after an error applies it at most once.
   std::string idempotency_key;
+  // Optional: told of each chunk written (see ProgressCallback).
+  ProgressCallback progress;
+};
+
+// How PutGraph streams a graph.
+struct PutGraphOptions {
+  std::string name;
+  // Row offsets or edges per chunk message; must be >= 1.
+  uint64_t chunk_entries = uint64_t{1} << 20;
+  // Optional: told of each chunk written (see ProgressCallback).
+  ProgressCallback progress;
 };
 
 class SimilarityClient {
@@ -168,7 +203,14 @@ class SimilarityClient {
       const CallOptions& call = {}) const;
 
   // Resident graphs. PutGraph streams `graph` (CSR, as in SpreadRequest)
-  // with at most `chunk_entries` row offsets or edges per message (>= 1).
+  // with at most `options.chunk_entries` row offsets or edges per message.
+  // INVALID_ARGUMENT, without calling, for chunk_entries 0 or a weight count
+  // other than the edge count.
+  absl::StatusOr<engram::similarity::v1::GraphInfo> PutGraph(
+      const PutGraphOptions& options,
+      const engram::similarity::v1::Graph& graph,
+      const CallOptions& call = {}) const;
+  // The same, named and chunked by arguments, without progress.
   absl::StatusOr<engram::similarity::v1::GraphInfo> PutGraph(
       const std::string& name, const engram::similarity::v1::Graph& graph,
       uint64_t chunk_entries = uint64_t{1} << 20,

@@ -14,6 +14,7 @@
 #include "client/cli/invocation.h"
 #include "client/cli/load_generator.h"
 #include "client/cli/output.h"
+#include "client/cli/progress.h"
 #include "client/cli/request_builders.h"
 #include "client/cli/resident_commands.h"
 #include "client/similarity_client.h"
@@ -25,7 +26,8 @@ namespace engram::client::cli {
 namespace v1 = ::engram::similarity::v1;
 namespace health = ::grpc::health::v1;
 
-int Run(const Invocation& invocation, std::ostream& out, std::ostream& err) {
+int Run(const Invocation& invocation, std::ostream& out, std::ostream& err,
+        bool err_is_terminal) {
   if (!invocation.subcommand.has_value()) {
     err << FormatError(UsageError("missing subcommand")) << "\n";
     return kExitUsage;
@@ -101,7 +103,10 @@ int Run(const Invocation& invocation, std::ostream& out, std::ostream& err) {
       break;  // Handled above.
     case Subcommand::kCollection:
     case Subcommand::kGraph:
-      return RunResident(invocation, resident, **client, call, out, err);
+      return RunResident(
+          invocation, resident, **client, call, out, err,
+          ChooseProgressStyle(invocation.common.quiet,
+                              invocation.common.progress, err_is_terminal));
     case Subcommand::kHealth: {
       absl::StatusOr<health::HealthCheckResponse::ServingStatus> status =
           (*client)->Health(invocation.health.service, call);
@@ -122,7 +127,8 @@ int Run(const Invocation& invocation, std::ostream& out, std::ostream& err) {
   return kExitUsage;  // Unreachable: the switch covers every subcommand.
 }
 
-int Main(int argc, char** argv, std::ostream& out, std::ostream& err) {
+int Main(int argc, char** argv, std::ostream& out, std::ostream& err,
+         bool err_is_terminal) {
   std::vector<std::string> args(argv + std::min(argc, 1), argv + argc);
   absl::StatusOr<Invocation> invocation = ParseArgs(args);
   if (!invocation.ok()) {
@@ -134,7 +140,7 @@ int Main(int argc, char** argv, std::ostream& out, std::ostream& err) {
     out << UsageText(invocation->subcommand);
     return kExitOk;
   }
-  return Run(*invocation, out, err);
+  return Run(*invocation, out, err, err_is_terminal);
 }
 
 }  // namespace engram::client::cli

@@ -9,6 +9,7 @@
 //   invocation.h        the parsed command line (subcommand and options)
 //   flags.h             ParseArgs and the --help text
 //   output.h            exit codes, JSON output and the error line
+//   progress.h          the progress display of long transfers
 //   credentials.h       the channel credentials of the TLS flags
 //   request_builders.h  flag values and files into requests
 //   load_generator.h    the `bench` command
@@ -23,6 +24,7 @@
 #include "client/cli/invocation.h"
 #include "client/cli/load_generator.h"
 #include "client/cli/output.h"
+#include "client/cli/progress.h"
 #include "client/cli/request_builders.h"
 #include "client/cli/resident_commands.h"
 
@@ -30,10 +32,14 @@ namespace engram::client::cli {
 
 // Runs a parsed, non-help invocation: builds the request, calls the server
 // and prints the result to `out` or the error to `err`. Returns the exit code.
-int Run(const Invocation& invocation, std::ostream& out, std::ostream& err);
+// `err_is_terminal` says whether `err` is a terminal, which decides with
+// --quiet and --progress whether long transfers show progress on `err`.
+int Run(const Invocation& invocation, std::ostream& out, std::ostream& err,
+        bool err_is_terminal = false);
 
 // The whole program: ParseArgs, help or Run. Returns the exit code.
-int Main(int argc, char** argv, std::ostream& out, std::ostream& err);
+int Main(int argc, char** argv, std::ostream& out, std::ostream& err,
+         bool err_is_terminal = false);
 
 }  // namespace engram::client::cli
 

@@ -39,6 +39,14 @@ ABSL_FLAG(std::string, tls_key_file, "", "PEM key of --tls_cert_file.");
 ABSL_FLAG(std::string, tls_server_name, "",
           "Name the server's certificate must carry, when it differs from "
           "the host in --server.");
+ABSL_FLAG(bool, quiet, false,
+          "No progress display on stderr, even on a terminal (wins over "
+          "--progress).");
+ABSL_FLAG(bool, progress, false,
+          "collection upload/append, graph put: show progress on stderr even "
+          "when it is not a terminal, as plain lines (at most one a second) "
+          "instead of one line redrawn in place; a terminal gets it without "
+          "this flag.");
 
 ABSL_FLAG(std::string, queries, "",
           "Query vectors: a .npy file of float32, Q x D (or 1-D: one query).");
@@ -213,7 +221,7 @@ const std::vector<FlagSpec>& CommonFlags() {
       {"server", "HOST:PORT"},       {"timeout", "DURATION"},
       {"request_id", "ID"},          {"tls_ca_file", "FILE.pem"},
       {"tls_cert_file", "FILE.pem"}, {"tls_key_file", "FILE.pem"},
-      {"tls_server_name", "NAME"}};
+      {"tls_server_name", "NAME"},   {"quiet", ""}};
   return *flags;
 }
 
@@ -307,7 +315,8 @@ const std::vector<CommandSpec>& Commands() {
         {"top_k", "K"},
         {"min_score", "S"},
         {"placement", "auto|cpu|gpu"},
-        {"filter", "JSON|@FILE"}}},
+        {"filter", "JSON|@FILE"},
+        {"progress", ""}}},
       {Subcommand::kGraph,
        "graph",
        "Resident graphs: graph put|delete|list|describe|update (put streams "
@@ -324,7 +333,8 @@ const std::vector<CommandSpec>& Commands() {
         {"set_weights", "S:T:W,..."},
         {"add_edges", "S:T:W,..."},
         {"idempotency_key", "KEY"},
-        {"expected_version", "V"}}},
+        {"expected_version", "V"},
+        {"progress", ""}}},
   };
   return *commands;
 }
@@ -400,7 +410,9 @@ void AppendWrapped(absl::string_view prefix, absl::string_view text,
 }
 
 void AppendFlagHelp(const FlagSpec& spec, std::string* out) {
-  absl::StrAppend(out, "  --", spec.name, "=", spec.value_hint, "\n");
+  // A switch (a bool flag) has no value hint: --quiet, or --quiet=false.
+  absl::StrAppend(out, "  --", spec.name, spec.value_hint.empty() ? "" : "=",
+                  spec.value_hint, "\n");
   const absl::CommandLineFlag* flag = absl::FindCommandLineFlag(spec.name);
   if (flag == nullptr) return;
   std::string help = flag->Help();
@@ -504,17 +516,19 @@ absl::StatusOr<Invocation> ParseArgs(const std::vector<std::string>& args) {
       }
       return UsageError(absl::StrCat("unknown flag --", name));
     }
+    absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
     std::string value;
     if (equals != absl::string_view::npos) {
       value = std::string(arg.substr(equals + 1));
+    } else if (flag != nullptr && flag->IsOfType<bool>()) {
+      value = "true";  // A switch alone turns on; --name=false turns off.
     } else if (i + 1 < args.size()) {
-      // Every flag takes a value, so the next argument is it even when it
-      // starts with '-' (e.g. --min_score -0.5).
+      // Every other flag takes a value, so the next argument is it even
+      // when it starts with '-' (e.g. --min_score -0.5).
       value = args[++i];
     } else {
       return UsageError(absl::StrCat("--", name, " needs a value"));
     }
-    absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
     std::string error;
     if (flag == nullptr || !flag->ParseFrom(value, &error)) {
       return UsageError(absl::StrCat("invalid value '", value, "' for --", name,
@@ -530,6 +544,8 @@ absl::StatusOr<Invocation> ParseArgs(const std::vector<std::string>& args) {
   common.tls_cert_file = absl::GetFlag(FLAGS_tls_cert_file);
   common.tls_key_file = absl::GetFlag(FLAGS_tls_key_file);
   common.tls_server_name = absl::GetFlag(FLAGS_tls_server_name);
+  common.quiet = absl::GetFlag(FLAGS_quiet);
+  common.progress = absl::GetFlag(FLAGS_progress);
   ENGRAM_RETURN_IF_ERROR(ValidateRequestId(common.request_id));
   if (common.tls_cert_file.empty() != common.tls_key_file.empty()) {
     return UsageError("--tls_cert_file and --tls_key_file go together");

@@ -15,7 +15,8 @@
 namespace engram::client::cli {
 
 // Parses the arguments after the program name: the subcommand first, then
-// flags as `--name=value` or `--name value` (one leading dash also works).
+// flags as `--name=value` or `--name value` (one leading dash also works);
+// a switch (bool flag) alone, `--quiet`, means true.
 // `help`, `--help` or `-h` anywhere asks for help. Flags are the absl flags
 // defined in flags.cc; a flag the subcommand does not take is an error.
 // Returns INVALID_ARGUMENT describing the problem. Not thread-safe: it resets

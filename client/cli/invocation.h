@@ -35,6 +35,11 @@ struct CommonOptions {
   std::string tls_cert_file;
   std::string tls_key_file;
   std::string tls_server_name;
+  // Progress of long transfers on stderr (client/cli/progress.h): quiet
+  // turns it off; progress (collection and graph only) prints it as plain
+  // lines when stderr is not a terminal, where it shows anyway.
+  bool quiet = false;
+  bool progress = false;
 };
 
 struct CosineOptions {

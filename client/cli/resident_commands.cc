@@ -79,6 +79,14 @@ absl::Status ReadRows(const CollectionOptions& c, ResidentInput* input) {
   return absl::OkStatus();
 }
 
+ProgressLine::Options ProgressOptions(ProgressStyle style,
+                                      absl::string_view unit) {
+  ProgressLine::Options options;
+  options.style = style;
+  options.unit = std::string(unit);
+  return options;
+}
+
 }  // namespace
 
 absl::StatusOr<ResidentInput> BuildResidentInput(const Invocation& invocation) {
@@ -176,7 +184,7 @@ absl::StatusOr<ResidentInput> BuildResidentInput(const Invocation& invocation) {
 
 int RunResident(const Invocation& invocation, const ResidentInput& input,
                 const SimilarityClient& client, const CallOptions& call,
-                std::ostream& out, std::ostream& err) {
+                std::ostream& out, std::ostream& err, ProgressStyle progress) {
   if (*invocation.subcommand == Subcommand::kCollection) {
     const CollectionOptions& c = invocation.collection;
     if (c.action == "create") {
@@ -191,10 +199,13 @@ int RunResident(const Invocation& invocation, const ResidentInput& input,
                            err);
     }
     if (c.action == "upload" || c.action == "append") {
-      return PrintResponse(
-          client.UploadCollection(input.upload, input.rows, input.ids,
-                                  input.labels, call),
-          out, err);
+      ProgressLine line(err, ProgressOptions(progress, "rows"));
+      UploadOptions upload = input.upload;
+      upload.progress = line.Callback();
+      auto response = client.UploadCollection(upload, input.rows, input.ids,
+                                              input.labels, call);
+      line.Finish(response.ok());
+      return PrintResponse(response, out, err);
     }
     if (c.action == "delete") {
       return PrintStatus(client.DeleteCollection(c.name, call), out, err);
@@ -209,8 +220,14 @@ int RunResident(const Invocation& invocation, const ResidentInput& input,
   }
   const GraphOptions& g = invocation.graph;
   if (g.action == "put") {
-    return PrintResponse(
-        client.PutGraph(g.name, input.graph, g.chunk_entries, call), out, err);
+    ProgressLine line(err, ProgressOptions(progress, "edges"));
+    PutGraphOptions put;
+    put.name = g.name;
+    put.chunk_entries = g.chunk_entries;
+    put.progress = line.Callback();
+    auto response = client.PutGraph(put, input.graph, call);
+    line.Finish(response.ok());
+    return PrintResponse(response, out, err);
   }
   if (g.action == "delete") {
     return PrintStatus(client.DeleteGraph(g.name, call), out, err);

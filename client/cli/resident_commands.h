@@ -10,6 +10,7 @@
 
 #include "absl/status/statusor.h"
 #include "client/cli/invocation.h"
+#include "client/cli/progress.h"
 #include "client/similarity_client.h"
 #include "client/types.h"
 #include "engram/similarity/v1/similarity.pb.h"
@@ -40,10 +41,13 @@ absl::StatusOr<ResidentInput> BuildResidentInput(const Invocation& invocation);
 
 // Runs the action of a `collection` or `graph` invocation through `client`,
 // with `input` from BuildResidentInput, and prints the response to `out` or
-// the error to `err`. Returns kExitOk or kExitRpcError.
+// the error to `err`. The streamed writes (collection upload and append,
+// graph put) show their progress on `err` in `progress` style. Returns
+// kExitOk or kExitRpcError.
 int RunResident(const Invocation& invocation, const ResidentInput& input,
                 const SimilarityClient& client, const CallOptions& call,
-                std::ostream& out, std::ostream& err);
+                std::ostream& out, std::ostream& err,
+                ProgressStyle progress = ProgressStyle::kOff);
 
 }  // namespace engram::client::cli
 

@@ -104,6 +104,20 @@ grpc::Status FakeSimilarityService::UploadCollection(
   return Begin("UploadCollection", context);
 }
 
+grpc::Status FakeSimilarityService::PutGraph(
+    grpc::ServerContext* context,
+    grpc::ServerReader<v1::PutGraphRequest>* reader, v1::GraphInfo* response) {
+  std::vector<v1::PutGraphRequest> messages;
+  v1::PutGraphRequest message;
+  while (reader->Read(&message)) messages.push_back(message);
+  {
+    absl::MutexLock lock(&mu_);
+    last_put_graph_ = std::move(messages);
+    *response = put_graph_response_;
+  }
+  return Begin("PutGraph", context);
+}
+
 grpc::Status FakeSimilarityService::SearchCollection(
     grpc::ServerContext* context, const v1::SearchCollectionRequest* request,
     v1::SearchCollectionResponse* response) {
@@ -169,6 +183,11 @@ void FakeSimilarityService::SetUploadResponse(
   upload_response_ = std::move(response);
 }
 
+void FakeSimilarityService::SetPutGraphResponse(v1::GraphInfo response) {
+  absl::MutexLock lock(&mu_);
+  put_graph_response_ = std::move(response);
+}
+
 void FakeSimilarityService::SetSearchResponse(
     v1::SearchCollectionResponse response) {
   absl::MutexLock lock(&mu_);
@@ -210,6 +229,12 @@ std::vector<v1::UploadCollectionRequest>
 FakeSimilarityService::last_upload_messages() const {
   absl::MutexLock lock(&mu_);
   return last_upload_;
+}
+
+std::vector<v1::PutGraphRequest>
+FakeSimilarityService::last_put_graph_messages() const {
+  absl::MutexLock lock(&mu_);
+  return last_put_graph_;
 }
 
 v1::SearchCollectionRequest FakeSimilarityService::last_search_request() const {

@@ -55,6 +55,11 @@ class FakeSimilarityService final
       grpc::ServerReader<engram::similarity::v1::UploadCollectionRequest>*
           reader,
       engram::similarity::v1::UploadCollectionResponse* response) override;
+  // Reads the whole stream, then answers.
+  grpc::Status PutGraph(
+      grpc::ServerContext* context,
+      grpc::ServerReader<engram::similarity::v1::PutGraphRequest>* reader,
+      engram::similarity::v1::GraphInfo* response) override;
   grpc::Status SearchCollection(
       grpc::ServerContext* context,
       const engram::similarity::v1::SearchCollectionRequest* request,
@@ -78,6 +83,7 @@ class FakeSimilarityService final
   void SetStatsResponse(engram::similarity::v1::GetStatsResponse response);
   void SetUploadResponse(
       engram::similarity::v1::UploadCollectionResponse response);
+  void SetPutGraphResponse(engram::similarity::v1::GraphInfo response);
   void SetSearchResponse(
       engram::similarity::v1::SearchCollectionResponse response);
   void SetUpsertResponse(engram::similarity::v1::UpsertRowsResponse response);
@@ -91,6 +97,9 @@ class FakeSimilarityService final
   // Every message of the last upload stream, the header first.
   std::vector<engram::similarity::v1::UploadCollectionRequest>
   last_upload_messages() const;
+  // Every message of the last graph put stream, the header first.
+  std::vector<engram::similarity::v1::PutGraphRequest> last_put_graph_messages()
+      const;
   engram::similarity::v1::SearchCollectionRequest last_search_request() const;
   engram::similarity::v1::UpsertRowsRequest last_upsert_request() const;
   engram::similarity::v1::DeleteRowsRequest last_delete_rows_request() const;
@@ -114,6 +123,9 @@ class FakeSimilarityService final
       ABSL_GUARDED_BY(mu_);
   engram::similarity::v1::UploadCollectionResponse upload_response_
       ABSL_GUARDED_BY(mu_);
+  std::vector<engram::similarity::v1::PutGraphRequest> last_put_graph_
+      ABSL_GUARDED_BY(mu_);
+  engram::similarity::v1::GraphInfo put_graph_response_ ABSL_GUARDED_BY(mu_);
   engram::similarity::v1::SearchCollectionRequest last_search_
       ABSL_GUARDED_BY(mu_);
   engram::similarity::v1::SearchCollectionResponse search_response_

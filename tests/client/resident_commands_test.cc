@@ -5,14 +5,17 @@
 // flags and files to requests and printed answers, against an in-process
 // fake server. Runs against the real server are in
 // tests/server/resident_cli_e2e_test.cc.
+#include <algorithm>
 #include <cstdint>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "client/cli/commands.h"
 #include "client/cli/request_builders.h"
 #include "client/npy.h"
@@ -26,6 +29,7 @@ namespace {
 namespace v1 = ::engram::similarity::v1;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+using ::testing::Not;
 using ::testing::StartsWith;
 
 TEST(ResidentCommandsTest, CollectionNeedsAKnownAction) {
@@ -217,15 +221,17 @@ class ResidentRunTest : public ::testing::Test {
   }
 
   // Runs engram-cli with `args` and the fake's address; returns the exit
-  // code and fills out_ and err_.
-  int RunCli(std::vector<std::string> args) {
+  // code and fills out_ and err_ (taken for a terminal when
+  // `err_is_terminal`).
+  int RunCli(std::vector<std::string> args, bool err_is_terminal = false) {
     args.insert(args.begin(), "engram-cli");
     args.push_back(absl::StrCat("--server=", server_->target()));
     std::vector<char*> argv;
     for (std::string& arg : args) argv.push_back(arg.data());
     out_.str("");
     err_.str("");
-    return Main(static_cast<int>(argv.size()), argv.data(), out_, err_);
+    return Main(static_cast<int>(argv.size()), argv.data(), out_, err_,
+                err_is_terminal);
   }
 
   static std::string Temp(const std::string& name,
@@ -401,6 +407,112 @@ TEST_F(ResidentRunTest, UploadSendsEachChunkTheLabelsOfItsRows) {
   ASSERT_EQ(second.labels_size(), 1);
   EXPECT_EQ(second.labels(0).tags(0).integer(), 2);
   EXPECT_THAT(out_.str(), HasSubstr("\"rows_uploaded\":\"3\""));
+}
+
+TEST_F(ResidentRunTest, UploadWithProgressPrintsProgressLinesAndTheLastOne) {
+  const std::string rows = RowsFile("progress_rows.npy", 5, 2);
+  ASSERT_EQ(RunCli({"collection", "upload", "--name=docs", "--file=" + rows,
+                    "--chunk_rows=2", "--progress"}),
+            kExitOk)
+      << err_.str();
+  // Plain lines, not redrawn: the first chunk's (the later ones follow
+  // within a second, so they are not shown), then the final line. 8 bytes
+  // of values a row.
+  const std::string err = err_.str();
+  EXPECT_EQ(err.find('\r'), std::string::npos);
+  std::vector<std::string> lines = absl::StrSplit(err, '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 2u) << err;
+  EXPECT_THAT(lines[0], StartsWith("16 B / 40 B  "));
+  EXPECT_THAT(lines[0], HasSubstr(" rows/s  40%"));
+  EXPECT_THAT(lines[1], StartsWith("done: 40 B, 5 rows in 0:0"));
+  EXPECT_THAT(out_.str(), StartsWith("{"));
+  EXPECT_EQ(server_->similarity().last_upload_messages().size(), 4u);
+}
+
+TEST_F(ResidentRunTest, UploadShowsNoProgressOffATerminalUnlessAsked) {
+  const std::string rows = RowsFile("quiet_rows.npy", 5, 2);
+  ASSERT_EQ(RunCli({"collection", "upload", "--name=docs", "--file=" + rows,
+                    "--chunk_rows=2"}),
+            kExitOk);
+  EXPECT_EQ(err_.str(), "");
+  // --quiet wins over --progress, and over a terminal.
+  ASSERT_EQ(RunCli({"collection", "append", "--name=docs", "--file=" + rows,
+                    "--progress", "--quiet"}),
+            kExitOk);
+  EXPECT_EQ(err_.str(), "");
+  ASSERT_EQ(RunCli({"collection", "upload", "--name=docs", "--file=" + rows,
+                    "--quiet"},
+                   /*err_is_terminal=*/true),
+            kExitOk);
+  EXPECT_EQ(err_.str(), "");
+  EXPECT_THAT(out_.str(), StartsWith("{"));
+}
+
+TEST_F(ResidentRunTest, UploadOnATerminalRedrawsOneLineAndEndsIt) {
+  const std::string rows = RowsFile("terminal_rows.npy", 5, 2);
+  ASSERT_EQ(RunCli({"collection", "upload", "--name=docs", "--file=" + rows,
+                    "--chunk_rows=2"},
+                   /*err_is_terminal=*/true),
+            kExitOk);
+  const std::string err = err_.str();
+  EXPECT_THAT(err, StartsWith("\r16 B / 40 B  "));
+  EXPECT_THAT(err, HasSubstr("\rdone: 40 B, 5 rows in 0:0"));
+  EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1);
+  EXPECT_EQ(err.back(), '\n');
+}
+
+TEST_F(ResidentRunTest, FailedUploadEndsTheProgressBeforeTheError) {
+  server_->similarity().SetStatus(
+      grpc::Status(grpc::StatusCode::ALREADY_EXISTS, "docs exists"));
+  const std::string rows = RowsFile("failed_rows.npy", 3, 2);
+  ASSERT_EQ(RunCli({"collection", "upload", "--name=docs", "--file=" + rows},
+                   /*err_is_terminal=*/true),
+            kExitRpcError);
+  const std::string err = err_.str();
+  EXPECT_THAT(err, Not(HasSubstr("done")));
+  EXPECT_THAT(err, HasSubstr("\nerror: ALREADY_EXISTS: docs exists\n"));
+}
+
+TEST_F(ResidentRunTest, GraphPutWithProgressCountsEdges) {
+  v1::GraphInfo canned;
+  canned.set_num_edges(3);
+  server_->similarity().SetPutGraphResponse(canned);
+  const std::string edges =
+      Temp("progress_edges.tsv", "0 1 0.5\n1 2 0.25\n2 0 1\n");
+  ASSERT_EQ(RunCli({"graph", "put", "--name=g", "--graph=" + edges,
+                    "--chunk_entries=2", "--progress"}),
+            kExitOk)
+      << err_.str();
+  // 4 row offsets (16 bytes), then 3 edges (24 bytes).
+  std::vector<std::string> lines =
+      absl::StrSplit(err_.str(), '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 2u) << err_.str();
+  EXPECT_THAT(lines[0], StartsWith("8 B / 40 B  0 edges/s  20%"));
+  EXPECT_THAT(lines[1], StartsWith("done: 40 B, 3 edges in 0:0"));
+  EXPECT_THAT(out_.str(), HasSubstr("\"num_edges\":\"3\""));
+  const auto messages = server_->similarity().last_put_graph_messages();
+  ASSERT_EQ(messages.size(), 1u + 2u + 2u);
+  EXPECT_EQ(messages[0].header().name(), "g");
+}
+
+TEST(ResidentCommandsTest, ProgressAndQuietAreSwitches) {
+  auto parsed = ParseArgs({"collection", "upload", "--progress", "--name=a"});
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_TRUE(parsed->common.progress);
+  EXPECT_FALSE(parsed->common.quiet);
+  EXPECT_EQ(parsed->collection.name, "a");  // --name was not its value
+  parsed = ParseArgs({"graph", "put", "--quiet", "--progress=false"});
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_TRUE(parsed->common.quiet);
+  EXPECT_FALSE(parsed->common.progress);
+  parsed = ParseArgs({"stats", "--quiet"});
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_TRUE(parsed->common.quiet);
+  // --progress is for the commands that stream.
+  EXPECT_FALSE(ParseArgs({"stats", "--progress"}).ok());
+  EXPECT_FALSE(ParseArgs({"graph", "put", "--quiet=maybe"}).ok());
+  EXPECT_THAT(UsageText(Subcommand::kCollection), HasSubstr("  --progress\n"));
+  EXPECT_THAT(UsageText(std::nullopt), HasSubstr("  --quiet\n"));
 }
 
 TEST_F(ResidentRunTest, SearchSendsTheFilterAndPrintsRowsSearched) {

@@ -386,6 +386,144 @@ TEST_F(SimilarityClientTest, UploadRefusesALabelCountOtherThanOnePerRow) {
   EXPECT_EQ(server_->similarity().calls(), 0);
 }
 
+// Every report of a progress callback, in order.
+class ProgressRecorder {
+ public:
+  ProgressCallback callback() {
+    return [this](const TransferProgress& p) { reports_.push_back(p); };
+  }
+  const std::vector<TransferProgress>& reports() const { return reports_; }
+
+  // The counts only grow, and the totals stay what the first report said.
+  void ExpectMonotonic() const {
+    for (std::size_t i = 1; i < reports_.size(); ++i) {
+      EXPECT_GT(reports_[i].bytes_sent, reports_[i - 1].bytes_sent) << i;
+      EXPECT_GE(reports_[i].items_sent, reports_[i - 1].items_sent) << i;
+      EXPECT_EQ(reports_[i].total_bytes, reports_[0].total_bytes) << i;
+      EXPECT_EQ(reports_[i].total_items, reports_[0].total_items) << i;
+    }
+  }
+
+ private:
+  std::vector<TransferProgress> reports_;
+};
+
+TEST_F(SimilarityClientTest, UploadReportsProgressAfterEachChunk) {
+  auto client = Connect();
+  const LabelledRows rows = MakeLabelledRows(5, 2);
+  UploadOptions options;
+  options.name = "docs";
+  options.chunk_rows = 2;
+  ProgressRecorder recorder;
+  options.progress = recorder.callback();
+
+  ASSERT_TRUE(client->UploadCollection(options, rows.vectors, rows.ids).ok());
+
+  // 8 bytes of values and 8 of id a row, 2 + 2 + 1 rows.
+  const auto& reports = recorder.reports();
+  ASSERT_EQ(reports.size(), 3u);
+  recorder.ExpectMonotonic();
+  EXPECT_EQ(reports[0].items_sent, 2u);
+  EXPECT_EQ(reports[0].bytes_sent, 32u);
+  EXPECT_EQ(reports[1].items_sent, 4u);
+  EXPECT_EQ(reports[2].items_sent, 5u);
+  EXPECT_EQ(reports[2].bytes_sent, 80u);
+  EXPECT_EQ(reports[2].total_items, 5u);
+  EXPECT_EQ(reports[2].total_bytes, 80u);
+}
+
+TEST_F(SimilarityClientTest, UploadProgressCountsLabelBytesAndEndsAtTotals) {
+  auto client = Connect();
+  const LabelledRows rows = MakeLabelledRows(7, 2);
+  UploadOptions options;
+  options.name = "docs";
+  options.chunk_bytes = 64;  // 27 bytes a labelled row: 2 rows a chunk
+  ProgressRecorder recorder;
+  options.progress = recorder.callback();
+
+  ASSERT_TRUE(
+      client->UploadCollection(options, rows.vectors, rows.ids, rows.labels)
+          .ok());
+
+  const auto& reports = recorder.reports();
+  ASSERT_EQ(reports.size(), 4u);
+  recorder.ExpectMonotonic();
+  EXPECT_EQ(reports.back().items_sent, 7u);
+  EXPECT_EQ(reports.back().bytes_sent, 7u * 27u);
+  EXPECT_EQ(reports.back().total_bytes, reports.back().bytes_sent);
+  EXPECT_EQ(reports.back().total_items, 7u);
+}
+
+TEST_F(SimilarityClientTest, UploadRefusedBeforeAnyChunkReportsNoProgress) {
+  auto client = Connect();
+  const LabelledRows rows = MakeLabelledRows(3, 2);
+  UploadOptions options;
+  options.name = "docs";
+  ProgressRecorder recorder;
+  options.progress = recorder.callback();
+  const std::vector<v1::RowLabels> two(rows.labels.begin(),
+                                       rows.labels.begin() + 2);
+  EXPECT_FALSE(client->UploadCollection(options, rows.vectors, {}, two).ok());
+  EXPECT_TRUE(recorder.reports().empty());
+}
+
+TEST_F(SimilarityClientTest, PutGraphReportsOffsetsThenEdgesEndingAtTotals) {
+  v1::GraphInfo canned;
+  canned.set_num_edges(5);
+  server_->similarity().SetPutGraphResponse(canned);
+  auto client = Connect();
+  // 3 nodes, 5 edges: 4 row offsets, then 5 targets and weights.
+  v1::Graph graph;
+  graph.set_num_nodes(3);
+  for (uint32_t offset : {0, 2, 4, 5}) graph.add_row_offsets(offset);
+  for (uint32_t target : {1, 2, 0, 2, 0}) {
+    graph.add_targets(target);
+    graph.add_weights(0.5f);
+  }
+  PutGraphOptions options;
+  options.name = "links";
+  options.chunk_entries = 2;
+  ProgressRecorder recorder;
+  options.progress = recorder.callback();
+
+  auto put = client->PutGraph(options, graph);
+
+  ASSERT_TRUE(put.ok()) << put.status();
+  EXPECT_EQ(put->num_edges(), 5u);
+  const auto messages = server_->similarity().last_put_graph_messages();
+  ASSERT_EQ(messages.size(), 1u + 2u + 3u);
+  EXPECT_EQ(messages[0].header().name(), "links");
+  // Offset chunks of 2 and 2, then edge chunks of 2, 2 and 1.
+  const auto& reports = recorder.reports();
+  ASSERT_EQ(reports.size(), 5u);
+  recorder.ExpectMonotonic();
+  EXPECT_EQ(reports[0].bytes_sent, 8u);
+  EXPECT_EQ(reports[0].items_sent, 0u);
+  EXPECT_EQ(reports[1].bytes_sent, 16u);
+  EXPECT_EQ(reports[1].items_sent, 0u);
+  EXPECT_EQ(reports[2].items_sent, 2u);
+  EXPECT_EQ(reports[4].items_sent, 5u);
+  EXPECT_EQ(reports[4].bytes_sent, 4u * 4u + 5u * 8u);
+  EXPECT_EQ(reports[4].total_bytes, reports[4].bytes_sent);
+  EXPECT_EQ(reports[4].total_items, 5u);
+}
+
+TEST_F(SimilarityClientTest, PutGraphByNameSendsTheSameStream) {
+  auto client = Connect();
+  v1::Graph graph;
+  graph.set_num_nodes(2);
+  for (uint32_t offset : {0, 1, 1}) graph.add_row_offsets(offset);
+  graph.add_targets(1);
+  graph.add_weights(1.0f);
+  ASSERT_TRUE(client->PutGraph("g", graph, /*chunk_entries=*/1).ok());
+  const auto messages = server_->similarity().last_put_graph_messages();
+  ASSERT_EQ(messages.size(), 1u + 3u + 1u);
+  EXPECT_EQ(messages[0].header().name(), "g");
+  EXPECT_EQ(messages[0].header().num_edges(), 1u);
+  EXPECT_EQ(client->PutGraph("g", graph, /*chunk_entries=*/0).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 TEST_F(SimilarityClientTest, SearchCollectionSendsTheFilter) {
   v1::SearchCollectionResponse canned;
   canned.set_rows_searched(12);
