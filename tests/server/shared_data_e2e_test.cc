@@ -510,6 +510,18 @@ TEST_F(SharedDataE2ETest, GraphEditsAtOneReplicaSpreadAtEveryOther) {
   auto put = at(0).PutGraph("links", ToProto(g));
   ASSERT_TRUE(put.ok()) << put.status();
   uint64_t version = put->version();
+  // A replica that has not loaded the graph yet answers a change NOT_FOUND,
+  // as for collections (WaitEverywhere).
+  for (int i = 0; i < 3; ++i) {
+    absl::StatusOr<pb::GraphInfo> info;
+    const absl::Time give_up = absl::Now() + testing::Scaled(absl::Seconds(20));
+    do {
+      info = at(i).DescribeGraph("links", version);
+    } while ((absl::IsUnavailable(info.status()) ||
+              absl::IsNotFound(info.status())) &&
+             absl::Now() < give_up);
+    ASSERT_TRUE(info.ok()) << "replica " << i << ": " << info.status();
+  }
   testing::EdgeListGraph reference(g.view());
   std::mt19937_64 rng(42);
   // Edits of every kind, each at the next replica, each waiting for the
