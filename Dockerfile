@@ -15,7 +15,9 @@
 #
 # CI (scripts/image-check.sh) builds the CPU variant on a Debian 12 base of
 # its own (CPU_BUILDER_IMAGE, CPU_RUNTIME_IMAGE) from binaries it has just
-# built (BINARIES=context), and runs it.
+# built (BINARIES=context), and runs it. buildah (1.28) chooses the stages to
+# build from --build-arg values alone, not from the defaults below: with
+# buildah, pass VARIANT and BINARIES explicitly.
 
 # gpu or cpu.
 ARG VARIANT=gpu

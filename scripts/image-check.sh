@@ -185,8 +185,10 @@ if [[ $added != "$wanted" ]]; then
   fail "packages installed by hand in the image differ from the list" \
     "(< listed, > installed)"
 fi
+listed=$(wc -l <"$work/context/prebuilt/runtime-packages.txt")
 automatic=$(in_image 0:0 apt-mark showauto | wc -l)
-echo "  $(echo "$added" | wc -w) listed packages + $automatic dependencies"
+echo "  $listed listed ($((listed - $(echo "$added" | wc -w))) already in the" \
+  "base), $automatic more as their dependencies"
 
 say "ldd in the image"
 ldd_out=$(in_image 10001:10001 ldd /usr/local/bin/engram-server \
