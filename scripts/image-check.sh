@@ -71,7 +71,15 @@ bh() {
 }
 # buildah build leaves a working container for each stage that is only a
 # FROM; nothing else uses this storage, so every container goes.
+bh rm --all >/dev/null 2>&1 || true
+# What the check needs of the machine: buildah's storage, and mounts in a
+# namespace of its own.
+if ! probe=$(bh from scratch 2>&1) || ! bh mount "$probe" >/dev/null 2>&1; then
+  skip "buildah cannot create and mount a container here: $probe"
+fi
 bh rm --all >/dev/null
+unshare --mount --propagation private -- true 2>/dev/null ||
+  skip "unshare --mount is not allowed here"
 work=$(mktemp -d)
 server_pid=""
 cleanup() {
