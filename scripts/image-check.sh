@@ -3,7 +3,9 @@
 # last step (scripts/test.sh). The base is Debian 12 (bookworm) minbase, made
 # with debootstrap, the release CI builds on; the image takes the binaries
 # just built in BUILD_DIR (--build-arg BINARIES=context) instead of compiling
-# the project a second time. It checks that:
+# the project a second time; ENGRAM_IMAGE_BINARIES=source checks the
+# Dockerfile's default path instead, compiling in the builder stage (minutes
+# more). It checks that:
 #   - the runtime stage installs exactly scripts/runtime-packages.sh's list
 #     (beyond the base's packages; their dependencies come as automatic);
 #   - ldd inside the image finds every shared library the binaries load;
@@ -26,8 +28,11 @@
 #   ENGRAM_IMAGE_MIRROR  the Debian archive (default http://deb.debian.org/debian)
 #   ENGRAM_IMAGE_SECURITY_MIRROR  its security suites (default: the archive's
 #                        address, debian -> debian-security)
+#   ENGRAM_IMAGE_BINARIES  context (default) or source, the Dockerfile's
+#                        BINARIES
+#   JOBS                 compile jobs in the builder stage, for source (default 2)
 #   ENGRAM_IMAGE_TIMEOUT seconds the base and the image build may take in
-#                        all (default 600)
+#                        all (default 600; 1800 for source)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build_dir=${BUILD_DIR:-build}
@@ -35,7 +40,12 @@ server=$build_dir/server/engram-server
 cli=$build_dir/client/engram-cli
 cache=${ENGRAM_IMAGE_CACHE:-/var/cache/engram-image}
 mirror=${ENGRAM_IMAGE_MIRROR:-http://deb.debian.org/debian}
-time_limit=${ENGRAM_IMAGE_TIMEOUT:-600}
+binaries=${ENGRAM_IMAGE_BINARIES:-context}
+case $binaries in
+  context) time_limit=${ENGRAM_IMAGE_TIMEOUT:-600} ;;
+  source) time_limit=${ENGRAM_IMAGE_TIMEOUT:-1800} ;;
+  *) echo "image-check: ENGRAM_IMAGE_BINARIES is context or source" >&2; exit 2 ;;
+esac
 suite=bookworm
 image=localhost/engram-similarity:image-check
 
@@ -58,8 +68,10 @@ done
 codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
 [[ $codename == "$suite" ]] ||
   skip "the binaries must be built on Debian 12 ($suite), this is '$codename'"
-[[ -x $server && -x $cli ]] ||
+if [[ $binaries == context && ! (-x $server && -x $cli) ]]; then
   fail "build engram-server and engram-cli first ($server, $cli)"
+fi
+[[ -x $cli ]] || fail "build engram-cli first ($cli): it calls the image"
 curl -fsS --max-time 20 -o /dev/null "$mirror/dists/$suite/InRelease" ||
   skip "the Debian archive $mirror is unreachable"
 
@@ -130,34 +142,51 @@ EOF
   bh rmi --prune >/dev/null 2>&1 || true
 fi
 
-# 2. The image: the CPU variant, from the binaries in BUILD_DIR. The context
-# holds them alone (prebuilt/, as the Dockerfile's BINARIES=context reads it).
-say "runtime packages (scripts/runtime-packages.sh)"
-mkdir -p "$work/context/prebuilt"
-cp "$server" "$cli" "$work/context/prebuilt/"
-scripts/runtime-packages.sh "$server" "$cli" \
-  >"$work/context/prebuilt/runtime-packages.txt"
-paste -sd' ' "$work/context/prebuilt/runtime-packages.txt"
-say "buildah build --build-arg VARIANT=cpu --build-arg BINARIES=context"
-timeout "$(left)" buildah --root "$cache/storage" --runroot "$cache/run" \
-  build --isolation chroot --layers --pull=never \
-  --build-arg VARIANT=cpu --build-arg BINARIES=context \
-  --build-arg CPU_BUILDER_IMAGE="$base" --build-arg CPU_RUNTIME_IMAGE="$base" \
-  -f "$PWD/Dockerfile" -t "$image" "$work/context" >"$work/build.log" 2>&1 || {
-  status=$?
-  tail -n 40 "$work/build.log"
-  # Past the time limit, the runtime stage's apt-get was waiting on the
-  # archive (there is nothing else slow to wait for).
-  ((status != 124)) ||
-    skip "the image build ran out of time (ENGRAM_IMAGE_TIMEOUT=$time_limit)"
-  # The runtime stage's apt-get: the archive, not the image, failed.
-  if grep -qE '^(E|W): (Failed to fetch|Could not resolve|Some index files)' \
-    "$work/build.log"; then
-    skip "the image's apt-get could not reach the Debian archive (log above)"
-  fi
-  fail "buildah build failed (log above)"
+# 2. The image: the CPU variant. With BINARIES=context the context holds the
+# binaries of BUILD_DIR alone (prebuilt/, as the Dockerfile reads it); with
+# source it is the checkout. --format docker keeps the HEALTHCHECK, as docker
+# does.
+build_args=(--build-arg VARIANT=cpu --build-arg BINARIES="$binaries"
+  --build-arg JOBS="${JOBS:-2}" --build-arg CPU_BUILDER_IMAGE="$base"
+  --build-arg CPU_RUNTIME_IMAGE="$base")
+if [[ $binaries == context ]]; then
+  context=$work/context
+  mkdir -p "$context/prebuilt"
+  cp "$server" "$cli" "$context/prebuilt/"
+  scripts/runtime-packages.sh "$server" "$cli" \
+    >"$context/prebuilt/runtime-packages.txt"
+else
+  context=$PWD
+fi
+say "buildah build --build-arg VARIANT=cpu --build-arg BINARIES=$binaries"
+image_build() {
+  timeout "$(left)" buildah --root "$cache/storage" --runroot "$cache/run" \
+    build --isolation chroot --layers --pull=never --format docker \
+    "${build_args[@]}" -f "$PWD/Dockerfile" "$@" "$context" \
+    >>"$work/build.log" 2>&1 || {
+    status=$?
+    tail -n 40 "$work/build.log"
+    # Past the time limit, the runtime stage's apt-get was waiting on the
+    # archive (there is nothing else slow to wait for).
+    ((status != 124)) ||
+      skip "the image build ran out of time (ENGRAM_IMAGE_TIMEOUT=$time_limit)"
+    # The runtime stage's apt-get: the archive, not the image, failed.
+    if grep -qE '^(E|W): (Failed to fetch|Could not resolve|Some index files)' \
+      "$work/build.log"; then
+      skip "the image's apt-get could not reach the Debian archive (log above)"
+    fi
+    fail "buildah build failed (log above)"
+  }
 }
-grep '^\[\|STEP' "$work/build.log" | sed 's/^/  /'
+image_build -t "$image"
+grep -E '^\[|STEP|Using cache' "$work/build.log" | sed 's/^/  /'
+# The list the runtime stage installed: the builder stage's, from the layer
+# cache. Tagged, so that the prune below keeps that stage's layers.
+image_build --target builder -t "$image-builder"
+container=$(bh from --pull=never "$image-builder")
+cp "$(bh mount "$container")/out/runtime-packages.txt" "$work/"
+bh rm "$container" >/dev/null
+paste -sd' ' "$work/runtime-packages.txt"
 bh rmi --prune >/dev/null 2>&1 || true
 
 # 3. The image as it runs: mounted, bound read-only, entered with chroot.
@@ -191,7 +220,7 @@ base_container=$(bh from --pull=never "$base")
 base_manual=$(chroot "$(bh mount "$base_container")" apt-mark showmanual | sort)
 bh rm "$base_container" >/dev/null
 image_manual=$(in_image 0:0 apt-mark showmanual | sort)
-wanted=$(comm -23 <(sort "$work/context/prebuilt/runtime-packages.txt") \
+wanted=$(comm -23 <(sort "$work/runtime-packages.txt") \
   <(echo "$base_manual"))
 added=$(comm -23 <(echo "$image_manual") <(echo "$base_manual"))
 if [[ $added != "$wanted" ]]; then
@@ -199,7 +228,7 @@ if [[ $added != "$wanted" ]]; then
   fail "packages installed by hand in the image differ from the list" \
     "(< listed, > installed)"
 fi
-listed=$(wc -l <"$work/context/prebuilt/runtime-packages.txt")
+listed=$(wc -l <"$work/runtime-packages.txt")
 automatic=$(in_image 0:0 apt-mark showauto | wc -l)
 echo "  $listed listed ($((listed - $(echo "$added" | wc -w))) already in the" \
   "base), $automatic more as their dependencies"
