@@ -15,7 +15,8 @@
 #     BatchCosine of random data, and /metrics answers;
 #   - SIGTERM makes the server exit with 0 within a few seconds.
 # Where this machine cannot do it (not root, no buildah or debootstrap, not
-# Debian 12, the Debian archive unreachable) it prints "SKIPPED: why" and
+# Debian 12, the Debian archive unreachable, failing, or so slow that the base
+# and the build outlast ENGRAM_IMAGE_TIMEOUT) it prints "SKIPPED: why" and
 # exits 0; a failed check exits 1.
 #
 # The base image and buildah's storage (with its layer cache) are kept in
