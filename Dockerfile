@@ -12,21 +12,38 @@
 #
 # Run it as `docker run -p 50051:50051 -p 9464:9464 IMAGE [FLAGS]` (add
 # `--gpus all` for the GPU variant); Kubernetes passes --flagfile (deploy/).
+#
+# CI (scripts/image-check.sh) builds the CPU variant on a Debian 12 base of
+# its own (CPU_BUILDER_IMAGE, CPU_RUNTIME_IMAGE) from binaries it has just
+# built (BINARIES=context), and runs it. buildah (1.28) chooses the stages to
+# build from --build-arg values alone, not from the defaults below: with
+# buildah, pass VARIANT and BINARIES explicitly.
 
 # gpu or cpu.
 ARG VARIANT=gpu
 ARG CUDA_VERSION=12.8.1
 ARG UBUNTU_VERSION=24.04
+# The CPU variant's base images. Another base must be a Debian or Ubuntu
+# release with the gRPC, protobuf and Abseil versions above.
+ARG CPU_BUILDER_IMAGE=ubuntu:${UBUNTU_VERSION}
+ARG CPU_RUNTIME_IMAGE=ubuntu:${UBUNTU_VERSION}
+# Where the binaries come from:
+#   source   (the default) compiled in the builder stage from the context;
+#   context  taken as they are from the build context's prebuilt/ folder:
+#            engram-server, engram-cli and runtime-packages.txt (the output
+#            of scripts/runtime-packages.sh on them), built on the same
+#            release as the runtime base.
+ARG BINARIES=source
 
 FROM nvidia/cuda:${CUDA_VERSION}-devel-ubuntu${UBUNTU_VERSION} AS builder-gpu
 ENV ENGRAM_CUDA=ON
 
-FROM ubuntu:${UBUNTU_VERSION} AS builder-cpu
+FROM ${CPU_BUILDER_IMAGE} AS builder-cpu
 ENV ENGRAM_CUDA=OFF
 
 # builder-gpu or builder-cpu, the stages above (DL3006 takes them for images).
 # hadolint ignore=DL3006
-FROM builder-${VARIANT} AS builder
+FROM builder-${VARIANT} AS binaries-source
 # GPUs the CUDA kernels are compiled for: A100, A10/A10G, L4, H100/H200, and
 # PTX that newer GPUs compile at start-up. Add 75-real for T4.
 ARG CUDA_ARCHITECTURES="80-real;86-real;89-real;90-real;90-virtual"
@@ -47,9 +64,17 @@ RUN scripts/build.sh -DENGRAM_CUDA="${ENGRAM_CUDA}" \
     && scripts/runtime-packages.sh /out/engram-server /out/engram-cli \
          > /out/runtime-packages.txt
 
+FROM scratch AS binaries-context
+COPY prebuilt/engram-server prebuilt/engram-cli prebuilt/runtime-packages.txt \
+     /out/
+
+# binaries-source or binaries-context (BINARIES above).
+# hadolint ignore=DL3006
+FROM binaries-${BINARIES} AS builder
+
 FROM nvidia/cuda:${CUDA_VERSION}-runtime-ubuntu${UBUNTU_VERSION} AS runtime-gpu
 
-FROM ubuntu:${UBUNTU_VERSION} AS runtime-cpu
+FROM ${CPU_RUNTIME_IMAGE} AS runtime-cpu
 
 # hadolint ignore=DL3006
 FROM runtime-${VARIANT}

@@ -13,6 +13,7 @@ packages=(
   clang-format curl
   prometheus
   etcd-server golang-etcd-server-dev
+  buildah debootstrap
 )
 
 missing=()

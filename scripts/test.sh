@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # README command 2 (and what CI runs): installs what is missing, checks the
-# formatting, builds everything with -j2 and runs the whole ctest suite.
-# GPU tests (label gpu) skip with a stated reason when no GPU is present.
+# formatting, builds everything with -j2 and runs the whole ctest suite,
+# the sanitizers and the fuzzers, then builds the container image (CPU variant)
+# and runs it. GPU tests (label gpu) skip with a stated reason when no GPU is
+# present; the image check skips with one where buildah, debootstrap or the
+# Debian archive is not there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Each step's header carries the time since the start, so a slow step shows
@@ -29,5 +32,8 @@ scripts/asan.sh
 
 step "fuzzing (${FUZZ_SECONDS:-60}s per target, ASan + UBSan)"
 scripts/fuzz.sh
+
+step "image (CPU variant on Debian 12 with buildah: build, run, check)"
+scripts/image-check.sh
 
 step "done"
