@@ -62,6 +62,15 @@ elapsed() { printf '%dm%02ds' $((SECONDS / 60)) $((SECONDS % 60)); }
 say() { echo "== image-check [$(elapsed)] $*"; }
 
 ((EUID == 0)) || skip "needs root (buildah storage, mounts, chroot)"
+# Only this check needs buildah and debootstrap, so they are installed here
+# rather than by scripts/install-deps.sh (which serving also runs).
+if ! command -v buildah >/dev/null || ! command -v debootstrap >/dev/null; then
+  say "installing buildah and debootstrap"
+  { command -v apt-get >/dev/null && apt-get update -qq &&
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+      --no-install-recommends buildah debootstrap >/dev/null; } ||
+    skip "buildah and debootstrap are not installed and apt-get cannot install them"
+fi
 for tool in buildah debootstrap unshare chroot flock curl python3; do
   command -v "$tool" >/dev/null || skip "$tool is not installed"
 done

@@ -13,7 +13,6 @@ packages=(
   clang-format curl
   prometheus
   etcd-server golang-etcd-server-dev
-  buildah debootstrap
 )
 
 missing=()
