@@ -303,10 +303,7 @@ HWY_INLINE void PrefetchRowHeads(const float* row, size_t d) {
 // targets' rows, increasing), for r < num_rows; rows[num_rows, num_rows +
 // num_ahead) come next and are only prefetched. Nothing between the rows
 // (excluded by a mask) is asked for, as the contiguous loop's prefetch
-// would: while row r is read, the heads of row r + GatheredRowsAhead(d) are,
-// and row r + 2 whole, spread over row r's loads (with 10% of the rows
-// admitted that took 11% off the time per row against the heads alone, 3%
-// at 50%).
+// would: while row r is read, the heads of row r + GatheredRowsAhead(d) are.
 void DotsAndNormsOfRows(const float* HWY_RESTRICT queries, size_t num_queries,
                         size_t q_stride,
                         const cosine_internal::ShiftedQueries& shifted,
@@ -324,14 +321,8 @@ void DotsAndNormsOfRows(const float* HWY_RESTRICT queries, size_t num_queries,
   }
   DotsAndNormsLoop(
       queries, num_queries, q_stride, shifted, row_at,
-      // The row kWholeRowsAhead on, asked for whole while this one is
-      // read; nothing between them. Past the rows known, the row itself (in
-      // cache by then).
-      [&](size_t r, const float* aligned) {
-        constexpr size_t kWholeRowsAhead = 2;
-        if (r + kWholeRowsAhead >= known) return aligned;
-        return aligned + (row_at(r + kWholeRowsAhead) - row_at(r));
-      },
+      // The row itself, in cache by then: nothing past it is asked for.
+      [](size_t, const float* aligned) { return aligned; },
       [&](size_t r) {
         if (r + ahead_rows < known) PrefetchRowHeads(row_at(r + ahead_rows), d);
       },

@@ -28,13 +28,11 @@ constexpr size_t kQueryPadFloats = 64;
 constexpr size_t kRowPrefetchFloats = 1024;
 
 // Over gathered rows (a mask's admitted rows, excluded rows between them)
-// the row kernel asks for the first lines of each row, and of its part past
-// a 4 KiB page boundary, this many rows ahead: the hardware prefetcher
-// streams the rest of a row once its first lines are read. Asking for whole
-// rows that far ahead, in a burst, would hold the core's few line fill
-// buffers that the streams need; only the row two on is asked for whole,
-// spread over the loads of the current one (DotsAndNormsOfRows). At least
-// four rows and 16 KiB ahead.
+// the row kernel asks only for the first lines of each row, and of its part
+// past a 4 KiB page boundary, this many rows ahead: the hardware prefetcher
+// streams the rest of a row once its first lines are read, and asking for
+// whole rows would hold the core's few line fill buffers that the stream
+// needs. At least four rows and 16 KiB ahead.
 constexpr size_t kGatherAheadBytes = size_t{16} << 10;
 inline size_t GatheredRowsAhead(size_t d) {
   const size_t row_bytes = d * sizeof(float);
