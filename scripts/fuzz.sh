@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Time-boxed fuzzing: builds the fuzz targets (tests/fuzz) with clang,
 # libFuzzer, AddressSanitizer and UndefinedBehaviorSanitizer, and runs each
-# for FUZZ_SECONDS (default 60) starting from its committed corpus. A crash
+# for FUZZ_SECONDS (default 45) starting from its committed corpus. A crash
 # fails the job; the crashing input is left in $build_dir/crashes to be added
 # to tests/fuzz/corpus/<target>/ as a regression input.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-seconds=${FUZZ_SECONDS:-60}
+seconds=${FUZZ_SECONDS:-45}
 build_dir=${FUZZ_BUILD_DIR:-build-fuzz}
 
 if ! command -v clang++ > /dev/null ||

@@ -30,7 +30,7 @@ scripts/tsan.sh
 step "AddressSanitizer + UBSan + LeakSanitizer (every non-GPU test, a short soak)"
 scripts/asan.sh
 
-step "fuzzing (${FUZZ_SECONDS:-60}s per target, ASan + UBSan)"
+step "fuzzing (${FUZZ_SECONDS:-45}s per target, ASan + UBSan)"
 scripts/fuzz.sh
 
 step "image (CPU variant on Debian 12 with buildah: build, run, check)"
