@@ -62,22 +62,23 @@ elapsed() { printf '%dm%02ds' $((SECONDS / 60)) $((SECONDS % 60)); }
 say() { echo "== image-check [$(elapsed)] $*"; }
 
 ((EUID == 0)) || skip "needs root (buildah storage, mounts, chroot)"
+# shellcheck disable=SC1091
+codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
+[[ $codename == "$suite" ]] ||
+  skip "the binaries must be built on Debian 12 ($suite), this is '$codename'"
 # Only this check needs buildah and debootstrap, so they are installed here
-# rather than by scripts/install-deps.sh (which serving also runs).
+# rather than by scripts/install-deps.sh (which serving also runs); with
+# buildah's recommended packages (crun, fuse-overlayfs), as it was tried.
 if ! command -v buildah >/dev/null || ! command -v debootstrap >/dev/null; then
   say "installing buildah and debootstrap"
   { command -v apt-get >/dev/null && apt-get update -qq &&
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-      --no-install-recommends buildah debootstrap >/dev/null; } ||
+      buildah debootstrap >/dev/null; } ||
     skip "buildah and debootstrap are not installed and apt-get cannot install them"
 fi
 for tool in buildah debootstrap unshare chroot flock curl python3; do
   command -v "$tool" >/dev/null || skip "$tool is not installed"
 done
-# shellcheck disable=SC1091
-codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
-[[ $codename == "$suite" ]] ||
-  skip "the binaries must be built on Debian 12 ($suite), this is '$codename'"
 if [[ $binaries == context && ! (-x $server && -x $cli) ]]; then
   fail "build engram-server and engram-cli first ($server, $cli)"
 fi
